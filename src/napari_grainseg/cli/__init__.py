@@ -1,0 +1,71 @@
+"""The ``grainseg`` command line: a thin layer over the core library.
+
+Each subcommand lives in its own module of this package and provides
+``register(subparsers)``, which adds an ``argparse`` parser whose ``func``
+default is the function that runs it (``func(args) -> int`` exit code).
+
+Errors: an :class:`~napari_grainseg.errors.InputError` (bad file, bad image,
+bad parameter) prints one line ``grainseg: error: ...`` on stderr and exits 2,
+without a traceback. Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import GrainsegError
+
+#: Subcommand modules, in the order ``grainseg --help`` lists them.
+SUBCOMMANDS: tuple[str, ...] = (
+    "demo",
+    "edges",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``grainseg`` argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="grainseg",
+        description="Grain boundaries and grain-size statistics for TEM micrographs.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``grainseg`` script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except GrainsegError as exc:
+        print(f"grainseg: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grainseg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line unless --debug
+        if args.debug:
+            raise
+        print(f"grainseg: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
+    return int(code or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

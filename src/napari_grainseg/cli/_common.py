@@ -1,0 +1,66 @@
+"""Argument helpers shared by the ``grainseg`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..edges import EdgeParams
+from ..errors import InputError
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (pixel sizes, grain sizes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the edge-fusion parameters (all optional; automatic when omitted)."""
+    g = parser.add_argument_group("edge detection (automatic when omitted)")
+    g.add_argument("--stretch-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   default=(1.0, 99.0), help="contrast-stretch percentiles (default: 1 99)")
+    g.add_argument("--median-size", type=int, default=7, help="median filter size, odd (default: 7)")
+    g.add_argument("--sobel-threshold", type=float, default=None, help="Sobel magnitude threshold")
+    g.add_argument("--log-sigma", type=float, default=2.0, help="LoG sigma in px (default: 2)")
+    g.add_argument("--log-threshold", type=float, default=None, help="LoG zero-crossing threshold")
+    g.add_argument("--canny-sigma", type=float, default=math.sqrt(2), help="Canny sigma (default: 1.414)")
+    g.add_argument("--canny-high", type=float, default=None, help="Canny high threshold")
+    g.add_argument("--canny-low-ratio", type=float, default=0.4, help="Canny low/high ratio (default: 0.4)")
+
+
+def edge_params_from_args(args: argparse.Namespace) -> EdgeParams:
+    """Build :class:`EdgeParams` from the arguments of :func:`add_edge_arguments`."""
+    return EdgeParams(
+        stretch_percentiles=tuple(args.stretch_percentiles),
+        median_size=args.median_size,
+        sobel_threshold=args.sobel_threshold,
+        log_sigma=args.log_sigma,
+        log_threshold=args.log_threshold,
+        canny_sigma=args.canny_sigma,
+        canny_high=args.canny_high,
+        canny_low_ratio=args.canny_low_ratio,
+    )
+
+
+def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size_nm: float | None = None):
+    """Read the input micrograph (or the bundled sample) and apply a pixel-size override."""
+    from ..io import read_micrograph
+    from ..samples import interconnect_tem_path
+
+    if sample:
+        if path is not None:
+            raise InputError("give either an input file or --sample, not both")
+        path = interconnect_tem_path()
+    elif path is None:
+        raise InputError("no input: give a micrograph file, or --sample for the bundled one")
+    micrograph = read_micrograph(path)
+    if pixel_size_nm is not None:
+        micrograph = micrograph.with_pixel_size(pixel_size_nm)
+    return micrograph
