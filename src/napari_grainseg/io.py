@@ -1,0 +1,550 @@
+"""Read micrographs and their pixel-size calibration from common microscopy formats.
+
+:func:`read_micrograph` is the one entry point: it dispatches on the file
+extension, reads the pixels and whatever calibration the file carries, sends
+the array through :func:`~napari_grainseg.image.validate_image` and returns a
+:class:`Micrograph`. Grain sizes in nanometres are only as good as this pixel
+size, so every reader says where its calibration came from
+(``metadata["calibration_source"]``) and refuses what it cannot trust: screen
+default resolutions are ignored, reciprocal-space (diffraction) calibrations
+are rejected.
+
+Supported formats
+-----------------
+- TIFF (8/16/32-bit integer, float): FEI/Thermo and Zeiss SEM tags, ImageJ
+  ``unit`` + X/YResolution, or the TIFF ResolutionUnit (centimetre, millimetre,
+  micrometre; inch unless it is a 72/96/300 dpi screen default).
+- PNG, JPEG, BMP: pixels only, never calibrated.
+- MRC: ``voxel_size`` (Ångström); single images only.
+- Gatan DM3/DM4 and FEI TIA SER/EMI through the optional GPL-3 package
+  rosettasciio (``pip install napari-grainseg[gpl-readers]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import InputError
+from .image import validate_image
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "Micrograph",
+    "NonSquarePixelWarning",
+    "nm_per_unit",
+    "read_micrograph",
+    "validate_pixel_size",
+]
+
+_TIFF = (".tif", ".tiff")
+_RASTER = (".png", ".jpg", ".jpeg", ".bmp")
+_MRC = (".mrc",)
+_DM = (".dm3", ".dm4")
+_TIA = (".ser", ".emi")
+
+#: File extensions :func:`read_micrograph` accepts (lower case, with the dot).
+SUPPORTED_EXTENSIONS: tuple[str, ...] = _TIFF + _RASTER + _MRC + _DM + _TIA
+
+#: TIFF inch resolutions that are screen/printer defaults, not calibrations.
+SCREEN_DEFAULT_DPI = (72.0, 96.0, 300.0)
+
+# Relative difference above which the y and x pixel sizes count as different.
+_SQUARE_RTOL = 1e-4
+
+_GPL_EXTRA_HINT = "pip install 'napari-grainseg[gpl-readers]'"
+
+
+class NonSquarePixelWarning(UserWarning):
+    """The file's pixels are not square; the mean size is used for 1-D quantities."""
+
+
+# --------------------------------------------------------------------------- #
+# Pixel size and units
+# --------------------------------------------------------------------------- #
+
+
+def validate_pixel_size(value: Any) -> float:
+    """Return ``value`` as a float pixel size in nm, or raise :class:`InputError`.
+
+    Zero, negative, NaN, infinite or non-numeric values are rejected, since
+    every physical grain size is this number times a pixel count.
+
+    Examples
+    --------
+    >>> validate_pixel_size("0.5")
+    0.5
+    >>> validate_pixel_size(0)
+    Traceback (most recent call last):
+    ...
+    napari_grainseg.errors.InputError: pixel size must be a positive finite number of nm, got 0
+    """
+    if isinstance(value, bool):
+        raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}")
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"pixel size must be a positive finite number of nm, got {value!r}"
+        ) from None
+    if not math.isfinite(size) or size <= 0:
+        raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}")
+    return size
+
+
+_NM_PER_UNIT = {
+    "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "nanometers": 1.0, "nanometres": 1.0,
+    "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "microns": 1e3,
+    "micrometer": 1e3, "micrometre": 1e3, "micrometers": 1e3, "micrometres": 1e3,
+    "å": 0.1, "Å": 0.1, "a": 0.1, "angstrom": 0.1, "angstroms": 0.1, "ångström": 0.1,
+    "pm": 1e-3, "picometer": 1e-3, "picometre": 1e-3,
+    "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
+    "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
+    "m": 1e9, "meter": 1e9, "metre": 1e9, "meters": 1e9, "metres": 1e9,
+    "in": 2.54e7, "inch": 2.54e7, "inches": 2.54e7,
+}
+_PIXEL_UNITS = {"", "pixel", "pixels", "px", "pix", "<undefined>", "undefined", "none"}
+_RECIPROCAL = re.compile(r"^1\s*/|\^\s*-\s*1$|-1$|⁻¹$|^per\s|^recip")
+
+
+def _clean_unit(unit: str) -> str:
+    """Decode ImageJ's ``\\u00B5`` escapes and normalise spaces and case."""
+    unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(unit))
+    unit = unit.strip().replace("\u212b", "Å")  # ANGSTROM SIGN -> LATIN CAPITAL A WITH RING
+    return unit.lower() if unit not in ("Å",) else unit
+
+
+def nm_per_unit(unit: str) -> float | None:
+    """Nanometres in one ``unit`` of length, or None for pixel / empty units.
+
+    Accepts nm, µm (also ``um``, ``micron``, ImageJ's ``\\u00B5m``), Å (``A``),
+    pm, mm, cm, m, inch. Reciprocal units (``1/nm``, ``nm^-1``...) mark a
+    diffraction pattern and raise :class:`InputError`; unknown units raise too.
+
+    Examples
+    --------
+    >>> nm_per_unit("µm"), nm_per_unit("Å"), nm_per_unit("pixel")
+    (1000.0, 0.1, None)
+    """
+    cleaned = _clean_unit(unit)
+    if cleaned in _PIXEL_UNITS:
+        return None
+    if _RECIPROCAL.search(cleaned):
+        raise InputError(
+            f"reciprocal-space calibration (unit {unit!r}): this is a diffraction pattern, "
+            "not a real-space micrograph"
+        )
+    factor = _NM_PER_UNIT.get(cleaned)
+    if factor is None:
+        raise InputError(f"unknown length unit {unit!r} in the file's calibration")
+    return factor
+
+
+# --------------------------------------------------------------------------- #
+# Micrograph
+# --------------------------------------------------------------------------- #
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Micrograph:
+    """A 2-D grayscale micrograph with its pixel size.
+
+    Attributes
+    ----------
+    data
+        2-D float32, C-contiguous pixel values (original intensity scale).
+    pixel_size_nm
+        Pixel size in nm, or None when the file is uncalibrated. For
+        non-square pixels this is the mean of the y and x sizes.
+    pixel_size_yx_nm
+        (y, x) pixel sizes in nm, or None.
+    source
+        File path or a description of where the pixels came from.
+    metadata
+        ``format``, ``reader``, ``original_dtype``, ``original_shape``, ``unit``
+        (as found in the file), ``calibration_source``, ``non_square_pixels``,
+        ``warnings`` (messages also issued as Python warnings) and
+        format-specific extras.
+    """
+
+    data: np.ndarray = dataclasses.field(repr=False)
+    pixel_size_nm: float | None = None
+    pixel_size_yx_nm: tuple[float, float] | None = None
+    source: str = "array"
+    metadata: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        data = np.ascontiguousarray(self.data, dtype=np.float32)
+        if data.ndim != 2:
+            raise InputError(f"a micrograph must be 2-D, got shape {data.shape}")
+        object.__setattr__(self, "data", data)
+        size, size_yx = self.pixel_size_nm, self.pixel_size_yx_nm
+        if size_yx is not None:
+            size_yx = (validate_pixel_size(size_yx[0]), validate_pixel_size(size_yx[1]))
+            size = (size_yx[0] + size_yx[1]) / 2 if size is None else validate_pixel_size(size)
+        elif size is not None:
+            size = validate_pixel_size(size)
+            size_yx = (size, size)
+        object.__setattr__(self, "pixel_size_nm", size)
+        object.__setattr__(self, "pixel_size_yx_nm", size_yx)
+
+    @classmethod
+    def from_array(
+        cls, array: np.ndarray, pixel_size_nm: float | None = None, source: str = "array"
+    ) -> Micrograph:
+        """Validate any 2-D gray or RGB array (see ``validate_image``) into a Micrograph."""
+        original = np.asarray(array)
+        data = validate_image(original)
+        metadata = _base_metadata("array", "numpy", original)
+        if pixel_size_nm is not None:
+            metadata["calibration_source"] = "given"
+        return cls(data, pixel_size_nm, None, source, metadata)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.data.shape
+
+    @property
+    def is_calibrated(self) -> bool:
+        """True when the pixel size is known."""
+        return self.pixel_size_nm is not None
+
+    def with_pixel_size(self, nm: float) -> Micrograph:
+        """Return a copy with square pixels of ``nm`` nanometres (overrides the file's).
+
+        Raises :class:`InputError` for zero, negative, NaN or infinite sizes.
+        """
+        size = validate_pixel_size(nm)
+        metadata = {**self.metadata, "calibration_source": "set by user",
+                    "non_square_pixels": False}
+        if self.pixel_size_nm is not None:
+            metadata["file_pixel_size_yx_nm"] = self.pixel_size_yx_nm
+        return dataclasses.replace(self, pixel_size_nm=size, pixel_size_yx_nm=(size, size),
+                                   metadata=metadata)
+
+    def __repr__(self) -> str:
+        return (f"Micrograph(shape={self.shape}, pixel_size_nm={self.pixel_size_nm}, "
+                f"source={self.source!r})")
+
+
+# --------------------------------------------------------------------------- #
+# Format readers: each returns the raw array, (y, x) pixel size in nm or None,
+# and metadata. read_micrograph does the checks common to all formats.
+# --------------------------------------------------------------------------- #
+
+
+class _Raw(NamedTuple):
+    array: np.ndarray
+    pixel_size_yx_nm: tuple[float, float] | None
+    metadata: dict
+
+
+def _base_metadata(fmt: str, reader: str, array: np.ndarray) -> dict:
+    return {
+        "format": fmt,
+        "reader": reader,
+        "original_dtype": str(array.dtype),
+        "original_shape": tuple(int(n) for n in array.shape),
+        "unit": None,
+        "calibration_source": None,
+        "non_square_pixels": False,
+        "warnings": [],
+    }
+
+
+def _yx_from_units(scale_yx, units_yx, metadata: dict) -> tuple[float, float] | None:
+    """Pixel size in nm from per-axis scales and unit names, or None if uncalibrated.
+
+    Reciprocal units raise :class:`InputError`; an unknown unit leaves the image
+    uncalibrated with a message in ``metadata["warnings"]`` rather than refusing it.
+    """
+    factors = []
+    for unit in units_yx:
+        try:
+            factors.append(nm_per_unit(unit))
+        except InputError as exc:
+            if "reciprocal" in str(exc):
+                raise
+            message = f"{exc}: image left uncalibrated"
+            metadata["warnings"].append(message)
+            warnings.warn(message, stacklevel=4)
+            return None
+    if factors[0] is None or factors[1] is None:
+        return None
+    sizes = tuple(float(s) * f for s, f in zip(scale_yx, factors))
+    if not all(math.isfinite(s) and s > 0 for s in sizes):
+        return None
+    return sizes
+
+
+def _tiff_calibration(
+    tif, page, metadata: dict
+) -> tuple[tuple[float, float] | None, str | None, str]:
+    """(y, x) pixel size in nm, unit as found and a note on its source, for a TIFF."""
+    fei = tif.fei_metadata
+    if fei:
+        for section in ("Scan", "EScan", "IScan"):
+            values = fei.get(section) or {}
+            width, height = values.get("PixelWidth"), values.get("PixelHeight", None)
+            if isinstance(width, int | float) and width > 0:
+                height = height if isinstance(height, int | float) and height > 0 else width
+                return (height * 1e9, width * 1e9), "m", f"FEI metadata [{section}] PixelWidth"
+    sem = tif.sem_metadata
+    if sem:
+        for key in ("ap_image_pixel_size", "ap_pixel_size"):
+            entry = sem.get(key)
+            if entry and len(entry) == 3 and isinstance(entry[1], int | float) and entry[1] > 0:
+                factor = nm_per_unit(entry[2])
+                if factor is not None:
+                    size = entry[1] * factor
+                    return (size, size), entry[2], f"Zeiss SEM metadata {key}"
+
+    resolution = page.resolution  # pixels per unit, (x, y)
+    if not all(r and math.isfinite(r) and r > 0 for r in resolution):
+        return None, None, "no usable X/YResolution"
+    xres, yres = (float(r) for r in resolution)
+
+    imagej = tif.imagej_metadata or {}
+    if imagej.get("unit"):
+        unit_x = imagej["unit"]
+        unit_y = imagej.get("yunit", unit_x)
+        sizes = _yx_from_units((1 / yres, 1 / xres), (unit_y, unit_x), metadata)
+        return sizes, _clean_unit(unit_x), ("ImageJ unit and X/YResolution" if sizes
+                                            else "ImageJ unit is pixels: uncalibrated")
+
+    import tifffile
+
+    unit = tifffile.RESUNIT(page.resolutionunit)
+    nm = {tifffile.RESUNIT.CENTIMETER: 1e7, tifffile.RESUNIT.MILLIMETER: 1e6,
+          tifffile.RESUNIT.MICROMETER: 1e3, tifffile.RESUNIT.INCH: 2.54e7}.get(unit)
+    if nm is None:
+        return None, None, "TIFF ResolutionUnit NONE: uncalibrated"
+    if unit == tifffile.RESUNIT.INCH and all(
+        any(abs(r - dpi) < 1e-3 for dpi in SCREEN_DEFAULT_DPI) for r in (xres, yres)
+    ):
+        return None, "inch", f"{xres:g} dpi is a screen default, not a calibration: ignored"
+    return (nm / yres, nm / xres), unit.name.lower(), f"TIFF ResolutionUnit {unit.name}"
+
+
+def _read_tiff(path: Path) -> _Raw:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        page = tif.pages.first  # a TiffPage with all tags (series pages may be frames)
+        array = series.asarray()
+        axes = series.axes
+        metadata = _base_metadata("TIFF", "tifffile", array)
+        metadata["tiff_axes"] = axes
+        if len(tif.series) > 1:
+            metadata["n_series"] = len(tif.series)
+        size_yx, unit, note = _tiff_calibration(tif, page, metadata)
+        photometric = tifffile.PHOTOMETRIC(page.photometric)
+        colormap = page.colormap if photometric == tifffile.PHOTOMETRIC.PALETTE else None
+
+    if array.ndim == 3 and axes.startswith("S") and array.shape[0] in (3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar RGB -> (H, W, C)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if colormap is not None:
+        array = tifffile.apply_colormap(array, colormap)
+    if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        array = _invert(array)
+        metadata["inverted_miniswhite"] = True
+    metadata["unit"] = unit
+    metadata["calibration_source"] = note
+    return _Raw(array, size_yx, metadata)
+
+
+def _invert(array: np.ndarray) -> np.ndarray:
+    """Invert a MINISWHITE image so that dark stays dark."""
+    if np.issubdtype(array.dtype, np.integer):
+        return np.iinfo(array.dtype).max - array
+    return array.max() + array.min() - array
+
+
+def _read_raster(path: Path) -> _Raw:
+    import cv2
+
+    # imdecode from bytes: works with non-ASCII paths, where cv2.imread fails.
+    buffer = np.fromfile(path, dtype=np.uint8)
+    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    if array is None:
+        raise InputError(f"cannot read {path}: not a valid {path.suffix[1:].upper()} image "
+                         "(corrupt or truncated?)")
+    if array.ndim == 3 and array.shape[-1] == 3:
+        array = array[..., ::-1]  # BGR -> RGB
+    elif array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., [2, 1, 0, 3]]  # BGRA -> RGBA
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), path.suffix[1:].upper())
+    metadata = _base_metadata(fmt, "cv2", array)
+    metadata["calibration_source"] = f"{fmt} files carry no calibration"
+    return _Raw(array, None, metadata)
+
+
+def _read_mrc(path: Path) -> _Raw:
+    import mrcfile
+
+    with mrcfile.open(path, mode="r", permissive=False) as mrc:
+        array = np.array(mrc.data)
+        voxel = mrc.voxel_size
+        size_x, size_y = float(voxel.x), float(voxel.y)
+    metadata = _base_metadata("MRC", "mrcfile", array)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise InputError(f"{path.name} holds a stack of {array.shape[0]} images "
+                         f"(shape {array.shape}); extract one image first")
+    metadata["unit"] = "Å"
+    if size_x > 0 and size_y > 0 and math.isfinite(size_x) and math.isfinite(size_y):
+        metadata["calibration_source"] = "MRC voxel size (Å)"
+        return _Raw(array, (size_y / 10, size_x / 10), metadata)
+    metadata["calibration_source"] = "MRC voxel size is 0: uncalibrated"
+    return _Raw(array, None, metadata)
+
+
+def _import_rsciio(module: str, fmt: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(
+            f"reading {fmt} files needs the optional GPL-3 package rosettasciio: "
+            f"{_GPL_EXTRA_HINT}"
+        ) from None
+
+
+def _read_with_rsciio(path: Path, module: str, fmt: str) -> _Raw:
+    reader = _import_rsciio(module, fmt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        signals = reader.file_reader(str(path), lazy=False)
+    if not signals:
+        raise InputError(f"no image found in {path.name}")
+    signal = signals[0]
+    array = np.asarray(signal["data"])
+    metadata = _base_metadata(fmt, f"rosettasciio ({module})", array)
+    metadata["reader_messages"] = [str(w.message) for w in caught]
+    if len(signals) > 1:
+        metadata["n_images_in_file"] = len(signals)
+    if array.dtype.names:  # DM RGB(A): structured (R, G, B, A) bytes
+        array = np.stack([array[c] for c in ("R", "G", "B")], axis=-1)
+    elif array.ndim != 2:
+        raise InputError(f"{path.name} holds a {array.ndim}-D dataset of shape {array.shape}, "
+                         "not a single 2-D image (stack, spectrum or line scan?)")
+    axes = signal["axes"][-2:]
+    if len(axes) != 2:
+        metadata["calibration_source"] = "no axes calibration"
+        return _Raw(array, None, metadata)
+    units = tuple(str(a.get("units") or "") for a in axes)
+    scales = tuple(float(a.get("scale", 1.0)) for a in axes)
+    metadata["unit"] = units[1]
+    size_yx = _yx_from_units(scales, units, metadata)
+    metadata["calibration_source"] = ("axes scale and units" if size_yx
+                                      else "axes are in pixels: uncalibrated")
+    return _Raw(array, size_yx, metadata)
+
+
+def _reader_for(suffix: str):
+    if suffix in _TIFF:
+        return _read_tiff
+    if suffix in _RASTER:
+        return _read_raster
+    if suffix in _MRC:
+        return _read_mrc
+    if suffix in _DM:
+        return lambda p: _read_with_rsciio(p, "rsciio.digitalmicrograph", suffix[1:].upper())
+    if suffix in _TIA:
+        return lambda p: _read_with_rsciio(p, "rsciio.tia", "TIA " + suffix[1:].upper())
+    raise InputError(f"unsupported file type {suffix or '(no extension)'!r}; supported: "
+                     + ", ".join(SUPPORTED_EXTENSIONS))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def read_micrograph(path: str | os.PathLike) -> Micrograph:
+    """Read a 2-D micrograph and its pixel size from a file.
+
+    Parameters
+    ----------
+    path
+        A file with one of :data:`SUPPORTED_EXTENSIONS` (case-insensitive).
+
+    Returns
+    -------
+    Micrograph
+        float32 pixels, pixel size in nm (None if the file has no trustworthy
+        calibration) and metadata saying where the calibration came from.
+
+    Raises
+    ------
+    InputError
+        Missing file, directory, unsupported extension, unreadable or corrupt
+        file, stacks, diffraction patterns (reciprocal units), constant, tiny or
+        NaN-containing images, or rosettasciio missing for DM3/DM4/SER/EMI.
+
+    Warns
+    -----
+    ColourImageWarning
+        RGB image with unequal channels, converted to luminance.
+    NonSquarePixelWarning
+        Pixel height and width differ.
+
+    Examples
+    --------
+    >>> from napari_grainseg.samples import interconnect_tem_path
+    >>> m = read_micrograph(interconnect_tem_path())
+    >>> m.shape, m.pixel_size_nm
+    ((154, 1166), None)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give an image file")
+    read = _reader_for(path.suffix.lower())
+    try:
+        raw = read(path)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"cannot read {path}: not enough memory") from None
+    except Exception as exc:  # any failure of a third-party reader means a bad file
+        raise InputError(f"cannot read {path}: {_one_line(exc)}") from exc
+
+    metadata = raw.metadata
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = validate_image(raw.array)
+    for warning in caught:
+        metadata["warnings"].append(str(warning.message))
+        warnings.warn(warning.message, stacklevel=2)
+
+    size_yx = raw.pixel_size_yx_nm
+    size = None
+    if size_yx is not None:
+        size_yx = (float(size_yx[0]), float(size_yx[1]))
+        size = (size_yx[0] + size_yx[1]) / 2
+        if abs(size_yx[0] - size_yx[1]) > _SQUARE_RTOL * size:
+            metadata["non_square_pixels"] = True
+            message = (f"non-square pixels ({size_yx[0]:.6g} x {size_yx[1]:.6g} nm, y x) in "
+                       f"{path.name}; lengths use the mean {size:.6g} nm")
+            metadata["warnings"].append(message)
+            warnings.warn(message, NonSquarePixelWarning, stacklevel=2)
+        else:
+            size_yx = (size, size)
+    with contextlib.suppress(Exception):
+        metadata["file_size_bytes"] = path.stat().st_size
+    return Micrograph(data, size, size_yx, str(path), metadata)
