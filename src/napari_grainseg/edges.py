@@ -284,9 +284,12 @@ def canny_edges(pre: np.ndarray, sigma: float, high: float, low_ratio: float = 0
     if high <= 0:
         return np.zeros(pre.shape, bool)
     # skimage smooths with the same Gaussian and differentiates with an
-    # unnormalised Sobel (8x ours), so the thresholds are scaled by 8.
-    return canny(pre, sigma=sigma, low_threshold=low_ratio * high * 8, high_threshold=high * 8,
-                 mode="nearest")
+    # unnormalised Sobel (8x ours), so the thresholds are scaled by 8. It never
+    # marks the outermost pixels: pad by reflection so edges reach the border.
+    pad = 2
+    edges = canny(np.pad(pre, pad, mode="reflect"), sigma=sigma, low_threshold=low_ratio * high * 8,
+                  high_threshold=high * 8, mode="nearest")
+    return edges[pad:-pad, pad:-pad]
 
 
 def detect_edges(image: np.ndarray, params: EdgeParams = EdgeParams()) -> EdgeMaps:

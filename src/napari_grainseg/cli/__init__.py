@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``grainseg`` script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        _quiet_libraries()
     try:
         code = args.func(args)
     except GrainsegError as exc:
@@ -61,6 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party log chatter (tifffile, OpenCV) off stderr: our errors say it in one line."""
+    import logging
+
+    import cv2
+
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,123 @@
+"""The "Edge detectors" dock widget: Sobel, LoG and Canny layers plus the fused RGB layer."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils.notifications import show_error, show_warning
+
+from ..edges import EdgeParams, detect_edges
+from ..errors import GrainsegError
+from ._layers import derived_layer_kwargs, image_from_layer
+
+#: Colour of each single-detector layer (they are shown additively over the micrograph).
+EDGE_COLORMAPS = {"Sobel": "red", "LoG": "green", "Canny": "blue"}
+
+
+class _AutoFloat(Container):
+    """A float field with an "auto" tick box: ticked means the value is computed from the image."""
+
+    def __init__(self, label: str, step: float, maximum: float):
+        self.auto = CheckBox(value=True, text="auto")
+        self.value_box = FloatSpinBox(value=0.0, min=0.0, max=maximum, step=step, enabled=False)
+        super().__init__(widgets=[self.value_box, self.auto], layout="horizontal", label=label,
+                         labels=False)
+        self.auto.changed.connect(lambda ticked: setattr(self.value_box, "enabled", not ticked))
+
+    def get(self) -> float | None:
+        return None if self.auto.value else float(self.value_box.value)
+
+    def show_resolved(self, value: float) -> None:
+        """Display the automatic value without turning auto off."""
+        if self.auto.value:
+            self.value_box.value = float(value)
+
+
+class EdgeDetectorsWidget(Container):
+    """Detect edges of the selected micrograph and add Sobel, LoG, Canny and fused RGB layers.
+
+    Re-running replaces the data of the layers made for the same image, so
+    parameters can be tuned interactively.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self.image = ComboBox(label="image", choices=self._image_layers)
+        self.median_size = SpinBox(label="median size", value=7, min=1, max=31, step=2)
+        self.low_pct = FloatSpinBox(label="stretch low %", value=1.0, min=0.0, max=49.0, step=0.5)
+        self.high_pct = FloatSpinBox(label="stretch high %", value=99.0, min=51.0, max=100.0, step=0.5)
+        self.sobel_threshold = _AutoFloat("Sobel threshold", 0.005, 10.0)
+        self.log_sigma = FloatSpinBox(label="LoG sigma", value=2.0, min=0.5, max=20.0, step=0.25)
+        self.log_threshold = _AutoFloat("LoG threshold", 0.001, 10.0)
+        self.canny_sigma = FloatSpinBox(label="Canny sigma", value=round(math.sqrt(2), 3), min=0.5,
+                                        max=20.0, step=0.25)
+        self.canny_high = _AutoFloat("Canny high", 0.005, 10.0)
+        self.canny_low_ratio = FloatSpinBox(label="Canny low/high", value=0.4, min=0.05, max=1.0, step=0.05)
+        self.run_button = PushButton(text="Detect edges")
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.image, self.median_size, self.low_pct, self.high_pct, self.sobel_threshold,
+            self.log_sigma, self.log_threshold, self.canny_sigma, self.canny_high,
+            self.canny_low_ratio, self.run_button, self.status,
+        ])
+        self.run_button.changed.connect(self.run)
+        viewer.layers.events.inserted.connect(self.image.reset_choices)
+        viewer.layers.events.removed.connect(self.image.reset_choices)
+
+    def _image_layers(self, _widget=None) -> list:
+        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
+                and not layer.metadata.get("grainseg_derived")]
+
+    def params(self) -> EdgeParams:
+        """The edge parameters currently set in the widget."""
+        return EdgeParams(
+            stretch_percentiles=(self.low_pct.value, self.high_pct.value),
+            median_size=self.median_size.value,
+            sobel_threshold=self.sobel_threshold.get(),
+            log_sigma=self.log_sigma.value,
+            log_threshold=self.log_threshold.get(),
+            canny_sigma=self.canny_sigma.value,
+            canny_high=self.canny_high.get(),
+            canny_low_ratio=self.canny_low_ratio.value,
+        )
+
+    def run(self) -> list | None:
+        """Detect edges on the selected image; add or update the four layers. Returns them."""
+        source = self.image.value
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                data = image_from_layer(source)
+                maps = detect_edges(data, self.params())
+            for w in caught:
+                show_warning(str(w.message))
+        except GrainsegError as exc:
+            show_error(str(exc))
+            self.status.value = f"error: {exc}"
+            return None
+        resolved = maps.params
+        self.sobel_threshold.show_resolved(resolved.sobel_threshold)
+        self.log_threshold.show_resolved(resolved.log_threshold)
+        self.canny_high.show_resolved(resolved.canny_high)
+        layers = [
+            self._put_layer(source, f"{source.name} {name}", getattr(maps, attr).astype(np.uint8),
+                            colormap=EDGE_COLORMAPS[name], blending="additive", contrast_limits=(0, 1))
+            for name, attr in (("Sobel", "sobel"), ("LoG", "log"), ("Canny", "canny"))
+        ]
+        layers.append(self._put_layer(source, f"{source.name} edges RGB", maps.fused(), rgb=True,
+                                      visible=False))
+        self.status.value = (f"Sobel {int(maps.sobel.sum())} px, LoG {int(maps.log.sum())} px, "
+                             f"Canny {int(maps.canny.sum())} px")
+        return layers
+
+    def _put_layer(self, source, name: str, data: np.ndarray, **kwargs):
+        if name in self._viewer.layers:
+            layer = self._viewer.layers[name]
+            layer.data = data
+            return layer
+        kwargs.update(derived_layer_kwargs(source, name), metadata={"grainseg_derived": True})
+        return self._viewer.add_image(data, **kwargs)

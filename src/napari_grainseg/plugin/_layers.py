@@ -1,0 +1,62 @@
+"""Conversions between core values and napari layer data tuples / layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import validate_image
+
+
+def micrograph_layer_kwargs(micrograph, name: str) -> dict[str, Any]:
+    """Layer keyword arguments for a micrograph: name, scale and units (nm) when calibrated."""
+    kwargs: dict[str, Any] = {"name": name, "colormap": "gray",
+                              "metadata": {"grainseg": dict(micrograph.metadata, source=micrograph.source)}}
+    if micrograph.pixel_size_yx_nm is not None:
+        kwargs["scale"] = tuple(float(v) for v in micrograph.pixel_size_yx_nm)
+        kwargs["units"] = ("nm", "nm")
+    elif micrograph.pixel_size_nm is not None:
+        kwargs["scale"] = (micrograph.pixel_size_nm, micrograph.pixel_size_nm)
+        kwargs["units"] = ("nm", "nm")
+    return kwargs
+
+
+def image_from_layer(layer) -> np.ndarray:
+    """The 2-D float32 micrograph held by an Image layer, validated.
+
+    Raises :class:`InputError` for a missing layer, a stack, an RGB layer with
+    unequal channels is converted with a warning (see :func:`validate_image`).
+    """
+    if layer is None:
+        raise InputError("no image layer selected: open a micrograph first")
+    if getattr(layer, "multiscale", False):
+        data = np.asarray(layer.data[0])
+    else:
+        data = np.asarray(layer.data)
+    if data.ndim == 3 and not getattr(layer, "rgb", False):
+        raise InputError(f"layer '{layer.name}' is a 3-D stack {data.shape}: select a single 2-D micrograph")
+    return validate_image(data)
+
+
+def pixel_size_of(layer) -> float | None:
+    """The layer's pixel size in nm when its units say nm (or µm), else None."""
+    units = getattr(layer, "units", None)
+    scale = tuple(layer.scale[-2:])
+    if not units:
+        return None
+    unit = str(units[-1])
+    factor = {"nanometer": 1.0, "nm": 1.0, "micrometer": 1e3, "µm": 1e3, "um": 1e3, "angstrom": 0.1}.get(unit)
+    if factor is None or scale == (1.0, 1.0) and unit in ("pixel", "px"):
+        return None
+    return float(np.mean(scale)) * factor
+
+
+def derived_layer_kwargs(source, name: str) -> dict[str, Any]:
+    """Keyword arguments that place a derived layer exactly over ``source``."""
+    kwargs = {"name": name, "scale": tuple(source.scale[-2:]), "translate": tuple(source.translate[-2:])}
+    units = getattr(source, "units", None)
+    if units:
+        kwargs["units"] = tuple(units[-2:])
+    return kwargs

@@ -1,0 +1,14 @@
+"""napari sample data: the bundled real micrograph (and synthetic ones)."""
+
+from __future__ import annotations
+
+from ..samples import INTERCONNECT_TEM_CREDIT, interconnect_tem as _load_interconnect
+from ._layers import micrograph_layer_kwargs
+
+
+def interconnect_tem():
+    """The bundled real bright-field TEM micrograph of an interconnect line (CC0)."""
+    micrograph = _load_interconnect()
+    kwargs = micrograph_layer_kwargs(micrograph, "interconnect_tem")
+    kwargs["metadata"]["credit"] = INTERCONNECT_TEM_CREDIT
+    return [(micrograph.data, kwargs, "image")]

@@ -1,0 +1,97 @@
+"""The ``grainseg`` CLI: outputs, help texts, and clear one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_grainseg.cli import SUBCOMMANDS, main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_edges_writes_fused_rgb_at_native_size(tmp_path, sample_path):
+    out = tmp_path / "edges.tif"
+    assert main(["edges", str(sample_path), "--out", str(out)]) == 0
+    rgb = tifffile.imread(out)
+    assert rgb.shape == (154, 1166, 3) and rgb.dtype == np.uint8
+    assert set(np.unique(rgb).tolist()) <= {0, 255}
+    assert not list(tmp_path.glob(".*part*"))  # no temporary file left behind
+
+
+def test_edges_sample_flag_and_parameters(tmp_path):
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    assert main(["edges", "--sample", "--out", str(a)]) == 0
+    assert main(["edges", "--sample", "--out", str(b), "--log-sigma", "4"]) == 0
+    ga, gb = tifffile.imread(a)[..., 1], tifffile.imread(b)[..., 1]
+    assert not np.array_equal(ga, gb)  # the LoG sigma reached the detector
+
+
+@pytest.mark.parametrize("command", ("",) + SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(([command] if command else []) + ["--help"])
+    assert exc.value.code == 0
+    assert "usage: grainseg" in capsys.readouterr().out
+
+
+def _write(path, array):
+    tifffile.imwrite(path, array)
+    return str(path)
+
+
+@pytest.fixture
+def bad_inputs(tmp_path):
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + b"\x00" * 40)
+    truncated_png = tmp_path / "truncated.png"
+    truncated_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
+    nan = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    nan[3, 3] = np.nan
+    return {
+        "missing": (str(tmp_path / "nope.tif"), "not found"),
+        "corrupt": (str(corrupt), "cannot read"),
+        "truncated": (str(truncated_png), "cannot read"),
+        "stack": (_write(tmp_path / "stack.tif", np.random.default_rng(0).random((5, 64, 64))), "stack"),
+        "constant": (_write(tmp_path / "constant.tif", np.ones((64, 64), np.uint8)), "constant"),
+        "nan": (_write(tmp_path / "nan.tif", nan), "NaN"),
+        "tiny": (_write(tmp_path / "tiny.tif", np.arange(100, dtype=np.uint8).reshape(10, 10)), "16x16"),
+        "unknown": (str(tmp_path / "notes.txt"), ""),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "stack", "constant", "nan", "tiny",
+                                  "unknown"])
+def test_bad_input_gives_one_line_error_and_exit_2(case, bad_inputs, tmp_path):
+    path, words = bad_inputs[case]
+    if case == "unknown":
+        (tmp_path / "notes.txt").write_text("hello")
+    result = run_cli("edges", path, "--out", str(tmp_path / "out.tif"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grainseg: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert words.lower() in lines[0].lower()
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_bad_arguments_exit_2(tmp_path, sample_path):
+    result = run_cli("edges", str(sample_path), "--out", str(tmp_path / "x.png"))
+    assert result.returncode == 2 and ".tif" in result.stderr
+    result = run_cli("edges", "--out", str(tmp_path / "x.tif"))
+    assert result.returncode == 2 and "--sample" in result.stderr
+    result = run_cli("edges", "--sample", "--out", str(tmp_path / "x.tif"), "--median-size", "4")
+    assert result.returncode == 2 and "odd" in result.stderr
+
+
+def test_demo_runs_on_bundled_sample(tmp_path):
+    result = run_cli("demo", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "interconnect_tem_edges.tif").exists()
