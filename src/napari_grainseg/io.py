@@ -382,6 +382,9 @@ def _read_raster(path: Path) -> _Raw:
     if array is None:
         raise InputError(f"cannot read {path}: not a valid {path.suffix[1:].upper()} image "
                          "(corrupt or truncated?)")
+    if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in buffer[-4096:].tobytes():
+        # libjpeg silently fills a cut-off file with gray; a JPEG ends with the EOI marker.
+        raise InputError(f"cannot read {path}: JPEG has no end-of-image marker (truncated?)")
     if array.ndim == 3 and array.shape[-1] == 3:
         array = array[..., ::-1]  # BGR -> RGB
     elif array.ndim == 3 and array.shape[-1] == 4:
@@ -514,7 +517,10 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
         raise InputError(f"file not found: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a directory; give an image file")
-    read = _reader_for(path.suffix.lower())
+    suffix = path.suffix.lower()
+    read = _reader_for(suffix)
+    if path.stat().st_size == 0:
+        raise InputError(f"cannot read {path}: the file is empty")
     try:
         raw = read(path)
     except InputError:
@@ -522,7 +528,10 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
     except MemoryError:
         raise InputError(f"cannot read {path}: not enough memory") from None
     except Exception as exc:  # any failure of a third-party reader means a bad file
-        raise InputError(f"cannot read {path}: {_one_line(exc)}") from exc
+        raise InputError(
+            f"cannot read {path}: {_one_line(exc)} "
+            f"(corrupt, truncated or not really a {suffix[1:].upper()} file?)"
+        ) from exc
 
     metadata = raw.metadata
     with warnings.catch_warnings(record=True) as caught:
