@@ -102,10 +102,12 @@ def test_tiff_resolution_unit_centimeter(tmp_path):
     assert "CENTIMETER" in m.metadata["calibration_source"]
 
 
-@pytest.mark.parametrize("dpi", [72, 96, 300])
-def test_tiff_screen_default_dpi_is_not_a_calibration(tmp_path, dpi):
+@pytest.mark.parametrize(("resolution", "unit"), [(72, "INCH"), (96, "INCH"), (300, "INCH"),
+                                                  (28.35, "CENTIMETER")])  # 72 dpi in cm
+def test_tiff_screen_default_dpi_is_not_a_calibration(tmp_path, resolution, unit):
     path = tmp_path / "dpi.tif"
-    tifffile.imwrite(path, grains(np.uint8), resolution=(dpi, dpi), resolutionunit="INCH")
+    tifffile.imwrite(path, grains(np.uint8), resolution=(resolution, resolution),
+                     resolutionunit=unit)
     m = read_micrograph(path)
     assert m.pixel_size_nm is None
     assert "screen default" in m.metadata["calibration_source"]
@@ -126,6 +128,15 @@ def test_tiff_fei_metadata_wins(tmp_path):
     m = read_micrograph(path)
     assert m.pixel_size_nm == pytest.approx(1.5, rel=1e-9)
     assert "FEI" in m.metadata["calibration_source"]
+
+
+def test_tiff_zeiss_sem_metadata(tmp_path):
+    text = "0\r\nAP_IMAGE_PIXEL_SIZE\r\nImage Pixel Size = 3.2 nm\r\n"
+    path = tmp_path / "zeiss.tif"
+    tifffile.imwrite(path, grains(np.uint8), extratags=[(34118, "s", 0, text, True)])
+    m = read_micrograph(path)
+    assert m.pixel_size_nm == pytest.approx(3.2)
+    assert "Zeiss" in m.metadata["calibration_source"]
 
 
 def test_tiff_non_square_pixels_recorded_and_warned(tmp_path):

@@ -55,7 +55,8 @@ _TIA = (".ser", ".emi")
 #: File extensions :func:`read_micrograph` accepts (lower case, with the dot).
 SUPPORTED_EXTENSIONS: tuple[str, ...] = _TIFF + _RASTER + _MRC + _DM + _TIA
 
-#: TIFF inch resolutions that are screen/printer defaults, not calibrations.
+#: TIFF resolutions (dots per inch, whatever the ResolutionUnit) that are
+#: screen/printer defaults written by image editors, not calibrations.
 SCREEN_DEFAULT_DPI = (72.0, 96.0, 300.0)
 
 # Relative difference above which the y and x pixel sizes count as different.
@@ -103,9 +104,9 @@ def validate_pixel_size(value: Any) -> float:
 
 _NM_PER_UNIT = {
     "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "nanometers": 1.0, "nanometres": 1.0,
-    "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "microns": 1e3,
+    "um": 1e3, "µm": 1e3, "micron": 1e3, "microns": 1e3,
     "micrometer": 1e3, "micrometre": 1e3, "micrometers": 1e3, "micrometres": 1e3,
-    "å": 0.1, "Å": 0.1, "a": 0.1, "angstrom": 0.1, "angstroms": 0.1, "ångström": 0.1,
+    "å": 0.1, "a": 0.1, "angstrom": 0.1, "angstroms": 0.1, "ångström": 0.1,
     "pm": 1e-3, "picometer": 1e-3, "picometre": 1e-3,
     "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
     "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
@@ -119,8 +120,8 @@ _RECIPROCAL = re.compile(r"^1\s*/|\^\s*-\s*1$|-1$|⁻¹$|^per\s|^recip")
 def _clean_unit(unit: str) -> str:
     """Decode ImageJ's ``\\u00B5`` escapes and normalise spaces and case."""
     unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(unit))
-    unit = unit.strip().replace("\u212b", "Å")  # ANGSTROM SIGN -> LATIN CAPITAL A WITH RING
-    return unit.lower() if unit not in ("Å",) else unit
+    # ANGSTROM SIGN -> A WITH RING; GREEK MU -> MICRO SIGN
+    return unit.strip().replace("\u212b", "å").replace("\u03bc", "µ").lower()
 
 
 def nm_per_unit(unit: str) -> float | None:
@@ -226,7 +227,8 @@ class Micrograph:
         """
         size = validate_pixel_size(nm)
         metadata = {**self.metadata, "calibration_source": "set by user",
-                    "non_square_pixels": False}
+                    "non_square_pixels": False,
+                    "warnings": list(self.metadata.get("warnings", []))}
         if self.pixel_size_nm is not None:
             metadata["file_pixel_size_yx_nm"] = self.pixel_size_yx_nm
         return dataclasses.replace(self, pixel_size_nm=size, pixel_size_yx_nm=(size, size),
@@ -304,7 +306,9 @@ def _tiff_calibration(
         for key in ("ap_image_pixel_size", "ap_pixel_size"):
             entry = sem.get(key)
             if entry and len(entry) == 3 and isinstance(entry[1], int | float) and entry[1] > 0:
-                factor = nm_per_unit(entry[2])
+                factor = None
+                with contextlib.suppress(InputError):
+                    factor = nm_per_unit(entry[2])
                 if factor is not None:
                     size = entry[1] * factor
                     return (size, size), entry[2], f"Zeiss SEM metadata {key}"
@@ -329,10 +333,11 @@ def _tiff_calibration(
           tifffile.RESUNIT.MICROMETER: 1e3, tifffile.RESUNIT.INCH: 2.54e7}.get(unit)
     if nm is None:
         return None, None, "TIFF ResolutionUnit NONE: uncalibrated"
-    if unit == tifffile.RESUNIT.INCH and all(
-        any(abs(r - dpi) < 1e-3 for dpi in SCREEN_DEFAULT_DPI) for r in (xres, yres)
-    ):
-        return None, "inch", f"{xres:g} dpi is a screen default, not a calibration: ignored"
+    dpi = [r * 2.54e7 / nm for r in (xres, yres)]
+    if all(any(abs(d - default) < 1e-3 * default for default in SCREEN_DEFAULT_DPI)
+           for d in dpi):
+        return None, unit.name.lower(), (f"{dpi[0]:.0f} dpi is a screen default, "
+                                         "not a calibration: ignored")
     return (nm / yres, nm / xres), unit.name.lower(), f"TIFF ResolutionUnit {unit.name}"
 
 
