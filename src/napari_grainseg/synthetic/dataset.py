@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .generator import SyntheticSample, generate
+from .presets import resolve_parameters
 
 __all__ = ["SyntheticStream", "worker_seeds"]
 
@@ -75,7 +76,7 @@ class SyntheticStream(IterableDataset):
         self.base_seed = int(base_seed)
         self.transform = transform
         self.params = params
-        generate(0, (16, 16), preset, **params)  # fail early on bad knobs, not in a worker
+        resolve_parameters(preset, np.random.default_rng(0), params)  # fail early, not in a worker
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()

@@ -106,6 +106,7 @@ def render(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
 
     if not flat and (p["inclined_width"] > 0 or p["boundary_darkening"] > 0):
         dist = cv2.distanceTransform((~boundaries).astype(np.uint8), cv2.DIST_L2, 3)
+        np.minimum(dist, 1e4, out=dist)  # no boundary at all: huge finite distance
         if p["inclined_width"] > 0 and p["inclined_fraction"] > 0:
             # an inclined boundary projects as a band of width t*tan(theta) where both
             # grains overlap through the thickness: transmissions multiply, so the band
