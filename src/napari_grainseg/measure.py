@@ -50,10 +50,10 @@ __all__ = [
     "lognormal_fit",
     "mean_intercept",
     "measure_grains",
+    "optional_pixel_size",
     "planimetric_count",
     "summarize",
-    "validate_pixel_size",
-]
+    ]
 
 #: Fewer included grains than this triggers a warning in :func:`summarize`.
 MIN_GRAINS_FOR_STATISTICS = 50
@@ -67,27 +67,14 @@ _LOG2_10 = 3.321928  # 1/log10(2), as printed in E112
 # --------------------------------------------------------------------------- helpers
 
 
-def validate_pixel_size(value) -> float | None:
-    """Return ``value`` as a positive finite float (nm/px), or None when None.
-
-    Uses :func:`napari_grainseg.io.validate_pixel_size` when available so that
-    every entry point gives the same message.
-    """
+def optional_pixel_size(value) -> float | None:
+    """``None`` stays None; anything else goes through
+    :func:`napari_grainseg.io.validate_pixel_size` (positive, finite, in nm)."""
     if value is None:
         return None
-    try:
-        from .io import validate_pixel_size as _io_validate
-    except ImportError:  # pragma: no cover - io.py written in parallel
-        _io_validate = None
-    if _io_validate is not None:
-        return float(_io_validate(value))
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"pixel size must be a number in nm, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise InputError(f"pixel size must be a positive number of nm per pixel, got {value}")
-    return v
+    from .io import validate_pixel_size
+
+    return validate_pixel_size(value)
 
 
 def astm_g_from_na(n_a_per_mm2: float) -> float:
@@ -230,7 +217,7 @@ def measure_grains(labels: np.ndarray, pixel_size_nm: float | None = None) -> Gr
     from skimage.measure import regionprops
 
     labels = validate_labels(labels)
-    pixel_size_nm = validate_pixel_size(pixel_size_nm)
+    pixel_size_nm = optional_pixel_size(pixel_size_nm)
     filled = fill_boundaries(labels)
     props = regionprops(filled)
     n = len(props)
@@ -499,7 +486,7 @@ def summarize(
         ``pixel_size_nm``, ``warnings``; physical values are None without a pixel size.
     """
     labels = validate_labels(labels)
-    s = validate_pixel_size(pixel_size_nm)
+    s = optional_pixel_size(pixel_size_nm)
     h, w = labels.shape
     if table is None:
         table = measure_grains(labels, s)

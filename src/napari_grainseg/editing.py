@@ -1,0 +1,273 @@
+"""Editing operations on grain label images (for hand correction).
+
+Every operation takes a label image in the package convention (0 = 1-px
+boundary, grains 4-connected; see :mod:`napari_grainseg.grains`), returns a NEW
+label image and changes only the pixels it must, so an undo step can be built
+from the difference (:func:`label_edit`). The napari tools keep the boundary
+map as the source of truth: :func:`boundary_edit` gives exactly the boundary
+pixels an operation switched on or off.
+
+Operations that cannot be done (unknown grain id, a line that does not cut a
+grain in two, merging grains that do not touch) raise
+:class:`~napari_grainseg.errors.InputError` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import InputError
+from .grains import _grow_into_boundaries, _relabel_in_order, validate_labels
+
+__all__ = [
+    "add_boundary",
+    "boundary_edit",
+    "delete_grain",
+    "erase_boundary",
+    "label_edit",
+    "merge_grains",
+    "polyline_mask",
+    "relabel_consecutive",
+    "split_grain",
+]
+
+_FOUR = ndi.generate_binary_structure(2, 1)
+
+
+def _check_ids(labels: np.ndarray, ids: Iterable[int]) -> np.ndarray:
+    ids = np.unique(np.asarray(list(ids), dtype=np.int64))
+    if ids.size and ids.min() <= 0:
+        raise InputError("grain ids must be positive (0 is the boundary)")
+    present = np.isin(ids, np.unique(labels))
+    if not present.all():
+        raise InputError(f"no grain with id {', '.join(map(str, ids[~present]))}")
+    return ids
+
+
+def merge_grains(labels: np.ndarray, ids: Iterable[int]) -> np.ndarray:
+    """Merge grains ``ids`` into the one with the smallest id.
+
+    The boundary pixels that separated only these grains become part of the
+    merged grain; all other pixels are unchanged.
+
+    Raises
+    ------
+    InputError
+        If an id is missing or the grains do not form one connected grain.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 0, 2], [1, 0, 2]], np.uint32)
+    >>> merge_grains(lab, [1, 2])
+    array([[1, 1, 1],
+           [1, 1, 1]], dtype=uint32)
+    """
+    labels = validate_labels(labels)
+    ids = _check_ids(labels, ids)
+    if ids.size < 2:
+        return labels.copy()
+    target = np.uint32(ids[0])
+    out = labels.copy()
+    out[np.isin(labels, ids)] = target
+    out, _ = _grow_into_boundaries(out, allowed=np.array([target], np.uint32))
+    if ndi.label(out == target, structure=_FOUR)[1] != 1:
+        raise InputError(f"grains {', '.join(map(str, ids))} do not touch: cannot merge them")
+    return out
+
+
+def erase_boundary(labels: np.ndarray, where) -> np.ndarray:
+    """Erase a boundary segment: merge the grains on its two sides.
+
+    Parameters
+    ----------
+    where
+        Either a bool mask of the image's shape (e.g. an eraser stroke) or an
+        ``(n, 2)`` array of ``(y, x)`` points; each point selects the boundary
+        pixels of its 3×3 neighbourhood. The grains 4-adjacent to the selected
+        boundary pixels are merged (:func:`merge_grains`); a selection with no
+        boundary pixel, or touching one grain only, changes nothing.
+    """
+    labels = validate_labels(labels)
+    where = np.asarray(where)
+    if where.dtype == bool and where.shape == labels.shape:
+        sel = where.copy()
+    else:
+        pts = np.atleast_2d(where).astype(float)
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise InputError("erase_boundary needs a mask of the image's shape or (y, x) points")
+        sel = np.zeros(labels.shape, bool)
+        yx = np.rint(pts).astype(int)
+        inside = ((yx >= 0) & (yx < labels.shape)).all(axis=1)
+        sel[yx[inside, 0], yx[inside, 1]] = True
+        sel = ndi.binary_dilation(sel, np.ones((3, 3), bool))
+    sel &= labels == 0
+    if not sel.any():
+        return labels.copy()
+    ids = np.unique(labels[ndi.binary_dilation(sel, _FOUR)])
+    ids = ids[ids > 0]
+    if ids.size < 2:
+        return labels.copy()
+    return merge_grains(labels, ids)
+
+
+def polyline_mask(shape: tuple[int, int], polyline_yx: Sequence[Sequence[float]]) -> np.ndarray:
+    """Rasterise a polyline of ``(y, x)`` vertices as a 1-px 8-connected line.
+
+    Vertices are rounded to the nearest pixel; segments are Bresenham lines;
+    the parts outside the image are dropped.
+    """
+    from skimage.draw import line
+
+    pts = np.rint(np.asarray(polyline_yx, float)).astype(int)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
+        raise InputError("a polyline needs at least two (y, x) vertices")
+    mask = np.zeros(shape, bool)
+    for (y0, x0), (y1, x1) in zip(pts[:-1], pts[1:]):
+        rr, cc = line(y0, x0, y1, x1)
+        ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+        mask[rr[ok], cc[ok]] = True
+    return mask
+
+
+def _cut(labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, int]:
+    """Set ``cut`` pixels to boundary and give each new piece its own id.
+
+    The largest piece of a grain keeps the grain's id, the others get new ids
+    after the current maximum. Cut pixels that separate nothing go back to
+    their grain. Returns the new labels and the number of new grains.
+    """
+    out = labels.copy()
+    out[cut] = 0
+    next_id = int(labels.max()) + 1
+    n_new = 0
+    for gid in np.unique(labels[cut]):
+        if gid == 0:
+            continue
+        pieces, n = ndi.label(out == gid, structure=_FOUR)
+        if n < 2:
+            continue
+        sizes = np.bincount(pieces.ravel())[1:]
+        keep = int(np.argmax(sizes)) + 1
+        for p in range(1, n + 1):
+            if p != keep:
+                out[pieces == p] = next_id
+                next_id += 1
+                n_new += 1
+    out, _ = _grow_into_boundaries(out, claimable=cut)
+    return out, n_new
+
+
+def split_grain(labels: np.ndarray, polyline_yx, gid: int | None = None) -> np.ndarray:
+    """Split one grain along a drawn polyline.
+
+    The line is drawn 1 px wide and 8-connected, only inside grain ``gid``
+    (default: the grain most of the line lies in), so an overshoot into a
+    neighbour does nothing; parts of the line that split nothing are dropped.
+    The larger piece keeps ``gid``; the others get new ids.
+
+    Raises
+    ------
+    InputError
+        If the line does not cut the grain in two (draw it from boundary to boundary).
+    """
+    labels = validate_labels(labels)
+    line = polyline_mask(labels.shape, polyline_yx)
+    under = labels[line]
+    under = under[under > 0]
+    if gid is None:
+        if under.size == 0:
+            raise InputError("the line does not cross any grain")
+        gid = int(np.bincount(under).argmax())
+    else:
+        _check_ids(labels, [gid])
+    out, n_new = _cut(labels, line & (labels == gid))
+    if n_new == 0:
+        raise InputError(f"the line does not cut grain {gid} in two: "
+                         "draw it from boundary to boundary")
+    return out
+
+
+def add_boundary(labels: np.ndarray, polyline_yx) -> np.ndarray:
+    """Draw a boundary line across every grain it crosses.
+
+    Each grain cut in two or more pieces is split (largest piece keeps the id);
+    parts of the line that split nothing are dropped, so a line that closes no
+    new grain changes nothing.
+    """
+    labels = validate_labels(labels)
+    line = polyline_mask(labels.shape, polyline_yx)
+    out, _ = _cut(labels, line & (labels > 0))
+    return out
+
+
+def delete_grain(labels: np.ndarray, gid: int) -> np.ndarray:
+    """Delete grain ``gid``: its neighbours grow into it at equal speed.
+
+    Its pixels and the boundary around it are shared out among the adjacent
+    grains, with a 1-px boundary where two neighbours meet.
+
+    Raises
+    ------
+    InputError
+        If ``gid`` is missing or is the only grain.
+    """
+    labels = validate_labels(labels)
+    _check_ids(labels, [gid])
+    region = labels == gid
+    if not np.any(labels[~region]):
+        raise InputError(f"grain {gid} is the only grain: there is nothing to give it to")
+    around = ndi.binary_dilation(region, np.ones((3, 3), bool)) & (labels == 0)
+    out = labels.copy()
+    out[region] = 0
+    out, _ = _grow_into_boundaries(out, claimable=region | around)
+    if np.any(out == gid):  # pragma: no cover - defensive
+        raise AssertionError("deleted grain still present")
+    if np.all(out[region] == 0):
+        raise InputError(f"grain {gid} has no neighbouring grain to take its pixels")
+    return out
+
+
+def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
+    """Renumber grains 1..N keeping their order; 0 stays 0.
+
+    Only pixels whose id changes are changed.
+    """
+    labels = validate_labels(labels, require_grain=False)
+    return _relabel_in_order(labels)
+
+
+def label_edit(labels_before: np.ndarray, labels_after: np.ndarray):
+    """The pixels an edit changed: ``(index, new_values)``.
+
+    ``labels_before[index] = new_values`` turns ``before`` into ``after``;
+    napari: ``layer.data_setitem(index, new_values)`` makes it one undo step.
+    """
+    before, after = np.asarray(labels_before), np.asarray(labels_after)
+    if before.shape != after.shape:
+        raise InputError(f"shapes differ: {before.shape} and {after.shape}")
+    index = np.nonzero(before != after)
+    return index, after[index]
+
+
+def boundary_edit(boundaries_before: np.ndarray, labels_after: np.ndarray):
+    """Boundary-map pixels to change so that it matches ``labels_after``.
+
+    Returns ``(index, new_values)`` with ``new_values`` uint8 0/1: exactly
+    the boundary pixels switched on (1) or off (0).
+
+    Examples
+    --------
+    >>> b = np.array([[0, 1, 0]], np.uint8)
+    >>> idx, val = boundary_edit(b, np.array([[1, 1, 1]], np.uint32))
+    >>> idx, val
+    ((array([0]), array([1])), array([0], dtype=uint8))
+    """
+    before = np.asarray(boundaries_before) > 0
+    after = np.asarray(labels_after) == 0
+    if before.shape != after.shape:
+        raise InputError(f"shapes differ: {before.shape} and {after.shape}")
+    index = np.nonzero(before != after)
+    return index, after[index].astype(np.uint8)

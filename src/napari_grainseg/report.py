@@ -1,0 +1,230 @@
+"""Exports a materials lab can put in a report: CSV, JSON, histograms, overlay.
+
+Every file is written atomically (:mod:`napari_grainseg.atomic`): after a crash
+a file is either complete or absent. Figures use matplotlib's object API
+(``matplotlib.figure.Figure`` with the Agg canvas, never pyplot), imported
+lazily, so this module is thread-safe and Qt-free.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_open, atomic_path
+from .grains import validate_labels
+from .measure import GrainTable, measure_grains, summarize, optional_pixel_size
+
+__all__ = [
+    "BOUNDARY_COLOUR",
+    "histogram_figure",
+    "overlay_rgb",
+    "save_figure",
+    "save_overlay",
+    "write_grains_csv",
+    "write_report",
+    "write_summary_json",
+]
+
+#: Colour of boundaries in the overlay PNG (RGB).
+BOUNDARY_COLOUR = (255, 40, 0)
+
+
+def write_grains_csv(path, table: GrainTable) -> Path:
+    """Write the per-grain table as CSV (header ``column [unit]``)."""
+    return table.to_csv(path)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj):
+    """Replace NaN/inf floats by None, recursively (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_summary_json(path, summary: dict, extra: dict | None = None) -> Path:
+    """Write ``summary`` (plus ``extra`` keys, e.g. ``device``) as indented JSON."""
+    data = dict(summary)
+    if extra:
+        data.update(extra)
+    path = Path(path)
+    with atomic_open(path, "w") as fh:
+        json.dump(_finite(data), fh, indent=2, default=_json_default, allow_nan=False)
+        fh.write("\n")
+    return path
+
+
+def histogram_figure(table: GrainTable, summary: dict):
+    """Figure with the ECD distribution: number- and area-weighted histograms
+    with the fitted lognormal density, and the empirical vs fitted CDF
+    (goodness of fit, KS distance). Units: nm when calibrated, else px.
+
+    Returns a ``matplotlib.figure.Figure`` (Agg canvas attached).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from scipy import stats
+
+    hist = summary.get("histograms")
+    s = summary.get("pixel_size_nm")
+    unit = "nm" if s else "px"
+    scale = s or 1.0
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_n, ax_a, ax_c = fig.subplots(1, 3)
+    n_inc = summary.get("n_grains_included", 0)
+    title = (f"{n_inc} grains"
+             + (f", edge correction: {summary['edge_correction']}"
+                if summary.get("edge_correction") else ""))
+    fig.suptitle(f"Equivalent circle diameter (ECD) — {title}")
+    fit = summary.get("lognormal")
+    if hist:
+        edges = np.asarray(hist["bin_edges_px"]) * scale
+        widths = np.diff(edges)
+        nf = np.asarray(hist["number_fraction"])
+        af = np.asarray(hist["area_fraction"])
+        ax_n.bar(edges[:-1], nf / widths, widths, align="edge", color="#7aa6c2",
+                 edgecolor="white", label="grains")
+        ax_a.bar(edges[:-1], af / widths, widths, align="edge", color="#c29a7a",
+                 edgecolor="white", label="area")
+        if fit:
+            x = np.linspace(max(edges[0], 1e-9), edges[-1], 300)
+            med = fit["median_px"] * scale
+            ax_n.plot(x, stats.lognorm.pdf(x, fit["sigma"], scale=med), "k-",
+                      label=f"lognormal σ={fit['sigma']:.2f}, median={med:.3g} {unit}")
+    for ax, what in ((ax_n, "number"), (ax_a, "area")):
+        ax.set_xlabel(f"ECD ({unit})")
+        ax.set_ylabel(f"{what}-weighted density (1/{unit})")
+        ax.legend(fontsize=8, loc="upper right")
+    ax_n.set_title("number-weighted", fontsize=10)
+    ax_a.set_title("area-weighted", fontsize=10)
+    # goodness of fit: empirical CDF vs fitted CDF
+    d = table["ecd_px"] * scale
+    keep = ~table["touches_border"] if summary.get("edge_grains") == "excluded" else None
+    if keep is not None and keep.any():
+        d = d[keep]
+    d = np.sort(d)
+    if d.size:
+        ax_c.step(d, np.arange(1, d.size + 1) / d.size, where="post", color="#7aa6c2",
+                  label="measured (unweighted)")
+    if fit:
+        x = np.linspace(max(d.min() * 0.8, 1e-9) if d.size else 1e-9,
+                        d.max() * 1.2 if d.size else 1, 300)
+        ax_c.plot(x, stats.lognorm.cdf(x, fit["sigma"], scale=fit["median_px"] * scale), "k-",
+                  label=f"lognormal fit, KS D={fit['ks_statistic']:.3f}")
+    ax_c.set_xlabel(f"ECD ({unit})")
+    ax_c.set_ylabel("cumulative fraction of grains")
+    ax_c.set_title("goodness of fit", fontsize=10)
+    ax_c.set_ylim(0, 1.02)
+    ax_c.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def save_figure(fig, path, *, dpi: int = 150) -> Path:
+    """Save a matplotlib figure atomically; the format follows the suffix."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    return path
+
+
+def overlay_rgb(image: np.ndarray | None, boundaries: np.ndarray,
+                colour: tuple[int, int, int] = BOUNDARY_COLOUR) -> np.ndarray:
+    """RGB uint8 picture of the boundaries drawn on the micrograph.
+
+    The micrograph is contrast-stretched (1st–99th percentile) to gray; without
+    an image the background is white.
+    """
+    boundaries = np.asarray(boundaries, bool)
+    if image is None:
+        gray = np.full(boundaries.shape, 255, np.uint8)
+    else:
+        from .image import validate_image
+
+        img = validate_image(image)
+        if img.shape != boundaries.shape:
+            from .errors import InputError
+
+            raise InputError(f"image shape {img.shape} differs from label shape "
+                             f"{boundaries.shape}")
+        lo, hi = np.percentile(img, [1, 99])
+        if hi <= lo:
+            lo, hi = float(img.min()), float(img.max())
+        gray = (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    rgb[boundaries] = colour
+    return rgb
+
+
+def save_overlay(path, image: np.ndarray | None, boundaries: np.ndarray) -> Path:
+    """Write the boundary overlay (:func:`overlay_rgb`) as a PNG at full resolution."""
+    from PIL import Image
+
+    path = Path(path)
+    rgb = overlay_rgb(image, boundaries)
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+    return path
+
+
+def write_report(
+    out_dir,
+    stem: str,
+    *,
+    image: np.ndarray | None,
+    labels: np.ndarray,
+    boundaries: np.ndarray | None = None,
+    pixel_size_nm: float | None = None,
+    extra: dict | None = None,
+    **summary_options,
+) -> dict[str, Path]:
+    """Measure ``labels`` and write every export of one field.
+
+    Files: ``<stem>_grains.csv``, ``<stem>_summary.json`` (summary plus
+    ``extra``, e.g. ``{"device": "cpu"}``), ``<stem>_histogram.png``,
+    ``<stem>_histogram.svg`` and ``<stem>_overlay.png`` (``boundaries``, by
+    default ``labels == 0``, on ``image``). ``summary_options`` go to
+    :func:`~napari_grainseg.measure.summarize`.
+
+    Returns
+    -------
+    dict
+        ``{"csv", "json", "histogram_png", "histogram_svg", "overlay"}`` → path.
+    """
+    labels = validate_labels(labels)
+    s = optional_pixel_size(pixel_size_nm)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = measure_grains(labels, s)
+    summary = summarize(labels, s, table=table, **summary_options)
+    if boundaries is None:
+        boundaries = labels == 0
+    paths = {
+        "csv": write_grains_csv(out_dir / f"{stem}_grains.csv", table),
+        "json": write_summary_json(out_dir / f"{stem}_summary.json", summary, extra),
+    }
+    fig = histogram_figure(table, summary)
+    paths["histogram_png"] = save_figure(fig, out_dir / f"{stem}_histogram.png")
+    paths["histogram_svg"] = save_figure(fig, out_dir / f"{stem}_histogram.svg")
+    paths["overlay"] = save_overlay(out_dir / f"{stem}_overlay.png", image, boundaries)
+    return paths
