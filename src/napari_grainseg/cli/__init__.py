@@ -23,6 +23,8 @@ from ..errors import GrainsegError
 SUBCOMMANDS: tuple[str, ...] = (
     "demo",
     "edges",
+    "measure",
+    "train",
 )
 
 
