@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "demo",
     "edges",
     "measure",
+    "synth",
     "train",
 )
 

@@ -14,7 +14,7 @@ from .render import render
 from .targets import targets_from_tessellation
 from .tessellation import pack_circles, power_diagram_labels, sample_diameters, smooth_labels
 
-__all__ = ["SyntheticSample", "generate", "smoothing_sigma", "circle_distribution"]
+__all__ = ["SyntheticSample", "generate", "grain_geometry", "smoothing_sigma", "circle_distribution"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,44 @@ def _validate_shape(shape) -> tuple[int, int]:
     return h, w
 
 
+def grain_geometry(rng: np.random.Generator, shape: tuple[int, int], p: dict[str, Any]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells, grain labels and boundaries for the geometry knobs in ``p``.
+
+    Lognormal circles (calibrated by :func:`circle_distribution`), Monte Carlo
+    packing over the image plus a margin, power diagram (optionally elongated),
+    curvature flow, then targets. Returns ``(cells, labels, boundaries)`` as in
+    :func:`~napari_grainseg.synthetic.targets.targets_from_tessellation`.
+    """
+    h, w = shape
+    d, s = p["mean_diameter"], p["log_sigma"]
+    d_circ, s_circ = circle_distribution(d, s, p["smoothing"])
+    e = p["elongation"]
+    t = math.radians(p["elongation_angle"])
+    # (y, x) coordinates; the map squeezes along the elongation direction by
+    # sqrt(e) and stretches across it by sqrt(e) (det 1: areas kept), so round
+    # cells in the mapped space are grains elongated e times in the image
+    along = np.array([-math.sin(t), math.cos(t)])
+    across = np.array([math.cos(t), math.sin(t)])
+    A = np.outer(along, along) / math.sqrt(e) + np.outer(across, across) * math.sqrt(e)
+    margin = 1.2 * d_circ * math.sqrt(e)
+    corners = np.array([[-margin, -margin], [-margin, w + margin],
+                        [h + margin, -margin], [h + margin, w + margin]]) @ A.T
+    y0, x0 = corners.min(axis=0)
+    y1, x1 = corners.max(axis=0)
+    diam = sample_diameters(rng, d_circ, s_circ, (y1 - y0) * (x1 - x0))
+    # the discs cover the domain about once, so relaxation spreads them evenly and
+    # the power cells get about the discs' areas
+    centres = pack_circles(rng, diam, (y0, x0, y1, x1), sweeps=20)
+    block = int(np.clip(d / 8, 2, 6))
+    cells = power_diagram_labels((h, w), centres, (diam / 2) ** 2, transform=A, block=block)
+    sigma = smoothing_sigma(d)
+    cells = smooth_labels(cells, p["smoothing"], sigma)
+    cells, labels, boundaries = targets_from_tessellation(cells)
+
+    return cells, labels, boundaries
+
+
 def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
              **params: Any) -> SyntheticSample:
     """Generate one synthetic bright-field TEM micrograph with its grain targets.
@@ -105,34 +143,9 @@ def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
     knob_ss, geo_ss, img_ss = np.random.SeedSequence(int(seed)).spawn(3)
     p = resolve_parameters(preset, np.random.default_rng(knob_ss), params)
 
-    rng = np.random.default_rng(geo_ss)
-    d, s = p["mean_diameter"], p["log_sigma"]
-    d_circ, s_circ = circle_distribution(d, s, p["smoothing"])
-    e = p["elongation"]
-    t = math.radians(p["elongation_angle"])
-    # (y, x) coordinates; the map squeezes along the elongation direction by
-    # sqrt(e) and stretches across it by sqrt(e) (det 1: areas kept), so round
-    # cells in the mapped space are grains elongated e times in the image
-    along = np.array([-math.sin(t), math.cos(t)])
-    across = np.array([math.cos(t), math.sin(t)])
-    A = np.outer(along, along) / math.sqrt(e) + np.outer(across, across) * math.sqrt(e)
-    margin = 1.2 * d_circ * math.sqrt(e)
-    corners = np.array([[-margin, -margin], [-margin, w + margin],
-                        [h + margin, -margin], [h + margin, w + margin]]) @ A.T
-    y0, x0 = corners.min(axis=0)
-    y1, x1 = corners.max(axis=0)
-    diam = sample_diameters(rng, d_circ, s_circ, (y1 - y0) * (x1 - x0))
-    # discs cover the domain once: power cells then have about the discs' areas
-    fill = 0.8
-    centres = pack_circles(rng, diam * math.sqrt(fill), (y0, x0, y1, x1))
-    block = int(np.clip(d / 8, 2, 6))
-    cells = power_diagram_labels((h, w), centres, (diam / 2) ** 2, transform=A, block=block)
-    sigma = smoothing_sigma(d)
-    cells = smooth_labels(cells, p["smoothing"], sigma)
-    cells, labels, boundaries = targets_from_tessellation(cells)
-
+    cells, labels, boundaries = grain_geometry(np.random.default_rng(geo_ss), (h, w), p)
     image, twins = render(np.random.default_rng(img_ss), cells, boundaries, p)
     params_used = {"seed": int(seed), "preset": preset, "shape": [h, w], **p,
-                   "smoothing_sigma": sigma}
+                   "smoothing_sigma": smoothing_sigma(p["mean_diameter"])}
     return SyntheticSample(image=image, labels=labels, boundaries=boundaries,
                            params=params_used, twins=twins)
