@@ -1,0 +1,50 @@
+"""``grainseg train net1``: train a model on the endless synthetic stream."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from ._common import positive_float
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a network on synthetic data (resumable)",
+        description="Train a network on the endless synthetic stream, with validation on a fixed "
+        "held-out set, checkpoints and resume. Run the same command again to continue an "
+        "interrupted run. The final weights + config + git revision are written to --out.",
+    )
+    p.add_argument("model", choices=["net1"], help="which network to train")
+    p.add_argument("--config", type=Path, help="JSON file with training settings (see TrainConfig)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    p.add_argument("--steps", type=int, help="override the number of steps")
+    p.add_argument("--max-minutes", type=positive_float, help="stop cleanly after this many minutes")
+    p.add_argument("--no-resume", action="store_true", help="start again even if a checkpoint exists")
+    p.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..training import TrainConfig, train_net1
+
+    config = TrainConfig.from_json(args.config) if args.config else TrainConfig()
+    if args.steps is not None:
+        config = dataclasses.replace(config, steps=args.steps)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    out = args.out or Path("runs") / args.model
+    summary = train_net1(config, out, device=args.device, resume=not args.no_resume,
+                         max_minutes=args.max_minutes)
+    state = "finished" if summary["finished"] else "paused (run again to resume)"
+    print(f"{args.model} training {state} at step {summary['step']}/{summary['steps']} on "
+          f"{summary['device']}; metrics {summary['metrics']}", file=sys.stderr)
+    if summary.get("weights"):
+        print(f"weights: {summary['weights']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,81 @@
+"""Net1: a small U-Net that maps edge features to a boundary probability map.
+
+Compared with the paper's plain encoder-decoder (no skip connections,
+0.34 M weights) it has skip connections, which keep boundaries sharp and
+located to the pixel, and is smaller (about 0.27 M weights with 12 base
+channels) so a 1024x1024 micrograph runs in about a second on two CPU cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Net1Config:
+    """Architecture of Net1 (stored next to the weights)."""
+
+    in_channels: int = 4
+    base_channels: int = 8
+    depth: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def multiple(self) -> int:
+        """Height and width of the input must be multiples of this."""
+        return 2 ** (self.depth - 1)
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class Net1(nn.Module):
+    """U-Net returning boundary logits (N, 1, H, W) for features (N, C, H, W).
+
+    H and W must be multiples of ``config.multiple``; :mod:`~napari_grainseg.inference`
+    pads arbitrary images.
+    """
+
+    def __init__(self, config: Net1Config = Net1Config()):
+        super().__init__()
+        self.config = config
+        widths = [config.base_channels * 2**i for i in range(config.depth)]
+        self.down = nn.ModuleList()
+        cin = config.in_channels
+        for w in widths:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(cin, w, 2, stride=2))
+            self.merge.append(_block(2 * w, w))
+            cin = w
+        self.head = nn.Conv2d(cin, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x)
+            if i < len(self.down) - 1:
+                skips.append(x)
+                x = self.pool(x)
+        for up, merge in zip(self.up, self.merge):
+            x = up(x)
+            x = merge(torch.cat([x, skips.pop()], dim=1))
+        return self.head(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of learned weights."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
