@@ -33,6 +33,7 @@ __all__ = [
     "boundaries_to_labels",
     "border_grains",
     "classical_boundaries",
+    "label_convention_problems",
     "labels_to_boundaries",
     "normalize_labels",
     "validate_labels",
@@ -84,10 +85,10 @@ def _binarize(boundary_map: np.ndarray, threshold: float) -> np.ndarray:
         raise InputError("boundary map contains NaN or infinite values")
     if not 0 < threshold < 1:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
-    bmap = bmap.astype(np.float32)
-    top = float(bmap.max()) if bmap.size else 0.0
-    if top > 1:  # 0/255 maps and 8/16-bit probability images
-        bmap = bmap / (255.0 if top <= 255 else top)
+    if np.issubdtype(bmap.dtype, np.integer) and bmap.size and bmap.max() > 1:
+        # 0/255 maps and 8- or 16-bit probability images
+        full = 255.0 if bmap.max() <= 255 else float(np.iinfo(bmap.dtype).max)
+        return bmap.astype(np.float32) / full >= threshold
     return bmap >= threshold
 
 
@@ -282,8 +283,9 @@ def boundaries_to_labels(
     boundary_map
         2-D bool, 0/1, 0/255 or probability image; boundary = high.
     threshold
-        Probability above which (``>=``) a pixel is boundary, for non-bool maps
-        (values above 1 are first scaled by 1/255 or by the maximum).
+        Probability at or above which a pixel is boundary, for non-bool maps.
+        Integer maps with values above 1 are first divided by 255 (8-bit) or
+        by their dtype's maximum (16/32-bit); float maps are used as they are.
     min_grain_area
         Grains smaller than this (pixels, boundary share included) are merged
         into their neighbours.
@@ -405,6 +407,32 @@ def normalize_labels(labels: np.ndarray) -> np.ndarray:
     lab = _split_components(lab)
     lab, _ = _grow_into_boundaries(lab)
     return _relabel_in_order(lab)
+
+
+def label_convention_problems(labels: np.ndarray) -> list[str]:
+    """Ways in which ``labels`` breaks the package convention (empty list: none).
+
+    Checks: integer, grains numbered 1..N, each grain 4-connected, no two
+    different grains 4-adjacent, and no redundant boundary pixel (one whose
+    4-neighbours belong to exactly one grain).
+    """
+    labels = validate_labels(labels)
+    problems = []
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size and not np.array_equal(ids, np.arange(1, ids.size + 1)):
+        problems.append("grain ids are not consecutive 1..N")
+    n_pieces = int(_split_components(labels).max())
+    if n_pieces != ids.size:
+        problems.append(f"{n_pieces - ids.size} grains are not 4-connected")
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        if np.any((a != b) & (a > 0) & (b > 0)):
+            problems.append("two different grains touch without a boundary pixel")
+            break
+    grown, _ = _grow_into_boundaries(labels, max_passes=1)
+    if np.any(grown != labels):
+        problems.append("some boundary pixels separate nothing (touch a single grain)")
+    return problems
 
 
 def border_grains(labels: np.ndarray) -> np.ndarray:
