@@ -137,7 +137,8 @@ def _cut(labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, int]:
 
     The largest piece of a grain keeps the grain's id, the others get new ids
     after the current maximum. Cut pixels that separate nothing go back to
-    their grain. Returns the new labels and the number of new grains.
+    their grain, as does an old boundary pixel beside the cut that no longer
+    separates anything. Returns the new labels and the number of new grains.
     """
     out = labels.copy()
     out[cut] = 0
@@ -156,7 +157,11 @@ def _cut(labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, int]:
                 out[pieces == p] = next_id
                 next_id += 1
                 n_new += 1
-    out, _ = _grow_into_boundaries(out, claimable=cut)
+    # cut pixels that split nothing rejoin their grain; so does an old boundary
+    # pixel next to the cut that now touches a single grain (the cut took over
+    # its job), which keeps every boundary pixel necessary
+    near = ndi.binary_dilation(cut, np.ones((3, 3), bool)) & (labels == 0)
+    out, _ = _grow_into_boundaries(out, claimable=cut | near)
     return out, n_new
 
 

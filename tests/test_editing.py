@@ -1,0 +1,157 @@
+"""Editing operations: exact changed-pixel sets, convention kept, diffs for undo."""
+
+import numpy as np
+import pytest
+
+from napari_grainseg.editing import (
+    add_boundary,
+    boundary_edit,
+    delete_grain,
+    erase_boundary,
+    label_edit,
+    merge_grains,
+    polyline_mask,
+    relabel_consecutive,
+    split_grain,
+)
+from napari_grainseg.errors import InputError
+from napari_grainseg.grains import label_convention_problems, normalize_labels
+
+
+@pytest.fixture
+def three():
+    """12x12: grain 1 left; grain 2 top right; grain 3 bottom right (1-px boundaries).
+
+    Boundary: column 5 (rows 0-4 and 6-11), row 5 columns 6-11; (5, 5) is grain 1.
+    """
+    t = np.ones((12, 12), np.uint32)
+    t[:, 6:] = 2
+    t[6:, 6:] = 3
+    lab = normalize_labels(t)
+    assert label_convention_problems(lab) == []
+    return lab
+
+
+def changed(a, b):
+    return set(zip(*np.nonzero(a != b)))
+
+
+def test_merge_changes_exactly_grain_and_shared_boundary(three):
+    out = merge_grains(three, [3, 2])
+    expected = {(y, x) for y in range(6, 12) for x in range(6, 12)}  # grain 3 -> 2
+    expected |= {(5, x) for x in range(7, 12)}  # shared boundary, (5, 6) still separates 1|2
+    assert changed(three, out) == expected
+    assert set(np.unique(out)) == {0, 1, 2}
+    assert out[5, 6] == 0
+    assert label_convention_problems(out) == []
+    assert three.max() == 3  # input untouched
+
+
+def test_merge_errors(three):
+    lab = three.copy()
+    lab[0, 0] = 0
+    lab[0, 1] = 0
+    with pytest.raises(InputError, match="no grain with id 9"):
+        merge_grains(three, [1, 9])
+    far = np.ones((5, 9), np.uint32)
+    far[:, 3] = far[:, 6] = 0
+    far[:, 4:6] = 2
+    far[:, 7:] = 3
+    with pytest.raises(InputError, match="do not touch"):
+        merge_grains(far, [1, 3])
+    assert np.array_equal(merge_grains(three, [2]), three)
+
+
+def test_erase_boundary_by_point_and_mask(three):
+    by_point = erase_boundary(three, [[5, 9]])
+    assert np.array_equal(by_point, merge_grains(three, [2, 3]))
+    mask = np.zeros(three.shape, bool)
+    mask[2, 4:7] = True  # eraser stroke across the 1|2 boundary
+    assert np.array_equal(erase_boundary(three, mask), merge_grains(three, [1, 2]))
+    inside = np.zeros(three.shape, bool)
+    inside[8, 8] = True  # no boundary pixel selected: nothing happens
+    assert np.array_equal(erase_boundary(three, inside), three)
+
+
+def test_split_grain_exact_pixels_and_new_id(three):
+    out = split_grain(three, [(3, -1), (3, 12)])  # crosses 1 (5 px) and 2 (6 px): splits 2
+    expected_line = {(3, x) for x in range(6, 12)}
+    new_piece = {(4, x) for x in range(6, 12)}  # smaller piece gets id 4
+    # (3, 5) on the old boundary now touches grain 1 only: it joins grain 1
+    assert changed(three, out) == expected_line | new_piece | {(3, 5)}
+    assert all(out[p] == 0 for p in expected_line) and all(out[p] == 4 for p in new_piece)
+    assert out[3, 5] == 1
+    assert label_convention_problems(out) == []
+
+
+def test_split_grain_overshoot_and_explicit_id(three):
+    # a slanted line through grain 1 that overshoots into grain 2: only grain 1 is cut
+    out = split_grain(three, [(8, -1), (8, 8)], gid=1)
+    assert changed(three, out) == ({(8, x) for x in range(0, 5)}
+                                   | {(y, x) for y in range(9, 12) for x in range(0, 5)}
+                                   | {(8, 5)})  # old boundary pixel now beside grain 3 only
+    assert out[8, 5] == 3
+    assert np.all(out[:, 6:] == three[:, 6:])
+    assert label_convention_problems(out) == []
+
+
+def test_split_grain_that_is_not_cut(three):
+    with pytest.raises(InputError, match="does not cut grain 1"):
+        split_grain(three, [(3, 1), (3, 3)])
+    with pytest.raises(InputError, match="at least two"):
+        split_grain(three, [(3, 1)])
+
+
+def test_add_boundary_cuts_every_grain_crossed(three):
+    out = add_boundary(three, [(3, -2), (3, 13)])
+    line = {(3, x) for x in range(12) if x != 5}
+    pieces = {(y, x) for y in range(3) for x in range(5)} | {(4, x) for x in range(6, 12)}
+    assert changed(three, out) == line | pieces
+    assert int(out.max()) == 5
+    assert label_convention_problems(out) == []
+    # a dangling line closes nothing: no change at all
+    assert np.array_equal(add_boundary(three, [(8, 7), (8, 9)]), three)
+
+
+def test_delete_grain_shares_pixels_among_neighbours(three):
+    out = delete_grain(three, 3)
+    assert 3 not in out
+    ch = changed(three, out)
+    region = {(y, x) for y in range(6, 12) for x in range(6, 12)}
+    assert region <= ch | {p for p in region if out[p] == 0}
+    assert all(5 <= y and 5 <= x for y, x in ch)  # nothing else touched
+    assert (out[11, 6:] == 1).sum() > 0 and (out[6, 6:] == 2).sum() > 0
+    assert label_convention_problems(relabel_consecutive(out)) == []
+    with pytest.raises(InputError, match="only grain"):
+        delete_grain(np.ones((5, 5), np.uint32), 1)
+    with pytest.raises(InputError, match="no grain with id 7"):
+        delete_grain(three, 7)
+
+
+def test_relabel_consecutive_changes_only_renumbered_pixels():
+    lab = np.array([[1, 0, 5], [1, 0, 5]], np.uint32)
+    out = relabel_consecutive(lab)
+    assert out.tolist() == [[1, 0, 2], [1, 0, 2]]
+    assert changed(lab, out) == {(0, 2), (1, 2)}
+
+
+def test_label_and_boundary_edits_replay_the_operation(three):
+    out = merge_grains(three, [2, 3])
+    idx, val = label_edit(three, out)
+    replay = three.copy()
+    replay[idx] = val
+    assert np.array_equal(replay, out)
+    bmap = (three == 0).astype(np.uint8)
+    idx, val = boundary_edit(bmap, out)
+    assert set(zip(*idx)) == {(5, x) for x in range(7, 12)}
+    assert np.all(val == 0) and val.dtype == np.uint8
+    bmap[idx] = val
+    assert np.array_equal(bmap, (out == 0).astype(np.uint8))
+
+
+def test_polyline_mask_is_8_connected_1px():
+    m = polyline_mask((20, 20), [(0, 0), (10, 19), (19, 5)])
+    from scipy import ndimage as ndi
+
+    assert ndi.label(m, np.ones((3, 3)))[1] == 1
+    assert m.sum() < 20 + 15 + 2
