@@ -106,6 +106,14 @@ def targets_from_tessellation(cells: np.ndarray, min_area: int = 4
         keep = ~tiny[labels]
         idx = ndimage.distance_transform_edt(~keep, return_distances=False, return_indices=True)
         cells, _ = compact_labels(labels[idx[0], idx[1]])
+    # crumbs that keep reappearing (a lone pixel boxed in at a junction) become
+    # boundary; pruning then hands back every such pixel that separates nothing
+    area = np.bincount(labels.ravel())
+    crumbs = area < min_area
+    crumbs[0] = False
+    if crumbs.any():
+        boundaries |= crumbs[labels]
+        labels[boundaries] = 0
     _prune(labels, boundaries)
     labels, _ = grains_from_boundaries(boundaries)  # canonical (raster-order) numbering
     return cells.astype(np.int32), labels.astype(np.uint32), boundaries
