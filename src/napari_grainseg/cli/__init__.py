@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "demo",
     "edges",
     "measure",
+    "segment",
     "synth",
     "train",
 )

@@ -1,0 +1,84 @@
+"""``grainseg segment``: micrographs → boundaries, grains, measurements and figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ._common import load_micrograph, positive_float
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="find grain boundaries and measure grains",
+        description="Segment micrographs into grains and write, per input, DIR/<stem>_boundaries.tif "
+        "(uint8, 1 = boundary), DIR/<stem>_grains.tif (uint32 labels, 0 = boundary), "
+        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png/.svg and <stem>_overlay.png.",
+    )
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="micrograph files")
+    p.add_argument("--sample", action="store_true", help="segment the bundled real TEM micrograph")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--pixel-size", type=positive_float, metavar="NM",
+                   help="pixel size in nm (overrides the file's calibration)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--grain-size", type=positive_float, metavar="PX",
+                      help="expected mean grain diameter in pixels (default: estimated)")
+    size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
+                      help="expected mean grain diameter in nm (needs a pixel size)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    p.add_argument("--net2-steps", default="0", metavar="N",
+                   help="Net2 refinement steps; 0 = Net1 only (Net2 is not available yet)")
+    p.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
+    p.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
+    p.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..models.device import describe_device, select_device
+    from ..models.weights import load_net1
+    from ..pipeline import segment, write_segmentation
+
+    if args.net2_steps != "0":
+        raise InputError(f"--net2-steps {args.net2_steps}: Net2 is not available yet, only 0 is accepted")
+    if not 0 < args.threshold < 1:
+        raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.min_grain_area < 1:
+        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
+    if args.sample and args.inputs:
+        raise InputError("give input files or --sample, not both")
+    sources = [None] if args.sample else args.inputs
+    if not sources:
+        raise InputError("no input: give micrograph files, or --sample for the bundled one")
+    # Read everything first: a bad file fails before any long computation.
+    micrographs = [load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size) for src in sources]
+    stems = [Path(m.source).stem for m in micrographs]
+    if len(set(stems)) != len(stems):
+        raise InputError("several inputs have the same file name; their outputs would collide "
+                         "(use grainseg batch, which mirrors folders)")
+    grain_sizes = []
+    for m in micrographs:
+        if args.grain_size_nm is not None:
+            if m.pixel_size_nm is None:
+                raise InputError(f"--grain-size-nm needs a pixel size, but {m.source} is not calibrated: "
+                                 "add --pixel-size NM")
+            grain_sizes.append(args.grain_size_nm / m.pixel_size_nm)
+        else:
+            grain_sizes.append(args.grain_size)
+    device = select_device(args.device)
+    print(f"grainseg: running on {describe_device(device)}", file=sys.stderr)
+    model = load_net1(args.weights, device=device)
+    for m, stem, gsize in tqdm(list(zip(micrographs, stems, grain_sizes)), desc="segment", unit="image",
+                               disable=len(micrographs) < 2):
+        result = segment(m.data, model=model, device=device, grain_size_px=gsize, threshold=args.threshold,
+                         min_grain_area=args.min_grain_area)
+        write_segmentation(args.out, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
+                           extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
+        print(f"{stem}: {int(result.labels.max())} grains, scale {result.prediction.scale:.2f}, "
+              f"{result.prediction.seconds:.2f} s → {args.out}", file=sys.stderr)
+    return 0

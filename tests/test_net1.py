@@ -1,0 +1,198 @@
+"""Net1: architecture, devices, weight files, training, tiled inference and the segment command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_grainseg.errors import InputError
+from napari_grainseg.inference import (
+    TARGET_GRAIN_SIZE_PX,
+    TRAINED_GRAIN_RANGE_PX,
+    predict_boundaries,
+    predict_probability,
+    scale_for_grain_size,
+)
+from napari_grainseg.models.device import describe_device, select_device
+from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
+from napari_grainseg.models.weights import load_net1, save_weights
+from napari_grainseg.synthetic import generate
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    torch.manual_seed(0)
+    model = Net1(Net1Config()).eval()
+    # Give BatchNorm realistic statistics so activations are not degenerate.
+    with torch.no_grad():
+        model.train()
+        for seed in range(3):
+            from napari_grainseg.models.features import net1_features
+
+            x = torch.from_numpy(net1_features(generate(seed, (128, 128)).image))[None]
+            model(x)
+        model.eval()
+        # Spread the logits (std ~2) so probabilities vary across the image: a random
+        # network is otherwise almost constant, which would make seam tests vacuous.
+        logits = model(x)
+        model.head.weight *= 2.0 / float(logits.std())
+        model.head.bias -= float(model(x).mean())
+    return model
+
+
+@pytest.fixture(scope="module")
+def weights_file(random_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "net1.pt"
+    save_weights(random_model, path, {"model": "net1", "architecture": random_model.config.to_dict()})
+    return path
+
+
+def test_architecture_is_small_and_keeps_shape():
+    model = Net1()
+    assert 50_000 < count_parameters(model) <= 1_000_000
+    out = model(torch.zeros(2, 4, 64, 96))
+    assert out.shape == (2, 1, 64, 96)
+
+
+def test_device_selection_falls_back_to_cpu_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert select_device("auto").type == "cpu"
+    assert select_device("cpu").type == "cpu"
+    assert describe_device(select_device("cpu")).startswith("cpu (")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        select_device("cuda")
+    with pytest.raises(InputError, match="unknown device"):
+        select_device("tpu")
+
+
+def test_weights_round_trip_fp16(random_model, weights_file):
+    loaded = load_net1(weights_file, device="cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    stored = torch.load(weights_file, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    x = torch.rand(1, 4, 64, 64)
+    with torch.inference_mode():
+        a, b = torch.sigmoid(random_model(x)), torch.sigmoid(loaded(x))
+    assert float((a - b).abs().max()) < 1e-2
+    info = json.loads(weights_file.with_suffix(".json").read_text())
+    assert len(info["weights_sha256"]) == 64
+
+
+def test_corrupt_or_missing_weights_are_clear_errors(tmp_path, weights_file):
+    with pytest.raises(InputError, match="not found"):
+        load_net1(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    bad.with_suffix(".json").write_text(weights_file.with_suffix(".json").read_text())
+    with pytest.raises(InputError, match="cannot load"):
+        load_net1(bad)
+
+
+@pytest.mark.parametrize("size, expected", [(24.0, 1.0), (TRAINED_GRAIN_RANGE_PX[1] * 2, None), (5.0, None)])
+def test_grain_size_hint_rescales_only_outside_trained_range(size, expected):
+    scale = scale_for_grain_size(size)
+    if expected is not None:
+        assert scale == expected
+    else:
+        assert size * scale == pytest.approx(TARGET_GRAIN_SIZE_PX)
+    with pytest.raises(InputError):
+        scale_for_grain_size(0.0)
+
+
+def test_tiled_prediction_matches_untiled_away_from_borders(random_model):
+    image = generate(seed=3, shape=(300, 520), preset="tem").image
+    whole, n_whole = predict_probability(image, random_model, "cpu", tile_size=2048)
+    tiled, n_tiled = predict_probability(image, random_model, "cpu", tile_size=192, overlap=64)
+    assert n_whole == 1 and n_tiled > 4
+    assert whole.std() > 0.01  # a non-degenerate prediction
+    inner = (slice(8, -8), slice(8, -8))
+    assert float(np.abs(whole - tiled)[inner].max()) < 0.05
+    assert float(np.abs(whole - tiled)[inner].mean()) < 0.005
+
+
+def test_predict_boundaries_reports_scale_device_and_size(random_model):
+    image = generate(seed=4, shape=(96, 200), preset="tem").image
+    pred = predict_boundaries(image, random_model, device="cpu", grain_size_px=100.0)
+    assert pred.probability.shape == image.shape and pred.probability.dtype == np.float32
+    assert pred.scale == pytest.approx(TARGET_GRAIN_SIZE_PX / 100.0)
+    assert pred.grain_size_source == "hint" and pred.device.startswith("cpu")
+    assert 0.0 <= pred.probability.min() and pred.probability.max() <= 1.0
+
+
+def test_training_few_steps_decreases_loss_and_resumes_identically(tmp_path):
+    from napari_grainseg.training import TrainConfig, evaluate_validation, train_net1, validation_set
+
+    config = TrainConfig(steps=24, batch_size=4, patch_shape=(64, 128), val_size=2, val_shape=(64, 128),
+                         val_every=24, checkpoint_every=8, num_workers=0, warmup_steps=2, lr=5e-3)
+    torch.manual_seed(config.seed)
+    fresh = Net1(Net1Config(**config.architecture))
+    before = evaluate_validation(fresh, validation_set(config), "cpu", config)["val_loss"]
+    summary = train_net1(config, tmp_path / "a", device="cpu", progress=False)
+    assert summary["finished"] and (tmp_path / "a" / "net1.pt").exists()
+    after = evaluate_validation(load_net1(tmp_path / "a" / "net1.pt"), validation_set(config), "cpu",
+                                config)["val_loss"]
+    assert after < before
+    info = json.loads((tmp_path / "a" / "net1.json").read_text())
+    assert info["train_config"]["steps"] == 24 and "git_revision" in info
+    # Interrupted after the first step, then resumed: bit-identical weights.
+    paused = train_net1(config, tmp_path / "b", device="cpu", progress=False, max_minutes=1e-9)
+    assert not paused["finished"] and paused["step"] == 1
+    train_net1(config, tmp_path / "b", device="cpu", progress=False)
+    a = torch.load(tmp_path / "a" / "net1.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "net1.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _segment(*args):
+    return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", "segment", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_segment_writes_the_file_contract(tmp_path, weights_file):
+    image = (generate(seed=5, shape=(96, 160), preset="tem").image * 65535).astype(np.uint16)
+    src = tmp_path / "field.tif"
+    tifffile.imwrite(src, image, imagej=True, resolution=(1 / 2.0, 1 / 2.0), metadata={"unit": "nm"})
+    out = tmp_path / "out"
+    result = _segment(str(src), "--out", str(out), "--weights", str(weights_file), "--device", "cpu",
+                      "--grain-size", "24")
+    assert result.returncode == 0, result.stderr
+    assert "running on cpu" in result.stderr
+    boundaries = tifffile.imread(out / "field_boundaries.tif")
+    labels = tifffile.imread(out / "field_grains.tif")
+    assert boundaries.shape == labels.shape == image.shape
+    assert boundaries.dtype == np.uint8 and labels.dtype == np.uint32
+    np.testing.assert_array_equal(boundaries == 1, labels == 0)
+    summary = json.loads((out / "field_summary.json").read_text())
+    assert summary["pixel_size_nm"] == pytest.approx(2.0)
+    assert summary["device"].startswith("cpu")
+    for suffix in ("grains.csv", "histogram.png", "histogram.svg", "overlay.png"):
+        assert (out / f"field_{suffix}").exists()
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["missing.tif"], "not found"),
+        (["--sample", "--net2-steps", "3"], "net2"),
+        (["--sample", "--grain-size-nm", "50"], "pixel size"),
+        (["--sample", "--device", "cuda"], "cuda"),
+        (["--sample", "--pixel-size", "-1"], "pixel-size"),
+        ([], "no input"),
+    ],
+)
+def test_segment_bad_input_exit_2(tmp_path, weights_file, args, words):
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = _segment(*args, "--out", str(tmp_path / "o"), "--weights", str(weights_file))
+    assert result.returncode == 2, result.stderr
+    assert words.lower() in result.stderr.lower() and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
