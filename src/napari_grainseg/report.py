@@ -142,9 +142,13 @@ def histogram_figure(table: GrainTable, summary: dict):
 
 def save_figure(fig, path, *, dpi: int = 150) -> Path:
     """Save a matplotlib figure atomically; the format follows the suffix."""
+    import matplotlib
+
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    # SVG keeps text as text (editable, searchable) instead of glyph outlines
+    with matplotlib.rc_context({"svg.fonttype": "none"}), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
     return path
 
 

@@ -1,0 +1,179 @@
+"""Exports (CSV, JSON, histogram PNG/SVG, overlay PNG) and ``grainseg measure``."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_grainseg import report
+from napari_grainseg.cli import main
+from napari_grainseg.grains import normalize_labels
+from napari_grainseg.measure import measure_grains, summarize
+
+
+def grid_labels(shape=(96, 160), p=16):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return normalize_labels(((yy + 3) // p * 100 + (xx + 5) // p + 1).astype(np.uint32))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep")
+    lab = grid_labels()
+    image = np.where(lab == 0, 50, 200).astype(np.uint8) + np.arange(lab.shape[1], dtype=np.uint8)[None] // 8
+    paths = report.write_report(out, "field1", image=image, labels=lab, pixel_size_nm=2.5,
+                                extra={"device": "cpu"})
+    return paths, lab, image
+
+
+def test_all_files_written(written):
+    paths, _, _ = written
+    assert set(paths) == {"csv", "json", "histogram_png", "histogram_svg", "overlay"}
+    for key, name in (("csv", "field1_grains.csv"), ("json", "field1_summary.json"),
+                      ("histogram_png", "field1_histogram.png"),
+                      ("histogram_svg", "field1_histogram.svg"),
+                      ("overlay", "field1_overlay.png")):
+        assert paths[key].name == name and paths[key].stat().st_size > 0
+    assert not list(paths["csv"].parent.glob(".*part*"))  # no temporary file left
+
+
+def test_csv_matches_table(written):
+    paths, lab, _ = written
+    with open(paths["csv"], newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    assert header[:3] == ["label", "area_px [px²]", "ecd_px [px]"]
+    assert "ecd_nm [nm]" in header and "touches_border" in header
+    table = measure_grains(lab, 2.5)
+    assert len(rows) - 1 == len(table) == int(lab.max())
+    i = header.index("area_nm2 [nm²]")
+    assert float(rows[1][i]) == pytest.approx(table["area_nm2"][0], rel=1e-5)
+    assert rows[1][header.index("touches_border")] in ("true", "false")
+
+
+def test_summary_json_fields(written):
+    paths, lab, _ = written
+    data = json.loads(paths["json"].read_text())
+    for key in ("n_grains", "mean_ecd_px", "mean_ecd_nm", "astm_g_planimetric",
+                "astm_g_intercept", "pixel_size_nm", "warnings", "histograms", "lognormal"):
+        assert key in data
+    assert data["device"] == "cpu" and data["pixel_size_nm"] == 2.5
+    assert data["n_grains"] == int(lab.max())
+    assert data["mean_ecd_nm"] == pytest.approx(2.5 * data["mean_ecd_px"])
+    assert data["astm_g_planimetric"] == pytest.approx(summarize(lab, 2.5)["astm_g_planimetric"])
+
+
+def test_overlay_and_histogram_images(written):
+    paths, lab, image = written
+    ov = np.asarray(Image.open(paths["overlay"]))
+    assert ov.shape == lab.shape + (3,)
+    assert np.all(ov[lab == 0] == report.BOUNDARY_COLOUR)
+    assert np.all(ov[lab > 0][:, 0] == ov[lab > 0][:, 1])  # gray elsewhere
+    png = Image.open(paths["histogram_png"])
+    assert png.size[0] > 800
+    svg = paths["histogram_svg"].read_text()
+    assert "<svg" in svg and "ECD (nm)" in svg and "number-weighted" in svg
+
+
+def test_histogram_draws_lognormal_fit():
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 200, (120, 2))
+    yy, xx = np.mgrid[:200, :200]
+    lab = (cKDTree(pts).query(np.c_[yy.ravel(), xx.ravel()])[1].reshape(200, 200) + 1)
+    lab = normalize_labels(lab.astype(np.uint32))
+    table = measure_grains(lab, 1.5)
+    sm = summarize(lab, 1.5, table=table)
+    fig = report.histogram_figure(table, sm)
+    ax_n, ax_a, ax_c = fig.axes
+    assert ax_n.get_xlabel() == "ECD (nm)" and "1/nm" in ax_n.get_ylabel()
+    assert any("lognormal" in t.get_text() for t in ax_n.get_legend().get_texts())
+    assert any("KS D=" in t.get_text() for t in ax_c.get_legend().get_texts())
+    # the drawn density integrates the number histogram: bars sum to 1 over bin widths
+    heights = np.array([p.get_height() for p in ax_n.patches])
+    widths = np.array([p.get_width() for p in ax_n.patches])
+    assert np.sum(heights * widths) == pytest.approx(1.0)
+
+
+def test_uncalibrated_report_uses_pixels(tmp_path):
+    lab = grid_labels()
+    paths = report.write_report(tmp_path, "u", image=None, labels=lab)
+    data = json.loads(paths["json"].read_text())
+    assert data["mean_ecd_nm"] is None and data["astm_g_planimetric"] is None
+    assert any("no pixel size" in w for w in data["warnings"])
+    assert "ECD (px)" in paths["histogram_svg"].read_text()
+    assert "ecd_nm [nm]" not in paths["csv"].read_text().splitlines()[0]
+
+
+def test_one_grain_report(tmp_path):
+    paths = report.write_report(tmp_path, "one", image=None, labels=np.ones((32, 32), np.uint8),
+                                pixel_size_nm=1.0)
+    data = json.loads(paths["json"].read_text())
+    assert data["n_grains"] == 1 and data["lognormal"] is None
+    assert data["astm_g_intercept"] is None
+    assert len(paths["csv"].read_text().splitlines()) == 2
+
+
+def test_json_write_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "s_summary.json"
+    target.write_text('{"old": true}')
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report.json, "dump", boom)
+    with pytest.raises(RuntimeError):
+        report.write_summary_json(target, {"n_grains": 1})
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["s_summary.json"]
+
+
+def test_cli_measure(tmp_path, capsys):
+    lab = grid_labels()
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    img = tmp_path / "img.tif"
+    tifffile.imwrite(img, (lab > 0).astype(np.float32) + 0.1)
+    code = main(["measure", str(tmp_path / "lab.tif"), "--pixel-size", "3",
+                 "--image", str(img), "--out", str(tmp_path / "out")])
+    assert code == 0
+    data = json.loads((tmp_path / "out" / "lab_summary.json").read_text())
+    assert data["pixel_size_nm"] == 3.0 and data["n_grains"] == int(lab.max())
+    assert (tmp_path / "out" / "lab_overlay.png").exists()
+    np.save(tmp_path / "lab.npy", lab.astype(np.int32))
+    assert main(["measure", str(tmp_path / "lab.npy"), "--out", str(tmp_path / "o2")]) == 0
+
+
+@pytest.mark.parametrize("case, match", [
+    ("float", "integer dtype"),
+    ("zero-size", "pixel size"),
+    ("negative-size", "pixel size"),
+    ("missing", "not found"),
+    ("empty", "no grain"),
+    ("shape", "micrograph is"),
+])
+def test_cli_measure_bad_input(tmp_path, capsys, case, match):
+    lab = grid_labels()
+    path = tmp_path / "lab.tif"
+    args = []
+    if case == "float":
+        tifffile.imwrite(path, lab.astype(np.float32))
+    elif case == "empty":
+        tifffile.imwrite(path, np.zeros((20, 20), np.uint16))
+    elif case != "missing":
+        tifffile.imwrite(path, lab)
+    if case == "zero-size":
+        args = ["--pixel-size", "0"]
+    elif case == "negative-size":
+        args = ["--pixel-size", "-1"]
+    elif case == "shape":
+        tifffile.imwrite(tmp_path / "img.tif", np.random.default_rng(0).random((30, 30)))
+        args = ["--image", str(tmp_path / "img.tif")]
+    code = main(["measure", str(path), "--out", str(tmp_path / "out"), *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grainseg: error:") and match in err
+    assert not (tmp_path / "out" / "lab_summary.json").exists()
