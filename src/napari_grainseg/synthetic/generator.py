@@ -124,7 +124,10 @@ def circle_distribution(mean_diameter: float, log_sigma: float, smoothing: int
             d_c *= 1.5
             continue
         d_c *= mean_diameter / m
-        s_c = min(max(s_c + (log_sigma - sd), 0.0), 0.75)
+        s_new = min(max(s_c + (log_sigma - sd), 0.0), 0.75)
+        if abs(s_new - s_c) < 1e-4 and abs(m / mean_diameter - 1) < 1e-4:
+            break
+        s_c = s_new
     return d_c, s_c
 
 

@@ -149,6 +149,16 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return lut[labels], int(present.sum())
 
 
+def _gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (mirror border); wide kernels run at half resolution (3x faster)."""
+    if sigma < 3 or min(img.shape) < 8:
+        return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = img.shape
+    small = cv2.resize(img, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / 2, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def smooth_labels(labels: np.ndarray, steps: int, sigma: float) -> np.ndarray:
     """Curvature-flow smoothing of a label image by threshold dynamics (MBO).
 
@@ -174,7 +184,7 @@ def smooth_labels(labels: np.ndarray, steps: int, sigma: float) -> np.ndarray:
             y0, y1 = max(ys.start - pad, 0), min(ys.stop + pad, h)
             x0, x1 = max(xs.start - pad, 0), min(xs.stop + pad, w)
             ind = (labels[y0:y1, x0:x1] == k).astype(np.float32)
-            blurred = cv2.GaussianBlur(ind, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+            blurred = _gaussian(ind, sigma)
             b = best[y0:y1, x0:x1]
             win = blurred > b
             b[win] = blurred[win]
