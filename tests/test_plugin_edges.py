@@ -98,3 +98,13 @@ def test_edge_widget_without_image_layer_notifies(make_napari_viewer, monkeypatc
     widget = _edges_widget.EdgeDetectorsWidget(viewer)
     assert widget.run() is None
     assert errors and "no image layer" in errors[0]
+
+
+def test_synthetic_sample_opens_with_true_grains(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "synthetic_micrograph")
+    image, labels = viewer.layers["synthetic micrograph"], viewer.layers["synthetic true grains"]
+    assert image.data.shape == labels.data.shape == (512, 512)
+    assert labels.data.max() > 20  # many grains
+    # Boundary pixels (0) separate the grains of the generator's target.
+    assert 0.01 < (labels.data == 0).mean() < 0.3

@@ -12,3 +12,15 @@ def interconnect_tem():
     kwargs = micrograph_layer_kwargs(micrograph, "interconnect_tem")
     kwargs["metadata"]["credit"] = INTERCONNECT_TEM_CREDIT
     return [(micrograph.data, kwargs, "image")]
+
+
+def synthetic_micrograph():
+    """A synthetic bright-field micrograph (default "tem" preset, seed 0) with its true grains."""
+    from ..synthetic import generate
+
+    sample = generate(seed=0, shape=(512, 512), preset="tem")
+    meta = {"grainseg_synthetic_params": sample.params}
+    return [
+        (sample.image, {"name": "synthetic micrograph", "colormap": "gray", "metadata": meta}, "image"),
+        (sample.labels, {"name": "synthetic true grains", "opacity": 0.3, "visible": False}, "labels"),
+    ]
