@@ -266,6 +266,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    revision_at_start = git_revision()
     dev = select_device(device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -347,7 +348,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
         info = {
             "model": "net1", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
             "input_channels": ["sobel", "log", "canny", "intensity"],
-            "train_config": config.to_dict(), "git_revision": git_revision(),
+            "train_config": config.to_dict(), "git_revision": revision_at_start,
             "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
             "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
             "torch": torch.__version__, "validation": best,
