@@ -506,6 +506,11 @@ def summarize(
         d, a, wt = table["ecd_px"], table["area_px"].astype(float), np.ones(len(table))
         edge_info = {"edge_grains": "included (no complete grain)", "edge_correction": None}
         n_inc = len(table)
+    n_edge = int(table["touches_border"].sum())
+    if exclude_edge_grains and len(table) and n_edge > len(table) / 2:
+        warn.append(f"{n_edge} of {len(table)} grains touch the image border: size statistics "
+                    "of the complete grains miss the large ones; prefer the intercept, "
+                    "or include edge grains")
     if n_inc < MIN_GRAINS_FOR_STATISTICS:
         warn.append(f"only {n_inc} grains measured: fewer than {MIN_GRAINS_FOR_STATISTICS}, "
                     "statistics are uncertain; measure more fields")
