@@ -76,11 +76,11 @@ PARAMETERS: dict[str, tuple[Any, Any, str]] = {
 
 _TEM = {
     "mean_diameter": 48.0, "log_sigma": 0.4, "elongation": 1.0, "elongation_angle": 0.0,
-    "smoothing": 4, "mean_level": 0.6, "contrast": 0.13, "dark_fraction": 0.1,
+    "smoothing": 4, "mean_level": 0.56, "contrast": 0.13, "dark_fraction": 0.1,
     "similar_fraction": 0.3, "grain_gradient": 0.08, "twin_fraction": 0.15,
     "bend_contours": 0.2, "inclined_fraction": 0.4, "inclined_width": 5.0,
-    "fringe_amplitude": 0.04, "boundary_darkening": 0.12, "ramp": 0.25, "texture": 0.03,
-    "blobs": 1.0, "blur_sigma": 1.5, "dose": 400.0, "read_noise": 0.01, "noise_blur": 0.0,
+    "fringe_amplitude": 0.04, "boundary_darkening": 0.08, "ramp": 0.25, "texture": 0.06,
+    "blobs": 1.0, "blur_sigma": 2.0, "dose": 2000.0, "read_noise": 0.005, "noise_blur": 0.0,
     "flat_shading": False,
 }
 

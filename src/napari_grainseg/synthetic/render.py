@@ -31,9 +31,11 @@ def neighbour_pairs(cells: np.ndarray) -> np.ndarray:
 def grain_levels(rng: np.random.Generator, cells: np.ndarray, n: int, p: dict) -> np.ndarray:
     """Per-grain transmission: mostly mid-grey, a ``dark_fraction`` strongly diffracting,
     and a ``similar_fraction`` copying a neighbour's level (nearly invisible boundary)."""
-    level = p["mean_level"] + p["contrast"] * rng.standard_normal(n)
+    # log-normal spread: a long tail of bright grains, as in real bright field
+    c = p["contrast"] / p["mean_level"]
+    level = p["mean_level"] * np.exp(c * rng.standard_normal(n) - 0.5 * c * c)
     dark = rng.random(n) < p["dark_fraction"]
-    level[dark] = p["mean_level"] * rng.uniform(0.2, 0.6, int(dark.sum()))
+    level[dark] = p["mean_level"] * rng.uniform(0.3, 0.75, int(dark.sum()))
     level = np.clip(level, 0.03, 1.0)
     if p["similar_fraction"] > 0 and n > 1:
         pairs = neighbour_pairs(cells)
