@@ -23,6 +23,7 @@ from ..errors import GrainsegError
 SUBCOMMANDS: tuple[str, ...] = (
     "demo",
     "edges",
+    "eval",
     "measure",
     "segment",
     "synth",

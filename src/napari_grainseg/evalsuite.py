@@ -1,0 +1,243 @@
+"""The evaluation harness: frozen synthetic test sets, the competing methods, and the results table.
+
+The sets and their seeds are fixed here, before any model is trained against
+them; their seeds (8e9 onwards) never occur in training (seeds < 1e9) or in
+Net1's validation set (9e9 onwards). ``grainseg eval`` runs every method on
+every set and writes the table of :mod:`napari_grainseg.evaluation` metrics.
+
+Methods
+-------
+``classical``
+    Watershed on the smoothed gradient with h-minima markers
+    (:func:`napari_grainseg.grains.classical_boundaries`), its parameters
+    grid-searched on a separate validation set (lowest variation of information).
+``paper``
+    The paper's published Net1 + Net2 (MATLAB weights, resize to 96x496),
+    run as the authors' script does.
+``net1``
+    Net1 probability, threshold 0.5, closed grains.
+``net1+watershed``
+    Watershed of the smoothed Net1 probability with h-minima markers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A frozen set of synthetic test images: preset, overrides, shape and seeds."""
+
+    name: str
+    description: str
+    preset: str
+    shape: tuple[int, int]
+    first_seed: int
+    size: int
+    overrides: dict = field(default_factory=dict)
+
+    def samples(self, limit: int | None = None):
+        """Yield the set's synthetic samples (deterministic)."""
+        from .synthetic import generate
+
+        for i in range(self.size if limit is None else min(limit, self.size)):
+            yield generate(seed=self.first_seed + i, shape=self.shape, preset=self.preset, **self.overrides)
+
+
+#: The test sets. Frozen: change a definition only with a new name.
+EVAL_SETS: dict[str, EvalSet] = {s.name: s for s in (
+    EvalSet("id-train", "in distribution: the training preset's random draws", "train", (256, 256),
+            8_000_000_000, 16),
+    EvalSet("id-tem", "in distribution: the default bright-field preset", "tem", (256, 256),
+            8_000_100_000, 16),
+    EvalSet("ood-noisy", "out of distribution: very low dose (3 e/px) and strong read noise", "tem",
+            (256, 256), 8_000_200_000, 12, {"dose": 3.0, "read_noise": 0.08}),
+    EvalSet("ood-large", "out of distribution: 100 px grains (trained 8-60 px)", "tem", (512, 512),
+            8_000_300_000, 6, {"mean_diameter": 100.0}),
+    EvalSet("ood-small", "out of distribution: 6 px grains", "tem", (256, 256), 8_000_400_000, 12,
+            {"mean_diameter": 6.0}),
+    EvalSet("ood-paper", "other generator style: the paper's flat-shaded preset, 96x496", "paper",
+            (96, 496), 8_000_500_000, 12),
+)}
+
+#: Validation set for tuning the classical baseline's parameters (not a test set).
+CLASSICAL_TUNING_SET = EvalSet("tune-classical", "tuning set for the classical baseline", "train",
+                               (256, 256), 8_500_000_000, 8)
+
+#: Grid searched for the classical baseline.
+CLASSICAL_GRID = {"sigma": (1.0, 2.0, 3.0, 4.0), "h": (0.001, 0.002, 0.005, 0.01),
+                  "merge_threshold": (None, 0.01, 0.03)}
+
+METHODS: tuple[str, ...] = ("classical", "paper", "net1", "net1+watershed")
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0) -> np.ndarray:
+    """Closed grains from a boundary probability by watershed with h-minima markers."""
+    from scipy import ndimage
+    from skimage.morphology import h_minima
+    from skimage.segmentation import watershed
+
+    from .grains import boundaries_to_labels
+
+    smooth = ndimage.gaussian_filter(probability.astype(np.float64), sigma)
+    markers, _ = ndimage.label(h_minima(smooth, h))
+    regions = watershed(smooth, markers, watershed_line=True)
+    return boundaries_to_labels(regions == 0)
+
+
+def tune_classical(progress: bool = False) -> dict:
+    """Grid-search the classical baseline on :data:`CLASSICAL_TUNING_SET`; returns the best parameters."""
+    from .evaluation import segmentation_scores
+    from .grains import boundaries_to_labels, classical_boundaries
+
+    samples = list(CLASSICAL_TUNING_SET.samples())
+    best = None
+    names = list(CLASSICAL_GRID)
+    for values in itertools.product(*CLASSICAL_GRID.values()):
+        params = dict(zip(names, values))
+        vi = np.mean([segmentation_scores(boundaries_to_labels(classical_boundaries(s.image, **params)),
+                                          s.labels)["vi"] for s in samples])
+        if best is None or vi < best[0]:
+            best = (vi, params)
+    return best[1] | {"tuning_vi": float(best[0])}
+
+
+def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: str | Path | None = None,
+                   paper_nets: str | Path | None = None,
+                   classical_params: dict | None = None) -> dict[str, Callable[[np.ndarray], tuple]]:
+    """Functions ``image -> (boundaries, labels, extra)`` for the named methods, models loaded once.
+
+    ``classical_params`` skips the grid search (:func:`tune_classical`) with given parameters.
+    """
+    from .grains import boundaries_to_labels, classical_boundaries
+
+    runners: dict[str, Callable] = {}
+    methods = list(methods)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if "classical" in methods:
+        params = classical_params or tune_classical()
+        tuned = {k: params[k] for k in CLASSICAL_GRID}
+
+        def classical(image):
+            labels = boundaries_to_labels(classical_boundaries(image, **tuned))
+            return labels == 0, labels, {"params": tuned}
+
+        runners["classical"] = classical
+    if "paper" in methods:
+        from .models.paper import load_paper_nets, paper_pipeline
+
+        net1p, net2p = load_paper_nets(paper_nets) if paper_nets else load_paper_nets()
+
+        def paper(image):
+            out = paper_pipeline(image, net1p, net2p)
+            labels = boundaries_to_labels(out["boundaries"])
+            return labels == 0, labels, {"iterations": out["iterations"]}
+
+        runners["paper"] = paper
+    if {"net1", "net1+watershed"} & set(methods):
+        from .inference import predict_boundaries
+        from .models.device import select_device
+        from .models.weights import load_net1
+
+        dev = select_device(device)
+        model = load_net1(net1_weights, device=dev)
+        if "net1" in methods:
+            def net1(image):
+                pred = predict_boundaries(image, model, device=dev)
+                labels = boundaries_to_labels(pred.probability)
+                return labels == 0, labels, {"scale": pred.scale}
+
+            runners["net1"] = net1
+        if "net1+watershed" in methods:
+            def net1_watershed(image):
+                pred = predict_boundaries(image, model, device=dev)
+                labels = probability_watershed(pred.probability)
+                return labels == 0, labels, {"scale": pred.scale}
+
+            runners["net1+watershed"] = net1_watershed
+    return {m: runners[m] for m in methods}
+
+
+# --------------------------------------------------------------------------- harness
+
+
+def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str] = METHODS, *,
+                   limit: int | None = None, device: str = "auto", net1_weights=None, paper_nets=None,
+                   classical_params: dict | None = None, progress: bool = True) -> dict:
+    """Run ``methods`` on the named test sets; returns ``{set: {method: mean metrics}}`` plus details."""
+    from tqdm import tqdm
+
+    from .evaluation import evaluate_prediction
+
+    names = list(set_names or EVAL_SETS)
+    unknown = sorted(set(names) - set(EVAL_SETS))
+    if unknown:
+        raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(EVAL_SETS)}")
+    runners = method_runners(methods, device=device, net1_weights=net1_weights, paper_nets=paper_nets,
+                             classical_params=classical_params)
+    results: dict = {"sets": {}, "methods": list(runners)}
+    for name in names:
+        eval_set = EVAL_SETS[name]
+        per_method: dict[str, list[dict]] = {m: [] for m in runners}
+        samples = list(eval_set.samples(limit))
+        for sample in tqdm(samples, desc=name, disable=not progress, unit="image"):
+            megapixels = sample.image.size / 1e6
+            for method, run in runners.items():
+                t0 = time.perf_counter()
+                boundaries, labels, _ = run(sample.image)
+                seconds = time.perf_counter() - t0
+                scores = evaluate_prediction(boundaries, labels, sample.boundaries, sample.labels)
+                scores["s_per_mpx"] = seconds / megapixels
+                per_method[method].append(scores)
+        results["sets"][name] = {
+            "description": eval_set.description, "n_images": len(samples),
+            "methods": {m: _mean_scores(rows) for m, rows in per_method.items()},
+        }
+    return results
+
+
+def _mean_scores(rows: list[dict]) -> dict:
+    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    for k in ("grain_count_error", "mean_ecd_error"):  # signed errors would cancel out
+        if k in means:
+            means[f"abs_{k}"] = float(np.mean([abs(r[k]) for r in rows]))
+    return means
+
+
+#: Columns of the markdown table: (metric key, header, format).
+TABLE_COLUMNS = (
+    ("f1_1px", "F1@1px", "{:.3f}"), ("f1_2px", "F1@2px", "{:.3f}"), ("f1_3px", "F1@3px", "{:.3f}"),
+    ("vi", "VI", "{:.3f}"), ("vi_split", "VI split", "{:.3f}"), ("vi_merge", "VI merge", "{:.3f}"),
+    ("are", "ARE", "{:.3f}"), ("abs_grain_count_error", "|count err|", "{:.1%}"),
+    ("abs_mean_ecd_error", "|ECD err|", "{:.1%}"), ("pixel_accuracy", "pixel acc", "{:.3f}"),
+    ("s_per_mpx", "s/MPx", "{:.2f}"),
+)
+
+
+def format_markdown(results: dict) -> str:
+    """The results as one markdown table per set."""
+    lines = []
+    for name, data in results["sets"].items():
+        lines += [f"### {name} — {data['description']} ({data['n_images']} images)", ""]
+        lines.append("| method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |")
+        lines.append("|---|" + "---|" * len(TABLE_COLUMNS))
+        for method, scores in data["methods"].items():
+            cells = [fmt.format(scores[key]) if key in scores else "–" for key, _, fmt in TABLE_COLUMNS]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
