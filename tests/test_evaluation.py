@@ -216,6 +216,21 @@ def test_count_and_ecd_errors():
     assert ecd_ks_statistic(true, true) == 0.0
     assert ecd_ks_statistic(pred, true) == pytest.approx(1 / 3)
     assert np.isnan(grain_count_error(true, np.zeros_like(true)))
+    assert np.isnan(mean_ecd_error(np.zeros_like(true), true))
+
+
+def test_ecd_ignores_boundary_width_and_matches_measure_grains():
+    b = grid_boundaries()
+    thin_lab = labels_of(b)
+    thick_lab = thin_lab.copy()
+    thick_lab[np.roll(b, 1, axis=1) | np.roll(b, 1, axis=0)] = 0  # 2-px boundaries
+    assert mean_ecd_error(thick_lab, thin_lab) == pytest.approx(0.0, abs=0.02)
+    assert grain_ecds(thick_lab, fill=False).mean() < 0.95 * grain_ecds(thin_lab, fill=False).mean()
+    try:
+        from napari_grainseg.measure import measure_grains
+    except ImportError:
+        pytest.skip("measure module not available")
+    np.testing.assert_allclose(np.sort(grain_ecds(thick_lab)), np.sort(measure_grains(thick_lab)["ecd_px"]))
 
 
 def test_pixel_accuracy_of_empty_prediction():

@@ -217,9 +217,18 @@ def _grain_areas(labels: np.ndarray) -> np.ndarray:
     return counts[counts > 0].astype(np.float64)
 
 
-def grain_ecds(labels: np.ndarray) -> np.ndarray:
-    """Equivalent circle diameters ``sqrt(4 A / pi)`` in pixels of every grain (label > 0)."""
-    return np.sqrt(4.0 * _grain_areas(labels) / np.pi)
+def grain_ecds(labels: np.ndarray, fill: bool = True) -> np.ndarray:
+    """Equivalent circle diameters ``sqrt(4 A / pi)`` in pixels of every grain (label > 0).
+
+    With ``fill`` (default) boundary pixels are first shared out to the nearest
+    grain, as :func:`napari_grainseg.measure.measure_grains` does, so thick and
+    thin boundaries give the same diameters. An image without grains gives an
+    empty array.
+    """
+    labels = _as_labels(labels, "labels")
+    if not labels.any():
+        return np.zeros(0)
+    return np.sqrt(4.0 * _grain_areas(fill_boundaries(labels) if fill else labels) / np.pi)
 
 
 def grain_count_error(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
@@ -236,8 +245,8 @@ def grain_count_error(pred_labels: np.ndarray, true_labels: np.ndarray) -> float
 def mean_ecd_error(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
     """Signed relative error of the mean ECD: ``(mean_pred - mean_true) / mean_true``.
 
-    ECDs are computed from the grain areas as labelled (boundary pixels not
-    filled). ``nan`` when either image has no grain.
+    ECDs are computed after filling the boundary pixels (:func:`grain_ecds`).
+    ``nan`` when either image has no grain.
     """
     d_pred, d_true = grain_ecds(pred_labels), grain_ecds(true_labels)
     if len(d_pred) == 0 or len(d_true) == 0:
