@@ -51,3 +51,17 @@ def test_unknown_set_or_method_is_a_clear_error():
         run_evaluation(["nope"], ["classical"])
     with pytest.raises(InputError, match="unknown method"):
         run_evaluation(["id-tem"], ["magic"])
+
+
+def test_markdown_section_replacement_keeps_other_text(tmp_path):
+    from napari_grainseg.markdown import replace_section
+
+    doc = tmp_path / "bench.md"
+    doc.write_text("# Benchmarks\n\nintro text\n")
+    replace_section(doc, "eval", "table v1", heading="## Eval")
+    replace_section(doc, "other", "other v1")
+    replace_section(doc, "eval", "table v2")
+    text = doc.read_text()
+    assert text.count("## Eval") == 1 and "table v2" in text and "table v1" not in text
+    assert text.startswith("# Benchmarks\n\nintro text") and "other v1" in text
+    assert text.index("table v2") < text.index("other v1")

@@ -361,6 +361,28 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     return summary
 
 
+def export_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
+    """Write the model of a (possibly unfinished) training checkpoint as a weights file.
+
+    Lets a long run be inspected, or its current state used, without stopping it.
+    """
+    import torch
+
+    from .models.net1 import Net1, Net1Config, count_parameters
+    from .models.weights import save_weights
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = TrainConfig(**{k: tuple(v) if k.endswith("_shape") else v
+                            for k, v in json.loads(ckpt["config"]).items()})
+    model = Net1(Net1Config(**config.architecture))
+    model.load_state_dict(ckpt["model"])
+    info = {"model": "net1", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
+            "train_config": config.to_dict(), "trained_steps": int(ckpt["step"]),
+            "validation": json.loads(ckpt["metrics"]), "exported_from": str(checkpoint),
+            "unfinished": int(ckpt["step"]) < config.steps}
+    return save_weights(model, weights_path, info)[0]
+
+
 def _main_thread() -> bool:
     import threading
 

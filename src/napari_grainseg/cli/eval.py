@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="Net1 weights (default: shipped)")
     p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
                    "(default: ../shared/data/seed_nets/seed_nets.npz)")
-    p.add_argument("--markdown", type=Path, help="write the table to this markdown file")
+    p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
+                   "between <!-- BEGIN eval --> and <!-- END eval --> markers (other text is kept)")
     p.add_argument("--json", type=Path, help="write all results as JSON")
     p.set_defaults(func=run)
 
@@ -35,14 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_open
     from ..evalsuite import format_markdown, run_evaluation
+    from ..markdown import replace_section
 
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
                              net1_weights=args.weights, paper_nets=args.paper_nets)
     table = format_markdown(results)
     print(table)
     if args.markdown:
-        with atomic_open(args.markdown) as fh:
-            fh.write(table)
+        command = "grainseg eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "grainseg eval"
+        replace_section(args.markdown, "eval", f"Regenerate with `{command}`.\n\n{table}",
+                        heading="## Evaluation on frozen synthetic test sets")
     if args.json:
         with atomic_open(args.json) as fh:
             json.dump(results, fh, indent=2)

@@ -1,0 +1,35 @@
+"""Regenerable sections of markdown documents.
+
+Benchmark scripts and ``grainseg eval`` write their results into
+``docs/benchmarks.md`` between markers ``<!-- BEGIN name -->`` and
+``<!-- END name -->``, so each command regenerates only its own part and the
+hand-written text around it stays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .atomic import atomic_open
+
+
+def replace_section(path: str | Path, name: str, body: str, heading: str | None = None) -> Path:
+    """Put ``body`` between the markers of section ``name`` in ``path`` (atomically).
+
+    A missing file is created; a missing section is appended, preceded by
+    ``heading`` (a markdown heading line) when given.
+    """
+    path = Path(path)
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
+        text = head + block + tail
+    else:
+        prefix = (text.rstrip() + "\n\n") if text.strip() else ""
+        text = prefix + (f"{heading}\n\n" if heading else "") + block + "\n"
+    with atomic_open(path) as fh:
+        fh.write(text)
+    return path
