@@ -21,6 +21,7 @@ from ..errors import GrainsegError
 
 #: Subcommand modules, in the order ``grainseg --help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
+    "batch",
     "demo",
     "edges",
     "eval",
