@@ -42,8 +42,16 @@ def image_from_layer(layer) -> np.ndarray:
 
 def pixel_size_of(layer) -> float | None:
     """The layer's pixel size in nm when its units say nm (or µm), else None."""
-    units = getattr(layer, "units", None)
-    scale = tuple(layer.scale[-2:])
+    if layer is None:
+        return None
+    return pixel_size_from(layer.scale, getattr(layer, "units", None))
+
+
+def pixel_size_from(scale, units) -> float | None:
+    """Pixel size in nm from a layer's ``scale`` and ``units`` (e.g. a writer's ``meta``), else None."""
+    if scale is None:
+        return None
+    scale = tuple(float(v) for v in scale[-2:])
     if not units:
         return None
     unit = str(units[-1])

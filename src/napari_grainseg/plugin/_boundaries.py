@@ -1,0 +1,231 @@
+"""The boundary Labels layer (single source of truth) and the grains layer derived from it.
+
+A :class:`BoundaryLink` ties one editable boundary layer (uint8, 1 = boundary)
+to one grains layer (uint32 labels drawn as contours). Every change of the
+boundary layer — painting, erasing, the merge/split/delete tools, undo —
+schedules a debounced rebuild of the grains with
+:func:`napari_grainseg.grains.boundaries_to_labels`, so nothing drawn by hand
+is lost. The link also remembers a checksum of what a model last wrote, so a
+new model result never silently overwrites hand corrections.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..grains import boundaries_to_labels
+from ._layers import derived_layer_kwargs
+from ._threading import Debouncer
+
+#: Metadata key that marks layers made by this plugin, with their role.
+ROLE_KEY = "grainseg_role"
+#: Debounce delay between an edit and the rebuild of the grains (ms).
+REBUILD_DELAY_MS = 300
+
+_LINKS: dict = {}
+
+
+def layer_key(layer):
+    """A stable key for a layer (``id`` is not: viewer proxies wrap layers anew on each access)."""
+    return layer.unique_id
+
+
+def checksum(data: np.ndarray) -> int:
+    """Cheap fingerprint of an array's contents (CRC-32 of its bytes)."""
+    return zlib.crc32(np.ascontiguousarray(data).view(np.uint8).ravel())
+
+
+def replace_labels_data(layer, data: np.ndarray) -> None:
+    """Replace a Labels layer's data and clear its undo/redo history.
+
+    napari keeps the undo history when ``layer.data`` is replaced, so an old
+    Ctrl-Z would paste stale pixels into the new data. Toggling ``editable``
+    is the public way to reset it (napari 0.9); the paint mode is restored.
+    """
+    mode = layer.mode
+    layer.data = data
+    if layer.editable:
+        layer.editable = False
+        layer.editable = True
+        layer.mode = mode
+
+
+def boundary_colormap():
+    """Labels colormap drawing boundary pixels (1) yellow and everything else transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "yellow"})
+
+
+class BoundaryLink:
+    """One boundary layer and the grains layer derived from it.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer holding the layers.
+    boundaries, grains
+        The boundary Labels layer (uint8, 1 = boundary) and the derived grains Labels layer.
+    """
+
+    def __init__(self, viewer, boundaries, grains):
+        self.viewer = viewer
+        self.boundaries = boundaries
+        self.grains = grains
+        self._model_checksum: int | None = None
+        self._grains_checksum: int | None = None
+        self.rebuilt_callbacks: list[Callable[[BoundaryLink], None]] = []
+        self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
+        for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):
+            event.connect(self._on_change)
+        _LINKS[layer_key(boundaries)] = self
+        viewer.layers.events.removed.connect(self._on_removed)
+
+    # ----------------------------------------------------------------- creation
+
+    @classmethod
+    def create(cls, viewer, source, boundaries: np.ndarray, labels: np.ndarray | None = None,
+               name: str | None = None) -> BoundaryLink:
+        """Add a boundary layer and its grains layer over the image layer ``source``."""
+        base = name or f"{source.name} boundaries"
+        name_b = _unique_name(viewer, base)
+        name_g = _unique_name(viewer, name_b.replace("boundaries", "grains", 1)
+                              if "boundaries" in name_b else f"{name_b} grains")
+        if labels is None:
+            labels = boundaries_to_labels(boundaries)
+        grains = viewer.add_labels(labels.astype(np.uint32), opacity=0.8,
+                                   metadata={ROLE_KEY: "grains", "grainseg_source": source.name},
+                                   **derived_layer_kwargs(source, name_g))
+        grains.contour = 1  # grain outlines over the micrograph
+        grains.editable = False  # derived: edit the boundary layer
+        layer = viewer.add_labels(np.asarray(boundaries, np.uint8), colormap=boundary_colormap(),
+                                  opacity=0.9,
+                                  metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
+                                  **derived_layer_kwargs(source, name_b))
+        link = cls(viewer, layer, grains)
+        link._grains_checksum = checksum(layer.data)
+        return link
+
+    @classmethod
+    def for_layer(cls, viewer, layer, create: bool = True) -> BoundaryLink | None:
+        """The link of boundary layer ``layer``; with ``create``, link any 0/1 Labels layer."""
+        link = _LINKS.get(layer_key(layer))
+        if link is not None and link.alive:
+            return link
+        if not create:
+            return None
+        data = np.asarray(layer.data)
+        if data.ndim != 2 or data.size == 0 or data.max() > 1:
+            raise InputError(f"layer '{layer.name}' is not a boundary map (2-D, 0 = grain, 1 = boundary)")
+        name_g = _unique_name(viewer, f"{layer.name} grains")
+        grains = viewer.add_labels(boundaries_to_labels(data.astype(np.uint8)), opacity=0.8,
+                                   metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
+                                   **derived_layer_kwargs(layer, name_g))
+        grains.contour = 1
+        grains.editable = False
+        layer.metadata[ROLE_KEY] = "boundaries"
+        link = cls(viewer, layer, grains)
+        link._grains_checksum = checksum(layer.data)
+        return link
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def alive(self) -> bool:
+        return self.boundaries in self.viewer.layers and self.grains in self.viewer.layers
+
+    @property
+    def edited(self) -> bool:
+        """True when the boundary layer differs from what a model last wrote into it."""
+        return self._model_checksum is not None and checksum(self.boundaries.data) != self._model_checksum
+
+    def write_model_result(self, boundaries: np.ndarray, labels: np.ndarray) -> None:
+        """Replace both layers with a model's result; clears the boundary layer's undo history."""
+        boundaries = np.asarray(boundaries, np.uint8)
+        self._model_checksum = self._grains_checksum = checksum(boundaries)
+        replace_labels_data(self.boundaries, boundaries)
+        self.grains.data = np.asarray(labels, np.uint32)
+        self._notify()
+
+    def mark_model_written(self) -> None:
+        """Treat the current boundary data as the model's (e.g. after creating the layer)."""
+        self._model_checksum = checksum(self.boundaries.data)
+
+    # ----------------------------------------------------------------- rebuild
+
+    def _on_change(self, event=None) -> None:
+        self._debouncer.trigger()
+
+    def rebuild(self) -> bool:
+        """Rebuild the grains from the boundary layer if it changed. Returns True if rebuilt."""
+        if not self.alive:
+            return False
+        data = np.asarray(self.boundaries.data)
+        crc = checksum(data)
+        if crc == self._grains_checksum:
+            return False
+        labels = boundaries_to_labels(data.astype(np.uint8, copy=False))
+        self._grains_checksum = crc
+        self.grains.data = labels
+        self._notify()
+        return True
+
+    def flush(self) -> None:
+        """Make the grains current now (before an edit tool reads them or an export)."""
+        self._debouncer.flush()
+        self.rebuild()
+
+    def _notify(self) -> None:
+        for callback in list(self.rebuilt_callbacks):
+            callback(self)
+
+    def _on_removed(self, event) -> None:
+        if layer_key(event.value) == layer_key(self.boundaries):
+            _LINKS.pop(layer_key(self.boundaries), None)
+
+    # ----------------------------------------------------------------- edits
+
+    def apply_grain_edit(self, labels_after: np.ndarray) -> int:
+        """Apply a grain edit as ONE undoable change of the boundary layer.
+
+        ``labels_after`` is the result of a core editing operation on the
+        current grains; exactly the boundary pixels the operation switched
+        are written with ``data_setitem`` inside ``block_history``.
+        Returns the number of pixels changed.
+        """
+        from scipy import ndimage as ndi
+
+        from ..editing import boundary_edit
+
+        # where the operation moved boundaries in grain space (2 px margin, so a thick
+        # hand-drawn stroke around a removed boundary goes too); elsewhere the
+        # boundary layer keeps exactly what was drawn
+        moved = (np.asarray(self.grains.data) == 0) != (np.asarray(labels_after) == 0)
+        region = ndi.binary_dilation(moved, np.ones((5, 5), bool))
+        index, values = boundary_edit(self.boundaries.data, labels_after)
+        keep = region[index]
+        index, values = tuple(i[keep] for i in index), values[keep]
+        if index[0].size == 0:
+            return 0
+        with self.boundaries.block_history():
+            self.boundaries.data_setitem(index, values)
+        self.flush()  # the grains follow at once, so tools can be chained
+        return int(index[0].size)
+
+
+def links() -> list[BoundaryLink]:
+    """All live links (for widgets that list boundary layers)."""
+    return [link for link in _LINKS.values() if link.alive]
+
+
+def _unique_name(viewer, name: str) -> str:
+    if name not in viewer.layers:
+        return name
+    i = 2
+    while f"{name} [{i}]" in viewer.layers:
+        i += 1
+    return f"{name} [{i}]"

@@ -1,0 +1,206 @@
+"""The "Correct grains" dock widget: merge, split and delete grains by editing the boundary layer.
+
+Grains are picked with points (a Points layer the widget adds) and split lines
+are drawn as paths or lines in a Shapes layer. Each tool runs the core
+editing operation (:mod:`napari_grainseg.editing`) on the derived grains and
+writes exactly the boundary pixels it changes with ``data_setitem`` inside
+``block_history()``: one Ctrl-Z (with the boundary layer selected, or the
+Undo button) reverts one tool use. Painting and erasing boundaries is done
+with napari's own Labels tools on the boundary layer (label 1 = boundary).
+"""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+from napari.utils.notifications import show_error
+
+from ..editing import delete_grain, merge_grains, split_grain
+from ..errors import GrainsegError, InputError
+from ._boundaries import ROLE_KEY, BoundaryLink
+from ._layers import derived_layer_kwargs
+
+
+class CorrectWidget(Container):
+    """Merge / split / delete grains of a boundary layer, each one undoable step."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self.boundaries = ComboBox(label="boundaries", choices=self._boundary_layers)
+        self.picks_button = PushButton(text="Pick grains (points)")
+        self.lines_button = PushButton(text="Draw split lines (shapes)")
+        self.merge_button = PushButton(text="Merge picked grains")
+        self.split_button = PushButton(text="Split along lines")
+        self.delete_button = PushButton(text="Delete picked grains")
+        self.undo_button = PushButton(text="Undo")
+        self.redo_button = PushButton(text="Redo")
+        history = Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False)
+        self.status = Label(value="paint / erase boundaries with label 1 on the boundary layer")
+        super().__init__(widgets=[
+            self.boundaries, self.picks_button, self.lines_button, self.merge_button, self.split_button,
+            self.delete_button, history, self.status,
+        ])
+        self.picks_button.changed.connect(self.picks_layer)
+        self.lines_button.changed.connect(self.lines_layer)
+        self.merge_button.changed.connect(self.merge)
+        self.split_button.changed.connect(self.split)
+        self.delete_button.changed.connect(self.delete)
+        self.undo_button.changed.connect(self.undo)
+        self.redo_button.changed.connect(self.redo)
+        viewer.layers.events.inserted.connect(self.boundaries.reset_choices)
+        viewer.layers.events.removed.connect(self.boundaries.reset_choices)
+
+    def _boundary_layers(self, _widget=None) -> list:
+        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Labels)
+                and layer.metadata.get(ROLE_KEY) == "boundaries"]
+
+    def _fail(self, exc) -> None:
+        show_error(str(exc))
+        self.status.value = f"error: {exc}"
+
+    def link(self) -> BoundaryLink:
+        """The selected boundary layer's link (grains made current)."""
+        layer = self.boundaries.value
+        if layer is None:
+            raise InputError("no boundary layer: run Net1 first (Segment grains widget)")
+        link = BoundaryLink.for_layer(self._viewer, layer)
+        link.flush()
+        return link
+
+    # ------------------------------------------------------------------ helper layers
+
+    def _helper_layer(self, kind: str, create: bool = True):
+        layer = self.boundaries.value
+        if layer is None:
+            if create:
+                self._fail("no boundary layer: run Net1 first (Segment grains widget)")
+            return None
+        name = f"{layer.name} {'picks' if kind == 'points' else 'split lines'}"
+        if name in self._viewer.layers:
+            helper = self._viewer.layers[name]
+        elif not create:
+            return None
+        elif kind == "points":
+            helper = self._viewer.add_points(ndim=2, size=max(4 * float(np.mean(layer.scale)), 1e-6),
+                                             face_color="cyan", metadata={ROLE_KEY: "picks"},
+                                             **derived_layer_kwargs(layer, name))
+        else:
+            helper = self._viewer.add_shapes(ndim=2, edge_color="cyan", edge_width=2 * float(np.mean(layer.scale)),
+                                             metadata={ROLE_KEY: "split lines"},
+                                             **derived_layer_kwargs(layer, name))
+        if create:
+            self._viewer.layers.selection.active = helper
+            helper.mode = "add" if kind == "points" else "add_path"
+        return helper
+
+    def picks_layer(self):
+        """The Points layer whose points pick grains (made and activated on demand)."""
+        return self._helper_layer("points")
+
+    def lines_layer(self):
+        """The Shapes layer whose paths/lines are split lines (made and activated on demand)."""
+        return self._helper_layer("shapes")
+
+    def _to_pixels(self, helper, coords: np.ndarray) -> np.ndarray:
+        """(n, 2) helper-layer data coordinates → (y, x) pixels of the boundary layer."""
+        target = self.boundaries.value
+        return np.array([target.world_to_data(helper.data_to_world(c)) for c in np.atleast_2d(coords)])
+
+    def _picked_ids(self, link: BoundaryLink, points_yx) -> list[int]:
+        if points_yx is None:
+            helper = self._helper_layer("points", create=False)
+            if helper is None or len(helper.data) == 0:
+                raise InputError("no grains picked: press 'Pick grains' and click on the grains")
+            points_yx = self._to_pixels(helper, helper.data)
+        labels = np.asarray(link.grains.data)
+        ids = []
+        for y, x in np.rint(np.atleast_2d(points_yx)).astype(int):
+            if not (0 <= y < labels.shape[0] and 0 <= x < labels.shape[1]):
+                raise InputError(f"pick ({y}, {x}) lies outside the image")
+            gid = int(labels[y, x])
+            if gid == 0:  # on a boundary pixel: take the grain most of its 3x3 neighbourhood belongs to
+                patch = labels[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+                patch = patch[patch > 0]
+                gid = int(np.bincount(patch).argmax()) if patch.size else 0
+            if gid and gid not in ids:
+                ids.append(gid)
+        return ids
+
+    def _clear(self, kind: str) -> None:
+        helper = self._helper_layer(kind, create=False)
+        if helper is not None:
+            helper.data = []
+
+    # ------------------------------------------------------------------ tools
+
+    def _apply(self, what: str, op) -> int | None:
+        try:
+            link = self.link()
+            before = int(np.asarray(link.grains.data).max())
+            after_labels = op(link)
+            n = link.apply_grain_edit(after_labels)
+        except GrainsegError as exc:
+            self._fail(exc)
+            return None
+        self.status.value = f"{what}: {n} boundary px changed, {before} → {int(after_labels.max())} grain ids"
+        return n
+
+    def merge(self, points_yx=None) -> int | None:
+        """Merge the picked grains (≥ 2, touching) into one. Returns boundary pixels changed."""
+        def op(link):
+            ids = self._picked_ids(link, points_yx)
+            if len(ids) < 2:
+                raise InputError("pick at least two touching grains to merge")
+            return merge_grains(link.grains.data, ids)
+
+        n = self._apply("merge", op)
+        if n is not None and points_yx is None:
+            self._clear("points")
+        return n
+
+    def delete(self, points_yx=None) -> int | None:
+        """Delete the picked grains: their neighbours grow into them."""
+        def op(link):
+            ids = self._picked_ids(link, points_yx)
+            if not ids:
+                raise InputError("pick the grains to delete")
+            labels = np.asarray(link.grains.data)
+            for gid in ids:
+                labels = delete_grain(labels, gid)
+            return labels
+
+        n = self._apply("delete", op)
+        if n is not None and points_yx is None:
+            self._clear("points")
+        return n
+
+    def split(self, lines_yx=None) -> int | None:
+        """Split grains along drawn lines (each from boundary to boundary)."""
+        def op(link):
+            lines = lines_yx
+            if lines is None:
+                helper = self._helper_layer("shapes", create=False)
+                if helper is None or len(helper.data) == 0:
+                    raise InputError("no split line: press 'Draw split lines' and draw a path across a grain")
+                lines = [self._to_pixels(helper, shape) for shape in helper.data]
+            labels = np.asarray(link.grains.data)
+            for line in lines:
+                labels = split_grain(labels, np.asarray(line, float))
+            return labels
+
+        n = self._apply("split", op)
+        if n is not None and lines_yx is None:
+            self._clear("shapes")
+        return n
+
+    def undo(self) -> None:
+        """Undo the last edit of the boundary layer (same as Ctrl-Z on it)."""
+        layer = self.boundaries.value
+        if layer is not None:
+            layer.undo()
+
+    def redo(self) -> None:
+        layer = self.boundaries.value
+        if layer is not None:
+            layer.redo()

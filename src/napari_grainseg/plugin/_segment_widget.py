@@ -1,0 +1,500 @@
+"""The "Segment grains" dock widget: Net1, then Net2 refinement steps shown live.
+
+Net1 writes a boundary probability Image layer and an editable boundary Labels
+layer (see :mod:`._boundaries`); Net2 (:func:`napari_grainseg.refine.refine`)
+refines that probability step by step: Step, Run, Pause, Stop. All network
+work runs in napari thread workers; results are applied on the main thread to
+the layers of the image they were computed from.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..errors import GrainsegError, InputError
+from ..models.device import DEVICE_CHOICES
+from ._boundaries import ROLE_KEY, BoundaryLink, layer_key
+from ._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
+from ._threading import create_worker
+
+#: Boundary probability threshold used to draw the boundary layer.
+THRESHOLD = 0.5
+#: During a Net2 run, layers are redrawn at most this often (s); every step updates the counter.
+LIVE_UPDATE_INTERVAL_S = 0.5
+#: Most Net2 steps of one run.
+MAX_NET2_STEPS = 30
+
+
+class _Cancelled(Exception):
+    """Raised from a progress callback when the user cancels."""
+
+
+@dataclass
+class _Failure:
+    message: str
+
+
+@dataclass
+class _SourceState:
+    """What the widget knows about one micrograph layer."""
+
+    probability: object | None = None  # Image layer
+    link: BoundaryLink | None = None
+    scale: float = 1.0  # Net1's resampling factor, reused by Net2
+    steps_done: int = 0  # Net2 steps applied since Net1
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Refinement:
+    """A running (or paused) Net2 refinement."""
+
+    source: object
+    worker: object = None
+    budget: int | None = None  # steps left before pausing; None = run to convergence
+    last_draw: float = 0.0
+    pending: tuple | None = None  # last step not drawn yet
+    steps_at_start: int = 0
+
+
+def net2_status(weights: str | Path | None = None) -> str | None:
+    """None when Net2 can run, else the reason it cannot (shown to the user)."""
+    if importlib.util.find_spec("napari_grainseg.refine") is None:
+        return "Net2 is not available in this version of napari-grainseg (napari_grainseg.refine missing)"
+    from ..models.weights import shipped_weights_dir
+
+    path = Path(weights) if weights else shipped_weights_dir() / "net2.pt"
+    if not path.is_file():
+        return f"Net2 weights not found ({path}): Net2 is not available"
+    return None
+
+
+class SegmentWidget(Container):
+    """Run Net1 and step Net2 on the selected micrograph.
+
+    Attributes ``net1_weights`` / ``net2_weights`` (paths, default None =
+    the shipped weights) choose other trained networks.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self.net1_weights: str | None = None
+        self.net2_weights: str | None = None
+        self._models: dict = {}
+        self._states: dict[int, _SourceState] = {}
+        self._refinement: _Refinement | None = None
+        self._net1_worker = None
+        self.image = ComboBox(label="image", choices=self._image_layers)
+        self.pixel_size = FloatSpinBox(label="pixel size (nm)", value=0.0, min=0.0, max=1e6, step=0.01,
+                                       tooltip="0 = not calibrated; set it and press Apply")
+        self.apply_pixel_size = PushButton(text="Apply pixel size")
+        self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
+        self.device_label = Label(label="in use", value="")
+        self.grain_size = FloatSpinBox(label="grain size hint", value=0.0, min=0.0, max=1e6, step=1.0,
+                                       tooltip="expected mean grain diameter; 0 = estimate it")
+        self.grain_size_unit = ComboBox(label="hint unit", choices=["px", "nm"], value="px")
+        self.run_net1_button = PushButton(text="Run Net1")
+        self.step_button = PushButton(text="Net2 Step")
+        self.run_button = PushButton(text="Net2 Run")
+        self.pause_button = PushButton(text="Pause")
+        self.stop_button = PushButton(text="Stop")
+        net2_row = Container(widgets=[self.step_button, self.run_button, self.pause_button, self.stop_button],
+                             layout="horizontal", labels=False, label="Net2")
+        self.net2_label = Label(label="Net2", value="")
+        self.release_button = PushButton(text="Release model memory")
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.image, self.pixel_size, self.apply_pixel_size, self.device, self.device_label,
+            self.grain_size, self.grain_size_unit, self.run_net1_button, net2_row, self.net2_label,
+            self.release_button, self.status,
+        ])
+        self.image.changed.connect(self._on_image_changed)
+        self.apply_pixel_size.changed.connect(self.set_pixel_size)
+        self.device.changed.connect(self._update_device_label)
+        self.run_net1_button.changed.connect(self.run_net1)
+        self.step_button.changed.connect(self.net2_step)
+        self.run_button.changed.connect(self.net2_run)
+        self.pause_button.changed.connect(self.net2_pause)
+        self.stop_button.changed.connect(self.stop)
+        self.release_button.changed.connect(self.release_memory)
+        viewer.layers.events.inserted.connect(self.image.reset_choices)
+        viewer.layers.events.removed.connect(self.image.reset_choices)
+        self._on_image_changed(self.image.value)
+        self._update_device_label()
+
+    # ------------------------------------------------------------------ inputs
+
+    def _image_layers(self, _widget=None) -> list:
+        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
+                and not layer.metadata.get("grainseg_derived") and ROLE_KEY not in layer.metadata]
+
+    def _on_image_changed(self, layer) -> None:
+        size = pixel_size_of(layer) if layer is not None else None
+        self.pixel_size.value = round(size, 6) if size else 0.0
+
+    def set_pixel_size(self, value: float | None = None) -> bool:
+        """Calibrate the selected image (and its derived layers): scale in nm, units nm."""
+        from ..io import validate_pixel_size
+
+        source = self.image.value
+        try:
+            if source is None:
+                raise InputError("no image layer selected: open a micrograph first")
+            nm = validate_pixel_size(self.pixel_size.value if value is None or isinstance(value, bool)
+                                     else value)
+        except GrainsegError as exc:
+            return self._fail(exc)
+        for layer in [source, *self._derived_layers(source)]:
+            layer.scale = (nm, nm)
+            layer.units = ("nm", "nm")
+        self.pixel_size.value = nm
+        self.status.value = f"{source.name}: {nm:g} nm/px"
+        return True
+
+    def _derived_layers(self, source) -> list:
+        state = self._states.get(layer_key(source))
+        layers = [layer for layer in self._viewer.layers
+                  if layer.metadata.get("grainseg_source") == source.name]
+        if state and state.probability is not None and state.probability not in layers:
+            layers.append(state.probability)
+        return layers
+
+    def _update_device_label(self, _value=None) -> str | None:
+        from ..models.device import describe_device, select_device
+
+        try:
+            desc = describe_device(select_device(self.device.value))
+        except GrainsegError as exc:
+            self.device_label.value = "not available"
+            self._fail(exc)
+            return None
+        self.device_label.value = desc
+        return desc
+
+    def grain_size_px(self, source) -> float | None:
+        """The grain-size hint in pixels of ``source`` (None = estimate)."""
+        value = float(self.grain_size.value)
+        if value <= 0:
+            return None
+        if self.grain_size_unit.value == "px":
+            return value
+        nm = pixel_size_of(source)
+        if nm is None:
+            raise InputError(f"a grain size in nm needs the pixel size of '{source.name}': "
+                             "enter it above (or give the hint in px)")
+        return value / nm
+
+    def _read_source(self):
+        """The selected layer and its validated 2-D float image (warnings shown)."""
+        source = self.image.value
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = image_from_layer(source)
+        for w in caught:
+            show_warning(str(w.message))
+        return source, data
+
+    def _fail(self, exc: BaseException | str) -> bool:
+        message = str(exc)
+        show_error(message)
+        self.status.value = f"error: {message}"
+        return False
+
+    @property
+    def busy(self) -> bool:
+        return self._net1_worker is not None or (
+            self._refinement is not None and not self._refinement_paused())
+
+    def _refinement_paused(self) -> bool:
+        r = self._refinement
+        return r is not None and r.worker is not None and r.worker.is_paused
+
+    # ------------------------------------------------------------------ models
+
+    def _model(self, kind: str, device):
+        """Load (once) and cache Net1 or Net2 on ``device``; called in the worker thread."""
+        from ..models import weights
+
+        path = self.net1_weights if kind == "net1" else self.net2_weights
+        key = (kind, str(path), str(device))
+        if key not in self._models:
+            loader = weights.load_net1 if kind == "net1" else getattr(weights, "load_net2")
+            self._models[key] = loader(path, device=device)
+        return self._models[key]
+
+    def release_memory(self) -> None:
+        """Drop the cached networks and return cached GPU memory to the driver."""
+        from ..models.device import release_memory
+
+        devices = {key[2] for key in self._models}
+        self._models.clear()
+        for device in devices or {"cpu"}:
+            release_memory(device)
+        self.status.value = "model memory released"
+        show_info("napari-grainseg: model memory released")
+
+    # ------------------------------------------------------------------ Net1
+
+    def run_net1(self):
+        """Run Net1 on the selected image in a worker. Returns the worker (None on bad input)."""
+        from ..models.device import describe_device, select_device
+
+        if self.busy:
+            show_warning("napari-grainseg is busy: wait, or press Stop")
+            return None
+        try:
+            source, data = self._read_source()
+            hint = self.grain_size_px(source)
+            device = select_device(self.device.value)
+        except GrainsegError as exc:
+            self._fail(exc)
+            return None
+        self.device_label.value = describe_device(device)
+        self._stop_refinement()
+        holder: dict = {}
+        worker = create_worker(self._net1_job, data, device, hint, holder,
+                               progress={"total": 0, "desc": f"Net1 on {source.name}"})
+        holder["worker"] = worker
+        worker.returned.connect(lambda result: self._net1_done(source, result))
+        worker.finished.connect(self._net1_finished)
+        self._net1_worker = worker
+        self.status.value = f"Net1 running on {source.name} ({self.device_label.value})..."
+        worker.start()
+        return worker
+
+    def _net1_job(self, data: np.ndarray, device, hint: float | None, holder: dict):
+        """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
+        import torch
+
+        from ..grains import boundaries_to_labels
+        from ..pipeline import segment
+
+        def progress(done, total):
+            worker = holder.get("worker")
+            if worker is not None and worker.abort_requested:
+                raise _Cancelled
+
+        kwargs = {"net2_steps": 0} if "net2_steps" in inspect.signature(segment).parameters else {}
+        try:
+            with torch.inference_mode():
+                model = self._model("net1", device)
+                result = segment(data, model=model, device=device, grain_size_px=hint, threshold=THRESHOLD,
+                                 progress=progress, **kwargs)
+            boundaries = result.boundaries.astype(np.uint8)
+            return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
+        except _Cancelled:
+            return _Failure("Net1 cancelled")
+        except GrainsegError as exc:
+            return _Failure(str(exc))
+
+    def _net1_finished(self) -> None:
+        self._net1_worker = None
+
+    def _net1_done(self, source, out) -> None:
+        if isinstance(out, _Failure):
+            self._fail(out.message)
+            return
+        result, boundaries, labels = out
+        if source not in self._viewer.layers:
+            show_warning(f"layer '{source.name}' was closed while Net1 ran: result dropped")
+            return
+        state = self._states.setdefault(layer_key(source), _SourceState())
+        state.scale = result.prediction.scale
+        state.steps_done = 0
+        state.extra = result.info()
+        self._put_probability(source, state, result.prediction.probability)
+        self._write_boundaries(source, state, boundaries, labels)
+        p = result.prediction
+        size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
+        self.status.value = (f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}"
+                             f"{size}")
+        self.net2_label.value = ""
+
+    def _put_probability(self, source, state: _SourceState, probability: np.ndarray) -> None:
+        layer = state.probability
+        if layer is not None and layer in self._viewer.layers:
+            layer.data = probability
+            return
+        kwargs = derived_layer_kwargs(source, f"{source.name} boundary probability")
+        state.probability = self._viewer.add_image(
+            probability, colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), opacity=0.6,
+            metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
+            **kwargs)
+
+    def _write_boundaries(self, source, state: _SourceState, boundaries: np.ndarray,
+                          labels: np.ndarray) -> BoundaryLink:
+        """Write a model result; hand-corrected boundary layers are never overwritten."""
+        link = state.link
+        if link is not None and link.alive and not link.edited:
+            link.write_model_result(boundaries, labels)
+            link.boundaries.metadata["grainseg_info"] = dict(state.extra)
+            return link
+        new = BoundaryLink.create(self._viewer, source, boundaries, labels)
+        new.mark_model_written()
+        new.boundaries.metadata["grainseg_info"] = dict(state.extra)
+        if link is not None and link.alive:
+            show_info(f"'{link.boundaries.name}' has hand corrections: kept it, the new result is in "
+                      f"'{new.boundaries.name}'")
+        state.link = new
+        self._viewer.layers.selection.active = new.boundaries
+        return new
+
+    def link_for(self, source) -> BoundaryLink | None:
+        """The current boundary link of image layer ``source`` (None before Net1)."""
+        state = self._states.get(layer_key(source))
+        return state.link if state else None
+
+    # ------------------------------------------------------------------ Net2
+
+    def net2_step(self):
+        """Run one Net2 step (starts a refinement, or continues a paused one)."""
+        return self._net2_go(budget=1)
+
+    def net2_run(self):
+        """Run Net2 until it converges (or Pause / Stop)."""
+        return self._net2_go(budget=None)
+
+    def net2_pause(self) -> None:
+        """Pause the running refinement after the current step."""
+        r = self._refinement
+        if r is not None:
+            r.budget = 0
+
+    def stop(self) -> None:
+        """Cancel whatever runs: Net1 (at the next tile) or the Net2 refinement."""
+        if self._net1_worker is not None:
+            self._net1_worker.quit()
+        self._stop_refinement()
+
+    def _stop_refinement(self) -> None:
+        r = self._refinement
+        if r is not None and r.worker is not None:
+            r.worker.quit()
+
+    def _net2_go(self, budget: int | None):
+        reason = net2_status(self.net2_weights)
+        if reason is not None:
+            show_warning(reason)
+            self.net2_label.value = "not available"
+            return None
+        r = self._refinement
+        if r is not None:
+            if self._refinement_paused():
+                r.budget = budget
+                r.worker.resume()
+            else:
+                r.budget = budget  # Step while running: stop after the next step
+            return r.worker
+        if self._net1_worker is not None:
+            show_warning("Net1 is still running: wait for it, then step Net2")
+            return None
+        from ..models.device import select_device
+
+        source = self.image.value
+        try:
+            if source is None:
+                raise InputError("no image layer selected: open a micrograph first")
+            state = self._states.get(layer_key(source))
+            if state is None or state.probability is None or state.probability not in self._viewer.layers:
+                raise InputError(f"run Net1 on '{source.name}' first: Net2 refines Net1's result")
+            _, data = self._read_source()
+            device = select_device(self.device.value)
+        except GrainsegError as exc:
+            self._fail(exc)
+            return None
+        start = np.asarray(state.probability.data, np.float32)
+        r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done)
+        worker = create_worker(self._net2_job, data, start, state.scale, device, r,
+                               progress={"total": MAX_NET2_STEPS, "desc": f"Net2 on {source.name}"})
+        r.worker = worker
+        worker.yielded.connect(lambda out: self._net2_yielded(r, out))
+        worker.returned.connect(lambda out: self._net2_returned(r, out))
+        worker.finished.connect(lambda: self._refinement_finished(r))
+        self._refinement = r
+        self.net2_label.value = "starting..."
+        worker.start()
+        return worker
+
+    def _net2_job(self, data, start, scale, device, r: _Refinement):
+        """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
+        import torch
+
+        from ..grains import boundaries_to_labels
+        from ..refine import refine
+
+        try:
+            with torch.inference_mode():
+                model = self._model("net2", device)
+            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale)
+        except GrainsegError as exc:
+            return _Failure(str(exc))
+        try:
+            while True:
+                try:
+                    with torch.inference_mode():
+                        step = next(steps)
+                except StopIteration:
+                    return None
+                except GrainsegError as exc:
+                    return _Failure(str(exc))
+                boundaries = (boundaries_to_labels(step.state, threshold=THRESHOLD) == 0).astype(np.uint8)
+                labels = boundaries_to_labels(boundaries)  # numbered as the grains layer's rebuilds
+                if r.budget is not None:
+                    r.budget -= 1
+                    if r.budget <= 0 and not step.converged:
+                        r.worker.pause()
+                yield step, boundaries, labels
+                if step.converged:
+                    return None
+        finally:
+            steps.close()
+
+    def _net2_yielded(self, r: _Refinement, out) -> None:
+        step = out[0]
+        total = r.steps_at_start + step.step
+        state_text = "converged" if step.converged else step.phase
+        self.net2_label.value = (f"step {total}: change {step.change * 100:.3f} % ({state_text}, "
+                                 f"{step.seconds:.2f} s)")
+        r.pending = out
+        now = time.perf_counter()
+        if step.converged or r.budget is not None and r.budget <= 0 \
+                or now - r.last_draw >= LIVE_UPDATE_INTERVAL_S:
+            self._draw_step(r)
+
+    def _draw_step(self, r: _Refinement) -> None:
+        """Put the last computed step into the layers of the image it was computed from."""
+        if r.pending is None:
+            return
+        step, boundaries, labels = r.pending
+        r.pending = None
+        source = r.source
+        state = self._states.get(layer_key(source))
+        if source not in self._viewer.layers or state is None:
+            return
+        state.steps_done = r.steps_at_start + step.step
+        state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done)
+        self._put_probability(source, state, step.state)
+        self._write_boundaries(source, state, boundaries, labels)
+        r.last_draw = time.perf_counter()
+
+    def _net2_returned(self, r: _Refinement, out) -> None:
+        if isinstance(out, _Failure):
+            self._fail(out.message)
+
+    def _refinement_finished(self, r: _Refinement) -> None:
+        self._draw_step(r)  # the last step always lands, even when stopped between redraws
+        if self._refinement is r:
+            self._refinement = None
+            state = self._states.get(layer_key(r.source))
+            if state is not None:
+                self.status.value = f"Net2: {state.steps_done} steps on {r.source.name}"

@@ -1,0 +1,53 @@
+"""napari writer contribution: File ▸ Save for grain / boundary Labels layers (.tif, .csv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ._layers import pixel_size_from
+
+#: File name endings the writer accepts.
+LABEL_EXTENSIONS = (".tif", ".tiff", ".csv")
+
+
+def write_tiff(path, array: np.ndarray) -> Path:
+    """Write a label or boundary image as a zlib-compressed TIFF, atomically (dtype kept)."""
+    import tifffile
+
+    from ..atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+    return path
+
+
+def grain_labels(data: np.ndarray, role: str | None = None) -> np.ndarray:
+    """Grain labels of a Labels layer: a boundary map (role "boundaries", 0/1) is closed first."""
+    from ..grains import boundaries_to_labels, validate_labels
+
+    data = np.asarray(data)
+    if role == "boundaries":
+        return boundaries_to_labels(data.astype(np.uint8))
+    return validate_labels(data)
+
+
+def write_labels(path: str, data, meta: dict) -> list[str]:
+    """Save a Labels layer: ``.tif`` keeps the array; ``.csv`` is the per-grain table (nm when calibrated)."""
+    from ..measure import measure_grains
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise InputError(f"only 2-D label layers can be saved, got shape {data.shape}")
+    if suffix in (".tif", ".tiff"):
+        return [str(write_tiff(path, data))]
+    if suffix == ".csv":
+        role = (meta.get("metadata") or {}).get("grainseg_role")
+        table = measure_grains(grain_labels(data, role), pixel_size_from(meta.get("scale"), meta.get("units")))
+        return [str(table.to_csv(path))]
+    raise InputError(f"cannot save labels as '{suffix}': use {', '.join(LABEL_EXTENSIONS)}")
