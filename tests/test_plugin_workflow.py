@@ -139,6 +139,9 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(make_napari_viewer_prox
     seg = _segment(viewer, net1_weights, net2_weights=net2_weights)
     assert seg.device_label.value.startswith("cpu")
     seg.image.value = image
+    assert seg.pixel_size.value == 0.0  # the bundled PNG carries no calibration: enter one
+    seg.pixel_size.value = 2.0
+    assert seg.set_pixel_size() and str(image.units[0]) == "nanometer"
     seg.run_net1()
     assert notes["error"] == []
     prob = viewer.layers["interconnect_tem boundary probability"]
@@ -219,17 +222,36 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(make_napari_viewer_prox
     assert notes["error"] == []
 
 
+def test_net2_run_stops_by_itself(make_napari_viewer, net1_weights, net2_weights):
+    from napari_grainseg.plugin._segment_widget import MAX_NET2_STEPS
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, net1_weights, net2_weights=net2_weights)
+    seg.run_net1()
+    seg.net2_run()  # runs until converged or the step limit, then ends the refinement
+    assert seg._refinement is None
+    steps = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net2_steps"]
+    assert 1 <= steps <= MAX_NET2_STEPS
+    assert seg.status.value == f"Net2: {steps} steps on interconnect_tem"
+    assert seg.net2_label.value.startswith(f"step {steps}:")
+
+
 def test_rerun_replaces_unedited_layer_and_clears_its_history(make_napari_viewer, net1_weights):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-grainseg", "interconnect_tem")
     seg = _segment(viewer, net1_weights)
     seg.run_net1()
     bnd = viewer.layers["interconnect_tem boundaries"]
-    seg.grain_size.value = 40.0  # another hint: another result into the SAME layer
+    with bnd.block_history():  # paint a pixel, then undo it: unedited again, with a redo step
+        bnd.data_setitem((np.array([5]), np.array([5])), 1 - bnd.data[5, 5])
+    bnd.undo()
+    seg.grain_size.value = 100.0  # another hint: another result into the SAME layer
     seg.run_net1()
     assert "interconnect_tem boundaries [2]" not in viewer.layers
     data = bnd.data.copy()
-    bnd.undo()  # nothing to undo: the replaced data left no stale history
+    bnd.redo()  # the replaced data left no stale history
+    bnd.undo()
     np.testing.assert_array_equal(bnd.data, data)
 
 
@@ -259,7 +281,10 @@ def test_split_with_drawn_shapes_and_delete_with_points(make_napari_viewer, net1
 def test_writer_saves_grain_labels_as_tif_and_csv(make_napari_viewer, net1_weights, tmp_path):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-grainseg", "interconnect_tem")
-    _segment(viewer, net1_weights).run_net1()
+    seg = _segment(viewer, net1_weights)
+    seg.pixel_size.value = 2.0
+    seg.set_pixel_size()
+    seg.run_net1()
     grains = viewer.layers["interconnect_tem grains"]
     grains.save(str(tmp_path / "g.tif"), plugin="napari-grainseg")
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "g.tif"), grains.data)
@@ -330,10 +355,9 @@ def test_missing_pixel_size_warns_and_measures_in_px(make_napari_viewer, net1_we
     from napari_grainseg.plugin._stats_widget import StatsWidget
 
     viewer = make_napari_viewer()
-    viewer.add_image(np.asarray(viewer.open_sample("napari-grainseg", "interconnect_tem")[0].data),
-                     name="uncalibrated")
+    viewer.open_sample("napari-grainseg", "interconnect_tem")  # a PNG without calibration
+    viewer.layers[0].name = "uncalibrated"
     seg = _segment(viewer, net1_weights)
-    seg.image.value = viewer.layers["uncalibrated"]
     assert seg.pixel_size.value == 0.0
     seg.run_net1()
     stats = StatsWidget(viewer)
