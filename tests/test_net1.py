@@ -182,7 +182,7 @@ def test_segment_writes_the_file_contract(tmp_path, weights_file):
     "args, words",
     [
         (["missing.tif"], "not found"),
-        (["--sample", "--net2-steps", "3"], "net2"),
+        (["--sample", "--net2-steps", "lots"], "net2-steps"),
         (["--sample", "--grain-size-nm", "50"], "pixel size"),
         (["--sample", "--device", "cuda"], "cuda"),
         (["--sample", "--pixel-size", "-1"], "pixel-size"),

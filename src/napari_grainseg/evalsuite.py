@@ -18,6 +18,14 @@ Methods
     Net1 probability, threshold 0.5, closed grains.
 ``net1+watershed``
     Watershed of the smoothed Net1 probability with h-minima markers.
+``net1+closing``
+    Net1 probability, threshold 0.5, morphological closing with a radius-2
+    disk (closes gaps up to about 4 px), closed grains.
+``net1+net2``
+    Net1, then Net2 refinement until converged (:func:`napari_grainseg.refine.refine`).
+``net1+blind-net2``
+    The ablation: the paper's scheme re-implemented — an image-blind
+    fixed-point refiner trained on the same data (``net2-blind.pt``).
 """
 
 from __future__ import annotations
@@ -77,7 +85,10 @@ CLASSICAL_TUNING_SET = EvalSet("tune-classical", "tuning set for the classical b
 CLASSICAL_GRID = {"sigma": (1.0, 2.0, 3.0, 4.0), "h": (0.001, 0.002, 0.005, 0.01),
                   "merge_threshold": (None, 0.01, 0.03)}
 
-METHODS: tuple[str, ...] = ("classical", "paper", "net1", "net1+watershed")
+METHODS: tuple[str, ...] = ("classical", "paper", "net1", "net1+watershed", "net1+closing", "net1+net2",
+                            "net1+blind-net2")
+#: Methods that need Net1.
+NET1_METHODS = {"net1", "net1+watershed", "net1+closing", "net1+net2", "net1+blind-net2"}
 
 
 # --------------------------------------------------------------------------- methods
@@ -95,6 +106,15 @@ def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float 
     markers, _ = ndimage.label(h_minima(smooth, h))
     regions = watershed(smooth, markers, watershed_line=True)
     return boundaries_to_labels(regions == 0)
+
+
+def probability_closing(probability: np.ndarray, threshold: float = 0.5, radius: int = 2) -> np.ndarray:
+    """Closed grains from a boundary probability: threshold, closing with a disk of ``radius``."""
+    from skimage.morphology import binary_closing, disk
+
+    from .grains import boundaries_to_labels
+
+    return boundaries_to_labels(binary_closing(probability >= threshold, disk(radius)))
 
 
 def tune_classical(progress: bool = False) -> dict:
@@ -115,11 +135,13 @@ def tune_classical(progress: bool = False) -> dict:
 
 
 def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: str | Path | None = None,
-                   paper_nets: str | Path | None = None,
-                   classical_params: dict | None = None) -> dict[str, Callable[[np.ndarray], tuple]]:
+                   paper_nets: str | Path | None = None, classical_params: dict | None = None,
+                   net2_weights: str | Path | None = None,
+                   blind_net2_weights: str | Path | None = None) -> dict[str, Callable[[np.ndarray], tuple]]:
     """Functions ``image -> (boundaries, labels, extra)`` for the named methods, models loaded once.
 
     ``classical_params`` skips the grid search (:func:`tune_classical`) with given parameters.
+    Net2 methods report ``steps`` (refinement steps used) and ``s_per_step_mpx`` in ``extra``.
     """
     from .grains import boundaries_to_labels, classical_boundaries
 
@@ -145,10 +167,10 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
         def paper(image):
             out = paper_pipeline(image, net1p, net2p)
             labels = boundaries_to_labels(out["boundaries"])
-            return labels == 0, labels, {"iterations": out["iterations"]}
+            return labels == 0, labels, {"iterations": out["iterations"], "steps": out["iterations"]}
 
         runners["paper"] = paper
-    if {"net1", "net1+watershed"} & set(methods):
+    if NET1_METHODS & set(methods):
         from .inference import predict_boundaries
         from .models.device import select_device
         from .models.weights import load_net1
@@ -169,7 +191,40 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
                 return labels == 0, labels, {"scale": pred.scale}
 
             runners["net1+watershed"] = net1_watershed
+        if "net1+closing" in methods:
+            def net1_closing(image):
+                pred = predict_boundaries(image, model, device=dev)
+                labels = probability_closing(pred.probability)
+                return labels == 0, labels, {"scale": pred.scale}
+
+            runners["net1+closing"] = net1_closing
+        for name, path in (("net1+net2", net2_weights), ("net1+blind-net2", blind_net2_weights)):
+            if name in methods:
+                runners[name] = _net2_runner(model, path, name.endswith("blind-net2"), dev)
     return {m: runners[m] for m in methods}
+
+
+def _net2_runner(net1, weights: str | Path | None, blind: bool, device) -> Callable:
+    """``image -> (boundaries, labels, extra)`` for Net1 refined by a Net2 (shipped or given weights)."""
+    from .grains import boundaries_to_labels
+    from .inference import predict_boundaries
+    from .models.weights import load_net2, shipped_weights_dir
+    from .refine import refine
+
+    if weights is None:
+        weights = shipped_weights_dir() / ("net2-blind.pt" if blind else "net2.pt")
+    net2 = load_net2(weights, device=device)
+
+    def run(image):
+        pred = predict_boundaries(image, net1, device=device)
+        steps = list(refine(image, pred.probability, model=net2, device=device, scale=pred.scale))
+        labels = boundaries_to_labels(steps[-1].state)
+        per_step = float(np.mean([s.seconds for s in steps[1:]] or [steps[0].seconds]))
+        return labels == 0, labels, {"scale": pred.scale, "steps": len(steps),
+                                     "converged": float(steps[-1].converged),
+                                     "s_per_step_mpx": per_step / (image.size / 1e6)}
+
+    return run
 
 
 # --------------------------------------------------------------------------- harness
@@ -177,7 +232,8 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
 
 def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str] = METHODS, *,
                    limit: int | None = None, device: str = "auto", net1_weights=None, paper_nets=None,
-                   classical_params: dict | None = None, progress: bool = True) -> dict:
+                   classical_params: dict | None = None, progress: bool = True, net2_weights=None,
+                   blind_net2_weights=None) -> dict:
     """Run ``methods`` on the named test sets; returns ``{set: {method: mean metrics}}`` plus details."""
     from tqdm import tqdm
 
@@ -188,7 +244,8 @@ def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str
     if unknown:
         raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(EVAL_SETS)}")
     runners = method_runners(methods, device=device, net1_weights=net1_weights, paper_nets=paper_nets,
-                             classical_params=classical_params)
+                             classical_params=classical_params, net2_weights=net2_weights,
+                             blind_net2_weights=blind_net2_weights)
     results: dict = {"sets": {}, "methods": list(runners)}
     for name in names:
         eval_set = EVAL_SETS[name]
@@ -198,10 +255,11 @@ def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str
             megapixels = sample.image.size / 1e6
             for method, run in runners.items():
                 t0 = time.perf_counter()
-                boundaries, labels, _ = run(sample.image)
+                boundaries, labels, extra = run(sample.image)
                 seconds = time.perf_counter() - t0
                 scores = evaluate_prediction(boundaries, labels, sample.boundaries, sample.labels)
                 scores["s_per_mpx"] = seconds / megapixels
+                scores |= {k: float(extra[k]) for k in ("steps", "converged", "s_per_step_mpx") if k in extra}
                 per_method[method].append(scores)
         results["sets"][name] = {
             "description": eval_set.description, "n_images": len(samples),
@@ -225,7 +283,7 @@ TABLE_COLUMNS = (
     ("vi", "VI", "{:.3f}"), ("vi_split", "VI split", "{:.3f}"), ("vi_merge", "VI merge", "{:.3f}"),
     ("are", "ARE", "{:.3f}"), ("abs_grain_count_error", "|count err|", "{:.1%}"),
     ("abs_mean_ecd_error", "|ECD err|", "{:.1%}"), ("pixel_accuracy", "pixel acc", "{:.3f}"),
-    ("s_per_mpx", "s/MPx", "{:.2f}"),
+    ("s_per_mpx", "s/MPx", "{:.2f}"), ("steps", "steps", "{:.1f}"), ("s_per_step_mpx", "s/step/MPx", "{:.2f}"),
 )
 
 

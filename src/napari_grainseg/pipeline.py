@@ -1,4 +1,4 @@
-"""The whole segmentation of one micrograph: Net1 → closed grains → files.
+"""The whole segmentation of one micrograph: Net1 → Net2 refinement → closed grains → files.
 
 This is the one place that chains the stages, used by ``grainseg segment``,
 ``grainseg demo`` and (later) batch processing, so every entry point produces
@@ -19,31 +19,69 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .grains import DEFAULT_MIN_GRAIN_AREA, boundaries_to_labels
 from .inference import BoundaryPrediction, predict_boundaries
+from .refine import DEFAULT_MAX_STEPS
 
 
 @dataclass(frozen=True)
 class Segmentation:
-    """Result of :func:`segment`: the probability, the 1-px boundaries and the grain labels."""
+    """Result of :func:`segment`: the probability, the 1-px boundaries and the grain labels.
+
+    ``refined`` is Net2's final boundary probability (None when Net2 did not
+    run); ``refine_steps`` and ``refine_seconds`` count its steps and time.
+    """
 
     prediction: BoundaryPrediction
     boundaries: np.ndarray
     labels: np.ndarray
+    refined: np.ndarray | None = None
+    refine_steps: int = 0
+    refine_seconds: float = 0.0
+    refine_converged: bool = False
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
         p = self.prediction
-        return {"device": p.device, "method": "net1", "net2_steps": 0, "net1_scale": p.scale,
+        info = {"device": p.device, "method": "net1+net2" if self.refine_steps else "net1",
+                "net2_steps": self.refine_steps, "net1_scale": p.scale,
                 "grain_size_hint_px" if p.grain_size_source == "hint" else "grain_size_estimate_px":
                     p.grain_size_px,
-                "seconds": round(p.seconds, 3), "tiles": p.n_tiles}
+                "seconds": round(p.seconds + self.refine_seconds, 3), "net1_seconds": round(p.seconds, 3),
+                "tiles": p.n_tiles}
+        if self.refine_steps:
+            info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
+        return info
+
+
+def net2_step_budget(net2_steps: int | str) -> int:
+    """Largest number of Net2 steps for a ``net2_steps`` setting: "auto" → 30, N → N, 0 → none."""
+    if isinstance(net2_steps, str):
+        text = net2_steps.strip().lower()
+        if text == "auto":
+            return DEFAULT_MAX_STEPS
+        try:
+            net2_steps = int(text)
+        except ValueError:
+            raise InputError(f"Net2 steps must be 'auto' or a whole number >= 0, got {net2_steps!r}") from None
+    if isinstance(net2_steps, bool) or int(net2_steps) != net2_steps or net2_steps < 0:
+        raise InputError(f"Net2 steps must be 'auto' or a whole number >= 0, got {net2_steps!r}")
+    return int(net2_steps)
+
+
+def net2_available() -> bool:
+    """Whether Net2 weights are shipped with the package (``"auto"`` then uses Net2)."""
+    from .models.weights import shipped_weights_dir
+
+    return (shipped_weights_dir() / "net2.pt").is_file()
 
 
 def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: float | None = None,
             threshold: float = 0.5, min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
-            progress: Callable[[int, int], None] | None = None) -> Segmentation:
-    """Segment a micrograph into grains with Net1.
+            progress: Callable[[int, int], None] | None = None, net2_steps: int | str = "auto",
+            net2_model=None) -> Segmentation:
+    """Segment a micrograph into grains with Net1, refined by Net2.
 
     Parameters
     ----------
@@ -55,11 +93,37 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
         Boundary probability threshold.
     min_grain_area
         Smallest grain kept (px); smaller ones are merged into neighbours.
+    net2_steps
+        ``"auto"``: refine with Net2 until converged (at most 30 steps) — Net1
+        only when no Net2 weights are shipped and none are given; ``N``: at most
+        N steps; ``0``: Net1 only.
+    net2_model
+        A loaded Net2; default: the shipped weights.
     """
-    prediction = predict_boundaries(image, model, device=device, grain_size_px=grain_size_px,
-                                    progress=progress)
-    labels = boundaries_to_labels(prediction.probability, threshold=threshold, min_grain_area=min_grain_area)
-    return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels)
+    from .models.device import select_device
+
+    budget = net2_step_budget(net2_steps)
+    if isinstance(net2_steps, str) and net2_steps.strip().lower() == "auto" and net2_model is None \
+            and not net2_available():
+        budget = 0
+    dev = select_device(device) if isinstance(device, str) else device
+    prediction = predict_boundaries(image, model, device=dev, grain_size_px=grain_size_px, progress=progress)
+    boundary_map, refined, n_steps, seconds, converged = prediction.probability, None, 0, 0.0, False
+    if budget:
+        from .refine import refine
+
+        if net2_model is None:
+            from .models.weights import load_net2
+
+            net2_model = load_net2(device=dev)
+        for step in refine(image, prediction.probability, model=net2_model, device=dev, max_steps=budget,
+                           scale=prediction.scale):
+            n_steps, seconds, converged = step.step, seconds + step.seconds, step.converged
+            refined = step.state
+        boundary_map = refined
+    labels = boundaries_to_labels(boundary_map, threshold=threshold, min_grain_area=min_grain_area)
+    return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,
+                        refine_steps=n_steps, refine_seconds=seconds, refine_converged=converged)
 
 
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,

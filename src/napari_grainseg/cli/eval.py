@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--weights", type=Path, help="Net1 weights (default: shipped)")
+    p.add_argument("--net2-weights", type=Path, help="Net2 weights for net1+net2 (default: shipped)")
+    p.add_argument("--blind-net2-weights", type=Path,
+                   help="image-blind Net2 weights for net1+blind-net2 (default: shipped net2-blind.pt)")
     p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
                    "(default: ../shared/data/seed_nets/seed_nets.npz)")
     p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ..markdown import replace_section
 
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
-                             net1_weights=args.weights, paper_nets=args.paper_nets)
+                             net1_weights=args.weights, paper_nets=args.paper_nets,
+                             net2_weights=args.net2_weights, blind_net2_weights=args.blind_net2_weights)
     table = format_markdown(results)
     print(table)
     if args.markdown:

@@ -29,9 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
                       help="expected mean grain diameter in nm (needs a pixel size)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    p.add_argument("--net2-steps", default="0", metavar="N",
-                   help="Net2 refinement steps; 0 = Net1 only (Net2 is not available yet)")
+    p.add_argument("--net2-steps", default="auto", metavar="auto|N",
+                   help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N steps, "
+                   "0 = Net1 only (default: auto)")
     p.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
+    p.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
     p.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
     p.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
     p.set_defaults(func=run)
@@ -42,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..models.device import describe_device, select_device
     from ..models.weights import load_net1
-    from ..pipeline import segment, write_segmentation
+    from ..pipeline import net2_available, net2_step_budget, segment, write_segmentation
 
-    if args.net2_steps != "0":
-        raise InputError(f"--net2-steps {args.net2_steps}: Net2 is not available yet, only 0 is accepted")
+    try:
+        budget = net2_step_budget(args.net2_steps)
+    except InputError as exc:
+        raise InputError(f"--net2-steps: {exc}") from None
     if not 0 < args.threshold < 1:
         raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.min_grain_area < 1:
@@ -73,12 +77,22 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     print(f"grainseg: running on {describe_device(device)}", file=sys.stderr)
     model = load_net1(args.weights, device=device)
+    net2_model = None
+    if budget and (args.net2_weights is not None or args.net2_steps.strip().lower() != "auto" or net2_available()):
+        from ..models.weights import load_net2
+
+        net2_model = load_net2(args.net2_weights, device=device)
+    elif budget:
+        print("grainseg: no Net2 weights shipped; using Net1 only", file=sys.stderr)
     for m, stem, gsize in tqdm(list(zip(micrographs, stems, grain_sizes)), desc="segment", unit="image",
                                disable=len(micrographs) < 2):
         result = segment(m.data, model=model, device=device, grain_size_px=gsize, threshold=args.threshold,
-                         min_grain_area=args.min_grain_area)
+                         min_grain_area=args.min_grain_area, net2_steps=budget if net2_model else 0,
+                         net2_model=net2_model)
         write_segmentation(args.out, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
                            extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
+        net2 = (f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"
+                + ("" if result.refine_converged else " (not converged)")) if result.refine_steps else ""
         print(f"{stem}: {int(result.labels.max())} grains, scale {result.prediction.scale:.2f}, "
-              f"{result.prediction.seconds:.2f} s → {args.out}", file=sys.stderr)
+              f"Net1 {result.prediction.seconds:.2f} s{net2} → {args.out}", file=sys.stderr)
     return 0

@@ -96,3 +96,29 @@ def load_net1(path: str | Path | None = None, device="cpu"):
                          f"{str(exc).splitlines()[0]}") from exc
     model.weights_info = info
     return model.to(device).eval()
+
+
+def load_net2(path: str | Path | None = None, device="cpu"):
+    """Net2 (the refiner) with trained weights, in eval mode on ``device``.
+
+    Parameters
+    ----------
+    path
+        A ``.pt`` file written by :func:`save_weights`; default: the weights
+        shipped with the package (``net2.pt``; its ``.json`` records the
+        SHA-256 of the Net1 weights it was trained against, ``net1_sha256``).
+    device
+        ``torch.device`` or string.
+    """
+    from .net2 import Net2, Net2Config
+
+    path = Path(path) if path is not None else shipped_weights_dir() / "net2.pt"
+    state, info = load_state(path, device)
+    try:
+        model = Net2(Net2Config(**info["architecture"]))
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"weights {path} are not Net2 weights ({info.get('architecture')}): "
+                         f"{str(exc).splitlines()[0]}") from exc
+    model.weights_info = info
+    return model.to(device).eval()

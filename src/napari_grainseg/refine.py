@@ -1,0 +1,241 @@
+"""Net2 refinement: step Net1's boundary map towards a clean one, one visible step at a time.
+
+The schedule (a deterministic cold-diffusion / SegRefiner-style sampler):
+
+1. Heavy image features — Net1's probability ``c``, the edge maps and the
+   intensity — are computed once (:func:`net2_condition`).
+2. **Scheduled steps** t = T ... 1: Net2 predicts the clean map
+   ``x0 = Net2(s_t, features, t / T)`` and the next state is the degradation
+   of that prediction at level t - 1, ``s_{t-1} = a c + (1 - a) x0`` with
+   ``a = (t - 1) / T`` — the expected value of the training degradation that
+   mixes the truth with Net1's map. After step T the state is Net2's own
+   prediction.
+3. **Fixed-point steps** at t = 0: ``s <- Net2(s, features, 0)`` until the
+   mean absolute change is below ``tol`` (0.3 % of full scale, the paper's
+   criterion) or ``max_steps`` is reached.
+
+The image-blind ablation (the paper's scheme) has T = 0: fixed-point steps only.
+
+Every step yields a :class:`RefineStep` with the state at the input image's
+size, so a viewer can show it; closing the generator cancels the refinement.
+
+Examples
+--------
+>>> from napari_grainseg.inference import predict_boundaries            # doctest: +SKIP
+>>> pred = predict_boundaries(image)                                     # doctest: +SKIP
+>>> for step in refine(image, pred.probability, scale=pred.scale):      # doctest: +SKIP
+...     print(step.step, step.phase, f"{step.change:.4f}")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .edges import EdgeParams, resolve_edge_params
+from .errors import InputError
+from .image import validate_image
+
+#: Default convergence threshold: mean absolute change per step, as a fraction of full scale.
+DEFAULT_TOL = 0.003
+#: Default largest number of steps.
+DEFAULT_MAX_STEPS = 30
+#: Images larger than this (px per side, at Net2's scale) are refined in tiles.
+REFINE_TILE_SIZE = 1024
+#: Overlap of neighbouring tiles (px); larger than Net2's receptive field (about 40 px).
+REFINE_OVERLAP = 128
+
+
+@dataclass(frozen=True)
+class RefineStep:
+    """One refinement step.
+
+    Attributes
+    ----------
+    step : 1-based step number.
+    state : float32 (H, W) boundary probability in [0, 1] at the input image's size.
+    change : mean |state - previous state| (fraction of full scale 1.0); the
+        previous state of step 1 is Net1's probability.
+    phase : ``"scheduled"`` (t = T ... 1) or ``"fixed-point"`` (t = 0).
+    converged : True on the fixed-point step whose change fell below the threshold.
+    seconds : wall time of this step (the feature computation counts to step 1).
+    """
+
+    step: int
+    state: np.ndarray
+    change: float
+    phase: str
+    converged: bool
+    seconds: float
+
+
+def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None
+                   ) -> np.ndarray:
+    """Net2's cached image features at the image's own scale: (5, H, W) float32.
+
+    Channels (:data:`~napari_grainseg.models.net2.NET2_CONDITION_CHANNELS`):
+    Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity.
+    Training computes them the same way.
+    """
+    from .models.features import net1_features
+
+    params = resolve_edge_params(image, edge_params or EdgeParams())
+    features = net1_features(image, params)
+    return np.concatenate([np.asarray(probability, np.float32)[None], features]).astype(np.float32)
+
+
+def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if array.shape == tuple(shape):
+        return array
+    return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _check_inputs(image: np.ndarray, probability: np.ndarray, max_steps: int, tol: float, scale: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    image = validate_image(image)
+    probability = np.asarray(probability)
+    if probability.shape != image.shape:
+        raise InputError(f"probability has shape {probability.shape} but the image has shape {image.shape}")
+    if not np.issubdtype(probability.dtype, np.floating) or not np.all(np.isfinite(probability)):
+        raise InputError("probability must be a finite float map in [0, 1]")
+    if int(max_steps) != max_steps or max_steps < 1:
+        raise InputError(f"max_steps must be a positive integer, got {max_steps}")
+    if not 0 < tol < 1:
+        raise InputError(f"tol must be between 0 and 1, got {tol}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a positive number, got {scale}")
+    return image, np.clip(probability, 0.0, 1.0).astype(np.float32)
+
+
+class _StepRunner:
+    """Net2 on one image at its working scale: padded cached features, tiled when large."""
+
+    def __init__(self, model, condition: np.ndarray, device):
+        from .inference import _pad_to_multiple, _tile_starts
+
+        self.model, self.device = model, device
+        self.blind = model.config.conditioning == "blind"
+        self.shape = condition.shape[1:]
+        h, w = self.shape
+        self.tiles = [(y, x) for y in _tile_starts(h, REFINE_TILE_SIZE, REFINE_OVERLAP)
+                      for x in _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)]
+        self.conditions = []
+        for y, x in self.tiles:
+            tile = condition[:, y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
+            padded, _ = _pad_to_multiple(tile, model.config.multiple)
+            self.conditions.append(self._tensor(padded))
+
+    def _tensor(self, array: np.ndarray):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(array))[None].to(self.device)
+
+    def __call__(self, state: np.ndarray, t_frac: float) -> np.ndarray:
+        """Net2's clean-map prediction (probability) for a state at the working scale."""
+        from .inference import _blend_weights
+
+        h, w = self.shape
+        if len(self.tiles) == 1:
+            return self._run(state, self.conditions[0], t_frac)
+        acc = np.zeros((h, w), np.float32)
+        norm = np.zeros((h, w), np.float32)
+        for (y, x), cond in zip(self.tiles, self.conditions):
+            tile = state[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
+            th, tw = tile.shape
+            weight = (_blend_weights(th, y, h, REFINE_OVERLAP)[:, None]
+                      * _blend_weights(tw, x, w, REFINE_OVERLAP)[None, :])
+            acc[y:y + th, x:x + tw] += self._run(tile, cond, t_frac) * weight
+            norm[y:y + th, x:x + tw] += weight
+        return acc / np.maximum(norm, 1e-6)
+
+    def _run(self, state: np.ndarray, cond, t_frac: float) -> np.ndarray:
+        import torch
+
+        from .inference import _pad_to_multiple
+
+        h, w = state.shape
+        padded, _ = _pad_to_multiple(state[None], self.model.config.multiple)
+        with torch.inference_mode():
+            s = self._tensor(padded)
+            logits = self.model(s, None if self.blind else cond,
+                                torch.tensor([t_frac], dtype=torch.float32, device=self.device))
+            return torch.sigmoid(logits)[0, 0, :h, :w].float().cpu().numpy()
+
+
+def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="auto",
+           max_steps: int = DEFAULT_MAX_STEPS, tol: float = DEFAULT_TOL, scale: float = 1.0,
+           edge_params: EdgeParams | None = None) -> Iterator[RefineStep]:
+    """Refine Net1's boundary probability with Net2, yielding after every step.
+
+    Parameters
+    ----------
+    image
+        2-D micrograph.
+    probability
+        Net1's boundary probability, same shape as ``image``.
+    model
+        A loaded Net2; default: the shipped weights on ``device``.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``.
+    max_steps
+        Stop after this many steps even if not converged.
+    tol
+        Convergence threshold on the mean absolute change of a fixed-point step.
+    scale
+        The resampling factor Net1 used (``BoundaryPrediction.scale``); Net2 runs
+        at the same scale and every yielded state is resized back to the input.
+    edge_params
+        Edge-fusion parameters of the cached features (as for Net1).
+
+    Yields
+    ------
+    RefineStep
+        After every step; the generator ends after the converged step or after
+        ``max_steps``. Deterministic. ``close()`` cancels safely.
+    """
+    from .inference import resample
+    from .models.device import release_memory, select_device
+
+    image, probability = _check_inputs(image, probability, max_steps, tol, scale)
+    dev = select_device(device) if isinstance(device, str) else device
+    if model is None:
+        from .models.weights import load_net2
+
+        model = load_net2(device=dev)
+    t_start = time.perf_counter()
+    work_image = resample(image, scale)
+    coarse = _resize(probability, work_image.shape)
+    runner = _StepRunner(model, net2_condition(work_image, coarse, edge_params), dev)
+    total = model.config.scheduled_steps
+    state, previous = coarse, probability
+    try:
+        for step in range(1, int(max_steps) + 1):
+            t = max(total - step + 1, 0)
+            x0 = runner(state, t / total if total else 0.0)
+            if t > 0:
+                a = (t - 1) / total
+                state = (a * coarse + (1 - a) * x0).astype(np.float32)
+            else:
+                state = x0
+            out = np.clip(_resize(state, image.shape), 0.0, 1.0)
+            change = float(np.mean(np.abs(out - previous)))
+            previous = out
+            converged = t == 0 and change < tol
+            now = time.perf_counter()
+            yield RefineStep(step=step, state=out, change=change, phase="scheduled" if t > 0 else "fixed-point",
+                             converged=converged, seconds=now - t_start)
+            t_start = time.perf_counter()
+            if converged:
+                return
+    finally:
+        if getattr(dev, "type", "cpu") != "cpu":
+            release_memory(dev)
+
+
+def refine_to_end(image: np.ndarray, probability: np.ndarray, **kwargs) -> list[RefineStep]:
+    """Run :func:`refine` to its end and return all steps (the last one is the result)."""
+    return list(refine(image, probability, **kwargs))

@@ -1,0 +1,545 @@
+"""Training Net2, the boundary-map refiner: reproducible, resumable, checkpointed.
+
+Data. A *pool* of synthetic images (seeds ``training_seed(config, i)``, disjoint
+from Net1's training seeds when ``config.seed`` differs) is generated once per
+run together with the REAL output of a given Net1 on each image; it is cached
+in the run folder (``pool_cache``), keyed by the pool settings and the Net1
+weights' SHA-256. Every training example is a random crop of a pool image,
+flipped/rotated, degraded afresh:
+
+- the coarse map ``c`` is Net1's probability, made worse at random
+  (cold-diffusion style) by breaking boundary segments (gaps of
+  ``gap_length`` px), adding spurious fragments and blurring — so Net2 also
+  learns to close gaps that a better Net1 would leave rarely;
+- the state at degradation level t in 0..T mixes the truth ``x0`` (1-px
+  boundaries dilated to ``target_width``) and ``c`` with a smooth random mask
+  of mean t / T (SegRefiner-style mixing in blobs; sometimes a uniform blend,
+  which is exactly what the sampler of :mod:`napari_grainseg.refine` produces);
+  at t = 0 the state is the truth lightly mixed and blurred, so the
+  fixed-point steps learn to keep a clean map and fix small leftovers.
+
+Net2 sees the state, the cached features (``c`` and the image's edge maps and
+intensity) and t / T, and predicts ``x0`` with Net1's loss
+(:func:`napari_grainseg.training.boundary_loss`). The blind ablation sees the
+state only.
+
+A run folder holds ``checkpoint.pt``, ``log.jsonl`` and at the end ``net2.pt`` +
+``net2.json`` (fp16 weights, config, git revision, metrics and ``net1_sha256``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_open, atomic_path
+from .errors import InputError
+from .training import VALIDATION_SEED_BASE, _main_thread, boundary_loss, boundary_target, git_revision, training_seed
+
+#: Offset of Net2's validation seeds from :data:`~napari_grainseg.training.VALIDATION_SEED_BASE`
+#: (Net1's validation uses the first few seeds after the base).
+NET2_VALIDATION_OFFSET = 500_000
+
+
+@dataclass(frozen=True)
+class Net2TrainConfig:
+    """Everything that determines a Net2 training run (saved with the weights).
+
+    Attributes
+    ----------
+    steps, batch_size, lr, weight_decay, warmup_steps : optimisation (AdamW, cosine schedule).
+    seed : selects the pool images (``seed * 1e8 + i``), crops, degradations and initialisation.
+    pool_size, pool_shape, presets : the synthetic images whose Net1 outputs are cached
+        (pool image i uses ``presets[i % len(presets)]``; validation alternates the same way).
+    patch_shape : training crop (multiple of 8).
+    levels : T, the number of degradation levels (= scheduled steps of the image model).
+    target_width, pos_weight, dice_weight : target and loss, as for Net1.
+    gap_prob, gaps_per_100px, gap_length : extra gaps cut into the coarse map.
+    fragment_prob, fragments_per_10k_px : spurious fragments added to the coarse map.
+    blur_prob, blur_sigma : blur of the coarse map.
+    uniform_mix_prob : probability that the mixing mask is a uniform blend.
+    unroll_prob, max_unroll : probability that an example's state is replaced by
+        the model's own prediction after 1..``max_unroll`` steps (without
+        gradient), then trained at t = 0: this teaches the fixed-point steps to
+        map Net2's own outputs to the truth, so the iteration settles instead of
+        drifting.
+    val_size, val_shape, val_every, checkpoint_every, threads : validation and bookkeeping.
+    architecture : Net2 architecture (see :class:`~napari_grainseg.models.net2.Net2Config`);
+        ``scheduled_steps`` is set from ``levels`` for the image model.
+    """
+
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    seed: int = 1
+    pool_size: int = 400
+    pool_shape: tuple[int, int] = (128, 256)
+    presets: tuple[str, ...] = ("train", "tem")
+    patch_shape: tuple[int, int] = (128, 128)
+    levels: int = 4
+    target_width: int = 3
+    pos_weight: float = 3.0
+    dice_weight: float = 1.0
+    gap_prob: float = 0.8
+    gaps_per_100px: float = 0.6
+    gap_length: tuple[int, int] = (3, 10)
+    fragment_prob: float = 0.5
+    fragments_per_10k_px: float = 3.0
+    blur_prob: float = 0.3
+    blur_sigma: tuple[float, float] = (0.5, 1.2)
+    uniform_mix_prob: float = 0.3
+    unroll_prob: float = 0.5
+    max_unroll: int = 5
+    val_size: int = 8
+    val_shape: tuple[int, int] = (192, 256)
+    val_every: int = 200
+    checkpoint_every: int = 50
+    threads: int = 0
+    architecture: dict[str, Any] = field(default_factory=lambda: {"conditioning": "image", "base_channels": 8,
+                                                                   "depth": 3})
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "pool_size", "val_size", "val_every", "checkpoint_every", "levels"):
+            if getattr(self, name) < 1:
+                raise InputError(f"net2 training config: {name} must be >= 1, got {getattr(self, name)}")
+        for shape_name in ("patch_shape", "pool_shape", "val_shape"):
+            shape = getattr(self, shape_name)
+            if len(shape) != 2 or min(shape) < 32 or any(s % 8 for s in shape):
+                raise InputError(f"net2 training config: {shape_name} must be two multiples of 8 >= 32, "
+                                 f"got {shape}")
+        if any(p > s for p, s in zip(self.patch_shape, self.pool_shape)):
+            raise InputError("net2 training config: patch_shape must fit inside pool_shape")
+        if self.target_width < 1 or self.target_width % 2 == 0:
+            raise InputError(f"net2 training config: target_width must be odd, got {self.target_width}")
+        if not self.presets:
+            raise InputError("net2 training config: presets must name at least one synthetic preset")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Net2TrainConfig:
+        """Read a config file (JSON object with any subset of the fields)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"config file {path} is not valid JSON: {exc}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"config file {path}: unknown field(s) {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def net2_config(self):
+        """The :class:`~napari_grainseg.models.net2.Net2Config` this run trains."""
+        from .models.net2 import Net2Config
+
+        arch = dict(self.architecture)
+        arch["scheduled_steps"] = 0 if arch.get("conditioning", "image") == "blind" else self.levels
+        return Net2Config(**arch)
+
+
+# --------------------------------------------------------------------------- pool
+
+
+def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_width: int) -> dict:
+    """One cached image: Net2's condition (real Net1 output + edges + intensity) and the truth."""
+    from .inference import run_net1
+    from .models.features import net1_features
+    from .synthetic import generate
+
+    sample = generate(seed=seed, shape=tuple(shape), preset=preset)
+    features = net1_features(sample.image)
+    prob = run_net1(net1, features, "cpu")
+    return {"condition": np.concatenate([prob[None], features]).astype(np.float16),
+            "truth": sample.boundaries.astype(bool),
+            "target": boundary_target(sample.boundaries, target_width).astype(bool),
+            "labels": sample.labels}
+
+
+def _pool_key(config: Net2TrainConfig, net1_sha: str, kind: str, size: int, shape) -> str:
+    text = json.dumps([kind, config.seed, size, list(shape), list(config.presets), config.target_width, net1_sha])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None, *, validation: bool = False,
+               progress: bool = True) -> dict[str, np.ndarray]:
+    """The pool (or validation set) as stacked arrays, loaded from ``cache`` when it matches."""
+    from tqdm import tqdm
+
+    size, shape = (config.val_size, config.val_shape) if validation else (config.pool_size, config.pool_shape)
+    key = _pool_key(config, net1_sha, "val" if validation else "pool", size, shape)
+    path = None if cache is None else Path(cache) / f"net2_{'val' if validation else 'pool'}_{key}.npz"
+    if path is not None and path.is_file():
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    if validation:
+        seeds = [VALIDATION_SEED_BASE + NET2_VALIDATION_OFFSET + i for i in range(size)]
+    else:
+        seeds = [training_seed(config, i) for i in range(size)]
+    presets = [config.presets[i % len(config.presets)] for i in range(size)]
+    rows = [_pool_example(s, shape, p, net1, config.target_width)
+            for s, p in tqdm(list(zip(seeds, presets)), desc="Net2 validation set" if validation else "Net2 pool",
+                             unit="image", disable=not progress)]
+    pool = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **pool)
+    return pool
+
+
+# --------------------------------------------------------------------------- degradation
+
+
+def _smooth_uniform(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    """A smooth random field with (approximately) uniform marginals in [0, 1]."""
+    from scipy import ndimage, special
+
+    field_ = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+    field_ /= max(float(field_.std()), 1e-6)
+    return (0.5 * (1 + special.erf(field_ / math.sqrt(2)))).astype(np.float32)
+
+
+def degrade_coarse(coarse: np.ndarray, truth: np.ndarray, rng: np.random.Generator,
+                   config: Net2TrainConfig) -> np.ndarray:
+    """Make a coarse map worse: gaps in true boundaries, spurious fragments, blur (cold diffusion).
+
+    Parameters
+    ----------
+    coarse
+        Net1's probability (H, W).
+    truth
+        True 1-px boundaries (H, W) bool: gaps are cut where they are.
+    """
+    import cv2
+    from scipy import ndimage
+
+    out = coarse.astype(np.float32).copy()
+    h, w = out.shape
+    if rng.random() < config.gap_prob:
+        ys, xs = np.nonzero(truth)
+        n = rng.poisson(config.gaps_per_100px * ys.size / 100) if ys.size else 0
+        lo, hi = config.gap_length
+        for i in rng.choice(ys.size, size=min(n, ys.size), replace=False) if n else ():
+            radius = rng.integers(lo, hi + 1) / 2
+            cv2.circle(out, (int(xs[i]), int(ys[i])), int(math.ceil(radius)), 0.0, thickness=-1)
+    if rng.random() < config.fragment_prob:
+        n = rng.poisson(config.fragments_per_10k_px * h * w / 1e4)
+        for _ in range(n):
+            y, x = rng.uniform(0, h), rng.uniform(0, w)
+            length, angle = rng.uniform(4, 20), rng.uniform(0, math.pi)
+            end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
+            cv2.line(out, (int(x), int(y)), end, float(rng.uniform(0.4, 1.0)), thickness=int(rng.integers(1, 3)))
+    if rng.random() < config.blur_prob:
+        out = ndimage.gaussian_filter(out, rng.uniform(*config.blur_sigma))
+    return np.clip(out, 0.0, 1.0)
+
+
+def mix_state(x0: np.ndarray, coarse: np.ndarray, level: int, rng: np.random.Generator,
+              config: Net2TrainConfig) -> np.ndarray:
+    """The training state at degradation level ``level`` (0..T): truth and coarse map mixed.
+
+    The mask has mean ``level / T``: smooth blobs with a random edge softness, or
+    (``uniform_mix_prob``) a uniform blend. At level 0 the truth is lightly
+    mixed (up to 0.5 / T) and sometimes blurred, like Net2's own predictions.
+    """
+    from scipy import ndimage
+
+    big_t = config.levels
+    a = level / big_t if level else rng.uniform(0, 0.5 / big_t)
+    if rng.random() < config.uniform_mix_prob:
+        mask = np.float32(a)
+    else:
+        u = _smooth_uniform(rng, x0.shape, rng.uniform(3, 12))
+        tau = rng.uniform(0.02, 0.3)
+        mask = 1 / (1 + np.exp(-(a - u) / tau))
+    clean = x0
+    if rng.random() < 0.5:
+        clean = ndimage.gaussian_filter(x0, rng.uniform(0.3, 1.0))
+    return (mask * coarse + (1 - mask) * clean).astype(np.float32)
+
+
+def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarray, ...]:
+    """Training batch ``step`` (deterministic): states, conditions, t / T, targets and unroll counts."""
+    rng = np.random.default_rng([config.seed, step])
+    ph, pw = config.patch_shape
+    states, conds, ts, targets, unrolls = [], [], [], [], []
+    n_pool, h, w = pool["truth"].shape
+    for _ in range(config.batch_size):
+        i = rng.integers(n_pool)
+        y, x = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
+        cond = pool["condition"][i, :, y:y + ph, x:x + pw].astype(np.float32)
+        truth = pool["truth"][i, y:y + ph, x:x + pw]
+        x0 = pool["target"][i, y:y + ph, x:x + pw].astype(np.float32)
+        k, flip = rng.integers(4), rng.random() < 0.5
+        cond, truth, x0 = (_orient(a, k, flip) for a in (cond, truth, x0))
+        coarse = degrade_coarse(cond[0], truth, rng, config)
+        cond = np.concatenate([coarse[None], cond[1:]])
+        level = int(rng.integers(0, config.levels + 1))
+        states.append(mix_state(x0, coarse, level, rng, config)[None])
+        conds.append(cond)
+        ts.append(level / config.levels)
+        targets.append(x0[None])
+        unrolls.append(int(rng.integers(1, config.max_unroll + 1)) if rng.random() < config.unroll_prob else 0)
+    return (np.stack(states), np.stack(conds), np.asarray(ts, np.float32), np.stack(targets),
+            np.asarray(unrolls, np.int64))
+
+
+def unroll_states(model, states, conds, ts, unrolls):
+    """Replace the states of examples with ``unrolls > 0`` by the model's own iterates (no gradient).
+
+    An example with ``n`` unrolls starts at its level t, takes one step there
+    and ``n - 1`` fixed-point steps, and is then trained at t = 0.
+    """
+    import torch
+
+    chosen = torch.nonzero(unrolls > 0).flatten()
+    if chosen.numel() == 0:
+        return states, ts
+    states, ts = states.clone(), ts.clone()
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        s, c, t, n = states[chosen], conds[chosen], ts[chosen], unrolls[chosen]
+        for k in range(int(n.max())):
+            active = n > k
+            new = torch.sigmoid(model(s, c, t))
+            s = torch.where(active.view(-1, 1, 1, 1), new, s)
+            t = torch.where(active, torch.zeros_like(t), t)
+        states[chosen], ts[chosen] = s, t
+    model.train(was_training)
+    return states, ts
+
+
+def _orient(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    a = np.rot90(a, k, axes=(-2, -1))
+    return np.ascontiguousarray(a[..., ::-1] if flip else a)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str, float]:
+    """Validation: loss at every level (fixed degradations) and VI of the full refinement vs Net1 alone."""
+    import torch
+
+    from .evaluation import segmentation_scores
+    from .grains import boundaries_to_labels
+
+    model.eval()
+    rng = np.random.default_rng([config.seed, 10**9])
+    losses, vi_net1, vi_net2, steps_used = [], [], [], []
+    blind = model.config.conditioning == "blind"
+    total = model.config.scheduled_steps
+    with torch.inference_mode():
+        for i in range(val["truth"].shape[0]):
+            cond = val["condition"][i].astype(np.float32)
+            x0 = val["target"][i].astype(np.float32)
+            for level in range(config.levels + 1):
+                state = mix_state(x0, cond[0], level, rng, config)
+                logits = model(torch.from_numpy(state)[None, None].to(device),
+                               None if blind else torch.from_numpy(cond)[None].to(device),
+                               torch.tensor([level / config.levels], device=device))
+                losses.append(float(boundary_loss(logits, torch.from_numpy(x0)[None, None].to(device),
+                                                  config.pos_weight, config.dice_weight)))
+            state, coarse, n = cond[0], cond[0], 0
+            c_t = None if blind else torch.from_numpy(cond)[None].to(device)
+            for n in range(1, 13):
+                t = max(total - n + 1, 0)
+                x0_hat = torch.sigmoid(model(torch.from_numpy(state)[None, None].to(device), c_t,
+                                             torch.tensor([t / total if total else 0.0], device=device)))
+                x0_hat = x0_hat[0, 0].cpu().numpy()
+                new = (((t - 1) / total) * coarse + (1 - (t - 1) / total) * x0_hat) if t > 0 else x0_hat
+                change = float(np.mean(np.abs(new - state)))
+                state = new.astype(np.float32)
+                if t == 0 and change < 0.003:
+                    break
+            steps_used.append(n)
+            truth_labels = val["labels"][i]
+            vi_net1.append(segmentation_scores(boundaries_to_labels(cond[0]), truth_labels)["vi"])
+            vi_net2.append(segmentation_scores(boundaries_to_labels(state), truth_labels)["vi"])
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_vi_net1": float(np.mean(vi_net1)),
+            "val_vi_refined": float(np.mean(vi_net2)), "val_steps": float(np.mean(steps_used))}
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def _lr_factor(step: int, config: Net2TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: str | Path | None = None,
+               device: str = "auto", resume: bool = True, max_minutes: float | None = None,
+               pool_cache: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train Net2 against a given Net1; returns a summary dict. Resumes from ``out_dir/checkpoint.pt``.
+
+    Parameters
+    ----------
+    config
+        The run's configuration. A resumed run must use the same config and Net1.
+    out_dir
+        Run folder (created).
+    net1_weights
+        The Net1 whose outputs are the coarse maps; default: the shipped Net1.
+        Its SHA-256 is recorded with the weights (``net1_sha256``).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (for Net2; Net1 runs on the CPU once per pool image).
+    resume
+        Continue from the checkpoint in ``out_dir`` if there is one.
+    max_minutes
+        Stop cleanly (checkpoint written) after this much wall time.
+    pool_cache
+        Folder for the cached pool and validation set (default: ``out_dir``);
+        runs with the same pool settings and Net1 share it.
+    progress
+        Show tqdm progress bars.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from .models.device import describe_device, select_device
+    from .models.net2 import Net2, count_parameters
+    from .models.weights import file_sha256, load_net1, save_weights, shipped_weights_dir
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    revision_at_start = git_revision()
+    dev = select_device(device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    net1_path = Path(net1_weights) if net1_weights is not None else shipped_weights_dir() / "net1.pt"
+    net1 = load_net1(net1_path, device="cpu")
+    net1_sha = file_sha256(net1_path)
+    cache = Path(pool_cache) if pool_cache is not None else out_dir
+    pool = build_pool(config, net1, net1_sha, cache, progress=progress)
+    val = build_pool(config, net1, net1_sha, cache, validation=True, progress=progress)
+    del net1
+    torch.manual_seed(config.seed)
+    model = Net2(config.net2_config()).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    ckpt_path = out_dir / "checkpoint.pt"
+    step, best, elapsed_before = 0, {}, 0.0
+    config_json = json.dumps(config.to_dict())
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if json.loads(ckpt["config"]) != json.loads(config_json) or ckpt.get("net1_sha256") != net1_sha:
+            raise InputError(f"{ckpt_path} was made with a different config or Net1; use another --out "
+                             "folder, or the same config and Net1 to resume")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        best = json.loads(ckpt["metrics"])
+    t0 = time.monotonic()
+    stop = {"now": False}
+
+    def _request_stop(signum, frame):
+        stop["now"] = True
+
+    old_handler = signal.signal(signal.SIGINT, _request_stop) if _main_thread() else None
+
+    def _checkpoint():
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "step": torch.tensor(step),
+                 "elapsed_s": torch.tensor(elapsed_before + time.monotonic() - t0),
+                 "config": config_json, "metrics": json.dumps(best), "net1_sha256": net1_sha}
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(state, tmp)
+
+    kind = model.config.conditioning
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=f"Net2 ({kind}) on {describe_device(dev)}")
+    model.train()
+    running = None
+    try:
+        while step < config.steps:
+            states, conds, ts, targets, unrolls = (torch.from_numpy(a).to(dev)
+                                                   for a in make_batch(pool, step, config))
+            states, ts = unroll_states(model, states, conds, ts, unrolls)
+            loss = boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            value = float(loss.detach())
+            running = value if running is None else 0.95 * running + 0.05 * value
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}",
+                            **({"val_vi": f"{best['val_vi_refined']:.3f}"} if best else {}))
+            if step % config.val_every == 0 or step == config.steps:
+                best = evaluate_net2(model, val, config, dev) | {"step": step, "train_loss": running}
+                with open(out_dir / "log.jsonl", "a", encoding="utf-8") as log:
+                    log.write(json.dumps(best) + "\n")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                _checkpoint()
+            if stop["now"] or (max_minutes is not None and time.monotonic() - t0 > 60 * max_minutes):
+                break
+    finally:
+        bar.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    _checkpoint()
+    summary = {"step": step, "steps": config.steps, "finished": step >= config.steps,
+               "elapsed_s": elapsed_before + time.monotonic() - t0, "metrics": best,
+               "device": describe_device(dev), "checkpoint": str(ckpt_path), "train_loss": running}
+    if step >= config.steps:
+        info = {
+            "model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
+            "condition_channels": [] if kind == "blind" else ["state", "net1", "sobel", "log", "canny",
+                                                               "intensity", "t/T"],
+            "train_config": config.to_dict(), "git_revision": revision_at_start,
+            "net1_sha256": net1_sha, "net1_weights": str(net1_path),
+            "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
+            "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
+            "torch": torch.__version__, "validation": best,
+            "reproduce": "grainseg train net2 --config <this file's train_config as JSON> "
+                         "--net1-weights <the Net1 with net1_sha256> --out DIR",
+        }
+        weights, _ = save_weights(model, out_dir / "net2.pt", info)
+        summary["weights"] = str(weights)
+    with atomic_open(out_dir / "summary.json") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def export_net2_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
+    """Write the model of a (possibly unfinished) Net2 checkpoint as a weights file."""
+    import torch
+
+    from .models.net2 import Net2, count_parameters
+    from .models.weights import save_weights
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = Net2TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in json.loads(ckpt["config"]).items()})
+    model = Net2(config.net2_config())
+    model.load_state_dict(ckpt["model"])
+    info = {"model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
+            "train_config": config.to_dict(), "trained_steps": int(ckpt["step"]),
+            "net1_sha256": ckpt.get("net1_sha256"), "validation": json.loads(ckpt["metrics"]),
+            "exported_from": str(checkpoint), "unfinished": int(ckpt["step"]) < config.steps}
+    return save_weights(model, weights_path, info)[0]
