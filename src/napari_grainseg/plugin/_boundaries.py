@@ -1,7 +1,7 @@
 """The boundary Labels layer (single source of truth) and the grains layer derived from it.
 
 A :class:`BoundaryLink` ties one editable boundary layer (uint8, 1 = boundary)
-to one grains layer (uint32 labels drawn as contours). Every change of the
+to one grains layer (uint32 labels, filled translucent over the micrograph). Every change of the
 boundary layer — painting, erasing, the merge/split/delete tools, undo —
 schedules a debounced rebuild of the grains with
 :func:`napari_grainseg.grains.boundaries_to_labels`, so nothing drawn by hand
@@ -19,10 +19,12 @@ import numpy as np
 from ..errors import InputError
 from ..grains import boundaries_to_labels
 from ._layers import derived_layer_kwargs
-from ._threading import Debouncer
+from ._threading import Debouncer, run_staged
 
 #: Metadata key that marks layers made by this plugin, with their role.
 ROLE_KEY = "grainseg_role"
+#: Opacity of the filled grains layer.
+GRAINS_OPACITY = 0.3
 #: Debounce delay between an edit and the rebuild of the grains (ms).
 REBUILD_DELAY_MS = 300
 
@@ -89,25 +91,38 @@ class BoundaryLink:
 
     @classmethod
     def create(cls, viewer, source, boundaries: np.ndarray, labels: np.ndarray | None = None,
-               name: str | None = None) -> BoundaryLink:
-        """Add a boundary layer and its grains layer over the image layer ``source``."""
+               name: str | None = None, from_model: bool = True) -> BoundaryLink:
+        """Add a boundary layer and its grains layer over the image layer ``source``.
+
+        ``from_model``: the data is a model's result (later model results may
+        replace it as long as nobody edited it).
+
+        The layers are created with a small placeholder and filled in the next
+        event-loop turns (:func:`run_staged`): creating a napari layer around a
+        large array stalls the main thread far longer than replacing its data.
+        """
         base = name or f"{source.name} boundaries"
         name_b = _unique_name(viewer, base)
         name_g = _unique_name(viewer, name_b.replace("boundaries", "grains", 1)
                               if "boundaries" in name_b else f"{name_b} grains")
+        boundaries = np.asarray(boundaries, np.uint8)
         if labels is None:
             labels = boundaries_to_labels(boundaries)
-        grains = viewer.add_labels(labels.astype(np.uint32), opacity=0.8,
+        placeholder = np.zeros((2, 2), np.uint8)
+        # filled, translucent: the boundary layer draws the outlines, and two grains that
+        # share a colour across a line show at once where a boundary has a gap (napari's
+        # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
+        grains = viewer.add_labels(placeholder.astype(np.uint32), opacity=GRAINS_OPACITY,
                                    metadata={ROLE_KEY: "grains", "grainseg_source": source.name},
                                    **derived_layer_kwargs(source, name_g))
-        grains.contour = 1  # grain outlines over the micrograph
         grains.editable = False  # derived: edit the boundary layer
-        layer = viewer.add_labels(np.asarray(boundaries, np.uint8), colormap=boundary_colormap(),
-                                  opacity=0.9,
+        layer = viewer.add_labels(placeholder, colormap=boundary_colormap(), opacity=0.9,
                                   metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
                                   **derived_layer_kwargs(source, name_b))
         link = cls(viewer, layer, grains)
-        link._grains_checksum = checksum(layer.data)
+        link.write_model_result(boundaries, labels)
+        if not from_model:
+            link._model_checksum = None
         return link
 
     @classmethod
@@ -122,10 +137,9 @@ class BoundaryLink:
         if data.ndim != 2 or data.size == 0 or data.max() > 1:
             raise InputError(f"layer '{layer.name}' is not a boundary map (2-D, 0 = grain, 1 = boundary)")
         name_g = _unique_name(viewer, f"{layer.name} grains")
-        grains = viewer.add_labels(boundaries_to_labels(data.astype(np.uint8)), opacity=0.8,
+        grains = viewer.add_labels(boundaries_to_labels(data.astype(np.uint8)), opacity=GRAINS_OPACITY,
                                    metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
                                    **derived_layer_kwargs(layer, name_g))
-        grains.contour = 1
         grains.editable = False
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)
@@ -144,16 +158,19 @@ class BoundaryLink:
         return self._model_checksum is not None and checksum(self.boundaries.data) != self._model_checksum
 
     def write_model_result(self, boundaries: np.ndarray, labels: np.ndarray) -> None:
-        """Replace both layers with a model's result; clears the boundary layer's undo history."""
+        """Replace both layers with a model's result; clears the boundary layer's undo history.
+
+        The two layers are updated in consecutive event-loop turns (:func:`run_staged`).
+        """
         boundaries = np.asarray(boundaries, np.uint8)
         self._model_checksum = self._grains_checksum = checksum(boundaries)
-        replace_labels_data(self.boundaries, boundaries)
-        self.grains.data = np.asarray(labels, np.uint32)
-        self._notify()
 
-    def mark_model_written(self) -> None:
-        """Treat the current boundary data as the model's (e.g. after creating the layer)."""
-        self._model_checksum = checksum(self.boundaries.data)
+        def grains():
+            if self.alive:
+                self.grains.data = np.asarray(labels, np.uint32)
+                self._notify()
+
+        run_staged(lambda: replace_labels_data(self.boundaries, boundaries), grains)
 
     # ----------------------------------------------------------------- rebuild
 

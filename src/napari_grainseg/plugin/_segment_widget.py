@@ -25,7 +25,7 @@ from ..errors import GrainsegError, InputError
 from ..models.device import DEVICE_CHOICES
 from ._boundaries import ROLE_KEY, BoundaryLink, layer_key
 from ._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
-from ._threading import create_worker
+from ._threading import create_worker, run_staged
 
 #: Boundary probability threshold used to draw the boundary layer.
 THRESHOLD = 0.5
@@ -312,8 +312,8 @@ class SegmentWidget(Container):
         state.scale = result.prediction.scale
         state.steps_done = 0
         state.extra = result.info()
-        self._put_probability(source, state, result.prediction.probability)
-        self._write_boundaries(source, state, boundaries, labels)
+        run_staged(lambda: self._put_probability(source, state, result.prediction.probability),
+                   lambda: self._write_boundaries(source, state, boundaries, labels))
         p = result.prediction
         size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
         self.status.value = (f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}"
@@ -326,10 +326,13 @@ class SegmentWidget(Container):
             layer.data = probability
             return
         kwargs = derived_layer_kwargs(source, f"{source.name} boundary probability")
+        # created small, filled in the next event-loop turn (see BoundaryLink.create)
         state.probability = self._viewer.add_image(
-            probability, colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), opacity=0.6,
+            np.zeros((2, 2), np.float32), colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), opacity=0.6,
             metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
             **kwargs)
+        layer = state.probability
+        run_staged(lambda: setattr(layer, "data", probability))
 
     def _write_boundaries(self, source, state: _SourceState, boundaries: np.ndarray,
                           labels: np.ndarray) -> BoundaryLink:
@@ -340,7 +343,6 @@ class SegmentWidget(Container):
             link.boundaries.metadata["grainseg_info"] = dict(state.extra)
             return link
         new = BoundaryLink.create(self._viewer, source, boundaries, labels)
-        new.mark_model_written()
         new.boundaries.metadata["grainseg_info"] = dict(state.extra)
         if link is not None and link.alive:
             show_info(f"'{link.boundaries.name}' has hand corrections: kept it, the new result is in "
@@ -483,8 +485,8 @@ class SegmentWidget(Container):
             return
         state.steps_done = r.steps_at_start + step.step
         state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done)
-        self._put_probability(source, state, step.state)
-        self._write_boundaries(source, state, boundaries, labels)
+        run_staged(lambda: self._put_probability(source, state, step.state),
+                   lambda: self._write_boundaries(source, state, boundaries, labels))
         r.last_draw = time.perf_counter()
 
     def _net2_returned(self, r: _Refinement, out) -> None:

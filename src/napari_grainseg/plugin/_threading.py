@@ -137,6 +137,24 @@ def create_worker(func: Callable, *args, progress: dict | None = None, **kwargs)
     return napari_create_worker(func, *args, _start_thread=False, _progress=progress, **kwargs)
 
 
+def run_staged(*stages: Callable[[], None]) -> None:
+    """Run main-thread callables one per event-loop turn, so the viewer repaints between them.
+
+    Large layer updates (a 2048² probability, boundary and grains layer) each
+    take tens of ms; spread over turns, no single stall is long. Synchronous
+    mode runs them at once.
+    """
+    if SYNCHRONOUS or not stages:
+        for stage in stages:
+            stage()
+        return
+    from qtpy.QtCore import QTimer
+
+    stages[0]()
+    if len(stages) > 1:
+        QTimer.singleShot(0, lambda: run_staged(*stages[1:]))
+
+
 class Debouncer:
     """Call ``callback`` once, ``delay_ms`` after the last of a burst of ``trigger()`` calls.
 
