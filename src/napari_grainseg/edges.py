@@ -128,12 +128,151 @@ def stretch_limits(image: np.ndarray, percentiles: tuple[float, float] = (1.0, 9
     """Intensity limits for the contrast stretch: the given percentiles of ``image``.
 
     Falls back to the full range when the percentiles coincide (images that are
-    mostly one value), so the stretch never divides by zero.
+    mostly one value), so the stretch never divides by zero. Images larger than
+    :data:`TILED_STATS_MIN_PX` use :func:`blockwise_percentiles` (the same
+    values, without a full-size copy).
     """
-    lo, hi = np.percentile(image, percentiles)
+    if image.size > TILED_STATS_MIN_PX:
+        lo, hi = blockwise_percentiles(image, percentiles)
+    else:
+        lo, hi = np.percentile(image, percentiles)
     if not hi > lo:
         lo, hi = float(np.min(image)), float(np.max(image))
     return float(lo), float(hi)
+
+
+# --------------------------------------------------------------------------- large images
+
+#: Images with more pixels than this get their automatic parameters from
+#: block-by-block statistics (:func:`blockwise_percentiles`, :func:`_tiled_filter_statistics`):
+#: no temporary of the image's size is made, so memory does not grow with the
+#: image beyond the image itself. Smaller images use the direct computation.
+TILED_STATS_MIN_PX = 4096 * 4096
+#: Side of the tiles of the tiled filter statistics.
+STATS_TILE_SIZE = 1024
+_BLOCK_PX = 1 << 20
+_GATHER_MAX = 1 << 20
+
+
+def _row_blocks(image: np.ndarray):
+    """Views of ``image`` of about a megapixel each (whole rows), flattened."""
+    h, w = image.shape
+    rows = max(1, _BLOCK_PX // max(w, 1))
+    for r0 in range(0, h, rows):
+        yield image[r0:r0 + rows].reshape(-1)
+
+
+def _order_statistic(image: np.ndarray, k: int) -> float:
+    """The ``k``-th smallest value (0-based) of ``image``, exactly, by histogram refinement.
+
+    Each pass histograms the values inside the current range (2**16 bins, in
+    float64) and narrows the range to the bin holding rank ``k``; once the range
+    holds few values, or a single distinct one, they are gathered and
+    partitioned. Memory: one block of the image and the histogram.
+    """
+    lo, hi, closed = -math.inf, math.inf, True  # the range; is hi itself inside?
+    below = 0  # number of values < lo
+
+    def inside(block):  # compared in float64: bin edges need not be float32 values
+        a, b = np.float64(lo), np.float64(hi)
+        return block[(block >= a) & ((block <= b) if closed else (block < b))]
+
+    for _ in range(64):
+        count, vmin, vmax = 0, math.inf, -math.inf
+        for b in _row_blocks(image):
+            v = inside(b)
+            if v.size:
+                count += v.size
+                vmin, vmax = min(vmin, float(v.min())), max(vmax, float(v.max()))
+        if vmin == vmax:
+            return vmin
+        lo, hi, closed = vmin, vmax, True  # tighten to the values actually inside
+        if count <= _GATHER_MAX:
+            break
+        counts = np.zeros(1 << 16, np.int64)
+        for b in _row_blocks(image):
+            c, edges = np.histogram(inside(b).astype(np.float64), bins=counts.size, range=(lo, hi))
+            counts += c
+        cum = np.cumsum(counts)
+        j = int(np.searchsorted(cum, k - below, side="right"))
+        below += int(cum[j - 1]) if j else 0
+        lo, hi, closed = float(edges[j]), float(edges[j + 1]), j == counts.size - 1
+    values = np.concatenate([inside(b) for b in _row_blocks(image)])
+    return float(np.partition(values, k - below)[k - below])
+
+
+def blockwise_percentiles(image: np.ndarray, percentiles) -> tuple[float, ...]:
+    """Percentiles of ``image`` (numpy's default linear method) without copying it.
+
+    Exact order statistics from :func:`_order_statistic`, interpolated as
+    ``np.percentile`` does; used for images too large for a full-size copy.
+    """
+    n = image.size
+    out = []
+    for q in percentiles:
+        v = q / 100.0 * (n - 1)
+        k = int(math.floor(v))
+        t = v - k
+        a = _order_statistic(image, k)
+        b = _order_statistic(image, min(k + 1, n - 1)) if t > 0 else a
+        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))
+    return tuple(out)
+
+
+def _stats_halo(params: EdgeParams) -> int:
+    """Pixels around a tile that every filter of the threshold statistics reads."""
+    reach = max(math.ceil(3 * params.log_sigma), math.ceil(4 * params.canny_sigma) + 1, 1)
+    return params.median_size // 2 + reach + 2
+
+
+def _tiles_with_halo(shape: tuple[int, int], tile: int, halo: int):
+    """(outer slice, inner slice relative to the outer one) of every tile."""
+    h, w = shape
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            ya, xa, yb, xb = max(y0 - halo, 0), max(x0 - halo, 0), min(y1 + halo, h), min(x1 + halo, w)
+            yield ((slice(ya, yb), slice(xa, xb)),
+                   (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa)))
+
+
+def _tiled_filter_statistics(image: np.ndarray, params: EdgeParams) -> dict[str, float]:
+    """The automatic thresholds of :func:`resolve_edge_params`, computed tile by tile.
+
+    Each tile is preprocessed and filtered with a halo wide enough that its
+    inner pixels get the values of the whole-image filters; sums and maxima are
+    accumulated in float64. Canny's histogram rule needs the image-wide maximum
+    first, so its magnitude is computed in a second pass.
+    """
+    halo = _stats_halo(params)
+    tiles = list(_tiles_with_halo(image.shape, STATS_TILE_SIZE, halo))
+    sums = {"sobel": 0.0, "log": 0.0}
+    peak = 0.0
+    for outer, inner in tiles:
+        pre = preprocess(image[outer], params)
+        if params.sobel_threshold is None:
+            gx, gy = _sobel_gradients(pre)
+            sums["sobel"] += float(np.sum((gx * gx + gy * gy)[inner], dtype=np.float64))
+        if params.log_threshold is None:
+            sums["log"] += float(np.sum(np.abs(_log_response(pre, params.log_sigma)[inner]), dtype=np.float64))
+        if params.canny_high is None:
+            peak = max(peak, float(_canny_magnitude(pre, params.canny_sigma)[inner].max()))
+    changes: dict[str, float] = {}
+    if params.sobel_threshold is None:
+        changes["sobel_threshold"] = math.sqrt(4.0 * sums["sobel"] / image.size)
+    if params.log_threshold is None:
+        changes["log_threshold"] = 0.75 * sums["log"] / image.size
+    if params.canny_high is None:
+        if peak <= 0:
+            changes["canny_high"] = 0.0
+        else:
+            counts = np.zeros(64, np.int64)
+            for outer, inner in tiles:
+                mag = _canny_magnitude(preprocess(image[outer], params), params.canny_sigma)[inner]
+                counts += np.histogram(mag / peak, bins=64, range=(0.0, 1.0))[0]
+            index = int(np.argmax(np.cumsum(counts) > 0.7 * image.size)) + 1
+            changes["canny_high"] = index / 64 * peak
+    return changes
 
 
 def preprocess(image: np.ndarray, params: EdgeParams = EdgeParams()) -> np.ndarray:
@@ -204,12 +343,16 @@ def resolve_edge_params(image: np.ndarray, params: EdgeParams = EdgeParams()) ->
 
     Call this once on a full image, then run :func:`detect_edges` on its tiles
     with the returned parameters: all tiles then use identical thresholds.
+    Images above :data:`TILED_STATS_MIN_PX` pixels are processed tile by tile
+    (same statistics up to float rounding, memory independent of the image size).
     """
     image = validate_image(image)
     limits = params.stretch_limits or stretch_limits(image, params.stretch_percentiles)
     params = params.replace(stretch_limits=limits)
     if None not in (params.sobel_threshold, params.log_threshold, params.canny_high):
         return params
+    if image.size > TILED_STATS_MIN_PX:
+        return params.replace(**_tiled_filter_statistics(image, params))
     pre = preprocess(image, params)
     changes: dict[str, float] = {}
     if params.sobel_threshold is None:

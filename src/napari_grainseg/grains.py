@@ -27,6 +27,10 @@ from .errors import InputError
 
 #: Default smallest grain area kept by :func:`boundaries_to_labels`, in pixels.
 DEFAULT_MIN_GRAIN_AREA = 10
+#: Maps with more pixels than this are thinned tile by tile even without ``tile_size``
+#: (identical result, memory of a tile instead of the image's).
+AUTO_TILE_MIN_PX = 2048 * 2048
+AUTO_TILE_SIZE = 1024
 
 __all__ = [
     "DEFAULT_MIN_GRAIN_AREA",
@@ -158,13 +162,48 @@ def _grow_into_boundaries(
     return lab.reshape(h + 2, w + 2)[1:-1, 1:-1].copy(), n_passes
 
 
-def _relabel_in_order(labels: np.ndarray) -> np.ndarray:
+def _row_slices(shape: tuple[int, ...], px: int = 1 << 20):
+    """Slices of whole rows of about ``px`` pixels: block-wise passes over label images,
+    so that no image-sized index or boolean temporary is made."""
+    h, w = shape
+    rows = max(1, px // max(w, 1))
+    return [slice(r0, r0 + rows) for r0 in range(0, h, rows)]
+
+
+def _present_ids(labels: np.ndarray) -> np.ndarray:
+    """Sorted ids > 0 present in ``labels`` (as ``np.unique``, block by block)."""
+    top = int(labels.max()) if labels.size else 0
+    present = np.zeros(top + 1, bool)
+    for rows in _row_slices(labels.shape):
+        present[np.unique(labels[rows])] = True
+    present[0] = False
+    return np.flatnonzero(present)
+
+
+def _apply_lut(labels: np.ndarray, lut: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``lut[labels]`` block by block (``out`` may be ``labels`` itself)."""
+    if out is None:
+        out = np.empty(labels.shape, lut.dtype)
+    for rows in _row_slices(labels.shape):
+        out[rows] = lut[labels[rows]]
+    return out
+
+
+def _areas(labels: np.ndarray) -> np.ndarray:
+    """Pixel count of every id (``np.bincount(labels.ravel())``, block by block)."""
+    top = int(labels.max()) if labels.size else 0
+    areas = np.zeros(top + 1, np.int64)
+    for rows in _row_slices(labels.shape):
+        areas += np.bincount(labels[rows].ravel(), minlength=top + 1)
+    return areas
+
+
+def _relabel_in_order(labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Renumber grains 1..N keeping the order of their current ids (0 stays 0)."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
+    ids = _present_ids(labels)
     lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, np.uint32)
     lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
-    return lut[labels]
+    return _apply_lut(labels, lut, out=out)
 
 
 def _label_components(mask: np.ndarray, tile_size: int | None) -> np.ndarray:
@@ -172,24 +211,31 @@ def _label_components(mask: np.ndarray, tile_size: int | None) -> np.ndarray:
 
     With ``tile_size``, tiles are labelled separately and joined across tile
     seams with a union-find (scipy's connected components on the seam graph);
-    the result is identical to the untiled labelling.
+    the result is identical to the untiled labelling. Either way the only
+    image-sized array is the uint32 result.
     """
     if tile_size is None:
-        lab, _ = ndi.label(mask, structure=_FOUR)
-        return lab.astype(np.uint32)
+        lab, _ = ndi.label(mask, structure=_FOUR, output=np.uint32)
+        return lab
     h, w = mask.shape
-    out = np.zeros((h, w), np.int64)
+    out = np.zeros((h, w), np.uint32)
+    firsts = [np.zeros(1, np.int64)]  # raster index of each tile label's first pixel (id 0: unused)
     offset = 0
     for y0 in range(0, h, tile_size):
         for x0 in range(0, w, tile_size):
             sl = (slice(y0, y0 + tile_size), slice(x0, x0 + tile_size))
-            tile, n = ndi.label(mask[sl], structure=_FOUR)
-            tile = tile.astype(np.int64)
-            tile[tile > 0] += offset
+            tile, n = ndi.label(mask[sl], structure=_FOUR, output=np.uint32)
+            if n == 0:
+                continue
+            # a tile's raster order is the image's raster order restricted to the tile
+            ids, first = np.unique(tile, return_index=True)
+            first, tw = first[ids > 0], tile.shape[1]
+            firsts.append((y0 + first // tw) * w + (x0 + first % tw))
+            tile[tile > 0] += np.uint32(offset)
             out[sl] = tile
             offset += n
     if offset == 0:
-        return out.astype(np.uint32)
+        return out
     pairs = []
     for y in range(tile_size, h, tile_size):  # horizontal seams
         a, b = out[y - 1], out[y]
@@ -202,22 +248,19 @@ def _label_components(mask: np.ndarray, tile_size: int | None) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    pairs = np.concatenate(pairs, axis=1) if pairs else np.zeros((2, 0), np.int64)
-    graph = coo_matrix((np.ones(pairs.shape[1]), (pairs[0], pairs[1])),
-                       shape=(offset + 1, offset + 1))
+    pairs = np.concatenate(pairs, axis=1).astype(np.int64) if pairs else np.zeros((2, 0), np.int64)
+    graph = coo_matrix((np.ones(pairs.shape[1]), (pairs[0], pairs[1])), shape=(offset + 1, offset + 1))
     _, comp = connected_components(graph, directed=False)
-    merged = comp[out]
-    merged[out == 0] = -1
-    # renumber by raster order of each component's first pixel (as ndi.label does)
-    flat = merged.ravel()
-    fg = np.flatnonzero(flat >= 0)
-    _, first = np.unique(flat[fg], return_index=True)
-    order_ids = flat[fg][np.sort(first)]
-    lut = np.zeros(comp.max() + 1, np.uint32)
-    lut[order_ids] = np.arange(1, order_ids.size + 1, dtype=np.uint32)
-    res = np.zeros(flat.size, np.uint32)
-    res[fg] = lut[flat[fg]]
-    return res.reshape(h, w)
+    # number components by the raster index of their first pixel (as ndi.label does)
+    first = np.concatenate(firsts)
+    comp_first = np.full(int(comp.max()) + 1, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(comp_first, comp[1:], first[1:])
+    rank = np.zeros(comp_first.size, np.uint32)
+    seen = np.unique(comp[1:])
+    rank[seen[np.argsort(comp_first[seen], kind="stable")]] = np.arange(1, seen.size + 1, dtype=np.uint32)
+    lut = np.zeros(offset + 1, np.uint32)
+    lut[1:] = rank[comp[1:]]
+    return _apply_lut(out, lut, out=out)
 
 
 def _grow_tiled(seeds: np.ndarray, tile_size: int | None) -> np.ndarray:
@@ -247,19 +290,22 @@ def _grow_tiled(seeds: np.ndarray, tile_size: int | None) -> np.ndarray:
     return out
 
 
-def _drop_small(labels: np.ndarray, min_area: int) -> tuple[np.ndarray, int]:
-    """Set grains smaller than ``min_area`` pixels to 0; return the count dropped."""
+def _drop_small(labels: np.ndarray, min_area: int, *, in_place: bool = False) -> tuple[np.ndarray, int]:
+    """Set grains smaller than ``min_area`` pixels to 0; return the count dropped.
+
+    Nothing is dropped when every grain is small (the caller decides what to keep then).
+    """
     if min_area <= 1:
         return labels, 0
-    areas = np.bincount(labels.ravel())
+    areas = _areas(labels)
     small = areas < min_area
     small[0] = False
     n = int(small[1:].sum())
-    if n == 0:
+    if n == 0 or n == np.count_nonzero(areas[1:]):
         return labels, 0
-    out = labels.copy()
-    out[small[labels]] = 0
-    return out, n
+    lut = np.arange(areas.size, dtype=np.uint32)
+    lut[small] = 0
+    return _apply_lut(labels, lut, out=labels if in_place else None), n
 
 
 def boundaries_to_labels(
@@ -318,21 +364,32 @@ def boundaries_to_labels(
         raise InputError(f"tile_size must be at least 8 pixels, got {tile_size}")
     if min_grain_area < 0:
         raise InputError(f"min_grain_area must be >= 0, got {min_grain_area}")
-    seeds = _label_components(~mask, tile_size)
+    np.logical_not(mask, out=mask)  # grain pixels
+    seeds = _label_components(mask, tile_size)
+    del mask  # not needed any more (the spur option thresholds the map again)
     if not seeds.any():
         raise InputError("the boundary map has no closed grain: every pixel is boundary")
-    kept, _ = _drop_small(seeds, min_grain_area)
-    if not kept.any():  # keep the largest seed rather than return nothing
-        areas = np.bincount(seeds.ravel())
+    areas = _areas(seeds)
+    if min_grain_area > 1 and np.all(areas[1:][areas[1:] > 0] < min_grain_area):
+        # every seed is small: keep the largest one rather than return nothing
         areas[0] = 0
-        kept = np.where(seeds == np.argmax(areas), seeds, 0).astype(np.uint32)
-    labels = _grow_tiled(kept, tile_size)
-    labels2, n_dropped = _drop_small(labels, min_grain_area)
-    if n_dropped and labels2.any():
-        labels = _grow_tiled(labels2, tile_size)
-    labels = _relabel_in_order(labels)
+        lut = np.zeros(areas.size, np.uint32)
+        lut[np.argmax(areas)] = np.argmax(areas)
+        kept = _apply_lut(seeds, lut, out=seeds)
+    else:
+        kept, _ = _drop_small(seeds, min_grain_area, in_place=True)
+    del seeds
+    # Thinning is exact tile by tile; large maps always use tiles, which keeps its
+    # index temporaries tile-sized (the result is the same).
+    grow_tile = tile_size if tile_size is not None or kept.size <= AUTO_TILE_MIN_PX else AUTO_TILE_SIZE
+    labels = _grow_tiled(kept, grow_tile)
+    del kept
+    labels, n_dropped = _drop_small(labels, min_grain_area, in_place=True)
+    if n_dropped:
+        labels = _grow_tiled(labels, grow_tile)
+    labels = _relabel_in_order(labels, out=labels)
     if not remove_spurs:
-        labels = _add_back_spurs(labels, mask)
+        labels = _add_back_spurs(labels, _binarize(boundary_map, threshold))
     return labels
 
 

@@ -150,8 +150,14 @@ def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgePa
         if progress:
             progress(1, 1)
         return prob, 1
+    # Only the weighted sum is image-sized: the weights are separable and the
+    # tiles form a grid, so their sum is the outer product of two 1-D sums.
     acc = np.zeros((h, w), np.float32)
-    norm = np.zeros((h, w), np.float32)
+    norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
+    for y in ys:
+        norm_y[y:y + min(tile_size, h - y)] += _blend_weights(min(tile_size, h - y), y, h, overlap)
+    for x in xs:
+        norm_x[x:x + min(tile_size, w - x)] += _blend_weights(min(tile_size, w - x), x, w, overlap)
     done = 0
     for y in ys:
         th = min(tile_size, h - y)
@@ -161,13 +167,17 @@ def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgePa
             wx = _blend_weights(tw, x, w, overlap)
             tile = image[y:y + th, x:x + tw]
             p = run_net1(model, net1_features(tile, params), device)
-            weight = wy[:, None] * wx[None, :]
-            acc[y:y + th, x:x + tw] += p * weight
-            norm[y:y + th, x:x + tw] += weight
+            p *= wy[:, None]
+            p *= wx[None, :]
+            acc[y:y + th, x:x + tw] += p
             done += 1
             if progress:
                 progress(done, total)
-    return acc / np.maximum(norm, 1e-6), total
+    norm_x = np.maximum(norm_x, 1e-6)
+    for r0 in range(0, h, tile_size):  # in row blocks: no image-sized temporary
+        rows = slice(r0, r0 + tile_size)
+        acc[rows] /= np.maximum(norm_y[rows, None] * norm_x[None, :], 1e-6)
+    return acc, total
 
 
 def estimate_grain_size(probability: np.ndarray, threshold: float = 0.5) -> float | None:
@@ -251,7 +261,7 @@ def predict_boundaries(image: np.ndarray, model=None, *, device="auto", grain_si
         if scale != 1.0:
             prob = cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
     return BoundaryPrediction(
-        probability=np.clip(prob, 0.0, 1.0).astype(np.float32), scale=float(scale),
+        probability=np.ascontiguousarray(np.clip(prob, 0.0, 1.0, out=prob)), scale=float(scale),
         grain_size_px=None if estimate is None else float(estimate), grain_size_source=source,
         device=describe_device(dev), seconds=time.perf_counter() - t0, n_tiles=n_tiles,
     )
