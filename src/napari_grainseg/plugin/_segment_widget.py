@@ -164,7 +164,8 @@ class SegmentWidget(Container):
     def _derived_layers(self, source) -> list:
         state = self._states.get(layer_key(source))
         layers = [layer for layer in self._viewer.layers
-                  if layer.metadata.get("grainseg_source") == source.name]
+                  if layer.metadata.get("grainseg_source") == source.name
+                  or layer.metadata.get("grainseg_derived") and layer.name.startswith(f"{source.name} ")]
         if state and state.probability is not None and state.probability not in layers:
             layers.append(state.probability)
         return layers

@@ -182,6 +182,7 @@ class StatsWidget(Container):
         layout = self.native.layout()
         if self._canvas is not None:
             layout.removeWidget(self._canvas)
+            self._canvas.setParent(None)
             self._canvas.deleteLater()
         layout.insertWidget(3, canvas)
         self._canvas = canvas
