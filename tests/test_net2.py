@@ -1,0 +1,317 @@
+"""Net2: the refiner network, the refinement generator, its training and its place in the pipeline.
+
+Tests marked by the fixtures ``trained_net1`` / ``shipped_net2`` need trained weights: the
+shipped Net1 (else the development snapshot ``/root/grainseg-runs/net1_dev/net1.pt``) and the
+shipped Net2; they are skipped when those are missing. Everything else uses untrained networks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_grainseg.errors import InputError
+from napari_grainseg.grains import boundaries_to_labels
+from napari_grainseg.models.net1 import Net1, Net1Config
+from napari_grainseg.models.net2 import Net2, Net2Config, count_parameters
+from napari_grainseg.models.weights import load_net2, save_weights, shipped_weights_dir
+from napari_grainseg.refine import DEFAULT_TOL, RefineStep, refine
+from napari_grainseg.synthetic import generate
+from napari_grainseg.training import boundary_loss, boundary_target
+
+torch.set_num_threads(1)
+
+DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
+
+
+@pytest.fixture(scope="module")
+def random_net2() -> Net2:
+    torch.manual_seed(0)
+    return Net2(Net2Config()).eval()
+
+
+@pytest.fixture(scope="module")
+def trained_net1():
+    from napari_grainseg.models.weights import load_net1
+
+    for path in (shipped_weights_dir() / "net1.pt", DEV_NET1):
+        if path.is_file():
+            return load_net1(path)
+    pytest.skip("no trained Net1 weights (shipped or development snapshot)")
+
+
+@pytest.fixture(scope="module")
+def shipped_net2():
+    if not (shipped_weights_dir() / "net2.pt").is_file():
+        pytest.skip("no shipped Net2 weights")
+    return load_net2()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return generate(seed=7, shape=(96, 128), preset="tem")
+
+
+# --------------------------------------------------------------------------- network
+
+
+def test_net2_is_small_and_conditioned(random_net2):
+    assert 10_000 < count_parameters(random_net2) < 60_000
+    state, cond = torch.rand(2, 1, 32, 48), torch.rand(2, 5, 32, 48)
+    with torch.inference_mode():
+        out = random_net2(state, cond, torch.tensor([0.0, 1.0]))
+        assert out.shape == (2, 1, 32, 48)
+        # the image features and the step index both change the output
+        assert not torch.allclose(out, random_net2(state, torch.rand(2, 5, 32, 48), torch.tensor([0.0, 1.0])))
+        assert not torch.allclose(out, random_net2(state, cond, torch.tensor([0.5, 0.5])))
+    blind = Net2(Net2Config(conditioning="blind", scheduled_steps=0)).eval()
+    with torch.inference_mode():
+        a, b = blind(state, None, 0.0), blind(state, cond, 1.0)  # sees the state only
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError):
+        Net2Config(conditioning="blind", scheduled_steps=3)
+
+
+def test_load_net2_roundtrip_and_errors(tmp_path, random_net2):
+    path, _ = save_weights(random_net2, tmp_path / "n2.pt", {"architecture": random_net2.config.to_dict()})
+    loaded = load_net2(path)
+    x, c = torch.rand(1, 1, 16, 16), torch.rand(1, 5, 16, 16)
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x, c, 0.0), random_net2(x, c, 0.0), atol=2e-2)  # fp16 storage
+    net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "n1.pt", {"architecture": Net1Config().to_dict()})
+    with pytest.raises(InputError, match="not Net2"):
+        load_net2(net1_path)
+    with pytest.raises(InputError, match="not found"):
+        load_net2(tmp_path / "missing.pt")
+
+
+# --------------------------------------------------------------------------- refinement generator
+
+
+def test_schedule_phases_budget_and_output(sample, random_net2):
+    image = sample.image
+    prob = boundary_target(sample.boundaries, 3) * 0.8
+    steps = list(refine(image, prob, model=random_net2, device="cpu", max_steps=6, tol=1e-9))
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5, 6]
+    assert [s.phase for s in steps] == ["scheduled"] * 4 + ["fixed-point"] * 2
+    for s in steps:
+        assert isinstance(s, RefineStep) and s.state.shape == image.shape and s.state.dtype == np.float32
+        assert 0.0 <= s.state.min() and s.state.max() <= 1.0 and s.seconds >= 0
+        assert not s.converged
+    # change is the mean absolute difference to the previous state (Net1's map for step 1)
+    assert steps[0].change == pytest.approx(float(np.mean(np.abs(steps[0].state - prob))), rel=1e-5)
+    assert steps[3].change == pytest.approx(float(np.mean(np.abs(steps[3].state - steps[2].state))), rel=1e-5)
+    blind = Net2(Net2Config(conditioning="blind", scheduled_steps=0)).eval()
+    assert {s.phase for s in refine(image, prob, model=blind, device="cpu", max_steps=2)} == {"fixed-point"}
+
+
+def test_deterministic_and_cancel_is_safe(sample, random_net2):
+    prob = boundary_target(sample.boundaries, 3)
+    a = [s.state for s in refine(sample.image, prob, model=random_net2, device="cpu", max_steps=5)]
+    gen = refine(sample.image, prob, model=random_net2, device="cpu", max_steps=5)
+    first = next(gen)
+    gen.close()  # the cancel path
+    with pytest.raises(StopIteration):
+        next(gen)
+    np.testing.assert_array_equal(first.state, a[0])
+    b = [s.state for s in refine(sample.image, prob, model=random_net2, device="cpu", max_steps=5)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_scale_runs_at_net1_scale_and_returns_input_size(sample, random_net2):
+    prob = boundary_target(sample.boundaries, 3)
+    steps = list(refine(sample.image, prob, model=random_net2, device="cpu", max_steps=2, scale=0.5))
+    assert all(s.state.shape == sample.image.shape for s in steps)
+
+
+def test_tiled_refinement_matches_whole_image(monkeypatch, random_net2):
+    from napari_grainseg import refine as refine_mod
+
+    s = generate(seed=3, shape=(160, 200), preset="tem")
+    prob = boundary_target(s.boundaries, 3)
+    whole = list(refine(s.image, prob, model=random_net2, device="cpu", max_steps=2))[-1].state
+    monkeypatch.setattr(refine_mod, "REFINE_TILE_SIZE", 112)
+    monkeypatch.setattr(refine_mod, "REFINE_OVERLAP", 48)
+    tiled = list(refine(s.image, prob, model=random_net2, device="cpu", max_steps=2))[-1].state
+    assert float(np.mean(np.abs(tiled - whole))) < 0.01
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"probability": np.zeros((5, 5), np.float32)}, "shape"),
+    ({"max_steps": 0}, "max_steps"),
+    ({"tol": 0.0}, "tol"),
+    ({"scale": -1.0}, "scale"),
+])
+def test_refine_bad_input(sample, random_net2, kwargs, words):
+    args = {"probability": boundary_target(sample.boundaries, 3)} | kwargs
+    with pytest.raises(InputError, match=words):
+        next(refine(sample.image, args.pop("probability"), model=random_net2, device="cpu", **args))
+
+
+# --------------------------------------------------------------------------- trained models
+
+
+def _gap_case():
+    """A known grain structure whose boundary between two grains has a 6 px gap cut into it."""
+    s = generate(seed=11, shape=(128, 128), preset="tem", mean_diameter=30.0)
+    target = boundary_target(s.boundaries, 3)
+    ys, xs = np.nonzero(s.boundaries)
+    for y, x in zip(ys, xs):  # a boundary pixel between exactly two grains, far from junctions and edges
+        if not (20 <= y < 108 and 20 <= x < 108):
+            continue
+        window = s.labels[y - 7:y + 8, x - 7:x + 8]
+        ids = set(np.unique(window)) - {0}
+        if len(ids) == 2:
+            break
+    gapped = target.copy()
+    gapped[y - 3:y + 3, x - 3:x + 3] = 0.0  # a 6 px gap across the 3 px wide line
+    g1, g2 = sorted(ids)
+    return s, gapped, (g1, g2), (y, x)
+
+
+def _merged(labels: np.ndarray, truth: np.ndarray, pair) -> bool:
+    """Whether the two true grains share one predicted grain (by majority label)."""
+    ids = []
+    for g in pair:
+        values = labels[(truth == g) & (labels > 0)]
+        ids.append(np.bincount(values).argmax())
+    return ids[0] == ids[1]
+
+
+def test_gap_is_closed_by_shipped_model(shipped_net2):
+    s, gapped, pair, _ = _gap_case()
+    assert _merged(boundaries_to_labels(gapped), s.labels, pair)  # the gap merges the two grains
+    steps = list(refine(s.image, gapped, model=shipped_net2, device="cpu"))
+    assert not _merged(boundaries_to_labels(steps[-1].state), s.labels, pair)
+
+
+def test_real_example_stops_by_criterion(trained_net1, shipped_net2):
+    from napari_grainseg.inference import predict_boundaries
+    from napari_grainseg.samples import interconnect_tem
+
+    image = interconnect_tem().data
+    pred = predict_boundaries(image, trained_net1, device="cpu")
+    steps = list(refine(image, pred.probability, model=shipped_net2, device="cpu", scale=pred.scale))
+    last = steps[-1]
+    assert last.converged and last.change < DEFAULT_TOL and last.phase == "fixed-point"
+    assert len(steps) < 30 and not any(s.converged for s in steps[:-1])
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tiny_pool():
+    from napari_grainseg.training_net2 import Net2TrainConfig, build_pool
+
+    torch.manual_seed(0)
+    config = Net2TrainConfig(pool_size=3, pool_shape=(64, 96), patch_shape=(64, 64), batch_size=4, val_size=2,
+                             val_shape=(64, 96), lr=1e-2, warmup_steps=1)
+    return config, build_pool(config, Net1(Net1Config()).eval(), "random-net1", None, progress=False)
+
+
+def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
+    from napari_grainseg.training_net2 import make_batch
+
+    config, pool = tiny_pool
+    states, conds, ts, targets, unrolls = make_batch(pool, 0, config)
+    assert states.shape == targets.shape == (4, 1, 64, 64) and conds.shape == (4, 5, 64, 64)
+    assert set(np.round(ts * config.levels).astype(int)) <= set(range(config.levels + 1))
+    lo = np.minimum(targets, conds[:, :1]) - 1e-5
+    hi = np.maximum(targets, conds[:, :1]) + 1e-5
+    blurred_ok = (states >= 0) & (states <= 1)
+    assert blurred_ok.all() and ((states >= lo) & (states <= hi)).mean() > 0.9
+    again = make_batch(pool, 0, config)
+    np.testing.assert_array_equal(states, again[0])  # deterministic per step
+
+
+def test_training_a_few_steps_decreases_the_loss(tiny_pool):
+    from napari_grainseg.training_net2 import make_batch, unroll_states
+
+    config, pool = tiny_pool
+    torch.manual_seed(0)
+    model = Net2(config.net2_config())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = [torch.from_numpy(a) for a in make_batch(pool, 0, config)]
+
+    def loss_now():
+        states, ts = unroll_states(model, batch[0], batch[1], batch[2], batch[4])
+        return boundary_loss(model(states, batch[1], ts), batch[3], config.pos_weight, config.dice_weight)
+
+    model.eval()
+    with torch.no_grad():
+        before = float(loss_now())
+    model.train()
+    for _ in range(25):
+        loss = loss_now()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        after = float(loss_now())
+    assert after < 0.8 * before
+
+
+def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
+    from napari_grainseg.models.weights import file_sha256
+    from napari_grainseg.training_net2 import Net2TrainConfig, train_net2
+
+    net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
+    config = Net2TrainConfig(steps=2, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
+                             val_size=1, val_shape=(64, 64), val_every=2, checkpoint_every=1)
+    out = tmp_path / "run"
+    summary = train_net2(config, out, net1_weights=net1_path, device="cpu", progress=False)
+    assert summary["finished"] and Path(summary["weights"]).is_file()
+    info = json.loads((out / "net2.json").read_text())
+    assert info["net1_sha256"] == file_sha256(net1_path) and info["model"] == "net2"
+    assert info["architecture"]["scheduled_steps"] == config.levels
+    assert {"val_vi_net1", "val_vi_refined", "val_steps"} <= set(info["validation"])
+    load_net2(out / "net2.pt")
+    other = Net2TrainConfig(**(config.to_dict() | {"steps": 3, "lr": 1e-3}))
+    with pytest.raises(InputError, match="different config"):
+        train_net2(other, out, net1_weights=net1_path, device="cpu", progress=False)
+
+
+# --------------------------------------------------------------------------- pipeline and CLI
+
+
+def test_segment_net2_steps(sample):
+    from napari_grainseg.pipeline import net2_step_budget, segment
+
+    torch.manual_seed(0)
+    net1, net2 = Net1(Net1Config()).eval(), Net2(Net2Config()).eval()
+    with torch.no_grad():  # untrained nets answer "boundary" everywhere; make them answer "grain"
+        net1.head.bias -= 5.0
+        net2.head.bias -= 5.0
+    plain = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0)
+    assert plain.refine_steps == 0 and plain.refined is None and plain.info()["net2_steps"] == 0
+    refined = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=3,
+                      net2_model=net2)
+    assert refined.refine_steps == 3 and refined.refined.shape == sample.image.shape
+    info = refined.info()
+    assert info["net2_steps"] == 3 and info["method"] == "net1+net2" and info["net2_seconds"] >= 0
+    assert net2_step_budget("auto") == 30 and net2_step_budget("4") == 4 and net2_step_budget(0) == 0
+    for bad in ("-1", "many", 1.5, -2):
+        with pytest.raises(InputError):
+            net2_step_budget(bad)
+
+
+def test_cli_train_net2_config_and_bad_options(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", "train", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    shown = run("net2", "--print-config")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["levels"] == 4
+    bad = run("net1", "--net1-weights", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "net2 only" in bad.stderr
+    missing = run("net2", "--net1-weights", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"))
+    assert missing.returncode == 2 and "not found" in missing.stderr
