@@ -68,7 +68,7 @@ def sample_dir(tmp_path_factory) -> Path:
 
 def _args(sample_dir, out, weights, *extra):
     return ["batch", str(sample_dir), "--out", str(out), "--weights", weights, "--pixel-size", "2",
-            "--no-progress", *extra]
+            "--net2-steps", "0", "--no-progress", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,8 @@ def test_discover_bad_specs_are_input_errors(tmp_path, spec, words):
     (["--grain-size", "20", "--grain-size-nm", "40"], None),        # argparse: mutually exclusive
     (["--workers", "0"], None),                                     # argparse: must be >= 1
     (["--threshold", "1.5"], "threshold"),
+    (["--net2-steps", "many"], "--net2-steps"),
+    (["--net2-weights", "/nonexistent/net2.pt"], "--net2-weights"),
     (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "--scheduler"),
 ])
 def test_bad_arguments_exit_2(tmp_path, sample_dir, weights, capsys, extra, words):
@@ -196,7 +198,7 @@ def test_pooled_statistics_known_answer():
 def test_resume_after_interruption_gives_identical_results(serial_run, sample_dir, weights, tmp_path):
     _, reference = serial_run
     items = discover_inputs(sample_dir, tmp_path / "out")
-    options = BatchOptions(weights=weights, pixel_size_nm=2.0, threads=1)
+    options = BatchOptions(weights=weights, pixel_size_nm=2.0, threads=1, net2_steps=0)
 
     def interrupt(record):  # Ctrl-C after the first field
         raise KeyboardInterrupt
@@ -232,9 +234,10 @@ def test_resume_after_interruption_gives_identical_results(serial_run, sample_di
 def test_changed_options_or_input_are_not_skipped(serial_run, sample_dir, weights, tmp_path):
     _, out = serial_run
     items = [i for i in discover_inputs(sample_dir, out) if "corrupt" not in i.stem]
-    same = BatchOptions(weights=weights, pixel_size_nm=2.0)
+    same = BatchOptions(weights=weights, pixel_size_nm=2.0, net2_steps=0)
     assert all(is_done(i, same) for i in items)
-    assert not any(is_done(i, BatchOptions(weights=weights, pixel_size_nm=2.0, threshold=0.6)) for i in items)
+    assert not any(is_done(i, BatchOptions(weights=weights, pixel_size_nm=2.0, net2_steps=0, threshold=0.6))
+                   for i in items)
     assert not is_done(BatchItem(sample_dir / "a" / "f1.tif", out / "a", "f0"), same)  # other input
 
 
@@ -254,7 +257,7 @@ def test_dask_local_cluster_equals_serial(serial_run, sample_dir, weights, tmp_p
             def worker_state():
                 import torch
 
-                return len(batch._MODELS), torch.get_num_threads()
+                return sum(key[0] == "net1" for key in batch._MODELS), torch.get_num_threads()
 
             state = client.run(worker_state)
     assert len(state) == 2

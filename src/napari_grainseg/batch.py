@@ -51,6 +51,7 @@ __all__ = [
     "BatchResult",
     "DONE_SUFFIX",
     "cached_net1",
+    "cached_net2",
     "discover_inputs",
     "is_done",
     "pooled_ecd",
@@ -102,7 +103,10 @@ class BatchOptions:
     grain_size_px, grain_size_nm
         Expected mean grain diameter (at most one); None = estimated per field.
     net2_steps
-        Net2 refinement steps, passed to ``segment`` when it supports them.
+        ``"auto"`` (refine with Net2 until converged when Net2 weights exist),
+        ``N`` (at most N steps) or ``0`` (Net1 only), as ``grainseg segment``.
+    net2_weights
+        Net2 weights file; None = the shipped weights.
     threshold, min_grain_area
         See :func:`napari_grainseg.pipeline.segment`.
     threads
@@ -115,7 +119,8 @@ class BatchOptions:
     pixel_size_nm: float | None = None
     grain_size_px: float | None = None
     grain_size_nm: float | None = None
-    net2_steps: int = 0
+    net2_steps: int | str = "auto"
+    net2_weights: str | None = None
     threshold: float = 0.5
     min_grain_area: int = 10
     threads: int | None = None
@@ -131,27 +136,44 @@ class BatchOptions:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.min_grain_area < 1:
             raise InputError(f"min grain area must be >= 1, got {self.min_grain_area}")
-        if self.net2_steps < 0:
-            raise InputError(f"net2 steps must be >= 0, got {self.net2_steps}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
-        if self.net2_steps and not _segment_supports_net2():
-            raise InputError(f"net2 steps {self.net2_steps}: Net2 is not available yet, only 0 is accepted")
+        from .pipeline import net2_available, net2_step_budget
+
+        budget = net2_step_budget(self.net2_steps)
+        explicit = not (isinstance(self.net2_steps, str) and self.net2_steps.strip().lower() == "auto")
+        if budget and explicit and self.net2_weights is None and not net2_available():
+            raise InputError(f"net2 steps {self.net2_steps}: no Net2 weights are shipped; give a Net2 "
+                             "weights file or 0 steps")
+
+    def net2_budget(self) -> int:
+        """Net2 steps to run (0: Net1 only), as ``grainseg segment`` decides them."""
+        from .pipeline import net2_available, net2_step_budget
+
+        budget = net2_step_budget(self.net2_steps)
+        auto = isinstance(self.net2_steps, str) and self.net2_steps.strip().lower() == "auto"
+        return budget if budget and (self.net2_weights is not None or not auto or net2_available()) else 0
 
     def fingerprint(self) -> dict:
         """The options that change a field's result (recorded in its marker)."""
-        weights = Path(self.weights) if self.weights else None
-        if weights is None:
-            from .models.weights import shipped_weights_dir
+        from .models.weights import shipped_weights_dir
 
-            weights = shipped_weights_dir() / "net1.pt"
-        w_stat = weights.stat() if weights.exists() else None
-        return {"weights": str(weights.resolve()) if w_stat else str(weights),
-                "weights_size": w_stat.st_size if w_stat else None,
-                "weights_mtime_ns": w_stat.st_mtime_ns if w_stat else None,
-                "pixel_size_nm": self.pixel_size_nm, "grain_size_px": self.grain_size_px,
-                "grain_size_nm": self.grain_size_nm, "net2_steps": self.net2_steps,
-                "threshold": self.threshold, "min_grain_area": self.min_grain_area}
+        budget = self.net2_budget()
+        out = {**_file_identity("weights", self.weights or shipped_weights_dir() / "net1.pt"),
+               "net2_steps": budget}
+        if budget:
+            out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
+        return {**out, "pixel_size_nm": self.pixel_size_nm, "grain_size_px": self.grain_size_px,
+                "grain_size_nm": self.grain_size_nm, "threshold": self.threshold,
+                "min_grain_area": self.min_grain_area}
+
+
+def _file_identity(key: str, path) -> dict:
+    """Path, size and modification time of a file (a changed weights file invalidates results)."""
+    path = Path(path)
+    st = path.stat() if path.exists() else None
+    return {key: str(path.resolve()) if st else str(path), f"{key}_size": st.st_size if st else None,
+            f"{key}_mtime_ns": st.st_mtime_ns if st else None}
 
 
 @dataclass
@@ -169,14 +191,6 @@ class BatchResult:
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.records)
-
-
-def _segment_supports_net2() -> bool:
-    import inspect
-
-    from .pipeline import segment
-
-    return "net2_steps" in inspect.signature(segment).parameters
 
 
 # --------------------------------------------------------------------------- inputs
@@ -257,10 +271,21 @@ def cached_net1(weights: str | None, device):
     """Net1 for ``(weights, device)``, loaded once per process (every Dask worker keeps its own)."""
     from .models.weights import load_net1
 
-    key = (str(Path(weights).resolve()) if weights else "<shipped>", str(device))
+    return _cached("net1", load_net1, weights, device)
+
+
+def cached_net2(weights: str | None, device):
+    """Net2 for ``(weights, device)``, loaded once per process."""
+    from .models.weights import load_net2
+
+    return _cached("net2", load_net2, weights, device)
+
+
+def _cached(kind: str, load, weights: str | None, device):
+    key = (kind, str(Path(weights).resolve()) if weights else "<shipped>", str(device))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_net1(weights, device=device)
+            _MODELS[key] = load(weights, device=device)
         return _MODELS[key]
 
 
@@ -337,9 +362,11 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
             grain_size = options.grain_size_nm / m.pixel_size_nm
         device = select_device(options.device)
         model = cached_net1(options.weights, device)
-        kwargs = {"net2_steps": options.net2_steps} if options.net2_steps else {}
+        budget = options.net2_budget()
+        net2 = cached_net2(options.net2_weights, device) if budget else None
         result = segment(m.data, model=model, device=device, grain_size_px=grain_size,
-                         threshold=options.threshold, min_grain_area=options.min_grain_area, **kwargs)
+                         threshold=options.threshold, min_grain_area=options.min_grain_area,
+                         net2_steps=budget, net2_model=net2)
         item.out_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(item)
         with tempfile.TemporaryDirectory(prefix=f".{item.stem}.partial-", dir=item.out_dir) as stage:

@@ -113,8 +113,15 @@ def fill_boundaries(labels: np.ndarray) -> np.ndarray:
         return labels.copy()
     if zero.all():
         return labels.copy()
-    _, (iy, ix) = ndi.distance_transform_edt(zero, return_indices=True)
-    return labels[iy, ix]
+    # Indices only (no distances), gathered row block by row block: about 13 bytes
+    # per pixel at the peak instead of ~34 for ``labels[iy, ix]`` with distances.
+    iy, ix = ndi.distance_transform_edt(zero, return_distances=False, return_indices=True)
+    out = labels.copy()
+    rows = max(1, (1 << 20) // max(labels.shape[-1], 1))
+    for r0 in range(0, labels.shape[0], rows):
+        z = zero[r0:r0 + rows]
+        out[r0:r0 + rows][z] = labels[iy[r0:r0 + rows][z], ix[r0:r0 + rows][z]]
+    return out
 
 
 def _clean(x):
@@ -335,28 +342,35 @@ def mean_intercept(
     cy, cx = (h - 1) / 2, (w - 1) / 2
     r = math.hypot(h, w) / 2 + 1
     t = np.arange(-r, r, step_px)
+    n_ids = int(filled.max()) + 1
     by = []
     for ang in np.asarray(angles_deg, float):
         th = math.radians(ang)
         uy, ux = math.sin(th), math.cos(th)
         vy, vx = ux, -uy
-        # lines through the centre and every spacing_px on either side
+        # lines through the centre and every spacing_px on either side, in chunks
+        # of lines (each line is counted on its own, so chunking changes nothing)
         n_side = int(r // spacing_px)
-        s = np.arange(-n_side, n_side + 1) * spacing_px
-        y = cy + s[:, None] * vy + t[None, :] * uy
-        x = cx + s[:, None] * vx + t[None, :] * ux
-        iy, ix = np.rint(y).astype(np.int64), np.rint(x).astype(np.int64)
-        valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        ids = np.where(valid, filled[np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)], 0)
-        both = valid[:, 1:] & valid[:, :-1]
-        # grains met by each line: distinct (line, id) pairs; a line meeting k
-        # grains crosses k - 1 boundaries
-        line_idx = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)[valid]
-        key = line_idx.astype(np.int64) * (int(filled.max()) + 1) + ids[valid]
-        met = np.bincount(line_idx[np.unique(key, return_index=True)[1]],
-                          minlength=ids.shape[0])
-        crossings = int(np.sum(np.clip(met - 1, 0, None)))
-        length = float(np.count_nonzero(both)) * step_px
+        s_all = np.arange(-n_side, n_side + 1) * spacing_px
+        chunk = max(1, (1 << 18) // t.size)
+        crossings, n_inside = 0, 0
+        for c0 in range(0, s_all.size, chunk):
+            s = s_all[c0:c0 + chunk]
+            y = cy + s[:, None] * vy + t[None, :] * uy
+            x = cx + s[:, None] * vx + t[None, :] * ux
+            iy, ix = np.rint(y).astype(np.int64), np.rint(x).astype(np.int64)
+            valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+            ids = np.where(valid, filled[np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)], 0)
+            both = valid[:, 1:] & valid[:, :-1]
+            # grains met by each line: distinct (line, id) pairs; a line meeting k
+            # grains crosses k - 1 boundaries
+            line_idx = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)[valid]
+            key = line_idx.astype(np.int64) * n_ids + ids[valid]
+            met = np.bincount(line_idx[np.unique(key, return_index=True)[1]],
+                              minlength=ids.shape[0])
+            crossings += int(np.sum(np.clip(met - 1, 0, None)))
+            n_inside += int(np.count_nonzero(both))
+        length = float(n_inside) * step_px
         p_l = crossings / length if length else 0.0
         by.append({"angle_deg": float(ang), "intersections": crossings, "length_px": length,
                    "p_l_per_px": p_l,

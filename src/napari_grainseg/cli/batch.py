@@ -20,16 +20,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _steps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch",
@@ -59,8 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
                       help="expected mean grain diameter in nm (needs a pixel size)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps, per worker")
-    p.add_argument("--net2-steps", type=_steps, default=0, metavar="N",
-                   help="Net2 refinement steps; 0 = Net1 only")
+    p.add_argument("--net2-steps", default="auto", metavar="auto|N",
+                   help="Net2 refinement: auto (until converged, when Net2 weights exist), at most N "
+                   "steps, or 0 (Net1 only); default auto")
+    p.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
     p.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     p.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
     p.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
@@ -73,13 +65,22 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import BatchOptions, discover_inputs, run_batch, write_sample_summary
     from ..errors import InputError
 
-    if args.weights is not None and not args.weights.is_file():
-        raise InputError(f"weights file not found: {args.weights}")
+    from ..pipeline import net2_step_budget
+
+    for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{flag}: weights file not found: {path}")
+    try:
+        net2_step_budget(args.net2_steps)
+    except InputError as exc:
+        raise InputError(f"--net2-steps: {exc}") from None
+    steps = args.net2_steps if args.net2_steps.strip().lower() == "auto" else int(args.net2_steps)
     if args.scheduler is not None and args.workers is not None:
         raise InputError("--workers starts a local cluster; with --scheduler the cluster's workers are used")
     options = BatchOptions(weights=str(args.weights) if args.weights else None, device=args.device,
                            pixel_size_nm=args.pixel_size, grain_size_px=args.grain_size,
-                           grain_size_nm=args.grain_size_nm, net2_steps=args.net2_steps,
+                           grain_size_nm=args.grain_size_nm, net2_steps=steps,
+                           net2_weights=str(args.net2_weights) if args.net2_weights else None,
                            threshold=args.threshold, min_grain_area=args.min_grain_area,
                            threads=None if args.scheduler else args.threads_per_worker)
     items = discover_inputs(args.input, args.out)

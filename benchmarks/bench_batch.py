@@ -1,0 +1,125 @@
+"""Batch throughput: megapixels per second with 1, 2 (... N) local Dask workers of 1 thread each,
+and the classical baseline (watershed, ``grains.classical_boundaries``) measured in the same run.
+
+Every configuration processes the same synthetic "tem" fields (1024² by default,
+cached in ``--cache``) end to end: read, segment, write every output file
+(boundaries, grains, CSV, summary, histograms, overlay), and the sample summary.
+Times are wall-clock and include starting the local cluster and loading the
+model in each worker. The time for 100 fields is extrapolated from the measured
+throughput (said so in the table).
+
+    nice -n 15 .venv/bin/python benchmarks/bench_batch.py --fields 12 --workers 1 2 \\
+        --weights /root/grainseg-runs/net1_dev/net1.pt
+
+Prints a markdown table; ``--json FILE`` also writes the raw figures. Report the
+machine's load (``uptime``) with the figures: other processes change them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+
+def make_fields(n: int, size: int, cache: Path) -> Path:
+    import numpy as np
+    import tifffile
+
+    from napari_grainseg.synthetic import generate
+
+    folder = cache / f"fields_{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        path = folder / f"field_{i:03d}.tif"
+        if not path.exists():
+            tifffile.imwrite(path, generate(1000 + i, (size, size), "tem").image.astype(np.float32))
+    return folder
+
+
+def _classical_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def classical_field(path: str, out_dir: str) -> int:
+    """The classical baseline on one field, with the same output files as the Net1 pipeline."""
+    from napari_grainseg.grains import boundaries_to_labels, classical_boundaries
+    from napari_grainseg.io import read_micrograph
+    from napari_grainseg.report import write_report
+
+    m = read_micrograph(path)
+    labels = boundaries_to_labels(classical_boundaries(m.data, sigma=4, h=0.002, merge_threshold=0.01))
+    write_report(out_dir, Path(path).stem, image=m.data, labels=labels, pixel_size_nm=1.0)
+    return int(labels.max())
+
+
+def run_net1(folder: Path, workers: int, weights: str | None, n: int) -> dict:
+    from napari_grainseg.batch import BatchOptions, discover_inputs, run_batch, write_sample_summary
+
+    with tempfile.TemporaryDirectory() as out:
+        items = discover_inputs(folder, out)[:n]
+        options = BatchOptions(weights=weights, device="cpu", pixel_size_nm=1.0, threads=1)
+        t0 = time.perf_counter()
+        result = run_batch(items, options, workers=workers, resume=False, progress=False)
+        write_sample_summary(out, items, result)
+        wall = time.perf_counter() - t0
+    assert not result.failures, result.failures
+    per_field = [r["seconds"] for r in result.records]
+    return {"method": "net1", "workers": workers, "fields": n, "wall_s": wall,
+            "mean_field_s": sum(per_field) / len(per_field)}
+
+
+def run_classical(folder: Path, workers: int, n: int) -> dict:
+    files = sorted(folder.glob("*.tif"))[:n]
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(workers, initializer=_classical_init) as pool:
+            list(pool.map(classical_field, map(str, files), [out] * len(files)))
+        wall = time.perf_counter() - t0
+    return {"method": "classical", "workers": workers, "fields": n, "wall_s": wall}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fields", type=int, default=12)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--weights", default=None, help="Net1 weights (default: shipped)")
+    p.add_argument("--no-classical", action="store_true")
+    p.add_argument("--cache", type=Path, default=Path("/tmp/grainseg-bench"))
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    folder = make_fields(a.fields, a.size, a.cache)
+    mpx = a.size * a.size / 1e6
+    load = os.getloadavg()
+    rows = []
+    for w in a.workers:
+        rows.append(run_net1(folder, w, a.weights, a.fields))
+        if not a.no_classical:
+            rows.append(run_classical(folder, w, a.fields))
+    base = {r["method"]: r["wall_s"] for r in rows if r["workers"] == a.workers[0]}
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+          f"({os.cpu_count()} cores); {a.fields} fields of {a.size}², 1 thread per worker")
+    print("| method | workers | wall (s) | MPx/s | speed-up | 100 fields (min, extrapolated) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        r["mpx_per_s"] = r["fields"] * mpx / r["wall_s"]
+        r["speedup"] = base[r["method"]] / r["wall_s"]
+        r["load_average"] = load
+        print(f"| {r['method']} | {r['workers']} | {r['wall_s']:.1f} | {r['mpx_per_s']:.3f} | "
+              f"{r['speedup']:.2f}× | {100 * mpx / r['mpx_per_s'] / 60:.1f} |", flush=True)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
