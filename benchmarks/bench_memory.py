@@ -1,10 +1,10 @@
 """Peak memory and time of the whole segmentation of one large micrograph, versus its size.
 
-Each size runs in a fresh subprocess (so peaks do not carry over) that reads the
-micrograph from a TIFF, segments it (Net1 tiles, grains), and writes every
-output file, exactly as ``grainseg batch`` does for one field. A sampler thread
-records the resident set size (psutil, every 20 ms) per stage; the process
-peak is ``resource.getrusage(RUSAGE_SELF).ru_maxrss``.
+Each size runs in a fresh subprocess (so peaks do not carry over) that processes
+one field exactly as ``grainseg batch`` does (``batch.process_item``): read the
+TIFF, segment it (edge statistics, Net1 tiles, grains), measure, and write every
+output file. The peak is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that
+process (a psutil sampler every 20 ms gives the same figure).
 
 Inputs are synthetic "tem" fields of 1024² mirrored to the requested size
 (mirroring keeps grains whole across the joins), cached in ``--cache``.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,47 +27,34 @@ from pathlib import Path
 
 CHILD = r'''
 import json, resource, sys, threading, time
-from pathlib import Path
 import psutil
 
-stage = {"name": "start"}
-peaks = {}
 proc = psutil.Process()
+peak = {"rss": 0}
 stop = False
 
 def sample():
     while not stop:
-        rss = proc.memory_info().rss
-        peaks[stage["name"]] = max(peaks.get(stage["name"], 0), rss)
+        peak["rss"] = max(peak["rss"], proc.memory_info().rss)
         time.sleep(0.02)
 
 threading.Thread(target=sample, daemon=True).start()
 args = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(args["threads"])
-import cv2
-cv2.setNumThreads(args["threads"])
-from napari_grainseg.io import read_micrograph
-from napari_grainseg.models.weights import load_net1
-from napari_grainseg.pipeline import segment, write_segmentation
-t = {}
-t0 = time.perf_counter()
-stage["name"] = "import+model"
-model = load_net1(args["weights"], device="cpu")
-base = proc.memory_info().rss
-stage["name"] = "read"
-m = read_micrograph(args["input"])
-t["read"] = time.perf_counter() - t0
-stage["name"] = "segment"
-result = segment(m.data, model=model, device="cpu", grain_size_px=args["grain_size"])
-t["segment"] = time.perf_counter() - t0 - t["read"]
-stage["name"] = "write"
-write_segmentation(args["out"], "big", m.data, result, pixel_size_nm=1.0)
-t["write"] = time.perf_counter() - t0 - t["read"] - t["segment"]
+from pathlib import Path
+from napari_grainseg.batch import BatchItem, BatchOptions, cached_net1, process_item
+cached_net1(args["weights"], "cpu")
+baseline = proc.memory_info().rss
+options = BatchOptions(weights=args["weights"], device="cpu", pixel_size_nm=1.0,
+                       grain_size_px=args["grain_size"], net2_steps=args["net2_steps"], threads=args["threads"])
+record = process_item(BatchItem(Path(args["input"]), Path(args["out"]), "big"), options)
 stop = True
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"peak_rss": peak, "baseline_rss": base, "stage_peaks": peaks, "seconds": t,
-                  "n_grains": int(result.labels.max()), "tiles": result.prediction.n_tiles}))
+assert record["status"] == "processed", record
+done = json.loads((Path(args["out"]) / "big_done.json").read_text())
+summary = json.loads((Path(args["out"]) / "big_summary.json").read_text())
+print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "sampled_peak_rss": peak["rss"], "baseline_rss": baseline, "seconds": record["seconds"],
+                  "net1_seconds": summary.get("net1_seconds"), "n_grains": record["n_grains"],
+                  "tiles": summary.get("tiles")}))
 '''
 
 
@@ -90,13 +78,14 @@ def make_input(size: int, cache: Path) -> Path:
     return path
 
 
-def run_size(size: int, weights: str | None, cache: Path, threads: int, grain_size: float | None) -> dict:
+def run_size(size: int, weights: str | None, cache: Path, threads: int, grain_size: float | None,
+             net2_steps: int | str = 0) -> dict:
     import tempfile
 
     inp = make_input(size, cache)
     with tempfile.TemporaryDirectory() as out:
         args = {"input": str(inp), "weights": weights, "out": out, "threads": threads,
-                "grain_size": grain_size}
+                "grain_size": grain_size, "net2_steps": net2_steps}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -113,23 +102,34 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--grain-size", type=float, default=24.0,
                    help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)")
+    p.add_argument("--net2-steps", default="0", help="Net2 steps (default 0: Net1 only)")
     p.add_argument("--cache", type=Path, default=Path("/tmp/grainseg-bench"))
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument("--markdown", type=Path, help="write the table into this file's 'batch-memory' section")
     a = p.parse_args()
-    rows = []
-    print("| image | Mpx | peak RSS (GB) | above model baseline (B/px) | segment (s) | write (s) | grains |")
-    print("|---|---|---|---|---|---|---|")
+    rows, lines = [], []
+    load = os.getloadavg()
+    lines.append(f"Load average at the start: {load[0]:.1f} ({os.cpu_count()} cores); {a.threads} torch "
+                 f"thread(s); grain-size hint {a.grain_size or 'none'} px; each size in a fresh process.")
+    lines.append("")
+    lines.append("| image | Mpx | peak RSS (GB) | above the loaded model (B/px) | Net1 (s) | whole field (s) "
+                 "| grains |")
+    lines.append("|---|---|---|---|---|---|---|")
+    print("\n".join(lines), flush=True)
     for size in a.sizes:
-        r = run_size(size, a.weights, a.cache, a.threads, a.grain_size or None)
+        r = run_size(size, a.weights, a.cache, a.threads, a.grain_size or None, a.net2_steps)
         rows.append(r)
-        mpx = size * size / 1e6
-        print(f"| {size}² | {mpx:.1f} | {r['peak_rss'] / 1e9:.2f} | "
-              f"{(r['peak_rss'] - r['baseline_rss']) / (size * size):.1f} | {r['seconds']['segment']:.1f} | "
-              f"{r['seconds']['write']:.1f} | {r['n_grains']} |", flush=True)
-        print("  stage peaks (GB): " + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in r["stage_peaks"].items()),
-              file=sys.stderr, flush=True)
+        line = (f"| {size}² | {size * size / 1e6:.1f} | {r['peak_rss'] / 1e9:.2f} | "
+                f"{(r['peak_rss'] - r['baseline_rss']) / (size * size):.1f} | {r['net1_seconds']:.0f} | "
+                f"{r['seconds']:.0f} | {r['n_grains']} |")
+        lines.append(line)
+        print(line, flush=True)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
+    if a.markdown:
+        from napari_grainseg.markdown import replace_section
+
+        replace_section(a.markdown, "batch-memory", "\n".join(lines), heading="## Batch and scale")
 
 
 if __name__ == "__main__":

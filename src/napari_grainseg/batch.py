@@ -28,6 +28,7 @@ Guarantees
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -299,6 +300,20 @@ def set_threads(n: int) -> None:
     cv2.setNumThreads(n)
 
 
+@contextlib.contextmanager
+def _restored_threads():
+    """Give torch and OpenCV their thread counts back after an in-process batch."""
+    import cv2
+    import torch
+
+    n_torch, n_cv = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n_torch)
+        cv2.setNumThreads(n_cv)
+
+
 def _worker_threads() -> int:
     """Thread count of the Dask worker running this task, or 1 outside Dask."""
     try:
@@ -367,6 +382,10 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
         result = segment(m.data, model=model, device=device, grain_size_px=grain_size,
                          threshold=options.threshold, min_grain_area=options.min_grain_area,
                          net2_steps=budget, net2_model=net2)
+        # The output files need only labels and boundaries: let the probability
+        # maps go before measuring (4-8 bytes per pixel less at the peak).
+        result = dataclasses.replace(result, prediction=dataclasses.replace(result.prediction, probability=None),
+                                     refined=None)
         item.out_dir.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(item)
         with tempfile.TemporaryDirectory(prefix=f".{item.stem}.partial-", dir=item.out_dir) as stage:
@@ -454,9 +473,10 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
         try:
             if use_dask:
                 _run_dask(client, items, todo, options, done)
-            else:
-                for i in todo:
-                    done(i, process_item(items[i], options))
+            elif todo:
+                with _restored_threads():
+                    for i in todo:
+                        done(i, process_item(items[i], options))
         finally:
             bar.close()
     return BatchResult(records=records, seconds=time.perf_counter() - t0,
