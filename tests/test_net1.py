@@ -196,3 +196,22 @@ def test_segment_bad_input_exit_2(tmp_path, weights_file, args, words):
     assert result.returncode == 2, result.stderr
     assert words.lower() in result.stderr.lower() and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_shipped_weights_load_and_beat_random_init(random_model):
+    from napari_grainseg.evaluation import boundary_prf
+    from napari_grainseg.grains import boundaries_to_labels
+    from napari_grainseg.models.weights import shipped_weights_dir
+
+    path = shipped_weights_dir() / "net1.pt"
+    assert path.stat().st_size < 5 * 2**20  # fp16, well inside the 10 MB budget for all models
+    shipped = load_net1(device="cpu")  # weights_only=True, map_location inside
+    assert shipped.weights_info["weights_sha256"] == json.loads(path.with_suffix(".json").read_text())[
+        "weights_sha256"]
+    sample = generate(seed=123_456_789, shape=(192, 256), preset="tem", mean_diameter=30.0)
+    f1 = {}
+    for name, model in (("shipped", shipped), ("random", random_model)):
+        prob = predict_boundaries(sample.image, model, device="cpu", grain_size_px=30.0).probability
+        labels = boundaries_to_labels(prob)
+        f1[name] = boundary_prf(labels == 0, sample.boundaries, 2)["f1"]
+    assert f1["shipped"] > 0.7 and f1["shipped"] > f1["random"] + 0.3, f1

@@ -352,7 +352,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
             "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
             "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
             "torch": torch.__version__, "validation": best,
-            "reproduce": "grainseg train net1 --config <this file's train_config as JSON> --out DIR",
+            "reproduce": "grainseg train net1 --config <train_config above, as a JSON file> --out DIR",
         }
         weights, meta = save_weights(model, out_dir / "net1.pt", info)
         summary["weights"] = str(weights)

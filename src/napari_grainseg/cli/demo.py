@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -11,23 +10,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the pipeline on the bundled real TEM micrograph",
-        description="Run the full pipeline on the bundled real TEM micrograph "
-        "(interconnect line, CC0, Saleh et al. 2025) and write every output to --out.",
+        description="Run the full pipeline (edge fusion, Net1, Net2, grains, measurements, figures) on the "
+        "bundled real TEM micrograph (interconnect line, CC0, Saleh et al. 2025) and write every output "
+        "to --out: the files of `grainseg segment` plus the fused edge image.",
     )
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import tifffile
+    from . import build_parser
 
-    from ..atomic import atomic_path
-    from ..edges import fuse_edges
-    from ..samples import interconnect_tem
-
-    micrograph = interconnect_tem()
-    out = args.out / "interconnect_tem_edges.tif"
-    with atomic_path(out) as tmp:
-        tifffile.imwrite(tmp, fuse_edges(micrograph.data), photometric="rgb")
-    print(f"wrote {out}", file=sys.stderr)
+    parser = build_parser()
+    out = str(args.out)
+    steps = [
+        ["edges", "--sample", "--out", str(args.out / "interconnect_tem_edges.tif")],
+        ["segment", "--sample", "--out", out, "--device", args.device],
+    ]
+    for argv in steps:
+        sub_args = parser.parse_args(argv)
+        code = sub_args.func(sub_args)
+        if code:
+            return code
     return 0
