@@ -215,3 +215,15 @@ def test_shipped_weights_load_and_beat_random_init(random_model):
         labels = boundaries_to_labels(prob)
         f1[name] = boundary_prf(labels == 0, sample.boundaries, 2)["f1"]
     assert f1["shipped"] > 0.7 and f1["shipped"] > f1["random"] + 0.3, f1
+
+
+def test_without_hint_the_scale_follows_the_grain_size():
+    small = generate(seed=11, shape=(256, 256), preset="tem", mean_diameter=30.0).image
+    large = generate(seed=12, shape=(512, 512), preset="tem", mean_diameter=100.0).image
+    p_small = predict_boundaries(small, device="cpu")
+    p_large = predict_boundaries(large, device="cpu")
+    assert p_small.scale == 1.0 and p_small.grain_size_source == "estimate"
+    assert 20 < p_small.grain_size_px < 45
+    # 100 px grains are brought into the trained range (10-50 px) by downsampling.
+    assert p_large.scale < 0.5
+    assert TRAINED_GRAIN_RANGE_PX[0] <= p_large.grain_size_px * p_large.scale <= TRAINED_GRAIN_RANGE_PX[1]
