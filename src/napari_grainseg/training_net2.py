@@ -78,22 +78,22 @@ class Net2TrainConfig:
         ``scheduled_steps`` is set from ``levels`` for the image model.
     """
 
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     seed: int = 1
-    pool_size: int = 400
+    pool_size: int = 300
     pool_shape: tuple[int, int] = (128, 256)
     presets: tuple[str, ...] = ("train", "tem")
-    patch_shape: tuple[int, int] = (128, 128)
+    patch_shape: tuple[int, int] = (96, 96)
     levels: int = 4
     target_width: int = 3
-    pos_weight: float = 3.0
+    pos_weight: float = 2.0
     dice_weight: float = 1.0
     gap_prob: float = 0.8
-    gaps_per_100px: float = 0.6
+    gaps_per_100px: float = 0.4
     gap_length: tuple[int, int] = (3, 10)
     fragment_prob: float = 0.5
     fragments_per_10k_px: float = 3.0
@@ -104,11 +104,11 @@ class Net2TrainConfig:
     max_unroll: int = 5
     val_size: int = 8
     val_shape: tuple[int, int] = (192, 256)
-    val_every: int = 200
-    checkpoint_every: int = 50
+    val_every: int = 500
+    checkpoint_every: int = 100
     threads: int = 0
     architecture: dict[str, Any] = field(default_factory=lambda: {"conditioning": "image", "base_channels": 8,
-                                                                   "depth": 3})
+                                                                   "depth": 3, "residual": 0.5})
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "pool_size", "val_size", "val_every", "checkpoint_every", "levels"):

@@ -48,12 +48,16 @@ class Net2Config:
     scheduled_steps : T, the number of scheduled steps t = T ... 1 before the
         fixed-point steps at t = 0 (0 for the blind ablation).
     base_channels, depth : U-Net width and number of levels.
+    residual : the network predicts a correction to the state's logit
+        (``logit(state) * residual + f(...)``), so "keep the current map" is
+        its starting point and it learns only what to change (0 = plain).
     """
 
     conditioning: str = "image"
     scheduled_steps: int = 4
     base_channels: int = 8
     depth: int = 3
+    residual: float = 0.5
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
@@ -122,4 +126,7 @@ class Net2(nn.Module):
         for up, merge in zip(self.up, self.merge):
             x = up(x)
             x = merge(torch.cat([x, skips.pop()], dim=1))
-        return self.head(x)
+        out = self.head(x)
+        if self.config.residual:
+            out = out + self.config.residual * torch.logit(state.clamp(1e-3, 1 - 1e-3))
+        return out
