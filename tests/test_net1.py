@@ -13,7 +13,7 @@ import torch
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.inference import (
-    TARGET_GRAIN_SIZE_PX,
+    RESCALED_GRAIN_SIZES_PX,
     TRAINED_GRAIN_RANGE_PX,
     predict_boundaries,
     predict_probability,
@@ -103,7 +103,9 @@ def test_grain_size_hint_rescales_only_outside_trained_range(size, expected):
     if expected is not None:
         assert scale == expected
     else:
-        assert size * scale == pytest.approx(TARGET_GRAIN_SIZE_PX)
+        target = RESCALED_GRAIN_SIZES_PX[0] if size < TRAINED_GRAIN_RANGE_PX[0] else RESCALED_GRAIN_SIZES_PX[1]
+        assert size * scale == pytest.approx(target)
+        assert TRAINED_GRAIN_RANGE_PX[0] <= size * scale <= TRAINED_GRAIN_RANGE_PX[1]
     with pytest.raises(InputError):
         scale_for_grain_size(0.0)
 
@@ -123,7 +125,7 @@ def test_predict_boundaries_reports_scale_device_and_size(random_model):
     image = generate(seed=4, shape=(96, 200), preset="tem").image
     pred = predict_boundaries(image, random_model, device="cpu", grain_size_px=100.0)
     assert pred.probability.shape == image.shape and pred.probability.dtype == np.float32
-    assert pred.scale == pytest.approx(TARGET_GRAIN_SIZE_PX / 100.0)
+    assert pred.scale == pytest.approx(RESCALED_GRAIN_SIZES_PX[1] / 100.0)
     assert pred.grain_size_source == "hint" and pred.device.startswith("cpu")
     assert 0.0 <= pred.probability.min() and pred.probability.max() <= 1.0
 
@@ -219,11 +221,11 @@ def test_shipped_weights_load_and_beat_random_init(random_model):
 
 def test_without_hint_the_scale_follows_the_grain_size():
     small = generate(seed=11, shape=(256, 256), preset="tem", mean_diameter=30.0).image
-    large = generate(seed=12, shape=(512, 512), preset="tem", mean_diameter=100.0).image
+    large = generate(seed=12, shape=(512, 512), preset="tem", mean_diameter=120.0).image
     p_small = predict_boundaries(small, device="cpu")
     p_large = predict_boundaries(large, device="cpu")
     assert p_small.scale == 1.0 and p_small.grain_size_source == "estimate"
     assert 20 < p_small.grain_size_px < 45
-    # 100 px grains are brought into the trained range (10-50 px) by downsampling.
+    # 120 px grains are brought into the trained range (10-64 px) by downsampling.
     assert p_large.scale < 0.5
     assert TRAINED_GRAIN_RANGE_PX[0] <= p_large.grain_size_px * p_large.scale <= TRAINED_GRAIN_RANGE_PX[1]

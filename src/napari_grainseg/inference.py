@@ -4,10 +4,10 @@ Pipeline of :func:`predict_boundaries`:
 
 1. **Scale.** Net1 was trained on grains of ``TRAINED_GRAIN_RANGE_PX`` mean
    diameter. With a grain-size hint outside that range the image is resampled
-   so that grains land at ``TARGET_GRAIN_SIZE_PX``. Without a hint, Net1 runs
-   at native, 1/2 and 1/4 scale and keeps the scale where its boundaries are
-   most confident; the grain size measured there decides whether a further
-   resampling is needed (:func:`choose_scale`, about 1.3 Net1 passes).
+   just inside that range. Without a hint, the grain size measured on a first
+   native-scale pass decides; when it is out of range or undefined, Net1 also
+   runs at 1/2 and 1/4 scale and keeps the scale where its boundaries are most
+   confident (:func:`choose_scale`).
 2. **Features.** Edge thresholds and the intensity scaling are computed once on
    the whole (rescaled) image, so tiles agree.
 3. **Tiles.** Images up to ``tile_size`` px on a side run in one pass; larger
@@ -33,11 +33,11 @@ from .image import validate_image
 from .models.features import net1_features
 
 #: Mean grain diameters (px) the shipped Net1 was trained on.
-TRAINED_GRAIN_RANGE_PX: tuple[float, float] = (10.0, 50.0)
-#: Mean grain diameter (px) an out-of-range image is rescaled to.
-TARGET_GRAIN_SIZE_PX: float = 24.0
+TRAINED_GRAIN_RANGE_PX: tuple[float, float] = (10.0, 64.0)
+#: Mean grain diameters (px) that too small / too large grains are rescaled to.
+RESCALED_GRAIN_SIZES_PX: tuple[float, float] = (14.0, 40.0)
 #: Scales tried when the grain size is unknown (see :func:`choose_scale`).
-PROBE_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25)
+PROBE_SCALES: tuple[float, ...] = (0.5, 0.25)
 #: A coarser probe scale must be this much more confident to be chosen.
 PROBE_MARGIN = 0.01
 #: Probe scales are used only while the resampled image is at least this many px on a side.
@@ -76,13 +76,19 @@ class BoundaryPrediction:
 
 
 def scale_for_grain_size(grain_size_px: float) -> float:
-    """Resampling factor that brings a mean grain diameter into the trained range (1.0 if inside)."""
+    """Resampling factor that brings a mean grain diameter into the trained range (1.0 if inside).
+
+    Grains are moved just inside the range (to ``RESCALED_GRAIN_SIZES_PX``),
+    not to its middle: every resampling costs boundary localisation, so the
+    smallest change that suffices is the best.
+    """
     lo, hi = TRAINED_GRAIN_RANGE_PX
     if not (math.isfinite(grain_size_px) and grain_size_px > 0):
         raise InputError(f"grain size must be a positive number of pixels, got {grain_size_px}")
     if lo <= grain_size_px <= hi:
         return 1.0
-    return TARGET_GRAIN_SIZE_PX / grain_size_px
+    small_target, large_target = RESCALED_GRAIN_SIZES_PX
+    return (small_target if grain_size_px < lo else large_target) / grain_size_px
 
 
 def resample(image: np.ndarray, scale: float) -> np.ndarray:
@@ -225,32 +231,37 @@ def boundary_confidence(probability: np.ndarray, threshold: float = 0.5) -> floa
 def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float | None, np.ndarray | None, int]:
     """Pick the resampling factor for an image of unknown grain size.
 
-    Net1 runs at the probe scales ``PROBE_SCALES`` (coarser ones only while the
-    image stays at least ``MIN_PROBE_SIZE`` px on a side; cost ≈ 1.3 passes);
-    the scale whose boundaries are most confident (:func:`boundary_confidence`,
-    a coarser scale must win by ``PROBE_MARGIN``) is kept. The mean grain
-    diameter measured there decides: inside the trained range the probe's
-    prediction is the result; outside it the image is resampled to bring the
-    grains to ``TARGET_GRAIN_SIZE_PX``.
+    Net1 first runs at native scale; when the mean grain diameter measured on
+    its result lies in the trained range, that result is kept (one pass, no
+    resampling loss). Otherwise (no closed grains, or sizes out of range) Net1
+    also runs at the coarser ``PROBE_SCALES`` (while the image stays at least
+    ``MIN_PROBE_SIZE`` px on a side) and the scale whose boundaries are most
+    confident (:func:`boundary_confidence`; a coarser scale must win by
+    ``PROBE_MARGIN``) is kept; the grain size measured there decides whether a
+    further resampling is needed.
 
     Returns
     -------
     scale, grain size estimate (input px, or None), probability at ``scale``
     (None when a new pass is needed), number of tiles of that probability.
     """
-    best = None
+    lo, hi = TRAINED_GRAIN_RANGE_PX
+    prob, n_tiles = predict_probability(image, model, device, **run)
+    estimate = estimate_grain_size(prob)
+    if estimate is not None and lo <= estimate <= hi:
+        return 1.0, estimate, prob, n_tiles
+    best = (1.0, boundary_confidence(prob), prob, n_tiles)
     for s in PROBE_SCALES:
-        if s != 1.0 and min(image.shape) * s < MIN_PROBE_SIZE:
+        if min(image.shape) * s < MIN_PROBE_SIZE:
             break
         prob, n_tiles = predict_probability(resample(image, s), model, device, **run)
         confidence = boundary_confidence(prob)
-        if best is None or confidence > best[1] + PROBE_MARGIN:
+        if confidence > best[1] + PROBE_MARGIN:
             best = (s, confidence, prob, n_tiles)
     s, _, prob, n_tiles = best
     estimate = estimate_grain_size(prob)
     if estimate is None:
         return s, None, prob, n_tiles
-    lo, hi = TRAINED_GRAIN_RANGE_PX
     if lo <= estimate <= hi:
         return s, estimate / s, prob, n_tiles
     return scale_for_grain_size(estimate / s), estimate / s, None, 0
