@@ -355,17 +355,18 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
 
     Runs in a Dask worker (or in this process). Returns a JSON-ready record:
     ``status`` ``"processed"`` or ``"failed"`` (with ``error``), ``seconds``,
-    ``n_grains``, ``device``.
+    ``cpu_seconds`` (CPU time of this process meanwhile), ``n_grains``, ``device``.
     """
     from .atomic import atomic_open
     from .io import read_micrograph
     from .models.device import describe_device, select_device
     from .pipeline import segment, write_segmentation
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     record = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem}
     try:
         set_threads(options.threads or _worker_threads())
+        source_id = _input_fingerprint(item.source)  # before reading: a file changed meanwhile is redone
         m = read_micrograph(item.source)
         if options.pixel_size_nm is not None:
             m = m.with_pixel_size(options.pixel_size_nm)
@@ -396,7 +397,7 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
             for name in names:
                 os.replace(Path(stage) / name, item.out_dir / name)
         seconds = time.perf_counter() - t0
-        marker = {"version": _MARKER_VERSION, **_input_fingerprint(item.source),
+        marker = {"version": _MARKER_VERSION, **source_id,
                   "options": options.fingerprint(), "files": names,
                   "n_grains": int(result.labels.max()), "shape": list(m.shape),
                   "pixel_size_nm": m.pixel_size_nm, "device": describe_device(device),
@@ -405,7 +406,8 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
         with atomic_open(item.marker, "w") as fh:
             json.dump(marker, fh, indent=2)
             fh.write("\n")
-        record.update(status="processed", seconds=seconds, n_grains=marker["n_grains"],
+        record.update(status="processed", seconds=seconds, cpu_seconds=time.process_time() - cpu0,
+                      n_grains=marker["n_grains"],
                       device=marker["device"], shape=marker["shape"])
     except Exception as exc:  # one bad field must not stop the batch
         record.update(status="failed", seconds=time.perf_counter() - t0,
@@ -499,8 +501,14 @@ def _dask_client(workers: int, scheduler: str | None):
         raise InputError("parallel batches need Dask: pip install 'napari-grainseg[batch]' "
                          "(or run with --workers 1)") from exc
     if scheduler is None:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        import dask
+
+        # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc give
+        # memory back after every large temporary: measured here, 25 % more CPU per
+        # field (page faults). Our workers keep glibc's adaptive default.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             dashboard_address=None) as cluster, Client(cluster) as client:
             client.run(_quiet_worker)
             yield client
         return
