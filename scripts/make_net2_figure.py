@@ -61,7 +61,7 @@ def main() -> None:
                        s.state, "magma"))
     cols = 4
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.9 * rows))
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, img, cmap) in zip(axes.flat, panels):
