@@ -98,24 +98,31 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
         """Read a config file (JSON object with any subset of the fields)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"config file not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"config file {path} is not valid JSON: {exc}") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"config file {path}: unknown field(s) {', '.join(unknown)}")
-        for key in ("patch_shape", "val_shape"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return read_config(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def read_config(cls, path: str | Path):
+    """Build the config dataclass ``cls`` from a JSON file holding any subset of its fields.
+
+    JSON lists become tuples (shapes, ranges); unknown fields, a missing file or
+    invalid JSON raise :class:`InputError` naming the file.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config file {path} must hold a JSON object")
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise InputError(f"config file {path}: unknown field(s) {', '.join(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 # --------------------------------------------------------------------------- data

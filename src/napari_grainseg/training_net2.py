@@ -29,7 +29,6 @@ A run folder holds ``checkpoint.pt``, ``log.jsonl`` and at the end ``net2.pt`` +
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -44,7 +43,15 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path
 from .errors import InputError
-from .training import VALIDATION_SEED_BASE, _main_thread, boundary_loss, boundary_target, git_revision, training_seed
+from .training import (
+    VALIDATION_SEED_BASE,
+    _main_thread,
+    boundary_loss,
+    boundary_target,
+    git_revision,
+    read_config,
+    training_seed,
+)
 
 #: Offset of Net2's validation seeds from :data:`~napari_grainseg.training.VALIDATION_SEED_BASE`
 #: (Net1's validation uses the first few seeds after the base).
@@ -129,18 +136,7 @@ class Net2TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> Net2TrainConfig:
         """Read a config file (JSON object with any subset of the fields)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"config file not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"config file {path} is not valid JSON: {exc}") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"config file {path}: unknown field(s) {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return read_config(cls, path)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

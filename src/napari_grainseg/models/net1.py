@@ -64,16 +64,22 @@ class Net1(nn.Module):
         self.head = nn.Conv2d(cin, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x)
-            if i < len(self.down) - 1:
-                skips.append(x)
-                x = self.pool(x)
-        for up, merge in zip(self.up, self.merge):
-            x = up(x)
-            x = merge(torch.cat([x, skips.pop()], dim=1))
-        return self.head(x)
+        return self.head(unet_forward(x, self.down, self.pool, self.up, self.merge))
+
+
+def unet_forward(x: torch.Tensor, down: nn.ModuleList, pool: nn.Module, up: nn.ModuleList,
+                 merge: nn.ModuleList) -> torch.Tensor:
+    """The U-Net pass shared by Net1 and Net2: encoder blocks with pooling, decoder with skip concatenation."""
+    skips = []
+    for i, block in enumerate(down):
+        x = block(x)
+        if i < len(down) - 1:
+            skips.append(x)
+            x = pool(x)
+    for up_conv, merge_block in zip(up, merge):
+        x = up_conv(x)
+        x = merge_block(torch.cat([x, skips.pop()], dim=1))
+    return x
 
 
 def count_parameters(model: nn.Module) -> int:

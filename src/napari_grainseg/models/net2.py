@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .net1 import _block, count_parameters  # noqa: F401  (count_parameters re-exported)
+from .net1 import _block, count_parameters, unet_forward  # noqa: F401  (count_parameters re-exported)
 
 
 def _single(cin: int, cout: int) -> nn.Sequential:
@@ -116,16 +116,7 @@ class Net2(nn.Module):
 
     def forward(self, state: torch.Tensor, condition: torch.Tensor | None = None,
                 t: torch.Tensor | float | None = 0.0) -> torch.Tensor:
-        x = self.inputs(state, condition, t)
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x)
-            if i < len(self.down) - 1:
-                skips.append(x)
-                x = self.pool(x)
-        for up, merge in zip(self.up, self.merge):
-            x = up(x)
-            x = merge(torch.cat([x, skips.pop()], dim=1))
+        x = unet_forward(self.inputs(state, condition, t), self.down, self.pool, self.up, self.merge)
         out = self.head(x)
         if self.config.residual:
             out = out + self.config.residual * torch.logit(state.clamp(1e-3, 1 - 1e-3))
