@@ -110,11 +110,11 @@ def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float 
 
 def probability_closing(probability: np.ndarray, threshold: float = 0.5, radius: int = 2) -> np.ndarray:
     """Closed grains from a boundary probability: threshold, closing with a disk of ``radius``."""
-    from skimage.morphology import binary_closing, disk
+    from skimage.morphology import closing, disk
 
     from .grains import boundaries_to_labels
 
-    return boundaries_to_labels(binary_closing(probability >= threshold, disk(radius)))
+    return boundaries_to_labels(closing(probability >= threshold, disk(radius)))
 
 
 def tune_classical(progress: bool = False) -> dict:
