@@ -74,10 +74,13 @@ def write_summary_json(path, summary: dict, extra: dict | None = None) -> Path:
     return path
 
 
-def histogram_figure(table: GrainTable, summary: dict):
+def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False):
     """Figure with the ECD distribution: number- and area-weighted histograms
     with the fitted lognormal density, and the empirical vs fitted CDF
     (goodness of fit, KS distance). Units: nm when calibrated, else px.
+
+    ``vertical`` stacks the three panels in a narrow figure (for a dock widget)
+    instead of side by side (for a report page).
 
     Returns a ``matplotlib.figure.Figure`` (Agg canvas attached).
     """
@@ -89,9 +92,9 @@ def histogram_figure(table: GrainTable, summary: dict):
     s = summary.get("pixel_size_nm")
     unit = "nm" if s else "px"
     scale = s or 1.0
-    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    fig = Figure(figsize=(4.4, 8.4) if vertical else (11, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_n, ax_a, ax_c = fig.subplots(1, 3)
+    ax_n, ax_a, ax_c = fig.subplots(3, 1) if vertical else fig.subplots(1, 3)
     n_inc = summary.get("n_grains_included", 0)
     title = (f"{n_inc} grains"
              + (f", edge correction: {summary['edge_correction']}"

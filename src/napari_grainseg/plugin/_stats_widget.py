@@ -44,7 +44,8 @@ def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_
 
     table = measure_grains(labels, pixel_size_nm)
     summary = summarize(labels, pixel_size_nm, table=table, exclude_edge_grains=exclude_edge_grains)
-    return GrainStats(labels, table, summary, histogram_figure(table, summary), pixel_size_nm)
+    # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
+    return GrainStats(labels, table, summary, histogram_figure(table, summary, vertical=True), pixel_size_nm)
 
 
 def summary_text(summary: dict) -> str:
@@ -178,7 +179,7 @@ class StatsWidget(Container):
         self.stats = stats
         self.summary.value = summary_text(stats.summary)
         canvas = FigureCanvasQTAgg(stats.figure)
-        canvas.setMinimumHeight(240)
+        canvas.setMinimumHeight(520)
         layout = self.native.layout()
         if self._canvas is not None:
             layout.removeWidget(self._canvas)
@@ -198,7 +199,7 @@ class StatsWidget(Container):
 
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
         """Write the chosen exports of the current statistics into the folder; returns the paths."""
-        from ..report import save_figure, write_grains_csv, write_summary_json
+        from ..report import histogram_figure, save_figure, write_grains_csv, write_summary_json
 
         try:
             stem = self.stem.value.strip()
@@ -217,8 +218,9 @@ class StatsWidget(Container):
             if "json" in what:
                 paths["json"] = write_summary_json(folder / f"{stem}_summary.json", stats.summary, self._extra())
             if "histogram" in what:
-                paths["histogram_png"] = save_figure(stats.figure, folder / f"{stem}_histogram.png")
-                paths["histogram_svg"] = save_figure(stats.figure, folder / f"{stem}_histogram.svg")
+                figure = histogram_figure(stats.table, stats.summary)  # the report's layout, as the CLI writes
+                paths["histogram_png"] = save_figure(figure, folder / f"{stem}_histogram.png")
+                paths["histogram_svg"] = save_figure(figure, folder / f"{stem}_histogram.svg")
             if "tiff" in what:
                 paths["grains_tif"] = write_tiff(folder / f"{stem}_grains.tif", labels.astype(np.uint32))
                 paths["boundaries_tif"] = write_tiff(folder / f"{stem}_boundaries.tif",
