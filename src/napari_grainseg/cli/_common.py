@@ -64,3 +64,40 @@ def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size
     if pixel_size_nm is not None:
         micrograph = micrograph.with_pixel_size(pixel_size_nm)
     return micrograph
+
+
+def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = "the file") -> None:
+    """Add the options of the segmentation pipeline shared by ``segment`` and ``batch``."""
+    parser.add_argument("--pixel-size", type=positive_float, metavar="NM",
+                        help=f"pixel size in nm (overrides the calibration of {scope})")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--grain-size", type=positive_float, metavar="PX",
+                      help="expected mean grain diameter in pixels (default: estimated per image)")
+    size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
+                      help="expected mean grain diameter in nm (needs a pixel size)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    parser.add_argument("--net2-steps", default="auto", metavar="auto|N",
+                        help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N "
+                        "steps, 0 = Net1 only (default: auto)")
+    parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
+    parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
+    parser.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
+
+
+def check_segmentation_arguments(args: argparse.Namespace) -> int:
+    """Validate the options of :func:`add_segmentation_arguments`; returns the Net2 step budget."""
+    from ..pipeline import net2_step_budget
+
+    for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{flag}: weights file not found: {path}")
+    try:
+        budget = net2_step_budget(args.net2_steps)
+    except InputError as exc:
+        raise InputError(f"--net2-steps: {exc}") from None
+    if not 0 < args.threshold < 1:
+        raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.min_grain_area < 1:
+        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
+    return budget

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._common import positive_float
+from ._common import add_segmentation_arguments, check_segmentation_arguments
 
 
 def _positive_int(text: str) -> int:
@@ -41,21 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on an existing Dask cluster, e.g. tcp://host:8786 (workers use their own "
                    "thread count)")
-    p.add_argument("--pixel-size", type=positive_float, metavar="NM",
-                   help="pixel size in nm for every file (overrides the files' calibration)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--grain-size", type=positive_float, metavar="PX",
-                      help="expected mean grain diameter in pixels (default: estimated per field)")
-    size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
-                      help="expected mean grain diameter in nm (needs a pixel size)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps, per worker")
-    p.add_argument("--net2-steps", default="auto", metavar="auto|N",
-                   help="Net2 refinement: auto (until converged, when Net2 weights exist), at most N "
-                   "steps, or 0 (Net1 only); default auto")
-    p.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
-    p.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
-    p.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
-    p.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
+    add_segmentation_arguments(p, scope="every file")
     p.add_argument("--no-resume", action="store_true", help="process every input even if its outputs are complete")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -65,15 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import BatchOptions, discover_inputs, run_batch, write_sample_summary
     from ..errors import InputError
 
-    from ..pipeline import net2_step_budget
-
-    for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
-        if path is not None and not path.is_file():
-            raise InputError(f"{flag}: weights file not found: {path}")
-    try:
-        net2_step_budget(args.net2_steps)
-    except InputError as exc:
-        raise InputError(f"--net2-steps: {exc}") from None
+    check_segmentation_arguments(args)
     steps = args.net2_steps if args.net2_steps.strip().lower() == "auto" else int(args.net2_steps)
     if args.scheduler is not None and args.workers is not None:
         raise InputError("--workers starts a local cluster; with --scheduler the cluster's workers are used")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import load_micrograph, positive_float
+from ._common import add_segmentation_arguments, check_segmentation_arguments, load_micrograph
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,21 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="micrograph files")
     p.add_argument("--sample", action="store_true", help="segment the bundled real TEM micrograph")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--pixel-size", type=positive_float, metavar="NM",
-                   help="pixel size in nm (overrides the file's calibration)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--grain-size", type=positive_float, metavar="PX",
-                      help="expected mean grain diameter in pixels (default: estimated)")
-    size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
-                      help="expected mean grain diameter in nm (needs a pixel size)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
-    p.add_argument("--net2-steps", default="auto", metavar="auto|N",
-                   help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N steps, "
-                   "0 = Net1 only (default: auto)")
-    p.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
-    p.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
-    p.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
-    p.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
+    add_segmentation_arguments(p, scope="the files")
     p.set_defaults(func=run)
 
 
@@ -44,16 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..models.device import describe_device, select_device
     from ..models.weights import load_net1
-    from ..pipeline import net2_available, net2_step_budget, segment, write_segmentation
+    from ..pipeline import net2_available, segment, write_segmentation
 
-    try:
-        budget = net2_step_budget(args.net2_steps)
-    except InputError as exc:
-        raise InputError(f"--net2-steps: {exc}") from None
-    if not 0 < args.threshold < 1:
-        raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.min_grain_area < 1:
-        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
+    budget = check_segmentation_arguments(args)
     if args.sample and args.inputs:
         raise InputError("give input files or --sample, not both")
     sources = [None] if args.sample else args.inputs
