@@ -129,20 +129,14 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,
                        pixel_size_nm: float | None = None, extra: dict | None = None) -> dict[str, Path]:
     """Write the boundary and label TIFFs plus the measurement report, atomically. Returns the paths."""
-    import tifffile
-
-    from .atomic import atomic_path
-    from .report import write_report
+    from .report import write_report, write_tiff
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for key, array in (("boundaries", result.boundaries.astype(np.uint8)),
-                       ("grains", result.labels.astype(np.uint32))):
-        path = out_dir / f"{stem}_{key}.tif"
-        with atomic_path(path) as tmp:
-            tifffile.imwrite(tmp, array, compression="zlib")
-        paths[key] = path
+    paths = {
+        "boundaries": write_tiff(out_dir / f"{stem}_boundaries.tif", result.boundaries.astype(np.uint8)),
+        "grains": write_tiff(out_dir / f"{stem}_grains.tif", result.labels.astype(np.uint32)),
+    }
     paths.update(write_report(out_dir, stem, image=image, labels=result.labels, boundaries=result.boundaries,
                               pixel_size_nm=pixel_size_nm, extra={**result.info(), **(extra or {})}))
     return paths

@@ -194,6 +194,16 @@ def save_overlay(path, image: np.ndarray | None, boundaries: np.ndarray) -> Path
     return path
 
 
+def write_tiff(path, array: np.ndarray) -> Path:
+    """Write a label or boundary image as a zlib-compressed TIFF, atomically (dtype kept)."""
+    import tifffile
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+    return path
+
+
 def write_report(
     out_dir,
     stem: str,

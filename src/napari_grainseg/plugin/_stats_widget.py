@@ -20,7 +20,8 @@ from ..errors import GrainsegError, InputError
 from ._boundaries import ROLE_KEY, layer_key, links
 from ._layers import pixel_size_of
 from ._threading import Debouncer, create_worker
-from ._writer import grain_labels, write_tiff
+from ..report import write_tiff
+from ._writer import grain_labels
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300

@@ -7,22 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..report import write_tiff
 from ._layers import pixel_size_from
 
 #: File name endings the writer accepts.
 LABEL_EXTENSIONS = (".tif", ".tiff", ".csv")
-
-
-def write_tiff(path, array: np.ndarray) -> Path:
-    """Write a label or boundary image as a zlib-compressed TIFF, atomically (dtype kept)."""
-    import tifffile
-
-    from ..atomic import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
-    return path
 
 
 def grain_labels(data: np.ndarray, role: str | None = None) -> np.ndarray:
