@@ -229,3 +229,19 @@ def test_without_hint_the_scale_follows_the_grain_size():
     # 120 px grains are brought into the trained range (10-64 px) by downsampling.
     assert p_large.scale < 0.5
     assert TRAINED_GRAIN_RANGE_PX[0] <= p_large.grain_size_px * p_large.scale <= TRAINED_GRAIN_RANGE_PX[1]
+
+
+def test_training_can_start_from_existing_weights(tmp_path, weights_file):
+    from napari_grainseg.training import TrainConfig, train_net1
+
+    config = TrainConfig(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64),
+                         val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,
+                         init_weights=str(weights_file))
+    train_net1(config, tmp_path / "ft", device="cpu", progress=False)
+    start, end = load_net1(weights_file), load_net1(tmp_path / "ft" / "net1.pt")
+    for (name, a), b in zip(start.named_parameters(), end.parameters()):
+        assert torch.allclose(a, b, atol=1e-3), name  # continued from the file, not re-initialised
+    wrong = TrainConfig(steps=1, num_workers=0, init_weights=str(weights_file),
+                        architecture={"in_channels": 4, "base_channels": 4, "depth": 3})
+    with pytest.raises(InputError, match="architecture"):
+        train_net1(wrong, tmp_path / "wrong", device="cpu", progress=False)

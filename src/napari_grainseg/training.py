@@ -62,6 +62,8 @@ class TrainConfig:
     num_workers : DataLoader processes generating samples (0 = in the main process).
     threads : torch intra-op threads (0 = torch's default).
     architecture : Net1 architecture (see :class:`~napari_grainseg.models.net1.Net1Config`).
+    init_weights : a Net1 weights file to start from (fine-tuning, e.g. continuing the shipped
+        model with more steps); None starts from a random initialisation.
     """
 
     steps: int = 4000
@@ -83,6 +85,7 @@ class TrainConfig:
     threads: int = 0
     architecture: dict[str, Any] = field(default_factory=lambda: {"in_channels": 4, "base_channels": 8,
                                                                    "depth": 4})
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_size", "val_every", "checkpoint_every"):
@@ -279,6 +282,14 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = Net1(Net1Config(**config.architecture)).to(dev)
+    if config.init_weights:
+        from .models.weights import load_net1
+
+        start = load_net1(config.init_weights, device=dev)
+        if start.config != model.config:
+            raise InputError(f"init_weights {config.init_weights} has architecture {start.config.to_dict()}, "
+                             f"the config asks for {model.config.to_dict()}")
+        model.load_state_dict(start.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     ckpt_path = out_dir / "checkpoint.pt"
