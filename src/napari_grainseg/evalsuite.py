@@ -171,37 +171,32 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
 
         runners["paper"] = paper
     if NET1_METHODS & set(methods):
-        from .inference import predict_boundaries
         from .models.device import select_device
         from .models.weights import load_net1
 
         dev = select_device(device)
         model = load_net1(net1_weights, device=dev)
-        if "net1" in methods:
-            def net1(image):
-                pred = predict_boundaries(image, model, device=dev)
-                labels = boundaries_to_labels(pred.probability)
-                return labels == 0, labels, {"scale": pred.scale}
-
-            runners["net1"] = net1
-        if "net1+watershed" in methods:
-            def net1_watershed(image):
-                pred = predict_boundaries(image, model, device=dev)
-                labels = probability_watershed(pred.probability)
-                return labels == 0, labels, {"scale": pred.scale}
-
-            runners["net1+watershed"] = net1_watershed
-        if "net1+closing" in methods:
-            def net1_closing(image):
-                pred = predict_boundaries(image, model, device=dev)
-                labels = probability_closing(pred.probability)
-                return labels == 0, labels, {"scale": pred.scale}
-
-            runners["net1+closing"] = net1_closing
+        grain_builders = {"net1": boundaries_to_labels, "net1+watershed": probability_watershed,
+                          "net1+closing": probability_closing}
+        for name, build in grain_builders.items():
+            if name in methods:
+                runners[name] = _net1_runner(model, build, dev)
         for name, path in (("net1+net2", net2_weights), ("net1+blind-net2", blind_net2_weights)):
             if name in methods:
                 runners[name] = _net2_runner(model, path, name.endswith("blind-net2"), dev)
     return {m: runners[m] for m in methods}
+
+
+def _net1_runner(model, build_grains: Callable[[np.ndarray], np.ndarray], device) -> Callable:
+    """A runner: Net1's probability, then ``build_grains(probability) -> labels``."""
+    from .inference import predict_boundaries
+
+    def run(image):
+        pred = predict_boundaries(image, model, device=device)
+        labels = build_grains(pred.probability)
+        return labels == 0, labels, {"scale": pred.scale}
+
+    return run
 
 
 def _net2_runner(net1, weights: str | Path | None, blind: bool, device) -> Callable:
