@@ -88,15 +88,9 @@ class TrainConfig:
     init_weights: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "val_size", "val_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise InputError(f"training config: {name} must be >= 1, got {getattr(self, name)}")
-        if self.target_width < 1 or self.target_width % 2 == 0:
-            raise InputError(f"training config: target_width must be odd and >= 1, got {self.target_width}")
-        for shape_name in ("patch_shape", "val_shape"):
-            shape = getattr(self, shape_name)
-            if len(shape) != 2 or min(shape) < 32 or any(s % 8 for s in shape):
-                raise InputError(f"training config: {shape_name} must be two multiples of 8 >= 32, got {shape}")
+        check_config_fields(self, "training config", counts=("steps", "batch_size", "val_size", "val_every",
+                                                             "checkpoint_every"),
+                            shapes=("patch_shape", "val_shape"))
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
@@ -105,6 +99,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: tuple[str, ...]) -> None:
+    """Checks shared by the training configs: counts >= 1, image shapes two multiples of 8 >= 32,
+    an odd ``target_width`` >= 1. Raises :class:`InputError` naming ``what`` and the field."""
+    for name in counts:
+        if getattr(config, name) < 1:
+            raise InputError(f"{what}: {name} must be >= 1, got {getattr(config, name)}")
+    if config.target_width < 1 or config.target_width % 2 == 0:
+        raise InputError(f"{what}: target_width must be odd and >= 1, got {config.target_width}")
+    for name in shapes:
+        shape = getattr(config, name)
+        if len(shape) != 2 or min(shape) < 32 or any(s % 8 for s in shape):
+            raise InputError(f"{what}: {name} must be two multiples of 8 >= 32, got {shape}")
 
 
 def read_config(cls, path: str | Path):

@@ -48,6 +48,7 @@ from .training import (
     _main_thread,
     boundary_loss,
     boundary_target,
+    check_config_fields,
     git_revision,
     read_config,
     training_seed,
@@ -118,18 +119,12 @@ class Net2TrainConfig:
                                                                    "depth": 3, "residual": 0.5})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "pool_size", "val_size", "val_every", "checkpoint_every", "levels"):
-            if getattr(self, name) < 1:
-                raise InputError(f"net2 training config: {name} must be >= 1, got {getattr(self, name)}")
-        for shape_name in ("patch_shape", "pool_shape", "val_shape"):
-            shape = getattr(self, shape_name)
-            if len(shape) != 2 or min(shape) < 32 or any(s % 8 for s in shape):
-                raise InputError(f"net2 training config: {shape_name} must be two multiples of 8 >= 32, "
-                                 f"got {shape}")
+        check_config_fields(self, "net2 training config",
+                            counts=("steps", "batch_size", "pool_size", "val_size", "val_every",
+                                    "checkpoint_every", "levels"),
+                            shapes=("patch_shape", "pool_shape", "val_shape"))
         if any(p > s for p, s in zip(self.patch_shape, self.pool_shape)):
             raise InputError("net2 training config: patch_shape must fit inside pool_shape")
-        if self.target_width < 1 or self.target_width % 2 == 0:
-            raise InputError(f"net2 training config: target_width must be odd, got {self.target_width}")
         if not self.presets:
             raise InputError("net2 training config: presets must name at least one synthetic preset")
 
