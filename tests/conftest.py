@@ -20,3 +20,15 @@ def sample_path() -> Path:
     from napari_grainseg.samples import interconnect_tem_path
 
     return interconnect_tem_path()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Run torch on one thread in the test process: deterministic timing, no oversubscription of
+    this 2-core machine (subprocess tests start their own interpreter and are unaffected)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

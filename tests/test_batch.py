@@ -31,16 +31,6 @@ DEV_WEIGHTS = Path("/root/grainseg-runs/net1_dev/net1.pt")
 FIELDS = {"a/f0.tif": 0, "a/f1.tif": 1, "b/f0.tif": 2}  # two folders, one repeated name
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> str:
     """A private copy (the snapshot may be refreshed mid-run, which rightly invalidates 'done' fields)."""

@@ -24,7 +24,6 @@ from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
 from napari_grainseg.models.weights import load_net1, save_weights
 from napari_grainseg.synthetic import generate
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

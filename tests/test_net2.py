@@ -25,7 +25,6 @@ from napari_grainseg.refine import DEFAULT_TOL, RefineStep, refine
 from napari_grainseg.synthetic import generate
 from napari_grainseg.training import boundary_loss, boundary_target
 
-torch.set_num_threads(1)
 
 DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
 

@@ -24,14 +24,6 @@ REAL_IMAGE = Path("/work/shared/data/interconnect_tem.png")
 needs_npz = pytest.mark.skipif(not DEFAULT_NPZ.is_file(), reason="published networks (seed_nets.npz) not available")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def nets():
     if not DEFAULT_NPZ.is_file():
@@ -125,7 +117,6 @@ def real_result(nets):
 
     if not REAL_IMAGE.is_file():
         pytest.skip("real micrograph not available")
-    torch.set_num_threads(1)
     image = read_micrograph(REAL_IMAGE).data
     return image, paper_pipeline(image, *nets)
 

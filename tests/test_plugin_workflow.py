@@ -57,7 +57,6 @@ def net2_weights(tmp_path_factory) -> str:
 def synchronous(monkeypatch):
     from napari_grainseg.plugin import _threading
 
-    torch.set_num_threads(1)
     monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
 
 
