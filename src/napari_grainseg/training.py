@@ -279,6 +279,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     from tqdm import tqdm
 
     from .models.device import describe_device, select_device
+    from .models.features import NET1_CHANNELS
     from .models.net1 import Net1, Net1Config, count_parameters
     from .models.weights import save_weights
 
@@ -373,7 +374,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     if step >= config.steps:
         info = {
             "model": "net1", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
-            "input_channels": ["sobel", "log", "canny", "intensity"],
+            "input_channels": list(NET1_CHANNELS),
             "train_config": config.to_dict(), "git_revision": revision_at_start,
             "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
             "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
