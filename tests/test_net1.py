@@ -237,10 +237,29 @@ def test_training_can_start_from_existing_weights(tmp_path, weights_file):
                          val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,
                          init_weights=str(weights_file))
     train_net1(config, tmp_path / "ft", device="cpu", progress=False)
-    start, end = load_net1(weights_file), load_net1(tmp_path / "ft" / "net1.pt")
+    start = load_net1(weights_file, for_training=True)
+    end = load_net1(tmp_path / "ft" / "net1.pt", for_training=True)
     for (name, a), b in zip(start.named_parameters(), end.parameters()):
         assert torch.allclose(a, b, atol=1e-3), name  # continued from the file, not re-initialised
     wrong = TrainConfig(steps=1, num_workers=0, init_weights=str(weights_file),
                         architecture={"in_channels": 4, "base_channels": 4, "depth": 3})
     with pytest.raises(InputError, match="architecture"):
         train_net1(wrong, tmp_path / "wrong", device="cpu", progress=False)
+
+
+def test_folded_batchnorm_gives_the_same_probabilities(random_model, weights_file):
+    """Inference folds BatchNorm into the convolutions: no BatchNorm layer left, same output."""
+    from torch import nn
+
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.models.weights import load_net1
+
+    folded = load_net1(weights_file)
+    unfolded = load_net1(weights_file, for_training=True)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in unfolded.modules()) == 14
+    x = torch.from_numpy(net1_features(generate(7, (128, 160)).image))[None]
+    with torch.inference_mode():
+        a, b = torch.sigmoid(folded(x)), torch.sigmoid(unfolded(x))
+    assert float(b.std()) > 0.05  # a map with structure, not a constant
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)

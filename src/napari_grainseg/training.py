@@ -294,7 +294,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     if config.init_weights:
         from .models.weights import load_net1
 
-        start = load_net1(config.init_weights, device=dev)
+        start = load_net1(config.init_weights, device=dev, for_training=True)
         if start.config != model.config:
             raise InputError(f"init_weights {config.init_weights} has architecture {start.config.to_dict()}, "
                              f"the config asks for {model.config.to_dict()}")

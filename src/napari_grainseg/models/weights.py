@@ -73,7 +73,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_net1(path: str | Path | None = None, device="cpu"):
+def load_net1(path: str | Path | None = None, device="cpu", *, for_training: bool = False):
     """Net1 with trained weights, in eval mode on ``device``.
 
     Parameters
@@ -83,8 +83,12 @@ def load_net1(path: str | Path | None = None, device="cpu"):
         shipped with the package.
     device
         ``torch.device`` or string.
+    for_training
+        Keep the batch normalisations as layers (to fine-tune the weights);
+        by default they are folded into the convolutions for faster inference
+        (:func:`~napari_grainseg.models.net1.fold_batchnorm`).
     """
-    from .net1 import Net1, Net1Config
+    from .net1 import Net1, Net1Config, fold_batchnorm
 
     path = Path(path) if path is not None else shipped_weights_dir() / "net1.pt"
     state, info = load_state(path, device)
@@ -95,10 +99,11 @@ def load_net1(path: str | Path | None = None, device="cpu"):
         raise InputError(f"weights {path} do not fit Net1 {info['architecture']}: "
                          f"{str(exc).splitlines()[0]}") from exc
     model.weights_info = info
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return model if for_training else fold_batchnorm(model)
 
 
-def load_net2(path: str | Path | None = None, device="cpu"):
+def load_net2(path: str | Path | None = None, device="cpu", *, for_training: bool = False):
     """Net2 (the refiner) with trained weights, in eval mode on ``device``.
 
     Parameters
@@ -109,7 +114,10 @@ def load_net2(path: str | Path | None = None, device="cpu"):
         SHA-256 of the Net1 weights it was trained against, ``net1_sha256``).
     device
         ``torch.device`` or string.
+    for_training
+        Keep the batch normalisations as layers (see :func:`load_net1`).
     """
+    from .net1 import fold_batchnorm
     from .net2 import Net2, Net2Config
 
     path = Path(path) if path is not None else shipped_weights_dir() / "net2.pt"
@@ -121,4 +129,5 @@ def load_net2(path: str | Path | None = None, device="cpu"):
         raise InputError(f"weights {path} are not Net2 weights ({info.get('architecture')}): "
                          f"{str(exc).splitlines()[0]}") from exc
     model.weights_info = info
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return model if for_training else fold_batchnorm(model)
