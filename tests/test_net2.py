@@ -314,19 +314,3 @@ def test_cli_train_net2_config_and_bad_options(tmp_path):
     assert bad.returncode == 2 and "net2 only" in bad.stderr
     missing = run("net2", "--net1-weights", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"))
     assert missing.returncode == 2 and "not found" in missing.stderr
-
-
-def test_error_weights_mark_gaps_and_fragments_but_not_width():
-    from napari_grainseg.training_net2 import error_weights
-
-    target = torch.zeros(1, 1, 40, 40)
-    target[0, 0, 19:22, :] = 1.0                 # a 3-px-wide true boundary along row 20
-    state = torch.zeros(1, 1, 40, 40)
-    state[0, 0, 20, :] = 0.9                     # found as a 1-px line ...
-    state[0, 0, 20, 10:16] = 0.1                 # ... with a 6-px gap at columns 10-15
-    state[0, 0, 5, 30:35] = 0.8                  # and a spurious fragment far from it
-    w = error_weights(state, target, 4.0)[0, 0]
-    assert torch.all(w[19:22, 11:15] == 5.0)     # the gap, beyond the 1-px neighbourhood of its ends
-    assert torch.all(w[5, 30:35] == 5.0)         # the fragment
-    assert torch.all(w[19:22, :9] == 1.0) and torch.all(w[19:22, 17:] == 1.0)  # width differences do not count
-    assert int((w > 1).sum()) == 3 * 4 + 5

@@ -189,17 +189,13 @@ def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, np
 # --------------------------------------------------------------------------- loss
 
 
-def boundary_loss(logits, target, pos_weight: float, dice_weight: float, pixel_weight=None):
-    """Weighted binary cross-entropy plus soft Dice on the boundary class.
-
-    ``pixel_weight`` (same shape as ``target``, optional) multiplies each pixel's
-    cross-entropy, e.g. to stress the places where an input map is wrong.
-    """
+def boundary_loss(logits, target, pos_weight: float, dice_weight: float):
+    """Weighted binary cross-entropy plus soft Dice on the boundary class."""
     import torch
     import torch.nn.functional as F
 
     bce = F.binary_cross_entropy_with_logits(
-        logits, target, weight=pixel_weight, pos_weight=torch.tensor(pos_weight, device=logits.device))
+        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)

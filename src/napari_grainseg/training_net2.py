@@ -72,12 +72,6 @@ class Net2TrainConfig:
     patch_shape : training crop (multiple of 8).
     levels : T, the number of degradation levels (= scheduled steps of the image model).
     target_width, pos_weight, dice_weight : target and loss, as for Net1.
-    error_weight : extra cross-entropy weight on the pixels where the input state is
-        wrong at the level of boundary segments (:func:`error_weights`): true
-        boundaries with no state above 0.5 within 1 px (gaps to close) and state
-        above 0.5 more than 2 px from any true boundary (fragments to remove).
-        Without it those few pixels are a small part of the loss and the refiner
-        learns mostly to sharpen what is already right.
     gap_prob, gaps_per_100px, gap_length : extra gaps cut into the coarse map.
     fragment_prob, fragments_per_10k_px : spurious fragments added to the coarse map.
     blur_prob, blur_sigma : blur of the coarse map.
@@ -106,7 +100,6 @@ class Net2TrainConfig:
     target_width: int = 3
     pos_weight: float = 2.0
     dice_weight: float = 1.0
-    error_weight: float = 0.0
     gap_prob: float = 0.8
     gaps_per_100px: float = 0.4
     gap_length: tuple[int, int] = (3, 10)
@@ -300,22 +293,6 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
             np.asarray(unrolls, np.int64))
 
 
-def error_weights(states, targets, error_weight: float):
-    """Per-pixel loss weights ``1 + error_weight`` where the state is wrong at segment level.
-
-    ``targets`` are the 3-px-wide true boundaries; a target pixel with no state
-    pixel >= 0.5 in its 3x3 neighbourhood is a gap, a state pixel >= 0.5 with no
-    target pixel in its 5x5 neighbourhood is a spurious fragment. Differences of
-    width along correctly found boundaries do not count. Tensors (N, 1, H, W).
-    """
-    import torch.nn.functional as F
-
-    on = (states >= 0.5).float()
-    missed = targets * (1 - F.max_pool2d(on, 3, stride=1, padding=1))
-    spurious = on * (1 - F.max_pool2d(targets, 5, stride=1, padding=2))
-    return 1 + error_weight * (missed + spurious).clamp(max=1)
-
-
 def unroll_states(model, states, conds, ts, unrolls):
     """Replace the states of examples with ``unrolls > 0`` by the model's own iterates (no gradient).
 
@@ -493,8 +470,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             states, conds, ts, targets, unrolls = (torch.from_numpy(a).to(dev)
                                                    for a in make_batch(pool, step, config))
             states, ts = unroll_states(model, states, conds, ts, unrolls)
-            weights = error_weights(states, targets, config.error_weight) if config.error_weight else None
-            loss = boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight, weights)
+            loss = boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
