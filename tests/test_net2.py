@@ -77,6 +77,33 @@ def test_net2_is_small_and_conditioned(random_net2):
         Net2Config(conditioning="blind", scheduled_steps=3)
 
 
+def test_watershed_candidates_close_a_gap_and_feed_net2(sample):
+    from napari_grainseg.grains import watershed_lines
+    from napari_grainseg.refine import net2_condition, with_watershed_candidates
+
+    prob = np.zeros((60, 80), np.float32)
+    prob[:, 40] = 1.0
+    prob[25:35, 40] = 0.3                               # a 10-px gap with faint evidence
+    assert boundaries_to_labels(prob).max() == 1        # thresholded: one merged grain
+    lines = watershed_lines(prob)
+    assert lines[25:35, 38:43].any(axis=1).all()        # the candidate line crosses the gap
+    assert boundaries_to_labels(lines).max() == 2
+
+    config = Net2Config(watershed_candidates=True)
+    assert config.condition_channels == 6 and config.in_channels == 8
+    with pytest.raises(ValueError):
+        Net2Config(conditioning="blind", scheduled_steps=0, watershed_candidates=True)
+    cond = net2_condition(sample.image, boundary_target(sample.boundaries, 3) * 0.8)
+    extended = with_watershed_candidates(cond)
+    assert extended.shape == (6, *sample.image.shape)
+    np.testing.assert_array_equal(extended[:5], cond)
+    assert set(np.unique(extended[5])) == {0.0, 1.0}
+    torch.manual_seed(0)
+    model = Net2(config).eval()
+    steps = list(refine(sample.image, cond[0], model=model, device="cpu", max_steps=3))
+    assert len(steps) == 3 and steps[-1].state.shape == sample.image.shape
+
+
 def test_load_net2_roundtrip_and_errors(tmp_path, random_net2):
     path, _ = save_weights(random_net2, tmp_path / "n2.pt", {"architecture": random_net2.config.to_dict()})
     loaded = load_net2(path)

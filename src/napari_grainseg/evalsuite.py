@@ -96,16 +96,9 @@ NET1_METHODS = {"net1", "net1+watershed", "net1+closing", "net1+net2", "net1+bli
 
 def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0) -> np.ndarray:
     """Closed grains from a boundary probability by watershed with h-minima markers."""
-    from scipy import ndimage
-    from skimage.morphology import h_minima
-    from skimage.segmentation import watershed
+    from .grains import boundaries_to_labels, watershed_lines
 
-    from .grains import boundaries_to_labels
-
-    smooth = ndimage.gaussian_filter(probability.astype(np.float64), sigma)
-    markers, _ = ndimage.label(h_minima(smooth, h))
-    regions = watershed(smooth, markers, watershed_line=True)
-    return boundaries_to_labels(regions == 0)
+    return boundaries_to_labels(watershed_lines(probability, h=h, sigma=sigma))
 
 
 def probability_closing(probability: np.ndarray, threshold: float = 0.5, radius: int = 2) -> np.ndarray:

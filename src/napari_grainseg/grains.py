@@ -546,3 +546,21 @@ def classical_boundaries(
         rag = graph.rag_boundary(ws, grad)
         ws = graph.cut_threshold(ws, rag, merge_threshold, in_place=False) + 1
     return normalize_labels(ws) == 0
+
+
+def watershed_lines(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0) -> np.ndarray:
+    """Closed candidate boundaries of a boundary probability: its watershed lines.
+
+    The probability is smoothed (Gaussian ``sigma``), every basin deeper than
+    ``h`` (h-minima) seeds a region, and the regions are flooded until they
+    meet; the 1-px lines where they meet close every gap that separates two
+    basins. Returns a bool (H, W) mask.
+    """
+    from scipy import ndimage
+    from skimage.morphology import h_minima
+    from skimage.segmentation import watershed
+
+    smooth = ndimage.gaussian_filter(np.asarray(probability, np.float64), sigma)
+    markers, _ = ndimage.label(h_minima(smooth, h))
+    return watershed(smooth, markers, watershed_line=True) == 0
+

@@ -88,6 +88,18 @@ def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: Edge
     return np.concatenate([np.asarray(probability, np.float32)[None], features]).astype(np.float32)
 
 
+def with_watershed_candidates(condition: np.ndarray) -> np.ndarray:
+    """Append the watershed lines of the condition's Net1 channel (channel 0) as one more channel.
+
+    For Net2 models with ``watershed_candidates``; computed per tile (and per
+    training crop), so the cost and memory stay those of one tile.
+    """
+    from .grains import watershed_lines
+
+    lines = watershed_lines(condition[0]).astype(np.float32)
+    return np.concatenate([condition, lines[None]]).astype(np.float32)
+
+
 def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if array.shape == tuple(shape):
         return array
@@ -124,8 +136,11 @@ class _StepRunner:
         self.tiles = [(y, x) for y in _tile_starts(h, REFINE_TILE_SIZE, REFINE_OVERLAP)
                       for x in _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)]
         self.conditions = []
+        candidates = getattr(model.config, "watershed_candidates", False)
         for y, x in self.tiles:
             tile = condition[:, y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
+            if candidates:
+                tile = with_watershed_candidates(tile)
             padded, _ = _pad_to_multiple(tile, model.config.multiple)
             self.conditions.append(self._tensor(padded))
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path
 from .errors import InputError
+from .refine import with_watershed_candidates
 from .training import (
     VALIDATION_SEED_BASE,
     _main_thread,
@@ -283,6 +284,8 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
         cond, truth, x0 = (_orient(a, k, flip) for a in (cond, truth, x0))
         coarse = degrade_coarse(cond[0], truth, rng, config)
         cond = np.concatenate([coarse[None], cond[1:]])
+        if config.architecture.get("watershed_candidates"):
+            cond = with_watershed_candidates(cond)  # from the degraded map, as at inference
         level = int(rng.integers(0, config.levels + 1))
         states.append(mix_state(x0, coarse, level, rng, config)[None])
         conds.append(cond)
@@ -342,6 +345,8 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
     with torch.inference_mode():
         for i in range(val["truth"].shape[0]):
             cond = val["condition"][i].astype(np.float32)
+            if model.config.watershed_candidates:
+                cond = with_watershed_candidates(cond)
             x0 = val["target"][i].astype(np.float32)
             for level in range(config.levels + 1):
                 state = mix_state(x0, cond[0], level, rng, config)

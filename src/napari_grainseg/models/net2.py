@@ -51,6 +51,11 @@ class Net2Config:
     residual : the network predicts a correction to the state's logit
         (``logit(state) * residual + f(...)``), so "keep the current map" is
         its starting point and it learns only what to change (0 = plain).
+    watershed_candidates : one more condition channel (image conditioning
+        only): the watershed lines of Net1's probability
+        (:func:`napari_grainseg.grains.watershed_lines`), closed candidate
+        boundaries through every gap; Net2 learns which of them the image
+        supports instead of having to draw gap closures itself.
     """
 
     conditioning: str = "image"
@@ -58,10 +63,13 @@ class Net2Config:
     base_channels: int = 8
     depth: int = 3
     residual: float = 0.5
+    watershed_candidates: bool = False
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
+        if self.conditioning == "blind" and self.watershed_candidates:
+            raise ValueError("the blind ablation sees no condition channels: watershed_candidates must be False")
         if self.conditioning == "blind" and self.scheduled_steps:
             raise ValueError("the blind ablation is a pure fixed-point iteration: scheduled_steps must be 0")
 
@@ -71,7 +79,12 @@ class Net2Config:
     @property
     def in_channels(self) -> int:
         """State (1) + condition channels + step channel (image conditioning only)."""
-        return 1 if self.conditioning == "blind" else 2 + len(NET2_CONDITION_CHANNELS)
+        return 1 if self.conditioning == "blind" else 2 + self.condition_channels
+
+    @property
+    def condition_channels(self) -> int:
+        """Number of cached condition channels (:data:`NET2_CONDITION_CHANNELS` + watershed candidates)."""
+        return len(NET2_CONDITION_CHANNELS) + int(self.watershed_candidates)
 
     @property
     def multiple(self) -> int:
@@ -85,7 +98,8 @@ class Net2(nn.Module):
     Parameters of :meth:`forward`
     -----------------------------
     state : (N, 1, H, W) current boundary probability.
-    condition : (N, 5, H, W) cached image features, or None for the blind model.
+    condition : (N, C, H, W) cached image features (C = ``config.condition_channels``),
+        or None for the blind model.
     t : (N,) step index as a fraction t / T in [0, 1] (ignored by the blind model).
     """
 
