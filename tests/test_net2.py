@@ -291,8 +291,8 @@ def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     from napari_grainseg.training_net2 import Net2TrainConfig, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
-    config = Net2TrainConfig(steps=2, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
-                             val_size=1, val_shape=(64, 64), val_every=2, checkpoint_every=1)
+    config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
+                             val_size=1, val_shape=(64, 64), val_every=2, checkpoint_every=1, lr=0.05)
     out = tmp_path / "run"
     summary = train_net2(config, out, net1_weights=net1_path, device="cpu", progress=False)
     assert summary["finished"] and Path(summary["weights"]).is_file()
@@ -300,7 +300,16 @@ def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     assert info["net1_sha256"] == file_sha256(net1_path) and info["model"] == "net2"
     assert info["architecture"]["scheduled_steps"] == config.levels
     assert {"val_vi_net1", "val_vi_refined", "val_steps"} <= set(info["validation"])
-    load_net2(out / "net2.pt")
+    # keep_best: the exported weights are those of the validation with the lowest refined VI
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    chosen = min(log, key=lambda r: r["val_vi_refined"])
+    assert info["selected_step"] == chosen["step"] and info["validation"] == chosen
+    best = torch.load(out / "best_model.pt", weights_only=True)
+    exported = load_net2(out / "net2.pt", for_training=True).state_dict()
+    for name, value in best.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(exported[name], value, atol=2e-3, rtol=2e-3)  # fp16 on disk
     other = Net2TrainConfig(**(config.to_dict() | {"steps": 3, "lr": 1e-3}))
     with pytest.raises(InputError, match="different config"):
         train_net2(other, out, net1_weights=net1_path, device="cpu", progress=False)

@@ -83,6 +83,9 @@ class Net2TrainConfig:
         map Net2's own outputs to the truth, so the iteration settles instead of
         drifting.
     val_size, val_shape, val_every, checkpoint_every, threads : validation and bookkeeping.
+    keep_best : export the weights of the validation with the lowest refined VI
+        (early stopping on the held-out set) instead of the last step's; the
+        refinement's VI does not fall steadily with the training loss.
     architecture : Net2 architecture (see :class:`~napari_grainseg.models.net2.Net2Config`);
         ``scheduled_steps`` is set from ``levels`` for the image model.
     """
@@ -116,6 +119,7 @@ class Net2TrainConfig:
     val_every: int = 500
     checkpoint_every: int = 100
     threads: int = 0
+    keep_best: bool = True
     architecture: dict[str, Any] = field(default_factory=lambda: {"conditioning": "image", "base_channels": 8,
                                                                    "depth": 3, "residual": 0.5})
 
@@ -330,12 +334,22 @@ def _orient(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
 # --------------------------------------------------------------------------- validation
 
 
+def _validation_grains(boundary_map: np.ndarray) -> np.ndarray:
+    """Grains of a boundary map for scoring; a map with no closed grain (an early or diverging
+    model can draw boundary everywhere) scores as one region, i.e. everything merged."""
+    from .grains import boundaries_to_labels
+
+    try:
+        return boundaries_to_labels(boundary_map)
+    except InputError:
+        return np.zeros(boundary_map.shape, np.uint32)
+
+
 def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str, float]:
     """Validation: loss at every level (fixed degradations) and VI of the full refinement vs Net1 alone."""
     import torch
 
     from .evaluation import segmentation_scores
-    from .grains import boundaries_to_labels
 
     model.eval()
     rng = np.random.default_rng([config.seed, 10**9])
@@ -369,8 +383,8 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
                     break
             steps_used.append(n)
             truth_labels = val["labels"][i]
-            vi_net1.append(segmentation_scores(boundaries_to_labels(cond[0]), truth_labels)["vi"])
-            vi_net2.append(segmentation_scores(boundaries_to_labels(state), truth_labels)["vi"])
+            vi_net1.append(segmentation_scores(_validation_grains(cond[0]), truth_labels)["vi"])
+            vi_net2.append(segmentation_scores(_validation_grains(state), truth_labels)["vi"])
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_vi_net1": float(np.mean(vi_net1)),
             "val_vi_refined": float(np.mean(vi_net2)), "val_steps": float(np.mean(steps_used))}
@@ -416,7 +430,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
     from tqdm import tqdm
 
     from .models.device import describe_device, select_device
-    from .models.net2 import Net2, count_parameters
+    from .models.net2 import NET2_CONDITION_CHANNELS, Net2, count_parameters
     from .models.weights import file_sha256, load_net1, save_weights, shipped_weights_dir
 
     out_dir = Path(out_dir)
@@ -436,8 +450,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
     model = Net2(config.net2_config()).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
-    ckpt_path = out_dir / "checkpoint.pt"
-    step, best, elapsed_before = 0, {}, 0.0
+    ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best_model.pt"
+    step, latest, lowest, elapsed_before = 0, {}, {}, 0.0
     config_json = json.dumps(config.to_dict())
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
@@ -448,7 +462,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         step, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        best = json.loads(ckpt["metrics"])
+        latest = json.loads(ckpt["metrics"])
+        lowest = json.loads(ckpt["lowest"]) if "lowest" in ckpt else {}
     t0 = time.monotonic()
     stop = {"now": False}
 
@@ -461,7 +476,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "step": torch.tensor(step),
                  "elapsed_s": torch.tensor(elapsed_before + time.monotonic() - t0),
-                 "config": config_json, "metrics": json.dumps(best), "net1_sha256": net1_sha}
+                 "config": config_json, "metrics": json.dumps(latest), "net1_sha256": net1_sha,
+                 "lowest": json.dumps(lowest)}
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
@@ -485,11 +501,15 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             running = value if running is None else 0.95 * running + 0.05 * value
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}",
-                            **({"val_vi": f"{best['val_vi_refined']:.3f}"} if best else {}))
+                            **({"val_vi": f"{latest['val_vi_refined']:.3f}"} if latest else {}))
             if step % config.val_every == 0 or step == config.steps:
-                best = evaluate_net2(model, val, config, dev) | {"step": step, "train_loss": running}
+                latest = evaluate_net2(model, val, config, dev) | {"step": step, "train_loss": running}
                 with open(out_dir / "log.jsonl", "a", encoding="utf-8") as log:
-                    log.write(json.dumps(best) + "\n")
+                    log.write(json.dumps(latest) + "\n")
+                if not lowest or latest["val_vi_refined"] < lowest["val_vi_refined"]:
+                    lowest = latest
+                    with atomic_path(best_path) as tmp:
+                        torch.save(model.state_dict(), tmp)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 _checkpoint()
             if stop["now"] or (max_minutes is not None and time.monotonic() - t0 > 60 * max_minutes):
@@ -500,18 +520,23 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             signal.signal(signal.SIGINT, old_handler)
     _checkpoint()
     summary = {"step": step, "steps": config.steps, "finished": step >= config.steps,
-               "elapsed_s": elapsed_before + time.monotonic() - t0, "metrics": best,
+               "elapsed_s": elapsed_before + time.monotonic() - t0, "metrics": latest,
                "device": describe_device(dev), "checkpoint": str(ckpt_path), "train_loss": running}
     if step >= config.steps:
+        if config.keep_best and best_path.is_file():
+            model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
         info = {
             "model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
-            "condition_channels": [] if kind == "blind" else ["state", "net1", "sobel", "log", "canny",
-                                                               "intensity", "t/T"],
+            "condition_channels": [] if kind == "blind" else [
+                "state", *NET2_CONDITION_CHANNELS,
+                *(["watershed_candidates"] if model.config.watershed_candidates else []), "t/T"],
             "train_config": config.to_dict(), "git_revision": revision_at_start,
             "net1_sha256": net1_sha, "net1_weights": str(net1_path),
             "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
             "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
-            "torch": torch.__version__, "validation": best,
+            "torch": torch.__version__,
+            "validation": lowest if config.keep_best and lowest else latest,
+            "selected_step": lowest.get("step") if config.keep_best and lowest else step,
             "reproduce": "grainseg train net2 --config <this file's train_config as JSON> "
                          "--net1-weights <the Net1 with net1_sha256> --out DIR",
         }
