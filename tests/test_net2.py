@@ -104,6 +104,30 @@ def test_watershed_candidates_close_a_gap_and_feed_net2(sample):
     assert len(steps) == 3 and steps[-1].state.shape == sample.image.shape
 
 
+def test_closed_start_draws_the_watershed_lines_in(monkeypatch, sample):
+    import napari_grainseg.refine as refine_module
+    from napari_grainseg.refine import _StepRunner, closed_start, net2_condition
+
+    prob = np.zeros((60, 80), np.float32)
+    prob[:, 40] = 1.0
+    prob[25:35, 40] = 0.3
+    start = closed_start(prob)
+    assert np.all(start >= prob) and boundaries_to_labels(start).max() == 2   # the gap is closed
+    with pytest.raises(ValueError):
+        Net2Config(conditioning="blind", scheduled_steps=0, closed_start=True)
+    # tiled (small tiles forced): each pixel takes one tile's lines, and the map stays closed
+    monkeypatch.setattr(refine_module, "REFINE_TILE_SIZE", 64)
+    monkeypatch.setattr(refine_module, "REFINE_OVERLAP", 16)
+    coarse = (boundary_target(sample.boundaries, 3) * 0.8).astype(np.float32)
+    coarse[40:50, :] *= 0.2                                                     # a band of faint boundaries
+    model = Net2(Net2Config(closed_start=True)).eval()
+    runner = _StepRunner(model, net2_condition(sample.image, coarse), "cpu")
+    assert len(runner.tiles) > 1
+    tiled = runner.closed_start(coarse)
+    assert np.all(tiled >= coarse) and set(np.unique(tiled[tiled > coarse])) == {1.0}
+    assert boundaries_to_labels(tiled).max() >= boundaries_to_labels(coarse).max()
+
+
 def test_load_net2_roundtrip_and_errors(tmp_path, random_net2):
     path, _ = save_weights(random_net2, tmp_path / "n2.pt", {"architecture": random_net2.config.to_dict()})
     loaded = load_net2(path)

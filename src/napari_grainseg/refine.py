@@ -100,6 +100,13 @@ def with_watershed_candidates(condition: np.ndarray) -> np.ndarray:
     return np.concatenate([condition, lines[None]]).astype(np.float32)
 
 
+def closed_start(probability: np.ndarray) -> np.ndarray:
+    """Net1's map with its watershed lines drawn in at 1.0: the start of a ``closed_start`` Net2."""
+    from .grains import watershed_lines
+
+    return np.maximum(probability, watershed_lines(probability)).astype(np.float32)
+
+
 def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if array.shape == tuple(shape):
         return array
@@ -143,6 +150,28 @@ class _StepRunner:
                 tile = with_watershed_candidates(tile)
             padded, _ = _pad_to_multiple(tile, model.config.multiple)
             self.conditions.append(self._tensor(padded))
+
+    def closed_start(self, coarse: np.ndarray) -> np.ndarray:
+        """:func:`closed_start` of the working-scale map, tile by tile.
+
+        Every pixel takes the lines of the tile whose blending weight is largest
+        there (no union of two tiles' slightly different lines in an overlap).
+        """
+        from .inference import _blend_weights
+
+        if len(self.tiles) == 1:
+            return closed_start(coarse)
+        h, w = self.shape
+        out, owner = coarse.copy(), np.full((h, w), -1.0, np.float32)
+        for y, x in self.tiles:
+            tile = coarse[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
+            th, tw = tile.shape
+            weight = (_blend_weights(th, y, h, REFINE_OVERLAP)[:, None]
+                      * _blend_weights(tw, x, w, REFINE_OVERLAP)[None, :])
+            mine = weight > owner[y:y + th, x:x + tw]
+            out[y:y + th, x:x + tw][mine] = closed_start(tile)[mine]
+            owner[y:y + th, x:x + tw][mine] = weight[mine]
+        return out
 
     def _tensor(self, array: np.ndarray):
         import torch
@@ -225,6 +254,8 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     work_image = resample(image, scale)
     coarse = _resize(probability, work_image.shape)
     runner = _StepRunner(model, net2_condition(work_image, coarse, edge_params), dev)
+    if getattr(model.config, "closed_start", False):
+        coarse = runner.closed_start(coarse)
     total = model.config.scheduled_steps
     state, previous = coarse, probability
     try:

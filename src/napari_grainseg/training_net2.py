@@ -43,7 +43,7 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path
 from .errors import InputError
-from .refine import with_watershed_candidates
+from .refine import closed_start, with_watershed_candidates
 from .training import (
     VALIDATION_SEED_BASE,
     _main_thread,
@@ -290,6 +290,8 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
         cond = np.concatenate([coarse[None], cond[1:]])
         if config.architecture.get("watershed_candidates"):
             cond = with_watershed_candidates(cond)  # from the degraded map, as at inference
+        if config.architecture.get("closed_start"):
+            coarse = closed_start(coarse)
         level = int(rng.integers(0, config.levels + 1))
         states.append(mix_state(x0, coarse, level, rng, config)[None])
         conds.append(cond)
@@ -362,14 +364,15 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
             if model.config.watershed_candidates:
                 cond = with_watershed_candidates(cond)
             x0 = val["target"][i].astype(np.float32)
+            start = closed_start(cond[0]) if model.config.closed_start else cond[0]
             for level in range(config.levels + 1):
-                state = mix_state(x0, cond[0], level, rng, config)
+                state = mix_state(x0, start, level, rng, config)
                 logits = model(torch.from_numpy(state)[None, None].to(device),
                                None if blind else torch.from_numpy(cond)[None].to(device),
                                torch.tensor([level / config.levels], device=device))
                 losses.append(float(boundary_loss(logits, torch.from_numpy(x0)[None, None].to(device),
                                                   config.pos_weight, config.dice_weight)))
-            state, coarse, n = cond[0], cond[0], 0
+            state, coarse, n = start, start, 0
             c_t = None if blind else torch.from_numpy(cond)[None].to(device)
             for n in range(1, 13):
                 t = max(total - n + 1, 0)

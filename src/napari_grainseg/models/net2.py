@@ -56,6 +56,10 @@ class Net2Config:
         (:func:`napari_grainseg.grains.watershed_lines`), closed candidate
         boundaries through every gap; Net2 learns which of them the image
         supports instead of having to draw gap closures itself.
+    closed_start : the refinement starts from Net1's map with its watershed
+        lines drawn in (every grain closed, gaps and spurious splits alike)
+        instead of Net1's map alone; Net2 then removes the lines the image does
+        not support. Image conditioning only.
     """
 
     conditioning: str = "image"
@@ -64,12 +68,14 @@ class Net2Config:
     depth: int = 3
     residual: float = 0.5
     watershed_candidates: bool = False
+    closed_start: bool = False
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
-        if self.conditioning == "blind" and self.watershed_candidates:
-            raise ValueError("the blind ablation sees no condition channels: watershed_candidates must be False")
+        if self.conditioning == "blind" and (self.watershed_candidates or self.closed_start):
+            raise ValueError("the blind ablation is the paper's scheme on Net1's map alone: "
+                             "watershed_candidates and closed_start must be False")
         if self.conditioning == "blind" and self.scheduled_steps:
             raise ValueError("the blind ablation is a pure fixed-point iteration: scheduled_steps must be 0")
 
