@@ -208,22 +208,26 @@ def test_refine_bad_input(sample, random_net2, kwargs, words):
 # --------------------------------------------------------------------------- trained models
 
 
-def _gap_case():
-    """A known grain structure whose boundary between two grains has a 6 px gap cut into it."""
-    s = generate(seed=11, shape=(128, 128), preset="tem", mean_diameter=30.0)
-    target = boundary_target(s.boundaries, 3)
-    ys, xs = np.nonzero(s.boundaries)
-    for y, x in zip(ys, xs):  # a boundary pixel between exactly two grains, far from junctions and edges
-        if not (20 <= y < 108 and 20 <= x < 108):
-            continue
-        window = s.labels[y - 7:y + 8, x - 7:x + 8]
-        ids = set(np.unique(window)) - {0}
-        if len(ids) == 2:
-            break
-    gapped = target.copy()
-    gapped[y - 3:y + 3, x - 3:x + 3] = 0.0  # a 6 px gap across the 3 px wide line
-    g1, g2 = sorted(ids)
-    return s, gapped, (g1, g2), (y, x)
+def _gap_cases(net1, n: int = 10):
+    """Known grain structures whose Net1 map gets a 6 px gap cut across one boundary.
+
+    The gap is cut into the shipped Net1's real output on the image (what Net2
+    refines), at a boundary pixel between exactly two grains, away from junctions
+    and edges. Yields (sample, gapped map, (grain a, grain b)).
+    """
+    from napari_grainseg.inference import predict_boundaries
+
+    for seed in range(11, 11 + n):
+        s = generate(seed=seed, shape=(128, 128), preset="tem", mean_diameter=30.0)
+        ys, xs = np.nonzero(s.boundaries)
+        for y, x in zip(ys, xs):
+            if 20 <= y < 108 and 20 <= x < 108:
+                ids = set(np.unique(s.labels[y - 7:y + 8, x - 7:x + 8])) - {0}
+                if len(ids) == 2:
+                    break
+        gapped = predict_boundaries(s.image, net1, device="cpu").probability.copy()
+        gapped[y - 3:y + 3, x - 3:x + 3] = 0.0  # a 6 px gap across the line
+        yield s, gapped, tuple(sorted(ids))
 
 
 def _merged(labels: np.ndarray, truth: np.ndarray, pair) -> bool:
@@ -235,11 +239,13 @@ def _merged(labels: np.ndarray, truth: np.ndarray, pair) -> bool:
     return ids[0] == ids[1]
 
 
-def test_gap_is_closed_by_shipped_model(shipped_net2):
-    s, gapped, pair, _ = _gap_case()
-    assert _merged(boundaries_to_labels(gapped), s.labels, pair)  # the gap merges the two grains
-    steps = list(refine(s.image, gapped, model=shipped_net2, device="cpu"))
-    assert not _merged(boundaries_to_labels(steps[-1].state), s.labels, pair)
+def test_gaps_are_closed_by_shipped_model(trained_net1, shipped_net2):
+    closed = 0
+    for s, gapped, pair in _gap_cases(trained_net1):
+        assert _merged(boundaries_to_labels(gapped), s.labels, pair)  # the gap merges the two grains
+        steps = list(refine(s.image, gapped, model=shipped_net2, device="cpu"))
+        closed += not _merged(boundaries_to_labels(steps[-1].state), s.labels, pair)
+    assert closed >= 7  # the shipped model closes 8 of these 10 (none is closed by thresholding)
 
 
 def test_real_example_stops_by_criterion(trained_net1, shipped_net2):
