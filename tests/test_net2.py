@@ -106,7 +106,7 @@ def test_watershed_candidates_close_a_gap_and_feed_net2(sample):
 
 def test_closed_start_draws_the_watershed_lines_in(monkeypatch, sample):
     import napari_grainseg.refine as refine_module
-    from napari_grainseg.refine import _StepRunner, closed_start, net2_condition
+    from napari_grainseg.refine import _StepRunner, closed_start
 
     prob = np.zeros((60, 80), np.float32)
     prob[:, 40] = 1.0
@@ -121,7 +121,7 @@ def test_closed_start_draws_the_watershed_lines_in(monkeypatch, sample):
     coarse = (boundary_target(sample.boundaries, 3) * 0.8).astype(np.float32)
     coarse[40:50, :] *= 0.2                                                     # a band of faint boundaries
     model = Net2(Net2Config(closed_start=True)).eval()
-    runner = _StepRunner(model, net2_condition(sample.image, coarse), "cpu")
+    runner = _StepRunner(model, sample.image, coarse, "cpu")
     assert len(runner.tiles) > 1
     tiled = runner.closed_start(coarse)
     assert np.all(tiled >= coarse) and set(np.unique(tiled[tiled > coarse])) == {1.0}

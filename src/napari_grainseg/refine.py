@@ -107,6 +107,14 @@ def closed_start(probability: np.ndarray) -> np.ndarray:
     return np.maximum(probability, watershed_lines(probability)).astype(np.float32)
 
 
+def _mean_abs_difference(a: np.ndarray, b: np.ndarray, rows: int = 512) -> float:
+    """mean(|a - b|) over row blocks, without an image-sized temporary."""
+    total = 0.0
+    for r in range(0, a.shape[0], rows):
+        total += float(np.abs(a[r:r + rows] - b[r:r + rows]).sum(dtype=np.float64))
+    return total / a.size
+
+
 def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if array.shape == tuple(shape):
         return array
@@ -133,23 +141,34 @@ def _check_inputs(image: np.ndarray, probability: np.ndarray, max_steps: int, to
 class _StepRunner:
     """Net2 on one image at its working scale: padded cached features, tiled when large."""
 
-    def __init__(self, model, condition: np.ndarray, device):
+    def __init__(self, model, image: np.ndarray, coarse: np.ndarray, device,
+                 edge_params: EdgeParams | None = None):
+        """Compute and pad the cached condition of every tile (never the whole image at once).
+
+        ``image`` and ``coarse`` (Net1's map) are at the working scale. Edge
+        thresholds and intensity limits are resolved on the whole image first, so
+        tiles agree. With several tiles the conditions are kept in float16 (edge
+        maps are 0/1; probabilities and intensities lose < 1e-3), half the memory.
+        """
         from .inference import _pad_to_multiple, _tile_starts
 
         self.model, self.device = model, device
         self.blind = model.config.conditioning == "blind"
-        self.shape = condition.shape[1:]
+        self.shape = image.shape
         h, w = self.shape
         self.tiles = [(y, x) for y in _tile_starts(h, REFINE_TILE_SIZE, REFINE_OVERLAP)
                       for x in _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)]
+        params = resolve_edge_params(image, edge_params or EdgeParams())
+        store = np.float32 if len(self.tiles) == 1 else np.float16
         self.conditions = []
         candidates = getattr(model.config, "watershed_candidates", False)
         for y, x in self.tiles:
-            tile = condition[:, y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
+            window = (slice(y, y + REFINE_TILE_SIZE), slice(x, x + REFINE_TILE_SIZE))
+            tile = net2_condition(image[window], coarse[window], params)
             if candidates:
                 tile = with_watershed_candidates(tile)
             padded, _ = _pad_to_multiple(tile, model.config.multiple)
-            self.conditions.append(self._tensor(padded))
+            self.conditions.append(self._tensor(padded.astype(store)))
 
     def closed_start(self, coarse: np.ndarray) -> np.ndarray:
         """:func:`closed_start` of the working-scale map, tile by tile.
@@ -185,16 +204,26 @@ class _StepRunner:
         h, w = self.shape
         if len(self.tiles) == 1:
             return self._run(state, self.conditions[0], t_frac)
+        # Only the weighted sum is image-sized; the weights are separable, so their
+        # sum is the outer product of two 1-D sums (applied row block by row block).
         acc = np.zeros((h, w), np.float32)
-        norm = np.zeros((h, w), np.float32)
+        norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
+        for y in sorted({y for y, _ in self.tiles}):
+            th = min(REFINE_TILE_SIZE, h - y)
+            norm_y[y:y + th] += _blend_weights(th, y, h, REFINE_OVERLAP)
+        for x in sorted({x for _, x in self.tiles}):
+            tw = min(REFINE_TILE_SIZE, w - x)
+            norm_x[x:x + tw] += _blend_weights(tw, x, w, REFINE_OVERLAP)
         for (y, x), cond in zip(self.tiles, self.conditions):
             tile = state[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
             th, tw = tile.shape
             weight = (_blend_weights(th, y, h, REFINE_OVERLAP)[:, None]
                       * _blend_weights(tw, x, w, REFINE_OVERLAP)[None, :])
             acc[y:y + th, x:x + tw] += self._run(tile, cond, t_frac) * weight
-            norm[y:y + th, x:x + tw] += weight
-        return acc / np.maximum(norm, 1e-6)
+        norm_x = np.maximum(norm_x, 1e-6)
+        for r in range(0, h, 256):
+            acc[r:r + 256] /= np.maximum(norm_y[r:r + 256, None], 1e-6) * norm_x[None, :]
+        return acc
 
     def _run(self, state: np.ndarray, cond, t_frac: float) -> np.ndarray:
         import torch
@@ -205,7 +234,7 @@ class _StepRunner:
         padded, _ = _pad_to_multiple(state[None], self.model.config.multiple)
         with torch.inference_mode():
             s = self._tensor(padded)
-            logits = self.model(s, None if self.blind else cond,
+            logits = self.model(s, None if self.blind else cond.float(),
                                 torch.tensor([t_frac], dtype=torch.float32, device=self.device))
             return torch.sigmoid(logits)[0, 0, :h, :w].float().cpu().numpy()
 
@@ -253,7 +282,7 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     t_start = time.perf_counter()
     work_image = resample(image, scale)
     coarse = _resize(probability, work_image.shape)
-    runner = _StepRunner(model, net2_condition(work_image, coarse, edge_params), dev)
+    runner = _StepRunner(model, work_image, coarse, dev, edge_params)
     if getattr(model.config, "closed_start", False):
         coarse = runner.closed_start(coarse)
     total = model.config.scheduled_steps
@@ -261,14 +290,14 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     try:
         for step in range(1, int(max_steps) + 1):
             t = max(total - step + 1, 0)
-            x0 = runner(state, t / total if total else 0.0)
+            state = runner(state, t / total if total else 0.0)  # x0, a new array
             if t > 0:
                 a = (t - 1) / total
-                state = (a * coarse + (1 - a) * x0).astype(np.float32)
-            else:
-                state = x0
-            out = np.clip(_resize(state, image.shape), 0.0, 1.0)
-            change = float(np.mean(np.abs(out - previous)))
+                state *= 1 - a
+                state += a * coarse
+            out = _resize(state, image.shape)
+            out = np.clip(out, 0.0, 1.0, out=None if out is state else out)
+            change = _mean_abs_difference(out, previous)
             previous = out
             converged = t == 0 and change < tol
             now = time.perf_counter()
