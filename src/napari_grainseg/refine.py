@@ -295,8 +295,8 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
                 a = (t - 1) / total
                 state *= 1 - a
                 state += a * coarse
-            out = _resize(state, image.shape)
-            out = np.clip(out, 0.0, 1.0, out=None if out is state else out)
+            np.clip(state, 0.0, 1.0, out=state)  # a fresh array: safe to change in place
+            out = _resize(state, image.shape)  # the same array at scale 1 (never changed afterwards)
             change = _mean_abs_difference(out, previous)
             previous = out
             converged = t == 0 and change < tol
