@@ -123,6 +123,31 @@ def _blend_weights(length: int, start: int, total: int, overlap: int) -> np.ndar
     return w
 
 
+def tile_weights(th: int, tw: int, y: int, x: int, shape: tuple[int, int], overlap: int) -> np.ndarray:
+    """2-D blending weights of the (th, tw) tile at (y, x) of an image of ``shape``."""
+    h, w = shape
+    return _blend_weights(th, y, h, overlap)[:, None] * _blend_weights(tw, x, w, overlap)[None, :]
+
+
+def normalise_blend(acc: np.ndarray, ys: list[int], xs: list[int], tile_size: int, overlap: int) -> np.ndarray:
+    """Divide a weighted sum of grid tiles by the sum of their weights, in place; returns ``acc``.
+
+    The weights are separable and the tiles form a grid (rows ``ys`` x columns
+    ``xs``), so their sum is the outer product of two 1-D sums; it is applied
+    row block by row block, without an image-sized temporary.
+    """
+    h, w = acc.shape
+    norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
+    for y in ys:
+        norm_y[y:y + min(tile_size, h - y)] += _blend_weights(min(tile_size, h - y), y, h, overlap)
+    for x in xs:
+        norm_x[x:x + min(tile_size, w - x)] += _blend_weights(min(tile_size, w - x), x, w, overlap)
+    for r0 in range(0, h, tile_size):
+        rows = slice(r0, r0 + tile_size)
+        acc[rows] /= np.maximum(norm_y[rows, None] * norm_x[None, :], 1e-6)
+    return acc
+
+
 def _pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
@@ -164,11 +189,6 @@ def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgePa
     # Only the weighted sum is image-sized: the weights are separable and the
     # tiles form a grid, so their sum is the outer product of two 1-D sums.
     acc = np.zeros((h, w), np.float32)
-    norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
-    for y in ys:
-        norm_y[y:y + min(tile_size, h - y)] += _blend_weights(min(tile_size, h - y), y, h, overlap)
-    for x in xs:
-        norm_x[x:x + min(tile_size, w - x)] += _blend_weights(min(tile_size, w - x), x, w, overlap)
     done = 0
     for y in ys:
         th = min(tile_size, h - y)
@@ -184,11 +204,7 @@ def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgePa
             done += 1
             if progress:
                 progress(done, total)
-    norm_x = np.maximum(norm_x, 1e-6)
-    for r0 in range(0, h, tile_size):  # in row blocks: no image-sized temporary
-        rows = slice(r0, r0 + tile_size)
-        acc[rows] /= np.maximum(norm_y[rows, None] * norm_x[None, :], 1e-6)
-    return acc, total
+    return normalise_blend(acc, ys, xs, tile_size, overlap), total
 
 
 def estimate_grain_size(probability: np.ndarray, threshold: float = 0.5) -> float | None:

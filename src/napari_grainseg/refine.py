@@ -88,23 +88,28 @@ def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: Edge
     return np.concatenate([np.asarray(probability, np.float32)[None], features]).astype(np.float32)
 
 
-def with_watershed_candidates(condition: np.ndarray) -> np.ndarray:
+def with_watershed_candidates(condition: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
     """Append the watershed lines of the condition's Net1 channel (channel 0) as one more channel.
 
     For Net2 models with ``watershed_candidates``; computed per tile (and per
-    training crop), so the cost and memory stay those of one tile.
+    training crop), so the cost and memory stay those of one tile. ``lines``:
+    the lines if already computed (:func:`~napari_grainseg.grains.watershed_lines`).
     """
     from .grains import watershed_lines
 
-    lines = watershed_lines(condition[0]).astype(np.float32)
-    return np.concatenate([condition, lines[None]]).astype(np.float32)
+    lines = watershed_lines(condition[0]) if lines is None else lines
+    return np.concatenate([condition, lines[None].astype(np.float32)]).astype(np.float32)
 
 
-def closed_start(probability: np.ndarray) -> np.ndarray:
-    """Net1's map with its watershed lines drawn in at 1.0: the start of a ``closed_start`` Net2."""
+def closed_start(probability: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
+    """Net1's map with its watershed lines drawn in at 1.0: the start of a ``closed_start`` Net2.
+
+    ``lines``: the watershed lines of ``probability`` if already computed.
+    """
     from .grains import watershed_lines
 
-    return np.maximum(probability, watershed_lines(probability)).astype(np.float32)
+    lines = watershed_lines(probability) if lines is None else lines
+    return np.maximum(probability, lines).astype(np.float32)
 
 
 def _mean_abs_difference(a: np.ndarray, b: np.ndarray, rows: int = 512) -> float:
@@ -156,16 +161,16 @@ class _StepRunner:
         self.blind = model.config.conditioning == "blind"
         self.shape = image.shape
         h, w = self.shape
-        self.tiles = [(y, x) for y in _tile_starts(h, REFINE_TILE_SIZE, REFINE_OVERLAP)
-                      for x in _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)]
+        self.ys = _tile_starts(h, REFINE_TILE_SIZE, REFINE_OVERLAP)
+        self.xs = _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)
+        self.tiles = [(y, x) for y in self.ys for x in self.xs]
         params = resolve_edge_params(image, edge_params or EdgeParams())
         store = np.float32 if len(self.tiles) == 1 else np.float16
         self.conditions = []
-        candidates = getattr(model.config, "watershed_candidates", False)
         for y, x in self.tiles:
             window = (slice(y, y + REFINE_TILE_SIZE), slice(x, x + REFINE_TILE_SIZE))
             tile = net2_condition(image[window], coarse[window], params)
-            if candidates:
+            if model.config.watershed_candidates:
                 tile = with_watershed_candidates(tile)
             padded, _ = _pad_to_multiple(tile, model.config.multiple)
             self.conditions.append(self._tensor(padded.astype(store)))
@@ -176,17 +181,15 @@ class _StepRunner:
         Every pixel takes the lines of the tile whose blending weight is largest
         there (no union of two tiles' slightly different lines in an overlap).
         """
-        from .inference import _blend_weights
+        from .inference import tile_weights
 
         if len(self.tiles) == 1:
             return closed_start(coarse)
-        h, w = self.shape
-        out, owner = coarse.copy(), np.full((h, w), -1.0, np.float32)
+        out, owner = coarse.copy(), np.full(self.shape, -1.0, np.float32)
         for y, x in self.tiles:
             tile = coarse[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
             th, tw = tile.shape
-            weight = (_blend_weights(th, y, h, REFINE_OVERLAP)[:, None]
-                      * _blend_weights(tw, x, w, REFINE_OVERLAP)[None, :])
+            weight = tile_weights(th, tw, y, x, self.shape, REFINE_OVERLAP)
             mine = weight > owner[y:y + th, x:x + tw]
             out[y:y + th, x:x + tw][mine] = closed_start(tile)[mine]
             owner[y:y + th, x:x + tw][mine] = weight[mine]
@@ -199,31 +202,17 @@ class _StepRunner:
 
     def __call__(self, state: np.ndarray, t_frac: float) -> np.ndarray:
         """Net2's clean-map prediction (probability) for a state at the working scale."""
-        from .inference import _blend_weights
+        from .inference import normalise_blend, tile_weights
 
-        h, w = self.shape
         if len(self.tiles) == 1:
             return self._run(state, self.conditions[0], t_frac)
-        # Only the weighted sum is image-sized; the weights are separable, so their
-        # sum is the outer product of two 1-D sums (applied row block by row block).
-        acc = np.zeros((h, w), np.float32)
-        norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
-        for y in sorted({y for y, _ in self.tiles}):
-            th = min(REFINE_TILE_SIZE, h - y)
-            norm_y[y:y + th] += _blend_weights(th, y, h, REFINE_OVERLAP)
-        for x in sorted({x for _, x in self.tiles}):
-            tw = min(REFINE_TILE_SIZE, w - x)
-            norm_x[x:x + tw] += _blend_weights(tw, x, w, REFINE_OVERLAP)
+        acc = np.zeros(self.shape, np.float32)
         for (y, x), cond in zip(self.tiles, self.conditions):
             tile = state[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
             th, tw = tile.shape
-            weight = (_blend_weights(th, y, h, REFINE_OVERLAP)[:, None]
-                      * _blend_weights(tw, x, w, REFINE_OVERLAP)[None, :])
-            acc[y:y + th, x:x + tw] += self._run(tile, cond, t_frac) * weight
-        norm_x = np.maximum(norm_x, 1e-6)
-        for r in range(0, h, 256):
-            acc[r:r + 256] /= np.maximum(norm_y[r:r + 256, None], 1e-6) * norm_x[None, :]
-        return acc
+            acc[y:y + th, x:x + tw] += self._run(tile, cond, t_frac) * tile_weights(th, tw, y, x, self.shape,
+                                                                                      REFINE_OVERLAP)
+        return normalise_blend(acc, self.ys, self.xs, REFINE_TILE_SIZE, REFINE_OVERLAP)
 
     def _run(self, state: np.ndarray, cond, t_frac: float) -> np.ndarray:
         import torch
@@ -283,7 +272,7 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     work_image = resample(image, scale)
     coarse = _resize(probability, work_image.shape)
     runner = _StepRunner(model, work_image, coarse, dev, edge_params)
-    if getattr(model.config, "closed_start", False):
+    if model.config.closed_start:
         coarse = runner.closed_start(coarse)
     total = model.config.scheduled_steps
     state, previous = coarse, probability

@@ -275,6 +275,7 @@ def mix_state(x0: np.ndarray, coarse: np.ndarray, level: int, rng: np.random.Gen
 def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarray, ...]:
     """Training batch ``step`` (deterministic): states, conditions, t / T, targets and unroll counts."""
     rng = np.random.default_rng([config.seed, step])
+    arch = config.net2_config()
     ph, pw = config.patch_shape
     states, conds, ts, targets, unrolls = [], [], [], [], []
     n_pool, h, w = pool["truth"].shape
@@ -288,10 +289,10 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
         cond, truth, x0 = (_orient(a, k, flip) for a in (cond, truth, x0))
         coarse = degrade_coarse(cond[0], truth, rng, config)
         cond = np.concatenate([coarse[None], cond[1:]])
-        if config.architecture.get("watershed_candidates"):
+        if arch.watershed_candidates:
             cond = with_watershed_candidates(cond)  # from the degraded map, as at inference
-        if config.architecture.get("closed_start"):
-            coarse = closed_start(coarse)
+        if arch.closed_start:
+            coarse = closed_start(coarse, cond[-1] if arch.watershed_candidates else None)
         level = int(rng.integers(0, config.levels + 1))
         states.append(mix_state(x0, coarse, level, rng, config)[None])
         conds.append(cond)
@@ -364,7 +365,10 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
             if model.config.watershed_candidates:
                 cond = with_watershed_candidates(cond)
             x0 = val["target"][i].astype(np.float32)
-            start = closed_start(cond[0]) if model.config.closed_start else cond[0]
+            if model.config.closed_start:
+                start = closed_start(cond[0], cond[-1] if model.config.watershed_candidates else None)
+            else:
+                start = cond[0]
             for level in range(config.levels + 1):
                 state = mix_state(x0, start, level, rng, config)
                 logits = model(torch.from_numpy(state)[None, None].to(device),
@@ -526,7 +530,9 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
                "elapsed_s": elapsed_before + time.monotonic() - t0, "metrics": latest,
                "device": describe_device(dev), "checkpoint": str(ckpt_path), "train_loss": running}
     if step >= config.steps:
-        if config.keep_best and best_path.is_file():
+        use_best = bool(config.keep_best and lowest and best_path.is_file())
+        selected = lowest if use_best else latest
+        if use_best:
             model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
         info = {
             "model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
@@ -538,8 +544,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
             "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
             "torch": torch.__version__,
-            "validation": lowest if config.keep_best and lowest else latest,
-            "selected_step": lowest.get("step") if config.keep_best and lowest else step,
+            "validation": selected, "selected_step": selected.get("step", step),
             "reproduce": "grainseg train net2 --config <this file's train_config as JSON> "
                          "--net1-weights <the Net1 with net1_sha256> --out DIR",
         }
