@@ -263,3 +263,10 @@ def test_folded_batchnorm_gives_the_same_probabilities(random_model, weights_fil
         a, b = torch.sigmoid(folded(x)), torch.sigmoid(unfolded(x))
     assert float(b.std()) > 0.05  # a map with structure, not a constant
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+
+
+def test_training_config_rejects_an_unknown_architecture_field():
+    from napari_grainseg.training import TrainConfig
+
+    with pytest.raises(InputError, match="training config: architecture .*unexpected keyword"):
+        TrainConfig(architecture={"in_channels": 4, "base_channels": 8, "depth": 4, "foo": 1})

@@ -380,3 +380,11 @@ def test_cli_train_net2_config_and_bad_options(tmp_path):
     assert bad.returncode == 2 and "net2 only" in bad.stderr
     missing = run("net2", "--net1-weights", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o"))
     assert missing.returncode == 2 and "not found" in missing.stderr
+    conflicting = tmp_path / "blind.json"
+    conflicting.write_text(json.dumps({"architecture": {"conditioning": "blind", "closed_start": True}}))
+    refused = run("net2", "--config", str(conflicting), "--out", str(tmp_path / "o"))
+    assert refused.returncode == 2 and "architecture" in refused.stderr and "Traceback" not in refused.stderr
+    from napari_grainseg.training_net2 import Net2TrainConfig
+
+    with pytest.raises(InputError, match="architecture .*unexpected keyword"):
+        Net2TrainConfig(architecture={"foo": 1})

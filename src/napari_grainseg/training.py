@@ -26,6 +26,7 @@ import platform
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_config_fields(self, "training config", counts=("steps", "batch_size", "val_size", "val_every",
                                                              "checkpoint_every"),
-                            shapes=("patch_shape", "val_shape"))
+                            shapes=("patch_shape", "val_shape"), architecture=self.net1_config)
+
+    def net1_config(self):
+        """The :class:`~napari_grainseg.models.net1.Net1Config` this run trains."""
+        from .models.net1 import Net1Config
+
+        return Net1Config(**self.architecture)
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
@@ -101,9 +108,11 @@ class TrainConfig:
         return asdict(self)
 
 
-def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: tuple[str, ...]) -> None:
+def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: tuple[str, ...],
+                        architecture: Callable[[], Any]) -> None:
     """Checks shared by the training configs: counts >= 1, image shapes two multiples of 8 >= 32,
-    an odd ``target_width`` >= 1. Raises :class:`InputError` naming ``what`` and the field."""
+    an odd ``target_width`` >= 1, and an ``architecture`` the network accepts (``architecture()``
+    builds the network's config from it). Raises :class:`InputError` naming ``what`` and the field."""
     for name in counts:
         if getattr(config, name) < 1:
             raise InputError(f"{what}: {name} must be >= 1, got {getattr(config, name)}")
@@ -113,6 +122,10 @@ def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: t
         shape = getattr(config, name)
         if len(shape) != 2 or min(shape) < 32 or any(s % 8 for s in shape):
             raise InputError(f"{what}: {name} must be two multiples of 8 >= 32, got {shape}")
+    try:
+        architecture()
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: architecture {config.architecture}: {exc}") from None
 
 
 def read_config(cls, path: str | Path):
@@ -280,7 +293,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
 
     from .models.device import describe_device, select_device
     from .models.features import NET1_CHANNELS
-    from .models.net1 import Net1, Net1Config, count_parameters
+    from .models.net1 import Net1, count_parameters
     from .models.weights import save_weights
 
     out_dir = Path(out_dir)
@@ -290,7 +303,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = Net1(Net1Config(**config.architecture)).to(dev)
+    model = Net1(config.net1_config()).to(dev)
     if config.init_weights:
         from .models.weights import load_net1
 
@@ -395,13 +408,13 @@ def export_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
     """
     import torch
 
-    from .models.net1 import Net1, Net1Config, count_parameters
+    from .models.net1 import Net1, count_parameters
     from .models.weights import save_weights
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = TrainConfig(**{k: tuple(v) if k.endswith("_shape") else v
                             for k, v in json.loads(ckpt["config"]).items()})
-    model = Net1(Net1Config(**config.architecture))
+    model = Net1(config.net1_config())
     model.load_state_dict(ckpt["model"])
     info = {"model": "net1", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
             "train_config": config.to_dict(), "trained_steps": int(ckpt["step"]),

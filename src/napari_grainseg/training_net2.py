@@ -127,7 +127,7 @@ class Net2TrainConfig:
         check_config_fields(self, "net2 training config",
                             counts=("steps", "batch_size", "pool_size", "val_size", "val_every",
                                     "checkpoint_every", "levels"),
-                            shapes=("patch_shape", "pool_shape", "val_shape"))
+                            shapes=("patch_shape", "pool_shape", "val_shape"), architecture=self.net2_config)
         if any(p > s for p, s in zip(self.patch_shape, self.pool_shape)):
             raise InputError("net2 training config: patch_shape must fit inside pool_shape")
         if not self.presets:
