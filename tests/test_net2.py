@@ -288,6 +288,19 @@ def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
     np.testing.assert_array_equal(states, again[0])  # deterministic per step
 
 
+def test_non_square_crops_keep_their_shape(tiny_pool):
+    """Quarter turns would swap a non-square crop's sides; such crops are only flipped and half-turned."""
+    from dataclasses import replace
+
+    from napari_grainseg.training_net2 import make_batch
+
+    config, pool = tiny_pool
+    wide = replace(config, patch_shape=(48, 96), batch_size=16)
+    for step in range(3):
+        states, conds, _, targets, _ = make_batch(pool, step, wide)
+        assert states.shape == targets.shape == (16, 1, 48, 96) and conds.shape == (16, 5, 48, 96)
+
+
 def test_training_a_few_steps_decreases_the_loss(tiny_pool):
     from napari_grainseg.training_net2 import make_batch, unroll_states
 

@@ -285,7 +285,9 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
         cond = pool["condition"][i, :, y:y + ph, x:x + pw].astype(np.float32)
         truth = pool["truth"][i, y:y + ph, x:x + pw]
         x0 = pool["target"][i, y:y + ph, x:x + pw].astype(np.float32)
-        k, flip = rng.integers(4), rng.random() < 0.5
+        k, flip = int(rng.integers(4)), rng.random() < 0.5
+        if ph != pw:
+            k = 2 * (k % 2)  # a quarter turn would swap the sides of a non-square crop
         cond, truth, x0 = (_orient(a, k, flip) for a in (cond, truth, x0))
         coarse = degrade_coarse(cond[0], truth, rng, config)
         cond = np.concatenate([coarse[None], cond[1:]])
