@@ -270,3 +270,56 @@ def test_training_config_rejects_an_unknown_architecture_field():
 
     with pytest.raises(InputError, match="training config: architecture .*unexpected keyword"):
         TrainConfig(architecture={"in_channels": 4, "base_channels": 8, "depth": 4, "foo": 1})
+
+
+def test_widening_keeps_the_function_and_adds_trainable_capacity(random_model):
+    import copy
+
+    from napari_grainseg.models.net1 import widen_net1
+
+    narrow = copy.deepcopy(random_model)  # train-mode passes update BatchNorm statistics
+    wide = widen_net1(narrow, 12, seed=3)
+    assert wide.config.base_channels == 12 and count_parameters(wide) > 2 * count_parameters(narrow)
+    x = torch.from_numpy(np.stack([net1_features_of(s) for s in (5, 6)]))
+    for mode in ("eval", "train"):  # BatchNorm with running and with batch statistics
+        narrow.train(mode == "train")
+        wide.train(mode == "train")
+        with torch.no_grad():
+            a, b = wide(x).numpy(), narrow(x).numpy()
+            # float32 rounding of the sums (train-mode logits of this scaled head reach ~3e3)
+            np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
+    # The new channels learn: one gradient step changes the output.
+    wide.train()
+    loss = wide(x).square().mean()
+    loss.backward()
+    grads = [p.grad for name, p in wide.named_parameters() if name == "head.weight"][0][0, 8:]
+    assert float(grads.abs().sum()) > 0  # the head reads the new channels after one step
+    with pytest.raises(ValueError, match="narrow"):
+        widen_net1(wide, 8)
+
+
+def test_training_widens_narrower_init_weights(tmp_path, weights_file):
+    from napari_grainseg.training import TrainConfig, train_net1
+
+    config = TrainConfig(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64),
+                         val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,
+                         init_weights=str(weights_file),
+                         architecture={"in_channels": 4, "base_channels": 12, "depth": 4})
+    train_net1(config, tmp_path / "wide", device="cpu", progress=False)
+    narrow = load_net1(weights_file, for_training=True)
+    wide = load_net1(tmp_path / "wide" / "net1.pt", for_training=True)
+    assert wide.config.base_channels == 12
+    wide_params = dict(wide.named_parameters())
+    for name, old in narrow.named_parameters():  # every old weight kept its place (lr ~ 0)
+        new = wide_params[name]
+        if name.startswith("merge.") and name.endswith(".0.weight"):  # reads cat(up, skip): two blocks
+            half_old, half_new = old.shape[1] // 2, new.shape[1] // 2
+            new = torch.cat([new[:, :half_old], new[:, half_new:half_new + half_old]], dim=1)
+        block = new[tuple(slice(0, n) for n in old.shape)]
+        assert torch.allclose(block, old, atol=1e-3), name
+
+
+def net1_features_of(seed: int) -> np.ndarray:
+    from napari_grainseg.models.features import net1_features
+
+    return net1_features(generate(seed, (64, 96)).image)

@@ -342,7 +342,7 @@ def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     info = json.loads((out / "net2.json").read_text())
     assert info["net1_sha256"] == file_sha256(net1_path) and info["model"] == "net2"
     assert info["architecture"]["scheduled_steps"] == config.levels
-    assert {"val_vi_net1", "val_vi_refined", "val_steps"} <= set(info["validation"])
+    assert {"val_vi_net1", "val_vi_net1_watershed", "val_vi_refined", "val_steps"} <= set(info["validation"])
     # keep_best: the exported weights are those of the validation with the lowest refined VI
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]

@@ -64,7 +64,10 @@ class TrainConfig:
     threads : torch intra-op threads (0 = torch's default).
     architecture : Net1 architecture (see :class:`~napari_grainseg.models.net1.Net1Config`).
     init_weights : a Net1 weights file to start from (fine-tuning, e.g. continuing the shipped
-        model with more steps); None starts from a random initialisation.
+        model with more steps); None starts from a random initialisation. A
+        narrower model of the same depth is widened to ``architecture`` first
+        (:func:`~napari_grainseg.models.net1.widen_net1`), so training starts
+        from what it already computes.
     """
 
     steps: int = 4000
@@ -307,10 +310,15 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     if config.init_weights:
         from .models.weights import load_net1
 
+        from .models.net1 import widen_net1
+
         start = load_net1(config.init_weights, device=dev, for_training=True)
-        if start.config != model.config:
+        same_but_width = dataclasses.replace(start.config, base_channels=model.config.base_channels) == model.config
+        if not same_but_width or start.config.base_channels > model.config.base_channels:
             raise InputError(f"init_weights {config.init_weights} has architecture {start.config.to_dict()}, "
-                             f"the config asks for {model.config.to_dict()}")
+                             f"the config asks for {model.config.to_dict()} (only widening is supported)")
+        if start.config != model.config:  # grow the trained model, keeping what it computes
+            start = widen_net1(start.float(), model.config.base_channels, seed=config.seed)
         model.load_state_dict(start.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))

@@ -351,14 +351,19 @@ def _validation_grains(boundary_map: np.ndarray) -> np.ndarray:
 
 
 def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str, float]:
-    """Validation: loss at every level (fixed degradations) and VI of the full refinement vs Net1 alone."""
+    """Validation: loss at every level (fixed degradations) and VI of the full refinement.
+
+    Beside the refined VI it reports the bars Net2 must clear on the same images:
+    Net1 alone (``val_vi_net1``) and Net1 + watershed (``val_vi_net1_watershed``).
+    """
     import torch
 
+    from .evalsuite import probability_watershed
     from .evaluation import segmentation_scores
 
     model.eval()
     rng = np.random.default_rng([config.seed, 10**9])
-    losses, vi_net1, vi_net2, steps_used = [], [], [], []
+    losses, vi_net1, vi_watershed, vi_net2, steps_used = [], [], [], [], []
     blind = model.config.conditioning == "blind"
     total = model.config.scheduled_steps
     with torch.inference_mode():
@@ -393,9 +398,12 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
             steps_used.append(n)
             truth_labels = val["labels"][i]
             vi_net1.append(segmentation_scores(_validation_grains(cond[0]), truth_labels)["vi"])
+            vi_watershed.append(segmentation_scores(probability_watershed(val["condition"][i][0].astype(np.float32)),
+                                                    truth_labels)["vi"])
             vi_net2.append(segmentation_scores(_validation_grains(state), truth_labels)["vi"])
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_vi_net1": float(np.mean(vi_net1)),
+            "val_vi_net1_watershed": float(np.mean(vi_watershed)),
             "val_vi_refined": float(np.mean(vi_net2)), "val_steps": float(np.mean(steps_used))}
 
 

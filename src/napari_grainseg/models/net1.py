@@ -82,6 +82,59 @@ def unet_forward(x: torch.Tensor, down: nn.ModuleList, pool: nn.Module, up: nn.M
     return x
 
 
+def widen_net1(model: Net1, base_channels: int, seed: int = 0) -> Net1:
+    """A wider Net1 that computes exactly what ``model`` computes (function-preserving widening).
+
+    Every old weight keeps its place; the new channels of each layer get a
+    fresh (seeded) initialisation for what they compute, and zeros where later
+    layers read them, so the wider network starts at the narrow one's output
+    and training is free to put the new capacity to use. Lets a trained model
+    grow without starting again from scratch.
+
+    Parameters
+    ----------
+    model : a Net1 with BatchNorm layers (not folded), e.g. ``load_net1(..., for_training=True)``.
+    base_channels : the wider model's base width (at least the old one).
+    seed : initialisation of the new channels.
+    """
+    old = model.config
+    if base_channels < old.base_channels:
+        raise ValueError(f"cannot narrow Net1 from {old.base_channels} to {base_channels} base channels")
+    torch.manual_seed(seed)
+    wide = Net1(Net1Config(in_channels=old.in_channels, base_channels=base_channels, depth=old.depth))
+    wide.train(model.training)
+
+    def old_inputs(module: str, n_old: int, n_new: int) -> torch.Tensor:
+        """Where each old input channel of ``module`` sits among the wider layer's inputs."""
+        if module.startswith("merge.") and module.endswith(".0"):  # a merge block's first conv reads cat(up, skip)
+            return torch.cat([torch.arange(n_old // 2), n_new // 2 + torch.arange(n_old // 2)])
+        return torch.arange(n_old)
+
+    new_state = wide.state_dict()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            target = new_state[name]
+            if value.dim() == 0:  # num_batches_tracked
+                target.copy_(value)
+                continue
+            n_out = value.shape[0]
+            if value.dim() == 4:
+                module = name.rsplit(".", 1)[0]
+                if module.startswith("up."):  # ConvTranspose2d weight: (in, out, kh, kw)
+                    target[n_out:] = 0.0  # new inputs are read with zero weight
+                    target[:n_out, :value.shape[1]] = value  # new outputs keep their fresh weights
+                    continue
+                idx = old_inputs(module, value.shape[1], target.shape[1])
+                keep = torch.zeros(target.shape[1], dtype=torch.bool)
+                keep[idx] = True
+                target[:, ~keep] = 0.0  # new input channels: zero weight, so the old outputs are unchanged
+                target[:n_out, idx] = value
+            else:  # biases and BatchNorm vectors: the old channels first
+                target[:n_out] = value
+    wide.load_state_dict(new_state)
+    return wide
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every eval-mode ``Conv2d -> BatchNorm2d`` pair into the convolution, in place.
 
