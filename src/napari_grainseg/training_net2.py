@@ -339,13 +339,15 @@ def _orient(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
 # --------------------------------------------------------------------------- validation
 
 
-def _validation_grains(boundary_map: np.ndarray) -> np.ndarray:
-    """Grains of a boundary map for scoring; a map with no closed grain (an early or diverging
-    model can draw boundary everywhere) scores as one region, i.e. everything merged."""
+def _validation_grains(boundary_map: np.ndarray, watershed: bool = False) -> np.ndarray:
+    """Grains of a boundary map for scoring (by threshold, or by watershed of the map); a map
+    with no closed grain (an early or diverging model can draw boundary everywhere) scores as
+    one region, i.e. everything merged."""
+    from .evalsuite import probability_watershed
     from .grains import boundaries_to_labels
 
     try:
-        return boundaries_to_labels(boundary_map)
+        return probability_watershed(boundary_map) if watershed else boundaries_to_labels(boundary_map)
     except InputError:
         return np.zeros(boundary_map.shape, np.uint32)
 
@@ -358,7 +360,6 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
     """
     import torch
 
-    from .evalsuite import probability_watershed
     from .evaluation import segmentation_scores
 
     model.eval()
@@ -398,8 +399,8 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
             steps_used.append(n)
             truth_labels = val["labels"][i]
             vi_net1.append(segmentation_scores(_validation_grains(cond[0]), truth_labels)["vi"])
-            vi_watershed.append(segmentation_scores(probability_watershed(val["condition"][i][0].astype(np.float32)),
-                                                    truth_labels)["vi"])
+            vi_watershed.append(segmentation_scores(_validation_grains(val["condition"][i][0].astype(np.float32),
+                                                                       watershed=True), truth_labels)["vi"])
             vi_net2.append(segmentation_scores(_validation_grains(state), truth_labels)["vi"])
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_vi_net1": float(np.mean(vi_net1)),
