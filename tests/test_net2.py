@@ -358,6 +358,33 @@ def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
         train_net2(other, out, net1_weights=net1_path, device="cpu", progress=False)
 
 
+def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identically(tmp_path):
+    from napari_grainseg.training_net2 import Net2TrainConfig, export_net2_checkpoint, train_net2
+
+    net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
+    config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
+                             val_size=1, val_shape=(64, 64), val_every=4, checkpoint_every=1, lr=0.05,
+                             ema_decay=0.5, keep_best=False)
+    straight = train_net2(config, tmp_path / "a", net1_weights=net1_path, device="cpu", progress=False)
+    ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    averaged = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"}
+    raw = ckpt["model"]
+    assert any(not torch.allclose(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    exported = load_net2(straight["weights"], for_training=True).state_dict()
+    for name, value in averaged.items():  # the export holds the average, not the last raw weights
+        if value.is_floating_point():
+            torch.testing.assert_close(exported[name], value, atol=2e-3, rtol=2e-3)  # fp16 on disk
+    assert export_net2_checkpoint(tmp_path / "a" / "checkpoint.pt", tmp_path / "x.pt").is_file()
+    torch.testing.assert_close(load_net2(tmp_path / "x.pt", for_training=True).state_dict(), exported)
+    # interrupted after the first step (max_minutes=0) and resumed: the same average
+    train_net2(config, tmp_path / "b", net1_weights=net1_path, device="cpu", progress=False, max_minutes=0)
+    resumed = train_net2(config, tmp_path / "b", net1_weights=net1_path, device="cpu", progress=False)
+    assert resumed["finished"]
+    torch.testing.assert_close(load_net2(resumed["weights"], for_training=True).state_dict(), exported)
+    with pytest.raises(InputError, match="ema_decay"):
+        Net2TrainConfig(ema_decay=1.0)
+
+
 # --------------------------------------------------------------------------- pipeline and CLI
 
 

@@ -86,6 +86,10 @@ class Net2TrainConfig:
     keep_best : export the weights of the validation with the lowest refined VI
         (early stopping on the held-out set) instead of the last step's; the
         refinement's VI does not fall steadily with the training loss.
+    ema_decay : exponential moving average of the weights (and BatchNorm
+        statistics), 0 = off. Validation, ``keep_best`` and the export use the
+        averaged weights, which swing less from one validation to the next than
+        the raw ones (an iterated refiner amplifies small weight changes).
     architecture : Net2 architecture (see :class:`~napari_grainseg.models.net2.Net2Config`);
         ``scheduled_steps`` is set from ``levels`` for the image model.
     """
@@ -120,6 +124,7 @@ class Net2TrainConfig:
     checkpoint_every: int = 100
     threads: int = 0
     keep_best: bool = True
+    ema_decay: float = 0.0
     architecture: dict[str, Any] = field(default_factory=lambda: {"conditioning": "image", "base_channels": 8,
                                                                    "depth": 3, "residual": 0.5})
 
@@ -132,6 +137,8 @@ class Net2TrainConfig:
             raise InputError("net2 training config: patch_shape must fit inside pool_shape")
         if not self.presets:
             raise InputError("net2 training config: presets must name at least one synthetic preset")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"net2 training config: ema_decay must be in [0, 1), got {self.ema_decay}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> Net2TrainConfig:
@@ -466,6 +473,12 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
     del net1
     torch.manual_seed(config.seed)
     model = Net2(config.net2_config()).to(dev)
+    ema = None
+    if config.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    scored = ema.module if ema is not None else model  # the weights that are validated and exported
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best_model.pt"
@@ -477,6 +490,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             raise InputError(f"{ckpt_path} was made with a different config or Net1; use another --out "
                              "folder, or the same config and Net1 to resume")
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         step, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
@@ -496,6 +511,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
                  "elapsed_s": torch.tensor(elapsed_before + time.monotonic() - t0),
                  "config": config_json, "metrics": json.dumps(latest), "net1_sha256": net1_sha,
                  "lowest": json.dumps(lowest)}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
@@ -514,6 +531,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             value = float(loss.detach())
             running = value if running is None else 0.95 * running + 0.05 * value
@@ -521,13 +540,13 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             bar.set_postfix(loss=f"{running:.4f}",
                             **({"val_vi": f"{latest['val_vi_refined']:.3f}"} if latest else {}))
             if step % config.val_every == 0 or step == config.steps:
-                latest = evaluate_net2(model, val, config, dev) | {"step": step, "train_loss": running}
+                latest = evaluate_net2(scored, val, config, dev) | {"step": step, "train_loss": running}
                 with open(out_dir / "log.jsonl", "a", encoding="utf-8") as log:
                     log.write(json.dumps(latest) + "\n")
                 if not lowest or latest["val_vi_refined"] < lowest["val_vi_refined"]:
                     lowest = latest
                     with atomic_path(best_path) as tmp:
-                        torch.save(model.state_dict(), tmp)
+                        torch.save(scored.state_dict(), tmp)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 _checkpoint()
             if stop["now"] or (max_minutes is not None and time.monotonic() - t0 > 60 * max_minutes):
@@ -545,6 +564,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
         selected = lowest if use_best else latest
         if use_best:
             model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
+        elif ema is not None:
+            model.load_state_dict(scored.state_dict())
         info = {
             "model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
             "condition_channels": [] if kind == "blind" else [
@@ -577,7 +598,10 @@ def export_net2_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> 
     config = Net2TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in json.loads(ckpt["config"]).items()})
     model = Net2(config.net2_config())
-    model.load_state_dict(ckpt["model"])
+    if "ema" in ckpt:  # the averaged weights are the ones a finished run would export
+        model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"})
+    else:
+        model.load_state_dict(ckpt["model"])
     info = {"model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
             "train_config": config.to_dict(), "trained_steps": int(ckpt["step"]),
             "net1_sha256": ckpt.get("net1_sha256"), "validation": json.loads(ckpt["metrics"]),
