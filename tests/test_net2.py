@@ -329,6 +329,26 @@ def test_training_a_few_steps_decreases_the_loss(tiny_pool):
     assert after < 0.8 * before
 
 
+def test_cldice_prices_gaps_and_spurious_lines_by_centreline_length():
+    from napari_grainseg.training import cldice_loss, soft_skeleton
+
+    truth = torch.zeros(1, 1, 32, 40)
+    truth[0, 0, 10:13, :] = 1.0  # a 3 px wide line, 40 px long
+    skeleton = soft_skeleton(truth)
+    assert torch.equal(skeleton[0, 0].nonzero()[:, 0].unique(), torch.tensor([11]))  # its centre row
+    assert float(skeleton.sum()) == 40.0
+    assert float(cldice_loss(truth, truth)) == 0.0
+    gapped = truth.clone()
+    gapped[..., 10:18] = 0.0  # an 8 px gap: sensitivity 32/40
+    assert float(cldice_loss(gapped, truth)) == pytest.approx(1 - 2 * 0.8 / 1.8, abs=0.01)
+    spurious = truth.clone()
+    spurious[0, 0, 25, :] = 1.0  # a second, false 1 px line of the same length: precision 1/2
+    assert float(cldice_loss(spurious, truth)) == pytest.approx(1 - 2 * 0.5 / 1.5, abs=0.02)
+    logits = torch.full_like(truth, -3.0).requires_grad_()
+    boundary_loss(logits, truth, 2.0, 1.0, cldice_weight=1.0).backward()
+    assert float(logits.grad[0, 0, 11].sum()) < 0  # raising the missing centreline lowers the loss
+
+
 def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     from napari_grainseg.models.weights import file_sha256
     from napari_grainseg.training_net2 import Net2TrainConfig, train_net2

@@ -205,8 +205,13 @@ def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, np
 # --------------------------------------------------------------------------- loss
 
 
-def boundary_loss(logits, target, pos_weight: float, dice_weight: float):
-    """Weighted binary cross-entropy plus soft Dice on the boundary class."""
+def boundary_loss(logits, target, pos_weight: float, dice_weight: float, cldice_weight: float = 0.0):
+    """Weighted binary cross-entropy plus soft Dice on the boundary class, optionally plus soft clDice.
+
+    ``cldice_weight`` adds :func:`cldice_loss`, which scores the centrelines:
+    a gap in a thin line costs its length whatever the line's width, and a
+    spurious line costs its length too.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -215,7 +220,48 @@ def boundary_loss(logits, target, pos_weight: float, dice_weight: float):
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
-    return bce + dice_weight * dice.mean()
+    loss = bce + dice_weight * dice.mean()
+    if cldice_weight:
+        loss = loss + cldice_weight * cldice_loss(prob, target)
+    return loss
+
+
+def soft_skeleton(x, iterations: int = 5):
+    """Differentiable skeleton of a (N, 1, H, W) map in [0, 1] (Shit et al. 2021, clDice).
+
+    Repeated soft erosions (min-pooling); what each opening removes is the
+    centreline at that depth. ``iterations`` must reach the half-width of the
+    thickest line (3 px targets need 2).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    def erode(a):
+        return torch.minimum(-F.max_pool2d(-a, (3, 1), 1, (1, 0)), -F.max_pool2d(-a, (1, 3), 1, (0, 1)))
+
+    def dilate(a):
+        return F.max_pool2d(a, 3, 1, 1)
+
+    skeleton = F.relu(x - dilate(erode(x)))
+    for _ in range(iterations):
+        x = erode(x)
+        delta = F.relu(x - dilate(erode(x)))
+        skeleton = skeleton + F.relu(delta - skeleton * delta)
+    return skeleton
+
+
+def cldice_loss(prob, target, iterations: int = 5, smooth: float = 1.0):
+    """Soft clDice loss: 1 - harmonic mean of topology precision and sensitivity.
+
+    Precision: the share of the predicted centreline inside the true boundary
+    (spurious lines lower it); sensitivity: the share of the true centreline
+    covered by the prediction (gaps lower it).
+    """
+    skel_pred, skel_true = soft_skeleton(prob, iterations), soft_skeleton(target, iterations)
+    dims = (1, 2, 3)
+    precision = ((skel_pred * target).sum(dims) + smooth) / (skel_pred.sum(dims) + smooth)
+    sensitivity = ((skel_true * prob).sum(dims) + smooth) / (skel_true.sum(dims) + smooth)
+    return (1 - 2 * precision * sensitivity / (precision + sensitivity)).mean()
 
 
 # --------------------------------------------------------------------------- loop

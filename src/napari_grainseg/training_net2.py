@@ -73,6 +73,8 @@ class Net2TrainConfig:
     patch_shape : training crop (multiple of 8).
     levels : T, the number of degradation levels (= scheduled steps of the image model).
     target_width, pos_weight, dice_weight : target and loss, as for Net1.
+    cldice_weight : weight of the soft clDice term (:func:`~napari_grainseg.training.cldice_loss`),
+        which prices gaps and spurious lines by centreline length; 0 = off.
     gap_prob, gaps_per_100px, gap_length : extra gaps cut into the coarse map.
     fragment_prob, fragments_per_10k_px : spurious fragments added to the coarse map.
     blur_prob, blur_sigma : blur of the coarse map.
@@ -108,6 +110,7 @@ class Net2TrainConfig:
     target_width: int = 3
     pos_weight: float = 2.0
     dice_weight: float = 1.0
+    cldice_weight: float = 0.0
     gap_prob: float = 0.8
     gaps_per_100px: float = 0.4
     gap_length: tuple[int, int] = (3, 10)
@@ -390,7 +393,7 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
                                None if blind else torch.from_numpy(cond)[None].to(device),
                                torch.tensor([level / config.levels], device=device))
                 losses.append(float(boundary_loss(logits, torch.from_numpy(x0)[None, None].to(device),
-                                                  config.pos_weight, config.dice_weight)))
+                                                  config.pos_weight, config.dice_weight, config.cldice_weight)))
             state, coarse, n = start, start, 0
             c_t = None if blind else torch.from_numpy(cond)[None].to(device)
             for n in range(1, 13):
@@ -526,7 +529,8 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             states, conds, ts, targets, unrolls = (torch.from_numpy(a).to(dev)
                                                    for a in make_batch(pool, step, config))
             states, ts = unroll_states(model, states, conds, ts, unrolls)
-            loss = boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight)
+            loss = boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight,
+                                 config.cldice_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
