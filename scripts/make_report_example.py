@@ -30,6 +30,11 @@ from napari_grainseg.report import write_report
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
+def _fmt(value, spec: str = ".1f") -> str:
+    """A summary number, or a dash where the report has none (e.g. an SD of a single grain)."""
+    return "–" if value is None else format(value, spec)
+
+
 def main(argv: list[str]) -> int:
     out_dir = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="grainseg_report_"))
     micrograph = samples.interconnect_tem()
@@ -49,13 +54,13 @@ def main(argv: list[str]) -> int:
     print("| quantity | value |\n|---|---|")
     rows = [
         ("grains (all / in size statistics)", f"{s['n_grains']} / {s['n_grains_included']}"),
-        ("mean ECD", f"{s['mean_ecd_px']:.1f} px"),
-        ("median ECD / SD / CV", f"{s['median_ecd_px']:.1f} px / {s['sd_ecd_px']:.1f} px / "
-                                 f"{s['cv_ecd']:.2f}"),
-        ("D10 / D50 / D90", f"{s['d10_px']:.1f} / {s['d50_px']:.1f} / {s['d90_px']:.1f} px"),
-        ("lognormal sigma / median / KS D", f"{s['lognormal']['sigma']:.2f} / "
-                                            f"{s['lognormal']['median_px']:.1f} px / "
-                                            f"{s['lognormal']['ks_statistic']:.3f}"),
+        ("mean ECD", f"{_fmt(s['mean_ecd_px'])} px"),
+        ("median ECD / SD / CV", f"{_fmt(s['median_ecd_px'])} px / {_fmt(s['sd_ecd_px'])} px / "
+                                 f"{_fmt(s['cv_ecd'], '.2f')}"),
+        ("D10 / D50 / D90", f"{_fmt(s['d10_px'])} / {_fmt(s['d50_px'])} / {_fmt(s['d90_px'])} px"),
+        ("lognormal sigma / median / KS D", "– (too few grains to fit)" if not s["lognormal"] else
+         f"{s['lognormal']['sigma']:.2f} / {s['lognormal']['median_px']:.1f} px / "
+         f"{s['lognormal']['ks_statistic']:.3f}"),
         ("N_A (Saltikov, whole field)", f"{s['n_a_per_px2'] * 1e4:.3f} per 100x100 px"),
         ("mean intercept (8 orientations)", f"{s['mean_intercept_px']:.1f} px"),
         ("intercept along the line (x)", f"{s['axial_intercept']['mean_intercept_px']:.1f} px"

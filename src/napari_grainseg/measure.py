@@ -526,7 +526,7 @@ def summarize(
                     "of the complete grains miss the large ones; prefer the intercept, "
                     "or include edge grains")
     if n_inc < MIN_GRAINS_FOR_STATISTICS:
-        warn.append(f"only {n_inc} grains measured: fewer than {MIN_GRAINS_FOR_STATISTICS}, "
+        warn.append(f"only {n_inc} grain{'' if n_inc == 1 else 's'} measured: fewer than {MIN_GRAINS_FOR_STATISTICS}, "
                     "statistics are uncertain; measure more fields")
 
     def phys(v, power=1):
