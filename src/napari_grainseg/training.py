@@ -354,9 +354,8 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     torch.manual_seed(config.seed)
     model = Net1(config.net1_config()).to(dev)
     if config.init_weights:
-        from .models.weights import load_net1
-
         from .models.net1 import widen_net1
+        from .models.weights import load_net1
 
         start = load_net1(config.init_weights, device=dev, for_training=True)
         same_but_width = dataclasses.replace(start.config, base_channels=model.config.base_channels) == model.config
@@ -364,7 +363,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
             raise InputError(f"init_weights {config.init_weights} has architecture {start.config.to_dict()}, "
                              f"the config asks for {model.config.to_dict()} (only widening is supported)")
         if start.config != model.config:  # grow the trained model, keeping what it computes
-            start = widen_net1(start.float(), model.config.base_channels, seed=config.seed)
+            start = widen_net1(start, model.config.base_channels, seed=config.seed)
         model.load_state_dict(start.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))

@@ -362,11 +362,26 @@ def _validation_grains(boundary_map: np.ndarray, watershed: bool = False) -> np.
         return np.zeros(boundary_map.shape, np.uint32)
 
 
-def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str, float]:
+def net1_baselines(val: dict) -> dict[str, float]:
+    """The bars Net2 must clear on the validation images: VI of Net1 alone
+    (``val_vi_net1``) and of Net1 + watershed (``val_vi_net1_watershed``)."""
+    from .evaluation import segmentation_scores
+
+    vi_net1, vi_watershed = [], []
+    for probability, truth_labels in zip(val["condition"][:, 0], val["labels"]):
+        probability = probability.astype(np.float32)
+        vi_net1.append(segmentation_scores(_validation_grains(probability), truth_labels)["vi"])
+        vi_watershed.append(segmentation_scores(_validation_grains(probability, watershed=True), truth_labels)["vi"])
+    return {"val_vi_net1": float(np.mean(vi_net1)), "val_vi_net1_watershed": float(np.mean(vi_watershed))}
+
+
+def evaluate_net2(model, val: dict, config: Net2TrainConfig, device,
+                  baselines: dict[str, float] | None = None) -> dict[str, float]:
     """Validation: loss at every level (fixed degradations) and VI of the full refinement.
 
-    Beside the refined VI it reports the bars Net2 must clear on the same images:
-    Net1 alone (``val_vi_net1``) and Net1 + watershed (``val_vi_net1_watershed``).
+    Beside the refined VI it reports the bars Net2 must clear on the same images
+    (:func:`net1_baselines`; pass them to skip recomputing what does not change
+    between validations).
     """
     import torch
 
@@ -374,7 +389,7 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
 
     model.eval()
     rng = np.random.default_rng([config.seed, 10**9])
-    losses, vi_net1, vi_watershed, vi_net2, steps_used = [], [], [], [], []
+    losses, vi_net2, steps_used = [], [], []
     blind = model.config.conditioning == "blind"
     total = model.config.scheduled_steps
     with torch.inference_mode():
@@ -407,14 +422,9 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device) -> dict[str
                 if t == 0 and change < 0.003:
                     break
             steps_used.append(n)
-            truth_labels = val["labels"][i]
-            vi_net1.append(segmentation_scores(_validation_grains(cond[0]), truth_labels)["vi"])
-            vi_watershed.append(segmentation_scores(_validation_grains(val["condition"][i][0].astype(np.float32),
-                                                                       watershed=True), truth_labels)["vi"])
-            vi_net2.append(segmentation_scores(_validation_grains(state), truth_labels)["vi"])
+            vi_net2.append(segmentation_scores(_validation_grains(state), val["labels"][i])["vi"])
     model.train()
-    return {"val_loss": float(np.mean(losses)), "val_vi_net1": float(np.mean(vi_net1)),
-            "val_vi_net1_watershed": float(np.mean(vi_watershed)),
+    return {"val_loss": float(np.mean(losses)), **(baselines or net1_baselines(val)),
             "val_vi_refined": float(np.mean(vi_net2)), "val_steps": float(np.mean(steps_used))}
 
 
@@ -474,6 +484,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
     pool = build_pool(config, net1, net1_sha, cache, progress=progress)
     val = build_pool(config, net1, net1_sha, cache, validation=True, progress=progress)
     del net1
+    baselines = net1_baselines(val)  # fixed for the run: scored once, logged with every validation
     torch.manual_seed(config.seed)
     model = Net2(config.net2_config()).to(dev)
     ema = None
@@ -544,7 +555,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             bar.set_postfix(loss=f"{running:.4f}",
                             **({"val_vi": f"{latest['val_vi_refined']:.3f}"} if latest else {}))
             if step % config.val_every == 0 or step == config.steps:
-                latest = evaluate_net2(scored, val, config, dev) | {"step": step, "train_loss": running}
+                latest = evaluate_net2(scored, val, config, dev, baselines) | {"step": step, "train_loss": running}
                 with open(out_dir / "log.jsonl", "a", encoding="utf-8") as log:
                     log.write(json.dumps(latest) + "\n")
                 if not lowest or latest["val_vi_refined"] < lowest["val_vi_refined"]:
