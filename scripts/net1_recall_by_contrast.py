@@ -54,7 +54,7 @@ def main() -> None:
     from napari_grainseg.models.weights import load_net1
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["id-tem", "id-train"])
+    parser.add_argument("--sets", nargs="+", default=["id-tem", "id-train"], choices=list(EVAL_SETS))
     parser.add_argument("--weights", default=None, help="Net1 weights (default: shipped)")
     args = parser.parse_args()
     model = load_net1(args.weights, device=torch.device("cpu"))

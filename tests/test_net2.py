@@ -403,6 +403,8 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
     torch.testing.assert_close(load_net2(resumed["weights"], for_training=True).state_dict(), exported)
     with pytest.raises(InputError, match="ema_decay"):
         Net2TrainConfig(ema_decay=1.0)
+    with pytest.raises(InputError, match="cldice_weight"):
+        Net2TrainConfig(cldice_weight=-0.5)
 
 
 # --------------------------------------------------------------------------- pipeline and CLI

@@ -142,6 +142,8 @@ class Net2TrainConfig:
             raise InputError("net2 training config: presets must name at least one synthetic preset")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"net2 training config: ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.cldice_weight < 0:
+            raise InputError(f"net2 training config: cldice_weight must be >= 0, got {self.cldice_weight}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> Net2TrainConfig:
