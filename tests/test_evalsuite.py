@@ -65,3 +65,30 @@ def test_markdown_section_replacement_keeps_other_text(tmp_path):
     assert text.count("## Eval") == 1 and "table v2" in text and "table v1" not in text
     assert text.startswith("# Benchmarks\n\nintro text") and "other v1" in text
     assert text.index("table v2") < text.index("other v1")
+
+
+def test_paired_differences_known_values_and_mismatch():
+    from napari_grainseg.evalsuite import paired_differences
+
+    method = [{"vi": 0.5, "vi_merge": 0.2}, {"vi": 0.7, "vi_merge": 0.5}, {"vi": 1.0, "vi_merge": 0.1}]
+    reference = [{"vi": 0.6, "vi_merge": 0.2}, {"vi": 0.9, "vi_merge": 0.4}, {"vi": 0.9, "vi_merge": 0.1}]
+    d = paired_differences(method, reference)
+    diff = np.array([-0.1, -0.2, 0.1])
+    assert d["vi"]["mean"] == pytest.approx(diff.mean())
+    assert d["vi"]["se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(3))
+    assert (d["vi"]["better"], d["vi"]["n"]) == (2, 3)
+    assert d["vi_merge"]["better"] == 0 and d["vi_merge"]["mean"] == pytest.approx(0.1 / 3)
+    with pytest.raises(ValueError, match="same images"):
+        paired_differences(method[:2], reference)
+
+
+def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
+    results = run_evaluation(["ood-paper"], ["net1", "net1+watershed"], limit=2, progress=False, device="cpu")
+    data = results["sets"]["ood-paper"]
+    paired = data["paired"]
+    assert list(paired) == ["net1"]
+    assert paired["net1"]["vi"]["n"] == 2
+    assert paired["net1"]["vi"]["mean"] == pytest.approx(
+        data["methods"]["net1"]["vi"] - data["methods"]["net1+watershed"]["vi"])
+    table = format_markdown(results)
+    assert "against net1+watershed" in table and "- net1: vi " in table
