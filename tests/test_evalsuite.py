@@ -92,3 +92,22 @@ def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
         data["methods"]["net1"]["vi"] - data["methods"]["net1+watershed"]["vi"])
     table = format_markdown(results)
     assert "against net1+watershed" in table and "- net1: vi " in table
+
+
+def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(tmp_path, capsys):
+    from napari_grainseg.cli import main
+    from napari_grainseg.evalsuite import DEFAULT_EVAL_SETS
+
+    assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
+    assert {"id-tem-64", "id-train-64"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
+    doc = tmp_path / "bench.md"
+    doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")
+    assert main(["eval", "--sets", "id-tem-64", "--methods", "classical", "--limit", "1", "--device", "cpu",
+                 "--markdown", str(doc), "--section", "eval-larger"]) == 0
+    text = doc.read_text()
+    assert "main table" in text  # the default section is kept
+    assert "<!-- BEGIN eval-larger -->" in text and "### id-tem-64" in text
+    assert "--section eval-larger" in text  # the regenerating command is recorded
+    assert main(["eval", "--sets", "id-tem", "--limit", "1", "--markdown", str(doc), "--section", "a b"]) == 2
+    assert "--section must be" in capsys.readouterr().err

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..evalsuite import EVAL_SETS, METHODS
+    from ..evalsuite import DEFAULT_EVAL_SETS, EVAL_SETS, METHODS
 
     p = sub.add_parser(
         "eval",
@@ -18,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distribution) and report boundary P/R/F1 at 1-3 px, variation of information, adapted Rand "
         "error, grain-count and mean-ECD errors, pixel accuracy and seconds per megapixel.",
     )
-    p.add_argument("--sets", nargs="+", default=list(EVAL_SETS), choices=list(EVAL_SETS), metavar="SET",
-                   help=f"test sets (default: all of {', '.join(EVAL_SETS)})")
+    p.add_argument("--sets", nargs="+", default=list(DEFAULT_EVAL_SETS), choices=list(EVAL_SETS), metavar="SET",
+                   help=f"test sets (default: {', '.join(DEFAULT_EVAL_SETS)}; also "
+                   f"{', '.join(s for s in EVAL_SETS if s not in DEFAULT_EVAL_SETS)})")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
                    help=f"methods (default: all of {', '.join(METHODS)})")
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
@@ -31,25 +34,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
                    "(default: ../shared/data/seed_nets/seed_nets.npz)")
     p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
-                   "between <!-- BEGIN eval --> and <!-- END eval --> markers (other text is kept)")
+                   "between <!-- BEGIN SECTION --> and <!-- END SECTION --> markers (other text is kept)")
+    p.add_argument("--section", default="eval", help="name of that section (default: eval), so runs on "
+                   "other sets can keep their own tables in the same file")
     p.add_argument("--json", type=Path, help="write all results as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_open
+    from ..errors import InputError
     from ..evalsuite import format_markdown, run_evaluation
     from ..markdown import replace_section
 
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.section):
+        raise InputError(f"--section must be letters, digits, '-' or '_' (it names the markers), got {args.section!r}")
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
                              net1_weights=args.weights, paper_nets=args.paper_nets,
                              net2_weights=args.net2_weights, blind_net2_weights=args.blind_net2_weights)
     table = format_markdown(results)
     print(table)
     if args.markdown:
-        command = "grainseg eval " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "grainseg eval"
-        replace_section(args.markdown, "eval", f"Regenerate with `{command}`.\n\n{table}",
-                        heading="## Evaluation on frozen synthetic test sets")
+        command = shlex.join(["grainseg", *(getattr(args, "argv", None) or ["eval"])])
+        replace_section(args.markdown, args.section, f"Regenerate with `{command}`.\n\n{table}",
+                        heading="## Evaluation on frozen synthetic test sets" if args.section == "eval" else None)
     if args.json:
         with atomic_open(args.json) as fh:
             json.dump(results, fh, indent=2)
