@@ -103,7 +103,7 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"
     doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")
-    assert main(["eval", "--sets", "id-tem-64", "--methods", "classical", "--limit", "1", "--device", "cpu",
+    assert main(["eval", "--sets", "id-tem-64", "--methods", "net1", "--limit", "1", "--device", "cpu",
                  "--markdown", str(doc), "--section", "eval-larger"]) == 0
     text = doc.read_text()
     assert "main table" in text  # the default section is kept
