@@ -70,9 +70,13 @@ def test_markdown_section_replacement_keeps_other_text(tmp_path):
 def test_paired_differences_known_values_and_mismatch():
     from napari_grainseg.evalsuite import paired_differences
 
-    method = [{"vi": 0.5, "vi_merge": 0.2}, {"vi": 0.7, "vi_merge": 0.5}, {"vi": 1.0, "vi_merge": 0.1}]
-    reference = [{"vi": 0.6, "vi_merge": 0.2}, {"vi": 0.9, "vi_merge": 0.4}, {"vi": 0.9, "vi_merge": 0.1}]
+    method = [{"vi": 0.5, "vi_merge": 0.2, "grain_count_error": -0.1}, {"vi": 0.7, "vi_merge": 0.5,
+              "grain_count_error": 0.05}, {"vi": 1.0, "vi_merge": 0.1, "grain_count_error": 0.0}]
+    reference = [{"vi": 0.6, "vi_merge": 0.2, "grain_count_error": 0.3}, {"vi": 0.9, "vi_merge": 0.4,
+                 "grain_count_error": -0.2}, {"vi": 0.9, "vi_merge": 0.1, "grain_count_error": 0.0}]
     d = paired_differences(method, reference)
+    count = d["abs_grain_count_error"]  # magnitudes: 0.1 vs 0.3, 0.05 vs 0.2, 0 vs 0
+    assert count["mean"] == pytest.approx((-0.2 - 0.15 + 0.0) / 3) and count["better"] == 2
     diff = np.array([-0.1, -0.2, 0.1])
     assert d["vi"]["mean"] == pytest.approx(diff.mean())
     assert d["vi"]["se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(3))
@@ -91,7 +95,7 @@ def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
     assert paired["net1"]["vi"]["mean"] == pytest.approx(
         data["methods"]["net1"]["vi"] - data["methods"]["net1+watershed"]["vi"])
     table = format_markdown(results)
-    assert "against net1+watershed" in table and "- net1: vi " in table
+    assert "against net1+watershed" in table and "- net1: VI " in table and "|count err|" in table
 
 
 def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(tmp_path, capsys):

@@ -271,23 +271,26 @@ def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str
 
 #: The method learned refiners are compared with image by image (the bar Net2 has to clear).
 PAIRED_REFERENCE = "net1+watershed"
+#: How the paired metrics are named in the markdown.
+PAIRED_LABELS = {"vi": "VI", "vi_merge": "VI merge", "abs_grain_count_error": "|count err|"}
 
 
 def paired_differences(rows: list[dict], reference_rows: list[dict],
-                       metrics: tuple[str, ...] = ("vi", "vi_merge")) -> dict:
+                       metrics: tuple[str, ...] = ("vi", "vi_merge", "abs_grain_count_error")) -> dict:
     """Image-by-image differences of ``metrics`` between a method and a reference on the same images.
 
     With 16 test images a difference in mean VI is only meaningful against its
     spread over images; this gives, per metric, the mean difference (method -
     reference, negative = the method is better for these lower-is-better
     metrics), its standard error over images and the number of images on which
-    the method is better.
+    the method is better. ``abs_<key>`` compares the magnitude of a signed
+    per-image error such as ``grain_count_error``.
 
     Examples
     --------
     >>> a = [{"vi": 0.5, "vi_merge": 0.2}, {"vi": 0.7, "vi_merge": 0.3}]
     >>> b = [{"vi": 0.6, "vi_merge": 0.2}, {"vi": 0.9, "vi_merge": 0.4}]
-    >>> d = paired_differences(a, b)
+    >>> d = paired_differences(a, b, metrics=("vi", "vi_merge"))
     >>> round(d["vi"]["mean"], 3), round(d["vi"]["se"], 3), d["vi"]["better"], d["vi"]["n"]
     (-0.15, 0.05, 2, 2)
     """
@@ -295,7 +298,9 @@ def paired_differences(rows: list[dict], reference_rows: list[dict],
         raise ValueError("paired differences need the same images (at least two) for both methods")
     out = {}
     for key in metrics:
-        diff = np.array([r[key] for r in rows]) - np.array([r[key] for r in reference_rows])
+        base = key.removeprefix("abs_")
+        values = [[abs(r[base]) if key != base else r[key] for r in rs] for rs in (rows, reference_rows)]
+        diff = np.array(values[0], dtype=float) - np.array(values[1], dtype=float)
         out[key] = {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
                     "better": int((diff < 0).sum()), "n": int(diff.size)}
     return out
@@ -336,7 +341,7 @@ def format_markdown(results: dict) -> str:
                          "over images; negative = better; images where the method is better):")
             lines.append("")
             for method, diffs in data["paired"].items():
-                parts = [f"{key.replace('_', ' ')} {d['mean']:+.3f} ± {d['se']:.3f} ({d['better']}/{d['n']})"
+                parts = [f"{PAIRED_LABELS.get(key, key)} {d['mean']:+.3f} ± {d['se']:.3f} ({d['better']}/{d['n']})"
                          for key, d in diffs.items()]
                 lines.append(f"- {method}: " + ", ".join(parts))
             lines.append("")
