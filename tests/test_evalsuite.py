@@ -65,6 +65,9 @@ def test_markdown_section_replacement_keeps_other_text(tmp_path):
     assert text.count("## Eval") == 1 and "table v2" in text and "table v1" not in text
     assert text.startswith("# Benchmarks\n\nintro text") and "other v1" in text
     assert text.index("table v2") < text.index("other v1")
+    with pytest.raises(InputError, match="section names"):
+        replace_section(doc, "eval -->", "x")  # would write markers that cannot be found again
+    assert doc.read_text() == text
 
 
 def test_paired_differences_known_values_and_mismatch():
@@ -114,4 +117,4 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     assert "<!-- BEGIN eval-larger -->" in text and "### id-tem-64" in text
     assert "--section eval-larger" in text  # the regenerating command is recorded
     assert main(["eval", "--sets", "id-tem", "--limit", "1", "--markdown", str(doc), "--section", "a b"]) == 2
-    assert "--section must be" in capsys.readouterr().err
+    assert "section names are letters" in capsys.readouterr().err

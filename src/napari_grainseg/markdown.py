@@ -8,9 +8,18 @@ hand-written text around it stays.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .atomic import atomic_open
+from .errors import InputError
+
+
+def check_section_name(name: str) -> str:
+    """``name`` if it can name markers (letters, digits, ``-``, ``_``); otherwise an InputError."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise InputError(f"section names are letters, digits, '-' or '_' (they name the markers), got {name!r}")
+    return name
 
 
 def replace_section(path: str | Path, name: str, body: str, heading: str | None = None) -> Path:
@@ -20,6 +29,7 @@ def replace_section(path: str | Path, name: str, body: str, heading: str | None 
     ``heading`` (a markdown heading line) when given.
     """
     path = Path(path)
+    check_section_name(name)
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else ""

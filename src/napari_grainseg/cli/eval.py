@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -43,12 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_open
-    from ..errors import InputError
     from ..evalsuite import format_markdown, run_evaluation
-    from ..markdown import replace_section
+    from ..markdown import check_section_name, replace_section
 
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.section):
-        raise InputError(f"--section must be letters, digits, '-' or '_' (it names the markers), got {args.section!r}")
+    check_section_name(args.section)  # before the evaluation, which takes minutes
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
                              net1_weights=args.weights, paper_nets=args.paper_nets,
                              net2_weights=args.net2_weights, blind_net2_weights=args.blind_net2_weights)
