@@ -49,7 +49,9 @@ class TrainConfig:
     steps : total optimiser steps.
     batch_size : samples per step.
     patch_shape : (height, width) of each synthetic training image in px.
-    preset : synthetic preset; ``"train"`` randomises every realism knob.
+    preset : synthetic preset; ``"train"`` randomises every realism knob. A tuple of
+        names mixes presets: sample ``i`` uses ``preset[i % len(preset)]`` (e.g.
+        ``("train", "train", "tem")`` spends a third of the samples on the default look).
     lr, weight_decay : AdamW; the learning rate follows a cosine schedule
         after ``warmup_steps`` of linear warm-up.
     target_width : boundary targets are the 1-px true boundaries dilated to
@@ -73,7 +75,7 @@ class TrainConfig:
     steps: int = 4000
     batch_size: int = 8
     patch_shape: tuple[int, int] = (128, 256)
-    preset: str = "train"
+    preset: str | tuple[str, ...] = "train"
     lr: float = 3e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
@@ -95,6 +97,17 @@ class TrainConfig:
         check_config_fields(self, "training config", counts=("steps", "batch_size", "val_size", "val_every",
                                                              "checkpoint_every"),
                             shapes=("patch_shape", "val_shape"), architecture=self.net1_config)
+        from .synthetic.presets import PRESETS
+
+        names = (self.preset,) if isinstance(self.preset, str) else self.preset
+        unknown = [n for n in names if n not in PRESETS]
+        if not names or unknown:
+            raise InputError(f"training config: preset must name synthetic presets ({', '.join(PRESETS)}), "
+                             f"got {self.preset!r}")
+
+    def sample_preset(self, index: int) -> str:
+        """The synthetic preset of training sample ``index``."""
+        return self.preset if isinstance(self.preset, str) else self.preset[index % len(self.preset)]
 
     def net1_config(self):
         """The :class:`~napari_grainseg.models.net1.Net1Config` this run trains."""
@@ -191,13 +204,14 @@ class _SyntheticSamples:
 
     def __getitem__(self, index: int):
         c = self.config
-        features, target, _ = make_example(training_seed(c, index), c.patch_shape, c.preset, c.target_width)
+        features, target, _ = make_example(training_seed(c, index), c.patch_shape, c.sample_preset(index),
+                                           c.target_width)
         return features, target
 
 
 def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The fixed held-out validation examples: half the training preset, half the "tem" preset."""
-    presets = (config.preset, "tem")
+    """The fixed held-out validation examples: half the (first) training preset, half the "tem" preset."""
+    presets = (config.sample_preset(0), "tem")
     return [make_example(VALIDATION_SEED_BASE + i, config.val_shape, presets[i % 2], config.target_width)
             for i in range(config.val_size)]
 
