@@ -272,6 +272,21 @@ def test_training_config_rejects_an_unknown_architecture_field():
         TrainConfig(architecture={"in_channels": 4, "base_channels": 8, "depth": 4, "foo": 1})
 
 
+def test_training_config_mixes_presets_by_sample_index():
+    from napari_grainseg.training import TrainConfig, _SyntheticSamples, make_example, training_seed
+
+    config = TrainConfig(steps=1, batch_size=3, patch_shape=(64, 64), preset=("train", "train", "tem"))
+    assert [config.sample_preset(i) for i in range(6)] == ["train", "train", "tem"] * 2
+    assert TrainConfig(preset="paper").sample_preset(5) == "paper"
+    features, target = _SyntheticSamples(config)[2]  # the third sample is drawn from the tem preset
+    expected, expected_target, _ = make_example(training_seed(config, 2), (64, 64), "tem", config.target_width)
+    np.testing.assert_array_equal(features, expected)
+    np.testing.assert_array_equal(target, expected_target)
+    for bad in (("train", "bogus"), ()):
+        with pytest.raises(InputError, match="preset must name synthetic presets"):
+            TrainConfig(preset=bad)
+
+
 def test_widening_keeps_the_function_and_adds_trainable_capacity(random_model):
     import copy
 
