@@ -10,9 +10,9 @@ from napari_grainseg.evalsuite import (
     CLASSICAL_TUNING_SET,
     EVAL_SETS,
     format_markdown,
-    probability_watershed,
     run_evaluation,
 )
+from napari_grainseg.grains import probability_watershed
 from napari_grainseg.training import VALIDATION_SEED_BASE
 
 

@@ -13,6 +13,8 @@ from napari_grainseg.grains import (
     label_convention_problems,
     labels_to_boundaries,
     normalize_labels,
+    probability_to_labels,
+    probability_watershed,
 )
 
 
@@ -182,3 +184,21 @@ def test_boundary_map_round_trip_is_stable():
     # same partition: every grain maps to exactly one grain
     pairs = np.unique(np.stack([lab[lab > 0], again[lab > 0]]), axis=1)
     assert pairs.shape[1] == lab.max()
+
+
+def test_watershed_grain_builder_closes_a_faint_boundary_a_threshold_misses():
+    prob = np.zeros((64, 96), np.float32)
+    prob[:, 47:49] = 0.3  # a faint boundary (below the 0.5 threshold) between two grains
+    prob[20:28, 47:49] = 0.05  # with a weaker stretch in it
+    by_threshold = probability_to_labels(prob, "threshold")
+    by_watershed = probability_to_labels(prob, "watershed")
+    assert by_threshold.max() == 1  # the open line separates nothing
+    assert by_watershed.max() == 2
+    assert set(np.unique(by_watershed[:, :40])) == {1} and set(np.unique(by_watershed[:, 56:])) == {2}
+    assert np.all(by_watershed[:, 44:52].min(axis=1) == 0)  # the boundary runs the full height
+    np.testing.assert_array_equal(by_threshold, boundaries_to_labels(prob))
+    np.testing.assert_array_equal(by_watershed, probability_watershed(prob))
+    flat = np.full((32, 32), 0.01, np.float32)  # no boundary evidence at all: one grain, not an error
+    assert probability_to_labels(flat, "watershed").max() == 1 and probability_to_labels(flat).max() == 1
+    with pytest.raises(InputError, match="grain builder"):
+        probability_to_labels(prob, "closing")

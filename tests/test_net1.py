@@ -187,6 +187,7 @@ def test_segment_writes_the_file_contract(tmp_path, weights_file):
         (["--sample", "--grain-size-nm", "50"], "pixel size"),
         (["--sample", "--device", "cuda"], "cuda"),
         (["--sample", "--pixel-size", "-1"], "pixel-size"),
+        (["--sample", "--grains", "blobs"], "--grains"),
         ([], "no input"),
     ],
 )

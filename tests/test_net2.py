@@ -411,6 +411,7 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
 
 
 def test_segment_net2_steps(sample):
+    from napari_grainseg.grains import probability_watershed
     from napari_grainseg.pipeline import net2_step_budget, segment
 
     torch.manual_seed(0)
@@ -425,6 +426,12 @@ def test_segment_net2_steps(sample):
     assert refined.refine_steps == 3 and refined.refined.shape == sample.image.shape
     info = refined.info()
     assert info["net2_steps"] == 3 and info["method"] == "net1+net2" and info["net2_seconds"] >= 0
+    by_watershed = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0,
+                           grains="watershed")
+    np.testing.assert_array_equal(by_watershed.labels, probability_watershed(by_watershed.prediction.probability))
+    assert by_watershed.info()["grains"] == "watershed" and plain.info()["grains"] == "threshold"
+    with pytest.raises(InputError, match="grains must be one of"):
+        segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="closing")
     assert net2_step_budget("auto") == 30 and net2_step_budget("4") == 4 and net2_step_budget(0) == 0
     for bad in ("-1", "many", 1.5, -2):
         with pytest.raises(InputError):

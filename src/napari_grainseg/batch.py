@@ -108,7 +108,7 @@ class BatchOptions:
         ``N`` (at most N steps) or ``0`` (Net1 only), as ``grainseg segment``.
     net2_weights
         Net2 weights file; None = the shipped weights.
-    threshold, min_grain_area
+    threshold, min_grain_area, grains
         See :func:`napari_grainseg.pipeline.segment`.
     threads
         Torch/OpenCV threads per worker; None = the Dask worker's thread count
@@ -124,6 +124,7 @@ class BatchOptions:
     net2_weights: str | None = None
     threshold: float = 0.5
     min_grain_area: int = 10
+    grains: str = "threshold"
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +138,10 @@ class BatchOptions:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.min_grain_area < 1:
             raise InputError(f"min grain area must be >= 1, got {self.min_grain_area}")
+        from .grains import GRAIN_BUILDERS
+
+        if self.grains not in GRAIN_BUILDERS:
+            raise InputError(f"grains must be one of {', '.join(GRAIN_BUILDERS)}, got {self.grains!r}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         from .pipeline import net2_available, net2_step_budget
@@ -164,6 +169,8 @@ class BatchOptions:
                "net2_steps": budget}
         if budget:
             out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
+        if self.grains != "threshold":  # recorded only when not the default: older markers stay valid
+            out["grains"] = self.grains
         return {**out, "pixel_size_nm": self.pixel_size_nm, "grain_size_px": self.grain_size_px,
                 "grain_size_nm": self.grain_size_nm, "threshold": self.threshold,
                 "min_grain_area": self.min_grain_area}
@@ -382,7 +389,7 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
         net2 = cached_net2(options.net2_weights, device) if budget else None
         result = segment(m.data, model=model, device=device, grain_size_px=grain_size,
                          threshold=options.threshold, min_grain_area=options.min_grain_area,
-                         net2_steps=budget, net2_model=net2)
+                         net2_steps=budget, net2_model=net2, grains=options.grains)
         # The output files need only labels and boundaries: let the probability
         # maps go before measuring (4-8 bytes per pixel less at the peak).
         result = dataclasses.replace(result, prediction=dataclasses.replace(result.prediction, probability=None),

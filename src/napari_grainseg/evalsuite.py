@@ -108,13 +108,6 @@ PAIRED_LABELS = {"vi": "VI", "vi_merge": "VI merge", "abs_grain_count_error": "|
 # --------------------------------------------------------------------------- methods
 
 
-def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0) -> np.ndarray:
-    """Closed grains from a boundary probability by watershed with h-minima markers."""
-    from .grains import boundaries_to_labels, watershed_lines
-
-    return boundaries_to_labels(watershed_lines(probability, h=h, sigma=sigma))
-
-
 def probability_closing(probability: np.ndarray, threshold: float = 0.5, radius: int = 2) -> np.ndarray:
     """Closed grains from a boundary probability: threshold, closing with a disk of ``radius``."""
     from skimage.morphology import closing, disk
@@ -150,7 +143,7 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
     ``classical_params`` skips the grid search (:func:`tune_classical`) with given parameters.
     Net2 methods report ``steps`` (refinement steps used) and ``s_per_step_mpx`` in ``extra``.
     """
-    from .grains import boundaries_to_labels, classical_boundaries
+    from .grains import boundaries_to_labels, classical_boundaries, probability_watershed
 
     runners: dict[str, Callable] = {}
     methods = list(methods)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .grains import DEFAULT_MIN_GRAIN_AREA, boundaries_to_labels
+from .grains import DEFAULT_MIN_GRAIN_AREA, GRAIN_BUILDERS, probability_to_labels
 from .inference import BoundaryPrediction, predict_boundaries
 from .refine import DEFAULT_MAX_STEPS
 
@@ -30,7 +30,9 @@ class Segmentation:
     """Result of :func:`segment`: the probability, the 1-px boundaries and the grain labels.
 
     ``refined`` is Net2's final boundary probability (None when Net2 did not
-    run); ``refine_steps`` and ``refine_seconds`` count its steps and time.
+    run); ``refine_steps`` and ``refine_seconds`` count its steps and time;
+    ``grains`` names how the labels were built from the final map ("threshold"
+    or "watershed", :func:`napari_grainseg.grains.probability_to_labels`).
     """
 
     prediction: BoundaryPrediction
@@ -40,6 +42,7 @@ class Segmentation:
     refine_steps: int = 0
     refine_seconds: float = 0.0
     refine_converged: bool = False
+    grains: str = "threshold"
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
@@ -49,7 +52,7 @@ class Segmentation:
                 "grain_size_hint_px" if p.grain_size_source == "hint" else "grain_size_estimate_px":
                     p.grain_size_px,
                 "seconds": round(p.seconds + self.refine_seconds, 3), "net1_seconds": round(p.seconds, 3),
-                "tiles": p.n_tiles}
+                "tiles": p.n_tiles, "grains": self.grains}
         if self.refine_steps:
             info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
         return info
@@ -80,7 +83,7 @@ def net2_available() -> bool:
 def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: float | None = None,
             threshold: float = 0.5, min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
             progress: Callable[[int, int], None] | None = None, net2_steps: int | str = "auto",
-            net2_model=None) -> Segmentation:
+            net2_model=None, grains: str = "threshold") -> Segmentation:
     """Segment a micrograph into grains with Net1, refined by Net2.
 
     Parameters
@@ -90,7 +93,7 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
     model, device, grain_size_px, progress
         See :func:`napari_grainseg.inference.predict_boundaries`.
     threshold
-        Boundary probability threshold.
+        Boundary probability threshold (``grains="threshold"``).
     min_grain_area
         Smallest grain kept (px); smaller ones are merged into neighbours.
     net2_steps
@@ -99,9 +102,18 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
         N steps; ``0``: Net1 only.
     net2_model
         A loaded Net2; default: the shipped weights.
+    grains
+        How closed grains are built from the final boundary probability:
+        ``"threshold"`` (pixels at or above ``threshold``) or ``"watershed"``
+        (every basin of the map becomes a grain, so faint boundaries a
+        threshold leaves open are still closed along their ridge; on the
+        synthetic test sets it merges fewer grains after Net1 alone, see
+        docs/benchmarks.md). Whole-image: use it for fields up to about 4096².
     """
     from .models.device import select_device
 
+    if grains not in GRAIN_BUILDERS:
+        raise InputError(f"grains must be one of {', '.join(GRAIN_BUILDERS)}, got {grains!r}")
     budget = net2_step_budget(net2_steps)
     if isinstance(net2_steps, str) and net2_steps.strip().lower() == "auto" and net2_model is None \
             and not net2_available():
@@ -121,9 +133,9 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
             n_steps, seconds, converged = step.step, seconds + step.seconds, step.converged
             refined = step.state
         boundary_map = refined
-    labels = boundaries_to_labels(boundary_map, threshold=threshold, min_grain_area=min_grain_area)
+    labels = probability_to_labels(boundary_map, grains, threshold=threshold, min_grain_area=min_grain_area)
     return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,
-                        refine_steps=n_steps, refine_seconds=seconds, refine_converged=converged)
+                        refine_steps=n_steps, refine_seconds=seconds, refine_converged=converged, grains=grains)
 
 
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,

@@ -355,8 +355,7 @@ def _validation_grains(boundary_map: np.ndarray, watershed: bool = False) -> np.
     """Grains of a boundary map for scoring (by threshold, or by watershed of the map); a map
     with no closed grain (an early or diverging model can draw boundary everywhere) scores as
     one region, i.e. everything merged."""
-    from .evalsuite import probability_watershed
-    from .grains import boundaries_to_labels
+    from .grains import boundaries_to_labels, probability_watershed
 
     try:
         return probability_watershed(boundary_map) if watershed else boundaries_to_labels(boundary_map)

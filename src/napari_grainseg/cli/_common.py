@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..edges import EdgeParams
 from ..errors import InputError
+from ..grains import GRAIN_BUILDERS
 
 
 def positive_float(text: str) -> float:
@@ -82,6 +83,10 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
     parser.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
+    parser.add_argument("--grains", choices=GRAIN_BUILDERS, default="threshold",
+                        help="how grains are built from the final boundary map: threshold it, or take every "
+                        "basin of its watershed (closes faint boundaries; best with --net2-steps 0, see "
+                        "docs/benchmarks.md; whole-image, for fields up to about 4096²) (default: threshold)")
     parser.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
 
 

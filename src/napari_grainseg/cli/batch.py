@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                            pixel_size_nm=args.pixel_size, grain_size_px=args.grain_size,
                            grain_size_nm=args.grain_size_nm, net2_steps=steps,
                            net2_weights=str(args.net2_weights) if args.net2_weights else None,
-                           threshold=args.threshold, min_grain_area=args.min_grain_area,
+                           threshold=args.threshold, min_grain_area=args.min_grain_area, grains=args.grains,
                            threads=None if args.scheduler else args.threads_per_worker)
     items = discover_inputs(args.input, args.out)
     workers = args.workers or max(1, min(len(items), (os.cpu_count() or 1) // args.threads_per_worker))
