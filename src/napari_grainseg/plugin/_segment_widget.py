@@ -22,6 +22,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import GrainsegError, InputError
+from ..grains import GRAIN_BUILDERS
 from ..models.device import DEVICE_CHOICES
 from ._boundaries import ROLE_KEY, BoundaryLink, layer_key
 from ._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
@@ -103,6 +104,10 @@ class SegmentWidget(Container):
         self.grain_size = FloatSpinBox(label="grain size hint", value=0.0, min=0.0, max=1e6, step=1.0,
                                        tooltip="expected mean grain diameter; 0 = estimate it")
         self.grain_size_unit = ComboBox(label="hint unit", choices=["px", "nm"], value="px")
+        self.grains = ComboBox(label="grains by", choices=list(GRAIN_BUILDERS), value="threshold",
+                               tooltip="how grains are built from the boundary probability: threshold it, or "
+                               "take every basin of its watershed (closes faint boundaries; best after Net1 "
+                               "alone, see docs/benchmarks.md)")
         self.run_net1_button = PushButton(text="Run Net1")
         self.step_button = PushButton(text="Net2 Step")
         self.run_button = PushButton(text="Net2 Run")
@@ -115,7 +120,7 @@ class SegmentWidget(Container):
         self.status = Label(value="")
         super().__init__(widgets=[
             self.image, self.pixel_size, self.apply_pixel_size, self.device, self.device_label,
-            self.grain_size, self.grain_size_unit, self.run_net1_button, net2_row, self.net2_label,
+            self.grain_size, self.grain_size_unit, self.grains, self.run_net1_button, net2_row, self.net2_label,
             self.release_button, self.status,
         ])
         self.image.changed.connect(self._on_image_changed)
@@ -263,7 +268,7 @@ class SegmentWidget(Container):
         self.device_label.value = describe_device(device)
         self._stop_refinement()
         holder: dict = {}
-        worker = create_worker(self._net1_job, data, device, hint, holder,
+        worker = create_worker(self._net1_job, data, device, hint, self.grains.value, holder,
                                progress={"total": 0, "desc": f"Net1 on {source.name}"})
         holder["worker"] = worker
         worker.returned.connect(lambda result: self._net1_done(source, result))
@@ -273,7 +278,7 @@ class SegmentWidget(Container):
         worker.start()
         return worker
 
-    def _net1_job(self, data: np.ndarray, device, hint: float | None, holder: dict):
+    def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import torch
 
@@ -290,7 +295,7 @@ class SegmentWidget(Container):
             with torch.inference_mode():
                 model = self._model("net1", device)
                 result = segment(data, model=model, device=device, grain_size_px=hint, threshold=THRESHOLD,
-                                 progress=progress, **kwargs)
+                                 progress=progress, grains=grains, **kwargs)
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
@@ -417,7 +422,7 @@ class SegmentWidget(Container):
             return None
         start = np.asarray(state.probability.data, np.float32)
         r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done)
-        worker = create_worker(self._net2_job, data, start, state.scale, device, r,
+        worker = create_worker(self._net2_job, data, start, state.scale, device, self.grains.value, r,
                                progress={"total": MAX_NET2_STEPS, "desc": f"Net2 on {source.name}"})
         r.worker = worker
         worker.yielded.connect(lambda out: self._net2_yielded(r, out))
@@ -428,11 +433,11 @@ class SegmentWidget(Container):
         worker.start()
         return worker
 
-    def _net2_job(self, data, start, scale, device, r: _Refinement):
+    def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement):
         """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
         import torch
 
-        from ..grains import boundaries_to_labels
+        from ..grains import boundaries_to_labels, probability_to_labels
         from ..refine import refine
 
         try:
@@ -450,7 +455,7 @@ class SegmentWidget(Container):
                     return None
                 except GrainsegError as exc:
                     return _Failure(str(exc))
-                boundaries = (boundaries_to_labels(step.state, threshold=THRESHOLD) == 0).astype(np.uint8)
+                boundaries = (probability_to_labels(step.state, grains, threshold=THRESHOLD) == 0).astype(np.uint8)
                 labels = boundaries_to_labels(boundaries)  # numbered as the grains layer's rebuilds
                 if r.budget is not None:
                     r.budget -= 1
