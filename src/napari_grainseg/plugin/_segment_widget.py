@@ -334,7 +334,8 @@ class SegmentWidget(Container):
         kwargs = derived_layer_kwargs(source, f"{source.name} boundary probability")
         # created small, filled in the next event-loop turn (see BoundaryLink.create)
         state.probability = self._viewer.add_image(
-            np.zeros((2, 2), np.float32), colormap="magma", blending="additive", contrast_limits=(0.0, 1.0), opacity=0.6,
+            np.zeros((2, 2), np.float32), colormap="magma", blending="additive", contrast_limits=(0.0, 1.0),
+            opacity=0.6,
             metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
             **kwargs)
         layer = state.probability
