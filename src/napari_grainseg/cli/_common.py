@@ -85,8 +85,8 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
     parser.add_argument("--grains", choices=GRAIN_BUILDERS, default="threshold",
                         help="how grains are built from the final boundary map: threshold it, or take every "
-                        "basin of its watershed (closes faint boundaries; best with --net2-steps 0, see "
-                        "docs/benchmarks.md; whole-image, for fields up to about 4096²) (default: threshold)")
+                        "basin of its watershed (closes faint boundaries; with --net2-steps 0 the most accurate "
+                        "on the synthetic test sets, see docs/benchmarks.md) (default: threshold)")
     parser.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
 
 

@@ -106,8 +106,8 @@ class SegmentWidget(Container):
         self.grain_size_unit = ComboBox(label="hint unit", choices=["px", "nm"], value="px")
         self.grains = ComboBox(label="grains by", choices=list(GRAIN_BUILDERS), value="threshold",
                                tooltip="how grains are built from the boundary probability: threshold it, or "
-                               "take every basin of its watershed (closes faint boundaries; best after Net1 "
-                               "alone, see docs/benchmarks.md)")
+                               "take every basin of its watershed (closes faint boundaries; after Net1 alone the "
+                               "most accurate on the synthetic test sets, see docs/benchmarks.md)")
         self.run_net1_button = PushButton(text="Run Net1")
         self.step_button = PushButton(text="Net2 Step")
         self.run_button = PushButton(text="Net2 Run")
