@@ -45,7 +45,8 @@ from napari_grainseg.batch import BatchItem, BatchOptions, cached_net1, process_
 cached_net1(args["weights"], "cpu")
 baseline = proc.memory_info().rss
 options = BatchOptions(weights=args["weights"], device="cpu", pixel_size_nm=1.0,
-                       grain_size_px=args["grain_size"], net2_steps=args["net2_steps"], threads=args["threads"])
+                       grain_size_px=args["grain_size"], net2_steps=args["net2_steps"], threads=args["threads"],
+                       grains=args["grains"])
 record = process_item(BatchItem(Path(args["input"]), Path(args["out"]), "big"), options)
 stop = True
 assert record["status"] == "processed", record
@@ -79,13 +80,13 @@ def make_input(size: int, cache: Path) -> Path:
 
 
 def run_size(size: int, weights: str | None, cache: Path, threads: int, grain_size: float | None,
-             net2_steps: int | str = 0) -> dict:
+             net2_steps: int | str = 0, grains: str = "threshold") -> dict:
     import tempfile
 
     inp = make_input(size, cache)
     with tempfile.TemporaryDirectory() as out:
         args = {"input": str(inp), "weights": weights, "out": out, "threads": threads,
-                "grain_size": grain_size, "net2_steps": net2_steps}
+                "grain_size": grain_size, "net2_steps": net2_steps, "grains": grains}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -103,6 +104,8 @@ def main() -> None:
     p.add_argument("--grain-size", type=float, default=24.0,
                    help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)")
     p.add_argument("--net2-steps", default="0", help="Net2 steps (default 0: Net1 only)")
+    p.add_argument("--grains", default="threshold", choices=["threshold", "watershed"],
+                   help="grain builder (grainseg batch --grains)")
     p.add_argument("--cache", type=Path, default=Path("/tmp/grainseg-bench"))
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--markdown", type=Path, help="write the table into this file's 'batch-memory' section")
@@ -110,14 +113,15 @@ def main() -> None:
     rows, lines = [], []
     load = os.getloadavg()
     lines.append(f"Load average at the start: {load[0]:.1f} ({os.cpu_count()} cores); {a.threads} torch "
-                 f"thread(s); grain-size hint {a.grain_size or 'none'} px; each size in a fresh process.")
+                 f"thread(s); grain-size hint {a.grain_size or 'none'} px; grains by {a.grains}; "
+                 "each size in a fresh process.")
     lines.append("")
     lines.append("| image | Mpx | peak RSS (GB) | above the loaded model (B/px) | Net1 (s) | whole field (s) "
                  "| grains |")
     lines.append("|---|---|---|---|---|---|---|")
     print("\n".join(lines), flush=True)
     for size in a.sizes:
-        r = run_size(size, a.weights, a.cache, a.threads, a.grain_size or None, a.net2_steps)
+        r = run_size(size, a.weights, a.cache, a.threads, a.grain_size or None, a.net2_steps, a.grains)
         rows.append(r)
         line = (f"| {size}² | {size * size / 1e6:.1f} | {r['peak_rss'] / 1e9:.2f} | "
                 f"{(r['peak_rss'] - r['baseline_rss']) / (size * size):.1f} | {r['net1_seconds']:.0f} | "

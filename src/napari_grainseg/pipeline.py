@@ -108,7 +108,9 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
         (every basin of the map becomes a grain, so faint boundaries a
         threshold leaves open are still closed along their ridge; on the
         synthetic test sets it merges fewer grains after Net1 alone, see
-        docs/benchmarks.md). Whole-image: use it for fields up to about 4096².
+        docs/benchmarks.md). It works on the whole image at once: a 4096² field
+        peaks at 2.7 GB instead of 0.94 GB (``benchmarks/bench_memory.py --grains``),
+        so beyond about 4096² prefer the threshold.
     """
     from .models.device import select_device
 
