@@ -106,7 +106,7 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     from napari_grainseg.evalsuite import DEFAULT_EVAL_SETS
 
     assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
-    assert {"id-tem-64", "id-train-64"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"
     doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")

@@ -62,7 +62,7 @@ class EvalSet:
             yield generate(seed=self.first_seed + i, shape=self.shape, preset=self.preset, **self.overrides)
 
 
-#: The test sets. Frozen: change a definition only with a new name.
+#: The test sets (and two tuning sets, named tune-*). Frozen: change a definition only with a new name.
 EVAL_SETS: dict[str, EvalSet] = {s.name: s for s in (
     EvalSet("id-train", "in distribution: the training preset's random draws", "train", (256, 256),
             8_000_000_000, 16),
@@ -83,6 +83,12 @@ EVAL_SETS: dict[str, EvalSet] = {s.name: s for s in (
             (256, 256), 8_000_600_000, 64, in_default_run=False),
     EvalSet("id-train-64", "in distribution, larger: 64 more draws of the training preset", "train",
             (256, 256), 8_000_700_000, 64, in_default_run=False),
+    # Not test sets: tuning draws for choosing between candidate models before the test sets are
+    # scored (e.g. whether to ship a newly trained Net1; docs/net1.md).
+    EvalSet("tune-tem", "tuning draws (not a test set): the default bright-field preset", "tem",
+            (256, 256), 8_600_000_000, 16, in_default_run=False),
+    EvalSet("tune-train", "tuning draws (not a test set): the training preset", "train",
+            (256, 256), 8_600_100_000, 16, in_default_run=False),
 )}
 #: The sets ``grainseg eval`` runs by default (the larger ones are asked for by name).
 DEFAULT_EVAL_SETS: tuple[str, ...] = tuple(name for name, s in EVAL_SETS.items() if s.in_default_run)
