@@ -104,7 +104,9 @@ def main() -> None:
     p.add_argument("--grain-size", type=float, default=24.0,
                    help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)")
     p.add_argument("--net2-steps", default="0", help="Net2 steps (default 0: Net1 only)")
-    p.add_argument("--grains", default="threshold", choices=["threshold", "watershed"],
+    from napari_grainseg.grains import GRAIN_BUILDERS
+
+    p.add_argument("--grains", default="threshold", choices=GRAIN_BUILDERS,
                    help="grain builder (grainseg batch --grains)")
     p.add_argument("--cache", type=Path, default=Path("/tmp/grainseg-bench"))
     p.add_argument("--json", type=Path, help="also write the raw results here")

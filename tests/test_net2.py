@@ -405,6 +405,9 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
         Net2TrainConfig(ema_decay=1.0)
     with pytest.raises(InputError, match="cldice_weight"):
         Net2TrainConfig(cldice_weight=-0.5)
+    for bad in ((), ("train", "bogus")):  # checked with the config, not minutes later in the pool
+        with pytest.raises(InputError, match="net2 training config: preset must name synthetic presets"):
+            Net2TrainConfig(presets=bad)
 
 
 # --------------------------------------------------------------------------- pipeline and CLI

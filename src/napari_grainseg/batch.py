@@ -138,10 +138,9 @@ class BatchOptions:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.min_grain_area < 1:
             raise InputError(f"min grain area must be >= 1, got {self.min_grain_area}")
-        from .grains import GRAIN_BUILDERS
+        from .grains import check_grain_builder
 
-        if self.grains not in GRAIN_BUILDERS:
-            raise InputError(f"grains must be one of {', '.join(GRAIN_BUILDERS)}, got {self.grains!r}")
+        check_grain_builder(self.grains)
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
         from .pipeline import net2_available, net2_step_budget

@@ -37,6 +37,7 @@ __all__ = [
     "GRAIN_BUILDERS",
     "boundaries_to_labels",
     "border_grains",
+    "check_grain_builder",
     "classical_boundaries",
     "label_convention_problems",
     "labels_to_boundaries",
@@ -593,6 +594,13 @@ def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float 
     return boundaries_to_labels(watershed_lines(probability, h=h, sigma=sigma), min_grain_area=min_grain_area)
 
 
+def check_grain_builder(method: str) -> str:
+    """``method`` if it names a grain builder (:data:`GRAIN_BUILDERS`); otherwise an InputError."""
+    if method not in GRAIN_BUILDERS:
+        raise InputError(f"grain builder: grains must be one of {', '.join(GRAIN_BUILDERS)}, got {method!r}")
+    return method
+
+
 def probability_to_labels(probability: np.ndarray, method: str = "threshold", *, threshold: float = 0.5,
                           min_grain_area: int = DEFAULT_MIN_GRAIN_AREA) -> np.ndarray:
     """Closed grain labels from a boundary probability, by ``"threshold"`` or ``"watershed"``.
@@ -601,9 +609,7 @@ def probability_to_labels(probability: np.ndarray, method: str = "threshold", *,
     ``"watershed"`` closes every basin of the map (:func:`probability_watershed`; ``threshold``
     is not used). On the synthetic test sets the watershed merges fewer grains (docs/benchmarks.md).
     """
-    if method == "threshold":
-        return boundaries_to_labels(probability, threshold=threshold, min_grain_area=min_grain_area)
-    if method == "watershed":
+    if check_grain_builder(method) == "watershed":
         return probability_watershed(probability, min_grain_area=min_grain_area)
-    raise InputError(f"grain builder must be one of {', '.join(GRAIN_BUILDERS)}, got {method!r}")
+    return boundaries_to_labels(probability, threshold=threshold, min_grain_area=min_grain_area)
 

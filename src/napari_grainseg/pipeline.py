@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .grains import DEFAULT_MIN_GRAIN_AREA, GRAIN_BUILDERS, probability_to_labels
+from .grains import DEFAULT_MIN_GRAIN_AREA, check_grain_builder, probability_to_labels
 from .inference import BoundaryPrediction, predict_boundaries
 from .refine import DEFAULT_MAX_STEPS
 
@@ -114,8 +114,7 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
     """
     from .models.device import select_device
 
-    if grains not in GRAIN_BUILDERS:
-        raise InputError(f"grains must be one of {', '.join(GRAIN_BUILDERS)}, got {grains!r}")
+    check_grain_builder(grains)  # before Net1 runs
     budget = net2_step_budget(net2_steps)
     if isinstance(net2_steps, str) and net2_steps.strip().lower() == "auto" and net2_model is None \
             and not net2_available():

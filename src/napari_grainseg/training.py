@@ -96,14 +96,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_config_fields(self, "training config", counts=("steps", "batch_size", "val_size", "val_every",
                                                              "checkpoint_every"),
-                            shapes=("patch_shape", "val_shape"), architecture=self.net1_config)
-        from .synthetic.presets import PRESETS
-
-        names = (self.preset,) if isinstance(self.preset, str) else self.preset
-        unknown = [n for n in names if n not in PRESETS]
-        if not names or unknown:
-            raise InputError(f"training config: preset must name synthetic presets ({', '.join(PRESETS)}), "
-                             f"got {self.preset!r}")
+                            shapes=("patch_shape", "val_shape"), architecture=self.net1_config,
+                            presets=(self.preset,) if isinstance(self.preset, str) else tuple(self.preset))
 
     def sample_preset(self, index: int) -> str:
         """The synthetic preset of training sample ``index``."""
@@ -125,10 +119,15 @@ class TrainConfig:
 
 
 def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: tuple[str, ...],
-                        architecture: Callable[[], Any]) -> None:
+                        architecture: Callable[[], Any], presets: tuple[str, ...]) -> None:
     """Checks shared by the training configs: counts >= 1, image shapes two multiples of 8 >= 32,
-    an odd ``target_width`` >= 1, and an ``architecture`` the network accepts (``architecture()``
-    builds the network's config from it). Raises :class:`InputError` naming ``what`` and the field."""
+    an odd ``target_width`` >= 1, an ``architecture`` the network accepts (``architecture()``
+    builds the network's config from it) and at least one synthetic preset, all known.
+    Raises :class:`InputError` naming ``what`` and the field."""
+    from .synthetic.presets import PRESETS
+
+    if not presets or any(name not in PRESETS for name in presets):
+        raise InputError(f"{what}: preset must name synthetic presets ({', '.join(PRESETS)}), got {presets!r}")
     for name in counts:
         if getattr(config, name) < 1:
             raise InputError(f"{what}: {name} must be >= 1, got {getattr(config, name)}")

@@ -135,11 +135,10 @@ class Net2TrainConfig:
         check_config_fields(self, "net2 training config",
                             counts=("steps", "batch_size", "pool_size", "val_size", "val_every",
                                     "checkpoint_every", "levels"),
-                            shapes=("patch_shape", "pool_shape", "val_shape"), architecture=self.net2_config)
+                            shapes=("patch_shape", "pool_shape", "val_shape"), architecture=self.net2_config,
+                            presets=tuple(self.presets))
         if any(p > s for p, s in zip(self.patch_shape, self.pool_shape)):
             raise InputError("net2 training config: patch_shape must fit inside pool_shape")
-        if not self.presets:
-            raise InputError("net2 training config: presets must name at least one synthetic preset")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"net2 training config: ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.cldice_weight < 0:
@@ -355,10 +354,10 @@ def _validation_grains(boundary_map: np.ndarray, watershed: bool = False) -> np.
     """Grains of a boundary map for scoring (by threshold, or by watershed of the map); a map
     with no closed grain (an early or diverging model can draw boundary everywhere) scores as
     one region, i.e. everything merged."""
-    from .grains import boundaries_to_labels, probability_watershed
+    from .grains import probability_to_labels
 
     try:
-        return probability_watershed(boundary_map) if watershed else boundaries_to_labels(boundary_map)
+        return probability_to_labels(boundary_map, "watershed" if watershed else "threshold")
     except InputError:
         return np.zeros(boundary_map.shape, np.uint32)
 
