@@ -161,6 +161,35 @@ def test_schedule_phases_budget_and_output(sample, random_net2):
     assert {s.phase for s in refine(image, prob, model=blind, device="cpu", max_steps=2)} == {"fixed-point"}
 
 
+def test_net1_decoder_features_condition_net2(sample):
+    """A Net2 with ``net1_features`` reads Net1's last feature maps; a Net1 of another width is refused."""
+    from napari_grainseg.inference import net1_decoder_features, run_net1
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.refine import net2_condition
+
+    torch.manual_seed(0)
+    net1 = Net1(Net1Config(base_channels=8)).eval()
+    features = net1_features(sample.image)
+    decoder = net1_decoder_features(net1, features, "cpu")
+    assert decoder.shape == (8, *sample.image.shape)
+    with torch.no_grad():  # the probability is the head of exactly these maps
+        head = torch.sigmoid(net1.head(torch.from_numpy(decoder)[None]))[0, 0].numpy()
+    np.testing.assert_allclose(head, run_net1(net1, features, "cpu"), atol=1e-5)
+    prob = boundary_target(sample.boundaries, 3) * 0.8
+    cond = net2_condition(sample.image, prob, net1=net1)
+    assert cond.shape == (5 + 8, *sample.image.shape)
+    np.testing.assert_allclose(cond[5:], decoder, atol=1e-5)
+    config = Net2Config(net1_features=8)
+    assert config.condition_channels == 13 and config.in_channels == 15
+    model = Net2(config).eval()
+    steps = list(refine(sample.image, prob, model=model, device="cpu", max_steps=3, net1=net1))
+    assert len(steps) == 3 and steps[-1].state.shape == sample.image.shape
+    with pytest.raises(InputError, match="8 Net1 decoder channels"):
+        next(refine(sample.image, prob, model=model, device="cpu", net1=Net1(Net1Config(base_channels=4)).eval()))
+    with pytest.raises(ValueError, match="net1_features"):
+        Net2Config(conditioning="blind", scheduled_steps=0, net1_features=8)
+
+
 def test_deterministic_and_cancel_is_safe(sample, random_net2):
     prob = boundary_target(sample.boundaries, 3)
     a = [s.state for s in refine(sample.image, prob, model=random_net2, device="cpu", max_steps=5)]
@@ -286,6 +315,58 @@ def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
     assert blurred_ok.all() and ((states >= lo) & (states <= hi)).mean() > 0.9
     again = make_batch(pool, 0, config)
     np.testing.assert_array_equal(states, again[0])  # deterministic per step
+
+
+def test_pool_carries_net1_decoder_features_under_its_own_key():
+    from napari_grainseg.training_net2 import Net2TrainConfig, _pool_key, build_pool
+
+    arch = {"conditioning": "image", "base_channels": 8, "depth": 3, "residual": 0.5, "net1_features": 8}
+    config = Net2TrainConfig(pool_size=2, pool_shape=(64, 96), patch_shape=(64, 64), val_size=2,
+                             val_shape=(64, 96), architecture=arch)
+    torch.manual_seed(0)
+    pool = build_pool(config, Net1(Net1Config(base_channels=8)).eval(), "random-net1", None, progress=False)
+    assert pool["condition"].shape == (2, 13, 64, 96)
+    plain = Net2TrainConfig(pool_size=2, pool_shape=(64, 96), patch_shape=(64, 64))
+    assert _pool_key(config, "x", "pool", 2, (64, 96)) != _pool_key(plain, "x", "pool", 2, (64, 96))
+    with pytest.raises(InputError, match="decoder channels"):
+        build_pool(config, Net1(Net1Config(base_channels=4)).eval(), "random-net1", None, progress=False)
+
+
+def test_boundary_segments_label_each_pair_of_grains():
+    """Three grains (a T of lines): three segments, each on the pixels between one pair."""
+    from napari_grainseg.training_net2 import boundary_segments
+
+    truth = np.zeros((20, 30), bool)
+    truth[10, :] = True          # top | bottom
+    truth[:10, 15] = True        # top-left | top-right
+    segments, n = boundary_segments(truth)
+    assert n == 3 and segments.shape == truth.shape
+    assert np.all(segments[~truth] == 0) and np.all(segments[truth] > 0)
+    assert len(set(segments[10, :12])) == 1 and len(set(segments[10, 19:])) == 1
+    assert segments[10, 2] != segments[10, 25] != segments[3, 15] != segments[10, 2]
+
+
+def test_drop_segments_erases_whole_segments_only():
+    from napari_grainseg.training_net2 import boundary_segments, drop_segments
+
+    sample = generate(seed=5, shape=(128, 128), preset="tem")
+    truth = sample.boundaries.astype(bool)
+    coarse = truth.astype(np.float32)
+    segments, n = boundary_segments(truth)
+    out = drop_segments(coarse, truth, np.random.default_rng(0), 0.3, (0.0, 0.0))
+    kept = np.array([out[segments == k].max() for k in range(1, n + 1)])
+    # a segment is gone or kept as a whole (junction pixels can belong to a neighbour's width)
+    gone = np.array([np.mean(out[segments == k] == 0) for k in range(1, n + 1)])
+    assert np.sum(gone > 0.9) == round(0.3 * n)
+    assert np.all((gone > 0.9) | (kept == 1))
+    assert np.all(out <= coarse) and np.array_equal(out[truth == 0], coarse[truth == 0])
+    np.testing.assert_array_equal(drop_segments(coarse, truth, np.random.default_rng(1), 0.0, (0.0, 0.0)), coarse)
+    faint = drop_segments(coarse, truth, np.random.default_rng(0), 1.0, (0.2, 0.3))
+    assert 0.2 <= faint[truth].min() and faint[truth].max() <= 0.3
+    with pytest.raises(InputError, match="segment_residue"):
+        from napari_grainseg.training_net2 import Net2TrainConfig
+
+        Net2TrainConfig(segment_residue=(0.5, 0.2))
 
 
 def test_non_square_crops_keep_their_shape(tiny_pool):

@@ -167,6 +167,23 @@ def run_net1(model, features: np.ndarray, device) -> np.ndarray:
         return prob.float().cpu().numpy()
 
 
+def net1_decoder_features(model, features: np.ndarray, device) -> np.ndarray:
+    """Net1's last feature maps (before its 1×1 head) for a (C, H, W) feature array: (W1, H, W) float32.
+
+    The channels Net1's probability is a weighted sum of; Net2 models with
+    ``net1_features`` read them as extra condition channels.
+    """
+    import torch
+
+    from .models.net1 import unet_forward
+
+    padded, (h, w) = _pad_to_multiple(features, model.config.multiple)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
+        out = unet_forward(x, model.down, model.pool, model.up, model.merge)[0, :, :h, :w]
+        return out.float().cpu().numpy()
+
+
 def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgeParams | None = None,
                         tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
                         progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:

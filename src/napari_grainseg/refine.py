@@ -73,19 +73,26 @@ class RefineStep:
     seconds: float
 
 
-def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None
-                   ) -> np.ndarray:
-    """Net2's cached image features at the image's own scale: (5, H, W) float32.
+def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None,
+                   net1=None, device="cpu") -> np.ndarray:
+    """Net2's cached image features at the image's own scale: (5, H, W) float32, or (5 + W1, H, W).
 
     Channels (:data:`~napari_grainseg.models.net2.NET2_CONDITION_CHANNELS`):
-    Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity.
-    Training computes them the same way.
+    Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity;
+    with a ``net1`` model also its W1 decoder feature maps
+    (:func:`~napari_grainseg.inference.net1_decoder_features`), for Net2 models
+    with ``net1_features``. Training computes them the same way.
     """
     from .models.features import net1_features
 
     params = resolve_edge_params(image, edge_params or EdgeParams())
     features = net1_features(image, params)
-    return np.concatenate([np.asarray(probability, np.float32)[None], features]).astype(np.float32)
+    channels = [np.asarray(probability, np.float32)[None], features]
+    if net1 is not None:
+        from .inference import net1_decoder_features
+
+        channels.append(net1_decoder_features(net1, features, device))
+    return np.concatenate(channels).astype(np.float32)
 
 
 def with_watershed_candidates(condition: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
@@ -147,7 +154,7 @@ class _StepRunner:
     """Net2 on one image at its working scale: padded cached features, tiled when large."""
 
     def __init__(self, model, image: np.ndarray, coarse: np.ndarray, device,
-                 edge_params: EdgeParams | None = None):
+                 edge_params: EdgeParams | None = None, net1=None):
         """Compute and pad the cached condition of every tile (never the whole image at once).
 
         ``image`` and ``coarse`` (Net1's map) are at the working scale. Edge
@@ -165,11 +172,19 @@ class _StepRunner:
         self.xs = _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)
         self.tiles = [(y, x) for y in self.ys for x in self.xs]
         params = resolve_edge_params(image, edge_params or EdgeParams())
+        wanted = model.config.net1_features
+        if wanted and net1 is None:
+            from .models.weights import load_net1
+
+            net1 = load_net1(device=device)
+        if wanted and net1.config.base_channels != wanted:
+            raise InputError(f"this Net2 reads {wanted} Net1 decoder channels, but the Net1 given has "
+                             f"{net1.config.base_channels}: use the Net1 it was trained with")
         store = np.float32 if len(self.tiles) == 1 else np.float16
         self.conditions = []
         for y, x in self.tiles:
             window = (slice(y, y + REFINE_TILE_SIZE), slice(x, x + REFINE_TILE_SIZE))
-            tile = net2_condition(image[window], coarse[window], params)
+            tile = net2_condition(image[window], coarse[window], params, net1 if wanted else None, device)
             if model.config.watershed_candidates:
                 tile = with_watershed_candidates(tile)
             padded, _ = _pad_to_multiple(tile, model.config.multiple)
@@ -230,7 +245,7 @@ class _StepRunner:
 
 def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="auto",
            max_steps: int = DEFAULT_MAX_STEPS, tol: float = DEFAULT_TOL, scale: float = 1.0,
-           edge_params: EdgeParams | None = None) -> Iterator[RefineStep]:
+           edge_params: EdgeParams | None = None, net1=None) -> Iterator[RefineStep]:
     """Refine Net1's boundary probability with Net2, yielding after every step.
 
     Parameters
@@ -252,6 +267,9 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
         at the same scale and every yielded state is resized back to the input.
     edge_params
         Edge-fusion parameters of the cached features (as for Net1).
+    net1
+        The Net1 whose decoder features a Net2 with ``net1_features`` reads
+        (computed once per image); default: the shipped Net1. Unused otherwise.
 
     Yields
     ------
@@ -271,7 +289,7 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     t_start = time.perf_counter()
     work_image = resample(image, scale)
     coarse = _resize(probability, work_image.shape)
-    runner = _StepRunner(model, work_image, coarse, dev, edge_params)
+    runner = _StepRunner(model, work_image, coarse, dev, edge_params, net1)
     if model.config.closed_start:
         coarse = runner.closed_start(coarse)
     total = model.config.scheduled_steps

@@ -178,24 +178,35 @@ class Net2TrainConfig:
 # --------------------------------------------------------------------------- pool
 
 
-def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_width: int) -> dict:
-    """One cached image: Net2's condition (real Net1 output + edges + intensity) and the truth."""
-    from .inference import run_net1
+def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_width: int,
+                  decoder_channels: int = 0) -> dict:
+    """One cached image: Net2's condition (real Net1 output + edges + intensity [+ Net1's decoder
+    features]) and the truth."""
+    from .inference import net1_decoder_features, run_net1
     from .models.features import net1_features
     from .synthetic import generate
 
     sample = generate(seed=seed, shape=tuple(shape), preset=preset)
     features = net1_features(sample.image)
     prob = run_net1(net1, features, "cpu")
-    return {"condition": np.concatenate([prob[None], features]).astype(np.float16),
+    condition = [prob[None], features]
+    if decoder_channels:
+        decoder = net1_decoder_features(net1, features, "cpu")
+        if decoder.shape[0] != decoder_channels:
+            raise InputError(f"net2 training config: architecture net1_features is {decoder_channels}, "
+                             f"but the given Net1 has {decoder.shape[0]} decoder channels")
+        condition.append(decoder)
+    return {"condition": np.concatenate(condition).astype(np.float16),
             "truth": sample.boundaries.astype(bool),
             "target": boundary_target(sample.boundaries, target_width).astype(bool),
             "labels": sample.labels}
 
 
 def _pool_key(config: Net2TrainConfig, net1_sha: str, kind: str, size: int, shape) -> str:
-    text = json.dumps([kind, config.seed, size, list(shape), list(config.presets), config.target_width, net1_sha])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    parts = [kind, config.seed, size, list(shape), list(config.presets), config.target_width, net1_sha]
+    if config.net2_config().net1_features:  # keys of pools without them stay as they were
+        parts.append(config.net2_config().net1_features)
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None, *, validation: bool = False,
@@ -214,7 +225,7 @@ def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None,
     else:
         seeds = [training_seed(config, i) for i in range(size)]
     presets = [config.presets[i % len(config.presets)] for i in range(size)]
-    rows = [_pool_example(s, shape, p, net1, config.target_width)
+    rows = [_pool_example(s, shape, p, net1, config.target_width, config.net2_config().net1_features)
             for s, p in tqdm(list(zip(seeds, presets)), desc="Net2 validation set" if validation else "Net2 pool",
                              unit="image", disable=not progress)]
     pool = {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -60,6 +60,11 @@ class Net2Config:
         lines drawn in (every grain closed, gaps and spurious splits alike)
         instead of Net1's map alone; Net2 then removes the lines the image does
         not support. Image conditioning only.
+    net1_features : number of Net1 decoder channels (its last feature maps,
+        before the 1×1 head) appended to the condition, 0 = none. They hold
+        what Net1 saw, not only the one probability it summed it up to, and
+        are computed once per image, so each step stays as cheap. Must equal
+        the base width of the Net1 the model is used with. Image conditioning only.
     """
 
     conditioning: str = "image"
@@ -69,13 +74,16 @@ class Net2Config:
     residual: float = 0.5
     watershed_candidates: bool = False
     closed_start: bool = False
+    net1_features: int = 0
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
-        if self.conditioning == "blind" and (self.watershed_candidates or self.closed_start):
+        if self.conditioning == "blind" and (self.watershed_candidates or self.closed_start or self.net1_features):
             raise ValueError("the blind ablation is the paper's scheme on Net1's map alone: "
-                             "watershed_candidates and closed_start must be False")
+                             "watershed_candidates, closed_start and net1_features must be off")
+        if self.net1_features < 0:
+            raise ValueError(f"net1_features must be >= 0, got {self.net1_features}")
         if self.conditioning == "blind" and self.scheduled_steps:
             raise ValueError("the blind ablation is a pure fixed-point iteration: scheduled_steps must be 0")
 
@@ -89,8 +97,9 @@ class Net2Config:
 
     @property
     def condition_channels(self) -> int:
-        """Number of cached condition channels (:data:`NET2_CONDITION_CHANNELS` + watershed candidates)."""
-        return len(NET2_CONDITION_CHANNELS) + int(self.watershed_candidates)
+        """Number of cached condition channels (:data:`NET2_CONDITION_CHANNELS`, Net1's decoder
+        features, the watershed candidates)."""
+        return len(NET2_CONDITION_CHANNELS) + self.net1_features + int(self.watershed_candidates)
 
     @property
     def multiple(self) -> int:

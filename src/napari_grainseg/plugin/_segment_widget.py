@@ -444,7 +444,9 @@ class SegmentWidget(Container):
         try:
             with torch.inference_mode():
                 model = self._model("net2", device)
-            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale)
+                net1 = self._model("net1", device) if model.config.net1_features else None
+            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale,
+                           net1=net1)
         except GrainsegError as exc:
             return _Failure(str(exc))
         try:
