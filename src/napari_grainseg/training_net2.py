@@ -271,11 +271,8 @@ def boundary_segments(truth: np.ndarray) -> tuple[np.ndarray, int]:
     low = ndimage.minimum_filter(np.where(grains > 0, grains, big), size=3)
     high = ndimage.maximum_filter(grains, size=3)
     pair = np.where(truth & (low < big) & (high > 0) & (low != high), low * big + high, 0)
-    ids, inverse = np.unique(pair, return_inverse=True)
-    segments = inverse.reshape(pair.shape).astype(np.int32)
-    if ids.size and ids[0] != 0:  # no pixel without a pair: ids start at 1 already
-        segments += 1
-    return segments, int(np.count_nonzero(ids))
+    ids, inverse = np.unique(pair, return_inverse=True)  # ids[0] is 0: a pair needs a grain pixel beside it
+    return inverse.reshape(pair.shape).astype(np.int32), int(np.count_nonzero(ids))
 
 
 def drop_segments(coarse: np.ndarray, truth: np.ndarray, rng: np.random.Generator, fraction: float,

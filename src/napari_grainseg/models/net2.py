@@ -63,8 +63,9 @@ class Net2Config:
     net1_features : number of Net1 decoder channels (its last feature maps,
         before the 1×1 head) appended to the condition, 0 = none. They hold
         what Net1 saw, not only the one probability it summed it up to, and
-        are computed once per image, so each step stays as cheap. Must equal
-        the base width of the Net1 the model is used with. Image conditioning only.
+        are computed once per image, so each step stays as cheap (the cached
+        condition needs (5 + n) / 5 times the memory). Must equal the base
+        width of the Net1 the model is used with. Image conditioning only.
     """
 
     conditioning: str = "image"
