@@ -163,15 +163,16 @@ def test_schedule_phases_budget_and_output(sample, random_net2):
 
 def test_net1_decoder_features_condition_net2(sample):
     """A Net2 with ``net1_features`` reads Net1's last feature maps; a Net1 of another width is refused."""
-    from napari_grainseg.inference import net1_decoder_features, run_net1
+    from napari_grainseg.inference import run_net1, run_net1_with_decoder
     from napari_grainseg.models.features import net1_features
     from napari_grainseg.refine import net2_condition
 
     torch.manual_seed(0)
     net1 = Net1(Net1Config(base_channels=8)).eval()
     features = net1_features(sample.image)
-    decoder = net1_decoder_features(net1, features, "cpu")
+    prob, decoder = run_net1_with_decoder(net1, features, "cpu")
     assert decoder.shape == (8, *sample.image.shape)
+    np.testing.assert_array_equal(prob, run_net1(net1, features, "cpu"))  # one pass gives both
     with torch.no_grad():  # the probability is the head of exactly these maps
         head = torch.sigmoid(net1.head(torch.from_numpy(decoder)[None]))[0, 0].numpy()
     np.testing.assert_allclose(head, run_net1(net1, features, "cpu"), atol=1e-5)
@@ -363,9 +364,9 @@ def test_drop_segments_erases_whole_segments_only():
     np.testing.assert_array_equal(drop_segments(coarse, truth, np.random.default_rng(1), 0.0, (0.0, 0.0)), coarse)
     faint = drop_segments(coarse, truth, np.random.default_rng(0), 1.0, (0.2, 0.3))
     assert 0.2 <= faint[truth].min() and faint[truth].max() <= 0.3
-    with pytest.raises(InputError, match="segment_residue"):
-        from napari_grainseg.training_net2 import Net2TrainConfig
+    from napari_grainseg.training_net2 import Net2TrainConfig
 
+    with pytest.raises(InputError, match="segment_residue"):
         Net2TrainConfig(segment_residue=(0.5, 0.2))
 
 

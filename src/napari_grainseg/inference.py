@@ -158,21 +158,20 @@ def _pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[in
 
 def run_net1(model, features: np.ndarray, device) -> np.ndarray:
     """Net1 probability for a (C, H, W) feature array of any H, W (padded internally)."""
-    import torch
-
-    padded, (h, w) = _pad_to_multiple(features, model.config.multiple)
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
-        prob = torch.sigmoid(model(x))[0, 0, :h, :w]
-        return prob.float().cpu().numpy()
+    return _net1_pass(model, features, device, decoder=False)[0]
 
 
-def net1_decoder_features(model, features: np.ndarray, device) -> np.ndarray:
-    """Net1's last feature maps (before its 1×1 head) for a (C, H, W) feature array: (W1, H, W) float32.
+def run_net1_with_decoder(model, features: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`run_net1` and Net1's last feature maps (before its 1×1 head), from one pass.
 
-    The channels Net1's probability is a weighted sum of; Net2 models with
-    ``net1_features`` read them as extra condition channels.
+    Returns ``(probability, decoder)``: (H, W) and (W1, H, W) float32, W1 being
+    Net1's base width. The decoder maps are what the probability is a weighted
+    sum of; Net2 models with ``net1_features`` read them as condition channels.
     """
+    return _net1_pass(model, features, device, decoder=True)
+
+
+def _net1_pass(model, features: np.ndarray, device, decoder: bool):
     import torch
 
     from .models.net1 import unet_forward
@@ -180,8 +179,11 @@ def net1_decoder_features(model, features: np.ndarray, device) -> np.ndarray:
     padded, (h, w) = _pad_to_multiple(features, model.config.multiple)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
-        out = unet_forward(x, model.down, model.pool, model.up, model.merge)[0, :, :h, :w]
-        return out.float().cpu().numpy()
+        if not decoder:
+            return torch.sigmoid(model(x))[0, 0, :h, :w].float().cpu().numpy(), None
+        maps = unet_forward(x, model.down, model.pool, model.up, model.merge)  # model(x) = head(maps)
+        prob = torch.sigmoid(model.head(maps))[0, 0, :h, :w]
+        return prob.float().cpu().numpy(), maps[0, :, :h, :w].float().cpu().numpy()
 
 
 def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgeParams | None = None,

@@ -80,7 +80,7 @@ def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: Edge
     Channels (:data:`~napari_grainseg.models.net2.NET2_CONDITION_CHANNELS`):
     Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity;
     with a ``net1`` model also its W1 decoder feature maps
-    (:func:`~napari_grainseg.inference.net1_decoder_features`), for Net2 models
+    (:func:`~napari_grainseg.inference.run_net1_with_decoder`), for Net2 models
     with ``net1_features``. Training computes them the same way.
     """
     from .models.features import net1_features
@@ -89,9 +89,9 @@ def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: Edge
     features = net1_features(image, params)
     channels = [np.asarray(probability, np.float32)[None], features]
     if net1 is not None:
-        from .inference import net1_decoder_features
+        from .inference import run_net1_with_decoder
 
-        channels.append(net1_decoder_features(net1, features, device))
+        channels.append(run_net1_with_decoder(net1, features, device)[1])
     return np.concatenate(channels).astype(np.float32)
 
 
@@ -177,9 +177,8 @@ class _StepRunner:
             from .models.weights import load_net1
 
             net1 = load_net1(device=device)
-        if wanted and net1.config.base_channels != wanted:
-            raise InputError(f"this Net2 reads {wanted} Net1 decoder channels, but the Net1 given has "
-                             f"{net1.config.base_channels}: use the Net1 it was trained with")
+        if wanted:
+            model.config.check_net1(net1)
         store = np.float32 if len(self.tiles) == 1 else np.float16
         self.conditions = []
         for y, x in self.tiles:

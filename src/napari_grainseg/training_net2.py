@@ -179,23 +179,20 @@ class Net2TrainConfig:
 
 
 def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_width: int,
-                  decoder_channels: int = 0) -> dict:
+                  decoder: bool = False) -> dict:
     """One cached image: Net2's condition (real Net1 output + edges + intensity [+ Net1's decoder
     features]) and the truth."""
-    from .inference import net1_decoder_features, run_net1
+    from .inference import run_net1, run_net1_with_decoder
     from .models.features import net1_features
     from .synthetic import generate
 
     sample = generate(seed=seed, shape=tuple(shape), preset=preset)
     features = net1_features(sample.image)
-    prob = run_net1(net1, features, "cpu")
-    condition = [prob[None], features]
-    if decoder_channels:
-        decoder = net1_decoder_features(net1, features, "cpu")
-        if decoder.shape[0] != decoder_channels:
-            raise InputError(f"net2 training config: architecture net1_features is {decoder_channels}, "
-                             f"but the given Net1 has {decoder.shape[0]} decoder channels")
-        condition.append(decoder)
+    if decoder:
+        prob, maps = run_net1_with_decoder(net1, features, "cpu")
+        condition = [prob[None], features, maps]
+    else:
+        condition = [run_net1(net1, features, "cpu")[None], features]
     return {"condition": np.concatenate(condition).astype(np.float16),
             "truth": sample.boundaries.astype(bool),
             "target": boundary_target(sample.boundaries, target_width).astype(bool),
@@ -204,8 +201,9 @@ def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_w
 
 def _pool_key(config: Net2TrainConfig, net1_sha: str, kind: str, size: int, shape) -> str:
     parts = [kind, config.seed, size, list(shape), list(config.presets), config.target_width, net1_sha]
-    if config.net2_config().net1_features:  # keys of pools without them stay as they were
-        parts.append(config.net2_config().net1_features)
+    decoder_channels = config.net2_config().net1_features
+    if decoder_channels:  # keys of pools without them stay as they were
+        parts.append(decoder_channels)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
@@ -214,6 +212,8 @@ def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None,
     """The pool (or validation set) as stacked arrays, loaded from ``cache`` when it matches."""
     from tqdm import tqdm
 
+    arch = config.net2_config()
+    arch.check_net1(net1)  # before minutes of generation
     size, shape = (config.val_size, config.val_shape) if validation else (config.pool_size, config.pool_shape)
     key = _pool_key(config, net1_sha, "val" if validation else "pool", size, shape)
     path = None if cache is None else Path(cache) / f"net2_{'val' if validation else 'pool'}_{key}.npz"
@@ -225,7 +225,7 @@ def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None,
     else:
         seeds = [training_seed(config, i) for i in range(size)]
     presets = [config.presets[i % len(config.presets)] for i in range(size)]
-    rows = [_pool_example(s, shape, p, net1, config.target_width, config.net2_config().net1_features)
+    rows = [_pool_example(s, shape, p, net1, config.target_width, arch.net1_features > 0)
             for s, p in tqdm(list(zip(seeds, presets)), desc="Net2 validation set" if validation else "Net2 pool",
                              unit="image", disable=not progress)]
     pool = {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -102,6 +102,14 @@ class Net2Config:
         features, the watershed candidates)."""
         return len(NET2_CONDITION_CHANNELS) + self.net1_features + int(self.watershed_candidates)
 
+    def check_net1(self, net1) -> None:
+        """An InputError unless ``net1`` has the decoder width this model's ``net1_features`` reads."""
+        if self.net1_features and net1.config.base_channels != self.net1_features:
+            from ..errors import InputError
+
+            raise InputError(f"this Net2 reads {self.net1_features} Net1 decoder channels, but the Net1 given "
+                             f"has {net1.config.base_channels} decoder channels: use the Net1 it was trained with")
+
     @property
     def multiple(self) -> int:
         """Height and width of the input must be multiples of this."""
