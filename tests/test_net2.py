@@ -370,6 +370,18 @@ def test_drop_segments_erases_whole_segments_only():
         Net2TrainConfig(segment_residue=(0.5, 0.2))
 
 
+@pytest.mark.parametrize("field, value", [("segment_residue", 0.3), ("segment_residue", (0.1, 1.5)),
+                                          ("gap_length", 3), ("blur_sigma", (1.2, 0.5)), ("patch_shape", 96),
+                                          ("pool_shape", (128, "x"))])
+def test_net2_config_refuses_malformed_ranges_and_shapes(field, value):
+    """A scalar or reversed range (as a JSON config can hold) is refused when the config is read,
+    not with a TypeError minutes into training."""
+    from napari_grainseg.training_net2 import Net2TrainConfig
+
+    with pytest.raises(InputError, match=field):
+        Net2TrainConfig(**{field: value})
+
+
 def test_non_square_crops_keep_their_shape(tiny_pool):
     """Quarter turns would swap a non-square crop's sides; such crops are only flipped and half-turned."""
     from dataclasses import replace

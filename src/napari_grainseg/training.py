@@ -118,12 +118,21 @@ class TrainConfig:
         return asdict(self)
 
 
+def _number_pair(value) -> tuple | None:
+    """``value`` as a tuple if it is two real numbers, else None."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 \
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    return None
+
+
 def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: tuple[str, ...],
-                        architecture: Callable[[], Any], presets: tuple[str, ...]) -> None:
+                        architecture: Callable[[], Any], presets: tuple[str, ...],
+                        ranges: tuple[str, ...] = ()) -> None:
     """Checks shared by the training configs: counts >= 1, image shapes two multiples of 8 >= 32,
-    an odd ``target_width`` >= 1, an ``architecture`` the network accepts (``architecture()``
-    builds the network's config from it) and at least one synthetic preset, all known.
-    Raises :class:`InputError` naming ``what`` and the field."""
+    ``ranges`` two numbers 0 <= low <= high, an odd ``target_width`` >= 1, an ``architecture``
+    the network accepts (``architecture()`` builds the network's config from it) and at least
+    one synthetic preset, all known. Raises :class:`InputError` naming ``what`` and the field."""
     from .synthetic.presets import PRESETS
 
     if not presets or any(name not in PRESETS for name in presets):
@@ -134,9 +143,13 @@ def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: t
     if config.target_width < 1 or config.target_width % 2 == 0:
         raise InputError(f"{what}: target_width must be odd and >= 1, got {config.target_width}")
     for name in shapes:
-        shape = getattr(config, name)
-        if len(shape) != 2 or min(shape) < 32 or any(s % 8 for s in shape):
-            raise InputError(f"{what}: {name} must be two multiples of 8 >= 32, got {shape}")
+        shape = _number_pair(getattr(config, name))
+        if shape is None or min(shape) < 32 or any(s % 8 for s in shape):
+            raise InputError(f"{what}: {name} must be two multiples of 8 >= 32, got {getattr(config, name)}")
+    for name in ranges:
+        pair = _number_pair(getattr(config, name))
+        if pair is None or not 0 <= pair[0] <= pair[1]:
+            raise InputError(f"{what}: {name} must be two numbers 0 <= low <= high, got {getattr(config, name)}")
     try:
         architecture()
     except (TypeError, ValueError) as exc:

@@ -145,13 +145,13 @@ class Net2TrainConfig:
                             counts=("steps", "batch_size", "pool_size", "val_size", "val_every",
                                     "checkpoint_every", "levels"),
                             shapes=("patch_shape", "pool_shape", "val_shape"), architecture=self.net2_config,
-                            presets=tuple(self.presets))
+                            presets=tuple(self.presets), ranges=("gap_length", "blur_sigma", "segment_residue"))
         if any(p > s for p, s in zip(self.patch_shape, self.pool_shape)):
             raise InputError("net2 training config: patch_shape must fit inside pool_shape")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"net2 training config: ema_decay must be in [0, 1), got {self.ema_decay}")
         if not (0.0 <= self.segment_drop_prob <= 1.0 and 0.0 <= self.segment_drop_fraction <= 1.0
-                and 0.0 <= self.segment_residue[0] <= self.segment_residue[1] <= 1.0):
+                and self.segment_residue[1] <= 1.0):
             raise InputError("net2 training config: segment_drop_prob and segment_drop_fraction must be in [0, 1] "
                              f"and segment_residue a range inside [0, 1], got {self.segment_drop_prob}, "
                              f"{self.segment_drop_fraction}, {self.segment_residue}")
