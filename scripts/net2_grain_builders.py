@@ -1,0 +1,159 @@
+"""Ways of building grains from Net1's and Net2's maps, image by image against Net1 + watershed.
+
+Exploratory (docs/net2.md, "what did not work"): for each image of the named
+``grainseg eval`` sets it runs the shipped Net1 and a Net2 (shipped, or
+``--net2-weights``), then scores grains built from
+
+- ``net2``: Net2's final map by threshold (what ``grainseg eval`` calls net1+net2);
+- ``net2-ws h``: the watershed of Net2's final map, h = 0.1 ... 0.4;
+- ``first-ws``: the watershed of Net2's first full prediction (after the T scheduled steps);
+- ``mean-ws h`` / ``max-ws``: the watershed of the mean / maximum of Net1's and Net2's maps,
+
+and prints each one's VI, merge and split parts and |grain-count error|, with the
+image-by-image VI difference from Net1 + watershed (h 0.1, the eval's
+``net1+watershed``): mean ± standard error, and on how many images it is lower.
+
+``--cue`` adds a check of the evidence left at faint ridges: Net1's map is
+over-segmented (watershed, h 0.02); for adjacent regions whose shared ridge is
+faint (mean smoothed probability < 0.3, smaller region > 30 px) it reports the
+ROC AUC with which the difference of the regions' mean intensities (in units of
+their pooled standard deviation) tells a true boundary (the regions' majority
+grains differ) from a spurious ridge.
+
+Run from the repository root, e.g.::
+
+    python scripts/net2_grain_builders.py tune-tem tune-train --cue
+    python scripts/net2_grain_builders.py id-tem-64 id-train-64
+    python scripts/net2_grain_builders.py tune-tem tune-train --net2-weights configs/weights/net2_segments.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def _ws(probability: np.ndarray, h: float) -> np.ndarray:
+    from napari_grainseg.grains import probability_watershed
+
+    return probability_watershed(probability, h=h)
+
+
+def builders() -> dict:
+    """Name -> function(maps) -> labels; ``maps`` holds ``net1``, ``first`` and ``final``."""
+    from napari_grainseg.grains import boundaries_to_labels
+
+    out = {"net1-ws 0.1 (reference)": lambda m: _ws(m["net1"], 0.1),
+           "net2": lambda m: boundaries_to_labels(m["final"])}
+    for h in (0.1, 0.2, 0.3, 0.4):
+        out[f"net2-ws {h}"] = lambda m, h=h: _ws(m["final"], h)
+    out["first-ws 0.1"] = lambda m: _ws(m["first"], 0.1)
+    for h in (0.1, 0.2):
+        out[f"mean-ws {h}"] = lambda m, h=h: _ws(0.5 * (m["net1"] + m["final"]), h)
+    out["max-ws 0.1"] = lambda m: _ws(np.maximum(m["net1"], m["final"]), 0.1)
+    return out
+
+
+def faint_ridge_pairs(probability: np.ndarray, image: np.ndarray, truth: np.ndarray) -> list[tuple]:
+    """(mean ridge probability, |Δ mean intensity| / pooled std, smaller region px, true boundary?)
+    for every pair of adjacent regions of an h = 0.02 watershed of ``probability``."""
+    from scipy import ndimage
+    from skimage.morphology import h_minima
+    from skimage.segmentation import watershed
+
+    smooth = ndimage.gaussian_filter(probability.astype(np.float64), 1.0)
+    regions = watershed(smooth, ndimage.label(h_minima(smooth, 0.02))[0])
+    ids = np.arange(1, regions.max() + 1)
+    mean = np.asarray(ndimage.mean(ndimage.gaussian_filter(image.astype(np.float64), 1.0), regions, ids))
+    std = np.asarray(ndimage.standard_deviation(image.astype(np.float64), regions, ids))
+    size = np.asarray(ndimage.sum(np.ones_like(regions), regions, ids))
+    majority = np.zeros(regions.max() + 1, int)
+    for r in ids:
+        inside = truth[regions == r]
+        inside = inside[inside > 0]
+        majority[r] = np.bincount(inside).argmax() if inside.size else 0
+    a = np.concatenate([regions[:, :-1].ravel(), regions[:-1, :].ravel()])
+    b = np.concatenate([regions[:, 1:].ravel(), regions[1:, :].ravel()])
+    ridge = np.concatenate([np.maximum(smooth[:, :-1], smooth[:, 1:]).ravel(),
+                            np.maximum(smooth[:-1, :], smooth[1:, :]).ravel()])
+    keep = a != b
+    key = np.minimum(a, b)[keep] * (regions.max() + 1) + np.maximum(a, b)[keep]
+    ridge = ridge[keep]
+    rows = []
+    for k in np.unique(key):
+        r1, r2 = divmod(int(k), regions.max() + 1)
+        pooled = np.sqrt((std[r1 - 1] ** 2 + std[r2 - 1] ** 2) / 2) + 1e-6
+        rows.append((float(ridge[key == k].mean()), abs(mean[r1 - 1] - mean[r2 - 1]) / pooled,
+                     min(size[r1 - 1], size[r2 - 1]), majority[r1] != majority[r2]))
+    return rows
+
+
+def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U / n1 n0; ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)
+    n1 = int(positive.sum())
+    n0 = positive.size - n1
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def main() -> None:
+    import torch
+
+    from napari_grainseg.evalsuite import EVAL_SETS
+    from napari_grainseg.evaluation import grain_count_error, segmentation_scores
+    from napari_grainseg.inference import predict_boundaries
+    from napari_grainseg.models.weights import load_net1, load_net2
+    from napari_grainseg.refine import refine
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("sets", nargs="+", choices=sorted(EVAL_SETS))
+    p.add_argument("--net2-weights", help="Net2 weights (default: the shipped net2.pt)")
+    p.add_argument("--cue", action="store_true", help="also the faint-ridge intensity check")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    net1, net2 = load_net1(device="cpu"), load_net2(a.net2_weights, device="cpu")
+    ways = builders()
+    for name in a.sets:
+        scores = {k: [] for k in ways}
+        pairs, at_scale_1 = [], 0
+        for sample in EVAL_SETS[name].samples():
+            pred = predict_boundaries(sample.image, net1, device="cpu")
+            at_scale_1 += pred.scale == 1.0
+            steps = list(refine(sample.image, pred.probability, model=net2, device="cpu", scale=pred.scale,
+                                net1=net1))
+            first = steps[min(net2.config.scheduled_steps or 1, len(steps)) - 1]
+            maps = {"net1": pred.probability, "first": first.state, "final": steps[-1].state}
+            for k, build in ways.items():
+                labels = build(maps)
+                s = segmentation_scores(labels, sample.labels)
+                scores[k].append((s["vi"], s["vi_merge"], s["vi_split"],
+                                  abs(grain_count_error(labels, sample.labels))))
+            if a.cue:
+                with np.errstate(invalid="ignore"):  # a region of the over-segmentation can be empty
+                    pairs += faint_ridge_pairs(pred.probability, sample.image, sample.labels)
+        n = len(scores[next(iter(ways))])
+        print(f"\n{name}: {n} images ({at_scale_1} at Net1 scale 1.0), Net2 {a.net2_weights or 'shipped'}")
+        print("| grains from | VI | merge | split | abs count err | VI − reference | lower on |")
+        print("|---|---|---|---|---|---|---|")
+        ref = np.array(scores[next(iter(ways))])[:, 0]
+        for k, rows in scores.items():
+            r = np.array(rows)
+            d = r[:, 0] - ref
+            print(f"| {k} | {r[:, 0].mean():.3f} | {r[:, 1].mean():.3f} | {r[:, 2].mean():.3f} | "
+                  f"{r[:, 3].mean():.3f} | {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(n):.3f} | "
+                  f"{int((d < 0).sum())}/{n} |")
+        if a.cue:
+            r = np.array(pairs, float)
+            faint = (r[:, 0] < 0.3) & (r[:, 2] > 30)
+            true = r[faint, 3] > 0
+            auc = roc_auc(true, r[faint, 1]) if 0 < true.sum() < true.size else float("nan")
+            print(f"faint ridges: {int(faint.sum())} pairs, {int(true.sum())} true boundaries; "
+                  f"ROC AUC of the intensity difference {auc:.2f}")
+
+
+if __name__ == "__main__":
+    main()
