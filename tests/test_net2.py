@@ -191,6 +191,19 @@ def test_net1_decoder_features_condition_net2(sample):
         Net2Config(conditioning="blind", scheduled_steps=0, net1_features=8)
 
 
+def test_schedule_mixes_towards_the_prediction_then_takes_it():
+    """The sampler's state after step t is the training degradation's expected state at t - 1."""
+    from napari_grainseg.refine import schedule_level, schedule_state
+
+    assert [schedule_level(n, 4) for n in range(1, 7)] == [4, 3, 2, 1, 0, 0]
+    assert [schedule_level(n, 0) for n in (1, 2)] == [0, 0]  # the blind ablation: fixed point only
+    coarse = np.full((4, 4), 0.8, np.float32)
+    for t, expected in ((4, 0.75 * 0.8 + 0.25 * 0.2), (2, 0.25 * 0.8 + 0.75 * 0.2), (1, 0.2), (0, 0.2)):
+        out = schedule_state(np.full((4, 4), 0.2, np.float32), coarse, t, 4)
+        assert out.dtype == np.float32 and np.allclose(out, expected)
+    assert schedule_state(np.full((2, 2), 1.5, np.float32), coarse[:2, :2], 0, 4).max() == 1.0
+
+
 def test_deterministic_and_cancel_is_safe(sample, random_net2):
     prob = boundary_target(sample.boundaries, 3)
     a = [s.state for s in refine(sample.image, prob, model=random_net2, device="cpu", max_steps=5)]
@@ -441,6 +454,41 @@ def test_cldice_prices_gaps_and_spurious_lines_by_centreline_length():
     logits = torch.full_like(truth, -3.0).requires_grad_()
     boundary_loss(logits, truth, 2.0, 1.0, cldice_weight=1.0).backward()
     assert float(logits.grad[0, 0, 11].sum()) < 0  # raising the missing centreline lowers the loss
+
+
+def test_topology_errors_find_the_leak_of_a_merge_and_the_line_of_a_split():
+    """Two grains with a 7 px gap in the drawn boundary: the gap is the error, not the band's edges
+    beside the drawn line; a spurious line across one grain: its pixels; a right map: nothing."""
+    from napari_grainseg.training_net2 import topology_errors, topology_loss
+
+    target = np.zeros((20, 40), bool)
+    target[:, 19:22] = True
+    assert not topology_errors(target.astype(np.float32), target).any()
+    thin = np.zeros((20, 40), np.float32)
+    thin[:, 20] = 1.0  # a 1 px line inside the 3 px band: the grains are right
+    assert not topology_errors(thin, target).any()
+    gapped = thin.copy()
+    gapped[5:12, 20] = 0.0
+    errors = topology_errors(gapped, target)
+    assert errors.any() and np.all(target[errors])
+    rows = np.flatnonzero(errors.any(axis=1))
+    assert rows.min() >= 5 and rows.max() <= 11  # inside the gap
+    assert not topology_errors(gapped, target, min_px=400).any()  # grains below min_px do not count
+    split = thin.copy()
+    split[:, 8] = 1.0  # cuts the left grain in two
+    errors = topology_errors(split, target)
+    assert np.array_equal(np.flatnonzero(errors.any(axis=0)), [8]) and errors[:, 8].all()
+    # the loss pulls the gap up and the spurious line down
+    for drawn, sign in ((gapped, -1), (split, 1)):
+        logits = torch.from_numpy(np.where(drawn > 0.5, 3.0, -3.0).astype(np.float32))[None, None]
+        logits.requires_grad_()
+        topology_loss(logits, torch.from_numpy(target.astype(np.float32))[None, None]).backward()
+        grad = logits.grad[0, 0].numpy()
+        assert sign * grad[drawn.astype(bool) ^ target].sum() >= 0 and np.abs(grad).sum() > 0
+    from napari_grainseg.training_net2 import Net2TrainConfig
+
+    with pytest.raises(InputError, match="topology_weight"):
+        Net2TrainConfig(topology_weight=-1.0)
 
 
 def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):

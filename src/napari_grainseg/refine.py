@@ -150,6 +150,35 @@ def _check_inputs(image: np.ndarray, probability: np.ndarray, max_steps: int, to
     return image, np.clip(probability, 0.0, 1.0).astype(np.float32)
 
 
+def schedule_level(step: int, total: int) -> int:
+    """Degradation level t of refinement step ``step`` (1, 2, ...): T, T − 1, ..., 1, then 0.
+
+    Steps after the T scheduled ones are fixed-point steps at t = 0.
+
+    Examples
+    --------
+    >>> [schedule_level(step, 4) for step in range(1, 7)]
+    [4, 3, 2, 1, 0, 0]
+    """
+    return max(total - step + 1, 0)
+
+
+def schedule_state(prediction: np.ndarray, coarse: np.ndarray, t: int, total: int) -> np.ndarray:
+    """The sampler's next state from Net2's clean-map ``prediction`` at level ``t``.
+
+    At a scheduled step (t > 0) it is a·``coarse`` + (1 − a)·``prediction`` with
+    a = (t − 1) / T, the expected state of the training degradation at level
+    t − 1; at t = 0 it is the prediction. Returns a float32 array in [0, 1]
+    (``prediction`` itself is changed in place when it is float32).
+    """
+    state = np.asarray(prediction, np.float32)
+    if t > 0:
+        a = (t - 1) / total
+        state *= 1 - a
+        state += a * coarse
+    return np.clip(state, 0.0, 1.0, out=state)
+
+
 class _StepRunner:
     """Net2 on one image at its working scale: padded cached features, tiled when large."""
 
@@ -295,13 +324,9 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     state, previous = coarse, probability
     try:
         for step in range(1, int(max_steps) + 1):
-            t = max(total - step + 1, 0)
-            state = runner(state, t / total if total else 0.0)  # x0, a new array
-            if t > 0:
-                a = (t - 1) / total
-                state *= 1 - a
-                state += a * coarse
-            np.clip(state, 0.0, 1.0, out=state)  # a fresh array: safe to change in place
+            t = schedule_level(step, total)
+            # runner gives a new array, so schedule_state may change it in place
+            state = schedule_state(runner(state, t / total if total else 0.0), coarse, t, total)
             out = _resize(state, image.shape)  # the same array at scale 1 (never changed afterwards)
             change = _mean_abs_difference(out, previous)
             previous = out

@@ -43,7 +43,7 @@ import numpy as np
 
 from .atomic import atomic_open, atomic_path
 from .errors import InputError
-from .refine import closed_start, with_watershed_candidates
+from .refine import DEFAULT_TOL, closed_start, schedule_level, schedule_state, with_watershed_candidates
 from .training import (
     VALIDATION_SEED_BASE,
     _main_thread,
@@ -54,6 +54,9 @@ from .training import (
     read_config,
     training_seed,
 )
+
+#: Most refinement steps a validation image gets (refine() allows more; validation must stay quick).
+VALIDATION_MAX_STEPS = 12
 
 #: Offset of Net2's validation seeds from :data:`~napari_grainseg.training.VALIDATION_SEED_BASE`
 #: (Net1's validation uses the first few seeds after the base).
@@ -75,6 +78,13 @@ class Net2TrainConfig:
     target_width, pos_weight, dice_weight : target and loss, as for Net1.
     cldice_weight : weight of the soft clDice term (:func:`~napari_grainseg.training.cldice_loss`),
         which prices gaps and spurious lines by centreline length; 0 = off.
+    topology_weight, topology_min_px : weight of an extra cross-entropy on the
+        pixels where the thresholded prediction gets the grains wrong
+        (:func:`topology_errors`): the gap pixels through which two true grains
+        leak into one predicted region, and the spurious boundary pixels that cut
+        one true grain in two (regions of at least ``topology_min_px`` px count).
+        A pixel loss prices a 5 px gap that merges two grains like any 5 px of
+        boundary; this term prices what the grains pay for it; 0 = off.
     gap_prob, gaps_per_100px, gap_length : extra gaps cut into the coarse map.
     fragment_prob, fragments_per_10k_px : spurious fragments added to the coarse map.
     segment_drop_prob, segment_drop_fraction, segment_residue : whole boundary
@@ -117,6 +127,8 @@ class Net2TrainConfig:
     pos_weight: float = 2.0
     dice_weight: float = 1.0
     cldice_weight: float = 0.0
+    topology_weight: float = 0.0
+    topology_min_px: int = 20
     gap_prob: float = 0.8
     gaps_per_100px: float = 0.4
     gap_length: tuple[int, int] = (3, 10)
@@ -157,6 +169,9 @@ class Net2TrainConfig:
                              f"{self.segment_drop_fraction}, {self.segment_residue}")
         if self.cldice_weight < 0:
             raise InputError(f"net2 training config: cldice_weight must be >= 0, got {self.cldice_weight}")
+        if self.topology_weight < 0 or self.topology_min_px < 1:
+            raise InputError("net2 training config: topology_weight must be >= 0 and topology_min_px >= 1, got "
+                             f"{self.topology_weight}, {self.topology_min_px}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> Net2TrainConfig:
@@ -418,6 +433,66 @@ def unroll_states(model, states, conds, ts, unrolls):
     return states, ts
 
 
+def topology_errors(probability: np.ndarray, target: np.ndarray, min_px: int = 20) -> np.ndarray:
+    """Pixels where the thresholded ``probability`` gets the grains wrong, as a bool mask.
+
+    The true grains are the 4-connected regions outside the ``target`` band, the
+    predicted ones the regions below 0.5. A predicted region that covers at
+    least ``min_px`` px of two true grains is a false merge: its pixels on the
+    true band at least 2 px from any predicted boundary (the gap it leaks
+    through, not the band's edge beside a drawn line) are returned. A true grain
+    covered by two predicted regions of at least ``min_px`` px each is a false
+    split: the predicted boundary pixels inside it are returned.
+
+    Examples
+    --------
+    >>> target = np.zeros((20, 40), bool); target[:, 19:22] = True     # two grains
+    >>> pred = target.astype(np.float32); pred[5:12, 19:22] = 0          # a 7 px gap
+    >>> int(topology_errors(pred, target).sum())    # the gap's middle 5 rows of the 3 px band
+    15
+    """
+    from scipy import ndimage
+
+    four = ndimage.generate_binary_structure(2, 1)
+    band = np.asarray(target) >= 0.5
+    drawn = np.asarray(probability) >= 0.5
+    grains, n_true = ndimage.label(~band, four)
+    regions, n_pred = ndimage.label(~drawn, four)
+    errors = np.zeros(band.shape, bool)
+    if n_true == 0 or n_pred == 0:
+        return errors
+    both = (grains > 0) & (regions > 0)
+    overlap = np.zeros((n_pred + 1, n_true + 1), np.int64)
+    np.add.at(overlap, (regions[both], grains[both]), 1)
+    big = overlap >= min_px
+    merged = np.flatnonzero(big.sum(axis=1) >= 2)
+    if merged.size:
+        far = ndimage.distance_transform_edt(~drawn) >= 2
+        errors |= band & far & np.isin(regions, merged)
+    split = np.flatnonzero(big.sum(axis=0) >= 2)
+    if split.size:
+        errors |= drawn & ~band & np.isin(grains, split)
+    return errors
+
+
+def topology_loss(logits, targets):
+    """Cross-entropy on the pixels of :func:`topology_errors`, averaged over all pixels.
+
+    Averaged over all pixels, not over the error pixels: the term then fades as
+    the errors go; averaged over the errors only, it stays as large however few
+    are left, and (trained so, ``topology_weight`` 1, session 7) the map settled
+    at 0.5 everywhere, where the thresholded errors flip back and forth.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    prob = torch.sigmoid(logits.detach()).cpu().numpy()
+    mask = np.stack([topology_errors(p[0], t[0]) for p, t in zip(prob, targets.cpu().numpy())])[:, None]
+    mask = torch.from_numpy(mask).to(logits.device, logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (bce * mask).mean()
+
+
 def _orient(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
     a = np.rot90(a, k, axes=(-2, -1))
     return np.ascontiguousarray(a[..., ::-1] if flip else a)
@@ -487,15 +562,14 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device,
                                                   config.pos_weight, config.dice_weight, config.cldice_weight)))
             state, coarse, n = start, start, 0
             c_t = None if blind else torch.from_numpy(cond)[None].to(device)
-            for n in range(1, 13):
-                t = max(total - n + 1, 0)
+            for n in range(1, VALIDATION_MAX_STEPS + 1):  # refine()'s schedule, on the cached condition
+                t = schedule_level(n, total)
                 x0_hat = torch.sigmoid(model(torch.from_numpy(state)[None, None].to(device), c_t,
                                              torch.tensor([t / total if total else 0.0], device=device)))
-                x0_hat = x0_hat[0, 0].cpu().numpy()
-                new = (((t - 1) / total) * coarse + (1 - (t - 1) / total) * x0_hat) if t > 0 else x0_hat
+                new = schedule_state(x0_hat[0, 0].cpu().numpy(), coarse, t, total)
                 change = float(np.mean(np.abs(new - state)))
-                state = new.astype(np.float32)
-                if t == 0 and change < 0.003:
+                state = new
+                if t == 0 and change < DEFAULT_TOL:
                     break
             steps_used.append(n)
             vi_net2.append(segmentation_scores(_validation_grains(state), val["labels"][i])["vi"])
@@ -620,8 +694,10 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             states, conds, ts, targets, unrolls = (torch.from_numpy(a).to(dev)
                                                    for a in make_batch(pool, step, config))
             states, ts = unroll_states(model, states, conds, ts, unrolls)
-            loss = boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight,
-                                 config.cldice_weight)
+            logits = model(states, conds, ts)
+            loss = boundary_loss(logits, targets, config.pos_weight, config.dice_weight, config.cldice_weight)
+            if config.topology_weight:
+                loss = loss + config.topology_weight * topology_loss(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
