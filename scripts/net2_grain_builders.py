@@ -8,6 +8,16 @@ Exploratory (docs/net2.md, "what did not work"): for each image of the named
 - ``net2-ws h``: the watershed of Net2's final map, h = 0.1 ... 0.4;
 - ``first-ws``: the watershed of Net2's first full prediction (after the T scheduled steps);
 - ``mean-ws h`` / ``max-ws``: the watershed of the mean / maximum of Net1's and Net2's maps,
+- ``mean-dist-ws``: the watershed of the mean map minus 0.6 × the distance to its
+  thresholded boundaries (capped at 6 px, scaled to 1), so that a region with a
+  narrow neck (two convex grains joined through a gap) gets two basins;
+- ``ws-merge-net2``: Net1's watershed regions (h 0.1), adjacent ones merged where
+  Net2's smoothed map (its largest value within 2 px) along their shared boundary
+  is below 0.2 on average (Net2 erased the line as spurious);
+- ``oracle (bound)``: not a method but a bound: Net1's map over-segmented finely
+  (watershed, h 0.002) and its regions merged by the truth (each region takes the
+  true grain it overlaps most); no grain builder that only merges Net1's basins
+  does better,
 
 and prints each one's VI, merge and split parts and |grain-count error|, with the
 image-by-image VI difference from Net1 + watershed (h 0.1, the eval's
@@ -52,7 +62,103 @@ def builders() -> dict:
     for h in (0.1, 0.2):
         out[f"mean-ws {h}"] = lambda m, h=h: _ws(0.5 * (m["net1"] + m["final"]), h)
     out["max-ws 0.1"] = lambda m: _ws(np.maximum(m["net1"], m["final"]), 0.1)
+    out["mean-dist-ws"] = lambda m: distance_watershed(0.5 * (m["net1"] + m["final"]))
+    out["ws-merge-net2 0.2"] = lambda m: merge_faint_regions(m["net1"], m["final"], 0.2)
+    out["oracle (bound)"] = lambda m: oracle_merge(m["net1"], m["truth"])
     return out
+
+
+def _basins(probability: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Watershed regions of the smoothed map from its h-minima: without lines (every pixel in a
+    region, for adjacency) and with 1 px lines (the same region ids, for drawing)."""
+    from scipy import ndimage
+    from skimage.morphology import h_minima
+    from skimage.segmentation import watershed
+
+    smooth = ndimage.gaussian_filter(probability.astype(np.float64), 1.0)
+    markers = ndimage.label(h_minima(smooth, h))[0]
+    return watershed(smooth, markers), watershed(smooth, markers, watershed_line=True)
+
+
+def _adjacent_pairs(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every 4-neighbour pixel pair across two regions: the smaller and larger region id and
+    the flat indices of the two pixels."""
+    index = np.arange(regions.size).reshape(regions.shape)
+    a = np.concatenate([regions[:, :-1].ravel(), regions[:-1, :].ravel()])
+    b = np.concatenate([regions[:, 1:].ravel(), regions[1:, :].ravel()])
+    ia = np.concatenate([index[:, :-1].ravel(), index[:-1, :].ravel()])
+    ib = np.concatenate([index[:, 1:].ravel(), index[1:, :].ravel()])
+    keep = a != b
+    return np.stack([np.minimum(a, b)[keep], np.maximum(a, b)[keep]], 1), ia[keep], ib[keep]
+
+
+def _merge(regions: np.ndarray, lined: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Grains of the watershed ``lined`` with every listed pair of regions joined (union-find):
+    the lines between two joined regions go, the others stay. With no pairs this is exactly
+    Net1 + watershed's construction (``probability_watershed``)."""
+    from scipy import ndimage
+
+    from napari_grainseg.grains import boundaries_to_labels
+
+    parent = np.arange(regions.max() + 1)
+
+    def root(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    joined = np.array([root(i) for i in range(parent.size)])[lined]  # lines stay 0
+    highest = ndimage.maximum_filter(joined, size=3)
+    lowest = ndimage.minimum_filter(np.where(joined > 0, joined, parent.size), size=3)
+    return boundaries_to_labels((lined == 0) & (highest != lowest))
+
+
+def distance_watershed(probability: np.ndarray, weight: float = 0.6, cap: float = 6.0, h: float = 0.1):
+    """Grains by watershed of the smoothed map minus ``weight`` × the (capped, scaled) distance to
+    its thresholded boundaries: a gap between two convex grains is a neck, and the neck a saddle."""
+    from scipy import ndimage
+    from skimage.morphology import h_minima
+    from skimage.segmentation import watershed
+
+    from napari_grainseg.grains import boundaries_to_labels
+
+    smooth = ndimage.gaussian_filter(probability.astype(np.float64), 1.0)
+    surface = smooth - weight * np.minimum(ndimage.distance_transform_edt(smooth < 0.5), cap) / cap
+    markers, n = ndimage.label(h_minima(surface, h))
+    return boundaries_to_labels(watershed(surface, markers, watershed_line=True) == 0)
+
+
+def merge_faint_regions(net1: np.ndarray, net2: np.ndarray, below: float) -> np.ndarray:
+    """Net1's watershed regions (h 0.1), neighbours merged where Net2's smoothed map (its largest
+    value within 2 px) along their shared boundary averages below ``below``."""
+    from scipy import ndimage
+
+    regions, lined = _basins(net1, 0.1)
+    pairs, ia, ib = _adjacent_pairs(regions)
+    # Net2's line may run a pixel or two beside Net1's ridge: take its largest value within 2 px
+    refined = ndimage.maximum_filter(ndimage.gaussian_filter(net2.astype(np.float64), 1.0), size=5).ravel()
+    edges, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    mean = np.bincount(inverse, np.maximum(refined[ia], refined[ib])) / np.bincount(inverse)
+    return _merge(regions, lined, edges[mean < below])
+
+
+def oracle_merge(net1: np.ndarray, truth: np.ndarray, h: float = 0.002) -> np.ndarray:
+    """A bound, not a method: Net1's fine basins (h ``h``) merged where they share a majority
+    true grain."""
+    from napari_grainseg.evaluation import fill_boundaries
+
+    regions, lined = _basins(net1, h)
+    grains = fill_boundaries(truth)
+    overlap = np.zeros((regions.max() + 1, grains.max() + 1), np.int64)
+    np.add.at(overlap, (regions.ravel(), grains.ravel()), 1)
+    majority = overlap.argmax(axis=1)
+    edges = np.unique(_adjacent_pairs(regions)[0], axis=0)
+    return _merge(regions, lined, edges[majority[edges[:, 0]] == majority[edges[:, 1]]])
 
 
 def faint_ridge_pairs(probability: np.ndarray, image: np.ndarray, truth: np.ndarray) -> list[tuple]:
@@ -126,7 +232,8 @@ def main() -> None:
             steps = list(refine(sample.image, pred.probability, model=net2, device="cpu", scale=pred.scale,
                                 net1=net1))
             first = steps[min(net2.config.scheduled_steps or 1, len(steps)) - 1]
-            maps = {"net1": pred.probability, "first": first.state, "final": steps[-1].state}
+            maps = {"net1": pred.probability, "first": first.state, "final": steps[-1].state,
+                    "truth": sample.labels}  # the truth only for the oracle bound
             for k, build in ways.items():
                 labels = build(maps)
                 s = segmentation_scores(labels, sample.labels)
