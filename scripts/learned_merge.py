@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from net2_grain_builders import _adjacent_pairs, _basins, _merge  # noqa: E402
+from net2_grain_builders import _adjacent_pairs, _basins, _merge, print_table  # noqa: E402
 
 MAPS = ("net1", "final", "first")
 #: Features per pair that do not depend on a map; then 9 per map, in the order of MAPS.
@@ -174,17 +174,8 @@ def main() -> None:
                 rows[f"{label}, merge above {above}"] = [
                     scores(_merge(e["regions"], e["lined"], e["edges"][predict(e["x"][:, c]) > above]), e["truth"])
                     for e in test]
-        n = len(test)
-        ref = np.array(rows["net1-ws 0.1 (reference)"])[:, 0]
-        print(f"\n{name}: {n} images")
-        print("| grains from | VI | merge | split | abs count err | VI − reference | lower on |")
-        print("|---|---|---|---|---|---|---|")
-        for k, r in rows.items():
-            r = np.array(r)
-            d = r[:, 0] - ref
-            print(f"| {k} | {r[:, 0].mean():.3f} | {r[:, 1].mean():.3f} | {r[:, 2].mean():.3f} | "
-                  f"{r[:, 3].mean():.3f} | {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(n):.3f} | "
-                  f"{int((d < 0).sum())}/{n} |")
+        print(f"\n{name}: {len(test)} images")
+        print_table(rows)
 
 
 if __name__ == "__main__":

@@ -205,6 +205,21 @@ def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def print_table(scores: dict[str, list[tuple]]) -> None:
+    """Markdown table of (VI, merge, split, |count error|) per image for each way of building
+    grains, with the image-by-image VI difference from the first (the reference)."""
+    print("| grains from | VI | merge | split | abs count err | VI − reference | lower on |")
+    print("|---|---|---|---|---|---|---|")
+    ref = np.array(next(iter(scores.values())))[:, 0]
+    n = ref.size
+    for k, rows in scores.items():
+        r = np.array(rows)
+        d = r[:, 0] - ref
+        print(f"| {k} | {r[:, 0].mean():.3f} | {r[:, 1].mean():.3f} | {r[:, 2].mean():.3f} | "
+              f"{r[:, 3].mean():.3f} | {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(n):.3f} | "
+              f"{int((d < 0).sum())}/{n} |")
+
+
 def main() -> None:
     import torch
 
@@ -244,15 +259,7 @@ def main() -> None:
                     pairs += faint_ridge_pairs(pred.probability, sample.image, sample.labels)
         n = len(scores[next(iter(ways))])
         print(f"\n{name}: {n} images ({at_scale_1} at Net1 scale 1.0), Net2 {a.net2_weights or 'shipped'}")
-        print("| grains from | VI | merge | split | abs count err | VI − reference | lower on |")
-        print("|---|---|---|---|---|---|---|")
-        ref = np.array(scores[next(iter(ways))])[:, 0]
-        for k, rows in scores.items():
-            r = np.array(rows)
-            d = r[:, 0] - ref
-            print(f"| {k} | {r[:, 0].mean():.3f} | {r[:, 1].mean():.3f} | {r[:, 2].mean():.3f} | "
-                  f"{r[:, 3].mean():.3f} | {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(n):.3f} | "
-                  f"{int((d < 0).sum())}/{n} |")
+        print_table(scores)
         if a.cue:
             r = np.array(pairs, float)
             faint = (r[:, 0] < 0.3) & (r[:, 2] > 30)
