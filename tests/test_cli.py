@@ -82,6 +82,31 @@ def test_bad_input_gives_one_line_error_and_exit_2(case, bad_inputs, tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
+class _ClosedPipe:
+    """A stdout whose reader has gone (``grainseg ... | head`` after head exits)."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        pass
+
+
+def test_output_into_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """Not an 'internal error': the reader stopped early, the command stops too (exit 141)."""
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert main(["train", "net2", "--print-config"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_output_into_a_closed_pipe_from_a_real_process():
+    """The same through a real pipe whose reader has closed: nothing on stderr."""
+    code = ("import os, sys; from napari_grainseg.cli import main; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
+            "sys.exit(main(['train', 'net2', '--print-config']))")  # stdout: a pipe that nobody reads
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 141 and done.stderr == ""
+
+
 def test_bad_arguments_exit_2(tmp_path, sample_path):
     result = run_cli("edges", str(sample_path), "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2 and ".tif" in result.stderr

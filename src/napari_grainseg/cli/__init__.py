@@ -6,7 +6,8 @@ default is the function that runs it (``func(args) -> int`` exit code).
 
 Errors: an :class:`~napari_grainseg.errors.InputError` (bad file, bad image,
 bad parameter) prints one line ``grainseg: error: ...`` on stderr and exits 2,
-without a traceback. Ctrl-C exits 130.
+without a traceback. Ctrl-C exits 130. Output piped into a reader that stops early
+(``grainseg ... | head``) ends the command quietly with exit 141, as a shell's SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("grainseg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except Exception as exc:  # a bug, not bad input: one line unless --debug
         if args.debug:
             raise
@@ -71,6 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not raise a second time."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _quiet_libraries() -> None:
