@@ -485,6 +485,8 @@ def test_topology_errors_find_the_leak_of_a_merge_and_the_line_of_a_split():
         topology_loss(logits, torch.from_numpy(target.astype(np.float32))[None, None]).backward()
         grad = logits.grad[0, 0].numpy()
         assert sign * grad[drawn.astype(bool) ^ target].sum() >= 0 and np.abs(grad).sum() > 0
+        big = topology_loss(logits.detach(), torch.from_numpy(target.astype(np.float32))[None, None], min_px=400)
+        assert float(big) == 0.0  # grains below min_px: no error to price
     from napari_grainseg.training_net2 import Net2TrainConfig
 
     with pytest.raises(InputError, match="topology_weight"):

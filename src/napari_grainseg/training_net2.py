@@ -475,7 +475,7 @@ def topology_errors(probability: np.ndarray, target: np.ndarray, min_px: int = 2
     return errors
 
 
-def topology_loss(logits, targets):
+def topology_loss(logits, targets, min_px: int = 20):
     """Cross-entropy on the pixels of :func:`topology_errors`, averaged over all pixels.
 
     Averaged over all pixels, not over the error pixels: the term then fades as
@@ -487,7 +487,7 @@ def topology_loss(logits, targets):
     import torch.nn.functional as F
 
     prob = torch.sigmoid(logits.detach()).cpu().numpy()
-    mask = np.stack([topology_errors(p[0], t[0]) for p, t in zip(prob, targets.cpu().numpy())])[:, None]
+    mask = np.stack([topology_errors(p[0], t[0], min_px) for p, t in zip(prob, targets.cpu().numpy())])[:, None]
     mask = torch.from_numpy(mask).to(logits.device, logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     return (bce * mask).mean()
@@ -697,7 +697,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
             logits = model(states, conds, ts)
             loss = boundary_loss(logits, targets, config.pos_weight, config.dice_weight, config.cldice_weight)
             if config.topology_weight:
-                loss = loss + config.topology_weight * topology_loss(logits, targets)
+                loss = loss + config.topology_weight * topology_loss(logits, targets, config.topology_min_px)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
