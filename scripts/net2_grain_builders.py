@@ -21,7 +21,9 @@ Exploratory (docs/net2.md, "what did not work"): for each image of the named
 
 and prints each one's VI, merge and split parts and |grain-count error|, with the
 image-by-image VI difference from Net1 + watershed (h 0.1, the eval's
-``net1+watershed``): mean ± standard error, and on how many images it is lower.
+``net1+watershed``): mean ± standard error, and on how many images it is lower;
+and the ``net2`` difference separately for the images where Net1 ran at scale 1.0
+and where its automatic scale choice resampled the image.
 
 ``--cue`` adds a check of the evidence left at faint ridges: Net1's map is
 over-segmented (watershed, h 0.02); for adjacent regions whose shared ridge is
@@ -240,10 +242,10 @@ def main() -> None:
     ways = builders()
     for name in a.sets:
         scores = {k: [] for k in ways}
-        pairs, at_scale_1 = [], 0
+        pairs, at_scale_1 = [], []
         for sample in EVAL_SETS[name].samples():
             pred = predict_boundaries(sample.image, net1, device="cpu")
-            at_scale_1 += pred.scale == 1.0
+            at_scale_1.append(pred.scale == 1.0)
             steps = list(refine(sample.image, pred.probability, model=net2, device="cpu", scale=pred.scale,
                                 net1=net1))
             first = steps[min(net2.config.scheduled_steps or 1, len(steps)) - 1]
@@ -258,8 +260,13 @@ def main() -> None:
                 with np.errstate(invalid="ignore"):  # a region of the over-segmentation can be empty
                     pairs += faint_ridge_pairs(pred.probability, sample.image, sample.labels)
         n = len(scores[next(iter(ways))])
-        print(f"\n{name}: {n} images ({at_scale_1} at Net1 scale 1.0), Net2 {a.net2_weights or 'shipped'}")
+        print(f"\n{name}: {n} images ({sum(at_scale_1)} at Net1 scale 1.0), Net2 {a.net2_weights or 'shipped'}")
         print_table(scores)
+        d = np.array(scores["net2"])[:, 0] - np.array(scores[next(iter(ways))])[:, 0]
+        for label, chosen in (("at Net1 scale 1.0", np.array(at_scale_1)), ("at other scales", ~np.array(at_scale_1))):
+            if chosen.sum() > 1:
+                print(f"net2 − reference {label}: {d[chosen].mean():+.3f} ± "
+                      f"{d[chosen].std(ddof=1) / np.sqrt(chosen.sum()):.3f} ({int(chosen.sum())} images)")
         if a.cue:
             r = np.array(pairs, float)
             faint = (r[:, 0] < 0.3) & (r[:, 2] > 30)
