@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from net2_grain_builders import _adjacent_pairs, _basins, _merge, print_table  # noqa: E402
+from net2_grain_builders import _adjacent_pairs, _basins, _majority_grain, _merge, print_table  # noqa: E402
 
 MAPS = ("net1", "final", "first")
 #: Features per pair that do not depend on a map; then 9 per map, in the order of MAPS.
@@ -51,9 +51,8 @@ def pair_features(regions: np.ndarray, maps: dict, image: np.ndarray) -> tuple[n
     """Adjacent region pairs (E, 2) and their features (E, 5 + 9 per map), described in the module doc."""
     from scipy import ndimage
 
-    pairs, ia, ib = _adjacent_pairs(regions)
-    edges, inverse, length = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
+    edges, inverse, ia, ib = _adjacent_pairs(regions)
+    length = np.bincount(inverse)
     r1, r2 = edges[:, 0], edges[:, 1]
     ids = np.arange(regions.max() + 1)
     size = np.asarray(ndimage.sum(np.ones_like(regions), regions, ids), float)
@@ -66,12 +65,11 @@ def pair_features(regions: np.ndarray, maps: dict, image: np.ndarray) -> tuple[n
     step = np.abs(mean[r1] - mean[r2])
     columns = [np.log(length), np.log(np.minimum(size[r1], size[r2])), np.log(np.maximum(size[r1], size[r2])),
                step / (np.sqrt((std[r1] ** 2 + std[r2] ** 2) / 2) + 0.02), step]
-    order = np.lexsort((np.zeros(inverse.size), inverse))  # pixels grouped by pair
     starts = np.concatenate([[0], np.cumsum(length)[:-1]])
     for name in MAPS:
         flat = ndimage.gaussian_filter(maps[name].astype(np.float64), 1.0)
         values = np.maximum(flat.ravel()[ia], flat.ravel()[ib])
-        grouped = values[order][np.lexsort((values[order], inverse[order]))]  # sorted within each pair
+        grouped = values[np.lexsort((values, inverse))]  # grouped by pair, sorted within each
 
         def quantile(q):
             return grouped[starts + np.floor(q * (length - 1)).astype(int)]
@@ -88,10 +86,7 @@ def same_grain(regions: np.ndarray, edges: np.ndarray, truth: np.ndarray) -> np.
     """1 where both regions of a pair lie mostly in the same true grain."""
     from napari_grainseg.evaluation import fill_boundaries
 
-    grains = fill_boundaries(truth)
-    overlap = np.zeros((regions.max() + 1, grains.max() + 1), np.int64)
-    np.add.at(overlap, (regions.ravel(), grains.ravel()), 1)
-    majority = overlap.argmax(axis=1)
+    majority = _majority_grain(regions, fill_boundaries(truth))
     return (majority[edges[:, 0]] == majority[edges[:, 1]]).astype(np.float32)
 
 
@@ -130,7 +125,7 @@ def examples(samples, net1, net2) -> list[dict]:
         steps = list(refine(sample.image, pred.probability, model=net2, device="cpu", scale=pred.scale, net1=net1))
         first = steps[min(net2.config.scheduled_steps or 1, len(steps)) - 1]
         maps = {"net1": pred.probability, "first": first.state, "final": steps[-1].state}
-        regions, lined = _basins(pred.probability, BASIN_H)
+        regions, lined, _ = _basins(pred.probability, BASIN_H)
         edges, x = pair_features(regions, maps, sample.image)
         out.append({"regions": regions, "lined": lined, "edges": edges, "x": x, "net1": pred.probability,
                     "y": same_grain(regions, edges, sample.labels), "truth": sample.labels})

@@ -70,52 +70,62 @@ def builders() -> dict:
     return out
 
 
-def _basins(probability: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+def _basins(probability: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Watershed regions of the smoothed map from its h-minima: without lines (every pixel in a
-    region, for adjacency) and with 1 px lines (the same region ids, for drawing)."""
+    region, for adjacency) and with 1 px lines (the same region ids, for drawing); and the
+    smoothed map."""
     from scipy import ndimage
     from skimage.morphology import h_minima
     from skimage.segmentation import watershed
 
     smooth = ndimage.gaussian_filter(probability.astype(np.float64), 1.0)
     markers = ndimage.label(h_minima(smooth, h))[0]
-    return watershed(smooth, markers), watershed(smooth, markers, watershed_line=True)
+    return watershed(smooth, markers), watershed(smooth, markers, watershed_line=True), smooth
 
 
-def _adjacent_pairs(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every 4-neighbour pixel pair across two regions: the smaller and larger region id and
-    the flat indices of the two pixels."""
+def _adjacent_pairs(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of adjacent regions and the 4-neighbour pixel pairs across them.
+
+    Returns ``(edges, inverse, ia, ib)``: the sorted unique pairs (E, 2) as
+    (smaller id, larger id); for every pixel pair across two regions, the index
+    of its pair in ``edges`` and the flat indices of its two pixels.
+    """
     index = np.arange(regions.size).reshape(regions.shape)
     a = np.concatenate([regions[:, :-1].ravel(), regions[:-1, :].ravel()])
     b = np.concatenate([regions[:, 1:].ravel(), regions[1:, :].ravel()])
     ia = np.concatenate([index[:, :-1].ravel(), index[:-1, :].ravel()])
     ib = np.concatenate([index[:, 1:].ravel(), index[1:, :].ravel()])
     keep = a != b
-    return np.stack([np.minimum(a, b)[keep], np.maximum(a, b)[keep]], 1), ia[keep], ib[keep]
+    pairs = np.stack([np.minimum(a, b)[keep], np.maximum(a, b)[keep]], 1)
+    edges, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return edges, inverse.ravel(), ia[keep], ib[keep]
+
+
+def _majority_grain(regions: np.ndarray, grains: np.ndarray) -> np.ndarray:
+    """For every region id, the grain (label > 0) that covers most of it; 0 if none does."""
+    overlap = np.zeros((regions.max() + 1, grains.max() + 1), np.int64)
+    np.add.at(overlap, (regions.ravel(), grains.ravel()), 1)
+    overlap[:, 0] = 0
+    return overlap.argmax(axis=1)
 
 
 def _merge(regions: np.ndarray, lined: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Grains of the watershed ``lined`` with every listed pair of regions joined (union-find):
-    the lines between two joined regions go, the others stay. With no pairs this is exactly
-    Net1 + watershed's construction (``probability_watershed``)."""
+    """Grains of the watershed ``lined`` with every listed pair of regions joined (connected
+    components of the pairs): the lines between two joined regions go, the others stay. With no
+    pairs this is exactly Net1 + watershed's construction (``probability_watershed``)."""
     from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     from napari_grainseg.grains import boundaries_to_labels
 
-    parent = np.arange(regions.max() + 1)
-
-    def root(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        parent[max(ra, rb)] = min(ra, rb)
-    joined = np.array([root(i) for i in range(parent.size)])[lined]  # lines stay 0
+    n = int(regions.max()) + 1
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    group = connected_components(graph, directed=False)[1] + 1
+    joined = np.where(lined > 0, group[lined], 0)  # lines stay 0
     highest = ndimage.maximum_filter(joined, size=3)
-    lowest = ndimage.minimum_filter(np.where(joined > 0, joined, parent.size), size=3)
+    lowest = ndimage.minimum_filter(np.where(joined > 0, joined, n + 1), size=3)
     return boundaries_to_labels((lined == 0) & (highest != lowest))
 
 
@@ -139,12 +149,10 @@ def merge_faint_regions(net1: np.ndarray, net2: np.ndarray, below: float) -> np.
     value within 2 px) along their shared boundary averages below ``below``."""
     from scipy import ndimage
 
-    regions, lined = _basins(net1, 0.1)
-    pairs, ia, ib = _adjacent_pairs(regions)
+    regions, lined, _ = _basins(net1, 0.1)
+    edges, inverse, ia, ib = _adjacent_pairs(regions)
     # Net2's line may run a pixel or two beside Net1's ridge: take its largest value within 2 px
     refined = ndimage.maximum_filter(ndimage.gaussian_filter(net2.astype(np.float64), 1.0), size=5).ravel()
-    edges, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
     mean = np.bincount(inverse, np.maximum(refined[ia], refined[ib])) / np.bincount(inverse)
     return _merge(regions, lined, edges[mean < below])
 
@@ -154,12 +162,9 @@ def oracle_merge(net1: np.ndarray, truth: np.ndarray, h: float = 0.002) -> np.nd
     true grain."""
     from napari_grainseg.evaluation import fill_boundaries
 
-    regions, lined = _basins(net1, h)
-    grains = fill_boundaries(truth)
-    overlap = np.zeros((regions.max() + 1, grains.max() + 1), np.int64)
-    np.add.at(overlap, (regions.ravel(), grains.ravel()), 1)
-    majority = overlap.argmax(axis=1)
-    edges = np.unique(_adjacent_pairs(regions)[0], axis=0)
+    regions, lined, _ = _basins(net1, h)
+    majority = _majority_grain(regions, fill_boundaries(truth))
+    edges = _adjacent_pairs(regions)[0]
     return _merge(regions, lined, edges[majority[edges[:, 0]] == majority[edges[:, 1]]])
 
 
@@ -167,32 +172,19 @@ def faint_ridge_pairs(probability: np.ndarray, image: np.ndarray, truth: np.ndar
     """(mean ridge probability, |Δ mean intensity| / pooled std, smaller region px, true boundary?)
     for every pair of adjacent regions of an h = 0.02 watershed of ``probability``."""
     from scipy import ndimage
-    from skimage.morphology import h_minima
-    from skimage.segmentation import watershed
 
-    smooth = ndimage.gaussian_filter(probability.astype(np.float64), 1.0)
-    regions = watershed(smooth, ndimage.label(h_minima(smooth, 0.02))[0])
+    regions, _, smooth = _basins(probability, 0.02)
     ids = np.arange(1, regions.max() + 1)
     mean = np.asarray(ndimage.mean(ndimage.gaussian_filter(image.astype(np.float64), 1.0), regions, ids))
     std = np.asarray(ndimage.standard_deviation(image.astype(np.float64), regions, ids))
     size = np.asarray(ndimage.sum(np.ones_like(regions), regions, ids))
-    majority = np.zeros(regions.max() + 1, int)
-    for r in ids:
-        inside = truth[regions == r]
-        inside = inside[inside > 0]
-        majority[r] = np.bincount(inside).argmax() if inside.size else 0
-    a = np.concatenate([regions[:, :-1].ravel(), regions[:-1, :].ravel()])
-    b = np.concatenate([regions[:, 1:].ravel(), regions[1:, :].ravel()])
-    ridge = np.concatenate([np.maximum(smooth[:, :-1], smooth[:, 1:]).ravel(),
-                            np.maximum(smooth[:-1, :], smooth[1:, :]).ravel()])
-    keep = a != b
-    key = np.minimum(a, b)[keep] * (regions.max() + 1) + np.maximum(a, b)[keep]
-    ridge = ridge[keep]
+    majority = _majority_grain(regions, truth)  # boundary pixels (0) of the truth count for no grain
+    edges, inverse, ia, ib = _adjacent_pairs(regions)
+    ridge = np.bincount(inverse, np.maximum(smooth.ravel()[ia], smooth.ravel()[ib])) / np.bincount(inverse)
     rows = []
-    for k in np.unique(key):
-        r1, r2 = divmod(int(k), regions.max() + 1)
+    for (r1, r2), along in zip(edges, ridge):
         pooled = np.sqrt((std[r1 - 1] ** 2 + std[r2 - 1] ** 2) / 2) + 1e-6
-        rows.append((float(ridge[key == k].mean()), abs(mean[r1 - 1] - mean[r2 - 1]) / pooled,
+        rows.append((float(along), abs(mean[r1 - 1] - mean[r2 - 1]) / pooled,
                      min(size[r1 - 1], size[r2 - 1]), majority[r1] != majority[r2]))
     return rows
 
