@@ -273,6 +273,31 @@ def test_training_config_rejects_an_unknown_architecture_field():
         TrainConfig(architecture={"in_channels": 4, "base_channels": 8, "depth": 4, "foo": 1})
 
 
+@pytest.mark.parametrize("kind, data, field", [
+    ("net1", {"lr": "x"}, "lr"), ("net1", {"steps": 10.5}, "steps"), ("net1", {"preset": 3}, "preset"),
+    ("net1", {"init_weights": 1}, "init_weights"), ("net2", {"topology_weight": "x"}, "topology_weight"),
+    ("net2", {"keep_best": 1}, "keep_best"), ("net2", {"gap_length": [3]}, "gap_length"),
+    ("net2", {"presets": ["tem", 3]}, "presets"), ("net2", {"patch_shape": [128.0, 256]}, "patch_shape"),
+    ("net2", {"architecture": [8]}, "architecture")])
+def test_training_config_file_with_a_wrong_type_is_refused_when_read(tmp_path, kind, data, field):
+    """A string for a number, a float for a count, a number for a flag or a shape of floats is
+    a one-line error naming the field when the file is read (not accepted silently, not a
+    TypeError later)."""
+    from napari_grainseg.training import TrainConfig
+    from napari_grainseg.training_net2 import Net2TrainConfig
+
+    cls = TrainConfig if kind == "net1" else Net2TrainConfig
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=f"{field} must be"):
+        cls.from_json(path)
+    ok = {"lr": 0.01, "steps": 10, "preset": ["tem", "train"], "init_weights": None} if kind == "net1" else \
+        {"topology_weight": 1, "keep_best": False, "gap_length": [3, 9], "presets": ["tem"], "patch_shape": [64, 64]}
+    path.write_text(json.dumps(ok))  # the same fields with values of the right type (an int for a float) load
+    config = cls.from_json(path)
+    assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in ok.items())
+
+
 def test_training_config_mixes_presets_by_sample_index():
     from napari_grainseg.training import TrainConfig, _SyntheticSamples, make_example, training_seed
 

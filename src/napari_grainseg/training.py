@@ -26,6 +26,8 @@ import platform
 import signal
 import subprocess
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -159,8 +161,9 @@ def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: t
 def read_config(cls, path: str | Path):
     """Build the config dataclass ``cls`` from a JSON file holding any subset of its fields.
 
-    JSON lists become tuples (shapes, ranges); unknown fields, a missing file or
-    invalid JSON raise :class:`InputError` naming the file.
+    JSON lists become tuples (shapes, ranges); unknown fields, a value of the
+    wrong type (a string for a number, a number for a shape), a missing file or
+    invalid JSON raise :class:`InputError` naming the file and the field.
     """
     path = Path(path)
     try:
@@ -171,10 +174,42 @@ def read_config(cls, path: str | Path):
         raise InputError(f"config file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InputError(f"config file {path} must hold a JSON object")
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise InputError(f"config file {path}: unknown field(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        if not _json_matches(value, hints[name]):
+            as_list = " (a JSON list)" if "tuple" in str(fields[name].type) else ""
+            raise InputError(f"config file {path}: {name} must be {fields[name].type}{as_list}, "
+                             f"got {json.dumps(value)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _json_matches(value, hint) -> bool:
+    """Whether a JSON ``value`` can fill a config field annotated ``hint`` (an int fills a
+    float; a list fills a tuple, element by element; true/false fill only a bool)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_json_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_json_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_json_matches(v, a) for v, a in zip(value, args))
+    if origin is dict:
+        return isinstance(value, dict)  # an architecture: its own config checks the fields
+    return True
 
 
 # --------------------------------------------------------------------------- data
