@@ -14,6 +14,12 @@ Exploratory (docs/net2.md, "what did not work"): for each image of the named
 - ``ws-merge-net2``: Net1's watershed regions (h 0.1), adjacent ones merged where
   Net2's smoothed map (its largest value within 2 px) along their shared boundary
   is below 0.2 on average (Net2 erased the line as spurious);
+- ``net2-close-ends``: Net2's thresholded final map with every dead end joined
+  to the nearest other boundary along the cheapest path through Net1's map
+  (:func:`close_dead_ends`): grain boundaries end at junctions, not inside grains;
+- ``net2 closed start`` (with ``--closed-start``): the same Net2 run from Net1's
+  map with its watershed lines (h 0.1) drawn in, although it was not trained so:
+  it then only has to keep or erase closed candidate lines;
 - ``oracle (bound)``: not a method but a bound: Net1's map over-segmented finely
   (watershed, h 0.002) and its regions merged by the truth (each region takes the
   true grain it overlaps most); no grain builder that only merges Net1's basins
@@ -36,6 +42,7 @@ Run from the repository root, e.g.::
 
     python scripts/net2_grain_builders.py tune-tem tune-train --cue
     python scripts/net2_grain_builders.py id-tem-64 id-train-64
+    python scripts/net2_grain_builders.py tune-tem tune-train --closed-start
     python scripts/net2_grain_builders.py tune-tem tune-train --net2-weights configs/weights/net2_segments.pt
 """
 
@@ -52,8 +59,9 @@ def _ws(probability: np.ndarray, h: float) -> np.ndarray:
     return probability_watershed(probability, h=h)
 
 
-def builders() -> dict:
-    """Name -> function(maps) -> labels; ``maps`` holds ``net1``, ``first`` and ``final``."""
+def builders(closed_start: bool = False) -> dict:
+    """Name -> function(maps) -> labels; ``maps`` holds ``net1``, ``first``, ``final`` and ``truth``,
+    and with ``closed_start`` also ``closed``."""
     from napari_grainseg.grains import boundaries_to_labels
 
     out = {"net1-ws 0.1 (reference)": lambda m: _ws(m["net1"], 0.1),
@@ -66,6 +74,9 @@ def builders() -> dict:
     out["max-ws 0.1"] = lambda m: _ws(np.maximum(m["net1"], m["final"]), 0.1)
     out["mean-dist-ws"] = lambda m: distance_watershed(0.5 * (m["net1"] + m["final"]))
     out["ws-merge-net2 0.2"] = lambda m: merge_faint_regions(m["net1"], m["final"], 0.2)
+    out["net2-close-ends"] = lambda m: boundaries_to_labels(close_dead_ends(m["final"], m["net1"]))
+    if closed_start:
+        out["net2 closed start"] = lambda m: boundaries_to_labels(m["closed"])
     out["oracle (bound)"] = lambda m: oracle_merge(m["net1"], m["truth"])
     return out
 
@@ -157,6 +168,58 @@ def merge_faint_regions(net1: np.ndarray, net2: np.ndarray, below: float) -> np.
     return _merge(regions, lined, edges[mean < below])
 
 
+def close_dead_ends(boundary_map: np.ndarray, probability: np.ndarray, *, threshold: float = 0.5,
+                    max_length: int = 30, max_mean_cost: float = 0.6, border: int = 3) -> np.ndarray:
+    """The thresholded ``boundary_map`` with its dead ends joined to the nearest other boundary.
+
+    Grain boundaries end at junctions, never inside a grain, so every end of the
+    thresholded map's skeleton (away from the image border) is taken as a gap:
+    from it the cheapest path (cost 1 − smoothed ``probability`` + 0.02 per px,
+    8-connected) to a skeleton pixel that the skeleton itself reaches only the
+    long way round (more than twice the straight distance plus 6 px, so the
+    path closes a loop instead of running back along its own line) is drawn in,
+    if that target lies within ``max_length`` px and the path's mean cost is
+    below ``max_mean_cost``. Returns a bool map.
+    """
+    from scipy import ndimage
+    from skimage.graph import MCP_Geometric
+    from skimage.morphology import disk, skeletonize
+
+    mask = np.asarray(boundary_map) >= threshold
+    skeleton = skeletonize(mask)
+    neighbours = ndimage.convolve(skeleton.astype(np.int32), np.ones((3, 3), np.int32), mode="constant") - 1
+    ends = np.argwhere(skeleton & (neighbours == 1))
+    h, w = mask.shape
+    inside = (ends[:, 0] >= border) & (ends[:, 1] >= border) & (ends[:, 0] < h - border) & (ends[:, 1] < w - border)
+    cost = np.clip(1.0 - ndimage.gaussian_filter(probability.astype(np.float64), 1.0), 0.0, 1.0) + 0.02
+    out = mask.copy()
+    reach = 3 * max_length  # the skeleton's own way round is followed this far
+    for y, x in ends[inside]:
+        y0, x0 = max(0, y - reach), max(0, x - reach)
+        window = np.s_[y0:min(h, y + reach + 1), x0:min(w, x + reach + 1)]
+        local = skeleton[window]
+        start = (y - y0, x - x0)
+        along = MCP_Geometric(np.where(local, 1.0, np.inf)).find_costs([start])[0]
+        yy, xx = np.indices(local.shape)
+        straight = np.hypot(yy - start[0], xx - start[1])
+        own = local & (along <= 2 * straight + 6)
+        targets = local & ~own & (straight <= max_length)
+        if not targets.any():
+            continue
+        # the path may not run inside its own line's band (except at the start)
+        blocked = ndimage.binary_dilation(own, disk(2)) & (straight > 2.5)
+        local_cost = np.where(blocked | (straight > max_length + 2), np.inf, cost[window])
+        mcp = MCP_Geometric(local_cost)
+        total = np.where(targets, mcp.find_costs([start])[0], np.inf)
+        end = np.unravel_index(np.argmin(total), total.shape)
+        if not np.isfinite(total[end]):
+            continue
+        path = np.asarray(mcp.traceback(end))
+        if total[end] / len(path) < max_mean_cost:
+            out[path[:, 0] + y0, path[:, 1] + x0] = True
+    return out
+
+
 def oracle_merge(net1: np.ndarray, truth: np.ndarray, h: float = 0.002) -> np.ndarray:
     """A bound, not a method: Net1's fine basins (h ``h``) merged where they share a majority
     true grain."""
@@ -227,11 +290,19 @@ def main() -> None:
     p.add_argument("sets", nargs="+", choices=sorted(EVAL_SETS))
     p.add_argument("--net2-weights", help="Net2 weights (default: the shipped net2.pt)")
     p.add_argument("--cue", action="store_true", help="also the faint-ridge intensity check")
+    p.add_argument("--closed-start", action="store_true",
+                   help="also run the Net2 from Net1's map with its watershed lines (h 0.1) drawn in, "
+                        "as if it had been trained with closed_start")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     net1, net2 = load_net1(device="cpu"), load_net2(a.net2_weights, device="cpu")
-    ways = builders()
+    ways = builders(a.closed_start)
+    if a.closed_start:
+        import dataclasses
+
+        closing = load_net2(a.net2_weights, device="cpu")
+        closing.config = dataclasses.replace(closing.config, closed_start=True)
     for name in a.sets:
         scores = {k: [] for k in ways}
         pairs, at_scale_1 = [], []
@@ -243,6 +314,9 @@ def main() -> None:
             first = steps[min(net2.config.scheduled_steps or 1, len(steps)) - 1]
             maps = {"net1": pred.probability, "first": first.state, "final": steps[-1].state,
                     "truth": sample.labels}  # the truth only for the oracle bound
+            if a.closed_start:
+                maps["closed"] = list(refine(sample.image, pred.probability, model=closing, device="cpu",
+                                             scale=pred.scale, net1=net1))[-1].state
             for k, build in ways.items():
                 labels = build(maps)
                 s = segmentation_scores(labels, sample.labels)
