@@ -56,9 +56,9 @@ def classical_field(path: str, out_dir: str) -> float:
     """The classical baseline on one field, with the same output files as the Net1 pipeline.
 
     Returns the CPU seconds it took."""
-    from napari_grainseg.grains import boundaries_to_labels, classical_boundaries
-    from napari_grainseg.io import read_micrograph
-    from napari_grainseg.report import write_report
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries
+    from napari_grainseg.io.readers import read_micrograph
+    from napari_grainseg.measure.report import write_report
 
     cpu0 = time.process_time()
     m = read_micrograph(path)
@@ -130,7 +130,7 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
     if a.markdown:
-        from napari_grainseg.markdown import replace_section
+        from napari_grainseg.evaluation.markdown import replace_section
 
         replace_section(a.markdown, "batch-throughput", "\n".join(lines), heading="## Batch and scale")
 

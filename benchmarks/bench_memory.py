@@ -104,7 +104,7 @@ def main() -> None:
     p.add_argument("--grain-size", type=float, default=24.0,
                    help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)")
     p.add_argument("--net2-steps", default="0", help="Net2 steps (default 0: Net1 only)")
-    from napari_grainseg.grains import GRAIN_BUILDERS
+    from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 
     p.add_argument("--grains", default="threshold", choices=GRAIN_BUILDERS,
                    help="grain builder (grainseg batch --grains)")
@@ -133,7 +133,7 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))
     if a.markdown:
-        from napari_grainseg.markdown import replace_section
+        from napari_grainseg.evaluation.markdown import replace_section
 
         replace_section(a.markdown, "batch-memory", "\n".join(lines), heading="## Batch and scale")
 

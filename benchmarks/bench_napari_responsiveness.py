@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
     from napari_grainseg.models.weights import shipped_weights_dir
     from napari_grainseg.plugin import _segment_widget, _threading
     from napari_grainseg.plugin._segment_widget import SegmentWidget
-    from napari_grainseg.samples import interconnect_tem
+    from napari_grainseg.io.samples import interconnect_tem
 
     _threading.SYNCHRONOUS = False
     _segment_widget.MAX_NET2_STEPS = args.steps

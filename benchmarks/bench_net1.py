@@ -35,9 +35,9 @@ def _median_seconds(fn, repeats: int) -> float:
 def speed(weights: str | None, repeats: int) -> dict:
     import torch
 
-    from napari_grainseg.edges import fuse_edges
-    from napari_grainseg.grains import classical_boundaries
-    from napari_grainseg.inference import predict_boundaries
+    from napari_grainseg.segmentation.edges import fuse_edges
+    from napari_grainseg.segmentation.grains import classical_boundaries
+    from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.models.weights import load_net1
     from napari_grainseg.synthetic import generate
 
@@ -54,7 +54,7 @@ def speed(weights: str | None, repeats: int) -> dict:
 _MEMORY_CHILD = """
 import resource, sys, numpy as np
 from napari_grainseg.synthetic import generate
-from napari_grainseg.inference import predict_boundaries
+from napari_grainseg.segmentation.inference import predict_boundaries
 from napari_grainseg.models.weights import load_net1
 size = int(sys.argv[1]); weights = sys.argv[2] if sys.argv[2] != "-" else None
 tile = generate(seed=2, shape=(1024, 1024), preset="tem", mean_diameter=30.0).image

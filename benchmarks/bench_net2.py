@@ -29,8 +29,8 @@ def _timed(fn):
 
 
 def step_speed(net1, net2, size: int = 1024) -> dict:
-    from napari_grainseg.inference import predict_boundaries
-    from napari_grainseg.refine import refine
+    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.segmentation.refine import refine
     from napari_grainseg.synthetic import generate
 
     image = generate(seed=1, shape=(size, size), preset="tem", mean_diameter=30.0).image
@@ -44,10 +44,10 @@ def step_speed(net1, net2, size: int = 1024) -> dict:
 
 
 def convergence(net1, net2, n_images: int) -> dict:
-    from napari_grainseg.evalsuite import EVAL_SETS
-    from napari_grainseg.inference import predict_boundaries
-    from napari_grainseg.refine import refine
-    from napari_grainseg.samples import interconnect_tem
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.segmentation.refine import refine
+    from napari_grainseg.io.samples import interconnect_tem
 
     out = {}
     for name in ("id-tem", "id-train"):
@@ -69,8 +69,8 @@ def convergence(net1, net2, n_images: int) -> dict:
 
 
 def pipeline_speed(net1, net2, size: int = 1024) -> dict:
-    from napari_grainseg.grains import boundaries_to_labels, classical_boundaries
-    from napari_grainseg.pipeline import segment
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries
+    from napari_grainseg.segmentation.pipeline import segment
     from napari_grainseg.synthetic import generate
 
     image = generate(seed=2, shape=(size, size), preset="tem", mean_diameter=30.0).image
@@ -123,7 +123,7 @@ def main() -> None:
               "pipeline": pipeline_speed(net1, net2)}
     print(json.dumps(result, indent=2))
     if args.markdown:
-        from napari_grainseg.markdown import replace_section
+        from napari_grainseg.evaluation.markdown import replace_section
 
         replace_section(args.markdown, "bench-net2", to_markdown(result), heading="## Speed and convergence")
 

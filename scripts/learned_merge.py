@@ -84,7 +84,7 @@ def pair_features(regions: np.ndarray, maps: dict, image: np.ndarray) -> tuple[n
 
 def same_grain(regions: np.ndarray, edges: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """1 where both regions of a pair lie mostly in the same true grain."""
-    from napari_grainseg.evaluation import fill_boundaries
+    from napari_grainseg.evaluation.metrics import fill_boundaries
 
     majority = _majority_grain(regions, fill_boundaries(truth))
     return (majority[edges[:, 0]] == majority[edges[:, 1]]).astype(np.float32)
@@ -116,8 +116,8 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, weight: np.ndarray, epochs: int
 
 def examples(samples, net1, net2) -> list[dict]:
     """Per image: regions, lines, pairs, features, pair truth and the true labels."""
-    from napari_grainseg.inference import predict_boundaries
-    from napari_grainseg.refine import refine
+    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.segmentation.refine import refine
 
     out = []
     for sample in samples:
@@ -135,9 +135,9 @@ def examples(samples, net1, net2) -> list[dict]:
 def main() -> None:
     import torch
 
-    from napari_grainseg.evalsuite import EVAL_SETS, EvalSet
-    from napari_grainseg.evaluation import grain_count_error, segmentation_scores
-    from napari_grainseg.grains import probability_watershed
+    from napari_grainseg.evaluation.suite import EVAL_SETS, EvalSet
+    from napari_grainseg.evaluation.metrics import grain_count_error, segmentation_scores
+    from napari_grainseg.segmentation.grains import probability_watershed
     from napari_grainseg.models.weights import load_net1, load_net2
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from napari_grainseg.atomic import atomic_path
+from napari_grainseg.io.atomic import atomic_path
 from napari_grainseg.synthetic import generate
 
 

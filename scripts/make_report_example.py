@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from napari_grainseg import samples
-from napari_grainseg.pipeline import segment
-from napari_grainseg.report import write_report
+from napari_grainseg.io import samples
+from napari_grainseg.segmentation.pipeline import segment
+from napari_grainseg.measure.report import write_report
 
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 

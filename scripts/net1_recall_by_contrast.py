@@ -48,9 +48,9 @@ def main() -> None:
     import torch
     from scipy import ndimage
 
-    from napari_grainseg.evalsuite import EVAL_SETS
-    from napari_grainseg.grains import boundaries_to_labels
-    from napari_grainseg.inference import predict_boundaries
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.models.weights import load_net1
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -54,7 +54,7 @@ import numpy as np
 
 
 def _ws(probability: np.ndarray, h: float) -> np.ndarray:
-    from napari_grainseg.grains import probability_watershed
+    from napari_grainseg.segmentation.grains import probability_watershed
 
     return probability_watershed(probability, h=h)
 
@@ -62,7 +62,7 @@ def _ws(probability: np.ndarray, h: float) -> np.ndarray:
 def builders(closed_start: bool = False) -> dict:
     """Name -> function(maps) -> labels; ``maps`` holds ``net1``, ``first``, ``final`` and ``truth``,
     and with ``closed_start`` also ``closed``."""
-    from napari_grainseg.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     out = {"net1-ws 0.1 (reference)": lambda m: _ws(m["net1"], 0.1),
            "net2": lambda m: boundaries_to_labels(m["final"])}
@@ -128,7 +128,7 @@ def _merge(regions: np.ndarray, lined: np.ndarray, pairs: np.ndarray) -> np.ndar
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from napari_grainseg.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     n = int(regions.max()) + 1
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
@@ -147,7 +147,7 @@ def distance_watershed(probability: np.ndarray, weight: float = 0.6, cap: float 
     from skimage.morphology import h_minima
     from skimage.segmentation import watershed
 
-    from napari_grainseg.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     smooth = ndimage.gaussian_filter(probability.astype(np.float64), 1.0)
     surface = smooth - weight * np.minimum(ndimage.distance_transform_edt(smooth < 0.5), cap) / cap
@@ -223,7 +223,7 @@ def close_dead_ends(boundary_map: np.ndarray, probability: np.ndarray, *, thresh
 def oracle_merge(net1: np.ndarray, truth: np.ndarray, h: float = 0.002) -> np.ndarray:
     """A bound, not a method: Net1's fine basins (h ``h``) merged where they share a majority
     true grain."""
-    from napari_grainseg.evaluation import fill_boundaries
+    from napari_grainseg.evaluation.metrics import fill_boundaries
 
     regions, lined, _ = _basins(net1, h)
     majority = _majority_grain(regions, fill_boundaries(truth))
@@ -280,11 +280,11 @@ def print_table(scores: dict[str, list[tuple]]) -> None:
 def main() -> None:
     import torch
 
-    from napari_grainseg.evalsuite import EVAL_SETS
-    from napari_grainseg.evaluation import grain_count_error, segmentation_scores
-    from napari_grainseg.inference import predict_boundaries
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.evaluation.metrics import grain_count_error, segmentation_scores
+    from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.models.weights import load_net1, load_net2
-    from napari_grainseg.refine import refine
+    from napari_grainseg.segmentation.refine import refine
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sets", nargs="+", choices=sorted(EVAL_SETS))

@@ -17,7 +17,7 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture
 def sample_path() -> Path:
-    from napari_grainseg.samples import interconnect_tem_path
+    from napari_grainseg.io.samples import interconnect_tem_path
 
     return interconnect_tem_path()
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from napari_grainseg.atomic import atomic_open, atomic_path
+from napari_grainseg.io.atomic import atomic_open, atomic_path
 
 
 def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):

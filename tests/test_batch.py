@@ -24,7 +24,7 @@ from napari_grainseg.batch import (
 )
 from napari_grainseg.cli import main
 from napari_grainseg.errors import InputError
-from napari_grainseg.measure import astm_g_from_na
+from napari_grainseg.measure.summary import astm_g_from_na
 from napari_grainseg.synthetic import generate
 
 DEV_WEIGHTS = Path("/root/grainseg-runs/net1_dev/net1.pt")

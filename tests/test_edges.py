@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_grainseg.edges import (
+from napari_grainseg.segmentation.edges import (
     CHANNELS,
     EdgeParams,
     detect_edges,
@@ -78,7 +78,7 @@ def test_fused_image_is_rgb_uint8_in_channel_order():
 
 
 def test_works_at_native_size_and_aspect_ratio(sample_path):
-    from napari_grainseg.io import read_micrograph
+    from napari_grainseg.io.readers import read_micrograph
 
     data = read_micrograph(sample_path).data
     rgb = fuse_edges(data)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_grainseg.editing import (
+from napari_grainseg.segmentation.editing import (
     add_boundary,
     boundary_edit,
     delete_grain,
@@ -15,7 +15,7 @@ from napari_grainseg.editing import (
     split_grain,
 )
 from napari_grainseg.errors import InputError
-from napari_grainseg.grains import label_convention_problems, normalize_labels
+from napari_grainseg.segmentation.grains import label_convention_problems, normalize_labels
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.evalsuite import (
+from napari_grainseg.evaluation.suite import (
     CLASSICAL_TUNING_SET,
     EVAL_SETS,
     format_markdown,
     run_evaluation,
 )
-from napari_grainseg.grains import probability_watershed
-from napari_grainseg.training import VALIDATION_SEED_BASE
+from napari_grainseg.segmentation.grains import probability_watershed
+from napari_grainseg.training.net1 import VALIDATION_SEED_BASE
 
 
 def test_test_sets_are_frozen_and_disjoint_from_training_and_validation():
@@ -54,7 +54,7 @@ def test_unknown_set_or_method_is_a_clear_error():
 
 
 def test_markdown_section_replacement_keeps_other_text(tmp_path):
-    from napari_grainseg.markdown import replace_section
+    from napari_grainseg.evaluation.markdown import replace_section
 
     doc = tmp_path / "bench.md"
     doc.write_text("# Benchmarks\n\nintro text\n")
@@ -71,7 +71,7 @@ def test_markdown_section_replacement_keeps_other_text(tmp_path):
 
 
 def test_paired_differences_known_values_and_mismatch():
-    from napari_grainseg.evalsuite import paired_differences
+    from napari_grainseg.evaluation.suite import paired_differences
 
     method = [{"vi": 0.5, "vi_merge": 0.2, "grain_count_error": -0.1}, {"vi": 0.7, "vi_merge": 0.5,
               "grain_count_error": 0.05}, {"vi": 1.0, "vi_merge": 0.1, "grain_count_error": 0.0}]
@@ -103,7 +103,7 @@ def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
 
 def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(tmp_path, capsys):
     from napari_grainseg.cli import main
-    from napari_grainseg.evalsuite import DEFAULT_EVAL_SETS
+    from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS
 
     assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
     assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)

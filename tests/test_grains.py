@@ -6,7 +6,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.grains import (
+from napari_grainseg.segmentation.grains import (
     border_grains,
     boundaries_to_labels,
     classical_boundaries,
@@ -73,7 +73,7 @@ def test_realistic_map_obeys_convention_and_recovers_grains():
     assert abs(int(lab.max()) - (n_true - 1)) <= 2
     assert lab.max() == len(np.unique(lab)) - 1  # consecutive
     # no boundary pixel touching a single grain (spurs removed)
-    from napari_grainseg.grains import _grow_into_boundaries
+    from napari_grainseg.segmentation.grains import _grow_into_boundaries
 
     assert np.array_equal(_grow_into_boundaries(lab)[0], lab)
 
@@ -167,7 +167,7 @@ def test_classical_boundaries_on_flat_shaded_grains():
                                                     merge_threshold=0.02), min_grain_area=30)
     truth = normalize_labels(tiling)
     from skimage.metrics import adapted_rand_error
-    from napari_grainseg.measure import fill_boundaries
+    from napari_grainseg.measure.summary import fill_boundaries
 
     err = adapted_rand_error(fill_boundaries(truth), fill_boundaries(lab))[0]
     assert err < 0.15

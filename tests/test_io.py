@@ -1,4 +1,4 @@
-"""Tests for napari_grainseg.io: every format reads back its pixels and its pixel size."""
+"""Tests for napari_grainseg.io.readers: every format reads back its pixels and its pixel size."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 import tifffile
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.image import ColourImageWarning
-from napari_grainseg.io import (
+from napari_grainseg.io.validate import ColourImageWarning
+from napari_grainseg.io.readers import (
     SUPPORTED_EXTENSIONS,
     Micrograph,
     NonSquarePixelWarning,
@@ -24,7 +24,7 @@ from napari_grainseg.io import (
     read_micrograph,
     validate_pixel_size,
 )
-from napari_grainseg.samples import interconnect_tem_path
+from napari_grainseg.io.samples import interconnect_tem_path
 
 from _emfiles import write_dm, write_emi, write_ser  # noqa: E402  (tests/ is on sys.path)
 

@@ -8,8 +8,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from napari_grainseg import edges, grains
-from napari_grainseg.measure import fill_boundaries, mean_intercept, measure_grains
+from napari_grainseg.segmentation import edges
+
+from napari_grainseg.segmentation import grains
+from napari_grainseg.measure.summary import fill_boundaries, mean_intercept, measure_grains
 from napari_grainseg.synthetic import generate
 
 

@@ -9,8 +9,8 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.grains import normalize_labels
-from napari_grainseg.measure import (
+from napari_grainseg.segmentation.grains import normalize_labels
+from napari_grainseg.measure.summary import (
     astm_g_from_intercept_mm,
     astm_g_from_mean_area_mm2,
     astm_g_from_na,

@@ -12,7 +12,7 @@ import tifffile
 import torch
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.inference import (
+from napari_grainseg.segmentation.inference import (
     RESCALED_GRAIN_SIZES_PX,
     TRAINED_GRAIN_RANGE_PX,
     predict_boundaries,
@@ -130,7 +130,7 @@ def test_predict_boundaries_reports_scale_device_and_size(random_model):
 
 
 def test_training_few_steps_decreases_loss_and_resumes_identically(tmp_path):
-    from napari_grainseg.training import TrainConfig, evaluate_validation, train_net1, validation_set
+    from napari_grainseg.training.net1 import TrainConfig, evaluate_validation, train_net1, validation_set
 
     config = TrainConfig(steps=24, batch_size=4, patch_shape=(64, 128), val_size=2, val_shape=(64, 128),
                          val_every=24, checkpoint_every=8, num_workers=0, warmup_steps=2, lr=5e-3)
@@ -201,8 +201,8 @@ def test_segment_bad_input_exit_2(tmp_path, weights_file, args, words):
 
 
 def test_shipped_weights_load_and_beat_random_init(random_model):
-    from napari_grainseg.evaluation import boundary_prf
-    from napari_grainseg.grains import boundaries_to_labels
+    from napari_grainseg.evaluation.metrics import boundary_prf
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
     from napari_grainseg.models.weights import shipped_weights_dir
 
     path = shipped_weights_dir() / "net1.pt"
@@ -232,7 +232,7 @@ def test_without_hint_the_scale_follows_the_grain_size():
 
 
 def test_training_can_start_from_existing_weights(tmp_path, weights_file):
-    from napari_grainseg.training import TrainConfig, train_net1
+    from napari_grainseg.training.net1 import TrainConfig, train_net1
 
     config = TrainConfig(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64),
                          val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,
@@ -267,7 +267,7 @@ def test_folded_batchnorm_gives_the_same_probabilities(random_model, weights_fil
 
 
 def test_training_config_rejects_an_unknown_architecture_field():
-    from napari_grainseg.training import TrainConfig
+    from napari_grainseg.training.net1 import TrainConfig
 
     with pytest.raises(InputError, match="training config: architecture .*unexpected keyword"):
         TrainConfig(architecture={"in_channels": 4, "base_channels": 8, "depth": 4, "foo": 1})
@@ -283,8 +283,8 @@ def test_training_config_file_with_a_wrong_type_is_refused_when_read(tmp_path, k
     """A string for a number, a float for a count, a number for a flag or a shape of floats is
     a one-line error naming the field when the file is read (not accepted silently, not a
     TypeError later)."""
-    from napari_grainseg.training import TrainConfig
-    from napari_grainseg.training_net2 import Net2TrainConfig
+    from napari_grainseg.training.net1 import TrainConfig
+    from napari_grainseg.training.net2 import Net2TrainConfig
 
     cls = TrainConfig if kind == "net1" else Net2TrainConfig
     path = tmp_path / "config.json"
@@ -299,7 +299,7 @@ def test_training_config_file_with_a_wrong_type_is_refused_when_read(tmp_path, k
 
 
 def test_training_config_mixes_presets_by_sample_index():
-    from napari_grainseg.training import TrainConfig, _SyntheticSamples, make_example, training_seed
+    from napari_grainseg.training.net1 import TrainConfig, _SyntheticSamples, make_example, training_seed
 
     config = TrainConfig(steps=1, batch_size=3, patch_shape=(64, 64), preset=("train", "train", "tem"))
     assert [config.sample_preset(i) for i in range(6)] == ["train", "train", "tem"] * 2
@@ -340,7 +340,7 @@ def test_widening_keeps_the_function_and_adds_trainable_capacity(random_model):
 
 
 def test_training_widens_narrower_init_weights(tmp_path, weights_file):
-    from napari_grainseg.training import TrainConfig, train_net1
+    from napari_grainseg.training.net1 import TrainConfig, train_net1
 
     config = TrainConfig(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64),
                          val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.grains import boundaries_to_labels
+from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.models.net1 import Net1, Net1Config
 from napari_grainseg.models.net2 import Net2, Net2Config, count_parameters
 from napari_grainseg.models.weights import load_net2, save_weights, shipped_weights_dir
-from napari_grainseg.refine import DEFAULT_TOL, RefineStep, refine
+from napari_grainseg.segmentation.refine import DEFAULT_TOL, RefineStep, refine
 from napari_grainseg.synthetic import generate
-from napari_grainseg.training import boundary_loss, boundary_target
+from napari_grainseg.training.net1 import boundary_loss, boundary_target
 
 
 DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
@@ -78,8 +78,8 @@ def test_net2_is_small_and_conditioned(random_net2):
 
 
 def test_watershed_candidates_close_a_gap_and_feed_net2(sample):
-    from napari_grainseg.grains import watershed_lines
-    from napari_grainseg.refine import net2_condition, with_watershed_candidates
+    from napari_grainseg.segmentation.grains import watershed_lines
+    from napari_grainseg.segmentation.refine import net2_condition, with_watershed_candidates
 
     prob = np.zeros((60, 80), np.float32)
     prob[:, 40] = 1.0
@@ -105,8 +105,8 @@ def test_watershed_candidates_close_a_gap_and_feed_net2(sample):
 
 
 def test_closed_start_draws_the_watershed_lines_in(monkeypatch, sample):
-    import napari_grainseg.refine as refine_module
-    from napari_grainseg.refine import _StepRunner, closed_start
+    import napari_grainseg.segmentation.refine as refine_module
+    from napari_grainseg.segmentation.refine import _StepRunner, closed_start
 
     prob = np.zeros((60, 80), np.float32)
     prob[:, 40] = 1.0
@@ -163,9 +163,9 @@ def test_schedule_phases_budget_and_output(sample, random_net2):
 
 def test_net1_decoder_features_condition_net2(sample):
     """A Net2 with ``net1_features`` reads Net1's last feature maps; a Net1 of another width is refused."""
-    from napari_grainseg.inference import run_net1, run_net1_with_decoder
+    from napari_grainseg.segmentation.inference import run_net1, run_net1_with_decoder
     from napari_grainseg.models.features import net1_features
-    from napari_grainseg.refine import net2_condition
+    from napari_grainseg.segmentation.refine import net2_condition
 
     torch.manual_seed(0)
     net1 = Net1(Net1Config(base_channels=8)).eval()
@@ -193,7 +193,7 @@ def test_net1_decoder_features_condition_net2(sample):
 
 def test_schedule_mixes_towards_the_prediction_then_takes_it():
     """The sampler's state after step t is the training degradation's expected state at t - 1."""
-    from napari_grainseg.refine import schedule_level, schedule_state
+    from napari_grainseg.segmentation.refine import schedule_level, schedule_state
 
     assert [schedule_level(n, 4) for n in range(1, 7)] == [4, 3, 2, 1, 0, 0]
     assert [schedule_level(n, 0) for n in (1, 2)] == [0, 0]  # the blind ablation: fixed point only
@@ -225,7 +225,7 @@ def test_scale_runs_at_net1_scale_and_returns_input_size(sample, random_net2):
 
 
 def test_tiled_refinement_matches_whole_image(monkeypatch, random_net2):
-    from napari_grainseg import refine as refine_mod
+    from napari_grainseg.segmentation import refine as refine_mod
 
     s = generate(seed=3, shape=(160, 200), preset="tem")
     prob = boundary_target(s.boundaries, 3)
@@ -258,7 +258,7 @@ def _gap_cases(net1, n: int = 10):
     refines), at a boundary pixel between exactly two grains, away from junctions
     and edges. Yields (sample, gapped map, (grain a, grain b)).
     """
-    from napari_grainseg.inference import predict_boundaries
+    from napari_grainseg.segmentation.inference import predict_boundaries
 
     for seed in range(11, 11 + n):
         s = generate(seed=seed, shape=(128, 128), preset="tem", mean_diameter=30.0)
@@ -292,8 +292,8 @@ def test_gaps_are_closed_by_shipped_model(trained_net1, shipped_net2):
 
 
 def test_real_example_stops_by_criterion(trained_net1, shipped_net2):
-    from napari_grainseg.inference import predict_boundaries
-    from napari_grainseg.samples import interconnect_tem
+    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.io.samples import interconnect_tem
 
     image = interconnect_tem().data
     pred = predict_boundaries(image, trained_net1, device="cpu")
@@ -308,7 +308,7 @@ def test_real_example_stops_by_criterion(trained_net1, shipped_net2):
 
 @pytest.fixture(scope="module")
 def tiny_pool():
-    from napari_grainseg.training_net2 import Net2TrainConfig, build_pool
+    from napari_grainseg.training.net2 import Net2TrainConfig, build_pool
 
     torch.manual_seed(0)
     config = Net2TrainConfig(pool_size=3, pool_shape=(64, 96), patch_shape=(64, 64), batch_size=4, val_size=2,
@@ -317,7 +317,7 @@ def tiny_pool():
 
 
 def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
-    from napari_grainseg.training_net2 import make_batch
+    from napari_grainseg.training.net2 import make_batch
 
     config, pool = tiny_pool
     states, conds, ts, targets, unrolls = make_batch(pool, 0, config)
@@ -332,7 +332,7 @@ def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
 
 
 def test_pool_carries_net1_decoder_features_under_its_own_key():
-    from napari_grainseg.training_net2 import Net2TrainConfig, _pool_key, build_pool
+    from napari_grainseg.training.net2 import Net2TrainConfig, _pool_key, build_pool
 
     arch = {"conditioning": "image", "base_channels": 8, "depth": 3, "residual": 0.5, "net1_features": 8}
     config = Net2TrainConfig(pool_size=2, pool_shape=(64, 96), patch_shape=(64, 64), val_size=2,
@@ -348,7 +348,7 @@ def test_pool_carries_net1_decoder_features_under_its_own_key():
 
 def test_boundary_segments_label_each_pair_of_grains():
     """Three grains (a T of lines): three segments, each on the pixels between one pair."""
-    from napari_grainseg.training_net2 import boundary_segments
+    from napari_grainseg.training.net2 import boundary_segments
 
     truth = np.zeros((20, 30), bool)
     truth[10, :] = True          # top | bottom
@@ -361,7 +361,7 @@ def test_boundary_segments_label_each_pair_of_grains():
 
 
 def test_drop_segments_erases_whole_segments_only():
-    from napari_grainseg.training_net2 import boundary_segments, drop_segments
+    from napari_grainseg.training.net2 import boundary_segments, drop_segments
 
     sample = generate(seed=5, shape=(128, 128), preset="tem")
     truth = sample.boundaries.astype(bool)
@@ -377,7 +377,7 @@ def test_drop_segments_erases_whole_segments_only():
     np.testing.assert_array_equal(drop_segments(coarse, truth, np.random.default_rng(1), 0.0, (0.0, 0.0)), coarse)
     faint = drop_segments(coarse, truth, np.random.default_rng(0), 1.0, (0.2, 0.3))
     assert 0.2 <= faint[truth].min() and faint[truth].max() <= 0.3
-    from napari_grainseg.training_net2 import Net2TrainConfig
+    from napari_grainseg.training.net2 import Net2TrainConfig
 
     with pytest.raises(InputError, match="segment_residue"):
         Net2TrainConfig(segment_residue=(0.5, 0.2))
@@ -389,7 +389,7 @@ def test_drop_segments_erases_whole_segments_only():
 def test_net2_config_refuses_malformed_ranges_and_shapes(field, value):
     """A scalar or reversed range (as a JSON config can hold) is refused when the config is read,
     not with a TypeError minutes into training."""
-    from napari_grainseg.training_net2 import Net2TrainConfig
+    from napari_grainseg.training.net2 import Net2TrainConfig
 
     with pytest.raises(InputError, match=field):
         Net2TrainConfig(**{field: value})
@@ -399,7 +399,7 @@ def test_non_square_crops_keep_their_shape(tiny_pool):
     """Quarter turns would swap a non-square crop's sides; such crops are only flipped and half-turned."""
     from dataclasses import replace
 
-    from napari_grainseg.training_net2 import make_batch
+    from napari_grainseg.training.net2 import make_batch
 
     config, pool = tiny_pool
     wide = replace(config, patch_shape=(48, 96), batch_size=16)
@@ -409,7 +409,7 @@ def test_non_square_crops_keep_their_shape(tiny_pool):
 
 
 def test_training_a_few_steps_decreases_the_loss(tiny_pool):
-    from napari_grainseg.training_net2 import make_batch, unroll_states
+    from napari_grainseg.training.net2 import make_batch, unroll_states
 
     config, pool = tiny_pool
     torch.manual_seed(0)
@@ -437,7 +437,7 @@ def test_training_a_few_steps_decreases_the_loss(tiny_pool):
 
 
 def test_cldice_prices_gaps_and_spurious_lines_by_centreline_length():
-    from napari_grainseg.training import cldice_loss, soft_skeleton
+    from napari_grainseg.training.net1 import cldice_loss, soft_skeleton
 
     truth = torch.zeros(1, 1, 32, 40)
     truth[0, 0, 10:13, :] = 1.0  # a 3 px wide line, 40 px long
@@ -459,7 +459,7 @@ def test_cldice_prices_gaps_and_spurious_lines_by_centreline_length():
 def test_topology_errors_find_the_leak_of_a_merge_and_the_line_of_a_split():
     """Two grains with a 7 px gap in the drawn boundary: the gap is the error, not the band's edges
     beside the drawn line; a spurious line across one grain: its pixels; a right map: nothing."""
-    from napari_grainseg.training_net2 import topology_errors, topology_loss
+    from napari_grainseg.training.net2 import topology_errors, topology_loss
 
     target = np.zeros((20, 40), bool)
     target[:, 19:22] = True
@@ -487,7 +487,7 @@ def test_topology_errors_find_the_leak_of_a_merge_and_the_line_of_a_split():
         assert sign * grad[drawn.astype(bool) ^ target].sum() >= 0 and np.abs(grad).sum() > 0
         big = topology_loss(logits.detach(), torch.from_numpy(target.astype(np.float32))[None, None], min_px=400)
         assert float(big) == 0.0  # grains below min_px: no error to price
-    from napari_grainseg.training_net2 import Net2TrainConfig
+    from napari_grainseg.training.net2 import Net2TrainConfig
 
     with pytest.raises(InputError, match="topology_weight"):
         Net2TrainConfig(topology_weight=-1.0)
@@ -495,7 +495,7 @@ def test_topology_errors_find_the_leak_of_a_merge_and_the_line_of_a_split():
 
 def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     from napari_grainseg.models.weights import file_sha256
-    from napari_grainseg.training_net2 import Net2TrainConfig, train_net2
+    from napari_grainseg.training.net2 import Net2TrainConfig, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
     config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
@@ -523,7 +523,7 @@ def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
 
 
 def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identically(tmp_path):
-    from napari_grainseg.training_net2 import Net2TrainConfig, export_net2_checkpoint, train_net2
+    from napari_grainseg.training.net2 import Net2TrainConfig, export_net2_checkpoint, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
     config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
@@ -558,8 +558,8 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
 
 
 def test_segment_net2_steps(sample):
-    from napari_grainseg.grains import probability_watershed
-    from napari_grainseg.pipeline import net2_step_budget, segment
+    from napari_grainseg.segmentation.grains import probability_watershed
+    from napari_grainseg.segmentation.pipeline import net2_step_budget, segment
 
     torch.manual_seed(0)
     net1, net2 = Net1(Net1Config()).eval(), Net2(Net2Config()).eval()
@@ -600,7 +600,7 @@ def test_cli_train_net2_config_and_bad_options(tmp_path):
     conflicting.write_text(json.dumps({"architecture": {"conditioning": "blind", "closed_start": True}}))
     refused = run("net2", "--config", str(conflicting), "--out", str(tmp_path / "o"))
     assert refused.returncode == 2 and "architecture" in refused.stderr and "Traceback" not in refused.stderr
-    from napari_grainseg.training_net2 import Net2TrainConfig
+    from napari_grainseg.training.net2 import Net2TrainConfig
 
     with pytest.raises(InputError, match="architecture .*unexpected keyword"):
         Net2TrainConfig(architecture={"foo": 1})

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_grainseg.grains import boundaries_to_labels
+from napari_grainseg.segmentation.grains import boundaries_to_labels
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "net2_grain_builders.py"
 

@@ -113,7 +113,7 @@ def test_published_nets_shapes_and_sizes(nets):
 
 @pytest.fixture(scope="module")
 def real_result(nets):
-    from napari_grainseg.io import read_micrograph
+    from napari_grainseg.io.readers import read_micrograph
 
     if not REAL_IMAGE.is_file():
         pytest.skip("real micrograph not available")
@@ -155,7 +155,7 @@ def test_net2_expects_0_255_input(nets, real_result):
 
 @needs_npz
 def test_pipeline_on_synthetic_paper_images(nets):
-    from napari_grainseg.evaluation import boundary_prf
+    from napari_grainseg.evaluation.metrics import boundary_prf
     from napari_grainseg.synthetic import generate
 
     for seed in (0, 3):

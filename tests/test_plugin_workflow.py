@@ -3,7 +3,7 @@
 Needs trained Net1 weights: the shipped ``net1.pt`` or, until it lands, the
 development snapshot (tests skip without either). Net2 uses the shipped
 ``net2.pt`` when present, else a freshly initialised Net2 saved to a temporary
-file (the real :func:`napari_grainseg.refine.refine` code runs either way).
+file (the real :func:`napari_grainseg.segmentation.refine.refine` code runs either way).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def net2_weights(tmp_path_factory) -> str:
     shipped = shipped_weights_dir() / "net2.pt"
     if shipped.is_file():
         return str(shipped)
-    pytest.importorskip("napari_grainseg.refine")
+    pytest.importorskip("napari_grainseg.segmentation.refine")
     from napari_grainseg.models.net2 import Net2, Net2Config
     from napari_grainseg.models.weights import save_weights
 
@@ -91,7 +91,7 @@ def _inner_pixel(labels: np.ndarray, gid: int) -> tuple[int, int]:
 
 def _split_line(labels: np.ndarray) -> list[tuple[int, int]]:
     """A straight line that cuts one of the large grains in two (checked with the core op)."""
-    from napari_grainseg.editing import split_grain
+    from napari_grainseg.segmentation.editing import split_grain
     from napari_grainseg.errors import InputError
 
     areas = np.bincount(labels.ravel())
@@ -373,7 +373,7 @@ def test_missing_pixel_size_warns_and_measures_in_px(make_napari_viewer, net1_we
 
 
 def test_grains_by_watershed_choice_builds_the_boundary_layer_from_the_watershed(make_napari_viewer, net1_weights):
-    from napari_grainseg.grains import boundaries_to_labels, probability_watershed
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_watershed
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-grainseg", "interconnect_tem")

@@ -8,10 +8,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_grainseg import report
+from napari_grainseg.measure import report
 from napari_grainseg.cli import main
-from napari_grainseg.grains import normalize_labels
-from napari_grainseg.measure import measure_grains, summarize
+from napari_grainseg.segmentation.grains import normalize_labels
+from napari_grainseg.measure.summary import measure_grains, summarize
 
 
 def grid_labels(shape=(96, 160), p=16):

@@ -1,7 +1,7 @@
 """Batch processing: a folder (or glob) of micrographs → per-field results and sample statistics.
 
 A lab measures tens to thousands of fields per sample. :func:`run_batch` runs
-the whole :func:`napari_grainseg.pipeline.segment` pipeline on each of them,
+the whole :func:`napari_grainseg.segmentation.pipeline.segment` pipeline on each of them,
 serially in this process or in parallel on a Dask ``distributed`` cluster
 (a local one by default, or an existing one given by its scheduler address),
 and :func:`write_sample_summary` pools the fields into one report.
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from napari_grainseg.errors import InputError
 
 __all__ = [
     "BatchItem",
@@ -109,7 +109,7 @@ class BatchOptions:
     net2_weights
         Net2 weights file; None = the shipped weights.
     threshold, min_grain_area, grains
-        See :func:`napari_grainseg.pipeline.segment`.
+        See :func:`napari_grainseg.segmentation.pipeline.segment`.
     threads
         Torch/OpenCV threads per worker; None = the Dask worker's thread count
         (1 in-process).
@@ -138,12 +138,12 @@ class BatchOptions:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.min_grain_area < 1:
             raise InputError(f"min grain area must be >= 1, got {self.min_grain_area}")
-        from .grains import check_grain_builder
+        from napari_grainseg.segmentation.grains import check_grain_builder
 
         check_grain_builder(self.grains)
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
-        from .pipeline import net2_available, net2_step_budget
+        from napari_grainseg.segmentation.pipeline import net2_available, net2_step_budget
 
         budget = net2_step_budget(self.net2_steps)
         explicit = not (isinstance(self.net2_steps, str) and self.net2_steps.strip().lower() == "auto")
@@ -153,7 +153,7 @@ class BatchOptions:
 
     def net2_budget(self) -> int:
         """Net2 steps to run (0: Net1 only), as ``grainseg segment`` decides them."""
-        from .pipeline import net2_available, net2_step_budget
+        from napari_grainseg.segmentation.pipeline import net2_available, net2_step_budget
 
         budget = net2_step_budget(self.net2_steps)
         auto = isinstance(self.net2_steps, str) and self.net2_steps.strip().lower() == "auto"
@@ -161,7 +161,7 @@ class BatchOptions:
 
     def fingerprint(self) -> dict:
         """The options that change a field's result (recorded in its marker)."""
-        from .models.weights import shipped_weights_dir
+        from napari_grainseg.models.weights import shipped_weights_dir
 
         budget = self.net2_budget()
         out = {**_file_identity("weights", self.weights or shipped_weights_dir() / "net1.pt"),
@@ -204,7 +204,7 @@ class BatchResult:
 
 
 def _is_micrograph(path: Path) -> bool:
-    from .io import SUPPORTED_EXTENSIONS
+    from napari_grainseg.io.readers import SUPPORTED_EXTENSIONS
 
     return path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
 
@@ -276,14 +276,14 @@ _MODELS_LOCK = threading.Lock()
 
 def cached_net1(weights: str | None, device):
     """Net1 for ``(weights, device)``, loaded once per process (every Dask worker keeps its own)."""
-    from .models.weights import load_net1
+    from napari_grainseg.models.weights import load_net1
 
     return _cached("net1", load_net1, weights, device)
 
 
 def cached_net2(weights: str | None, device):
     """Net2 for ``(weights, device)``, loaded once per process."""
-    from .models.weights import load_net2
+    from napari_grainseg.models.weights import load_net2
 
     return _cached("net2", load_net2, weights, device)
 
@@ -363,10 +363,10 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
     ``status`` ``"processed"`` or ``"failed"`` (with ``error``), ``seconds``,
     ``cpu_seconds`` (CPU time of this process meanwhile), ``n_grains``, ``device``.
     """
-    from .atomic import atomic_open
-    from .io import read_micrograph
-    from .models.device import describe_device, select_device
-    from .pipeline import segment, write_segmentation
+    from napari_grainseg.io.atomic import atomic_open
+    from napari_grainseg.io.readers import read_micrograph
+    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.segmentation.pipeline import segment, write_segmentation
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     record = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem}
@@ -584,7 +584,7 @@ def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
     the intercept G pools, per test-line orientation, the intersections over
     the total test-line length (then averages P_L over orientations, as per field).
     """
-    from .measure import astm_g_from_intercept_mm, astm_g_from_na, lognormal_fit, NM_TO_MM
+    from napari_grainseg.measure.summary import astm_g_from_intercept_mm, astm_g_from_na, lognormal_fit, NM_TO_MM
 
     sizes = [f["summary"].get("pixel_size_nm") for f in fields]
     calibrated = bool(fields) and all(s is not None for s in sizes)
@@ -650,9 +650,9 @@ def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
 
 
 def _pooled_figure(pooled: dict, d: np.ndarray):
-    """The pooled ECD histogram figure, drawn by :func:`napari_grainseg.report.histogram_figure`."""
-    from .measure import GrainTable
-    from .report import histogram_figure
+    """The pooled ECD histogram figure, drawn by :func:`napari_grainseg.measure.report.histogram_figure`."""
+    from napari_grainseg.measure.summary import GrainTable
+    from napari_grainseg.measure.report import histogram_figure
 
     unit = pooled["unit"]
     hist = pooled["histograms"]
@@ -678,8 +678,8 @@ def write_sample_summary(out_dir: str | os.PathLike, items: Sequence[BatchItem],
     already done), so a resumed batch gives the same sample summary.
     Returns the sample summary.
     """
-    from .measure import field_statistics
-    from .report import save_figure, write_summary_json
+    from napari_grainseg.measure.summary import field_statistics
+    from napari_grainseg.measure.report import save_figure, write_summary_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import GrainsegError
+from napari_grainseg import __version__
+from napari_grainseg.errors import GrainsegError
 
 #: Subcommand modules, in the order ``grainseg --help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (

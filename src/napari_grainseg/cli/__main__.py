@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from napari_grainseg.cli import main
 
 sys.exit(main())

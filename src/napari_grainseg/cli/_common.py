@@ -6,9 +6,9 @@ import argparse
 import math
 from pathlib import Path
 
-from ..edges import EdgeParams
-from ..errors import InputError
-from ..grains import GRAIN_BUILDERS
+from napari_grainseg.segmentation.edges import EdgeParams
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 
 
 def positive_float(text: str) -> float:
@@ -52,8 +52,8 @@ def edge_params_from_args(args: argparse.Namespace) -> EdgeParams:
 
 def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size_nm: float | None = None):
     """Read the input micrograph (or the bundled sample) and apply a pixel-size override."""
-    from ..io import read_micrograph
-    from ..samples import interconnect_tem_path
+    from napari_grainseg.io.readers import read_micrograph
+    from napari_grainseg.io.samples import interconnect_tem_path
 
     if sample:
         if path is not None:
@@ -93,7 +93,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
 
 def check_segmentation_arguments(args: argparse.Namespace) -> int:
     """Validate the options of :func:`add_segmentation_arguments`; returns the Net2 step budget."""
-    from ..pipeline import net2_step_budget
+    from napari_grainseg.segmentation.pipeline import net2_step_budget
 
     for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
         if path is not None and not path.is_file():

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._common import add_segmentation_arguments, check_segmentation_arguments
+from napari_grainseg.cli._common import add_segmentation_arguments, check_segmentation_arguments
 
 
 def _positive_int(text: str) -> int:
@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..batch import BatchOptions, discover_inputs, run_batch, write_sample_summary
-    from ..errors import InputError
+    from napari_grainseg.batch import BatchOptions, discover_inputs, run_batch, write_sample_summary
+    from napari_grainseg.errors import InputError
 
     check_segmentation_arguments(args)
     steps = args.net2_steps if args.net2_steps.strip().lower() == "auto" else int(args.net2_steps)

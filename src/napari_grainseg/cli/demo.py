@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import build_parser
+    from napari_grainseg.cli import build_parser
 
     parser = build_parser()
     out = str(args.out)

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from ._common import add_edge_arguments, edge_params_from_args, load_micrograph
+from napari_grainseg.errors import InputError
+from napari_grainseg.cli._common import add_edge_arguments, edge_params_from_args, load_micrograph
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import tifffile
 
-    from ..atomic import atomic_path
-    from ..edges import fuse_edges
+    from napari_grainseg.io.atomic import atomic_path
+    from napari_grainseg.segmentation.edges import fuse_edges
 
     if args.out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must be a .tif file, got {args.out}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..evalsuite import DEFAULT_EVAL_SETS, EVAL_SETS, METHODS
+    from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, METHODS
 
     p = sub.add_parser(
         "eval",
@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_open
-    from ..evalsuite import format_markdown, run_evaluation
-    from ..markdown import check_section_name, replace_section
+    from napari_grainseg.io.atomic import atomic_open
+    from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
+    from napari_grainseg.evaluation.markdown import check_section_name, replace_section
 
     check_section_name(args.section)  # before the evaluation, which takes minutes
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from napari_grainseg.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,15 +67,15 @@ def read_labels(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..grains import validate_labels
-    from ..measure import optional_pixel_size
-    from ..report import write_report
+    from napari_grainseg.segmentation.grains import validate_labels
+    from napari_grainseg.measure.summary import optional_pixel_size
+    from napari_grainseg.measure.report import write_report
 
     labels = validate_labels(read_labels(args.labels))
     pixel_size = optional_pixel_size(args.pixel_size)
     image = None
     if args.image is not None:
-        from ..io import read_micrograph
+        from napari_grainseg.io.readers import read_micrograph
 
         micrograph = read_micrograph(args.image)
         image = micrograph.data

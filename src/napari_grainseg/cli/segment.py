@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from ._common import add_segmentation_arguments, check_segmentation_arguments, load_micrograph
+from napari_grainseg.errors import InputError
+from napari_grainseg.cli._common import add_segmentation_arguments, check_segmentation_arguments, load_micrograph
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..models.device import describe_device, select_device
-    from ..models.weights import load_net1
-    from ..pipeline import net2_available, segment, write_segmentation
+    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.segmentation.pipeline import net2_available, segment, write_segmentation
 
     budget = check_segmentation_arguments(args)
     if args.sample and args.inputs:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_net1(args.weights, device=device)
     net2_model = None
     if budget and (args.net2_weights is not None or args.net2_steps.strip().lower() != "auto" or net2_available()):
-        from ..models.weights import load_net2
+        from napari_grainseg.models.weights import load_net2
 
         net2_model = load_net2(args.net2_weights, device=device)
     elif budget:

@@ -17,8 +17,8 @@ import json
 import re
 from pathlib import Path
 
-from ..atomic import atomic_open, atomic_path
-from ..errors import InputError
+from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.errors import InputError
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
     from tqdm import tqdm
 
-    from ..synthetic import PRESETS, generate
-    from ..synthetic.presets import resolve_parameters
+    from napari_grainseg.synthetic import PRESETS, generate
+    from napari_grainseg.synthetic.presets import resolve_parameters
 
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")

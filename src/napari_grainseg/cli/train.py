@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ._common import positive_float
+from napari_grainseg.cli._common import positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,12 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from napari_grainseg.errors import InputError
 
     if args.model == "net2":
-        from ..training_net2 import Net2TrainConfig as Config
+        from napari_grainseg.training.net2 import Net2TrainConfig as Config
     else:
-        from ..training import TrainConfig as Config
+        from napari_grainseg.training.net1 import TrainConfig as Config
         if args.net1_weights is not None or args.pool_cache is not None:
             raise InputError("--net1-weights and --pool-cache apply to net2 only")
     config = Config.from_json(args.config) if args.config else Config()
@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = args.out or Path("runs") / args.model
     if args.model == "net2":
-        from ..training_net2 import train_net2
+        from napari_grainseg.training.net2 import train_net2
 
         summary = train_net2(config, out, net1_weights=args.net1_weights, device=args.device,
                              resume=not args.no_resume, max_minutes=args.max_minutes, pool_cache=args.pool_cache)
     else:
-        from ..training import train_net1
+        from napari_grainseg.training.net1 import train_net1
 
         summary = train_net1(config, out, device=args.device, resume=not args.no_resume,
                              max_minutes=args.max_minutes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InputError
+from napari_grainseg.errors import InputError
 
 #: Accepted values of every ``device`` option (CLI ``--device``, napari selector).
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")

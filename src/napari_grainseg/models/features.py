@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..edges import EdgeParams, detect_edges, resolve_edge_params
+from napari_grainseg.segmentation.edges import EdgeParams, detect_edges, resolve_edge_params
 
 #: Names of Net1's input channels, in order.
 NET1_CHANNELS: tuple[str, ...] = ("sobel", "log", "canny", "intensity")
@@ -24,7 +24,7 @@ def net1_features(image: np.ndarray, params: EdgeParams | None = None) -> np.nda
         2-D micrograph.
     params
         Edge parameters. Pass parameters resolved on the whole image
-        (:func:`~napari_grainseg.edges.resolve_edge_params`) when ``image`` is a
+        (:func:`~napari_grainseg.segmentation.edges.resolve_edge_params`) when ``image`` is a
         tile, so every tile uses the same thresholds and intensity scaling.
     """
     params = resolve_edge_params(image, params or EdgeParams())

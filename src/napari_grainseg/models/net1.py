@@ -41,7 +41,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class Net1(nn.Module):
     """U-Net returning boundary logits (N, 1, H, W) for features (N, C, H, W).
 
-    H and W must be multiples of ``config.multiple``; :mod:`~napari_grainseg.inference`
+    H and W must be multiples of ``config.multiple``; :mod:`~napari_grainseg.segmentation.inference`
     pads arbitrary images.
     """
 

@@ -7,7 +7,7 @@ the clean boundary map. Two conditionings are built from the same network:
   probability, the three edge maps and the contrast-stretched intensity
   (:data:`NET2_CONDITION_CHANNELS`) — and a constant channel holding the step
   index ``t / T``. The features are computed once per image; every step runs
-  only this small network (see :mod:`napari_grainseg.refine`).
+  only this small network (see :mod:`napari_grainseg.segmentation.refine`).
 - ``"blind"``: the paper's scheme, the state alone, applied as a fixed-point
   iteration (no schedule, no image); kept as an ablation.
 
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .net1 import _block, count_parameters, unet_forward  # noqa: F401  (count_parameters re-exported)
+from napari_grainseg.models.net1 import _block, count_parameters, unet_forward  # noqa: F401  (count_parameters re-exported)
 
 
 def _single(cin: int, cout: int) -> nn.Sequential:
@@ -53,7 +53,7 @@ class Net2Config:
         its starting point and it learns only what to change (0 = plain).
     watershed_candidates : one more condition channel (image conditioning
         only): the watershed lines of Net1's probability
-        (:func:`napari_grainseg.grains.watershed_lines`), closed candidate
+        (:func:`napari_grainseg.segmentation.grains.watershed_lines`), closed candidate
         boundaries through every gap; Net2 learns which of them the image
         supports instead of having to draw gap closures itself.
     closed_start : the refinement starts from Net1's map with its watershed
@@ -105,7 +105,7 @@ class Net2Config:
     def check_net1(self, net1) -> None:
         """An InputError unless ``net1`` has the decoder width this model's ``net1_features`` reads."""
         if self.net1_features and net1.config.base_channels != self.net1_features:
-            from ..errors import InputError
+            from napari_grainseg.errors import InputError
 
             raise InputError(f"this Net2 reads {self.net1_features} Net1 decoder channels, but the Net1 given "
                              f"has {net1.config.base_channels} decoder channels: use the Net1 it was trained with")

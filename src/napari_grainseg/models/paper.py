@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import InputError
+from napari_grainseg.errors import InputError
 
 #: Where the converted published networks are found by default.
 DEFAULT_NPZ = Path("/work/shared/data/seed_nets/seed_nets.npz")
@@ -240,7 +240,7 @@ def paper_pipeline(image: np.ndarray, net1: PaperNet1, net2: PaperNet2, *, max_i
 
     Steps: grayscale, resize to 96x496 (bicubic with anti-aliasing, as MATLAB's
     ``imresize``), edge fusion (contrast stretch, 7x7 median, Sobel/LoG/Canny;
-    :func:`napari_grainseg.edges.detect_edges`), Net1, then Net2 repeatedly on
+    :func:`napari_grainseg.segmentation.edges.detect_edges`), Net1, then Net2 repeatedly on
     its own output (``y <- Net2(255 y)``, see the module notes) until the mean
     absolute change is below ``tol`` (fraction of full scale) or
     ``max_iterations`` is reached; threshold at ``threshold``, closing with a
@@ -258,8 +258,8 @@ def paper_pipeline(image: np.ndarray, net1: PaperNet1, net2: PaperNet2, *, max_i
     import cv2
     from skimage.morphology import disk
 
-    from ..edges import detect_edges
-    from ..image import validate_image
+    from napari_grainseg.segmentation.edges import detect_edges
+    from napari_grainseg.io.validate import validate_image
 
     gray = validate_image(image)
     if max_iterations < 1:

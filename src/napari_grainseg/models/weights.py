@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_open, atomic_path
-from ..errors import InputError
+from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.errors import InputError
 
 
 def shipped_weights_dir() -> Path:
@@ -88,7 +88,7 @@ def load_net1(path: str | Path | None = None, device="cpu", *, for_training: boo
         by default they are folded into the convolutions for faster inference
         (:func:`~napari_grainseg.models.net1.fold_batchnorm`).
     """
-    from .net1 import Net1, Net1Config, fold_batchnorm
+    from napari_grainseg.models.net1 import Net1, Net1Config, fold_batchnorm
 
     path = Path(path) if path is not None else shipped_weights_dir() / "net1.pt"
     state, info = load_state(path, device)
@@ -117,8 +117,8 @@ def load_net2(path: str | Path | None = None, device="cpu", *, for_training: boo
     for_training
         Keep the batch normalisations as layers (see :func:`load_net1`).
     """
-    from .net1 import fold_batchnorm
-    from .net2 import Net2, Net2Config
+    from napari_grainseg.models.net1 import fold_batchnorm
+    from napari_grainseg.models.net2 import Net2, Net2Config
 
     path = Path(path) if path is not None else shipped_weights_dir() / "net2.pt"
     state, info = load_state(path, device)

@@ -4,7 +4,7 @@ A :class:`BoundaryLink` ties one editable boundary layer (uint8, 1 = boundary)
 to one grains layer (uint32 labels, filled translucent over the micrograph). Every change of the
 boundary layer — painting, erasing, the merge/split/delete tools, undo —
 schedules a debounced rebuild of the grains with
-:func:`napari_grainseg.grains.boundaries_to_labels`, so nothing drawn by hand
+:func:`napari_grainseg.segmentation.grains.boundaries_to_labels`, so nothing drawn by hand
 is lost. The link also remembers a checksum of what a model last wrote, so a
 new model result never silently overwrites hand corrections.
 """
@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import InputError
-from ..grains import boundaries_to_labels
-from ._layers import derived_layer_kwargs
-from ._threading import Debouncer, run_staged
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.grains import boundaries_to_labels
+from napari_grainseg.plugin._layers import derived_layer_kwargs
+from napari_grainseg.plugin._threading import Debouncer, run_staged
 
 #: Metadata key that marks layers made by this plugin, with their role.
 ROLE_KEY = "grainseg_role"
@@ -216,7 +216,7 @@ class BoundaryLink:
         """
         from scipy import ndimage as ndi
 
-        from ..editing import boundary_edit
+        from napari_grainseg.segmentation.editing import boundary_edit
 
         # where the operation moved boundaries in grain space (2 px margin, so a thick
         # hand-drawn stroke around a removed boundary goes too); elsewhere the

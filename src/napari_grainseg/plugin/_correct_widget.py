@@ -2,7 +2,7 @@
 
 Grains are picked with points (a Points layer the widget adds) and split lines
 are drawn as paths or lines in a Shapes layer. Each tool runs the core
-editing operation (:mod:`napari_grainseg.editing`) on the derived grains and
+editing operation (:mod:`napari_grainseg.segmentation.editing`) on the derived grains and
 writes exactly the boundary pixels it changes with ``data_setitem`` inside
 ``block_history()``: one Ctrl-Z (with the boundary layer selected, or the
 Undo button) reverts one tool use. Painting and erasing boundaries is done
@@ -16,10 +16,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
-from ..editing import delete_grain, merge_grains, split_grain
-from ..errors import GrainsegError, InputError
-from ._boundaries import ROLE_KEY, BoundaryLink
-from ._layers import derived_layer_kwargs
+from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
+from napari_grainseg.errors import GrainsegError, InputError
+from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
+from napari_grainseg.plugin._layers import derived_layer_kwargs
 
 
 class CorrectWidget(Container):

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..image import validate_image
+from napari_grainseg.errors import InputError
+from napari_grainseg.io.validate import validate_image
 
 
 def micrograph_layer_kwargs(micrograph, name: str) -> dict[str, Any]:

@@ -1,11 +1,11 @@
-"""napari reader contribution: opens micrographs through :func:`napari_grainseg.io.read_micrograph`."""
+"""napari reader contribution: opens micrographs through :func:`napari_grainseg.io.readers.read_micrograph`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import SUPPORTED_EXTENSIONS
-from ._layers import micrograph_layer_kwargs
+from napari_grainseg.io.readers import SUPPORTED_EXTENSIONS
+from napari_grainseg.plugin._layers import micrograph_layer_kwargs
 
 
 def get_reader(path):
@@ -21,7 +21,7 @@ def get_reader(path):
 
 def read_layers(path):
     """Read one micrograph into a napari layer-data tuple, with scale and units from its calibration."""
-    from ..io import read_micrograph
+    from napari_grainseg.io.readers import read_micrograph
 
     if isinstance(path, list):
         path = path[0]

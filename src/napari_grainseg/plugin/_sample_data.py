@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..samples import INTERCONNECT_TEM_CREDIT, interconnect_tem as _load_interconnect
-from ._layers import micrograph_layer_kwargs
+from napari_grainseg.io.samples import INTERCONNECT_TEM_CREDIT, interconnect_tem as _load_interconnect
+from napari_grainseg.plugin._layers import micrograph_layer_kwargs
 
 
 def interconnect_tem():
@@ -16,7 +16,7 @@ def interconnect_tem():
 
 def synthetic_micrograph():
     """A synthetic bright-field micrograph (default "tem" preset, seed 0) with its true grains."""
-    from ..synthetic import generate
+    from napari_grainseg.synthetic import generate
 
     sample = generate(seed=0, shape=(512, 512), preset="tem")
     meta = {"grainseg_synthetic_params": sample.params}

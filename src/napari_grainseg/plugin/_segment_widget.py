@@ -1,7 +1,7 @@
 """The "Segment grains" dock widget: Net1, then Net2 refinement steps shown live.
 
 Net1 writes a boundary probability Image layer and an editable boundary Labels
-layer (see :mod:`._boundaries`); Net2 (:func:`napari_grainseg.refine.refine`)
+layer (see :mod:`._boundaries`); Net2 (:func:`napari_grainseg.segmentation.refine.refine`)
 refines that probability step by step: Step, Run, Pause, Stop. All network
 work runs in napari thread workers; results are applied on the main thread to
 the layers of the image they were computed from.
@@ -21,12 +21,12 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..errors import GrainsegError, InputError
-from ..grains import GRAIN_BUILDERS
-from ..models.device import DEVICE_CHOICES
-from ._boundaries import ROLE_KEY, BoundaryLink, layer_key
-from ._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
-from ._threading import create_worker, run_staged
+from napari_grainseg.errors import GrainsegError, InputError
+from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
+from napari_grainseg.models.device import DEVICE_CHOICES
+from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, layer_key
+from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
+from napari_grainseg.plugin._threading import create_worker, run_staged
 
 #: Boundary probability threshold used to draw the boundary layer.
 THRESHOLD = 0.5
@@ -70,9 +70,9 @@ class _Refinement:
 
 def net2_status(weights: str | Path | None = None) -> str | None:
     """None when Net2 can run, else the reason it cannot (shown to the user)."""
-    if importlib.util.find_spec("napari_grainseg.refine") is None:
-        return "Net2 is not available in this version of napari-grainseg (napari_grainseg.refine missing)"
-    from ..models.weights import shipped_weights_dir
+    if importlib.util.find_spec("napari_grainseg.segmentation.refine") is None:
+        return "Net2 is not available in this version of napari-grainseg (napari_grainseg.segmentation.refine missing)"
+    from napari_grainseg.models.weights import shipped_weights_dir
 
     path = Path(weights) if weights else shipped_weights_dir() / "net2.pt"
     if not path.is_file():
@@ -149,7 +149,7 @@ class SegmentWidget(Container):
 
     def set_pixel_size(self, value: float | None = None) -> bool:
         """Calibrate the selected image (and its derived layers): scale in nm, units nm."""
-        from ..io import validate_pixel_size
+        from napari_grainseg.io.readers import validate_pixel_size
 
         source = self.image.value
         try:
@@ -176,7 +176,7 @@ class SegmentWidget(Container):
         return layers
 
     def _update_device_label(self, _value=None) -> str | None:
-        from ..models.device import describe_device, select_device
+        from napari_grainseg.models.device import describe_device, select_device
 
         try:
             desc = describe_device(select_device(self.device.value))
@@ -229,7 +229,7 @@ class SegmentWidget(Container):
 
     def _model(self, kind: str, device):
         """Load (once) and cache Net1 or Net2 on ``device``; called in the worker thread."""
-        from ..models import weights
+        from napari_grainseg.models import weights
 
         path = self.net1_weights if kind == "net1" else self.net2_weights
         key = (kind, str(path), str(device))
@@ -240,7 +240,7 @@ class SegmentWidget(Container):
 
     def release_memory(self) -> None:
         """Drop the cached networks and return cached GPU memory to the driver."""
-        from ..models.device import release_memory
+        from napari_grainseg.models.device import release_memory
 
         devices = {key[2] for key in self._models}
         self._models.clear()
@@ -253,7 +253,7 @@ class SegmentWidget(Container):
 
     def run_net1(self):
         """Run Net1 on the selected image in a worker. Returns the worker (None on bad input)."""
-        from ..models.device import describe_device, select_device
+        from napari_grainseg.models.device import describe_device, select_device
 
         if self.busy:
             show_warning("napari-grainseg is busy: wait, or press Stop")
@@ -282,8 +282,8 @@ class SegmentWidget(Container):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import torch
 
-        from ..grains import boundaries_to_labels
-        from ..pipeline import segment
+        from napari_grainseg.segmentation.grains import boundaries_to_labels
+        from napari_grainseg.segmentation.pipeline import segment
 
         def progress(done, total):
             worker = holder.get("worker")
@@ -407,7 +407,7 @@ class SegmentWidget(Container):
         if self._net1_worker is not None:
             show_warning("Net1 is still running: wait for it, then step Net2")
             return None
-        from ..models.device import select_device
+        from napari_grainseg.models.device import select_device
 
         source = self.image.value
         try:
@@ -438,8 +438,8 @@ class SegmentWidget(Container):
         """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
         import torch
 
-        from ..grains import boundaries_to_labels, probability_to_labels
-        from ..refine import refine
+        from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_to_labels
+        from napari_grainseg.segmentation.refine import refine
 
         try:
             with torch.inference_mode():

@@ -1,8 +1,8 @@
 """The "Grain statistics" dock widget: live summary, embedded histogram, exports.
 
-Measurements (:func:`napari_grainseg.measure.measure_grains` and
-:func:`~napari_grainseg.measure.summarize`) and the figure
-(:func:`napari_grainseg.report.histogram_figure`) are computed in a worker after
+Measurements (:func:`napari_grainseg.measure.summary.measure_grains` and
+:func:`~napari_grainseg.measure.summary.summarize`) and the figure
+(:func:`napari_grainseg.measure.report.histogram_figure`) are computed in a worker after
 each change of the grains layer (debounced); the main thread only shows them.
 """
 
@@ -16,12 +16,12 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..errors import GrainsegError, InputError
-from ._boundaries import ROLE_KEY, layer_key, links
-from ._layers import pixel_size_of
-from ._threading import Debouncer, create_worker
-from ..report import write_tiff
-from ._writer import grain_labels
+from napari_grainseg.errors import GrainsegError, InputError
+from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
+from napari_grainseg.plugin._layers import pixel_size_of
+from napari_grainseg.plugin._threading import Debouncer, create_worker
+from napari_grainseg.measure.report import write_tiff
+from napari_grainseg.plugin._writer import grain_labels
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
@@ -40,8 +40,8 @@ class GrainStats:
 
 def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_grains: bool = True) -> GrainStats:
     """Measure a label image and draw its histogram figure (thread-safe, no Qt)."""
-    from ..measure import measure_grains, summarize
-    from ..report import histogram_figure
+    from napari_grainseg.measure.summary import measure_grains, summarize
+    from napari_grainseg.measure.report import histogram_figure
 
     table = measure_grains(labels, pixel_size_nm)
     summary = summarize(labels, pixel_size_nm, table=table, exclude_edge_grains=exclude_edge_grains)
@@ -200,7 +200,7 @@ class StatsWidget(Container):
 
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
         """Write the chosen exports of the current statistics into the folder; returns the paths."""
-        from ..report import histogram_figure, save_figure, write_grains_csv, write_summary_json
+        from napari_grainseg.measure.report import histogram_figure, save_figure, write_grains_csv, write_summary_json
 
         try:
             stem = self.stem.value.strip()

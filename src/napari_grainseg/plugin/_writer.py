@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..report import write_tiff
-from ._layers import pixel_size_from
+from napari_grainseg.errors import InputError
+from napari_grainseg.measure.report import write_tiff
+from napari_grainseg.plugin._layers import pixel_size_from
 
 #: File name endings the writer accepts.
 LABEL_EXTENSIONS = (".tif", ".tiff", ".csv")
@@ -16,7 +16,7 @@ LABEL_EXTENSIONS = (".tif", ".tiff", ".csv")
 
 def grain_labels(data: np.ndarray, role: str | None = None) -> np.ndarray:
     """Grain labels of a Labels layer: a boundary map (role "boundaries", 0/1) is closed first."""
-    from ..grains import boundaries_to_labels, validate_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, validate_labels
 
     data = np.asarray(data)
     if role == "boundaries":
@@ -26,7 +26,7 @@ def grain_labels(data: np.ndarray, role: str | None = None) -> np.ndarray:
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """Save a Labels layer: ``.tif`` keeps the array; ``.csv`` is the per-grain table (nm when calibrated)."""
-    from ..measure import measure_grains
+    from napari_grainseg.measure.summary import measure_grains
 
     path = Path(path)
     suffix = path.suffix.lower()

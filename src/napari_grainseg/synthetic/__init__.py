@@ -13,10 +13,10 @@ torch is not imported here; the streaming dataset lives in
 :mod:`napari_grainseg.synthetic.dataset`.
 """
 
-from .generator import SyntheticSample, generate
-from .presets import PARAMETERS, PRESETS
-from .stats import grain_size_stats, triple_junction_angles
-from .targets import boundary_pixels, grains_from_boundaries
+from napari_grainseg.synthetic.generator import SyntheticSample, generate
+from napari_grainseg.synthetic.presets import PARAMETERS, PRESETS
+from napari_grainseg.synthetic.stats import grain_size_stats, triple_junction_angles
+from napari_grainseg.synthetic.targets import boundary_pixels, grains_from_boundaries
 
 __all__ = [
     "PARAMETERS",

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .generator import SyntheticSample, generate
-from .presets import resolve_parameters
+from napari_grainseg.synthetic.generator import SyntheticSample, generate
+from napari_grainseg.synthetic.presets import resolve_parameters
 
 __all__ = ["SyntheticStream", "worker_seeds"]
 

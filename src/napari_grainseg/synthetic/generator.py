@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from .presets import resolve_parameters
-from .render import render
-from .targets import targets_from_tessellation
-from .tessellation import pack_circles, power_diagram_labels, sample_diameters, smooth_labels
+from napari_grainseg.errors import InputError
+from napari_grainseg.synthetic.presets import resolve_parameters
+from napari_grainseg.synthetic.render import render
+from napari_grainseg.synthetic.targets import targets_from_tessellation
+from napari_grainseg.synthetic.tessellation import pack_circles, power_diagram_labels, sample_diameters, smooth_labels
 
 __all__ = ["SyntheticSample", "generate", "grain_geometry", "smoothing_sigma", "circle_distribution"]
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from napari_grainseg.errors import InputError
 
 __all__ = ["PARAMETERS", "PRESETS", "resolve_parameters", "sample_preset"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .tessellation import compact_labels
+from napari_grainseg.synthetic.tessellation import compact_labels
 
 __all__ = ["targets_from_tessellation", "boundary_pixels", "grains_from_boundaries"]
 

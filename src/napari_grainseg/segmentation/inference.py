@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .edges import EdgeParams, resolve_edge_params
-from .errors import InputError
-from .image import validate_image
-from .models.features import net1_features
+from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
+from napari_grainseg.errors import InputError
+from napari_grainseg.io.validate import validate_image
+from napari_grainseg.models.features import net1_features
 
 #: Mean grain diameters (px) the shipped Net1 was trained on.
 TRAINED_GRAIN_RANGE_PX: tuple[float, float] = (10.0, 64.0)
@@ -174,7 +174,7 @@ def run_net1_with_decoder(model, features: np.ndarray, device) -> tuple[np.ndarr
 def _net1_pass(model, features: np.ndarray, device, decoder: bool):
     import torch
 
-    from .models.net1 import unet_forward
+    from napari_grainseg.models.net1 import unet_forward
 
     padded, (h, w) = _pad_to_multiple(features, model.config.multiple)
     with torch.inference_mode():
@@ -236,7 +236,7 @@ def estimate_grain_size(probability: np.ndarray, threshold: float = 0.5) -> floa
     (``sqrt(4 A / (pi N))``), which counts edge grains by half as in Jeffries'
     planimetric rule so that large grains in small images are not underestimated.
     """
-    from .grains import boundaries_to_labels, border_grains
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, border_grains
 
     try:
         labels = boundaries_to_labels(probability, threshold=threshold)
@@ -327,18 +327,18 @@ def predict_boundaries(image: np.ndarray, model=None, *, device="auto", grain_si
 
     Examples
     --------
-    >>> from napari_grainseg.samples import interconnect_tem     # doctest: +SKIP
+    >>> from napari_grainseg.io.samples import interconnect_tem     # doctest: +SKIP
     >>> pred = predict_boundaries(interconnect_tem().data)       # doctest: +SKIP
     >>> pred.probability.shape                                   # doctest: +SKIP
     (154, 1166)
     """
-    from .models.device import describe_device, select_device
+    from napari_grainseg.models.device import describe_device, select_device
 
     t0 = time.perf_counter()
     image = validate_image(image)
     dev = select_device(device) if isinstance(device, str) else device
     if model is None:
-        from .models.weights import load_net1
+        from napari_grainseg.models.weights import load_net1
 
         model = load_net1(device=dev)
     run = dict(edge_params=edge_params, tile_size=tile_size, overlap=overlap, progress=progress)

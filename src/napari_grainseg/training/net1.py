@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_open, atomic_path
-from .errors import InputError
+from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.errors import InputError
 
 #: First seed of the held-out validation samples; training seeds stay far below.
 VALIDATION_SEED_BASE = 9_000_000_000
@@ -107,7 +107,7 @@ class TrainConfig:
 
     def net1_config(self):
         """The :class:`~napari_grainseg.models.net1.Net1Config` this run trains."""
-        from .models.net1 import Net1Config
+        from napari_grainseg.models.net1 import Net1Config
 
         return Net1Config(**self.architecture)
 
@@ -135,7 +135,7 @@ def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: t
     ``ranges`` two numbers 0 <= low <= high, an odd ``target_width`` >= 1, an ``architecture``
     the network accepts (``architecture()`` builds the network's config from it) and at least
     one synthetic preset, all known. Raises :class:`InputError` naming ``what`` and the field."""
-    from .synthetic.presets import PRESETS
+    from napari_grainseg.synthetic.presets import PRESETS
 
     if not presets or any(name not in PRESETS for name in presets):
         raise InputError(f"{what}: preset must name synthetic presets ({', '.join(PRESETS)}), got {presets!r}")
@@ -232,8 +232,8 @@ def boundary_target(boundaries: np.ndarray, width: int) -> np.ndarray:
 
 def make_example(seed: int, shape: tuple[int, int], preset: str, target_width: int):
     """One (features, target, true 1-px boundaries) triple from the synthetic generator."""
-    from .models.features import net1_features
-    from .synthetic import generate
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.synthetic import generate
 
     sample = generate(seed=seed, shape=tuple(shape), preset=preset)
     features = net1_features(sample.image)
@@ -401,10 +401,10 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from .models.device import describe_device, select_device
-    from .models.features import NET1_CHANNELS
-    from .models.net1 import Net1, count_parameters
-    from .models.weights import save_weights
+    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.features import NET1_CHANNELS
+    from napari_grainseg.models.net1 import Net1, count_parameters
+    from napari_grainseg.models.weights import save_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -415,8 +415,8 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     torch.manual_seed(config.seed)
     model = Net1(config.net1_config()).to(dev)
     if config.init_weights:
-        from .models.net1 import widen_net1
-        from .models.weights import load_net1
+        from napari_grainseg.models.net1 import widen_net1
+        from napari_grainseg.models.weights import load_net1
 
         start = load_net1(config.init_weights, device=dev, for_training=True)
         same_but_width = dataclasses.replace(start.config, base_channels=model.config.base_channels) == model.config
@@ -522,8 +522,8 @@ def export_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
     """
     import torch
 
-    from .models.net1 import Net1, count_parameters
-    from .models.weights import save_weights
+    from napari_grainseg.models.net1 import Net1, count_parameters
+    from napari_grainseg.models.weights import save_weights
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = TrainConfig(**{k: tuple(v) if k.endswith("_shape") else v

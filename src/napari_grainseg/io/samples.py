@@ -19,10 +19,10 @@ def interconnect_tem_path() -> Path:
 
 
 def interconnect_tem():
-    """Read the bundled real micrograph as a :class:`~napari_grainseg.io.Micrograph`.
+    """Read the bundled real micrograph as a :class:`~napari_grainseg.io.readers.Micrograph`.
 
     It has no pixel-size calibration (``pixel_size_nm`` is None).
     """
-    from .io import read_micrograph
+    from napari_grainseg.io.readers import read_micrograph
 
     return read_micrograph(interconnect_tem_path())

@@ -3,13 +3,13 @@
 The sets and their seeds are fixed here, before any model is trained against
 them; their seeds (8e9 onwards) never occur in training (seeds < 1e9) or in
 Net1's validation set (9e9 onwards). ``grainseg eval`` runs every method on
-every set and writes the table of :mod:`napari_grainseg.evaluation` metrics.
+every set and writes the table of :mod:`napari_grainseg.evaluation.metrics` metrics.
 
 Methods
 -------
 ``classical``
     Watershed on the smoothed gradient with h-minima markers
-    (:func:`napari_grainseg.grains.classical_boundaries`), its parameters
+    (:func:`napari_grainseg.segmentation.grains.classical_boundaries`), its parameters
     grid-searched on a separate validation set (lowest variation of information).
 ``paper``
     The paper's published Net1 + Net2 (MATLAB weights, resize to 96x496),
@@ -22,7 +22,7 @@ Methods
     Net1 probability, threshold 0.5, morphological closing with a radius-2
     disk (closes gaps up to about 4 px), closed grains.
 ``net1+net2``
-    Net1, then Net2 refinement until converged (:func:`napari_grainseg.refine.refine`).
+    Net1, then Net2 refinement until converged (:func:`napari_grainseg.segmentation.refine.refine`).
 ``net1+blind-net2``
     The ablation: the paper's scheme re-implemented — an image-blind
     fixed-point refiner trained on the same data (``net2-blind.pt``).
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from napari_grainseg.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class EvalSet:
 
     def samples(self, limit: int | None = None):
         """Yield the set's synthetic samples (deterministic)."""
-        from .synthetic import generate
+        from napari_grainseg.synthetic import generate
 
         for i in range(self.size if limit is None else min(limit, self.size)):
             yield generate(seed=self.first_seed + i, shape=self.shape, preset=self.preset, **self.overrides)
@@ -118,15 +118,15 @@ def probability_closing(probability: np.ndarray, threshold: float = 0.5, radius:
     """Closed grains from a boundary probability: threshold, closing with a disk of ``radius``."""
     from skimage.morphology import closing, disk
 
-    from .grains import boundaries_to_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     return boundaries_to_labels(closing(probability >= threshold, disk(radius)))
 
 
 def tune_classical(progress: bool = False) -> dict:
     """Grid-search the classical baseline on :data:`CLASSICAL_TUNING_SET`; returns the best parameters."""
-    from .evaluation import segmentation_scores
-    from .grains import boundaries_to_labels, classical_boundaries
+    from napari_grainseg.evaluation.metrics import segmentation_scores
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries
 
     samples = list(CLASSICAL_TUNING_SET.samples())
     best = None
@@ -149,7 +149,7 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
     ``classical_params`` skips the grid search (:func:`tune_classical`) with given parameters.
     Net2 methods report ``steps`` (refinement steps used) and ``s_per_step_mpx`` in ``extra``.
     """
-    from .grains import boundaries_to_labels, classical_boundaries, probability_watershed
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries, probability_watershed
 
     runners: dict[str, Callable] = {}
     methods = list(methods)
@@ -166,7 +166,7 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
 
         runners["classical"] = classical
     if "paper" in methods:
-        from .models.paper import load_paper_nets, paper_pipeline
+        from napari_grainseg.models.paper import load_paper_nets, paper_pipeline
 
         net1p, net2p = load_paper_nets(paper_nets) if paper_nets else load_paper_nets()
 
@@ -177,8 +177,8 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
 
         runners["paper"] = paper
     if NET1_METHODS & set(methods):
-        from .models.device import select_device
-        from .models.weights import load_net1
+        from napari_grainseg.models.device import select_device
+        from napari_grainseg.models.weights import load_net1
 
         dev = select_device(device)
         model = load_net1(net1_weights, device=dev)
@@ -195,7 +195,7 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
 
 def _net1_runner(model, build_grains: Callable[[np.ndarray], np.ndarray], device) -> Callable:
     """A runner: Net1's probability, then ``build_grains(probability) -> labels``."""
-    from .inference import predict_boundaries
+    from napari_grainseg.segmentation.inference import predict_boundaries
 
     def run(image):
         pred = predict_boundaries(image, model, device=device)
@@ -207,10 +207,10 @@ def _net1_runner(model, build_grains: Callable[[np.ndarray], np.ndarray], device
 
 def _net2_runner(net1, weights: str | Path | None, blind: bool, device) -> Callable:
     """``image -> (boundaries, labels, extra)`` for Net1 refined by a Net2 (shipped or given weights)."""
-    from .grains import boundaries_to_labels
-    from .inference import predict_boundaries
-    from .models.weights import load_net2, shipped_weights_dir
-    from .refine import refine
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.models.weights import load_net2, shipped_weights_dir
+    from napari_grainseg.segmentation.refine import refine
 
     if weights is None:
         weights = shipped_weights_dir() / ("net2-blind.pt" if blind else "net2.pt")
@@ -238,7 +238,7 @@ def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str
     """Run ``methods`` on the named test sets; returns ``{set: {method: mean metrics}}`` plus details."""
     from tqdm import tqdm
 
-    from .evaluation import evaluate_prediction
+    from napari_grainseg.evaluation.metrics import evaluate_prediction
 
     names = list(set_names or DEFAULT_EVAL_SETS)
     unknown = sorted(set(names) - set(EVAL_SETS))

@@ -21,7 +21,7 @@ size, so a viewer can show it; closing the generator cancels the refinement.
 
 Examples
 --------
->>> from napari_grainseg.inference import predict_boundaries            # doctest: +SKIP
+>>> from napari_grainseg.segmentation.inference import predict_boundaries            # doctest: +SKIP
 >>> pred = predict_boundaries(image)                                     # doctest: +SKIP
 >>> for step in refine(image, pred.probability, scale=pred.scale):      # doctest: +SKIP
 ...     print(step.step, step.phase, f"{step.change:.4f}")
@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .edges import EdgeParams, resolve_edge_params
-from .errors import InputError
-from .image import validate_image
+from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
+from napari_grainseg.errors import InputError
+from napari_grainseg.io.validate import validate_image
 
 #: Default convergence threshold: mean absolute change per step, as a fraction of full scale.
 DEFAULT_TOL = 0.003
@@ -80,16 +80,16 @@ def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: Edge
     Channels (:data:`~napari_grainseg.models.net2.NET2_CONDITION_CHANNELS`):
     Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity;
     with a ``net1`` model also its W1 decoder feature maps
-    (:func:`~napari_grainseg.inference.run_net1_with_decoder`), for Net2 models
+    (:func:`~napari_grainseg.segmentation.inference.run_net1_with_decoder`), for Net2 models
     with ``net1_features``. Training computes them the same way.
     """
-    from .models.features import net1_features
+    from napari_grainseg.models.features import net1_features
 
     params = resolve_edge_params(image, edge_params or EdgeParams())
     features = net1_features(image, params)
     channels = [np.asarray(probability, np.float32)[None], features]
     if net1 is not None:
-        from .inference import run_net1_with_decoder
+        from napari_grainseg.segmentation.inference import run_net1_with_decoder
 
         channels.append(run_net1_with_decoder(net1, features, device)[1])
     return np.concatenate(channels).astype(np.float32)
@@ -100,9 +100,9 @@ def with_watershed_candidates(condition: np.ndarray, lines: np.ndarray | None = 
 
     For Net2 models with ``watershed_candidates``; computed per tile (and per
     training crop), so the cost and memory stay those of one tile. ``lines``:
-    the lines if already computed (:func:`~napari_grainseg.grains.watershed_lines`).
+    the lines if already computed (:func:`~napari_grainseg.segmentation.grains.watershed_lines`).
     """
-    from .grains import watershed_lines
+    from napari_grainseg.segmentation.grains import watershed_lines
 
     lines = watershed_lines(condition[0]) if lines is None else lines
     return np.concatenate([condition, lines[None].astype(np.float32)]).astype(np.float32)
@@ -113,7 +113,7 @@ def closed_start(probability: np.ndarray, lines: np.ndarray | None = None) -> np
 
     ``lines``: the watershed lines of ``probability`` if already computed.
     """
-    from .grains import watershed_lines
+    from napari_grainseg.segmentation.grains import watershed_lines
 
     lines = watershed_lines(probability) if lines is None else lines
     return np.maximum(probability, lines).astype(np.float32)
@@ -191,7 +191,7 @@ class _StepRunner:
         tiles agree. With several tiles the conditions are kept in float16 (edge
         maps are 0/1; probabilities and intensities lose < 1e-3), half the memory.
         """
-        from .inference import _pad_to_multiple, _tile_starts
+        from napari_grainseg.segmentation.inference import _pad_to_multiple, _tile_starts
 
         self.model, self.device = model, device
         self.blind = model.config.conditioning == "blind"
@@ -203,7 +203,7 @@ class _StepRunner:
         params = resolve_edge_params(image, edge_params or EdgeParams())
         wanted = model.config.net1_features
         if wanted and net1 is None:
-            from .models.weights import load_net1
+            from napari_grainseg.models.weights import load_net1
 
             net1 = load_net1(device=device)
         if wanted:
@@ -224,7 +224,7 @@ class _StepRunner:
         Every pixel takes the lines of the tile whose blending weight is largest
         there (no union of two tiles' slightly different lines in an overlap).
         """
-        from .inference import tile_weights
+        from napari_grainseg.segmentation.inference import tile_weights
 
         if len(self.tiles) == 1:
             return closed_start(coarse)
@@ -245,7 +245,7 @@ class _StepRunner:
 
     def __call__(self, state: np.ndarray, t_frac: float) -> np.ndarray:
         """Net2's clean-map prediction (probability) for a state at the working scale."""
-        from .inference import normalise_blend, tile_weights
+        from napari_grainseg.segmentation.inference import normalise_blend, tile_weights
 
         if len(self.tiles) == 1:
             return self._run(state, self.conditions[0], t_frac)
@@ -260,7 +260,7 @@ class _StepRunner:
     def _run(self, state: np.ndarray, cond, t_frac: float) -> np.ndarray:
         import torch
 
-        from .inference import _pad_to_multiple
+        from napari_grainseg.segmentation.inference import _pad_to_multiple
 
         h, w = state.shape
         padded, _ = _pad_to_multiple(state[None], self.model.config.multiple)
@@ -305,13 +305,13 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
         After every step; the generator ends after the converged step or after
         ``max_steps``. Deterministic. ``close()`` cancels safely.
     """
-    from .inference import resample
-    from .models.device import release_memory, select_device
+    from napari_grainseg.segmentation.inference import resample
+    from napari_grainseg.models.device import release_memory, select_device
 
     image, probability = _check_inputs(image, probability, max_steps, tol, scale)
     dev = select_device(device) if isinstance(device, str) else device
     if model is None:
-        from .models.weights import load_net2
+        from napari_grainseg.models.weights import load_net2
 
         model = load_net2(device=dev)
     t_start = time.perf_counter()

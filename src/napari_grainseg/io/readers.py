@@ -2,7 +2,7 @@
 
 :func:`read_micrograph` is the one entry point: it dispatches on the file
 extension, reads the pixels and whatever calibration the file carries, sends
-the array through :func:`~napari_grainseg.image.validate_image` and returns a
+the array through :func:`~napari_grainseg.io.validate.validate_image` and returns a
 :class:`Micrograph`. Grain sizes in nanometres are only as good as this pixel
 size, so every reader says where its calibration came from
 (``metadata["calibration_source"]``) and refuses what it cannot trust: screen
@@ -34,8 +34,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import InputError
-from .image import validate_image
+from napari_grainseg.errors import InputError
+from napari_grainseg.io.validate import validate_image
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -512,7 +512,7 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
 
     Examples
     --------
-    >>> from napari_grainseg.samples import interconnect_tem_path
+    >>> from napari_grainseg.io.samples import interconnect_tem_path
     >>> m = read_micrograph(interconnect_tem_path())
     >>> m.shape, m.pixel_size_nm
     ((154, 1166), None)

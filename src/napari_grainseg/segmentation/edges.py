@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .image import validate_image
+from napari_grainseg.errors import InputError
+from napari_grainseg.io.validate import validate_image
 
 #: Channel order of the fused image.
 CHANNELS: tuple[str, str, str] = ("sobel", "log", "canny")

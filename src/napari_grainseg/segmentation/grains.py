@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
+from napari_grainseg.errors import InputError
 
 #: Default smallest grain area kept by :func:`boundaries_to_labels`, in pixels.
 DEFAULT_MIN_GRAIN_AREA = 10
@@ -536,7 +536,7 @@ def classical_boundaries(
     """
     from skimage import filters, graph, morphology, segmentation
 
-    from .image import validate_image
+    from napari_grainseg.io.validate import validate_image
 
     img = validate_image(image)
     lo, hi = np.percentile(img, [1, 99])

@@ -14,13 +14,13 @@ flipped/rotated, degraded afresh:
 - the state at degradation level t in 0..T mixes the truth ``x0`` (1-px
   boundaries dilated to ``target_width``) and ``c`` with a smooth random mask
   of mean t / T (SegRefiner-style mixing in blobs; sometimes a uniform blend,
-  which is exactly what the sampler of :mod:`napari_grainseg.refine` produces);
+  which is exactly what the sampler of :mod:`napari_grainseg.segmentation.refine` produces);
   at t = 0 the state is the truth lightly mixed and blurred, so the
   fixed-point steps learn to keep a clean map and fix small leftovers.
 
 Net2 sees the state, the cached features (``c`` and the image's edge maps and
 intensity) and t / T, and predicts ``x0`` with Net1's loss
-(:func:`napari_grainseg.training.boundary_loss`). The blind ablation sees the
+(:func:`napari_grainseg.training.net1.boundary_loss`). The blind ablation sees the
 state only.
 
 A run folder holds ``checkpoint.pt``, ``log.jsonl`` and at the end ``net2.pt`` +
@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_open, atomic_path
-from .errors import InputError
-from .refine import DEFAULT_TOL, closed_start, schedule_level, schedule_state, with_watershed_candidates
-from .training import (
+from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.refine import DEFAULT_TOL, closed_start, schedule_level, schedule_state, with_watershed_candidates
+from napari_grainseg.training.net1 import (
     VALIDATION_SEED_BASE,
     _main_thread,
     boundary_loss,
@@ -58,7 +58,7 @@ from .training import (
 #: Most refinement steps a validation image gets (refine() allows more; validation must stay quick).
 VALIDATION_MAX_STEPS = 12
 
-#: Offset of Net2's validation seeds from :data:`~napari_grainseg.training.VALIDATION_SEED_BASE`
+#: Offset of Net2's validation seeds from :data:`~napari_grainseg.training.net1.VALIDATION_SEED_BASE`
 #: (Net1's validation uses the first few seeds after the base).
 NET2_VALIDATION_OFFSET = 500_000
 
@@ -76,7 +76,7 @@ class Net2TrainConfig:
     patch_shape : training crop (multiple of 8).
     levels : T, the number of degradation levels (= scheduled steps of the image model).
     target_width, pos_weight, dice_weight : target and loss, as for Net1.
-    cldice_weight : weight of the soft clDice term (:func:`~napari_grainseg.training.cldice_loss`),
+    cldice_weight : weight of the soft clDice term (:func:`~napari_grainseg.training.net1.cldice_loss`),
         which prices gaps and spurious lines by centreline length; 0 = off.
     topology_weight, topology_min_px : weight of an extra cross-entropy on the
         pixels where the thresholded prediction gets the grains wrong
@@ -183,7 +183,7 @@ class Net2TrainConfig:
 
     def net2_config(self):
         """The :class:`~napari_grainseg.models.net2.Net2Config` this run trains."""
-        from .models.net2 import Net2Config
+        from napari_grainseg.models.net2 import Net2Config
 
         arch = dict(self.architecture)
         arch["scheduled_steps"] = 0 if arch.get("conditioning", "image") == "blind" else self.levels
@@ -197,9 +197,9 @@ def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_w
                   decoder: bool = False) -> dict:
     """One cached image: Net2's condition (real Net1 output + edges + intensity [+ Net1's decoder
     features]) and the truth."""
-    from .inference import run_net1, run_net1_with_decoder
-    from .models.features import net1_features
-    from .synthetic import generate
+    from napari_grainseg.segmentation.inference import run_net1, run_net1_with_decoder
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.synthetic import generate
 
     sample = generate(seed=seed, shape=tuple(shape), preset=preset)
     features = net1_features(sample.image)
@@ -505,7 +505,7 @@ def _validation_grains(boundary_map: np.ndarray, watershed: bool = False) -> np.
     """Grains of a boundary map for scoring (by threshold, or by watershed of the map); a map
     with no closed grain (an early or diverging model can draw boundary everywhere) scores as
     one region, i.e. everything merged."""
-    from .grains import probability_to_labels
+    from napari_grainseg.segmentation.grains import probability_to_labels
 
     try:
         return probability_to_labels(boundary_map, "watershed" if watershed else "threshold")
@@ -516,7 +516,7 @@ def _validation_grains(boundary_map: np.ndarray, watershed: bool = False) -> np.
 def net1_baselines(val: dict) -> dict[str, float]:
     """The bars Net2 must clear on the validation images: VI of Net1 alone
     (``val_vi_net1``) and of Net1 + watershed (``val_vi_net1_watershed``)."""
-    from .evaluation import segmentation_scores
+    from napari_grainseg.evaluation.metrics import segmentation_scores
 
     vi_net1, vi_watershed = [], []
     for probability, truth_labels in zip(val["condition"][:, 0], val["labels"]):
@@ -536,7 +536,7 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device,
     """
     import torch
 
-    from .evaluation import segmentation_scores
+    from napari_grainseg.evaluation.metrics import segmentation_scores
 
     model.eval()
     rng = np.random.default_rng([config.seed, 10**9])
@@ -621,9 +621,9 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
     import torch
     from tqdm import tqdm
 
-    from .models.device import describe_device, select_device
-    from .models.net2 import NET2_CONDITION_CHANNELS, Net2, count_parameters
-    from .models.weights import file_sha256, load_net1, save_weights, shipped_weights_dir
+    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.net2 import NET2_CONDITION_CHANNELS, Net2, count_parameters
+    from napari_grainseg.models.weights import file_sha256, load_net1, save_weights, shipped_weights_dir
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -762,8 +762,8 @@ def export_net2_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> 
     """Write the model of a (possibly unfinished) Net2 checkpoint as a weights file."""
     import torch
 
-    from .models.net2 import Net2, count_parameters
-    from .models.weights import save_weights
+    from napari_grainseg.models.net2 import Net2, count_parameters
+    from napari_grainseg.models.weights import save_weights
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     config = Net2TrainConfig(**{k: tuple(v) if isinstance(v, list) else v

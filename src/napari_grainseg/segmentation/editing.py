@@ -1,7 +1,7 @@
 """Editing operations on grain label images (for hand correction).
 
 Every operation takes a label image in the package convention (0 = 1-px
-boundary, grains 4-connected; see :mod:`napari_grainseg.grains`), returns a NEW
+boundary, grains 4-connected; see :mod:`napari_grainseg.segmentation.grains`), returns a NEW
 label image and changes only the pixels it must, so an undo step can be built
 from the difference (:func:`label_edit`). The napari tools keep the boundary
 map as the source of truth: :func:`boundary_edit` gives exactly the boundary
@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
-from .grains import _grow_into_boundaries, _relabel_in_order, validate_labels
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.grains import _grow_into_boundaries, _relabel_in_order, validate_labels
 
 __all__ = [
     "add_boundary",

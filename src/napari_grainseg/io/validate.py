@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .errors import InputError
+from napari_grainseg.errors import InputError
 
 #: Smallest accepted height and width in pixels.
 MIN_SIZE = 16

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
-from .grains import border_grains, validate_labels
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.grains import border_grains, validate_labels
 
 __all__ = [
     "GrainTable",
@@ -69,10 +69,10 @@ _LOG2_10 = 3.321928  # 1/log10(2), as printed in E112
 
 def optional_pixel_size(value) -> float | None:
     """``None`` stays None; anything else goes through
-    :func:`napari_grainseg.io.validate_pixel_size` (positive, finite, in nm)."""
+    :func:`napari_grainseg.io.readers.validate_pixel_size` (positive, finite, in nm)."""
     if value is None:
         return None
-    from .io import validate_pixel_size
+    from napari_grainseg.io.readers import validate_pixel_size
 
     return validate_pixel_size(value)
 
@@ -176,7 +176,7 @@ class GrainTable:
 
     def to_csv(self, path) -> Path:
         """Write the table as CSV (header ``name [unit]``), atomically."""
-        from .atomic import atomic_open
+        from napari_grainseg.io.atomic import atomic_open
 
         path = Path(path)
         header = [f"{c} [{self.units[c]}]" if self.units.get(c) else c for c in self.columns]

@@ -1,6 +1,6 @@
 """Exports a materials lab can put in a report: CSV, JSON, histograms, overlay.
 
-Every file is written atomically (:mod:`napari_grainseg.atomic`): after a crash
+Every file is written atomically (:mod:`napari_grainseg.io.atomic`): after a crash
 a file is either complete or absent. Figures use matplotlib's object API
 (``matplotlib.figure.Figure`` with the Agg canvas, never pyplot), imported
 lazily, so this module is thread-safe and Qt-free.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_open, atomic_path
-from .grains import validate_labels
-from .measure import GrainTable, measure_grains, summarize, optional_pixel_size
+from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.segmentation.grains import validate_labels
+from napari_grainseg.measure.summary import GrainTable, measure_grains, summarize, optional_pixel_size
 
 __all__ = [
     "BOUNDARY_COLOUR",
@@ -166,11 +166,11 @@ def overlay_rgb(image: np.ndarray | None, boundaries: np.ndarray,
     if image is None:
         gray = np.full(boundaries.shape, 255, np.uint8)
     else:
-        from .image import validate_image
+        from napari_grainseg.io.validate import validate_image
 
         img = validate_image(image)
         if img.shape != boundaries.shape:
-            from .errors import InputError
+            from napari_grainseg.errors import InputError
 
             raise InputError(f"image shape {img.shape} differs from label shape "
                              f"{boundaries.shape}")
@@ -221,7 +221,7 @@ def write_report(
     ``extra``, e.g. ``{"device": "cpu"}``), ``<stem>_histogram.png``,
     ``<stem>_histogram.svg`` and ``<stem>_overlay.png`` (``boundaries``, by
     default ``labels == 0``, on ``image``). ``summary_options`` go to
-    :func:`~napari_grainseg.measure.summarize`.
+    :func:`~napari_grainseg.measure.summary.summarize`.
 
     Returns
     -------

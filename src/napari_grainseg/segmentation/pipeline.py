@@ -8,7 +8,7 @@ Output files (a public contract; later stages add files but keep these):
 ``<stem>_boundaries.tif`` (uint8, 1 = boundary, 1 px wide, 8-connected, the
 input's size), ``<stem>_grains.tif`` (uint32 labels, 0 = boundary, every closed
 4-connected grain its own id), and the measurement report of
-:func:`napari_grainseg.report.write_report` (CSV, summary JSON, histogram, overlay).
+:func:`napari_grainseg.measure.report.write_report` (CSV, summary JSON, histogram, overlay).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .grains import DEFAULT_MIN_GRAIN_AREA, check_grain_builder, probability_to_labels
-from .inference import BoundaryPrediction, predict_boundaries
-from .refine import DEFAULT_MAX_STEPS
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.grains import DEFAULT_MIN_GRAIN_AREA, check_grain_builder, probability_to_labels
+from napari_grainseg.segmentation.inference import BoundaryPrediction, predict_boundaries
+from napari_grainseg.segmentation.refine import DEFAULT_MAX_STEPS
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Segmentation:
     ``refined`` is Net2's final boundary probability (None when Net2 did not
     run); ``refine_steps`` and ``refine_seconds`` count its steps and time;
     ``grains`` names how the labels were built from the final map ("threshold"
-    or "watershed", :func:`napari_grainseg.grains.probability_to_labels`).
+    or "watershed", :func:`napari_grainseg.segmentation.grains.probability_to_labels`).
     """
 
     prediction: BoundaryPrediction
@@ -75,7 +75,7 @@ def net2_step_budget(net2_steps: int | str) -> int:
 
 def net2_available() -> bool:
     """Whether Net2 weights are shipped with the package (``"auto"`` then uses Net2)."""
-    from .models.weights import shipped_weights_dir
+    from napari_grainseg.models.weights import shipped_weights_dir
 
     return (shipped_weights_dir() / "net2.pt").is_file()
 
@@ -91,7 +91,7 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
     image
         2-D micrograph.
     model, device, grain_size_px, progress
-        See :func:`napari_grainseg.inference.predict_boundaries`.
+        See :func:`napari_grainseg.segmentation.inference.predict_boundaries`.
     threshold
         Boundary probability threshold (``grains="threshold"``).
     min_grain_area
@@ -112,7 +112,7 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
         peaks at 2.7 GB instead of 0.94 GB (``benchmarks/bench_memory.py --grains``),
         so beyond about 4096² prefer the threshold.
     """
-    from .models.device import select_device
+    from napari_grainseg.models.device import select_device
 
     check_grain_builder(grains)  # before Net1 runs
     budget = net2_step_budget(net2_steps)
@@ -123,10 +123,10 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
     prediction = predict_boundaries(image, model, device=dev, grain_size_px=grain_size_px, progress=progress)
     boundary_map, refined, n_steps, seconds, converged = prediction.probability, None, 0, 0.0, False
     if budget:
-        from .refine import refine
+        from napari_grainseg.segmentation.refine import refine
 
         if net2_model is None:
-            from .models.weights import load_net2
+            from napari_grainseg.models.weights import load_net2
 
             net2_model = load_net2(device=dev)
         for step in refine(image, prediction.probability, model=net2_model, device=dev, max_steps=budget,
@@ -142,7 +142,7 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,
                        pixel_size_nm: float | None = None, extra: dict | None = None) -> dict[str, Path]:
     """Write the boundary and label TIFFs plus the measurement report, atomically. Returns the paths."""
-    from .report import write_report, write_tiff
+    from napari_grainseg.measure.report import write_report, write_tiff
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .atomic import atomic_open
-from .errors import InputError
+from napari_grainseg.io.atomic import atomic_open
+from napari_grainseg.errors import InputError
 
 
 def check_section_name(name: str) -> str:

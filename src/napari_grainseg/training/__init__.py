@@ -1,0 +1,1 @@
+"""Reproducible, resumable training of Net1 and Net2 on the synthetic stream."""
