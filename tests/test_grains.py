@@ -73,9 +73,9 @@ def test_realistic_map_obeys_convention_and_recovers_grains():
     assert abs(int(lab.max()) - (n_true - 1)) <= 2
     assert lab.max() == len(np.unique(lab)) - 1  # consecutive
     # no boundary pixel touching a single grain (spurs removed)
-    from napari_grainseg.segmentation.grains import _grow_into_boundaries
+    from napari_grainseg.segmentation.grains import grow_into_boundaries
 
-    assert np.array_equal(_grow_into_boundaries(lab)[0], lab)
+    assert np.array_equal(grow_into_boundaries(lab)[0], lab)
 
 
 @pytest.mark.parametrize("tile", [32, 50])

@@ -10,7 +10,7 @@ import pytest
 
 from napari_grainseg.segmentation import edges
 
-from napari_grainseg.segmentation import grains
+from napari_grainseg.segmentation import grains, tiling
 from napari_grainseg.measure.summary import fill_boundaries, mean_intercept, measure_grains
 from napari_grainseg.synthetic import generate
 
@@ -106,7 +106,7 @@ def test_measurement_temporaries_are_bounded(field):
 ])
 def test_blockwise_percentiles_are_exact(make, monkeypatch):
     monkeypatch.setattr(edges, "_GATHER_MAX", 500)  # force several refinement passes
-    monkeypatch.setattr(edges, "_BLOCK_PX", 10_000)
+    monkeypatch.setattr(tiling, "ROW_BLOCK_PX", 10_000)
     a = make(np.random.default_rng(3))
     q = (0.0, 1.0, 12.5, 50.0, 99.0, 100.0)
     np.testing.assert_allclose(edges.blockwise_percentiles(a, q), np.percentile(a, q), rtol=1e-12, atol=0)
@@ -116,7 +116,7 @@ def test_tiled_edge_statistics_match_the_whole_image(big_image, monkeypatch):
     direct = edges.resolve_edge_params(big_image)
     monkeypatch.setattr(edges, "TILED_STATS_MIN_PX", 1 << 20)
     monkeypatch.setattr(edges, "STATS_TILE_SIZE", 256)
-    monkeypatch.setattr(edges, "_BLOCK_PX", 1 << 16)
+    monkeypatch.setattr(tiling, "ROW_BLOCK_PX", 1 << 16)
     per_px, tiled = _peak_bytes_per_px(edges.resolve_edge_params, big_image, n_px=big_image.size)
     assert per_px < 4, per_px  # the direct computation needs ~28 bytes per pixel
     assert tiled.stretch_limits == direct.stretch_limits  # exact percentiles

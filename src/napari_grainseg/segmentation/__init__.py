@@ -1,7 +1,8 @@
 """From a micrograph to closed grains.
 
 - :mod:`~napari_grainseg.segmentation.edges`: Sobel, LoG and Canny with automatic thresholds, fused as RGB;
-- :mod:`~napari_grainseg.segmentation.inference`: Net1 on any image size (scale choice, tiling);
+- :mod:`~napari_grainseg.segmentation.tiling`: the one tiler (blended tiles, padding, blocks with halos, row bands);
+- :mod:`~napari_grainseg.segmentation.inference`: Net1 on any image size (scale choice, tiled);
 - :mod:`~napari_grainseg.segmentation.refine`: Net2's step-by-step refinement;
 - :mod:`~napari_grainseg.segmentation.grains`: boundary maps to closed grains (threshold, watershed);
 - :mod:`~napari_grainseg.segmentation.editing`: merge, split and delete grains;

@@ -31,6 +31,7 @@ import numpy as np
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.validate import validate_image
+from napari_grainseg.segmentation.tiling import halo_windows, row_blocks
 
 #: Channel order of the fused image.
 CHANNELS: tuple[str, str, str] = ("sobel", "log", "canny")
@@ -150,16 +151,7 @@ def stretch_limits(image: np.ndarray, percentiles: tuple[float, float] = (1.0, 9
 TILED_STATS_MIN_PX = 4096 * 4096
 #: Side of the tiles of the tiled filter statistics.
 STATS_TILE_SIZE = 1024
-_BLOCK_PX = 1 << 20
 _GATHER_MAX = 1 << 20
-
-
-def _row_blocks(image: np.ndarray):
-    """Views of ``image`` of about a megapixel each (whole rows), flattened."""
-    h, w = image.shape
-    rows = max(1, _BLOCK_PX // max(w, 1))
-    for r0 in range(0, h, rows):
-        yield image[r0:r0 + rows].reshape(-1)
 
 
 def _order_statistic(image: np.ndarray, k: int) -> float:
@@ -179,7 +171,7 @@ def _order_statistic(image: np.ndarray, k: int) -> float:
 
     for _ in range(64):
         count, vmin, vmax = 0, math.inf, -math.inf
-        for b in _row_blocks(image):
+        for b in row_blocks(image):
             v = inside(b)
             if v.size:
                 count += v.size
@@ -190,14 +182,14 @@ def _order_statistic(image: np.ndarray, k: int) -> float:
         if count <= _GATHER_MAX:
             break
         counts = np.zeros(1 << 16, np.int64)
-        for b in _row_blocks(image):
+        for b in row_blocks(image):
             c, edges = np.histogram(inside(b).astype(np.float64), bins=counts.size, range=(lo, hi))
             counts += c
         cum = np.cumsum(counts)
         j = int(np.searchsorted(cum, k - below, side="right"))
         below += int(cum[j - 1]) if j else 0
         lo, hi, closed = float(edges[j]), float(edges[j + 1]), j == counts.size - 1
-    values = np.concatenate([inside(b) for b in _row_blocks(image)])
+    values = np.concatenate([inside(b) for b in row_blocks(image)])
     return float(np.partition(values, k - below)[k - below])
 
 
@@ -225,17 +217,6 @@ def _stats_halo(params: EdgeParams) -> int:
     return params.median_size // 2 + reach + 2
 
 
-def _tiles_with_halo(shape: tuple[int, int], tile: int, halo: int):
-    """(outer slice, inner slice relative to the outer one) of every tile."""
-    h, w = shape
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa, yb, xb = max(y0 - halo, 0), max(x0 - halo, 0), min(y1 + halo, h), min(x1 + halo, w)
-            yield ((slice(ya, yb), slice(xa, xb)),
-                   (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa)))
-
-
 def _tiled_filter_statistics(image: np.ndarray, params: EdgeParams) -> dict[str, float]:
     """The automatic thresholds of :func:`resolve_edge_params`, computed tile by tile.
 
@@ -245,7 +226,7 @@ def _tiled_filter_statistics(image: np.ndarray, params: EdgeParams) -> dict[str,
     first, so its magnitude is computed in a second pass.
     """
     halo = _stats_halo(params)
-    tiles = list(_tiles_with_halo(image.shape, STATS_TILE_SIZE, halo))
+    tiles = halo_windows(image.shape, STATS_TILE_SIZE, halo)
     sums = {"sobel": 0.0, "log": 0.0}
     peak = 0.0
     for outer, inner in tiles:

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import _grow_into_boundaries, _relabel_in_order, validate_labels
+from napari_grainseg.segmentation.grains import grow_into_boundaries, relabel_in_order, validate_labels
 
 __all__ = [
     "add_boundary",
@@ -72,7 +72,7 @@ def merge_grains(labels: np.ndarray, ids: Iterable[int]) -> np.ndarray:
     target = np.uint32(ids[0])
     out = labels.copy()
     out[np.isin(labels, ids)] = target
-    out, _ = _grow_into_boundaries(out, allowed=np.array([target], np.uint32))
+    out, _ = grow_into_boundaries(out, allowed=np.array([target], np.uint32))
     if ndi.label(out == target, structure=_FOUR)[1] != 1:
         raise InputError(f"grains {', '.join(map(str, ids))} do not touch: cannot merge them")
     return out
@@ -161,7 +161,7 @@ def _cut(labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, int]:
     # pixel next to the cut that now touches a single grain (the cut took over
     # its job), which keeps every boundary pixel necessary
     near = ndi.binary_dilation(cut, np.ones((3, 3), bool)) & (labels == 0)
-    out, _ = _grow_into_boundaries(out, claimable=cut | near)
+    out, _ = grow_into_boundaries(out, claimable=cut | near)
     return out, n_new
 
 
@@ -227,7 +227,7 @@ def delete_grain(labels: np.ndarray, gid: int) -> np.ndarray:
     around = ndi.binary_dilation(region, np.ones((3, 3), bool)) & (labels == 0)
     out = labels.copy()
     out[region] = 0
-    out, _ = _grow_into_boundaries(out, claimable=region | around)
+    out, _ = grow_into_boundaries(out, claimable=region | around)
     if np.any(out == gid):  # pragma: no cover - defensive
         raise AssertionError("deleted grain still present")
     if np.all(out[region] == 0):
@@ -241,7 +241,7 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     Only pixels whose id changes are changed.
     """
     labels = validate_labels(labels, require_grain=False)
-    return _relabel_in_order(labels)
+    return relabel_in_order(labels)
 
 
 def label_edit(labels_before: np.ndarray, labels_after: np.ndarray):

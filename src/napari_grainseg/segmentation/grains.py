@@ -8,7 +8,7 @@ Conventions used throughout the package (a *label image*):
 * no boundary pixel is redundant: each touches (4-neighbourhood) at least two
   different grains, or none at all (e.g. the centre of a four-grain junction).
 
-The workhorse is :func:`_grow_into_boundaries`: starting from grain *seeds*, a
+The workhorse is :func:`grow_into_boundaries`: starting from grain *seeds*, a
 boundary pixel whose 4-neighbours belong to exactly one grain joins that grain,
 pass after pass, until no pixel can join. This thins thick boundary bands to a
 1-px line half-way between the seeds (like a watershed of the distance map),
@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.tiling import blocks, row_slices, with_halo
 
 #: Default smallest grain area kept by :func:`boundaries_to_labels`, in pixels.
 DEFAULT_MIN_GRAIN_AREA = 10
@@ -38,12 +39,14 @@ __all__ = [
     "boundaries_to_labels",
     "border_grains",
     "check_grain_builder",
+    "grow_into_boundaries",
     "classical_boundaries",
     "label_convention_problems",
     "labels_to_boundaries",
     "normalize_labels",
     "probability_to_labels",
     "probability_watershed",
+    "relabel_in_order",
     "validate_labels",
 ]
 
@@ -103,7 +106,7 @@ def _binarize(boundary_map: np.ndarray, threshold: float) -> np.ndarray:
 # --------------------------------------------------------------------------- core
 
 
-def _grow_into_boundaries(
+def grow_into_boundaries(
     labels: np.ndarray,
     claimable: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
@@ -126,6 +129,13 @@ def _grow_into_boundaries(
     -------
     grown, n_passes
         New label image and the number of passes that changed something.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 0, 0, 2]], np.uint32)    # a 2-px band between grains 1 and 2
+    >>> grown, n = grow_into_boundaries(lab)
+    >>> grown.tolist(), n
+    ([[1, 1, 0, 2]], 1)
     """
     h, w = labels.shape
     lab = np.pad(labels, 1).ravel()  # zero frame: no bounds checks below
@@ -166,19 +176,11 @@ def _grow_into_boundaries(
     return lab.reshape(h + 2, w + 2)[1:-1, 1:-1].copy(), n_passes
 
 
-def _row_slices(shape: tuple[int, ...], px: int = 1 << 20):
-    """Slices of whole rows of about ``px`` pixels: block-wise passes over label images,
-    so that no image-sized index or boolean temporary is made."""
-    h, w = shape
-    rows = max(1, px // max(w, 1))
-    return [slice(r0, r0 + rows) for r0 in range(0, h, rows)]
-
-
 def _present_ids(labels: np.ndarray) -> np.ndarray:
     """Sorted ids > 0 present in ``labels`` (as ``np.unique``, block by block)."""
     top = int(labels.max()) if labels.size else 0
     present = np.zeros(top + 1, bool)
-    for rows in _row_slices(labels.shape):
+    for rows in row_slices(labels.shape):
         present[np.unique(labels[rows])] = True
     present[0] = False
     return np.flatnonzero(present)
@@ -188,7 +190,7 @@ def _apply_lut(labels: np.ndarray, lut: np.ndarray, out: np.ndarray | None = Non
     """``lut[labels]`` block by block (``out`` may be ``labels`` itself)."""
     if out is None:
         out = np.empty(labels.shape, lut.dtype)
-    for rows in _row_slices(labels.shape):
+    for rows in row_slices(labels.shape):
         out[rows] = lut[labels[rows]]
     return out
 
@@ -197,13 +199,21 @@ def _areas(labels: np.ndarray) -> np.ndarray:
     """Pixel count of every id (``np.bincount(labels.ravel())``, block by block)."""
     top = int(labels.max()) if labels.size else 0
     areas = np.zeros(top + 1, np.int64)
-    for rows in _row_slices(labels.shape):
+    for rows in row_slices(labels.shape):
         areas += np.bincount(labels[rows].ravel(), minlength=top + 1)
     return areas
 
 
-def _relabel_in_order(labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Renumber grains 1..N keeping the order of their current ids (0 stays 0)."""
+def relabel_in_order(labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Renumber grains 1..N keeping the order of their current ids (0 stays 0).
+
+    ``out`` may be ``labels`` itself (renumbered in place).
+
+    Examples
+    --------
+    >>> relabel_in_order(np.array([[7, 0, 3]])).tolist()
+    [[2, 0, 1]]
+    """
     ids = _present_ids(labels)
     lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, np.uint32)
     lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
@@ -225,19 +235,17 @@ def _label_components(mask: np.ndarray, tile_size: int | None) -> np.ndarray:
     out = np.zeros((h, w), np.uint32)
     firsts = [np.zeros(1, np.int64)]  # raster index of each tile label's first pixel (id 0: unused)
     offset = 0
-    for y0 in range(0, h, tile_size):
-        for x0 in range(0, w, tile_size):
-            sl = (slice(y0, y0 + tile_size), slice(x0, x0 + tile_size))
-            tile, n = ndi.label(mask[sl], structure=_FOUR, output=np.uint32)
-            if n == 0:
-                continue
-            # a tile's raster order is the image's raster order restricted to the tile
-            ids, first = np.unique(tile, return_index=True)
-            first, tw = first[ids > 0], tile.shape[1]
-            firsts.append((y0 + first // tw) * w + (x0 + first % tw))
-            tile[tile > 0] += np.uint32(offset)
-            out[sl] = tile
-            offset += n
+    for window in blocks(mask.shape, tile_size):
+        tile, n = ndi.label(mask[window], structure=_FOUR, output=np.uint32)
+        if n == 0:
+            continue
+        # a tile's raster order is the image's raster order restricted to the tile
+        ids, first = np.unique(tile, return_index=True)
+        first, tw = first[ids > 0], tile.shape[1]
+        firsts.append((window[0].start + first // tw) * w + (window[1].start + first % tw))
+        tile[tile > 0] += np.uint32(offset)
+        out[window] = tile
+        offset += n
     if offset == 0:
         return out
     pairs = []
@@ -268,29 +276,24 @@ def _label_components(mask: np.ndarray, tile_size: int | None) -> np.ndarray:
 
 
 def _grow_tiled(seeds: np.ndarray, tile_size: int | None) -> np.ndarray:
-    """:func:`_grow_into_boundaries` computed tile by tile with a halo.
+    """:func:`grow_into_boundaries` computed tile by tile with a halo.
 
     Information travels at most 2 px per pass, so a tile whose halo is wider
     than ``2 * passes + 2`` gives exactly the untiled result; otherwise the
     tile is recomputed with a doubled halo.
     """
     if tile_size is None:
-        return _grow_into_boundaries(seeds)[0]
-    h, w = seeds.shape
+        return grow_into_boundaries(seeds)[0]
     out = np.empty_like(seeds)
-    for y0 in range(0, h, tile_size):
-        for x0 in range(0, w, tile_size):
-            y1, x1 = min(y0 + tile_size, h), min(x0 + tile_size, w)
-            halo = 16
-            while True:
-                ya, xa = max(y0 - halo, 0), max(x0 - halo, 0)
-                yb, xb = min(y1 + halo, h), min(x1 + halo, w)
-                grown, passes = _grow_into_boundaries(seeds[ya:yb, xa:xb])
-                whole = ya == 0 and xa == 0 and yb == h and xb == w
-                if whole or 2 * passes + 2 < halo:
-                    break
-                halo *= 2
-            out[y0:y1, x0:x1] = grown[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    for window in blocks(seeds.shape, tile_size):
+        halo = 16
+        while True:
+            outer, inner = with_halo(window, seeds.shape, halo)
+            grown, passes = grow_into_boundaries(seeds[outer])
+            if grown.shape == seeds.shape or 2 * passes + 2 < halo:
+                break
+            halo *= 2
+        out[window] = grown[inner]
     return out
 
 
@@ -391,7 +394,7 @@ def boundaries_to_labels(
     labels, n_dropped = _drop_small(labels, min_grain_area, in_place=True)
     if n_dropped:
         labels = _grow_tiled(labels, grow_tile)
-    labels = _relabel_in_order(labels, out=labels)
+    labels = relabel_in_order(labels, out=labels)
     if not remove_spurs:
         labels = _add_back_spurs(labels, _binarize(boundary_map, threshold))
     return labels
@@ -406,7 +409,7 @@ def _add_back_spurs(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out[skel] = 0
     comps, n = ndi.label(out > 0, structure=_FOUR)
     if n != int(labels.max()):  # a drawn branch cut a grain: keep it, renumber
-        return _relabel_in_order(_split_components(out))
+        return relabel_in_order(_split_components(out))
     return out
 
 
@@ -466,8 +469,8 @@ def normalize_labels(labels: np.ndarray) -> np.ndarray:
     mark[1:, :] |= diff & (b < a)
     lab[mark] = 0
     lab = _split_components(lab)
-    lab, _ = _grow_into_boundaries(lab)
-    return _relabel_in_order(lab)
+    lab, _ = grow_into_boundaries(lab)
+    return relabel_in_order(lab)
 
 
 def label_convention_problems(labels: np.ndarray) -> list[str]:
@@ -490,7 +493,7 @@ def label_convention_problems(labels: np.ndarray) -> list[str]:
         if np.any((a != b) & (a > 0) & (b > 0)):
             problems.append("two different grains touch without a boundary pixel")
             break
-    grown, _ = _grow_into_boundaries(labels, max_passes=1)
+    grown, _ = grow_into_boundaries(labels, max_passes=1)
     if np.any(grown != labels):
         problems.append("some boundary pixels separate nothing (touch a single grain)")
     return problems

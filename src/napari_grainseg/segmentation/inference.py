@@ -13,7 +13,8 @@ Pipeline of :func:`predict_boundaries`:
 3. **Tiles.** Images up to ``tile_size`` px on a side run in one pass; larger
    ones in overlapping tiles whose predictions are blended with weights that
    are zero near each cut (where zero padding distorts the network) and ramp
-   up smoothly across the overlap, so there are no seams.
+   up smoothly across the overlap, so there are no seams
+   (:class:`~napari_grainseg.segmentation.tiling.TileGrid`).
 4. The probability map is resampled back to the input's size.
 """
 
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
+from napari_grainseg.segmentation.tiling import TileGrid, pad_to_multiple
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.validate import validate_image
 from napari_grainseg.models.features import net1_features
@@ -101,61 +103,6 @@ def resample(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image.astype(np.float32), size, interpolation=interp)
 
 
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    n = math.ceil((length - overlap) / step)
-    starts = [min(i * step, length - tile) for i in range(n)]
-    return sorted(set(starts))
-
-
-def _blend_weights(length: int, start: int, total: int, overlap: int) -> np.ndarray:
-    """1-D weights of a tile: zero in the outer ``overlap // 4`` px of an inner cut, then a cosine ramp."""
-    w = np.ones(length, np.float32)
-    margin = overlap // 4
-    ramp = overlap - 2 * margin
-    profile = np.concatenate([np.zeros(margin), 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, ramp + 2)[1:-1])])
-    if start > 0:
-        w[: profile.size] = profile
-    if start + length < total:
-        w[length - profile.size:] = profile[::-1]
-    return w
-
-
-def tile_weights(th: int, tw: int, y: int, x: int, shape: tuple[int, int], overlap: int) -> np.ndarray:
-    """2-D blending weights of the (th, tw) tile at (y, x) of an image of ``shape``."""
-    h, w = shape
-    return _blend_weights(th, y, h, overlap)[:, None] * _blend_weights(tw, x, w, overlap)[None, :]
-
-
-def normalise_blend(acc: np.ndarray, ys: list[int], xs: list[int], tile_size: int, overlap: int) -> np.ndarray:
-    """Divide a weighted sum of grid tiles by the sum of their weights, in place; returns ``acc``.
-
-    The weights are separable and the tiles form a grid (rows ``ys`` x columns
-    ``xs``), so their sum is the outer product of two 1-D sums; it is applied
-    row block by row block, without an image-sized temporary.
-    """
-    h, w = acc.shape
-    norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
-    for y in ys:
-        norm_y[y:y + min(tile_size, h - y)] += _blend_weights(min(tile_size, h - y), y, h, overlap)
-    for x in xs:
-        norm_x[x:x + min(tile_size, w - x)] += _blend_weights(min(tile_size, w - x), x, w, overlap)
-    for r0 in range(0, h, tile_size):
-        rows = slice(r0, r0 + tile_size)
-        acc[rows] /= np.maximum(norm_y[rows, None] * norm_x[None, :], 1e-6)
-    return acc
-
-
-def _pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode="reflect")
-    return x, (h, w)
-
-
 def run_net1(model, features: np.ndarray, device) -> np.ndarray:
     """Net1 probability for a (C, H, W) feature array of any H, W (padded internally)."""
     return _net1_pass(model, features, device, decoder=False)[0]
@@ -176,7 +123,7 @@ def _net1_pass(model, features: np.ndarray, device, decoder: bool):
 
     from napari_grainseg.models.net1 import unet_forward
 
-    padded, (h, w) = _pad_to_multiple(features, model.config.multiple)
+    padded, (h, w) = pad_to_multiple(features, model.config.multiple)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
         if not decoder:
@@ -194,36 +141,10 @@ def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgePa
     Returns the probability map and the number of tiles. ``progress(done, total)``
     is called after every tile (raise from it to cancel).
     """
-    if overlap >= tile_size // 2:
-        raise InputError(f"tile overlap ({overlap}) must be less than half the tile size ({tile_size})")
+    grid = TileGrid(image.shape, tile_size, overlap)
     params = resolve_edge_params(image, edge_params or EdgeParams())
-    h, w = image.shape
-    ys, xs = _tile_starts(h, tile_size, overlap), _tile_starts(w, tile_size, overlap)
-    total = len(ys) * len(xs)
-    if total == 1:
-        prob = run_net1(model, net1_features(image, params), device)
-        if progress:
-            progress(1, 1)
-        return prob, 1
-    # Only the weighted sum is image-sized: the weights are separable and the
-    # tiles form a grid, so their sum is the outer product of two 1-D sums.
-    acc = np.zeros((h, w), np.float32)
-    done = 0
-    for y in ys:
-        th = min(tile_size, h - y)
-        wy = _blend_weights(th, y, h, overlap)
-        for x in xs:
-            tw = min(tile_size, w - x)
-            wx = _blend_weights(tw, x, w, overlap)
-            tile = image[y:y + th, x:x + tw]
-            p = run_net1(model, net1_features(tile, params), device)
-            p *= wy[:, None]
-            p *= wx[None, :]
-            acc[y:y + th, x:x + tw] += p
-            done += 1
-            if progress:
-                progress(done, total)
-    return normalise_blend(acc, ys, xs, tile_size, overlap), total
+    prob = grid.blend(lambda window: run_net1(model, net1_features(image[window], params), device), progress)
+    return prob, len(grid)
 
 
 def estimate_grain_size(probability: np.ndarray, threshold: float = 0.5) -> float | None:

@@ -39,6 +39,7 @@ import numpy as np
 from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.validate import validate_image
+from napari_grainseg.segmentation.tiling import TileGrid, Window, pad_to_multiple, row_slices
 
 #: Default convergence threshold: mean absolute change per step, as a fraction of full scale.
 DEFAULT_TOL = 0.003
@@ -120,11 +121,16 @@ def closed_start(probability: np.ndarray, lines: np.ndarray | None = None) -> np
 
 
 def _mean_abs_difference(a: np.ndarray, b: np.ndarray, rows: int = 512) -> float:
-    """mean(|a - b|) over row blocks, without an image-sized temporary."""
+    """mean(|a - b|) over bands of ``rows`` rows, without an image-sized temporary."""
     total = 0.0
-    for r in range(0, a.shape[0], rows):
-        total += float(np.abs(a[r:r + rows] - b[r:r + rows]).sum(dtype=np.float64))
+    for band in row_slices(a.shape, rows=rows):
+        total += float(np.abs(a[band] - b[band]).sum(dtype=np.float64))
     return total / a.size
+
+
+def _key(window: Window) -> tuple[int, int]:
+    """A tile's window as a dictionary key (its top-left corner)."""
+    return window[0].start, window[1].start
 
 
 def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -191,15 +197,11 @@ class _StepRunner:
         tiles agree. With several tiles the conditions are kept in float16 (edge
         maps are 0/1; probabilities and intensities lose < 1e-3), half the memory.
         """
-        from napari_grainseg.segmentation.inference import _pad_to_multiple, _tile_starts
-
         self.model, self.device = model, device
         self.blind = model.config.conditioning == "blind"
         self.shape = image.shape
-        h, w = self.shape
-        self.ys = _tile_starts(h, REFINE_TILE_SIZE, REFINE_OVERLAP)
-        self.xs = _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)
-        self.tiles = [(y, x) for y in self.ys for x in self.xs]
+        self.grid = TileGrid(image.shape, REFINE_TILE_SIZE, REFINE_OVERLAP)
+        self.tiles = self.grid.windows()
         params = resolve_edge_params(image, edge_params or EdgeParams())
         wanted = model.config.net1_features
         if wanted and net1 is None:
@@ -209,14 +211,13 @@ class _StepRunner:
         if wanted:
             model.config.check_net1(net1)
         store = np.float32 if len(self.tiles) == 1 else np.float16
-        self.conditions = []
-        for y, x in self.tiles:
-            window = (slice(y, y + REFINE_TILE_SIZE), slice(x, x + REFINE_TILE_SIZE))
+        self.conditions = {}  # tile corner -> its padded condition tensor
+        for window in self.tiles:
             tile = net2_condition(image[window], coarse[window], params, net1 if wanted else None, device)
             if model.config.watershed_candidates:
                 tile = with_watershed_candidates(tile)
-            padded, _ = _pad_to_multiple(tile, model.config.multiple)
-            self.conditions.append(self._tensor(padded.astype(store)))
+            padded, _ = pad_to_multiple(tile, model.config.multiple)
+            self.conditions[_key(window)] = self._tensor(padded.astype(store))
 
     def closed_start(self, coarse: np.ndarray) -> np.ndarray:
         """:func:`closed_start` of the working-scale map, tile by tile.
@@ -224,18 +225,14 @@ class _StepRunner:
         Every pixel takes the lines of the tile whose blending weight is largest
         there (no union of two tiles' slightly different lines in an overlap).
         """
-        from napari_grainseg.segmentation.inference import tile_weights
-
         if len(self.tiles) == 1:
             return closed_start(coarse)
         out, owner = coarse.copy(), np.full(self.shape, -1.0, np.float32)
-        for y, x in self.tiles:
-            tile = coarse[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
-            th, tw = tile.shape
-            weight = tile_weights(th, tw, y, x, self.shape, REFINE_OVERLAP)
-            mine = weight > owner[y:y + th, x:x + tw]
-            out[y:y + th, x:x + tw][mine] = closed_start(tile)[mine]
-            owner[y:y + th, x:x + tw][mine] = weight[mine]
+        for window in self.tiles:
+            weight = self.grid.weights(window)
+            mine = weight > owner[window]
+            out[window][mine] = closed_start(coarse[window])[mine]
+            owner[window][mine] = weight[mine]
         return out
 
     def _tensor(self, array: np.ndarray):
@@ -245,25 +242,12 @@ class _StepRunner:
 
     def __call__(self, state: np.ndarray, t_frac: float) -> np.ndarray:
         """Net2's clean-map prediction (probability) for a state at the working scale."""
-        from napari_grainseg.segmentation.inference import normalise_blend, tile_weights
-
-        if len(self.tiles) == 1:
-            return self._run(state, self.conditions[0], t_frac)
-        acc = np.zeros(self.shape, np.float32)
-        for (y, x), cond in zip(self.tiles, self.conditions):
-            tile = state[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
-            th, tw = tile.shape
-            acc[y:y + th, x:x + tw] += self._run(tile, cond, t_frac) * tile_weights(th, tw, y, x, self.shape,
-                                                                                      REFINE_OVERLAP)
-        return normalise_blend(acc, self.ys, self.xs, REFINE_TILE_SIZE, REFINE_OVERLAP)
+        return self.grid.blend(lambda window: self._run(state[window], self.conditions[_key(window)], t_frac))
 
     def _run(self, state: np.ndarray, cond, t_frac: float) -> np.ndarray:
         import torch
 
-        from napari_grainseg.segmentation.inference import _pad_to_multiple
-
-        h, w = state.shape
-        padded, _ = _pad_to_multiple(state[None], self.model.config.multiple)
+        padded, (h, w) = pad_to_multiple(state[None], self.model.config.multiple)
         with torch.inference_mode():
             s = self._tensor(padded)
             logits = self.model(s, None if self.blind else cond.float(),
