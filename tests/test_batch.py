@@ -247,12 +247,12 @@ def test_dask_local_cluster_equals_serial(serial_run, sample_dir, weights, tmp_p
         code = main(_args(sample_dir, tmp_path / "dask", weights, "--scheduler", cluster.scheduler_address))
         assert code == 1
         with Client(cluster.scheduler_address) as client:
-            from napari_grainseg import batch
-
             def worker_state():
                 import torch
 
-                return sum(key[0] == "net1" for key in batch._MODELS), torch.get_num_threads()
+                from napari_grainseg.segmentation.options import cached_models
+
+                return sum(key[0] == "net1" for key in cached_models()), torch.get_num_threads()
 
             state = client.run(worker_state)
     assert len(state) == 2

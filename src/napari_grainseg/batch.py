@@ -20,9 +20,10 @@ Guarantees
   result-affecting options is skipped (:func:`is_done`).
 * **Robust.** A bad file becomes a failure record (``failures.json``); the
   other files are processed.
-* **One model per worker.** Every process loads Net1 once per weights file and
-  device (:func:`cached_net1`), and sets torch's and OpenCV's thread count to the
-  worker's thread count, so workers do not oversubscribe the cores.
+* **One model per worker.** Every process loads Net1 and Net2 once per weights
+  file and device (the model cache, :func:`~napari_grainseg.segmentation.options.cached_net1`),
+  and sets torch's and OpenCV's thread count to the worker's thread count, so
+  workers do not oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.options import (
+    OptionError,
+    SegmentOptions,
+    cached_net1,
+    cached_net2,
+    net2_available,
+)
 
 __all__ = [
     "BatchItem",
@@ -90,74 +98,36 @@ class BatchItem:
 
 
 @dataclass(frozen=True)
-class BatchOptions:
+class BatchOptions(SegmentOptions):
     """Options of every field of a batch (picklable: sent to the Dask workers).
+
+    The segmentation options (:class:`~napari_grainseg.segmentation.options.SegmentOptions`:
+    ``net2_steps``, ``grain_size_px`` / ``grain_size_nm``, ``grains``, ``threshold``,
+    ``min_grain_area``, ``device``, ``weights``, ``net2_weights``; the device is
+    resolved on each worker, so ``"auto"`` uses a worker's GPU) and:
 
     Attributes
     ----------
-    weights
-        Net1 weights file; None = the shipped weights.
-    device
-        Device preference, resolved on each worker (``"auto"`` uses a worker's GPU).
     pixel_size_nm
         Overrides every file's calibration.
-    grain_size_px, grain_size_nm
-        Expected mean grain diameter (at most one); None = estimated per field.
-    net2_steps
-        ``"auto"`` (refine with Net2 until converged when Net2 weights exist),
-        ``N`` (at most N steps) or ``0`` (Net1 only), as ``grainseg segment``.
-    net2_weights
-        Net2 weights file; None = the shipped weights.
-    threshold, min_grain_area, grains
-        See :func:`napari_grainseg.segmentation.pipeline.segment`.
     threads
         Torch/OpenCV threads per worker; None = the Dask worker's thread count
         (1 in-process).
     """
 
-    weights: str | None = None
-    device: str = "auto"
     pixel_size_nm: float | None = None
-    grain_size_px: float | None = None
-    grain_size_nm: float | None = None
-    net2_steps: int | str = "auto"
-    net2_weights: str | None = None
-    threshold: float = 0.5
-    min_grain_area: int = 10
-    grains: str = "threshold"
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.grain_size_px is not None and self.grain_size_nm is not None:
-            raise InputError("give the grain size in px or in nm, not both")
-        for name in ("pixel_size_nm", "grain_size_px", "grain_size_nm"):
-            v = getattr(self, name)
-            if v is not None and not (math.isfinite(v) and v > 0):
-                raise InputError(f"{name.replace('_', ' ')} must be a finite number > 0, got {v}")
-        if not 0 < self.threshold < 1:
-            raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.min_grain_area < 1:
-            raise InputError(f"min grain area must be >= 1, got {self.min_grain_area}")
-        from napari_grainseg.segmentation.grains import check_grain_builder
-
-        check_grain_builder(self.grains)
+        super().__post_init__()
+        v = self.pixel_size_nm
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise OptionError("pixel_size_nm", f"pixel size nm must be a finite number > 0, got {v}")
         if self.threads is not None and self.threads < 1:
-            raise InputError(f"threads must be >= 1, got {self.threads}")
-        from napari_grainseg.segmentation.pipeline import net2_available, net2_step_budget
-
-        budget = net2_step_budget(self.net2_steps)
-        explicit = not (isinstance(self.net2_steps, str) and self.net2_steps.strip().lower() == "auto")
-        if budget and explicit and self.net2_weights is None and not net2_available():
-            raise InputError(f"net2 steps {self.net2_steps}: no Net2 weights are shipped; give a Net2 "
-                             "weights file or 0 steps")
-
-    def net2_budget(self) -> int:
-        """Net2 steps to run (0: Net1 only), as ``grainseg segment`` decides them."""
-        from napari_grainseg.segmentation.pipeline import net2_available, net2_step_budget
-
-        budget = net2_step_budget(self.net2_steps)
-        auto = isinstance(self.net2_steps, str) and self.net2_steps.strip().lower() == "auto"
-        return budget if budget and (self.net2_weights is not None or not auto or net2_available()) else 0
+            raise OptionError("threads", f"threads must be >= 1, got {self.threads}")
+        if not self.net2_auto and self.net2_budget() and self.net2_weights is None and not net2_available():
+            raise OptionError("net2_steps", f"net2 steps {self.net2_steps}: no Net2 weights are shipped; give a "
+                              "Net2 weights file or 0 steps")
 
     def fingerprint(self) -> dict:
         """The options that change a field's result (recorded in its marker)."""
@@ -270,32 +240,6 @@ def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list
 
 # --------------------------------------------------------------------------- workers
 
-_MODELS: dict[tuple[str, str], object] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def cached_net1(weights: str | None, device):
-    """Net1 for ``(weights, device)``, loaded once per process (every Dask worker keeps its own)."""
-    from napari_grainseg.models.weights import load_net1
-
-    return _cached("net1", load_net1, weights, device)
-
-
-def cached_net2(weights: str | None, device):
-    """Net2 for ``(weights, device)``, loaded once per process."""
-    from napari_grainseg.models.weights import load_net2
-
-    return _cached("net2", load_net2, weights, device)
-
-
-def _cached(kind: str, load, weights: str | None, device):
-    key = (kind, str(Path(weights).resolve()) if weights else "<shipped>", str(device))
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load(weights, device=device)
-        return _MODELS[key]
-
-
 def set_threads(n: int) -> None:
     """Use ``n`` threads in torch and OpenCV in this process (one worker = its cores, no oversubscription)."""
     import cv2
@@ -365,7 +309,7 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
     """
     from napari_grainseg.io.atomic import atomic_open
     from napari_grainseg.io.readers import read_micrograph
-    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.device import describe_device
     from napari_grainseg.segmentation.pipeline import segment, write_segmentation
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -376,19 +320,9 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
         m = read_micrograph(item.source)
         if options.pixel_size_nm is not None:
             m = m.with_pixel_size(options.pixel_size_nm)
-        grain_size = options.grain_size_px
-        if options.grain_size_nm is not None:
-            if m.pixel_size_nm is None:
-                raise InputError("a grain size in nm needs a pixel size, but the file is not calibrated "
-                                 "(give --pixel-size NM)")
-            grain_size = options.grain_size_nm / m.pixel_size_nm
-        device = select_device(options.device)
-        model = cached_net1(options.weights, device)
-        budget = options.net2_budget()
-        net2 = cached_net2(options.net2_weights, device) if budget else None
-        result = segment(m.data, model=model, device=device, grain_size_px=grain_size,
-                         threshold=options.threshold, min_grain_area=options.min_grain_area,
-                         net2_steps=budget, net2_model=net2, grains=options.grains)
+        options.grain_size_for(m.pixel_size_nm, where="the file", fix="give --pixel-size NM")  # before Net1
+        device = options.torch_device()
+        result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=options.net1(device))
         # The output files need only labels and boundaries: let the probability
         # maps go before measuring (4-8 bytes per pixel less at the peak).
         result = dataclasses.replace(result, prediction=dataclasses.replace(result.prediction, probability=None),

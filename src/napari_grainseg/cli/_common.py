@@ -8,7 +8,7 @@ from pathlib import Path
 
 from napari_grainseg.segmentation.edges import EdgeParams
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
+from napari_grainseg.segmentation.grains import DEFAULT_MIN_GRAIN_AREA, GRAIN_BUILDERS
 
 
 def positive_float(text: str) -> float:
@@ -88,22 +88,32 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
                         "basin of its watershed (closes faint boundaries; with --net2-steps 0 the most accurate "
                         "on the synthetic test sets, see docs/benchmarks.md; whole-image: 2.7 GB peak at 4096² instead "
                         "of 0.94 GB) (default: threshold)")
-    parser.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
+    parser.add_argument("--min-grain-area", type=int, default=DEFAULT_MIN_GRAIN_AREA,
+                        help=f"smallest grain kept, px (default {DEFAULT_MIN_GRAIN_AREA})")
 
 
-def check_segmentation_arguments(args: argparse.Namespace) -> int:
-    """Validate the options of :func:`add_segmentation_arguments`; returns the Net2 step budget."""
-    from napari_grainseg.segmentation.pipeline import net2_step_budget
+#: The command-line flag of each :class:`~napari_grainseg.segmentation.options.SegmentOptions` field.
+OPTION_FLAGS = {"net2_steps": "--net2-steps", "grain_size_px": "--grain-size", "grain_size_nm": "--grain-size-nm",
+                "grains": "--grains", "threshold": "--threshold", "min_grain_area": "--min-grain-area",
+                "device": "--device", "weights": "--weights", "net2_weights": "--net2-weights"}
+
+
+def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
+    """The :class:`~napari_grainseg.segmentation.options.SegmentOptions` of :func:`add_segmentation_arguments`.
+
+    ``cls``: a subclass to make instead (e.g. :class:`~napari_grainseg.batch.BatchOptions`),
+    with its further fields in ``more``. Bad values are one-line errors that name the flag.
+    """
+    from napari_grainseg.segmentation.options import OptionError, SegmentOptions
 
     for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
         if path is not None and not path.is_file():
             raise InputError(f"{flag}: weights file not found: {path}")
     try:
-        budget = net2_step_budget(args.net2_steps)
-    except InputError as exc:
-        raise InputError(f"--net2-steps: {exc}") from None
-    if not 0 < args.threshold < 1:
-        raise InputError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.min_grain_area < 1:
-        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
-    return budget
+        return (cls or SegmentOptions)(
+            net2_steps=args.net2_steps, grain_size_px=args.grain_size, grain_size_nm=args.grain_size_nm,
+            grains=args.grains, threshold=args.threshold, min_grain_area=args.min_grain_area, device=args.device,
+            weights=str(args.weights) if args.weights else None,
+            net2_weights=str(args.net2_weights) if args.net2_weights else None, **more)
+    except OptionError as exc:
+        raise InputError(f"{OPTION_FLAGS.get(exc.field, exc.field)}: {exc}") from None

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from napari_grainseg.cli._common import add_segmentation_arguments, check_segmentation_arguments
+from napari_grainseg.cli._common import add_segmentation_arguments, segment_options_from_args
 
 
 def _positive_int(text: str) -> int:
@@ -51,16 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.batch import BatchOptions, discover_inputs, run_batch, write_sample_summary
     from napari_grainseg.errors import InputError
 
-    check_segmentation_arguments(args)
-    steps = args.net2_steps if args.net2_steps.strip().lower() == "auto" else int(args.net2_steps)
+    options = segment_options_from_args(args, BatchOptions, pixel_size_nm=args.pixel_size,
+                                        threads=None if args.scheduler else args.threads_per_worker)
     if args.scheduler is not None and args.workers is not None:
         raise InputError("--workers starts a local cluster; with --scheduler the cluster's workers are used")
-    options = BatchOptions(weights=str(args.weights) if args.weights else None, device=args.device,
-                           pixel_size_nm=args.pixel_size, grain_size_px=args.grain_size,
-                           grain_size_nm=args.grain_size_nm, net2_steps=steps,
-                           net2_weights=str(args.net2_weights) if args.net2_weights else None,
-                           threshold=args.threshold, min_grain_area=args.min_grain_area, grains=args.grains,
-                           threads=None if args.scheduler else args.threads_per_worker)
     items = discover_inputs(args.input, args.out)
     workers = args.workers or max(1, min(len(items), (os.cpu_count() or 1) // args.threads_per_worker))
     where = args.scheduler or ("this process" if workers == 1 else f"{workers} local Dask workers")

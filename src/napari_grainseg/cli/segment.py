@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.cli._common import add_segmentation_arguments, check_segmentation_arguments, load_micrograph
+from napari_grainseg.cli._common import add_segmentation_arguments, load_micrograph, segment_options_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from napari_grainseg.models.device import describe_device, select_device
-    from napari_grainseg.models.weights import load_net1
-    from napari_grainseg.segmentation.pipeline import net2_available, segment, write_segmentation
+    from napari_grainseg.models.device import describe_device
+    from napari_grainseg.segmentation.pipeline import segment, write_segmentation
 
-    budget = check_segmentation_arguments(args)
+    options = segment_options_from_args(args)
     if args.sample and args.inputs:
         raise InputError("give input files or --sample, not both")
     sources = [None] if args.sample else args.inputs
@@ -44,30 +43,20 @@ def run(args: argparse.Namespace) -> int:
     if len(set(stems)) != len(stems):
         raise InputError("several inputs have the same file name; their outputs would collide "
                          "(use grainseg batch, which mirrors folders)")
-    grain_sizes = []
     for m in micrographs:
-        if args.grain_size_nm is not None:
-            if m.pixel_size_nm is None:
-                raise InputError(f"--grain-size-nm needs a pixel size, but {m.source} is not calibrated: "
-                                 "add --pixel-size NM")
-            grain_sizes.append(args.grain_size_nm / m.pixel_size_nm)
-        else:
-            grain_sizes.append(args.grain_size)
-    device = select_device(args.device)
+        try:
+            options.grain_size_for(m.pixel_size_nm, where=m.source, fix="add --pixel-size NM")
+        except InputError as exc:
+            raise InputError(f"--grain-size-nm: {exc}") from None
+    device = options.torch_device()
     print(f"grainseg: running on {describe_device(device)}", file=sys.stderr)
-    model = load_net1(args.weights, device=device)
-    net2_model = None
-    if budget and (args.net2_weights is not None or args.net2_steps.strip().lower() != "auto" or net2_available()):
-        from napari_grainseg.models.weights import load_net2
-
-        net2_model = load_net2(args.net2_weights, device=device)
-    elif budget:
+    model = options.net1(device)
+    budget = options.net2_budget()
+    net2_model = options.net2(device) if budget else None
+    if options.net2_auto and not budget:
         print("grainseg: no Net2 weights shipped; using Net1 only", file=sys.stderr)
-    for m, stem, gsize in tqdm(list(zip(micrographs, stems, grain_sizes)), desc="segment", unit="image",
-                               disable=len(micrographs) < 2):
-        result = segment(m.data, model=model, device=device, grain_size_px=gsize, threshold=args.threshold,
-                         min_grain_area=args.min_grain_area, net2_steps=budget if net2_model else 0,
-                         net2_model=net2_model, grains=args.grains)
+    for m, stem in tqdm(list(zip(micrographs, stems)), desc="segment", unit="image", disable=len(micrographs) < 2):
+        result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=model, net2_model=net2_model)
         write_segmentation(args.out, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
                            extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
         net2 = (f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"

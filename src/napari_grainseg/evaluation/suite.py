@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,9 +147,10 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
     """Functions ``image -> (boundaries, labels, extra)`` for the named methods, models loaded once.
 
     ``classical_params`` skips the grid search (:func:`tune_classical`) with given parameters.
+    The Net1 methods run :func:`~napari_grainseg.segmentation.pipeline.segment` (models from the model cache);
     Net2 methods report ``steps`` (refinement steps used) and ``s_per_step_mpx`` in ``extra``.
     """
-    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries, probability_watershed
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries
 
     runners: dict[str, Callable] = {}
     methods = list(methods)
@@ -177,53 +178,48 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
 
         runners["paper"] = paper
     if NET1_METHODS & set(methods):
-        from napari_grainseg.models.device import select_device
-        from napari_grainseg.models.weights import load_net1
+        from napari_grainseg.segmentation.options import SegmentOptions
 
-        dev = select_device(device)
-        model = load_net1(net1_weights, device=dev)
-        grain_builders = {"net1": boundaries_to_labels, "net1+watershed": probability_watershed,
-                          "net1+closing": probability_closing}
-        for name, build in grain_builders.items():
+        base = SegmentOptions(net2_steps=0, device=device, weights=net1_weights)
+        base = replace(base, device=base.torch_device())
+        model = base.net1(base.device)
+        builders = {"net1": (base, None), "net1+watershed": (replace(base, grains="watershed"), None),
+                    "net1+closing": (base, probability_closing)}
+        for name, (options, rebuild) in builders.items():
             if name in methods:
-                runners[name] = _net1_runner(model, build, dev)
+                runners[name] = _pipeline_runner(options, model, rebuild=rebuild)
         for name, path in (("net1+net2", net2_weights), ("net1+blind-net2", blind_net2_weights)):
             if name in methods:
-                runners[name] = _net2_runner(model, path, name.endswith("blind-net2"), dev)
+                if path is None:
+                    from napari_grainseg.models.weights import shipped_weights_dir
+
+                    path = shipped_weights_dir() / ("net2-blind.pt" if name.endswith("blind-net2") else "net2.pt")
+                options = replace(base, net2_steps="auto", net2_weights=path)
+                runners[name] = _pipeline_runner(options, model, net2_model=options.net2(options.device))
     return {m: runners[m] for m in methods}
 
 
-def _net1_runner(model, build_grains: Callable[[np.ndarray], np.ndarray], device) -> Callable:
-    """A runner: Net1's probability, then ``build_grains(probability) -> labels``."""
-    from napari_grainseg.segmentation.inference import predict_boundaries
+def _pipeline_runner(options, model, net2_model=None,
+                     rebuild: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable:
+    """``image -> (boundaries, labels, extra)`` by :func:`~napari_grainseg.segmentation.pipeline.segment`.
+
+    ``rebuild(probability) -> labels`` replaces the pipeline's grains (for a
+    builder the product does not offer, e.g. :func:`probability_closing`).
+    Net2 runs report ``steps``, ``converged`` and ``s_per_step_mpx`` (the mean
+    time of a step after the first, or of the first when it is the only one).
+    """
+    from napari_grainseg.segmentation.pipeline import segment
 
     def run(image):
-        pred = predict_boundaries(image, model, device=device)
-        labels = build_grains(pred.probability)
-        return labels == 0, labels, {"scale": pred.scale}
-
-    return run
-
-
-def _net2_runner(net1, weights: str | Path | None, blind: bool, device) -> Callable:
-    """``image -> (boundaries, labels, extra)`` for Net1 refined by a Net2 (shipped or given weights)."""
-    from napari_grainseg.segmentation.grains import boundaries_to_labels
-    from napari_grainseg.segmentation.inference import predict_boundaries
-    from napari_grainseg.models.weights import load_net2, shipped_weights_dir
-    from napari_grainseg.segmentation.refine import refine
-
-    if weights is None:
-        weights = shipped_weights_dir() / ("net2-blind.pt" if blind else "net2.pt")
-    net2 = load_net2(weights, device=device)
-
-    def run(image):
-        pred = predict_boundaries(image, net1, device=device)
-        steps = list(refine(image, pred.probability, model=net2, device=device, scale=pred.scale, net1=net1))
-        labels = boundaries_to_labels(steps[-1].state)
-        per_step = float(np.mean([s.seconds for s in steps[1:]] or [steps[0].seconds]))
-        return labels == 0, labels, {"scale": pred.scale, "steps": len(steps),
-                                     "converged": float(steps[-1].converged),
-                                     "s_per_step_mpx": per_step / (image.size / 1e6)}
+        result = segment(image, options, model=model, net2_model=net2_model)
+        labels = result.labels if rebuild is None else rebuild(result.prediction.probability)
+        extra = {"scale": result.prediction.scale}
+        if result.refine_steps:
+            seconds = result.refine_step_seconds
+            per_step = float(np.mean(seconds[1:] or seconds[:1]))
+            extra |= {"steps": result.refine_steps, "converged": float(result.refine_converged),
+                      "s_per_step_mpx": per_step / (image.size / 1e6)}
+        return labels == 0, labels, extra
 
     return run
 

@@ -10,7 +10,6 @@ the layers of the image they were computed from.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
+from napari_grainseg.segmentation.options import SegmentOptions
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, layer_key
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
@@ -91,7 +91,6 @@ class SegmentWidget(Container):
         self._viewer = viewer
         self.net1_weights: str | None = None
         self.net2_weights: str | None = None
-        self._models: dict = {}
         self._states: dict[int, _SourceState] = {}
         self._refinement: _Refinement | None = None
         self._net1_worker = None
@@ -192,13 +191,9 @@ class SegmentWidget(Container):
         value = float(self.grain_size.value)
         if value <= 0:
             return None
-        if self.grain_size_unit.value == "px":
-            return value
-        nm = pixel_size_of(source)
-        if nm is None:
-            raise InputError(f"a grain size in nm needs the pixel size of '{source.name}': "
-                             "enter it above (or give the hint in px)")
-        return value / nm
+        unit = "grain_size_px" if self.grain_size_unit.value == "px" else "grain_size_nm"
+        return SegmentOptions(**{unit: value}).grain_size_for(
+            pixel_size_of(source), where=f"'{source.name}'", fix="enter its pixel size above (or give the hint in px)")
 
     def _read_source(self):
         """The selected layer and its validated 2-D float image (warnings shown)."""
@@ -227,23 +222,17 @@ class SegmentWidget(Container):
 
     # ------------------------------------------------------------------ models
 
-    def _model(self, kind: str, device):
-        """Load (once) and cache Net1 or Net2 on ``device``; called in the worker thread."""
-        from napari_grainseg.models import weights
-
-        path = self.net1_weights if kind == "net1" else self.net2_weights
-        key = (kind, str(path), str(device))
-        if key not in self._models:
-            loader = weights.load_net1 if kind == "net1" else getattr(weights, "load_net2")
-            self._models[key] = loader(path, device=device)
-        return self._models[key]
+    def _options(self, device, grains: str, hint: float | None = None) -> SegmentOptions:
+        """The segmentation options of this widget (Net1 only: Net2 is stepped here, not by the pipeline)."""
+        return SegmentOptions(net2_steps=0, grain_size_px=hint, grains=grains, threshold=THRESHOLD, device=device,
+                              weights=self.net1_weights, net2_weights=self.net2_weights)
 
     def release_memory(self) -> None:
-        """Drop the cached networks and return cached GPU memory to the driver."""
+        """Drop the cached networks (the package's model cache) and return cached GPU memory to the driver."""
         from napari_grainseg.models.device import release_memory
+        from napari_grainseg.segmentation.options import release_models
 
-        devices = {key[2] for key in self._models}
-        self._models.clear()
+        devices = release_models()
         for device in devices or {"cpu"}:
             release_memory(device)
         self.status.value = "model memory released"
@@ -290,12 +279,9 @@ class SegmentWidget(Container):
             if worker is not None and worker.abort_requested:
                 raise _Cancelled
 
-        kwargs = {"net2_steps": 0} if "net2_steps" in inspect.signature(segment).parameters else {}
         try:
             with torch.inference_mode():
-                model = self._model("net1", device)
-                result = segment(data, model=model, device=device, grain_size_px=hint, threshold=THRESHOLD,
-                                 progress=progress, grains=grains, **kwargs)
+                result = segment(data, self._options(device, grains, hint), progress=progress)
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
@@ -442,9 +428,10 @@ class SegmentWidget(Container):
         from napari_grainseg.segmentation.refine import refine
 
         try:
+            options = self._options(device, grains)
             with torch.inference_mode():
-                model = self._model("net2", device)
-                net1 = self._model("net1", device) if model.config.net1_features else None
+                model = options.net2(device)
+                net1 = options.net1(device) if model.config.net1_features else None
             steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale,
                            net1=net1)
         except GrainsegError as exc:

@@ -1,8 +1,9 @@
 """The whole segmentation of one micrograph: Net1 → Net2 refinement → closed grains → files.
 
 This is the one place that chains the stages, used by ``grainseg segment``,
-``grainseg demo`` and (later) batch processing, so every entry point produces
-the same result and the same files.
+``grainseg demo``, ``grainseg batch``, the napari segment widget and the
+evaluation runners, so every entry point produces the same result and the same
+files. Its options are a :class:`~napari_grainseg.segmentation.options.SegmentOptions`.
 
 Output files (a public contract; later stages add files but keep these):
 ``<stem>_boundaries.tif`` (uint8, 1 = boundary, 1 px wide, 8-connected, the
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import DEFAULT_MIN_GRAIN_AREA, check_grain_builder, probability_to_labels
+from napari_grainseg.segmentation.grains import probability_to_labels
 from napari_grainseg.segmentation.inference import BoundaryPrediction, predict_boundaries
-from napari_grainseg.segmentation.refine import DEFAULT_MAX_STEPS
+from napari_grainseg.segmentation.options import SegmentOptions, net2_available, net2_step_budget
+
+__all__ = ["Segmentation", "SegmentOptions", "net2_available", "net2_step_budget", "segment", "write_segmentation"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class Segmentation:
     """Result of :func:`segment`: the probability, the 1-px boundaries and the grain labels.
 
     ``refined`` is Net2's final boundary probability (None when Net2 did not
-    run); ``refine_steps`` and ``refine_seconds`` count its steps and time;
+    run); ``refine_steps`` and ``refine_seconds`` count its steps and time
+    (``refine_step_seconds``: the time of each step);
     ``grains`` names how the labels were built from the final map ("threshold"
     or "watershed", :func:`napari_grainseg.segmentation.grains.probability_to_labels`).
     """
@@ -43,6 +46,7 @@ class Segmentation:
     refine_seconds: float = 0.0
     refine_converged: bool = False
     grains: str = "threshold"
+    refine_step_seconds: tuple[float, ...] = ()
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
@@ -58,85 +62,61 @@ class Segmentation:
         return info
 
 
-def net2_step_budget(net2_steps: int | str) -> int:
-    """Largest number of Net2 steps for a ``net2_steps`` setting: "auto" → 30, N → N, 0 → none."""
-    if isinstance(net2_steps, str):
-        text = net2_steps.strip().lower()
-        if text == "auto":
-            return DEFAULT_MAX_STEPS
-        try:
-            net2_steps = int(text)
-        except ValueError:
-            raise InputError(f"Net2 steps must be 'auto' or a whole number >= 0, got {net2_steps!r}") from None
-    if isinstance(net2_steps, bool) or int(net2_steps) != net2_steps or net2_steps < 0:
-        raise InputError(f"Net2 steps must be 'auto' or a whole number >= 0, got {net2_steps!r}")
-    return int(net2_steps)
-
-
-def net2_available() -> bool:
-    """Whether Net2 weights are shipped with the package (``"auto"`` then uses Net2)."""
-    from napari_grainseg.models.weights import shipped_weights_dir
-
-    return (shipped_weights_dir() / "net2.pt").is_file()
-
-
-def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: float | None = None,
-            threshold: float = 0.5, min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
-            progress: Callable[[int, int], None] | None = None, net2_steps: int | str = "auto",
-            net2_model=None, grains: str = "threshold") -> Segmentation:
+def segment(image: np.ndarray, options: SegmentOptions | None = None, *, pixel_size_nm: float | None = None,
+            model=None, net2_model=None, progress: Callable[[int, int], None] | None = None,
+            **option_values) -> Segmentation:
     """Segment a micrograph into grains with Net1, refined by Net2.
 
     Parameters
     ----------
     image
         2-D micrograph.
-    model, device, grain_size_px, progress
-        See :func:`napari_grainseg.segmentation.inference.predict_boundaries`.
-    threshold
-        Boundary probability threshold (``grains="threshold"``).
-    min_grain_area
-        Smallest grain kept (px); smaller ones are merged into neighbours.
-    net2_steps
-        ``"auto"``: refine with Net2 until converged (at most 30 steps) — Net1
-        only when no Net2 weights are shipped and none are given; ``N``: at most
-        N steps; ``0``: Net1 only.
-    net2_model
-        A loaded Net2; default: the shipped weights.
-    grains
-        How closed grains are built from the final boundary probability:
-        ``"threshold"`` (pixels at or above ``threshold``) or ``"watershed"``
-        (every basin of the map becomes a grain, so faint boundaries a
-        threshold leaves open are still closed along their ridge; on the
-        synthetic test sets it merges fewer grains after Net1 alone, see
-        docs/benchmarks.md). It works on the whole image at once: a 4096² field
+    options
+        How to segment (:class:`~napari_grainseg.segmentation.options.SegmentOptions`);
+        or give its fields as keywords (``net2_steps=0, grain_size_px=20, ...``), not both.
+        ``grains="watershed"`` works on the whole image at once: a 4096² field
         peaks at 2.7 GB instead of 0.94 GB (``benchmarks/bench_memory.py --grains``),
         so beyond about 4096² prefer the threshold.
-    """
-    from napari_grainseg.models.device import select_device
+    pixel_size_nm
+        The image's pixel size, for a grain size given in nm.
+    model, net2_model
+        Loaded Net1 / Net2; default: the options' weights from the model cache
+        (:func:`~napari_grainseg.segmentation.options.cached_net1`).
+    progress
+        ``progress(done, total)`` after each Net1 tile (raise from it to cancel).
 
-    check_grain_builder(grains)  # before Net1 runs
-    budget = net2_step_budget(net2_steps)
-    if isinstance(net2_steps, str) and net2_steps.strip().lower() == "auto" and net2_model is None \
-            and not net2_available():
-        budget = 0
-    dev = select_device(device) if isinstance(device, str) else device
+    Examples
+    --------
+    >>> result = segment(image, net2_steps=0, grain_size_px=20)                  # doctest: +SKIP
+    >>> result = segment(image, SegmentOptions(grains="watershed"))               # doctest: +SKIP
+    """
+    if options is None:
+        options = SegmentOptions(**option_values)
+    elif option_values:
+        raise TypeError(f"give either options or option keywords, not both: {', '.join(option_values)}")
+    grain_size_px = options.grain_size_for(pixel_size_nm)  # before Net1 runs
+    budget = options.net2_budget(model_given=net2_model is not None)
+    dev = options.torch_device()
+    if model is None:
+        model = options.net1(dev)
     prediction = predict_boundaries(image, model, device=dev, grain_size_px=grain_size_px, progress=progress)
-    boundary_map, refined, n_steps, seconds, converged = prediction.probability, None, 0, 0.0, False
+    boundary_map, refined, n_steps, step_seconds, converged = prediction.probability, None, 0, [], False
     if budget:
         from napari_grainseg.segmentation.refine import refine
 
         if net2_model is None:
-            from napari_grainseg.models.weights import load_net2
-
-            net2_model = load_net2(device=dev)
+            net2_model = options.net2(dev)
         for step in refine(image, prediction.probability, model=net2_model, device=dev, max_steps=budget,
                            scale=prediction.scale, net1=model):
-            n_steps, seconds, converged = step.step, seconds + step.seconds, step.converged
-            refined = step.state
+            n_steps, converged, refined = step.step, step.converged, step.state
+            step_seconds.append(step.seconds)
         boundary_map = refined
-    labels = probability_to_labels(boundary_map, grains, threshold=threshold, min_grain_area=min_grain_area)
+    labels = probability_to_labels(boundary_map, options.grains, threshold=options.threshold,
+                                   min_grain_area=options.min_grain_area)
     return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,
-                        refine_steps=n_steps, refine_seconds=seconds, refine_converged=converged, grains=grains)
+                        refine_steps=n_steps, refine_seconds=sum(step_seconds, 0.0),
+                        refine_converged=converged, grains=options.grains,
+                        refine_step_seconds=tuple(step_seconds))
 
 
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,
