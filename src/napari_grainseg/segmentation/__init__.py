@@ -6,6 +6,7 @@
 - :mod:`~napari_grainseg.segmentation.refine`: Net2's step-by-step refinement;
 - :mod:`~napari_grainseg.segmentation.grains`: boundary maps to closed grains (threshold, watershed);
 - :mod:`~napari_grainseg.segmentation.editing`: merge, split and delete grains;
+- :mod:`~napari_grainseg.segmentation.options`: the options of a segmentation and the model cache;
 - :mod:`~napari_grainseg.segmentation.pipeline`: the whole chain for one micrograph and its files.
 """
 
@@ -17,4 +18,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "boundaries_to_labels": ".grains", "probability_to_labels": ".grains",
     "merge_grains": ".editing", "split_grain": ".editing", "delete_grain": ".editing",
     "segment": ".pipeline", "write_segmentation": ".pipeline", "Segmentation": ".pipeline",
+    "SegmentOptions": ".options",
 })
