@@ -49,6 +49,8 @@ from napari_grainseg.training.config import LoopConfig, config_from_dict
 
 #: The cosine ends at this fraction of the learning rate.
 FINAL_LR_FRACTION = 0.02
+#: Version of the checkpoint layout (the loops before this one wrote none).
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,10 @@ def lr_scheduler(optimizer, config: LoopConfig):
     and SequentialLR)."""
     from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 
-    warmup = min(config.warmup_steps, config.steps)
+    warmup = config.warmup_steps
     base_lr = optimizer.param_groups[0]["lr"]
     cosine = CosineAnnealingLR(optimizer, T_max=max(1, config.steps - warmup), eta_min=FINAL_LR_FRACTION * base_lr)
-    if warmup <= 1:  # a warm-up of one step is the full rate
+    if warmup == 0:
         return cosine
     ramp = LinearLR(optimizer, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
     return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
@@ -203,6 +205,9 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
     config_json = json.dumps(config.to_dict())
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{ckpt_path} cannot be resumed by this version (checkpoint format "
+                             f"{ckpt.get('format', 1)}, not {CHECKPOINT_FORMAT}); use another --out folder")
         if json.loads(ckpt["config"]) != json.loads(config_json) \
                 or json.loads(ckpt.get("identity", "{}")) != json.loads(json.dumps(identity)):
             raise InputError(f"{ckpt_path} was made with a different config or data; use another --out "
@@ -232,7 +237,7 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
                  "scheduler": scheduler.state_dict(), "step": torch.tensor(step),
                  "elapsed_s": torch.tensor(elapsed_before + time.monotonic() - t0),
                  "config": config_json, "metrics": json.dumps(latest), "lowest": json.dumps(lowest),
-                 "identity": json.dumps(identity)}
+                 "identity": json.dumps(identity), "format": CHECKPOINT_FORMAT}
         if ema is not None:
             state["ema"] = ema.state_dict()
         with atomic_path(ckpt_path) as tmp:
