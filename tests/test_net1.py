@@ -12,6 +12,9 @@ import tifffile
 import torch
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.models.device import describe_device, select_device
+from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
+from napari_grainseg.models.weights import load_net1, save_weights
 from napari_grainseg.segmentation.inference import (
     RESCALED_GRAIN_SIZES_PX,
     TRAINED_GRAIN_RANGE_PX,
@@ -19,11 +22,7 @@ from napari_grainseg.segmentation.inference import (
     predict_probability,
     scale_for_grain_size,
 )
-from napari_grainseg.models.device import describe_device, select_device
-from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
-from napari_grainseg.models.weights import load_net1, save_weights
 from napari_grainseg.synthetic import generate
-
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +201,8 @@ def test_segment_bad_input_exit_2(tmp_path, weights_file, args, words):
 
 def test_shipped_weights_load_and_beat_random_init(random_model):
     from napari_grainseg.evaluation.metrics import boundary_prf
-    from napari_grainseg.segmentation.grains import boundaries_to_labels
     from napari_grainseg.models.weights import shipped_weights_dir
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     path = shipped_weights_dir() / "net1.pt"
     assert path.stat().st_size < 5 * 2**20  # fp16, well inside the 10 MB budget for all models

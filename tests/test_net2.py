@@ -17,14 +17,13 @@ import pytest
 import torch
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.models.net1 import Net1, Net1Config
 from napari_grainseg.models.net2 import Net2, Net2Config, count_parameters
 from napari_grainseg.models.weights import load_net2, save_weights, shipped_weights_dir
+from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.segmentation.refine import DEFAULT_TOL, RefineStep, refine
 from napari_grainseg.synthetic import generate
 from napari_grainseg.training.net1 import boundary_loss, boundary_target
-
 
 DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
 
@@ -211,8 +210,8 @@ def test_gaps_are_closed_by_shipped_model(trained_net1, shipped_net2):
 
 
 def test_real_example_stops_by_criterion(trained_net1, shipped_net2):
-    from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.io.samples import interconnect_tem
+    from napari_grainseg.segmentation.inference import predict_boundaries
 
     image = interconnect_tem().data
     pred = predict_boundaries(image, trained_net1, device="cpu")

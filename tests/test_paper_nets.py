@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_grainseg.errors import InputError  # noqa: E402
+from napari_grainseg.io.samples import interconnect_tem_path  # noqa: E402
 from napari_grainseg.models.paper import (  # noqa: E402
     PAPER_SHAPE,
     PaperNet1,
@@ -19,7 +20,6 @@ from napari_grainseg.models.paper import (  # noqa: E402
     paper_nets_path,
     paper_pipeline,
 )
-from napari_grainseg.io.samples import interconnect_tem_path  # noqa: E402
 
 REAL_IMAGE = interconnect_tem_path()  # the real micrograph shipped with the package
 #: The published networks are not shipped: $GRAINSEG_PAPER_NETS or the project's shared/ data folder.

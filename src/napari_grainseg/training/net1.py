@@ -28,7 +28,8 @@ import numpy as np
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.training.config import TrainConfig
-from napari_grainseg.training.loop import Export, Progress, export_checkpoint as _export, train
+from napari_grainseg.training.loop import Export, Progress, train
+from napari_grainseg.training.loop import export_checkpoint as _export
 
 __all__ = ["VALIDATION_SEED_BASE", "TrainConfig", "boundary_loss", "boundary_target", "evaluate_validation",
            "export_checkpoint", "make_example", "train_net1", "training_seed", "validation_set"]
@@ -182,7 +183,6 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     callback, should_stop
         See :func:`napari_grainseg.training.loop.train`.
     """
-    import torch
     from torch.utils.data import DataLoader
 
     from napari_grainseg.training.loop import prepare_device
