@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from napari_grainseg.models.net1 import _block, count_parameters, unet_forward  # noqa: F401  (count_parameters re-exported)
+from napari_grainseg.models.net1 import count_parameters, double_conv, unet_forward  # noqa: F401  (count_parameters re-exported)
 
 
 def _single(cin: int, cout: int) -> nn.Sequential:
@@ -120,14 +120,14 @@ class Net2(nn.Module):
         self.down = nn.ModuleList()
         cin = config.in_channels
         for i, w in enumerate(widths):
-            self.down.append(_single(cin, w) if i == 0 else _block(cin, w))
+            self.down.append(_single(cin, w) if i == 0 else double_conv(cin, w))
             cin = w
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths[:-1]))):
             self.up.append(nn.ConvTranspose2d(cin, w, 2, stride=2))
-            self.merge.append(_single(2 * w, w) if i == 0 else _block(2 * w, w))
+            self.merge.append(_single(2 * w, w) if i == 0 else double_conv(2 * w, w))
             cin = w
         self.head = nn.Conv2d(cin, 1, 1)
 
