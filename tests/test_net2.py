@@ -154,12 +154,15 @@ def test_tiled_refinement_matches_whole_image(monkeypatch, random_net2):
     assert float(np.mean(np.abs(tiled - whole))) < 0.01
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"probability": np.zeros((5, 5), np.float32)}, "shape"),
-    ({"max_steps": 0}, "max_steps"),
-    ({"tol": 0.0}, "tol"),
-    ({"scale": -1.0}, "scale"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"probability": np.zeros((5, 5), np.float32)}, "shape"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"tol": 0.0}, "tol"),
+        ({"scale": -1.0}, "scale"),
+    ],
+)
 def test_refine_bad_input(sample, random_net2, kwargs, words):
     args = {"probability": boundary_target(sample.boundaries, 3)} | kwargs
     with pytest.raises(InputError, match=words):
@@ -183,11 +186,11 @@ def _gap_cases(net1, n: int = 10):
         ys, xs = np.nonzero(s.boundaries)
         for y, x in zip(ys, xs):
             if 20 <= y < 108 and 20 <= x < 108:
-                ids = set(np.unique(s.labels[y - 7:y + 8, x - 7:x + 8])) - {0}
+                ids = set(np.unique(s.labels[y - 7 : y + 8, x - 7 : x + 8])) - {0}
                 if len(ids) == 2:
                     break
         gapped = predict_boundaries(s.image, net1, device="cpu").probability.copy()
-        gapped[y - 3:y + 3, x - 3:x + 3] = 0.0  # a 6 px gap across the line
+        gapped[y - 3 : y + 3, x - 3 : x + 3] = 0.0  # a 6 px gap across the line
         yield s, gapped, tuple(sorted(ids))
 
 
@@ -229,8 +232,16 @@ def tiny_pool():
     from napari_grainseg.training.net2 import Net2TrainConfig, build_pool
 
     torch.manual_seed(0)
-    config = Net2TrainConfig(pool_size=3, pool_shape=(64, 96), patch_shape=(64, 64), batch_size=4, val_size=2,
-                             val_shape=(64, 96), lr=1e-2, warmup_steps=1)
+    config = Net2TrainConfig(
+        pool_size=3,
+        pool_shape=(64, 96),
+        patch_shape=(64, 64),
+        batch_size=4,
+        val_size=2,
+        val_shape=(64, 96),
+        lr=1e-2,
+        warmup_steps=1,
+    )
     return config, build_pool(config, Net1(Net1Config()).eval(), "random-net1", None, progress=False)
 
 
@@ -249,8 +260,9 @@ def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
     np.testing.assert_array_equal(states, again[0])  # deterministic per step
 
 
-@pytest.mark.parametrize("field, value", [("gap_length", 3), ("blur_sigma", (1.2, 0.5)), ("patch_shape", 96),
-                                          ("pool_shape", (128, "x"))])
+@pytest.mark.parametrize(
+    "field, value", [("gap_length", 3), ("blur_sigma", (1.2, 0.5)), ("patch_shape", 96), ("pool_shape", (128, "x"))]
+)
 def test_net2_config_refuses_malformed_ranges_and_shapes(field, value):
     """A scalar or reversed range (as a JSON config can hold) is refused when the config is read,
     not with a TypeError minutes into training."""
@@ -306,8 +318,18 @@ def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     from napari_grainseg.training.net2 import Net2TrainConfig, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
-    config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
-                             val_size=1, val_shape=(64, 64), val_every=2, checkpoint_every=1, lr=0.05)
+    config = Net2TrainConfig(
+        steps=4,
+        pool_size=2,
+        pool_shape=(64, 64),
+        patch_shape=(64, 64),
+        batch_size=2,
+        val_size=1,
+        val_shape=(64, 64),
+        val_every=2,
+        checkpoint_every=1,
+        lr=0.05,
+    )
     out = tmp_path / "run"
     summary = train_net2(config, out, net1_weights=net1_path, device="cpu", progress=False)
     assert summary["finished"] and Path(summary["weights"]).is_file()
@@ -334,9 +356,20 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
     from napari_grainseg.training.net2 import Net2TrainConfig, export_net2_checkpoint, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
-    config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
-                             val_size=1, val_shape=(64, 64), val_every=4, checkpoint_every=1, lr=0.05,
-                             ema_decay=0.5, keep_best=False)
+    config = Net2TrainConfig(
+        steps=4,
+        pool_size=2,
+        pool_shape=(64, 64),
+        patch_shape=(64, 64),
+        batch_size=2,
+        val_size=1,
+        val_shape=(64, 64),
+        val_every=4,
+        checkpoint_every=1,
+        lr=0.05,
+        ema_decay=0.5,
+        keep_best=False,
+    )
     straight = train_net2(config, tmp_path / "a", net1_weights=net1_path, device="cpu", progress=False)
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     averaged = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"}
@@ -374,13 +407,11 @@ def test_segment_net2_steps(sample):
         net2.head.bias -= 5.0
     plain = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0)
     assert plain.refine_steps == 0 and plain.refined is None and plain.info()["net2_steps"] == 0
-    refined = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=3,
-                      net2_model=net2)
+    refined = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=3, net2_model=net2)
     assert refined.refine_steps == 3 and refined.refined.shape == sample.image.shape
     info = refined.info()
     assert info["net2_steps"] == 3 and info["method"] == "net1+net2" and info["net2_seconds"] >= 0
-    by_watershed = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0,
-                           grains="watershed")
+    by_watershed = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="watershed")
     np.testing.assert_array_equal(by_watershed.labels, probability_watershed(by_watershed.prediction.probability))
     assert by_watershed.info()["grains"] == "watershed" and plain.info()["grains"] == "threshold"
     with pytest.raises(InputError, match="grains must be one of"):
@@ -393,8 +424,9 @@ def test_segment_net2_steps(sample):
 
 def test_cli_train_net2_config_and_bad_options(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", "train", *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "napari_grainseg.cli", "train", *args], capture_output=True, text=True, timeout=120
+        )
 
     shown = run("net2", "--print-config")
     assert shown.returncode == 0 and json.loads(shown.stdout)["levels"] == 4

@@ -16,8 +16,9 @@ from napari_grainseg.training.loop import Export, lr_scheduler, train
 
 
 def _model():
-    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                               torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1)
+    )
 
 
 def _batches(start: int):
@@ -40,8 +41,9 @@ def _info(model):
 
 
 def _run(config, out, **kwargs):
-    return train(config, _model, _batches, _loss, out, device="cpu", bar=False,
-                 export=Export("tiny.pt", _info), **kwargs)
+    return train(
+        config, _model, _batches, _loss, out, device="cpu", bar=False, export=Export("tiny.pt", _info), **kwargs
+    )
 
 
 def _weights(path):
@@ -51,6 +53,7 @@ def _weights(path):
 @pytest.mark.parametrize("steps, warmup", [(6, 3), (4400, 50), (3000, 100), (10, 0), (10, 1), (5, 8)])
 def test_lr_schedule_is_the_former_warmup_and_cosine(steps, warmup):
     """torch's schedulers give the factors the two hand-written ``_lr_factor`` copies gave."""
+
     def former(step):  # the removed function, verbatim
         if step < warmup:
             return (step + 1) / warmup
@@ -135,8 +138,16 @@ def test_resume_refuses_another_config_data_or_an_old_checkpoint(tmp_path):
     config = LoopConfig(steps=2, warmup_steps=0)
     train(config, _model, _batches, _loss, tmp_path / "run", device="cpu", bar=False, identity={"data": "a"})
     with pytest.raises(InputError, match="different config"):
-        train(LoopConfig(steps=3, warmup_steps=0), _model, _batches, _loss, tmp_path / "run", device="cpu",
-              bar=False, identity={"data": "a"})
+        train(
+            LoopConfig(steps=3, warmup_steps=0),
+            _model,
+            _batches,
+            _loss,
+            tmp_path / "run",
+            device="cpu",
+            bar=False,
+            identity={"data": "a"},
+        )
     with pytest.raises(InputError, match="different config or data"):
         train(config, _model, _batches, _loss, tmp_path / "run", device="cpu", bar=False, identity={"data": "b"})
     # a checkpoint of the former loops (a LambdaLR schedule, no identity) is a clear error
@@ -149,9 +160,16 @@ def test_resume_refuses_another_config_data_or_an_old_checkpoint(tmp_path):
         train(config, _model, _batches, _loss, tmp_path / "run", device="cpu", bar=False, identity={"data": "a"})
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("steps", 0, "steps must be >= 1"), ("lr", 0.0, "lr must be > 0"), ("ema_decay", 1.0, "ema_decay"),
-    ("grad_clip", -1.0, "grad_clip must be >= 0"), ("warmup_steps", -1, "warmup_steps must be >= 0")])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("steps", 0, "steps must be >= 1"),
+        ("lr", 0.0, "lr must be > 0"),
+        ("ema_decay", 1.0, "ema_decay"),
+        ("grad_clip", -1.0, "grad_clip must be >= 0"),
+        ("warmup_steps", -1, "warmup_steps must be >= 0"),
+    ],
+)
 def test_loop_config_checks_name_the_field(field, value, words):
     with pytest.raises(InputError, match=f"^training config: {words}"):
         LoopConfig(**{field: value})

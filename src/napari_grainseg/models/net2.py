@@ -28,8 +28,8 @@ from napari_grainseg.models.net1 import count_parameters, double_conv, unet_forw
 
 
 def _single(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
 
 #: Image features Net2 is conditioned on (computed once per image), in order.
 NET2_CONDITION_CHANNELS: tuple[str, ...] = ("net1", "sobel", "log", "canny", "intensity")
@@ -81,8 +81,10 @@ class Net2Config:
         for name, off in RETIRED_OPTIONS.items():
             if name in data:
                 if data[name] != off:
-                    raise ValueError(f"{name} = {data[name]!r} was an experiment that is no longer supported "
-                                     f"(its code is in git commit {RETIRED_IN})")
+                    raise ValueError(
+                        f"{name} = {data[name]!r} was an experiment that is no longer supported "
+                        f"(its code is in git commit {RETIRED_IN})"
+                    )
                 del data[name]
         return cls(**data)
 
@@ -138,8 +140,9 @@ class Net2(nn.Module):
         t = torch.as_tensor(t, dtype=state.dtype, device=state.device).reshape(-1, 1, 1, 1)
         return torch.cat([state, condition, t.expand(state.shape[0], 1, *state.shape[2:])], dim=1)
 
-    def forward(self, state: torch.Tensor, condition: torch.Tensor | None = None,
-                t: torch.Tensor | float | None = 0.0) -> torch.Tensor:
+    def forward(
+        self, state: torch.Tensor, condition: torch.Tensor | None = None, t: torch.Tensor | float | None = 0.0
+    ) -> torch.Tensor:
         x = unet_forward(self.inputs(state, condition, t), self.down, self.pool, self.up, self.merge)
         out = self.head(x)
         if self.config.residual:

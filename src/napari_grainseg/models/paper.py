@@ -278,8 +278,8 @@ def paper_pipeline(image: np.ndarray, net1: PaperNet1, net2: PaperNet2, *, max_i
     import cv2
     from skimage.morphology import disk
 
-    from napari_grainseg.segmentation.edges import detect_edges
     from napari_grainseg.io.validate import validate_image
+    from napari_grainseg.segmentation.edges import detect_edges
 
     gray = validate_image(image)
     if max_iterations < 1:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.validate import validate_image
+from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
 
 #: Default convergence threshold: mean absolute change per step, as a fraction of full scale.
 DEFAULT_TOL = 0.003
@@ -242,8 +242,8 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
         After every step; the generator ends after the converged step or after
         ``max_steps``. Deterministic. ``close()`` cancels safely.
     """
-    from napari_grainseg.segmentation.inference import resample
     from napari_grainseg.models.device import release_memory, select_device
+    from napari_grainseg.segmentation.inference import resample
 
     image, probability = _check_inputs(image, probability, max_steps, tol, scale)
     dev = select_device(device) if isinstance(device, str) else device

@@ -129,15 +129,19 @@ class TrainConfig(LoopConfig):
     val_size: int = 24
     val_shape: tuple[int, int] = (192, 384)
     num_workers: int = 1
-    architecture: dict[str, Any] = field(default_factory=lambda: {"in_channels": 4, "base_channels": 8,
-                                                                   "depth": 4})
+    architecture: dict[str, Any] = field(default_factory=lambda: {"in_channels": 4, "base_channels": 8, "depth": 4})
     init_weights: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_config_fields(self, self.WHAT, counts=("val_size",), shapes=("patch_shape", "val_shape"),
-                            architecture=self.net1_config,
-                            presets=(self.preset,) if isinstance(self.preset, str) else tuple(self.preset))
+        check_config_fields(
+            self,
+            self.WHAT,
+            counts=("val_size",),
+            shapes=("patch_shape", "val_shape"),
+            architecture=self.net1_config,
+            presets=(self.preset,) if isinstance(self.preset, str) else tuple(self.preset),
+        )
 
     def sample_preset(self, index: int) -> str:
         """The synthetic preset of training sample ``index``."""
@@ -183,8 +187,13 @@ class Net2TrainConfig(LoopConfig):
     WHAT: ClassVar[str] = "net2 training config"
     #: Loss terms and degradations of failed experiments (docs/net2.md), at their old defaults.
     RETIRED: ClassVar[dict[str, Any]] = {
-        "cldice_weight": 0.0, "topology_weight": 0.0, "topology_min_px": 20, "segment_drop_prob": 0.0,
-        "segment_drop_fraction": 0.2, "segment_residue": (0.0, 0.3)}
+        "cldice_weight": 0.0,
+        "topology_weight": 0.0,
+        "topology_min_px": 20,
+        "segment_drop_prob": 0.0,
+        "segment_drop_fraction": 0.2,
+        "segment_residue": (0.0, 0.3),
+    }
 
     steps: int = 3000
     warmup_steps: int = 50
@@ -211,14 +220,21 @@ class Net2TrainConfig(LoopConfig):
     max_unroll: int = 5
     val_size: int = 8
     val_shape: tuple[int, int] = (192, 256)
-    architecture: dict[str, Any] = field(default_factory=lambda: {"conditioning": "image", "base_channels": 8,
-                                                                   "depth": 3, "residual": 0.5})
+    architecture: dict[str, Any] = field(
+        default_factory=lambda: {"conditioning": "image", "base_channels": 8, "depth": 3, "residual": 0.5}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_config_fields(self, self.WHAT, counts=("pool_size", "val_size", "levels"),
-                            shapes=("patch_shape", "pool_shape", "val_shape"), architecture=self.net2_config,
-                            presets=tuple(self.presets), ranges=("gap_length", "blur_sigma"))
+        check_config_fields(
+            self,
+            self.WHAT,
+            counts=("pool_size", "val_size", "levels"),
+            shapes=("patch_shape", "pool_shape", "val_shape"),
+            architecture=self.net2_config,
+            presets=tuple(self.presets),
+            ranges=("gap_length", "blur_sigma"),
+        )
         if any(p > s for p, s in zip(self.patch_shape, self.pool_shape)):
             raise InputError(f"{self.WHAT}: patch_shape must fit inside pool_shape")
 
@@ -233,15 +249,25 @@ class Net2TrainConfig(LoopConfig):
 
 def _number_pair(value) -> tuple | None:
     """``value`` as a tuple if it is two real numbers, else None."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 \
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         return tuple(value)
     return None
 
 
-def check_config_fields(config, what: str, *, counts: tuple[str, ...], shapes: tuple[str, ...],
-                        architecture: Callable[[], Any], presets: tuple[str, ...],
-                        ranges: tuple[str, ...] = ()) -> None:
+def check_config_fields(
+    config,
+    what: str,
+    *,
+    counts: tuple[str, ...],
+    shapes: tuple[str, ...],
+    architecture: Callable[[], Any],
+    presets: tuple[str, ...],
+    ranges: tuple[str, ...] = (),
+) -> None:
     """Checks of the models' data settings: counts >= 1, image shapes two multiples of 8 >= 32,
     ``ranges`` two numbers 0 <= low <= high, an odd ``target_width`` >= 1, an ``architecture``
     the network accepts (``architecture()`` builds the network's config from it) and at least
@@ -301,8 +327,10 @@ def config_from_dict(cls, data: dict[str, Any], where: str):
         if name in data and name not in fields:
             value = tuple(data[name]) if isinstance(data[name], list) else data[name]
             if value != off:
-                raise InputError(f"{where}: {name} ({json.dumps(data[name])}) was a training experiment that is no "
-                                 f"longer supported (its code is in git commit {RETIRED_IN}); remove the field")
+                raise InputError(
+                    f"{where}: {name} ({json.dumps(data[name])}) was a training experiment that is no "
+                    f"longer supported (its code is in git commit {RETIRED_IN}); remove the field"
+                )
             del data[name]
     unknown = sorted(set(data) - set(fields))
     if unknown:

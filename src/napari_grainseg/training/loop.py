@@ -91,10 +91,16 @@ def git_revision() -> str | None:
     """The git commit of the source tree, with ``-dirty`` when it has local changes."""
     root = Path(__file__).resolve().parents[2]
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return rev + ("-dirty" if dirty else "")
@@ -130,12 +136,25 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn: Callable[[Any, Any], Any],
-          out_dir: str | Path, *, device="auto", export: Export | None = None,
-          validate: Callable[[Any], dict[str, float]] | None = None, select: str | None = None,
-          identity: dict[str, Any] | None = None, resume: bool = True, max_minutes: float | None = None,
-          bar: bool = True, desc: str = "training", callback: Callable[[Progress], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train(
+    config: LoopConfig,
+    model,
+    batches: Callable[[int], Iterable],
+    loss_fn: Callable[[Any, Any], Any],
+    out_dir: str | Path,
+    *,
+    device="auto",
+    export: Export | None = None,
+    validate: Callable[[Any], dict[str, float]] | None = None,
+    select: str | None = None,
+    identity: dict[str, Any] | None = None,
+    resume: bool = True,
+    max_minutes: float | None = None,
+    bar: bool = True,
+    desc: str = "training",
+    callback: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` for ``config.steps`` steps (or until stopped); returns a summary dict.
 
     Parameters
@@ -206,12 +225,17 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{ckpt_path} cannot be resumed by this version (checkpoint format "
-                             f"{ckpt.get('format', 1)}, not {CHECKPOINT_FORMAT}); use another --out folder")
-        if json.loads(ckpt["config"]) != json.loads(config_json) \
-                or json.loads(ckpt.get("identity", "{}")) != json.loads(json.dumps(identity)):
-            raise InputError(f"{ckpt_path} was made with a different config or data; use another --out "
-                             "folder, or the same config and data to resume")
+            raise InputError(
+                f"{ckpt_path} cannot be resumed by this version (checkpoint format "
+                f"{ckpt.get('format', 1)}, not {CHECKPOINT_FORMAT}); use another --out folder"
+            )
+        if json.loads(ckpt["config"]) != json.loads(config_json) or json.loads(
+            ckpt.get("identity", "{}")
+        ) != json.loads(json.dumps(identity)):
+            raise InputError(
+                f"{ckpt_path} was made with a different config or data; use another --out "
+                "folder, or the same config and data to resume"
+            )
         try:
             model.load_state_dict(ckpt["model"])
             if ema is not None:
@@ -219,8 +243,10 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise InputError(f"{ckpt_path} cannot be resumed by this version ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0]}); use another --out folder") from None
+            raise InputError(
+                f"{ckpt_path} cannot be resumed by this version ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}); use another --out folder"
+            ) from None
         step, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
         latest = json.loads(ckpt["metrics"])
         lowest = json.loads(ckpt.get("lowest", "{}"))
@@ -233,18 +259,31 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
     old_handler = signal.signal(signal.SIGINT, _request_stop) if _main_thread() else None
 
     def _checkpoint():
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "step": torch.tensor(step),
-                 "elapsed_s": torch.tensor(elapsed_before + time.monotonic() - t0),
-                 "config": config_json, "metrics": json.dumps(latest), "lowest": json.dumps(lowest),
-                 "identity": json.dumps(identity), "format": CHECKPOINT_FORMAT}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": torch.tensor(step),
+            "elapsed_s": torch.tensor(elapsed_before + time.monotonic() - t0),
+            "config": config_json,
+            "metrics": json.dumps(latest),
+            "lowest": json.dumps(lowest),
+            "identity": json.dumps(identity),
+            "format": CHECKPOINT_FORMAT,
+        }
         if ema is not None:
             state["ema"] = ema.state_dict()
         with atomic_path(ckpt_path) as tmp:
             torch.save(state, tmp)
 
-    progress_bar = tqdm(total=config.steps, initial=step, disable=not bar, unit="step", dynamic_ncols=True,
-                        desc=f"{desc} on {describe_device(dev)}")
+    progress_bar = tqdm(
+        total=config.steps,
+        initial=step,
+        disable=not bar,
+        unit="step",
+        dynamic_ncols=True,
+        desc=f"{desc} on {describe_device(dev)}",
+    )
     model.train()
     running = None
     try:
@@ -281,8 +320,7 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
             if step % config.checkpoint_every == 0 or step == config.steps:
                 _checkpoint()
             if callback is not None:
-                callback(Progress(step=step, steps=config.steps, loss=value, running_loss=running,
-                                  metrics=latest))
+                callback(Progress(step=step, steps=config.steps, loss=value, running_loss=running, metrics=latest))
             out_of_time = max_minutes is not None and time.monotonic() - t0 > 60 * max_minutes
             if stop["now"] or out_of_time or step >= config.steps or (should_stop is not None and should_stop()):
                 break
@@ -291,9 +329,16 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     _checkpoint()
-    summary = {"step": step, "steps": config.steps, "finished": step >= config.steps,
-               "elapsed_s": elapsed_before + time.monotonic() - t0, "metrics": latest,
-               "device": describe_device(dev), "checkpoint": str(ckpt_path), "train_loss": running}
+    summary = {
+        "step": step,
+        "steps": config.steps,
+        "finished": step >= config.steps,
+        "elapsed_s": elapsed_before + time.monotonic() - t0,
+        "metrics": latest,
+        "device": describe_device(dev),
+        "checkpoint": str(ckpt_path),
+        "train_loss": running,
+    }
     if step >= config.steps and export is not None:
         use_best = bool(keep_best and lowest and best_path.is_file())
         selected = lowest if use_best else latest
@@ -302,11 +347,15 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
         elif ema is not None:
             model.load_state_dict(scored.state_dict())
         info = {
-            **export.info(model), **identity,
-            "train_config": config.to_dict(), "git_revision": revision_at_start,
-            "trained_steps": step, "train_seconds": round(summary["elapsed_s"], 1),
+            **export.info(model),
+            **identity,
+            "train_config": config.to_dict(),
+            "git_revision": revision_at_start,
+            "trained_steps": step,
+            "train_seconds": round(summary["elapsed_s"], 1),
             "hardware": f"{describe_device(dev)}; {platform.processor() or platform.machine()}",
-            "torch": torch.__version__, "validation": selected,
+            "torch": torch.__version__,
+            "validation": selected,
         }
         if keep_best:
             info["selected_step"] = selected.get("step", step)
@@ -317,8 +366,13 @@ def train(config: LoopConfig, model, batches: Callable[[int], Iterable], loss_fn
     return summary
 
 
-def export_checkpoint(checkpoint: str | Path, weights_path: str | Path, config_cls: type,
-                      build_model: Callable[[Any], Any], info: Callable[[Any], dict[str, Any]]) -> Path:
+def export_checkpoint(
+    checkpoint: str | Path,
+    weights_path: str | Path,
+    config_cls: type,
+    build_model: Callable[[Any], Any],
+    info: Callable[[Any], dict[str, Any]],
+) -> Path:
     """Write the model of a (possibly unfinished) training checkpoint as a weights file.
 
     Lets a long run be inspected, or its current state used, without stopping it. With
@@ -338,7 +392,13 @@ def export_checkpoint(checkpoint: str | Path, weights_path: str | Path, config_c
         model.load_state_dict(ckpt["model"])
     identity = json.loads(ckpt.get("identity", "{}"))
     step = int(ckpt["step"])
-    meta = {**info(model), **identity, "train_config": config.to_dict(), "trained_steps": step,
-            "validation": json.loads(ckpt["metrics"]), "exported_from": str(checkpoint),
-            "unfinished": step < config.steps}
+    meta = {
+        **info(model),
+        **identity,
+        "train_config": config.to_dict(),
+        "trained_steps": step,
+        "validation": json.loads(ckpt["metrics"]),
+        "exported_from": str(checkpoint),
+        "unfinished": step < config.steps,
+    }
     return save_weights(model, weights_path, meta)[0]

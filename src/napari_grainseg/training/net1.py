@@ -31,8 +31,18 @@ from napari_grainseg.training.config import TrainConfig
 from napari_grainseg.training.loop import Export, Progress, train
 from napari_grainseg.training.loop import export_checkpoint as _export
 
-__all__ = ["VALIDATION_SEED_BASE", "TrainConfig", "boundary_loss", "boundary_target", "evaluate_validation",
-           "export_checkpoint", "make_example", "train_net1", "training_seed", "validation_set"]
+__all__ = [
+    "VALIDATION_SEED_BASE",
+    "TrainConfig",
+    "boundary_loss",
+    "boundary_target",
+    "evaluate_validation",
+    "export_checkpoint",
+    "make_example",
+    "train_net1",
+    "training_seed",
+    "validation_set",
+]
 
 #: First seed of the held-out validation samples; training seeds stay far below.
 VALIDATION_SEED_BASE = 9_000_000_000
@@ -77,16 +87,19 @@ class _SyntheticSamples:
 
     def __getitem__(self, index: int):
         c = self.config
-        features, target, _ = make_example(training_seed(c, index), c.patch_shape, c.sample_preset(index),
-                                           c.target_width)
+        features, target, _ = make_example(
+            training_seed(c, index), c.patch_shape, c.sample_preset(index), c.target_width
+        )
         return features, target
 
 
 def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The fixed held-out validation examples: half the (first) training preset, half the "tem" preset."""
     presets = (config.sample_preset(0), "tem")
-    return [make_example(VALIDATION_SEED_BASE + i, config.val_shape, presets[i % 2], config.target_width)
-            for i in range(config.val_size)]
+    return [
+        make_example(VALIDATION_SEED_BASE + i, config.val_shape, presets[i % 2], config.target_width)
+        for i in range(config.val_size)
+    ]
 
 
 # --------------------------------------------------------------------------- loss
@@ -97,8 +110,7 @@ def boundary_loss(logits, target, pos_weight: float, dice_weight: float):
     import torch
     import torch.nn.functional as F
 
-    bce = F.binary_cross_entropy_with_logits(
-        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
@@ -142,8 +154,10 @@ def _initial_model(config: TrainConfig, device):
         start = load_net1(config.init_weights, device=device, for_training=True)
         same_but_width = dataclasses.replace(start.config, base_channels=model.config.base_channels) == model.config
         if not same_but_width or start.config.base_channels > model.config.base_channels:
-            raise InputError(f"init_weights {config.init_weights} has architecture {start.config.to_dict()}, "
-                             f"the config asks for {model.config.to_dict()} (only widening is supported)")
+            raise InputError(
+                f"init_weights {config.init_weights} has architecture {start.config.to_dict()}, "
+                f"the config asks for {model.config.to_dict()} (only widening is supported)"
+            )
         if start.config != model.config:  # grow the trained model, keeping what it computes
             start = widen_net1(start, model.config.base_channels, seed=config.seed)
         model.load_state_dict(start.state_dict())
@@ -154,15 +168,25 @@ def _export_info(model) -> dict[str, Any]:
     from napari_grainseg.models.features import NET1_CHANNELS
     from napari_grainseg.models.net1 import count_parameters
 
-    return {"model": "net1", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
-            "input_channels": list(NET1_CHANNELS),
-            "reproduce": "grainseg train net1 --config <train_config above, as a JSON file> --out DIR"}
+    return {
+        "model": "net1",
+        "architecture": model.config.to_dict(),
+        "parameters": count_parameters(model),
+        "input_channels": list(NET1_CHANNELS),
+        "reproduce": "grainseg train net1 --config <train_config above, as a JSON file> --out DIR",
+    }
 
 
-def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", resume: bool = True,
-               max_minutes: float | None = None, progress: bool = True,
-               callback: Callable[[Progress], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train_net1(
+    config: TrainConfig,
+    out_dir: str | Path,
+    device: str = "auto",
+    resume: bool = True,
+    max_minutes: float | None = None,
+    progress: bool = True,
+    callback: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Train Net1; returns a summary dict. Resumes from ``out_dir/checkpoint.pt`` when present.
 
     Parameters
@@ -192,20 +216,35 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     samples = _SyntheticSamples(config)
 
     def batches(start_step: int):
-        return DataLoader(samples, batch_size=config.batch_size,
-                          sampler=range(start_step * config.batch_size, len(samples)),
-                          num_workers=config.num_workers, persistent_workers=False,
-                          prefetch_factor=4 if config.num_workers else None)
+        return DataLoader(
+            samples,
+            batch_size=config.batch_size,
+            sampler=range(start_step * config.batch_size, len(samples)),
+            num_workers=config.num_workers,
+            persistent_workers=False,
+            prefetch_factor=4 if config.num_workers else None,
+        )
 
     def loss_fn(model, batch):
         features, target = (t.to(dev) for t in batch)
         return boundary_loss(model(features), target, config.pos_weight, config.dice_weight)
 
-    return train(config, lambda: _initial_model(config, dev), batches, loss_fn, out_dir, device=dev,
-                 export=Export("net1.pt", _export_info),
-                 validate=lambda model: evaluate_validation(model, val_examples, dev, config),
-                 resume=resume, max_minutes=max_minutes, bar=progress, desc="Net1", callback=callback,
-                 should_stop=should_stop)
+    return train(
+        config,
+        lambda: _initial_model(config, dev),
+        batches,
+        loss_fn,
+        out_dir,
+        device=dev,
+        export=Export("net1.pt", _export_info),
+        validate=lambda model: evaluate_validation(model, val_examples, dev, config),
+        resume=resume,
+        max_minutes=max_minutes,
+        bar=progress,
+        desc="Net1",
+        callback=callback,
+        should_stop=should_stop,
+    )
 
 
 def export_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:

@@ -65,10 +65,12 @@ def _pool_example(seed: int, shape: tuple[int, int], preset: str, net1, target_w
     sample = generate(seed=seed, shape=tuple(shape), preset=preset)
     features = net1_features(sample.image)
     condition = [run_net1(net1, features, "cpu")[None], features]
-    return {"condition": np.concatenate(condition).astype(np.float16),
-            "truth": sample.boundaries.astype(bool),
-            "target": boundary_target(sample.boundaries, target_width).astype(bool),
-            "labels": sample.labels}
+    return {
+        "condition": np.concatenate(condition).astype(np.float16),
+        "truth": sample.boundaries.astype(bool),
+        "target": boundary_target(sample.boundaries, target_width).astype(bool),
+        "labels": sample.labels,
+    }
 
 
 def _pool_key(config: Net2TrainConfig, net1_sha: str, kind: str, size: int, shape) -> str:
@@ -76,8 +78,9 @@ def _pool_key(config: Net2TrainConfig, net1_sha: str, kind: str, size: int, shap
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None, *, validation: bool = False,
-               progress: bool = True) -> dict[str, np.ndarray]:
+def build_pool(
+    config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None, *, validation: bool = False, progress: bool = True
+) -> dict[str, np.ndarray]:
     """The pool (or validation set) as stacked arrays, loaded from ``cache`` when it matches."""
     from tqdm import tqdm
 
@@ -92,9 +95,15 @@ def build_pool(config: Net2TrainConfig, net1, net1_sha: str, cache: Path | None,
     else:
         seeds = [training_seed(config, i) for i in range(size)]
     presets = [config.presets[i % len(config.presets)] for i in range(size)]
-    rows = [_pool_example(s, shape, p, net1, config.target_width)
-            for s, p in tqdm(list(zip(seeds, presets)), desc="Net2 validation set" if validation else "Net2 pool",
-                             unit="image", disable=not progress)]
+    rows = [
+        _pool_example(s, shape, p, net1, config.target_width)
+        for s, p in tqdm(
+            list(zip(seeds, presets)),
+            desc="Net2 validation set" if validation else "Net2 pool",
+            unit="image",
+            disable=not progress,
+        )
+    ]
     pool = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +125,9 @@ def _smooth_uniform(rng: np.random.Generator, shape, sigma: float) -> np.ndarray
     return (0.5 * (1 + special.erf(field_ / math.sqrt(2)))).astype(np.float32)
 
 
-def degrade_coarse(coarse: np.ndarray, truth: np.ndarray, rng: np.random.Generator,
-                   config: Net2TrainConfig) -> np.ndarray:
+def degrade_coarse(
+    coarse: np.ndarray, truth: np.ndarray, rng: np.random.Generator, config: Net2TrainConfig
+) -> np.ndarray:
     """Make a coarse map worse: gaps in true boundaries, spurious fragments, blur (cold diffusion).
 
     Parameters
@@ -151,8 +161,9 @@ def degrade_coarse(coarse: np.ndarray, truth: np.ndarray, rng: np.random.Generat
     return np.clip(out, 0.0, 1.0)
 
 
-def mix_state(x0: np.ndarray, coarse: np.ndarray, level: int, rng: np.random.Generator,
-              config: Net2TrainConfig) -> np.ndarray:
+def mix_state(
+    x0: np.ndarray, coarse: np.ndarray, level: int, rng: np.random.Generator, config: Net2TrainConfig
+) -> np.ndarray:
     """The training state at degradation level ``level`` (0..T): truth and coarse map mixed.
 
     The mask has mean ``level / T``: smooth blobs with a random edge softness, or
@@ -184,9 +195,9 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
     for _ in range(config.batch_size):
         i = rng.integers(n_pool)
         y, x = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
-        cond = pool["condition"][i, :, y:y + ph, x:x + pw].astype(np.float32)
-        truth = pool["truth"][i, y:y + ph, x:x + pw]
-        x0 = pool["target"][i, y:y + ph, x:x + pw].astype(np.float32)
+        cond = pool["condition"][i, :, y : y + ph, x : x + pw].astype(np.float32)
+        truth = pool["truth"][i, y : y + ph, x : x + pw]
+        x0 = pool["target"][i, y : y + ph, x : x + pw].astype(np.float32)
         k, flip = int(rng.integers(4)), rng.random() < 0.5
         if ph != pw:
             k = 2 * (k % 2)  # a quarter turn would swap the sides of a non-square crop
@@ -199,8 +210,13 @@ def make_batch(pool: dict, step: int, config: Net2TrainConfig) -> tuple[np.ndarr
         ts.append(level / config.levels)
         targets.append(x0[None])
         unrolls.append(int(rng.integers(1, config.max_unroll + 1)) if rng.random() < config.unroll_prob else 0)
-    return (np.stack(states), np.stack(conds), np.asarray(ts, np.float32), np.stack(targets),
-            np.asarray(unrolls, np.int64))
+    return (
+        np.stack(states),
+        np.stack(conds),
+        np.asarray(ts, np.float32),
+        np.stack(targets),
+        np.asarray(unrolls, np.int64),
+    )
 
 
 def unroll_states(model, states, conds, ts, unrolls):
@@ -262,8 +278,9 @@ def net1_baselines(val: dict) -> dict[str, float]:
     return {"val_vi_net1": float(np.mean(vi_net1)), "val_vi_net1_watershed": float(np.mean(vi_watershed))}
 
 
-def evaluate_net2(model, val: dict, config: Net2TrainConfig, device,
-                  baselines: dict[str, float] | None = None) -> dict[str, float]:
+def evaluate_net2(
+    model, val: dict, config: Net2TrainConfig, device, baselines: dict[str, float] | None = None
+) -> dict[str, float]:
     """Validation: loss at every level (fixed degradations) and VI of the full refinement.
 
     Beside the refined VI it reports the bars Net2 must clear on the same images
@@ -286,17 +303,29 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device,
             start = cond[0]
             for level in range(config.levels + 1):
                 state = mix_state(x0, start, level, rng, config)
-                logits = model(torch.from_numpy(state)[None, None].to(device),
-                               None if blind else torch.from_numpy(cond)[None].to(device),
-                               torch.tensor([level / config.levels], device=device))
-                losses.append(float(boundary_loss(logits, torch.from_numpy(x0)[None, None].to(device),
-                                                  config.pos_weight, config.dice_weight)))
+                logits = model(
+                    torch.from_numpy(state)[None, None].to(device),
+                    None if blind else torch.from_numpy(cond)[None].to(device),
+                    torch.tensor([level / config.levels], device=device),
+                )
+                losses.append(
+                    float(
+                        boundary_loss(
+                            logits, torch.from_numpy(x0)[None, None].to(device), config.pos_weight, config.dice_weight
+                        )
+                    )
+                )
             state, coarse, n = start, start, 0
             c_t = None if blind else torch.from_numpy(cond)[None].to(device)
             for n in range(1, VALIDATION_MAX_STEPS + 1):  # refine()'s schedule, on the cached condition
                 t = schedule_level(n, total)
-                x0_hat = torch.sigmoid(model(torch.from_numpy(state)[None, None].to(device), c_t,
-                                             torch.tensor([t / total if total else 0.0], device=device)))
+                x0_hat = torch.sigmoid(
+                    model(
+                        torch.from_numpy(state)[None, None].to(device),
+                        c_t,
+                        torch.tensor([t / total if total else 0.0], device=device),
+                    )
+                )
                 new = schedule_state(x0_hat[0, 0].cpu().numpy(), coarse, t, total)
                 change = float(np.mean(np.abs(new - state)))
                 state = new
@@ -304,13 +333,17 @@ def evaluate_net2(model, val: dict, config: Net2TrainConfig, device,
                     break
             steps_used.append(n)
             vi_net2.append(segmentation_scores(_validation_grains(state), val["labels"][i])["vi"])
-            vi_net2_watershed.append(segmentation_scores(_validation_grains(state, watershed=True),
-                                                         val["labels"][i])["vi"])
+            vi_net2_watershed.append(
+                segmentation_scores(_validation_grains(state, watershed=True), val["labels"][i])["vi"]
+            )
     model.train()
-    return {"val_loss": float(np.mean(losses)), **(baselines or net1_baselines(val)),
-            "val_vi_refined": float(np.mean(vi_net2)),
-            "val_vi_refined_watershed": float(np.mean(vi_net2_watershed)),
-            "val_steps": float(np.mean(steps_used))}
+    return {
+        "val_loss": float(np.mean(losses)),
+        **(baselines or net1_baselines(val)),
+        "val_vi_refined": float(np.mean(vi_net2)),
+        "val_vi_refined_watershed": float(np.mean(vi_net2_watershed)),
+        "val_steps": float(np.mean(steps_used)),
+    }
 
 
 # --------------------------------------------------------------------------- training
@@ -321,19 +354,32 @@ def _export_info(net1_path: Path | None) -> Callable[[Any], dict[str, Any]]:
         from napari_grainseg.models.net2 import NET2_CONDITION_CHANNELS, count_parameters
 
         blind = model.config.conditioning == "blind"
-        return {"model": "net2", "architecture": model.config.to_dict(), "parameters": count_parameters(model),
-                "condition_channels": [] if blind else ["state", *NET2_CONDITION_CHANNELS, "t/T"],
-                **({} if net1_path is None else {"net1_weights": str(net1_path)}),
-                "reproduce": "grainseg train net2 --config <this file's train_config as JSON> "
-                             "--net1-weights <the Net1 with net1_sha256> --out DIR"}
+        return {
+            "model": "net2",
+            "architecture": model.config.to_dict(),
+            "parameters": count_parameters(model),
+            "condition_channels": [] if blind else ["state", *NET2_CONDITION_CHANNELS, "t/T"],
+            **({} if net1_path is None else {"net1_weights": str(net1_path)}),
+            "reproduce": "grainseg train net2 --config <this file's train_config as JSON> "
+            "--net1-weights <the Net1 with net1_sha256> --out DIR",
+        }
+
     return info
 
 
-def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: str | Path | None = None,
-               device: str = "auto", resume: bool = True, max_minutes: float | None = None,
-               pool_cache: str | Path | None = None, progress: bool = True,
-               callback: Callable[[Progress], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def train_net2(
+    config: Net2TrainConfig,
+    out_dir: str | Path,
+    *,
+    net1_weights: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    max_minutes: float | None = None,
+    pool_cache: str | Path | None = None,
+    progress: bool = True,
+    callback: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
     """Train Net2 against a given Net1; returns a summary dict. Resumes from ``out_dir/checkpoint.pt``.
 
     Parameters
@@ -385,11 +431,24 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
         states, ts = unroll_states(model, states, conds, ts, unrolls)
         return boundary_loss(model(states, conds, ts), targets, config.pos_weight, config.dice_weight)
 
-    return train(config, lambda: Net2(config.net2_config()), batches, loss_fn, out_dir, device=dev,
-                 export=Export("net2.pt", _export_info(net1_path)),
-                 validate=lambda model: evaluate_net2(model, val, config, dev, baselines), select="val_vi_refined",
-                 identity={"net1_sha256": net1_sha}, resume=resume, max_minutes=max_minutes, bar=progress,
-                 desc=f"Net2 ({config.net2_config().conditioning})", callback=callback, should_stop=should_stop)
+    return train(
+        config,
+        lambda: Net2(config.net2_config()),
+        batches,
+        loss_fn,
+        out_dir,
+        device=dev,
+        export=Export("net2.pt", _export_info(net1_path)),
+        validate=lambda model: evaluate_net2(model, val, config, dev, baselines),
+        select="val_vi_refined",
+        identity={"net1_sha256": net1_sha},
+        resume=resume,
+        max_minutes=max_minutes,
+        bar=progress,
+        desc=f"Net2 ({config.net2_config().conditioning})",
+        callback=callback,
+        should_stop=should_stop,
+    )
 
 
 def export_net2_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
@@ -397,5 +456,6 @@ def export_net2_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> 
     weights with ``ema_decay``: the ones a finished run would export)."""
     from napari_grainseg.models.net2 import Net2
 
-    return export_checkpoint(checkpoint, weights_path, Net2TrainConfig, lambda config: Net2(config.net2_config()),
-                             _export_info(None))
+    return export_checkpoint(
+        checkpoint, weights_path, Net2TrainConfig, lambda config: Net2(config.net2_config()), _export_info(None)
+    )
