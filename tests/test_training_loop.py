@@ -173,3 +173,33 @@ def test_resume_refuses_another_config_data_or_an_old_checkpoint(tmp_path):
 def test_loop_config_checks_name_the_field(field, value, words):
     with pytest.raises(InputError, match=f"^training config: {words}"):
         LoopConfig(**{field: value})
+
+
+def test_every_kept_config_and_recorded_train_config_loads():
+    """The configs in configs/ and the train_config recorded with every kept weights file (shipped
+    and the chain that initialised them) are read by today's config classes, so each run can be
+    repeated with the command its JSON names."""
+    from pathlib import Path
+
+    from napari_grainseg.models.weights import shipped_weights_dir
+    from napari_grainseg.training.config import Net2TrainConfig, TrainConfig, config_from_dict
+
+    root = Path(__file__).resolve().parents[1]
+    configs = sorted((root / "configs").glob("*.json"))
+    assert {p.name for p in configs} == {
+        "net1.json",
+        "net1_v3.json",
+        "net1_v4.json",
+        "net1_v5.json",
+        "net2.json",
+        "net2_blind.json",
+    }
+    for path in configs:
+        config = (Net2TrainConfig if path.name.startswith("net2") else TrainConfig).from_json(path)
+        assert config.steps >= 1500
+    recorded = [*shipped_weights_dir().glob("*.json"), *(root / "configs" / "weights").glob("*.json")]
+    assert len(recorded) == 6
+    for path in recorded:
+        info = json.loads(path.read_text())
+        cls = Net2TrainConfig if info.get("model") == "net2" else TrainConfig
+        assert config_from_dict(cls, info["train_config"], str(path)).to_dict()["steps"] == info["trained_steps"]
