@@ -9,7 +9,6 @@ the layers of the image they were computed from.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -70,8 +69,6 @@ class _Refinement:
 
 def net2_status(weights: str | Path | None = None) -> str | None:
     """None when Net2 can run, else the reason it cannot (shown to the user)."""
-    if importlib.util.find_spec("napari_grainseg.segmentation.refine") is None:
-        return "Net2 is not available in this version of napari-grainseg (napari_grainseg.segmentation.refine missing)"
     from napari_grainseg.models.weights import shipped_weights_dir
 
     path = Path(weights) if weights else shipped_weights_dir() / "net2.pt"
@@ -431,9 +428,7 @@ class SegmentWidget(Container):
             options = self._options(device, grains)
             with torch.inference_mode():
                 model = options.net2(device)
-                net1 = options.net1(device) if model.config.net1_features else None
-            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale,
-                           net1=net1)
+            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale)
         except GrainsegError as exc:
             return _Failure(str(exc))
         try:

@@ -105,32 +105,12 @@ def resample(image: np.ndarray, scale: float) -> np.ndarray:
 
 def run_net1(model, features: np.ndarray, device) -> np.ndarray:
     """Net1 probability for a (C, H, W) feature array of any H, W (padded internally)."""
-    return _net1_pass(model, features, device, decoder=False)[0]
-
-
-def run_net1_with_decoder(model, features: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`run_net1` and Net1's last feature maps (before its 1×1 head), from one pass.
-
-    Returns ``(probability, decoder)``: (H, W) and (W1, H, W) float32, W1 being
-    Net1's base width. The decoder maps are what the probability is a weighted
-    sum of; Net2 models with ``net1_features`` read them as condition channels.
-    """
-    return _net1_pass(model, features, device, decoder=True)
-
-
-def _net1_pass(model, features: np.ndarray, device, decoder: bool):
     import torch
-
-    from napari_grainseg.models.net1 import unet_forward
 
     padded, (h, w) = pad_to_multiple(features, model.config.multiple)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
-        if not decoder:
-            return torch.sigmoid(model(x))[0, 0, :h, :w].float().cpu().numpy(), None
-        maps = unet_forward(x, model.down, model.pool, model.up, model.merge)  # model(x) = head(maps)
-        prob = torch.sigmoid(model.head(maps))[0, 0, :h, :w]
-        return prob.float().cpu().numpy(), maps[0, :, :h, :w].float().cpu().numpy()
+        return torch.sigmoid(model(x))[0, 0, :h, :w].float().cpu().numpy()
 
 
 def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgeParams | None = None,

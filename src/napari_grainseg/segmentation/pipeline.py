@@ -107,7 +107,7 @@ def segment(image: np.ndarray, options: SegmentOptions | None = None, *, pixel_s
         if net2_model is None:
             net2_model = options.net2(dev)
         for step in refine(image, prediction.probability, model=net2_model, device=dev, max_steps=budget,
-                           scale=prediction.scale, net1=model):
+                           scale=prediction.scale):
             n_steps, converged, refined = step.step, step.converged, step.state
             step_seconds.append(step.seconds)
         boundary_map = refined
