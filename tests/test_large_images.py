@@ -8,10 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from napari_grainseg.segmentation import edges
-
-from napari_grainseg.segmentation import grains, tiling
 from napari_grainseg.measure.summary import fill_boundaries, mean_intercept, measure_grains
+from napari_grainseg.segmentation import edges, grains, tiling
 from napari_grainseg.synthetic import generate
 
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_grainseg.errors import InputError
 from napari_grainseg.cli._common import add_segmentation_arguments, load_micrograph, segment_options_from_args
+from napari_grainseg.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,12 +20,12 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
-from napari_grainseg.segmentation.options import SegmentOptions
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, layer_key
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
+from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
+from napari_grainseg.segmentation.options import SegmentOptions
 
 #: Boundary probability threshold used to draw the boundary layer.
 THRESHOLD = 0.5

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
-from napari_grainseg.segmentation.tiling import TileGrid, pad_to_multiple
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.validate import validate_image
 from napari_grainseg.models.features import net1_features
+from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
+from napari_grainseg.segmentation.tiling import TileGrid, pad_to_multiple
 
 #: Mean grain diameters (px) the shipped Net1 was trained on.
 TRAINED_GRAIN_RANGE_PX: tuple[float, float] = (10.0, 64.0)
@@ -137,7 +137,7 @@ def estimate_grain_size(probability: np.ndarray, threshold: float = 0.5) -> floa
     (``sqrt(4 A / (pi N))``), which counts edge grains by half as in Jeffries'
     planimetric rule so that large grains in small images are not underestimated.
     """
-    from napari_grainseg.segmentation.grains import boundaries_to_labels, border_grains
+    from napari_grainseg.segmentation.grains import border_grains, boundaries_to_labels
 
     try:
         labels = boundaries_to_labels(probability, threshold=threshold)
