@@ -64,7 +64,7 @@ class EdgeDetectorsWidget(Container):
             self.log_sigma, self.log_threshold, self.canny_sigma, self.canny_high,
             self.canny_low_ratio, self.run_button, self.status,
         ])
-        self.run_button.changed.connect(self.run)
+        self.run_button.clicked.connect(lambda: self.run())
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
 

@@ -1,0 +1,131 @@
+"""The docks' buttons, clicked for real (``qtbot.mouseClick`` on the Qt widget) in a real viewer.
+
+A known geometry — three grains: A (top left), B (bottom left), C (right) —
+is put into a boundary layer directly (no network), so every button's effect
+on the label and boundary arrays is known exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+from qtpy.QtCore import Qt  # noqa: E402
+
+pytestmark = pytest.mark.napari
+
+H, W = 60, 80
+
+
+def three_grains() -> np.ndarray:
+    b = np.zeros((H, W), np.uint8)
+    b[:, 40] = 1  # A | C and B | C
+    b[30, :40] = 1  # A over B
+    return b
+
+
+@pytest.fixture(autouse=True)
+def synchronous(monkeypatch):
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    from napari_grainseg.plugin import _correct_widget, _segment_widget, _stats_widget
+
+    got = []
+    for module in (_correct_widget, _segment_widget, _stats_widget):
+        monkeypatch.setattr(module, "show_error", got.append)
+    return got
+
+
+@pytest.fixture
+def scene(make_napari_viewer):
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((H, W)).astype(np.float32), name="img")
+    link = BoundaryLink.create(viewer, image, three_grains())
+    return viewer, image, link
+
+
+def click(qtbot, button) -> None:
+    qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+def grain_at(link, y, x) -> int:
+    return int(link.grains.data[y, x])
+
+
+def test_merge_split_delete_undo_redo_buttons(scene, qtbot, errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    assert fix.boundaries.value is link.boundaries
+    bnd, grains = link.boundaries, link.grains
+    start_b, start_g = bnd.data.copy(), grains.data.copy()
+    assert grains.data.max() == 3
+
+    # merge A and B: one id, the line between them is gone, the line to C stays
+    click(qtbot, fix.picks_button)
+    picks = viewer.layers["img boundaries picks"]
+    assert viewer.layers.selection.active is picks and picks.mode == "add"
+    picks.data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert errors == []
+    assert grains.data.max() == 2 and grain_at(link, 10, 10) == grain_at(link, 50, 10)
+    assert bnd.data[30, 2:38].sum() == 0 and bnd.data[:, 40].sum() >= H - 1
+    assert grain_at(link, 10, 60) != grain_at(link, 10, 10)
+    assert len(picks.data) == 0
+    merged_b = bnd.data.copy()
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+    np.testing.assert_array_equal(grains.data, start_g)
+    click(qtbot, fix.redo_button)
+    np.testing.assert_array_equal(bnd.data, merged_b)
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+
+    # split C along a horizontal line: two grains where there was one
+    click(qtbot, fix.lines_button)
+    lines = viewer.layers["img boundaries split lines"]
+    lines.add_paths([np.array([[20, 38], [20, W + 2]], float)])
+    click(qtbot, fix.split_button)
+    assert errors == []
+    assert grains.data.max() == 4
+    assert grain_at(link, 5, 60) != grain_at(link, 40, 60)
+    assert bnd.data[20, 42:W - 1].all()
+    assert len(lines.data) == 0
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+    np.testing.assert_array_equal(grains.data, start_g)
+
+    # delete A: its pixels go to its neighbours, A's outline boundary pixels go with it
+    picks.data = np.array([[10, 10]], float)
+    click(qtbot, fix.delete_button)
+    assert errors == []
+    assert grains.data.max() == 2
+    assert grain_at(link, 10, 10) in (grain_at(link, 50, 10), grain_at(link, 10, 60))
+    assert bnd.data.sum() < start_b.sum()
+    counts = link.edit_counts()
+    assert counts["deletions"] == 1 and counts["merges"] == 0 and counts["splits"] == 0
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+    np.testing.assert_array_equal(grains.data, start_g)
+    assert link.edit_counts() == {"merges": 0, "splits": 0, "deletions": 0, "painted_px": 0}
+
+
+def test_buttons_without_picks_say_what_to_do(scene, qtbot, errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    before = link.boundaries.data.copy()
+    for button in (fix.merge_button, fix.delete_button, fix.split_button):
+        click(qtbot, button)
+    assert len(errors) == 3 and "pick" in errors[0] and "split line" in errors[2]
+    np.testing.assert_array_equal(link.boundaries.data, before)
