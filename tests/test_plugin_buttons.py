@@ -7,6 +7,8 @@ on the label and boundary arrays is known exactly.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,64 @@ def test_buttons_without_picks_say_what_to_do(scene, qtbot, errors):
         click(qtbot, button)
     assert len(errors) == 3 and "pick" in errors[0] and "split line" in errors[2]
     np.testing.assert_array_equal(link.boundaries.data, before)
+
+
+def test_every_dock_follows_the_active_layer_and_exports_beside_the_image(make_napari_viewer, qtbot, tmp_path,
+                                                                          monkeypatch, errors):
+    import tifffile
+
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._edges_widget import EdgeDetectorsWidget
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    tifffile.imwrite(folder / "second.tif", (rng.random((H, W)) * 255).astype(np.uint8))
+    viewer = make_napari_viewer()
+    first = viewer.add_image(rng.random((H, W)).astype(np.float32), name="first")
+    link1 = BoundaryLink.create(viewer, first, three_grains())
+    second, = viewer.open(str(folder / "second.tif"), plugin="napari-grainseg")
+    link2 = BoundaryLink.create(viewer, second, three_grains())
+    docks = [EdgeDetectorsWidget(viewer), SegmentWidget(viewer), CorrectWidget(viewer), StatsWidget(viewer)]
+    edges, seg, fix, stats = docks
+
+    viewer.layers.selection.active = first
+    assert edges.image.value is first and seg.image.value is first
+    assert fix.boundaries.value is link1.boundaries and stats.grains.value is link1.grains
+    assert stats.stem.value == "first" and Path(stats.folder.value) == tmp_path  # no file: the cwd
+    viewer.layers.selection.active = link2.grains
+    assert edges.image.value is second and seg.image.value is second
+    assert fix.boundaries.value is link2.boundaries and stats.grains.value is link2.grains
+    assert stats.stem.value == "second" and Path(stats.folder.value) == folder
+
+    # Undo acts on the active image's boundaries only
+    picks = fix.picks_layer()
+    picks.data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert link2.grains.data.max() == 2 and link1.grains.data.max() == 3
+    viewer.layers.selection.active = link2.boundaries
+    click(qtbot, fix.undo_button)
+    assert link2.grains.data.max() == 3
+    click(qtbot, stats.csv_button)
+    assert (folder / "second_grains.csv").is_file() and errors == []
+
+
+def test_docks_fit_a_small_screen(make_napari_viewer):
+    viewer = make_napari_viewer()
+    names = ["Edge detectors", "Segment grains", "Correct grains", "Grain statistics"]
+    docks = [viewer.window.add_plugin_dock_widget("napari-grainseg", name)[0] for name in names]
+    heights = [dock.minimumSizeHint().height() for dock in docks]
+    widths = [dock.minimumSizeHint().width() for dock in docks]
+    # stacked in one column, the four docks need less than a 1366x768 screen's height
+    assert sum(heights) < 768 - 150, heights
+    assert max(widths) < 480, widths
+    window = viewer.window._qt_window
+    assert window.minimumSizeHint().height() <= 768, window.minimumSizeHint()
+    window.resize(1366, 768)
+    assert window.height() <= 768
+    # every dock still shows its controls (a scroll area, not a squeezed layout)
+    assert all(dock.widget().height() >= 80 for dock in docks)

@@ -16,7 +16,7 @@ from magicgui.widgets import ComboBox, Container
 from napari_grainseg.plugin._boundaries import ROLE_KEY, links
 
 #: Smallest height of a dock's scroll area (px): a few rows stay visible.
-MIN_DOCK_HEIGHT = 150
+MIN_DOCK_HEIGHT = 100
 
 
 def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HEIGHT):

@@ -25,6 +25,7 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, layer_key
+from napari_grainseg.plugin._dock import follow_active, scroll_body, source_image
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
 
@@ -118,11 +119,13 @@ class SegmentWidget(Container):
         self.net2_label = Label(label="Net2", value="")
         self.release_button = PushButton(text="Release model memory")
         self.status = Label(value="")
-        super().__init__(widgets=[
+        self.body = Container(widgets=[
             self.image, self.pixel_size, self.apply_pixel_size, self.device, self.device_label,
             self.grain_size, self.grain_size_unit, self.grains, self.run_net1_button, net2_row, self.net2_label,
             self.release_button, self.status,
         ])
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
         self.image.changed.connect(self._on_image_changed)
         self.apply_pixel_size.clicked.connect(lambda: self.set_pixel_size())
         self.device.changed.connect(self._update_device_label)
@@ -134,6 +137,7 @@ class SegmentWidget(Container):
         self.release_button.clicked.connect(lambda: self.release_memory())
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
+        follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
         self._on_image_changed(self.image.value)
         self._update_device_label()
 

@@ -17,8 +17,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Lin
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
-from napari_grainseg.plugin._layers import pixel_size_of
+from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key
+from napari_grainseg.plugin._dock import follow_active, link_of, newest_link_of_image, scroll_body, source_image
+from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
 from napari_grainseg.measure.report import write_tiff
 from napari_grainseg.plugin._writer import grain_labels
@@ -47,6 +48,11 @@ def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_
     summary = summarize(labels, pixel_size_nm, table=table, exclude_edge_grains=exclude_edge_grains)
     # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
     return GrainStats(labels, table, summary, histogram_figure(table, summary, vertical=True), pixel_size_nm)
+
+
+def caveats_text(summary: dict) -> str:
+    """The summary's warnings as the dock shows them (one line each), '' when there are none."""
+    return "\n".join(f"⚠ {w}" for w in summary.get("warnings") or [])
 
 
 def summary_text(summary: dict) -> str:
@@ -89,16 +95,24 @@ class StatsWidget(Container):
         self.grains = ComboBox(label="grains", choices=self._grain_layers)
         self.include_edge = CheckBox(text="include grains cut by the border", value=False)
         self.summary = Label(value="")
-        self.folder = FileEdit(label="folder", mode="d", value=Path.home())
+        self.caveats = Label(value="")
+        self.caveats.native.setWordWrap(True)
+        self.caveats.native.setStyleSheet("color: #ffb347")
+        self.folder = FileEdit(label="folder", mode="d", value=Path.cwd())
+        self._auto_folder: Path | None = Path.cwd()
         self.stem = LineEdit(label="file stem", value="")
         self.csv_button = PushButton(text="CSV")
         self.json_button = PushButton(text="JSON")
         self.hist_button = PushButton(text="Histogram")
         self.tiff_button = PushButton(text="Label TIFF")
         self.all_button = PushButton(text="All")
-        row = Container(widgets=[self.csv_button, self.json_button, self.hist_button, self.tiff_button,
-                                 self.all_button], layout="horizontal", labels=False, label="export")
-        super().__init__(widgets=[self.grains, self.include_edge, self.summary, self.folder, self.stem, row])
+        row = Container(widgets=[self.csv_button, self.json_button, self.hist_button], layout="horizontal",
+                        labels=False, label="export")
+        row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label="")
+        self.body = Container(widgets=[self.grains, self.include_edge, self.summary, self.caveats, self.folder,
+                                       self.stem, row, row2])
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
         self._canvas = None
         self._debouncer = Debouncer(self.update, STATS_DELAY_MS)
         self.grains.changed.connect(self._watch)
@@ -110,7 +124,21 @@ class StatsWidget(Container):
         self.all_button.clicked.connect(lambda: self.export())
         viewer.layers.events.inserted.connect(self.grains.reset_choices)
         viewer.layers.events.removed.connect(self.grains.reset_choices)
+        follow_active(viewer, self.grains, self._grains_for)
         self._watch(self.grains.value)
+
+    def _grains_for(self, layer):
+        """The grains layer to measure when ``layer`` becomes active (None: keep the current one)."""
+        if layer is None:
+            return None
+        if layer.metadata.get(ROLE_KEY) == "grains":
+            return layer
+        link = link_of(layer)
+        if link is not None:
+            return link.grains
+        image = source_image(self._viewer, layer)
+        link = newest_link_of_image(self._viewer, image) if image is not None else None
+        return link.grains if link is not None else None
 
     def _grain_layers(self, _widget=None) -> list:
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Labels)
@@ -127,8 +155,12 @@ class StatsWidget(Container):
         if layer is not None:
             layer.events.data.connect(self._debouncer.trigger)
             layer.events.scale.connect(self._debouncer.trigger)
-            if not self.stem.value or self.stem.value.endswith(" grains"):
-                self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
+            # the exports are named after, and by default saved beside, the image measured
+            self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
+            image = source_image(self._viewer, layer)
+            if self._auto_folder is None or Path(self.folder.value) == self._auto_folder:
+                self._auto_folder = image_folder(image)
+                self.folder.value = self._auto_folder
             self._debouncer.trigger()
 
     def _fail(self, exc) -> None:
@@ -179,24 +211,32 @@ class StatsWidget(Container):
 
         self.stats = stats
         self.summary.value = summary_text(stats.summary)
+        self.caveats.value = caveats_text(stats.summary)
         canvas = FigureCanvasQTAgg(stats.figure)
         canvas.setMinimumHeight(520)
-        layout = self.native.layout()
+        layout = self.body.native.layout()
         if self._canvas is not None:
             layout.removeWidget(self._canvas)
             self._canvas.setParent(None)
             self._canvas.deleteLater()
-        layout.insertWidget(3, canvas)
+        layout.insertWidget(4, canvas)
         self._canvas = canvas
 
     # ------------------------------------------------------------------ export
 
     def _extra(self) -> dict:
-        layer = self.grains.value
-        for link in links():
-            if layer_key(layer) in (layer_key(link.grains), layer_key(link.boundaries)):
-                return dict(link.boundaries.metadata.get("grainseg_info", {}))
-        return {}
+        """What the summary JSON records besides the statistics: the method, device, hand edits."""
+        link = link_of(self.grains.value)
+        if link is None:
+            return {}
+        extra = dict(link.boundaries.metadata.get("grainseg_info", {}))
+        edits = link.edit_counts()
+        extra["hand_edits"] = edits
+        if any(edits.values()):
+            done = ", ".join(f"{n} {k.replace('_px', ' px').replace('painted', 'painted')}"
+                             for k, n in edits.items() if n)
+            extra["method"] = f"{extra.get('method', 'boundary layer')} + hand edits ({done})"
+        return extra
 
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
         """Write the chosen exports of the current statistics into the folder; returns the paths."""
