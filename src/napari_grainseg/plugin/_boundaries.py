@@ -23,6 +23,8 @@ from napari_grainseg.plugin._threading import Debouncer, run_staged
 
 #: Metadata key that marks layers made by this plugin, with their role.
 ROLE_KEY = "grainseg_role"
+#: Metadata key of a layer still holding its small placeholder (filled in a later event-loop turn).
+PENDING_KEY = "grainseg_pending"
 #: Opacity of the filled grains layer.
 GRAINS_OPACITY = 0.3
 #: Debounce delay between an edit and the rebuild of the grains (ms).
@@ -125,7 +127,8 @@ class BoundaryLink:
         # share a colour across a line show at once where a boundary has a gap (napari's
         # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
         grains = viewer.add_labels(placeholder.astype(np.uint32), opacity=GRAINS_OPACITY,
-                                   metadata={ROLE_KEY: "grains", "grainseg_source": source.name},
+                                   metadata={ROLE_KEY: "grains", "grainseg_source": source.name,
+                                             PENDING_KEY: True},
                                    **derived_layer_kwargs(source, name_g))
         grains.editable = False  # derived: edit the boundary layer
         layer = viewer.add_labels(placeholder, colormap=boundary_colormap(), opacity=0.9,
@@ -191,6 +194,7 @@ class BoundaryLink:
 
         def grains():
             if self.alive:
+                self.grains.metadata.pop(PENDING_KEY, None)
                 self.grains.data = np.asarray(labels, np.uint32)
                 self._notify()
 

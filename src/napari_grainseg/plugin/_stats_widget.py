@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Lin
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key
+from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, layer_key
 from napari_grainseg.plugin._dock import follow_active, link_of, newest_link_of_image, scroll_body, source_image
 from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
@@ -136,6 +136,8 @@ class StatsWidget(Container):
         link = link_of(layer)
         if link is not None:
             return link.grains
+        if layer.metadata.get(ROLE_KEY) == "boundaries":  # being created: its grains layer came first
+            return None
         image = source_image(self._viewer, layer)
         link = newest_link_of_image(self._viewer, image) if image is not None else None
         return link.grains if link is not None else None
@@ -186,6 +188,10 @@ class StatsWidget(Container):
         if self._worker is not None:  # one at a time; recompute once it is done
             self._again = True
             return self._worker
+        layer = self.grains.value
+        if layer is not None and layer.metadata.get(PENDING_KEY):
+            self.summary.value = "waiting for the result..."  # measured when its data arrives
+            return None
         try:
             labels, nm = self._inputs()
         except GrainsegError as exc:
