@@ -192,3 +192,53 @@ def test_docks_fit_a_small_screen(make_napari_viewer):
     assert window.height() <= 768
     # every dock still shows its controls (a scroll area, not a squeezed layout)
     assert all(dock.widget().height() >= 80 for dock in docks)
+
+
+def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napari_viewer, qtbot, tmp_path,
+                                                                       errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._reader import get_reader
+    from napari_grainseg.plugin._writer import write_calibrated_tiff
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    labels = boundaries_to_labels(three_grains())
+    write_calibrated_tiff(tmp_path / "tem_grains.tif", labels.astype(np.uint32), 2.5)
+    write_calibrated_tiff(tmp_path / "tem_boundaries.tif", three_grains(), 2.5)
+    for name, expected in (("tem_grains.tif", labels == 0), ("tem_boundaries.tif", three_grains())):
+        (data, kwargs, kind), = get_reader(str(tmp_path / name))(str(tmp_path / name))
+        assert kind == "labels" and data.dtype == np.uint8
+        np.testing.assert_array_equal(data, expected)
+        assert kwargs["scale"] == pytest.approx((2.5, 2.5)) and kwargs["units"] == ("nm", "nm")
+        assert kwargs["name"] == "tem boundaries" and kwargs["metadata"]["grainseg_role"] == "boundaries"
+
+    viewer = make_napari_viewer()
+    fix = CorrectWidget(viewer)
+    layer, = viewer.open(str(tmp_path / "tem_boundaries.tif"), plugin="napari-grainseg")
+    assert isinstance(layer, napari.layers.Labels) and fix.boundaries.value is layer
+    assert tuple(layer.scale) == pytest.approx((2.5, 2.5))
+    click(qtbot, fix.picks_button)
+    viewer.layers["tem boundaries picks"].data = np.array([[10, 10], [50, 10]], float)  # data = pixels
+    click(qtbot, fix.merge_button)
+    assert errors == []
+    grains = viewer.layers["tem boundaries grains"]
+    assert grains.data.max() == 2 and tuple(grains.scale) == pytest.approx((2.5, 2.5))
+    assert fix._boundaries_for(grains) is layer
+
+
+def test_builtin_reader_on_a_calibrated_tiff_suggests_this_plugin(make_napari_viewer, tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_grainseg.plugin import _dock
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
+    path = tmp_path / "cal.tif"
+    tifffile.imwrite(path, (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8), imagej=True,
+                     resolution=(2.0, 2.0), metadata={"unit": "nm"})
+    viewer = make_napari_viewer()
+    SegmentWidget(viewer)
+    layer, = viewer.open(str(path), plugin="napari")
+    assert tuple(layer.scale) == (1.0, 1.0)  # the builtin reader ignores the calibration
+    assert any("0.5 nm per pixel" in m and "napari-grainseg" in m for m in shown), shown
+    assert _dock.check_reader(viewer.add_image(np.zeros((4, 4)))) is None  # not from a file: nothing

@@ -19,7 +19,9 @@ from napari.utils.notifications import show_error
 from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
-from napari_grainseg.plugin._dock import follow_active, link_of, newest_link_of_image, scroll_body, source_image
+from napari_grainseg.plugin._dock import (
+    follow_active, link_of, newest_link_of_image, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import derived_layer_kwargs
 
 
@@ -55,6 +57,7 @@ class CorrectWidget(Container):
         viewer.layers.events.inserted.connect(self.boundaries.reset_choices)
         viewer.layers.events.removed.connect(self.boundaries.reset_choices)
         follow_active(viewer, self.boundaries, self._boundaries_for)
+        suggest_reader_for_calibrated_tiffs(viewer)
 
     def _boundaries_for(self, layer):
         """The boundary layer to edit when ``layer`` becomes active (None: keep the current one)."""

@@ -89,3 +89,45 @@ def follow_active(viewer, combo: ComboBox, pick: Callable) -> None:
 
     viewer.layers.selection.events.active.connect(on_active)
     on_active()
+
+
+_WATCHED_VIEWERS: set[int] = set()
+
+
+def suggest_reader_for_calibrated_tiffs(viewer) -> None:
+    """Once per viewer: when another reader opens a calibrated TIFF in pixels, say how to open it calibrated."""
+    if id(viewer) in _WATCHED_VIEWERS:
+        return
+    _WATCHED_VIEWERS.add(id(viewer))
+    viewer.layers.events.inserted.connect(lambda event: check_reader(event.value))
+
+
+def check_reader(layer) -> str | None:
+    """The notification shown for ``layer`` (a TIFF opened uncalibrated by another reader), or None."""
+    from pathlib import Path
+
+    import napari
+    from napari.utils.notifications import show_warning
+
+    from napari_grainseg.errors import GrainsegError
+    from napari_grainseg.io.readers import read_micrograph
+    from napari_grainseg.plugin._layers import pixel_size_of
+
+    source = getattr(layer, "source", None)
+    path = getattr(source, "path", None)
+    plugin = getattr(source, "reader_plugin", None)
+    if not isinstance(layer, napari.layers.Image) or not path or plugin in (None, "napari-grainseg"):
+        return None
+    if Path(path).suffix.lower() not in (".tif", ".tiff") or pixel_size_of(layer) is not None:
+        return None
+    try:
+        nm = read_micrograph(path).pixel_size_nm
+    except (GrainsegError, OSError, ValueError):
+        return None
+    if not nm:
+        return None
+    message = (f"'{layer.name}' was opened by the '{plugin}' reader, in pixels; the file says {nm:g} nm per "
+               "pixel. Open it with napari-grainseg (File > Open with Plugin) to measure in nm, or enter "
+               "the pixel size in the Segment grains dock.")
+    show_warning(message)
+    return message

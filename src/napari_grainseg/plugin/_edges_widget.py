@@ -12,7 +12,9 @@ from napari.utils.notifications import show_error, show_warning
 
 from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 from napari_grainseg.errors import GrainsegError
-from napari_grainseg.plugin._dock import follow_active, scroll_body, source_image
+from napari_grainseg.plugin._dock import (
+    follow_active, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer
 
 #: Colour of each single-detector layer (they are shown additively over the micrograph).
@@ -71,6 +73,7 @@ class EdgeDetectorsWidget(Container):
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
         follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
+        suggest_reader_for_calibrated_tiffs(viewer)
 
     def _image_layers(self, _widget=None) -> list:
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)

@@ -25,7 +25,9 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
-from napari_grainseg.plugin._dock import follow_active, scroll_body, source_image
+from napari_grainseg.plugin._dock import (
+    follow_active, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
 
@@ -194,6 +196,7 @@ class SegmentWidget(Container):
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
         follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
+        suggest_reader_for_calibrated_tiffs(viewer)
         self._on_image_changed(self.image.value)
         self._update_device_label()
 

@@ -18,11 +18,12 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, layer_key
-from napari_grainseg.plugin._dock import follow_active, link_of, newest_link_of_image, scroll_body, source_image
+from napari_grainseg.plugin._dock import (
+    follow_active, link_of, newest_link_of_image, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
-from napari_grainseg.measure.report import write_tiff
-from napari_grainseg.plugin._writer import grain_labels
+from napari_grainseg.plugin._writer import grain_labels, write_calibrated_tiff
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
@@ -125,6 +126,7 @@ class StatsWidget(Container):
         viewer.layers.events.inserted.connect(self.grains.reset_choices)
         viewer.layers.events.removed.connect(self.grains.reset_choices)
         follow_active(viewer, self.grains, self._grains_for)
+        suggest_reader_for_calibrated_tiffs(viewer)
         self._watch(self.grains.value)
 
     def _grains_for(self, layer):
@@ -269,9 +271,10 @@ class StatsWidget(Container):
                 paths["histogram_png"] = save_figure(figure, folder / f"{stem}_histogram.png")
                 paths["histogram_svg"] = save_figure(figure, folder / f"{stem}_histogram.svg")
             if "tiff" in what:
-                paths["grains_tif"] = write_tiff(folder / f"{stem}_grains.tif", labels.astype(np.uint32))
-                paths["boundaries_tif"] = write_tiff(folder / f"{stem}_boundaries.tif",
-                                                     (labels == 0).astype(np.uint8))
+                paths["grains_tif"] = write_calibrated_tiff(folder / f"{stem}_grains.tif",
+                                                            labels.astype(np.uint32), nm)
+                paths["boundaries_tif"] = write_calibrated_tiff(folder / f"{stem}_boundaries.tif",
+                                                                (labels == 0).astype(np.uint8), nm)
         except (GrainsegError, OSError) as exc:
             self._fail(exc)
             return None
