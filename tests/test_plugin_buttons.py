@@ -58,6 +58,14 @@ def click(qtbot, button) -> None:
     qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
 
 
+def tick(qtbot, checkbox) -> None:
+    """Click a check box on its box (a click in the middle of a wide check box misses it)."""
+    from qtpy.QtCore import QPoint
+
+    native = checkbox.native
+    qtbot.mouseClick(native, Qt.MouseButton.LeftButton, pos=QPoint(8, native.height() // 2))
+
+
 def grain_at(link, y, x) -> int:
     return int(link.grains.data[y, x])
 
@@ -242,3 +250,84 @@ def test_builtin_reader_on_a_calibrated_tiff_suggests_this_plugin(make_napari_vi
     assert tuple(layer.scale) == (1.0, 1.0)  # the builtin reader ignores the calibration
     assert any("0.5 nm per pixel" in m and "napari-grainseg" in m for m in shown), shown
     assert _dock.check_reader(viewer.add_image(np.zeros((4, 4)))) is None  # not from a file: nothing
+
+
+def test_statistics_dock_features_ecd_colours_caveats_and_hand_edits(scene, qtbot, errors, tmp_path):
+    import json
+
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, image, link = scene
+    for layer in (image, link.boundaries, link.grains):
+        layer.scale, layer.units = (2.0, 2.0), ("nm", "nm")
+    stats = StatsWidget(viewer)
+    assert stats.grains.value is link.grains
+    stats.update()
+    features = link.grains.features
+    assert list(features["index"]) == [1, 2, 3]
+    areas = np.bincount(link.grains.data.ravel())[1:]
+    # the boundary pixels are shared out before measuring: a few px more than the grains' own pixels
+    assert np.all(features["area (px)"].to_numpy() >= areas)
+    assert np.allclose(features["ECD (nm)"], 2 * features["ECD (px)"], atol=0.02)
+    assert features["touches border"].all()
+    assert "⚠" in stats.caveats.value and "border" in stats.caveats.value  # caveats in the dock, not only JSON
+    tick(qtbot, stats.colour_by_ecd)
+    assert stats.colour_by_ecd.value
+    ecd = viewer.layers["img grains ECD"]
+    big = features.set_index("index")["ECD (nm)"]
+    assert ecd.data[10, 60] == pytest.approx(big[link.grains.data[10, 60]], abs=0.01)
+    assert np.isnan(ecd.data[30, 10])  # a boundary pixel
+
+    # a hand edit is recorded in the summary JSON
+    fix = CorrectWidget(viewer)
+    fix.picks_layer().data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    stats.folder.value, stats.stem.value = tmp_path, "cal"
+    click(qtbot, stats.json_button)
+    summary = json.loads((tmp_path / "cal_summary.json").read_text())
+    assert summary["hand_edits"] == {"merges": 1, "splits": 0, "deletions": 0, "painted_px": 0}
+    assert "hand edits (1 merges)" in summary["method"]
+    assert errors == []
+
+
+def test_minimum_grain_size_and_exclusion_mask_reach_the_measurement(scene, qtbot, errors):
+    pytest.importorskip("napari_grainseg.measure.statistics")
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, image, link = scene
+    stats = StatsWidget(viewer)
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 3
+    strip = np.zeros((H, W), np.uint8)
+    strip[55:, 45:] = 1  # a scale-bar strip in grain C
+    mask = viewer.add_labels(strip, name="scale bar strip")
+    viewer.layers.selection.active = link.grains
+    stats.exclude.value = mask
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 2
+    stats.exclude.value = None
+    stats.min_area.value = 1000  # A and B (about 1170 px) stay, C (about 2400 px) too
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 3
+    stats.min_area.value = 1500
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 1
+    assert errors == []
+
+
+def test_set_scale_from_a_line_drawn_along_the_scale_bar(scene, qtbot, errors):
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+
+    viewer, image, link = scene
+    seg = SegmentWidget(viewer)
+    click(qtbot, seg.scale_line_button)  # first press: the line layer, in line mode
+    line_layer = viewer.layers["img scale line"]
+    assert viewer.layers.selection.active is line_layer and line_layer.mode == "add_line"
+    line_layer.add_lines(np.array([[50, 10], [50, 50]], float))  # 40 px
+    seg.line_length.value = 100.0  # nm
+    click(qtbot, seg.scale_line_button)
+    assert errors == []
+    assert tuple(image.scale) == pytest.approx((2.5, 2.5)) and str(image.units[0]) == "nanometer"
+    assert tuple(link.grains.scale) == pytest.approx((2.5, 2.5))
+    assert seg.pixel_size.value == pytest.approx(2.5)

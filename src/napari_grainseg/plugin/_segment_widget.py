@@ -158,6 +158,11 @@ class SegmentWidget(Container):
         self.pixel_size = FloatSpinBox(label="pixel size (nm)", value=0.0, min=0.0, max=1e6, step=0.01,
                                        tooltip="0 = not calibrated; set it and press Apply")
         self.apply_pixel_size = PushButton(text="Apply pixel size")
+        self.line_length = FloatSpinBox(label="scale line (nm)", value=0.0, min=0.0, max=1e9, step=1.0,
+                                        tooltip="length of a line drawn along the scale bar, in nm")
+        self.scale_line_button = PushButton(text="Set scale from a line",
+                                            tooltip="first press: draw a line along the scale bar; enter its "
+                                            "length; press again")
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.device_label = Label(label="in use", value="")
         self.grain_size = FloatSpinBox(label="grain size hint", value=0.0, min=0.0, max=1e6, step=1.0,
@@ -178,7 +183,8 @@ class SegmentWidget(Container):
         self.release_button = PushButton(text="Release model memory")
         self.status = Label(value="")
         self.body = Container(widgets=[
-            self.image, self.pixel_size, self.apply_pixel_size, self.device, self.device_label,
+            self.image, self.pixel_size, self.apply_pixel_size, self.line_length, self.scale_line_button,
+            self.device, self.device_label,
             self.grain_size, self.grain_size_unit, self.grains, self.run_net1_button, net2_row, self.net2_label,
             self.release_button, self.status,
         ])
@@ -186,6 +192,7 @@ class SegmentWidget(Container):
         scroll_body(self, self.body)
         self.image.changed.connect(self._on_image_changed)
         self.apply_pixel_size.clicked.connect(lambda: self.set_pixel_size())
+        self.scale_line_button.clicked.connect(lambda: self.scale_from_line())
         self.device.changed.connect(self._update_device_label)
         self.run_net1_button.clicked.connect(lambda: self.run_net1())
         self.step_button.clicked.connect(lambda: self.net2_step())
@@ -230,6 +237,58 @@ class SegmentWidget(Container):
         self.pixel_size.value = nm
         self.status.value = f"{source.name}: {nm:g} nm/px"
         return True
+
+    def scale_line_layer(self, create: bool = True):
+        """The Shapes layer holding the scale line of the selected image (made on demand)."""
+        source = self.image.value
+        if source is None:
+            return None
+        name = f"{source.name} scale line"
+        if name in self._viewer.layers:
+            return self._viewer.layers[name]
+        if not create:
+            return None
+        layer = self._viewer.add_shapes(ndim=2, edge_color="orange", edge_width=2 * float(np.mean(source.scale)),
+                                        metadata={ROLE_KEY: "scale line", "grainseg_source": source.name},
+                                        **derived_layer_kwargs(source, name))
+        layer.mode = "add_line"
+        return layer
+
+    def scale_from_line(self) -> float | None:
+        """Calibrate from the last line drawn along the scale bar and its length in nm.
+
+        Without a line yet, makes the line layer and asks for one. Returns the
+        pixel size set (nm), else None.
+        """
+        from napari_grainseg.io.readers import validate_pixel_size
+
+        try:
+            source = self.image.value
+            if source is None:
+                raise InputError("no image layer selected: open a micrograph first")
+            layer = self.scale_line_layer(create=False)
+            if layer is None or len(layer.data) == 0:
+                layer = self.scale_line_layer()
+                self._viewer.layers.selection.active = layer
+                layer.mode = "add_line"
+                self.status.value = ("draw a line along the scale bar, enter its length in nm, "
+                                     "then press 'Set scale from a line' again")
+                return None
+            if self.line_length.value <= 0:
+                raise InputError("enter the scale line's length in nm (the scale bar's label)")
+            line = np.asarray(layer.data[-1], float)
+            length_px = float(np.sum(np.hypot(*np.diff(line[:, -2:], axis=0).T)))
+            if length_px < 2:
+                raise InputError(f"the scale line is {length_px:.1f} px long: draw it along the whole scale bar")
+            nm = validate_pixel_size(self.line_length.value / length_px)
+        except GrainsegError as exc:
+            self._fail(exc)
+            return None
+        if not self.set_pixel_size(nm):
+            return None
+        self.status.value = (f"{source.name}: {nm:.4g} nm/px from a {length_px:.1f} px line of "
+                             f"{self.line_length.value:g} nm")
+        return nm
 
     def _derived_layers(self, source) -> list:
         state = self._states.get(layer_key(source))
