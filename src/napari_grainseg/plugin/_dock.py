@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container
 
-from napari_grainseg.plugin._boundaries import ROLE_KEY, links
+from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 
 #: Smallest height of a dock's scroll area (px): a few rows stay visible.
 MIN_DOCK_HEIGHT = 100
@@ -53,10 +53,15 @@ def source_image(viewer, layer):
     return None
 
 
+def same_layer(a, b) -> bool:
+    """True when ``a`` and ``b`` are the same layer (plugin docks get proxies: never compare with ``is``)."""
+    return a is not None and b is not None and layer_key(a) == layer_key(b)
+
+
 def link_of(layer):
     """The :class:`BoundaryLink` whose boundary or grains layer ``layer`` is (None if none)."""
     for link in links():
-        if layer is link.boundaries or layer is link.grains:
+        if same_layer(layer, link.boundaries) or same_layer(layer, link.grains):
             return link
     return None
 
@@ -84,8 +89,9 @@ def follow_active(viewer, combo: ComboBox, pick: Callable) -> None:
         if target is None:
             return
         combo.reset_choices()
-        if target in combo.choices and combo.value is not target:
-            combo.value = target
+        choice = next((c for c in combo.choices if same_layer(c, target)), None)
+        if choice is not None and not same_layer(combo.value, choice):
+            combo.value = choice
 
     viewer.layers.selection.events.active.connect(on_active)
     on_active()

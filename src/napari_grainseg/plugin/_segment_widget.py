@@ -26,7 +26,11 @@ from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
 from napari_grainseg.plugin._dock import (
-    follow_active, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+    follow_active,
+    same_layer,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
@@ -464,7 +468,7 @@ class SegmentWidget(Container):
         self.status.value = (f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}"
                              f"{size}")
         state.net2_text = ""
-        if self.image.value is source:
+        if same_layer(self.image.value, source):
             self.net2_label.value = ""
 
     def _put_probability(self, source, state: _SourceState, probability: np.ndarray) -> None:
@@ -546,7 +550,8 @@ class SegmentWidget(Container):
             self.net2_label.value = "not available"
             return None
         r = self._refinement
-        if r is not None and self._refinement_paused() and (r.source is not self.image.value or self._edited(r)):
+        if r is not None and self._refinement_paused() and (
+                not same_layer(r.source, self.image.value) or self._edited(r)):
             # another image, or hand edits since the last step: continue from the layer as it is now
             self._detach_refinement()
             r = None
@@ -660,7 +665,7 @@ class SegmentWidget(Container):
         state = self._states.get(layer_key(r.source))
         if state is not None:
             state.net2_text = text
-        if self.image.value is r.source:
+        if same_layer(self.image.value, r.source):
             self.net2_label.value = text
         r.pending = out
         now = time.perf_counter()
