@@ -26,7 +26,7 @@ ROLE_KEY = "grainseg_role"
 #: Metadata key of a layer still holding its small placeholder (filled in a later event-loop turn).
 PENDING_KEY = "grainseg_pending"
 #: Opacity of the filled grains layer.
-GRAINS_OPACITY = 0.3
+GRAINS_OPACITY = 0.2
 #: Debounce delay between an edit and the rebuild of the grains (ms).
 REBUILD_DELAY_MS = 300
 

@@ -103,7 +103,7 @@ class CorrectWidget(Container):
         elif not create:
             return None
         elif kind == "points":
-            helper = self._viewer.add_points(ndim=2, size=max(4 * float(np.mean(layer.scale)), 1e-6),
+            helper = self._viewer.add_points(ndim=2, size=max(12 * float(np.mean(layer.scale)), 1e-6),
                                              face_color="cyan", metadata={ROLE_KEY: "picks"},
                                              **derived_layer_kwargs(layer, name))
         else:

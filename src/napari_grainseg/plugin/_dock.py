@@ -22,8 +22,18 @@ MIN_DOCK_HEIGHT = 100
 def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HEIGHT):
     """Put ``body`` into a vertical ``QScrollArea`` that is ``outer``'s only child. Returns the area."""
     from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QFrame, QScrollArea
+    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
 
+    from magicgui.widgets import Label
+
+    for widget in body:
+        if isinstance(widget, Label):  # long status lines wrap instead of widening the dock
+            widget.native.setWordWrap(True)
+            widget.native.setMinimumWidth(120)
+            policy = widget.native.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+            widget.native.setSizePolicy(policy)
+    body.native.layout().addStretch(1)  # rows packed at the top, not spread over a tall dock
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)

@@ -480,7 +480,7 @@ class SegmentWidget(Container):
         # created small, filled in the next event-loop turn (see BoundaryLink.create)
         state.probability = self._viewer.add_image(
             np.zeros((2, 2), np.float32), colormap="magma", blending="additive", contrast_limits=(0.0, 1.0),
-            opacity=0.6,
+            opacity=0.6, visible=False,  # the boundary layer shows the result; this one on demand
             metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
             **kwargs)
         layer = state.probability

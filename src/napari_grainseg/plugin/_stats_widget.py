@@ -303,8 +303,15 @@ class StatsWidget(Container):
 
             layer.features = pd.DataFrame(grain_features(stats.table))
         self._show_ecd()
-        canvas = FigureCanvasQTAgg(stats.figure)
-        canvas.setMinimumHeight(520)
+        from qtpy.QtWidgets import QSizePolicy
+
+        figure = stats.figure
+        title = figure.get_suptitle()
+        if title:  # the dock is narrow: a smaller, wrapped title, never clipped
+            figure.suptitle(title.replace(" — ", "\n", 1), fontsize=9)
+        canvas = FigureCanvasQTAgg(figure)
+        canvas.setMinimumSize(220, 560)  # follows the dock's width instead of widening it
+        canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         layout = self.body.native.layout()
         if self._canvas is not None:
             layout.removeWidget(self._canvas)
