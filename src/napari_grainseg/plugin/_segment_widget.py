@@ -131,6 +131,21 @@ class _Refinement:
     start_checksum: int | None = None  # the boundary layer when the refinement started
 
 
+def leave_a_core_for_the_viewer(device) -> None:
+    """On the CPU, run torch on all cores but one, so the viewer's thread keeps a core to react.
+
+    With every core busy in the worker the main thread waits for CPU time and for
+    the GIL (torch re-takes it between operations): the viewer stalls.
+    """
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    if getattr(device, "type", str(device)) == "cpu" and cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)
+
+
 def net2_status(weights: str | Path | None = None) -> str | None:
     """None when Net2 can run, else the reason it cannot (shown to the user)."""
     if importlib.util.find_spec("napari_grainseg.segmentation.refine") is None:
@@ -393,6 +408,7 @@ class SegmentWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
+        leave_a_core_for_the_viewer(device)
         self.device_label.value = describe_device(device)
         self._stop_refinement()
         holder: dict = {}
@@ -413,6 +429,8 @@ class SegmentWidget(Container):
     def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import torch
+
+        import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
 
         from napari_grainseg.segmentation.grains import boundaries_to_labels
         from napari_grainseg.segmentation.pipeline import segment
@@ -579,6 +597,7 @@ class SegmentWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
+        leave_a_core_for_the_viewer(device)
         start = np.asarray(state.probability.data, np.float32)
         fixed_mask = fixed_values = None
         link = state.link
