@@ -104,10 +104,11 @@ def run_once(size: int, net1: str | None, net2: str, steps: int) -> dict:
     rec = GapRecorder()
     for _ in range(50):
         app.processEvents()
-    out = {"size": size, "device": widget.device_label.value, "torch_threads": torch.get_num_threads()}
+    out = {"size": size}
     rec.start()
     seconds = wait_for(widget.run_net1(), app, 1200)
     out["net1"] = {"seconds": round(seconds, 1), **rec.stop()}
+    out["device"], out["torch_threads"] = widget.device_label.value, torch.get_num_threads()  # as run
     assert "micrograph boundaries" in viewer.layers, widget.status.value
     rec.start()
     seconds = wait_for(widget.net2_run(), app, 3600)
@@ -151,7 +152,7 @@ def main(argv=None) -> dict:
     runs = [run_once(size, args.net1, net2, args.steps) for size in args.sizes for _ in range(args.repeats)]
     results = {"net2_weights": net2_kind, "live_update_interval_s": _segment_widget.LIVE_UPDATE_INTERVAL_S,
                "runs": runs, "summary": []}
-    print(f"| size | stage | runs | wall s (median) | steps | max gap ms (median; worst) | p99 gap ms (median) |")
+    print("| size | stage | runs | wall s (median) | steps | max gap ms (median; worst) | p99 gap ms (median) |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         mine = [r for r in runs if r["size"] == size]

@@ -605,6 +605,8 @@ class SegmentWidget(Container):
         if link is not None and link.alive:
             link.flush()
             fixed_mask, fixed_values = link.clamp()  # hand edits stay as drawn through every step
+            if fixed_mask is not None:  # the worker's own copies: the link's grow with later edits
+                fixed_mask, fixed_values = fixed_mask.copy(), fixed_values.copy()
             start_crc = checksum(link.boundaries.data)
         r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done, start_checksum=start_crc)
         worker = create_worker(self._net2_job, data, start, state.scale, device, self.grains.value, r,
