@@ -2,10 +2,10 @@
 
 A real napari viewer (run under ``xvfb-run``) shows a 1024² and a 2048² micrograph (the
 bundled real one, mirrored to size), each in ``--repeats`` fresh viewers (medians
-reported). The "Segment grains" widget runs Net1 and then Net2 (Run) in its thread workers on the CPU, exactly as a user would click
-it, with live layer updates. Meanwhile a 10 ms ``QTimer`` on the main thread
-records the gaps between its ticks: the longest gap is the longest time the UI
-could not react. Target: < 200 ms.
+reported). The "Segment grains" widget runs Net1 and then Net2 (Run) in its thread
+workers on the CPU, exactly as a user would click it, with live layer updates.
+Meanwhile a 10 ms ``QTimer`` on the main thread records the gaps between its ticks:
+the longest gap is the longest time the UI could not react. Target: < 200 ms.
 
     OMP_NUM_THREADS=2 xvfb-run -a .venv/bin/python benchmarks/bench_napari_responsiveness.py \\
         [--net1 PATH] [--net2 PATH] [--sizes 1024 2048] [--repeats 3] [--steps 30] [--json FILE]

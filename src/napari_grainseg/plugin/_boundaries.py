@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.plugin._layers import derived_layer_kwargs
 from napari_grainseg.plugin._threading import Debouncer, run_staged
+from napari_grainseg.segmentation.grains import boundaries_to_labels
 
 #: Metadata key that marks layers made by this plugin, with their role.
 ROLE_KEY = "grainseg_role"

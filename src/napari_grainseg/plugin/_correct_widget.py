@@ -16,13 +16,18 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
-from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
 from napari_grainseg.plugin._dock import (
-    follow_active, link_of, newest_link_of_image, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+    follow_active,
+    link_of,
+    newest_link_of_image,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import derived_layer_kwargs
+from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 
 
 class CorrectWidget(Container):

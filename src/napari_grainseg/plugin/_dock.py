@@ -21,10 +21,9 @@ MIN_DOCK_HEIGHT = 100
 
 def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HEIGHT):
     """Put ``body`` into a vertical ``QScrollArea`` that is ``outer``'s only child. Returns the area."""
+    from magicgui.widgets import Label
     from qtpy.QtCore import Qt
     from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
-
-    from magicgui.widgets import Label
 
     for widget in body:
         if isinstance(widget, Label):  # long status lines wrap instead of widening the dock

@@ -10,12 +10,15 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_warning
 
-from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 from napari_grainseg.errors import GrainsegError
 from napari_grainseg.plugin._dock import (
-    follow_active, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+    follow_active,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer
+from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 
 #: Colour of each single-detector layer (they are shown additively over the micrograph).
 EDGE_COLORMAPS = {"Sobel": "red", "LoG": "green", "Canny": "blue"}

@@ -20,7 +20,6 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
 from napari_grainseg.plugin._dock import (
@@ -32,6 +31,7 @@ from napari_grainseg.plugin._dock import (
 )
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
+from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 
 #: Boundary probability threshold used to draw the boundary layer.
 THRESHOLD = 0.5
@@ -424,9 +424,8 @@ class SegmentWidget(Container):
 
     def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
-        import torch
-
         import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
+        import torch
 
         from napari_grainseg.segmentation.grains import boundaries_to_labels
         from napari_grainseg.segmentation.pipeline import segment

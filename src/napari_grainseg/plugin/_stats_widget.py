@@ -19,7 +19,12 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, layer_key
 from napari_grainseg.plugin._dock import (
-    follow_active, link_of, newest_link_of_image, scroll_body, source_image, suggest_reader_for_calibrated_tiffs,
+    follow_active,
+    link_of,
+    newest_link_of_image,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
