@@ -106,15 +106,21 @@ def follow_active(viewer, combo: ComboBox, pick: Callable) -> None:
     on_active()
 
 
-_WATCHED_VIEWERS: set[int] = set()
+_CHECKED_LAYERS: set = set()
 
 
 def suggest_reader_for_calibrated_tiffs(viewer) -> None:
-    """Once per viewer: when another reader opens a calibrated TIFF in pixels, say how to open it calibrated."""
-    if id(viewer) in _WATCHED_VIEWERS:
-        return
-    _WATCHED_VIEWERS.add(id(viewer))
-    viewer.layers.events.inserted.connect(lambda event: check_reader(event.value))
+    """When another reader opens a calibrated TIFF in pixels, say how to open it calibrated (once per layer,
+    however many docks are open: each dock gets its own viewer proxy)."""
+
+    def on_inserted(event):
+        layer = event.value
+        key = layer_key(layer)
+        if key not in _CHECKED_LAYERS:
+            _CHECKED_LAYERS.add(key)
+            check_reader(layer)
+
+    viewer.layers.events.inserted.connect(on_inserted)
 
 
 def check_reader(layer) -> str | None:
