@@ -174,6 +174,12 @@ class BoundaryLink:
         """True when the boundary layer differs from what a model last wrote into it."""
         return self._model_checksum is not None and checksum(self.boundaries.data) != self._model_checksum
 
+    @property
+    def has_hand_edits(self) -> bool:
+        """True when the layer holds hand edits: made since the last model result, or carried
+        through Net2 steps (which keep them)."""
+        return self.edited or any(self.carried_edits.values())
+
     def write_model_result(self, boundaries: np.ndarray, labels: np.ndarray, keep_edits: bool = False) -> None:
         """Replace both layers with a model's result; clears the boundary layer's undo history.
 

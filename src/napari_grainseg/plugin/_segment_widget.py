@@ -507,7 +507,7 @@ class SegmentWidget(Container):
         over an edited layer goes into new layers; the old ones are hidden.
         """
         link = state.link
-        if link is not None and link.alive and (net2 or not link.edited):
+        if link is not None and link.alive and (net2 or not link.has_hand_edits):
             link.write_model_result(boundaries, labels, keep_edits=net2)
             link.boundaries.metadata["grainseg_info"] = dict(state.extra)
             return link
