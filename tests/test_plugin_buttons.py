@@ -273,6 +273,9 @@ def test_statistics_dock_features_ecd_colours_caveats_and_hand_edits(scene, qtbo
     assert np.all(features["area (px)"].to_numpy() >= areas)
     assert np.allclose(features["ECD (nm)"], 2 * features["ECD (px)"], atol=0.02)
     assert features["touches border"].all()
+    status = link.grains.get_status((20.0, 120.0), world=True)  # world = nm: pixel (10, 60), grain C
+    text = status["coordinates"] if isinstance(status, dict) else str(status)
+    assert "ECD (nm)" in text and "touches border" in text, text
     assert "⚠" in stats.caveats.value and "border" in stats.caveats.value  # caveats in the dock, not only JSON
     tick(qtbot, stats.colour_by_ecd)
     assert stats.colour_by_ecd.value
