@@ -404,7 +404,7 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     from napari_grainseg.models.device import describe_device, select_device
     from napari_grainseg.models.features import NET1_CHANNELS
     from napari_grainseg.models.net1 import Net1, count_parameters
-    from napari_grainseg.models.weights import save_weights
+    from napari_grainseg.models.weights import load_checkpoint, save_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -431,7 +431,8 @@ def train_net1(config: TrainConfig, out_dir: str | Path, device: str = "auto", r
     ckpt_path = out_dir / "checkpoint.pt"
     step, best, elapsed_before = 0, {}, 0.0
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ckpt = load_checkpoint(ckpt_path, dev, keys=("config", "model", "optimizer", "scheduler", "step",
+                                                     "elapsed_s", "metrics"))
         if json.loads(ckpt["config"]) != json.loads(json.dumps(config.to_dict())):
             raise InputError(f"{ckpt_path} was made with a different config; use another --out "
                              "folder or the same config to resume")
@@ -520,12 +521,11 @@ def export_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
 
     Lets a long run be inspected, or its current state used, without stopping it.
     """
-    import torch
 
     from napari_grainseg.models.net1 import Net1, count_parameters
-    from napari_grainseg.models.weights import save_weights
+    from napari_grainseg.models.weights import load_checkpoint, save_weights
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint, "cpu", keys=("config", "model", "step", "metrics"))
     config = TrainConfig(**{k: tuple(v) if k.endswith("_shape") else v
                             for k, v in json.loads(ckpt["config"]).items()})
     model = Net1(config.net1_config())

@@ -623,7 +623,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
 
     from napari_grainseg.models.device import describe_device, select_device
     from napari_grainseg.models.net2 import NET2_CONDITION_CHANNELS, Net2, count_parameters
-    from napari_grainseg.models.weights import file_sha256, load_net1, save_weights, shipped_weights_dir
+    from napari_grainseg.models.weights import file_sha256, load_checkpoint, load_net1, save_weights, shipped_weights_dir
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -653,7 +653,7 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
     step, latest, lowest, elapsed_before = 0, {}, {}, 0.0
     config_json = json.dumps(config.to_dict())
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ckpt = load_checkpoint(ckpt_path, dev, keys=("config", "model", "step"))
         if json.loads(ckpt["config"]) != json.loads(config_json) or ckpt.get("net1_sha256") != net1_sha:
             raise InputError(f"{ckpt_path} was made with a different config or Net1; use another --out "
                              "folder, or the same config and Net1 to resume")
@@ -760,12 +760,11 @@ def train_net2(config: Net2TrainConfig, out_dir: str | Path, *, net1_weights: st
 
 def export_net2_checkpoint(checkpoint: str | Path, weights_path: str | Path) -> Path:
     """Write the model of a (possibly unfinished) Net2 checkpoint as a weights file."""
-    import torch
 
     from napari_grainseg.models.net2 import Net2, count_parameters
-    from napari_grainseg.models.weights import save_weights
+    from napari_grainseg.models.weights import load_checkpoint, save_weights
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint, "cpu", keys=("config", "model", "step"))
     config = Net2TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
                                 for k, v in json.loads(ckpt["config"]).items()})
     model = Net2(config.net2_config())
