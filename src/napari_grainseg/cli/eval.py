@@ -8,6 +8,10 @@ import shlex
 import sys
 from pathlib import Path
 
+#: Default of --paper-nets: napari_grainseg.models.paper.DEFAULT_NPZ (an absolute path; repeated
+#: here so that ``--help`` does not import torch; a test checks that they agree).
+PAPER_NETS_DEFAULT = Path("/work/shared/data/seed_nets/seed_nets.npz")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, METHODS
@@ -25,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
                    help=f"methods (default: all of {', '.join(METHODS)})")
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--weights", type=Path, help="Net1 weights (default: shipped)")
     p.add_argument("--net2-weights", type=Path, help="Net2 weights for net1+net2 (default: shipped)")
     p.add_argument("--blind-net2-weights", type=Path,
                    help="image-blind Net2 weights for net1+blind-net2 (default: shipped net2-blind.pt)")
     p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
-                   "(default: ../shared/data/seed_nets/seed_nets.npz)")
+                   f"(default: {PAPER_NETS_DEFAULT}, whatever the working folder)")
     p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
                    "between <!-- BEGIN SECTION --> and <!-- END SECTION --> markers (other text is kept)")
     p.add_argument("--section", default="eval", help="name of that section (default: eval), so runs on "

@@ -52,8 +52,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--shape", default="96x496", help="HEIGHTxWIDTH in pixels (default 96x496)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
+    p.add_argument("--shape", default="96x496", help="HEIGHTxWIDTH in pixels (default: 96x496)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default: 0)")
     p.add_argument("--preset", default="tem", help="tem, paper or train (default: tem)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="override a generator knob (repeatable), e.g. --param mean_diameter=30")

@@ -49,6 +49,7 @@ __all__ = [
     "check_output_dir",
     "commit_field",
     "field_state",
+    "fault_point",
     "file_record",
     "is_staging_name",
     "new_run_id",
@@ -70,6 +71,35 @@ class FolderBusyError(InputError):
 
 class OutputConflictError(InputError):
     """Existing outputs differ from what grainseg wrote (edited by hand?); not replaced."""
+
+
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Testing hook: die (SIGKILL) or pause at a named point when ``GRAINSEG_FAULT`` asks for it.
+
+    ``GRAINSEG_FAULT="<point>[:<n>]=kill"`` kills this process with SIGKILL the
+    n-th time (default 1st) it reaches ``<point>``; ``...=sleep:<s>`` pauses
+    there. Points: ``staged`` (a field written to its staging folder),
+    ``journal`` (commit journal written), ``moved`` (after each file moved in),
+    ``marker`` (marker written, journal not yet removed). Unset: does nothing.
+    """
+    spec = os.environ.get("GRAINSEG_FAULT")
+    if not spec:
+        return
+    _FAULT_COUNTS[name] = _FAULT_COUNTS.get(name, 0) + 1
+    for part in spec.split(","):
+        where, _, action = part.partition("=")
+        point, _, nth = where.partition(":")
+        if point != name or _FAULT_COUNTS[name] != int(nth or 1):
+            continue
+        if action == "kill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif action.startswith("sleep:"):
+            time.sleep(float(action.split(":", 1)[1]))
 
 
 def new_run_id() -> str:
@@ -397,6 +427,19 @@ def _known_hashes(out_dir: Path, stem: str) -> dict[str, set[str]]:
     return known
 
 
+def _legacy_files(out_dir: Path, stem: str) -> dict[str, int]:
+    """Files named by a version-1 marker (names only) → the marker's modification time (ns)."""
+    path = _marker_path(out_dir, stem)
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(marker, dict) and marker.get("version") == 1 and isinstance(marker.get("files"), list):
+            mtime = path.stat().st_mtime_ns
+            return {str(name): mtime for name in marker["files"]}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
 def check_not_edited(out_dir: str | os.PathLike, stem: str, names: Iterable[str], *,
                      overwrite: bool = False) -> list[str]:
     """Refuse to replace outputs that grainseg did not write as they are now.
@@ -417,11 +460,16 @@ def check_not_edited(out_dir: str | os.PathLike, stem: str, names: Iterable[str]
     if marker:
         names |= set(marker["files"])
     known = _known_hashes(out_dir, stem)
+    legacy = _legacy_files(out_dir, stem)
     foreign = []
     for name in sorted(names):
         p = out_dir / name
         if not p.is_file():
             continue
+        if name in legacy and name not in known:  # an older marker without hashes: not newer than it
+            if p.stat().st_mtime_ns <= legacy[name]:
+                continue
+            known[name] = set()
         if name not in known or file_record(p)["sha256"] not in known[name]:
             foreign.append(name)
     if foreign and not overwrite:
@@ -447,6 +495,7 @@ def commit_field(stage: str | os.PathLike, out_dir: str | os.PathLike, stem: str
     from napari_grainseg.io.atomic import atomic_open
 
     stage, out_dir = Path(stage), Path(out_dir)
+    fault_point("staged")
     names = sorted(p.name for p in stage.iterdir() if p.is_file() and not p.name.startswith("."))
     missing = sorted(set(expected) - set(names))
     if missing:
@@ -460,9 +509,11 @@ def commit_field(stage: str | os.PathLike, out_dir: str | os.PathLike, stem: str
     with atomic_open(journal) as fh:
         json.dump({"stem": stem, "stage": stage.name, "files": files,
                    "previous": old["files"] if old else {}}, fh, indent=1)
+    fault_point("journal")
     _marker_path(out_dir, stem).unlink(missing_ok=True)  # the old set is no longer complete
     for name in names:
         os.replace(stage / name, out_dir / name)
+        fault_point("moved")
     if old:  # outputs of the old set that the new one no longer has would mismatch it: remove
         for name in set(old["files"]) - set(names):
             with contextlib.suppress(FileNotFoundError):
@@ -471,6 +522,7 @@ def commit_field(stage: str | os.PathLike, out_dir: str | os.PathLike, stem: str
     with atomic_open(_marker_path(out_dir, stem)) as fh:
         json.dump(marker, fh, indent=2)
         fh.write("\n")
+    fault_point("marker")
     journal.unlink(missing_ok=True)
     shutil.rmtree(stage, ignore_errors=True)
     return marker
