@@ -82,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_locked(args, options, items, run_id: str) -> int:
     from napari_grainseg.batch import run_batch, write_sample_summary
+    from napari_grainseg.io.outputs import remove_stale_staging
+
+    remove_stale_staging(args.out, run_id)  # e.g. .part files of a sample summary a killed run was writing
 
     workers = args.workers or max(1, min(len(items), (os.cpu_count() or 1) // args.threads_per_worker))
     where = args.scheduler or ("this process" if workers == 1 else f"{workers} local Dask workers")

@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if split:
         more = f" and {len(split) - 3} more" if len(split) > 3 else ""
         print(f"grainseg: warning: label id{'s' if len(split) > 1 else ''} "
-              f"{', '.join(str(i) for i in split[:3])}{more} each cover separate regions: every region is "
+              f"{', '.join(str(i) for i in split[:3])}{more} {'each cover' if len(split) > 1 else 'covers'} "
+              "separate regions: every region is "
               "measured as its own grain (grains renumbered)", file=sys.stderr)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file, not a folder")

@@ -40,8 +40,11 @@ def as_output_error(exc: OSError, path: str | os.PathLike) -> OSError | OutputWr
     if isinstance(exc, OutputWriteError) or exc.errno not in _USER_ERRNOS:
         return exc
     path = Path(path)
+    folder = path.parent
+    if folder.name.startswith(".") and ".staging-" in folder.name:  # name the output folder, not the staging one
+        folder = folder.parent
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputWriteError(f"{_USER_ERRNOS[exc.errno]} at {path.parent} (writing {path.name})", exc.errno)
+        return OutputWriteError(f"{_USER_ERRNOS[exc.errno]} at {folder} (writing {path.name})", exc.errno)
     return OutputWriteError(f"cannot write {path}: {_USER_ERRNOS[exc.errno]}", exc.errno)
 
 
