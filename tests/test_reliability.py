@@ -137,18 +137,12 @@ def test_batch_killed_then_resumed_gives_the_clean_outputs(point, fields, clean_
     out = tmp_path / "out"
     assert _forked(_batch(fields, out), {"GRAINSEG_FAULT": f"{point}=kill"}) == -signal.SIGKILL
     assert (out / LOCK_NAME).exists()  # the killed run's lock is left behind, with a dead PID
+    if point == "moved:3":  # killed half-way through moving a field's files in
+        assert field_state(out / "a", "f0")[0] == "incomplete"  # its journal: never taken as done
+        assert not (out / "a" / "f0_done.json").exists()
     assert main(_batch(fields, out)) == 0  # resume: takes the stale lock over
     assert _snapshot(out) == _snapshot(clean_batch)
     assert not _leftovers(out)
-
-
-def test_half_moved_set_is_detected_and_redone(fields, clean_batch, tmp_path):
-    out = tmp_path / "out"
-    assert _forked(_batch(fields, out), {"GRAINSEG_FAULT": "moved:3=kill"}) == -signal.SIGKILL
-    assert field_state(out / "a", "f0")[0] == "incomplete"  # journal present: never taken as done
-    assert not (out / "a" / "f0_done.json").exists()
-    assert main(_batch(fields, out)) == 0
-    assert field_state(out / "a", "f0")[0] == "done"
 
 
 def test_resume_redoes_a_field_with_a_missing_file(fields, clean_batch, tmp_path, capsys):
@@ -167,7 +161,7 @@ def test_segment_killed_then_rerun_gives_the_clean_outputs(fields, tmp_path):
     inputs = [fields / rel for rel in FIELDS[:2]]
     clean = tmp_path / "clean"
     assert main(_segment(inputs, clean)) == 0
-    for point in ("journal:2", "moved:4", "moved:10", "marker:1"):
+    for point in ("journal:2", "moved:10", "marker:1"):
         out = tmp_path / point.replace(":", "_")
         assert _forked(_segment(inputs, out), {"GRAINSEG_FAULT": f"{point}=kill"}) == -signal.SIGKILL
         assert main(_segment(inputs, out)) == 0  # no --overwrite needed: the files are grainseg's own
