@@ -236,7 +236,7 @@ def test_wait_waits_and_a_dead_holders_lock_is_taken_over(fields, clean_batch, t
     # a holder killed with SIGKILL: its lock file stays, naming a dead PID, and is taken over
     pid = os.fork()
     if pid == 0:
-        lock = FolderLock(out).acquire()
+        FolderLock(out).acquire()  # held until this child is killed
         os.write(w, b"x")
         time.sleep(60)
         os._exit(0)
@@ -311,7 +311,7 @@ def _ro_tmpfs(path: Path):
 @pytest.mark.parametrize("command", ["segment", "batch"])
 def test_output_folder_problems_are_one_line_errors_before_computing(command, fields, tmp_path, capsys,
                                                                        monkeypatch):
-    import napari_grainseg.models.weights as weights
+    from napari_grainseg.models import weights
 
     def no_model(*a, **k):
         raise AssertionError("the model was loaded before the output folder was checked")
@@ -538,7 +538,10 @@ def test_absurd_arguments_exit_2_naming_the_option(argv, capsys):
 
 
 def test_absurd_file_calibration_is_ignored_with_a_warning(tmp_path):
-    from napari_grainseg.io.readers import ImplausibleCalibrationWarning, read_micrograph
+    from napari_grainseg.io.readers import (
+        ImplausibleCalibrationWarning,
+        read_micrograph,
+    )
 
     path = tmp_path / "cal.tif"
     image = generate(0, SHAPE, "tem").image.astype(np.float32)
@@ -654,7 +657,7 @@ def test_svgs_are_deterministic(tmp_path):
 
 def _rendered(value) -> set[str]:
     if isinstance(value, (list, tuple)):
-        parts = [sorted(_rendered(v))[0] for v in value]
+        parts = [min(_rendered(v)) for v in value]
         return {" ".join(parts), ", ".join(parts)}
     if isinstance(value, (int, float)):
         return {f"{value:g}", f"{value:.3g}", f"{value:.4g}", str(value)}
