@@ -272,7 +272,8 @@ class FolderLock:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         data = (json.dumps(info) + "\n").encode()
         os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
 
     def release(self) -> None:
         if self._fd is None:
@@ -475,7 +476,7 @@ def check_not_edited(out_dir: str | os.PathLike, stem: str, names: Iterable[str]
     if foreign and not overwrite:
         first = out_dir / foreign[0]
         why = "changed since grainseg wrote it (edited by hand?)" if foreign[0] in known \
-            else "not written by this version of grainseg (no record of it)"
+            else f"grainseg has no record of writing it (no valid {stem}{DONE_SUFFIX})"
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise OutputConflictError(f"{first}{more}: {why}; not replaced. Add --overwrite to replace, "
                                   "or choose another --out")
