@@ -526,7 +526,6 @@ def test_absurd_resampling_is_refused_before_computing(extra, words, fields, tmp
     ["batch", "in", "--out", "o", "--threads-per-worker", "1000"],
     ["edges", "--sample", "--out", "o.tif", "--log-sigma", "1e6"],
     ["edges", "--sample", "--out", "o.tif", "--canny-sigma", "nan"],
-    ["measure", "l.tif", "--out", "o", "--pixel-size", "1e9"],
     ["segment", "--sample", "--out", "o", "--max-pixels", "-5"],
 ])
 def test_absurd_arguments_exit_2_naming_the_option(argv, capsys):
@@ -535,6 +534,14 @@ def test_absurd_arguments_exit_2_naming_the_option(argv, capsys):
     assert info.value.code == 2
     option = next(a for a in argv if a.startswith("--") and a not in ("--out", "--sample"))
     assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_measure_refuses_an_absurd_pixel_size(tmp_path, capsys):
+    labels = np.kron(np.arange(1, 5, dtype=np.uint16).reshape(2, 2), np.ones((16, 16), np.uint16))
+    tifffile.imwrite(tmp_path / "l.tif", labels)
+    for value in ("1e9", "1e-320"):
+        assert main(["measure", str(tmp_path / "l.tif"), "--out", str(tmp_path / "m"), "--pixel-size", value]) == 2
+        assert "outside the plausible range" in capsys.readouterr().err
 
 
 def test_absurd_file_calibration_is_ignored_with_a_warning(tmp_path):

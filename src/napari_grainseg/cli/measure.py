@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input, pixel_size_nm
+from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
 from napari_grainseg.errors import InputError
 
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "<stem>_histogram.png/.svg and <stem>_overlay.png.",
     )
     p.add_argument("labels", type=Path, help="label image: .tif/.tiff, .png or .npy, integer")
-    p.add_argument("--pixel-size", type=pixel_size_nm, default=None, metavar="NM",
+    p.add_argument("--pixel-size", default=None, metavar="NM",  # checked in run(), range included
                    help="pixel size in nm (default: the micrograph's calibration, if --image)")
     p.add_argument("--image", type=Path, default=None, metavar="MICROGRAPH",
                    help="micrograph for the overlay (and its pixel size)")
