@@ -68,10 +68,9 @@ def read_labels(path: Path, max_pixels: int | None = None) -> np.ndarray:
             del header
             data = np.load(path, allow_pickle=False)
         elif suffix == ".png":
-            from PIL import Image
+            from napari_grainseg.io.readers import pillow_size_unchecked
 
-            Image.MAX_IMAGE_PIXELS = None  # our limit, checked from the header
-            with Image.open(path) as im:
+            with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
                 check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
                 data = np.asarray(im)
         else:

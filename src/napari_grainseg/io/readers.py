@@ -43,6 +43,7 @@ __all__ = [
     "PIXEL_SIZE_RANGE_NM",
     "Micrograph",
     "check_pixel_count",
+    "pillow_size_unchecked",
     "ImplausibleCalibrationWarning",
     "NonSquarePixelWarning",
     "nm_per_unit",
@@ -417,13 +418,26 @@ def _invert(array: np.ndarray) -> np.ndarray:
     return array.max() + array.min() - array
 
 
+@contextlib.contextmanager
+def pillow_size_unchecked():
+    """Pillow without its own decompression-bomb check for the block (``max_pixels`` applies instead).
+
+    Pillow's global setting is restored afterwards, so other users of Pillow keep their protection.
+    """
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield Image
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
 def _raster_header_shape(path: Path) -> tuple[int, int] | None:
     """(height, width) from a PNG/JPEG/BMP header without decoding the pixels (Pillow), or None."""
     try:
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = None  # our own limit applies, not Pillow's bomb warning
-        with Image.open(path) as im:
+        with pillow_size_unchecked() as Image, Image.open(path) as im:
             return im.size[1], im.size[0]
     except Exception:  # unreadable header: the decoder reports it
         return None
