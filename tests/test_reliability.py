@@ -126,6 +126,14 @@ def clean_batch(fields, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clean")
     assert main(_batch(fields, out)) == 0
     assert not _leftovers(out)
+    from napari_grainseg.io.outputs import file_record
+
+    for rel in FIELDS:  # every marker lists every output of its field with its size and SHA-256
+        stem = Path(rel).stem
+        marker = json.loads((out / rel).with_name(f"{stem}_done.json").read_text())
+        outputs = sorted(p.name for p in (out / rel).parent.glob(f"{stem}_*") if p.name != f"{stem}_done.json")
+        assert sorted(marker["files"]) == outputs and len(outputs) == 7
+        assert all(marker["files"][n] == file_record((out / rel).parent / n) for n in outputs)
     return out
 
 
