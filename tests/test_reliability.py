@@ -694,14 +694,21 @@ def test_help_defaults_match_the_parser():
                 f"grainseg {name} {action.option_strings}: help says {shown[1]!r}, default is {action.default!r}"
             checked += 1
     assert checked > 20
-    from napari_grainseg.cli.eval import PAPER_NETS_DEFAULT
-    from napari_grainseg.models.paper import DEFAULT_NPZ
-
-    assert PAPER_NETS_DEFAULT == DEFAULT_NPZ and PAPER_NETS_DEFAULT.is_absolute()
     usage = sub.choices["segment"].format_usage()
     assert "(INPUT [INPUT ...] | --sample)" in usage and "--out DIR" in usage
     assert "--out DIR" in sub.choices["batch"].format_usage()
     assert "``" not in sub.choices["synth"].format_help()
+
+
+def test_paper_nets_default_does_not_depend_on_the_working_folder(tmp_path, monkeypatch):
+    from napari_grainseg.cli.eval import paper_nets_default
+
+    monkeypatch.delenv("GRAINSEG_PAPER_NETS", raising=False)
+    here = paper_nets_default()
+    monkeypatch.chdir(tmp_path)
+    assert paper_nets_default() == here and (here is None or here.is_absolute())
+    monkeypatch.setenv("GRAINSEG_PAPER_NETS", str(tmp_path / "n.npz"))
+    assert paper_nets_default() == tmp_path / "n.npz"
 
 
 def test_max_pixels_type():

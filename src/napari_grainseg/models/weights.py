@@ -154,7 +154,10 @@ def load_state(path: str | Path, device="cpu") -> tuple[dict, dict]:
 
 
 def _config(cls, info: dict, path: Path, model: str):
-    """``cls(**info["architecture"])`` with one-line errors (unknown key, wrong model, bad value)."""
+    """The architecture config of ``info`` with one-line errors (unknown key, wrong model, bad value).
+
+    ``cls.from_dict`` builds it when the class has one (Net2: retired options at their off value).
+    """
     import dataclasses
 
     arch = info["architecture"]
@@ -162,12 +165,16 @@ def _config(cls, info: dict, path: Path, model: str):
         raise InputError(f"weights {path} are {info.get('model')} weights, not {model} weights "
                          f"(give them with the right option: --weights for net1, --net2-weights for net2)")
     known = {f.name for f in dataclasses.fields(cls)}
+    if model == "net2":
+        from napari_grainseg.models import net2
+
+        known |= set(getattr(net2, "RETIRED_OPTIONS", {}))
     unknown = sorted(set(arch) - known)
     if unknown:
         raise InputError(f"weights {path} are not {model} weights: unknown architecture "
                          f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
     try:
-        return cls(**arch)
+        return cls.from_dict(arch) if hasattr(cls, "from_dict") else cls(**arch)
     except (TypeError, ValueError, InputError) as exc:
         raise InputError(f"weights {path}: invalid {model} architecture {arch}: "
                          f"{' '.join(str(exc).split())}") from None
