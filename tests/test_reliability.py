@@ -438,7 +438,7 @@ def test_malicious_pickles_are_refused_by_every_loader(tmp_path, capsys):
     ('{"model": "net1"}', 'no "architecture" object'),
     ('{"architecture": [16, 4]}', 'no "architecture" object (it is a list)'),
     ('{"architecture": {"base_channels": 16, "depth": 4, "in_channels": 4, "dropout": 0.5}}',
-     "unknown architecture key dropout"),
+     "not Net1 weights: unknown architecture key dropout"),
     ('{"architecture": {"base_channels": -16, "depth": 4, "in_channels": 4}}', "net1"),
     ('{"architecture": {"base_channels": "wide", "depth": 4, "in_channels": 4}}', "net1"),
     ('\udcff', "not a text (JSON) file"),
@@ -457,7 +457,7 @@ def test_net2_weights_given_as_net1_and_corrupt_weights_in_batch(fields, tmp_pat
         pytest.skip("no shipped Net2 weights")
     net2 = _weights_copy(tmp_path, "net2")
     assert main(_segment([fields / FIELDS[0]], tmp_path / "o", "--weights", str(net2))) == 2
-    assert "are net2 weights, not net1 weights" in capsys.readouterr().err
+    assert "are Net2 weights, not Net1 weights" in capsys.readouterr().err
     bad = _weights_copy(tmp_path)
     bad.write_bytes(b"corrupt" * 10)
     out = tmp_path / "b"

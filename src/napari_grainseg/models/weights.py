@@ -161,8 +161,9 @@ def _config(cls, info: dict, path: Path, model: str):
     import dataclasses
 
     arch = info["architecture"]
+    name = model.capitalize()  # Net1, Net2
     if info.get("model") not in (None, model):
-        raise InputError(f"weights {path} are {info.get('model')} weights, not {model} weights "
+        raise InputError(f"weights {path} are {str(info.get('model')).capitalize()} weights, not {name} weights "
                          f"(give them with the right option: --weights for net1, --net2-weights for net2)")
     known = {f.name for f in dataclasses.fields(cls)}
     if model == "net2":
@@ -171,12 +172,12 @@ def _config(cls, info: dict, path: Path, model: str):
         known |= set(getattr(net2, "RETIRED_OPTIONS", {}))
     unknown = sorted(set(arch) - known)
     if unknown:
-        raise InputError(f"weights {path} are not {model} weights: unknown architecture "
+        raise InputError(f"weights {path} are not {name} weights: unknown architecture "
                          f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
     try:
         return cls.from_dict(arch) if hasattr(cls, "from_dict") else cls(**arch)
     except (TypeError, ValueError, InputError) as exc:
-        raise InputError(f"weights {path}: invalid {model} architecture {arch}: "
+        raise InputError(f"weights {path}: invalid {name} architecture {arch}: "
                          f"{' '.join(str(exc).split())}") from None
 
 
