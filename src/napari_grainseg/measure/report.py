@@ -149,9 +149,11 @@ def save_figure(fig, path, *, dpi: int = 150) -> Path:
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    # SVG keeps text as text (editable, searchable) instead of glyph outlines
-    with matplotlib.rc_context({"svg.fonttype": "none"}), atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
+    # SVG keeps text as text (editable, searchable) instead of glyph outlines. A fixed
+    # hash salt and no date make SVGs byte-identical run to run (comparable by hash).
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "grainseg"}), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
     return path
 
 
