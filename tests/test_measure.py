@@ -10,18 +10,15 @@ from scipy.spatial import cKDTree
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.grains import normalize_labels
-from napari_grainseg.measure.summary import (
+from napari_grainseg.measure.astm import (
     astm_g_from_intercept_mm,
     astm_g_from_mean_area_mm2,
     astm_g_from_na,
-    field_statistics,
-    fill_boundaries,
-    lognormal_fit,
     mean_intercept,
-    measure_grains,
     planimetric_count,
-    summarize,
 )
+from napari_grainseg.measure.statistics import field_statistics, lognormal_fit, summarize
+from napari_grainseg.measure.table import fill_boundaries, measure_grains
 
 PIXEL_NM = 10.0
 

@@ -11,7 +11,8 @@ from PIL import Image
 from napari_grainseg.measure import report
 from napari_grainseg.cli import main
 from napari_grainseg.segmentation.grains import normalize_labels
-from napari_grainseg.measure.summary import measure_grains, summarize
+from napari_grainseg.measure.statistics import summarize
+from napari_grainseg.measure.table import measure_grains
 
 
 def grid_labels(shape=(96, 160), p=16):
@@ -25,7 +26,7 @@ def written(tmp_path_factory):
     lab = grid_labels()
     image = np.where(lab == 0, 50, 200).astype(np.uint8) + np.arange(lab.shape[1], dtype=np.uint8)[None] // 8
     paths = report.write_report(out, "field1", image=image, labels=lab, pixel_size_nm=2.5,
-                                extra={"device": "cpu"})
+                                extra={"device": "cpu"}, svg=True)
     return paths, lab, image
 
 
@@ -101,7 +102,7 @@ def test_histogram_draws_lognormal_fit():
 
 def test_uncalibrated_report_uses_pixels(tmp_path):
     lab = grid_labels()
-    paths = report.write_report(tmp_path, "u", image=None, labels=lab)
+    paths = report.write_report(tmp_path, "u", image=None, labels=lab, svg=True)
     data = json.loads(paths["json"].read_text())
     assert data["mean_ecd_nm"] is None and data["astm_g_planimetric"] is None
     assert any("no pixel size" in w for w in data["warnings"])
@@ -116,6 +117,17 @@ def test_one_grain_report(tmp_path):
     assert data["n_grains"] == 1 and data["lognormal"] is None
     assert data["astm_g_intercept"] is None
     assert len(paths["csv"].read_text().splitlines()) == 2
+
+
+def test_svg_only_on_request_and_deterministic(tmp_path):
+    lab = grid_labels()
+    paths = report.write_report(tmp_path / "a", "f", image=None, labels=lab)
+    assert "histogram_svg" not in paths and not (tmp_path / "a" / "f_histogram.svg").exists()
+    assert paths["histogram_png"].stat().st_size > 0
+    svgs = [report.write_report(tmp_path / d, "f", image=None, labels=lab, svg=True)["histogram_svg"]
+            for d in ("b", "c")]
+    text = svgs[0].read_text()
+    assert "<dc:date>" not in text and svgs[0].read_bytes() == svgs[1].read_bytes()
 
 
 def test_json_write_is_atomic(tmp_path, monkeypatch):

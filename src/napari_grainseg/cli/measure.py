@@ -68,7 +68,7 @@ def read_labels(path: Path) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     from napari_grainseg.segmentation.grains import validate_labels
-    from napari_grainseg.measure.summary import optional_pixel_size
+    from napari_grainseg.measure.table import optional_pixel_size
     from napari_grainseg.measure.report import write_report
 
     labels = validate_labels(read_labels(args.labels))

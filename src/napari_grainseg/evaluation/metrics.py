@@ -221,7 +221,7 @@ def grain_ecds(labels: np.ndarray, fill: bool = True) -> np.ndarray:
     """Equivalent circle diameters ``sqrt(4 A / pi)`` in pixels of every grain (label > 0).
 
     With ``fill`` (default) boundary pixels are first shared out to the nearest
-    grain, as :func:`napari_grainseg.measure.summary.measure_grains` does, so thick and
+    grain, as :func:`napari_grainseg.measure.table.measure_grains` does, so thick and
     thin boundaries give the same diameters. An image without grains gives an
     empty array.
     """

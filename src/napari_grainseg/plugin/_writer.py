@@ -26,7 +26,7 @@ def grain_labels(data: np.ndarray, role: str | None = None) -> np.ndarray:
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """Save a Labels layer: ``.tif`` keeps the array; ``.csv`` is the per-grain table (nm when calibrated)."""
-    from napari_grainseg.measure.summary import measure_grains
+    from napari_grainseg.measure.table import measure_grains
 
     path = Path(path)
     suffix = path.suffix.lower()

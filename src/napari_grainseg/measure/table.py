@@ -1,0 +1,514 @@
+"""The per-grain table: one row per grain, every column computed for all grains at once.
+
+Conventions
+-----------
+* Input: a label image (0 = boundary, grains > 0) or a tiling without boundary
+  pixels. Before measuring sizes, boundary pixels are shared out to the nearest
+  grain (:func:`fill_boundaries`, like ``skimage.segmentation.expand_labels``
+  with no distance limit), so the grain areas add up to the field area and the
+  ECD of a grain is comparable with that of a boundary-free ground-truth tiling.
+* Label ids are first renumbered 1..N (:func:`relabel_sequential`): memory and
+  time follow the number of grains and pixels, not the largest id. The table's
+  ``label`` column keeps the ids of the input.
+* ``touches_border`` is decided on the grain's own pixels (not the shared-out
+  boundary), so a grain closed by a boundary line along the image edge counts as
+  complete.
+* Options of every measurement (:func:`prepare_labels`): ``min_area`` drops
+  grains of fewer pixels (their pixels go to their neighbours, like boundary
+  pixels); ``exclude`` is a mask of pixels left out of the measurement: grains
+  overlapping it are dropped and the field area is what remains.
+* Physical units: ``pixel_size_nm`` (nm per pixel). Without a pixel size every
+  physical column is absent; the pixel results are still computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.grains import validate_labels
+
+__all__ = [
+    "GrainTable",
+    "MeasuredField",
+    "clean_scalar",
+    "fill_boundaries",
+    "grain_ecds",
+    "measure_grains",
+    "optional_pixel_size",
+    "prepare_labels",
+    "relabel_sequential",
+    "validate_exclude_mask",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def optional_pixel_size(value) -> float | None:
+    """``None`` stays None; anything else goes through
+    :func:`napari_grainseg.io.readers.validate_pixel_size` (positive, finite, in nm)."""
+    if value is None:
+        return None
+    from napari_grainseg.io.readers import validate_pixel_size
+
+    return validate_pixel_size(value)
+
+
+def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber the grains of ``labels`` 1..N in the order of their ids; 0 stays 0.
+
+    Returns ``(relabelled uint32 image, ids)`` where ``ids[k - 1]`` is the input
+    id of grain ``k``. Memory follows the image, not the largest id: ids near
+    2**32 cost what small ids cost.
+
+    >>> lab, ids = relabel_sequential(np.array([[0, 7], [4_000_000_000, 7]], np.uint32))
+    >>> lab.tolist(), ids.tolist()
+    ([[0, 1], [2, 1]], [7, 4000000000])
+    """
+    labels = np.asarray(labels)
+    top = int(labels.max()) if labels.size else 0
+    if top <= 2 * labels.size + 1024:
+        present = np.bincount(labels.ravel(), minlength=top + 1).astype(bool)
+        present[0] = False
+        ids = np.flatnonzero(present)
+        if ids.size == top:  # already 1..N
+            return np.ascontiguousarray(labels, dtype=np.uint32), ids.astype(np.int64)
+        lut = np.zeros(top + 1, np.uint32)
+        lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
+        return lut[labels], ids.astype(np.int64)
+    uniq, inverse = np.unique(labels.ravel(), return_inverse=True)
+    inverse = inverse.astype(np.uint32).reshape(labels.shape)
+    if uniq[0] == 0:
+        return inverse, uniq[1:].astype(np.int64)
+    return inverse + np.uint32(1), uniq.astype(np.int64)
+
+
+def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.ndarray:
+    """Assign every 0-pixel to the nearest grain.
+
+    Equivalent to ``skimage.segmentation.expand_labels`` (``distance``: the
+    largest distance a grain grows; ``None`` grows until no 0 pixel is left).
+    Ties are broken by the Euclidean distance transform's scan order, the same
+    everywhere, so a periodic tiling stays periodic. An image without any
+    grain becomes a single grain (label 1).
+    """
+    labels = np.asarray(labels)
+    zero = labels == 0
+    if not zero.any():
+        return labels.copy()
+    if zero.all():
+        return np.ones(labels.shape, labels.dtype)
+    if distance is not None:
+        dist, (iy, ix) = ndi.distance_transform_edt(zero, return_indices=True)
+        zero &= dist <= distance
+        del dist
+    else:
+        # Indices only (no distances), gathered row block by row block: about 13 bytes
+        # per pixel at the peak instead of ~34 for ``labels[iy, ix]`` with distances.
+        iy, ix = ndi.distance_transform_edt(zero, return_distances=False, return_indices=True)
+    out = labels.copy()
+    rows = max(1, (1 << 20) // max(labels.shape[-1], 1))
+    for r0 in range(0, labels.shape[0], rows):
+        z = zero[r0:r0 + rows]
+        out[r0:r0 + rows][z] = labels[iy[r0:r0 + rows][z], ix[r0:r0 + rows][z]]
+    return out
+
+
+def grain_ecds(labels: np.ndarray, *, fill: bool = True, min_area: int = 0,
+               interior: bool = False) -> np.ndarray:
+    """Equivalent circle diameters ``sqrt(4 A / pi)`` in px of the grains (label > 0), by id.
+
+    ``fill``: boundary pixels are first shared out to the nearest grain
+    (:func:`fill_boundaries`, as :func:`measure_grains` does), so thick and thin
+    boundaries give the same diameters; ``min_area``: grains of fewer pixels are
+    left out; ``interior``: grains touching the image border are left out.
+    An image without grains gives an empty array.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0 or not labels.any():
+        return np.zeros(0)
+    labels, _ = relabel_sequential(labels)
+    area = np.bincount((fill_boundaries(labels) if fill else labels).ravel()).astype(float)
+    keep = area >= max(min_area, 1)
+    keep[0] = False
+    if interior:
+        keep[_border_ids(labels)] = False
+    return np.sqrt(4 * area[keep] / np.pi)
+
+
+def _border_ids(labels: np.ndarray) -> np.ndarray:
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    ids = np.unique(edge)
+    return ids[ids > 0]
+
+
+def clean_scalar(x):
+    """JSON-ready scalar: Python float/int, None for NaN or infinity."""
+    if x is None:
+        return None
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def validate_exclude_mask(mask, shape: tuple[int, int]) -> np.ndarray | None:
+    """A boolean mask of excluded pixels (non-zero = excluded) of ``shape``, or None."""
+    if mask is None:
+        return None
+    mask = np.squeeze(np.asarray(mask))
+    if mask.ndim != 2:
+        raise InputError(f"exclusion mask must be a 2-D image, got shape {mask.shape}")
+    if mask.shape != tuple(shape):
+        raise InputError(f"exclusion mask is {mask.shape[0]}x{mask.shape[1]} px but the label image is "
+                         f"{shape[0]}x{shape[1]}")
+    if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.number)):
+        raise InputError(f"exclusion mask must be boolean or numeric, got dtype {mask.dtype}")
+    if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
+        raise InputError("exclusion mask contains NaN or infinite values")
+    return mask != 0 if mask.dtype != bool else mask
+
+
+@dataclass
+class MeasuredField:
+    """A label image prepared for measurement (:func:`prepare_labels`), shared by every step.
+
+    ``labels``: grains renumbered 1..N (0 = boundary, dropped or excluded);
+    ``filled``: the same with boundary pixels shared out (0 only where excluded);
+    ``ids``: the input id of each grain; ``excluded``: pixels left out (None = none);
+    ``options``: what was applied, as recorded in the summary.
+    """
+
+    labels: np.ndarray
+    filled: np.ndarray
+    ids: np.ndarray
+    excluded: np.ndarray | None
+    options: dict
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.labels.shape
+
+    @property
+    def n_grains(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def area_px(self) -> int:
+        """Measured field area: the pixels not excluded."""
+        h, w = self.labels.shape
+        return h * w - (int(np.count_nonzero(self.excluded)) if self.excluded is not None else 0)
+
+
+def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> MeasuredField:
+    """Validate, renumber, drop and fill a label image once for every measurement.
+
+    ``min_area``: grains of fewer pixels (own pixels, before filling) are dropped and
+    their pixels shared out to their neighbours, like boundary pixels.
+    ``exclude``: a 2-D mask (non-zero = excluded); grains overlapping it are
+    dropped, and their (filled) area and the mask are left out of the field.
+    """
+    if isinstance(labels, MeasuredField):
+        return labels
+    lab = validate_labels(labels)
+    min_area = 1 if min_area is None else int(min_area)
+    if min_area < 1:
+        raise InputError(f"min_area must be >= 1 px, got {min_area}")
+    mask = validate_exclude_mask(exclude, lab.shape)
+    lab, ids = relabel_sequential(lab)
+    options: dict = {"min_area_px": min_area, "exclude": None}
+    n_small = 0
+    if min_area > 1:
+        small = np.bincount(lab.ravel(), minlength=ids.size + 1) < min_area
+        small[0] = False
+        n_small = int(small.sum())
+        if n_small:
+            lab = np.where(small[lab], np.uint32(0), lab)
+    excluded = None
+    if mask is not None:
+        hit = np.zeros(ids.size + 1, bool)
+        hit[lab[mask]] = True
+        hit[0] = False
+        filled = fill_boundaries(lab)
+        excluded = mask | hit[filled]
+        filled[excluded] = 0
+        lab = np.where(hit[lab] | mask, np.uint32(0), lab)
+        options["exclude"] = {"excluded_px": int(np.count_nonzero(excluded)),
+                              "n_grains_dropped": int(hit.sum())}
+    if n_small or mask is not None:
+        keep = np.bincount(lab.ravel(), minlength=ids.size + 1) > 0
+        keep[0] = False
+        if not keep.any():
+            raise InputError("no grain left to measure after min_area and the exclusion mask")
+        lut = np.zeros(ids.size + 1, np.uint32)
+        lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+        ids = ids[keep[1:]]
+        lab = lut[lab]
+        filled = lut[filled] if mask is not None else fill_boundaries(lab)
+    else:
+        filled = fill_boundaries(lab)
+    options["n_grains_below_min_area"] = n_small
+    return MeasuredField(lab, filled, ids, excluded, options)
+
+
+# --------------------------------------------------------------------------- table
+
+
+@dataclass
+class GrainTable:
+    """Per-grain measurements as a dict of equal-length numpy columns.
+
+    ``len(table)`` is the number of grains; ``table["ecd_px"]`` a column;
+    ``table.columns`` the column names in CSV order (hidden helper columns,
+    named ``_...``, are left out); ``table.units`` the unit of each column.
+    """
+
+    data: dict[str, np.ndarray]
+    units: dict[str, str] = field(default_factory=dict)
+    pixel_size_nm: float | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self.data if not c.startswith("_")]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values()))) if self.data else 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.data
+
+    def row(self, i: int) -> dict:
+        """Row ``i`` as a dict of Python scalars."""
+        return {k: self.data[k][i].item() for k in self.columns}
+
+    def select(self, mask: np.ndarray) -> GrainTable:
+        """A new table with the rows where ``mask`` is True."""
+        return GrainTable({k: v[mask] for k, v in self.data.items()}, dict(self.units),
+                          self.pixel_size_nm)
+
+    def to_csv(self, path) -> Path:
+        """Write the table as CSV (header ``name [unit]``), atomically."""
+        from napari_grainseg.io.atomic import atomic_open
+
+        path = Path(path)
+        header = [f"{c} [{self.units[c]}]" if self.units.get(c) else c for c in self.columns]
+        cols = [_format_column(self.data[c]) for c in self.columns]
+        with atomic_open(path, "w") as fh:
+            fh.write(",".join(header) + "\n")
+            fh.writelines(",".join(row) + "\n" for row in zip(*cols))
+        return path
+
+
+def _format_column(col: np.ndarray) -> list[str]:
+    """CSV cells of one column: integers as such, booleans true/false, floats %.6g, '' for NaN."""
+    col = np.asarray(col)
+    if col.dtype == bool:
+        return ["true" if v else "false" for v in col.tolist()]
+    if np.issubdtype(col.dtype, np.integer):
+        return [str(v) for v in col.tolist()]
+    return [f"{v:.6g}" if math.isfinite(v) else "" for v in col.astype(float).tolist()]
+
+
+_PX_COLUMNS = ("area_px", "ecd_px", "perimeter_px", "major_axis_px", "minor_axis_px",
+               "feret_max_px", "centroid_y_px", "centroid_x_px")
+
+#: skimage's 4-connected perimeter weights by neighbourhood code (skimage.measure.perimeter).
+_PERIMETER_WEIGHTS = np.zeros(50)
+_PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1
+_PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2)
+_PERIMETER_WEIGHTS[[13, 23]] = (1 + math.sqrt(2)) / 2
+
+
+def measure_grains(labels, pixel_size_nm: float | None = None, *, min_area: int | None = None,
+                   exclude=None) -> GrainTable:
+    """Measure every grain of a label image.
+
+    Boundary pixels are first shared out to the nearest grain
+    (:func:`fill_boundaries`): areas then add up to the image area.
+    ``min_area`` and ``exclude``: see :func:`prepare_labels` (``labels`` may be
+    a :class:`MeasuredField` already prepared).
+
+    Columns: ``label, area_px, ecd_px, perimeter_px, major_axis_px,
+    minor_axis_px, aspect_ratio, feret_max_px, solidity, centroid_y_px,
+    centroid_x_px, touches_border`` and, with ``pixel_size_nm``, ``area_nm2``
+    and the lengths in nm (``ecd_nm`` ...). ECD = sqrt(4·area/π); perimeter is
+    skimage's 4-connected contour estimate; axes are those of the ellipse with
+    the same second moments; aspect ratio = major/minor (NaN for a 1-px-thin
+    grain); Feret = the largest distance across the grain's outline drawn
+    through its pixel-edge midpoints; solidity = area / area of the convex hull
+    of the grain's pixel squares. Every column is computed for all grains at
+    once (one sort of the pixels), except a convex hull per grain 2 px or more
+    in both directions.
+
+    Examples
+    --------
+    >>> lab = np.zeros((10, 10), np.uint32); lab[:, :5] = 1; lab[:, 5:] = 2
+    >>> t = measure_grains(lab, pixel_size_nm=2.0)
+    >>> t["area_px"].tolist(), t["area_nm2"].tolist()
+    ([50, 50], [200.0, 200.0])
+    """
+    fld = prepare_labels(labels, min_area=min_area, exclude=exclude)
+    pixel_size_nm = optional_pixel_size(pixel_size_nm)
+    n = fld.n_grains
+    shape = _shape_columns(fld.filled, n)
+    area = shape["area"]
+    cols: dict[str, np.ndarray] = {"label": fld.ids.astype(np.int64), "area_px": area}
+    cols["ecd_px"] = np.sqrt(4 * area / np.pi)
+    cols["perimeter_px"] = _perimeters(fld.filled, n)
+    major, minor = shape["major"], shape["minor"]
+    cols["major_axis_px"], cols["minor_axis_px"] = major, minor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["aspect_ratio"] = np.where(minor > 0, major / np.where(minor > 0, minor, 1), np.nan)
+    cols["feret_max_px"], cols["solidity"] = shape["feret"], area / shape["convex_area"]
+    cols["centroid_y_px"], cols["centroid_x_px"] = shape["cy"], shape["cx"]
+    edge = np.zeros(n + 1, bool)
+    edge[_border_ids(fld.labels)] = True
+    cols["touches_border"] = edge[1:]
+    cols["_bbox_h"], cols["_bbox_w"] = shape["bbox_h"], shape["bbox_w"]
+    units = {c: ("px²" if c == "area_px" else "px") for c in _PX_COLUMNS}
+    if pixel_size_nm is not None:
+        s = pixel_size_nm
+        cols["area_nm2"] = cols["area_px"] * s * s
+        units["area_nm2"] = "nm²"
+        for c in _PX_COLUMNS[1:]:
+            cols[c.replace("_px", "_nm")] = cols[c] * s
+            units[c.replace("_px", "_nm")] = "nm"
+    return GrainTable(cols, units, pixel_size_nm)
+
+
+def _perimeters(filled: np.ndarray, n: int) -> np.ndarray:
+    """skimage's ``perimeter(grain, 4)`` of every grain at once.
+
+    A pixel of grain g is on its border when a 4-neighbour is not g (outside the
+    image counts as not g); each border pixel adds the weight of its code
+    1 + 2·(4-neighbours on g's border) + 10·(diagonal neighbours on g's border).
+    """
+    f = np.pad(filled, 1)
+    core = f[1:-1, 1:-1]
+    interior = core > 0
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        interior &= f[1 + dy:f.shape[0] - 1 + dy, 1 + dx:f.shape[1] - 1 + dx] == core
+    border = np.pad((core > 0) & ~interior, 1)
+    del interior
+    code = np.ones(core.shape, np.uint8)
+    for dy, dx, wgt in ((-1, 0, 2), (1, 0, 2), (0, -1, 2), (0, 1, 2),
+                        (-1, -1, 10), (-1, 1, 10), (1, -1, 10), (1, 1, 10)):
+        sl = (slice(1 + dy, f.shape[0] - 1 + dy), slice(1 + dx, f.shape[1] - 1 + dx))
+        code += (wgt * ((f[sl] == core) & border[sl])).astype(np.uint8)
+    b = border[1:-1, 1:-1]
+    g, c = core[b], code[b]
+    del code, border
+    w = _PERIMETER_WEIGHTS[c]
+    # counts per weight class times the weight, as skimage's histogram @ weights
+    out = np.zeros(n + 1)
+    for value in (1.0, math.sqrt(2), (1 + math.sqrt(2)) / 2):
+        out += np.bincount(g, weights=(w == value), minlength=n + 1) * value
+    return out[1:]
+
+
+def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Area, centroid, moment axes, bounding box, Feret and convex area of every grain.
+
+    One stable sort of the pixels by grain (raster order within a grain) gives
+    each grain's pixel run; sums, extremes and per-row end pixels come from
+    ``reduceat`` over the runs.
+    """
+    h, w = filled.shape
+    flat = filled.ravel()
+    order = np.argsort(flat, kind="stable")
+    g = flat[order]
+    start = np.searchsorted(g, np.arange(1, n + 2))  # run of grain k: start[k-1]:start[k]
+    order = order[start[0]:]
+    g = g[start[0]:]
+    start = start - start[0]
+    first = start[:-1]
+    area = np.diff(start).astype(np.int64)
+    r = (order // w).astype(np.int64)
+    c = (order % w).astype(np.int64)
+    del order
+    sr = np.add.reduceat(r, first).astype(float)
+    sc = np.add.reduceat(c, first).astype(float)
+    cy, cx = sr / area, sc / area
+    rmin, rmax = r[first], r[start[1:] - 1]  # raster order: first and last rows
+    cmin, cmax = np.minimum.reduceat(c, first), np.maximum.reduceat(c, first)
+    # central second moments, on coordinates relative to the bounding box (less round-off)
+    ry = (r - np.repeat(rmin, area)).astype(float)
+    rx = (c - np.repeat(cmin, area)).astype(float)
+    my, mx = cy - rmin, cx - cmin
+    mu20 = np.add.reduceat(ry * ry, first) - area * my * my
+    mu02 = np.add.reduceat(rx * rx, first) - area * mx * mx
+    mu11 = np.add.reduceat(ry * rx, first) - area * my * mx
+    del ry, rx
+    # inertia tensor [[mu02, -mu11], [-mu11, mu20]] / mu00, as skimage; its eigenvalues
+    a, b, d = mu02 / area, -mu11 / area, mu20 / area
+    half = np.sqrt(((a - d) / 2) ** 2 + b * b)
+    l1 = np.clip((a + d) / 2 + half, 0, None)
+    l2 = np.clip((a + d) / 2 - half, 0, None)
+    # per-row end pixels: the convex hull of a grain's pixels uses only these
+    row_change = np.flatnonzero(np.diff(g.astype(np.int64) * h + r)) + 1
+    row_first = np.concatenate([[0], row_change])
+    row_last = np.concatenate([row_change - 1, [g.size - 1]])
+    ends_g = np.concatenate([g[row_first], g[row_last]])
+    ends = np.stack([np.concatenate([r[row_first], r[row_last]]),
+                     np.concatenate([c[row_first], c[row_last]])], axis=1).astype(float)
+    feret, convex_area = _hull_columns(ends_g, ends, rmin, rmax, cmin, cmax, n)
+    return {"area": area, "cy": cy, "cx": cx, "major": 4 * np.sqrt(l1), "minor": 4 * np.sqrt(l2),
+            "bbox_h": (rmax - rmin + 1).astype(float), "bbox_w": (cmax - cmin + 1).astype(float),
+            "feret": feret, "convex_area": convex_area}
+
+
+#: a - b for a, b among the half-pixel edge midpoints (±½, 0), (0, ±½)
+_DIAMOND_DIFFS = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1],
+                           [0.5, 0.5], [0.5, -0.5], [-0.5, 0.5], [-0.5, -0.5]])
+
+
+def _hull_columns(ends_g, ends, rmin, rmax, cmin, cmax, n):
+    """Feret diameter and convex area of every grain from its per-row end pixels.
+
+    Feret: the largest distance between points of the outline through the
+    pixel-edge midpoints, i.e. over the convex hull of the pixel centres
+    widened by the half-pixel diamond. Convex area: the area of the convex hull
+    of the pixel squares = A(hull of centres) + ½·(L1 perimeter of that hull) + 1.
+    Grains one pixel thick in either direction have closed forms.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    bh, bw = rmax - rmin + 1, cmax - cmin + 1
+    thin = (bh == 1) | (bw == 1)
+    feret = np.maximum(bh, bw).astype(float)
+    convex_area = (bh * bw).astype(float)
+    todo = np.flatnonzero(~thin)
+    if todo.size:
+        order = np.argsort(ends_g, kind="stable")
+        pts = ends[order]
+        bounds = np.searchsorted(ends_g[order], np.arange(1, n + 2))
+        for k in todo:
+            p = pts[bounds[k]:bounds[k + 1]]
+            try:
+                v = p[ConvexHull(p).vertices]  # counter-clockwise
+                closed = np.vstack([v, v[:1]])
+                x, y = closed[:, 1], closed[:, 0]
+                hull_area = 0.5 * abs(float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1])))
+                l1 = float(np.abs(np.diff(closed, axis=0)).sum())
+            except QhullError:  # collinear pixels (a diagonal line): a segment
+                v = p[[np.argmin(p[:, 0] * 1e6 + p[:, 1]), np.argmax(p[:, 0] * 1e6 + p[:, 1])]]
+                hull_area, l1 = 0.0, 2 * float(np.abs(v[1] - v[0]).sum())
+            diff = v[:, None, :] - v[None, :, :]
+            d2 = ((diff[:, :, None, :] + _DIAMOND_DIFFS) ** 2).sum(-1)
+            feret[k] = math.sqrt(float(d2.max()))
+            convex_area[k] = hull_area + 0.5 * l1 + 1.0
+    return feret, convex_area
