@@ -130,7 +130,7 @@ def grain_ecds(labels: np.ndarray, *, fill: bool = True, min_area: int = 0,
     left out; ``interior``: grains touching the image border are left out.
     An image without grains gives an empty array.
     """
-    labels = np.asarray(labels)
+    labels = validate_labels(labels, require_grain=False)
     if labels.size == 0 or not labels.any():
         return np.zeros(0)
     labels, _ = relabel_sequential(labels)
