@@ -107,3 +107,63 @@ def check_segmentation_arguments(args: argparse.Namespace) -> int:
     if args.min_grain_area < 1:
         raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
     return budget
+
+
+def add_measurement_arguments(parser: argparse.ArgumentParser, *, min_area: bool = True) -> None:
+    """Add the options of every measurement: an exclusion mask, the smallest grain, SVG figures.
+
+    ``min_area=False`` when the command already has ``--min-grain-area`` (``segment``).
+    """
+    parser.add_argument("--exclude", type=Path, default=None, metavar="MASK",
+                        help="mask image (.tif/.png/.npy, same size; non-zero = excluded) of pixels left out "
+                        "of the measurement: grains overlapping it are dropped, N_A uses the remaining area")
+    if min_area:
+        parser.add_argument("--min-grain-area", type=int, default=1, metavar="PX",
+                            help="smallest grain measured, px; smaller grains are shared out to their "
+                            "neighbours (default: 1, every grain)")
+    parser.add_argument("--svg", action="store_true", help="also write the histogram as SVG")
+
+
+def read_image_array(path: Path, what: str):
+    """Read a ``what`` image (``"label"``, ``"mask"``) from TIFF, PNG or NPY, dtype kept, squeezed."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            data = tifffile.imread(path)
+        elif suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                data = np.asarray(im)
+        else:
+            raise InputError(f"unsupported {what} file type {suffix!r}: use .tif, .png or .npy")
+    except InputError:
+        raise
+    except Exception as exc:  # corrupt file
+        raise InputError(f"cannot read {what} image {path}: {exc}") from None
+    return np.squeeze(data)
+
+
+def measurement_options(args: argparse.Namespace, shape: tuple[int, int] | None = None) -> dict:
+    """``min_area``, ``exclude`` (read and checked against ``shape``) and ``svg`` for the report."""
+    from napari_grainseg.measure.table import validate_exclude_mask
+
+    if args.min_grain_area < 1:
+        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
+    mask = None
+    if args.exclude is not None:
+        mask = read_image_array(args.exclude, "mask")
+        try:
+            mask = validate_exclude_mask(mask, shape if shape is not None else mask.shape)
+        except InputError as exc:
+            raise InputError(f"--exclude {args.exclude}: {exc}") from None
+    return {"min_area": args.min_grain_area, "exclude": mask, "svg": args.svg}

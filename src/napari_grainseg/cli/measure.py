@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, read_image_array
 from napari_grainseg.errors import InputError
 
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure grains of a label image (CSV, JSON, histogram, overlay)",
         description="Measure every grain of a label image (0 = boundary, grains > 0, integer "
         "TIFF / PNG / NPY) and write <stem>_grains.csv, <stem>_summary.json, "
-        "<stem>_histogram.png/.svg and <stem>_overlay.png.",
+        "<stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png.",
     )
     p.add_argument("labels", type=Path, help="label image: .tif/.tiff, .png or .npy, integer")
     p.add_argument("--pixel-size", default=None, metavar="NM",
@@ -35,35 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="unbiased correction for excluded edge grains (default: miles)")
     p.add_argument("--orientations", type=int, default=8,
                    help="test-line orientations of the intercept method (default: 8)")
+    add_measurement_arguments(p)
     p.set_defaults(func=run)
 
 
 def read_labels(path: Path) -> np.ndarray:
     """Read a label image from TIFF, PNG or NPY (no conversion of the dtype)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"label file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(path)
-        elif suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
-        elif suffix == ".png":
-            from PIL import Image
-
-            with Image.open(path) as im:
-                data = np.asarray(im)
-        else:
-            raise InputError(f"unsupported label file type {suffix!r}: use .tif, .png or .npy")
-    except InputError:
-        raise
-    except Exception as exc:  # corrupt file
-        raise InputError(f"cannot read label image {path}: {exc}") from None
-    data = np.squeeze(data)
-    return data
+    return read_image_array(path, "label")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_size = micrograph.pixel_size_nm
     if args.orientations < 1:
         raise InputError(f"--orientations must be >= 1, got {args.orientations}")
+    options = measurement_options(args, labels.shape)
     stem = args.stem or args.labels.stem
     paths = write_report(
         args.out, stem, image=image, labels=labels, pixel_size_nm=pixel_size,
@@ -94,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_edge_grains=not args.include_edge_grains,
         edge_correction=None if args.edge_correction == "none" else args.edge_correction,
         n_intercept_orientations=args.orientations,
+        **options,
     )
     import json
 

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.cli._common import add_segmentation_arguments, check_segmentation_arguments, load_micrograph
+from napari_grainseg.cli._common import (
+    add_measurement_arguments,
+    add_segmentation_arguments,
+    check_segmentation_arguments,
+    load_micrograph,
+    measurement_options,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="find grain boundaries and measure grains",
         description="Segment micrographs into grains and write, per input, DIR/<stem>_boundaries.tif "
         "(uint8, 1 = boundary), DIR/<stem>_grains.tif (uint32 labels, 0 = boundary), "
-        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png/.svg and <stem>_overlay.png.",
+        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png. "
+        "--min-grain-area applies to building the grains and to measuring them.",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="micrograph files")
     p.add_argument("--sample", action="store_true", help="segment the bundled real TEM micrograph")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     add_segmentation_arguments(p, scope="the files")
+    add_measurement_arguments(p, min_area=False)
     p.set_defaults(func=run)
 
 
@@ -41,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
     # Read everything first: a bad file fails before any long computation.
     micrographs = [load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size) for src in sources]
     stems = [Path(m.source).stem for m in micrographs]
+    report_options = measurement_options(args)
+    if report_options["exclude"] is not None:
+        for m in micrographs:
+            if m.data.shape != report_options["exclude"].shape:
+                raise InputError(f"--exclude {args.exclude}: the mask is {report_options['exclude'].shape[0]}x"
+                                 f"{report_options['exclude'].shape[1]} px but {m.source} is "
+                                 f"{m.data.shape[0]}x{m.data.shape[1]}")
     if len(set(stems)) != len(stems):
         raise InputError("several inputs have the same file name; their outputs would collide "
                          "(use grainseg batch, which mirrors folders)")
@@ -69,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                          min_grain_area=args.min_grain_area, net2_steps=budget if net2_model else 0,
                          net2_model=net2_model, grains=args.grains)
         write_segmentation(args.out, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                           extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
+                           extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm}, **report_options)
         net2 = (f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"
                 + ("" if result.refine_converged else " (not converged)")) if result.refine_steps else ""
         print(f"{stem}: {int(result.labels.max())} grains, scale {result.prediction.scale:.2f}, "
