@@ -189,3 +189,43 @@ def test_cli_measure_bad_input(tmp_path, capsys, case, match):
     err = capsys.readouterr().err
     assert err.startswith("grainseg: error:") and match in err
     assert not (tmp_path / "out" / "lab_summary.json").exists()
+
+
+def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
+    lab = grid_labels()
+    lab[40:43, 40:43] = lab.max() + 1  # a 9-px speck
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    mask = np.zeros(lab.shape, np.uint8)
+    mask[:, :40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "b"), "--exclude",
+                 str(tmp_path / "mask.png"), "--min-grain-area", "10", "--svg"]) == 0
+    a = json.loads((tmp_path / "a" / "lab_summary.json").read_text())
+    b = json.loads((tmp_path / "b" / "lab_summary.json").read_text())
+    assert a["measurement"] == {"min_area_px": 1, "n_grains_below_min_area": 0, "exclude": None,
+                                "measured_area_px": lab.size}
+    assert b["measurement"]["min_area_px"] == 10 and b["measurement"]["n_grains_below_min_area"] == 1
+    dropped = np.unique(lab[:, :40])
+    assert b["measurement"]["exclude"]["n_grains_dropped"] == np.count_nonzero(dropped)
+    assert b["n_grains"] == a["n_grains"] - 1 - np.count_nonzero(dropped)
+    assert b["planimetric"]["field_area_px"] == b["measurement"]["measured_area_px"] < lab.size
+    assert not (tmp_path / "a" / "lab_histogram.svg").exists() and (tmp_path / "b" / "lab_histogram.svg").exists()
+    with open(tmp_path / "b" / "lab_grains.csv", newline="") as fh:
+        assert len(list(csv.reader(fh))) - 1 == b["n_grains"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--exclude", "nomask.tif"], "mask file not found"),
+    (["--exclude", "small.npy"], "exclusion mask is"),
+    (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
+])
+def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):
+    lab = grid_labels()
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    np.save(tmp_path / "small.npy", np.zeros((5, 5), bool))
+    args = [str(tmp_path / a) if a.endswith((".tif", ".npy")) else a for a in args]
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grainseg: error:") and match in err
+    assert not (tmp_path / "o" / "lab_summary.json").exists()
