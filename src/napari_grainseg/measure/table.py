@@ -549,46 +549,27 @@ def _chain_at(grain, row, x, gy, ys, n, h, sign):
 def _lower_chains(g, t, v, n) -> np.ndarray:
     """Vertices of the lower convex chain of v against t of each group, for all groups at once.
 
-    Andrew's monotone chain run on every group in step: points sorted by group,
-    then t (strictly increasing in a group). Groups are bucketed by their number
-    of points (powers of two) and padded with their last point. Returns a mask
-    of the points that are chain vertices.
+    Points sorted by group, then t (strictly increasing in a group). A point on
+    or above the segment between its two neighbours is no vertex of the chain
+    (the test of Andrew's monotone chain, ``cross <= 0``); all such points are
+    removed at once, pass after pass, until every remaining triple turns left:
+    what remains is the convex chain. Returns a mask of its vertices.
     """
-    counts = np.bincount(g, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    keep = np.zeros(t.size, bool)
-    size = 1
-    while True:
-        sel = np.flatnonzero((counts > size // 2) & (counts <= size)) if size > 1 \
-            else np.flatnonzero(counts == 1)
-        if sel.size:
-            m = size
-            idx = starts[sel, None] + np.minimum(np.arange(m)[None, :], counts[sel, None] - 1)
-            tt, vv = t[idx], v[idx]
-            rows = np.arange(sel.size)
-            stack = np.zeros((sel.size, m + 1), np.int64)
-            k = np.zeros(sel.size, np.int64)
-            for j in range(m):
-                while True:
-                    cand = np.flatnonzero(k >= 2)
-                    if not cand.size:
-                        break
-                    o, a = stack[cand, k[cand] - 2], stack[cand, k[cand] - 1]
-                    ot, ov, at, av = tt[cand, o], vv[cand, o], tt[cand, a], vv[cand, a]
-                    cross = (at - ot) * (vv[cand, j] - ov) - (av - ov) * (tt[cand, j] - ot)
-                    pop = cand[cross <= 0]
-                    if not pop.size:
-                        break
-                    k[pop] -= 1
-                stack[rows, k] = j
-                k += 1
-            cols = np.arange(m + 1)[None, :] < k[:, None]
-            verts = np.minimum(stack, counts[sel, None] - 1) + starts[sel, None]
-            keep[verts[cols]] = True
-        if size >= counts.max(initial=0):
+    alive = np.arange(t.size)
+    while alive.size > 2:
+        ga = g[alive]
+        inner = np.flatnonzero((ga[1:-1] == ga[:-2]) & (ga[1:-1] == ga[2:])) + 1
+        o, a, b = alive[inner - 1], alive[inner], alive[inner + 1]
+        cross = (t[a] - t[o]) * (v[b] - v[o]) - (v[a] - v[o]) * (t[b] - t[o])
+        drop = inner[cross <= 0]
+        if not drop.size:
             break
-        size *= 2
-    return keep
+        keep = np.ones(alive.size, bool)
+        keep[drop] = False
+        alive = alive[keep]
+    mask = np.zeros(t.size, bool)
+    mask[alive] = True
+    return mask
 
 
 def _group_diameters(g, y, x, n) -> np.ndarray:
