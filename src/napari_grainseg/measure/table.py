@@ -463,13 +463,33 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     row_first = np.concatenate([[0], row_change])
     row_last = np.concatenate([row_change - 1, [g.size - 1]])
     feret, convex_area = _hull_columns(g[row_first].astype(np.int64) - 1, r[row_first],
-                                       c[row_first], c[row_last], rmin, rmax, n, h)
+                                       c[row_first], c[row_last], rmin, rmax, cmin, cmax, n, h)
     return {"area": area, "cy": cy, "cx": cx, "major": 4 * np.sqrt(l1), "minor": 4 * np.sqrt(l2),
             "bbox_h": (rmax - rmin + 1).astype(float), "bbox_w": (cmax - cmin + 1).astype(float),
             "feret": feret, "convex_area": convex_area}
 
 
-def _hull_columns(grain, row, left, right, rmin, rmax, n, h):
+def _hull_columns(grain, row, left, right, rmin, rmax, cmin, cmax, n, h):
+    """Feret diameter and convex area of every grain (:func:`_hull_columns_of`).
+
+    Grains one pixel thick in either direction have closed forms, the same
+    values: convex area = bounding box, Feret = its length.
+    """
+    bh, bw = rmax - rmin + 1, cmax - cmin + 1
+    feret = np.maximum(bh, bw).astype(float)
+    convex_area = (bh * bw).astype(float)
+    sub = np.flatnonzero((bh > 1) & (bw > 1))
+    if sub.size:
+        index = np.full(n, -1, np.int64)
+        index[sub] = np.arange(sub.size)
+        g = index[grain]
+        rows = g >= 0
+        feret[sub], convex_area[sub] = _hull_columns_of(g[rows], row[rows], left[rows], right[rows],
+                                                        rmin[sub], rmax[sub], sub.size, h)
+    return feret, convex_area
+
+
+def _hull_columns_of(grain, row, left, right, rmin, rmax, n, h):
     """Feret diameter and convex area of every grain, as skimage's ``regionprops``, all at once.
 
     skimage rasterises the convex hull of the pixels' edge midpoints
