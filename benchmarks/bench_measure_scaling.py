@@ -59,10 +59,10 @@ def run_case(kind: str, size: int) -> dict:
     import time
     import tracemalloc
 
+    import numpy as np
+
     from napari_grainseg.measure.report import write_grains_csv, write_summary_json
     from napari_grainseg.measure.statistics import measure_field
-
-    import numpy as np
 
     measure_field(np.ones((8, 8), np.uint32))  # imports, outside the timing
     labels = make_labels(kind, size)

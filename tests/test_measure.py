@@ -9,7 +9,6 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import normalize_labels
 from napari_grainseg.measure.astm import (
     astm_g_from_intercept_mm,
     astm_g_from_mean_area_mm2,
@@ -19,6 +18,7 @@ from napari_grainseg.measure.astm import (
 )
 from napari_grainseg.measure.statistics import field_statistics, lognormal_fit, summarize
 from napari_grainseg.measure.table import fill_boundaries, measure_grains
+from napari_grainseg.segmentation.grains import normalize_labels
 
 PIXEL_NM = 10.0
 

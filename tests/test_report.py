@@ -8,11 +8,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_grainseg.measure import report
 from napari_grainseg.cli import main
-from napari_grainseg.segmentation.grains import normalize_labels
+from napari_grainseg.measure import report
 from napari_grainseg.measure.statistics import summarize
 from napari_grainseg.measure.table import measure_grains
+from napari_grainseg.segmentation.grains import normalize_labels
 
 
 def grid_labels(shape=(96, 160), p=16):

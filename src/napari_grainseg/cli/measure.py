@@ -46,9 +46,9 @@ def read_labels(path: Path) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.segmentation.grains import validate_labels
-    from napari_grainseg.measure.table import optional_pixel_size
     from napari_grainseg.measure.report import write_report
+    from napari_grainseg.measure.table import optional_pixel_size
+    from napari_grainseg.segmentation.grains import validate_labels
 
     labels = validate_labels(read_labels(args.labels))
     pixel_size = optional_pixel_size(args.pixel_size)

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_grainseg.errors import InputError
 from napari_grainseg.cli._common import (
     add_measurement_arguments,
     add_segmentation_arguments,
@@ -14,6 +13,7 @@ from napari_grainseg.cli._common import (
     load_micrograph,
     measurement_options,
 )
+from napari_grainseg.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
