@@ -101,17 +101,25 @@ def command(method: str, paths, out: Path) -> list[str]:
             "--pixel-size", PIXEL_SIZE_NM, "--device", "cpu", *extra]
 
 
-def whole_process(sets: dict, repeats: int) -> dict:
-    times = {(s, m): [] for s in sets for m in METHODS}
+def whole_process(sets: dict, repeats: int, before_src: Path | None = None) -> dict:
+    """Wall times of each method as a fresh process; with ``before_src`` (a ``src`` folder of
+    another version, e.g. ``git archive COMMIT src``) also that version's, same run."""
+    versions = {"": None} if before_src is None else {"": None, " (before)": before_src}
+    times: dict[str, list[float]] = {}
     for r in range(repeats):
         for s, paths in sets.items():
             for m in METHODS[r % 3:] + METHODS[:r % 3]:  # rotate the order: load drifts
-                with tempfile.TemporaryDirectory() as out:
-                    t0 = time.perf_counter()
-                    subprocess.run(command(m, paths, Path(out)), check=True, capture_output=True)
-                    times[(s, m)].append(time.perf_counter() - t0)
-                print(f"  process {s} {m}: {times[(s, m)][-1]:.2f} s", file=sys.stderr, flush=True)
-    return {f"{s}/{m}": v for (s, m), v in times.items()}
+                for tag, src in versions.items():
+                    env = dict(os.environ)
+                    if src is not None:
+                        env["PYTHONPATH"] = str(src)
+                    with tempfile.TemporaryDirectory() as out:
+                        t0 = time.perf_counter()
+                        subprocess.run(command(m, paths, Path(out)), check=True, capture_output=True, env=env)
+                        times.setdefault(f"{s}/{m}{tag}", []).append(time.perf_counter() - t0)
+                    print(f"  process {s} {m}{tag}: {times[f'{s}/{m}{tag}'][-1]:.2f} s", file=sys.stderr,
+                          flush=True)
+    return times
 
 
 # --------------------------------------------------------------------------- stages, in process
@@ -244,11 +252,14 @@ def markdown(data: dict) -> str:
                   "| field set | method | wall (s) | s per MPx | ratio to classical | runs (s) |",
                   "|---|---|---:|---:|---:|---|"]
         for s in ("1024", "small"):
-            base = med(data["process"][f"{s}/classical"])
-            for m in METHODS:
-                v = data["process"][f"{s}/{m}"]
-                lines.append(f"| {s} | {m} | {med(v):.2f} | {med(v) / data['mpx'][s]:.2f} | "
-                             f"{med(v) / base:.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
+            for tag in ("", " (before)"):
+                if f"{s}/classical{tag}" not in data["process"]:
+                    continue
+                base = med(data["process"][f"{s}/classical{tag}"])
+                for m in METHODS:
+                    v = data["process"][f"{s}/{m}{tag}"]
+                    lines.append(f"| {s} | {m}{tag} | {med(v):.2f} | {med(v) / data['mpx'][s]:.2f} | "
+                                 f"{med(v) / base:.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
         lines.append("")
     if data.get("stages"):
         lines += ["In process, per stage (s, medians; models loaded, warm):", "",
@@ -289,6 +300,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "grainseg_throughput")
     ap.add_argument("--smoke", action="store_true", help="2 small fields and no 1024² field (a quick check)")
+    ap.add_argument("--before-src", type=Path, help="also time this src folder's version as whole processes "
+                    "(ratios within each version)")
     ap.add_argument("--skip-process", action="store_true")
     ap.add_argument("--skip-stages", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the raw timings")
@@ -301,7 +314,7 @@ def main() -> int:
             "omp": os.environ.get("OMP_NUM_THREADS", "unset"), "repeats": args.repeats,
             "mpx": {s: megapixels(p) for s, p in sets.items()}}
     if not args.skip_process:
-        data["process"] = whole_process(sets, args.repeats)
+        data["process"] = whole_process(sets, args.repeats, args.before_src)
     if not args.skip_stages:
         data["stages"] = stages_in_process(sets, args.repeats)
     table = markdown(data)
