@@ -229,3 +229,17 @@ def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):
     err = capsys.readouterr().err
     assert err.startswith("grainseg: error:") and match in err
     assert not (tmp_path / "o" / "lab_summary.json").exists()
+
+
+def test_measurement_imports_no_plotting_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from napari_grainseg.measure.statistics import measure_field\n"
+            "from napari_grainseg.measure.report import write_grains_csv, write_summary_json\n"
+            "lab = np.zeros((40, 40), np.uint32); lab[:, :20] = 1; lab[:, 21:] = 2\n"
+            "measure_field(lab, 1.0)\n"
+            "print(sorted(m for m in ('matplotlib', 'torch', 'napari', 'skimage.measure') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
