@@ -243,3 +243,14 @@ def test_measurement_imports_no_plotting_library():
             "print(sorted(m for m in ('matplotlib', 'torch', 'napari', 'skimage.measure') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_segment_checks_the_exclusion_mask_before_any_computation(tmp_path, capsys):
+    img = tmp_path / "field.tif"
+    tifffile.imwrite(img, np.random.default_rng(0).random((48, 64)).astype(np.float32))
+    np.save(tmp_path / "mask.npy", np.zeros((48, 63), bool))
+    code = main(["segment", str(img), "--out", str(tmp_path / "out"), "--exclude", str(tmp_path / "mask.npy")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--exclude" in err and "48x63" in err and "48x64" in err
+    assert not (tmp_path / "out").exists()
