@@ -306,11 +306,15 @@ class GrainTable:
 
         path = Path(path)
         header = [f"{c} [{self.units[c]}]" if self.units.get(c) else c for c in self.columns]
-        cols = [_format_column(self.data[c]) for c in self.columns]
         with atomic_open(path, "w") as fh:
             fh.write(",".join(header) + "\n")
-            fh.writelines(",".join(row) + "\n" for row in zip(*cols))
+            for r0 in range(0, len(self), _CSV_ROWS):  # in blocks: memory of a block, not of the table
+                cols = [_format_column(self.data[c][r0:r0 + _CSV_ROWS]) for c in self.columns]
+                fh.writelines(",".join(row) + "\n" for row in zip(*cols))
         return path
+
+
+_CSV_ROWS = 1 << 16
 
 
 def _format_column(col: np.ndarray) -> list[str]:
