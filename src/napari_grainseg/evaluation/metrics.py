@@ -32,6 +32,7 @@ import numpy as np
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.measure.table import fill_boundaries, grain_ecds
+from napari_grainseg.segmentation.grains import validate_labels
 
 __all__ = [
     "boundary_prf",
@@ -66,9 +67,10 @@ def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
         if labels.dtype == bool or not np.all(np.mod(labels, 1) == 0):
             raise InputError(f"{name} must be an integer label image, got dtype {labels.dtype}")
         labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise InputError(f"{name} has negative labels; grain ids must be >= 0")
-    return labels
+    try:  # the package's one label validator
+        return validate_labels(labels, require_grain=False)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
 
 
 def _tol_key(tolerance: float) -> str:
