@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,3 +73,22 @@ def derived_layer_kwargs(source, name: str) -> dict[str, Any]:
     if units:
         kwargs["units"] = tuple(units[-2:])
     return kwargs
+
+
+def image_folder(layer) -> Path:
+    """Where exports of ``layer`` go by default: the folder of the file it was read from, else the
+    current working directory (never the home directory, never the installed package's data)."""
+    import napari_grainseg
+
+    package = Path(napari_grainseg.__file__).resolve().parent
+    candidates = []
+    if layer is not None:
+        candidates.append(getattr(getattr(layer, "source", None), "path", None))
+        candidates.append((layer.metadata.get("grainseg") or {}).get("source"))
+    for candidate in candidates:
+        if not candidate or candidate == "array":
+            continue
+        folder = Path(candidate).resolve().parent
+        if folder.is_dir() and os.access(folder, os.W_OK) and package not in (folder, *folder.parents):
+            return folder
+    return Path.cwd()
