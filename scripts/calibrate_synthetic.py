@@ -18,8 +18,8 @@ import argparse
 
 import numpy as np
 
-from napari_grainseg.synthetic import generator, presets
 from napari_grainseg.measure.table import grain_ecds
+from napari_grainseg.synthetic import generator, presets
 
 SIGMAS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75)
 STEPS = (0, 2, 4, 6, 9, 12)

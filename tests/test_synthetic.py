@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.measure.table import grain_ecds
 from napari_grainseg.synthetic import (
     PARAMETERS,
     PRESETS,
@@ -20,7 +21,6 @@ from napari_grainseg.synthetic import (
 )
 from napari_grainseg.synthetic.generator import grain_geometry
 from napari_grainseg.synthetic.presets import sample_preset
-from napari_grainseg.measure.table import grain_ecds
 
 
 def _geometry(seed, shape, **knobs):
