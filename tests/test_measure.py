@@ -384,3 +384,18 @@ def test_lognormal_method_says_what_the_code_does():
     assert fit["sigma"] == pytest.approx(sigma, rel=1e-4) and fit["median"] == pytest.approx(scale, rel=1e-4)
     s = summarize(normalize_labels(HEX), PIXEL_NM)
     assert "scipy" not in s["lognormal"]["method"] and "closed form" in s["lognormal"]["method"]
+
+
+def test_ecd_image_with_ids_near_2_to_the_32():
+    from napari_grainseg.measure.display import ecd_image
+
+    lab = np.zeros((30, 40), np.uint32)
+    lab[:, :19] = 2**32 - 5
+    lab[:, 20:] = 7
+    t = measure_grains(lab, 2.0)
+    img = ecd_image(lab, t)
+    big = t["ecd_nm"][t["label"] == 2**32 - 5][0]
+    assert img.dtype == np.float32 and np.all(img[:, :19] == np.float32(big))
+    assert np.all(img[:, 20:] == np.float32(t["ecd_nm"][t["label"] == 7][0])) and np.isnan(img[:, 19]).all()
+    small = np.where(lab == 2**32 - 5, 3, lab).astype(np.uint32)
+    np.testing.assert_array_equal(ecd_image(small, measure_grains(small, 2.0)), img)

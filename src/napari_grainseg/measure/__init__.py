@@ -6,7 +6,9 @@
   the mean lineal intercept;
 - :mod:`~napari_grainseg.measure.statistics`: edge weights, weighted quantiles, the
   lognormal fit, histograms, the summary of a field, statistics over fields and pooled;
-- :mod:`~napari_grainseg.measure.report`: the CSV, summary JSON, histogram and overlay of one field.
+- :mod:`~napari_grainseg.measure.report`: the CSV, summary JSON, histogram and overlay of one field;
+- :mod:`~napari_grainseg.measure.display`: per-grain values arranged for display (napari features,
+  an image coloured by ECD).
 """
 
 from napari_grainseg._lazy import lazy_exports
