@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, read_image_array
+from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
 from napari_grainseg.errors import InputError
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "<stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png.",
     )
     p.add_argument("labels", type=Path, help="label image: .tif/.tiff, .png or .npy, integer")
-    p.add_argument("--pixel-size", default=None, metavar="NM",
+    p.add_argument("--pixel-size", default=None, metavar="NM",  # checked in run(), range included
                    help="pixel size in nm (default: the micrograph's calibration, if --image)")
     p.add_argument("--image", type=Path, default=None, metavar="MICROGRAPH",
                    help="micrograph for the overlay (and its pixel size)")
@@ -37,12 +38,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--orientations", type=int, default=8,
                    help="test-line orientations of the intercept method (default: 8)")
     add_measurement_arguments(p)
+    add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
 
-def read_labels(path: Path) -> np.ndarray:
-    """Read a label image from TIFF, PNG or NPY (no conversion of the dtype)."""
-    return read_image_array(path, "label")
+def read_labels(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read a label image from TIFF, PNG or NPY (no conversion of the dtype).
+
+    ``max_pixels``: largest image accepted, checked from the header before decoding
+    (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
+    """
+    return read_image_array(path, "label", max_pixels)
+
+
+def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Give every 4-connected region its own id when one id is used for separate regions.
+
+    Returns ``(labels, ids)``: the input unchanged and ``[]`` when every id is one
+    region; otherwise labels renumbered 1..N by region (0 kept) and the ids that
+    were split.
+    """
+    from scipy import ndimage
+    from skimage.measure import label as label_regions
+
+    regions = label_regions(labels, background=0, connectivity=1)
+    n_regions = int(regions.max())
+    ids = np.unique(labels)
+    n_ids = int(ids.size - (ids[0] == 0 if ids.size else 0))
+    if n_regions == n_ids:
+        return labels, []
+    # the id of each region (any pixel of it), then which ids occur more than once
+    idx = np.arange(1, n_regions + 1)
+    region_ids = ndimage.maximum(labels, regions, idx).astype(np.int64)
+    values, counts = np.unique(region_ids, return_counts=True)
+    return regions.astype(np.uint32 if n_regions < 2**32 else np.uint64), values[counts > 1].tolist()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,13 +79,23 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.measure.table import optional_pixel_size
     from napari_grainseg.segmentation.grains import validate_labels
 
-    labels = validate_labels(read_labels(args.labels))
+    labels = validate_labels(read_labels(args.labels, args.max_pixels))
+    labels, split = split_regions(labels)
+    if split:
+        more = f" and {len(split) - 3} more" if len(split) > 3 else ""
+        print(f"grainseg: warning: label id{'s' if len(split) > 1 else ''} "
+              f"{', '.join(str(i) for i in split[:3])}{more} {'each cover' if len(split) > 1 else 'covers'} "
+              "separate regions: every region is "
+              "measured as its own grain (grains renumbered)", file=sys.stderr)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder")
+    check_not_an_input([args.out], [args.labels, args.image])
     pixel_size = optional_pixel_size(args.pixel_size)
     image = None
     if args.image is not None:
         from napari_grainseg.io.readers import read_micrograph
 
-        micrograph = read_micrograph(args.image)
+        micrograph = read_micrograph(args.image, max_pixels=args.max_pixels)
         image = micrograph.data
         if image.shape != labels.shape:
             raise InputError(f"micrograph is {image.shape[0]}x{image.shape[1]} px but the label "

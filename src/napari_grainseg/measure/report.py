@@ -168,9 +168,8 @@ def save_figure(fig, path, *, dpi: int = 150) -> Path:
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    metadata = {"Date": None} if fmt == "svg" else None
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "napari-grainseg"}), \
-            atomic_path(path) as tmp:
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "grainseg"}), atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
     return path
 
