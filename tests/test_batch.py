@@ -19,13 +19,13 @@ from napari_grainseg.batch import (
     BatchOptions,
     discover_inputs,
     is_done,
-    pooled_statistics,
     run_batch,
 )
 from napari_grainseg.cli import main
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import file_record
-from napari_grainseg.measure.summary import astm_g_from_na
+from napari_grainseg.measure.astm import astm_g_from_na
+from napari_grainseg.measure.statistics import pooled_statistics
 from napari_grainseg.synthetic import generate
 
 DEV_WEIGHTS = Path("/root/grainseg-runs/net1_dev/net1.pt")

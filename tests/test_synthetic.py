@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.measure.table import grain_ecds
 from napari_grainseg.synthetic import (
     PARAMETERS,
     PRESETS,
@@ -20,7 +21,6 @@ from napari_grainseg.synthetic import (
 )
 from napari_grainseg.synthetic.generator import grain_geometry
 from napari_grainseg.synthetic.presets import sample_preset
-from napari_grainseg.synthetic.stats import grain_ecds
 
 
 def _geometry(seed, shape, **knobs):
@@ -87,7 +87,8 @@ def test_size_statistics_match_request_within_10_percent(d, s, steps):
     ecd, r = [], 0
     while sum(map(len, ecd)) < 300:
         ecd.append(grain_ecds(_geometry(100 + r, (side, side), mean_diameter=float(d),
-                                        log_sigma=s, smoothing=steps)[1]))
+                                        log_sigma=s, smoothing=steps)[1],
+                              fill=False, min_area=15, interior=True))
         r += 1
     e = np.concatenate(ecd)
     assert abs(e.mean() / d - 1) < 0.10, e.mean()

@@ -74,8 +74,6 @@ __all__ = [
     "check_models",
     "discover_inputs",
     "is_done",
-    "pooled_ecd",
-    "pooled_statistics",
     "process_item",
     "run_batch",
     "set_threads",
@@ -84,7 +82,7 @@ __all__ = [
 
 #: Outputs every field has (``<stem>`` + suffix); the marker lists them all.
 FIELD_OUTPUT_SUFFIXES = ("_boundaries.tif", "_grains.tif", "_grains.csv", "_summary.json",
-                         "_histogram.png", "_histogram.svg", "_overlay.png")
+                         "_histogram.png", "_overlay.png")  # "_histogram.svg" only with --svg
 #: Files written at the top of the output folder for the whole sample.
 SAMPLE_SUMMARY = "sample_summary.json"
 SAMPLE_HISTOGRAM = "sample_histogram"
@@ -652,94 +650,10 @@ def _read_grain_csv(path: Path) -> dict[str, np.ndarray]:
     return cols
 
 
-def pooled_ecd(fields: Sequence[dict]) -> np.ndarray:
-    """ECD of the complete grains of every field, in nm when all are calibrated, else in px."""
-    sizes = [f["summary"].get("pixel_size_nm") for f in fields]
-    calibrated = bool(fields) and all(s is not None for s in sizes)
-    parts = [f["grains"]["ecd_px"][~f["grains"]["touches_border"]] * (s if calibrated else 1.0)
-             for f, s in zip(fields, sizes)]
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
-    """Statistics of all grains of a sample pooled over its fields.
-
-    ``fields``: dicts with ``summary`` (a field's summary JSON) and ``grains``
-    (its per-grain columns). Sizes use the complete grains (not touching their
-    field's border), unweighted, in nm when every field is calibrated, else in px.
-    Planimetric G pools the equivalent grain counts over the total field area;
-    the intercept G pools, per test-line orientation, the intersections over
-    the total test-line length (then averages P_L over orientations, as per field).
-    """
-    from napari_grainseg.measure.summary import astm_g_from_intercept_mm, astm_g_from_na, lognormal_fit, NM_TO_MM
-
-    sizes = [f["summary"].get("pixel_size_nm") for f in fields]
-    calibrated = bool(fields) and all(s is not None for s in sizes)
-    unit = "nm" if calibrated else "px"
-    warn = []
-    if not calibrated and len({s for s in sizes}) > 1:
-        warn.append("fields have different or missing pixel sizes: pooled sizes in px mix scales")
-    n_all = sum(f["grains"]["touches_border"].size for f in fields)
-    n_edge = sum(int(f["grains"]["touches_border"].sum()) for f in fields)
-    d = pooled_ecd(fields)
-    out: dict = {"unit": unit, "n_fields": len(fields), "n_grains": n_all, "n_grains_edge": n_edge,
-                 "n_grains_included": int(d.size)}
-    if d.size:
-        mean = float(d.mean())
-        sd = float(d.std(ddof=1)) if d.size > 1 else None
-        q = np.quantile(d, [0.1, 0.5, 0.9])
-        out.update({f"mean_ecd_{unit}": mean, f"sd_ecd_{unit}": sd,
-                    "cv_ecd": sd / mean if sd is not None and mean else None,
-                    f"d10_{unit}": float(q[0]), f"d50_{unit}": float(q[1]), f"d90_{unit}": float(q[2])})
-        edges = np.histogram_bin_edges(d, bins=bins)
-        num, _ = np.histogram(d, edges)
-        area, _ = np.histogram(d, edges, weights=d**2)
-        out["histograms"] = {f"bin_edges_{unit}": edges.tolist(), "number": num.tolist(),
-                             "number_fraction": (num / num.sum()).tolist(),
-                             "area_fraction": (area / area.sum()).tolist()}
-        fit = lognormal_fit(d)
-        out["lognormal"] = None if fit is None else {
-            "sigma": fit["sigma"], f"median_{unit}": fit["median"], f"mean_{unit}": fit["mean"],
-            "ks_statistic": fit["ks_statistic"], "n": fit["n"],
-            "method": "maximum likelihood, location 0 (scipy.stats.lognorm.fit(d, floc=0))"}
-    else:
-        out["histograms"] = out["lognormal"] = None
-        warn.append("no complete grain in any field")
-    # ASTM E112 on the pooled fields
-    out["astm_g_planimetric"] = out["astm_g_intercept"] = None
-    if calibrated:
-        n_eq = sum(f["summary"]["planimetric"]["n_equivalent"] for f in fields)
-        area_mm2 = sum(f["summary"]["planimetric"]["field_area_px"] * (s * NM_TO_MM) ** 2
-                       for f, s in zip(fields, sizes))
-        out["n_a_per_mm2"] = n_eq / area_mm2
-        out["astm_g_planimetric"] = astm_g_from_na(n_eq / area_mm2) if n_eq > 0 else None
-        by_angle: dict[float, list[float]] = {}
-        for f, s in zip(fields, sizes):
-            for b in f["summary"].get("intercept", {}).get("by_orientation", []):
-                acc = by_angle.setdefault(round(b["angle_deg"], 6), [0.0, 0.0])
-                acc[0] += b["intersections"]
-                acc[1] += b["length_px"] * s
-        p_l = [i / length for i, length in by_angle.values() if length > 0]
-        if p_l and np.mean(p_l) > 0:
-            l_nm = 1.0 / float(np.mean(p_l))
-            out["mean_intercept_nm"] = l_nm
-            out["astm_g_intercept"] = astm_g_from_intercept_mm(l_nm * NM_TO_MM)
-    else:
-        warn.append("not every field is calibrated: pooled ASTM G is null (give --pixel-size)")
-    out["rules"] = {
-        "sizes": "complete grains (not touching their field's border) of every field, unweighted",
-        "astm_g_planimetric": "sum of the fields' equivalent grain counts over their total area",
-        "astm_g_intercept": "per orientation, sum of intersections over total test-line length; "
-                            "mean P_L over orientations",
-    }
-    out["warnings"] = warn
-    return out
-
-
 def _pooled_figure(pooled: dict, d: np.ndarray):
     """The pooled ECD histogram figure, drawn by :func:`napari_grainseg.measure.report.histogram_figure`."""
-    from napari_grainseg.measure.summary import GrainTable
     from napari_grainseg.measure.report import histogram_figure
+    from napari_grainseg.measure.table import GrainTable
 
     unit = pooled["unit"]
     hist = pooled["histograms"]
@@ -765,8 +679,8 @@ def write_sample_summary(out_dir: str | os.PathLike, items: Sequence[BatchItem],
     already done), so a resumed batch gives the same sample summary.
     Returns the sample summary.
     """
-    from napari_grainseg.measure.summary import field_statistics
     from napari_grainseg.measure.report import save_figure, write_summary_json
+    from napari_grainseg.measure.statistics import field_statistics, pooled_ecd, pooled_statistics
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -128,3 +128,84 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             net2_weights=str(args.net2_weights) if args.net2_weights else None, **more)
     except OptionError as exc:
         raise InputError(f"{OPTION_FLAGS.get(exc.field, exc.field)}: {exc}") from None
+
+
+def add_measurement_arguments(parser: argparse.ArgumentParser, *, min_area: bool = True) -> None:
+    """Add the options of every measurement: an exclusion mask, the smallest grain, SVG figures.
+
+    ``min_area=False`` when the command already has ``--min-grain-area`` (``segment``).
+    """
+    parser.add_argument("--exclude", type=Path, default=None, metavar="MASK",
+                        help="mask image (.tif/.png/.npy, same size; non-zero = excluded) of pixels left out "
+                        "of the measurement: grains overlapping it are dropped, N_A uses the remaining area")
+    if min_area:
+        parser.add_argument("--min-grain-area", type=int, default=1, metavar="PX",
+                            help="smallest grain measured, px; smaller grains are shared out to their "
+                            "neighbours (default: 1, every grain)")
+    parser.add_argument("--svg", action="store_true", help="also write the histogram as SVG")
+
+
+def read_image_array(path: Path, what: str, max_pixels: int | None = None):
+    """Read a ``what`` image (``"label"``, ``"mask"``) from TIFF, PNG or NPY, dtype kept, squeezed.
+
+    ``max_pixels``: largest image accepted, checked from the header before decoding
+    (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
+    """
+    import numpy as np
+
+    from napari_grainseg.io.readers import check_pixel_count
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a {what} image file")
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)
+                data = tif.asarray()
+        elif suffix == ".npy":
+            header = np.load(path, mmap_mode="r", allow_pickle=False)
+            check_pixel_count(header.shape, max_pixels, path.name)
+            del header
+            data = np.load(path, allow_pickle=False)
+        elif suffix == ".png":
+            from napari_grainseg.io.readers import pillow_size_unchecked
+
+            with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
+                check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
+                data = np.asarray(im)
+        else:
+            raise InputError(f"unsupported {what} file type {suffix!r}: use .tif, .png or .npy")
+    except InputError:
+        raise
+    except ValueError as exc:
+        text = " ".join(str(exc).split())
+        if "pickle" in text.lower():  # an object array: loading it would run code
+            raise InputError(f"cannot read {what} image {path}: it holds Python objects (pickled), "
+                             "not numbers; refused") from None
+        raise InputError(f"cannot read {what} image {path}: {text}") from None
+    except Exception as exc:  # corrupt file
+        raise InputError(f"cannot read {what} image {path}: {' '.join(str(exc).split())}") from None
+    return np.squeeze(data)
+
+
+def measurement_options(args: argparse.Namespace, shape: tuple[int, int] | None = None) -> dict:
+    """``min_area``, ``exclude`` (read and checked against ``shape``) and ``svg`` for the report."""
+    from napari_grainseg.measure.table import validate_exclude_mask
+
+    if args.min_grain_area < 1:
+        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
+    mask = None
+    if args.exclude is not None:
+        mask = read_image_array(args.exclude, "mask", getattr(args, "max_pixels", None))
+        try:
+            mask = validate_exclude_mask(mask, shape if shape is not None else mask.shape)
+        except InputError as exc:
+            raise InputError(f"--exclude {args.exclude}: {exc}") from None
+    return {"min_area": args.min_grain_area, "exclude": mask, "svg": args.svg}

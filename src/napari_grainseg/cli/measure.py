@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, read_image_array
 from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
 from napari_grainseg.errors import InputError
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure grains of a label image (CSV, JSON, histogram, overlay)",
         description="Measure every grain of a label image (0 = boundary, grains > 0, integer "
         "TIFF / PNG / NPY) and write <stem>_grains.csv, <stem>_summary.json, "
-        "<stem>_histogram.png/.svg and <stem>_overlay.png.",
+        "<stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png.",
     )
     p.add_argument("labels", type=Path, help="label image: .tif/.tiff, .png or .npy, integer")
     p.add_argument("--pixel-size", default=None, metavar="NM",  # checked in run(), range included
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="unbiased correction for excluded edge grains (default: miles)")
     p.add_argument("--orientations", type=int, default=8,
                    help="test-line orientations of the intercept method (default: 8)")
+    add_measurement_arguments(p)
     add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
@@ -46,47 +48,7 @@ def read_labels(path: Path, max_pixels: int | None = None) -> np.ndarray:
     ``max_pixels``: largest image accepted, checked from the header before decoding
     (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
     """
-    from napari_grainseg.io.readers import check_pixel_count
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give a label image file")
-    if not path.is_file():
-        raise InputError(f"label file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)
-                data = tif.asarray()
-        elif suffix == ".npy":
-            header = np.load(path, mmap_mode="r", allow_pickle=False)
-            check_pixel_count(header.shape, max_pixels, path.name)
-            del header
-            data = np.load(path, allow_pickle=False)
-        elif suffix == ".png":
-            from napari_grainseg.io.readers import pillow_size_unchecked
-
-            with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
-                check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
-                data = np.asarray(im)
-        else:
-            raise InputError(f"unsupported label file type {suffix!r}: use .tif, .png or .npy")
-    except InputError:
-        raise
-    except ValueError as exc:
-        text = " ".join(str(exc).split())
-        if "pickle" in text.lower():  # an object array: loading it would run code
-            raise InputError(f"cannot read label image {path}: it holds Python objects (pickled), "
-                             "not numbers; refused") from None
-        raise InputError(f"cannot read label image {path}: {text}") from None
-    except Exception as exc:  # corrupt file
-        raise InputError(f"cannot read label image {path}: {' '.join(str(exc).split())}") from None
-    data = np.squeeze(data)
-    return data
+    return read_image_array(path, "label", max_pixels)
 
 
 def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -113,9 +75,9 @@ def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.segmentation.grains import validate_labels
-    from napari_grainseg.measure.summary import optional_pixel_size
     from napari_grainseg.measure.report import write_report
+    from napari_grainseg.measure.table import optional_pixel_size
+    from napari_grainseg.segmentation.grains import validate_labels
 
     labels = validate_labels(read_labels(args.labels, args.max_pixels))
     labels, split = split_regions(labels)
@@ -142,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_size = micrograph.pixel_size_nm
     if args.orientations < 1:
         raise InputError(f"--orientations must be >= 1, got {args.orientations}")
+    options = measurement_options(args, labels.shape)
     stem = args.stem or args.labels.stem
     paths = write_report(
         args.out, stem, image=image, labels=labels, pixel_size_nm=pixel_size,
@@ -150,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_edge_grains=not args.include_edge_grains,
         edge_correction=None if args.edge_correction == "none" else args.edge_correction,
         n_intercept_orientations=args.orientations,
+        **options,
     )
     import json
 

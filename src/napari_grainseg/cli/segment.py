@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_grainseg.cli._common import add_segmentation_arguments, load_micrograph, segment_options_from_args
+from napari_grainseg.cli._common import (
+    add_measurement_arguments,
+    add_segmentation_arguments,
+    load_micrograph,
+    measurement_options,
+    segment_options_from_args,
+)
 from napari_grainseg.cli._limits import add_max_pixels_argument, add_output_safety_arguments
 from napari_grainseg.errors import InputError
 
@@ -17,15 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="find grain boundaries and measure grains",
         description="Segment micrographs into grains and write, per input, DIR/<stem>_boundaries.tif "
         "(uint8, 1 = boundary), DIR/<stem>_grains.tif (uint32 labels, 0 = boundary), "
-        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png/.svg and <stem>_overlay.png, "
+        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png, "
         "then <stem>_done.json listing them all (size, SHA-256). A field's files are written to a staging "
-        "folder and moved in as a set; one run at a time uses DIR. Give INPUT files or --sample, not both.",
+        "folder and moved in as a set; one run at a time uses DIR. Give INPUT files or --sample, not both. "
+        "--min-grain-area applies to building the grains and to measuring them.",
         usage="%(prog)s (INPUT [INPUT ...] | --sample) --out DIR [options]",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="micrograph files (or --sample)")
     p.add_argument("--sample", action="store_true", help="segment the bundled real TEM micrograph (instead of INPUT)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     add_segmentation_arguments(p, scope="the files")
+    add_measurement_arguments(p, min_area=False)
     add_max_pixels_argument(p)
     add_output_safety_arguments(p)
     p.set_defaults(func=run)
@@ -46,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
     micrographs = [load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size,
                                    max_pixels=args.max_pixels) for src in sources]
     stems = [Path(m.source).stem for m in micrographs]
+    report_options = measurement_options(args)
+    if report_options["exclude"] is not None:
+        for m in micrographs:
+            if m.data.shape != report_options["exclude"].shape:
+                raise InputError(f"--exclude {args.exclude}: the mask is {report_options['exclude'].shape[0]}x"
+                                 f"{report_options['exclude'].shape[1]} px but {m.source} is "
+                                 f"{m.data.shape[0]}x{m.data.shape[1]}")
     if len(set(stems)) != len(stems):
         raise InputError("several inputs have the same file name; their outputs would collide "
                          "(use grainseg batch, which mirrors folders)")
@@ -57,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
         check_resampling(m.shape, gsize, args.max_pixels, name=Path(m.source).name)
     lock = FolderLock(args.out, wait=args.wait).acquire()
     try:
-        return _segment_all(args, options, micrographs, stems, lock.run_id)
+        return _segment_all(args, options, micrographs, stems, lock.run_id, report_options)
     finally:
         lock.release()
 
 
-def _segment_all(args, options, micrographs, stems, run_id: str) -> int:
+def _segment_all(args, options, micrographs, stems, run_id: str, report_options: dict) -> int:
     """Segment each micrograph and commit its files as a set (the caller holds the folder's lock)."""
     from tqdm import tqdm
 
@@ -73,7 +88,8 @@ def _segment_all(args, options, micrographs, stems, run_id: str) -> int:
     from napari_grainseg.segmentation.pipeline import segment, write_segmentation
 
     remove_stale_staging(args.out, run_id)
-    names = {stem: [stem + suffix for suffix in FIELD_OUTPUT_SUFFIXES] for stem in stems}
+    suffixes = FIELD_OUTPUT_SUFFIXES + (("_histogram.svg",) if report_options["svg"] else ())
+    names = {stem: [stem + suffix for suffix in suffixes] for stem in stems}
     for stem in stems:  # outputs edited by hand are kept unless --overwrite: before any computation
         check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)
     device = options.torch_device()
@@ -88,7 +104,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str) -> int:
         stage = staging_dir(args.out, stem, run_id)
         try:
             write_segmentation(stage, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                               extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
+                               extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm}, **report_options)
             commit_field(stage, args.out, stem, expected=names[stem],
                          extra={"input": str(Path(m.source).resolve()), "command": "segment",
                                 "n_grains": int(result.labels.max())})

@@ -27,7 +27,17 @@ def ecd_image(labels: np.ndarray, table, unit: str = "nm") -> np.ndarray:
     boundary pixels and grains missing from ``table`` are NaN."""
     labels = np.asarray(labels)
     column = "ecd_nm" if unit == "nm" and "ecd_nm" in table else "ecd_px"
-    lut = np.full(int(max(labels.max(initial=0), np.max(table["label"], initial=0))) + 1, np.nan, np.float32)
-    lut[np.asarray(table["label"], np.int64)] = np.asarray(table[column], np.float32)
-    lut[0] = np.nan
-    return lut[labels]
+    ids = np.asarray(table["label"], np.int64)
+    values = np.asarray(table[column], np.float32)
+    top = int(max(labels.max(initial=0), ids.max(initial=0)))
+    if top <= 2 * labels.size + 1024:  # a lookup table no larger than the image
+        lut = np.full(top + 1, np.nan, np.float32)
+        lut[ids] = values
+        lut[0] = np.nan
+        return lut[labels]
+    # ids near 2**32: memory of the image, not of the largest id
+    order = np.argsort(ids)
+    ids, values = ids[order], values[order]
+    pos = np.clip(np.searchsorted(ids, labels), 0, max(ids.size - 1, 0))
+    found = (ids[pos] == labels) & (labels > 0) if ids.size else np.zeros(labels.shape, bool)
+    return np.where(found, values[pos] if ids.size else np.nan, np.nan).astype(np.float32)

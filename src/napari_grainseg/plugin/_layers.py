@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.readers import nm_per_unit
 from napari_grainseg.io.validate import validate_image
 
 
@@ -56,9 +57,11 @@ def pixel_size_from(scale, units) -> float | None:
     scale = tuple(float(v) for v in scale[-2:])
     if not units:
         return None
-    unit = str(units[-1])
-    factor = {"nanometer": 1.0, "nm": 1.0, "micrometer": 1e3, "µm": 1e3, "um": 1e3, "angstrom": 0.1}.get(unit)
-    if factor is None or scale == (1.0, 1.0) and unit in ("pixel", "px"):
+    try:  # the unit table of the file readers
+        factor = nm_per_unit(str(units[-1]))
+    except InputError:  # a unit that is not a length: not a calibration
+        return None
+    if factor is None:
         return None
     return float(np.mean(scale)) * factor
 

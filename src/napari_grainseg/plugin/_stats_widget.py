@@ -1,7 +1,7 @@
 """The "Grain statistics" dock widget: live summary, embedded histogram, exports.
 
-Measurements (:func:`napari_grainseg.measure.summary.measure_grains` and
-:func:`~napari_grainseg.measure.summary.summarize`) and the figure
+Measurements (:func:`napari_grainseg.measure.statistics.measure_field`: the per-grain
+table and the summary) and the figure
 (:func:`napari_grainseg.measure.report.histogram_figure`) are computed in a worker after
 each change of the grains layer (debounced); the main thread only shows them.
 """
@@ -50,24 +50,13 @@ def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_
     """Measure a label image and draw its histogram figure (thread-safe, no Qt).
 
     ``min_area`` (px) and ``exclude`` (mask, non-zero = left out) go to the
-    core measurement when it has them.
+    core measurement.
     """
     from napari_grainseg.measure.report import histogram_figure
+    from napari_grainseg.measure.statistics import measure_field
 
-    try:
-        from napari_grainseg.measure.statistics import measure_field
-    except ImportError:  # older core: no minimum size / exclusion yet
-        measure_field = None
-    if measure_field is not None:
-        table, summary = measure_field(labels, pixel_size_nm, min_area=min_area, exclude=exclude,
-                                       exclude_edge_grains=exclude_edge_grains)
-    else:
-        from napari_grainseg.measure.summary import measure_grains, summarize
-
-        if (min_area or 1) > 1 or exclude is not None and np.any(exclude):
-            raise InputError("this version of the measurement has no minimum grain size / exclusion mask")
-        table = measure_grains(labels, pixel_size_nm)
-        summary = summarize(labels, pixel_size_nm, table=table, exclude_edge_grains=exclude_edge_grains)
+    table, summary = measure_field(labels, pixel_size_nm, min_area=min_area, exclude=exclude,
+                                   exclude_edge_grains=exclude_edge_grains)
     # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
     return GrainStats(labels, table, summary, histogram_figure(table, summary, vertical=True), pixel_size_nm)
 
@@ -371,7 +360,7 @@ class StatsWidget(Container):
 
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
         """Write the chosen exports of the current statistics into the folder; returns the paths."""
-        from napari_grainseg.measure.report import histogram_figure, save_figure, write_grains_csv, write_summary_json
+        from napari_grainseg.measure.report import write_field_exports
 
         try:
             stem = self.stem.value.strip()
@@ -385,15 +374,9 @@ class StatsWidget(Container):
             if stats is None or stats.pixel_size_nm != nm or not np.array_equal(stats.labels, labels) \
                     or self._stats_key != _options_key(options):
                 stats = compute_stats(labels, nm, **options)  # exports what is shown now
-            paths: dict[str, Path] = {}
-            if "csv" in what:
-                paths["csv"] = write_grains_csv(folder / f"{stem}_grains.csv", stats.table)
-            if "json" in what:
-                paths["json"] = write_summary_json(folder / f"{stem}_summary.json", stats.summary, self._extra())
-            if "histogram" in what:
-                figure = histogram_figure(stats.table, stats.summary)  # the report's layout, as the CLI writes
-                paths["histogram_png"] = save_figure(figure, folder / f"{stem}_histogram.png")
-                paths["histogram_svg"] = save_figure(figure, folder / f"{stem}_histogram.svg")
+            # the report's exports and layout, as the CLI writes them
+            paths = write_field_exports(folder, stem, stats.table, stats.summary, extra=self._extra(),
+                                        svg=True, what=what)
             if "tiff" in what:
                 paths["grains_tif"] = write_calibrated_tiff(folder / f"{stem}_grains.tif",
                                                             labels.astype(np.uint32), nm)

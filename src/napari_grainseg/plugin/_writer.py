@@ -42,7 +42,7 @@ def write_calibrated_tiff(path, array: np.ndarray, pixel_size_nm: float | None =
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """Save a Labels layer: ``.tif`` keeps the array; ``.csv`` is the per-grain table (nm when calibrated)."""
-    from napari_grainseg.measure.summary import measure_grains
+    from napari_grainseg.measure.table import measure_grains
 
     path = Path(path)
     suffix = path.suffix.lower()
