@@ -1,0 +1,241 @@
+"""k-shot adaptation on real optical micrographs (TBM crops with hand-traced boundaries).
+
+A fixed test part (>= 32 crops, whole micrographs: no test crop shares a micrograph
+with an adaptation crop) is scored with the shipped Net1 (k = 0), the classical
+baseline and Net1 adapted on k crops drawn from the other micrographs
+(``finetune_net1``, all k crops used for training: no held-out split here, the
+test part plays that role), each with both grain builders (threshold, watershed).
+
+    python benchmarks/tbm_kshot.py --ks 4 --draws 1              # pilot
+    python benchmarks/tbm_kshot.py --ks 0 1 2 4 8 16 --draws 3 --json docs/adaptation_tbm.json \
+        --plot docs/images/adaptation_kshot.png
+
+The data (../shared/data/tbm_train, MIT licence) is read in place, never copied, and
+the shipped model is never trained on it: every adaptation starts from the shipped
+weights and lives in memory only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / ".." / "shared" / "data" / "tbm_train"
+METRICS = ("f1_2px", "vi", "vi_split", "vi_merge", "abs_grain_count_error", "abs_mean_ecd_error")
+BUILDERS = ("threshold", "watershed")
+
+
+def load_tbm(root: Path):
+    """All crops as (name, micrograph id, gray image float32, 1-px truth lines)."""
+    import cv2
+
+    from napari_grainseg.training.corrections import boundaries_from_mask
+
+    out = []
+    for mask_path in sorted((root / "masks").glob("*.png")):
+        image = cv2.imread(str(root / "images" / mask_path.name), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        out.append((mask_path.name, int(mask_path.name.split("-")[0]), image, boundaries_from_mask(mask > 128)))
+    return out
+
+
+def split_by_micrograph(crops, min_test: int = 32, seed: int = 0):
+    """(test indices, adaptation pool indices): whole micrographs go to the test part until it has >= min_test."""
+    ids = sorted({c[1] for c in crops})
+    order = np.random.default_rng(seed).permutation(len(ids))
+    test_ids = set()
+    for j in order:
+        if sum(c[1] in test_ids for c in crops) >= min_test:
+            break
+        test_ids.add(ids[j])
+    test = [i for i, c in enumerate(crops) if c[1] in test_ids]
+    pool = [i for i, c in enumerate(crops) if c[1] not in test_ids]
+    return test, pool
+
+
+def score(predict, crops, test):
+    """Per builder: list of per-image metric dicts. ``predict(image) -> probability``."""
+    from napari_grainseg.evaluation.metrics import evaluate_prediction
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_to_labels
+
+    rows = {b: [] for b in BUILDERS}
+    for i in test:
+        _, _, image, lines = crops[i]
+        truth = boundaries_to_labels(lines, min_grain_area=1)
+        prob = predict(image)
+        for b in BUILDERS:
+            labels = probability_to_labels(prob, b)
+            rows[b].append(evaluate_prediction(labels == 0, labels, lines, truth, tolerances=(2,)))
+    return rows
+
+
+def per_image_means(rows):
+    out = {}
+    for key in METRICS:
+        base = key.removeprefix("abs_")
+        out[key] = [abs(r[base]) if key != base else r[key] for r in rows]
+    return out
+
+
+def summary(values):
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0}
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from napari_grainseg.evaluation.suite import method_runners
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.training.corrections import Correction
+    from napari_grainseg.training.finetune import FinetuneConfig, finetune_net1, inference_copy
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16])
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=FinetuneConfig.steps)
+    ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
+    ap.add_argument("--synthetic-share", type=float, default=FinetuneConfig.synthetic_share)
+    ap.add_argument("--test-limit", type=int, help="score only this many test crops (quick pilots)")
+    ap.add_argument("--no-classical", action="store_true")
+    ap.add_argument("--hint", action="store_true",
+                    help="adapted models predict at the grain size measured on their corrections "
+                    "(as grainseg segment --model does) instead of estimating it per image")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--plot", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    crops = load_tbm(args.data)
+    test, pool = split_by_micrograph(crops)
+    test_ids = sorted({crops[i][1] for i in test})
+    if args.test_limit:
+        test = test[:args.test_limit]
+    print(f"{len(crops)} crops; test {len(test)} crops of micrographs {test_ids}; pool {len(pool)} crops",
+          file=sys.stderr)
+    results = {"test_crops": [crops[i][0] for i in test], "pool_crops": [crops[i][0] for i in pool],
+               "config": {"steps": args.steps, "lr": args.lr, "synthetic_share": args.synthetic_share,
+                          "hint": args.hint}, "runs": []}
+    t_all = time.monotonic()
+    if not args.no_classical:
+        t0 = time.monotonic()
+        classical = method_runners(["classical"])["classical"]
+        rows = {b: [] for b in BUILDERS}
+        from napari_grainseg.evaluation.metrics import evaluate_prediction
+        from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+        for i in test:
+            _, _, image, lines = crops[i]
+            _, labels, _ = classical(image)
+            rows["threshold"].append(evaluate_prediction(labels == 0, labels, lines,
+                                                         boundaries_to_labels(lines, min_grain_area=1),
+                                                         tolerances=(2,)))
+        results["classical"] = per_image_means(rows["threshold"])
+        print(f"classical: {_line(results['classical'])} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
+    shipped = load_net1(device="cpu")
+    for k in args.ks:
+        for draw in range(1 if k == 0 else args.draws):
+            t0 = time.monotonic()
+            run = {"k": k, "draw": draw}
+            if k == 0:
+                model, hint = shipped, None
+            else:
+                chosen = sorted(np.random.default_rng([k, draw]).choice(pool, size=k, replace=False).tolist())
+                corr = [Correction(crops[i][2], crops[i][3], None, crops[i][0]) for i in chosen]
+                config = FinetuneConfig(steps=args.steps, lr=args.lr, synthetic_share=args.synthetic_share,
+                                        holdout=0.0, seed=draw)
+                res = finetune_net1(corr, config, device="cpu")
+                model = inference_copy(res.model)
+                hint = res.info["grain_size_px"] if args.hint else None
+                run |= {"crops": [crops[i][0] for i in chosen], "train_seconds": res.info["train_seconds"],
+                        "final_loss": res.info["loss_curve"][-1][1], "grain_size_px": res.info["grain_size_px"]}
+
+            def predict(image, model=model, hint=hint):
+                return predict_boundaries(image, model, device="cpu", grain_size_px=hint).probability
+
+            rows = score(predict, crops, test)
+            run["scores"] = {b: per_image_means(r) for b, r in rows.items()}
+            run["seconds"] = round(time.monotonic() - t0, 1)
+            results["runs"].append(run)
+            for b in BUILDERS:
+                print(f"k={k} draw={draw} {b:9s}: {_line(run['scores'][b])} ({run['seconds']} s)", file=sys.stderr)
+    results["seconds"] = round(time.monotonic() - t_all, 1)
+    results["table"] = table(results)
+    print(results["table"])
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    if args.plot:
+        plot(results, args.plot)
+    print(f"total {results['seconds']} s", file=sys.stderr)
+    return 0
+
+
+def _line(scores):
+    return " ".join(f"{k} {np.nanmean(v):.3f}" for k, v in scores.items())
+
+
+def aggregate(results, k, builder):
+    """Mean ± standard error over the draws of the per-draw means (k = 0: over test images)."""
+    runs = [r for r in results["runs"] if r["k"] == k]
+    out = {}
+    for key in METRICS:
+        if len(runs) == 1:
+            out[key] = summary(runs[0]["scores"][builder][key])
+        else:
+            out[key] = summary([np.nanmean(r["scores"][builder][key]) for r in runs])
+    return out, len(runs)
+
+
+def table(results):
+    heads = ("F1@2px", "VI", "VI split", "VI merge", "|count err|", "|ECD err|")
+    lines = ["| method | k | draws | " + " | ".join(heads) + " |", "|---|---|---|" + "---|" * len(heads)]
+    if "classical" in results:
+        cells = [f"{summary(results['classical'][m])['mean']:.3f} ± {summary(results['classical'][m])['se']:.3f}"
+                 for m in METRICS]
+        lines.append("| classical (watershed, tuned on synthetic) | – | – | " + " | ".join(cells) + " |")
+    ks = sorted({r["k"] for r in results["runs"]})
+    for b in BUILDERS:
+        for k in ks:
+            agg, n = aggregate(results, k, b)
+            cells = [f"{agg[m]['mean']:.3f} ± {agg[m]['se']:.3f}" for m in METRICS]
+            name = f"shipped Net1 + {b}" if k == 0 else f"adapted Net1 + {b}"
+            lines.append(f"| {name} | {k} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted({r["k"] for r in results["runs"]})
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    for ax, (key, title) in zip(axes, (("f1_2px", "boundary F1 @ 2 px (higher is better)"), ("vi", "VI"),
+                                       ("abs_grain_count_error", "|grain-count error|"),
+                                       ("abs_mean_ecd_error", "|mean-ECD error|"))):
+        for b, colour in zip(BUILDERS, ("tab:blue", "tab:orange")):
+            means, ses = zip(*[(a[key]["mean"], a[key]["se"]) for a in (aggregate(results, k, b)[0] for k in ks)])
+            ax.errorbar(ks, means, yerr=ses, marker="o", color=colour, label=f"Net1 + {b}", capsize=3)
+        if "classical" in results:
+            ax.axhline(summary(results["classical"][key])["mean"], color="grey", ls="--", label="classical")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("adaptation crops k")
+        ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

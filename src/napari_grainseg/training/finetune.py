@@ -1,0 +1,389 @@
+"""Fine-tuning Net1 on a user's corrected micrographs (learning from corrections).
+
+Starts from the shipped weights (or another base), trains with Adam at a small
+learning rate on augmented crops of the corrections mixed with synthetic
+samples (so the model does not forget what it knew), with the project's own
+:func:`~napari_grainseg.training.net1.boundary_loss` restricted to the verified
+part of each image (ROI). With two or more images, part of them is held out and
+the adapted model is scored against the base model there; an adapted model that
+scores worse is flagged (``worse_than_base``), not silently used.
+
+Deterministic on CPU: the same corrections, config and seed give the same weights.
+
+The step loop is written here minimally (:func:`_train_steps`); it is the seam
+to move onto the shared training loop (``training/loop.py``) once that exists:
+it takes the model, the optimiser and a ``next_batch(step)`` function and
+handles the learning-rate schedule, progress, cancel, Ctrl-C and the time budget.
+
+Examples
+--------
+>>> from napari_grainseg.training.corrections import load_corrections         # doctest: +SKIP
+>>> corr = load_corrections(["a.tif", "b.tif"], boundaries=["a_b.tif", "b_b.tif"])  # doctest: +SKIP
+>>> result = finetune_net1(corr, FinetuneConfig(steps=300))                   # doctest: +SKIP
+>>> result.heldout["worse_than_base"]                                          # doctest: +SKIP
+False
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_grainseg.errors import InputError
+from napari_grainseg.training.corrections import Correction, CorrectionSampler, correction_grain_size
+
+#: Metrics of the held-out comparison (lower is better except F1).
+HELDOUT_METRICS: tuple[str, ...] = ("f1_2px", "vi", "vi_split", "vi_merge", "abs_grain_count_error",
+                                    "abs_mean_ecd_error")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that determines a fine-tuning run (saved in ``model.json``).
+
+    Attributes
+    ----------
+    steps : optimiser steps.
+    batch_size : crops per step; ``synthetic_share`` of them are synthetic samples.
+    patch : crop size in px (multiple of 8).
+    lr : Adam learning rate (warm-up over ``warmup_steps``, then cosine decay to 10 %).
+    synthetic_share, synthetic_samples, synthetic_preset : the synthetic mix against forgetting
+        (a pool of ``synthetic_samples`` pre-generated samples, augmented like the corrections).
+    pos_weight, dice_weight, target_width : the loss and target of Net1's training.
+    holdout : share of the images held out for the check against the base model (with >= 2 images,
+        at least one); 0 trains on all of them without a check.
+    seed : crops, augmentation, synthetic samples and the held-out choice.
+    threads : torch intra-op threads (0 = torch's default).
+    """
+
+    steps: int = 300
+    batch_size: int = 8
+    patch: int = 128
+    lr: float = 3e-4
+    warmup_steps: int = 20
+    synthetic_share: float = 0.25
+    synthetic_samples: int = 16
+    synthetic_preset: str = "train"
+    pos_weight: float = 3.0
+    dice_weight: float = 1.0
+    target_width: int = 3
+    holdout: float = 0.25
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InputError(f"fine-tuning: {name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.patch < 32 or self.patch % 8:
+            raise InputError(f"fine-tuning: patch must be a multiple of 8 >= 32, got {self.patch}")
+        if not (0 < self.lr < 1):
+            raise InputError(f"fine-tuning: lr must be between 0 and 1, got {self.lr}")
+        for name in ("synthetic_share", "holdout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"fine-tuning: {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.seed < 0:
+            raise InputError(f"fine-tuning: seed must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune_net1` returns.
+
+    Attributes
+    ----------
+    model : the adapted Net1 (BatchNorm kept, eval mode).
+    info : JSON-ready record of the run (config, scale, loss curve, held-out figures, split).
+    heldout : the held-out comparison (empty when nothing was held out).
+    """
+
+    model: Any
+    info: dict
+    heldout: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def masked_boundary_loss(logits, target, weight, pos_weight: float, dice_weight: float):
+    """:func:`~napari_grainseg.training.net1.boundary_loss` counting only pixels of weight > 0.
+
+    Weighted BCE averaged over the weighted pixels plus soft Dice over them; with
+    all weights 1 it equals ``boundary_loss``. Pixels of weight 0 (outside the
+    ROI, padding) contribute nothing, not even a gradient.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none",
+                                             pos_weight=torch.tensor(pos_weight, device=logits.device))
+    total = weight.sum().clamp_min(1.0)
+    prob = torch.sigmoid(logits) * weight
+    t = target * weight
+    inter = (prob * t).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + t.sum(dim=(1, 2, 3)) + 1)
+    return (bce * weight).sum() / total + dice_weight * dice.mean()
+
+
+# --------------------------------------------------------------------------- the step loop (seam)
+
+
+def lr_factor(step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the learning rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _train_steps(model, optimizer, next_batch: Callable[[int], float], *, steps: int, warmup: int,
+                 max_seconds: float | None, progress: Callable[[int, int, float], None] | None,
+                 cancel: Callable[[], bool] | None, desc: str = "fine-tune") -> tuple[int, list[float], str]:
+    """Run ``steps`` optimiser steps; ``next_batch(step)`` computes and back-propagates one loss.
+
+    Stops early (cleanly, after a whole step) on Ctrl-C, on ``cancel()`` returning True or
+    past ``max_seconds``. Returns (steps done, per-step losses, why it stopped:
+    ``"done"``, ``"interrupted"``, ``"cancelled"`` or ``"time"``).
+    """
+    import torch
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup))
+    stop = {"why": None}
+
+    def _interrupt(signum, frame):
+        stop["why"] = "interrupted"
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, _interrupt) if main else None
+    losses: list[float] = []
+    t0 = time.monotonic()
+    step = 0
+    try:
+        model.train()
+        while step < steps:
+            optimizer.zero_grad(set_to_none=True)
+            loss = next_batch(step)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss))
+            step += 1
+            if progress:
+                progress(step, steps, losses[-1])
+            if stop["why"]:
+                break
+            if cancel is not None and cancel():
+                stop["why"] = "cancelled"
+                break
+            if max_seconds is not None and time.monotonic() - t0 > max_seconds:
+                stop["why"] = "time"
+                break
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+        model.eval()
+    return step, losses, stop["why"] or "done"
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def split_heldout(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, held out): with n >= 2 and ``holdout`` > 0, round(n * holdout) images, at least 1."""
+    if n < 2 or holdout <= 0:
+        return list(range(n)), []
+    n_hold = min(n - 1, max(1, round(n * holdout)))
+    order = np.random.default_rng(seed).permutation(n)
+    held = sorted(int(i) for i in order[:n_hold])
+    return [i for i in range(n) if i not in held], held
+
+
+def working_scale(corrections: list[Correction], grain_size_px: float | None) -> tuple[float, float | None, str]:
+    """(scale, grain size, source): the resampling that brings the corrections' grains into Net1's range.
+
+    ``grain_size_px`` (a hint) wins; otherwise the grain size is measured on the corrected
+    boundaries themselves (known exactly, unlike at inference).
+    """
+    from napari_grainseg.segmentation.inference import scale_for_grain_size
+
+    if grain_size_px is not None:
+        return scale_for_grain_size(grain_size_px), float(grain_size_px), "hint"
+    size = correction_grain_size(corrections)
+    if size is None:
+        return 1.0, None, "none"
+    return scale_for_grain_size(size), size, "corrections"
+
+
+def finetune_net1(corrections: list[Correction], config: FinetuneConfig = FinetuneConfig(), *,
+                  base_weights: str | Path | None = None, grain_size_px: float | None = None,
+                  device="cpu", max_minutes: float | None = None,
+                  progress: Callable[[int, int, float], None] | None = None,
+                  cancel: Callable[[], bool] | None = None, evaluate_heldout: bool = True) -> FinetuneResult:
+    """Adapt Net1 to corrected micrographs.
+
+    Parameters
+    ----------
+    corrections
+        From :func:`~napari_grainseg.training.corrections.load_corrections` (or built in memory).
+    config
+        Steps, learning rate, augmentation, synthetic mix, held-out share, seed.
+    base_weights
+        Net1 weights to start from; default: the shipped weights.
+    grain_size_px
+        Mean grain diameter of the corrected images in px (a hint); default: measured on the corrections.
+    device
+        ``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"`` or a ``torch.device``.
+    max_minutes
+        Stop after this much training time (the result is then not reproducible step for step).
+    progress
+        ``progress(step, steps, loss)`` after each step.
+    cancel
+        Polled after each step; True stops training (the model so far is returned).
+    evaluate_heldout
+        Score the held-out images with the base and the adapted model.
+    """
+    import torch
+
+    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.weights import file_sha256, load_net1, shipped_weights_dir
+
+    if not corrections:
+        raise InputError("no corrected images to learn from")
+    dev = select_device(device) if isinstance(device, str) else device
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    train_idx, held_idx = split_heldout(len(corrections), config.holdout, config.seed)
+    train = [corrections[i] for i in train_idx]
+    scale, grain_size, grain_source = working_scale(corrections, grain_size_px)
+    t_prep = time.monotonic()
+    sampler = CorrectionSampler(train, scale, patch=config.patch, target_width=config.target_width,
+                                synthetic=config.synthetic_samples if config.synthetic_share > 0 else 0,
+                                synthetic_preset=config.synthetic_preset, seed=config.seed)
+    prep_seconds = time.monotonic() - t_prep
+    base_path = Path(base_weights) if base_weights is not None else shipped_weights_dir() / "net1.pt"
+    torch.manual_seed(config.seed)
+    model = load_net1(base_path, device=dev, for_training=True)
+    base_info = dict(getattr(model, "weights_info", {}))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng([config.seed, 23])
+
+    def next_batch(step: int):
+        f, t, w = sampler.batch(rng, config.batch_size, config.synthetic_share)
+        f, t, w = (torch.from_numpy(a).to(dev) for a in (f, t, w))
+        loss = masked_boundary_loss(model(f), t, w, config.pos_weight, config.dice_weight)
+        loss.backward()
+        return loss.detach()
+
+    t0 = time.monotonic()
+    done, losses, why = _train_steps(model, optimizer, next_batch, steps=config.steps,
+                                     warmup=config.warmup_steps,
+                                     max_seconds=None if max_minutes is None else 60 * max_minutes,
+                                     progress=progress, cancel=cancel)
+    train_seconds = time.monotonic() - t0
+    model.weights_info = base_info
+    info = {
+        "config": config.to_dict(), "steps_done": done, "stopped": why,
+        "base_net1": {"path": str(base_path), "sha256": file_sha256(base_path),
+                      "shipped": base_path.resolve() == (shipped_weights_dir() / "net1.pt").resolve()},
+        "working_scale": scale, "grain_size_px": grain_size, "grain_size_source": grain_source,
+        "loss_curve": _curve(losses), "train_images": train_idx, "heldout_images": held_idx,
+        "prepare_seconds": round(prep_seconds, 2), "train_seconds": round(train_seconds, 2),
+        "device": describe_device(dev),
+    }
+    heldout: dict = {}
+    if held_idx and evaluate_heldout and done:
+        base = load_net1(base_path, device=dev)
+        heldout = compare_on(corrections, held_idx, base, model, device=dev, grain_size_px=grain_size)
+        info["heldout"] = heldout
+    return FinetuneResult(model=model, info=info, heldout=heldout)
+
+
+def _curve(losses: list[float], points: int = 100) -> list[list[float]]:
+    """The loss curve as at most ``points`` [step, mean loss over the steps since the last point] pairs."""
+    if not losses:
+        return []
+    every = max(1, math.ceil(len(losses) / points))
+    return [[min(i + every, len(losses)), round(float(np.mean(losses[i:i + every])), 5)]
+            for i in range(0, len(losses), every)]
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def inference_copy(model):
+    """An eval-mode copy of a training Net1 with the BatchNorms folded (for prediction)."""
+    from napari_grainseg.models.net1 import fold_batchnorm
+
+    return fold_batchnorm(copy.deepcopy(model).eval())
+
+
+def score_images(model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None,
+                 builders: tuple[str, ...] = ("threshold", "watershed")) -> dict[str, list[dict]]:
+    """Per builder, per image: :func:`~napari_grainseg.evaluation.metrics.evaluate_prediction` against
+    the corrected truth (inside the ROI's bounding box when there is a ROI)."""
+    from napari_grainseg.evaluation.metrics import evaluate_prediction
+    from napari_grainseg.segmentation.grains import probability_to_labels
+    from napari_grainseg.segmentation.inference import predict_boundaries
+
+    if _has_batchnorm(model):  # a training model: predict with a folded copy
+        model = inference_copy(model)
+    out: dict[str, list[dict]] = {b: [] for b in builders}
+    for c in corrections:
+        prob = predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px).probability
+        truth = c.labels()
+        box = np.s_[:, :] if c.roi is None else _bbox(c.roi)
+        for b in builders:
+            labels = probability_to_labels(prob[box], b)
+            out[b].append(evaluate_prediction(labels == 0, labels, truth[box] == 0, truth[box]))
+    return out
+
+
+def _has_batchnorm(model) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def _bbox(mask: np.ndarray):
+    ys, xs = np.nonzero(mask)
+    return np.s_[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+
+def summarise(rows: list[dict]) -> dict[str, float]:
+    """Mean of :data:`HELDOUT_METRICS` over images (absolute values of the signed errors)."""
+    out = {}
+    for key in HELDOUT_METRICS:
+        base = key.removeprefix("abs_")
+        values = [abs(r[base]) if key != base else r[key] for r in rows]
+        values = [v for v in values if np.isfinite(v)]
+        out[key] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+def compare_on(corrections: list[Correction], indices: list[int], base, adapted, *, device="cpu",
+               grain_size_px: float | None = None) -> dict:
+    """Held-out figures of the base and the adapted model with both grain builders, and the verdict.
+
+    ``worse_than_base`` is True when the adapted model's best VI (over the two grain
+    builders) is higher than the base model's best VI on the held-out images.
+    """
+    images = [corrections[i] for i in indices]
+    figures = {}
+    for name, model in (("base", base), ("adapted", adapted)):
+        per = score_images(model, images, device=device, grain_size_px=grain_size_px)
+        figures[name] = {b: summarise(rows) for b, rows in per.items()}
+    best = {name: min(f.items(), key=lambda kv: kv[1]["vi"]) for name, f in figures.items()}
+    return {"images": [corrections[i].name for i in indices], "n_images": len(indices), **figures,
+            "best_grains": best["adapted"][0],
+            "worse_than_base": bool(best["adapted"][1]["vi"] > best["base"][1]["vi"])}
