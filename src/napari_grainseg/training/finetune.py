@@ -148,18 +148,19 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _train_steps(model, optimizer, next_batch: Callable[[int], float], *, steps: int, warmup: int,
+def _train_steps(model, optimizer, next_batch: Callable[[int], float], *, steps: int | None, warmup: int,
                  max_seconds: float | None, progress: Callable[[int, int, float], None] | None,
-                 cancel: Callable[[], bool] | None, desc: str = "fine-tune") -> tuple[int, list[float], str]:
-    """Run ``steps`` optimiser steps; ``next_batch(step)`` computes and back-propagates one loss.
+                 cancel: Callable[[], bool] | None) -> tuple[int, list[float], str]:
+    """Run optimiser steps; ``next_batch(step)`` computes and back-propagates one loss, returns it.
 
-    Stops early (cleanly, after a whole step) on Ctrl-C, on ``cancel()`` returning True or
-    past ``max_seconds``. Returns (steps done, per-step losses, why it stopped:
-    ``"done"``, ``"interrupted"``, ``"cancelled"`` or ``"time"``).
+    The learning rate follows :func:`lr_factor` over ``steps``, or over ``max_seconds`` of wall
+    time when ``steps`` is None (a time budget). Stops early (cleanly, after a whole step) on
+    Ctrl-C, on ``cancel()`` returning True or past ``max_seconds``. Returns (steps done,
+    per-step losses, why it stopped: ``"done"``, ``"interrupted"``, ``"cancelled"`` or ``"time"``).
     """
-    import torch
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup))
+    if steps is None and max_seconds is None:
+        raise ValueError("give steps or a time budget")
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
     stop = {"why": None}
 
     def _interrupt(signum, frame):
@@ -172,22 +173,29 @@ def _train_steps(model, optimizer, next_batch: Callable[[int], float], *, steps:
     step = 0
     try:
         model.train()
-        while step < steps:
+        while steps is None or step < steps:
+            if steps is not None:
+                factor = lr_factor(step, steps, warmup)
+            else:  # a time budget: the schedule runs on the share of the time spent
+                spent = (time.monotonic() - t0) / max_seconds
+                factor = lr_factor(step, max(step + 1, warmup + 1), warmup) if step < warmup else \
+                    0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, spent)))
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr * factor
             optimizer.zero_grad(set_to_none=True)
             loss = next_batch(step)
             optimizer.step()
-            scheduler.step()
             losses.append(float(loss))
             step += 1
             if progress:
-                progress(step, steps, losses[-1])
+                progress(step, steps or 0, losses[-1])
             if stop["why"]:
                 break
             if cancel is not None and cancel():
                 stop["why"] = "cancelled"
                 break
             if max_seconds is not None and time.monotonic() - t0 > max_seconds:
-                stop["why"] = "time"
+                stop["why"] = "time" if steps is not None else "done"
                 break
     finally:
         if old is not None:
@@ -229,7 +237,8 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
                   base_weights: str | Path | None = None, grain_size_px: float | None = None,
                   device="cpu", max_minutes: float | None = None,
                   progress: Callable[[int, int, float], None] | None = None,
-                  cancel: Callable[[], bool] | None = None, evaluate_heldout: bool = True) -> FinetuneResult:
+                  cancel: Callable[[], bool] | None = None, evaluate_heldout: bool = True,
+                  until_time: bool = False) -> FinetuneResult:
     """Adapt Net1 to corrected micrographs.
 
     Parameters
@@ -246,6 +255,9 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         ``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"`` or a ``torch.device``.
     max_minutes
         Stop after this much training time (the result is then not reproducible step for step).
+    until_time
+        With ``max_minutes``: train for that long (the learning-rate schedule runs on time)
+        instead of ``config.steps`` steps.
     progress
         ``progress(step, steps, loss)`` after each step.
     cancel
@@ -286,7 +298,8 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         return loss.detach()
 
     t0 = time.monotonic()
-    done, losses, why = _train_steps(model, optimizer, next_batch, steps=config.steps,
+    done, losses, why = _train_steps(model, optimizer, next_batch,
+                                     steps=None if max_minutes is not None and until_time else config.steps,
                                      warmup=config.warmup_steps,
                                      max_seconds=None if max_minutes is None else 60 * max_minutes,
                                      progress=progress, cancel=cancel)
@@ -387,3 +400,142 @@ def compare_on(corrections: list[Correction], indices: list[int], base, adapted,
     return {"images": [corrections[i].name for i in indices], "n_images": len(indices), **figures,
             "best_grains": best["adapted"][0],
             "worse_than_base": bool(best["adapted"][1]["vi"] > best["base"][1]["vi"])}
+
+
+# --------------------------------------------------------------------------- a model directory from files
+
+#: Default number of optimiser steps of ``grainseg finetune``.
+DEFAULT_STEPS = FinetuneConfig.steps
+#: Grain builder recommended for an adapted model when no held-out image decides
+#: (on the TBM crops the watershed builder is the better one after adaptation: docs/adaptation.md).
+DEFAULT_ADAPTED_GRAINS = "watershed"
+
+
+def _file_record(c: Correction) -> dict:
+    from napari_grainseg.models.weights import file_sha256
+
+    rec = {"name": c.name}
+    if not c.sources:  # an in-memory correction (napari): its arrays' hashes
+        import hashlib
+
+        rec["image_sha256"] = hashlib.sha256(np.ascontiguousarray(c.image).tobytes()).hexdigest()
+        rec["target_sha256"] = hashlib.sha256(np.packbits(c.boundaries).tobytes()).hexdigest()
+    for key in ("image", "target", "roi"):
+        if c.sources.get(key):
+            rec[key] = c.sources[key]
+            rec[f"{key}_sha256"] = file_sha256(c.sources[key])
+    if c.sources.get("kind"):
+        rec["kind"] = c.sources["kind"]
+    return rec
+
+
+def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | None = None) -> list[Correction]:
+    """The corrections a model directory was trained on, read again from their recorded paths.
+
+    A recorded file that is missing is an :class:`InputError`; one whose content changed since
+    (another SHA-256) is used as it is now, with a note through ``log``.
+    """
+    from napari_grainseg.models.model_dir import read_model_info
+    from napari_grainseg.models.weights import file_sha256
+    from napari_grainseg.training.corrections import load_corrections
+
+    info = read_model_info(model_dir)
+    out = []
+    for rec in info.get("training_images", []):
+        if not rec.get("image") or not rec.get("target"):
+            raise InputError(f"{model_dir}: training image {rec.get('name')} was not recorded with its files "
+                             "(made in napari?); it cannot be read again")
+        for key in ("image", "target", "roi"):
+            if rec.get(key) and not Path(rec[key]).is_file():
+                raise InputError(f"{model_dir}: recorded {key} file {rec[key]} is missing; restore it or start "
+                                 "a new model without --from")
+            if rec.get(key) and log and file_sha256(rec[key]) != rec.get(f"{key}_sha256"):
+                log(f"note: {rec[key]} changed since {model_dir} was made; using it as it is now")
+        kind = rec.get("kind", "boundaries")
+        out += load_corrections([rec["image"]], **{kind: [rec["target"]]},
+                                rois=[rec["roi"]] if rec.get("roi") else None)
+    return out
+
+
+def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, from_dir=None,
+                   corrections: list[Correction] | None = None, steps: int | None = DEFAULT_STEPS,
+                   minutes: float | None = None, seed: int | None = None, holdout: float | None = None,
+                   device="auto", pixel_size_nm: float | None = None, grain_size_px: float | None = None,
+                   progress=None, cancel=None, log: Callable[[str], None] | None = None,
+                   config: FinetuneConfig | None = None) -> tuple[Path, dict]:
+    """Read corrections, fine-tune Net1 from the base model, write a model directory; returns (dir, model.json).
+
+    ``from_dir`` adds the corrections recorded in that model directory and reuses its base
+    model and config ("learn again": always from the base, never from the adapted weights).
+    ``corrections`` adds in-memory corrections (e.g. napari layers; recorded by name and hash
+    of their arrays, not by path). ``steps=None`` with ``minutes`` trains for that long.
+    """
+    import dataclasses
+
+    from napari_grainseg.models.model_dir import is_shipped_location, read_model_info, save_model_dir
+    from napari_grainseg.models.weights import file_sha256, shipped_weights_dir
+    from napari_grainseg.training.corrections import load_corrections
+
+    if is_shipped_location(out):
+        raise InputError(f"{out} is the shipped model's folder; it is never overwritten")
+    base_path = shipped_weights_dir() / "net1.pt"
+    config = config or FinetuneConfig()
+    all_corr: list[Correction] = []
+    if from_dir is not None:
+        previous = read_model_info(from_dir)
+        base = previous.get("base_model", {})
+        if not base.get("shipped", True):
+            base_path = Path(base["path"])
+            if not base_path.is_file() or file_sha256(base_path) != base.get("sha256"):
+                raise InputError(f"{from_dir}: its base model {base_path} is missing or changed")
+        elif base.get("sha256") and base["sha256"] != file_sha256(base_path):
+            if log:
+                log(f"note: {from_dir} was adapted from another version of the shipped model; "
+                    "learning again from this version's shipped model")
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        config = FinetuneConfig(**{k: v for k, v in previous.get("config", {}).items() if k in known})
+        all_corr += recorded_corrections(from_dir, log)
+        pixel_size_nm = pixel_size_nm if pixel_size_nm is not None else previous.get("pixel_size_nm")
+        if grain_size_px is None and previous.get("grain_size_source") == "hint":
+            grain_size_px = previous.get("grain_size_px")
+    if images:
+        new = load_corrections(images, labels=labels, boundaries=boundaries, rois=rois)
+        seen = {c.sources.get("image") for c in new}
+        all_corr = [c for c in all_corr if c.sources.get("image") not in seen] + new
+    all_corr += list(corrections or [])
+    if not all_corr:
+        raise InputError("no corrected images to learn from")
+    replace = {k: v for k, v in (("seed", seed), ("holdout", holdout)) if v is not None}
+    if steps is not None:
+        replace["steps"] = steps
+    config = dataclasses.replace(config, **replace)
+    until_time = steps is None and minutes is not None
+    if log:
+        log(f"learning from {len(all_corr)} corrected image(s)"
+            + (f", {len(all_corr) - len(split_heldout(len(all_corr), config.holdout, config.seed)[0])} held out"
+               if len(all_corr) > 1 and config.holdout else ""))
+    result = finetune_net1(all_corr, config, base_weights=base_path, grain_size_px=grain_size_px, device=device,
+                           max_minutes=minutes, progress=progress, cancel=cancel, until_time=until_time)
+    info = result.info
+    held = info.get("heldout") or {}
+    net2_path = shipped_weights_dir() / "net2.pt"
+    record = {
+        "base_model": {"name": "shipped" if info["base_net1"]["shipped"] else Path(base_path).name,
+                       "shipped": info["base_net1"]["shipped"], "path": info["base_net1"]["path"],
+                       "sha256": info["base_net1"]["sha256"]},
+        "training_images": [_file_record(c) | {"role": "heldout" if i in info["heldout_images"] else "train"}
+                            for i, c in enumerate(all_corr)],
+        "steps": config.steps, "steps_done": info["steps_done"], "stopped": info["stopped"], "seed": config.seed,
+        "config": config.to_dict(), "loss_curve": info["loss_curve"],
+        "train_seconds": info["train_seconds"], "device": info["device"],
+        "working_scale": info["working_scale"], "grain_size_px": info["grain_size_px"],
+        "grain_size_source": info["grain_size_source"], "pixel_size_nm": pixel_size_nm,
+        "grain_size_nm": (info["grain_size_px"] * pixel_size_nm
+                          if pixel_size_nm and info["grain_size_px"] else None),
+        "heldout": held or None, "worse_than_base": bool(held.get("worse_than_base", False)),
+        "recommended": {"grains": held.get("best_grains", DEFAULT_ADAPTED_GRAINS), "net2_steps": 0},
+        "net2": {"adapted": False, "source": "shipped" if net2_path.is_file() else None},
+        "learned_from": str(Path(from_dir).resolve()) if from_dir is not None else None,
+    }
+    out = save_model_dir(out, result.model, record, net2_weights=net2_path if net2_path.is_file() else None)
+    return out, read_model_info(out)
