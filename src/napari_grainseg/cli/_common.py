@@ -80,6 +80,8 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument("--net2-steps", default="auto", metavar="auto|N",
                         help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N "
                         "steps, 0 = Net1 only (default: auto)")
+    parser.add_argument("--model", type=Path, metavar="MODEL_DIR",
+                        help="an adapted model directory (grainseg finetune) instead of the shipped model")
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
     parser.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
@@ -98,6 +100,19 @@ def check_segmentation_arguments(args: argparse.Namespace) -> int:
     for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
         if path is not None and not path.is_file():
             raise InputError(f"{flag}: weights file not found: {path}")
+    if getattr(args, "model", None) is not None:
+        from napari_grainseg.models.model_dir import read_model_info
+
+        if args.weights is not None or args.net2_weights is not None:
+            raise InputError("--model brings its own weights: give --model or --weights/--net2-weights, not both")
+        args.model_info = read_model_info(args.model)  # a bad directory fails before any computation
+        args.weights = args.model / "net1.pt"
+        net2 = args.model / "net2.pt"
+        if net2.is_file() and (args.net2_steps.strip().lower() != "auto"
+                               or args.model_info.get("recommended", {}).get("net2_steps", 1)):
+            args.net2_weights = net2
+        elif args.net2_steps.strip().lower() == "auto":
+            args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
     try:
         budget = net2_step_budget(args.net2_steps)
     except InputError as exc:

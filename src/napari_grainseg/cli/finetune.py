@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from napari_grainseg.models.model_dir import is_shipped_location
-    from napari_grainseg.training.finetune import DEFAULT_STEPS, adapt_and_save
+    from napari_grainseg.training.finetune import adapt_and_save
 
     if is_shipped_location(args.out):
         raise InputError(f"--out {args.out} is the shipped model's folder; it is never overwritten")
@@ -89,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out, info = adapt_and_save(
             args.images, labels=args.labels, boundaries=args.boundaries, rois=args.roi, out=args.out,
-            from_dir=args.from_dir, steps=args.steps if args.steps is not None else
-            (None if args.minutes else DEFAULT_STEPS), minutes=args.minutes, seed=args.seed,
+            from_dir=args.from_dir, steps=args.steps, minutes=args.minutes, seed=args.seed,
             holdout=args.holdout, device=args.device, pixel_size_nm=args.pixel_size,
             grain_size_px=args.grain_size, progress=progress,
             log=lambda text: print(f"grainseg: {text}", file=sys.stderr))

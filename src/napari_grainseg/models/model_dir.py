@@ -31,7 +31,7 @@ from napari_grainseg.errors import InputError
 MODEL_FORMAT = "napari-grainseg-model"
 #: Version of the directory layout; another value is refused on loading.
 MODEL_FORMAT_VERSION = 1
-#: Net1 input channels a model directory may be made for (those of this package).
+#: The description file of a model directory.
 MODEL_FILE = "model.json"
 
 
@@ -73,25 +73,38 @@ def model_record(net1=None, net2=None, model_dir: str | Path | None = None) -> d
     """What a summary JSON records about the model that made it: name, directory and hashes.
 
     ``net1``/``net2`` are loaded models (their ``weights_info`` holds ``weights_sha256``);
-    None stands for the shipped weights.
+    ``net1=None`` stands for the shipped weights. A Net1 loaded from a model directory's
+    ``net1.pt`` is recorded with that directory. ``model`` is ``"shipped"``, the model
+    directory's name or the weights file's name; ``model_sha256`` hashes Net1 and Net2 together.
     """
-    from napari_grainseg.models.weights import file_sha256, shipped_weights_dir
+    from napari_grainseg.models.weights import shipped_weights_dir
 
     def sha(model, name):
         info = getattr(model, "weights_info", None) if model is not None else None
         if info and info.get("weights_sha256"):
             return info["weights_sha256"]
-        path = shipped_weights_dir() / f"{name}.pt"
-        return _cached_sha(path) if model is None and path.is_file() else None
+        return _cached_sha(shipped_weights_dir() / f"{name}.pt") if model is None else None
 
-    net1_sha, net2_sha = sha(net1, "net1"), (sha(net2, "net2") if net2 is not None else None)
-    shipped = net1 is None or net1_sha == _cached_sha(shipped_weights_dir() / "net1.pt")
-    name = "shipped" if shipped and model_dir is None else (Path(model_dir).name if model_dir else "custom")
+    net1_sha = sha(net1, "net1")
+    net2_sha = sha(net2, "net2") if net2 is not None else None
+    weights_path = getattr(net1, "weights_path", None)
+    if model_dir is None and weights_path and (Path(weights_path).parent / MODEL_FILE).is_file():
+        model_dir = Path(weights_path).parent
+    if model_dir is not None:
+        name = Path(model_dir).resolve().name
+    elif net1_sha == _cached_sha(shipped_weights_dir() / "net1.pt"):
+        name = "shipped"
+    else:
+        name = Path(weights_path).name if weights_path else "custom"
     record = {"model": name, "model_sha256": model_sha256(net1_sha, net2_sha), "net1_sha256": net1_sha}
     if net2_sha:
         record["net2_sha256"] = net2_sha
     if model_dir is not None:
         record["model_dir"] = str(Path(model_dir).resolve())
+        try:  # the directory's own hash (Net1 + Net2 as saved), whichever of them ran
+            record["model_sha256"] = json.loads((Path(model_dir) / MODEL_FILE).read_text())["model_sha256"]
+        except (OSError, ValueError, KeyError):
+            pass
     return record
 
 

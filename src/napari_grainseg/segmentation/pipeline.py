@@ -43,6 +43,7 @@ class Segmentation:
     refine_seconds: float = 0.0
     refine_converged: bool = False
     grains: str = "threshold"
+    model: dict | None = None
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
@@ -55,7 +56,7 @@ class Segmentation:
                 "tiles": p.n_tiles, "grains": self.grains}
         if self.refine_steps:
             info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
-        return info
+        return info | (self.model or {})
 
 
 def net2_step_budget(net2_steps: int | str) -> int:
@@ -135,8 +136,11 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
             refined = step.state
         boundary_map = refined
     labels = probability_to_labels(boundary_map, grains, threshold=threshold, min_grain_area=min_grain_area)
+    from napari_grainseg.models.model_dir import model_record
+
     return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,
-                        refine_steps=n_steps, refine_seconds=seconds, refine_converged=converged, grains=grains)
+                        refine_steps=n_steps, refine_seconds=seconds, refine_converged=converged, grains=grains,
+                        model=model_record(model, net2_model if n_steps else None))
 
 
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,

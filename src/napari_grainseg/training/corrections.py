@@ -62,10 +62,16 @@ class Correction:
 
 
 def thin_lines(mask: np.ndarray) -> np.ndarray:
-    """Centre lines (1 px, 8-connected) of a boundary mask with lines of any width."""
+    """Centre lines (1 px, 8-connected) of a boundary mask with lines of any width.
+
+    The mask is extended past the image border (edge values) before thinning, so a line
+    that runs into the border keeps running into it instead of shrinking back.
+    """
     from skimage.morphology import skeletonize
 
-    return skeletonize(np.asarray(mask, bool))
+    pad = 8
+    mask = np.pad(np.asarray(mask, bool), pad, mode="edge")
+    return np.ascontiguousarray(skeletonize(mask)[pad:-pad, pad:-pad])
 
 
 def boundaries_from_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -191,10 +197,17 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
 
 
 def correction_grain_size(corrections: list[Correction]) -> float | None:
-    """Mean grain diameter (px) of the corrected grains (:func:`estimate_grain_size` on the truth)."""
+    """Median over images of the mean grain diameter (px) of the corrected grains
+    (:func:`estimate_grain_size` on the truth, inside the ROI's bounding box when there is a ROI)."""
     from napari_grainseg.segmentation.inference import estimate_grain_size
 
-    sizes = [estimate_grain_size(c.boundaries.astype(np.float32)) for c in corrections]
+    def box(c):
+        if c.roi is None:
+            return c.boundaries
+        ys, xs = np.nonzero(c.roi)
+        return c.boundaries[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+    sizes = [estimate_grain_size(box(c).astype(np.float32)) for c in corrections]
     sizes = [s for s in sizes if s is not None]
     return float(np.median(sizes)) if sizes else None
 

@@ -458,7 +458,7 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
 
 
 def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, from_dir=None,
-                   corrections: list[Correction] | None = None, steps: int | None = DEFAULT_STEPS,
+                   corrections: list[Correction] | None = None, steps: int | None = None,
                    minutes: float | None = None, seed: int | None = None, holdout: float | None = None,
                    device="auto", pixel_size_nm: float | None = None, grain_size_px: float | None = None,
                    progress=None, cancel=None, log: Callable[[str], None] | None = None,
