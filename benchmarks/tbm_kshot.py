@@ -58,18 +58,21 @@ def split_by_micrograph(crops, min_test: int = 32, seed: int = 0):
     return test, pool
 
 
-def score(predict, crops, test):
-    """Per builder: list of per-image metric dicts. ``predict(image) -> probability``."""
+def score(predict, crops, test, settings=None):
+    """Per builder: list of per-image metric dicts. ``predict(image) -> probability``;
+    ``settings``: {name: {"grains": builder, parameter: value}} (default: the two builders' defaults)."""
     from napari_grainseg.evaluation.metrics import evaluate_prediction
     from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_to_labels
 
-    rows = {b: [] for b in BUILDERS}
+    settings = settings or {b: {"grains": b} for b in BUILDERS}
+    rows = {b: [] for b in settings}
     for i in test:
         _, _, image, lines = crops[i]
         truth = boundaries_to_labels(lines, min_grain_area=1)
         prob = predict(image)
-        for b in BUILDERS:
-            labels = probability_to_labels(prob, b)
+        for b, setting in settings.items():
+            setting = dict(setting)
+            labels = probability_to_labels(prob, setting.pop("grains"), **setting)
             rows[b].append(evaluate_prediction(labels == 0, labels, lines, truth, tolerances=(2,)))
     return rows
 
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     from napari_grainseg.models.weights import load_net1
     from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.training.corrections import Correction
-    from napari_grainseg.training.finetune import FinetuneConfig, finetune_net1, inference_copy
+    from napari_grainseg.training.finetune import FinetuneConfig, finetune_net1, inference_copy, tune_grain_builder
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -144,6 +147,7 @@ def main(argv=None) -> int:
         for draw in range(1 if k == 0 else args.draws):
             t0 = time.monotonic()
             run = {"k": k, "draw": draw}
+            settings = {b: {"grains": b} for b in BUILDERS}
             if k == 0:
                 model, hint = shipped, None
             else:
@@ -154,18 +158,30 @@ def main(argv=None) -> int:
                 res = finetune_net1(corr, config, device="cpu")
                 model = inference_copy(res.model)
                 hint = res.info["grain_size_px"] if args.hint else None
+                tuned = {k_: v for k_, v in res.info["grain_builder"].items() if k_ != "vi"}
+                settings["tuned"] = tuned
                 run |= {"crops": [crops[i][0] for i in chosen], "train_seconds": res.info["train_seconds"],
-                        "final_loss": res.info["loss_curve"][-1][1], "grain_size_px": res.info["grain_size_px"]}
+                        "final_loss": res.info["loss_curve"][-1][1], "grain_size_px": res.info["grain_size_px"],
+                        "tuned_builder": res.info["grain_builder"]}
+                # control: the shipped model with a grain builder tuned on the same k crops
+                shipped_tuned = tune_grain_builder(shipped, corr)
+                run["shipped_tuned_builder"] = shipped_tuned
+                rows = score(lambda image: predict_boundaries(image, shipped, device="cpu").probability, crops,
+                             test, {"shipped+tuned": {k_: v for k_, v in shipped_tuned.items() if k_ != "vi"}})
+                run["scores_shipped_tuned"] = per_image_means(rows["shipped+tuned"])
 
             def predict(image, model=model, hint=hint):
                 return predict_boundaries(image, model, device="cpu", grain_size_px=hint).probability
 
-            rows = score(predict, crops, test)
+            rows = score(predict, crops, test, settings)
             run["scores"] = {b: per_image_means(r) for b, r in rows.items()}
             run["seconds"] = round(time.monotonic() - t0, 1)
             results["runs"].append(run)
-            for b in BUILDERS:
+            for b in run["scores"]:
                 print(f"k={k} draw={draw} {b:9s}: {_line(run['scores'][b])} ({run['seconds']} s)", file=sys.stderr)
+            if "scores_shipped_tuned" in run:
+                print(f"k={k} draw={draw} shipped+tuned {run['shipped_tuned_builder']}: "
+                      f"{_line(run['scores_shipped_tuned'])}", file=sys.stderr)
     results["seconds"] = round(time.monotonic() - t_all, 1)
     results["table"] = table(results)
     print(results["table"])
@@ -182,16 +198,31 @@ def _line(scores):
     return " ".join(f"{k} {np.nanmean(v):.3f}" for k, v in scores.items())
 
 
+def _scores(run, builder):
+    if builder == "shipped+tuned":
+        return run.get("scores_shipped_tuned")
+    return run["scores"].get(builder)
+
+
 def aggregate(results, k, builder):
-    """Mean ± standard error over the draws of the per-draw means (k = 0: over test images)."""
-    runs = [r for r in results["runs"] if r["k"] == k]
+    """Mean ± standard error over the draws of the per-draw means (one draw: over test images)."""
+    runs = [r for r in results["runs"] if r["k"] == k and _scores(r, builder) is not None]
+    if not runs:
+        return None, 0
     out = {}
     for key in METRICS:
         if len(runs) == 1:
-            out[key] = summary(runs[0]["scores"][builder][key])
+            out[key] = summary(_scores(runs[0], builder)[key])
         else:
-            out[key] = summary([np.nanmean(r["scores"][builder][key]) for r in runs])
+            out[key] = summary([np.nanmean(_scores(r, builder)[key]) for r in runs])
     return out, len(runs)
+
+
+#: Rows of the table: (builder key, label for k = 0, label for k > 0).
+ROWS = (("threshold", "shipped Net1 + threshold 0.5", "adapted Net1 + threshold 0.5"),
+        ("watershed", "shipped Net1 + watershed h 0.1", "adapted Net1 + watershed h 0.1"),
+        ("tuned", None, "adapted Net1 + builder tuned on the k crops"),
+        ("shipped+tuned", None, "shipped Net1 + builder tuned on the k crops (control)"))
 
 
 def table(results):
@@ -202,12 +233,13 @@ def table(results):
                  for m in METRICS]
         lines.append("| classical (watershed, tuned on synthetic) | – | – | " + " | ".join(cells) + " |")
     ks = sorted({r["k"] for r in results["runs"]})
-    for b in BUILDERS:
+    for b, label0, label in ROWS:
         for k in ks:
             agg, n = aggregate(results, k, b)
+            if agg is None:
+                continue
             cells = [f"{agg[m]['mean']:.3f} ± {agg[m]['se']:.3f}" for m in METRICS]
-            name = f"shipped Net1 + {b}" if k == 0 else f"adapted Net1 + {b}"
-            lines.append(f"| {name} | {k} | {n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label0 if k == 0 else label} | {k} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -222,9 +254,16 @@ def plot(results, path: Path):
     for ax, (key, title) in zip(axes, (("f1_2px", "boundary F1 @ 2 px (higher is better)"), ("vi", "VI"),
                                        ("abs_grain_count_error", "|grain-count error|"),
                                        ("abs_mean_ecd_error", "|mean-ECD error|"))):
-        for b, colour in zip(BUILDERS, ("tab:blue", "tab:orange")):
-            means, ses = zip(*[(a[key]["mean"], a[key]["se"]) for a in (aggregate(results, k, b)[0] for k in ks)])
-            ax.errorbar(ks, means, yerr=ses, marker="o", color=colour, label=f"Net1 + {b}", capsize=3)
+        for b, colour, label in (("threshold", "tab:blue", "Net1 + threshold 0.5"),
+                                 ("watershed", "tab:orange", "Net1 + watershed h 0.1"),
+                                 ("tuned", "tab:green", "adapted Net1 + tuned builder")):
+            pts = [(k, aggregate(results, k, b)[0]) for k in ks]
+            pts = [(k, a) for k, a in pts if a is not None]
+            if b == "tuned":  # k = 0 is the shipped model with its default builder
+                zero = aggregate(results, 0, "watershed")[0]
+                pts = ([(0, zero)] if zero else []) + pts
+            ax.errorbar([k for k, _ in pts], [a[key]["mean"] for _, a in pts], yerr=[a[key]["se"] for _, a in pts],
+                        marker="o", color=colour, label=label, capsize=3)
         if "classical" in results:
             ax.axhline(summary(results["classical"][key])["mean"], color="grey", ls="--", label="classical")
         ax.set_xscale("symlog", linthresh=1)

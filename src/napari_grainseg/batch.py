@@ -108,7 +108,7 @@ class BatchOptions:
         ``N`` (at most N steps) or ``0`` (Net1 only), as ``grainseg segment``.
     net2_weights
         Net2 weights file; None = the shipped weights.
-    threshold, min_grain_area, grains
+    threshold, min_grain_area, grains, watershed_h
         See :func:`napari_grainseg.segmentation.pipeline.segment`.
     threads
         Torch/OpenCV threads per worker; None = the Dask worker's thread count
@@ -126,6 +126,7 @@ class BatchOptions:
     min_grain_area: int = 10
     grains: str = "threshold"
     threads: int | None = None
+    watershed_h: float = 0.1
 
     def __post_init__(self) -> None:
         if self.grain_size_px is not None and self.grain_size_nm is not None:
@@ -170,6 +171,8 @@ class BatchOptions:
             out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
         if self.grains != "threshold":  # recorded only when not the default: older markers stay valid
             out["grains"] = self.grains
+        if self.watershed_h != 0.1:
+            out["watershed_h"] = self.watershed_h
         return {**out, "pixel_size_nm": self.pixel_size_nm, "grain_size_px": self.grain_size_px,
                 "grain_size_nm": self.grain_size_nm, "threshold": self.threshold,
                 "min_grain_area": self.min_grain_area}
@@ -388,7 +391,8 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
         net2 = cached_net2(options.net2_weights, device) if budget else None
         result = segment(m.data, model=model, device=device, grain_size_px=grain_size,
                          threshold=options.threshold, min_grain_area=options.min_grain_area,
-                         net2_steps=budget, net2_model=net2, grains=options.grains)
+                         net2_steps=budget, net2_model=net2, grains=options.grains,
+                         watershed_h=options.watershed_h)
         # The output files need only labels and boundaries: let the probability
         # maps go before measuring (4-8 bytes per pixel less at the peak).
         result = dataclasses.replace(result, prediction=dataclasses.replace(result.prediction, probability=None),

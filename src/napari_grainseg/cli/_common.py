@@ -113,6 +113,13 @@ def check_segmentation_arguments(args: argparse.Namespace) -> int:
             args.net2_weights = net2
         elif args.net2_steps.strip().lower() == "auto":
             args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
+        # the grain builder tuned on the model's corrections, unless given on the command line
+        recommended, given = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
+        if recommended.get("grains") and not any(a.startswith("--grains") for a in given):
+            args.grains = recommended["grains"]
+            if "threshold" in recommended and not any(a.startswith("--threshold") for a in given):
+                args.threshold = float(recommended["threshold"])
+            args.watershed_h = float(recommended.get("watershed_h", 0.1))
     try:
         budget = net2_step_budget(args.net2_steps)
     except InputError as exc:

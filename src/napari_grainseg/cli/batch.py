@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                            grain_size_nm=args.grain_size_nm, net2_steps=steps,
                            net2_weights=str(args.net2_weights) if args.net2_weights else None,
                            threshold=args.threshold, min_grain_area=args.min_grain_area, grains=args.grains,
-                           threads=None if args.scheduler else args.threads_per_worker)
+                           threads=None if args.scheduler else args.threads_per_worker,
+                           watershed_h=getattr(args, "watershed_h", 0.1))
     items = discover_inputs(args.input, args.out)
     workers = args.workers or max(1, min(len(items), (os.cpu_count() or 1) // args.threads_per_worker))
     where = args.scheduler or ("this process" if workers == 1 else f"{workers} local Dask workers")

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
                                disable=len(micrographs) < 2):
         result = segment(m.data, model=model, device=device, grain_size_px=gsize, threshold=args.threshold,
                          min_grain_area=args.min_grain_area, net2_steps=budget if net2_model else 0,
-                         net2_model=net2_model, grains=args.grains)
+                         net2_model=net2_model, grains=args.grains,
+                         watershed_h=getattr(args, "watershed_h", 0.1))
         write_segmentation(args.out, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
                            extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
         net2 = (f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"

@@ -84,7 +84,7 @@ def net2_available() -> bool:
 def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: float | None = None,
             threshold: float = 0.5, min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
             progress: Callable[[int, int], None] | None = None, net2_steps: int | str = "auto",
-            net2_model=None, grains: str = "threshold") -> Segmentation:
+            net2_model=None, grains: str = "threshold", watershed_h: float = 0.1) -> Segmentation:
     """Segment a micrograph into grains with Net1, refined by Net2.
 
     Parameters
@@ -112,6 +112,9 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
         docs/benchmarks.md). It works on the whole image at once: a 4096² field
         peaks at 2.7 GB instead of 0.94 GB (``benchmarks/bench_memory.py --grains``),
         so beyond about 4096² prefer the threshold.
+    watershed_h
+        Depth of the basins that become grains with ``grains="watershed"`` (an adapted model
+        directory recommends its own, tuned on its corrections).
     """
     from napari_grainseg.models.device import select_device
 
@@ -135,7 +138,8 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
             n_steps, seconds, converged = step.step, seconds + step.seconds, step.converged
             refined = step.state
         boundary_map = refined
-    labels = probability_to_labels(boundary_map, grains, threshold=threshold, min_grain_area=min_grain_area)
+    labels = probability_to_labels(boundary_map, grains, threshold=threshold, min_grain_area=min_grain_area,
+                                   watershed_h=watershed_h)
     from napari_grainseg.models.model_dir import model_record
 
     return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,

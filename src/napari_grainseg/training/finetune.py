@@ -238,7 +238,7 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
                   device="cpu", max_minutes: float | None = None,
                   progress: Callable[[int, int, float], None] | None = None,
                   cancel: Callable[[], bool] | None = None, evaluate_heldout: bool = True,
-                  until_time: bool = False) -> FinetuneResult:
+                  until_time: bool = False, tune_builder: bool = True) -> FinetuneResult:
     """Adapt Net1 to corrected micrographs.
 
     Parameters
@@ -258,6 +258,9 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
     until_time
         With ``max_minutes``: train for that long (the learning-rate schedule runs on time)
         instead of ``config.steps`` steps.
+    tune_builder
+        Choose the grain builder and its parameter for the adapted model on the training
+        images (:func:`tune_grain_builder`; ``info["grain_builder"]``).
     progress
         ``progress(step, steps, loss)`` after each step.
     cancel
@@ -315,9 +318,12 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         "device": describe_device(dev),
     }
     heldout: dict = {}
+    if done and tune_builder:
+        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=grain_size)
     if held_idx and evaluate_heldout and done:
         base = load_net1(base_path, device=dev)
-        heldout = compare_on(corrections, held_idx, base, model, device=dev, grain_size_px=grain_size)
+        heldout = compare_on(corrections, held_idx, base, model, device=dev, grain_size_px=grain_size,
+                             tuned=info.get("grain_builder"))
         info["heldout"] = heldout
     return FinetuneResult(model=model, info=info, heldout=heldout)
 
@@ -342,22 +348,28 @@ def inference_copy(model):
 
 
 def score_images(model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None,
-                 builders: tuple[str, ...] = ("threshold", "watershed")) -> dict[str, list[dict]]:
+                 builders: dict | tuple[str, ...] = ("threshold", "watershed")) -> dict[str, list[dict]]:
     """Per builder, per image: :func:`~napari_grainseg.evaluation.metrics.evaluate_prediction` against
-    the corrected truth (inside the ROI's bounding box when there is a ROI)."""
+    the corrected truth (inside the ROI's bounding box when there is a ROI).
+
+    ``builders``: names of grain builders, or ``{name: {"grains": builder, parameters...}}``
+    (an empty dict: the builder ``name`` with its defaults)."""
     from napari_grainseg.evaluation.metrics import evaluate_prediction
     from napari_grainseg.segmentation.grains import probability_to_labels
     from napari_grainseg.segmentation.inference import predict_boundaries
 
     if _has_batchnorm(model):  # a training model: predict with a folded copy
         model = inference_copy(model)
+    if not isinstance(builders, dict):
+        builders = {b: {} for b in builders}
     out: dict[str, list[dict]] = {b: [] for b in builders}
     for c in corrections:
         prob = predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px).probability
         truth = c.labels()
         box = np.s_[:, :] if c.roi is None else _bbox(c.roi)
-        for b in builders:
-            labels = probability_to_labels(prob[box], b)
+        for b, setting in builders.items():
+            setting = dict(setting)
+            labels = probability_to_labels(prob[box], setting.pop("grains", b), **setting)
             out[b].append(evaluate_prediction(labels == 0, labels, truth[box] == 0, truth[box]))
     return out
 
@@ -385,29 +397,33 @@ def summarise(rows: list[dict]) -> dict[str, float]:
 
 
 def compare_on(corrections: list[Correction], indices: list[int], base, adapted, *, device="cpu",
-               grain_size_px: float | None = None) -> dict:
+               grain_size_px: float | None = None, tuned: dict | None = None) -> dict:
     """Held-out figures of the base and the adapted model with both grain builders, and the verdict.
 
-    ``worse_than_base`` is True when the adapted model's best VI (over the two grain
-    builders) is higher than the base model's best VI on the held-out images.
+    ``tuned`` (from :func:`tune_grain_builder`) adds the adapted model with its tuned builder
+    (``"tuned"``). ``worse_than_base`` is True when the adapted model's VI with the builder it
+    recommends (the tuned one, else its better default builder) is higher than the base
+    model's best VI on the held-out images.
     """
     images = [corrections[i] for i in indices]
     figures = {}
     for name, model in (("base", base), ("adapted", adapted)):
-        per = score_images(model, images, device=device, grain_size_px=grain_size_px)
+        settings = {"threshold": {}, "watershed": {}}
+        if name == "adapted" and tuned:
+            settings["tuned"] = {k: v for k, v in tuned.items() if k != "vi"}
+        per = score_images(model, images, device=device, grain_size_px=grain_size_px, builders=settings)
         figures[name] = {b: summarise(rows) for b, rows in per.items()}
-    best = {name: min(f.items(), key=lambda kv: kv[1]["vi"]) for name, f in figures.items()}
+    base_best = min(figures["base"].values(), key=lambda f: f["vi"])
+    chosen = "tuned" if tuned else min(figures["adapted"], key=lambda b: figures["adapted"][b]["vi"])
     return {"images": [corrections[i].name for i in indices], "n_images": len(indices), **figures,
-            "best_grains": best["adapted"][0],
-            "worse_than_base": bool(best["adapted"][1]["vi"] > best["base"][1]["vi"])}
+            "best_grains": chosen, "worse_than_base": bool(figures["adapted"][chosen]["vi"] > base_best["vi"])}
 
 
 # --------------------------------------------------------------------------- a model directory from files
 
 #: Default number of optimiser steps of ``grainseg finetune``.
 DEFAULT_STEPS = FinetuneConfig.steps
-#: Grain builder recommended for an adapted model when no held-out image decides
-#: (on the TBM crops the watershed builder is the better one after adaptation: docs/adaptation.md).
+#: Grain builder recommended for an adapted model when none was tuned on its corrections.
 DEFAULT_ADAPTED_GRAINS = "watershed"
 
 
@@ -533,9 +549,48 @@ def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, f
         "grain_size_nm": (info["grain_size_px"] * pixel_size_nm
                           if pixel_size_nm and info["grain_size_px"] else None),
         "heldout": held or None, "worse_than_base": bool(held.get("worse_than_base", False)),
-        "recommended": {"grains": held.get("best_grains", DEFAULT_ADAPTED_GRAINS), "net2_steps": 0},
+        "recommended": {k: v for k, v in (info.get("grain_builder") or {"grains": DEFAULT_ADAPTED_GRAINS}).items()
+                        if k != "vi"} | {"net2_steps": 0},
         "net2": {"adapted": False, "source": "shipped" if net2_path.is_file() else None},
         "learned_from": str(Path(from_dir).resolve()) if from_dir is not None else None,
     }
     out = save_model_dir(out, result.model, record, net2_weights=net2_path if net2_path.is_file() else None)
     return out, read_model_info(out)
+
+
+# --------------------------------------------------------------------------- grain builder of an adapted model
+
+#: Grain builders tried on the corrections: (builder, parameter name, values).
+BUILDER_GRID: tuple[tuple[str, str, tuple[float, ...]], ...] = (
+    ("threshold", "threshold", (0.3, 0.4, 0.5)),
+    ("watershed", "watershed_h", (0.1, 0.2, 0.3)),
+)
+
+
+def tune_grain_builder(model, corrections: list[Correction], *, device="cpu",
+                       grain_size_px: float | None = None) -> dict:
+    """The grain builder and its parameter with the lowest mean VI on ``corrections`` (the training images).
+
+    After fine-tuning the model draws fewer, fainter lines, so the shipped defaults (threshold 0.5,
+    watershed depth 0.1) no longer fit it; the corrections themselves say which setting does.
+    Returns ``{"grains", "threshold" or "watershed_h", "vi"}`` (VI measured on images the model was
+    trained on: optimistic, for choosing only).
+    """
+    from napari_grainseg.evaluation.metrics import segmentation_scores
+    from napari_grainseg.segmentation.grains import probability_to_labels
+    from napari_grainseg.segmentation.inference import predict_boundaries
+
+    if _has_batchnorm(model):
+        model = inference_copy(model)
+    probs = [predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px).probability
+             for c in corrections]
+    truths = [c.labels() for c in corrections]
+    boxes = [np.s_[:, :] if c.roi is None else _bbox(c.roi) for c in corrections]
+    best = None
+    for builder, name, values in BUILDER_GRID:
+        for value in values:
+            vi = float(np.mean([segmentation_scores(probability_to_labels(p[b], builder, **{name: value}), t[b])["vi"]
+                                for p, t, b in zip(probs, truths, boxes)]))
+            if best is None or vi < best["vi"] - 1e-9:
+                best = {"grains": builder, name: value, "vi": vi}
+    return best
