@@ -212,9 +212,30 @@ def test_two_images_hold_one_out_and_compare_with_the_base():
     result = finetune_net1([_correction(8), _correction(9)], _config())
     held = result.heldout
     assert held["n_images"] == 1 and len(result.info["train_images"]) == 1
-    assert set(held["base"]) == set(held["adapted"]) == {"threshold", "watershed"}
+    assert set(held["base"]) == {"threshold", "watershed"}
+    assert set(held["adapted"]) == {"threshold", "watershed", "tuned"} and held["best_grains"] == "tuned"
     assert 0 <= held["adapted"]["threshold"]["f1_2px"] <= 1
-    assert isinstance(held["worse_than_base"], bool)
+    tuned = result.info["grain_builder"]
+    assert tuned["grains"] in ("threshold", "watershed") and ("threshold" in tuned or "watershed_h" in tuned)
+    base_best = min(f["vi"] for f in held["base"].values())
+    assert held["worse_than_base"] == (held["adapted"]["tuned"]["vi"] > base_best)
+
+
+def test_worse_adapted_model_is_flagged_in_model_json_and_cli(tmp_path, capsys, monkeypatch):
+    from napari_grainseg.cli import main
+    from napari_grainseg.training import finetune
+
+    real = finetune.compare_on
+
+    def pessimistic(*args, **kwargs):
+        return real(*args, **kwargs) | {"worse_than_base": True}
+
+    monkeypatch.setattr(finetune, "compare_on", pessimistic)
+    images, labels = _write_set(tmp_path, seeds=(20, 21))
+    assert main(["finetune", *map(str, images), "--labels", *map(str, labels), "--out", str(tmp_path / "m"),
+                 "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert "WARNING: the adapted model scores worse" in capsys.readouterr().err
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["worse_than_base"] is True
 
 
 def test_cancel_stops_after_the_current_step():

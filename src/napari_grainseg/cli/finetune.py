@@ -100,9 +100,13 @@ def run(args: argparse.Namespace) -> int:
           f"({info['train_seconds']:.0f} s, {info['stopped']}); model -> {out}", file=sys.stderr)
     held = info.get("heldout")
     if held:
-        b, a = held["base"][held["best_grains"]], held["adapted"][held["best_grains"]]
-        print(f"grainseg: held out {held['n_images']} image(s), grains by {held['best_grains']}: VI "
-              f"{b['vi']:.3f} -> {a['vi']:.3f}, F1 {b['f1_2px']:.3f} -> {a['f1_2px']:.3f}, |count err| "
+        base_builder = min(held["base"], key=lambda k: held["base"][k]["vi"])
+        b, a = held["base"][base_builder], held["adapted"][held["best_grains"]]
+        rec = info.get("recommended", {})
+        setting = ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("grains", "net2_steps"))
+        print(f"grainseg: held out {held['n_images']} image(s): base (grains by {base_builder}) -> adapted "
+              f"(grains by {rec.get('grains')}{', ' + setting if setting else ''}): VI {b['vi']:.3f} -> "
+              f"{a['vi']:.3f}, F1 {b['f1_2px']:.3f} -> {a['f1_2px']:.3f}, |count err| "
               f"{b['abs_grain_count_error']:.0%} -> {a['abs_grain_count_error']:.0%}", file=sys.stderr)
         if held["worse_than_base"]:
             print("grainseg: WARNING: the adapted model scores worse than the base model on the held-out "

@@ -114,7 +114,27 @@ def boundaries_from_mask(mask: np.ndarray, name: str = "boundaries") -> np.ndarr
         raise InputError(f"{name}: the boundary mask is all zero (no boundary to learn from)")
     if b.all():
         raise InputError(f"{name}: the boundary mask is boundary everywhere (no grain to learn from)")
-    return thin_lines(b)
+    return thin_lines(fill_small_holes(b))
+
+
+def fill_small_holes(mask: np.ndarray, max_area: int | None = None) -> np.ndarray:
+    """``mask`` with its holes smaller than the smallest grain kept (``DEFAULT_MIN_GRAIN_AREA``) filled.
+
+    Hand-drawn and anti-aliased strokes leave pin holes inside wide lines; thinned, each
+    would become a tiny closed loop, i.e. a spurious grain in the target.
+    """
+    from scipy import ndimage
+
+    from napari_grainseg.segmentation.grains import DEFAULT_MIN_GRAIN_AREA
+
+    max_area = DEFAULT_MIN_GRAIN_AREA if max_area is None else max_area
+    holes, n = ndimage.label(~mask, structure=ndimage.generate_binary_structure(2, 1))
+    if n == 0:
+        return mask
+    areas = np.bincount(holes.ravel())
+    small = areas < max_area
+    small[0] = False
+    return mask | small[holes]
 
 
 # --------------------------------------------------------------------------- files

@@ -68,7 +68,7 @@ class FinetuneConfig:
     steps: int = 300
     batch_size: int = 8
     patch: int = 128
-    lr: float = 3e-4
+    lr: float = 1e-3
     warmup_steps: int = 20
     synthetic_share: float = 0.25
     synthetic_samples: int = 16
