@@ -104,14 +104,16 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16])
     ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--draws-at", nargs="*", default=[], metavar="K=N",
+                    help="another number of draws for some k, e.g. 4=3 (when time allows only a few)")
     ap.add_argument("--steps", type=int, default=FinetuneConfig.steps)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--synthetic-share", type=float, default=FinetuneConfig.synthetic_share)
     ap.add_argument("--test-limit", type=int, help="score only this many test crops (quick pilots)")
     ap.add_argument("--no-classical", action="store_true")
-    ap.add_argument("--hint", action="store_true",
-                    help="adapted models predict at the grain size measured on their corrections "
-                    "(as grainseg segment --model does) instead of estimating it per image")
+    ap.add_argument("--no-hint", action="store_true",
+                    help="adapted models estimate the grain size per image instead of predicting at the "
+                    "scale they were adapted at (as grainseg segment --model does)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path)
     args = ap.parse_args(argv)
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
           file=sys.stderr)
     results = {"test_crops": [crops[i][0] for i in test], "pool_crops": [crops[i][0] for i in pool],
                "config": {"steps": args.steps, "lr": args.lr, "synthetic_share": args.synthetic_share,
-                          "hint": args.hint}, "runs": []}
+                          "hint": not args.no_hint}, "runs": []}
     t_all = time.monotonic()
     if not args.no_classical:
         t0 = time.monotonic()
@@ -143,8 +145,9 @@ def main(argv=None) -> int:
         results["classical"] = per_image_means(rows["threshold"])
         print(f"classical: {_line(results['classical'])} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
     shipped = load_net1(device="cpu")
+    draws_at = {int(a.split("=")[0]): int(a.split("=")[1]) for a in args.draws_at}
     for k in args.ks:
-        for draw in range(1 if k == 0 else args.draws):
+        for draw in range(1 if k == 0 else draws_at.get(k, args.draws)):
             t0 = time.monotonic()
             run = {"k": k, "draw": draw}
             settings = {b: {"grains": b} for b in BUILDERS}
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
                                         holdout=0.0, seed=draw)
                 res = finetune_net1(corr, config, device="cpu")
                 model = inference_copy(res.model)
-                hint = res.info["grain_size_px"] if args.hint else None
+                hint = None if args.no_hint else res.info["inference_grain_size_px"]
                 tuned = {k_: v for k_, v in res.info["grain_builder"].items() if k_ != "vi"}
                 settings["tuned"] = tuned
                 run |= {"crops": [crops[i][0] for i in chosen], "train_seconds": res.info["train_seconds"],

@@ -113,6 +113,11 @@ def check_segmentation_arguments(args: argparse.Namespace) -> int:
             args.net2_weights = net2
         elif args.net2_steps.strip().lower() == "auto":
             args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
+        # the scale the model was adapted at: the corrections' grain size unless the user gives one
+        if getattr(args, "grain_size_nm", None) is None:
+            from napari_grainseg.models.model_dir import model_grain_size_hint
+
+            args.grain_size = model_grain_size_hint(args.model_info, grain_size_px=args.grain_size)
         # the grain builder tuned on the model's corrections, unless given on the command line
         recommended, given = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
         if recommended.get("grains") and not any(a.startswith("--grains") for a in given):

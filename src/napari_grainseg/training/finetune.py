@@ -218,19 +218,20 @@ def split_heldout(n: int, holdout: float, seed: int) -> tuple[list[int], list[in
 
 
 def working_scale(corrections: list[Correction], grain_size_px: float | None) -> tuple[float, float | None, str]:
-    """(scale, grain size, source): the resampling that brings the corrections' grains into Net1's range.
+    """(scale, grain size, source): the resampling of the corrections for fine-tuning
+    (:func:`~napari_grainseg.models.model_dir.adapted_scale`: large grains to 24 px).
 
     ``grain_size_px`` (a hint) wins; otherwise the grain size is measured on the corrected
     boundaries themselves (known exactly, unlike at inference).
     """
-    from napari_grainseg.segmentation.inference import scale_for_grain_size
+    from napari_grainseg.models.model_dir import adapted_scale
 
     if grain_size_px is not None:
-        return scale_for_grain_size(grain_size_px), float(grain_size_px), "hint"
+        return adapted_scale(grain_size_px), float(grain_size_px), "hint"
     size = correction_grain_size(corrections)
     if size is None:
         return 1.0, None, "none"
-    return scale_for_grain_size(size), size, "corrections"
+    return adapted_scale(size), size, "corrections"
 
 
 def finetune_net1(corrections: list[Correction], config: FinetuneConfig = FinetuneConfig(), *,
@@ -281,6 +282,9 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
     train_idx, held_idx = split_heldout(len(corrections), config.holdout, config.seed)
     train = [corrections[i] for i in train_idx]
     scale, grain_size, grain_source = working_scale(corrections, grain_size_px)
+    from napari_grainseg.models.model_dir import inference_grain_size
+
+    hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
     t_prep = time.monotonic()
     sampler = CorrectionSampler(train, scale, patch=config.patch, target_width=config.target_width,
                                 synthetic=config.synthetic_samples if config.synthetic_share > 0 else 0,
@@ -313,17 +317,18 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         "base_net1": {"path": str(base_path), "sha256": file_sha256(base_path),
                       "shipped": base_path.resolve() == (shipped_weights_dir() / "net1.pt").resolve()},
         "working_scale": scale, "grain_size_px": grain_size, "grain_size_source": grain_source,
+        "inference_grain_size_px": hint,
         "loss_curve": _curve(losses), "train_images": train_idx, "heldout_images": held_idx,
         "prepare_seconds": round(prep_seconds, 2), "train_seconds": round(train_seconds, 2),
         "device": describe_device(dev),
     }
     heldout: dict = {}
     if done and tune_builder:
-        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=grain_size)
+        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=hint)
     if held_idx and evaluate_heldout and done:
         base = load_net1(base_path, device=dev)
         heldout = compare_on(corrections, held_idx, base, model, device=dev, grain_size_px=grain_size,
-                             tuned=info.get("grain_builder"))
+                             adapted_grain_size_px=hint, tuned=info.get("grain_builder"))
         info["heldout"] = heldout
     return FinetuneResult(model=model, info=info, heldout=heldout)
 
@@ -397,13 +402,15 @@ def summarise(rows: list[dict]) -> dict[str, float]:
 
 
 def compare_on(corrections: list[Correction], indices: list[int], base, adapted, *, device="cpu",
-               grain_size_px: float | None = None, tuned: dict | None = None) -> dict:
+               grain_size_px: float | None = None, adapted_grain_size_px: float | None = None,
+               tuned: dict | None = None) -> dict:
     """Held-out figures of the base and the adapted model with both grain builders, and the verdict.
 
     ``tuned`` (from :func:`tune_grain_builder`) adds the adapted model with its tuned builder
     (``"tuned"``). ``worse_than_base`` is True when the adapted model's VI with the builder it
     recommends (the tuned one, else its better default builder) is higher than the base
-    model's best VI on the held-out images.
+    model's best VI on the held-out images. The base model predicts with the grain-size
+    hint ``grain_size_px``, the adapted one with ``adapted_grain_size_px`` (its working scale).
     """
     images = [corrections[i] for i in indices]
     figures = {}
@@ -411,7 +418,8 @@ def compare_on(corrections: list[Correction], indices: list[int], base, adapted,
         settings = {"threshold": {}, "watershed": {}}
         if name == "adapted" and tuned:
             settings["tuned"] = {k: v for k, v in tuned.items() if k != "vi"}
-        per = score_images(model, images, device=device, grain_size_px=grain_size_px, builders=settings)
+        hint = adapted_grain_size_px if name == "adapted" else grain_size_px
+        per = score_images(model, images, device=device, grain_size_px=hint, builders=settings)
         figures[name] = {b: summarise(rows) for b, rows in per.items()}
     base_best = min(figures["base"].values(), key=lambda f: f["vi"])
     chosen = "tuned" if tuned else min(figures["adapted"], key=lambda b: figures["adapted"][b]["vi"])
@@ -545,6 +553,7 @@ def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, f
         "config": config.to_dict(), "loss_curve": info["loss_curve"],
         "train_seconds": info["train_seconds"], "device": info["device"],
         "working_scale": info["working_scale"], "grain_size_px": info["grain_size_px"],
+        "inference_grain_size_px": info["inference_grain_size_px"],
         "grain_size_source": info["grain_size_source"], "pixel_size_nm": pixel_size_nm,
         "grain_size_nm": (info["grain_size_px"] * pixel_size_nm
                           if pixel_size_nm and info["grain_size_px"] else None),
