@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.evaluation.real_sets import TracedSet
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,17 @@ EVAL_SETS: dict[str, EvalSet] = {s.name: s for s in (
     EvalSet("tune-train", "tuning draws (not a test set): the training preset", "train",
             (256, 256), 8_600_100_000, 16, in_default_run=False),
 )}
+# Added in session 9, as evidence the generator did not tune (docs/generalisation.md): a look no
+# shipped model was trained on (the domain-randomisation preset), and real hand-traced crops
+# (not shipped; found through evaluation.real_sets.find_tbm_dir). Not in the default run.
+EVAL_SETS["look-random"] = EvalSet(
+    "look-random", "held-out look: the domain-randomisation preset (not in v5's training)", "random",
+    (256, 256), 8_000_800_000, 16, in_default_run=False)
+EVAL_SETS.update({s.name: s for s in (
+    TracedSet("real-tbm", "real: 64 hand-traced optical crops of a tint-etched steel (zero-shot)", "all"),
+    TracedSet("real-tbm-test", "real: the 33 TBM test crops (11 micrographs) kept out of adaptation", "test"),
+)})
+
 #: The sets ``grainseg eval`` runs by default (the larger ones are asked for by name).
 DEFAULT_EVAL_SETS: tuple[str, ...] = tuple(name for name, s in EVAL_SETS.items() if s.in_default_run)
 

@@ -10,11 +10,12 @@ import numpy as np
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.synthetic.presets import resolve_parameters
-from napari_grainseg.synthetic.render import render
+from napari_grainseg.synthetic.randomize import render_randomized
+from napari_grainseg.synthetic.render import render, smooth_field
 from napari_grainseg.synthetic.targets import targets_from_tessellation
 from napari_grainseg.synthetic.tessellation import pack_circles, power_diagram_labels, sample_diameters, smooth_labels
 
-__all__ = ["SyntheticSample", "generate", "grain_geometry", "smoothing_sigma", "circle_distribution"]
+__all__ = ["SyntheticSample", "generate", "grain_geometry", "smoothing_sigma", "circle_distribution", "warp_cells"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,13 @@ def grain_geometry(rng: np.random.Generator, shape: tuple[int, int], p: dict[str
                         [h + margin, -margin], [h + margin, w + margin]]) @ A.T
     y0, x0 = corners.min(axis=0)
     y1, x1 = corners.max(axis=0)
-    diam = sample_diameters(rng, d_circ, s_circ, (y1 - y0) * (x1 - x0))
+    area = (y1 - y0) * (x1 - x0)
+    f2 = p.get("bimodal_fraction", 0.0)
+    diam = sample_diameters(rng, d_circ, s_circ, area * (1 - f2))
+    if f2 > 0:
+        # a second population of larger grains sharing the area (bimodal sizes)
+        large = sample_diameters(rng, d_circ * p["bimodal_ratio"], s_circ, area * f2)
+        diam = rng.permutation(np.concatenate([diam, large]))
     # the discs cover the domain about once, so relaxation spreads them evenly and
     # the power cells get about the discs' areas
     centres = pack_circles(rng, diam, (y0, x0, y1, x1), sweeps=20)
@@ -176,9 +183,27 @@ def grain_geometry(rng: np.random.Generator, shape: tuple[int, int], p: dict[str
     cells = power_diagram_labels((h, w), centres, (diam / 2) ** 2, transform=A, block=block)
     sigma = smoothing_sigma(d)
     cells = smooth_labels(cells, p["smoothing"], sigma)
+    if p.get("warp", 0.0) > 0:
+        cells = warp_cells(rng, cells, p["warp"] * d, d)
     cells, labels, boundaries = targets_from_tessellation(cells)
 
     return cells, labels, boundaries
+
+
+def warp_cells(rng: np.random.Generator, cells: np.ndarray, amplitude: float, scale: float) -> np.ndarray:
+    """Cells displaced by a smooth random field (``amplitude`` px, correlation ``scale`` px).
+
+    Straight power-diagram edges become wavy and grains non-convex; the targets are
+    derived afterwards (:func:`targets_from_tessellation`), so they stay exact.
+    """
+    h, w = cells.shape
+    dy = smooth_field(rng, (h, w), scale) * amplitude
+    dx = smooth_field(rng, (h, w), scale) * amplitude
+    yy, xx = np.mgrid[0:h, 0:w]
+    iy = np.clip(np.rint(yy + dy), 0, h - 1).astype(np.intp)
+    ix = np.clip(np.rint(xx + dx), 0, w - 1).astype(np.intp)
+    # one curvature-flow step removes the pixel-scale interleaving of cells where the field folds
+    return smooth_labels(cells[iy, ix], 1, 1.0)
 
 
 def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
@@ -194,8 +219,10 @@ def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
         (height, width) in pixels.
     preset
         ``"tem"`` (default: real bright-field look), ``"paper"`` (flat-shaded
-        polygons like the paper's inputs) or ``"train"`` (every knob drawn per
-        sample from documented ranges); see :data:`PRESETS`.
+        polygons like the paper's inputs), ``"train"`` (every knob drawn per
+        sample from documented ranges) or ``"random"`` (domain randomisation:
+        geometry and appearance far beyond realism, the drawn appearance recorded
+        in ``params["appearance"]``); see :data:`PRESETS`.
     **params
         Overrides of any knob in :data:`PARAMETERS`.
 
@@ -212,8 +239,12 @@ def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
     p = resolve_parameters(preset, np.random.default_rng(knob_ss), params)
 
     cells, labels, boundaries = grain_geometry(np.random.default_rng(geo_ss), (h, w), p)
-    image, twins = render(np.random.default_rng(img_ss), cells, boundaries, p)
     params_used = {"seed": int(seed), "preset": preset, "shape": [h, w], **p,
                    "smoothing_sigma": smoothing_sigma(p["mean_diameter"])}
+    if p["randomized"]:
+        image, twins, appearance = render_randomized(np.random.default_rng(img_ss), cells, boundaries, p)
+        params_used["appearance"] = appearance
+    else:
+        image, twins = render(np.random.default_rng(img_ss), cells, boundaries, p)
     return SyntheticSample(image=image, labels=labels, boundaries=boundaries,
                            params=params_used, twins=twins)

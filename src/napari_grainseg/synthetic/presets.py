@@ -32,7 +32,15 @@ dose                    0, 2..1e5   5..3000 log electrons/px at full transmissio
 read_noise              0..0.2      0..0.05     Gaussian detector noise SD
 noise_blur              0..3        0 | 0.5..1.5 blur applied after noise (correlated noise)
 flat_shading            bool        p = 0.15    paper look: flat grains, no TEM effects
+bimodal_fraction        0..0.6      0           area share of a second, larger population
+bimodal_ratio           1..8        1           its mean diameter / mean_diameter
+warp                    0..0.5      0           smooth cell displacement (x mean_diameter)
+randomized              bool        False       appearance by randomize.py (preset "random")
 ======================  ==========  ==========  ===========================================
+
+The "random" preset (domain randomisation) draws mean_diameter 5..120 (log), log_sigma
+0.1..0.7, elongation 1 | 1..4, smoothing 0 | 1..12, bimodal_fraction 0 | 0.1..0.5 with
+bimodal_ratio 2..6, warp 0 | 0.05..0.35, and sets randomized.
 """
 
 from __future__ import annotations
@@ -72,7 +80,16 @@ PARAMETERS: dict[str, tuple[Any, Any, str]] = {
     "read_noise": (0.0, 0.2, "Gaussian detector noise standard deviation"),
     "noise_blur": (0.0, 3.0, "Gaussian sigma applied after the noise (correlated noise)"),
     "flat_shading": (False, True, "paper look: flat grains without TEM effects"),
+    # Appended in session 9 (domain randomisation); drawn after the knobs above, so samples of
+    # the older presets are unchanged.
+    "bimodal_fraction": (0.0, 0.6, "share of the area in a second population of larger grains"),
+    "bimodal_ratio": (1.0, 8.0, "mean diameter of the second population / mean_diameter"),
+    "warp": (0.0, 0.5, "smooth displacement of the cells (x mean_diameter): irregular, non-convex grains"),
+    "randomized": (False, True, "appearance drawn far beyond realism (randomize.py) instead of bright-field TEM"),
 }
+
+#: The appended knobs at their neutral values (the older presets keep these).
+_NEUTRAL_NEW = {"bimodal_fraction": 0.0, "bimodal_ratio": 1.0, "warp": 0.0, "randomized": False}
 
 _TEM = {
     "mean_diameter": 48.0, "log_sigma": 0.4, "elongation": 1.0, "elongation_angle": 0.0,
@@ -124,10 +141,36 @@ _TRAIN = {
     "flat_shading": ("bernoulli", 0.15),
 }
 
+# The domain-randomisation preset (docs/generalisation.md): geometry far wider than "train"
+# (5-120 px grains, bimodal sizes, elongation up to 4, irregular warped cells) and an appearance
+# that is not TEM at all: random per-grain intensity mixtures, textures, boundary styles (dark,
+# bright, Fresnel pair, step only, invisible), distractor lines, bias fields, resampling, noise
+# and random monotone intensity maps with inversion (see randomize.py). The TEM-physics knobs
+# are unused (randomized=True) and kept at neutral values.
+_RANDOM = {
+    **{name: 0.0 for name in ("contrast", "dark_fraction", "similar_fraction", "grain_gradient",
+                              "twin_fraction", "bend_contours", "inclined_fraction", "inclined_width",
+                              "fringe_amplitude", "boundary_darkening", "ramp", "texture", "blobs",
+                              "blur_sigma", "dose", "read_noise", "noise_blur")},
+    "mean_level": 0.5, "flat_shading": False,
+    "mean_diameter": ("loguniform", 5.0, 120.0),
+    "log_sigma": ("uniform", 0.1, 0.7),
+    "elongation": ("choice", 0.5, 1.0, ("uniform", 1.0, 4.0)),
+    "elongation_angle": ("uniform", 0.0, 180.0),
+    "smoothing": ("choice", 0.3, 0, ("int", 1, 12)),
+    "bimodal_fraction": ("choice", 0.7, 0.0, ("uniform", 0.1, 0.5)),
+    "bimodal_ratio": ("uniform", 2.0, 6.0),
+    "warp": ("choice", 0.5, 0.0, ("uniform", 0.05, 0.35)),
+    "randomized": True,
+}
+for _preset in (_TEM, _PAPER, _TRAIN):
+    _preset.update(_NEUTRAL_NEW)
+
 #: Named presets. "tem" (default) aims at real bright-field TEM such as the bundled
 #: interconnect micrograph; "paper" mimics the paper's flat-shaded synthetic inputs;
-#: "train" randomises every knob per sample (values are sampling rules, see above).
-PRESETS: dict[str, dict] = {"tem": _TEM, "paper": _PAPER, "train": _TRAIN}
+#: "train" randomises every knob per sample (values are sampling rules, see above);
+#: "random" randomises geometry and appearance far beyond realism (domain randomisation).
+PRESETS: dict[str, dict] = {"tem": _TEM, "paper": _PAPER, "train": _TRAIN, "random": _RANDOM}
 
 
 def _draw(rule: tuple, rng: np.random.Generator) -> Any:

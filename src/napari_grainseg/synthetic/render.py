@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["render", "neighbour_pairs"]
+__all__ = ["render", "neighbour_pairs", "grain_levels", "smooth_field", "twin_lamellae"]
 
 
 def neighbour_pairs(cells: np.ndarray) -> np.ndarray:
@@ -45,13 +45,35 @@ def grain_levels(rng: np.random.Generator, cells: np.ndarray, n: int, p: dict) -
     return level
 
 
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
     """Smooth random field, zero mean, unit std, correlation length ~``scale`` px."""
     h, w = shape
     gh, gw = max(2, int(h / scale) + 2), max(2, int(w / scale) + 2)
     f = rng.standard_normal((gh, gw)).astype(np.float32)
     f = cv2.resize(f, (w, h), interpolation=cv2.INTER_CUBIC)
     return (f - f.mean()) / (f.std() + 1e-6)
+
+
+def twin_lamellae(rng: np.random.Generator, cells: np.ndarray, centres: tuple[np.ndarray, np.ndarray],
+                  grid: tuple[np.ndarray, np.ndarray], diameter: float, fraction: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Annealing twins: straight parallel lamellae inside a ``fraction`` of the grains.
+
+    Returns the lamella mask (bool, image-sized; never a grain boundary) and each
+    grain's relative intensity change inside its lamellae (signed, 0.25-0.6).
+    ``centres`` are the per-cell centroids (y, x); ``grid`` the pixel coordinates.
+    """
+    n = len(centres[0])
+    (cy, cx), (yy, xx) = centres, grid
+    has = rng.random(n) < fraction
+    theta = rng.uniform(0, np.pi, n)
+    period = (diameter * rng.uniform(0.4, 1.2, n)).astype(np.float32)
+    width = rng.uniform(0.15, 0.45, n).astype(np.float32)
+    phase = rng.random(n).astype(np.float32)
+    factor = rng.choice([-1.0, 1.0], n) * rng.uniform(0.25, 0.6, n)
+    s, c = np.sin(theta).astype(np.float32), np.cos(theta).astype(np.float32)
+    u = (s[cells] * (yy - cy[cells]) + c[cells] * (xx - cx[cells])) / period[cells]
+    return has[cells] & (np.mod(u + phase[cells], 1.0) < width[cells]), factor
 
 
 def render(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
@@ -83,23 +105,14 @@ def render(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
         img = img * (1 + gy[cells] * (yy - cy[cells]) + gx[cells] * (xx - cx[cells]))
 
     if not flat and p["twin_fraction"] > 0:
-        # annealing twins: straight parallel lamellae of another diffraction condition
-        has = rng.random(n) < p["twin_fraction"]
-        theta = rng.uniform(0, np.pi, n)
-        period = (d * rng.uniform(0.4, 1.2, n)).astype(np.float32)
-        width = rng.uniform(0.15, 0.45, n).astype(np.float32)
-        phase = rng.random(n).astype(np.float32)
-        factor = rng.choice([-1.0, 1.0], n) * rng.uniform(0.25, 0.6, n)
+        twins, factor = twin_lamellae(rng, cells, (cy, cx), (yy, xx), d, p["twin_fraction"])
         factor = np.where(level * (1 + factor) > 1.0, -np.abs(factor), factor)
-        s, c = np.sin(theta).astype(np.float32), np.cos(theta).astype(np.float32)
-        u = (s[cells] * (yy - cy[cells]) + c[cells] * (xx - cx[cells])) / period[cells]
-        twins = has[cells] & (np.mod(u + phase[cells], 1.0) < width[cells])
         img = np.where(twins, img * (1 + factor.astype(np.float32))[cells], img)
 
     if not flat and p["bend_contours"] > 0:
         # bend contours: broad dark bands where the bent foil meets a Bragg condition;
         # they jump at boundaries because each grain has its own orientation
-        field = _smooth_field(rng, (h, w), 1.5 * d)
+        field = smooth_field(rng, (h, w), 1.5 * d)
         offset = rng.uniform(-1.5, 1.5, n).astype(np.float32)
         amp = (rng.random(n) < 0.5) * rng.uniform(0, p["bend_contours"], n)
         band = np.exp(-((field + offset[cells]) / 0.35) ** 2)
@@ -132,7 +145,7 @@ def render(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
         # thickness / illumination gradient over the field of view
         ang = rng.uniform(0, 2 * np.pi)
         lin = (np.cos(ang) * (xx / w - 0.5) + np.sin(ang) * (yy / h - 0.5)) * 2
-        smooth = _smooth_field(rng, (h, w), max(h, w) / 2)
+        smooth = smooth_field(rng, (h, w), max(h, w) / 2)
         img = img * (1 + p["ramp"] * (0.6 * lin + 0.4 * smooth) / 2)
 
     if not flat and p["texture"] > 0:

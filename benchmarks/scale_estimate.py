@@ -1,0 +1,67 @@
+"""How often Net1's automatic grain-size estimate is off, and what a correct scale would buy.
+
+For each image of the named sets: the true grain size (the same definition as
+:func:`~napari_grainseg.segmentation.inference.estimate_grain_size`, on the truth
+labels), Net1's estimate without a hint, the ratio of the two, and the VI / grain-count
+error of Net1 + threshold with no hint and with the true size as the hint (an upper
+bound on what a better estimate can give). Prints a markdown table.
+
+    python benchmarks/scale_estimate.py --sets real-tbm look-random id-tem [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+
+def true_grain_size(labels: np.ndarray) -> float:
+    """sqrt(4 A / (pi N)) with edge grains counted by half, as the estimate does."""
+    from napari_grainseg.segmentation.grains import border_grains
+
+    n = int(labels.max())
+    n_border = int(np.count_nonzero(border_grains(labels)))
+    return math.sqrt(4 * labels.size / (math.pi * max((n - n_border) + 0.5 * n_border, 0.5)))
+
+
+def main() -> None:
+    from napari_grainseg.evaluation.metrics import evaluate_prediction
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.inference import predict_boundaries
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", default=["real-tbm", "look-random", "id-tem"])
+    parser.add_argument("--limit", type=int)
+    args = parser.parse_args()
+    model = load_net1(device="cpu")
+    print("| set | images | estimate off > 2x | median estimate / truth | VI no hint | VI true hint "
+          "| count err no hint | count err true hint |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.sets:
+        rows = []
+        for s in EVAL_SETS[name].samples(args.limit):
+            truth = true_grain_size(s.labels)
+            row = {"truth": truth}
+            for key, hint in (("auto", None), ("hint", truth)):
+                pred = predict_boundaries(s.image, model, device="cpu", grain_size_px=hint)
+                labels = boundaries_to_labels(pred.probability)
+                scores = evaluate_prediction(labels == 0, labels, s.boundaries, s.labels)
+                row[key] = scores
+                if hint is None:
+                    row["estimate"] = pred.grain_size_px
+            rows.append(row)
+        ratio = np.array([r["estimate"] / r["truth"] if r["estimate"] else np.nan for r in rows])
+        off = np.mean([not (0.5 <= q <= 2.0) if np.isfinite(q) else True for q in ratio])
+        mean = {k: {m: np.mean([abs(r[k][m]) for r in rows]) for m in ("vi", "grain_count_error")}
+                for k in ("auto", "hint")}
+        print(f"| {name} | {len(rows)} | {off:.0%} | {np.nanmedian(ratio):.2f} | {mean['auto']['vi']:.3f} | "
+              f"{mean['hint']['vi']:.3f} | {mean['auto']['grain_count_error']:.0%} | "
+              f"{mean['hint']['grain_count_error']:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
