@@ -25,37 +25,28 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / ".." / "shared" / "data" / "tbm_train"
+DEFAULT_DATA = None  # found by napari_grainseg.evaluation.real_sets.find_tbm_dir
 METRICS = ("f1_2px", "vi", "vi_split", "vi_merge", "abs_grain_count_error", "abs_mean_ecd_error")
 BUILDERS = ("threshold", "watershed")
 
 
-def load_tbm(root: Path):
-    """All crops as (name, micrograph id, gray image float32, 1-px truth lines)."""
-    import cv2
+def load_tbm(root: Path | None):
+    """All crops as (name, micrograph id, image float32, 1-px truth lines), adaptation part first,
+    and the number of adaptation crops: the project's fixed split and truth convention
+    (:mod:`napari_grainseg.evaluation.real_sets`: 33 test crops of 11 micrographs)."""
+    from napari_grainseg.evaluation.real_sets import load_traced, tbm_micrograph, tbm_split
 
-    from napari_grainseg.training.corrections import boundaries_from_mask
-
-    out = []
-    for mask_path in sorted((root / "masks").glob("*.png")):
-        image = cv2.imread(str(root / "images" / mask_path.name), cv2.IMREAD_GRAYSCALE).astype(np.float32)
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        out.append((mask_path.name, int(mask_path.name.split("-")[0]), image, boundaries_from_mask(mask > 128)))
-    return out
+    adapt, test = tbm_split(root)
+    crops = []
+    for image_path, mask_path in adapt + test:
+        s = load_traced(image_path, mask_path)
+        crops.append((Path(image_path).name, tbm_micrograph(image_path), s.image, s.boundaries))
+    return crops, len(adapt)
 
 
-def split_by_micrograph(crops, min_test: int = 32, seed: int = 0):
-    """(test indices, adaptation pool indices): whole micrographs go to the test part until it has >= min_test."""
-    ids = sorted({c[1] for c in crops})
-    order = np.random.default_rng(seed).permutation(len(ids))
-    test_ids = set()
-    for j in order:
-        if sum(c[1] in test_ids for c in crops) >= min_test:
-            break
-        test_ids.add(ids[j])
-    test = [i for i, c in enumerate(crops) if c[1] in test_ids]
-    pool = [i for i, c in enumerate(crops) if c[1] not in test_ids]
-    return test, pool
+def split_by_micrograph(crops, n_adapt: int):
+    """(test indices, adaptation pool indices)."""
+    return list(range(n_adapt, len(crops))), list(range(n_adapt))
 
 
 def score(predict, crops, test, settings=None):
@@ -118,8 +109,9 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    crops = load_tbm(args.data)
-    test, pool = split_by_micrograph(crops)
+    crops, n_adapt = load_tbm(args.data)
+    test, pool = split_by_micrograph(crops, n_adapt)
+    assert not {crops[i][1] for i in test} & {crops[i][1] for i in pool}  # no shared micrograph
     test_ids = sorted({crops[i][1] for i in test})
     if args.test_limit:
         test = test[:args.test_limit]
