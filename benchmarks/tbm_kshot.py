@@ -177,6 +177,9 @@ def main(argv=None) -> int:
             if "scores_shipped_tuned" in run:
                 print(f"k={k} draw={draw} shipped+tuned {run['shipped_tuned_builder']}: "
                       f"{_line(run['scores_shipped_tuned'])}", file=sys.stderr)
+            if args.json:  # after every run, so an interrupted sweep keeps what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(results | {"partial": True}, indent=1))
     results["seconds"] = round(time.monotonic() - t_all, 1)
     results["table"] = table(results)
     print(results["table"])

@@ -413,3 +413,34 @@ def test_learn_again_uses_all_recorded_corrections_from_the_base(tmp_path, capsy
     first[0].unlink()
     with pytest.raises(InputError, match="missing"):
         adapt_and_save(second, labels=second_labels, out=tmp_path / "m3", from_dir=m1)
+
+
+def test_ctrl_c_stops_training_cleanly_and_saves_the_model(tmp_path, capsys):
+    import signal
+
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    images, labels = _write_set(tmp_path, seeds=(22,))
+
+    def press_ctrl_c(step, total, loss):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    out, info = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config(steps=50),
+                               progress=press_ctrl_c)
+    assert info["stopped"] == "interrupted" and info["steps_done"] == 2
+    assert (out / "net1.pt").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
+def test_eval_with_model_records_it(tmp_path):
+    from napari_grainseg.cli import main
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    images, labels = _write_set(tmp_path, seeds=(23,))
+    out, info = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config())
+    results = tmp_path / "eval.json"
+    assert main(["eval", "--sets", "id-tem", "--methods", "net1", "--limit", "1", "--model", str(out),
+                 "--device", "cpu", "--json", str(results)]) == 0
+    record = json.loads(results.read_text())["model"]
+    assert record["model_sha256"] == info["model_sha256"] and record["model"] == "m"
