@@ -47,7 +47,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()
-    print(f"fine-tuning on 4 crops of 256², {args.steps} steps, {args.threads} threads: median {statistics.median(totals):.1f} s "
+    print(f"fine-tuning on 4 crops of 256², {args.steps} steps, {args.threads} threads: "
+          f"median {statistics.median(totals):.1f} s "
           f"(training {statistics.median(trains):.1f} s) of {args.repeats} runs; peak memory {peak_mb:.0f} MB; "
           f"load average during the runs {load[0]:.1f} on {os.cpu_count()} cores")
     return 0

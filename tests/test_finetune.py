@@ -173,9 +173,9 @@ def test_roi_excludes_pixels_end_to_end():
 def test_a_few_steps_lower_the_loss_on_the_corrected_images():
     import torch
 
+    from napari_grainseg.models.weights import load_net1
     from napari_grainseg.training.corrections import prepare
     from napari_grainseg.training.finetune import finetune_net1, masked_boundary_loss
-    from napari_grainseg.models.weights import load_net1
 
     corr = [_correction(5, preset="paper"), _correction(6, preset="paper")]  # a look Net1 knows less well
     prepared = [prepare(c, 1.0, 3) for c in corr]
@@ -274,8 +274,8 @@ def test_model_directory_round_trip(tmp_path):
     assert loaded.record["model"] == "model" and loaded.record["model_sha256"] == on_disk["model_sha256"]
     # the saved weights compute what the trained model computes (fp16 storage)
     x = torch.from_numpy(np.random.default_rng(0).random((1, 4, 64, 64), dtype=np.float32))
-    from napari_grainseg.training.finetune import finetune_net1
     from napari_grainseg.training.corrections import load_corrections
+    from napari_grainseg.training.finetune import finetune_net1
 
     again = finetune_net1(load_corrections(images, labels=labels), _config())
     with torch.no_grad():

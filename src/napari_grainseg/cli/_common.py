@@ -6,8 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from napari_grainseg.segmentation.edges import EdgeParams
 from napari_grainseg.errors import InputError
+from napari_grainseg.segmentation.edges import EdgeParams
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 
 

@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.io.atomic import atomic_open
-    from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
     from napari_grainseg.evaluation.markdown import check_section_name, replace_section
+    from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
+    from napari_grainseg.io.atomic import atomic_open
 
     check_section_name(args.section)  # before the evaluation, which takes minutes
     if args.model is not None:

@@ -209,7 +209,7 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
             net2_sha = file_sha256(staging / "net2.pt")
         record = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
                   "package_version": package_version(),
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                   "architecture": {"net1": net1.config.to_dict()},
                   "net1_sha256": net1_sha, "net2_sha256": net2_sha,
                   "model_sha256": model_sha256(net1_sha, net2_sha), **info}
