@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.errors import InputError
 
     check_segmentation_arguments(args)
+    if args.model is not None and args.grain_size_nm is not None:
+        raise InputError("with --model, give the grain size in px (--grain-size) or none (the model's own)")
     steps = args.net2_steps if args.net2_steps.strip().lower() == "auto" else int(args.net2_steps)
     if args.scheduler is not None and args.workers is not None:
         raise InputError("--workers starts a local cluster; with --scheduler the cluster's workers are used")

@@ -50,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
             if m.pixel_size_nm is None:
                 raise InputError(f"--grain-size-nm needs a pixel size, but {m.source} is not calibrated: "
                                  "add --pixel-size NM")
-            grain_sizes.append(args.grain_size_nm / m.pixel_size_nm)
+            size = args.grain_size_nm / m.pixel_size_nm
+            if getattr(args, "model", None) is not None:  # at the scale the model was adapted at
+                from napari_grainseg.models.model_dir import inference_grain_size
+
+                size = inference_grain_size(size)
+            grain_sizes.append(size)
         else:
             grain_sizes.append(args.grain_size)
     device = select_device(args.device)
