@@ -17,7 +17,8 @@ from napari_grainseg.training.net1 import VALIDATION_SEED_BASE
 
 
 def test_test_sets_are_frozen_and_disjoint_from_training_and_validation():
-    ranges = [(s.first_seed, s.first_seed + s.size) for s in [*EVAL_SETS.values(), CLASSICAL_TUNING_SET]]
+    synthetic = [s for s in [*EVAL_SETS.values(), CLASSICAL_TUNING_SET] if hasattr(s, "first_seed")]
+    ranges = [(s.first_seed, s.first_seed + s.size) for s in synthetic]
     for i, (a0, a1) in enumerate(ranges):
         assert a0 >= 10**9 and a1 <= VALIDATION_SEED_BASE  # training seeds are < 1e9
         for b0, b1 in ranges[i + 1:]:
@@ -106,7 +107,8 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS
 
     assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
-    assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train", "look-random", "real-tbm",
+            "real-tbm-test"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"
     doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")
@@ -118,3 +120,37 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     assert "--section eval-larger" in text  # the regenerating command is recorded
     assert main(["eval", "--sets", "id-tem", "--limit", "1", "--markdown", str(doc), "--section", "a b"]) == 2
     assert "section names are letters" in capsys.readouterr().err
+
+
+def test_real_traced_sets_load_with_the_truth_convention():
+    from napari_grainseg.evaluation.real_sets import TBM_TEST_MICROGRAPHS, tbm_micrograph, tbm_split
+
+    try:
+        adapt, test = tbm_split()
+    except InputError:
+        pytest.skip("the TBM crops (../shared/data/tbm_train) are not on this machine")
+    assert len(test) >= 32 and len(adapt) + len(test) == EVAL_SETS["real-tbm"].size
+    # grouped by micrograph: no test crop shares a micrograph with an adaptation crop
+    assert {tbm_micrograph(p) for p, _ in test} == set(TBM_TEST_MICROGRAPHS)
+    assert not {tbm_micrograph(p) for p, _ in adapt} & set(TBM_TEST_MICROGRAPHS)
+    sample = next(EVAL_SETS["real-tbm-test"].samples(limit=1))
+    assert sample.image.shape == sample.labels.shape == (256, 256) and sample.image.dtype == np.float32
+    assert 0.0 <= sample.image.min() < sample.image.max() <= 1.0
+    assert np.array_equal(sample.boundaries, sample.labels == 0) and sample.labels.max() > 10
+    # the traced ~3 px lines became 1-px boundaries: no boundary pixel is buried in boundary
+    b = np.pad(sample.boundaries, 1)
+    buried = b[1:-1, 1:-1] & b[:-2, 1:-1] & b[2:, 1:-1] & b[1:-1, :-2] & b[1:-1, 2:]
+    assert buried.sum() <= 0.002 * sample.boundaries.sum()
+
+
+def test_labels_from_traced_mask_centres_thick_lines_and_refuses_empty_masks():
+    from napari_grainseg.evaluation.real_sets import labels_from_traced_mask
+
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 17:24] = 255  # a 7-px wide traced line down the middle
+    labels = labels_from_traced_mask(mask)
+    assert labels.max() == 2 and np.all((labels == 0).sum(axis=1) == 1)
+    column = np.nonzero(labels[0] == 0)[0][0]
+    assert 17 <= column <= 23
+    with pytest.raises(InputError, match="no boundary"):
+        labels_from_traced_mask(np.zeros((40, 40), np.uint8))

@@ -12,6 +12,9 @@ import tifffile
 import torch
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.models.device import describe_device, select_device
+from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
+from napari_grainseg.models.weights import load_net1, save_weights
 from napari_grainseg.segmentation.inference import (
     RESCALED_GRAIN_SIZES_PX,
     TRAINED_GRAIN_RANGE_PX,
@@ -19,11 +22,7 @@ from napari_grainseg.segmentation.inference import (
     predict_probability,
     scale_for_grain_size,
 )
-from napari_grainseg.models.device import describe_device, select_device
-from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
-from napari_grainseg.models.weights import load_net1, save_weights
 from napari_grainseg.synthetic import generate
-
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +201,8 @@ def test_segment_bad_input_exit_2(tmp_path, weights_file, args, words):
 
 def test_shipped_weights_load_and_beat_random_init(random_model):
     from napari_grainseg.evaluation.metrics import boundary_prf
-    from napari_grainseg.segmentation.grains import boundaries_to_labels
     from napari_grainseg.models.weights import shipped_weights_dir
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     path = shipped_weights_dir() / "net1.pt"
     assert path.stat().st_size < 5 * 2**20  # fp16, well inside the 10 MB budget for all models
@@ -275,7 +274,7 @@ def test_training_config_rejects_an_unknown_architecture_field():
 
 @pytest.mark.parametrize("kind, data, field", [
     ("net1", {"lr": "x"}, "lr"), ("net1", {"steps": 10.5}, "steps"), ("net1", {"preset": 3}, "preset"),
-    ("net1", {"init_weights": 1}, "init_weights"), ("net2", {"topology_weight": "x"}, "topology_weight"),
+    ("net1", {"init_weights": 1}, "init_weights"), ("net2", {"ema_decay": "x"}, "ema_decay"),
     ("net2", {"keep_best": 1}, "keep_best"), ("net2", {"gap_length": [3]}, "gap_length"),
     ("net2", {"presets": ["tem", 3]}, "presets"), ("net2", {"patch_shape": [128.0, 256]}, "patch_shape"),
     ("net2", {"architecture": [8]}, "architecture")])
@@ -292,7 +291,7 @@ def test_training_config_file_with_a_wrong_type_is_refused_when_read(tmp_path, k
     with pytest.raises(InputError, match=f"{field} must be"):
         cls.from_json(path)
     ok = {"lr": 0.01, "steps": 10, "preset": ["tem", "train"], "init_weights": None} if kind == "net1" else \
-        {"topology_weight": 1, "keep_best": False, "gap_length": [3, 9], "presets": ["tem"], "patch_shape": [64, 64]}
+        {"ema_decay": 0, "keep_best": False, "gap_length": [3, 9], "presets": ["tem"], "patch_shape": [64, 64]}
     path.write_text(json.dumps(ok))  # the same fields with values of the right type (an int for a float) load
     config = cls.from_json(path)
     assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in ok.items())

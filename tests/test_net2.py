@@ -17,14 +17,13 @@ import pytest
 import torch
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.models.net1 import Net1, Net1Config
 from napari_grainseg.models.net2 import Net2, Net2Config, count_parameters
 from napari_grainseg.models.weights import load_net2, save_weights, shipped_weights_dir
+from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.segmentation.refine import DEFAULT_TOL, RefineStep, refine
 from napari_grainseg.synthetic import generate
 from napari_grainseg.training.net1 import boundary_loss, boundary_target
-
 
 DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
 
@@ -77,57 +76,6 @@ def test_net2_is_small_and_conditioned(random_net2):
         Net2Config(conditioning="blind", scheduled_steps=3)
 
 
-def test_watershed_candidates_close_a_gap_and_feed_net2(sample):
-    from napari_grainseg.segmentation.grains import watershed_lines
-    from napari_grainseg.segmentation.refine import net2_condition, with_watershed_candidates
-
-    prob = np.zeros((60, 80), np.float32)
-    prob[:, 40] = 1.0
-    prob[25:35, 40] = 0.3                               # a 10-px gap with faint evidence
-    assert boundaries_to_labels(prob).max() == 1        # thresholded: one merged grain
-    lines = watershed_lines(prob)
-    assert lines[25:35, 38:43].any(axis=1).all()        # the candidate line crosses the gap
-    assert boundaries_to_labels(lines).max() == 2
-
-    config = Net2Config(watershed_candidates=True)
-    assert config.condition_channels == 6 and config.in_channels == 8
-    with pytest.raises(ValueError):
-        Net2Config(conditioning="blind", scheduled_steps=0, watershed_candidates=True)
-    cond = net2_condition(sample.image, boundary_target(sample.boundaries, 3) * 0.8)
-    extended = with_watershed_candidates(cond)
-    assert extended.shape == (6, *sample.image.shape)
-    np.testing.assert_array_equal(extended[:5], cond)
-    assert set(np.unique(extended[5])) == {0.0, 1.0}
-    torch.manual_seed(0)
-    model = Net2(config).eval()
-    steps = list(refine(sample.image, cond[0], model=model, device="cpu", max_steps=3))
-    assert len(steps) == 3 and steps[-1].state.shape == sample.image.shape
-
-
-def test_closed_start_draws_the_watershed_lines_in(monkeypatch, sample):
-    import napari_grainseg.segmentation.refine as refine_module
-    from napari_grainseg.segmentation.refine import _StepRunner, closed_start
-
-    prob = np.zeros((60, 80), np.float32)
-    prob[:, 40] = 1.0
-    prob[25:35, 40] = 0.3
-    start = closed_start(prob)
-    assert np.all(start >= prob) and boundaries_to_labels(start).max() == 2   # the gap is closed
-    with pytest.raises(ValueError):
-        Net2Config(conditioning="blind", scheduled_steps=0, closed_start=True)
-    # tiled (small tiles forced): each pixel takes one tile's lines, and the map stays closed
-    monkeypatch.setattr(refine_module, "REFINE_TILE_SIZE", 64)
-    monkeypatch.setattr(refine_module, "REFINE_OVERLAP", 16)
-    coarse = (boundary_target(sample.boundaries, 3) * 0.8).astype(np.float32)
-    coarse[40:50, :] *= 0.2                                                     # a band of faint boundaries
-    model = Net2(Net2Config(closed_start=True)).eval()
-    runner = _StepRunner(model, sample.image, coarse, "cpu")
-    assert len(runner.tiles) > 1
-    tiled = runner.closed_start(coarse)
-    assert np.all(tiled >= coarse) and set(np.unique(tiled[tiled > coarse])) == {1.0}
-    assert boundaries_to_labels(tiled).max() >= boundaries_to_labels(coarse).max()
-
-
 def test_load_net2_roundtrip_and_errors(tmp_path, random_net2):
     path, _ = save_weights(random_net2, tmp_path / "n2.pt", {"architecture": random_net2.config.to_dict()})
     loaded = load_net2(path)
@@ -159,36 +107,6 @@ def test_schedule_phases_budget_and_output(sample, random_net2):
     assert steps[3].change == pytest.approx(float(np.mean(np.abs(steps[3].state - steps[2].state))), rel=1e-5)
     blind = Net2(Net2Config(conditioning="blind", scheduled_steps=0)).eval()
     assert {s.phase for s in refine(image, prob, model=blind, device="cpu", max_steps=2)} == {"fixed-point"}
-
-
-def test_net1_decoder_features_condition_net2(sample):
-    """A Net2 with ``net1_features`` reads Net1's last feature maps; a Net1 of another width is refused."""
-    from napari_grainseg.segmentation.inference import run_net1, run_net1_with_decoder
-    from napari_grainseg.models.features import net1_features
-    from napari_grainseg.segmentation.refine import net2_condition
-
-    torch.manual_seed(0)
-    net1 = Net1(Net1Config(base_channels=8)).eval()
-    features = net1_features(sample.image)
-    prob, decoder = run_net1_with_decoder(net1, features, "cpu")
-    assert decoder.shape == (8, *sample.image.shape)
-    np.testing.assert_array_equal(prob, run_net1(net1, features, "cpu"))  # one pass gives both
-    with torch.no_grad():  # the probability is the head of exactly these maps
-        head = torch.sigmoid(net1.head(torch.from_numpy(decoder)[None]))[0, 0].numpy()
-    np.testing.assert_allclose(head, prob, atol=1e-5)
-    prob = boundary_target(sample.boundaries, 3) * 0.8
-    cond = net2_condition(sample.image, prob, net1=net1)
-    assert cond.shape == (5 + 8, *sample.image.shape)
-    np.testing.assert_allclose(cond[5:], decoder, atol=1e-5)
-    config = Net2Config(net1_features=8)
-    assert config.condition_channels == 13 and config.in_channels == 15
-    model = Net2(config).eval()
-    steps = list(refine(sample.image, prob, model=model, device="cpu", max_steps=3, net1=net1))
-    assert len(steps) == 3 and steps[-1].state.shape == sample.image.shape
-    with pytest.raises(InputError, match="8 Net1 decoder channels"):
-        next(refine(sample.image, prob, model=model, device="cpu", net1=Net1(Net1Config(base_channels=4)).eval()))
-    with pytest.raises(ValueError, match="net1_features"):
-        Net2Config(conditioning="blind", scheduled_steps=0, net1_features=8)
 
 
 def test_schedule_mixes_towards_the_prediction_then_takes_it():
@@ -236,12 +154,15 @@ def test_tiled_refinement_matches_whole_image(monkeypatch, random_net2):
     assert float(np.mean(np.abs(tiled - whole))) < 0.01
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"probability": np.zeros((5, 5), np.float32)}, "shape"),
-    ({"max_steps": 0}, "max_steps"),
-    ({"tol": 0.0}, "tol"),
-    ({"scale": -1.0}, "scale"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"probability": np.zeros((5, 5), np.float32)}, "shape"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"tol": 0.0}, "tol"),
+        ({"scale": -1.0}, "scale"),
+    ],
+)
 def test_refine_bad_input(sample, random_net2, kwargs, words):
     args = {"probability": boundary_target(sample.boundaries, 3)} | kwargs
     with pytest.raises(InputError, match=words):
@@ -265,11 +186,11 @@ def _gap_cases(net1, n: int = 10):
         ys, xs = np.nonzero(s.boundaries)
         for y, x in zip(ys, xs):
             if 20 <= y < 108 and 20 <= x < 108:
-                ids = set(np.unique(s.labels[y - 7:y + 8, x - 7:x + 8])) - {0}
+                ids = set(np.unique(s.labels[y - 7 : y + 8, x - 7 : x + 8])) - {0}
                 if len(ids) == 2:
                     break
         gapped = predict_boundaries(s.image, net1, device="cpu").probability.copy()
-        gapped[y - 3:y + 3, x - 3:x + 3] = 0.0  # a 6 px gap across the line
+        gapped[y - 3 : y + 3, x - 3 : x + 3] = 0.0  # a 6 px gap across the line
         yield s, gapped, tuple(sorted(ids))
 
 
@@ -292,8 +213,8 @@ def test_gaps_are_closed_by_shipped_model(trained_net1, shipped_net2):
 
 
 def test_real_example_stops_by_criterion(trained_net1, shipped_net2):
-    from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.io.samples import interconnect_tem
+    from napari_grainseg.segmentation.inference import predict_boundaries
 
     image = interconnect_tem().data
     pred = predict_boundaries(image, trained_net1, device="cpu")
@@ -311,8 +232,16 @@ def tiny_pool():
     from napari_grainseg.training.net2 import Net2TrainConfig, build_pool
 
     torch.manual_seed(0)
-    config = Net2TrainConfig(pool_size=3, pool_shape=(64, 96), patch_shape=(64, 64), batch_size=4, val_size=2,
-                             val_shape=(64, 96), lr=1e-2, warmup_steps=1)
+    config = Net2TrainConfig(
+        pool_size=3,
+        pool_shape=(64, 96),
+        patch_shape=(64, 64),
+        batch_size=4,
+        val_size=2,
+        val_shape=(64, 96),
+        lr=1e-2,
+        warmup_steps=1,
+    )
     return config, build_pool(config, Net1(Net1Config()).eval(), "random-net1", None, progress=False)
 
 
@@ -331,61 +260,9 @@ def test_degraded_states_lie_between_truth_and_coarse(tiny_pool):
     np.testing.assert_array_equal(states, again[0])  # deterministic per step
 
 
-def test_pool_carries_net1_decoder_features_under_its_own_key():
-    from napari_grainseg.training.net2 import Net2TrainConfig, _pool_key, build_pool
-
-    arch = {"conditioning": "image", "base_channels": 8, "depth": 3, "residual": 0.5, "net1_features": 8}
-    config = Net2TrainConfig(pool_size=2, pool_shape=(64, 96), patch_shape=(64, 64), val_size=2,
-                             val_shape=(64, 96), architecture=arch)
-    torch.manual_seed(0)
-    pool = build_pool(config, Net1(Net1Config(base_channels=8)).eval(), "random-net1", None, progress=False)
-    assert pool["condition"].shape == (2, 13, 64, 96)
-    plain = Net2TrainConfig(pool_size=2, pool_shape=(64, 96), patch_shape=(64, 64))
-    assert _pool_key(config, "x", "pool", 2, (64, 96)) != _pool_key(plain, "x", "pool", 2, (64, 96))
-    with pytest.raises(InputError, match="decoder channels"):
-        build_pool(config, Net1(Net1Config(base_channels=4)).eval(), "random-net1", None, progress=False)
-
-
-def test_boundary_segments_label_each_pair_of_grains():
-    """Three grains (a T of lines): three segments, each on the pixels between one pair."""
-    from napari_grainseg.training.net2 import boundary_segments
-
-    truth = np.zeros((20, 30), bool)
-    truth[10, :] = True          # top | bottom
-    truth[:10, 15] = True        # top-left | top-right
-    segments, n = boundary_segments(truth)
-    assert n == 3 and segments.shape == truth.shape
-    assert np.all(segments[~truth] == 0) and np.all(segments[truth] > 0)
-    assert len(set(segments[10, :12])) == 1 and len(set(segments[10, 19:])) == 1
-    assert segments[10, 2] != segments[10, 25] != segments[3, 15] != segments[10, 2]
-
-
-def test_drop_segments_erases_whole_segments_only():
-    from napari_grainseg.training.net2 import boundary_segments, drop_segments
-
-    sample = generate(seed=5, shape=(128, 128), preset="tem")
-    truth = sample.boundaries.astype(bool)
-    coarse = truth.astype(np.float32)
-    segments, n = boundary_segments(truth)
-    out = drop_segments(coarse, truth, np.random.default_rng(0), 0.3, (0.0, 0.0))
-    kept = np.array([out[segments == k].max() for k in range(1, n + 1)])
-    # a segment is gone or kept as a whole (junction pixels can belong to a neighbour's width)
-    gone = np.array([np.mean(out[segments == k] == 0) for k in range(1, n + 1)])
-    assert np.sum(gone > 0.9) == round(0.3 * n)
-    assert np.all((gone > 0.9) | (kept == 1))
-    assert np.all(out <= coarse) and np.array_equal(out[truth == 0], coarse[truth == 0])
-    np.testing.assert_array_equal(drop_segments(coarse, truth, np.random.default_rng(1), 0.0, (0.0, 0.0)), coarse)
-    faint = drop_segments(coarse, truth, np.random.default_rng(0), 1.0, (0.2, 0.3))
-    assert 0.2 <= faint[truth].min() and faint[truth].max() <= 0.3
-    from napari_grainseg.training.net2 import Net2TrainConfig
-
-    with pytest.raises(InputError, match="segment_residue"):
-        Net2TrainConfig(segment_residue=(0.5, 0.2))
-
-
-@pytest.mark.parametrize("field, value", [("segment_residue", 0.3), ("segment_residue", (0.1, 1.5)),
-                                          ("gap_length", 3), ("blur_sigma", (1.2, 0.5)), ("patch_shape", 96),
-                                          ("pool_shape", (128, "x"))])
+@pytest.mark.parametrize(
+    "field, value", [("gap_length", 3), ("blur_sigma", (1.2, 0.5)), ("patch_shape", 96), ("pool_shape", (128, "x"))]
+)
 def test_net2_config_refuses_malformed_ranges_and_shapes(field, value):
     """A scalar or reversed range (as a JSON config can hold) is refused when the config is read,
     not with a TypeError minutes into training."""
@@ -436,70 +313,23 @@ def test_training_a_few_steps_decreases_the_loss(tiny_pool):
     assert after < 0.8 * before
 
 
-def test_cldice_prices_gaps_and_spurious_lines_by_centreline_length():
-    from napari_grainseg.training.net1 import cldice_loss, soft_skeleton
-
-    truth = torch.zeros(1, 1, 32, 40)
-    truth[0, 0, 10:13, :] = 1.0  # a 3 px wide line, 40 px long
-    skeleton = soft_skeleton(truth)
-    assert torch.equal(skeleton[0, 0].nonzero()[:, 0].unique(), torch.tensor([11]))  # its centre row
-    assert float(skeleton.sum()) == 40.0
-    assert float(cldice_loss(truth, truth)) == 0.0
-    gapped = truth.clone()
-    gapped[..., 10:18] = 0.0  # an 8 px gap: sensitivity 32/40
-    assert float(cldice_loss(gapped, truth)) == pytest.approx(1 - 2 * 0.8 / 1.8, abs=0.01)
-    spurious = truth.clone()
-    spurious[0, 0, 25, :] = 1.0  # a second, false 1 px line of the same length: precision 1/2
-    assert float(cldice_loss(spurious, truth)) == pytest.approx(1 - 2 * 0.5 / 1.5, abs=0.02)
-    logits = torch.full_like(truth, -3.0).requires_grad_()
-    boundary_loss(logits, truth, 2.0, 1.0, cldice_weight=1.0).backward()
-    assert float(logits.grad[0, 0, 11].sum()) < 0  # raising the missing centreline lowers the loss
-
-
-def test_topology_errors_find_the_leak_of_a_merge_and_the_line_of_a_split():
-    """Two grains with a 7 px gap in the drawn boundary: the gap is the error, not the band's edges
-    beside the drawn line; a spurious line across one grain: its pixels; a right map: nothing."""
-    from napari_grainseg.training.net2 import topology_errors, topology_loss
-
-    target = np.zeros((20, 40), bool)
-    target[:, 19:22] = True
-    assert not topology_errors(target.astype(np.float32), target).any()
-    thin = np.zeros((20, 40), np.float32)
-    thin[:, 20] = 1.0  # a 1 px line inside the 3 px band: the grains are right
-    assert not topology_errors(thin, target).any()
-    gapped = thin.copy()
-    gapped[5:12, 20] = 0.0
-    errors = topology_errors(gapped, target)
-    assert errors.any() and np.all(target[errors])
-    rows = np.flatnonzero(errors.any(axis=1))
-    assert rows.min() >= 5 and rows.max() <= 11  # inside the gap
-    assert not topology_errors(gapped, target, min_px=400).any()  # grains below min_px do not count
-    split = thin.copy()
-    split[:, 8] = 1.0  # cuts the left grain in two
-    errors = topology_errors(split, target)
-    assert np.array_equal(np.flatnonzero(errors.any(axis=0)), [8]) and errors[:, 8].all()
-    # the loss pulls the gap up and the spurious line down
-    for drawn, sign in ((gapped, -1), (split, 1)):
-        logits = torch.from_numpy(np.where(drawn > 0.5, 3.0, -3.0).astype(np.float32))[None, None]
-        logits.requires_grad_()
-        topology_loss(logits, torch.from_numpy(target.astype(np.float32))[None, None]).backward()
-        grad = logits.grad[0, 0].numpy()
-        assert sign * grad[drawn.astype(bool) ^ target].sum() >= 0 and np.abs(grad).sum() > 0
-        big = topology_loss(logits.detach(), torch.from_numpy(target.astype(np.float32))[None, None], min_px=400)
-        assert float(big) == 0.0  # grains below min_px: no error to price
-    from napari_grainseg.training.net2 import Net2TrainConfig
-
-    with pytest.raises(InputError, match="topology_weight"):
-        Net2TrainConfig(topology_weight=-1.0)
-
-
 def test_train_net2_writes_weights_with_net1_hash_and_resumes(tmp_path):
     from napari_grainseg.models.weights import file_sha256
     from napari_grainseg.training.net2 import Net2TrainConfig, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
-    config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
-                             val_size=1, val_shape=(64, 64), val_every=2, checkpoint_every=1, lr=0.05)
+    config = Net2TrainConfig(
+        steps=4,
+        pool_size=2,
+        pool_shape=(64, 64),
+        patch_shape=(64, 64),
+        batch_size=2,
+        val_size=1,
+        val_shape=(64, 64),
+        val_every=2,
+        checkpoint_every=1,
+        lr=0.05,
+    )
     out = tmp_path / "run"
     summary = train_net2(config, out, net1_weights=net1_path, device="cpu", progress=False)
     assert summary["finished"] and Path(summary["weights"]).is_file()
@@ -526,9 +356,20 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
     from napari_grainseg.training.net2 import Net2TrainConfig, export_net2_checkpoint, train_net2
 
     net1_path, _ = save_weights(Net1(Net1Config()), tmp_path / "net1.pt", {"architecture": Net1Config().to_dict()})
-    config = Net2TrainConfig(steps=4, pool_size=2, pool_shape=(64, 64), patch_shape=(64, 64), batch_size=2,
-                             val_size=1, val_shape=(64, 64), val_every=4, checkpoint_every=1, lr=0.05,
-                             ema_decay=0.5, keep_best=False)
+    config = Net2TrainConfig(
+        steps=4,
+        pool_size=2,
+        pool_shape=(64, 64),
+        patch_shape=(64, 64),
+        batch_size=2,
+        val_size=1,
+        val_shape=(64, 64),
+        val_every=4,
+        checkpoint_every=1,
+        lr=0.05,
+        ema_decay=0.5,
+        keep_best=False,
+    )
     straight = train_net2(config, tmp_path / "a", net1_weights=net1_path, device="cpu", progress=False)
     ckpt = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     averaged = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"}
@@ -547,8 +388,6 @@ def test_train_net2_with_weight_averaging_exports_the_average_and_resumes_identi
     torch.testing.assert_close(load_net2(resumed["weights"], for_training=True).state_dict(), exported)
     with pytest.raises(InputError, match="ema_decay"):
         Net2TrainConfig(ema_decay=1.0)
-    with pytest.raises(InputError, match="cldice_weight"):
-        Net2TrainConfig(cldice_weight=-0.5)
     for bad in ((), ("train", "bogus")):  # checked with the config, not minutes later in the pool
         with pytest.raises(InputError, match="net2 training config: preset must name synthetic presets"):
             Net2TrainConfig(presets=bad)
@@ -568,13 +407,11 @@ def test_segment_net2_steps(sample):
         net2.head.bias -= 5.0
     plain = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0)
     assert plain.refine_steps == 0 and plain.refined is None and plain.info()["net2_steps"] == 0
-    refined = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=3,
-                      net2_model=net2)
+    refined = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=3, net2_model=net2)
     assert refined.refine_steps == 3 and refined.refined.shape == sample.image.shape
     info = refined.info()
     assert info["net2_steps"] == 3 and info["method"] == "net1+net2" and info["net2_seconds"] >= 0
-    by_watershed = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0,
-                           grains="watershed")
+    by_watershed = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="watershed")
     np.testing.assert_array_equal(by_watershed.labels, probability_watershed(by_watershed.prediction.probability))
     assert by_watershed.info()["grains"] == "watershed" and plain.info()["grains"] == "threshold"
     with pytest.raises(InputError, match="grains must be one of"):
@@ -587,8 +424,9 @@ def test_segment_net2_steps(sample):
 
 def test_cli_train_net2_config_and_bad_options(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", "train", *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "napari_grainseg.cli", "train", *args], capture_output=True, text=True, timeout=120
+        )
 
     shown = run("net2", "--print-config")
     assert shown.returncode == 0 and json.loads(shown.stdout)["levels"] == 4
@@ -600,7 +438,33 @@ def test_cli_train_net2_config_and_bad_options(tmp_path):
     conflicting.write_text(json.dumps({"architecture": {"conditioning": "blind", "closed_start": True}}))
     refused = run("net2", "--config", str(conflicting), "--out", str(tmp_path / "o"))
     assert refused.returncode == 2 and "architecture" in refused.stderr and "Traceback" not in refused.stderr
+    assert "closed_start" in refused.stderr and "dd9474d" in refused.stderr  # a retired experiment
     from napari_grainseg.training.net2 import Net2TrainConfig
 
     with pytest.raises(InputError, match="architecture .*unexpected keyword"):
         Net2TrainConfig(architecture={"foo": 1})
+
+
+def test_retired_experiment_options_load_when_off_and_are_refused_when_on(tmp_path):
+    """Weights and configs written while the failed experiments were in the code name their
+    options; at the off value they load (the shipped files do), switched on they are a
+    one-line error naming the commit that last had the code."""
+    from napari_grainseg.training.config import config_from_dict
+    from napari_grainseg.training.net2 import Net2TrainConfig
+
+    info = json.loads((shipped_weights_dir() / "net2.json").read_text())
+    assert info["architecture"]["closed_start"] is False and info["train_config"]["cldice_weight"] == 0.0
+    config = config_from_dict(Net2TrainConfig, info["train_config"], "net2.json")
+    assert config.net2_config() == Net2Config.from_dict(info["architecture"]) == load_net2().config
+    assert not hasattr(config, "cldice_weight")
+    off = tmp_path / "off.json"
+    off.write_text(json.dumps({"topology_weight": 0, "segment_residue": [0.0, 0.3], "steps": 5}))
+    assert Net2TrainConfig.from_json(off).steps == 5
+    on = tmp_path / "on.json"
+    on.write_text(json.dumps({"topology_weight": 2.0}))
+    with pytest.raises(InputError, match="topology_weight .*dd9474d"):
+        Net2TrainConfig.from_json(on)
+    with pytest.raises(ValueError, match="net1_features = 16 .*dd9474d"):
+        Net2Config.from_dict({"conditioning": "image", "net1_features": 16})
+    with pytest.raises(TypeError):
+        Net2Config(watershed_candidates=False)  # the options are gone from the code

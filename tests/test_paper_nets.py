@@ -10,25 +10,28 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_grainseg.errors import InputError  # noqa: E402
+from napari_grainseg.io.samples import interconnect_tem_path  # noqa: E402
 from napari_grainseg.models.paper import (  # noqa: E402
-    DEFAULT_NPZ,
     PAPER_SHAPE,
     PaperNet1,
     PaperNet2,
     load_paper_nets,
     n_weights,
+    paper_nets_path,
     paper_pipeline,
 )
 
-REAL_IMAGE = Path("/work/shared/data/interconnect_tem.png")
-needs_npz = pytest.mark.skipif(not DEFAULT_NPZ.is_file(), reason="published networks (seed_nets.npz) not available")
+REAL_IMAGE = interconnect_tem_path()  # the real micrograph shipped with the package
+#: The published networks are not shipped: $GRAINSEG_PAPER_NETS or the project's shared/ data folder.
+NPZ = paper_nets_path() or Path("seed_nets.npz-not-found")
+needs_npz = pytest.mark.skipif(not NPZ.is_file(), reason="published networks (seed_nets.npz) not available")
 
 
 @pytest.fixture(scope="module")
 def nets():
-    if not DEFAULT_NPZ.is_file():
+    if not NPZ.is_file():
         pytest.skip("published networks (seed_nets.npz) not available")
-    return load_paper_nets(DEFAULT_NPZ)
+    return load_paper_nets(NPZ)
 
 
 def _input_layer(h, w, c, norm="none"):
@@ -83,9 +86,16 @@ def test_zerocenter_and_clipped_relu():
     np.testing.assert_allclose(net(x).numpy().ravel(), [0.0, 0.0, 0.5, 1.0])
 
 
-def test_missing_file_is_an_input_error(tmp_path):
+def test_missing_file_is_an_input_error(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not found"):
         load_paper_nets(tmp_path / "nope.npz")
+    monkeypatch.chdir(tmp_path)  # nothing to find: no path, no variable, no shared/ folder
+    monkeypatch.delenv("GRAINSEG_PAPER_NETS", raising=False)
+    assert paper_nets_path() is None
+    with pytest.raises(InputError, match=r"\(--paper-nets\) or set GRAINSEG_PAPER_NETS"):
+        load_paper_nets()
+    monkeypatch.setenv("GRAINSEG_PAPER_NETS", str(tmp_path / "nets.npz"))
+    assert paper_nets_path() == tmp_path / "nets.npz" and paper_nets_path("x.npz") == Path("x.npz")
     np.savez(tmp_path / "bad.npz", x=np.zeros(3))
     with pytest.raises(InputError, match="spec_json"):
         load_paper_nets(tmp_path / "bad.npz")

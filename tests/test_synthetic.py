@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from itertools import islice
 
 import numpy as np
 import pytest
@@ -237,25 +236,7 @@ def test_bad_input_raises_input_error(kwargs):
         generate(args.pop("seed"), args.pop("shape"), **args)
 
 
-# --- streaming dataset and CLI -----------------------------------------------------
-
-def test_stream_yields_generate_samples_and_workers_are_disjoint():
-    pytest.importorskip("torch")
-    from napari_grainseg.synthetic.dataset import SyntheticStream, to_tensors, worker_seeds
-
-    seqs = [set(islice(worker_seeds(5, k, 3), 200)) for k in range(3)]
-    assert not (seqs[0] & seqs[1] or seqs[0] & seqs[2] or seqs[1] & seqs[2])
-    assert list(islice(worker_seeds(5, 0, 1), 2)) != list(islice(worker_seeds(6, 0, 1), 2))
-    stream = SyntheticStream((48, 64), preset="train", base_seed=5)
-    first = list(islice(iter(stream), 2))
-    seeds = list(islice(worker_seeds(5, 0, 1), 2))
-    for sample, seed in zip(first, seeds):
-        assert np.array_equal(sample.image, generate(seed, (48, 64), "train").image)
-    x, y = next(iter(SyntheticStream((48, 64), base_seed=5, transform=to_tensors)))
-    assert tuple(x.shape) == (1, 48, 64) and set(np.unique(y.numpy())) <= {0.0, 1.0}
-    with pytest.raises(InputError):
-        SyntheticStream((48, 64), mean_diameter=-3)
-
+# --- CLI -----------------------------------------------------------------------------
 
 def test_cli_writes_samples_atomically_readable(tmp_path):
     tifffile = pytest.importorskip("tifffile")

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blind-net2-weights", type=Path,
                    help="image-blind Net2 weights for net1+blind-net2 (default: shipped net2-blind.pt)")
     p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
-                   "(default: ../shared/data/seed_nets/seed_nets.npz)")
+                   "(default: $GRAINSEG_PAPER_NETS, else shared/data/seed_nets/seed_nets.npz in or beside "
+                   "the working directory)")
     p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
                    "between <!-- BEGIN SECTION --> and <!-- END SECTION --> markers (other text is kept)")
     p.add_argument("--section", default="eval", help="name of that section (default: eval), so runs on "

@@ -230,7 +230,7 @@ def _net2_runner(net1, weights: str | Path | None, blind: bool, device) -> Calla
 
     def run(image):
         pred = predict_boundaries(image, net1, device=device)
-        steps = list(refine(image, pred.probability, model=net2, device=device, scale=pred.scale, net1=net1))
+        steps = list(refine(image, pred.probability, model=net2, device=device, scale=pred.scale))
         labels = boundaries_to_labels(steps[-1].state)
         per_step = float(np.mean([s.seconds for s in steps[1:]] or [steps[0].seconds]))
         return labels == 0, labels, {"scale": pred.scale, "steps": len(steps),

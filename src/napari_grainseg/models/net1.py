@@ -31,7 +31,8 @@ class Net1Config:
         return 2 ** (self.depth - 1)
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 convolutions, each with BatchNorm and ReLU: one U-Net level (Net1's and Net2's)."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
@@ -52,14 +53,14 @@ class Net1(nn.Module):
         self.down = nn.ModuleList()
         cin = config.in_channels
         for w in widths:
-            self.down.append(_block(cin, w))
+            self.down.append(double_conv(cin, w))
             cin = w
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for w in reversed(widths[:-1]):
             self.up.append(nn.ConvTranspose2d(cin, w, 2, stride=2))
-            self.merge.append(_block(2 * w, w))
+            self.merge.append(double_conv(2 * w, w))
             cin = w
         self.head = nn.Conv2d(cin, 1, 1)
 

@@ -24,17 +24,22 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from napari_grainseg.models.net1 import _block, count_parameters, unet_forward  # noqa: F401  (count_parameters re-exported)
+from napari_grainseg.models.net1 import count_parameters, double_conv, unet_forward  # noqa: F401  (count_parameters re-exported)
 
 
 def _single(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
 
 #: Image features Net2 is conditioned on (computed once per image), in order.
 NET2_CONDITION_CHANNELS: tuple[str, ...] = ("net1", "sobel", "log", "canny", "intensity")
 #: Conditionings: the image-aware refiner and the image-blind ablation.
 CONDITIONINGS: tuple[str, ...] = ("image", "blind")
+#: Architecture options of failed experiments (docs/net2.md), with their off value: weights
+#: files written while they existed name them, and still load when they are off.
+RETIRED_OPTIONS: dict[str, object] = {"watershed_candidates": False, "closed_start": False, "net1_features": 0}
+#: The last commit with the retired options' code.
+RETIRED_IN = "dd9474d"
 
 
 @dataclass(frozen=True)
@@ -51,21 +56,6 @@ class Net2Config:
     residual : the network predicts a correction to the state's logit
         (``logit(state) * residual + f(...)``), so "keep the current map" is
         its starting point and it learns only what to change (0 = plain).
-    watershed_candidates : one more condition channel (image conditioning
-        only): the watershed lines of Net1's probability
-        (:func:`napari_grainseg.segmentation.grains.watershed_lines`), closed candidate
-        boundaries through every gap; Net2 learns which of them the image
-        supports instead of having to draw gap closures itself.
-    closed_start : the refinement starts from Net1's map with its watershed
-        lines drawn in (every grain closed, gaps and spurious splits alike)
-        instead of Net1's map alone; Net2 then removes the lines the image does
-        not support. Image conditioning only.
-    net1_features : number of Net1 decoder channels (its last feature maps,
-        before the 1×1 head) appended to the condition, 0 = none. They hold
-        what Net1 saw, not only the one probability it summed it up to, and
-        are computed once per image, so each step stays as cheap (the cached
-        condition needs (5 + n) / 5 times the memory). Must equal the base
-        width of the Net1 the model is used with. Image conditioning only.
     """
 
     conditioning: str = "image"
@@ -73,23 +63,30 @@ class Net2Config:
     base_channels: int = 8
     depth: int = 3
     residual: float = 0.5
-    watershed_candidates: bool = False
-    closed_start: bool = False
-    net1_features: int = 0
 
     def __post_init__(self) -> None:
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
-        if self.conditioning == "blind" and (self.watershed_candidates or self.closed_start or self.net1_features):
-            raise ValueError("the blind ablation is the paper's scheme on Net1's map alone: "
-                             "watershed_candidates, closed_start and net1_features must be off")
-        if self.net1_features < 0:
-            raise ValueError(f"net1_features must be >= 0, got {self.net1_features}")
         if self.conditioning == "blind" and self.scheduled_steps:
             raise ValueError("the blind ablation is a pure fixed-point iteration: scheduled_steps must be 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Net2Config:
+        """The config stored with a weights file; options of retired experiments
+        (:data:`RETIRED_OPTIONS`) are accepted at their off value and refused otherwise."""
+        data = dict(data)
+        for name, off in RETIRED_OPTIONS.items():
+            if name in data:
+                if data[name] != off:
+                    raise ValueError(
+                        f"{name} = {data[name]!r} was an experiment that is no longer supported "
+                        f"(its code is in git commit {RETIRED_IN})"
+                    )
+                del data[name]
+        return cls(**data)
 
     @property
     def in_channels(self) -> int:
@@ -98,17 +95,8 @@ class Net2Config:
 
     @property
     def condition_channels(self) -> int:
-        """Number of cached condition channels (:data:`NET2_CONDITION_CHANNELS`, Net1's decoder
-        features, the watershed candidates)."""
-        return len(NET2_CONDITION_CHANNELS) + self.net1_features + int(self.watershed_candidates)
-
-    def check_net1(self, net1) -> None:
-        """An InputError unless ``net1`` has the decoder width this model's ``net1_features`` reads."""
-        if self.net1_features and net1.config.base_channels != self.net1_features:
-            from napari_grainseg.errors import InputError
-
-            raise InputError(f"this Net2 reads {self.net1_features} Net1 decoder channels, but the Net1 given "
-                             f"has {net1.config.base_channels} decoder channels: use the Net1 it was trained with")
+        """Number of cached condition channels (:data:`NET2_CONDITION_CHANNELS`)."""
+        return len(NET2_CONDITION_CHANNELS)
 
     @property
     def multiple(self) -> int:
@@ -134,14 +122,14 @@ class Net2(nn.Module):
         self.down = nn.ModuleList()
         cin = config.in_channels
         for i, w in enumerate(widths):
-            self.down.append(_single(cin, w) if i == 0 else _block(cin, w))
+            self.down.append(_single(cin, w) if i == 0 else double_conv(cin, w))
             cin = w
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths[:-1]))):
             self.up.append(nn.ConvTranspose2d(cin, w, 2, stride=2))
-            self.merge.append(_single(2 * w, w) if i == 0 else _block(2 * w, w))
+            self.merge.append(_single(2 * w, w) if i == 0 else double_conv(2 * w, w))
             cin = w
         self.head = nn.Conv2d(cin, 1, 1)
 
@@ -152,8 +140,9 @@ class Net2(nn.Module):
         t = torch.as_tensor(t, dtype=state.dtype, device=state.device).reshape(-1, 1, 1, 1)
         return torch.cat([state, condition, t.expand(state.shape[0], 1, *state.shape[2:])], dim=1)
 
-    def forward(self, state: torch.Tensor, condition: torch.Tensor | None = None,
-                t: torch.Tensor | float | None = 0.0) -> torch.Tensor:
+    def forward(
+        self, state: torch.Tensor, condition: torch.Tensor | None = None, t: torch.Tensor | float | None = 0.0
+    ) -> torch.Tensor:
         x = unet_forward(self.inputs(state, condition, t), self.down, self.pool, self.up, self.merge)
         out = self.head(x)
         if self.config.residual:

@@ -2,7 +2,8 @@
 
 The authors released their two trained MATLAB networks (CC0); converted to
 numpy they live outside this package (``seed_nets.npz`` with its layer list
-``spec_json``). The weights are not shipped: pass the path of the ``.npz``.
+``spec_json``). The weights are not shipped: pass the path of the ``.npz``, or
+set ``GRAINSEG_PAPER_NETS`` (:func:`paper_nets_path`).
 
 - :class:`PaperNet1`: encoder-decoder without skip connections, 96x496x3
   edge image (0/255) -> boundary map (0-255, clipped ReLU at 255).
@@ -32,6 +33,7 @@ thresholds at 0.2.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +43,11 @@ from torch.nn import functional as F
 
 from napari_grainseg.errors import InputError
 
-#: Where the converted published networks are found by default.
-DEFAULT_NPZ = Path("/work/shared/data/seed_nets/seed_nets.npz")
+#: Environment variable naming the converted published networks (``seed_nets.npz``).
+PAPER_NETS_ENV = "GRAINSEG_PAPER_NETS"
+#: Where else they are looked for, relative to the working directory: the project's
+#: ``shared/`` data folder inside or beside the repository.
+PAPER_NETS_SEARCH = (Path("shared/data/seed_nets/seed_nets.npz"), Path("../shared/data/seed_nets/seed_nets.npz"))
 
 #: Input size (rows, columns) of both published networks.
 PAPER_SHAPE: tuple[int, int] = (96, 496)
@@ -197,15 +202,30 @@ def n_weights(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def load_paper_nets(npz_path: str | Path = DEFAULT_NPZ) -> tuple[PaperNet1, PaperNet2]:
+def paper_nets_path(npz_path: str | Path | None = None) -> Path | None:
+    """The published networks' file: ``npz_path``, else ``$GRAINSEG_PAPER_NETS``, else the first of
+    :data:`PAPER_NETS_SEARCH` that exists; None if none is given or found."""
+    if npz_path is not None:
+        return Path(npz_path)
+    if os.environ.get(PAPER_NETS_ENV):
+        return Path(os.environ[PAPER_NETS_ENV])
+    return next((p for p in PAPER_NETS_SEARCH if p.is_file()), None)
+
+
+def load_paper_nets(npz_path: str | Path | None = None) -> tuple[PaperNet1, PaperNet2]:
     """Build both published networks from ``seed_nets.npz`` and return them in eval mode.
+
+    ``npz_path`` defaults to :func:`paper_nets_path`.
 
     Raises
     ------
     InputError
-        If the file does not exist or is not the converted network archive.
+        If the file is not given or found, does not exist or is not the converted network archive.
     """
-    path = Path(npz_path)
+    path = paper_nets_path(npz_path)
+    if path is None:
+        raise InputError(f"published networks (seed_nets.npz) not found: pass their path (--paper-nets) "
+                         f"or set {PAPER_NETS_ENV}")
     if not path.is_file():
         raise InputError(f"published network file not found: {path}")
     try:
@@ -258,8 +278,8 @@ def paper_pipeline(image: np.ndarray, net1: PaperNet1, net2: PaperNet2, *, max_i
     import cv2
     from skimage.morphology import disk
 
-    from napari_grainseg.segmentation.edges import detect_edges
     from napari_grainseg.io.validate import validate_image
+    from napari_grainseg.segmentation.edges import detect_edges
 
     gray = validate_image(image)
     if max_iterations < 1:

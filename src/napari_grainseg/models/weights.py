@@ -124,7 +124,7 @@ def load_net2(path: str | Path | None = None, device="cpu", *, for_training: boo
     path = Path(path) if path is not None else shipped_weights_dir() / "net2.pt"
     state, info = load_state(path, device)
     try:
-        model = Net2(Net2Config(**info["architecture"]))
+        model = Net2(Net2Config.from_dict(info["architecture"]))
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"weights {path} are not Net2 weights ({info.get('architecture')}): "

@@ -9,8 +9,6 @@ the layers of the image they were computed from.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -70,8 +68,6 @@ class _Refinement:
 
 def net2_status(weights: str | Path | None = None) -> str | None:
     """None when Net2 can run, else the reason it cannot (shown to the user)."""
-    if importlib.util.find_spec("napari_grainseg.segmentation.refine") is None:
-        return "Net2 is not available in this version of napari-grainseg (napari_grainseg.segmentation.refine missing)"
     from napari_grainseg.models.weights import shipped_weights_dir
 
     path = Path(weights) if weights else shipped_weights_dir() / "net2.pt"
@@ -234,7 +230,7 @@ class SegmentWidget(Container):
         path = self.net1_weights if kind == "net1" else self.net2_weights
         key = (kind, str(path), str(device))
         if key not in self._models:
-            loader = weights.load_net1 if kind == "net1" else getattr(weights, "load_net2")
+            loader = weights.load_net1 if kind == "net1" else weights.load_net2
             self._models[key] = loader(path, device=device)
         return self._models[key]
 
@@ -290,12 +286,11 @@ class SegmentWidget(Container):
             if worker is not None and worker.abort_requested:
                 raise _Cancelled
 
-        kwargs = {"net2_steps": 0} if "net2_steps" in inspect.signature(segment).parameters else {}
         try:
             with torch.inference_mode():
                 model = self._model("net1", device)
                 result = segment(data, model=model, device=device, grain_size_px=hint, threshold=THRESHOLD,
-                                 progress=progress, grains=grains, **kwargs)
+                                 progress=progress, grains=grains, net2_steps=0)
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
@@ -444,9 +439,7 @@ class SegmentWidget(Container):
         try:
             with torch.inference_mode():
                 model = self._model("net2", device)
-                net1 = self._model("net1", device) if model.config.net1_features else None
-            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale,
-                           net1=net1)
+            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale)
         except GrainsegError as exc:
             return _Failure(str(exc))
         try:

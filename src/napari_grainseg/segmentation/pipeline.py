@@ -134,7 +134,7 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
 
             net2_model = load_net2(device=dev)
         for step in refine(image, prediction.probability, model=net2_model, device=dev, max_steps=budget,
-                           scale=prediction.scale, net1=model):
+                           scale=prediction.scale):
             n_steps, seconds, converged = step.step, seconds + step.seconds, step.converged
             refined = step.state
         boundary_map = refined

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.validate import validate_image
+from napari_grainseg.segmentation.edges import EdgeParams, resolve_edge_params
 
 #: Default convergence threshold: mean absolute change per step, as a fraction of full scale.
 DEFAULT_TOL = 0.003
@@ -73,50 +73,19 @@ class RefineStep:
     seconds: float
 
 
-def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None,
-                   net1=None, device="cpu") -> np.ndarray:
-    """Net2's cached image features at the image's own scale: (5, H, W) float32, or (5 + W1, H, W).
+def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None
+                   ) -> np.ndarray:
+    """Net2's cached image features at the image's own scale: (5, H, W) float32.
 
     Channels (:data:`~napari_grainseg.models.net2.NET2_CONDITION_CHANNELS`):
-    Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity;
-    with a ``net1`` model also its W1 decoder feature maps
-    (:func:`~napari_grainseg.segmentation.inference.run_net1_with_decoder`), for Net2 models
-    with ``net1_features``. Training computes them the same way.
+    Net1's probability, Sobel, LoG, Canny and the contrast-stretched intensity.
+    Training computes them the same way.
     """
     from napari_grainseg.models.features import net1_features
 
     params = resolve_edge_params(image, edge_params or EdgeParams())
     features = net1_features(image, params)
-    channels = [np.asarray(probability, np.float32)[None], features]
-    if net1 is not None:
-        from napari_grainseg.segmentation.inference import run_net1_with_decoder
-
-        channels.append(run_net1_with_decoder(net1, features, device)[1])
-    return np.concatenate(channels).astype(np.float32)
-
-
-def with_watershed_candidates(condition: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
-    """Append the watershed lines of the condition's Net1 channel (channel 0) as one more channel.
-
-    For Net2 models with ``watershed_candidates``; computed per tile (and per
-    training crop), so the cost and memory stay those of one tile. ``lines``:
-    the lines if already computed (:func:`~napari_grainseg.segmentation.grains.watershed_lines`).
-    """
-    from napari_grainseg.segmentation.grains import watershed_lines
-
-    lines = watershed_lines(condition[0]) if lines is None else lines
-    return np.concatenate([condition, lines[None].astype(np.float32)]).astype(np.float32)
-
-
-def closed_start(probability: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
-    """Net1's map with its watershed lines drawn in at 1.0: the start of a ``closed_start`` Net2.
-
-    ``lines``: the watershed lines of ``probability`` if already computed.
-    """
-    from napari_grainseg.segmentation.grains import watershed_lines
-
-    lines = watershed_lines(probability) if lines is None else lines
-    return np.maximum(probability, lines).astype(np.float32)
+    return np.concatenate([np.asarray(probability, np.float32)[None], features]).astype(np.float32)
 
 
 def _mean_abs_difference(a: np.ndarray, b: np.ndarray, rows: int = 512) -> float:
@@ -183,7 +152,7 @@ class _StepRunner:
     """Net2 on one image at its working scale: padded cached features, tiled when large."""
 
     def __init__(self, model, image: np.ndarray, coarse: np.ndarray, device,
-                 edge_params: EdgeParams | None = None, net1=None):
+                 edge_params: EdgeParams | None = None):
         """Compute and pad the cached condition of every tile (never the whole image at once).
 
         ``image`` and ``coarse`` (Net1's map) are at the working scale. Edge
@@ -201,42 +170,13 @@ class _StepRunner:
         self.xs = _tile_starts(w, REFINE_TILE_SIZE, REFINE_OVERLAP)
         self.tiles = [(y, x) for y in self.ys for x in self.xs]
         params = resolve_edge_params(image, edge_params or EdgeParams())
-        wanted = model.config.net1_features
-        if wanted and net1 is None:
-            from napari_grainseg.models.weights import load_net1
-
-            net1 = load_net1(device=device)
-        if wanted:
-            model.config.check_net1(net1)
         store = np.float32 if len(self.tiles) == 1 else np.float16
         self.conditions = []
         for y, x in self.tiles:
             window = (slice(y, y + REFINE_TILE_SIZE), slice(x, x + REFINE_TILE_SIZE))
-            tile = net2_condition(image[window], coarse[window], params, net1 if wanted else None, device)
-            if model.config.watershed_candidates:
-                tile = with_watershed_candidates(tile)
+            tile = net2_condition(image[window], coarse[window], params)
             padded, _ = _pad_to_multiple(tile, model.config.multiple)
             self.conditions.append(self._tensor(padded.astype(store)))
-
-    def closed_start(self, coarse: np.ndarray) -> np.ndarray:
-        """:func:`closed_start` of the working-scale map, tile by tile.
-
-        Every pixel takes the lines of the tile whose blending weight is largest
-        there (no union of two tiles' slightly different lines in an overlap).
-        """
-        from napari_grainseg.segmentation.inference import tile_weights
-
-        if len(self.tiles) == 1:
-            return closed_start(coarse)
-        out, owner = coarse.copy(), np.full(self.shape, -1.0, np.float32)
-        for y, x in self.tiles:
-            tile = coarse[y:y + REFINE_TILE_SIZE, x:x + REFINE_TILE_SIZE]
-            th, tw = tile.shape
-            weight = tile_weights(th, tw, y, x, self.shape, REFINE_OVERLAP)
-            mine = weight > owner[y:y + th, x:x + tw]
-            out[y:y + th, x:x + tw][mine] = closed_start(tile)[mine]
-            owner[y:y + th, x:x + tw][mine] = weight[mine]
-        return out
 
     def _tensor(self, array: np.ndarray):
         import torch
@@ -273,7 +213,7 @@ class _StepRunner:
 
 def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="auto",
            max_steps: int = DEFAULT_MAX_STEPS, tol: float = DEFAULT_TOL, scale: float = 1.0,
-           edge_params: EdgeParams | None = None, net1=None) -> Iterator[RefineStep]:
+           edge_params: EdgeParams | None = None) -> Iterator[RefineStep]:
     """Refine Net1's boundary probability with Net2, yielding after every step.
 
     Parameters
@@ -295,9 +235,6 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
         at the same scale and every yielded state is resized back to the input.
     edge_params
         Edge-fusion parameters of the cached features (as for Net1).
-    net1
-        The Net1 whose decoder features a Net2 with ``net1_features`` reads
-        (computed once per image); default: the shipped Net1. Unused otherwise.
 
     Yields
     ------
@@ -305,8 +242,8 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
         After every step; the generator ends after the converged step or after
         ``max_steps``. Deterministic. ``close()`` cancels safely.
     """
-    from napari_grainseg.segmentation.inference import resample
     from napari_grainseg.models.device import release_memory, select_device
+    from napari_grainseg.segmentation.inference import resample
 
     image, probability = _check_inputs(image, probability, max_steps, tol, scale)
     dev = select_device(device) if isinstance(device, str) else device
@@ -317,9 +254,7 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     t_start = time.perf_counter()
     work_image = resample(image, scale)
     coarse = _resize(probability, work_image.shape)
-    runner = _StepRunner(model, work_image, coarse, dev, edge_params, net1)
-    if model.config.closed_start:
-        coarse = runner.closed_start(coarse)
+    runner = _StepRunner(model, work_image, coarse, dev, edge_params)
     total = model.config.scheduled_steps
     state, previous = coarse, probability
     try:

@@ -9,8 +9,8 @@ shot noise). See ``docs/synthetic.md``.
 >>> from napari_grainseg.synthetic import generate
 >>> sample = generate(seed=1, shape=(96, 496), preset="tem")
 
-torch is not imported here; the streaming dataset lives in
-:mod:`napari_grainseg.synthetic.dataset`.
+torch is not imported here; training builds its samples from :func:`generate`
+(:mod:`napari_grainseg.training`).
 """
 
 from napari_grainseg.synthetic.generator import SyntheticSample, generate
