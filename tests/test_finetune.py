@@ -444,3 +444,27 @@ def test_eval_with_model_records_it(tmp_path):
                  "--device", "cpu", "--json", str(results)]) == 0
     record = json.loads(results.read_text())["model"]
     assert record["model_sha256"] == info["model_sha256"] and record["model"] == "m"
+
+
+def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
+    from napari_grainseg.training.finetune import finetune_net1
+
+    corr = [_correction(24)]
+    whole = _state(finetune_net1(corr, _config(steps=6, holdout=0.0)).model)
+    calls = []
+    first = finetune_net1(corr, _config(steps=6, holdout=0.0), run_dir=tmp_path / "run",
+                          cancel=lambda: len(calls) >= 3, progress=lambda step, total, loss: calls.append(step))
+    assert first.info["stopped"] == "cancelled" and first.info["steps_done"] == 3
+    resumed = finetune_net1(corr, _config(steps=6, holdout=0.0), run_dir=tmp_path / "run")
+    assert resumed.info["steps_done"] == 6 and resumed.info["stopped"] == "done"
+    again = _state(resumed.model)
+    assert all(np.array_equal(whole[k].numpy(), again[k].numpy()) for k in whole)
+
+
+def test_time_budget_trains_as_many_steps_as_fit():
+    from napari_grainseg.training.finetune import finetune_net1
+
+    result = finetune_net1([_correction(25)], _config(holdout=0.0), max_minutes=0.05, until_time=True,
+                           tune_builder=False)
+    assert result.info["steps"] >= 10 and result.info["steps_done"] >= 1
+    assert result.info["stopped"] in ("done", "time")

@@ -10,10 +10,10 @@ scores worse is flagged (``worse_than_base``), not silently used.
 
 Deterministic on CPU: the same corrections, config and seed give the same weights.
 
-The step loop is written here minimally (:func:`_train_steps`); it is the seam
-to move onto the shared training loop (``training/loop.py``) once that exists:
-it takes the model, the optimiser and a ``next_batch(step)`` function and
-handles the learning-rate schedule, progress, cancel, Ctrl-C and the time budget.
+The optimisation runs on the shared training loop (:func:`napari_grainseg.training.loop.train`:
+schedule, progress, cancel, Ctrl-C, checkpoint in a run folder); this module brings the
+data (:class:`~napari_grainseg.training.corrections.CorrectionSampler`, batch ``i`` a
+function of the seed and ``i`` only) and the loss.
 
 Examples
 --------
@@ -28,17 +28,17 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
-import threading
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.training.config import LoopConfig
 from napari_grainseg.training.corrections import Correction, CorrectionSampler, correction_grain_size
 
 #: Metrics of the held-out comparison (lower is better except F1).
@@ -47,29 +47,32 @@ HELDOUT_METRICS: tuple[str, ...] = ("f1_2px", "vi", "vi_split", "vi_merge", "abs
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(LoopConfig):
     """Everything that determines a fine-tuning run (saved in ``model.json``).
 
     Attributes
     ----------
-    steps : optimiser steps.
-    batch_size : crops per step; ``synthetic_share`` of them are synthetic samples.
+    (the shared loop's, :class:`~napari_grainseg.training.config.LoopConfig`; fine-tuning defaults:
+    300 steps of 8 crops, lr 1e-3 without weight decay (Adam), a 20-step warm-up, then the loop's
+    cosine to 2 %)
     patch : crop size in px (multiple of 8).
-    lr : Adam learning rate (warm-up over ``warmup_steps``, then cosine decay to 10 %).
     synthetic_share, synthetic_samples, synthetic_preset : the synthetic mix against forgetting
         (a pool of ``synthetic_samples`` pre-generated samples, augmented like the corrections).
     pos_weight, dice_weight, target_width : the loss and target of Net1's training.
     holdout : share of the images held out for the check against the base model (with >= 2 images,
         at least one); 0 trains on all of them without a check.
     seed : crops, augmentation, synthetic samples and the held-out choice.
-    threads : torch intra-op threads (0 = torch's default).
     """
 
+    WHAT: ClassVar[str] = "fine-tuning config"
+
     steps: int = 300
-    batch_size: int = 8
-    patch: int = 128
     lr: float = 1e-3
+    weight_decay: float = 0.0
     warmup_steps: int = 20
+    val_every: int = 50
+    checkpoint_every: int = 100
+    patch: int = 128
     synthetic_share: float = 0.25
     synthetic_samples: int = 16
     synthetic_preset: str = "train"
@@ -77,25 +80,22 @@ class FinetuneConfig:
     dice_weight: float = 1.0
     target_width: int = 3
     holdout: float = 0.25
-    seed: int = 0
-    threads: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise InputError(f"fine-tuning: {name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        for name in ("steps", "batch_size", "seed", "synthetic_samples", "patch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{self.WHAT}: {name} must be a whole number, got {value!r}")
+        super().__post_init__()
         if self.patch < 32 or self.patch % 8:
-            raise InputError(f"fine-tuning: patch must be a multiple of 8 >= 32, got {self.patch}")
-        if not (0 < self.lr < 1):
-            raise InputError(f"fine-tuning: lr must be between 0 and 1, got {self.lr}")
+            raise InputError(f"{self.WHAT}: patch must be a multiple of 8 >= 32, got {self.patch}")
+        if not self.lr < 1:
+            raise InputError(f"{self.WHAT}: lr must be between 0 and 1, got {self.lr}")
         for name in ("synthetic_share", "holdout"):
             if not 0 <= getattr(self, name) < 1:
-                raise InputError(f"fine-tuning: {name} must be in [0, 1), got {getattr(self, name)}")
+                raise InputError(f"{self.WHAT}: {name} must be in [0, 1), got {getattr(self, name)}")
         if self.seed < 0:
-            raise InputError(f"fine-tuning: seed must be >= 0, got {self.seed}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+            raise InputError(f"{self.WHAT}: seed must be >= 0, got {self.seed}")
 
 
 @dataclass
@@ -137,73 +137,6 @@ def masked_boundary_loss(logits, target, weight, pos_weight: float, dice_weight:
     return (bce * weight).sum() / total + dice_weight * dice.mean()
 
 
-# --------------------------------------------------------------------------- the step loop (seam)
-
-
-def lr_factor(step: int, steps: int, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 10 % of the learning rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _train_steps(model, optimizer, next_batch: Callable[[int], float], *, steps: int | None, warmup: int,
-                 max_seconds: float | None, progress: Callable[[int, int, float], None] | None,
-                 cancel: Callable[[], bool] | None) -> tuple[int, list[float], str]:
-    """Run optimiser steps; ``next_batch(step)`` computes and back-propagates one loss, returns it.
-
-    The learning rate follows :func:`lr_factor` over ``steps``, or over ``max_seconds`` of wall
-    time when ``steps`` is None (a time budget). Stops early (cleanly, after a whole step) on
-    Ctrl-C, on ``cancel()`` returning True or past ``max_seconds``. Returns (steps done,
-    per-step losses, why it stopped: ``"done"``, ``"interrupted"``, ``"cancelled"`` or ``"time"``).
-    """
-    if steps is None and max_seconds is None:
-        raise ValueError("give steps or a time budget")
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    stop = {"why": None}
-
-    def _interrupt(signum, frame):
-        stop["why"] = "interrupted"
-
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, _interrupt) if main else None
-    losses: list[float] = []
-    t0 = time.monotonic()
-    step = 0
-    try:
-        model.train()
-        while steps is None or step < steps:
-            if steps is not None:
-                factor = lr_factor(step, steps, warmup)
-            else:  # a time budget: the schedule runs on the share of the time spent
-                spent = (time.monotonic() - t0) / max_seconds
-                factor = lr_factor(step, max(step + 1, warmup + 1), warmup) if step < warmup else \
-                    0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, spent)))
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * factor
-            optimizer.zero_grad(set_to_none=True)
-            loss = next_batch(step)
-            optimizer.step()
-            losses.append(float(loss))
-            step += 1
-            if progress:
-                progress(step, steps or 0, losses[-1])
-            if stop["why"]:
-                break
-            if cancel is not None and cancel():
-                stop["why"] = "cancelled"
-                break
-            if max_seconds is not None and time.monotonic() - t0 > max_seconds:
-                stop["why"] = "time" if steps is not None else "done"
-                break
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-        model.eval()
-    return step, losses, stop["why"] or "done"
-
-
 # --------------------------------------------------------------------------- fine-tuning
 
 
@@ -239,7 +172,8 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
                   device="cpu", max_minutes: float | None = None,
                   progress: Callable[[int, int, float], None] | None = None,
                   cancel: Callable[[], bool] | None = None, evaluate_heldout: bool = True,
-                  until_time: bool = False, tune_builder: bool = True) -> FinetuneResult:
+                  until_time: bool = False, tune_builder: bool = True,
+                  run_dir: str | Path | None = None) -> FinetuneResult:
     """Adapt Net1 to corrected micrographs.
 
     Parameters
@@ -257,11 +191,14 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
     max_minutes
         Stop after this much training time (the result is then not reproducible step for step).
     until_time
-        With ``max_minutes``: train for that long (the learning-rate schedule runs on time)
-        instead of ``config.steps`` steps.
+        With ``max_minutes``: train for that long instead of ``config.steps`` steps (the
+        number of steps that fit is measured on two steps first; the schedule runs over them).
     tune_builder
         Choose the grain builder and its parameter for the adapted model on the training
         images (:func:`tune_grain_builder`; ``info["grain_builder"]``).
+    run_dir
+        The training loop's run folder (checkpoint, log): an interrupted run with the same
+        corrections and config resumes from it. Default: a temporary folder.
     progress
         ``progress(step, steps, loss)`` after each step.
     cancel
@@ -269,16 +206,18 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
     evaluate_heldout
         Score the held-out images with the base and the adapted model.
     """
+    import dataclasses
+
     import torch
 
-    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.device import describe_device
     from napari_grainseg.models.weights import file_sha256, load_net1, shipped_weights_dir
+    from napari_grainseg.training.loop import prepare_device
+    from napari_grainseg.training.loop import train as run_loop
 
     if not corrections:
         raise InputError("no corrected images to learn from")
-    dev = select_device(device) if isinstance(device, str) else device
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    dev = prepare_device(config, device)
     train_idx, held_idx = split_heldout(len(corrections), config.holdout, config.seed)
     train = [corrections[i] for i in train_idx]
     scale, grain_size, grain_source = working_scale(corrections, grain_size_px)
@@ -291,26 +230,49 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
                                 synthetic_preset=config.synthetic_preset, seed=config.seed)
     prep_seconds = time.monotonic() - t_prep
     base_path = Path(base_weights) if base_weights is not None else shipped_weights_dir() / "net1.pt"
-    torch.manual_seed(config.seed)
     model = load_net1(base_path, device=dev, for_training=True)
     base_info = dict(getattr(model, "weights_info", {}))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    rng = np.random.default_rng([config.seed, 23])
 
-    def next_batch(step: int):
-        f, t, w = sampler.batch(rng, config.batch_size, config.synthetic_share)
-        f, t, w = (torch.from_numpy(a).to(dev) for a in (f, t, w))
-        loss = masked_boundary_loss(model(f), t, w, config.pos_weight, config.dice_weight)
-        loss.backward()
-        return loss.detach()
+    def batches(start: int):
+        for step in range(start, config.steps):
+            yield sampler.batch(np.random.default_rng([config.seed, 23, step]), config.batch_size,
+                                config.synthetic_share)
+
+    def loss_fn(model, batch):
+        f, t, w = (torch.from_numpy(a).to(dev) for a in batch)
+        return masked_boundary_loss(model(f), t, w, config.pos_weight, config.dice_weight)
+
+    if until_time and max_minutes is not None:  # a time budget: as many steps as fit, measured
+        config = dataclasses.replace(config, steps=_steps_in(max_minutes, model, loss_fn, batches))
+    losses: list[float] = []
+    stopped = {"why": None}
+
+    def callback(p):
+        losses.append(p.loss)
+        if progress:
+            progress(p.step, p.steps, p.loss)
+
+    def should_stop() -> bool:
+        if cancel is not None and cancel():
+            stopped["why"] = "cancelled"
+            return True
+        return False
 
     t0 = time.monotonic()
-    done, losses, why = _train_steps(model, optimizer, next_batch,
-                                     steps=None if max_minutes is not None and until_time else config.steps,
-                                     warmup=config.warmup_steps,
-                                     max_seconds=None if max_minutes is None else 60 * max_minutes,
-                                     progress=progress, cancel=cancel)
+    with tempfile.TemporaryDirectory(prefix="grainseg-finetune-") as tmp:
+        run = run_loop(config, model, batches, loss_fn, run_dir or tmp, device=dev, resume=run_dir is not None,
+                    max_minutes=max_minutes, bar=False, callback=callback, should_stop=should_stop)
     train_seconds = time.monotonic() - t0
+    model.eval()
+    done = int(run["step"])
+    if run["finished"]:
+        why = "done"
+    elif stopped["why"]:
+        why = stopped["why"]
+    elif max_minutes is not None and train_seconds > 60 * max_minutes:
+        why = "time"
+    else:
+        why = "interrupted"
     model.weights_info = base_info
     info = {
         "config": config.to_dict(), "steps_done": done, "stopped": why,
@@ -319,6 +281,7 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         "working_scale": scale, "grain_size_px": grain_size, "grain_size_source": grain_source,
         "inference_grain_size_px": hint,
         "loss_curve": _curve(losses), "train_images": train_idx, "heldout_images": held_idx,
+        "steps": config.steps,
         "prepare_seconds": round(prep_seconds, 2), "train_seconds": round(train_seconds, 2),
         "device": describe_device(dev),
     }
@@ -331,6 +294,21 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
                              adapted_grain_size_px=hint, tuned=info.get("grain_builder"))
         info["heldout"] = heldout
     return FinetuneResult(model=model, info=info, heldout=heldout)
+
+
+def _steps_in(minutes: float, model, loss_fn, batches) -> int:
+    """How many steps fit in ``minutes``: two steps on a copy of the model are timed."""
+    import torch
+
+    probe = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
+    source = iter(batches(0))
+    t0 = time.monotonic()
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss_fn(probe, next(source)).backward()
+    per_step = (time.monotonic() - t0) / 2
+    return max(10, int(60 * minutes / max(per_step, 1e-3)))
 
 
 def _curve(losses: list[float], points: int = 100) -> list[list[float]]:
@@ -549,8 +527,8 @@ def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, f
                        "sha256": info["base_net1"]["sha256"]},
         "training_images": [_file_record(c) | {"role": "heldout" if i in info["heldout_images"] else "train"}
                             for i, c in enumerate(all_corr)],
-        "steps": config.steps, "steps_done": info["steps_done"], "stopped": info["stopped"], "seed": config.seed,
-        "config": config.to_dict(), "loss_curve": info["loss_curve"],
+        "steps": info["steps"], "steps_done": info["steps_done"], "stopped": info["stopped"], "seed": config.seed,
+        "config": info["config"], "loss_curve": info["loss_curve"],
         "train_seconds": info["train_seconds"], "device": info["device"],
         "working_scale": info["working_scale"], "grain_size_px": info["grain_size_px"],
         "inference_grain_size_px": info["inference_grain_size_px"],
