@@ -18,8 +18,8 @@ import argparse
 
 import numpy as np
 
+from napari_grainseg.measure.table import grain_ecds
 from napari_grainseg.synthetic import generator, presets
-from napari_grainseg.synthetic.stats import grain_ecds
 
 SIGMAS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75)
 STEPS = (0, 2, 4, 6, 9, 12)
@@ -42,7 +42,8 @@ def cell_table(d: float = 40.0, side: int = 1024, repeats: int = 2) -> list:
                 p = _geometry_params(d, s, k)
                 ecd = np.concatenate([
                     grain_ecds(generator.grain_geometry(np.random.default_rng([7, r]),
-                                                        (side, side), p)[0] + 1, 1)
+                                                        (side, side), p)[0] + 1,
+                               fill=False, min_area=1, interior=True)
                     for r in range(repeats)])
                 row.append((round(float(ecd.mean() / d), 4), round(float(np.log(ecd).std(ddof=1)), 4)))
             rows.append(row)
@@ -63,7 +64,8 @@ def check(diameters=(8, 12, 30, 60), sigmas=(0.2, 0.4, 0.6), steps=(0, 4), min_g
                 ecd, r = [], 0
                 while sum(map(len, ecd)) < min_grains:
                     ecd.append(grain_ecds(generator.grain_geometry(np.random.default_rng([9, r]),
-                                                                   (side, side), p)[1]))
+                                                                   (side, side), p)[1],
+                                          fill=False, min_area=15, interior=True))
                     r += 1
                 e = np.concatenate(ecd)
                 print(f"{d:5.1f}  {s:5.2f}  {k:5d}   {e.mean():6.2f}  {np.log(e).std(ddof=1):5.3f}  {e.size:4d}",

@@ -1,10 +1,13 @@
-"""Screenshots of each step of the napari workflow on the bundled real micrograph, from a real viewer.
+"""Screenshots of the napari walkthrough of docs/user_guide.md, from a real viewer with the real docks.
 
-Run under a (virtual) display:
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/make_workflow_screenshots.py \\
-        [--net1 PATH] [--net2 PATH]
-Writes docs/images/workflow_{1_edges,2_net1,3_net2,4_correct,5_statistics}.png.
-Net1/Net2 default to the shipped weights (Net1 falls back to the development snapshot).
+The same walkthrough as tests/test_plugin_walkthrough.py: a calibrated 16-bit TIFF made from the
+bundled micrograph (2 nm/px), edges, Net1, three Net2 steps with a boundary drawn in between,
+merge, statistics with grains coloured by size. Run under a (virtual) display:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/make_workflow_screenshots.py
+
+Writes docs/images/workflow_{1_edges,2_net1,3_net2,4_correct,5_statistics}.png with the shipped
+weights. Look at every image before committing it.
 """
 
 from __future__ import annotations
@@ -16,104 +19,113 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
-DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
+DOCKS = ("Edge detectors", "Segment grains", "Correct grains", "Grain statistics")
 
 
-def _weights(args):
-    from napari_grainseg.models.weights import shipped_weights_dir
+def calibrated_tiff(folder: Path) -> Path:
+    """The bundled micrograph as a 16-bit TIFF calibrated at 2 nm per pixel (ImageJ tags)."""
+    import tifffile
 
-    net1 = args.net1 or next((str(p) for p in (shipped_weights_dir() / "net1.pt", DEV_NET1) if p.is_file()), None)
-    net2 = args.net2 or (str(shipped_weights_dir() / "net2.pt")
-                         if (shipped_weights_dir() / "net2.pt").is_file() else None)
-    if net2 is None:  # no trained Net2 yet: an untrained one shows the controls working
-        import torch
+    from napari_grainseg.io.samples import interconnect_tem
 
-        from napari_grainseg.models.net2 import Net2, Net2Config
-        from napari_grainseg.models.weights import save_weights
-
-        torch.manual_seed(0)
-        config = Net2Config()
-        net2 = str(save_weights(Net2(config), Path(tempfile.mkdtemp()) / "net2.pt",
-                                {"architecture": config.to_dict()})[0])
-        print("note: no trained Net2 weights; the Net2 screenshot uses an untrained Net2")
-    return net1, net2
+    image = interconnect_tem().data
+    data = (image - image.min()) / (np.ptp(image) or 1) * 60000
+    path = folder / "interconnect_tem.tif"
+    tifffile.imwrite(path, data.astype(np.uint16), imagej=True, resolution=(0.5, 0.5), metadata={"unit": "nm"})
+    return path
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--net1")
-    parser.add_argument("--net2")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
     import napari
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
     from qtpy.QtWidgets import QApplication
-
-    from napari_grainseg.plugin import _threading
-    from napari_grainseg.plugin._correct_widget import CorrectWidget
-    from napari_grainseg.plugin._edges_widget import EdgeDetectorsWidget
-    from napari_grainseg.plugin._segment_widget import SegmentWidget
-    from napari_grainseg.plugin._stats_widget import StatsWidget
-
-    _threading.SYNCHRONOUS = True  # deterministic screenshots
-    net1, net2 = _weights(args)
-    OUT.mkdir(parents=True, exist_ok=True)
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 900)
-    app = QApplication.instance()
-
-    def shot(name: str):
-        for _ in range(30):
-            app.processEvents()
-        viewer.screenshot(str(OUT / f"workflow_{name}.png"), canvas_only=False)
-        print(f"wrote {OUT / f'workflow_{name}.png'}")
-
-    viewer.open_sample("napari-grainseg", "interconnect_tem")
-    edges = EdgeDetectorsWidget(viewer)
-    edges_dock = viewer.window.add_dock_widget(edges, name="Edge detectors")
-    edges.run()
-    viewer.reset_view()
-    shot("1_edges")
-    for name in ("Sobel", "LoG", "Canny"):
-        viewer.layers[f"interconnect_tem {name}"].visible = False
-    viewer.window.remove_dock_widget(edges_dock)
-
-    seg = SegmentWidget(viewer)
-    seg.net1_weights, seg.net2_weights = net1, net2
-    viewer.window.add_dock_widget(seg, name="Segment grains")
-    seg.pixel_size.value = 2.0
-    seg.set_pixel_size()
-    seg.run_net1()
-    for _ in range(30):
-        app.processEvents()
-    viewer.reset_view()
-    shot("2_net1")
-    seg.net2_step()
-    seg.net2_step()
-    seg.net2_step()
-    shot("3_net2")
-    seg.stop()
-
-    fix = CorrectWidget(viewer)
-    viewer.window.add_dock_widget(fix, name="Correct grains")
-    grains = viewer.layers["interconnect_tem grains"]
-    ids = np.unique(grains.data[:, grains.data.shape[1] // 2])
-    ids = ids[ids > 0][:2]
-    picks = fix.picks_layer()
     from scipy import ndimage as ndi
 
-    points = [np.unravel_index(np.argmax(ndi.distance_transform_edt(grains.data == g)), grains.data.shape)
-              for g in ids]
-    picks.data = np.array(points, float)
-    shot("4_correct")
-    fix.merge()
+    from napari_grainseg.plugin import _threading
 
-    stats = StatsWidget(viewer)
-    viewer.window.add_dock_widget(stats, name="Grain statistics", area="right")
-    stats.grains.value = grains
-    stats.include_edge.value = True  # a strip image: nearly every grain touches the border
-    stats.update()
+    _threading.SYNCHRONOUS = True  # deterministic screenshots
+    args.out.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1600, 1000)
+    app = QApplication.instance()
+
+    def settle():
+        for _ in range(40):
+            app.processEvents()
+
+    def click(button):
+        QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
+        settle()
+
+    def tick(checkbox):
+        native = checkbox.native
+        QTest.mouseClick(native, Qt.MouseButton.LeftButton, pos=QPoint(8, native.height() // 2))
+        settle()
+
+    def shot(name: str, dock):
+        dock.raise_()
+        settle()
+        path = args.out / f"workflow_{name}.png"
+        viewer.screenshot(str(path), canvas_only=False)
+        print(f"wrote {path}")
+
+    tmp = Path(tempfile.mkdtemp())
+    image, = viewer.open(str(calibrated_tiff(tmp)), plugin="napari-grainseg")
+    docks, widgets = {}, {}
+    for name in DOCKS:
+        docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name, tabify=True)
+    edges, seg, fix, stats = (widgets[name] for name in DOCKS)
+    seg.device.value = "cpu"
+    viewer.scale_bar.visible = True  # the calibration in view
+
+    click(edges.run_button)
     viewer.reset_view()
-    shot("5_statistics")
+    shot("1_edges", docks["Edge detectors"])
+    for name in ("Sobel", "LoG", "Canny"):
+        viewer.layers[f"interconnect_tem {name}"].visible = False
+
+    click(seg.run_net1_button)
+    viewer.reset_view()
+    shot("2_net1", docks["Segment grains"])
+
+    click(seg.step_button)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    line = (np.full(200, 77), np.arange(400, 600))  # a boundary drawn by hand between two steps
+    with bnd.block_history():
+        bnd.data_setitem(line, np.ones(200, np.uint8))
+    click(seg.step_button)
+    click(seg.step_button)
+    shot("3_net2", docks["Segment grains"])
+
+    grains = viewer.layers["interconnect_tem grains"]
+    labels = np.asarray(grains.data)
+    ids = np.unique(labels[:, labels.shape[1] // 3])
+    ids = [int(g) for g in ids if g > 0][:2]
+    click(fix.picks_button)
+    def centre(g):  # the grain's innermost pixel (the image border counts as outside)
+        dist = ndi.distance_transform_edt(np.pad(labels == g, 1))[1:-1, 1:-1]
+        return np.unravel_index(np.argmax(dist), labels.shape)
+
+    points = [centre(g) for g in ids]
+    viewer.layers.selection.active.data = np.array(points, float)
+    settle()
+    shot("4_correct", docks["Correct grains"])
+    click(fix.merge_button)
+
+    viewer.layers.selection.active = grains
+    tick(stats.include_edge)  # a strip image: nearly every grain touches the border
+    tick(stats.colour_by_ecd)
+    viewer.layers["interconnect_tem boundary probability"].visible = False
+    stats.update()
+    settle()
+    viewer.reset_view()
+    shot("5_statistics", docks["Grain statistics"])
     viewer.close()
 
 

@@ -19,12 +19,13 @@ from napari_grainseg.batch import (
     BatchOptions,
     discover_inputs,
     is_done,
-    pooled_statistics,
     run_batch,
 )
 from napari_grainseg.cli import main
 from napari_grainseg.errors import InputError
-from napari_grainseg.measure.summary import astm_g_from_na
+from napari_grainseg.io.outputs import file_record
+from napari_grainseg.measure.astm import astm_g_from_na
+from napari_grainseg.measure.statistics import pooled_statistics
 from napari_grainseg.synthetic import generate
 
 DEV_WEIGHTS = Path("/root/grainseg-runs/net1_dev/net1.pt")
@@ -197,19 +198,23 @@ def test_resume_after_interruption_gives_identical_results(serial_run, sample_di
         run_batch(items, options, progress=False, on_record=interrupt)
     done = [i for i in items if is_done(i, options)]
     assert len(done) == 1
-    # a crash in the middle of the second field: some outputs moved, no marker, a staging folder left
+    # a kill in the middle of committing the second field: its journal written, one output moved,
+    # no marker, and the staging folder of the dead run (PID 999999999) left
     second = next(i for i in items if not is_done(i, options) and "corrupt" not in i.stem)
     second.out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(reference / second.out_dir.relative_to(tmp_path / "out") / f"{second.stem}_grains.csv",
-                second.out_dir)
-    (second.out_dir / f".{second.stem}.partial-xyz").mkdir()
-    (second.out_dir / f".{second.stem}.partial-xyz" / f"{second.stem}_grains.tif").write_bytes(b"half")
+    csv = shutil.copy(reference / second.out_dir.relative_to(tmp_path / "out") / f"{second.stem}_grains.csv",
+                      second.out_dir)
+    (second.out_dir / f".{second.stem}.commit.json").write_text(json.dumps(
+        {"files": {f"{second.stem}_grains.csv": file_record(csv)}}))
+    stage = second.out_dir / f".{second.stem}.staging-20260101T000000-999999999-abcd"
+    stage.mkdir()
+    (stage / f"{second.stem}_grains.tif").write_bytes(b"half")
     mtime = done[0].marker.stat().st_mtime_ns
 
     code = main(_args(sample_dir, tmp_path / "out", weights, "--workers", "1"))
     assert code == 1  # the corrupt file still fails
     assert done[0].marker.stat().st_mtime_ns == mtime  # completed field skipped, not recomputed
-    assert not list((tmp_path / "out").rglob(".*partial*"))
+    assert not list((tmp_path / "out").rglob(".*staging*")) and not list((tmp_path / "out").rglob(".*.commit.json"))
     a, b = _labels(reference), _labels(tmp_path / "out")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     for csv in reference.rglob("*_grains.csv"):

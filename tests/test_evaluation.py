@@ -227,7 +227,7 @@ def test_ecd_ignores_boundary_width_and_matches_measure_grains():
     assert mean_ecd_error(thick_lab, thin_lab) == pytest.approx(0.0, abs=0.02)
     assert grain_ecds(thick_lab, fill=False).mean() < 0.95 * grain_ecds(thin_lab, fill=False).mean()
     try:
-        from napari_grainseg.measure.summary import measure_grains
+        from napari_grainseg.measure.table import measure_grains
     except ImportError:
         pytest.skip("measure module not available")
     np.testing.assert_allclose(np.sort(grain_ecds(thick_lab)), np.sort(measure_grains(thick_lab)["ecd_px"]))

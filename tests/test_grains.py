@@ -167,7 +167,8 @@ def test_classical_boundaries_on_flat_shaded_grains():
                                                     merge_threshold=0.02), min_grain_area=30)
     truth = normalize_labels(tiling)
     from skimage.metrics import adapted_rand_error
-    from napari_grainseg.measure.summary import fill_boundaries
+
+    from napari_grainseg.measure.table import fill_boundaries
 
     err = adapted_rand_error(fill_boundaries(truth), fill_boundaries(lab))[0]
     assert err < 0.15

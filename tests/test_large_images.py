@@ -8,10 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from napari_grainseg.segmentation import edges
-
-from napari_grainseg.segmentation import grains
-from napari_grainseg.measure.summary import fill_boundaries, mean_intercept, measure_grains
+from napari_grainseg.measure.astm import mean_intercept
+from napari_grainseg.measure.table import fill_boundaries, measure_grains
+from napari_grainseg.segmentation import edges, grains
 from napari_grainseg.synthetic import generate
 
 

@@ -9,19 +9,16 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import normalize_labels
-from napari_grainseg.measure.summary import (
+from napari_grainseg.measure.astm import (
     astm_g_from_intercept_mm,
     astm_g_from_mean_area_mm2,
     astm_g_from_na,
-    field_statistics,
-    fill_boundaries,
-    lognormal_fit,
     mean_intercept,
-    measure_grains,
     planimetric_count,
-    summarize,
 )
+from napari_grainseg.measure.statistics import field_statistics, lognormal_fit, summarize
+from napari_grainseg.measure.table import fill_boundaries, measure_grains
+from napari_grainseg.segmentation.grains import normalize_labels
 
 PIXEL_NM = 10.0
 
@@ -266,3 +263,139 @@ def test_field_statistics():
     assert g["ra_percent"] == pytest.approx(100 * g["ci95"] / 9.0)
     assert fs["astm_g_intercept"]["n"] == 0 and fs["astm_g_intercept"]["mean"] is None
     assert fs["mean_ecd_px"]["mean"] == 12.0
+
+
+# --------------------------------------------------------------------------- vectorised columns, ids, options
+
+
+def _skimage_columns(lab):
+    import warnings
+
+    from skimage.measure import regionprops
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        props = regionprops(fill_boundaries(lab))
+        return {k: np.array([getattr(p, a) for p in props], float) for k, a in (
+            ("area_px", "area"), ("perimeter_px", "perimeter"), ("major_axis_px", "axis_major_length"),
+            ("minor_axis_px", "axis_minor_length"), ("feret_max_px", "feret_diameter_max"),
+            ("solidity", "solidity"))} | {"centroid_y_px": np.array([p.centroid[0] for p in props]),
+                                          "centroid_x_px": np.array([p.centroid[1] for p in props])}
+
+
+@pytest.mark.parametrize("make", [
+    lambda r: normalize_labels(HEX[:200, :260]),
+    lambda r: r.integers(0, 30, (41, 57)).astype(np.uint16),          # speckle: split ids, thin pieces
+    lambda r: np.kron(r.integers(1, 9, (9, 7)), np.ones((5, 3), int)).astype(np.int32),
+])
+def test_vectorised_columns_equal_skimage_regionprops(make):
+    lab = make(np.random.default_rng(5))
+    t = measure_grains(lab)
+    ref = _skimage_columns(lab)
+    for k, v in ref.items():
+        np.testing.assert_allclose(t[k], v, rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+def test_feret_and_solidity_of_lines_and_single_pixels():
+    lab = np.zeros((20, 20), np.uint32)
+    lab[2, 3:13] = 1                       # horizontal line, 10 px
+    lab[5:12, 18] = 2                      # vertical line, 7 px
+    lab[np.arange(8, 16), np.arange(2, 10)] = 3  # diagonal line, 8 px
+    lab[18, 18] = 4
+    t = measure_grains(lab, min_area=1)
+    ref = _skimage_columns(lab)
+    np.testing.assert_allclose(t["feret_max_px"], ref["feret_max_px"], rtol=1e-12)
+    np.testing.assert_allclose(t["solidity"], ref["solidity"], rtol=1e-12)
+
+
+def test_ids_near_2_to_the_32_cost_what_small_ids_cost():
+    import tracemalloc
+
+    lab = np.zeros((128, 128), np.uint32)
+    ids = [2**32 - 1 - 7919 * i for i in range(10)]
+    for i, v in enumerate(ids):
+        lab[i * 12:(i + 1) * 12 - 1, :] = v
+    small = np.where(lab > 0, np.searchsorted(sorted(ids), lab) + 1, 0).astype(np.uint32)  # same order
+    tracemalloc.start()
+    t = measure_grains(lab, 2.0)
+    s = summarize(lab, 2.0, table=t)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20 * lab.size * 8  # a few bytes per pixel, not per id (2**32 ids would be 32 GB)
+    assert sorted(t["label"].tolist()) == sorted(ids)
+    ref = summarize(small, 2.0)
+    assert s["mean_ecd_px"] == ref["mean_ecd_px"] and s["n_grains"] == 10
+    assert s["astm_g_planimetric"] == ref["astm_g_planimetric"]
+    assert s["mean_intercept_px"] == ref["mean_intercept_px"]
+
+
+def test_min_area_drops_small_grains_into_their_neighbours():
+    lab = normalize_labels(SQUARE)
+    lab2 = lab.copy()
+    lab2[200:203, 200:203] = lab.max() + 1  # a 9-px speck inside one grain
+    full = summarize(lab2, PIXEL_NM)
+    kept = summarize(lab2, PIXEL_NM, min_area=10)
+    assert full["n_grains"] == kept["n_grains"] + 1
+    assert kept["measurement"]["min_area_px"] == 10
+    assert kept["measurement"]["n_grains_below_min_area"] == 1
+    assert full["measurement"]["n_grains_below_min_area"] == 0
+    base = summarize(lab, PIXEL_NM)
+    assert kept["mean_ecd_px"] == pytest.approx(base["mean_ecd_px"], rel=1e-3)
+    assert kept["planimetric"]["field_area_px"] == lab.size  # area stays: the speck joins a grain
+    t = measure_grains(lab2, min_area=10)
+    assert t["area_px"].sum() == lab.size
+    with pytest.raises(InputError, match="min_area"):
+        measure_grains(lab2, min_area=0)
+    with pytest.raises(InputError, match="no grain left"):
+        measure_grains(lab2, min_area=10**6)
+
+
+def test_exclusion_mask_drops_overlapping_grains_and_their_area():
+    lab = normalize_labels(SQUARE)
+    mask = np.zeros(lab.shape, bool)
+    mask[:, :150] = True  # the left part of the field is e.g. a hole in the film
+    s = summarize(lab, PIXEL_NM, exclude=mask)
+    t = measure_grains(lab, PIXEL_NM, exclude=mask)
+    hit = np.unique(lab[mask])
+    hit = hit[hit > 0]
+    assert s["n_grains"] == len(t) == int(lab.max()) - hit.size
+    assert not np.isin(t["label"], hit).any()
+    ex = s["measurement"]["exclude"]
+    assert ex["n_grains_dropped"] == hit.size and ex["excluded_px"] >= mask.sum()
+    assert s["planimetric"]["field_area_px"] == lab.size - ex["excluded_px"] == t["area_px"].sum()
+    # the same grains per area: N_A and the intercept barely change
+    full = summarize(lab, PIXEL_NM)
+    assert s["n_a_per_mm2"] == pytest.approx(full["n_a_per_mm2"], rel=0.08)
+    assert s["mean_intercept_px"] == pytest.approx(full["mean_intercept_px"], rel=0.05)
+    assert s["mean_ecd_px"] == pytest.approx(full["mean_ecd_px"], rel=0.02)
+    # an all-false mask changes nothing but the record
+    none = summarize(lab, PIXEL_NM, exclude=np.zeros(lab.shape, np.uint8))
+    assert none["astm_g_intercept"] == full["astm_g_intercept"]
+    assert none["measurement"]["exclude"] == {"excluded_px": 0, "n_grains_dropped": 0}
+    with pytest.raises(InputError, match="exclusion mask is"):
+        summarize(lab, PIXEL_NM, exclude=mask[:10])
+
+
+def test_lognormal_method_says_what_the_code_does():
+    d = np.exp(np.random.default_rng(2).normal(3, 0.4, 400))
+    fit = lognormal_fit(d)
+    assert fit["mu"] == pytest.approx(np.log(d).mean()) and fit["sigma"] == pytest.approx(np.log(d).std())
+    sigma, _, scale = stats.lognorm.fit(d, floc=0)
+    assert fit["sigma"] == pytest.approx(sigma, rel=1e-4) and fit["median"] == pytest.approx(scale, rel=1e-4)
+    s = summarize(normalize_labels(HEX), PIXEL_NM)
+    assert "scipy" not in s["lognormal"]["method"] and "closed form" in s["lognormal"]["method"]
+
+
+def test_ecd_image_with_ids_near_2_to_the_32():
+    from napari_grainseg.measure.display import ecd_image
+
+    lab = np.zeros((30, 40), np.uint32)
+    lab[:, :19] = 2**32 - 5
+    lab[:, 20:] = 7
+    t = measure_grains(lab, 2.0)
+    img = ecd_image(lab, t)
+    big = t["ecd_nm"][t["label"] == 2**32 - 5][0]
+    assert img.dtype == np.float32 and np.all(img[:, :19] == np.float32(big))
+    assert np.all(img[:, 20:] == np.float32(t["ecd_nm"][t["label"] == 7][0])) and np.isnan(img[:, 19]).all()
+    small = np.where(lab == 2**32 - 5, 3, lab).astype(np.uint32)
+    np.testing.assert_array_equal(ecd_image(small, measure_grains(small, 2.0)), img)

@@ -174,8 +174,9 @@ def test_segment_writes_the_file_contract(tmp_path, weights_file):
     summary = json.loads((out / "field_summary.json").read_text())
     assert summary["pixel_size_nm"] == pytest.approx(2.0)
     assert summary["device"].startswith("cpu")
-    for suffix in ("grains.csv", "histogram.png", "histogram.svg", "overlay.png"):
+    for suffix in ("grains.csv", "histogram.png", "overlay.png"):
         assert (out / f"field_{suffix}").exists()
+    assert not (out / "field_histogram.svg").exists()  # SVG only with --svg
 
 
 @pytest.mark.parametrize(

@@ -91,8 +91,8 @@ def _inner_pixel(labels: np.ndarray, gid: int) -> tuple[int, int]:
 
 def _split_line(labels: np.ndarray) -> list[tuple[int, int]]:
     """A straight line that cuts one of the large grains in two (checked with the core op)."""
-    from napari_grainseg.segmentation.editing import split_grain
     from napari_grainseg.errors import InputError
+    from napari_grainseg.segmentation.editing import split_grain
 
     areas = np.bincount(labels.ravel())
     areas[0] = 0

@@ -8,10 +8,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_grainseg.measure import report
 from napari_grainseg.cli import main
+from napari_grainseg.measure import report
+from napari_grainseg.measure.statistics import summarize
+from napari_grainseg.measure.table import measure_grains
 from napari_grainseg.segmentation.grains import normalize_labels
-from napari_grainseg.measure.summary import measure_grains, summarize
 
 
 def grid_labels(shape=(96, 160), p=16):
@@ -25,7 +26,7 @@ def written(tmp_path_factory):
     lab = grid_labels()
     image = np.where(lab == 0, 50, 200).astype(np.uint8) + np.arange(lab.shape[1], dtype=np.uint8)[None] // 8
     paths = report.write_report(out, "field1", image=image, labels=lab, pixel_size_nm=2.5,
-                                extra={"device": "cpu"})
+                                extra={"device": "cpu"}, svg=True)
     return paths, lab, image
 
 
@@ -101,7 +102,7 @@ def test_histogram_draws_lognormal_fit():
 
 def test_uncalibrated_report_uses_pixels(tmp_path):
     lab = grid_labels()
-    paths = report.write_report(tmp_path, "u", image=None, labels=lab)
+    paths = report.write_report(tmp_path, "u", image=None, labels=lab, svg=True)
     data = json.loads(paths["json"].read_text())
     assert data["mean_ecd_nm"] is None and data["astm_g_planimetric"] is None
     assert any("no pixel size" in w for w in data["warnings"])
@@ -116,6 +117,17 @@ def test_one_grain_report(tmp_path):
     assert data["n_grains"] == 1 and data["lognormal"] is None
     assert data["astm_g_intercept"] is None
     assert len(paths["csv"].read_text().splitlines()) == 2
+
+
+def test_svg_only_on_request_and_deterministic(tmp_path):
+    lab = grid_labels()
+    paths = report.write_report(tmp_path / "a", "f", image=None, labels=lab)
+    assert "histogram_svg" not in paths and not (tmp_path / "a" / "f_histogram.svg").exists()
+    assert paths["histogram_png"].stat().st_size > 0
+    svgs = [report.write_report(tmp_path / d, "f", image=None, labels=lab, svg=True)["histogram_svg"]
+            for d in ("b", "c")]
+    text = svgs[0].read_text()
+    assert "<dc:date>" not in text and svgs[0].read_bytes() == svgs[1].read_bytes()
 
 
 def test_json_write_is_atomic(tmp_path, monkeypatch):
@@ -177,3 +189,68 @@ def test_cli_measure_bad_input(tmp_path, capsys, case, match):
     err = capsys.readouterr().err
     assert err.startswith("grainseg: error:") and match in err
     assert not (tmp_path / "out" / "lab_summary.json").exists()
+
+
+def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
+    lab = grid_labels()
+    lab[40:43, 40:43] = lab.max() + 1  # a 9-px speck
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    mask = np.zeros(lab.shape, np.uint8)
+    mask[:, :40] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "b"), "--exclude",
+                 str(tmp_path / "mask.png"), "--min-grain-area", "10", "--svg"]) == 0
+    a = json.loads((tmp_path / "a" / "lab_summary.json").read_text())
+    b = json.loads((tmp_path / "b" / "lab_summary.json").read_text())
+    assert a["measurement"] == {"min_area_px": 1, "n_grains_below_min_area": 0, "exclude": None,
+                                "measured_area_px": lab.size}
+    assert b["measurement"]["min_area_px"] == 10 and b["measurement"]["n_grains_below_min_area"] == 1
+    dropped = np.unique(lab[:, :40])
+    assert b["measurement"]["exclude"]["n_grains_dropped"] == np.count_nonzero(dropped)
+    assert b["n_grains"] == a["n_grains"] - 1 - np.count_nonzero(dropped)
+    assert b["planimetric"]["field_area_px"] == b["measurement"]["measured_area_px"] < lab.size
+    assert not (tmp_path / "a" / "lab_histogram.svg").exists() and (tmp_path / "b" / "lab_histogram.svg").exists()
+    with open(tmp_path / "b" / "lab_grains.csv", newline="") as fh:
+        assert len(list(csv.reader(fh))) - 1 == b["n_grains"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--exclude", "nomask.tif"], "mask file not found"),
+    (["--exclude", "small.npy"], "exclusion mask is"),
+    (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
+])
+def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):
+    lab = grid_labels()
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    np.save(tmp_path / "small.npy", np.zeros((5, 5), bool))
+    args = [str(tmp_path / a) if a.endswith((".tif", ".npy")) else a for a in args]
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grainseg: error:") and match in err
+    assert not (tmp_path / "o" / "lab_summary.json").exists()
+
+
+def test_measurement_imports_no_plotting_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from napari_grainseg.measure.statistics import measure_field\n"
+            "from napari_grainseg.measure.report import write_grains_csv, write_summary_json\n"
+            "lab = np.zeros((40, 40), np.uint32); lab[:, :20] = 1; lab[:, 21:] = 2\n"
+            "measure_field(lab, 1.0)\n"
+            "print(sorted(m for m in ('matplotlib', 'torch', 'napari', 'skimage.measure') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_cli_segment_checks_the_exclusion_mask_before_any_computation(tmp_path, capsys):
+    img = tmp_path / "field.tif"
+    tifffile.imwrite(img, np.random.default_rng(0).random((48, 64)).astype(np.float32))
+    np.save(tmp_path / "mask.npy", np.zeros((48, 63), bool))
+    code = main(["segment", str(img), "--out", str(tmp_path / "out"), "--exclude", str(tmp_path / "mask.npy")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--exclude" in err and "48x63" in err and "48x64" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

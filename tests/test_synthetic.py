@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.measure.table import grain_ecds
 from napari_grainseg.synthetic import (
     PARAMETERS,
     PRESETS,
@@ -20,7 +21,6 @@ from napari_grainseg.synthetic import (
 )
 from napari_grainseg.synthetic.generator import grain_geometry
 from napari_grainseg.synthetic.presets import sample_preset
-from napari_grainseg.synthetic.stats import grain_ecds
 
 
 def _geometry(seed, shape, **knobs):
@@ -87,7 +87,8 @@ def test_size_statistics_match_request_within_10_percent(d, s, steps):
     ecd, r = [], 0
     while sum(map(len, ecd)) < 300:
         ecd.append(grain_ecds(_geometry(100 + r, (side, side), mean_diameter=float(d),
-                                        log_sigma=s, smoothing=steps)[1]))
+                                        log_sigma=s, smoothing=steps)[1],
+                              fill=False, min_area=15, interior=True))
         r += 1
     e = np.concatenate(ecd)
     assert abs(e.mean() / d - 1) < 0.10, e.mean()
@@ -246,16 +247,16 @@ def test_cli_writes_samples_atomically_readable(tmp_path):
     assert main(["synth", "--n", "2", "--out", str(out), "--shape", "48x80", "--seed", "3",
                  "--preset", "paper", "--quiet"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"synth_{i:06d}_{k}" for i in range(2)
+    assert names == sorted(f"synth_{seed:06d}_{k}" for seed in (3, 4)  # named by seed
                            for k in ("image.tif", "labels.tif", "boundaries.tif", "params.json"))
     ref = generate(4, (48, 80), "paper")
-    img = tifffile.imread(out / "synth_000001_image.tif")
-    lab = tifffile.imread(out / "synth_000001_labels.tif")
-    bnd = tifffile.imread(out / "synth_000001_boundaries.tif")
+    img = tifffile.imread(out / "synth_000004_image.tif")
+    lab = tifffile.imread(out / "synth_000004_labels.tif")
+    bnd = tifffile.imread(out / "synth_000004_boundaries.tif")
     assert img.dtype == np.float32 and lab.dtype == np.uint32 and bnd.dtype == np.uint8
     assert np.array_equal(img, ref.image) and np.array_equal(lab, ref.labels)
     assert np.array_equal(bnd.astype(bool), ref.boundaries)
-    assert json.loads((out / "synth_000001_params.json").read_text())["seed"] == 4
+    assert json.loads((out / "synth_000004_params.json").read_text())["seed"] == 4
 
 
 @pytest.mark.parametrize("argv", [["--shape", "96by496"], ["--n", "0"], ["--preset", "x"],

@@ -24,8 +24,8 @@ __getattr__, __dir__, _public = lazy_exports(__name__, {
     "segment": ".segmentation.pipeline",
     "write_segmentation": ".segmentation.pipeline",
     "Segmentation": ".segmentation.pipeline",
-    "measure_grains": ".measure.summary",
-    "summarize": ".measure.summary",
+    "measure_grains": ".measure.table",
+    "summarize": ".measure.statistics",
     "write_report": ".measure.report",
     "generate": ".synthetic",
 })

@@ -11,13 +11,22 @@ Guarantees
 * **Mirrored outputs.** ``IN/a/b/x.tif`` → ``OUT/a/b/x_*`` (see
   :func:`discover_inputs`); files of one folder with the same stem but different
   extensions get the extension in their stem, so outputs never collide.
-* **No half-written output.** A field is written into a hidden staging folder
-  next to its outputs, whose files are then moved into place; the marker
-  ``<stem>_done.json`` is written last, atomically. A crash leaves at most a
-  staging folder (removed by the next run) or complete files without a marker.
-* **Resumable.** A field whose marker exists, names files that all exist, and
-  records the same input file (size, modification time) and the same
-  result-affecting options is skipped (:func:`is_done`).
+* **One run per output folder.** The command line holds the folder's lock
+  (:class:`napari_grainseg.io.outputs.FolderLock`) for the whole run: a second
+  run refuses at once (or waits with ``--wait``); a killed run's lock is taken over.
+* **Outputs committed as a set.** A field is written into its run's staging
+  folder ``.<stem>.staging-<run id>``, checked, then moved in file by file under a
+  journal; the marker ``<stem>_done.json`` (every output with its size and
+  SHA-256) is written last, atomically (:func:`napari_grainseg.io.outputs.commit_field`).
+  A kill leaves at most a staging folder (removed by the next run) or a
+  journaled, half-moved set (redone).
+* **Resumable.** A field whose marker records the same input file (size,
+  modification time) and the same result-affecting options, and whose files
+  all exist with their recorded size and SHA-256, is skipped (:func:`is_done`);
+  a field with missing files is redone.
+* **Hand edits kept.** Outputs that differ from what grainseg recorded (edited
+  by hand, e.g. grains corrected in napari) are never replaced without
+  ``overwrite`` (:func:`check_field_outputs`), checked before any computation.
 * **Robust.** A bad file becomes a failure record (``failures.json``); the
   other files are processed.
 * **One model per worker.** Every process loads Net1 once per weights file and
@@ -35,7 +44,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.outputs import DONE_SUFFIX
 
 __all__ = [
     "BatchItem",
@@ -53,24 +62,24 @@ __all__ = [
     "DONE_SUFFIX",
     "cached_net1",
     "cached_net2",
+    "FIELD_OUTPUT_SUFFIXES",
+    "check_field_outputs",
+    "check_models",
     "discover_inputs",
     "is_done",
-    "pooled_ecd",
-    "pooled_statistics",
     "process_item",
     "run_batch",
     "set_threads",
     "write_sample_summary",
 ]
 
-#: Suffix of the completion marker written after every other output of a field.
-DONE_SUFFIX = "_done.json"
+#: Outputs every field has (``<stem>`` + suffix); the marker lists them all.
+FIELD_OUTPUT_SUFFIXES = ("_boundaries.tif", "_grains.tif", "_grains.csv", "_summary.json",
+                         "_histogram.png", "_overlay.png")  # "_histogram.svg" only with --svg
 #: Files written at the top of the output folder for the whole sample.
 SAMPLE_SUMMARY = "sample_summary.json"
 SAMPLE_HISTOGRAM = "sample_histogram"
 FAILURES = "failures.json"
-#: Version of the marker format; a different version means "not done".
-_MARKER_VERSION = 1
 #: Stems reserved at the top of the output folder (``sample_summary.json``...).
 _RESERVED_STEMS = frozenset({"sample"})
 
@@ -113,6 +122,9 @@ class BatchOptions:
     threads
         Torch/OpenCV threads per worker; None = the Dask worker's thread count
         (1 in-process).
+    max_pixels
+        Largest decoded (and resampled) image in pixels; None = the readers'
+        default (:data:`napari_grainseg.io.readers.DEFAULT_MAX_PIXELS`), 0 = no limit.
     """
 
     weights: str | None = None
@@ -127,6 +139,7 @@ class BatchOptions:
     grains: str = "threshold"
     threads: int | None = None
     watershed_h: float = 0.1
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.grain_size_px is not None and self.grain_size_nm is not None:
@@ -144,6 +157,8 @@ class BatchOptions:
         check_grain_builder(self.grains)
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1, got {self.threads}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise InputError(f"max pixels must be >= 1, got {self.max_pixels}")
         from napari_grainseg.segmentation.pipeline import net2_available, net2_step_budget
 
         budget = net2_step_budget(self.net2_steps)
@@ -206,10 +221,17 @@ class BatchResult:
 # --------------------------------------------------------------------------- inputs
 
 
+#: Stem endings of files that are outputs or targets, not micrographs: ``grainseg segment``/``batch``
+#: outputs (``x_grains.tif``, ``x_boundaries.tif``, ``x_overlay.png``, ``x_histogram.png``) and
+#: ``grainseg synth`` targets (``synth_000000_labels.tif``). ``batch`` skips them.
+NOT_MICROGRAPH_STEMS = ("_labels", "_boundaries", "_grains", "_overlay", "_histogram")
+
+
 def _is_micrograph(path: Path) -> bool:
     from napari_grainseg.io.readers import SUPPORTED_EXTENSIONS
 
-    return path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+    return (path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+            and not path.stem.lower().endswith(NOT_MICROGRAPH_STEMS))
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -220,13 +242,21 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
 def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list[BatchItem]:
     """The micrographs of a folder (recursively) or a glob pattern, with their output places.
 
     Outputs mirror the input folders below the folder given (or the deepest
     folder common to every match of a glob): ``IN/a/x.tif`` → ``OUT/a/x_*``.
-    Hidden files, unsupported extensions and anything inside ``out_dir`` are
-    ignored. Two files of one folder with the same stem (``x.tif``, ``x.png``)
+    Hidden files, unsupported extensions, outputs and targets
+    (:data:`NOT_MICROGRAPH_STEMS`: ``*_grains.tif``, ``*_labels.tif``...) and
+    anything inside ``out_dir`` are ignored. Two files of one folder with the same stem (``x.tif``, ``x.png``)
     get stems ``x_tif`` and ``x_png``; so does a top-level ``sample.*``
     (``sample_summary.json`` belongs to the batch).
 
@@ -238,6 +268,8 @@ def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list
     out_dir = Path(out_dir)
     text = os.fspath(spec)
     path = Path(text)
+    if path.is_dir() and _same_path(path, out_dir):
+        raise InputError(f"--out {out_dir} is the input folder; give another output folder")
     if path.is_dir():
         root = path
         files = [p for p in sorted(path.rglob("*"))
@@ -250,9 +282,14 @@ def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list
                          "(or use grainseg segment)")
     else:
         raise InputError(f"input folder not found: {text}")
+    inside = [p for p in files if _inside(p, out_dir)]
     files = [p for p in files if not _inside(p, out_dir)]
+    if not files and inside:
+        raise InputError(f"no micrographs found in {text} outside the output folder {out_dir} "
+                         "(outputs are never read as inputs); give another --out")
     if not files:
-        raise InputError(f"no micrographs found in {text}")
+        raise InputError(f"no micrographs found in {text} (outputs and label/target files such as "
+                         "*_grains.tif, *_labels.tif are skipped)")
     items: list[BatchItem] = []
     by_folder: dict[Path, list[Path]] = {}
     for f in files:
@@ -338,45 +375,91 @@ def _input_fingerprint(path: Path) -> dict:
     return {"input": str(path.resolve()), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns}
 
 
-def is_done(item: BatchItem, options: BatchOptions) -> bool:
-    """True when ``item`` has complete outputs from the same input and options (skip it)."""
+def _marker_matches(item: BatchItem, options: BatchOptions, marker: dict | None) -> bool:
+    """Whether a marker records this input file and these options."""
+    if marker is None:
+        return False
     try:
-        marker = json.loads(item.marker.read_text(encoding="utf-8"))
-        if marker.get("version") != _MARKER_VERSION:
+        same_input = ({k: marker.get(k) for k in ("input", "input_size", "input_mtime_ns")}
+                      == _input_fingerprint(item.source))
+    except OSError:
+        return False
+    return same_input and marker.get("options") == json.loads(json.dumps(options.fingerprint()))
+
+
+def is_done(item: BatchItem, options: BatchOptions) -> bool:
+    """True when ``item`` has complete outputs from the same input and options (skip it).
+
+    Complete: its marker is valid, no commit of it was interrupted, and every
+    file the marker lists exists with its recorded size and SHA-256.
+    """
+    from napari_grainseg.io.outputs import field_state, read_marker
+
+    try:
+        if not _marker_matches(item, options, read_marker(item.out_dir, item.stem)):
             return False
-        if {k: marker.get(k) for k in ("input", "input_size", "input_mtime_ns")} != _input_fingerprint(item.source):
-            return False
-        if marker.get("options") != json.loads(json.dumps(options.fingerprint())):
-            return False
-        return all((item.out_dir / name).is_file() for name in marker["files"])
+        return field_state(item.out_dir, item.stem)[0] == "done"
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def _remove_stale_staging(item: BatchItem) -> None:
-    if item.out_dir.is_dir():
-        for d in item.out_dir.glob(f".{item.stem}.partial-*"):
-            shutil.rmtree(d, ignore_errors=True)
+def field_output_names(stem: str) -> list[str]:
+    """Names of the files a field writes (marker excluded)."""
+    return [stem + suffix for suffix in FIELD_OUTPUT_SUFFIXES]
 
 
-def process_item(item: BatchItem, options: BatchOptions) -> dict:
+def check_field_outputs(items: Sequence[BatchItem], *, overwrite: bool = False) -> None:
+    """Refuse, before any computation, to replace outputs edited by hand (see ``overwrite``).
+
+    Raises
+    ------
+    OutputConflictError
+        Naming the first field whose existing outputs differ from what grainseg
+        recorded, and how many fields are affected.
+    """
+    from napari_grainseg.io.outputs import OutputConflictError, check_not_edited
+
+    conflicts = []
+    for item in items:
+        try:
+            check_not_edited(item.out_dir, item.stem, field_output_names(item.stem), overwrite=overwrite)
+        except OutputConflictError as exc:
+            conflicts.append(str(exc))
+    if conflicts:
+        more = f" ({len(conflicts)} fields affected)" if len(conflicts) > 1 else ""
+        raise OutputConflictError(conflicts[0] + more)
+
+
+def check_models(options: BatchOptions) -> None:
+    """Load the weights the batch needs once, up front: a bad weights file is one error, not N failures."""
+    if options.net2_budget():
+        cached_net2(options.net2_weights, "cpu")
+    cached_net1(options.weights, "cpu")
+
+
+def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = None) -> dict:
     """Segment one micrograph and write its outputs; never raises for a bad file.
 
     Runs in a Dask worker (or in this process). Returns a JSON-ready record:
     ``status`` ``"processed"`` or ``"failed"`` (with ``error``), ``seconds``,
     ``cpu_seconds`` (CPU time of this process meanwhile), ``n_grains``, ``device``.
+    A full or read-only disk gives ``kind`` ``"disk"`` (the batch then stops).
+    ``run_id`` names the staging folder (default: a new id).
     """
-    from napari_grainseg.io.atomic import atomic_open
+    from napari_grainseg.io.atomic import OutputWriteError, as_output_error
+    from napari_grainseg.io.outputs import commit_field, new_run_id, staging_dir
     from napari_grainseg.io.readers import read_micrograph
     from napari_grainseg.models.device import describe_device, select_device
     from napari_grainseg.segmentation.pipeline import segment, write_segmentation
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     record = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem}
+    stage = None
     try:
         set_threads(options.threads or _worker_threads())
         source_id = _input_fingerprint(item.source)  # before reading: a file changed meanwhile is redone
-        m = read_micrograph(item.source)
+        m = read_micrograph(item.source, **({} if options.max_pixels is None
+                                            else {"max_pixels": options.max_pixels}))
         if options.pixel_size_nm is not None:
             m = m.with_pixel_size(options.pixel_size_nm)
         grain_size = options.grain_size_px
@@ -385,6 +468,7 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
                 raise InputError("a grain size in nm needs a pixel size, but the file is not calibrated "
                                  "(give --pixel-size NM)")
             grain_size = options.grain_size_nm / m.pixel_size_nm
+        check_resampling(m.shape, grain_size, options.max_pixels, name=item.source.name)
         device = select_device(options.device)
         model = cached_net1(options.weights, device)
         budget = options.net2_budget()
@@ -397,34 +481,66 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
         # maps go before measuring (4-8 bytes per pixel less at the peak).
         result = dataclasses.replace(result, prediction=dataclasses.replace(result.prediction, probability=None),
                                      refined=None)
-        item.out_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(item)
-        with tempfile.TemporaryDirectory(prefix=f".{item.stem}.partial-", dir=item.out_dir) as stage:
-            write_segmentation(stage, item.stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                               extra={"source": str(item.source), "pixel_size_nm": m.pixel_size_nm})
-            item.marker.unlink(missing_ok=True)  # old outputs are being replaced
-            names = sorted(p.name for p in Path(stage).iterdir() if not p.name.startswith("."))
-            for name in names:
-                os.replace(Path(stage) / name, item.out_dir / name)
+        try:
+            item.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise as_output_error(exc, item.out_dir / item.stem) from exc
+        stage = staging_dir(item.out_dir, item.stem, run_id or new_run_id())
+        write_segmentation(stage, item.stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
+                           extra={"source": str(item.source), "pixel_size_nm": m.pixel_size_nm})
         seconds = time.perf_counter() - t0
-        marker = {"version": _MARKER_VERSION, **source_id,
-                  "options": options.fingerprint(), "files": names,
-                  "n_grains": int(result.labels.max()), "shape": list(m.shape),
-                  "pixel_size_nm": m.pixel_size_nm, "device": describe_device(device),
-                  "seconds": round(seconds, 3),
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        with atomic_open(item.marker, "w") as fh:
-            json.dump(marker, fh, indent=2)
-            fh.write("\n")
+        try:
+            marker = commit_field(stage, item.out_dir, item.stem, expected=field_output_names(item.stem), extra={
+                **source_id, "options": options.fingerprint(),
+                "n_grains": int(result.labels.max()), "shape": list(m.shape),
+                "pixel_size_nm": m.pixel_size_nm, "device": describe_device(device),
+                "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        except OSError as exc:
+            raise as_output_error(exc, item.marker) from exc
         record.update(status="processed", seconds=seconds, cpu_seconds=time.process_time() - cpu0,
                       n_grains=marker["n_grains"],
                       device=marker["device"], shape=marker["shape"])
     except Exception as exc:  # one bad field must not stop the batch
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
         record.update(status="failed", seconds=time.perf_counter() - t0,
                       error=" ".join(str(exc).split()) or type(exc).__name__,
                       error_type=type(exc).__name__,
-                      kind="input" if isinstance(exc, InputError) else "internal")
+                      kind=("disk" if isinstance(exc, OutputWriteError)
+                            else "input" if isinstance(exc, InputError) else "internal"))
     return record
+
+
+#: Largest resampling factor a grain-size hint may ask for (enlarging 8x = 64x the pixels).
+MAX_UPSCALE = 8.0
+
+
+def check_resampling(shape: Sequence[int], grain_size_px: float | None, max_pixels: int | None = None, *,
+                     name: str = "the image", max_upscale: float = MAX_UPSCALE) -> float:
+    """Refuse a grain-size hint that would resample an image absurdly (before any computation).
+
+    Returns the factor Net1 will resample by (1.0 without a hint). Refuses a
+    factor above ``max_upscale`` and a resampled image above ``max_pixels``
+    (None: :data:`napari_grainseg.io.readers.DEFAULT_MAX_PIXELS`; 0 or less: no
+    limit).
+    """
+    from napari_grainseg.io.readers import DEFAULT_MAX_PIXELS
+    from napari_grainseg.segmentation.inference import scale_for_grain_size
+
+    if grain_size_px is None:
+        return 1.0
+    if not (math.isfinite(grain_size_px) and grain_size_px > 0):
+        raise InputError(f"grain size must be a finite number of px > 0, got {grain_size_px}")
+    scale = float(scale_for_grain_size(grain_size_px))
+    if scale > max_upscale:
+        raise InputError(f"a grain size of {grain_size_px:.3g} px would enlarge {name} {scale:.3g}x "
+                         f"(at most {max_upscale:g}x): check --grain-size/--grain-size-nm and the pixel size")
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    n = round(shape[0] * scale) * round(shape[1] * scale)
+    if limit and limit > 0 and n > limit:
+        raise InputError(f"a grain size of {grain_size_px:.3g} px would resample {name} to {n:.3g} pixels "
+                         f"(limit {limit:.3g}; raise it with --max-pixels)")
+    return scale
 
 
 # --------------------------------------------------------------------------- running
@@ -432,8 +548,12 @@ def process_item(item: BatchItem, options: BatchOptions) -> dict:
 
 def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions(), *, workers: int = 1,
               scheduler: str | None = None, resume: bool = True, progress: bool = True,
-              on_record: Callable[[dict], None] | None = None) -> BatchResult:
+              on_record: Callable[[dict], None] | None = None, overwrite: bool = False,
+              run_id: str | None = None) -> BatchResult:
     """Process every item, skipping completed ones, serially or on Dask.
+
+    The caller should hold the output folder's lock
+    (:class:`napari_grainseg.io.outputs.FolderLock`, as ``grainseg batch`` does).
 
     Parameters
     ----------
@@ -453,23 +573,45 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
         Show a tqdm progress bar on stderr.
     on_record
         Called with each record as it completes (any order).
+    overwrite
+        Replace outputs that differ from what grainseg wrote (edited by hand);
+        without it such a batch is refused before any computation.
+    run_id
+        Names this run's staging folders (default: a new id); staging folders
+        of this run and of dead runs are removed.
+
+    Raises
+    ------
+    InputError
+        Before any computation: outputs edited by hand, unusable weights. While
+        running: a full or read-only disk (the batch stops).
     """
     from tqdm import tqdm
 
+    from napari_grainseg.io.atomic import OutputWriteError
+    from napari_grainseg.io.outputs import new_run_id, remove_stale_staging
+
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    run_id = run_id or new_run_id()
     t0 = time.perf_counter()
     records: list[dict | None] = [None] * len(items)
     todo = []
+    for folder in sorted({item.out_dir for item in items}):
+        remove_stale_staging(folder, run_id)
     for i, item in enumerate(items):
         if resume and is_done(item, options):
             records[i] = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem,
                           "status": "skipped"}
         else:
             todo.append(i)
+    check_field_outputs([items[i] for i in todo], overwrite=overwrite)
+    if todo:
+        check_models(options)
     n_failed = 0
+    disk_error: list[dict] = []
 
-    def done(i: int, record: dict) -> None:
+    def done(i: int, record: dict) -> bool:
         nonlocal n_failed
         records[i] = record
         n_failed += record["status"] == "failed"
@@ -477,6 +619,10 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
         bar.set_postfix(failed=n_failed, refresh=False)
         if on_record:
             on_record(record)
+        if record.get("kind") == "disk":
+            disk_error.append(record)
+            return False  # stop: every further field would fail the same way
+        return True
 
     use_dask = bool(todo) and (scheduler is not None or workers > 1)
     with _dask_client(workers, scheduler) if use_dask else contextlib.nullcontext() as client:
@@ -484,15 +630,19 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
                    disable=not progress, file=sys.stderr, dynamic_ncols=True)
         try:
             if use_dask:
-                _run_dask(client, items, todo, options, done)
+                _run_dask(client, items, todo, options, done, run_id)
             elif todo:
                 with _restored_threads():
                     for i in todo:
-                        done(i, process_item(items[i], options))
+                        if not done(i, process_item(items[i], options, run_id)):
+                            break
         finally:
             bar.close()
+    if disk_error:
+        raise OutputWriteError(disk_error[0]["error"])
     return BatchResult(records=records, seconds=time.perf_counter() - t0,
                        workers=workers, scheduler=scheduler)
+
 
 
 def _quiet_worker() -> None:
@@ -531,11 +681,11 @@ def _dask_client(workers: int, scheduler: str | None):
         yield client
 
 
-def _run_dask(client, items, todo, options, done) -> None:
-    """Submit one task per item and report them as they complete."""
+def _run_dask(client, items, todo, options, done, run_id=None) -> None:
+    """Submit one task per item and report them as they complete (``done`` False: cancel the rest)."""
     from distributed import as_completed
 
-    futures = {client.submit(process_item, items[i], options, pure=False,
+    futures = {client.submit(process_item, items[i], options, run_id, pure=False,
                              key=f"grainseg-{i}-{items[i].stem}"): i for i in todo}
     for fut in as_completed(futures):
         i = futures[fut]
@@ -546,7 +696,9 @@ def _run_dask(client, items, todo, options, done) -> None:
             record = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem,
                       "status": "failed", "error": " ".join(str(exc).split()) or type(exc).__name__,
                       "error_type": type(exc).__name__, "kind": "worker"}
-        done(i, record)
+        if not done(i, record):
+            client.cancel(list(futures))
+            break
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -569,94 +721,10 @@ def _read_grain_csv(path: Path) -> dict[str, np.ndarray]:
     return cols
 
 
-def pooled_ecd(fields: Sequence[dict]) -> np.ndarray:
-    """ECD of the complete grains of every field, in nm when all are calibrated, else in px."""
-    sizes = [f["summary"].get("pixel_size_nm") for f in fields]
-    calibrated = bool(fields) and all(s is not None for s in sizes)
-    parts = [f["grains"]["ecd_px"][~f["grains"]["touches_border"]] * (s if calibrated else 1.0)
-             for f, s in zip(fields, sizes)]
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
-    """Statistics of all grains of a sample pooled over its fields.
-
-    ``fields``: dicts with ``summary`` (a field's summary JSON) and ``grains``
-    (its per-grain columns). Sizes use the complete grains (not touching their
-    field's border), unweighted, in nm when every field is calibrated, else in px.
-    Planimetric G pools the equivalent grain counts over the total field area;
-    the intercept G pools, per test-line orientation, the intersections over
-    the total test-line length (then averages P_L over orientations, as per field).
-    """
-    from napari_grainseg.measure.summary import astm_g_from_intercept_mm, astm_g_from_na, lognormal_fit, NM_TO_MM
-
-    sizes = [f["summary"].get("pixel_size_nm") for f in fields]
-    calibrated = bool(fields) and all(s is not None for s in sizes)
-    unit = "nm" if calibrated else "px"
-    warn = []
-    if not calibrated and len({s for s in sizes}) > 1:
-        warn.append("fields have different or missing pixel sizes: pooled sizes in px mix scales")
-    n_all = sum(f["grains"]["touches_border"].size for f in fields)
-    n_edge = sum(int(f["grains"]["touches_border"].sum()) for f in fields)
-    d = pooled_ecd(fields)
-    out: dict = {"unit": unit, "n_fields": len(fields), "n_grains": n_all, "n_grains_edge": n_edge,
-                 "n_grains_included": int(d.size)}
-    if d.size:
-        mean = float(d.mean())
-        sd = float(d.std(ddof=1)) if d.size > 1 else None
-        q = np.quantile(d, [0.1, 0.5, 0.9])
-        out.update({f"mean_ecd_{unit}": mean, f"sd_ecd_{unit}": sd,
-                    "cv_ecd": sd / mean if sd is not None and mean else None,
-                    f"d10_{unit}": float(q[0]), f"d50_{unit}": float(q[1]), f"d90_{unit}": float(q[2])})
-        edges = np.histogram_bin_edges(d, bins=bins)
-        num, _ = np.histogram(d, edges)
-        area, _ = np.histogram(d, edges, weights=d**2)
-        out["histograms"] = {f"bin_edges_{unit}": edges.tolist(), "number": num.tolist(),
-                             "number_fraction": (num / num.sum()).tolist(),
-                             "area_fraction": (area / area.sum()).tolist()}
-        fit = lognormal_fit(d)
-        out["lognormal"] = None if fit is None else {
-            "sigma": fit["sigma"], f"median_{unit}": fit["median"], f"mean_{unit}": fit["mean"],
-            "ks_statistic": fit["ks_statistic"], "n": fit["n"],
-            "method": "maximum likelihood, location 0 (scipy.stats.lognorm.fit(d, floc=0))"}
-    else:
-        out["histograms"] = out["lognormal"] = None
-        warn.append("no complete grain in any field")
-    # ASTM E112 on the pooled fields
-    out["astm_g_planimetric"] = out["astm_g_intercept"] = None
-    if calibrated:
-        n_eq = sum(f["summary"]["planimetric"]["n_equivalent"] for f in fields)
-        area_mm2 = sum(f["summary"]["planimetric"]["field_area_px"] * (s * NM_TO_MM) ** 2
-                       for f, s in zip(fields, sizes))
-        out["n_a_per_mm2"] = n_eq / area_mm2
-        out["astm_g_planimetric"] = astm_g_from_na(n_eq / area_mm2) if n_eq > 0 else None
-        by_angle: dict[float, list[float]] = {}
-        for f, s in zip(fields, sizes):
-            for b in f["summary"].get("intercept", {}).get("by_orientation", []):
-                acc = by_angle.setdefault(round(b["angle_deg"], 6), [0.0, 0.0])
-                acc[0] += b["intersections"]
-                acc[1] += b["length_px"] * s
-        p_l = [i / length for i, length in by_angle.values() if length > 0]
-        if p_l and np.mean(p_l) > 0:
-            l_nm = 1.0 / float(np.mean(p_l))
-            out["mean_intercept_nm"] = l_nm
-            out["astm_g_intercept"] = astm_g_from_intercept_mm(l_nm * NM_TO_MM)
-    else:
-        warn.append("not every field is calibrated: pooled ASTM G is null (give --pixel-size)")
-    out["rules"] = {
-        "sizes": "complete grains (not touching their field's border) of every field, unweighted",
-        "astm_g_planimetric": "sum of the fields' equivalent grain counts over their total area",
-        "astm_g_intercept": "per orientation, sum of intersections over total test-line length; "
-                            "mean P_L over orientations",
-    }
-    out["warnings"] = warn
-    return out
-
-
 def _pooled_figure(pooled: dict, d: np.ndarray):
     """The pooled ECD histogram figure, drawn by :func:`napari_grainseg.measure.report.histogram_figure`."""
-    from napari_grainseg.measure.summary import GrainTable
     from napari_grainseg.measure.report import histogram_figure
+    from napari_grainseg.measure.table import GrainTable
 
     unit = pooled["unit"]
     hist = pooled["histograms"]
@@ -682,8 +750,8 @@ def write_sample_summary(out_dir: str | os.PathLike, items: Sequence[BatchItem],
     already done), so a resumed batch gives the same sample summary.
     Returns the sample summary.
     """
-    from napari_grainseg.measure.summary import field_statistics
     from napari_grainseg.measure.report import save_figure, write_summary_json
+    from napari_grainseg.measure.statistics import field_statistics, pooled_ecd, pooled_statistics
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

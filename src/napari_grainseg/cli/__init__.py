@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv  # the command line as given, for outputs that record how to regenerate them
     if not args.debug:
         _quiet_libraries()
+        _one_line_warnings()
     try:
         code = args.func(args)
     except GrainsegError as exc:
@@ -99,6 +100,20 @@ def _quiet_libraries() -> None:
 
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def _one_line_warnings() -> None:
+    """Show our warnings (calibration ignored, image rescaled...) as one line each, without source code."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        try:
+            print(f"grainseg: warning: {_one_line(message) if isinstance(message, BaseException) else message}",
+                  file=file or sys.stderr)
+        except (OSError, ValueError):  # stderr closed
+            pass
+
+    warnings.showwarning = show
 
 
 def _one_line(exc: BaseException) -> str:

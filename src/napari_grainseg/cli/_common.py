@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from napari_grainseg.cli._limits import bounded_float, bounded_int, nonempty, pixel_size_nm
 from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.edges import EdgeParams
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
@@ -27,11 +28,14 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("edge detection (automatic when omitted)")
     g.add_argument("--stretch-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    default=(1.0, 99.0), help="contrast-stretch percentiles (default: 1 99)")
-    g.add_argument("--median-size", type=int, default=7, help="median filter size, odd (default: 7)")
+    g.add_argument("--median-size", type=bounded_int(1, 101), default=7,
+                   help="median filter size, odd, 1 to 101 (default: 7)")
     g.add_argument("--sobel-threshold", type=float, default=None, help="Sobel magnitude threshold")
-    g.add_argument("--log-sigma", type=float, default=2.0, help="LoG sigma in px (default: 2)")
+    g.add_argument("--log-sigma", type=bounded_float(0, 50, lo_open=True, what="LoG sigma"), default=2.0,
+                   help="LoG sigma in px, > 0 and <= 50 (default: 2)")
     g.add_argument("--log-threshold", type=float, default=None, help="LoG zero-crossing threshold")
-    g.add_argument("--canny-sigma", type=float, default=math.sqrt(2), help="Canny sigma (default: 1.414)")
+    g.add_argument("--canny-sigma", type=bounded_float(0, 50, lo_open=True, what="Canny sigma"),
+                   default=math.sqrt(2), help="Canny sigma in px, > 0 and <= 50 (default: 1.414)")
     g.add_argument("--canny-high", type=float, default=None, help="Canny high threshold")
     g.add_argument("--canny-low-ratio", type=float, default=0.4, help="Canny low/high ratio (default: 0.4)")
 
@@ -50,8 +54,12 @@ def edge_params_from_args(args: argparse.Namespace) -> EdgeParams:
     )
 
 
-def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size_nm: float | None = None):
-    """Read the input micrograph (or the bundled sample) and apply a pixel-size override."""
+def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size_nm: float | None = None,
+                    max_pixels: int | None = None):
+    """Read the input micrograph (or the bundled sample) and apply a pixel-size override.
+
+    ``max_pixels``: largest image accepted (None: the readers' default; 0: no limit).
+    """
     from napari_grainseg.io.readers import read_micrograph
     from napari_grainseg.io.samples import interconnect_tem_path
 
@@ -61,7 +69,7 @@ def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size
         path = interconnect_tem_path()
     elif path is None:
         raise InputError("no input: give a micrograph file, or --sample for the bundled one")
-    micrograph = read_micrograph(path)
+    micrograph = read_micrograph(path, max_pixels=max_pixels)
     if pixel_size_nm is not None:
         micrograph = micrograph.with_pixel_size(pixel_size_nm)
     return micrograph
@@ -69,14 +77,15 @@ def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = "the file") -> None:
     """Add the options of the segmentation pipeline shared by ``segment`` and ``batch``."""
-    parser.add_argument("--pixel-size", type=positive_float, metavar="NM",
+    parser.add_argument("--pixel-size", type=pixel_size_nm, metavar="NM",
                         help=f"pixel size in nm (overrides the calibration of {scope})")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--grain-size", type=positive_float, metavar="PX",
                       help="expected mean grain diameter in pixels (default: estimated per image)")
     size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
                       help="expected mean grain diameter in nm (needs a pixel size)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    parser.add_argument("--device", type=nonempty, default="auto",
+                        help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
     parser.add_argument("--net2-steps", default="auto", metavar="auto|N",
                         help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N "
                         "steps, 0 = Net1 only (default: auto)")
@@ -84,13 +93,14 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
                         help="an adapted model directory (grainseg finetune) instead of the shipped model")
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="boundary probability threshold")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="boundary probability threshold, between 0 and 1 (default: 0.5)")
     parser.add_argument("--grains", choices=GRAIN_BUILDERS, default="threshold",
                         help="how grains are built from the final boundary map: threshold it, or take every "
                         "basin of its watershed (closes faint boundaries; with --net2-steps 0 the most accurate "
                         "on the synthetic test sets, see docs/benchmarks.md; whole-image: 2.7 GB peak at 4096² instead "
                         "of 0.94 GB) (default: threshold)")
-    parser.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default 10)")
+    parser.add_argument("--min-grain-area", type=int, default=10, help="smallest grain kept, px (default: 10)")
 
 
 def check_segmentation_arguments(args: argparse.Namespace) -> int:
@@ -134,3 +144,84 @@ def check_segmentation_arguments(args: argparse.Namespace) -> int:
     if args.min_grain_area < 1:
         raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
     return budget
+
+
+def add_measurement_arguments(parser: argparse.ArgumentParser, *, min_area: bool = True) -> None:
+    """Add the options of every measurement: an exclusion mask, the smallest grain, SVG figures.
+
+    ``min_area=False`` when the command already has ``--min-grain-area`` (``segment``).
+    """
+    parser.add_argument("--exclude", type=Path, default=None, metavar="MASK",
+                        help="mask image (.tif/.png/.npy, same size; non-zero = excluded) of pixels left out "
+                        "of the measurement: grains overlapping it are dropped, N_A uses the remaining area")
+    if min_area:
+        parser.add_argument("--min-grain-area", type=int, default=1, metavar="PX",
+                            help="smallest grain measured, px; smaller grains are shared out to their "
+                            "neighbours (default: 1, every grain)")
+    parser.add_argument("--svg", action="store_true", help="also write the histogram as SVG")
+
+
+def read_image_array(path: Path, what: str, max_pixels: int | None = None):
+    """Read a ``what`` image (``"label"``, ``"mask"``) from TIFF, PNG or NPY, dtype kept, squeezed.
+
+    ``max_pixels``: largest image accepted, checked from the header before decoding
+    (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
+    """
+    import numpy as np
+
+    from napari_grainseg.io.readers import check_pixel_count
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a {what} image file")
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)
+                data = tif.asarray()
+        elif suffix == ".npy":
+            header = np.load(path, mmap_mode="r", allow_pickle=False)
+            check_pixel_count(header.shape, max_pixels, path.name)
+            del header
+            data = np.load(path, allow_pickle=False)
+        elif suffix == ".png":
+            from napari_grainseg.io.readers import pillow_size_unchecked
+
+            with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
+                check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
+                data = np.asarray(im)
+        else:
+            raise InputError(f"unsupported {what} file type {suffix!r}: use .tif, .png or .npy")
+    except InputError:
+        raise
+    except ValueError as exc:
+        text = " ".join(str(exc).split())
+        if "pickle" in text.lower():  # an object array: loading it would run code
+            raise InputError(f"cannot read {what} image {path}: it holds Python objects (pickled), "
+                             "not numbers; refused") from None
+        raise InputError(f"cannot read {what} image {path}: {text}") from None
+    except Exception as exc:  # corrupt file
+        raise InputError(f"cannot read {what} image {path}: {' '.join(str(exc).split())}") from None
+    return np.squeeze(data)
+
+
+def measurement_options(args: argparse.Namespace, shape: tuple[int, int] | None = None) -> dict:
+    """``min_area``, ``exclude`` (read and checked against ``shape``) and ``svg`` for the report."""
+    from napari_grainseg.measure.table import validate_exclude_mask
+
+    if args.min_grain_area < 1:
+        raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
+    mask = None
+    if args.exclude is not None:
+        mask = read_image_array(args.exclude, "mask", getattr(args, "max_pixels", None))
+        try:
+            mask = validate_exclude_mask(mask, shape if shape is not None else mask.shape)
+        except InputError as exc:
+            raise InputError(f"--exclude {args.exclude}: {exc}") from None
+    return {"min_area": args.min_grain_area, "exclude": mask, "svg": args.svg}

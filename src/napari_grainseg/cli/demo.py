@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "to --out: the files of `grainseg segment` plus the fused edge image.",
     )
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
     p.set_defaults(func=run)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.cli._common import add_edge_arguments, edge_params_from_args, load_micrograph
+from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Detect edges with Sobel, Laplacian-of-Gaussian and Canny and write them "
         "as one RGB uint8 TIFF (R = Sobel, G = LoG, B = Canny; 0 or 255).",
     )
-    p.add_argument("input", nargs="?", help="micrograph file (TIFF, PNG, JPEG, MRC, DM3/DM4, SER)")
-    p.add_argument("--sample", action="store_true", help="use the bundled real TEM micrograph")
-    p.add_argument("--out", required=True, type=Path, help="output file, .tif")
+    p.add_argument("input", nargs="?", metavar="INPUT",
+                   help="micrograph file (TIFF, PNG, JPEG, MRC, DM3/DM4, SER), or --sample")
+    p.add_argument("--sample", action="store_true", help="use the bundled real TEM micrograph (instead of INPUT)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE",
+                   help="output file, .tif (never the input file)")
     add_edge_arguments(p)
+    add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
 
@@ -30,10 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.io.atomic import atomic_path
     from napari_grainseg.segmentation.edges import fuse_edges
 
+    from napari_grainseg.io.outputs import check_output_dir
+
+    if args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; give an output file name ending in .tif")
     if args.out.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"--out must be a .tif file, got {args.out}")
+    check_not_an_input([args.out], [args.input])
+    check_output_dir(args.out.parent if str(args.out.parent) else Path("."), option=f"--out {args.out}: folder")
     params = edge_params_from_args(args)
-    micrograph = load_micrograph(args.input, sample=args.sample)
+    micrograph = load_micrograph(args.input, sample=args.sample, max_pixels=args.max_pixels)
     rgb = fuse_edges(micrograph.data, params)
     with atomic_path(args.out) as tmp:
         tifffile.imwrite(tmp, rgb, photometric="rgb")

@@ -8,6 +8,25 @@ import shlex
 import sys
 from pathlib import Path
 
+#: Where the default --paper-nets is looked for, relative to the repository this package runs from.
+PAPER_NETS_IN_REPO = Path("shared/data/seed_nets/seed_nets.npz")
+
+
+def paper_nets_default() -> Path | None:
+    """The default --paper-nets: ``$GRAINSEG_PAPER_NETS``, else ``shared/data/seed_nets/seed_nets.npz``
+    inside or beside the repository holding this package (src layout), else None. Never depends on
+    the working folder."""
+    import os
+
+    env = os.environ.get("GRAINSEG_PAPER_NETS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[3]  # <repo>/src/napari_grainseg/cli/eval.py
+    for base in (repo, repo.parent):
+        if (base / PAPER_NETS_IN_REPO).is_file():
+            return base / PAPER_NETS_IN_REPO
+    return None
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, METHODS
@@ -25,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
                    help=f"methods (default: all of {', '.join(METHODS)})")
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--model", type=Path, metavar="MODEL_DIR",
                    help="an adapted model directory (grainseg finetune) for the Net1 and Net2 methods")
     p.add_argument("--weights", type=Path, help="Net1 weights (default: shipped)")
@@ -33,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blind-net2-weights", type=Path,
                    help="image-blind Net2 weights for net1+blind-net2 (default: shipped net2-blind.pt)")
     p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
-                   "(default: $GRAINSEG_PAPER_NETS, else shared/data/seed_nets/seed_nets.npz in or beside "
-                   "the working directory)")
+                   "(default: $GRAINSEG_PAPER_NETS, else shared/data/seed_nets/seed_nets.npz inside or beside the "
+                   "repository this package runs from, whatever the working folder)")
     p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
                    "between <!-- BEGIN SECTION --> and <!-- END SECTION --> markers (other text is kept)")
     p.add_argument("--section", default="eval", help="name of that section (default: eval), so runs on "
@@ -60,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if (args.model / "net2.pt").is_file():
             args.net2_weights = args.model / "net2.pt"
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
-                             net1_weights=args.weights, paper_nets=args.paper_nets,
+                             net1_weights=args.weights, paper_nets=args.paper_nets or paper_nets_default(),
                              net2_weights=args.net2_weights, blind_net2_weights=args.blind_net2_weights)
     results["model"] = _model_record(args.weights, args.net2_weights)
     table = format_markdown(results)

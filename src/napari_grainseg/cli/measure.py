@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, read_image_array
+from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
 from napari_grainseg.errors import InputError
 
 
@@ -20,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="measure grains of a label image (CSV, JSON, histogram, overlay)",
         description="Measure every grain of a label image (0 = boundary, grains > 0, integer "
         "TIFF / PNG / NPY) and write <stem>_grains.csv, <stem>_summary.json, "
-        "<stem>_histogram.png/.svg and <stem>_overlay.png.",
+        "<stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png.",
     )
     p.add_argument("labels", type=Path, help="label image: .tif/.tiff, .png or .npy, integer")
-    p.add_argument("--pixel-size", default=None, metavar="NM",
+    p.add_argument("--pixel-size", default=None, metavar="NM",  # checked in run(), range included
                    help="pixel size in nm (default: the micrograph's calibration, if --image)")
     p.add_argument("--image", type=Path, default=None, metavar="MICROGRAPH",
                    help="micrograph for the overlay (and its pixel size)")
@@ -35,49 +37,65 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="unbiased correction for excluded edge grains (default: miles)")
     p.add_argument("--orientations", type=int, default=8,
                    help="test-line orientations of the intercept method (default: 8)")
+    add_measurement_arguments(p)
+    add_max_pixels_argument(p)
     p.set_defaults(func=run)
 
 
-def read_labels(path: Path) -> np.ndarray:
-    """Read a label image from TIFF, PNG or NPY (no conversion of the dtype)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"label file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
+def read_labels(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read a label image from TIFF, PNG or NPY (no conversion of the dtype).
 
-            data = tifffile.imread(path)
-        elif suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
-        elif suffix == ".png":
-            from PIL import Image
+    ``max_pixels``: largest image accepted, checked from the header before decoding
+    (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
+    """
+    return read_image_array(path, "label", max_pixels)
 
-            with Image.open(path) as im:
-                data = np.asarray(im)
-        else:
-            raise InputError(f"unsupported label file type {suffix!r}: use .tif, .png or .npy")
-    except InputError:
-        raise
-    except Exception as exc:  # corrupt file
-        raise InputError(f"cannot read label image {path}: {exc}") from None
-    data = np.squeeze(data)
-    return data
+
+def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Give every 4-connected region its own id when one id is used for separate regions.
+
+    Returns ``(labels, ids)``: the input unchanged and ``[]`` when every id is one
+    region; otherwise labels renumbered 1..N by region (0 kept) and the ids that
+    were split.
+    """
+    from scipy import ndimage
+    from skimage.measure import label as label_regions
+
+    regions = label_regions(labels, background=0, connectivity=1)
+    n_regions = int(regions.max())
+    ids = np.unique(labels)
+    n_ids = int(ids.size - (ids[0] == 0 if ids.size else 0))
+    if n_regions == n_ids:
+        return labels, []
+    # the id of each region (any pixel of it), then which ids occur more than once
+    idx = np.arange(1, n_regions + 1)
+    region_ids = ndimage.maximum(labels, regions, idx).astype(np.int64)
+    values, counts = np.unique(region_ids, return_counts=True)
+    return regions.astype(np.uint32 if n_regions < 2**32 else np.uint64), values[counts > 1].tolist()
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.segmentation.grains import validate_labels
-    from napari_grainseg.measure.summary import optional_pixel_size
     from napari_grainseg.measure.report import write_report
+    from napari_grainseg.measure.table import optional_pixel_size
+    from napari_grainseg.segmentation.grains import validate_labels
 
-    labels = validate_labels(read_labels(args.labels))
+    labels = validate_labels(read_labels(args.labels, args.max_pixels))
+    labels, split = split_regions(labels)
+    if split:
+        more = f" and {len(split) - 3} more" if len(split) > 3 else ""
+        print(f"grainseg: warning: label id{'s' if len(split) > 1 else ''} "
+              f"{', '.join(str(i) for i in split[:3])}{more} {'each cover' if len(split) > 1 else 'covers'} "
+              "separate regions: every region is "
+              "measured as its own grain (grains renumbered)", file=sys.stderr)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder")
+    check_not_an_input([args.out], [args.labels, args.image])
     pixel_size = optional_pixel_size(args.pixel_size)
     image = None
     if args.image is not None:
         from napari_grainseg.io.readers import read_micrograph
 
-        micrograph = read_micrograph(args.image)
+        micrograph = read_micrograph(args.image, max_pixels=args.max_pixels)
         image = micrograph.data
         if image.shape != labels.shape:
             raise InputError(f"micrograph is {image.shape[0]}x{image.shape[1]} px but the label "
@@ -86,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_size = micrograph.pixel_size_nm
     if args.orientations < 1:
         raise InputError(f"--orientations must be >= 1, got {args.orientations}")
+    options = measurement_options(args, labels.shape)
     stem = args.stem or args.labels.stem
     paths = write_report(
         args.out, stem, image=image, labels=labels, pixel_size_nm=pixel_size,
@@ -94,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_edge_grains=not args.include_edge_grains,
         edge_correction=None if args.edge_correction == "none" else args.edge_correction,
         n_intercept_orientations=args.orientations,
+        **options,
     )
     import json
 

@@ -6,8 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from napari_grainseg.cli._common import (
+    add_measurement_arguments,
+    add_segmentation_arguments,
+    check_segmentation_arguments,
+    load_micrograph,
+    measurement_options,
+)
+from napari_grainseg.cli._limits import add_max_pixels_argument, add_output_safety_arguments
 from napari_grainseg.errors import InputError
-from napari_grainseg.cli._common import add_segmentation_arguments, check_segmentation_arguments, load_micrograph
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,21 +23,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="find grain boundaries and measure grains",
         description="Segment micrographs into grains and write, per input, DIR/<stem>_boundaries.tif "
         "(uint8, 1 = boundary), DIR/<stem>_grains.tif (uint32 labels, 0 = boundary), "
-        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png/.svg and <stem>_overlay.png.",
+        "<stem>_grains.csv, <stem>_summary.json, <stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png, "
+        "then <stem>_done.json listing them all (size, SHA-256). A field's files are written to a staging "
+        "folder and moved in as a set; one run at a time uses DIR. Give INPUT files or --sample, not both. "
+        "--min-grain-area applies to building the grains and to measuring them.",
+        usage="%(prog)s (INPUT [INPUT ...] | --sample) --out DIR [options]",
     )
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="micrograph files")
-    p.add_argument("--sample", action="store_true", help="segment the bundled real TEM micrograph")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="micrograph files (or --sample)")
+    p.add_argument("--sample", action="store_true", help="segment the bundled real TEM micrograph (instead of INPUT)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     add_segmentation_arguments(p, scope="the files")
+    add_measurement_arguments(p, min_area=False)
+    add_max_pixels_argument(p)
+    add_output_safety_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from napari_grainseg.models.device import describe_device, select_device
-    from napari_grainseg.models.weights import load_net1
-    from napari_grainseg.segmentation.pipeline import net2_available, segment, write_segmentation
+    from napari_grainseg.batch import check_resampling
+    from napari_grainseg.io.outputs import FolderLock, check_output_dir
 
     budget = check_segmentation_arguments(args)
     if args.sample and args.inputs:
@@ -38,9 +49,18 @@ def run(args: argparse.Namespace) -> int:
     sources = [None] if args.sample else args.inputs
     if not sources:
         raise InputError("no input: give micrograph files, or --sample for the bundled one")
+    check_output_dir(args.out)  # a file, under a file, read-only...: before any computation
     # Read everything first: a bad file fails before any long computation.
-    micrographs = [load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size) for src in sources]
+    micrographs = [load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size,
+                                   max_pixels=args.max_pixels) for src in sources]
     stems = [Path(m.source).stem for m in micrographs]
+    report_options = measurement_options(args)
+    if report_options["exclude"] is not None:
+        for m in micrographs:
+            if m.data.shape != report_options["exclude"].shape:
+                raise InputError(f"--exclude {args.exclude}: the mask is {report_options['exclude'].shape[0]}x"
+                                 f"{report_options['exclude'].shape[1]} px but {m.source} is "
+                                 f"{m.data.shape[0]}x{m.data.shape[1]}")
     if len(set(stems)) != len(stems):
         raise InputError("several inputs have the same file name; their outputs would collide "
                          "(use grainseg batch, which mirrors folders)")
@@ -58,6 +78,32 @@ def run(args: argparse.Namespace) -> int:
             grain_sizes.append(size)
         else:
             grain_sizes.append(args.grain_size)
+    for m, gsize in zip(micrographs, grain_sizes):
+        check_resampling(m.shape, gsize, args.max_pixels, name=Path(m.source).name)
+    lock = FolderLock(args.out, wait=args.wait).acquire()
+    try:
+        return _segment_all(args, micrographs, stems, grain_sizes, budget, lock.run_id, report_options)
+    finally:
+        lock.release()
+
+
+def _segment_all(args, micrographs, stems, grain_sizes, budget: int, run_id: str,
+                 report_options: dict) -> int:
+    """Segment each micrograph and commit its files as a set (the caller holds the folder's lock)."""
+    from tqdm import tqdm
+
+    from napari_grainseg.batch import FIELD_OUTPUT_SUFFIXES
+    from napari_grainseg.io.atomic import as_output_error
+    from napari_grainseg.io.outputs import check_not_edited, commit_field, remove_stale_staging, staging_dir
+    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.segmentation.pipeline import net2_available, segment, write_segmentation
+
+    remove_stale_staging(args.out, run_id)
+    suffixes = FIELD_OUTPUT_SUFFIXES + (("_histogram.svg",) if report_options["svg"] else ())
+    names = {stem: [stem + suffix for suffix in suffixes] for stem in stems}
+    for stem in stems:  # outputs edited by hand are kept unless --overwrite: before any computation
+        check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)
     device = select_device(args.device)
     print(f"grainseg: running on {describe_device(device)}", file=sys.stderr)
     model = load_net1(args.weights, device=device)
@@ -74,8 +120,20 @@ def run(args: argparse.Namespace) -> int:
                          min_grain_area=args.min_grain_area, net2_steps=budget if net2_model else 0,
                          net2_model=net2_model, grains=args.grains,
                          watershed_h=getattr(args, "watershed_h", 0.1))
-        write_segmentation(args.out, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                           extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm})
+        stage = staging_dir(args.out, stem, run_id)
+        try:
+            write_segmentation(stage, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
+                               extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm}, **report_options)
+            commit_field(stage, args.out, stem, expected=names[stem],
+                         extra={"input": str(Path(m.source).resolve()), "command": "segment",
+                                "n_grains": int(result.labels.max())})
+        except OSError as exc:
+            raise as_output_error(exc, args.out / stem) from exc
+        finally:
+            if stage.exists():
+                import shutil
+
+                shutil.rmtree(stage, ignore_errors=True)
         net2 = (f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"
                 + ("" if result.refine_converged else " (not converged)")) if result.refine_steps else ""
         print(f"{stem}: {int(result.labels.max())} grains, scale {result.prediction.scale:.2f}, "

@@ -1,13 +1,13 @@
 """``grainseg synth``: write synthetic micrographs with their targets to a folder.
 
-Per sample ``i`` (seeds S, S+1, ...)::
+Per sample, named by its seed (seeds S, S+1, ...; another --seed never overwrites)::
 
-    DIR/synth_000000_image.tif        float32 micrograph in [0, 1]
-    DIR/synth_000000_labels.tif       uint32 grain labels, 0 on boundaries
-    DIR/synth_000000_boundaries.tif   uint8 boundary map (0/1)
-    DIR/synth_000000_params.json      every generator parameter used
+    DIR/synth_<seed>_image.tif        float32 micrograph in [0, 1]
+    DIR/synth_<seed>_labels.tif       uint32 grain labels, 0 on boundaries
+    DIR/synth_<seed>_boundaries.tif   uint8 boundary map (0/1)
+    DIR/synth_<seed>_params.json      every generator parameter used
 
-Every file is written atomically.
+<seed> has six digits (synth_000042_image.tif). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -47,14 +47,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "synth",
         help="write synthetic TEM micrographs with grain labels and boundary maps",
-        description=__doc__,
+        description=__doc__.replace("``", "").replace("::", ":"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--n", type=int, required=True, help="number of samples")
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--shape", default="96x496", help="HEIGHTxWIDTH in pixels (default 96x496)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default 0)")
-    p.add_argument("--preset", default="tem", help="tem (default), paper or train")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--shape", default="96x496", help="HEIGHTxWIDTH in pixels (default: 96x496)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default: 0)")
+    p.add_argument("--preset", default="tem", help="tem, paper or train (default: tem)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="override a generator knob (repeatable), e.g. --param mean_diameter=30")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     for i in tqdm(range(args.n), desc="synth", unit="img", disable=args.quiet):
         sample = generate(args.seed + i, shape, args.preset, **overrides)
-        stem = out / f"synth_{i:06d}"
+        stem = out / f"synth_{args.seed + i:06d}"
         for suffix, array in (("image", sample.image), ("labels", sample.labels),
                               ("boundaries", sample.boundaries.astype(np.uint8))):
             with atomic_path(f"{stem}_{suffix}.tif") as tmp:

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", type=Path, help="JSON file with training settings (see TrainConfig / Net2TrainConfig)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<model>)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
     p.add_argument("--steps", type=int, help="override the number of steps")
     p.add_argument("--max-minutes", type=positive_float, help="stop cleanly after this many minutes")
     p.add_argument("--no-resume", action="store_true", help="start again even if a checkpoint exists")

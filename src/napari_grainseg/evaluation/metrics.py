@@ -31,6 +31,8 @@ import math
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.measure.table import fill_boundaries, grain_ecds
+from napari_grainseg.segmentation.grains import validate_labels
 
 __all__ = [
     "boundary_prf",
@@ -65,9 +67,10 @@ def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
         if labels.dtype == bool or not np.all(np.mod(labels, 1) == 0):
             raise InputError(f"{name} must be an integer label image, got dtype {labels.dtype}")
         labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise InputError(f"{name} has negative labels; grain ids must be >= 0")
-    return labels
+    try:  # the package's one label validator
+        return validate_labels(labels, require_grain=False)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
 
 
 def _tol_key(tolerance: float) -> str:
@@ -158,28 +161,6 @@ def pixel_accuracy(pred_boundaries: np.ndarray, true_boundaries: np.ndarray) -> 
 # --------------------------------------------------------------------------- regions
 
 
-def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.ndarray:
-    """Assign every boundary pixel (label 0) to the nearest grain.
-
-    Parameters
-    ----------
-    labels
-        2-D label image, 0 = boundary.
-    distance
-        Largest distance a grain grows (``skimage.segmentation.expand_labels``);
-        ``None`` grows until no 0 pixel is left. An image without any grain
-        becomes a single grain (label 1).
-    """
-    from skimage.segmentation import expand_labels
-
-    labels = _as_labels(labels, "labels")
-    if not labels.any():
-        return np.ones(labels.shape, np.int64)
-    if distance is None:
-        distance = float(sum(labels.shape))
-    return expand_labels(labels, distance=distance)
-
-
 def segmentation_scores(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict:
     """Variation of information and adapted Rand error between two label images.
 
@@ -217,20 +198,6 @@ def _grain_areas(labels: np.ndarray) -> np.ndarray:
     return counts[counts > 0].astype(np.float64)
 
 
-def grain_ecds(labels: np.ndarray, fill: bool = True) -> np.ndarray:
-    """Equivalent circle diameters ``sqrt(4 A / pi)`` in pixels of every grain (label > 0).
-
-    With ``fill`` (default) boundary pixels are first shared out to the nearest
-    grain, as :func:`napari_grainseg.measure.summary.measure_grains` does, so thick and
-    thin boundaries give the same diameters. An image without grains gives an
-    empty array.
-    """
-    labels = _as_labels(labels, "labels")
-    if not labels.any():
-        return np.zeros(0)
-    return np.sqrt(4.0 * _grain_areas(fill_boundaries(labels) if fill else labels) / np.pi)
-
-
 def grain_count_error(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
     """Signed relative error of the number of grains: ``(n_pred - n_true) / n_true``.
 
@@ -248,7 +215,8 @@ def mean_ecd_error(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
     ECDs are computed after filling the boundary pixels (:func:`grain_ecds`).
     ``nan`` when either image has no grain.
     """
-    d_pred, d_true = grain_ecds(pred_labels), grain_ecds(true_labels)
+    d_pred = grain_ecds(_as_labels(pred_labels, "predicted labels"))
+    d_true = grain_ecds(_as_labels(true_labels, "true labels"))
     if len(d_pred) == 0 or len(d_true) == 0:
         return float("nan")
     return float((d_pred.mean() - d_true.mean()) / d_true.mean())
@@ -258,7 +226,8 @@ def ecd_ks_statistic(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov statistic between the ECD distributions (0 = same)."""
     from scipy.stats import ks_2samp
 
-    d_pred, d_true = grain_ecds(pred_labels), grain_ecds(true_labels)
+    d_pred = grain_ecds(_as_labels(pred_labels, "predicted labels"))
+    d_true = grain_ecds(_as_labels(true_labels, "true labels"))
     if len(d_pred) == 0 or len(d_true) == 0:
         return float("nan")
     return float(ks_2samp(d_pred, d_true).statistic)

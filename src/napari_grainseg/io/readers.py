@@ -39,7 +39,12 @@ from napari_grainseg.io.validate import validate_image
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "PIXEL_SIZE_RANGE_NM",
     "Micrograph",
+    "check_pixel_count",
+    "pillow_size_unchecked",
+    "ImplausibleCalibrationWarning",
     "NonSquarePixelWarning",
     "nm_per_unit",
     "read_micrograph",
@@ -62,11 +67,26 @@ SCREEN_DEFAULT_DPI = (72.0, 96.0, 300.0)
 # Relative difference above which the y and x pixel sizes count as different.
 _SQUARE_RTOL = 1e-4
 
+#: Plausible pixel sizes in nm (1 pm to 1 mm per pixel). A size given by the user outside
+#: this range is an error; a file's calibration outside it is ignored with a warning
+#: (the image is read as uncalibrated).
+PIXEL_SIZE_RANGE_NM: tuple[float, float] = (1e-3, 1e6)
+
+#: Largest image (height x width) read by default: 2.5e8 px, e.g. 15800², about 1 GB as
+#: float32 and several GB at the segmentation's peak. Checked from the file's header
+#: before decoding where the format allows (TIFF, PNG, JPEG, BMP, MRC); raise it with
+#: ``max_pixels`` (``--max-pixels``), 0 = no limit.
+DEFAULT_MAX_PIXELS = 250_000_000
+
 _GPL_EXTRA_HINT = "pip install 'napari-grainseg[gpl-readers]'"
 
 
 class NonSquarePixelWarning(UserWarning):
     """The file's pixels are not square; the mean size is used for 1-D quantities."""
+
+
+class ImplausibleCalibrationWarning(UserWarning):
+    """The file's pixel size is outside :data:`PIXEL_SIZE_RANGE_NM`; the image is read as uncalibrated."""
 
 
 # --------------------------------------------------------------------------- #
@@ -99,7 +119,24 @@ def validate_pixel_size(value: Any) -> float:
         ) from None
     if not math.isfinite(size) or size <= 0:
         raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}")
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    if not lo <= size <= hi:
+        raise InputError(f"pixel size {size:g} nm is outside the plausible range {lo:g} to {hi:g} nm "
+                         "(give it in nm per pixel)")
     return size
+
+
+def check_pixel_count(shape, max_pixels: int | None, source: str = "the image") -> None:
+    """Refuse an image larger than ``max_pixels`` (None: :data:`DEFAULT_MAX_PIXELS`; 0: no limit)."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
+    dims = [int(n) for n in shape]
+    if len(dims) >= 2:
+        dims = dims[-3:-1] if len(dims) >= 3 and dims[-1] in (3, 4) else dims[-2:]
+    n = math.prod(dims)
+    if limit > 0 and n > limit:
+        shown = "x".join(str(d) for d in dims)
+        raise InputError(f"{source} is {shown} = {n:.3g} pixels, more than the limit of {limit:.3g} "
+                         "(raise it with --max-pixels N, or crop the image)")
 
 
 _NM_PER_UNIT = {
@@ -341,12 +378,13 @@ def _tiff_calibration(
     return (nm / yres, nm / xres), unit.name.lower(), f"TIFF ResolutionUnit {unit.name}"
 
 
-def _read_tiff(path: Path) -> _Raw:
+def _read_tiff(path: Path, max_pixels: int | None = None) -> _Raw:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         page = tif.pages.first  # a TiffPage with all tags (series pages may be frames)
+        check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)  # before decoding
         array = series.asarray()
         axes = series.axes
         metadata = _base_metadata("TIFF", "tifffile", array)
@@ -372,14 +410,45 @@ def _read_tiff(path: Path) -> _Raw:
 
 
 def _invert(array: np.ndarray) -> np.ndarray:
-    """Invert a MINISWHITE image so that dark stays dark."""
+    """Invert a MINISWHITE image so that dark stays dark (1-bit images included)."""
+    if array.dtype == bool:
+        return ~array
     if np.issubdtype(array.dtype, np.integer):
         return np.iinfo(array.dtype).max - array
     return array.max() + array.min() - array
 
 
-def _read_raster(path: Path) -> _Raw:
+@contextlib.contextmanager
+def pillow_size_unchecked():
+    """Pillow without its own decompression-bomb check for the block (``max_pixels`` applies instead).
+
+    Pillow's global setting is restored afterwards, so other users of Pillow keep their protection.
+    """
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield Image
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _raster_header_shape(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG/JPEG/BMP header without decoding the pixels (Pillow), or None."""
+    try:
+        with pillow_size_unchecked() as Image, Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # unreadable header: the decoder reports it
+        return None
+
+
+def _read_raster(path: Path, max_pixels: int | None = None) -> _Raw:
     import cv2
+
+    shape = _raster_header_shape(path)
+    if shape is not None:
+        check_pixel_count(shape, max_pixels, path.name)  # before decoding: a small file may decode huge
 
     # imdecode from bytes: works with non-ASCII paths, where cv2.imread fails.
     buffer = np.fromfile(path, dtype=np.uint8)
@@ -400,9 +469,11 @@ def _read_raster(path: Path) -> _Raw:
     return _Raw(array, None, metadata)
 
 
-def _read_mrc(path: Path) -> _Raw:
+def _read_mrc(path: Path, max_pixels: int | None = None) -> _Raw:
     import mrcfile
 
+    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+        check_pixel_count((int(mrc.header.ny), int(mrc.header.nx)), max_pixels, path.name)
     with mrcfile.open(path, mode="r", permissive=False) as mrc:
         array = np.array(mrc.data)
         voxel = mrc.voxel_size
@@ -431,7 +502,7 @@ def _import_rsciio(module: str, fmt: str):
         ) from None
 
 
-def _read_with_rsciio(path: Path, module: str, fmt: str) -> _Raw:
+def _read_with_rsciio(path: Path, module: str, fmt: str, max_pixels: int | None = None) -> _Raw:
     reader = _import_rsciio(module, fmt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -439,6 +510,7 @@ def _read_with_rsciio(path: Path, module: str, fmt: str) -> _Raw:
     if not signals:
         raise InputError(f"no image found in {path.name}")
     signal = signals[0]
+    check_pixel_count(np.shape(signal["data"]), max_pixels, path.name)
     array = np.asarray(signal["data"])
     metadata = _base_metadata(fmt, f"rosettasciio ({module})", array)
     metadata["reader_messages"] = [str(w.message) for w in caught]
@@ -470,9 +542,9 @@ def _reader_for(suffix: str):
     if suffix in _MRC:
         return _read_mrc
     if suffix in _DM:
-        return lambda p: _read_with_rsciio(p, "rsciio.digitalmicrograph", suffix[1:].upper())
+        return lambda p, m=None: _read_with_rsciio(p, "rsciio.digitalmicrograph", suffix[1:].upper(), m)
     if suffix in _TIA:
-        return lambda p: _read_with_rsciio(p, "rsciio.tia", "TIA " + suffix[1:].upper())
+        return lambda p, m=None: _read_with_rsciio(p, "rsciio.tia", "TIA " + suffix[1:].upper(), m)
     raise InputError(f"unsupported file type {suffix or '(no extension)'!r}; supported: "
                      + ", ".join(SUPPORTED_EXTENSIONS))
 
@@ -482,13 +554,16 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def read_micrograph(path: str | os.PathLike) -> Micrograph:
+def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -> Micrograph:
     """Read a 2-D micrograph and its pixel size from a file.
 
     Parameters
     ----------
     path
         A file with one of :data:`SUPPORTED_EXTENSIONS` (case-insensitive).
+    max_pixels
+        Largest accepted image (height x width); None: :data:`DEFAULT_MAX_PIXELS`,
+        0: no limit. Checked from the header before decoding where possible.
 
     Returns
     -------
@@ -501,7 +576,8 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
     InputError
         Missing file, directory, unsupported extension, unreadable or corrupt
         file, stacks, diffraction patterns (reciprocal units), constant, tiny or
-        NaN-containing images, or rosettasciio missing for DM3/DM4/SER/EMI.
+        NaN-containing images, images over ``max_pixels``, or rosettasciio
+        missing for DM3/DM4/SER/EMI.
 
     Warns
     -----
@@ -527,7 +603,8 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
     if path.stat().st_size == 0:
         raise InputError(f"cannot read {path}: the file is empty")
     try:
-        raw = read(path)
+        raw = read(path, max_pixels)
+        check_pixel_count(np.shape(raw.array), max_pixels, path.name)
     except InputError:
         raise
     except MemoryError:
@@ -548,6 +625,16 @@ def read_micrograph(path: str | os.PathLike) -> Micrograph:
 
     size_yx = raw.pixel_size_yx_nm
     size = None
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    if size_yx is not None and not all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in size_yx):
+        message = (f"the calibration of {path.name} ({float(size_yx[0]):.6g} x {float(size_yx[1]):.6g} nm "
+                   f"per pixel, y x) is outside the plausible range {lo:g} to {hi:g} nm: ignored, the image "
+                   "is read as uncalibrated (give --pixel-size)")
+        metadata["warnings"].append(message)
+        metadata["ignored_calibration_yx_nm"] = tuple(float(v) for v in size_yx)
+        metadata["calibration_source"] = f"{metadata.get('calibration_source')} (implausible: ignored)"
+        warnings.warn(message, ImplausibleCalibrationWarning, stacklevel=2)
+        size_yx = None
     if size_yx is not None:
         size_yx = (float(size_yx[0]), float(size_yx[1]))
         size = (size_yx[0] + size_yx[1]) / 2

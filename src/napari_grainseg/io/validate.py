@@ -20,8 +20,18 @@ MIN_SIZE = 16
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
+#: Pixel magnitudes above this, or a value range below ``SAFE_MIN_SPAN``, are rescaled to 0..1
+#: (float32 and squared gradients would overflow, or differences vanish).
+SAFE_MAGNITUDE = 1e15
+SAFE_MIN_SPAN = 1e-15
+
+
 class ColourImageWarning(UserWarning):
     """An RGB image with unequal channels was converted to luminance."""
+
+
+class ExtremeValuesWarning(UserWarning):
+    """Pixel values too large or too close together for float32: the image was rescaled to 0..1."""
 
 
 def to_grayscale(data: np.ndarray) -> np.ndarray:
@@ -76,6 +86,13 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
     InputError
         For stacks, complex or non-numeric data, images smaller than
         ``min_size``, NaN or infinite values, or constant images (no edges to find).
+
+    Warns
+    -----
+    ExtremeValuesWarning
+        Values beyond ±``SAFE_MAGNITUDE`` or spanning less than ``SAFE_MIN_SPAN``
+        (finite, not constant): rescaled linearly to 0..1 instead of overflowing to
+        infinity or collapsing to a constant in float32.
     """
     data = np.asarray(data)
     if data.dtype == bool:
@@ -93,4 +110,13 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
     lo, hi = np.min(data), np.max(data)
     if lo == hi:
         raise InputError(f"image is constant (every pixel is {lo}): there are no grains to find")
+    lo64, hi64 = float(lo), float(hi)
+    span = hi64 / 2 - lo64 / 2  # halves: no overflow for -1e308..1e308
+    if max(abs(lo64), abs(hi64)) > SAFE_MAGNITUDE or span < 0.5 * SAFE_MIN_SPAN:
+        # float32 (and the squares in the edge filters) would overflow to infinity or
+        # flush the differences to zero: keep the picture, rescaled to 0..1 in float64.
+        warnings.warn(f"pixel values span {lo64:.6g} to {hi64:.6g}, too {'large' if span >= 0.5 * SAFE_MIN_SPAN else 'close together'} "
+                      "to compute with in float32: rescaled linearly to 0..1", ExtremeValuesWarning, stacklevel=2)
+        scaled = (data.astype(np.float64) / 2 - lo64 / 2) / span
+        return np.ascontiguousarray(scaled, dtype=np.float32)
     return np.ascontiguousarray(data, dtype=np.float32)

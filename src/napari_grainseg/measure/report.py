@@ -3,7 +3,9 @@
 Every file is written atomically (:mod:`napari_grainseg.io.atomic`): after a crash
 a file is either complete or absent. Figures use matplotlib's object API
 (``matplotlib.figure.Figure`` with the Agg canvas, never pyplot), imported
-lazily, so this module is thread-safe and Qt-free.
+lazily (only when a figure is made), so this module is thread-safe and Qt-free.
+A field's histogram is drawn once and saved as PNG, and as SVG on request;
+SVGs are deterministic (no date, fixed ids), so runs compare by hash.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.io.atomic import atomic_open, atomic_path
-from napari_grainseg.segmentation.grains import validate_labels
-from napari_grainseg.measure.summary import GrainTable, measure_grains, summarize, optional_pixel_size
+from napari_grainseg.measure.table import GrainTable
 
 __all__ = [
     "BOUNDARY_COLOUR",
@@ -24,6 +25,7 @@ __all__ = [
     "overlay_rgb",
     "save_figure",
     "save_overlay",
+    "write_field_exports",
     "write_grains_csv",
     "write_report",
     "write_summary_json",
@@ -86,13 +88,16 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from scipy import stats
 
     hist = summary.get("histograms")
     s = summary.get("pixel_size_nm")
     unit = "nm" if s else "px"
     scale = s or 1.0
-    fig = Figure(figsize=(4.4, 8.4) if vertical else (11, 3.6), layout="constrained")
+    if vertical:  # the dock widget's figure, drawn once per update
+        fig = Figure(figsize=(4.4, 8.4), layout="constrained")
+    else:  # fixed margins: a constrained layout draws the figure again at every save
+        fig = Figure(figsize=(11, 3.6))
+        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.84, wspace=0.3)
     FigureCanvasAgg(fig)
     ax_n, ax_a, ax_c = fig.subplots(3, 1) if vertical else fig.subplots(1, 3)
     n_inc = summary.get("n_grains_included", 0)
@@ -113,7 +118,7 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
         if fit:
             x = np.linspace(max(edges[0], 1e-9), edges[-1], 300)
             med = fit["median_px"] * scale
-            ax_n.plot(x, stats.lognorm.pdf(x, fit["sigma"], scale=med), "k-",
+            ax_n.plot(x, _lognormal_pdf(x, fit["sigma"], med), "k-",
                       label=f"lognormal σ={fit['sigma']:.2f}, median={med:.3g} {unit}")
     for ax, what in ((ax_n, "number"), (ax_a, "area")):
         ax.set_xlabel(f"ECD ({unit})")
@@ -133,7 +138,7 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     if fit:
         x = np.linspace(max(d.min() * 0.8, 1e-9) if d.size else 1e-9,
                         d.max() * 1.2 if d.size else 1, 300)
-        ax_c.plot(x, stats.lognorm.cdf(x, fit["sigma"], scale=fit["median_px"] * scale), "k-",
+        ax_c.plot(x, _lognormal_cdf(x, fit["sigma"], fit["median_px"] * scale), "k-",
                   label=f"lognormal fit, KS D={fit['ks_statistic']:.3f}")
     ax_c.set_xlabel(f"ECD ({unit})")
     ax_c.set_ylabel("cumulative fraction of grains")
@@ -143,15 +148,29 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     return fig
 
 
+def _lognormal_pdf(x: np.ndarray, sigma: float, median: float) -> np.ndarray:
+    return np.exp(-0.5 * (np.log(x / median) / sigma) ** 2) / (x * sigma * math.sqrt(2 * math.pi))
+
+
+def _lognormal_cdf(x: np.ndarray, sigma: float, median: float) -> np.ndarray:
+    from scipy import special
+
+    return special.ndtr(np.log(x / median) / sigma)
+
+
 def save_figure(fig, path, *, dpi: int = 150) -> Path:
-    """Save a matplotlib figure atomically; the format follows the suffix."""
+    """Save a matplotlib figure atomically; the format follows the suffix.
+
+    SVG keeps text as text (editable, searchable) and carries no date and fixed
+    element ids, so the same figure gives the same bytes.
+    """
     import matplotlib
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    # SVG keeps text as text (editable, searchable) instead of glyph outlines
-    with matplotlib.rc_context({"svg.fonttype": "none"}), atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "grainseg"}), atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
     return path
 
 
@@ -190,7 +209,8 @@ def save_overlay(path, image: np.ndarray | None, boundaries: np.ndarray) -> Path
     path = Path(path)
     rgb = overlay_rgb(image, boundaries)
     with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        # zlib level 3: same pixels, about a third of the default level's time, a smaller file here
+        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=3)
     return path
 
 
@@ -204,6 +224,28 @@ def write_tiff(path, array: np.ndarray) -> Path:
     return path
 
 
+def write_field_exports(out_dir, stem: str, table: GrainTable, summary: dict, *,
+                        extra: dict | None = None, svg: bool = False,
+                        what: tuple[str, ...] = ("csv", "json", "histogram")) -> dict[str, Path]:
+    """Write the chosen exports of a measured field: CSV, summary JSON, histogram PNG (and SVG).
+
+    The histogram figure is drawn once (report layout) and saved as PNG, and as
+    SVG with ``svg``. Returns ``{"csv", "json", "histogram_png"[, "histogram_svg"]}`` → path.
+    """
+    out_dir = Path(out_dir)
+    paths: dict[str, Path] = {}
+    if "csv" in what:
+        paths["csv"] = write_grains_csv(out_dir / f"{stem}_grains.csv", table)
+    if "json" in what:
+        paths["json"] = write_summary_json(out_dir / f"{stem}_summary.json", summary, extra)
+    if "histogram" in what:
+        fig = histogram_figure(table, summary)
+        paths["histogram_png"] = save_figure(fig, out_dir / f"{stem}_histogram.png")
+        if svg:
+            paths["histogram_svg"] = save_figure(fig, out_dir / f"{stem}_histogram.svg")
+    return paths
+
+
 def write_report(
     out_dir,
     stem: str,
@@ -213,35 +255,34 @@ def write_report(
     boundaries: np.ndarray | None = None,
     pixel_size_nm: float | None = None,
     extra: dict | None = None,
+    svg: bool = False,
+    min_area: int | None = None,
+    exclude: np.ndarray | None = None,
     **summary_options,
 ) -> dict[str, Path]:
     """Measure ``labels`` and write every export of one field.
 
     Files: ``<stem>_grains.csv``, ``<stem>_summary.json`` (summary plus
-    ``extra``, e.g. ``{"device": "cpu"}``), ``<stem>_histogram.png``,
-    ``<stem>_histogram.svg`` and ``<stem>_overlay.png`` (``boundaries``, by
-    default ``labels == 0``, on ``image``). ``summary_options`` go to
-    :func:`~napari_grainseg.measure.summary.summarize`.
+    ``extra``, e.g. ``{"device": "cpu"}``), ``<stem>_histogram.png`` (and
+    ``<stem>_histogram.svg`` with ``svg``) and ``<stem>_overlay.png``
+    (``boundaries``, by default ``labels == 0``, on ``image``). ``min_area``,
+    ``exclude`` and ``summary_options`` go to
+    :func:`~napari_grainseg.measure.statistics.measure_field`.
 
     Returns
     -------
     dict
-        ``{"csv", "json", "histogram_png", "histogram_svg", "overlay"}`` → path.
+        ``{"csv", "json", "histogram_png", ["histogram_svg",] "overlay"}`` → path.
     """
-    labels = validate_labels(labels)
-    s = optional_pixel_size(pixel_size_nm)
+    from napari_grainseg.measure.statistics import measure_field
+    from napari_grainseg.measure.table import prepare_labels
+
+    fld = prepare_labels(labels, min_area=min_area, exclude=exclude)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = measure_grains(labels, s)
-    summary = summarize(labels, s, table=table, **summary_options)
+    table, summary = measure_field(fld, pixel_size_nm, **summary_options)
     if boundaries is None:
-        boundaries = labels == 0
-    paths = {
-        "csv": write_grains_csv(out_dir / f"{stem}_grains.csv", table),
-        "json": write_summary_json(out_dir / f"{stem}_summary.json", summary, extra),
-    }
-    fig = histogram_figure(table, summary)
-    paths["histogram_png"] = save_figure(fig, out_dir / f"{stem}_histogram.png")
-    paths["histogram_svg"] = save_figure(fig, out_dir / f"{stem}_histogram.svg")
+        boundaries = np.asarray(labels) == 0
+    paths = write_field_exports(out_dir, stem, table, summary, extra=extra, svg=svg)
     paths["overlay"] = save_overlay(out_dir / f"{stem}_overlay.png", image, boundaries)
     return paths

@@ -45,23 +45,140 @@ def save_weights(model, path: str | Path, info: dict[str, Any]) -> tuple[Path, P
     return path, meta_path
 
 
-def load_state(path: str | Path, device="cpu") -> tuple[dict, dict]:
-    """Load a weights file and its JSON info; tensors are float32 on ``device``."""
+def safe_torch_load(path: str | Path, device="cpu", *, what: str = "weights"):
+    """``torch.load(path, weights_only=True)`` with a one-line :class:`InputError` for any bad file.
+
+    Only tensors and plain containers load; a file holding anything else (a
+    pickle that would run code, a foreign format, a truncated file) is refused
+    without PyTorch's advice to retry with ``weights_only=False`` (wrong advice
+    for a file of unknown origin).
+    """
+    import pickle
+    import zipfile
+
     import torch
 
     path = Path(path)
-    meta_path = path.with_suffix(".json")
     if not path.is_file():
-        raise InputError(f"weights file not found: {path}")
+        raise InputError(f"{what} file not found: {path}" if not path.is_dir()
+                         else f"{what} {path} is a directory, not a file")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except MemoryError:
+        raise InputError(f"cannot load {what} {path}: not enough memory") from None
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "Unsupported operand" in text:
+            why = "it holds Python objects other than tensors (refused: loading them could run code)"
+        else:
+            why = "not a PyTorch weights file (corrupt or truncated?)"
+        raise InputError(f"cannot load {what} {path}: {why}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, TypeError,
+            KeyError, IndexError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "weights_only" in first:
+            first = "it holds objects other than tensors (refused)"
+        raise InputError(f"cannot load {what} {path}: not a valid PyTorch file ({first[:120]})") from None
+
+
+def load_checkpoint(path: str | Path, device="cpu", *, keys: tuple[str, ...] = ("config", "model", "step")) -> dict:
+    """A training checkpoint (a dict with at least ``keys``; ``config`` a JSON string), checked.
+
+    Raises
+    ------
+    InputError
+        One line naming the checkpoint for a corrupt, hostile or incomplete file.
+    """
+    ckpt = safe_torch_load(path, device, what="checkpoint")
+    if not isinstance(ckpt, dict):
+        raise InputError(f"checkpoint {path} is not a grainseg training checkpoint (it holds a "
+                         f"{type(ckpt).__name__}, not a dict); delete it or use another --out folder")
+    missing = [k for k in keys if k not in ckpt]
+    if missing:
+        raise InputError(f"checkpoint {path} lacks {', '.join(missing)}: not a complete grainseg training "
+                         "checkpoint; delete it or use another --out folder")
+    if "config" in keys:
+        try:
+            config = json.loads(ckpt["config"])
+        except (TypeError, ValueError):
+            config = None
+        if not isinstance(config, dict):
+            raise InputError(f"checkpoint {path}: its config is not a JSON object; delete it or use "
+                             "another --out folder")
+    return ckpt
+
+
+def read_weights_info(path: str | Path) -> dict:
+    """The JSON next to a weights file, checked: a dict with an ``architecture`` dict."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         raise InputError(f"weights info file not found: {meta_path} (it must sit next to the weights)")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise InputError(f"cannot load weights {path}: {exc}") from exc
-    info = json.loads(meta_path.read_text(encoding="utf-8"))
+        info = json.loads(meta_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"weights info {meta_path} is not a text (JSON) file") from None
+    except ValueError as exc:
+        raise InputError(f"weights info {meta_path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"cannot read weights info {meta_path}: {exc.strerror or exc}") from None
+    if not isinstance(info, dict):
+        raise InputError(f"weights info {meta_path} must hold a JSON object, not a {type(info).__name__}")
+    arch = info.get("architecture")
+    if not isinstance(arch, dict):
+        raise InputError(f"weights info {meta_path} has no \"architecture\" object"
+                         + ("" if arch is None else f" (it is a {type(arch).__name__})"))
+    return info
+
+
+def load_state(path: str | Path, device="cpu") -> tuple[dict, dict]:
+    """Load a weights file and its JSON info; tensors are float32 on ``device``.
+
+    Raises
+    ------
+    InputError
+        One line for a missing, corrupt or hostile weights file, or a missing,
+        invalid or incomplete JSON info file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights file not found: {path}" if not path.is_dir()
+                         else f"weights {path} is a directory, not a file")
+    info = read_weights_info(path)
+    state = safe_torch_load(path, device)
+    if not isinstance(state, dict) or not all(isinstance(k, str) and hasattr(v, "is_floating_point")
+                                              for k, v in state.items()):
+        raise InputError(f"cannot load weights {path}: not a state dict of tensors")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return state, info
+
+
+def _config(cls, info: dict, path: Path, model: str):
+    """The architecture config of ``info`` with one-line errors (unknown key, wrong model, bad value).
+
+    ``cls.from_dict`` builds it when the class has one (Net2: retired options at their off value).
+    """
+    import dataclasses
+
+    arch = info["architecture"]
+    name = model.capitalize()  # Net1, Net2
+    if info.get("model") not in (None, model):
+        raise InputError(f"weights {path} are {str(info.get('model')).capitalize()} weights, not {name} weights "
+                         f"(give them with the right option: --weights for net1, --net2-weights for net2)")
+    known = {f.name for f in dataclasses.fields(cls)}
+    if model == "net2":
+        from napari_grainseg.models import net2
+
+        known |= set(getattr(net2, "RETIRED_OPTIONS", {}))
+    unknown = sorted(set(arch) - known)
+    if unknown:
+        raise InputError(f"weights {path} are not {name} weights: unknown architecture "
+                         f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    try:
+        return cls.from_dict(arch) if hasattr(cls, "from_dict") else cls(**arch)
+    except (TypeError, ValueError, InputError) as exc:
+        raise InputError(f"weights {path}: invalid {name} architecture {arch}: "
+                         f"{' '.join(str(exc).split())}") from None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -92,7 +209,13 @@ def load_net1(path: str | Path | None = None, device="cpu", *, for_training: boo
 
     path = Path(path) if path is not None else shipped_weights_dir() / "net1.pt"
     state, info = load_state(path, device)
-    model = Net1(Net1Config(**info["architecture"]))
+    try:
+        model = Net1(_config(Net1Config, info, path, "net1"))
+    except InputError:
+        raise
+    except Exception as exc:  # e.g. a negative width: torch refuses to build the layers
+        raise InputError(f"weights {path}: cannot build Net1 {info['architecture']}: "
+                         f"{' '.join(str(exc).split())[:160]}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -124,8 +247,10 @@ def load_net2(path: str | Path | None = None, device="cpu", *, for_training: boo
     path = Path(path) if path is not None else shipped_weights_dir() / "net2.pt"
     state, info = load_state(path, device)
     try:
-        model = Net2(Net2Config.from_dict(info["architecture"]))
+        model = Net2(_config(Net2Config, info, path, "net2"))
         model.load_state_dict(state)
+    except InputError:
+        raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"weights {path} are not Net2 weights ({info.get('architecture')}): "
                          f"{str(exc).splitlines()[0]}") from exc

@@ -17,16 +17,21 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import boundaries_to_labels
 from napari_grainseg.plugin._layers import derived_layer_kwargs
 from napari_grainseg.plugin._threading import Debouncer, run_staged
+from napari_grainseg.segmentation.grains import boundaries_to_labels
 
 #: Metadata key that marks layers made by this plugin, with their role.
 ROLE_KEY = "grainseg_role"
+#: Metadata key of a layer still holding its small placeholder (filled in a later event-loop turn).
+PENDING_KEY = "grainseg_pending"
 #: Opacity of the filled grains layer.
-GRAINS_OPACITY = 0.3
+GRAINS_OPACITY = 0.2
 #: Debounce delay between an edit and the rebuild of the grains (ms).
 REBUILD_DELAY_MS = 300
+
+#: Kinds of hand edits counted in a summary.
+EDIT_KINDS = ("merges", "splits", "deletions", "painted_px")
 
 _LINKS: dict = {}
 
@@ -80,6 +85,15 @@ class BoundaryLink:
         self.grains = grains
         self._model_checksum: int | None = None
         self._grains_checksum: int | None = None
+        #: what a model last wrote (None: not a model result); edits are counted against it
+        self.model_boundaries: np.ndarray | None = None
+        #: tool edits since the last model result: (kind, index, values written)
+        self.tool_edits: list[tuple[str, tuple, np.ndarray]] = []
+        #: edit counts carried over from earlier model results (Net2 steps keep hand edits)
+        self.carried_edits: dict[str, int] = dict.fromkeys(EDIT_KINDS, 0)
+        #: pixels a Net2 step must keep as the user left them, and their values (see :meth:`clamp`)
+        self.fixed_mask: np.ndarray | None = None
+        self.fixed_values: np.ndarray | None = None
         self.rebuilt_callbacks: list[Callable[[BoundaryLink], None]] = []
         self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
         for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):
@@ -113,7 +127,8 @@ class BoundaryLink:
         # share a colour across a line show at once where a boundary has a gap (napari's
         # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
         grains = viewer.add_labels(placeholder.astype(np.uint32), opacity=GRAINS_OPACITY,
-                                   metadata={ROLE_KEY: "grains", "grainseg_source": source.name},
+                                   metadata={ROLE_KEY: "grains", "grainseg_source": source.name,
+                                             PENDING_KEY: True},
                                    **derived_layer_kwargs(source, name_g))
         grains.editable = False  # derived: edit the boundary layer
         layer = viewer.add_labels(placeholder, colormap=boundary_colormap(), opacity=0.9,
@@ -123,6 +138,7 @@ class BoundaryLink:
         link.write_model_result(boundaries, labels)
         if not from_model:
             link._model_checksum = None
+            link.model_boundaries = None
         return link
 
     @classmethod
@@ -144,6 +160,7 @@ class BoundaryLink:
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)
         link._grains_checksum = checksum(layer.data)
+        link.model_boundaries = data.astype(np.uint8)  # edits are counted from what was opened
         return link
 
     # ----------------------------------------------------------------- state
@@ -157,20 +174,75 @@ class BoundaryLink:
         """True when the boundary layer differs from what a model last wrote into it."""
         return self._model_checksum is not None and checksum(self.boundaries.data) != self._model_checksum
 
-    def write_model_result(self, boundaries: np.ndarray, labels: np.ndarray) -> None:
+    @property
+    def has_hand_edits(self) -> bool:
+        """True when the layer holds hand edits: made since the last model result, or carried
+        through Net2 steps (which keep them)."""
+        return self.edited or any(self.carried_edits.values())
+
+    def write_model_result(self, boundaries: np.ndarray, labels: np.ndarray, keep_edits: bool = False) -> None:
         """Replace both layers with a model's result; clears the boundary layer's undo history.
 
+        ``keep_edits``: the result keeps the hand edits (a clamped Net2 step), so
+        their counts carry over; otherwise the counts start again from zero.
         The two layers are updated in consecutive event-loop turns (:func:`run_staged`).
         """
         boundaries = np.asarray(boundaries, np.uint8)
+        if keep_edits:
+            counts = self.edit_counts()
+            self.carried_edits = counts
+        else:
+            self.carried_edits = dict.fromkeys(EDIT_KINDS, 0)
+            self.fixed_mask = self.fixed_values = None
+        self.tool_edits = []
+        self.model_boundaries = boundaries.copy()
         self._model_checksum = self._grains_checksum = checksum(boundaries)
 
         def grains():
             if self.alive:
+                self.grains.metadata.pop(PENDING_KEY, None)
                 self.grains.data = np.asarray(labels, np.uint32)
                 self._notify()
 
         run_staged(lambda: replace_labels_data(self.boundaries, boundaries), grains)
+
+    def edit_counts(self) -> dict[str, int]:
+        """Hand edits in effect: merges, splits, deletions (tool uses whose pixels are still
+        as the tool wrote them, so undone ones do not count) and painted boundary pixels
+        (pixels that differ from the model result and no tool wrote)."""
+        counts = dict(self.carried_edits)
+        data = np.asarray(self.boundaries.data)
+        by_tool = np.zeros(data.shape, bool)
+        for kind, index, values in reversed(self.tool_edits):  # a later edit owns the pixels it wrote
+            own = ~by_tool[index]
+            if own.any() and np.array_equal(data[index][own], values[own]):
+                counts[kind] += 1
+                by_tool[index] = True
+        model = self.model_boundaries
+        if model is not None and model.shape == data.shape:
+            counts["painted_px"] += int(np.count_nonzero((data != model) & ~by_tool))
+        return counts
+
+    def clamp(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The pixels a Net2 step keeps fixed, and their values (boundary probability 0 or 1).
+
+        Every pixel where the boundary layer differs from the last model
+        result (hand edits), with a 1-px margin, is added to the fixed set of
+        this layer; earlier fixed pixels stay fixed. None, None without edits.
+        """
+        from scipy import ndimage as ndi
+
+        data = np.asarray(self.boundaries.data)
+        model = self.model_boundaries
+        if model is not None and model.shape == data.shape:
+            changed = ndi.binary_dilation(data != model, np.ones((3, 3), bool))
+            if changed.any():
+                if self.fixed_mask is None or self.fixed_mask.shape != data.shape:
+                    self.fixed_mask = np.zeros(data.shape, bool)
+                    self.fixed_values = np.zeros(data.shape, np.float32)
+                self.fixed_mask |= changed
+                self.fixed_values[changed] = data[changed] > 0
+        return self.fixed_mask, self.fixed_values
 
     # ----------------------------------------------------------------- rebuild
 
@@ -206,12 +278,13 @@ class BoundaryLink:
 
     # ----------------------------------------------------------------- edits
 
-    def apply_grain_edit(self, labels_after: np.ndarray) -> int:
+    def apply_grain_edit(self, labels_after: np.ndarray, kind: str | None = None) -> int:
         """Apply a grain edit as ONE undoable change of the boundary layer.
 
         ``labels_after`` is the result of a core editing operation on the
         current grains; exactly the boundary pixels the operation switched
         are written with ``data_setitem`` inside ``block_history``.
+        ``kind`` ("merges", "splits", "deletions") counts the edit for the summary.
         Returns the number of pixels changed.
         """
         from scipy import ndimage as ndi
@@ -230,6 +303,8 @@ class BoundaryLink:
             return 0
         with self.boundaries.block_history():
             self.boundaries.data_setitem(index, values)
+        if kind in EDIT_KINDS:
+            self.tool_edits.append((kind, index, np.asarray(values, np.uint8).copy()))
         self.flush()  # the grains follow at once, so tools can be chained
         return int(index[0].size)
 

@@ -16,10 +16,18 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
-from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
+from napari_grainseg.plugin._dock import (
+    follow_active,
+    link_of,
+    newest_link_of_image,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import derived_layer_kwargs
+from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 
 
 class CorrectWidget(Container):
@@ -37,19 +45,37 @@ class CorrectWidget(Container):
         self.redo_button = PushButton(text="Redo")
         history = Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False)
         self.status = Label(value="paint / erase boundaries with label 1 on the boundary layer")
-        super().__init__(widgets=[
+        self.body = Container(widgets=[
             self.boundaries, self.picks_button, self.lines_button, self.merge_button, self.split_button,
             self.delete_button, history, self.status,
         ])
-        self.picks_button.changed.connect(self.picks_layer)
-        self.lines_button.changed.connect(self.lines_layer)
-        self.merge_button.changed.connect(self.merge)
-        self.split_button.changed.connect(self.split)
-        self.delete_button.changed.connect(self.delete)
-        self.undo_button.changed.connect(self.undo)
-        self.redo_button.changed.connect(self.redo)
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
+        # buttons call the methods with no argument (a button's value is not a list of points)
+        self.picks_button.clicked.connect(lambda: self.picks_layer())
+        self.lines_button.clicked.connect(lambda: self.lines_layer())
+        self.merge_button.clicked.connect(lambda: self.merge())
+        self.split_button.clicked.connect(lambda: self.split())
+        self.delete_button.clicked.connect(lambda: self.delete())
+        self.undo_button.clicked.connect(lambda: self.undo())
+        self.redo_button.clicked.connect(lambda: self.redo())
         viewer.layers.events.inserted.connect(self.boundaries.reset_choices)
         viewer.layers.events.removed.connect(self.boundaries.reset_choices)
+        follow_active(viewer, self.boundaries, self._boundaries_for)
+        suggest_reader_for_calibrated_tiffs(viewer)
+
+    def _boundaries_for(self, layer):
+        """The boundary layer to edit when ``layer`` becomes active (None: keep the current one)."""
+        if layer is None or layer.metadata.get(ROLE_KEY) in ("picks", "split lines"):
+            return None
+        if layer.metadata.get(ROLE_KEY) == "boundaries":
+            return layer
+        link = link_of(layer)
+        if link is not None:
+            return link.boundaries
+        image = source_image(self._viewer, layer)
+        link = newest_link_of_image(self._viewer, image) if image is not None else None
+        return link.boundaries if link is not None else None
 
     def _boundary_layers(self, _widget=None) -> list:
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Labels)
@@ -82,7 +108,7 @@ class CorrectWidget(Container):
         elif not create:
             return None
         elif kind == "points":
-            helper = self._viewer.add_points(ndim=2, size=max(4 * float(np.mean(layer.scale)), 1e-6),
+            helper = self._viewer.add_points(ndim=2, size=max(12 * float(np.mean(layer.scale)), 1e-6),
                                              face_color="cyan", metadata={ROLE_KEY: "picks"},
                                              **derived_layer_kwargs(layer, name))
         else:
@@ -134,12 +160,12 @@ class CorrectWidget(Container):
 
     # ------------------------------------------------------------------ tools
 
-    def _apply(self, what: str, op) -> int | None:
+    def _apply(self, what: str, op, kind: str) -> int | None:
         try:
             link = self.link()
             before = int(np.asarray(link.grains.data).max())
             after_labels = op(link)
-            n = link.apply_grain_edit(after_labels)
+            n = link.apply_grain_edit(after_labels, kind)
         except GrainsegError as exc:
             self._fail(exc)
             return None
@@ -154,7 +180,7 @@ class CorrectWidget(Container):
                 raise InputError("pick at least two touching grains to merge")
             return merge_grains(link.grains.data, ids)
 
-        n = self._apply("merge", op)
+        n = self._apply("merge", op, "merges")
         if n is not None and points_yx is None:
             self._clear("points")
         return n
@@ -170,7 +196,7 @@ class CorrectWidget(Container):
                 labels = delete_grain(labels, gid)
             return labels
 
-        n = self._apply("delete", op)
+        n = self._apply("delete", op, "deletions")
         if n is not None and points_yx is None:
             self._clear("points")
         return n
@@ -189,7 +215,7 @@ class CorrectWidget(Container):
                 labels = split_grain(labels, np.asarray(line, float))
             return labels
 
-        n = self._apply("split", op)
+        n = self._apply("split", op, "splits")
         if n is not None and lines_yx is None:
             self._clear("shapes")
         return n
@@ -199,8 +225,17 @@ class CorrectWidget(Container):
         layer = self.boundaries.value
         if layer is not None:
             layer.undo()
+            self._after_history(layer, "undo")
 
     def redo(self) -> None:
+        """Redo the last undone edit of the boundary layer."""
         layer = self.boundaries.value
         if layer is not None:
             layer.redo()
+            self._after_history(layer, "redo")
+
+    def _after_history(self, layer, what: str) -> None:
+        link = link_of(layer)
+        if link is not None:
+            link.flush()  # the grains follow at once
+        self.status.value = f"{what} on '{layer.name}'"

@@ -10,9 +10,15 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_warning
 
-from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 from napari_grainseg.errors import GrainsegError
+from napari_grainseg.plugin._dock import (
+    follow_active,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer
+from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 
 #: Colour of each single-detector layer (they are shown additively over the micrograph).
 EDGE_COLORMAPS = {"Sobel": "red", "LoG": "green", "Canny": "blue"}
@@ -59,14 +65,18 @@ class EdgeDetectorsWidget(Container):
         self.canny_low_ratio = FloatSpinBox(label="Canny low/high", value=0.4, min=0.05, max=1.0, step=0.05)
         self.run_button = PushButton(text="Detect edges")
         self.status = Label(value="")
-        super().__init__(widgets=[
+        self.body = Container(widgets=[
             self.image, self.median_size, self.low_pct, self.high_pct, self.sobel_threshold,
             self.log_sigma, self.log_threshold, self.canny_sigma, self.canny_high,
             self.canny_low_ratio, self.run_button, self.status,
         ])
-        self.run_button.changed.connect(self.run)
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
+        self.run_button.clicked.connect(lambda: self.run())
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
+        follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
+        suggest_reader_for_calibrated_tiffs(viewer)
 
     def _image_layers(self, _widget=None) -> list:
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.readers import nm_per_unit
 from napari_grainseg.io.validate import validate_image
 
 
@@ -54,9 +57,11 @@ def pixel_size_from(scale, units) -> float | None:
     scale = tuple(float(v) for v in scale[-2:])
     if not units:
         return None
-    unit = str(units[-1])
-    factor = {"nanometer": 1.0, "nm": 1.0, "micrometer": 1e3, "µm": 1e3, "um": 1e3, "angstrom": 0.1}.get(unit)
-    if factor is None or scale == (1.0, 1.0) and unit in ("pixel", "px"):
+    try:  # the unit table of the file readers
+        factor = nm_per_unit(str(units[-1]))
+    except InputError:  # a unit that is not a length: not a calibration
+        return None
+    if factor is None:
         return None
     return float(np.mean(scale)) * factor
 
@@ -68,3 +73,22 @@ def derived_layer_kwargs(source, name: str) -> dict[str, Any]:
     if units:
         kwargs["units"] = tuple(units[-2:])
     return kwargs
+
+
+def image_folder(layer) -> Path:
+    """Where exports of ``layer`` go by default: the folder of the file it was read from, else the
+    current working directory (never the home directory, never the installed package's data)."""
+    import napari_grainseg
+
+    package = Path(napari_grainseg.__file__).resolve().parent
+    candidates = []
+    if layer is not None:
+        candidates.append(getattr(getattr(layer, "source", None), "path", None))
+        candidates.append((layer.metadata.get("grainseg") or {}).get("source"))
+    for candidate in candidates:
+        if not candidate or candidate == "array":
+            continue
+        folder = Path(candidate).resolve().parent
+        if folder.is_dir() and os.access(folder, os.W_OK) and package not in (folder, *folder.parents):
+            return folder
+    return Path.cwd()

@@ -1,11 +1,17 @@
-"""napari reader contribution: opens micrographs through :func:`napari_grainseg.io.readers.read_micrograph`."""
+"""napari reader contribution: micrographs through :func:`napari_grainseg.io.readers.read_micrograph`, and this
+tool's own ``*_boundaries.tif`` / ``*_grains.tif`` exports as a boundary Labels layer, ready to correct."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from napari_grainseg.io.readers import SUPPORTED_EXTENSIONS
 from napari_grainseg.plugin._layers import micrograph_layer_kwargs
+
+#: File name endings of this tool's label exports (opened as Labels, not as an image).
+LABEL_SUFFIXES = ("_boundaries", "_grains")
 
 
 def get_reader(path):
@@ -19,11 +25,51 @@ def get_reader(path):
     return read_layers
 
 
+def label_export_kind(path) -> str | None:
+    """"boundaries" or "grains" for this tool's TIFF exports (``<stem>_boundaries.tif`` ...), else None."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    for suffix in LABEL_SUFFIXES:
+        if path.stem.endswith(suffix) and len(path.stem) > len(suffix):
+            return suffix[1:]
+    return None
+
+
 def read_layers(path):
-    """Read one micrograph into a napari layer-data tuple, with scale and units from its calibration."""
+    """Read one micrograph into a napari layer-data tuple, with scale and units from its calibration.
+
+    A ``*_boundaries.tif`` (0/1) or ``*_grains.tif`` (labels) written by this
+    tool opens as one editable boundary Labels layer (a grains file's
+    boundaries are its 0 pixels) with the file's calibration: the Correct
+    grains and Grain statistics docks work on it at once.
+    """
+    import tifffile
+
     from napari_grainseg.io.readers import read_micrograph
 
     if isinstance(path, list):
         path = path[0]
     micrograph = read_micrograph(path)
+    kind = label_export_kind(path)
+    if kind is not None:
+        data = np.asarray(tifffile.imread(path))
+        if data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
+            if kind == "grains" or data.max(initial=0) > 1:
+                data = data == 0
+            return [(np.asarray(data, np.uint8), label_layer_kwargs(micrograph, Path(path)), "labels")]
     return [(micrograph.data, micrograph_layer_kwargs(micrograph, Path(path).stem), "image")]
+
+
+def label_layer_kwargs(micrograph, path: Path) -> dict:
+    """Keyword arguments of a reopened boundary layer: name, calibration, role, boundary colours."""
+    from napari_grainseg.plugin._boundaries import ROLE_KEY, boundary_colormap
+
+    image = micrograph_layer_kwargs(micrograph, path.stem)
+    stem = path.stem.rsplit("_", 1)[0]
+    kwargs = {"name": f"{stem} boundaries", "opacity": 0.9, "colormap": boundary_colormap(),
+              "metadata": {ROLE_KEY: "boundaries", "grainseg_source": stem, "grainseg_file": str(path)}}
+    for key in ("scale", "units"):
+        if key in image:
+            kwargs[key] = image[key]
+    return kwargs

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from napari_grainseg.io.samples import INTERCONNECT_TEM_CREDIT, interconnect_tem as _load_interconnect
+from napari_grainseg.io.samples import INTERCONNECT_TEM_CREDIT
+from napari_grainseg.io.samples import interconnect_tem as _load_interconnect
 from napari_grainseg.plugin._layers import micrograph_layer_kwargs
 
 

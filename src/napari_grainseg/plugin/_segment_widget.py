@@ -20,11 +20,18 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.models.device import DEVICE_CHOICES
-from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, layer_key
+from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
+from napari_grainseg.plugin._dock import (
+    follow_active,
+    same_layer,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
+)
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
+from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 
 #: Boundary probability threshold used to draw the boundary layer.
 THRESHOLD = 0.5
@@ -32,6 +39,8 @@ THRESHOLD = 0.5
 LIVE_UPDATE_INTERVAL_S = 0.5
 #: Most Net2 steps of one run.
 MAX_NET2_STEPS = 30
+#: What the Net2 line calls the refinement phases.
+PHASE_WORDS = {"scheduled": "guided by Net1", "fixed-point": "settling"}
 
 
 class _Cancelled(Exception):
@@ -41,6 +50,57 @@ class _Cancelled(Exception):
 @dataclass
 class _Failure:
     message: str
+    cancelled: bool = False
+
+
+class _Net1Progress:
+    """Tiles done / total, written by the worker thread and shown by a main-thread timer.
+
+    napari's progress bar and the status line are only touched on the main
+    thread; the bar is determinate (tiles) once the first tile is counted.
+    """
+
+    POLL_MS = 150
+
+    def __init__(self, desc: str, status: Label, prefix: str):
+        self.done, self.total = 0, 0
+        self.desc, self.status, self.prefix = desc, status, prefix
+        self._bar = None
+        self._timer = None
+
+    def __call__(self, done: int, total: int) -> None:  # worker thread
+        self.done, self.total = done, total
+
+    def start(self) -> None:
+        from napari.utils import progress
+        from qtpy.QtCore import QTimer
+
+        from napari_grainseg.plugin import _threading
+
+        if _threading.SYNCHRONOUS:
+            return
+        self._bar = progress(total=0, desc=self.desc)
+        self._timer = QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self.show)
+        self._timer.start()
+
+    def show(self) -> None:
+        if self._bar is None or not self.total:
+            return
+        if self._bar.total != self.total:
+            self._bar.total = self.total
+        if self.done > self._bar.n:
+            self._bar.update(self.done - self._bar.n)
+        self.status.value = f"{self.prefix}: tile {self.done} of {self.total}"
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 @dataclass
@@ -52,6 +112,7 @@ class _SourceState:
     scale: float = 1.0  # Net1's resampling factor, reused by Net2
     steps_done: int = 0  # Net2 steps applied since Net1
     extra: dict = field(default_factory=dict)
+    net2_text: str = ""  # the Net2 line shown while this image is selected
 
 
 @dataclass
@@ -64,6 +125,23 @@ class _Refinement:
     last_draw: float = 0.0
     pending: tuple | None = None  # last step not drawn yet
     steps_at_start: int = 0
+    cancelled: bool = False
+    start_checksum: int | None = None  # the boundary layer when the refinement started
+
+
+def leave_a_core_for_the_viewer(device) -> None:
+    """On the CPU, run torch on all cores but one, so the viewer's thread keeps a core to react.
+
+    With every core busy in the worker the main thread waits for CPU time and for
+    the GIL (torch re-takes it between operations): the viewer stalls.
+    """
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    if getattr(device, "type", str(device)) == "cpu" and cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)
 
 
 def net2_status(weights: str | Path | None = None) -> str | None:
@@ -95,6 +173,11 @@ class SegmentWidget(Container):
         self.pixel_size = FloatSpinBox(label="pixel size (nm)", value=0.0, min=0.0, max=1e6, step=0.01,
                                        tooltip="0 = not calibrated; set it and press Apply")
         self.apply_pixel_size = PushButton(text="Apply pixel size")
+        self.line_length = FloatSpinBox(label="scale line (nm)", value=0.0, min=0.0, max=1e9, step=1.0,
+                                        tooltip="length of a line drawn along the scale bar, in nm")
+        self.scale_line_button = PushButton(text="Set scale from a line",
+                                            tooltip="first press: draw a line along the scale bar; enter its "
+                                            "length; press again")
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.device_label = Label(label="in use", value="")
         self.grain_size = FloatSpinBox(label="grain size hint", value=0.0, min=0.0, max=1e6, step=1.0,
@@ -111,25 +194,31 @@ class SegmentWidget(Container):
         self.stop_button = PushButton(text="Stop")
         net2_row = Container(widgets=[self.step_button, self.run_button, self.pause_button, self.stop_button],
                              layout="horizontal", labels=False, label="Net2")
-        self.net2_label = Label(label="Net2", value="")
+        self.net2_label = Label(label="last step", value="")
         self.release_button = PushButton(text="Release model memory")
         self.status = Label(value="")
-        super().__init__(widgets=[
-            self.image, self.pixel_size, self.apply_pixel_size, self.device, self.device_label,
+        self.body = Container(widgets=[
+            self.image, self.pixel_size, self.apply_pixel_size, self.line_length, self.scale_line_button,
+            self.device, self.device_label,
             self.grain_size, self.grain_size_unit, self.grains, self.run_net1_button, net2_row, self.net2_label,
             self.release_button, self.status,
         ])
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
         self.image.changed.connect(self._on_image_changed)
-        self.apply_pixel_size.changed.connect(self.set_pixel_size)
+        self.apply_pixel_size.clicked.connect(lambda: self.set_pixel_size())
+        self.scale_line_button.clicked.connect(lambda: self.scale_from_line())
         self.device.changed.connect(self._update_device_label)
-        self.run_net1_button.changed.connect(self.run_net1)
-        self.step_button.changed.connect(self.net2_step)
-        self.run_button.changed.connect(self.net2_run)
-        self.pause_button.changed.connect(self.net2_pause)
-        self.stop_button.changed.connect(self.stop)
-        self.release_button.changed.connect(self.release_memory)
+        self.run_net1_button.clicked.connect(lambda: self.run_net1())
+        self.step_button.clicked.connect(lambda: self.net2_step())
+        self.run_button.clicked.connect(lambda: self.net2_run())
+        self.pause_button.clicked.connect(lambda: self.net2_pause())
+        self.stop_button.clicked.connect(lambda: self.stop())
+        self.release_button.clicked.connect(lambda: self.release_memory())
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
+        follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
+        suggest_reader_for_calibrated_tiffs(viewer)
         self._on_image_changed(self.image.value)
         self._update_device_label()
 
@@ -142,6 +231,8 @@ class SegmentWidget(Container):
     def _on_image_changed(self, layer) -> None:
         size = pixel_size_of(layer) if layer is not None else None
         self.pixel_size.value = round(size, 6) if size else 0.0
+        state = self._states.get(layer_key(layer)) if layer is not None else None
+        self.net2_label.value = state.net2_text if state is not None else ""
 
     def set_pixel_size(self, value: float | None = None) -> bool:
         """Calibrate the selected image (and its derived layers): scale in nm, units nm."""
@@ -161,6 +252,58 @@ class SegmentWidget(Container):
         self.pixel_size.value = nm
         self.status.value = f"{source.name}: {nm:g} nm/px"
         return True
+
+    def scale_line_layer(self, create: bool = True):
+        """The Shapes layer holding the scale line of the selected image (made on demand)."""
+        source = self.image.value
+        if source is None:
+            return None
+        name = f"{source.name} scale line"
+        if name in self._viewer.layers:
+            return self._viewer.layers[name]
+        if not create:
+            return None
+        layer = self._viewer.add_shapes(ndim=2, edge_color="orange", edge_width=2 * float(np.mean(source.scale)),
+                                        metadata={ROLE_KEY: "scale line", "grainseg_source": source.name},
+                                        **derived_layer_kwargs(source, name))
+        layer.mode = "add_line"
+        return layer
+
+    def scale_from_line(self) -> float | None:
+        """Calibrate from the last line drawn along the scale bar and its length in nm.
+
+        Without a line yet, makes the line layer and asks for one. Returns the
+        pixel size set (nm), else None.
+        """
+        from napari_grainseg.io.readers import validate_pixel_size
+
+        try:
+            source = self.image.value
+            if source is None:
+                raise InputError("no image layer selected: open a micrograph first")
+            layer = self.scale_line_layer(create=False)
+            if layer is None or len(layer.data) == 0:
+                layer = self.scale_line_layer()
+                self._viewer.layers.selection.active = layer
+                layer.mode = "add_line"
+                self.status.value = ("draw a line along the scale bar, enter its length in nm, "
+                                     "then press 'Set scale from a line' again")
+                return None
+            if self.line_length.value <= 0:
+                raise InputError("enter the scale line's length in nm (the scale bar's label)")
+            line = np.asarray(layer.data[-1], float)
+            length_px = float(np.sum(np.hypot(*np.diff(line[:, -2:], axis=0).T)))
+            if length_px < 2:
+                raise InputError(f"the scale line is {length_px:.1f} px long: draw it along the whole scale bar")
+            nm = validate_pixel_size(self.line_length.value / length_px)
+        except GrainsegError as exc:
+            self._fail(exc)
+            return None
+        if not self.set_pixel_size(nm):
+            return None
+        self.status.value = (f"{source.name}: {nm:.4g} nm/px from a {length_px:.1f} px line of "
+                             f"{self.line_length.value:g} nm")
+        return nm
 
     def _derived_layers(self, source) -> list:
         state = self._states.get(layer_key(source))
@@ -261,27 +404,34 @@ class SegmentWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
+        leave_a_core_for_the_viewer(device)
         self.device_label.value = describe_device(device)
         self._stop_refinement()
         holder: dict = {}
-        worker = create_worker(self._net1_job, data, device, hint, self.grains.value, holder,
-                               progress={"total": 0, "desc": f"Net1 on {source.name}"})
+        prefix = f"Net1 running on {source.name} ({self.device_label.value})"
+        tiles = _Net1Progress(f"Net1 on {source.name}", self.status, prefix)
+        holder["progress"] = tiles
+        worker = create_worker(self._net1_job, data, device, hint, self.grains.value, holder)
         holder["worker"] = worker
         worker.returned.connect(lambda result: self._net1_done(source, result))
-        worker.finished.connect(self._net1_finished)
+        worker.errored.connect(lambda exc: self._fail(f"Net1 failed: {exc}"))
+        worker.finished.connect(lambda: self._net1_finished(tiles, source, worker))
         self._net1_worker = worker
-        self.status.value = f"Net1 running on {source.name} ({self.device_label.value})..."
+        self.status.value = prefix + "..."
+        tiles.start()
         worker.start()
         return worker
 
     def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
+        import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
         import torch
 
         from napari_grainseg.segmentation.grains import boundaries_to_labels
         from napari_grainseg.segmentation.pipeline import segment
 
         def progress(done, total):
+            holder["progress"](done, total)
             worker = holder.get("worker")
             if worker is not None and worker.abort_requested:
                 raise _Cancelled
@@ -294,16 +444,26 @@ class SegmentWidget(Container):
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
-            return _Failure("Net1 cancelled")
+            return _Failure("Net1 cancelled", cancelled=True)
         except GrainsegError as exc:
             return _Failure(str(exc))
 
-    def _net1_finished(self) -> None:
+    def _net1_finished(self, tiles: _Net1Progress, source, worker) -> None:
         self._net1_worker = None
+        tiles.close()
+        if worker.abort_requested:  # a stopped worker emits no result (threaded): say so here
+            self._net1_cancelled(source)
+
+    def _net1_cancelled(self, source) -> None:
+        self.status.value = f"Net1 cancelled on {source.name}: nothing changed"
+        show_info(f"napari-grainseg: Net1 cancelled on '{source.name}'")
 
     def _net1_done(self, source, out) -> None:
         if isinstance(out, _Failure):
-            self._fail(out.message)
+            if out.cancelled:
+                self._net1_cancelled(source)
+            else:
+                self._fail(out.message)
             return
         result, boundaries, labels = out
         if source not in self._viewer.layers:
@@ -319,7 +479,9 @@ class SegmentWidget(Container):
         size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
         self.status.value = (f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}"
                              f"{size}")
-        self.net2_label.value = ""
+        state.net2_text = ""
+        if same_layer(self.image.value, source):
+            self.net2_label.value = ""
 
     def _put_probability(self, source, state: _SourceState, probability: np.ndarray) -> None:
         layer = state.probability
@@ -330,24 +492,30 @@ class SegmentWidget(Container):
         # created small, filled in the next event-loop turn (see BoundaryLink.create)
         state.probability = self._viewer.add_image(
             np.zeros((2, 2), np.float32), colormap="magma", blending="additive", contrast_limits=(0.0, 1.0),
-            opacity=0.6,
+            opacity=0.6, visible=False,  # the boundary layer shows the result; this one on demand
             metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
             **kwargs)
         layer = state.probability
         run_staged(lambda: setattr(layer, "data", probability))
 
     def _write_boundaries(self, source, state: _SourceState, boundaries: np.ndarray,
-                          labels: np.ndarray) -> BoundaryLink:
-        """Write a model result; hand-corrected boundary layers are never overwritten."""
+                          labels: np.ndarray, net2: bool = False) -> BoundaryLink:
+        """Write a model result; hand-corrected boundary layers are never overwritten.
+
+        A Net2 step (``net2``) was computed with the hand edits clamped, so it
+        goes into the same layer and the edits carry over. A new Net1 result
+        over an edited layer goes into new layers; the old ones are hidden.
+        """
         link = state.link
-        if link is not None and link.alive and not link.edited:
-            link.write_model_result(boundaries, labels)
+        if link is not None and link.alive and (net2 or not link.has_hand_edits):
+            link.write_model_result(boundaries, labels, keep_edits=net2)
             link.boundaries.metadata["grainseg_info"] = dict(state.extra)
             return link
         new = BoundaryLink.create(self._viewer, source, boundaries, labels)
         new.boundaries.metadata["grainseg_info"] = dict(state.extra)
         if link is not None and link.alive:
-            show_info(f"'{link.boundaries.name}' has hand corrections: kept it, the new result is in "
+            link.boundaries.visible = link.grains.visible = False
+            show_info(f"'{link.boundaries.name}' has hand corrections: kept it (hidden), the new result is in "
                       f"'{new.boundaries.name}'")
         state.link = new
         self._viewer.layers.selection.active = new.boundaries
@@ -378,11 +546,13 @@ class SegmentWidget(Container):
         """Cancel whatever runs: Net1 (at the next tile) or the Net2 refinement."""
         if self._net1_worker is not None:
             self._net1_worker.quit()
+            self.status.value = "stopping Net1 (at the end of the current tile)..."
         self._stop_refinement()
 
     def _stop_refinement(self) -> None:
         r = self._refinement
         if r is not None and r.worker is not None:
+            r.cancelled = True
             r.worker.quit()
 
     def _net2_go(self, budget: int | None):
@@ -392,6 +562,11 @@ class SegmentWidget(Container):
             self.net2_label.value = "not available"
             return None
         r = self._refinement
+        if r is not None and self._refinement_paused() and (
+                not same_layer(r.source, self.image.value) or self._edited(r)):
+            # another image, or hand edits since the last step: continue from the layer as it is now
+            self._detach_refinement()
+            r = None
         if r is not None:
             if self._refinement_paused():
                 r.budget = budget
@@ -416,9 +591,20 @@ class SegmentWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
+        leave_a_core_for_the_viewer(device)
         start = np.asarray(state.probability.data, np.float32)
-        r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done)
+        fixed_mask = fixed_values = None
+        link = state.link
+        start_crc = None
+        if link is not None and link.alive:
+            link.flush()
+            fixed_mask, fixed_values = link.clamp()  # hand edits stay as drawn through every step
+            if fixed_mask is not None:  # the worker's own copies: the link's grow with later edits
+                fixed_mask, fixed_values = fixed_mask.copy(), fixed_values.copy()
+            start_crc = checksum(link.boundaries.data)
+        r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done, start_checksum=start_crc)
         worker = create_worker(self._net2_job, data, start, state.scale, device, self.grains.value, r,
+                               fixed_mask, fixed_values,
                                progress={"total": MAX_NET2_STEPS, "desc": f"Net2 on {source.name}"})
         r.worker = worker
         worker.yielded.connect(lambda out: self._net2_yielded(r, out))
@@ -426,10 +612,29 @@ class SegmentWidget(Container):
         worker.finished.connect(lambda: self._refinement_finished(r))
         self._refinement = r
         self.net2_label.value = "starting..."
+        if fixed_mask is not None:
+            self.status.value = (f"Net2 continues from '{link.boundaries.name}' as edited: "
+                                 f"{int(fixed_mask.sum())} hand-edited px kept fixed")
         worker.start()
         return worker
 
-    def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement):
+    def _edited(self, r: _Refinement) -> bool:
+        """True when the boundary layer of ``r``'s image was edited since Net2 last wrote it."""
+        state = self._states.get(layer_key(r.source))
+        link = state.link if state is not None else None
+        return (link is not None and link.alive and link.edited
+                and checksum(link.boundaries.data) != r.start_checksum)
+
+    def _detach_refinement(self) -> None:
+        """End the current (paused) refinement without drawing anything more from it."""
+        r = self._refinement
+        if r is not None:
+            r.pending = None
+            r.worker.quit()
+            self._refinement = None
+
+    def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement, fixed_mask=None,
+                  fixed_values=None):
         """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
         import torch
 
@@ -439,7 +644,8 @@ class SegmentWidget(Container):
         try:
             with torch.inference_mode():
                 model = self._model("net2", device)
-            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale)
+            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale,
+                           fixed_mask=fixed_mask, fixed_values=fixed_values)
         except GrainsegError as exc:
             return _Failure(str(exc))
         try:
@@ -452,6 +658,8 @@ class SegmentWidget(Container):
                 except GrainsegError as exc:
                     return _Failure(str(exc))
                 boundaries = (probability_to_labels(step.state, grains, threshold=THRESHOLD) == 0).astype(np.uint8)
+                if fixed_mask is not None:  # the hand-edited pixels exactly as the user left them
+                    boundaries[fixed_mask] = fixed_values[fixed_mask] > 0.5
                 labels = boundaries_to_labels(boundaries)  # numbered as the grains layer's rebuilds
                 if r.budget is not None:
                     r.budget -= 1
@@ -466,9 +674,13 @@ class SegmentWidget(Container):
     def _net2_yielded(self, r: _Refinement, out) -> None:
         step = out[0]
         total = r.steps_at_start + step.step
-        state_text = "converged" if step.converged else step.phase
-        self.net2_label.value = (f"step {total}: change {step.change * 100:.3f} % ({state_text}, "
-                                 f"{step.seconds:.2f} s)")
+        state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
+        text = f"step {total}: change {step.change * 100:.3f} % ({state_text}, {step.seconds:.2f} s)"
+        state = self._states.get(layer_key(r.source))
+        if state is not None:
+            state.net2_text = text
+        if same_layer(self.image.value, r.source):
+            self.net2_label.value = text
         r.pending = out
         now = time.perf_counter()
         if step.converged or r.budget is not None and r.budget <= 0 \
@@ -485,10 +697,16 @@ class SegmentWidget(Container):
         state = self._states.get(layer_key(source))
         if source not in self._viewer.layers or state is None:
             return
+        if self._edited(r):  # edited while Net2 ran: never overwrite a hand correction
+            if self._refinement is r:
+                self._detach_refinement()
+            self.status.value = (f"Net2 stopped: '{state.link.boundaries.name}' was edited; press Step to "
+                                 "continue from it (the edits are kept fixed)")
+            return
         state.steps_done = r.steps_at_start + step.step
         state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done)
         run_staged(lambda: self._put_probability(source, state, step.state),
-                   lambda: self._write_boundaries(source, state, boundaries, labels))
+                   lambda: self._write_boundaries(source, state, boundaries, labels, net2=True))
         r.last_draw = time.perf_counter()
 
     def _net2_returned(self, r: _Refinement, out) -> None:
@@ -501,4 +719,8 @@ class SegmentWidget(Container):
             self._refinement = None
             state = self._states.get(layer_key(r.source))
             if state is not None:
-                self.status.value = f"Net2: {state.steps_done} steps on {r.source.name}"
+                done = f"Net2: {state.steps_done} steps on {r.source.name}"
+                self.status.value = f"{done} (stopped: cancelled)" if r.cancelled else done
+                if r.cancelled:
+                    show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after "
+                              f"{state.steps_done} steps")

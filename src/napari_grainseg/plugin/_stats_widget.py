@@ -1,7 +1,7 @@
 """The "Grain statistics" dock widget: live summary, embedded histogram, exports.
 
-Measurements (:func:`napari_grainseg.measure.summary.measure_grains` and
-:func:`~napari_grainseg.measure.summary.summarize`) and the figure
+Measurements (:func:`napari_grainseg.measure.statistics.measure_field`: the per-grain
+table and the summary) and the figure
 (:func:`napari_grainseg.measure.report.histogram_figure`) are computed in a worker after
 each change of the grains layer (debounced); the main thread only shows them.
 """
@@ -13,15 +13,22 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
-from napari_grainseg.plugin._layers import pixel_size_of
+from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, layer_key
+from napari_grainseg.plugin._dock import (
+    follow_active,
+    link_of,
+    newest_link_of_image,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
+)
+from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
-from napari_grainseg.measure.report import write_tiff
-from napari_grainseg.plugin._writer import grain_labels
+from napari_grainseg.plugin._writer import grain_labels, write_calibrated_tiff
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
@@ -38,15 +45,31 @@ class GrainStats:
     pixel_size_nm: float | None
 
 
-def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_grains: bool = True) -> GrainStats:
-    """Measure a label image and draw its histogram figure (thread-safe, no Qt)."""
-    from napari_grainseg.measure.summary import measure_grains, summarize
-    from napari_grainseg.measure.report import histogram_figure
+def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_grains: bool = True,
+                  min_area: int | None = None, exclude: np.ndarray | None = None) -> GrainStats:
+    """Measure a label image and draw its histogram figure (thread-safe, no Qt).
 
-    table = measure_grains(labels, pixel_size_nm)
-    summary = summarize(labels, pixel_size_nm, table=table, exclude_edge_grains=exclude_edge_grains)
+    ``min_area`` (px) and ``exclude`` (mask, non-zero = left out) go to the
+    core measurement.
+    """
+    from napari_grainseg.measure.report import histogram_figure
+    from napari_grainseg.measure.statistics import measure_field
+
+    table, summary = measure_field(labels, pixel_size_nm, min_area=min_area, exclude=exclude,
+                                   exclude_edge_grains=exclude_edge_grains)
     # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
     return GrainStats(labels, table, summary, histogram_figure(table, summary, vertical=True), pixel_size_nm)
+
+
+def _options_key(options: dict) -> tuple:
+    mask = options.get("exclude")
+    return (options.get("exclude_edge_grains"), options.get("min_area"),
+            None if mask is None else checksum(np.asarray(mask, np.uint8)))
+
+
+def caveats_text(summary: dict) -> str:
+    """The summary's warnings as the dock shows them (one line each), '' when there are none."""
+    return "\n".join(f"⚠ {w}" for w in summary.get("warnings") or [])
 
 
 def summary_text(summary: dict) -> str:
@@ -82,35 +105,105 @@ class StatsWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = viewer
         self.stats: GrainStats | None = None
+        self._stats_key = None
         self._watched = None
         self._warned_uncalibrated: set = set()
         self._worker = None
         self._again = False
         self.grains = ComboBox(label="grains", choices=self._grain_layers)
         self.include_edge = CheckBox(text="include grains cut by the border", value=False)
+        self.min_area = SpinBox(label="min grain (px)", value=1, min=1, max=10**7,
+                                tooltip="grains of fewer pixels are shared out to their neighbours")
+        self.exclude = ComboBox(label="exclude", choices=self._mask_layers, nullable=True, value=None,
+                                tooltip="a Labels or Shapes layer: grains touching it are not measured "
+                                "(scale-bar strip, hole, carbon film)")
+        self.colour_by_ecd = CheckBox(text="colour grains by ECD", value=False)
         self.summary = Label(value="")
-        self.folder = FileEdit(label="folder", mode="d", value=Path.home())
+        self.caveats = Label(value="")
+        self.caveats.native.setWordWrap(True)
+        self.caveats.native.setStyleSheet("color: #ffb347")
+        self.folder = FileEdit(label="folder", mode="d", value=Path.cwd())
+        self._auto_folder: Path | None = Path.cwd()
         self.stem = LineEdit(label="file stem", value="")
         self.csv_button = PushButton(text="CSV")
         self.json_button = PushButton(text="JSON")
         self.hist_button = PushButton(text="Histogram")
         self.tiff_button = PushButton(text="Label TIFF")
         self.all_button = PushButton(text="All")
-        row = Container(widgets=[self.csv_button, self.json_button, self.hist_button, self.tiff_button,
-                                 self.all_button], layout="horizontal", labels=False, label="export")
-        super().__init__(widgets=[self.grains, self.include_edge, self.summary, self.folder, self.stem, row])
+        row = Container(widgets=[self.csv_button, self.json_button, self.hist_button], layout="horizontal",
+                        labels=False, label="export")
+        row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label="")
+        self.body = Container(widgets=[self.grains, self.include_edge, self.min_area, self.exclude,
+                                       self.colour_by_ecd, self.summary, self.caveats, self.folder,
+                                       self.stem, row, row2])
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
         self._canvas = None
         self._debouncer = Debouncer(self.update, STATS_DELAY_MS)
         self.grains.changed.connect(self._watch)
         self.include_edge.changed.connect(self._debouncer.trigger)
-        self.csv_button.changed.connect(lambda: self.export(("csv",)))
-        self.json_button.changed.connect(lambda: self.export(("json",)))
-        self.hist_button.changed.connect(lambda: self.export(("histogram",)))
-        self.tiff_button.changed.connect(lambda: self.export(("tiff",)))
-        self.all_button.changed.connect(lambda: self.export())
+        self.min_area.changed.connect(self._debouncer.trigger)
+        self.exclude.changed.connect(self._watch_mask)
+        self.colour_by_ecd.changed.connect(self._show_ecd)
+        self._watched_mask = None
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.exclude.reset_choices)
+        self.csv_button.clicked.connect(lambda: self.export(("csv",)))
+        self.json_button.clicked.connect(lambda: self.export(("json",)))
+        self.hist_button.clicked.connect(lambda: self.export(("histogram",)))
+        self.tiff_button.clicked.connect(lambda: self.export(("tiff",)))
+        self.all_button.clicked.connect(lambda: self.export())
         viewer.layers.events.inserted.connect(self.grains.reset_choices)
         viewer.layers.events.removed.connect(self.grains.reset_choices)
+        follow_active(viewer, self.grains, self._grains_for)
+        suggest_reader_for_calibrated_tiffs(viewer)
         self._watch(self.grains.value)
+
+    def _mask_layers(self, _widget=None) -> list:
+        return [layer for layer in self._viewer.layers
+                if isinstance(layer, (napari.layers.Labels, napari.layers.Shapes))
+                and layer.metadata.get(ROLE_KEY) not in ("grains", "boundaries", "picks", "split lines")]
+
+    def _watch_mask(self, layer) -> None:
+        if self._watched_mask is not None:
+            try:
+                self._watched_mask.events.data.disconnect(self._debouncer.trigger)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._watched_mask = layer
+        if layer is not None:
+            layer.events.data.connect(self._debouncer.trigger)
+        self._debouncer.trigger()
+
+    def exclusion_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The chosen exclusion layer as a boolean mask of ``shape`` (None when none is chosen)."""
+        layer = self.exclude.value
+        if layer is None:
+            return None
+        if isinstance(layer, napari.layers.Shapes):
+            if len(layer.data) == 0:
+                return None
+            mask = layer.to_labels(labels_shape=shape) > 0
+        else:
+            mask = np.asarray(layer.data) > 0
+        if mask.shape != tuple(shape):
+            raise InputError(f"exclusion layer '{layer.name}' is {mask.shape}, the grains are {tuple(shape)}")
+        return mask
+
+    def _grains_for(self, layer):
+        """The grains layer to measure when ``layer`` becomes active (None: keep the current one)."""
+        if layer is None:
+            return None
+        if layer.metadata.get(ROLE_KEY) == "grains":
+            return layer
+        link = link_of(layer)
+        if link is not None:
+            return link.grains
+        if layer.metadata.get(ROLE_KEY) == "boundaries":  # being created: its grains layer came first
+            return None
+        image = source_image(self._viewer, layer)
+        link = newest_link_of_image(self._viewer, image) if image is not None else None
+        return link.grains if link is not None else None
 
     def _grain_layers(self, _widget=None) -> list:
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Labels)
@@ -127,8 +220,12 @@ class StatsWidget(Container):
         if layer is not None:
             layer.events.data.connect(self._debouncer.trigger)
             layer.events.scale.connect(self._debouncer.trigger)
-            if not self.stem.value or self.stem.value.endswith(" grains"):
-                self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
+            # the exports are named after, and by default saved beside, the image measured
+            self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
+            image = source_image(self._viewer, layer)
+            if self._auto_folder is None or Path(self.folder.value) == self._auto_folder:
+                self._auto_folder = image_folder(image)
+                self.folder.value = self._auto_folder
             self._debouncer.trigger()
 
     def _fail(self, exc) -> None:
@@ -149,19 +246,29 @@ class StatsWidget(Container):
         labels = grain_labels(np.array(layer.data, copy=True), layer.metadata.get(ROLE_KEY))
         return labels, nm
 
+    def _options(self, labels: np.ndarray) -> dict:
+        return {"exclude_edge_grains": not self.include_edge.value, "min_area": int(self.min_area.value),
+                "exclude": self.exclusion_mask(labels.shape)}
+
     def update(self):
         """Recompute the statistics of the selected layer (in a worker). Returns the worker."""
         if self._worker is not None:  # one at a time; recompute once it is done
             self._again = True
             return self._worker
+        layer = self.grains.value
+        if layer is not None and layer.metadata.get(PENDING_KEY):
+            self.summary.value = "waiting for the result..."  # measured when its data arrives
+            return None
         try:
             labels, nm = self._inputs()
+            options = self._options(labels)
         except GrainsegError as exc:
             self._fail(exc)
             return None
         self.summary.value = "measuring..."
-        worker = create_worker(compute_stats, labels, nm, not self.include_edge.value)
-        worker.returned.connect(self._show)
+        worker = create_worker(compute_stats, labels, nm, **options)
+        key = _options_key(options)
+        worker.returned.connect(lambda stats: self._show(stats, key))
         worker.errored.connect(self._fail)
         worker.finished.connect(self._finished)
         self._worker = worker
@@ -174,33 +281,86 @@ class StatsWidget(Container):
             self._again = False
             self._debouncer.trigger()
 
-    def _show(self, stats: GrainStats) -> None:
+    def _show(self, stats: GrainStats, key=None) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 
         self.stats = stats
+        self._stats_key = key
         self.summary.value = summary_text(stats.summary)
-        canvas = FigureCanvasQTAgg(stats.figure)
-        canvas.setMinimumHeight(520)
-        layout = self.native.layout()
+        self.caveats.value = caveats_text(stats.summary)
+        layer = self.grains.value
+        if layer is not None and layer.metadata.get(ROLE_KEY) == "grains" and layer.data.shape == stats.labels.shape:
+            # napari shows these for the grain under the cursor (status bar)
+            import pandas as pd
+
+            from napari_grainseg.measure.display import grain_features
+
+            layer.features = pd.DataFrame(grain_features(stats.table))
+        self._show_ecd()
+        from qtpy.QtWidgets import QSizePolicy
+
+        figure = stats.figure
+        title = figure.get_suptitle()
+        if title:  # the dock is narrow: a smaller, wrapped title, never clipped
+            figure.suptitle(title.replace(" — ", "\n", 1), fontsize=9)
+        canvas = FigureCanvasQTAgg(figure)
+        canvas.setMinimumSize(220, 560)  # follows the dock's width instead of widening it
+        canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        layout = self.body.native.layout()
         if self._canvas is not None:
             layout.removeWidget(self._canvas)
             self._canvas.setParent(None)
             self._canvas.deleteLater()
-        layout.insertWidget(3, canvas)
+        layout.insertWidget(self.body.index(self.caveats) + 1, canvas)
         self._canvas = canvas
+
+    def _show_ecd(self, _value=None):
+        """Add (or update, or hide) the image colouring each grain by its ECD. Returns the layer."""
+        from napari_grainseg.measure.display import ecd_image
+        from napari_grainseg.plugin._layers import derived_layer_kwargs
+
+        layer, stats = self.grains.value, self.stats
+        if layer is None:
+            return None
+        name = f"{layer.name} ECD"
+        existing = self._viewer.layers[name] if name in self._viewer.layers else None
+        if not self.colour_by_ecd.value or stats is None or stats.labels.shape != layer.data.shape[-2:]:
+            if existing is not None:
+                existing.visible = False
+            return existing
+        unit = "nm" if stats.pixel_size_nm else "px"
+        data = ecd_image(stats.labels, stats.table, unit)
+        finite = data[np.isfinite(data)]
+        limits = (float(finite.min()), float(finite.max()) + 1e-6) if finite.size else (0.0, 1.0)
+        if existing is not None:
+            existing.data = data
+            existing.contrast_limits = limits
+            existing.visible = True
+            return existing
+        return self._viewer.add_image(data, colormap="viridis", contrast_limits=limits, opacity=0.6,
+                                      metadata={"grainseg_derived": True, ROLE_KEY: "ecd",
+                                                "grainseg_source": layer.metadata.get("grainseg_source")},
+                                      **derived_layer_kwargs(layer, name))
 
     # ------------------------------------------------------------------ export
 
     def _extra(self) -> dict:
-        layer = self.grains.value
-        for link in links():
-            if layer_key(layer) in (layer_key(link.grains), layer_key(link.boundaries)):
-                return dict(link.boundaries.metadata.get("grainseg_info", {}))
-        return {}
+        """What the summary JSON records besides the statistics: the method, device, hand edits."""
+        link = link_of(self.grains.value)
+        if link is None:
+            return {}
+        extra = dict(link.boundaries.metadata.get("grainseg_info", {}))
+        edits = link.edit_counts()
+        extra["hand_edits"] = edits
+        if any(edits.values()):
+            done = ", ".join(f"{n} {k.replace('_px', ' px').replace('painted', 'painted')}"
+                             for k, n in edits.items() if n)
+            extra["method"] = f"{extra.get('method', 'boundary layer')} + hand edits ({done})"
+        return extra
 
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
         """Write the chosen exports of the current statistics into the folder; returns the paths."""
-        from napari_grainseg.measure.report import histogram_figure, save_figure, write_grains_csv, write_summary_json
+        from napari_grainseg.measure.report import write_field_exports
 
         try:
             stem = self.stem.value.strip()
@@ -210,22 +370,18 @@ class StatsWidget(Container):
             if not folder.is_dir():
                 raise InputError(f"export folder does not exist: {folder}")
             labels, nm = self._inputs()
-            stats = self.stats
-            if stats is None or stats.pixel_size_nm != nm or not np.array_equal(stats.labels, labels):
-                stats = compute_stats(labels, nm, not self.include_edge.value)  # exports what is shown now
-            paths: dict[str, Path] = {}
-            if "csv" in what:
-                paths["csv"] = write_grains_csv(folder / f"{stem}_grains.csv", stats.table)
-            if "json" in what:
-                paths["json"] = write_summary_json(folder / f"{stem}_summary.json", stats.summary, self._extra())
-            if "histogram" in what:
-                figure = histogram_figure(stats.table, stats.summary)  # the report's layout, as the CLI writes
-                paths["histogram_png"] = save_figure(figure, folder / f"{stem}_histogram.png")
-                paths["histogram_svg"] = save_figure(figure, folder / f"{stem}_histogram.svg")
+            stats, options = self.stats, self._options(labels)
+            if stats is None or stats.pixel_size_nm != nm or not np.array_equal(stats.labels, labels) \
+                    or self._stats_key != _options_key(options):
+                stats = compute_stats(labels, nm, **options)  # exports what is shown now
+            # the report's exports and layout, as the CLI writes them
+            paths = write_field_exports(folder, stem, stats.table, stats.summary, extra=self._extra(),
+                                        svg=True, what=what)
             if "tiff" in what:
-                paths["grains_tif"] = write_tiff(folder / f"{stem}_grains.tif", labels.astype(np.uint32))
-                paths["boundaries_tif"] = write_tiff(folder / f"{stem}_boundaries.tif",
-                                                     (labels == 0).astype(np.uint8))
+                paths["grains_tif"] = write_calibrated_tiff(folder / f"{stem}_grains.tif",
+                                                            labels.astype(np.uint32), nm)
+                paths["boundaries_tif"] = write_calibrated_tiff(folder / f"{stem}_boundaries.tif",
+                                                                (labels == 0).astype(np.uint8), nm)
         except (GrainsegError, OSError) as exc:
             self._fail(exc)
             return None

@@ -148,8 +148,13 @@ def segment(image: np.ndarray, *, model=None, device="auto", grain_size_px: floa
 
 
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,
-                       pixel_size_nm: float | None = None, extra: dict | None = None) -> dict[str, Path]:
-    """Write the boundary and label TIFFs plus the measurement report, atomically. Returns the paths."""
+                       pixel_size_nm: float | None = None, extra: dict | None = None,
+                       **report_options) -> dict[str, Path]:
+    """Write the boundary and label TIFFs plus the measurement report, atomically. Returns the paths.
+
+    ``report_options`` (``min_area``, ``exclude``, ``svg``...) go to
+    :func:`napari_grainseg.measure.report.write_report`.
+    """
     from napari_grainseg.measure.report import write_report, write_tiff
 
     out_dir = Path(out_dir)
@@ -159,5 +164,6 @@ def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result
         "grains": write_tiff(out_dir / f"{stem}_grains.tif", result.labels.astype(np.uint32)),
     }
     paths.update(write_report(out_dir, stem, image=image, labels=result.labels, boundaries=result.boundaries,
-                              pixel_size_nm=pixel_size_nm, extra={**result.info(), **(extra or {})}))
+                              pixel_size_nm=pixel_size_nm, extra={**result.info(), **(extra or {})},
+                              **report_options))
     return paths

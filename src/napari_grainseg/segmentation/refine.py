@@ -213,7 +213,8 @@ class _StepRunner:
 
 def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="auto",
            max_steps: int = DEFAULT_MAX_STEPS, tol: float = DEFAULT_TOL, scale: float = 1.0,
-           edge_params: EdgeParams | None = None) -> Iterator[RefineStep]:
+           edge_params: EdgeParams | None = None, fixed_mask: np.ndarray | None = None,
+           fixed_values: np.ndarray | None = None) -> Iterator[RefineStep]:
     """Refine Net1's boundary probability with Net2, yielding after every step.
 
     Parameters
@@ -235,6 +236,11 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
         at the same scale and every yielded state is resized back to the input.
     edge_params
         Edge-fusion parameters of the cached features (as for Net1).
+    fixed_mask, fixed_values
+        Optional, image-sized: pixels kept fixed (hand corrections) and their
+        values in [0, 1]. At every step the state is set to ``fixed_values``
+        where ``fixed_mask``, before and after the network step, at the working
+        scale (so a step never undoes a correction).
 
     Yields
     ------
@@ -256,13 +262,26 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
     coarse = _resize(probability, work_image.shape)
     runner = _StepRunner(model, work_image, coarse, dev, edge_params)
     total = model.config.scheduled_steps
+    clamp = None
+    if fixed_mask is not None:
+        if fixed_values is None or np.shape(fixed_mask) != image.shape or np.shape(fixed_values) != image.shape:
+            raise InputError(f"fixed_mask and fixed_values must both have the image's shape {image.shape}")
+        if np.any(fixed_mask):
+            mask = _resize(np.asarray(fixed_mask, np.float32), work_image.shape) > 0.5
+            clamp = (mask, _resize(np.asarray(fixed_values, np.float32), work_image.shape)[mask])
+            coarse = coarse.copy()
+            coarse[clamp[0]] = clamp[1]
     state, previous = coarse, probability
     try:
         for step in range(1, int(max_steps) + 1):
             t = schedule_level(step, total)
             # runner gives a new array, so schedule_state may change it in place
             state = schedule_state(runner(state, t / total if total else 0.0), coarse, t, total)
+            if clamp is not None:
+                state[clamp[0]] = clamp[1]
             out = _resize(state, image.shape)  # the same array at scale 1 (never changed afterwards)
+            if clamp is not None and out is not state:  # exact at the image's size too
+                out[fixed_mask] = np.asarray(fixed_values, np.float32)[fixed_mask]
             change = _mean_abs_difference(out, previous)
             previous = out
             converged = t == 0 and change < tol

@@ -10,25 +10,10 @@ belong to no grain).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-__all__ = ["grain_ecds", "grain_size_stats", "triple_junction_angles"]
+from napari_grainseg.measure.table import fill_boundaries, grain_ecds
 
-
-def grain_ecds(labels: np.ndarray, min_area: int = 15, interior: bool = True) -> np.ndarray:
-    """Equivalent-circle diameters sqrt(4 A / pi) of the grains of ``labels`` (0 = none).
-
-    Grains smaller than ``min_area`` px are dropped; with ``interior`` so are
-    grains touching the image border (their size is unknown).
-    """
-    labels = np.asarray(labels)
-    area = np.bincount(labels.ravel()).astype(float)
-    keep = area >= min_area
-    keep[0] = False
-    if interior:
-        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-        keep[np.unique(edge)] = False
-    return np.sqrt(4 * area[keep] / np.pi)
+__all__ = ["grain_size_stats", "triple_junction_angles"]
 
 
 def grain_size_stats(labels: np.ndarray, min_area: int = 15) -> dict[str, float]:
@@ -41,18 +26,11 @@ def grain_size_stats(labels: np.ndarray, min_area: int = 15) -> dict[str, float]
     >>> stats["n"], round(stats["mean_ecd"], 2)
     (2, 12.59)
     """
-    d = grain_ecds(labels, min_area)
+    d = grain_ecds(labels, fill=False, min_area=min_area, interior=True)
     if d.size == 0:
         return {"n": 0, "mean_ecd": float("nan"), "log_sigma": float("nan")}
     return {"n": int(d.size), "mean_ecd": float(d.mean()),
             "log_sigma": float(np.log(d).std(ddof=1)) if d.size > 1 else 0.0}
-
-
-def _fill_boundaries(labels: np.ndarray) -> np.ndarray:
-    if not (labels == 0).any():
-        return labels
-    idx = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
-    return labels[idx[0], idx[1]]
 
 
 def triple_junction_angles(labels: np.ndarray, radius: float) -> np.ndarray:
@@ -64,7 +42,7 @@ def triple_junction_angles(labels: np.ndarray, radius: float) -> np.ndarray:
     disc leaves the image or meets a fourth grain are skipped. Returns an (m, 3)
     array (each row sums to 360°).
     """
-    lab = _fill_boundaries(np.asarray(labels))
+    lab = fill_boundaries(np.asarray(labels))
     a, b, c, d = lab[:-1, :-1], lab[:-1, 1:], lab[1:, :-1], lab[1:, 1:]
     distinct = 1 + (b != a).astype(int) + ((c != a) & (c != b)) + ((d != a) & (d != b) & (d != c))
     jy, jx = np.nonzero(distinct == 3)

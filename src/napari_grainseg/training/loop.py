@@ -199,7 +199,7 @@ def train(
     from tqdm import tqdm
 
     from napari_grainseg.models.device import describe_device
-    from napari_grainseg.models.weights import save_weights
+    from napari_grainseg.models.weights import load_checkpoint, safe_torch_load, save_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,7 +223,7 @@ def train(
     step, latest, lowest, elapsed_before = 0, {}, {}, 0.0
     config_json = json.dumps(config.to_dict())
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ckpt = load_checkpoint(ckpt_path, dev, keys=("config", "model", "step", "elapsed_s"))
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise InputError(
                 f"{ckpt_path} cannot be resumed by this version (checkpoint format "
@@ -343,7 +343,7 @@ def train(
         use_best = bool(keep_best and lowest and best_path.is_file())
         selected = lowest if use_best else latest
         if use_best:
-            model.load_state_dict(torch.load(best_path, map_location=dev, weights_only=True))
+            model.load_state_dict(safe_torch_load(best_path, dev, what="best model"))
         elif ema is not None:
             model.load_state_dict(scored.state_dict())
         info = {
@@ -379,11 +379,10 @@ def export_checkpoint(
     weight averaging the averaged weights are written (those a finished run exports).
     ``build_model(config)`` builds the untrained model; ``info(model)`` describes it.
     """
-    import torch
 
-    from napari_grainseg.models.weights import save_weights
+    from napari_grainseg.models.weights import load_checkpoint, save_weights
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint, "cpu", keys=("config", "model", "step", "metrics"))
     config = config_from_dict(config_cls, json.loads(ckpt["config"]), f"checkpoint {checkpoint}")
     model = build_model(config)
     if "ema" in ckpt:

@@ -1,0 +1,164 @@
+"""SIGKILL ``grainseg batch`` at random moments, resume, and compare with a clean run.
+
+For each of ``--kills`` trials: a fresh output folder, ``grainseg batch`` started
+as a real subprocess and killed with SIGKILL (its whole process group, Dask
+workers included) at a random moment of a clean run's duration, then resumed
+to completion with the same command. The resumed folder must equal the clean
+run's: label and boundary arrays, CSVs, SVGs and PNGs byte for byte, JSON
+without timings, completion markers listing the same files with the same
+SHA-256 (JSON outputs aside: they hold timings), and no temporary file
+(staging folder, .part file, commit journal, lock) left.
+
+    python benchmarks/kill_resume.py                       # 10 kills, 5 fields of 128x160, serial
+    python benchmarks/kill_resume.py --workers 2 --kills 4 # on a local Dask cluster
+
+Prints a markdown table (one row per kill) and a verdict; exit 1 if any trial differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RUN_KEYS = {"seconds", "net1_seconds", "net2_seconds", "cpu_seconds", "finished", "batch", "n_processed",
+            "n_skipped", "status", "started", "outputs"}
+
+
+def _strip(obj):
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in RUN_KEYS}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def compare(clean: Path, other: Path) -> list[str]:
+    """Differences between two batch output folders (empty: identical up to timings)."""
+    import tifffile
+
+    problems = []
+    left = [str(p.relative_to(other)) for p in other.rglob(".*")]
+    if left:
+        problems.append(f"temporary files left: {left}")
+    names = {str(p.relative_to(clean)) for p in clean.rglob("*") if p.is_file()}
+    names_other = {str(p.relative_to(other)) for p in other.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(other).parts)}
+    if names != names_other:
+        problems.append(f"file sets differ: only clean {sorted(names - names_other)}, "
+                        f"only resumed {sorted(names_other - names)}")
+    for name in sorted(names & names_other):
+        a, b = clean / name, other / name
+        if name.endswith(".tif"):
+            same = np.array_equal(tifffile.imread(a), tifffile.imread(b)) and a.read_bytes() == b.read_bytes()
+        elif name.endswith("_done.json"):
+            fa, fb = (json.loads(p.read_text())["files"] for p in (a, b))
+            same = {k: v for k, v in fa.items() if not k.endswith(".json")} == \
+                {k: v for k, v in fb.items() if not k.endswith(".json")} and fa.keys() == fb.keys()
+        elif name.endswith(".json"):
+            same = _strip(json.loads(a.read_text())) == _strip(json.loads(b.read_text()))
+        else:  # CSV, SVG, PNG
+            same = a.read_bytes() == b.read_bytes()
+        if not same:
+            problems.append(f"{name} differs")
+    return problems
+
+
+def state(out: Path) -> str:
+    """What a kill left: fields done, half-moved sets (journals), staging folders, lock, .part files."""
+    if not out.exists():
+        return "nothing written"
+    done = len(list(out.rglob("*_done.json")))
+    journals = len(list(out.rglob(".*.commit.json")))
+    staging = len([p for p in out.rglob(".*.staging-*") if p.is_dir()])
+    parts = len(list(out.rglob(".*.part*")))
+    lock = (out / ".grainseg.lock").exists()
+    bits = [f"{done} done"]
+    bits += [f"{journals} half-moved"] if journals else []
+    bits += [f"{staging} staging"] if staging else []
+    bits += [f"{parts} .part"] if parts else []
+    bits += ["summary"] if (out / "sample_summary.json").exists() else []
+    bits += ["lock left"] if lock else []
+    return ", ".join(bits)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--fields", type=int, default=5)
+    ap.add_argument("--shape", default="128x160", help="HEIGHTxWIDTH of each synthetic field")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--net2-steps", default="0")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    import tifffile
+
+    from napari_grainseg.synthetic import generate
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="kill_resume_"))
+    fields = work / "fields"
+    h, w = (int(v) for v in args.shape.lower().split("x"))
+    for i in range(args.fields):
+        path = fields / f"g{i % 2}" / f"field_{i:02d}.tif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(path, generate(100 + i, (h, w), "tem").image.astype(np.float32))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "napari_grainseg.cli", "batch", str(fields), "--out", str(out),
+                "--workers", str(args.workers), "--net2-steps", args.net2_steps, "--pixel-size", "2",
+                "--no-progress"]
+
+    clean = work / "clean"
+    t0 = time.perf_counter()
+    subprocess.run(command(clean), env=env, check=True, stderr=subprocess.DEVNULL)
+    t_clean = time.perf_counter() - t0
+    print(f"clean run: {args.fields} fields of {h}x{w}, {args.workers} worker(s), Net2 steps {args.net2_steps}: "
+          f"{t_clean:.1f} s\n")
+    print("| kill | at (s) | state the kill left | resume exit | resume (s) | identical to clean |")
+    print("|---:|---:|---|---:|---:|---|")
+    rng = random.Random(args.seed)
+    failures = kills = attempts = 0
+    t_ref = t_clean  # runs get faster when the machine is less loaded: aim within the fastest seen
+    while kills < args.kills and attempts < 3 * args.kills:
+        attempts += 1
+        out = work / f"run_{attempts:02d}"
+        at = rng.uniform(0.02, 0.95) * t_ref
+        t1 = time.perf_counter()
+        proc = subprocess.Popen(command(out), env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=at)
+            t_ref = min(t_ref, time.perf_counter() - t1)
+            print(f"| – | {at:.1f} | finished before the kill (not counted) | | | |", flush=True)
+            continue
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the batch and any Dask worker it started
+            proc.wait()
+        kills += 1
+        left = state(out)
+        t1 = time.perf_counter()
+        code = subprocess.run(command(out), env=env, stderr=subprocess.DEVNULL).returncode
+        t_resume = time.perf_counter() - t1
+        problems = compare(clean, out) if code == 0 else [f"resume exit {code}"]
+        failures += bool(problems)
+        verdict = "yes" if not problems else "NO: " + "; ".join(problems)[:300]
+        print(f"| {kills} | {at:.1f} | {left} | {code} | {t_resume:.1f} | {verdict} |", flush=True)
+    print(f"\n{kills - failures} of {kills} killed-and-resumed runs identical to the clean run "
+          "(arrays, CSVs, SVGs, PNGs, JSON without timings, markers' SHA-256); working folder {work}"
+          .replace("{work}", str(work)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

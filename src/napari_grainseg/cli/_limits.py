@@ -1,0 +1,113 @@
+"""Argument types and options for limits and output safety, shared by the ``grainseg`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from napari_grainseg.errors import InputError
+
+
+def bounded_float(lo: float, hi: float, *, lo_open: bool = False, what: str = "value"):
+    """argparse type: a finite number in [lo, hi] (``lo_open``: lo excluded)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{what} must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, "
+                                             f"got {text}")
+        return value
+
+    return parse
+
+
+def bounded_int(lo: int, hi: int | None = None):
+    """argparse type: a whole number in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+                                             + f", got {value}")
+        return value
+
+    return parse
+
+
+def pixel_size_nm(text: str) -> float:
+    """argparse type: a pixel size in nm within :data:`napari_grainseg.io.readers.PIXEL_SIZE_RANGE_NM`."""
+    from napari_grainseg.io.readers import PIXEL_SIZE_RANGE_NM
+
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of nm, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"{text} nm is outside the plausible range {lo:g} to {hi:g} nm per pixel")
+    return value
+
+
+def nonempty(text: str) -> str:
+    """argparse type: a non-blank string."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def max_pixels(text: str) -> int:
+    """argparse type for ``--max-pixels``: a number of pixels (``2.5e8`` allowed), 0 = no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"must be a whole number of pixels >= 0 (0 = no limit), got {text}")
+    return int(value)
+
+
+def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
+    from napari_grainseg.io.readers import DEFAULT_MAX_PIXELS
+
+    parser.add_argument("--max-pixels", type=max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help="refuse images (decoded, or resampled for a grain-size hint) larger than N pixels; "
+                        f"0 = no limit (default: {DEFAULT_MAX_PIXELS:.3g})")
+
+
+def add_output_safety_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` and ``--wait`` (outputs edited by hand; another run using the folder)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs that differ from what grainseg wrote (edited by hand); "
+                        "without it such a run stops before computing anything")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another grainseg run uses the output folder, wait for it instead of stopping")
+
+
+def check_not_an_input(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None],
+                       option: str = "--out") -> None:
+    """Refuse an output path that is one of the input files (same resolved path or same file)."""
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        out = Path(out)
+        for src in ins:
+            same = out.resolve() == src.resolve()
+            if not same and out.exists() and src.exists():
+                try:
+                    same = os.path.samefile(out, src)
+                except OSError:
+                    same = False
+            if same:
+                raise InputError(f"{option} {out} is the input file {src}; it would be overwritten. "
+                                 "Give another output name")

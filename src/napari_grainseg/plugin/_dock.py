@@ -1,0 +1,154 @@
+"""What every dock widget shares: a scroll area around its contents, and following the active layer.
+
+napari puts a magicgui widget's ``native`` into its dock, so a magicgui
+``scrollable`` container would lose its scroll area; instead each dock is an
+outer :class:`magicgui.widgets.Container` holding one ``QScrollArea`` around an
+inner container (``body``) with the controls. The docks' minimum height is
+then small and they fit a 1366×768 screen together (scrolling where needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from magicgui.widgets import ComboBox, Container
+
+from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
+
+#: Smallest height of a dock's scroll area (px): a few rows stay visible.
+MIN_DOCK_HEIGHT = 100
+
+
+def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HEIGHT):
+    """Put ``body`` into a vertical ``QScrollArea`` that is ``outer``'s only child. Returns the area."""
+    from magicgui.widgets import Label
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
+
+    for widget in body:
+        if isinstance(widget, Label):  # long status lines wrap instead of widening the dock
+            widget.native.setWordWrap(True)
+            widget.native.setMinimumWidth(120)
+            policy = widget.native.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+            widget.native.setSizePolicy(policy)
+    body.native.layout().addStretch(1)  # rows packed at the top, not spread over a tall dock
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(body.native)
+    area.setMinimumHeight(min_height)
+    width = body.native.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width() + 4
+    area.setMinimumWidth(width)
+    layout = outer.native.layout()
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(area)
+    return area
+
+
+def source_image(viewer, layer):
+    """The micrograph a layer belongs to: an Image itself, or the image named in ``grainseg_source``."""
+    import napari
+
+    if layer is None:
+        return None
+    if isinstance(layer, napari.layers.Image) and ROLE_KEY not in layer.metadata \
+            and not layer.metadata.get("grainseg_derived"):
+        return layer
+    name = layer.metadata.get("grainseg_source")
+    if name and name in viewer.layers:
+        return source_image(viewer, viewer.layers[name])
+    return None
+
+
+def same_layer(a, b) -> bool:
+    """True when ``a`` and ``b`` are the same layer (plugin docks get proxies: never compare with ``is``)."""
+    return a is not None and b is not None and layer_key(a) == layer_key(b)
+
+
+def link_of(layer):
+    """The :class:`BoundaryLink` whose boundary or grains layer ``layer`` is (None if none)."""
+    for link in links():
+        if same_layer(layer, link.boundaries) or same_layer(layer, link.grains):
+            return link
+    return None
+
+
+def newest_link_of_image(viewer, image):
+    """The most recently added live link made over ``image`` (None if none)."""
+    found = None
+    for layer in viewer.layers:
+        if layer.metadata.get(ROLE_KEY) == "boundaries" and layer.metadata.get("grainseg_source") == image.name:
+            link = link_of(layer)
+            if link is not None:
+                found = link
+    return found
+
+
+def follow_active(viewer, combo: ComboBox, pick: Callable) -> None:
+    """Keep ``combo`` on the layer ``pick(active_layer)`` gives whenever the selection changes."""
+
+    def on_active(event=None):
+        layer = viewer.layers.selection.active
+        try:
+            target = pick(layer)
+        except (KeyError, ValueError):
+            return
+        if target is None:
+            return
+        combo.reset_choices()
+        choice = next((c for c in combo.choices if same_layer(c, target)), None)
+        if choice is not None and not same_layer(combo.value, choice):
+            combo.value = choice
+
+    viewer.layers.selection.events.active.connect(on_active)
+    on_active()
+
+
+_CHECKED_LAYERS: set = set()
+
+
+def suggest_reader_for_calibrated_tiffs(viewer) -> None:
+    """When another reader opens a calibrated TIFF in pixels, say how to open it calibrated (once per layer,
+    however many docks are open: each dock gets its own viewer proxy)."""
+
+    def on_inserted(event):
+        layer = event.value
+        key = layer_key(layer)
+        if key not in _CHECKED_LAYERS:
+            _CHECKED_LAYERS.add(key)
+            check_reader(layer)
+
+    viewer.layers.events.inserted.connect(on_inserted)
+
+
+def check_reader(layer) -> str | None:
+    """The notification shown for ``layer`` (a TIFF opened uncalibrated by another reader), or None."""
+    from pathlib import Path
+
+    import napari
+    from napari.utils.notifications import show_warning
+
+    from napari_grainseg.errors import GrainsegError
+    from napari_grainseg.io.readers import read_micrograph
+    from napari_grainseg.plugin._layers import pixel_size_of
+
+    source = getattr(layer, "source", None)
+    path = getattr(source, "path", None)
+    plugin = getattr(source, "reader_plugin", None)
+    if not isinstance(layer, napari.layers.Image) or not path or plugin in (None, "napari-grainseg"):
+        return None
+    if Path(path).suffix.lower() not in (".tif", ".tiff") or pixel_size_of(layer) is not None:
+        return None
+    try:
+        nm = read_micrograph(path).pixel_size_nm
+    except (GrainsegError, OSError, ValueError):
+        return None
+    if not nm:
+        return None
+    message = (f"'{layer.name}' was opened by the '{plugin}' reader, in pixels; the file says {nm:g} nm per "
+               "pixel. Open it with napari-grainseg (File > Open with Plugin) to measure in nm, or enter "
+               "the pixel size in the Segment grains dock.")
+    show_warning(message)
+    return message

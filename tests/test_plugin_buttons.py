@@ -1,0 +1,338 @@
+"""The docks' buttons, clicked for real (``qtbot.mouseClick`` on the Qt widget) in a real viewer.
+
+A known geometry — three grains: A (top left), B (bottom left), C (right) —
+is put into a boundary layer directly (no network), so every button's effect
+on the label and boundary arrays is known exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+from qtpy.QtCore import Qt  # noqa: E402
+
+pytestmark = pytest.mark.napari
+
+H, W = 60, 80
+
+
+def three_grains() -> np.ndarray:
+    b = np.zeros((H, W), np.uint8)
+    b[:, 40] = 1  # A | C and B | C
+    b[30, :40] = 1  # A over B
+    return b
+
+
+@pytest.fixture(autouse=True)
+def synchronous(monkeypatch):
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    from napari_grainseg.plugin import _correct_widget, _segment_widget, _stats_widget
+
+    got = []
+    for module in (_correct_widget, _segment_widget, _stats_widget):
+        monkeypatch.setattr(module, "show_error", got.append)
+    return got
+
+
+@pytest.fixture
+def scene(make_napari_viewer):
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((H, W)).astype(np.float32), name="img")
+    link = BoundaryLink.create(viewer, image, three_grains())
+    return viewer, image, link
+
+
+def click(qtbot, button) -> None:
+    qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+def tick(qtbot, checkbox) -> None:
+    """Click a check box on its box (a click in the middle of a wide check box misses it)."""
+    from qtpy.QtCore import QPoint
+
+    native = checkbox.native
+    qtbot.mouseClick(native, Qt.MouseButton.LeftButton, pos=QPoint(8, native.height() // 2))
+
+
+def grain_at(link, y, x) -> int:
+    return int(link.grains.data[y, x])
+
+
+def test_merge_split_delete_undo_redo_buttons(scene, qtbot, errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    assert fix.boundaries.value is link.boundaries
+    bnd, grains = link.boundaries, link.grains
+    start_b, start_g = bnd.data.copy(), grains.data.copy()
+    assert grains.data.max() == 3
+
+    # merge A and B: one id, the line between them is gone, the line to C stays
+    click(qtbot, fix.picks_button)
+    picks = viewer.layers["img boundaries picks"]
+    assert viewer.layers.selection.active is picks and picks.mode == "add"
+    picks.data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert errors == []
+    assert grains.data.max() == 2 and grain_at(link, 10, 10) == grain_at(link, 50, 10)
+    assert bnd.data[30, 2:38].sum() == 0 and bnd.data[:, 40].sum() >= H - 1
+    assert grain_at(link, 10, 60) != grain_at(link, 10, 10)
+    assert len(picks.data) == 0
+    merged_b = bnd.data.copy()
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+    np.testing.assert_array_equal(grains.data, start_g)
+    click(qtbot, fix.redo_button)
+    np.testing.assert_array_equal(bnd.data, merged_b)
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+
+    # split C along a horizontal line: two grains where there was one
+    click(qtbot, fix.lines_button)
+    lines = viewer.layers["img boundaries split lines"]
+    lines.add_paths([np.array([[20, 38], [20, W + 2]], float)])
+    click(qtbot, fix.split_button)
+    assert errors == []
+    assert grains.data.max() == 4
+    assert grain_at(link, 5, 60) != grain_at(link, 40, 60)
+    assert bnd.data[20, 42:W - 1].all()
+    assert len(lines.data) == 0
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+    np.testing.assert_array_equal(grains.data, start_g)
+
+    # delete A: its pixels go to its neighbours, A's outline boundary pixels go with it
+    picks.data = np.array([[10, 10]], float)
+    click(qtbot, fix.delete_button)
+    assert errors == []
+    assert grains.data.max() == 2
+    assert grain_at(link, 10, 10) in (grain_at(link, 50, 10), grain_at(link, 10, 60))
+    assert bnd.data.sum() < start_b.sum()
+    counts = link.edit_counts()
+    assert counts["deletions"] == 1 and counts["merges"] == 0 and counts["splits"] == 0
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(bnd.data, start_b)
+    np.testing.assert_array_equal(grains.data, start_g)
+    assert link.edit_counts() == {"merges": 0, "splits": 0, "deletions": 0, "painted_px": 0}
+
+
+def test_buttons_without_picks_say_what_to_do(scene, qtbot, errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    before = link.boundaries.data.copy()
+    for button in (fix.merge_button, fix.delete_button, fix.split_button):
+        click(qtbot, button)
+    assert len(errors) == 3 and "pick" in errors[0] and "split line" in errors[2]
+    np.testing.assert_array_equal(link.boundaries.data, before)
+
+
+def test_every_dock_follows_the_active_layer_and_exports_beside_the_image(make_napari_viewer, qtbot, tmp_path,
+                                                                          monkeypatch, errors):
+    import tifffile
+
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._edges_widget import EdgeDetectorsWidget
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    tifffile.imwrite(folder / "second.tif", (rng.random((H, W)) * 255).astype(np.uint8))
+    viewer = make_napari_viewer()
+    first = viewer.add_image(rng.random((H, W)).astype(np.float32), name="first")
+    link1 = BoundaryLink.create(viewer, first, three_grains())
+    second, = viewer.open(str(folder / "second.tif"), plugin="napari-grainseg")
+    link2 = BoundaryLink.create(viewer, second, three_grains())
+    docks = [EdgeDetectorsWidget(viewer), SegmentWidget(viewer), CorrectWidget(viewer), StatsWidget(viewer)]
+    edges, seg, fix, stats = docks
+
+    viewer.layers.selection.active = first
+    assert edges.image.value is first and seg.image.value is first
+    assert fix.boundaries.value is link1.boundaries and stats.grains.value is link1.grains
+    assert stats.stem.value == "first" and Path(stats.folder.value) == tmp_path  # no file: the cwd
+    viewer.layers.selection.active = link2.grains
+    assert edges.image.value is second and seg.image.value is second
+    assert fix.boundaries.value is link2.boundaries and stats.grains.value is link2.grains
+    assert stats.stem.value == "second" and Path(stats.folder.value) == folder
+
+    # Undo acts on the active image's boundaries only
+    picks = fix.picks_layer()
+    picks.data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert link2.grains.data.max() == 2 and link1.grains.data.max() == 3
+    viewer.layers.selection.active = link2.boundaries
+    click(qtbot, fix.undo_button)
+    assert link2.grains.data.max() == 3
+    click(qtbot, stats.csv_button)
+    assert (folder / "second_grains.csv").is_file() and errors == []
+
+
+def test_docks_fit_a_small_screen(make_napari_viewer):
+    viewer = make_napari_viewer()
+    names = ["Edge detectors", "Segment grains", "Correct grains", "Grain statistics"]
+    docks = [viewer.window.add_plugin_dock_widget("napari-grainseg", name)[0] for name in names]
+    heights = [dock.minimumSizeHint().height() for dock in docks]
+    widths = [dock.minimumSizeHint().width() for dock in docks]
+    # stacked in one column, the four docks need less than a 1366x768 screen's height
+    assert sum(heights) < 768 - 150, heights
+    assert max(widths) < 480, widths
+    window = viewer.window._qt_window
+    assert window.minimumSizeHint().height() <= 768, window.minimumSizeHint()
+    window.resize(1366, 768)
+    assert window.height() <= 768
+    # every dock still shows its controls (a scroll area, not a squeezed layout)
+    assert all(dock.widget().height() >= 80 for dock in docks)
+
+
+def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napari_viewer, qtbot, tmp_path,
+                                                                       errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._reader import get_reader
+    from napari_grainseg.plugin._writer import write_calibrated_tiff
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    labels = boundaries_to_labels(three_grains())
+    write_calibrated_tiff(tmp_path / "tem_grains.tif", labels.astype(np.uint32), 2.5)
+    write_calibrated_tiff(tmp_path / "tem_boundaries.tif", three_grains(), 2.5)
+    for name, expected in (("tem_grains.tif", labels == 0), ("tem_boundaries.tif", three_grains())):
+        (data, kwargs, kind), = get_reader(str(tmp_path / name))(str(tmp_path / name))
+        assert kind == "labels" and data.dtype == np.uint8
+        np.testing.assert_array_equal(data, expected)
+        assert kwargs["scale"] == pytest.approx((2.5, 2.5)) and kwargs["units"] == ("nm", "nm")
+        assert kwargs["name"] == "tem boundaries" and kwargs["metadata"]["grainseg_role"] == "boundaries"
+
+    viewer = make_napari_viewer()
+    fix = CorrectWidget(viewer)
+    layer, = viewer.open(str(tmp_path / "tem_boundaries.tif"), plugin="napari-grainseg")
+    assert isinstance(layer, napari.layers.Labels) and fix.boundaries.value is layer
+    assert tuple(layer.scale) == pytest.approx((2.5, 2.5))
+    click(qtbot, fix.picks_button)
+    viewer.layers["tem boundaries picks"].data = np.array([[10, 10], [50, 10]], float)  # data = pixels
+    click(qtbot, fix.merge_button)
+    assert errors == []
+    grains = viewer.layers["tem boundaries grains"]
+    assert grains.data.max() == 2 and tuple(grains.scale) == pytest.approx((2.5, 2.5))
+    assert fix._boundaries_for(grains) is layer
+
+
+def test_builtin_reader_on_a_calibrated_tiff_suggests_this_plugin(make_napari_viewer, tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_grainseg.plugin import _dock
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
+    path = tmp_path / "cal.tif"
+    tifffile.imwrite(path, (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8), imagej=True,
+                     resolution=(2.0, 2.0), metadata={"unit": "nm"})
+    viewer = make_napari_viewer()
+    SegmentWidget(viewer)
+    StatsWidget(viewer)  # two docks: still one notification
+    layer, = viewer.open(str(path), plugin="napari")
+    assert tuple(layer.scale) == (1.0, 1.0)  # the builtin reader ignores the calibration
+    assert len([m for m in shown if "0.5 nm per pixel" in m and "napari-grainseg" in m]) == 1, shown
+    assert _dock.check_reader(viewer.add_image(np.zeros((4, 4)))) is None  # not from a file: nothing
+
+
+def test_statistics_dock_features_ecd_colours_caveats_and_hand_edits(scene, qtbot, errors, tmp_path):
+    import json
+
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, image, link = scene
+    for layer in (image, link.boundaries, link.grains):
+        layer.scale, layer.units = (2.0, 2.0), ("nm", "nm")
+    stats = StatsWidget(viewer)
+    assert stats.grains.value is link.grains
+    stats.update()
+    features = link.grains.features
+    assert list(features["index"]) == [1, 2, 3]
+    areas = np.bincount(link.grains.data.ravel())[1:]
+    # the boundary pixels are shared out before measuring: a few px more than the grains' own pixels
+    assert np.all(features["area (px)"].to_numpy() >= areas)
+    assert np.allclose(features["ECD (nm)"], 2 * features["ECD (px)"], atol=0.02)
+    assert features["touches border"].all()
+    status = link.grains.get_status((20.0, 120.0), world=True)  # world = nm: pixel (10, 60), grain C
+    text = status["coordinates"] if isinstance(status, dict) else str(status)
+    assert "ECD (nm)" in text and "touches border" in text, text
+    assert "⚠" in stats.caveats.value and "border" in stats.caveats.value  # caveats in the dock, not only JSON
+    tick(qtbot, stats.colour_by_ecd)
+    assert stats.colour_by_ecd.value
+    ecd = viewer.layers["img grains ECD"]
+    big = features.set_index("index")["ECD (nm)"]
+    assert ecd.data[10, 60] == pytest.approx(big[link.grains.data[10, 60]], abs=0.01)
+    assert np.isnan(ecd.data[30, 10])  # a boundary pixel
+
+    # a hand edit is recorded in the summary JSON
+    fix = CorrectWidget(viewer)
+    fix.picks_layer().data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    stats.folder.value, stats.stem.value = tmp_path, "cal"
+    click(qtbot, stats.json_button)
+    summary = json.loads((tmp_path / "cal_summary.json").read_text())
+    assert summary["hand_edits"] == {"merges": 1, "splits": 0, "deletions": 0, "painted_px": 0}
+    assert "hand edits (1 merges)" in summary["method"]
+    assert errors == []
+
+
+def test_minimum_grain_size_and_exclusion_mask_reach_the_measurement(scene, qtbot, errors):
+    pytest.importorskip("napari_grainseg.measure.statistics")
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, image, link = scene
+    stats = StatsWidget(viewer)
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 3
+    strip = np.zeros((H, W), np.uint8)
+    strip[55:, 45:] = 1  # a scale-bar strip in grain C
+    mask = viewer.add_labels(strip, name="scale bar strip")
+    viewer.layers.selection.active = link.grains
+    stats.exclude.value = mask
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 2
+    stats.exclude.value = None
+    stats.min_area.value = 1000  # A and B (about 1170 px) stay, C (about 2400 px) too
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 3
+    stats.min_area.value = 1500
+    stats.update()
+    assert stats.stats.summary["n_grains"] == 1
+    assert errors == []
+
+
+def test_set_scale_from_a_line_drawn_along_the_scale_bar(scene, qtbot, errors):
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+
+    viewer, image, link = scene
+    seg = SegmentWidget(viewer)
+    click(qtbot, seg.scale_line_button)  # first press: the line layer, in line mode
+    line_layer = viewer.layers["img scale line"]
+    assert viewer.layers.selection.active is line_layer and line_layer.mode == "add_line"
+    line_layer.add_lines(np.array([[50, 10], [50, 50]], float))  # 40 px
+    seg.line_length.value = 100.0  # nm
+    click(qtbot, seg.scale_line_button)
+    assert errors == []
+    assert tuple(image.scale) == pytest.approx((2.5, 2.5)) and str(image.units[0]) == "nanometer"
+    assert tuple(link.grains.scale) == pytest.approx((2.5, 2.5))
+    assert seg.pixel_size.value == pytest.approx(2.5)

@@ -1,0 +1,149 @@
+"""Net1 and Net2 through the real napari thread workers, started and cancelled with the real buttons;
+re-running after hand edits; Net2 continuing from the edited boundary layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+torch = pytest.importorskip("torch")
+from qtpy.QtCore import Qt  # noqa: E402
+
+pytestmark = pytest.mark.napari
+
+
+def click(qtbot, button) -> None:
+    qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    from napari_grainseg.models.weights import shipped_weights_dir
+
+    net1, net2 = shipped_weights_dir() / "net1.pt", shipped_weights_dir() / "net2.pt"
+    if not (net1.is_file() and net2.is_file()):
+        pytest.skip("no shipped Net1 / Net2 weights")
+    return str(net1), str(net2)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    from napari_grainseg.plugin import _correct_widget, _segment_widget, _stats_widget
+
+    got = []
+    for module in (_correct_widget, _segment_widget, _stats_widget):
+        monkeypatch.setattr(module, "show_error", got.append)
+    return got
+
+
+def _segment(viewer, weights):
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.net1_weights, seg.net2_weights = weights
+    seg.device.value = "cpu"
+    return seg
+
+
+def test_net1_and_net2_in_threads_cancel_with_stop(make_napari_viewer, qtbot, weights, monkeypatch, errors):
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    image = viewer.layers["interconnect_tem"]
+    big = np.tile(image.data, (4, 1))  # several tiles: Stop lands between two
+    viewer.add_image(big, name="big")
+    seg = _segment(viewer, weights)
+    seg.image.value = viewer.layers["big"]
+
+    # Net1: Stop right after Run; the result is dropped, the status says so
+    click(qtbot, seg.run_net1_button)
+    worker = seg._net1_worker
+    assert worker is not None and "Net1 running on big" in seg.status.value
+    click(qtbot, seg.stop_button)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: "cancelled" in seg.status.value, timeout=5000)
+    assert "running" not in seg.status.value
+    assert "big boundaries" not in viewer.layers and seg._net1_worker is None
+
+    # Net1 to the end on the small image, with a determinate progress count of tiles
+    viewer.layers.selection.active = image
+    assert seg.image.value is image
+    click(qtbot, seg.run_net1_button)
+    with qtbot.waitSignal(seg._net1_worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
+    qtbot.waitUntil(lambda: viewer.layers["interconnect_tem boundaries"].data.shape == image.data.shape,
+                    timeout=5000)
+    assert seg.status.value.startswith("Net1:")
+
+    # Net2 Run in its thread; Stop after the first step: stopped, the steps done are kept
+    click(qtbot, seg.run_button)
+    r = seg._refinement
+    assert r is not None
+    qtbot.waitUntil(lambda: seg.net2_label.value.startswith("step 1:"), timeout=120_000)
+    click(qtbot, seg.stop_button)
+    with qtbot.waitSignal(r.worker.finished, timeout=120_000, raising=False):
+        pass
+    qtbot.waitUntil(lambda: seg._refinement is None, timeout=30_000)
+    assert "cancelled" in seg.status.value and "running" not in seg.status.value
+    steps = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net2_steps"]
+    assert 1 <= steps < 30
+    assert errors == []
+
+
+def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(make_napari_viewer, qtbot, weights,
+                                                                   monkeypatch, errors):
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    image = viewer.layers["interconnect_tem"]
+    seg = _segment(viewer, weights)
+    fix, stats = CorrectWidget(viewer), StatsWidget(viewer)
+    click(qtbot, seg.run_net1_button)
+    bnd, grains = viewer.layers["interconnect_tem boundaries"], viewer.layers["interconnect_tem grains"]
+    assert fix.boundaries.value is bnd and stats.grains.value is grains
+    click(qtbot, seg.step_button)
+    assert seg.net2_label.value.startswith("step 1:")
+
+    # a hand edit between two steps: a boundary line drawn across the image at row 70
+    line = (np.full(400, 70), np.arange(300, 700))
+    with bnd.block_history():
+        bnd.data_setitem(line, np.ones(400, np.uint8))
+    # and a boundary erased (one grain merged into its neighbour)
+    ys, xs = np.nonzero(bnd.data[:, 800:1000] == 1)
+    keep = (ys > 20) & (ys < 130)
+    erased = (ys[keep][:40], xs[keep][:40] + 800)
+    with bnd.block_history():
+        bnd.data_setitem(erased, np.zeros(len(erased[0]), np.uint8))
+    for _ in range(2):
+        click(qtbot, seg.step_button)
+        assert "kept fixed" in seg.status.value or seg.net2_label.value.startswith("step")
+        assert bnd.data[line].all()  # the drawn line stays
+        assert not bnd.data[erased].any()  # the erased pixels stay erased
+        assert "interconnect_tem boundaries [2]" not in viewer.layers  # same layer, edits kept
+    assert seg.net2_label.value.startswith("step 3:")
+    assert grains.data[69, 500] != grains.data[71, 500]  # the line separates two grains
+    edits = stats._extra()["hand_edits"]
+    assert edits["painted_px"] >= 400
+    assert "hand edits" in stats._extra()["method"]
+
+    # Net1 again over the layer whose edits Net2 carried (no edit since the last step): new layers,
+    # the old ones hidden, not overwritten, and the docks follow the new ones
+    click(qtbot, seg.stop_button)
+    kept = bnd.data.copy()
+    click(qtbot, seg.run_net1_button)
+    np.testing.assert_array_equal(bnd.data, kept)
+    new_b = viewer.layers["interconnect_tem boundaries [2]"]
+    new_g = viewer.layers["interconnect_tem grains [2]"]
+    assert not bnd.visible and not grains.visible and new_b.visible
+    assert fix.boundaries.value is new_b and stats.grains.value is new_g
+    assert seg.link_for(image).boundaries is new_b
+    assert errors == []
