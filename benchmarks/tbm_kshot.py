@@ -224,7 +224,7 @@ ROWS = (("threshold", "shipped Net1 + threshold 0.5", "adapted Net1 + threshold 
 
 
 def table(results):
-    heads = ("F1@2px", "VI", "VI split", "VI merge", "|count err|", "|ECD err|")
+    heads = ("F1@2px", "VI", "VI split", "VI merge", "abs. count error", "abs. mean-ECD error")
     lines = ["| method | k | draws | " + " | ".join(heads) + " |", "|---|---|---|" + "---|" * len(heads)]
     if "classical" in results:
         cells = [f"{summary(results['classical'][m])['mean']:.3f} ± {summary(results['classical'][m])['se']:.3f}"
