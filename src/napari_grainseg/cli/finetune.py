@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"grainseg: {info['steps_done']} steps on {len(info['training_images'])} images "
+    n_held = sum(r.get("role") == "heldout" for r in info["training_images"])
+    print(f"grainseg: {info['steps_done']} steps on {len(info['training_images']) - n_held} images "
+          + (f"({n_held} held out) " if n_held else "") +
           f"({info['train_seconds']:.0f} s, {info['stopped']}); model -> {out}", file=sys.stderr)
     held = info.get("heldout")
     if held:

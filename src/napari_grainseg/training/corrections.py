@@ -189,11 +189,15 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
                          "in the same order")
     if rois is not None and len(rois) != len(images):
         raise InputError(f"{len(images)} images but {len(rois)} --roi masks: give one per image, in the same order")
-    out = []
-    for i, (image_path, target_path) in enumerate(zip(images, targets)):
+    for image_path, target_path in zip(images, targets):  # every file before reading any
         for p, what in ((image_path, "image"), (target_path, kind)):
             if not p.is_file():
                 raise InputError(f"{what} file not found: {p}")
+    for p in rois or ():
+        if not Path(p).is_file():
+            raise InputError(f"roi file not found: {p}")
+    out = []
+    for i, (image_path, target_path) in enumerate(zip(images, targets)):
         micrograph = read_micrograph(image_path)
         target = read_array(target_path, kind)
         if target.shape != micrograph.data.shape:
