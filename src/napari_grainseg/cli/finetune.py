@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout", type=float, default=None, metavar="SHARE",
                    help="share of the images held out to check the adapted model against the base (with >= 2 "
                    "images at least one; 0 = none; default 0.25)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--pixel-size", type=positive_float, metavar="NM",
                       help="pixel size of the images in nm (recorded; with the measured grain size it lets "
