@@ -154,6 +154,8 @@ class BatchOptions(SegmentOptions):
             out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
         if self.grains != "threshold":  # recorded only when not the default: older markers stay valid
             out["grains"] = self.grains
+        if self.watershed_h != 0.1:
+            out["watershed_h"] = self.watershed_h
         return {**out, "pixel_size_nm": self.pixel_size_nm, "grain_size_px": self.grain_size_px,
                 "grain_size_nm": self.grain_size_nm, "threshold": self.threshold,
                 "min_grain_area": self.min_grain_area}

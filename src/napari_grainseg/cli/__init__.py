@@ -26,6 +26,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "demo",
     "edges",
     "eval",
+    "finetune",
     "measure",
     "segment",
     "synth",

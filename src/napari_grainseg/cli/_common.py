@@ -89,6 +89,8 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument("--net2-steps", default="auto", metavar="auto|N",
                         help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N "
                         "steps, 0 = Net1 only (default: auto)")
+    parser.add_argument("--model", type=Path, metavar="MODEL_DIR",
+                        help="an adapted model directory (grainseg finetune) instead of the shipped model")
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
     parser.add_argument("--threshold", type=float, default=0.5,
@@ -106,7 +108,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
 OPTION_FLAGS = {"net2_steps": "--net2-steps", "grain_size_px": "--grain-size", "grain_size_nm": "--grain-size-nm",
                 "grains": "--grains", "threshold": "--threshold", "min_grain_area": "--min-grain-area",
                 "device": "--device", "weights": "--weights", "net2_weights": "--net2-weights",
-                "pixel_size_nm": "--pixel-size", "max_pixels": "--max-pixels"}
+                "pixel_size_nm": "--pixel-size", "max_pixels": "--max-pixels", "watershed_h": "--model"}
 
 
 def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
@@ -120,10 +122,36 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
         if path is not None and not path.is_file():
             raise InputError(f"{flag}: weights file not found: {path}")
+    if getattr(args, "model", None) is not None:
+        from napari_grainseg.models.model_dir import read_model_info
+
+        if args.weights is not None or args.net2_weights is not None:
+            raise InputError("--model brings its own weights: give --model or --weights/--net2-weights, not both")
+        args.model_info = read_model_info(args.model)  # a bad directory fails before any computation
+        args.weights = args.model / "net1.pt"
+        net2 = args.model / "net2.pt"
+        if net2.is_file() and (args.net2_steps.strip().lower() != "auto"
+                               or args.model_info.get("recommended", {}).get("net2_steps", 1)):
+            args.net2_weights = net2
+        elif args.net2_steps.strip().lower() == "auto":
+            args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
+        # the scale the model was adapted at: the corrections' grain size unless the user gives one
+        if getattr(args, "grain_size_nm", None) is None:
+            from napari_grainseg.models.model_dir import model_grain_size_hint
+
+            args.grain_size = model_grain_size_hint(args.model_info, grain_size_px=args.grain_size)
+        # the grain builder tuned on the model's corrections, unless given on the command line
+        recommended, given = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
+        if recommended.get("grains") and not any(a.startswith("--grains") for a in given):
+            args.grains = recommended["grains"]
+            if "threshold" in recommended and not any(a.startswith("--threshold") for a in given):
+                args.threshold = float(recommended["threshold"])
+            args.watershed_h = float(recommended.get("watershed_h", 0.1))
     try:
         return (cls or SegmentOptions)(
             net2_steps=args.net2_steps, grain_size_px=args.grain_size, grain_size_nm=args.grain_size_nm,
             grains=args.grains, threshold=args.threshold, min_grain_area=args.min_grain_area, device=args.device,
+            watershed_h=getattr(args, "watershed_h", 0.1),
             weights=str(args.weights) if args.weights else None,
             net2_weights=str(args.net2_weights) if args.net2_weights else None, **more)
     except OptionError as exc:

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.errors import InputError
     from napari_grainseg.io.outputs import FolderLock, check_output_dir
 
+    if args.model is not None and args.grain_size_nm is not None:
+        raise InputError("with --model, give the grain size in px (--grain-size) or none (the model's own)")
     options = segment_options_from_args(args, BatchOptions, pixel_size_nm=args.pixel_size,
                                         threads=None if args.scheduler else args.threads_per_worker,
                                         max_pixels=args.max_pixels)

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"methods (default: all of {', '.join(METHODS)})")
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--model", type=Path, metavar="MODEL_DIR",
+                   help="an adapted model directory (grainseg finetune) for the Net1 and Net2 methods")
     p.add_argument("--weights", type=Path, help="Net1 weights (default: shipped)")
     p.add_argument("--net2-weights", type=Path, help="Net2 weights for net1+net2 (default: shipped)")
     p.add_argument("--blind-net2-weights", type=Path,
@@ -61,14 +63,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.io.atomic import atomic_open
-    from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
     from napari_grainseg.evaluation.markdown import check_section_name, replace_section
+    from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
+    from napari_grainseg.io.atomic import atomic_open
 
     check_section_name(args.section)  # before the evaluation, which takes minutes
+    if args.model is not None:
+        from napari_grainseg.errors import InputError
+        from napari_grainseg.models.model_dir import read_model_info
+
+        if args.weights is not None or args.net2_weights is not None:
+            raise InputError("--model brings its own weights: give --model or --weights/--net2-weights, not both")
+        read_model_info(args.model)
+        args.weights = args.model / "net1.pt"
+        if (args.model / "net2.pt").is_file():
+            args.net2_weights = args.model / "net2.pt"
     results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
                              net1_weights=args.weights, paper_nets=args.paper_nets or paper_nets_default(),
                              net2_weights=args.net2_weights, blind_net2_weights=args.blind_net2_weights)
+    results["model"] = _model_record(args.weights, args.net2_weights)
     table = format_markdown(results)
     print(table)
     if args.markdown:
@@ -80,3 +93,14 @@ def run(args: argparse.Namespace) -> int:
             json.dump(results, fh, indent=2)
     print("done", file=sys.stderr)
     return 0
+
+
+def _model_record(net1_weights, net2_weights) -> dict:
+    """The model the Net1 methods used, with its hashes (:func:`~napari_grainseg.models.model_dir.model_record`)."""
+    from napari_grainseg.models.model_dir import model_record
+    from napari_grainseg.models.weights import load_net1, load_net2, shipped_weights_dir
+
+    net1 = load_net1(net1_weights) if net1_weights is not None else None
+    net2_path = net2_weights or shipped_weights_dir() / "net2.pt"
+    net2 = load_net2(net2_path) if net2_path.is_file() else None
+    return model_record(net1, net2)

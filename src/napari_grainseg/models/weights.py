@@ -222,6 +222,7 @@ def load_net1(path: str | Path | None = None, device="cpu", *, for_training: boo
         raise InputError(f"weights {path} do not fit Net1 {info['architecture']}: "
                          f"{str(exc).splitlines()[0]}") from exc
     model.weights_info = info
+    model.weights_path = str(path)
     model = model.to(device).eval()
     return model if for_training else fold_batchnorm(model)
 

@@ -605,14 +605,15 @@ def check_grain_builder(method: str) -> str:
 
 
 def probability_to_labels(probability: np.ndarray, method: str = "threshold", *, threshold: float = 0.5,
-                          min_grain_area: int = DEFAULT_MIN_GRAIN_AREA) -> np.ndarray:
+                          min_grain_area: int = DEFAULT_MIN_GRAIN_AREA, watershed_h: float = 0.1) -> np.ndarray:
     """Closed grain labels from a boundary probability, by ``"threshold"`` or ``"watershed"``.
 
     ``"threshold"`` keeps the pixels at or above ``threshold`` (:func:`boundaries_to_labels`);
     ``"watershed"`` closes every basin of the map (:func:`probability_watershed`; ``threshold``
-    is not used). On the synthetic test sets the watershed merges fewer grains (docs/benchmarks.md).
+    is not used; ``watershed_h`` is the depth of the basins that become grains). On the synthetic test
+    sets the watershed merges fewer grains (docs/benchmarks.md).
     """
     if check_grain_builder(method) == "watershed":
-        return probability_watershed(probability, min_grain_area=min_grain_area)
+        return probability_watershed(probability, h=watershed_h, min_grain_area=min_grain_area)
     return boundaries_to_labels(probability, threshold=threshold, min_grain_area=min_grain_area)
 

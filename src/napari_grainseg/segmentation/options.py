@@ -114,6 +114,9 @@ class SegmentOptions:
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``.
     weights, net2_weights
         Net1 / Net2 weights files; None: the shipped weights.
+    watershed_h
+        Depth of the basins that become grains with ``grains="watershed"`` (an adapted
+        model directory recommends its own, tuned on its corrections).
 
     Raises
     ------
@@ -130,6 +133,7 @@ class SegmentOptions:
     device: Any = "auto"
     weights: str | Path | None = None
     net2_weights: str | Path | None = None
+    watershed_h: float = 0.1
 
     def __post_init__(self) -> None:
         budget = net2_step_budget(self.net2_steps)  # resolved once: "auto" or a whole number
@@ -145,6 +149,7 @@ class SegmentOptions:
             raise OptionError("grains", str(exc)) from None
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
             raise OptionError("threshold", f"threshold must be between 0 and 1, got {self.threshold}")
+        _positive_or_none("watershed_h", self.watershed_h)
         if isinstance(self.min_grain_area, bool) or int(self.min_grain_area) != self.min_grain_area \
                 or self.min_grain_area < 1:
             raise OptionError("min_grain_area", f"min grain area must be a whole number >= 1, got "

@@ -47,6 +47,7 @@ class Segmentation:
     refine_converged: bool = False
     grains: str = "threshold"
     refine_step_seconds: tuple[float, ...] = ()
+    model: dict | None = None
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
@@ -59,7 +60,7 @@ class Segmentation:
                 "tiles": p.n_tiles, "grains": self.grains}
         if self.refine_steps:
             info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
-        return info
+        return info | (self.model or {})
 
 
 def segment(image: np.ndarray, options: SegmentOptions | None = None, *, pixel_size_nm: float | None = None,
@@ -112,11 +113,14 @@ def segment(image: np.ndarray, options: SegmentOptions | None = None, *, pixel_s
             step_seconds.append(step.seconds)
         boundary_map = refined
     labels = probability_to_labels(boundary_map, options.grains, threshold=options.threshold,
-                                   min_grain_area=options.min_grain_area)
+                                   min_grain_area=options.min_grain_area, watershed_h=options.watershed_h)
+    from napari_grainseg.models.model_dir import model_record
+
     return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,
                         refine_steps=n_steps, refine_seconds=sum(step_seconds, 0.0),
                         refine_converged=converged, grains=options.grains,
-                        refine_step_seconds=tuple(step_seconds))
+                        refine_step_seconds=tuple(step_seconds),
+                        model=model_record(model, net2_model if n_steps else None))
 
 
 def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,

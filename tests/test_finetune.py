@@ -1,0 +1,470 @@
+"""Learning from corrections: data, fine-tuning, model directories, the finetune CLI, --model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_grainseg.errors import InputError
+
+#: A fast configuration: a few small steps (tests only check behaviour, not quality).
+FAST = dict(steps=4, batch_size=2, patch=64, synthetic_samples=2, warmup_steps=1)
+
+
+def _sample(seed: int, shape=(96, 96), preset="tem"):
+    from napari_grainseg.synthetic import generate
+
+    return generate(seed, shape=shape, preset=preset, mean_diameter=22.0)
+
+
+def _correction(seed: int, roi=None, preset="tem"):
+    from napari_grainseg.training.corrections import Correction
+
+    s = _sample(seed, preset=preset)
+    return Correction(s.image.astype(np.float32), s.boundaries.copy(), roi, f"img{seed}.tif")
+
+
+def _config(**kw):
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    return FinetuneConfig(**(FAST | kw))
+
+
+def _write_set(tmp_path: Path, seeds=(1, 2), kind="labels"):
+    """Corrected micrographs as files: images, label images (or boundary masks) of synthetic samples."""
+    import tifffile
+
+    images, targets = [], []
+    for seed in seeds:
+        s = _sample(seed)
+        img, tgt = tmp_path / f"img{seed}.tif", tmp_path / f"{kind}{seed}.tif"
+        tifffile.imwrite(img, (s.image * 65535).astype(np.uint16))
+        if kind == "labels":
+            tifffile.imwrite(tgt, s.labels.astype(np.uint16))
+        else:  # hand-drawn-like thick lines
+            import cv2
+
+            tifffile.imwrite(tgt, cv2.dilate(s.boundaries.astype(np.uint8) * 255, np.ones((5, 5), np.uint8)))
+        images.append(img)
+        targets.append(tgt)
+    return images, targets
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def test_labels_give_thin_boundaries_also_where_ids_meet():
+    from napari_grainseg.training.corrections import boundaries_from_labels
+
+    tiling = np.ones((40, 40), np.int32)
+    tiling[:, 20:] = 2  # a full partition, no 0 pixel
+    lines = boundaries_from_labels(tiling)
+    assert lines[:, 19].all() and lines.sum() == 40  # one line, 1 px wide, where the ids meet
+    thick = tiling.copy()
+    thick[:, 17:24] = 0  # a 7 px boundary band
+    lines = boundaries_from_labels(thick)
+    assert (lines.sum(axis=1) == 1).all() and lines[:, 20].all()  # thinned to its centre
+
+
+def test_thick_boundary_mask_is_thinned_to_centre():
+    from napari_grainseg.training.corrections import boundaries_from_mask
+
+    mask = np.zeros((50, 50), np.uint8)
+    mask[:, 22:29] = 200  # a 7 px wide hand-drawn stroke
+    lines = boundaries_from_mask(mask)
+    assert (lines.sum(axis=1) <= 1).all() and lines[5:45, 25].all()
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.ones((30, 30), np.int32), "at least two grains"),
+    (np.zeros((30, 30), np.int32), "at least two grains"),
+])
+def test_label_image_with_one_grain_is_an_error(labels, message):
+    from napari_grainseg.training.corrections import boundaries_from_labels
+
+    with pytest.raises(InputError, match=message):
+        boundaries_from_labels(labels)
+
+
+def test_all_zero_boundaries_is_an_error():
+    from napari_grainseg.training.corrections import boundaries_from_mask
+
+    with pytest.raises(InputError, match="all zero"):
+        boundaries_from_mask(np.zeros((30, 30), np.uint8))
+
+
+def test_features_are_computed_on_the_whole_image_then_cropped():
+    """A crop's features equal the crop of the whole image's features (same thresholds as inference)."""
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.training.corrections import CorrectionSampler
+
+    c = _correction(3)
+    sampler = CorrectionSampler([c], 1.0, patch=64, synthetic=0)
+    whole = net1_features(c.image)
+    assert np.array_equal(sampler.prepared[0][2].features, whole)  # scale 1.0 is the middle entry
+    crop_alone = net1_features(c.image[10:74, 10:74])
+    assert not np.array_equal(crop_alone, whole[:, 10:74, 10:74])  # the pitfall this avoids is real
+
+
+# --------------------------------------------------------------------------- ROI
+
+
+def test_roi_pixels_outside_contribute_nothing_to_the_loss():
+    import torch
+
+    from napari_grainseg.training.finetune import masked_boundary_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 32, 32, generator=g, requires_grad=True)
+    target = (torch.rand(2, 1, 32, 32, generator=g) > 0.8).float()
+    weight = torch.zeros(2, 1, 32, 32)
+    weight[..., :16] = 1
+    loss = masked_boundary_loss(logits, target, weight, 3.0, 1.0)
+    loss.backward()
+    assert logits.grad[..., :16].abs().sum() > 0
+    assert torch.all(logits.grad[..., 16:] == 0)
+    other = logits.detach().clone()
+    other[..., 16:] = 50.0  # anything outside the ROI
+    target2 = target.clone()
+    target2[..., 16:] = 1 - target2[..., 16:]
+    assert torch.allclose(masked_boundary_loss(other, target2, weight, 3.0, 1.0), loss.detach())
+    # with all weights 1 it is the project's boundary_loss
+    from napari_grainseg.training.net1 import boundary_loss
+
+    ones = torch.ones_like(weight)
+    assert torch.allclose(masked_boundary_loss(logits.detach(), target, ones, 3.0, 1.0),
+                          boundary_loss(logits.detach(), target, 3.0, 1.0), atol=1e-6)
+
+
+def test_roi_excludes_pixels_end_to_end():
+    """Two corrections that differ only outside the ROI train exactly the same weights."""
+    from napari_grainseg.training.corrections import Correction
+    from napari_grainseg.training.finetune import finetune_net1
+
+    c = _correction(4)
+    roi = np.zeros(c.image.shape, bool)
+    roi[:, :48] = True
+    garbage = c.boundaries.copy()
+    garbage[:, 60:] = False
+    garbage[::7, 60:] = True  # different "boundaries" far outside the ROI
+    a = Correction(c.image, c.boundaries, roi, "a")
+    b = Correction(c.image, garbage, roi, "b")
+    ra = finetune_net1([a], _config(holdout=0.0), grain_size_px=22.0)
+    rb = finetune_net1([b], _config(holdout=0.0), grain_size_px=22.0)
+    sa, sb = _state(ra.model), _state(rb.model)
+    assert all(np.array_equal(sa[k].numpy(), sb[k].numpy()) for k in sa)
+    # ...while the same change inside the ROI changes them
+    inside = c.boundaries.copy()
+    inside[::7, :40] = True
+    rc = finetune_net1([Correction(c.image, inside, roi, "c")], _config(holdout=0.0), grain_size_px=22.0)
+    assert any(not np.array_equal(sa[k].numpy(), _state(rc.model)[k].numpy()) for k in sa)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def test_a_few_steps_lower_the_loss_on_the_corrected_images():
+    import torch
+
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.training.corrections import prepare
+    from napari_grainseg.training.finetune import finetune_net1, masked_boundary_loss
+
+    corr = [_correction(5, preset="paper"), _correction(6, preset="paper")]  # a look Net1 knows less well
+    prepared = [prepare(c, 1.0, 3) for c in corr]
+
+    def loss_of(model):
+        model.eval()
+        with torch.no_grad():
+            return float(np.mean([masked_boundary_loss(model(torch.from_numpy(p.features)[None]),
+                                                       torch.from_numpy(p.target)[None],
+                                                       torch.from_numpy(p.weight)[None], 3.0, 1.0)
+                                  for p in prepared]))
+
+    before = loss_of(load_net1(for_training=True))
+    result = finetune_net1(corr, _config(steps=15, lr=1e-3, holdout=0.0, synthetic_share=0.0), grain_size_px=22.0)
+    after = loss_of(result.model)
+    assert after < 0.97 * before, (before, after)
+    assert len(result.info["loss_curve"]) > 0 and result.info["steps_done"] == 15
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    from napari_grainseg.training.finetune import finetune_net1
+
+    corr = [_correction(7)]
+    a = _state(finetune_net1(corr, _config(seed=3, holdout=0.0)).model)
+    b = _state(finetune_net1(corr, _config(seed=3, holdout=0.0)).model)
+    c = _state(finetune_net1(corr, _config(seed=4, holdout=0.0)).model)
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert any(not np.array_equal(a[k].numpy(), c[k].numpy()) for k in a)
+
+
+def test_two_images_hold_one_out_and_compare_with_the_base():
+    from napari_grainseg.training.finetune import finetune_net1
+
+    result = finetune_net1([_correction(8), _correction(9)], _config())
+    held = result.heldout
+    assert held["n_images"] == 1 and len(result.info["train_images"]) == 1
+    assert set(held["base"]) == {"threshold", "watershed"}
+    assert set(held["adapted"]) == {"threshold", "watershed", "tuned"} and held["best_grains"] == "tuned"
+    assert 0 <= held["adapted"]["threshold"]["f1_2px"] <= 1
+    tuned = result.info["grain_builder"]
+    assert tuned["grains"] in ("threshold", "watershed") and ("threshold" in tuned or "watershed_h" in tuned)
+    base_best = min(f["vi"] for f in held["base"].values())
+    assert held["worse_than_base"] == (held["adapted"]["tuned"]["vi"] > base_best)
+
+
+def test_worse_adapted_model_is_flagged_in_model_json_and_cli(tmp_path, capsys, monkeypatch):
+    from napari_grainseg.cli import main
+    from napari_grainseg.training import finetune
+
+    real = finetune.compare_on
+
+    def pessimistic(*args, **kwargs):
+        return real(*args, **kwargs) | {"worse_than_base": True}
+
+    monkeypatch.setattr(finetune, "compare_on", pessimistic)
+    images, labels = _write_set(tmp_path, seeds=(20, 21))
+    assert main(["finetune", *map(str, images), "--labels", *map(str, labels), "--out", str(tmp_path / "m"),
+                 "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert "WARNING: the adapted model scores worse" in capsys.readouterr().err
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["worse_than_base"] is True
+
+
+def test_cancel_stops_after_the_current_step():
+    from napari_grainseg.training.finetune import finetune_net1
+
+    calls = []
+    result = finetune_net1([_correction(10)], _config(steps=50, holdout=0.0), cancel=lambda: len(calls) >= 2,
+                           progress=lambda step, total, loss: calls.append(step))
+    assert result.info["stopped"] == "cancelled" and result.info["steps_done"] == 2
+
+
+# --------------------------------------------------------------------------- model directories
+
+
+def test_model_directory_round_trip(tmp_path):
+    import torch
+
+    from napari_grainseg.models.model_dir import load_model
+    from napari_grainseg.models.weights import file_sha256, shipped_weights_dir
+    from napari_grainseg.training.finetune import adapt_and_save, inference_copy
+
+    images, labels = _write_set(tmp_path)
+    out, info = adapt_and_save(images, labels=labels, out=tmp_path / "model", config=_config(), device="cpu")
+    assert (out / "net1.pt").is_file() and (out / "net2.pt").is_file() and (out / "model.json").is_file()
+    on_disk = json.loads((out / "model.json").read_text())
+    assert on_disk["base_model"]["sha256"] == file_sha256(shipped_weights_dir() / "net1.pt")
+    assert on_disk["base_model"]["shipped"] is True
+    for rec, img, lab in zip(on_disk["training_images"], images, labels):
+        assert rec["image"] == str(img.resolve()) and rec["image_sha256"] == file_sha256(img)
+        assert rec["target"] == str(lab.resolve()) and rec["target_sha256"] == file_sha256(lab)
+    assert {r["role"] for r in on_disk["training_images"]} == {"train", "heldout"}
+    for key in ("steps", "seed", "config", "loss_curve", "package_version", "date", "heldout", "worse_than_base",
+                "net1_sha256", "model_sha256"):
+        assert key in on_disk, key
+    loaded = load_model(out)
+    assert loaded.record["model"] == "model" and loaded.record["model_sha256"] == on_disk["model_sha256"]
+    # the saved weights compute what the trained model computes (fp16 storage)
+    x = torch.from_numpy(np.random.default_rng(0).random((1, 4, 64, 64), dtype=np.float32))
+    from napari_grainseg.training.corrections import load_corrections
+    from napari_grainseg.training.finetune import finetune_net1
+
+    again = finetune_net1(load_corrections(images, labels=labels), _config())
+    with torch.no_grad():
+        assert torch.allclose(inference_copy(again.model)(x), loaded.net1(x), atol=2e-2)
+
+
+def test_model_directory_of_another_version_or_architecture_is_a_one_line_error(tmp_path):
+    from napari_grainseg.models.model_dir import load_model
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    images, labels = _write_set(tmp_path, seeds=(11,))
+    out, _ = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config(), device="cpu")
+    info = json.loads((out / "model.json").read_text())
+    (out / "model.json").write_text(json.dumps(info | {"format_version": 99}))
+    with pytest.raises(InputError, match="version 99") as exc:
+        load_model(out)
+    assert "\n" not in str(exc.value)
+    (out / "model.json").write_text(json.dumps(info | {"architecture": {"net1": {"base_channels": 16,
+                                                                                   "heads": 3}}}))
+    with pytest.raises(InputError, match="another architecture"):
+        load_model(out)
+    (out / "model.json").write_text(json.dumps(info))
+    (out / "net1.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="SHA-256"):
+        load_model(out)
+    with pytest.raises(InputError, match="not a model directory"):
+        load_model(tmp_path)
+
+
+def test_the_shipped_model_is_never_overwritten(tmp_path):
+    from napari_grainseg.cli import main
+    from napari_grainseg.models.weights import file_sha256, shipped_weights_dir
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    shipped = shipped_weights_dir()
+    before = {p.name: file_sha256(p) for p in shipped.iterdir() if p.is_file()}
+    images, labels = _write_set(tmp_path, seeds=(12,))
+    with pytest.raises(InputError, match="never overwritten"):
+        adapt_and_save(images, labels=labels, out=shipped, config=_config())
+    assert main(["finetune", str(images[0]), "--labels", str(labels[0]), "--out", str(shipped),
+                 "--steps", "1", "--no-progress"]) == 2
+    adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config())  # a real run leaves it alone
+    assert {p.name: file_sha256(p) for p in shipped.iterdir() if p.is_file()} == before
+
+
+def test_existing_folder_that_is_not_a_model_is_refused(tmp_path):
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    images, labels = _write_set(tmp_path, seeds=(13,))
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "thesis.docx").write_text("precious")
+    with pytest.raises(InputError, match="not a model directory"):
+        adapt_and_save(images, labels=labels, out=tmp_path / "work", config=_config())
+    assert (tmp_path / "work" / "thesis.docx").read_text() == "precious"
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    import tifffile
+
+    from napari_grainseg.cli import main
+
+    images, labels = _write_set(tmp_path, seeds=(14, 15))
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.ones((40, 40), np.uint16))
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, np.ones((96, 96), np.uint16))
+    zero = tmp_path / "zero.tif"
+    tifffile.imwrite(zero, np.zeros((96, 96), np.uint8))
+    out = str(tmp_path / "m")
+    cases = [
+        ([str(images[0]), str(images[1]), "--labels", str(labels[0])], "2 images but 1"),
+        ([str(images[0]), "--labels", str(small)], "has shape (40, 40)"),
+        ([str(images[0]), "--labels", str(one)], "at least two grains"),
+        ([str(images[0]), "--boundaries", str(zero)], "all zero"),
+        ([str(tmp_path / "missing.tif"), "--labels", str(labels[0])], "not found"),
+        ([str(images[0]), "--labels", str(tmp_path / "gone.tif")], "not found"),
+        ([str(images[0])], "--labels FILE... or --boundaries"),
+        ([str(images[0]), "--labels", str(labels[0]), "--roi", str(zero)], "ROI mask is all zero"),
+        (["--from", str(tmp_path)], "not a model directory"),
+    ]
+    for argv, message in cases:
+        code = main(["finetune", *argv, "--out", out, "--steps", "1", "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("grainseg: error:") and message in lines[0], (argv, err)
+    assert not Path(out).exists()
+
+
+# --------------------------------------------------------------------------- CLI end to end
+
+
+def test_cli_finetune_then_segment_with_model_records_it(tmp_path, capsys):
+    import tifffile
+
+    from napari_grainseg.cli import main
+
+    images, masks = _write_set(tmp_path, seeds=(16, 17), kind="boundaries")
+    model = tmp_path / "lab-model"
+    assert main(["finetune", *map(str, images), "--boundaries", *map(str, masks), "--out", str(model),
+                 "--steps", "3", "--seed", "1", "--no-progress", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "held out 1 image" in err and f"model -> {model}" in err
+    info = json.loads((model / "model.json").read_text())
+    assert info["steps"] == 3 and info["seed"] == 1 and info["training_images"][0]["kind"] == "boundaries"
+    out = tmp_path / "seg"
+    assert main(["segment", str(images[0]), "--out", str(out), "--model", str(model), "--device", "cpu"]) == 0
+    summary = json.loads((out / "img16_summary.json").read_text())
+    text = json.dumps(summary)
+    assert info["model_sha256"] in text and "lab-model" in text
+    assert main(["segment", str(images[0]), "--out", str(tmp_path / "seg2"), "--device", "cpu",
+                 "--net2-steps", "0"]) == 0
+    shipped = json.dumps(json.loads((tmp_path / "seg2" / "img16_summary.json").read_text()))
+    assert '"shipped"' in shipped and info["model_sha256"] not in shipped
+    tifffile.imwrite(tmp_path / "noise.tif", np.zeros((4, 4), np.uint8))
+    assert main(["segment", str(images[0]), "--out", str(out), "--model", str(tmp_path)]) == 2
+
+
+def test_learn_again_uses_all_recorded_corrections_from_the_base(tmp_path, capsys):
+    from napari_grainseg.models.weights import file_sha256, shipped_weights_dir
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    first, first_labels = _write_set(tmp_path, seeds=(18,))
+    m1, _ = adapt_and_save(first, labels=first_labels, out=tmp_path / "m1", config=_config())
+    second, second_labels = _write_set(tmp_path, seeds=(19,))
+    m2, info = adapt_and_save(second, labels=second_labels, out=tmp_path / "m2", from_dir=m1, steps=None,
+                              config=None)
+    names = sorted(Path(r["image"]).name for r in info["training_images"])
+    assert names == ["img18.tif", "img19.tif"]
+    assert info["base_model"]["sha256"] == file_sha256(shipped_weights_dir() / "net1.pt")
+    assert info["learned_from"] == str(m1.resolve()) and info["config"]["steps"] == FAST["steps"]
+    first[0].unlink()
+    with pytest.raises(InputError, match="missing"):
+        adapt_and_save(second, labels=second_labels, out=tmp_path / "m3", from_dir=m1)
+
+
+def test_ctrl_c_stops_training_cleanly_and_saves_the_model(tmp_path, capsys):
+    import signal
+
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    images, labels = _write_set(tmp_path, seeds=(22,))
+
+    def press_ctrl_c(step, total, loss):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    out, info = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config(steps=50),
+                               progress=press_ctrl_c)
+    assert info["stopped"] == "interrupted" and info["steps_done"] == 2
+    assert (out / "net1.pt").is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
+def test_eval_with_model_records_it(tmp_path):
+    from napari_grainseg.cli import main
+    from napari_grainseg.training.finetune import adapt_and_save
+
+    images, labels = _write_set(tmp_path, seeds=(23,))
+    out, info = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config())
+    results = tmp_path / "eval.json"
+    assert main(["eval", "--sets", "id-tem", "--methods", "net1", "--limit", "1", "--model", str(out),
+                 "--device", "cpu", "--json", str(results)]) == 0
+    record = json.loads(results.read_text())["model"]
+    assert record["model_sha256"] == info["model_sha256"] and record["model"] == "m"
+
+
+def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
+    from napari_grainseg.training.finetune import finetune_net1
+
+    corr = [_correction(24)]
+    whole = _state(finetune_net1(corr, _config(steps=6, holdout=0.0)).model)
+    calls = []
+    first = finetune_net1(corr, _config(steps=6, holdout=0.0), run_dir=tmp_path / "run",
+                          cancel=lambda: len(calls) >= 3, progress=lambda step, total, loss: calls.append(step))
+    assert first.info["stopped"] == "cancelled" and first.info["steps_done"] == 3
+    resumed = finetune_net1(corr, _config(steps=6, holdout=0.0), run_dir=tmp_path / "run")
+    assert resumed.info["steps_done"] == 6 and resumed.info["stopped"] == "done"
+    again = _state(resumed.model)
+    assert all(np.array_equal(whole[k].numpy(), again[k].numpy()) for k in whole)
+
+
+def test_time_budget_trains_as_many_steps_as_fit():
+    from napari_grainseg.training.finetune import finetune_net1
+
+    result = finetune_net1([_correction(25)], _config(holdout=0.0), max_minutes=0.05, until_time=True,
+                           tune_builder=False)
+    assert result.info["steps"] >= 10 and result.info["steps_done"] >= 1
+    assert result.info["stopped"] in ("done", "time")
