@@ -121,3 +121,23 @@ def test_segment_takes_options_or_their_keywords(net1_copy):
     with pytest.raises(InputError, match="pixel size"):
         segment(image, dataclasses.replace(opts, grain_size_px=None, grain_size_nm=40.0))
     release_models()
+
+
+def test_default_is_net1_with_grains_by_threshold_everywhere(tmp_path):
+    """The defaults chosen on real hand-traced crops (docs/generalisation.md): no Net2, threshold grains."""
+    import json
+
+    from napari_grainseg.cli import build_parser, main
+
+    opts = SegmentOptions()
+    assert opts.net2_budget() == 0 and opts.grains == "threshold"
+    for command in ("segment", "batch"):
+        args = build_parser().parse_args([command, "x.tif", "--out", str(tmp_path)])
+        assert args.net2_steps == "0" and args.grains == "threshold"
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "f.tif", image)
+    assert main(["segment", str(tmp_path / "f.tif"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "out" / "f_summary.json").read_text())
+    assert summary["method"] == "net1" and summary["net2_steps"] == 0

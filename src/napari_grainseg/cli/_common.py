@@ -86,9 +86,10 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
                       help="expected mean grain diameter in nm (needs a pixel size)")
     parser.add_argument("--device", type=nonempty, default="auto",
                         help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
-    parser.add_argument("--net2-steps", default="auto", metavar="auto|N",
-                        help="Net2 refinement: auto = until converged (at most 30 steps), N = at most N "
-                        "steps, 0 = Net1 only (default: auto)")
+    parser.add_argument("--net2-steps", default="0", metavar="auto|N",
+                        help="Net2 refinement: 0 = Net1 only, auto = until converged (at most 30 steps), "
+                        "N = at most N steps (default: 0; on real hand-traced crops Net2 made grains worse, "
+                        "docs/generalisation.md)")
     parser.add_argument("--model", type=Path, metavar="MODEL_DIR",
                         help="an adapted model directory (grainseg finetune) instead of the shipped model")
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
@@ -96,10 +97,10 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="boundary probability threshold, between 0 and 1 (default: 0.5)")
     parser.add_argument("--grains", choices=GRAIN_BUILDERS, default="threshold",
-                        help="how grains are built from the final boundary map: threshold it, or take every "
-                        "basin of its watershed (closes faint boundaries; with --net2-steps 0 the most accurate "
-                        "on the synthetic test sets, see docs/benchmarks.md; whole-image: 2.7 GB peak at 4096² instead "
-                        "of 0.94 GB) (default: threshold)")
+                        help="how grains are built from the final boundary map: threshold it (best on real "
+                        "hand-traced crops), or take every basin of its watershed (closes faint boundaries; best on "
+                        "our synthetic sets but splits grains on unfamiliar images, docs/generalisation.md; "
+                        "whole-image: 2.7 GB peak at 4096² instead of 0.94 GB) (default: threshold)")
     parser.add_argument("--min-grain-area", type=int, default=DEFAULT_MIN_GRAIN_AREA,
                         help=f"smallest grain kept, px (default: {DEFAULT_MIN_GRAIN_AREA})")
 
