@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -56,9 +55,9 @@ def classical_field(path: str, out_dir: str) -> float:
     """The classical baseline on one field, with the same output files as the Net1 pipeline.
 
     Returns the CPU seconds it took."""
-    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries
     from napari_grainseg.io.readers import read_micrograph
     from napari_grainseg.measure.report import write_report
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, classical_boundaries
 
     cpu0 = time.process_time()
     m = read_micrograph(path)

@@ -19,8 +19,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 
 def _median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up (allocations, oneDNN kernels)
@@ -35,10 +33,10 @@ def _median_seconds(fn, repeats: int) -> float:
 def speed(weights: str | None, repeats: int) -> dict:
     import torch
 
+    from napari_grainseg.models.weights import load_net1
     from napari_grainseg.segmentation.edges import fuse_edges
     from napari_grainseg.segmentation.grains import classical_boundaries
     from napari_grainseg.segmentation.inference import predict_boundaries
-    from napari_grainseg.models.weights import load_net1
     from napari_grainseg.synthetic import generate
 
     image = generate(seed=1, shape=(1024, 1024), preset="tem", mean_diameter=30.0).image

@@ -45,9 +45,9 @@ def step_speed(net1, net2, size: int = 1024) -> dict:
 
 def convergence(net1, net2, n_images: int) -> dict:
     from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.io.samples import interconnect_tem
     from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.segmentation.refine import refine
-    from napari_grainseg.io.samples import interconnect_tem
 
     out = {}
     for name in ("id-tem", "id-train"):

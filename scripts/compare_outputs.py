@@ -99,7 +99,8 @@ def compare(a: Path, b: Path) -> list[str]:
             if x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y):
                 problems.append(f"{rel}: arrays differ ({int(np.sum(x != y)) if x.shape == y.shape else 'shape'})")
         elif rel.suffix == ".csv":
-            ra = list(csv.reader(pa.open())); rb = list(csv.reader(pb.open()))
+            ra = list(csv.reader(pa.open()))
+            rb = list(csv.reader(pb.open()))
             if ra != rb:
                 n = sum(1 for u, v in zip(ra, rb) if u != v) + abs(len(ra) - len(rb))
                 problems.append(f"{rel}: {n} CSV rows differ")
@@ -111,9 +112,12 @@ def compare(a: Path, b: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run"); r.add_argument("out", type=Path)
+    r = sub.add_parser("run")
+    r.add_argument("out", type=Path)
     r.add_argument("--paper-nets", type=Path, default=PAPER_NETS)
-    c = sub.add_parser("compare"); c.add_argument("a", type=Path); c.add_argument("b", type=Path)
+    c = sub.add_parser("compare")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
     args = parser.parse_args()
     if args.cmd == "run":
         run(args.out, args.paper_nets)

@@ -18,10 +18,10 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 def main() -> None:
     from matplotlib.figure import Figure
 
+    from napari_grainseg.io.samples import interconnect_tem
+    from napari_grainseg.measure.report import overlay_rgb
     from napari_grainseg.segmentation.grains import boundaries_to_labels
     from napari_grainseg.segmentation.inference import predict_boundaries
-    from napari_grainseg.measure.report import overlay_rgb
-    from napari_grainseg.io.samples import interconnect_tem
 
     image = interconnect_tem().data
     panels = [("bundled real micrograph (CC0, imec)", image, "gray")]

@@ -22,11 +22,11 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_grainseg.evaluation.suite import EVAL_SETS
     from napari_grainseg.evaluation.metrics import segmentation_scores
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.models.weights import load_net1, load_net2
     from napari_grainseg.segmentation.grains import boundaries_to_labels
     from napari_grainseg.segmentation.inference import predict_boundaries
-    from napari_grainseg.models.weights import load_net1, load_net2
     from napari_grainseg.segmentation.refine import refine
     from napari_grainseg.synthetic import generate
 

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from napari_grainseg.io import samples
-from napari_grainseg.segmentation.pipeline import segment
 from napari_grainseg.measure.report import write_report
+from napari_grainseg.segmentation.pipeline import segment
 
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 

@@ -49,9 +49,9 @@ def main() -> None:
     from scipy import ndimage
 
     from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.models.weights import load_net1
     from napari_grainseg.segmentation.grains import boundaries_to_labels
     from napari_grainseg.segmentation.inference import predict_boundaries
-    from napari_grainseg.models.weights import load_net1
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["id-tem", "id-train"], choices=list(EVAL_SETS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.edges import (
     CHANNELS,
     EdgeParams,
@@ -13,7 +14,6 @@ from napari_grainseg.segmentation.edges import (
     preprocess,
     resolve_edge_params,
 )
-from napari_grainseg.errors import InputError
 
 
 def step_image(shape=(64, 96), column=48, vertical=True, low=0.2, high=0.8):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.editing import (
     add_boundary,
     boundary_edit,
@@ -14,7 +15,6 @@ from napari_grainseg.segmentation.editing import (
     relabel_consecutive,
     split_grain,
 )
-from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.grains import label_convention_problems, normalize_labels
 
 

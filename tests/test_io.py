@@ -13,9 +13,9 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
+from _emfiles import write_dm, write_emi, write_ser  # noqa: E402  (tests/ is on sys.path)
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.io.validate import ColourImageWarning
 from napari_grainseg.io.readers import (
     SUPPORTED_EXTENSIONS,
     Micrograph,
@@ -25,8 +25,7 @@ from napari_grainseg.io.readers import (
     validate_pixel_size,
 )
 from napari_grainseg.io.samples import interconnect_tem_path
-
-from _emfiles import write_dm, write_emi, write_ser  # noqa: E402  (tests/ is on sys.path)
+from napari_grainseg.io.validate import ColourImageWarning
 
 RNG = np.random.default_rng(0)
 

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "last, listing every output with its size and SHA-256. Inputs whose outputs are complete and "
         "unchanged are skipped (resume); outputs edited by hand stop the run unless --overwrite. Files "
         "named like outputs or targets (*_grains, *_boundaries, *_labels, *_overlay, *_histogram) are not "
-        "inputs. One run at a time uses DIR (a second stops at once, or waits with --wait). DIR/sample_summary.json pools all "
+        "inputs. One run at a time uses DIR (a second stops at once, or waits with --wait). "
+        "DIR/sample_summary.json pools all "
         "fields (histograms, lognormal fit, ASTM G, per-field mean, 95% CI and %RA); DIR/failures.json "
         "lists files that failed. Exit status: 0 all fields done, 1 some failed, 2 a user error (bad argument, "
         "unusable output folder or weights, folder in use, outputs edited by hand, disk full).",

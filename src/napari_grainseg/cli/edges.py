@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from napari_grainseg.errors import InputError
 from napari_grainseg.cli._common import add_edge_arguments, edge_params_from_args, load_micrograph
 from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
+from napari_grainseg.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
 
     from napari_grainseg.io.atomic import atomic_path
-    from napari_grainseg.segmentation.edges import fuse_edges
-
     from napari_grainseg.io.outputs import check_output_dir
+    from napari_grainseg.segmentation.edges import fuse_edges
 
     if args.out.is_dir():
         raise InputError(f"--out {args.out} is a folder; give an output file name ending in .tif")

@@ -17,8 +17,8 @@ import json
 import re
 from pathlib import Path
 
-from napari_grainseg.io.atomic import atomic_open, atomic_path
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.atomic import atomic_open, atomic_path
 
 
 def parse_shape(text: str) -> tuple[int, int]:

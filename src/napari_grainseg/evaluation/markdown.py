@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from napari_grainseg.io.atomic import atomic_open
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.atomic import atomic_open
 
 
 def check_section_name(name: str) -> str:

@@ -115,7 +115,8 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
     if max(abs(lo64), abs(hi64)) > SAFE_MAGNITUDE or span < 0.5 * SAFE_MIN_SPAN:
         # float32 (and the squares in the edge filters) would overflow to infinity or
         # flush the differences to zero: keep the picture, rescaled to 0..1 in float64.
-        warnings.warn(f"pixel values span {lo64:.6g} to {hi64:.6g}, too {'large' if span >= 0.5 * SAFE_MIN_SPAN else 'close together'} "
+        reason = "large" if span >= 0.5 * SAFE_MIN_SPAN else "close together"
+        warnings.warn(f"pixel values span {lo64:.6g} to {hi64:.6g}, too {reason} "
                       "to compute with in float32: rescaled linearly to 0..1", ExtremeValuesWarning, stacklevel=2)
         scaled = (data.astype(np.float64) / 2 - lo64 / 2) / span
         return np.ascontiguousarray(scaled, dtype=np.float32)

@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from napari_grainseg.io.atomic import atomic_open, atomic_path
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.atomic import atomic_open, atomic_path
 
 
 def shipped_weights_dir() -> Path:

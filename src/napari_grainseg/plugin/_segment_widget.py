@@ -39,7 +39,12 @@ THRESHOLD = 0.5
 #: During a Net2 run, layers are redrawn at most this often (s); every step updates the counter.
 LIVE_UPDATE_INTERVAL_S = 0.5
 #: What Net2 does and its measured effect, shown on its buttons.
-NET2_EFFECT = "Net2 refines Net1's map step by step. Measured effect (docs/generalisation.md): on real hand-traced crops it made grains worse (VI 4.07 vs 3.68, grain count error 618 % vs 342 %); on synthetic bright-field sets it ties with Net1 + watershed. Use it to explore, and check the result."
+NET2_EFFECT = (
+    "Net2 refines Net1's map step by step. Measured effect (docs/generalisation.md): on real "
+    'hand-traced crops it made grains worse (VI 4.07 vs 3.68, grain count error 618 % vs 342 %); on '
+    'synthetic bright-field sets it ties with Net1 + watershed. Use it to explore, and check the '
+    'result.'
+)
 #: Most Net2 steps of one run.
 MAX_NET2_STEPS = 30
 #: What the Net2 line calls the refinement phases.

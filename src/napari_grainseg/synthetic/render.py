@@ -10,7 +10,6 @@ then optics (PSF blur), then detector (shot noise at a dose, read noise).
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 
