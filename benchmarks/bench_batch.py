@@ -112,19 +112,24 @@ def main() -> None:
         if not a.no_classical:
             rows.append(run_classical(folder, w, a.fields))
     base = {r["method"]: r["wall_s"] for r in rows if r["workers"] == a.workers[0]}
-    lines = [f"Load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
-             f"{a.fields} synthetic fields of {a.size}², 1 thread per worker, wall time from start to "
-             "sample summary (cluster start and model loading included).", "",
-             "| method | workers | wall (s) | MPx/s | speed-up | 100 fields (min, extrapolated) "
-             "| CPU s per field | CPU-bound MPx/s on free cores |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
+        f"{a.fields} synthetic fields of {a.size}², 1 thread per worker, wall time from start to "
+        "sample summary (cluster start and model loading included).",
+        "",
+        "| method | workers | wall (s) | MPx/s | speed-up | 100 fields (min, extrapolated) "
+        "| CPU s per field | CPU-bound MPx/s on free cores |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         r["mpx_per_s"] = r["fields"] * mpx / r["wall_s"]
         r["speedup"] = base[r["method"]] / r["wall_s"]
         r["load_average"] = load
-        lines.append(f"| {r['method']} | {r['workers']} | {r['wall_s']:.1f} | {r['mpx_per_s']:.3f} | "
-                     f"{r['speedup']:.2f}× | {100 * mpx / r['mpx_per_s'] / 60:.1f} | "
-                     f"{r['cpu_s_per_field']:.2f} | {r['workers'] * mpx / r['cpu_s_per_field']:.3f} |")
+        lines.append(
+            f"| {r['method']} | {r['workers']} | {r['wall_s']:.1f} | {r['mpx_per_s']:.3f} | "
+            f"{r['speedup']:.2f}× | {100 * mpx / r['mpx_per_s'] / 60:.1f} | "
+            f"{r['cpu_s_per_field']:.2f} | {r['workers'] * mpx / r['cpu_s_per_field']:.3f} |"
+        )
     print("\n".join(lines))
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))

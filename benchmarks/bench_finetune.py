@@ -43,14 +43,18 @@ def main(argv=None) -> int:
         res = finetune_net1(corr, FinetuneConfig(steps=args.steps, holdout=0.0), device="cpu")
         totals.append(time.perf_counter() - t0)
         trains.append(res.info["train_seconds"])
-        print(f"run: {totals[-1]:.1f} s (training {trains[-1]:.1f} s, preparation {res.info['prepare_seconds']} s)",
-              file=sys.stderr)
+        print(
+            f"run: {totals[-1]:.1f} s (training {trains[-1]:.1f} s, preparation {res.info['prepare_seconds']} s)",
+            file=sys.stderr,
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()
-    print(f"fine-tuning on 4 crops of 256², {args.steps} steps, {args.threads} threads: "
-          f"median {statistics.median(totals):.1f} s "
-          f"(training {statistics.median(trains):.1f} s) of {args.repeats} runs; peak memory {peak_mb:.0f} MB; "
-          f"load average during the runs {load[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"fine-tuning on 4 crops of 256², {args.steps} steps, {args.threads} threads: "
+        f"median {statistics.median(totals):.1f} s "
+        f"(training {statistics.median(trains):.1f} s) of {args.repeats} runs; peak memory {peak_mb:.0f} MB; "
+        f"load average during the runs {load[0]:.1f} on {os.cpu_count()} cores"
+    )
     return 0
 
 

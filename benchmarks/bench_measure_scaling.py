@@ -23,8 +23,15 @@ import json
 import subprocess
 import sys
 
-CASES = [("pixels", 316), ("pixels", 1000), ("pixels", 1415), ("grains", 1), ("grains", 2), ("grains", 4),
-         ("big-ids", 0)]
+CASES = [
+    ("pixels", 316),
+    ("pixels", 1000),
+    ("pixels", 1415),
+    ("grains", 1),
+    ("grains", 2),
+    ("grains", 4),
+    ("big-ids", 0),
+]
 QUICK = [("pixels", 316), ("grains", 1), ("big-ids", 0)]
 
 
@@ -36,7 +43,7 @@ def make_labels(kind: str, size: int):
     if kind == "big-ids":
         lab = np.zeros((128, 128), np.uint32)
         for i in range(10):
-            lab[i * 12:(i + 1) * 12 - 1, :] = 2**32 - 1 - 7919 * i
+            lab[i * 12 : (i + 1) * 12 - 1, :] = 2**32 - 1 - 7919 * i
         return lab
     from scipy.spatial import cKDTree
 
@@ -48,8 +55,10 @@ def make_labels(kind: str, size: int):
     field = (cKDTree(pts).query(np.c_[yy.ravel(), xx.ravel()])[1].reshape(1024, 1024) + 1).astype(np.uint32)
     field = normalize_labels(field)
     top = int(field.max())
-    rows = [np.concatenate([np.where(field > 0, field + (i * size + j) * top, 0) for j in range(size)], 1)
-            for i in range(size)]
+    rows = [
+        np.concatenate([np.where(field > 0, field + (i * size + j) * top, 0) for j in range(size)], 1)
+        for i in range(size)
+    ]
     return np.concatenate(rows, 0).astype(np.uint32)
 
 
@@ -81,10 +90,15 @@ def run_case(kind: str, size: int) -> dict:
     measure_field(labels, 2.0)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"case": f"{kind} {size}" if kind != "big-ids" else kind, "pixels": int(labels.size),
-            "grains": n_grains, "measure_s": t1 - t0, "write_s": t2 - t1,
-            "traced_peak_mb": peak / 2**20,
-            "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "case": f"{kind} {size}" if kind != "big-ids" else kind,
+        "pixels": int(labels.size),
+        "grains": n_grains,
+        "measure_s": t1 - t0,
+        "write_s": t2 - t1,
+        "traced_peak_mb": peak / 2**20,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -98,12 +112,15 @@ def main() -> None:
     print("| case | pixels | grains | measure (s) | CSV+JSON (s) | µs per grain | traced peak (MB) | peak RSS (MB) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind, size in QUICK if args.quick else CASES:
-        out = subprocess.run([sys.executable, __file__, "--case", kind, str(size)], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", kind, str(size)], check=True, capture_output=True, text=True
+        ).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"| {r['case']} | {r['pixels']:,} | {r['grains']:,} | {r['measure_s']:.2f} | {r['write_s']:.2f} | "
-              f"{1e6 * r['measure_s'] / r['grains']:.1f} | {r['traced_peak_mb']:.0f} | {r['rss_peak_mb']:.0f} |",
-              flush=True)
+        print(
+            f"| {r['case']} | {r['pixels']:,} | {r['grains']:,} | {r['measure_s']:.2f} | {r['write_s']:.2f} | "
+            f"{1e6 * r['measure_s'] / r['grains']:.1f} | {r['traced_peak_mb']:.0f} | {r['rss_peak_mb']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-CHILD = r'''
+CHILD = r"""
 import json, resource, sys, threading, time
 import psutil
 
@@ -56,7 +56,7 @@ print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                   "sampled_peak_rss": peak["rss"], "baseline_rss": baseline, "seconds": record["seconds"],
                   "net1_seconds": summary.get("net1_seconds"), "n_grains": record["n_grains"],
                   "tiles": summary.get("tiles")}))
-'''
+"""
 
 
 def make_input(size: int, cache: Path) -> Path:
@@ -79,14 +79,28 @@ def make_input(size: int, cache: Path) -> Path:
     return path
 
 
-def run_size(size: int, weights: str | None, cache: Path, threads: int, grain_size: float | None,
-             net2_steps: int | str = 0, grains: str = "threshold") -> dict:
+def run_size(
+    size: int,
+    weights: str | None,
+    cache: Path,
+    threads: int,
+    grain_size: float | None,
+    net2_steps: int | str = 0,
+    grains: str = "threshold",
+) -> dict:
     import tempfile
 
     inp = make_input(size, cache)
     with tempfile.TemporaryDirectory() as out:
-        args = {"input": str(inp), "weights": weights, "out": out, "threads": threads,
-                "grain_size": grain_size, "net2_steps": net2_steps, "grains": grains}
+        args = {
+            "input": str(inp),
+            "weights": weights,
+            "out": out,
+            "threads": threads,
+            "grain_size": grain_size,
+            "net2_steps": net2_steps,
+            "grains": grains,
+        }
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -101,33 +115,43 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     p.add_argument("--weights", default=None, help="Net1 weights (default: shipped)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--grain-size", type=float, default=24.0,
-                   help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)")
+    p.add_argument(
+        "--grain-size",
+        type=float,
+        default=24.0,
+        help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)",
+    )
     p.add_argument("--net2-steps", default="0", help="Net2 steps (default 0: Net1 only)")
     from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 
-    p.add_argument("--grains", default="threshold", choices=GRAIN_BUILDERS,
-                   help="grain builder (grainseg batch --grains)")
+    p.add_argument(
+        "--grains", default="threshold", choices=GRAIN_BUILDERS, help="grain builder (grainseg batch --grains)"
+    )
     p.add_argument("--cache", type=Path, default=Path("/tmp/grainseg-bench"))
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--markdown", type=Path, help="write the table into this file's 'batch-memory' section")
     a = p.parse_args()
     rows, lines = [], []
     load = os.getloadavg()
-    lines.append(f"Load average at the start: {load[0]:.1f} ({os.cpu_count()} cores); {a.threads} torch "
-                 f"thread(s); grain-size hint {a.grain_size or 'none'} px; grains by {a.grains}; "
-                 "each size in a fresh process.")
+    lines.append(
+        f"Load average at the start: {load[0]:.1f} ({os.cpu_count()} cores); {a.threads} torch "
+        f"thread(s); grain-size hint {a.grain_size or 'none'} px; grains by {a.grains}; "
+        "each size in a fresh process."
+    )
     lines.append("")
-    lines.append("| image | Mpx | peak RSS (GB) | above the loaded model (B/px) | Net1 (s) | whole field (s) "
-                 "| grains |")
+    lines.append(
+        "| image | Mpx | peak RSS (GB) | above the loaded model (B/px) | Net1 (s) | whole field (s) | grains |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     print("\n".join(lines), flush=True)
     for size in a.sizes:
         r = run_size(size, a.weights, a.cache, a.threads, a.grain_size or None, a.net2_steps, a.grains)
         rows.append(r)
-        line = (f"| {size}² | {size * size / 1e6:.1f} | {r['peak_rss'] / 1e9:.2f} | "
-                f"{(r['peak_rss'] - r['baseline_rss']) / (size * size):.1f} | {r['net1_seconds']:.0f} | "
-                f"{r['seconds']:.0f} | {r['n_grains']} |")
+        line = (
+            f"| {size}² | {size * size / 1e6:.1f} | {r['peak_rss'] / 1e9:.2f} | "
+            f"{(r['peak_rss'] - r['baseline_rss']) / (size * size):.1f} | {r['net1_seconds']:.0f} | "
+            f"{r['seconds']:.0f} | {r['n_grains']} |"
+        )
         lines.append(line)
         print(line, flush=True)
     if a.json:

@@ -30,8 +30,7 @@ def mirrored(image: np.ndarray, size: int) -> np.ndarray:
     """Mirror-tile ``image`` to ``size``×``size`` (keeps grains whole across the joins)."""
     h, w = image.shape
     reps = (-(-size // h) + 1, -(-size // w) + 1)
-    rows = [np.concatenate([image if j % 2 == 0 else image[:, ::-1] for j in range(reps[1])], axis=1)
-            for _ in range(1)]
+    rows = [np.concatenate([image if j % 2 == 0 else image[:, ::-1] for j in range(reps[1])], axis=1) for _ in range(1)]
     strip = rows[0]
     tiled = np.concatenate([strip if i % 2 == 0 else strip[::-1] for i in range(reps[0])], axis=0)
     return np.ascontiguousarray(tiled[:size, :size])
@@ -63,8 +62,12 @@ class GapRecorder:
     def stop(self) -> dict:
         self.timer.stop()
         g = np.array(self.gaps) * 1000 if self.gaps else np.zeros(1)
-        return {"max_gap_ms": round(float(g.max()), 1), "p99_gap_ms": round(float(np.percentile(g, 99)), 1),
-                "median_gap_ms": round(float(np.median(g)), 1), "ticks": len(self.gaps)}
+        return {
+            "max_gap_ms": round(float(g.max()), 1),
+            "p99_gap_ms": round(float(np.percentile(g, 99)), 1),
+            "median_gap_ms": round(float(np.median(g)), 1),
+            "ticks": len(self.gaps),
+        }
 
 
 def wait_for(worker, app, timeout_s: float) -> float:
@@ -136,8 +139,9 @@ def main(argv=None) -> dict:
     from napari_grainseg.plugin import _segment_widget, _threading
 
     _threading.SYNCHRONOUS = False
-    net2 = args.net2 or (str(shipped_weights_dir() / "net2.pt")
-                         if (shipped_weights_dir() / "net2.pt").is_file() else None)
+    net2 = args.net2 or (
+        str(shipped_weights_dir() / "net2.pt") if (shipped_weights_dir() / "net2.pt").is_file() else None
+    )
     net2_kind = "given/shipped weights"
     if net2 is None:
         from napari_grainseg.models.net2 import Net2, Net2Config
@@ -145,31 +149,44 @@ def main(argv=None) -> dict:
 
         torch.manual_seed(0)
         config = Net2Config()
-        net2 = str(save_weights(Net2(config), Path(tempfile.mkdtemp()) / "net2.pt",
-                                {"architecture": config.to_dict()})[0])
+        net2 = str(
+            save_weights(Net2(config), Path(tempfile.mkdtemp()) / "net2.pt", {"architecture": config.to_dict()})[0]
+        )
         net2_kind = "untrained (no shipped weights yet)"
 
     runs = [run_once(size, args.net1, net2, args.steps) for size in args.sizes for _ in range(args.repeats)]
-    results = {"net2_weights": net2_kind, "live_update_interval_s": _segment_widget.LIVE_UPDATE_INTERVAL_S,
-               "runs": runs, "summary": []}
+    results = {
+        "net2_weights": net2_kind,
+        "live_update_interval_s": _segment_widget.LIVE_UPDATE_INTERVAL_S,
+        "runs": runs,
+        "summary": [],
+    }
     print("| size | stage | runs | wall s (median) | steps | max gap ms (median; worst) | p99 gap ms (median) |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         mine = [r for r in runs if r["size"] == size]
         for stage in ("net1", "net2"):
             rs = [r[stage] for r in mine]
-            row = {"size": size, "stage": stage, "runs": len(rs),
-                   "seconds_median": float(np.median([r["seconds"] for r in rs])),
-                   "steps": sorted({r.get("steps") for r in rs if r.get("steps")}),
-                   "max_gap_ms_median": float(np.median([r["max_gap_ms"] for r in rs])),
-                   "max_gap_ms_worst": max(r["max_gap_ms"] for r in rs),
-                   "p99_gap_ms_median": float(np.median([r["p99_gap_ms"] for r in rs]))}
+            row = {
+                "size": size,
+                "stage": stage,
+                "runs": len(rs),
+                "seconds_median": float(np.median([r["seconds"] for r in rs])),
+                "steps": sorted({r.get("steps") for r in rs if r.get("steps")}),
+                "max_gap_ms_median": float(np.median([r["max_gap_ms"] for r in rs])),
+                "max_gap_ms_worst": max(r["max_gap_ms"] for r in rs),
+                "p99_gap_ms_median": float(np.median([r["p99_gap_ms"] for r in rs])),
+            }
             results["summary"].append(row)
             steps = ", ".join(str(s) for s in row["steps"])
-            print(f"| {size}² | {stage} | {row['runs']} | {row['seconds_median']:.1f} | {steps} | "
-                  f"{row['max_gap_ms_median']:.0f}; {row['max_gap_ms_worst']:.0f} | {row['p99_gap_ms_median']:.0f} |")
-    print(f"device {runs[0]['device']}, {runs[0]['torch_threads']} torch threads; Net2: {net2_kind}; "
-          f"layers redrawn at most every {_segment_widget.LIVE_UPDATE_INTERVAL_S} s")
+            print(
+                f"| {size}² | {stage} | {row['runs']} | {row['seconds_median']:.1f} | {steps} | "
+                f"{row['max_gap_ms_median']:.0f}; {row['max_gap_ms_worst']:.0f} | {row['p99_gap_ms_median']:.0f} |"
+            )
+    print(
+        f"device {runs[0]['device']}, {runs[0]['torch_threads']} torch threads; Net2: {net2_kind}; "
+        f"layers redrawn at most every {_segment_widget.LIVE_UPDATE_INTERVAL_S} s"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -44,9 +44,14 @@ def speed(weights: str | None, repeats: int) -> dict:
     net1 = _median_seconds(lambda: predict_boundaries(image, model, device="cpu", grain_size_px=30.0), repeats)
     edges = _median_seconds(lambda: fuse_edges(image), repeats)
     classical = _median_seconds(lambda: classical_boundaries(image), max(1, repeats // 2))
-    return {"image": "1024x1024 synthetic (tem preset, 30 px grains)", "torch_threads": torch.get_num_threads(),
-            "net1_total_s": round(net1, 3), "edge_fusion_s": round(edges, 3),
-            "classical_baseline_s": round(classical, 3), "ratio_net1_to_classical": round(net1 / classical, 2)}
+    return {
+        "image": "1024x1024 synthetic (tem preset, 30 px grains)",
+        "torch_threads": torch.get_num_threads(),
+        "net1_total_s": round(net1, 3),
+        "edge_fusion_s": round(edges, 3),
+        "classical_baseline_s": round(classical, 3),
+        "ratio_net1_to_classical": round(net1 / classical, 2),
+    }
 
 
 _MEMORY_CHILD = """
@@ -65,11 +70,17 @@ print(before / 1024, peak / 1024, pred.n_tiles)
 
 
 def memory(weights: str | None, size: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(size), weights or "-"], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(size), weights or "-"], capture_output=True, text=True, check=True
+    ).stdout.split()
     before, peak, tiles = float(out[0]), float(out[1]), int(out[2])
-    return {"image": f"{size}x{size}", "tiles": tiles, "rss_before_predict_mb": round(before),
-            "peak_rss_mb": round(peak), "input_mb": round(size * size * 4 / 2**20)}
+    return {
+        "image": f"{size}x{size}",
+        "tiles": tiles,
+        "rss_before_predict_mb": round(before),
+        "peak_rss_mb": round(peak),
+        "input_mb": round(size * size * 4 / 2**20),
+    }
 
 
 def main() -> None:

@@ -34,9 +34,12 @@ def bench(shape, preset, n):
         cpu.append(time.process_time() - c)
     med, medc = statistics.median(times), statistics.median(cpu)
     # CPU time is what one core spends; wall time also counts waiting on a busy machine
-    print(f"{preset:6s} {shape[0]:5d}x{shape[1]:<5d} median wall {med * 1e3:7.1f} ms "
-          f"({1 / med:6.1f} images/s)  cpu {medc * 1e3:7.1f} ms ({1 / medc:6.1f} images/s)  "
-          f"n={n}", flush=True)
+    print(
+        f"{preset:6s} {shape[0]:5d}x{shape[1]:<5d} median wall {med * 1e3:7.1f} ms "
+        f"({1 / med:6.1f} images/s)  cpu {medc * 1e3:7.1f} ms ({1 / medc:6.1f} images/s)  "
+        f"n={n}",
+        flush=True,
+    )
     return 1 / med
 
 

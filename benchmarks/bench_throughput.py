@@ -68,8 +68,7 @@ def make_fields(cache: Path) -> dict[str, list[Path]]:
 def megapixels(paths) -> float:
     import tifffile
 
-    return sum(tifffile.TiffFile(p).pages[0].shape[0] * tifffile.TiffFile(p).pages[0].shape[1]
-               for p in paths) / 1e6
+    return sum(tifffile.TiffFile(p).pages[0].shape[0] * tifffile.TiffFile(p).pages[0].shape[1] for p in paths) / 1e6
 
 
 # --------------------------------------------------------------------------- classical baseline
@@ -97,8 +96,20 @@ def command(method: str, paths, out: Path) -> list[str]:
     if method == "classical":
         return [sys.executable, __file__, "classical", *files, "--out", str(out)]
     extra = ["--net2-steps", "0"] if method == "net1" else []
-    return [sys.executable, "-m", "napari_grainseg.cli", "segment", *files, "--out", str(out),
-            "--pixel-size", PIXEL_SIZE_NM, "--device", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "napari_grainseg.cli",
+        "segment",
+        *files,
+        "--out",
+        str(out),
+        "--pixel-size",
+        PIXEL_SIZE_NM,
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def whole_process(sets: dict, repeats: int, before_src: Path | None = None) -> dict:
@@ -108,7 +119,7 @@ def whole_process(sets: dict, repeats: int, before_src: Path | None = None) -> d
     times: dict[str, list[float]] = {}
     for r in range(repeats):
         for s, paths in sets.items():
-            for m in METHODS[r % 3:] + METHODS[:r % 3]:  # rotate the order: load drifts
+            for m in METHODS[r % 3 :] + METHODS[: r % 3]:  # rotate the order: load drifts
                 for tag, src in versions.items():
                     env = dict(os.environ)
                     if src is not None:
@@ -117,8 +128,7 @@ def whole_process(sets: dict, repeats: int, before_src: Path | None = None) -> d
                         t0 = time.perf_counter()
                         subprocess.run(command(m, paths, Path(out)), check=True, capture_output=True, env=env)
                         times.setdefault(f"{s}/{m}{tag}", []).append(time.perf_counter() - t0)
-                    print(f"  process {s} {m}{tag}: {times[f'{s}/{m}{tag}'][-1]:.2f} s", file=sys.stderr,
-                          flush=True)
+                    print(f"  process {s} {m}{tag}: {times[f'{s}/{m}{tag}'][-1]:.2f} s", file=sys.stderr, flush=True)
     return times
 
 
@@ -214,10 +224,12 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
                 classical_field(p, out)
                 continue
             m = readers.read_micrograph(p).with_pixel_size(float(PIXEL_SIZE_NM))
-            result = pipeline.segment(m.data, model=net1, device="cpu",
-                                      net2_steps="auto" if method == "default" else 0, net2_model=net2)
-            pipeline.write_segmentation(out, Path(p).stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                                        extra={"source": str(p)})
+            result = pipeline.segment(
+                m.data, model=net1, device="cpu", net2_steps="auto" if method == "default" else 0, net2_model=net2
+            )
+            pipeline.write_segmentation(
+                out, Path(p).stem, m.data, result, pixel_size_nm=m.pixel_size_nm, extra={"source": str(p)}
+            )
 
     with tempfile.TemporaryDirectory() as out:  # warm-up: imports, first-call costs
         for m in METHODS:
@@ -225,7 +237,7 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
     results: dict[str, list[dict]] = {}
     for r in range(repeats):
         for s, paths in sets.items():
-            for m in METHODS[r % 3:] + METHODS[:r % 3]:
+            for m in METHODS[r % 3 :] + METHODS[: r % 3]:
                 timer.total = dict.fromkeys(STAGES, 0.0)
                 with tempfile.TemporaryDirectory() as out:
                     t0 = time.perf_counter()
@@ -244,13 +256,19 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
 
 def markdown(data: dict) -> str:
     med = statistics.median
-    lines = [f"Load average before the run: {data['load']}; {data['cpus']} CPUs; "
-             f"OMP_NUM_THREADS={data['omp']}; medians of {data['repeats']}; fields: one 1024² "
-             f"({data['mpx']['1024']:.2f} MPx) and 24 small ({data['mpx']['small']:.2f} MPx).", ""]
+    lines = [
+        f"Load average before the run: {data['load']}; {data['cpus']} CPUs; "
+        f"OMP_NUM_THREADS={data['omp']}; medians of {data['repeats']}; fields: one 1024² "
+        f"({data['mpx']['1024']:.2f} MPx) and 24 small ({data['mpx']['small']:.2f} MPx).",
+        "",
+    ]
     if data.get("process"):
-        lines += ["Whole process (imports, model loading, every field and output file):", "",
-                  "| field set | method | wall (s) | s per MPx | ratio to classical | runs (s) |",
-                  "|---|---|---:|---:|---:|---|"]
+        lines += [
+            "Whole process (imports, model loading, every field and output file):",
+            "",
+            "| field set | method | wall (s) | s per MPx | ratio to classical | runs (s) |",
+            "|---|---|---:|---:|---:|---|",
+        ]
         for s in ("1024", "small"):
             for tag in ("", " (before)"):
                 if f"{s}/classical{tag}" not in data["process"]:
@@ -258,20 +276,24 @@ def markdown(data: dict) -> str:
                 base = med(data["process"][f"{s}/classical{tag}"])
                 for m in METHODS:
                     v = data["process"][f"{s}/{m}{tag}"]
-                    lines.append(f"| {s} | {m}{tag} | {med(v):.2f} | {med(v) / data['mpx'][s]:.2f} | "
-                                 f"{med(v) / base:.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
+                    lines.append(
+                        f"| {s} | {m}{tag} | {med(v):.2f} | {med(v) / data['mpx'][s]:.2f} | "
+                        f"{med(v) / base:.2f} | {', '.join(f'{x:.2f}' for x in v)} |"
+                    )
         lines.append("")
     if data.get("stages"):
-        lines += ["In process, per stage (s, medians; models loaded, warm):", "",
-                  "| field set | method | " + " | ".join(STAGES) + " | total | ratio to classical |",
-                  "|---|---|" + "---:|" * (len(STAGES) + 2)]
+        lines += [
+            "In process, per stage (s, medians; models loaded, warm):",
+            "",
+            "| field set | method | " + " | ".join(STAGES) + " | total | ratio to classical |",
+            "|---|---|" + "---:|" * (len(STAGES) + 2),
+        ]
         for s in ("1024", "small"):
             base = med(r["total"] for r in data["stages"][f"{s}/classical"])
             for m in METHODS:
                 runs = data["stages"][f"{s}/{m}"]
                 cells = [f"{med(r[k] for r in runs):.2f}" for k in (*STAGES, "total")]
-                lines.append(f"| {s} | {m} | " + " | ".join(cells)
-                             + f" | {med(r['total'] for r in runs) / base:.2f} |")
+                lines.append(f"| {s} | {m} | " + " | ".join(cells) + f" | {med(r['total'] for r in runs) / base:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +302,7 @@ def write_markdown(path: Path, table: str) -> None:
     text = path.read_text(encoding="utf-8")
     block = f"{begin}\n{table}{end}"
     if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text += f"\n{block}\n"
     path.write_text(text, encoding="utf-8")
@@ -300,8 +322,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "grainseg_throughput")
     ap.add_argument("--smoke", action="store_true", help="2 small fields and no 1024² field (a quick check)")
-    ap.add_argument("--before-src", type=Path, help="also time this src folder's version as whole processes "
-                    "(ratios within each version)")
+    ap.add_argument(
+        "--before-src",
+        type=Path,
+        help="also time this src folder's version as whole processes (ratios within each version)",
+    )
     ap.add_argument("--skip-process", action="store_true")
     ap.add_argument("--skip-stages", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the raw timings")
@@ -310,9 +335,13 @@ def main() -> int:
     sets = make_fields(args.cache)
     if args.smoke:
         sets = {"1024": sets["small"][:1], "small": sets["small"][1:3]}
-    data = {"load": " ".join(f"{x:.2f}" for x in os.getloadavg()), "cpus": os.cpu_count(),
-            "omp": os.environ.get("OMP_NUM_THREADS", "unset"), "repeats": args.repeats,
-            "mpx": {s: megapixels(p) for s, p in sets.items()}}
+    data = {
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "cpus": os.cpu_count(),
+        "omp": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "repeats": args.repeats,
+        "mpx": {s: megapixels(p) for s, p in sets.items()},
+    }
     if not args.skip_process:
         data["process"] = whole_process(sets, args.repeats, args.before_src)
     if not args.skip_stages:

@@ -30,8 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
-RUN_KEYS = {"seconds", "net1_seconds", "net2_seconds", "cpu_seconds", "finished", "batch", "n_processed",
-            "n_skipped", "status", "started", "outputs"}
+RUN_KEYS = {
+    "seconds",
+    "net1_seconds",
+    "net2_seconds",
+    "cpu_seconds",
+    "finished",
+    "batch",
+    "n_processed",
+    "n_skipped",
+    "status",
+    "started",
+    "outputs",
+}
 
 
 def _strip(obj):
@@ -51,19 +62,24 @@ def compare(clean: Path, other: Path) -> list[str]:
     if left:
         problems.append(f"temporary files left: {left}")
     names = {str(p.relative_to(clean)) for p in clean.rglob("*") if p.is_file()}
-    names_other = {str(p.relative_to(other)) for p in other.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(other).parts)}
+    names_other = {
+        str(p.relative_to(other))
+        for p in other.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(other).parts)
+    }
     if names != names_other:
-        problems.append(f"file sets differ: only clean {sorted(names - names_other)}, "
-                        f"only resumed {sorted(names_other - names)}")
+        problems.append(
+            f"file sets differ: only clean {sorted(names - names_other)}, only resumed {sorted(names_other - names)}"
+        )
     for name in sorted(names & names_other):
         a, b = clean / name, other / name
         if name.endswith(".tif"):
             same = np.array_equal(tifffile.imread(a), tifffile.imread(b)) and a.read_bytes() == b.read_bytes()
         elif name.endswith("_done.json"):
             fa, fb = (json.loads(p.read_text())["files"] for p in (a, b))
-            same = {k: v for k, v in fa.items() if not k.endswith(".json")} == \
-                {k: v for k, v in fb.items() if not k.endswith(".json")} and fa.keys() == fb.keys()
+            same = {k: v for k, v in fa.items() if not k.endswith(".json")} == {
+                k: v for k, v in fb.items() if not k.endswith(".json")
+            } and fa.keys() == fb.keys()
         elif name.endswith(".json"):
             same = _strip(json.loads(a.read_text())) == _strip(json.loads(b.read_text()))
         else:  # CSV, SVG, PNG
@@ -116,16 +132,31 @@ def main() -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def command(out: Path) -> list[str]:
-        return [sys.executable, "-m", "napari_grainseg.cli", "batch", str(fields), "--out", str(out),
-                "--workers", str(args.workers), "--net2-steps", args.net2_steps, "--pixel-size", "2",
-                "--no-progress"]
+        return [
+            sys.executable,
+            "-m",
+            "napari_grainseg.cli",
+            "batch",
+            str(fields),
+            "--out",
+            str(out),
+            "--workers",
+            str(args.workers),
+            "--net2-steps",
+            args.net2_steps,
+            "--pixel-size",
+            "2",
+            "--no-progress",
+        ]
 
     clean = work / "clean"
     t0 = time.perf_counter()
     subprocess.run(command(clean), env=env, check=True, stderr=subprocess.DEVNULL)
     t_clean = time.perf_counter() - t0
-    print(f"clean run: {args.fields} fields of {h}x{w}, {args.workers} worker(s), Net2 steps {args.net2_steps}: "
-          f"{t_clean:.1f} s\n")
+    print(
+        f"clean run: {args.fields} fields of {h}x{w}, {args.workers} worker(s), Net2 steps {args.net2_steps}: "
+        f"{t_clean:.1f} s\n"
+    )
     print("| kill | at (s) | state the kill left | resume exit | resume (s) | identical to clean |")
     print("|---:|---:|---|---:|---:|---|")
     rng = random.Random(args.seed)
@@ -154,9 +185,12 @@ def main() -> int:
         failures += bool(problems)
         verdict = "yes" if not problems else "NO: " + "; ".join(problems)[:300]
         print(f"| {kills} | {at:.1f} | {left} | {code} | {t_resume:.1f} | {verdict} |", flush=True)
-    print(f"\n{kills - failures} of {kills} killed-and-resumed runs identical to the clean run "
-          "(arrays, CSVs, SVGs, PNGs, JSON without timings, markers' SHA-256); working folder {work}"
-          .replace("{work}", str(work)))
+    print(
+        f"\n{kills - failures} of {kills} killed-and-resumed runs identical to the clean run "
+        "(arrays, CSVs, SVGs, PNGs, JSON without timings, markers' SHA-256); working folder {work}".replace(
+            "{work}", str(work)
+        )
+    )
     return 1 if failures else 0
 
 

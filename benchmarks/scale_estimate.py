@@ -38,8 +38,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
     model = load_net1(device="cpu")
-    print("| set | images | estimate off > 2x | median estimate / truth | VI no hint | VI true hint "
-          "| count err no hint | count err true hint |")
+    print(
+        "| set | images | estimate off > 2x | median estimate / truth | VI no hint | VI true hint "
+        "| count err no hint | count err true hint |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.sets:
         rows = []
@@ -56,11 +58,14 @@ def main() -> None:
             rows.append(row)
         ratio = np.array([r["estimate"] / r["truth"] if r["estimate"] else np.nan for r in rows])
         off = np.mean([not (0.5 <= q <= 2.0) if np.isfinite(q) else True for q in ratio])
-        mean = {k: {m: np.mean([abs(r[k][m]) for r in rows]) for m in ("vi", "grain_count_error")}
-                for k in ("auto", "hint")}
-        print(f"| {name} | {len(rows)} | {off:.0%} | {np.nanmedian(ratio):.2f} | {mean['auto']['vi']:.3f} | "
-              f"{mean['hint']['vi']:.3f} | {mean['auto']['grain_count_error']:.0%} | "
-              f"{mean['hint']['grain_count_error']:.0%} |")
+        mean = {
+            k: {m: np.mean([abs(r[k][m]) for r in rows]) for m in ("vi", "grain_count_error")} for k in ("auto", "hint")
+        }
+        print(
+            f"| {name} | {len(rows)} | {off:.0%} | {np.nanmedian(ratio):.2f} | {mean['auto']['vi']:.3f} | "
+            f"{mean['hint']['vi']:.3f} | {mean['auto']['grain_count_error']:.0%} | "
+            f"{mean['hint']['grain_count_error']:.0%} |"
+        )
 
 
 if __name__ == "__main__":

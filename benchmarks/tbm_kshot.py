@@ -95,16 +95,24 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2, 4, 8, 16])
     ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--draws-at", nargs="*", default=[], metavar="K=N",
-                    help="another number of draws for some k, e.g. 4=3 (when time allows only a few)")
+    ap.add_argument(
+        "--draws-at",
+        nargs="*",
+        default=[],
+        metavar="K=N",
+        help="another number of draws for some k, e.g. 4=3 (when time allows only a few)",
+    )
     ap.add_argument("--steps", type=int, default=FinetuneConfig.steps)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--synthetic-share", type=float, default=FinetuneConfig.synthetic_share)
     ap.add_argument("--test-limit", type=int, help="score only this many test crops (quick pilots)")
     ap.add_argument("--no-classical", action="store_true")
-    ap.add_argument("--no-hint", action="store_true",
-                    help="adapted models estimate the grain size per image instead of predicting at the "
-                    "scale they were adapted at (as grainseg segment --model does)")
+    ap.add_argument(
+        "--no-hint",
+        action="store_true",
+        help="adapted models estimate the grain size per image instead of predicting at the "
+        "scale they were adapted at (as grainseg segment --model does)",
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path)
     args = ap.parse_args(argv)
@@ -114,12 +122,21 @@ def main(argv=None) -> int:
     assert not {crops[i][1] for i in test} & {crops[i][1] for i in pool}  # no shared micrograph
     test_ids = sorted({crops[i][1] for i in test})
     if args.test_limit:
-        test = test[:args.test_limit]
-    print(f"{len(crops)} crops; test {len(test)} crops of micrographs {test_ids}; pool {len(pool)} crops",
-          file=sys.stderr)
-    results = {"test_crops": [crops[i][0] for i in test], "pool_crops": [crops[i][0] for i in pool],
-               "config": {"steps": args.steps, "lr": args.lr, "synthetic_share": args.synthetic_share,
-                          "hint": not args.no_hint}, "runs": []}
+        test = test[: args.test_limit]
+    print(
+        f"{len(crops)} crops; test {len(test)} crops of micrographs {test_ids}; pool {len(pool)} crops", file=sys.stderr
+    )
+    results = {
+        "test_crops": [crops[i][0] for i in test],
+        "pool_crops": [crops[i][0] for i in pool],
+        "config": {
+            "steps": args.steps,
+            "lr": args.lr,
+            "synthetic_share": args.synthetic_share,
+            "hint": not args.no_hint,
+        },
+        "runs": [],
+    }
     t_all = time.monotonic()
     if not args.no_classical:
         t0 = time.monotonic()
@@ -131,9 +148,11 @@ def main(argv=None) -> int:
         for i in test:
             _, _, image, lines = crops[i]
             _, labels, _ = classical(image)
-            rows["threshold"].append(evaluate_prediction(labels == 0, labels, lines,
-                                                         boundaries_to_labels(lines, min_grain_area=1),
-                                                         tolerances=(2,)))
+            rows["threshold"].append(
+                evaluate_prediction(
+                    labels == 0, labels, lines, boundaries_to_labels(lines, min_grain_area=1), tolerances=(2,)
+                )
+            )
         results["classical"] = per_image_means(rows["threshold"])
         print(f"classical: {_line(results['classical'])} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
     shipped = load_net1(device="cpu")
@@ -148,21 +167,30 @@ def main(argv=None) -> int:
             else:
                 chosen = sorted(np.random.default_rng([k, draw]).choice(pool, size=k, replace=False).tolist())
                 corr = [Correction(crops[i][2], crops[i][3], None, crops[i][0]) for i in chosen]
-                config = FinetuneConfig(steps=args.steps, lr=args.lr, synthetic_share=args.synthetic_share,
-                                        holdout=0.0, seed=draw)
+                config = FinetuneConfig(
+                    steps=args.steps, lr=args.lr, synthetic_share=args.synthetic_share, holdout=0.0, seed=draw
+                )
                 res = finetune_net1(corr, config, device="cpu")
                 model = inference_copy(res.model)
                 hint = None if args.no_hint else res.info["inference_grain_size_px"]
                 tuned = {k_: v for k_, v in res.info["grain_builder"].items() if k_ != "vi"}
                 settings["tuned"] = tuned
-                run |= {"crops": [crops[i][0] for i in chosen], "train_seconds": res.info["train_seconds"],
-                        "final_loss": res.info["loss_curve"][-1][1], "grain_size_px": res.info["grain_size_px"],
-                        "tuned_builder": res.info["grain_builder"]}
+                run |= {
+                    "crops": [crops[i][0] for i in chosen],
+                    "train_seconds": res.info["train_seconds"],
+                    "final_loss": res.info["loss_curve"][-1][1],
+                    "grain_size_px": res.info["grain_size_px"],
+                    "tuned_builder": res.info["grain_builder"],
+                }
                 # control: the shipped model with a grain builder tuned on the same k crops
                 shipped_tuned = tune_grain_builder(shipped, corr)
                 run["shipped_tuned_builder"] = shipped_tuned
-                rows = score(lambda image: predict_boundaries(image, shipped, device="cpu").probability, crops,
-                             test, {"shipped+tuned": {k_: v for k_, v in shipped_tuned.items() if k_ != "vi"}})
+                rows = score(
+                    lambda image: predict_boundaries(image, shipped, device="cpu").probability,
+                    crops,
+                    test,
+                    {"shipped+tuned": {k_: v for k_, v in shipped_tuned.items() if k_ != "vi"}},
+                )
                 run["scores_shipped_tuned"] = per_image_means(rows["shipped+tuned"])
 
             def predict(image, model=model, hint=hint):
@@ -175,8 +203,11 @@ def main(argv=None) -> int:
             for b in run["scores"]:
                 print(f"k={k} draw={draw} {b:9s}: {_line(run['scores'][b])} ({run['seconds']} s)", file=sys.stderr)
             if "scores_shipped_tuned" in run:
-                print(f"k={k} draw={draw} shipped+tuned {run['shipped_tuned_builder']}: "
-                      f"{_line(run['scores_shipped_tuned'])}", file=sys.stderr)
+                print(
+                    f"k={k} draw={draw} shipped+tuned {run['shipped_tuned_builder']}: "
+                    f"{_line(run['scores_shipped_tuned'])}",
+                    file=sys.stderr,
+                )
             if args.json:  # after every run, so an interrupted sweep keeps what it measured
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(results | {"partial": True}, indent=1))
@@ -217,18 +248,22 @@ def aggregate(results, k, builder):
 
 
 #: Rows of the table: (builder key, label for k = 0, label for k > 0).
-ROWS = (("threshold", "shipped Net1 + threshold 0.5", "adapted Net1 + threshold 0.5"),
-        ("watershed", "shipped Net1 + watershed h 0.1", "adapted Net1 + watershed h 0.1"),
-        ("tuned", None, "adapted Net1 + builder tuned on the k crops"),
-        ("shipped+tuned", None, "shipped Net1 + builder tuned on the k crops (control)"))
+ROWS = (
+    ("threshold", "shipped Net1 + threshold 0.5", "adapted Net1 + threshold 0.5"),
+    ("watershed", "shipped Net1 + watershed h 0.1", "adapted Net1 + watershed h 0.1"),
+    ("tuned", None, "adapted Net1 + builder tuned on the k crops"),
+    ("shipped+tuned", None, "shipped Net1 + builder tuned on the k crops (control)"),
+)
 
 
 def table(results):
     heads = ("F1@2px", "VI", "VI split", "VI merge", "abs. count error", "abs. mean-ECD error")
     lines = ["| method | k | draws | " + " | ".join(heads) + " |", "|---|---|---|" + "---|" * len(heads)]
     if "classical" in results:
-        cells = [f"{summary(results['classical'][m])['mean']:.3f} ± {summary(results['classical'][m])['se']:.3f}"
-                 for m in METRICS]
+        cells = [
+            f"{summary(results['classical'][m])['mean']:.3f} ± {summary(results['classical'][m])['se']:.3f}"
+            for m in METRICS
+        ]
         lines.append("| classical (watershed, tuned on synthetic) | – | – | " + " | ".join(cells) + " |")
     ks = sorted({r["k"] for r in results["runs"]})
     for b, label0, label in ROWS:
@@ -249,19 +284,34 @@ def plot(results, path: Path):
 
     ks = sorted({r["k"] for r in results["runs"]})
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
-    for ax, (key, title) in zip(axes, (("f1_2px", "boundary F1 @ 2 px (higher is better)"), ("vi", "VI"),
-                                       ("abs_grain_count_error", "|grain-count error|"),
-                                       ("abs_mean_ecd_error", "|mean-ECD error|"))):
-        for b, colour, label in (("threshold", "tab:blue", "Net1 + threshold 0.5"),
-                                 ("watershed", "tab:orange", "Net1 + watershed h 0.1"),
-                                 ("tuned", "tab:green", "adapted Net1 + tuned builder")):
+    for ax, (key, title) in zip(
+        axes,
+        (
+            ("f1_2px", "boundary F1 @ 2 px (higher is better)"),
+            ("vi", "VI"),
+            ("abs_grain_count_error", "|grain-count error|"),
+            ("abs_mean_ecd_error", "|mean-ECD error|"),
+        ),
+    ):
+        for b, colour, label in (
+            ("threshold", "tab:blue", "Net1 + threshold 0.5"),
+            ("watershed", "tab:orange", "Net1 + watershed h 0.1"),
+            ("tuned", "tab:green", "adapted Net1 + tuned builder"),
+        ):
             pts = [(k, aggregate(results, k, b)[0]) for k in ks]
             pts = [(k, a) for k, a in pts if a is not None]
             if b == "tuned":  # k = 0 is the shipped model with its default builder
                 zero = aggregate(results, 0, "watershed")[0]
                 pts = ([(0, zero)] if zero else []) + pts
-            ax.errorbar([k for k, _ in pts], [a[key]["mean"] for _, a in pts], yerr=[a[key]["se"] for _, a in pts],
-                        marker="o", color=colour, label=label, capsize=3)
+            ax.errorbar(
+                [k for k, _ in pts],
+                [a[key]["mean"] for _, a in pts],
+                yerr=[a[key]["se"] for _, a in pts],
+                marker="o",
+                color=colour,
+                label=label,
+                capsize=3,
+            )
         if "classical" in results:
             ax.axhline(summary(results["classical"][key])["mean"], color="grey", ls="--", label="classical")
         ax.set_xscale("symlog", linthresh=1)

@@ -40,11 +40,17 @@ def cell_table(d: float = 40.0, side: int = 1024, repeats: int = 2) -> list:
             row = []
             for s in SIGMAS:
                 p = _geometry_params(d, s, k)
-                ecd = np.concatenate([
-                    grain_ecds(generator.grain_geometry(np.random.default_rng([7, r]),
-                                                        (side, side), p)[0] + 1,
-                               fill=False, min_area=1, interior=True)
-                    for r in range(repeats)])
+                ecd = np.concatenate(
+                    [
+                        grain_ecds(
+                            generator.grain_geometry(np.random.default_rng([7, r]), (side, side), p)[0] + 1,
+                            fill=False,
+                            min_area=1,
+                            interior=True,
+                        )
+                        for r in range(repeats)
+                    ]
+                )
                 row.append((round(float(ecd.mean() / d), 4), round(float(np.log(ecd).std(ddof=1)), 4)))
             rows.append(row)
             print(f"    # smoothing {k}", flush=True)
@@ -63,13 +69,20 @@ def check(diameters=(8, 12, 30, 60), sigmas=(0.2, 0.4, 0.6), steps=(0, 4), min_g
                 side = int(min(1536, max(256, np.sqrt(min_grains * d * d * 1.4))))
                 ecd, r = [], 0
                 while sum(map(len, ecd)) < min_grains:
-                    ecd.append(grain_ecds(generator.grain_geometry(np.random.default_rng([9, r]),
-                                                                   (side, side), p)[1],
-                                          fill=False, min_area=15, interior=True))
+                    ecd.append(
+                        grain_ecds(
+                            generator.grain_geometry(np.random.default_rng([9, r]), (side, side), p)[1],
+                            fill=False,
+                            min_area=15,
+                            interior=True,
+                        )
+                    )
                     r += 1
                 e = np.concatenate(ecd)
-                print(f"{d:5.1f}  {s:5.2f}  {k:5d}   {e.mean():6.2f}  {np.log(e).std(ddof=1):5.3f}  {e.size:4d}",
-                      flush=True)
+                print(
+                    f"{d:5.1f}  {s:5.2f}  {k:5d}   {e.mean():6.2f}  {np.log(e).std(ddof=1):5.3f}  {e.size:4d}",
+                    flush=True,
+                )
 
 
 def main() -> None:

@@ -30,9 +30,11 @@ def main() -> None:
     viewer.screenshot(str(OUT / "edges_napari.png"), canvas_only=False)
 
     image = viewer.layers["interconnect_tem"].data
-    panels = [("micrograph", image, "gray")] + [
-        (name, viewer.layers[f"interconnect_tem {name}"].data, "gray") for name in ("Sobel", "LoG", "Canny")
-    ] + [("fused RGB (R Sobel, G LoG, B Canny)", viewer.layers["interconnect_tem edges RGB"].data, None)]
+    panels = (
+        [("micrograph", image, "gray")]
+        + [(name, viewer.layers[f"interconnect_tem {name}"].data, "gray") for name in ("Sobel", "LoG", "Canny")]
+        + [("fused RGB (R Sobel, G LoG, B Canny)", viewer.layers["interconnect_tem edges RGB"].data, None)]
+    )
     fig = Figure(figsize=(12, 1.9 * len(panels)), layout="constrained")
     for ax, (title, data, cmap) in zip(fig.subplots(len(panels), 1), panels):
         ax.imshow(np.asarray(data), cmap=cmap, interpolation="nearest")

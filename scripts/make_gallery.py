@@ -31,8 +31,7 @@ def image_figures(img: np.ndarray) -> dict[str, float]:
     highpass = img - cv2.GaussianBlur(img, (0, 0), 2.0)
     f = np.abs(np.fft.fftshift(np.fft.fft2(img - img.mean()))) ** 2
     h, w = img.shape
-    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(h)), np.fft.fftshift(np.fft.fftfreq(w)),
-                         indexing="ij")
+    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(h)), np.fft.fftshift(np.fft.fftfreq(w)), indexing="ij")
     fr = np.hypot(fy, fx)
     bins = np.logspace(np.log10(0.02), np.log10(0.45), 16)
     idx = np.digitize(fr.ravel(), bins)
@@ -41,10 +40,17 @@ def image_figures(img: np.ndarray) -> dict[str, float]:
     slope = np.polyfit(np.log(centres), np.log(radial), 1)[0]
     g = cv2.GaussianBlur(img, (0, 0), 1.5)
     gm = np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
-    return {"mean": float(img.mean()), "std": float(img.std()), "p1": float(p1), "p50": float(p50),
-            "p99": float(p99), "skew": float((z**3).mean()), "noise_sd": float(highpass.std()),
-            "psd_slope": float(slope),
-            "edge_contrast": float(np.percentile(gm, 99) / np.percentile(gm, 50))}
+    return {
+        "mean": float(img.mean()),
+        "std": float(img.std()),
+        "p1": float(p1),
+        "p50": float(p50),
+        "p99": float(p99),
+        "skew": float((z**3).mean()),
+        "noise_sd": float(highpass.std()),
+        "psd_slope": float(slope),
+        "edge_contrast": float(np.percentile(gm, 99) / np.percentile(gm, 50)),
+    }
 
 
 def main() -> None:
@@ -55,14 +61,19 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     real = cv2.imread(str(Path(a.data) / "interconnect_tem.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
-    paper = [cv2.imread(p, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
-             for p in sorted(glob.glob(str(Path(a.data) / "seed_synthetic_examples" / "*.png")))[:2]]
-    rows = [("real TEM (CC0, imec), crop 96x496", real[:96, 300:796]),
-            *[(f"paper's synthetic input #{i + 1}", p) for i, p in enumerate(paper)]]
+    paper = [
+        cv2.imread(p, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255
+        for p in sorted(glob.glob(str(Path(a.data) / "seed_synthetic_examples" / "*.png")))[:2]
+    ]
+    rows = [
+        ("real TEM (CC0, imec), crop 96x496", real[:96, 300:796]),
+        *[(f"paper's synthetic input #{i + 1}", p) for i, p in enumerate(paper)],
+    ]
     for preset, seeds in (("tem", (0, 1, 2)), ("paper", (0,)), ("train", (0, 1, 2, 3))):
         for s in seeds:
             smp = generate(s, (96, 496), preset)
@@ -90,8 +101,9 @@ def main() -> None:
     tem48 = [image_figures(generate(s, real.shape).image) for s in range(3)]
     tem100 = [image_figures(generate(s, real.shape, mean_diameter=100.0).image) for s in range(3)]
     for k in real_f:
-        print(f"{k:14s} {real_f[k]:7.3f}  {np.mean([t[k] for t in tem48]):9.3f}  "
-              f"{np.mean([t[k] for t in tem100]):9.3f}")
+        print(
+            f"{k:14s} {real_f[k]:7.3f}  {np.mean([t[k] for t in tem48]):9.3f}  {np.mean([t[k] for t in tem100]):9.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,11 @@ def main() -> None:
     for label, hint in (("automatic scale", None), ("grain-size hint 100 px", 100.0)):
         pred = predict_boundaries(image, device="cpu", grain_size_px=hint)
         labels = boundaries_to_labels(pred.probability)
-        how = (f"scale {pred.scale:.2f}, grain size {pred.grain_size_px:.0f} px ({pred.grain_size_source})"
-               if pred.grain_size_px else f"scale {pred.scale:.2f}")
+        how = (
+            f"scale {pred.scale:.2f}, grain size {pred.grain_size_px:.0f} px ({pred.grain_size_source})"
+            if pred.grain_size_px
+            else f"scale {pred.scale:.2f}"
+        )
         panels.append((f"Net1 probability, {label}: {how}", pred.probability, "magma"))
         panels.append((f"closed grains, {label}: {int(labels.max())} grains", overlay_rgb(image, labels == 0), None))
     fig = Figure(figsize=(12, 1.75 * len(panels)), layout="constrained")

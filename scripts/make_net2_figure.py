@@ -38,8 +38,9 @@ def main() -> None:
     args = parser.parse_args()
 
     eval_set = EVAL_SETS["id-tem"]
-    sample = generate(seed=eval_set.first_seed + args.index, shape=eval_set.shape, preset=eval_set.preset,
-                      **eval_set.overrides)
+    sample = generate(
+        seed=eval_set.first_seed + args.index, shape=eval_set.shape, preset=eval_set.preset, **eval_set.overrides
+    )
     net1, net2 = load_net1(args.net1), load_net2(args.net2)
     pred = predict_boundaries(sample.image, net1, device="cpu")
     steps = list(refine(sample.image, pred.probability, model=net2, device="cpu", scale=pred.scale))
@@ -55,10 +56,13 @@ def main() -> None:
     shown = steps if len(steps) <= 9 else steps[:6] + steps[-3:]
     for s in shown:
         split, merge = vi(s.state)
-        print(f"step {s.step:2d} {s.phase:11s} change {s.change:.4f} VI split {split:.3f} merge {merge:.3f}"
-              f"{'  converged' if s.converged else ''}")
-        panels.append((f"step {s.step} ({s.phase}), Δ {s.change:.4f}\nVI split {split:.2f} / merge {merge:.2f}",
-                       s.state, "magma"))
+        print(
+            f"step {s.step:2d} {s.phase:11s} change {s.change:.4f} VI split {split:.3f} merge {merge:.3f}"
+            f"{'  converged' if s.converged else ''}"
+        )
+        panels.append(
+            (f"step {s.step} ({s.phase}), Δ {s.change:.4f}\nVI split {split:.2f} / merge {merge:.2f}", s.state, "magma")
+        )
     cols = 4
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.9 * rows))
@@ -68,8 +72,11 @@ def main() -> None:
         limits = {} if cmap == "gray" else {"vmin": 0, "vmax": 1}
         ax.imshow(img, cmap=cmap, interpolation="nearest", **limits)
         ax.set_title(title, fontsize=8)
-    fig.suptitle(f"Net2 refinement of an id-tem test image ({len(steps)} steps, "
-                 f"{'converged' if steps[-1].converged else 'not converged'})", fontsize=10)
+    fig.suptitle(
+        f"Net2 refinement of an id-tem test image ({len(steps)} steps, "
+        f"{'converged' if steps[-1].converged else 'not converged'})",
+        fontsize=10,
+    )
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)

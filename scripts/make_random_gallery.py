@@ -28,8 +28,10 @@ def gallery(n: int, seed: int, size: int = 192, columns: int = 6) -> np.ndarray:
         image = (np.clip(s.image, 0, 1) * 255).astype(np.uint8)
         target = np.where(s.boundaries, 255, 0).astype(np.uint8)
         tiles.append(np.pad(np.vstack([image, np.full((4, size), 128, np.uint8), target]), 4, constant_values=255))
-    rows = [np.hstack(tiles[r:r + columns] + [np.full_like(tiles[0], 255)] * (columns - len(tiles[r:r + columns])))
-            for r in range(0, n, columns)]
+    rows = [
+        np.hstack(tiles[r : r + columns] + [np.full_like(tiles[0], 255)] * (columns - len(tiles[r : r + columns])))
+        for r in range(0, n, columns)
+    ]
     return np.vstack(rows)
 
 

@@ -42,8 +42,14 @@ def main(argv: list[str]) -> int:
     result = segment(micrograph.data, device="cpu")
     labels = result.labels
     t1 = time.perf_counter()
-    paths = write_report(out_dir, "interconnect_tem", image=micrograph.data, labels=labels,
-                         pixel_size_nm=micrograph.pixel_size_nm, extra=result.info())
+    paths = write_report(
+        out_dir,
+        "interconnect_tem",
+        image=micrograph.data,
+        labels=labels,
+        pixel_size_nm=micrograph.pixel_size_nm,
+        extra=result.info(),
+    )
     t2 = time.perf_counter()
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(paths["histogram_png"], DOCS_IMAGES / "report_histogram.png")
@@ -55,16 +61,24 @@ def main(argv: list[str]) -> int:
     rows = [
         ("grains (all / in size statistics)", f"{s['n_grains']} / {s['n_grains_included']}"),
         ("mean ECD", f"{_fmt(s['mean_ecd_px'])} px"),
-        ("median ECD / SD / CV", f"{_fmt(s['median_ecd_px'])} px / {_fmt(s['sd_ecd_px'])} px / "
-                                 f"{_fmt(s['cv_ecd'], '.2f')}"),
+        (
+            "median ECD / SD / CV",
+            f"{_fmt(s['median_ecd_px'])} px / {_fmt(s['sd_ecd_px'])} px / {_fmt(s['cv_ecd'], '.2f')}",
+        ),
         ("D10 / D50 / D90", f"{_fmt(s['d10_px'])} / {_fmt(s['d50_px'])} / {_fmt(s['d90_px'])} px"),
-        ("lognormal sigma / median / KS D", "– (too few grains to fit)" if not s["lognormal"] else
-         f"{s['lognormal']['sigma']:.2f} / {s['lognormal']['median_px']:.1f} px / "
-         f"{s['lognormal']['ks_statistic']:.3f}"),
+        (
+            "lognormal sigma / median / KS D",
+            "– (too few grains to fit)"
+            if not s["lognormal"]
+            else f"{s['lognormal']['sigma']:.2f} / {s['lognormal']['median_px']:.1f} px / "
+            f"{s['lognormal']['ks_statistic']:.3f}",
+        ),
         ("N_A (Saltikov, whole field)", f"{s['n_a_per_px2'] * 1e4:.3f} per 100x100 px"),
         ("mean intercept (8 orientations)", f"{s['mean_intercept_px']:.1f} px"),
-        ("intercept along the line (x)", f"{s['axial_intercept']['mean_intercept_px']:.1f} px"
-         if s["axial_intercept"] else "-"),
+        (
+            "intercept along the line (x)",
+            f"{s['axial_intercept']['mean_intercept_px']:.1f} px" if s["axial_intercept"] else "-",
+        ),
         ("ASTM G planimetric / intercept", f"{s['astm_g_planimetric']} / {s['astm_g_intercept']}"),
     ]
     for k, v in rows:

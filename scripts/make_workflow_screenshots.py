@@ -76,7 +76,7 @@ def main(argv=None) -> None:
         print(f"wrote {path}")
 
     tmp = Path(tempfile.mkdtemp())
-    image, = viewer.open(str(calibrated_tiff(tmp)), plugin="napari-grainseg")
+    (image,) = viewer.open(str(calibrated_tiff(tmp)), plugin="napari-grainseg")
     docks, widgets = {}, {}
     for name in DOCKS:
         docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name, tabify=True)
@@ -108,6 +108,7 @@ def main(argv=None) -> None:
     ids = np.unique(labels[:, labels.shape[1] // 3])
     ids = [int(g) for g in ids if g > 0][:2]
     click(fix.picks_button)
+
     def centre(g):  # the grain's innermost pixel (the image border counts as outside)
         dist = ndi.distance_transform_edt(np.pad(labels == g, 1))[1:-1, 1:-1]
         return np.unravel_index(np.argmax(dist), labels.shape)

@@ -22,8 +22,9 @@ BANDS = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, np.inf))
 HALF_WINDOW = 4
 
 
-def local_contrast(image: np.ndarray, true_labels: np.ndarray, true_boundaries: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def local_contrast(
+    image: np.ndarray, true_labels: np.ndarray, true_boundaries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Contrast (step / pixel noise) at every true boundary pixel between two grains; returns (ys, xs), contrast."""
     from scipy import ndimage
 
@@ -33,12 +34,12 @@ def local_contrast(image: np.ndarray, true_labels: np.ndarray, true_boundaries: 
     labels, values = np.pad(true_labels, r), np.pad(image, r)
     ys, xs, contrast = [], [], []
     for y, x in zip(*np.nonzero(true_boundaries)):
-        window = labels[y:y + 2 * r + 1, x:x + 2 * r + 1]
+        window = labels[y : y + 2 * r + 1, x : x + 2 * r + 1]
         ids, counts = np.unique(window[window > 0], return_counts=True)
         if len(ids) < 2:
             continue
         a, b = ids[np.argsort(counts)[-2:]]
-        patch = values[y:y + 2 * r + 1, x:x + 2 * r + 1]
+        patch = values[y : y + 2 * r + 1, x : x + 2 * r + 1]
         ys.append(y), xs.append(x)
         contrast.append(abs(patch[window == a].mean() - patch[window == b].mean()) / max(noise, 1e-12))
     return (np.asarray(ys), np.asarray(xs)), np.asarray(contrast)

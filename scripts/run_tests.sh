@@ -2,6 +2,7 @@
 # Install everything the test suite needs (idempotent) and run the whole suite.
 #   - Debian packages for a virtual X display with OpenGL (napari's canvas), when missing (needs root);
 #   - a virtual environment .venv with the CPU build of PyTorch 2.13.0, then the package with its test extras;
+#   - ruff: lint and format check of src, tests, scripts and benchmarks (settings in pyproject.toml);
 #   - the suite under xvfb-run (napari needs OpenGL; offscreen Qt alone fails when an image layer is added).
 # Extra arguments are passed to pytest, e.g.  bash scripts/run_tests.sh -k edges
 set -euo pipefail
@@ -25,6 +26,9 @@ PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+
+.venv/bin/ruff check src tests scripts benchmarks
+.venv/bin/ruff format --check src tests scripts benchmarks
 
 export NAPARI_ENSURE_PLUGIN_MAIN_THREAD=1
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

@@ -65,8 +65,7 @@ class _DMWriter:
 
     def string(self, name: str, text: str) -> bytes:
         """A DM unicode string: an array of uint16 characters (element type 4)."""
-        return self._data(name, [20, 4, len(text)],
-                          b"".join(struct.pack("<H", ord(c)) for c in text))
+        return self._data(name, [20, 4, len(text)], b"".join(struct.pack("<H", ord(c)) for c in text))
 
     def array(self, name: str, array: np.ndarray, element_type: int) -> bytes:
         payload = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
@@ -75,13 +74,19 @@ class _DMWriter:
     def file(self, root_entries: list[bytes]) -> bytes:
         root = struct.pack(">bb", 0, 1) + self._n(len(root_entries)) + b"".join(root_entries)
         tail = b"\0" * 8
-        header = struct.pack(">l", self.version) + self._n(len(root) + len(tail)) \
-            + struct.pack(">l", 1)  # 1 = little-endian data
+        header = (
+            struct.pack(">l", self.version) + self._n(len(root) + len(tail)) + struct.pack(">l", 1)
+        )  # 1 = little-endian data
         return header + root + tail
 
 
-def write_dm(path: str | Path, image: np.ndarray, scale: float | tuple[float, float] = 1.0,
-             units: str | tuple[str, str] = "", version: int = 3) -> Path:
+def write_dm(
+    path: str | Path,
+    image: np.ndarray,
+    scale: float | tuple[float, float] = 1.0,
+    units: str | tuple[str, str] = "",
+    version: int = 3,
+) -> Path:
     """Write a 2-D ``image`` as a minimal DM3 (``version=3``) or DM4 file.
 
     ``scale`` and ``units`` are the physical size of one pixel, one value for
@@ -96,23 +101,27 @@ def write_dm(path: str | Path, image: np.ndarray, scale: float | tuple[float, fl
     w = _DMWriter(version)
 
     def dimension(scale_value: float, unit: str) -> bytes:
-        return w.group("", [w.simple("Origin", 0.0, "f4"), w.simple("Scale", scale_value, "f4"),
-                            w.string("Units", unit)])
+        return w.group(
+            "", [w.simple("Origin", 0.0, "f4"), w.simple("Scale", scale_value, "f4"), w.string("Units", unit)]
+        )
 
-    brightness = w.group("Brightness", [w.simple("Origin", 0.0, "f4"),
-                                        w.simple("Scale", 1.0, "f4"), w.string("Units", "")])
-    calibrations = w.group("Calibrations", [
-        brightness,
-        w.group("Dimension", [dimension(scale_x, units_x), dimension(scale_y, units_y)]),
-    ])
+    brightness = w.group(
+        "Brightness", [w.simple("Origin", 0.0, "f4"), w.simple("Scale", 1.0, "f4"), w.string("Units", "")]
+    )
+    calibrations = w.group(
+        "Calibrations", [brightness, w.group("Dimension", [dimension(scale_x, units_x), dimension(scale_y, units_y)])]
+    )
     height, width = image.shape
-    image_data = w.group("ImageData", [
-        calibrations,
-        w.array("Data", image.ravel(), element_type),
-        w.simple("DataType", data_type, "i4"),
-        w.group("Dimensions", [w.simple("", width, "u4"), w.simple("", height, "u4")]),
-        w.simple("PixelDepth", image.dtype.itemsize, "i4"),
-    ])
+    image_data = w.group(
+        "ImageData",
+        [
+            calibrations,
+            w.array("Data", image.ravel(), element_type),
+            w.simple("DataType", data_type, "i4"),
+            w.group("Dimensions", [w.simple("", width, "u4"), w.simple("", height, "u4")]),
+            w.simple("PixelDepth", image.dtype.itemsize, "i4"),
+        ],
+    )
     image_entry = w.group("", [image_data, w.group("ImageTags", []), w.string("Name", "test")])
     path = Path(path)
     path.write_bytes(w.file([w.group("ImageList", [image_entry])]))
@@ -123,13 +132,21 @@ def write_dm(path: str | Path, image: np.ndarray, scale: float | tuple[float, fl
 # FEI / Thermo TIA series (.ser) and its .emi companion
 # --------------------------------------------------------------------------- #
 
-_SER_TYPES = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 2, np.dtype(np.uint32): 3,
-              np.dtype(np.int8): 4, np.dtype(np.int16): 5, np.dtype(np.int32): 6,
-              np.dtype(np.float32): 7, np.dtype(np.float64): 8}
+_SER_TYPES = {
+    np.dtype(np.uint8): 1,
+    np.dtype(np.uint16): 2,
+    np.dtype(np.uint32): 3,
+    np.dtype(np.int8): 4,
+    np.dtype(np.int16): 5,
+    np.dtype(np.int32): 6,
+    np.dtype(np.float32): 7,
+    np.dtype(np.float64): 8,
+}
 
 
-def write_ser(path: str | Path, image: np.ndarray, pixel_size_m: float | tuple[float, float],
-              version: int = 0x0210) -> Path:
+def write_ser(
+    path: str | Path, image: np.ndarray, pixel_size_m: float | tuple[float, float], version: int = 0x0210
+) -> Path:
     """Write a 2-D ``image`` as a one-element TIA series file (``.ser``).
 
     ``pixel_size_m`` is the calibration delta in metres (TIA's unit), one value
@@ -139,20 +156,19 @@ def write_ser(path: str | Path, image: np.ndarray, pixel_size_m: float | tuple[f
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError("write_ser writes 2-D images only")
-    delta_y, delta_x = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) \
-        else pixel_size_m
+    delta_y, delta_x = (pixel_size_m, pixel_size_m) if np.isscalar(pixel_size_m) else pixel_size_m
     offset_fmt = "<I" if version <= 0x0210 else "<Q"
     offset_size = struct.calcsize(offset_fmt)
 
     description, units = b"Number", b""
-    dimension = (struct.pack("<IddII", 1, 0.0, 1.0, 0, len(description)) + description
-                 + struct.pack("<I", len(units)) + units)
+    dimension = (
+        struct.pack("<IddII", 1, 0.0, 1.0, 0, len(description)) + description + struct.pack("<I", len(units)) + units
+    )
     header_size = 22 + offset_size + 4 + len(dimension)
     offset_array_offset = header_size
     data_offset = offset_array_offset + 2 * offset_size
     height, width = image.shape
-    element = struct.pack("<ddIddIHII", 0.0, delta_x, 0, 0.0, delta_y, 0,
-                          _SER_TYPES[image.dtype], width, height)
+    element = struct.pack("<ddIddIHII", 0.0, delta_x, 0, 0.0, delta_y, 0, _SER_TYPES[image.dtype], width, height)
     pixels = np.flipud(image).astype(image.dtype.newbyteorder("<")).tobytes()
     tag_offset = data_offset + len(element) + len(pixels)
 

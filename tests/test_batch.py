@@ -14,13 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_grainseg.batch import (
-    BatchItem,
-    BatchOptions,
-    discover_inputs,
-    is_done,
-    run_batch,
-)
+from napari_grainseg.batch import BatchItem, BatchOptions, discover_inputs, is_done, run_batch
 from napari_grainseg.cli import main
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import file_record
@@ -58,8 +52,20 @@ def sample_dir(tmp_path_factory) -> Path:
 
 
 def _args(sample_dir, out, weights, *extra):
-    return ["batch", str(sample_dir), "--out", str(out), "--weights", weights, "--pixel-size", "2",
-            "--net2-steps", "0", "--no-progress", *extra]
+    return [
+        "batch",
+        str(sample_dir),
+        "--out",
+        str(out),
+        "--weights",
+        weights,
+        "--pixel-size",
+        "2",
+        "--net2-steps",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +89,25 @@ def test_discover_mirrors_folders_and_never_collides(tmp_path):
         (src / rel).write_bytes(b"")
     items = discover_inputs(src, src / "out")  # the output folder inside the input is ignored
     got = {(str(i.source.relative_to(src)), str(i.out_dir.relative_to(src / "out")), i.stem) for i in items}
-    assert got == {("x.tif", ".", "x_tif"), ("x.png", ".", "x_png"), ("sub/x.tif", "sub", "x"),
-                   ("sample.tif", ".", "sample_tif")}  # 'sample' is reserved for sample_summary.json
+    assert got == {
+        ("x.tif", ".", "x_tif"),
+        ("x.png", ".", "x_png"),
+        ("sub/x.tif", "sub", "x"),
+        ("sample.tif", ".", "sample_tif"),
+    }  # 'sample' is reserved for sample_summary.json
     by_glob = discover_inputs(str(src / "**" / "x.tif"), tmp_path / "o")
     assert {(str(i.out_dir.relative_to(tmp_path / "o")), i.stem) for i in by_glob} == {(".", "x"), ("sub", "x")}
 
 
-@pytest.mark.parametrize("spec, words", [("missing_dir", "not found"), ("empty", "no micrographs"),
-                                         ("empty/*.tif", "no micrographs"), ("file.tif", "is a file")])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("missing_dir", "not found"),
+        ("empty", "no micrographs"),
+        ("empty/*.tif", "no micrographs"),
+        ("file.tif", "is a file"),
+    ],
+)
 def test_discover_bad_specs_are_input_errors(tmp_path, spec, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "file.tif").write_bytes(b"")
@@ -98,14 +115,17 @@ def test_discover_bad_specs_are_input_errors(tmp_path, spec, words):
         discover_inputs(str(tmp_path / spec), tmp_path / "out")
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--grain-size", "20", "--grain-size-nm", "40"], None),        # argparse: mutually exclusive
-    (["--workers", "0"], None),                                     # argparse: must be >= 1
-    (["--threshold", "1.5"], "threshold"),
-    (["--net2-steps", "many"], "--net2-steps"),
-    (["--net2-weights", "/nonexistent/net2.pt"], "--net2-weights"),
-    (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "--scheduler"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--grain-size", "20", "--grain-size-nm", "40"], None),  # argparse: mutually exclusive
+        (["--workers", "0"], None),  # argparse: must be >= 1
+        (["--threshold", "1.5"], "threshold"),
+        (["--net2-steps", "many"], "--net2-steps"),
+        (["--net2-weights", "/nonexistent/net2.pt"], "--net2-weights"),
+        (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "--scheduler"),
+    ],
+)
 def test_bad_arguments_exit_2(tmp_path, sample_dir, weights, capsys, extra, words):
     try:
         code = main(_args(sample_dir, tmp_path / "out", weights, *extra))
@@ -168,18 +188,25 @@ def test_sample_summary_pools_fields(serial_run):
 
 def test_pooled_statistics_known_answer():
     """Two fields of 1 µm² at 1 nm/px: N_A pooled over both, intercept pooled per orientation."""
+
     def field(n_eq, ecd, inter):
-        summary = {"pixel_size_nm": 1.0, "planimetric": {"n_equivalent": n_eq, "field_area_px": 1e6},
-                   "intercept": {"by_orientation": [{"angle_deg": 0.0, "intersections": inter,
-                                                     "length_px": 1e5}]}}
-        return {"summary": summary, "grains": {"ecd_px": np.asarray(ecd, float),
-                                               "touches_border": np.array([False] * (len(ecd) - 1) + [True])}}
+        summary = {
+            "pixel_size_nm": 1.0,
+            "planimetric": {"n_equivalent": n_eq, "field_area_px": 1e6},
+            "intercept": {"by_orientation": [{"angle_deg": 0.0, "intersections": inter, "length_px": 1e5}]},
+        }
+        return {
+            "summary": summary,
+            "grains": {"ecd_px": np.asarray(ecd, float), "touches_border": np.array([False] * (len(ecd) - 1) + [True])},
+        }
+
     pooled = pooled_statistics([field(100, [10, 20, 99], 1000), field(300, [30, 40, 99], 3000)])
     assert pooled["n_a_per_mm2"] == pytest.approx(400 / 2e-6)  # 2 µm² = 2e-6 mm²
     assert pooled["mean_intercept_nm"] == pytest.approx(2e5 / 4000)
     assert pooled["mean_ecd_nm"] == pytest.approx(25.0) and pooled["n_grains_edge"] == 2
-    uncalibrated = pooled_statistics([{**f, "summary": {**f["summary"], "pixel_size_nm": None}}
-                                      for f in [field(1, [5, 6, 7], 1)]])
+    uncalibrated = pooled_statistics(
+        [{**f, "summary": {**f["summary"], "pixel_size_nm": None}} for f in [field(1, [5, 6, 7], 1)]]
+    )
     assert uncalibrated["unit"] == "px" and uncalibrated["astm_g_planimetric"] is None
 
 
@@ -202,10 +229,12 @@ def test_resume_after_interruption_gives_identical_results(serial_run, sample_di
     # no marker, and the staging folder of the dead run (PID 999999999) left
     second = next(i for i in items if not is_done(i, options) and "corrupt" not in i.stem)
     second.out_dir.mkdir(parents=True, exist_ok=True)
-    csv = shutil.copy(reference / second.out_dir.relative_to(tmp_path / "out") / f"{second.stem}_grains.csv",
-                      second.out_dir)
-    (second.out_dir / f".{second.stem}.commit.json").write_text(json.dumps(
-        {"files": {f"{second.stem}_grains.csv": file_record(csv)}}))
+    csv = shutil.copy(
+        reference / second.out_dir.relative_to(tmp_path / "out") / f"{second.stem}_grains.csv", second.out_dir
+    )
+    (second.out_dir / f".{second.stem}.commit.json").write_text(
+        json.dumps({"files": {f"{second.stem}_grains.csv": file_record(csv)}})
+    )
     stage = second.out_dir / f".{second.stem}.staging-20260101T000000-999999999-abcd"
     stage.mkdir()
     (stage / f"{second.stem}_grains.tif").write_bytes(b"half")
@@ -231,8 +260,9 @@ def test_changed_options_or_input_are_not_skipped(serial_run, sample_dir, weight
     items = [i for i in discover_inputs(sample_dir, out) if "corrupt" not in i.stem]
     same = BatchOptions(weights=weights, pixel_size_nm=2.0, net2_steps=0)
     assert all(is_done(i, same) for i in items)
-    assert not any(is_done(i, BatchOptions(weights=weights, pixel_size_nm=2.0, net2_steps=0, threshold=0.6))
-                   for i in items)
+    assert not any(
+        is_done(i, BatchOptions(weights=weights, pixel_size_nm=2.0, net2_steps=0, threshold=0.6)) for i in items
+    )
     by_watershed = BatchOptions(weights=weights, pixel_size_nm=2.0, net2_steps=0, grains="watershed")
     assert not any(is_done(i, by_watershed) for i in items)  # another grain builder: redo
     assert BatchOptions(weights=weights, net2_steps=0, grains="threshold").fingerprint().get("grains") is None
@@ -252,6 +282,7 @@ def test_dask_local_cluster_equals_serial(serial_run, sample_dir, weights, tmp_p
         code = main(_args(sample_dir, tmp_path / "dask", weights, "--scheduler", cluster.scheduler_address))
         assert code == 1
         with Client(cluster.scheduler_address) as client:
+
             def worker_state():
                 import torch
 

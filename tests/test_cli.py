@@ -13,8 +13,9 @@ from napari_grainseg.cli import SUBCOMMANDS, main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_grainseg.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_edges_writes_fused_rgb_at_native_size(tmp_path, sample_path):
@@ -67,8 +68,7 @@ def bad_inputs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "stack", "constant", "nan", "tiny",
-                                  "unknown"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "stack", "constant", "nan", "tiny", "unknown"])
 def test_bad_input_gives_one_line_error_and_exit_2(case, bad_inputs, tmp_path):
     path, words = bad_inputs[case]
     if case == "unknown":
@@ -101,8 +101,10 @@ def test_output_into_a_closed_pipe_ends_quietly(monkeypatch, capsys):
 
 def test_output_into_a_closed_pipe_from_a_real_process():
     """The same through a real pipe whose reader has closed: nothing on stderr."""
-    code = ("import os, sys; from napari_grainseg.cli import main; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
-            "sys.exit(main(['train', 'net2', '--print-config']))")  # stdout: a pipe that nobody reads
+    code = (
+        "import os, sys; from napari_grainseg.cli import main; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
+        "sys.exit(main(['train', 'net2', '--print-config']))"
+    )  # stdout: a pipe that nobody reads
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 141 and done.stderr == ""
 

@@ -126,8 +126,7 @@ def test_tiles_with_image_wide_params_agree_with_whole_image(rng):
     left = detect_edges(img[:, :140], params)
     margin = 20  # filters reach at most ~10 px; compare away from the tile's cut
     for name in CHANNELS:
-        np.testing.assert_array_equal(getattr(left, name)[:, : 140 - margin],
-                                      getattr(whole, name)[:, : 140 - margin])
+        np.testing.assert_array_equal(getattr(left, name)[:, : 140 - margin], getattr(whole, name)[:, : 140 - margin])
 
 
 @pytest.mark.parametrize(

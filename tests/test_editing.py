@@ -87,9 +87,9 @@ def test_split_grain_exact_pixels_and_new_id(three):
 def test_split_grain_overshoot_and_explicit_id(three):
     # a slanted line through grain 1 that overshoots into grain 2: only grain 1 is cut
     out = split_grain(three, [(8, -1), (8, 8)], gid=1)
-    assert changed(three, out) == ({(8, x) for x in range(0, 5)}
-                                   | {(y, x) for y in range(9, 12) for x in range(0, 5)}
-                                   | {(8, 5)})  # old boundary pixel now beside grain 3 only
+    assert changed(three, out) == (
+        {(8, x) for x in range(0, 5)} | {(y, x) for y in range(9, 12) for x in range(0, 5)} | {(8, 5)}
+    )  # old boundary pixel now beside grain 3 only
     assert out[8, 5] == 3
     assert np.all(out[:, 6:] == three[:, 6:])
     assert label_convention_problems(out) == []

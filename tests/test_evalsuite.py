@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.evaluation.suite import (
-    CLASSICAL_TUNING_SET,
-    EVAL_SETS,
-    format_markdown,
-    run_evaluation,
-)
+from napari_grainseg.evaluation.suite import CLASSICAL_TUNING_SET, EVAL_SETS, format_markdown, run_evaluation
 from napari_grainseg.segmentation.grains import probability_watershed
 from napari_grainseg.training.net1 import VALIDATION_SEED_BASE
 
@@ -21,7 +16,7 @@ def test_test_sets_are_frozen_and_disjoint_from_training_and_validation():
     ranges = [(s.first_seed, s.first_seed + s.size) for s in synthetic]
     for i, (a0, a1) in enumerate(ranges):
         assert a0 >= 10**9 and a1 <= VALIDATION_SEED_BASE  # training seeds are < 1e9
-        for b0, b1 in ranges[i + 1:]:
+        for b0, b1 in ranges[i + 1 :]:
             assert a1 <= b0 or b1 <= a0
     first = next(EVAL_SETS["id-tem"].samples(limit=1))
     again = next(EVAL_SETS["id-tem"].samples(limit=1))
@@ -39,8 +34,13 @@ def test_probability_watershed_recovers_a_grid():
 
 
 def test_classical_and_table_on_one_image():
-    results = run_evaluation(["ood-paper"], ["classical"], limit=1, progress=False,
-                             classical_params={"sigma": 2.0, "h": 0.005, "merge_threshold": None})
+    results = run_evaluation(
+        ["ood-paper"],
+        ["classical"],
+        limit=1,
+        progress=False,
+        classical_params={"sigma": 2.0, "h": 0.005, "merge_threshold": None},
+    )
     scores = results["sets"]["ood-paper"]["methods"]["classical"]
     assert 0 < scores["f1_2px"] <= 1 and scores["vi"] >= 0 and scores["s_per_mpx"] > 0
     table = format_markdown(results)
@@ -74,10 +74,16 @@ def test_markdown_section_replacement_keeps_other_text(tmp_path):
 def test_paired_differences_known_values_and_mismatch():
     from napari_grainseg.evaluation.suite import paired_differences
 
-    method = [{"vi": 0.5, "vi_merge": 0.2, "grain_count_error": -0.1}, {"vi": 0.7, "vi_merge": 0.5,
-              "grain_count_error": 0.05}, {"vi": 1.0, "vi_merge": 0.1, "grain_count_error": 0.0}]
-    reference = [{"vi": 0.6, "vi_merge": 0.2, "grain_count_error": 0.3}, {"vi": 0.9, "vi_merge": 0.4,
-                 "grain_count_error": -0.2}, {"vi": 0.9, "vi_merge": 0.1, "grain_count_error": 0.0}]
+    method = [
+        {"vi": 0.5, "vi_merge": 0.2, "grain_count_error": -0.1},
+        {"vi": 0.7, "vi_merge": 0.5, "grain_count_error": 0.05},
+        {"vi": 1.0, "vi_merge": 0.1, "grain_count_error": 0.0},
+    ]
+    reference = [
+        {"vi": 0.6, "vi_merge": 0.2, "grain_count_error": 0.3},
+        {"vi": 0.9, "vi_merge": 0.4, "grain_count_error": -0.2},
+        {"vi": 0.9, "vi_merge": 0.1, "grain_count_error": 0.0},
+    ]
     d = paired_differences(method, reference)
     count = d["abs_grain_count_error"]  # magnitudes: 0.1 vs 0.3, 0.05 vs 0.2, 0 vs 0
     assert count["mean"] == pytest.approx((-0.2 - 0.15 + 0.0) / 3) and count["better"] == 2
@@ -97,7 +103,8 @@ def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
     assert list(paired) == ["net1"]
     assert paired["net1"]["vi"]["n"] == 2
     assert paired["net1"]["vi"]["mean"] == pytest.approx(
-        data["methods"]["net1"]["vi"] - data["methods"]["net1+watershed"]["vi"])
+        data["methods"]["net1"]["vi"] - data["methods"]["net1+watershed"]["vi"]
+    )
     table = format_markdown(results)
     assert "against net1+watershed" in table and "- net1: VI " in table and "|count err|" in table
 
@@ -107,13 +114,32 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS
 
     assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
-    assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train", "look-random", "real-tbm",
-            "real-tbm-test"} == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train", "look-random", "real-tbm", "real-tbm-test"} == set(
+        EVAL_SETS
+    ) - set(DEFAULT_EVAL_SETS)
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"
     doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")
-    assert main(["eval", "--sets", "id-tem-64", "--methods", "net1", "--limit", "1", "--device", "cpu",
-                 "--markdown", str(doc), "--section", "eval-larger"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--sets",
+                "id-tem-64",
+                "--methods",
+                "net1",
+                "--limit",
+                "1",
+                "--device",
+                "cpu",
+                "--markdown",
+                str(doc),
+                "--section",
+                "eval-larger",
+            ]
+        )
+        == 0
+    )
     text = doc.read_text()
     assert "main table" in text  # the default section is kept
     assert "<!-- BEGIN eval-larger -->" in text and "### id-tem-64" in text

@@ -247,8 +247,19 @@ def test_evaluate_prediction_flat_dict():
     lab = labels_of(b)
     pred_b = np.roll(b, 1, axis=1)
     out = evaluate_prediction(pred_b, labels_of(pred_b), b, lab, tolerances=(0.5, 1, 2))
-    for key in ("f1_0.5px", "precision_1px", "recall_2px", "vi", "vi_split", "vi_merge", "are",
-                "grain_count_error", "mean_ecd_error", "ecd_ks", "pixel_accuracy"):
+    for key in (
+        "f1_0.5px",
+        "precision_1px",
+        "recall_2px",
+        "vi",
+        "vi_split",
+        "vi_merge",
+        "are",
+        "grain_count_error",
+        "mean_ecd_error",
+        "ecd_ks",
+        "pixel_accuracy",
+    ):
         assert key in out
     assert out["f1_1px"] == 1.0
     assert out["f1_0.5px"] < out["f1_1px"]

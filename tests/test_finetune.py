@@ -82,10 +82,10 @@ def test_thick_boundary_mask_is_thinned_to_centre():
     assert (lines.sum(axis=1) <= 1).all() and lines[5:45, 25].all()
 
 
-@pytest.mark.parametrize("labels, message", [
-    (np.ones((30, 30), np.int32), "at least two grains"),
-    (np.zeros((30, 30), np.int32), "at least two grains"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [(np.ones((30, 30), np.int32), "at least two grains"), (np.zeros((30, 30), np.int32), "at least two grains")],
+)
 def test_label_image_with_one_grain_is_an_error(labels, message):
     from napari_grainseg.training.corrections import boundaries_from_labels
 
@@ -139,8 +139,11 @@ def test_roi_pixels_outside_contribute_nothing_to_the_loss():
     from napari_grainseg.training.net1 import boundary_loss
 
     ones = torch.ones_like(weight)
-    assert torch.allclose(masked_boundary_loss(logits.detach(), target, ones, 3.0, 1.0),
-                          boundary_loss(logits.detach(), target, 3.0, 1.0), atol=1e-6)
+    assert torch.allclose(
+        masked_boundary_loss(logits.detach(), target, ones, 3.0, 1.0),
+        boundary_loss(logits.detach(), target, 3.0, 1.0),
+        atol=1e-6,
+    )
 
 
 def test_roi_excludes_pixels_end_to_end():
@@ -183,10 +186,20 @@ def test_a_few_steps_lower_the_loss_on_the_corrected_images():
     def loss_of(model):
         model.eval()
         with torch.no_grad():
-            return float(np.mean([masked_boundary_loss(model(torch.from_numpy(p.features)[None]),
-                                                       torch.from_numpy(p.target)[None],
-                                                       torch.from_numpy(p.weight)[None], 3.0, 1.0)
-                                  for p in prepared]))
+            return float(
+                np.mean(
+                    [
+                        masked_boundary_loss(
+                            model(torch.from_numpy(p.features)[None]),
+                            torch.from_numpy(p.target)[None],
+                            torch.from_numpy(p.weight)[None],
+                            3.0,
+                            1.0,
+                        )
+                        for p in prepared
+                    ]
+                )
+            )
 
     before = loss_of(load_net1(for_training=True))
     result = finetune_net1(corr, _config(steps=15, lr=1e-3, holdout=0.0, synthetic_share=0.0), grain_size_px=22.0)
@@ -232,8 +245,24 @@ def test_worse_adapted_model_is_flagged_in_model_json_and_cli(tmp_path, capsys, 
 
     monkeypatch.setattr(finetune, "compare_on", pessimistic)
     images, labels = _write_set(tmp_path, seeds=(20, 21))
-    assert main(["finetune", *map(str, images), "--labels", *map(str, labels), "--out", str(tmp_path / "m"),
-                 "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                *map(str, images),
+                "--labels",
+                *map(str, labels),
+                "--out",
+                str(tmp_path / "m"),
+                "--steps",
+                "2",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "WARNING: the adapted model scores worse" in capsys.readouterr().err
     assert json.loads((tmp_path / "m" / "model.json").read_text())["worse_than_base"] is True
 
@@ -242,8 +271,12 @@ def test_cancel_stops_after_the_current_step():
     from napari_grainseg.training.finetune import finetune_net1
 
     calls = []
-    result = finetune_net1([_correction(10)], _config(steps=50, holdout=0.0), cancel=lambda: len(calls) >= 2,
-                           progress=lambda step, total, loss: calls.append(step))
+    result = finetune_net1(
+        [_correction(10)],
+        _config(steps=50, holdout=0.0),
+        cancel=lambda: len(calls) >= 2,
+        progress=lambda step, total, loss: calls.append(step),
+    )
     assert result.info["stopped"] == "cancelled" and result.info["steps_done"] == 2
 
 
@@ -267,8 +300,18 @@ def test_model_directory_round_trip(tmp_path):
         assert rec["image"] == str(img.resolve()) and rec["image_sha256"] == file_sha256(img)
         assert rec["target"] == str(lab.resolve()) and rec["target_sha256"] == file_sha256(lab)
     assert {r["role"] for r in on_disk["training_images"]} == {"train", "heldout"}
-    for key in ("steps", "seed", "config", "loss_curve", "package_version", "date", "heldout", "worse_than_base",
-                "net1_sha256", "model_sha256"):
+    for key in (
+        "steps",
+        "seed",
+        "config",
+        "loss_curve",
+        "package_version",
+        "date",
+        "heldout",
+        "worse_than_base",
+        "net1_sha256",
+        "model_sha256",
+    ):
         assert key in on_disk, key
     loaded = load_model(out)
     assert loaded.record["model"] == "model" and loaded.record["model_sha256"] == on_disk["model_sha256"]
@@ -293,8 +336,7 @@ def test_model_directory_of_another_version_or_architecture_is_a_one_line_error(
     with pytest.raises(InputError, match="version 99") as exc:
         load_model(out)
     assert "\n" not in str(exc.value)
-    (out / "model.json").write_text(json.dumps(info | {"architecture": {"net1": {"base_channels": 16,
-                                                                                   "heads": 3}}}))
+    (out / "model.json").write_text(json.dumps(info | {"architecture": {"net1": {"base_channels": 16, "heads": 3}}}))
     with pytest.raises(InputError, match="another architecture"):
         load_model(out)
     (out / "model.json").write_text(json.dumps(info))
@@ -315,8 +357,22 @@ def test_the_shipped_model_is_never_overwritten(tmp_path):
     images, labels = _write_set(tmp_path, seeds=(12,))
     with pytest.raises(InputError, match="never overwritten"):
         adapt_and_save(images, labels=labels, out=shipped, config=_config())
-    assert main(["finetune", str(images[0]), "--labels", str(labels[0]), "--out", str(shipped),
-                 "--steps", "1", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                str(images[0]),
+                "--labels",
+                str(labels[0]),
+                "--out",
+                str(shipped),
+                "--steps",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config())  # a real run leaves it alone
     assert {p.name: file_sha256(p) for p in shipped.iterdir() if p.is_file()} == before
 
@@ -378,8 +434,26 @@ def test_cli_finetune_then_segment_with_model_records_it(tmp_path, capsys):
 
     images, masks = _write_set(tmp_path, seeds=(16, 17), kind="boundaries")
     model = tmp_path / "lab-model"
-    assert main(["finetune", *map(str, images), "--boundaries", *map(str, masks), "--out", str(model),
-                 "--steps", "3", "--seed", "1", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                *map(str, images),
+                "--boundaries",
+                *map(str, masks),
+                "--out",
+                str(model),
+                "--steps",
+                "3",
+                "--seed",
+                "1",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "held out 1 image" in err and f"model -> {model}" in err
     info = json.loads((model / "model.json").read_text())
@@ -389,8 +463,9 @@ def test_cli_finetune_then_segment_with_model_records_it(tmp_path, capsys):
     summary = json.loads((out / "img16_summary.json").read_text())
     text = json.dumps(summary)
     assert info["model_sha256"] in text and "lab-model" in text
-    assert main(["segment", str(images[0]), "--out", str(tmp_path / "seg2"), "--device", "cpu",
-                 "--net2-steps", "0"]) == 0
+    assert (
+        main(["segment", str(images[0]), "--out", str(tmp_path / "seg2"), "--device", "cpu", "--net2-steps", "0"]) == 0
+    )
     shipped = json.dumps(json.loads((tmp_path / "seg2" / "img16_summary.json").read_text()))
     assert '"shipped"' in shipped and info["model_sha256"] not in shipped
     tifffile.imwrite(tmp_path / "noise.tif", np.zeros((4, 4), np.uint8))
@@ -404,8 +479,7 @@ def test_learn_again_uses_all_recorded_corrections_from_the_base(tmp_path, capsy
     first, first_labels = _write_set(tmp_path, seeds=(18,))
     m1, _ = adapt_and_save(first, labels=first_labels, out=tmp_path / "m1", config=_config())
     second, second_labels = _write_set(tmp_path, seeds=(19,))
-    m2, info = adapt_and_save(second, labels=second_labels, out=tmp_path / "m2", from_dir=m1, steps=None,
-                              config=None)
+    m2, info = adapt_and_save(second, labels=second_labels, out=tmp_path / "m2", from_dir=m1, steps=None, config=None)
     names = sorted(Path(r["image"]).name for r in info["training_images"])
     assert names == ["img18.tif", "img19.tif"]
     assert info["base_model"]["sha256"] == file_sha256(shipped_weights_dir() / "net1.pt")
@@ -426,8 +500,9 @@ def test_ctrl_c_stops_training_cleanly_and_saves_the_model(tmp_path, capsys):
         if step == 2:
             signal.raise_signal(signal.SIGINT)
 
-    out, info = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config(steps=50),
-                               progress=press_ctrl_c)
+    out, info = adapt_and_save(
+        images, labels=labels, out=tmp_path / "m", config=_config(steps=50), progress=press_ctrl_c
+    )
     assert info["stopped"] == "interrupted" and info["steps_done"] == 2
     assert (out / "net1.pt").is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
@@ -440,8 +515,26 @@ def test_eval_with_model_records_it(tmp_path):
     images, labels = _write_set(tmp_path, seeds=(23,))
     out, info = adapt_and_save(images, labels=labels, out=tmp_path / "m", config=_config())
     results = tmp_path / "eval.json"
-    assert main(["eval", "--sets", "id-tem", "--methods", "net1", "--limit", "1", "--model", str(out),
-                 "--device", "cpu", "--json", str(results)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--sets",
+                "id-tem",
+                "--methods",
+                "net1",
+                "--limit",
+                "1",
+                "--model",
+                str(out),
+                "--device",
+                "cpu",
+                "--json",
+                str(results),
+            ]
+        )
+        == 0
+    )
     record = json.loads(results.read_text())["model"]
     assert record["model_sha256"] == info["model_sha256"] and record["model"] == "m"
 
@@ -452,8 +545,13 @@ def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
     corr = [_correction(24)]
     whole = _state(finetune_net1(corr, _config(steps=6, holdout=0.0)).model)
     calls = []
-    first = finetune_net1(corr, _config(steps=6, holdout=0.0), run_dir=tmp_path / "run",
-                          cancel=lambda: len(calls) >= 3, progress=lambda step, total, loss: calls.append(step))
+    first = finetune_net1(
+        corr,
+        _config(steps=6, holdout=0.0),
+        run_dir=tmp_path / "run",
+        cancel=lambda: len(calls) >= 3,
+        progress=lambda step, total, loss: calls.append(step),
+    )
     assert first.info["stopped"] == "cancelled" and first.info["steps_done"] == 3
     resumed = finetune_net1(corr, _config(steps=6, holdout=0.0), run_dir=tmp_path / "run")
     assert resumed.info["steps_done"] == 6 and resumed.info["stopped"] == "done"
@@ -464,7 +562,8 @@ def test_interrupted_fine_tuning_resumes_to_the_same_weights(tmp_path):
 def test_time_budget_trains_as_many_steps_as_fit():
     from napari_grainseg.training.finetune import finetune_net1
 
-    result = finetune_net1([_correction(25)], _config(holdout=0.0), max_minutes=0.05, until_time=True,
-                           tune_builder=False)
+    result = finetune_net1(
+        [_correction(25)], _config(holdout=0.0), max_minutes=0.05, until_time=True, tune_builder=False
+    )
     assert result.info["steps"] >= 10 and result.info["steps_done"] >= 1
     assert result.info["stopped"] in ("done", "time")

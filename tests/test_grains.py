@@ -34,9 +34,9 @@ def thick_noisy_boundary_map(shape=(150, 170), n=40, seed=1):
     b = ndi.binary_dilation(normalize_labels(tiling) == 0, iterations=1)
     prob = np.where(b, 0.9, 0.1) + rng.normal(0, 0.05, shape)
     for y, x in rng.integers(10, min(shape) - 10, (8, 2)):  # dangling spurs
-        prob[y, x:x + 6] = 0.8
+        prob[y, x : x + 6] = 0.8
     prob[rng.random(shape) < 0.002] = 0.95  # isolated speckles
-    prob[20:25, 20:25] = 0.9                 # a tiny closed loop (3x3 hole)
+    prob[20:25, 20:25] = 0.9  # a tiny closed loop (3x3 hole)
     prob[21:24, 21:24] = 0.1
     return prob.astype(np.float32), tiling
 
@@ -163,8 +163,7 @@ def test_classical_boundaries_on_flat_shaded_grains():
     tiling = voronoi_tiling((128, 128), 12, seed=2)
     levels = rng.uniform(0.2, 0.9, tiling.max() + 1)
     image = ndi.gaussian_filter(levels[tiling], 1.0) + rng.normal(0, 0.02, tiling.shape)
-    lab = boundaries_to_labels(classical_boundaries(image, sigma=1.5, h=0.01,
-                                                    merge_threshold=0.02), min_grain_area=30)
+    lab = boundaries_to_labels(classical_boundaries(image, sigma=1.5, h=0.01, merge_threshold=0.02), min_grain_area=30)
     truth = normalize_labels(tiling)
     from skimage.metrics import adapted_rand_error
 

@@ -51,8 +51,7 @@ def no_warnings():
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.uint32, np.float32,
-                                   np.float64])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.uint32, np.float32, np.float64])
 def test_tiff_dtypes_roundtrip_uncalibrated(tmp_path, dtype):
     image = grains(dtype)
     path = tmp_path / "plain.tif"
@@ -67,17 +66,19 @@ def test_tiff_dtypes_roundtrip_uncalibrated(tmp_path, dtype):
     assert "NONE" in m.metadata["calibration_source"]
 
 
-@pytest.mark.parametrize(("unit", "resolution", "expected_nm"), [
-    ("nm", 1 / 0.5, 0.5),
-    ("um", 1 / 0.002, 2.0),
-    ("micron", 100.0, 10.0),
-    ("\\u00B5m", 1 / 0.25, 250.0),      # how ImageJ itself writes µm
-    ("A", 0.5, 0.2),                    # 2 Å per pixel
-])
+@pytest.mark.parametrize(
+    ("unit", "resolution", "expected_nm"),
+    [
+        ("nm", 1 / 0.5, 0.5),
+        ("um", 1 / 0.002, 2.0),
+        ("micron", 100.0, 10.0),
+        ("\\u00B5m", 1 / 0.25, 250.0),  # how ImageJ itself writes µm
+        ("A", 0.5, 0.2),  # 2 Å per pixel
+    ],
+)
 def test_tiff_imagej_calibration(tmp_path, unit, resolution, expected_nm):
     path = tmp_path / "ij.tif"
-    tifffile.imwrite(path, grains(np.uint16), imagej=True, resolution=(resolution, resolution),
-                     metadata={"unit": unit})
+    tifffile.imwrite(path, grains(np.uint16), imagej=True, resolution=(resolution, resolution), metadata={"unit": unit})
     m = read_micrograph(path)
     assert m.pixel_size_nm == pytest.approx(expected_nm, rel=1e-6)
     assert m.pixel_size_yx_nm == pytest.approx((expected_nm, expected_nm), rel=1e-6)
@@ -87,8 +88,7 @@ def test_tiff_imagej_calibration(tmp_path, unit, resolution, expected_nm):
 
 def test_tiff_imagej_pixel_unit_is_uncalibrated(tmp_path):
     path = tmp_path / "ij_px.tif"
-    tifffile.imwrite(path, grains(np.uint8), imagej=True, resolution=(3.0, 3.0),
-                     metadata={"unit": "pixel"})
+    tifffile.imwrite(path, grains(np.uint8), imagej=True, resolution=(3.0, 3.0), metadata={"unit": "pixel"})
     assert read_micrograph(path).pixel_size_nm is None
 
 
@@ -101,12 +101,12 @@ def test_tiff_resolution_unit_centimeter(tmp_path):
     assert "CENTIMETER" in m.metadata["calibration_source"]
 
 
-@pytest.mark.parametrize(("resolution", "unit"), [(72, "INCH"), (96, "INCH"), (300, "INCH"),
-                                                  (28.35, "CENTIMETER")])  # 72 dpi in cm
+@pytest.mark.parametrize(
+    ("resolution", "unit"), [(72, "INCH"), (96, "INCH"), (300, "INCH"), (28.35, "CENTIMETER")]
+)  # 72 dpi in cm
 def test_tiff_screen_default_dpi_is_not_a_calibration(tmp_path, resolution, unit):
     path = tmp_path / "dpi.tif"
-    tifffile.imwrite(path, grains(np.uint8), resolution=(resolution, resolution),
-                     resolutionunit=unit)
+    tifffile.imwrite(path, grains(np.uint8), resolution=(resolution, resolution), resolutionunit=unit)
     m = read_micrograph(path)
     assert m.pixel_size_nm is None
     assert "screen default" in m.metadata["calibration_source"]
@@ -122,8 +122,9 @@ def test_tiff_real_inch_calibration_is_kept(tmp_path):
 def test_tiff_fei_metadata_wins(tmp_path):
     ini = "[User]\nDate=01/06/2025\n[Scan]\nPixelWidth=1.5e-09\nPixelHeight=1.5e-09\n"
     path = tmp_path / "fei.tif"
-    tifffile.imwrite(path, grains(np.uint8), resolution=(72, 72), resolutionunit="INCH",
-                     extratags=[(34682, "s", 0, ini, True)])
+    tifffile.imwrite(
+        path, grains(np.uint8), resolution=(72, 72), resolutionunit="INCH", extratags=[(34682, "s", 0, ini, True)]
+    )
     m = read_micrograph(path)
     assert m.pixel_size_nm == pytest.approx(1.5, rel=1e-9)
     assert "FEI" in m.metadata["calibration_source"]
@@ -141,8 +142,7 @@ def test_tiff_zeiss_sem_metadata(tmp_path):
 def test_tiff_non_square_pixels_recorded_and_warned(tmp_path):
     path = tmp_path / "rect.tif"
     # x: 2 px/nm -> 0.5 nm, y: 1 px/nm -> 1.0 nm
-    tifffile.imwrite(path, grains(np.uint16), imagej=True, resolution=(2.0, 1.0),
-                     metadata={"unit": "nm"})
+    tifffile.imwrite(path, grains(np.uint16), imagej=True, resolution=(2.0, 1.0), metadata={"unit": "nm"})
     with pytest.warns(NonSquarePixelWarning, match="non-square"):
         m = read_micrograph(path)
     assert m.pixel_size_yx_nm == pytest.approx((1.0, 0.5))
@@ -251,7 +251,7 @@ def test_colour_png_is_rgb_ordered_luminance_with_warning(tmp_path):
     cv2.imwrite(str(path), rgb[..., ::-1])  # cv2 writes BGR
     with pytest.warns(ColourImageWarning):
         m = read_micrograph(path)
-    assert m.data[0, 0] == pytest.approx(0.299 * 200, abs=1e-3)   # red weight, not blue
+    assert m.data[0, 0] == pytest.approx(0.299 * 200, abs=1e-3)  # red weight, not blue
     assert m.data[0, -1] == pytest.approx(0.114 * 200, abs=1e-3)
     assert any("luminance" in w for w in m.metadata["warnings"])
 
@@ -339,17 +339,14 @@ def test_corrupt_mrc(tmp_path):
 # Gatan DM3 / DM4, FEI TIA SER / EMI (hand-built files, read through rosettasciio)
 # --------------------------------------------------------------------------- #
 
-needs_rsciio = pytest.mark.skipif(importlib.util.find_spec("rsciio") is None,
-                                  reason="rosettasciio (gpl-readers extra) not installed")
+needs_rsciio = pytest.mark.skipif(
+    importlib.util.find_spec("rsciio") is None, reason="rosettasciio (gpl-readers extra) not installed"
+)
 
 
 @needs_rsciio
 @pytest.mark.parametrize("version", [3, 4])
-@pytest.mark.parametrize(("scale", "unit", "expected_nm"), [
-    (0.25, "nm", 0.25),
-    (0.5, "µm", 500.0),
-    (2.0, "Å", 0.2),
-])
+@pytest.mark.parametrize(("scale", "unit", "expected_nm"), [(0.25, "nm", 0.25), (0.5, "µm", 500.0), (2.0, "Å", 0.2)])
 def test_dm_calibration(tmp_path, version, scale, unit, expected_nm):
     image = grains(np.uint16)
     path = write_dm(tmp_path / f"a.dm{version}", image, scale, unit, version=version)
@@ -476,9 +473,21 @@ def test_micrograph_from_array_and_invariants():
         m.pixel_size_nm = 3.0  # frozen
 
 
-@pytest.mark.parametrize(("unit", "nm"), [("nm", 1.0), ("µm", 1e3), ("μm", 1e3), ("um", 1e3),
-                                          ("Å", 0.1), ("\u212b", 0.1), ("A", 0.1), ("m", 1e9),
-                                          ("pixel", None), ("", None)])
+@pytest.mark.parametrize(
+    ("unit", "nm"),
+    [
+        ("nm", 1.0),
+        ("µm", 1e3),
+        ("μm", 1e3),
+        ("um", 1e3),
+        ("Å", 0.1),
+        ("\u212b", 0.1),
+        ("A", 0.1),
+        ("m", 1e9),
+        ("pixel", None),
+        ("", None),
+    ],
+)
 def test_nm_per_unit(unit, nm):
     assert nm_per_unit(unit) == nm
 

@@ -52,9 +52,11 @@ def test_grain_crossing_tile_borders_has_one_id_and_same_measurements(field):
     # the largest grain that spans both a vertical and a horizontal tile border
     ids, area = np.unique(tiled[tiled > 0], return_counts=True)
     ys, xs = np.nonzero(tiled)
-    crossing = [i for i in ids[np.argsort(-area)]
-                if len(np.unique(ys[tiled[ys, xs] == i] // tile)) > 1
-                and len(np.unique(xs[tiled[ys, xs] == i] // tile)) > 1]
+    crossing = [
+        i
+        for i in ids[np.argsort(-area)]
+        if len(np.unique(ys[tiled[ys, xs] == i] // tile)) > 1 and len(np.unique(xs[tiled[ys, xs] == i] // tile)) > 1
+    ]
     assert crossing, "the test field must have grains across tile corners"
     g = crossing[0]
     pixels = untiled == g
@@ -65,8 +67,9 @@ def test_grain_crossing_tile_borders_has_one_id_and_same_measurements(field):
 
 
 def test_large_maps_are_thinned_in_tiles_with_the_same_result(field, monkeypatch):
-    prob = np.clip(field.boundaries + np.random.default_rng(1).normal(0, 0.25, field.boundaries.shape),
-                   0, 1).astype(np.float32)
+    prob = np.clip(field.boundaries + np.random.default_rng(1).normal(0, 0.25, field.boundaries.shape), 0, 1).astype(
+        np.float32
+    )
     expected = grains.boundaries_to_labels(prob)
     monkeypatch.setattr(grains, "AUTO_TILE_MIN_PX", 10_000)
     monkeypatch.setattr(grains, "AUTO_TILE_SIZE", 48)
@@ -96,13 +99,16 @@ def test_measurement_temporaries_are_bounded(field):
 # --------------------------------------------------------------------------- image-wide statistics
 
 
-@pytest.mark.parametrize("make", [
-    lambda r: r.random((300, 701)).astype(np.float32),
-    lambda r: np.round(r.random((400, 500)) * 7).astype(np.float32),            # heavy ties
-    lambda r: (r.random((350, 350)) ** 12).astype(np.float32),                  # skewed
-    lambda r: np.where(r.random((300, 400)) < 0.6, 0, r.random((300, 400))).astype(np.float32),
-    lambda r: r.integers(0, 65535, (256, 300)).astype(np.uint16),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: r.random((300, 701)).astype(np.float32),
+        lambda r: np.round(r.random((400, 500)) * 7).astype(np.float32),  # heavy ties
+        lambda r: (r.random((350, 350)) ** 12).astype(np.float32),  # skewed
+        lambda r: np.where(r.random((300, 400)) < 0.6, 0, r.random((300, 400))).astype(np.float32),
+        lambda r: r.integers(0, 65535, (256, 300)).astype(np.uint16),
+    ],
+)
 def test_blockwise_percentiles_are_exact(make, monkeypatch):
     monkeypatch.setattr(edges, "_GATHER_MAX", 500)  # force several refinement passes
     monkeypatch.setattr(tiling, "ROW_BLOCK_PX", 10_000)

@@ -27,8 +27,13 @@ def hex_tiling(shape, d):
     """Regular hexagonal tiling, centre spacing ``d`` px, no boundary pixels."""
     h, w = shape
     rows, cols = int(h / (d * math.sqrt(3) / 2)) + 3, int(w / d) + 3
-    pts = np.array([(r * d * math.sqrt(3) / 2 + 0.3, c * d + (d / 2 if r % 2 else 0) + 0.7)
-                    for r in range(-1, rows) for c in range(-1, cols)])
+    pts = np.array(
+        [
+            (r * d * math.sqrt(3) / 2 + 0.3, c * d + (d / 2 if r % 2 else 0) + 0.7)
+            for r in range(-1, rows)
+            for c in range(-1, cols)
+        ]
+    )
     yy, xx = np.mgrid[:h, :w]
     _, idx = cKDTree(pts).query(np.c_[yy.ravel(), xx.ravel()])
     return (idx.reshape(h, w) + 1).astype(np.uint32)
@@ -59,8 +64,7 @@ def square_summary(request):
 
 def test_hexagons_planimetric_g(hex_summary):
     cell_mm2 = math.sqrt(3) / 2 * HEX_D**2 * (PIXEL_NM * 1e-6) ** 2
-    assert hex_summary["astm_g_planimetric"] == pytest.approx(astm_g_from_na(1 / cell_mm2),
-                                                               abs=0.05)
+    assert hex_summary["astm_g_planimetric"] == pytest.approx(astm_g_from_na(1 / cell_mm2), abs=0.05)
 
 
 def test_hexagons_intercept_g_isotropic(hex_summary):
@@ -72,24 +76,21 @@ def test_hexagons_intercept_g_isotropic(hex_summary):
 
 
 def test_hexagons_ecd_and_no_small_sample_warning(hex_summary):
-    assert hex_summary["mean_ecd_px"] == pytest.approx(math.sqrt(4 * math.sqrt(3) / 2
-                                                                 * HEX_D**2 / math.pi), rel=0.01)
+    assert hex_summary["mean_ecd_px"] == pytest.approx(math.sqrt(4 * math.sqrt(3) / 2 * HEX_D**2 / math.pi), rel=0.01)
     assert not any("fewer than" in w for w in hex_summary["warnings"])
     assert hex_summary["lognormal"]["sigma"] < 0.05  # all grains the same size
 
 
 def test_square_grid_planimetric_and_intercept(square_summary):
     area_mm2 = SQUARE_P**2 * (PIXEL_NM * 1e-6) ** 2
-    assert square_summary["astm_g_planimetric"] == pytest.approx(astm_g_from_na(1 / area_mm2),
-                                                                  abs=0.05)
+    assert square_summary["astm_g_planimetric"] == pytest.approx(astm_g_from_na(1 / area_mm2), abs=0.05)
     theta = np.arange(8) * np.pi / 8
     exact_px = SQUARE_P / np.mean(np.abs(np.cos(theta)) + np.abs(np.sin(theta)))
     assert square_summary["mean_intercept_px"] == pytest.approx(exact_px, rel=0.01)
     by = {b["angle_deg"]: b for b in square_summary["intercept"]["by_orientation"]}
     assert by[0.0]["mean_intercept_px"] == pytest.approx(SQUARE_P, rel=0.01)
     assert by[45.0]["mean_intercept_px"] == pytest.approx(SQUARE_P / math.sqrt(2), rel=0.01)
-    assert square_summary["mean_ecd_px"] == pytest.approx(math.sqrt(4 * SQUARE_P**2 / math.pi),
-                                                          rel=1e-3)
+    assert square_summary["mean_ecd_px"] == pytest.approx(math.sqrt(4 * SQUARE_P**2 / math.pi), rel=1e-3)
 
 
 def test_intercept_is_not_fooled_by_near_parallel_raster_lines():
@@ -102,7 +103,7 @@ def test_intercept_is_not_fooled_by_near_parallel_raster_lines():
 
 
 def test_e112_table_values_and_unit_conversion():
-    assert astm_g_from_na(15.50) == pytest.approx(1.0, abs=0.005)     # E112 Table 4
+    assert astm_g_from_na(15.50) == pytest.approx(1.0, abs=0.005)  # E112 Table 4
     assert astm_g_from_na(7.75) == pytest.approx(0.0, abs=0.005)
     assert astm_g_from_intercept_mm(0.2260) == pytest.approx(1.0, abs=0.01)
     assert astm_g_from_mean_area_mm2(1 / 15.50) == pytest.approx(1.0, abs=0.005)
@@ -176,8 +177,7 @@ def test_lognormal_fit_detects_wrong_shape():
 def test_missing_pixel_size_gives_null_physical_fields_and_warning():
     sm = summarize(SQUARE)
     assert sm["pixel_size_nm"] is None
-    for key in ("mean_ecd_nm", "astm_g_planimetric", "astm_g_intercept", "n_a_per_mm2",
-                "d50_nm", "astm_g_mean_area"):
+    for key in ("mean_ecd_nm", "astm_g_planimetric", "astm_g_intercept", "n_a_per_mm2", "d50_nm", "astm_g_mean_area"):
         assert sm[key] is None
     assert sm["mean_ecd_px"] > 0 and sm["mean_intercept_px"] > 0
     assert any("no pixel size" in w for w in sm["warnings"])
@@ -192,13 +192,16 @@ def test_small_sample_warning_and_one_grain():
     json.dumps(sm, allow_nan=False)
 
 
-@pytest.mark.parametrize("labels, size, match", [
-    (np.ones((20, 20), np.float32), None, "integer dtype"),
-    (np.ones((20, 20), bool), None, "integer dtype"),
-    (np.zeros((20, 20), np.uint16), None, "no grain"),
-    (np.ones((20, 20), np.uint16), 0, "pixel size"),
-    (np.ones((20, 20), np.uint16), -2.5, "pixel size"),
-])
+@pytest.mark.parametrize(
+    "labels, size, match",
+    [
+        (np.ones((20, 20), np.float32), None, "integer dtype"),
+        (np.ones((20, 20), bool), None, "integer dtype"),
+        (np.zeros((20, 20), np.uint16), None, "no grain"),
+        (np.ones((20, 20), np.uint16), 0, "pixel size"),
+        (np.ones((20, 20), np.uint16), -2.5, "pixel size"),
+    ],
+)
 def test_bad_inputs(labels, size, match):
     with pytest.raises(InputError, match=match):
         summarize(labels, size)
@@ -246,7 +249,7 @@ def test_edge_corrections():
 def test_miles_weights_favour_large_grains():
     lab = np.zeros((100, 100), np.uint32)
     lab[:] = 1
-    lab[5:45, 5:45] = 2   # large interior grain (40x40)
+    lab[5:45, 5:45] = 2  # large interior grain (40x40)
     lab[60:65, 60:65] = 3  # small interior grain
     sm = summarize(lab, edge_correction="miles", histogram_bins=2)
     sm0 = summarize(lab, edge_correction=None, histogram_bins=2)
@@ -254,8 +257,10 @@ def test_miles_weights_favour_large_grains():
 
 
 def test_field_statistics():
-    fields = [{"astm_g_planimetric": g, "astm_g_intercept": None, "mean_ecd_px": e,
-               "mean_ecd_nm": None} for g, e in ((8.0, 10.0), (9.0, 12.0), (10.0, 14.0))]
+    fields = [
+        {"astm_g_planimetric": g, "astm_g_intercept": None, "mean_ecd_px": e, "mean_ecd_nm": None}
+        for g, e in ((8.0, 10.0), (9.0, 12.0), (10.0, 14.0))
+    ]
     fs = field_statistics(fields)
     g = fs["astm_g_planimetric"]
     assert g["n"] == 3 and g["mean"] == 9.0 and g["sd"] == pytest.approx(1.0)
@@ -276,18 +281,30 @@ def _skimage_columns(lab):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         props = regionprops(fill_boundaries(lab))
-        return {k: np.array([getattr(p, a) for p in props], float) for k, a in (
-            ("area_px", "area"), ("perimeter_px", "perimeter"), ("major_axis_px", "axis_major_length"),
-            ("minor_axis_px", "axis_minor_length"), ("feret_max_px", "feret_diameter_max"),
-            ("solidity", "solidity"))} | {"centroid_y_px": np.array([p.centroid[0] for p in props]),
-                                          "centroid_x_px": np.array([p.centroid[1] for p in props])}
+        return {
+            k: np.array([getattr(p, a) for p in props], float)
+            for k, a in (
+                ("area_px", "area"),
+                ("perimeter_px", "perimeter"),
+                ("major_axis_px", "axis_major_length"),
+                ("minor_axis_px", "axis_minor_length"),
+                ("feret_max_px", "feret_diameter_max"),
+                ("solidity", "solidity"),
+            )
+        } | {
+            "centroid_y_px": np.array([p.centroid[0] for p in props]),
+            "centroid_x_px": np.array([p.centroid[1] for p in props]),
+        }
 
 
-@pytest.mark.parametrize("make", [
-    lambda r: normalize_labels(HEX[:200, :260]),
-    lambda r: r.integers(0, 30, (41, 57)).astype(np.uint16),          # speckle: split ids, thin pieces
-    lambda r: np.kron(r.integers(1, 9, (9, 7)), np.ones((5, 3), int)).astype(np.int32),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda r: normalize_labels(HEX[:200, :260]),
+        lambda r: r.integers(0, 30, (41, 57)).astype(np.uint16),  # speckle: split ids, thin pieces
+        lambda r: np.kron(r.integers(1, 9, (9, 7)), np.ones((5, 3), int)).astype(np.int32),
+    ],
+)
 def test_vectorised_columns_equal_skimage_regionprops(make):
     lab = make(np.random.default_rng(5))
     t = measure_grains(lab)
@@ -298,8 +315,8 @@ def test_vectorised_columns_equal_skimage_regionprops(make):
 
 def test_feret_and_solidity_of_lines_and_single_pixels():
     lab = np.zeros((20, 20), np.uint32)
-    lab[2, 3:13] = 1                       # horizontal line, 10 px
-    lab[5:12, 18] = 2                      # vertical line, 7 px
+    lab[2, 3:13] = 1  # horizontal line, 10 px
+    lab[5:12, 18] = 2  # vertical line, 7 px
     lab[np.arange(8, 16), np.arange(2, 10)] = 3  # diagonal line, 8 px
     lab[18, 18] = 4
     t = measure_grains(lab, min_area=1)
@@ -314,7 +331,7 @@ def test_ids_near_2_to_the_32_cost_what_small_ids_cost():
     lab = np.zeros((128, 128), np.uint32)
     ids = [2**32 - 1 - 7919 * i for i in range(10)]
     for i, v in enumerate(ids):
-        lab[i * 12:(i + 1) * 12 - 1, :] = v
+        lab[i * 12 : (i + 1) * 12 - 1, :] = v
     small = np.where(lab > 0, np.searchsorted(sorted(ids), lab) + 1, 0).astype(np.uint32)  # same order
     tracemalloc.start()
     t = measure_grains(lab, 2.0)

@@ -131,15 +131,26 @@ def test_predict_boundaries_reports_scale_device_and_size(random_model):
 def test_training_few_steps_decreases_loss_and_resumes_identically(tmp_path):
     from napari_grainseg.training.net1 import TrainConfig, evaluate_validation, train_net1, validation_set
 
-    config = TrainConfig(steps=24, batch_size=4, patch_shape=(64, 128), val_size=2, val_shape=(64, 128),
-                         val_every=24, checkpoint_every=8, num_workers=0, warmup_steps=2, lr=5e-3)
+    config = TrainConfig(
+        steps=24,
+        batch_size=4,
+        patch_shape=(64, 128),
+        val_size=2,
+        val_shape=(64, 128),
+        val_every=24,
+        checkpoint_every=8,
+        num_workers=0,
+        warmup_steps=2,
+        lr=5e-3,
+    )
     torch.manual_seed(config.seed)
     fresh = Net1(Net1Config(**config.architecture))
     before = evaluate_validation(fresh, validation_set(config), "cpu", config)["val_loss"]
     summary = train_net1(config, tmp_path / "a", device="cpu", progress=False)
     assert summary["finished"] and (tmp_path / "a" / "net1.pt").exists()
-    after = evaluate_validation(load_net1(tmp_path / "a" / "net1.pt"), validation_set(config), "cpu",
-                                config)["val_loss"]
+    after = evaluate_validation(load_net1(tmp_path / "a" / "net1.pt"), validation_set(config), "cpu", config)[
+        "val_loss"
+    ]
     assert after < before
     info = json.loads((tmp_path / "a" / "net1.json").read_text())
     assert info["train_config"]["steps"] == 24 and "git_revision" in info
@@ -153,8 +164,9 @@ def test_training_few_steps_decreases_loss_and_resumes_identically(tmp_path):
 
 
 def _segment(*args):
-    return subprocess.run([sys.executable, "-m", "napari_grainseg.cli", "segment", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_grainseg.cli", "segment", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_segment_writes_the_file_contract(tmp_path, weights_file):
@@ -162,8 +174,9 @@ def test_segment_writes_the_file_contract(tmp_path, weights_file):
     src = tmp_path / "field.tif"
     tifffile.imwrite(src, image, imagej=True, resolution=(1 / 2.0, 1 / 2.0), metadata={"unit": "nm"})
     out = tmp_path / "out"
-    result = _segment(str(src), "--out", str(out), "--weights", str(weights_file), "--device", "cpu",
-                      "--grain-size", "24")
+    result = _segment(
+        str(src), "--out", str(out), "--weights", str(weights_file), "--device", "cpu", "--grain-size", "24"
+    )
     assert result.returncode == 0, result.stderr
     assert "running on cpu" in result.stderr
     boundaries = tifffile.imread(out / "field_boundaries.tif")
@@ -208,8 +221,7 @@ def test_shipped_weights_load_and_beat_random_init(random_model):
     path = shipped_weights_dir() / "net1.pt"
     assert path.stat().st_size < 5 * 2**20  # fp16, well inside the 10 MB budget for all models
     shipped = load_net1(device="cpu")  # weights_only=True, map_location inside
-    assert shipped.weights_info["weights_sha256"] == json.loads(path.with_suffix(".json").read_text())[
-        "weights_sha256"]
+    assert shipped.weights_info["weights_sha256"] == json.loads(path.with_suffix(".json").read_text())["weights_sha256"]
     sample = generate(seed=123_456_789, shape=(192, 256), preset="tem", mean_diameter=30.0)
     f1 = {}
     for name, model in (("shipped", shipped), ("random", random_model)):
@@ -234,16 +246,30 @@ def test_without_hint_the_scale_follows_the_grain_size():
 def test_training_can_start_from_existing_weights(tmp_path, weights_file):
     from napari_grainseg.training.net1 import TrainConfig, train_net1
 
-    config = TrainConfig(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64),
-                         val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,
-                         init_weights=str(weights_file))
+    config = TrainConfig(
+        steps=1,
+        batch_size=2,
+        patch_shape=(64, 64),
+        val_size=1,
+        val_shape=(64, 64),
+        val_every=1,
+        checkpoint_every=1,
+        num_workers=0,
+        warmup_steps=1,
+        lr=1e-12,
+        init_weights=str(weights_file),
+    )
     train_net1(config, tmp_path / "ft", device="cpu", progress=False)
     start = load_net1(weights_file, for_training=True)
     end = load_net1(tmp_path / "ft" / "net1.pt", for_training=True)
     for (name, a), b in zip(start.named_parameters(), end.parameters()):
         assert torch.allclose(a, b, atol=1e-3), name  # continued from the file, not re-initialised
-    wrong = TrainConfig(steps=1, num_workers=0, init_weights=str(weights_file),
-                        architecture={"in_channels": 4, "base_channels": 4, "depth": 3})
+    wrong = TrainConfig(
+        steps=1,
+        num_workers=0,
+        init_weights=str(weights_file),
+        architecture={"in_channels": 4, "base_channels": 4, "depth": 3},
+    )
     with pytest.raises(InputError, match="architecture"):
         train_net1(wrong, tmp_path / "wrong", device="cpu", progress=False)
 
@@ -273,12 +299,21 @@ def test_training_config_rejects_an_unknown_architecture_field():
         TrainConfig(architecture={"in_channels": 4, "base_channels": 8, "depth": 4, "foo": 1})
 
 
-@pytest.mark.parametrize("kind, data, field", [
-    ("net1", {"lr": "x"}, "lr"), ("net1", {"steps": 10.5}, "steps"), ("net1", {"preset": 3}, "preset"),
-    ("net1", {"init_weights": 1}, "init_weights"), ("net2", {"ema_decay": "x"}, "ema_decay"),
-    ("net2", {"keep_best": 1}, "keep_best"), ("net2", {"gap_length": [3]}, "gap_length"),
-    ("net2", {"presets": ["tem", 3]}, "presets"), ("net2", {"patch_shape": [128.0, 256]}, "patch_shape"),
-    ("net2", {"architecture": [8]}, "architecture")])
+@pytest.mark.parametrize(
+    "kind, data, field",
+    [
+        ("net1", {"lr": "x"}, "lr"),
+        ("net1", {"steps": 10.5}, "steps"),
+        ("net1", {"preset": 3}, "preset"),
+        ("net1", {"init_weights": 1}, "init_weights"),
+        ("net2", {"ema_decay": "x"}, "ema_decay"),
+        ("net2", {"keep_best": 1}, "keep_best"),
+        ("net2", {"gap_length": [3]}, "gap_length"),
+        ("net2", {"presets": ["tem", 3]}, "presets"),
+        ("net2", {"patch_shape": [128.0, 256]}, "patch_shape"),
+        ("net2", {"architecture": [8]}, "architecture"),
+    ],
+)
 def test_training_config_file_with_a_wrong_type_is_refused_when_read(tmp_path, kind, data, field):
     """A string for a number, a float for a count, a number for a flag or a shape of floats is
     a one-line error naming the field when the file is read (not accepted silently, not a
@@ -291,8 +326,11 @@ def test_training_config_file_with_a_wrong_type_is_refused_when_read(tmp_path, k
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match=f"{field} must be"):
         cls.from_json(path)
-    ok = {"lr": 0.01, "steps": 10, "preset": ["tem", "train"], "init_weights": None} if kind == "net1" else \
-        {"ema_decay": 0, "keep_best": False, "gap_length": [3, 9], "presets": ["tem"], "patch_shape": [64, 64]}
+    ok = (
+        {"lr": 0.01, "steps": 10, "preset": ["tem", "train"], "init_weights": None}
+        if kind == "net1"
+        else {"ema_decay": 0, "keep_best": False, "gap_length": [3, 9], "presets": ["tem"], "patch_shape": [64, 64]}
+    )
     path.write_text(json.dumps(ok))  # the same fields with values of the right type (an int for a float) load
     config = cls.from_json(path)
     assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in ok.items())
@@ -342,10 +380,20 @@ def test_widening_keeps_the_function_and_adds_trainable_capacity(random_model):
 def test_training_widens_narrower_init_weights(tmp_path, weights_file):
     from napari_grainseg.training.net1 import TrainConfig, train_net1
 
-    config = TrainConfig(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64),
-                         val_every=1, checkpoint_every=1, num_workers=0, warmup_steps=1, lr=1e-12,
-                         init_weights=str(weights_file),
-                         architecture={"in_channels": 4, "base_channels": 12, "depth": 4})
+    config = TrainConfig(
+        steps=1,
+        batch_size=2,
+        patch_shape=(64, 64),
+        val_size=1,
+        val_shape=(64, 64),
+        val_every=1,
+        checkpoint_every=1,
+        num_workers=0,
+        warmup_steps=1,
+        lr=1e-12,
+        init_weights=str(weights_file),
+        architecture={"in_channels": 4, "base_channels": 12, "depth": 4},
+    )
     train_net1(config, tmp_path / "wide", device="cpu", progress=False)
     narrow = load_net1(weights_file, for_training=True)
     wide = load_net1(tmp_path / "wide" / "net1.pt", for_training=True)
@@ -355,7 +403,7 @@ def test_training_widens_narrower_init_weights(tmp_path, weights_file):
         new = wide_params[name]
         if name.startswith("merge.") and name.endswith(".0.weight"):  # reads cat(up, skip): two blocks
             half_old, half_new = old.shape[1] // 2, new.shape[1] // 2
-            new = torch.cat([new[:, :half_old], new[:, half_new:half_new + half_old]], dim=1)
+            new = torch.cat([new[:, :half_old], new[:, half_new : half_new + half_old]], dim=1)
         block = new[tuple(slice(0, n) for n in old.shape)]
         assert torch.allclose(block, old, atol=1e-3), name
 

@@ -12,13 +12,7 @@ import pytest
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation import options as options_module
-from napari_grainseg.segmentation.options import (
-    OptionError,
-    SegmentOptions,
-    cached_models,
-    cached_net1,
-    release_models,
-)
+from napari_grainseg.segmentation.options import OptionError, SegmentOptions, cached_models, cached_net1, release_models
 
 
 @pytest.fixture
@@ -34,10 +28,18 @@ def net1_copy(tmp_path):
     return dst
 
 
-@pytest.mark.parametrize("steps, shipped, given, budget", [
-    ("auto", True, False, 30), ("auto", False, False, 0), ("auto", False, True, 30),
-    (" Auto ", False, False, 0), ("4", False, False, 4), (4, True, False, 4), (0, True, True, 0),
-])
+@pytest.mark.parametrize(
+    "steps, shipped, given, budget",
+    [
+        ("auto", True, False, 30),
+        ("auto", False, False, 0),
+        ("auto", False, True, 30),
+        (" Auto ", False, False, 0),
+        ("4", False, False, 4),
+        (4, True, False, 4),
+        (0, True, True, 0),
+    ],
+)
 def test_net2_budget_is_resolved_in_one_place(monkeypatch, steps, shipped, given, budget):
     monkeypatch.setattr(options_module, "net2_available", lambda: shipped)
     opts = SegmentOptions(net2_steps=steps)
@@ -56,13 +58,21 @@ def test_grain_size_in_nm_is_resolved_against_the_pixel_size():
     assert info.value.field == "grain_size_nm"
 
 
-@pytest.mark.parametrize("values, field", [
-    ({"net2_steps": "lots"}, "net2_steps"), ({"net2_steps": -1}, "net2_steps"), ({"net2_steps": 2.5}, "net2_steps"),
-    ({"grain_size_px": 10, "grain_size_nm": 5}, "grain_size_px"), ({"grain_size_px": 0}, "grain_size_px"),
-    ({"grain_size_nm": float("nan")}, "grain_size_nm"), ({"grains": "blobs"}, "grains"),
-    ({"threshold": 1.0}, "threshold"), ({"min_grain_area": 0}, "min_grain_area"),
-    ({"min_grain_area": 2.5}, "min_grain_area"),
-])
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"net2_steps": "lots"}, "net2_steps"),
+        ({"net2_steps": -1}, "net2_steps"),
+        ({"net2_steps": 2.5}, "net2_steps"),
+        ({"grain_size_px": 10, "grain_size_nm": 5}, "grain_size_px"),
+        ({"grain_size_px": 0}, "grain_size_px"),
+        ({"grain_size_nm": float("nan")}, "grain_size_nm"),
+        ({"grains": "blobs"}, "grains"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"min_grain_area": 0}, "min_grain_area"),
+        ({"min_grain_area": 2.5}, "min_grain_area"),
+    ],
+)
 def test_bad_options_are_one_line_errors_naming_the_option(values, field):
     with pytest.raises(OptionError) as info:
         SegmentOptions(**values)
@@ -74,8 +84,11 @@ def test_cli_errors_name_the_flag():
 
     parser = argparse.ArgumentParser()
     add_segmentation_arguments(parser)
-    for argv, flag in ((["--threshold", "2"], "--threshold"), (["--net2-steps", "x"], "--net2-steps"),
-                       (["--min-grain-area", "0"], "--min-grain-area")):
+    for argv, flag in (
+        (["--threshold", "2"], "--threshold"),
+        (["--net2-steps", "x"], "--net2-steps"),
+        (["--min-grain-area", "0"], "--min-grain-area"),
+    ):
         with pytest.raises(InputError, match=f"^{flag}: "):
             segment_options_from_args(parser.parse_args(argv))
     opts = segment_options_from_args(parser.parse_args(["--net2-steps", "3", "--grain-size-nm", "50"]))

@@ -45,9 +45,20 @@ def test_matlab_convolution_layout_is_cross_correlation_without_flip():
     from scipy.ndimage import correlate
 
     rng = np.random.default_rng(0)
-    spec = [_input_layer(9, 11, 2),
-            {"idx": 1, "class": "Convolution2DLayer", "name": "c", "FilterSize": [3, 5], "NumChannels": 2,
-             "NumFilters": 3, "Stride": [1, 1], "PaddingSize": [1, 1, 2, 2], "PaddingMode": "same"}]
+    spec = [
+        _input_layer(9, 11, 2),
+        {
+            "idx": 1,
+            "class": "Convolution2DLayer",
+            "name": "c",
+            "FilterSize": [3, 5],
+            "NumChannels": 2,
+            "NumFilters": 3,
+            "Stride": [1, 1],
+            "PaddingSize": [1, 1, 2, 2],
+            "PaddingMode": "same",
+        },
+    ]
     w = rng.normal(size=(3, 5, 2, 3)).astype(np.float32)  # MATLAB H x W x Cin x Cout
     b = rng.normal(size=(1, 1, 3)).astype(np.float32)
     net = PaperNet1(spec).load_arrays({"net1_01_W": w, "net1_01_b": b}).eval()
@@ -61,10 +72,20 @@ def test_matlab_convolution_layout_is_cross_correlation_without_flip():
 
 def test_matlab_transposed_convolution_layout():
     rng = np.random.default_rng(1)
-    spec = [_input_layer(3, 4, 2),
-            {"idx": 1, "class": "TransposedConvolution2DLayer", "name": "t", "FilterSize": [2, 2],
-             "NumChannels": 2, "NumFilters": 3, "Stride": [2, 2], "CroppingSize": [0, 0, 0, 0],
-             "OutputSizeOffset": [0, 0]}]
+    spec = [
+        _input_layer(3, 4, 2),
+        {
+            "idx": 1,
+            "class": "TransposedConvolution2DLayer",
+            "name": "t",
+            "FilterSize": [2, 2],
+            "NumChannels": 2,
+            "NumFilters": 3,
+            "Stride": [2, 2],
+            "CroppingSize": [0, 0, 0, 0],
+            "OutputSizeOffset": [0, 0],
+        },
+    ]
     w = rng.normal(size=(2, 2, 3, 2)).astype(np.float32)  # MATLAB H x W x Cout x Cin
     b = np.zeros((1, 1, 3), np.float32)
     net = PaperNet1(spec).load_arrays({"net1_01_W": w, "net1_01_b": b}).eval()
@@ -79,8 +100,12 @@ def test_matlab_transposed_convolution_layout():
 
 
 def test_zerocenter_and_clipped_relu():
-    spec = {"net2": [_input_layer(4, 4, 1, "zerocenter"),
-                     {"idx": 1, "class": "ClippedReLULayer", "name": "clip", "Ceiling": 1.0}]}
+    spec = {
+        "net2": [
+            _input_layer(4, 4, 1, "zerocenter"),
+            {"idx": 1, "class": "ClippedReLULayer", "name": "clip", "Ceiling": 1.0},
+        ]
+    }
     net = PaperNet2(spec).load_arrays({"net2_00_AverageImage": np.array([[10.0]], np.float32)})
     x = torch.tensor([9.0, 10.0, 10.5, 200.0]).reshape(1, 1, 2, 2)
     np.testing.assert_allclose(net(x).numpy().ravel(), [0.0, 0.0, 0.5, 1.0])
@@ -174,8 +199,7 @@ def test_pipeline_on_synthetic_paper_images(nets):
         f1 = boundary_prf(r["boundaries"], s.boundaries, 2)["f1"]
         trivial = boundary_prf(np.ones_like(s.boundaries), s.boundaries, 2)["f1"]
         net1_only = boundary_prf(r["net1_output"] > 0.2, s.boundaries, 2)["f1"]
-        one_step = boundary_prf(paper_pipeline(s.image, *nets, max_iterations=1)["boundaries"],
-                                s.boundaries, 2)["f1"]
+        one_step = boundary_prf(paper_pipeline(s.image, *nets, max_iterations=1)["boundaries"], s.boundaries, 2)["f1"]
         assert trivial < 0.1
         assert f1 > 0.45  # measured 0.53-0.60 on seeds 0-5
         assert net1_only > 0.8  # measured 0.84-0.93

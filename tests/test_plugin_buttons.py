@@ -108,7 +108,7 @@ def test_merge_split_delete_undo_redo_buttons(scene, qtbot, errors):
     assert errors == []
     assert grains.data.max() == 4
     assert grain_at(link, 5, 60) != grain_at(link, 40, 60)
-    assert bnd.data[20, 42:W - 1].all()
+    assert bnd.data[20, 42 : W - 1].all()
     assert len(lines.data) == 0
     click(qtbot, fix.undo_button)
     np.testing.assert_array_equal(bnd.data, start_b)
@@ -141,8 +141,9 @@ def test_buttons_without_picks_say_what_to_do(scene, qtbot, errors):
     np.testing.assert_array_equal(link.boundaries.data, before)
 
 
-def test_every_dock_follows_the_active_layer_and_exports_beside_the_image(make_napari_viewer, qtbot, tmp_path,
-                                                                          monkeypatch, errors):
+def test_every_dock_follows_the_active_layer_and_exports_beside_the_image(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, errors
+):
     import tifffile
 
     from napari_grainseg.plugin._boundaries import BoundaryLink
@@ -159,7 +160,7 @@ def test_every_dock_follows_the_active_layer_and_exports_beside_the_image(make_n
     viewer = make_napari_viewer()
     first = viewer.add_image(rng.random((H, W)).astype(np.float32), name="first")
     link1 = BoundaryLink.create(viewer, first, three_grains())
-    second, = viewer.open(str(folder / "second.tif"), plugin="napari-grainseg")
+    (second,) = viewer.open(str(folder / "second.tif"), plugin="napari-grainseg")
     link2 = BoundaryLink.create(viewer, second, three_grains())
     docks = [EdgeDetectorsWidget(viewer), SegmentWidget(viewer), CorrectWidget(viewer), StatsWidget(viewer)]
     edges, seg, fix, stats = docks
@@ -202,8 +203,7 @@ def test_docks_fit_a_small_screen(make_napari_viewer):
     assert all(dock.widget().height() >= 80 for dock in docks)
 
 
-def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napari_viewer, qtbot, tmp_path,
-                                                                       errors):
+def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napari_viewer, qtbot, tmp_path, errors):
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._reader import get_reader
     from napari_grainseg.plugin._writer import write_calibrated_tiff
@@ -213,7 +213,7 @@ def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napa
     write_calibrated_tiff(tmp_path / "tem_grains.tif", labels.astype(np.uint32), 2.5)
     write_calibrated_tiff(tmp_path / "tem_boundaries.tif", three_grains(), 2.5)
     for name, expected in (("tem_grains.tif", labels == 0), ("tem_boundaries.tif", three_grains())):
-        (data, kwargs, kind), = get_reader(str(tmp_path / name))(str(tmp_path / name))
+        ((data, kwargs, kind),) = get_reader(str(tmp_path / name))(str(tmp_path / name))
         assert kind == "labels" and data.dtype == np.uint8
         np.testing.assert_array_equal(data, expected)
         assert kwargs["scale"] == pytest.approx((2.5, 2.5)) and kwargs["units"] == ("nm", "nm")
@@ -221,7 +221,7 @@ def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napa
 
     viewer = make_napari_viewer()
     fix = CorrectWidget(viewer)
-    layer, = viewer.open(str(tmp_path / "tem_boundaries.tif"), plugin="napari-grainseg")
+    (layer,) = viewer.open(str(tmp_path / "tem_boundaries.tif"), plugin="napari-grainseg")
     assert isinstance(layer, napari.layers.Labels) and fix.boundaries.value is layer
     assert tuple(layer.scale) == pytest.approx((2.5, 2.5))
     click(qtbot, fix.picks_button)
@@ -243,12 +243,17 @@ def test_builtin_reader_on_a_calibrated_tiff_suggests_this_plugin(make_napari_vi
     shown = []
     monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
     path = tmp_path / "cal.tif"
-    tifffile.imwrite(path, (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8), imagej=True,
-                     resolution=(2.0, 2.0), metadata={"unit": "nm"})
+    tifffile.imwrite(
+        path,
+        (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8),
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"unit": "nm"},
+    )
     viewer = make_napari_viewer()
     SegmentWidget(viewer)
     StatsWidget(viewer)  # two docks: still one notification
-    layer, = viewer.open(str(path), plugin="napari")
+    (layer,) = viewer.open(str(path), plugin="napari")
     assert tuple(layer.scale) == (1.0, 1.0)  # the builtin reader ignores the calibration
     assert len([m for m in shown if "0.5 nm per pixel" in m and "napari-grainseg" in m]) == 1, shown
     assert _dock.check_reader(viewer.add_image(np.zeros((4, 4)))) is None  # not from a file: nothing

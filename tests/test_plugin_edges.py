@@ -17,8 +17,9 @@ pytestmark = pytest.mark.napari
 
 def test_manifest_validates_with_imports():
     npe2 = Path(sys.executable).with_name("npe2")
-    result = subprocess.run([str(npe2), "validate", "napari-grainseg", "--imports"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(npe2), "validate", "napari-grainseg", "--imports"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in result.stdout.lower()
 
@@ -31,7 +32,7 @@ def test_reader_sets_scale_and_units_from_calibration(tmp_path):
     tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"unit": "nm"})
     reader = get_reader(str(path))
     assert reader is not None
-    (layer_data, kwargs, kind), = reader(str(path))
+    ((layer_data, kwargs, kind),) = reader(str(path))
     assert kind == "image" and layer_data.shape == (64, 80)
     assert kwargs["scale"] == pytest.approx((0.5, 0.5))
     assert kwargs["units"] == ("nm", "nm")
@@ -67,11 +68,7 @@ def test_sample_and_edge_widget_add_four_layers(make_napari_viewer):
 
 
 @pytest.mark.parametrize(
-    "data, words",
-    [
-        (np.random.default_rng(0).random((3, 64, 64)), "stack"),
-        (np.ones((64, 64)), "constant"),
-    ],
+    "data, words", [(np.random.default_rng(0).random((3, 64, 64)), "stack"), (np.ones((64, 64)), "constant")]
 )
 def test_edge_widget_bad_input_notifies_and_viewer_survives(make_napari_viewer, data, words, monkeypatch):
     from napari_grainseg.plugin import _edges_widget

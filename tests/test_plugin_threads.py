@@ -76,8 +76,7 @@ def test_net1_and_net2_in_threads_cancel_with_stop(make_napari_viewer, qtbot, we
     with qtbot.waitSignal(seg._net1_worker.finished, timeout=120_000):
         pass
     qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
-    qtbot.waitUntil(lambda: viewer.layers["interconnect_tem boundaries"].data.shape == image.data.shape,
-                    timeout=5000)
+    qtbot.waitUntil(lambda: viewer.layers["interconnect_tem boundaries"].data.shape == image.data.shape, timeout=5000)
     assert seg.status.value.startswith("Net1:")
 
     # Net2 Run in its thread; Stop after the first step: stopped, the steps done are kept
@@ -95,8 +94,9 @@ def test_net1_and_net2_in_threads_cancel_with_stop(make_napari_viewer, qtbot, we
     assert errors == []
 
 
-def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(make_napari_viewer, qtbot, weights,
-                                                                   monkeypatch, errors):
+def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
     from napari_grainseg.plugin import _threading
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._stats_widget import StatsWidget

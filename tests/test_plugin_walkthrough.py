@@ -63,8 +63,7 @@ def calibrated_tiff(tmp_path):
     image = interconnect_tem().data
     data = (image - image.min()) / (np.ptp(image) or 1) * 60000
     path = tmp_path / "line42.tif"
-    tifffile.imwrite(path, data.astype(np.uint16), imagej=True, resolution=(1 / 2.0, 1 / 2.0),
-                     metadata={"unit": "nm"})
+    tifffile.imwrite(path, data.astype(np.uint16), imagej=True, resolution=(1 / 2.0, 1 / 2.0), metadata={"unit": "nm"})
     return path
 
 
@@ -80,10 +79,9 @@ def test_walkthrough_with_the_real_buttons(make_napari_viewer, qtbot, calibrated
         monkeypatch.setattr(module, "show_error", errors.append)
 
     viewer = make_napari_viewer()
-    image, = viewer.open(str(calibrated_tiff), plugin="napari-grainseg")
+    (image,) = viewer.open(str(calibrated_tiff), plugin="napari-grainseg")
     assert tuple(image.scale) == pytest.approx((2.0, 2.0))
-    edges, seg, fix, stats = (viewer.window.add_plugin_dock_widget("napari-grainseg", name)[1]
-                              for name in DOCKS)
+    edges, seg, fix, stats = (viewer.window.add_plugin_dock_widget("napari-grainseg", name)[1] for name in DOCKS)
     seg.device.value = "cpu"
     assert seg.pixel_size.value == pytest.approx(2.0)  # the file's calibration
 
@@ -166,10 +164,10 @@ def test_walkthrough_with_the_real_buttons(make_napari_viewer, qtbot, calibrated
 
     # another day: reopen the exported boundaries, calibrated, and go on correcting
     viewer.layers.clear()
-    reopened, = viewer.open(str(tmp_path / "line42_boundaries.tif"), plugin="napari-grainseg")
+    (reopened,) = viewer.open(str(tmp_path / "line42_boundaries.tif"), plugin="napari-grainseg")
     assert isinstance(reopened, napari.layers.Labels) and tuple(reopened.scale) == pytest.approx((2.0, 2.0))
     assert fix.boundaries.value is reopened
-    labels = (reopened.data == 0)
+    labels = reopened.data == 0
     lab, _ = ndi.label(labels)
     a, b = touching_pair(lab)
     click(qtbot, fix.picks_button)

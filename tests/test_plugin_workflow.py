@@ -48,8 +48,9 @@ def net2_weights(tmp_path_factory) -> str:
 
     torch.manual_seed(0)
     config = Net2Config()
-    path, _ = save_weights(Net2(config), tmp_path_factory.mktemp("net2") / "net2.pt",
-                           {"architecture": config.to_dict()})
+    path, _ = save_weights(
+        Net2(config), tmp_path_factory.mktemp("net2") / "net2.pt", {"architecture": config.to_dict()}
+    )
     return str(path)
 
 
@@ -123,8 +124,9 @@ def _touching_pair(labels: np.ndarray) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def test_whole_workflow_edges_net1_net2_edit_undo_export(make_napari_viewer_proxy, net1_weights, net2_weights,
-                                                         tmp_path, notes):
+def test_whole_workflow_edges_net1_net2_edit_undo_export(
+    make_napari_viewer_proxy, net1_weights, net2_weights, tmp_path, notes
+):
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._edges_widget import EdgeDetectorsWidget
     from napari_grainseg.plugin._stats_widget import StatsWidget
@@ -205,8 +207,14 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(make_napari_viewer_prox
     stats.folder.value = tmp_path
     stats.stem.value = "tem"
     paths = stats.export()
-    assert {p.name for p in paths.values()} == {"tem_grains.csv", "tem_summary.json", "tem_histogram.png",
-                                                "tem_histogram.svg", "tem_grains.tif", "tem_boundaries.tif"}
+    assert {p.name for p in paths.values()} == {
+        "tem_grains.csv",
+        "tem_summary.json",
+        "tem_histogram.png",
+        "tem_histogram.svg",
+        "tem_grains.tif",
+        "tem_boundaries.tif",
+    }
     with open(paths["csv"]) as fh:
         header = next(csv.reader(fh))
         rows = list(csv.reader(fh))
@@ -216,8 +224,9 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(make_napari_viewer_prox
     summary = json.loads(paths["json"].read_text())
     assert summary["n_grains"] == len(rows) and summary["pixel_size_nm"] > 0
     assert summary["astm_g_planimetric"] is not None
-    np.testing.assert_array_equal(tifffile.imread(paths["grains_tif"]) == 0,
-                                  tifffile.imread(paths["boundaries_tif"]) == 1)
+    np.testing.assert_array_equal(
+        tifffile.imread(paths["grains_tif"]) == 0, tifffile.imread(paths["boundaries_tif"]) == 1
+    )
     assert notes["error"] == []
 
 
@@ -341,8 +350,10 @@ def test_bad_input_notifies_and_viewer_keeps_working(make_napari_viewer, net1_we
         assert seg.net2_step() is None
         assert CorrectWidget(viewer).merge() is None
         StatsWidget(viewer).update()
-        assert any("no grains layer" in e or "Net1 first" in e or "not available" in e
-                   for e in notes["error"] + notes["warning"])
+        assert any(
+            "no grains layer" in e or "Net1 first" in e or "not available" in e
+            for e in notes["error"] + notes["warning"]
+        )
     viewer.add_image(rng.random((64, 64)).astype(np.float32), name="good")
     seg.image.value = viewer.layers["good"]
     seg.grain_size.value = 0.0

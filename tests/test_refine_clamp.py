@@ -35,8 +35,18 @@ def test_a_step_never_undoes_a_fixed_pixel(sample, random_net2, scale):
     free = list(refine(sample.image, prob, model=random_net2, device="cpu", max_steps=3, scale=scale))
     # without the clamp an untrained Net2 moves these pixels: the test can fail
     assert not all(np.array_equal(s.state[fixed], values[fixed]) for s in free)
-    steps = list(refine(sample.image, prob, model=random_net2, device="cpu", max_steps=3, scale=scale,
-                        fixed_mask=fixed, fixed_values=values))
+    steps = list(
+        refine(
+            sample.image,
+            prob,
+            model=random_net2,
+            device="cpu",
+            max_steps=3,
+            scale=scale,
+            fixed_mask=fixed,
+            fixed_values=values,
+        )
+    )
     assert len(steps) == 3
     for step in steps:
         np.testing.assert_array_equal(step.state[fixed], values[fixed])
@@ -47,5 +57,13 @@ def test_a_step_never_undoes_a_fixed_pixel(sample, random_net2, scale):
 def test_fixed_mask_needs_values_of_the_image_shape(sample, random_net2):
     prob = boundary_target(sample.boundaries, 3)
     with pytest.raises(InputError, match="fixed_mask"):
-        next(refine(sample.image, prob, model=random_net2, device="cpu", fixed_mask=np.ones((4, 4), bool),
-                    fixed_values=np.ones((4, 4), np.float32)))
+        next(
+            refine(
+                sample.image,
+                prob,
+                model=random_net2,
+                device="cpu",
+                fixed_mask=np.ones((4, 4), bool),
+                fixed_values=np.ones((4, 4), np.float32),
+            )
+        )

@@ -37,8 +37,19 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="kill tests fork
 SHAPE = (96, 128)
 FIELDS = ("a/f0.tif", "a/f1.tif", "b/f2.tif")
 #: JSON keys that hold timings or run facts: they differ between two identical runs.
-RUN_KEYS = {"seconds", "net1_seconds", "net2_seconds", "cpu_seconds", "finished", "batch", "n_processed",
-            "n_skipped", "status", "started", "outputs"}  # "outputs": the folder's own path
+RUN_KEYS = {
+    "seconds",
+    "net1_seconds",
+    "net2_seconds",
+    "cpu_seconds",
+    "finished",
+    "batch",
+    "n_processed",
+    "n_skipped",
+    "status",
+    "started",
+    "outputs",
+}  # "outputs": the folder's own path
 
 
 def _weights_dir() -> Path:
@@ -61,8 +72,20 @@ def fields(tmp_path_factory) -> Path:
 
 def _batch(fields: Path, out: Path, *extra: str) -> list[str]:
     _weights_dir()
-    return ["batch", str(fields), "--out", str(out), "--workers", "1", "--net2-steps", "0",
-            "--pixel-size", "2", "--no-progress", *extra]
+    return [
+        "batch",
+        str(fields),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--net2-steps",
+        "0",
+        "--pixel-size",
+        "2",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _segment(inputs, out: Path, *extra: str) -> list[str]:
@@ -108,8 +131,10 @@ def _snapshot(out: Path) -> dict[str, object]:
         if p.suffix == ".json":
             data = _strip(json.loads(p.read_text()))
             if rel.endswith("_done.json"):  # run facts aside, the list of files with their hashes
-                data = {"files": {k: v for k, v in data["files"].items() if not k.endswith(".json")},
-                        "n_grains": data.get("n_grains")}  # JSON outputs hold timings: compared above
+                data = {
+                    "files": {k: v for k, v in data["files"].items() if not k.endswith(".json")},
+                    "n_grains": data.get("n_grains"),
+                }  # JSON outputs hold timings: compared above
             snap[rel] = data
         else:
             snap[rel] = p.read_bytes()
@@ -307,8 +332,13 @@ def _ro_tmpfs(path: Path):
     import subprocess
 
     path.mkdir()
-    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
-                                            capture_output=True).returncode == 0:
+    if (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    ):
         return lambda: subprocess.run(["umount", str(path)], check=False)
     if os.geteuid() != 0:
         path.chmod(0o555)
@@ -317,8 +347,7 @@ def _ro_tmpfs(path: Path):
 
 
 @pytest.mark.parametrize("command", ["segment", "batch"])
-def test_output_folder_problems_are_one_line_errors_before_computing(command, fields, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_output_folder_problems_are_one_line_errors_before_computing(command, fields, tmp_path, capsys, monkeypatch):
     from napari_grainseg.models import weights
 
     def no_model(*a, **k):
@@ -330,8 +359,12 @@ def test_output_folder_problems_are_one_line_errors_before_computing(command, fi
     ro = tmp_path / "ro"
     undo = _ro_tmpfs(ro)
     try:
-        for out, words in ((afile, "is a file"), (afile / "sub", f"{afile} is a file"),
-                           (ro, "cannot write in the output folder"), (ro / "new", "cannot create")):
+        for out, words in (
+            (afile, "is a file"),
+            (afile / "sub", f"{afile} is a file"),
+            (ro, "cannot write in the output folder"),
+            (ro / "new", "cannot create"),
+        ):
             argv = _batch(fields, out) if command == "batch" else _segment([fields / FIELDS[0]], out)
             assert main(argv) == 2
             err = capsys.readouterr().err.strip()
@@ -365,8 +398,11 @@ def test_real_full_tmpfs(fields, tmp_path, capsys):
 
     out = tmp_path / "small"
     out.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(out)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(out)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here")
     try:
         assert main(_segment([fields / FIELDS[0]], out)) == 2
@@ -432,17 +468,22 @@ def test_malicious_pickles_are_refused_by_every_loader(tmp_path, capsys):
     assert not flag.exists()  # no code ran
 
 
-@pytest.mark.parametrize("text, words", [
-    ("{", "not valid JSON"),
-    ("[1, 2]", "must hold a JSON object, not a list"),
-    ('{"model": "net1"}', 'no "architecture" object'),
-    ('{"architecture": [16, 4]}', 'no "architecture" object (it is a list)'),
-    ('{"architecture": {"base_channels": 16, "depth": 4, "in_channels": 4, "dropout": 0.5}}',
-     "not Net1 weights: unknown architecture key dropout"),
-    ('{"architecture": {"base_channels": -16, "depth": 4, "in_channels": 4}}', "net1"),
-    ('{"architecture": {"base_channels": "wide", "depth": 4, "in_channels": 4}}', "net1"),
-    ('\udcff', "not a text (JSON) file"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("{", "not valid JSON"),
+        ("[1, 2]", "must hold a JSON object, not a list"),
+        ('{"model": "net1"}', 'no "architecture" object'),
+        ('{"architecture": [16, 4]}', 'no "architecture" object (it is a list)'),
+        (
+            '{"architecture": {"base_channels": 16, "depth": 4, "in_channels": 4, "dropout": 0.5}}',
+            "not Net1 weights: unknown architecture key dropout",
+        ),
+        ('{"architecture": {"base_channels": -16, "depth": 4, "in_channels": 4}}', "net1"),
+        ('{"architecture": {"base_channels": "wide", "depth": 4, "in_channels": 4}}', "net1"),
+        ("\udcff", "not a text (JSON) file"),
+    ],
+)
 def test_hostile_weight_jsons_are_one_line_errors(text, words, fields, tmp_path, capsys):
     w = _weights_copy(tmp_path)
     w.with_suffix(".json").write_bytes(text.encode("utf-8", "surrogateescape"))
@@ -487,6 +528,7 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels (a few dozen bytes: a decompression bomb's header)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -517,25 +559,31 @@ def test_decoded_size_is_limited_from_the_header(tmp_path, capsys):
     assert "more than the limit" in err[0] and "cannot read" in err[1]
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--grain-size", "0.05"], "would enlarge f0.tif"),
-    (["--grain-size", "1e-9"], "would enlarge"),
-    (["--grain-size", "4", "--max-pixels", "20000"], "would resample f0.tif to"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--grain-size", "0.05"], "would enlarge f0.tif"),
+        (["--grain-size", "1e-9"], "would enlarge"),
+        (["--grain-size", "4", "--max-pixels", "20000"], "would resample f0.tif to"),
+    ],
+)
 def test_absurd_resampling_is_refused_before_computing(extra, words, fields, tmp_path, capsys):
     assert main(_segment([fields / FIELDS[0]], tmp_path / "o", *extra)) == 2
     assert words in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [
-    ["segment", "--sample", "--out", "o", "--pixel-size", "1e308"],
-    ["segment", "--sample", "--out", "o", "--pixel-size", "1e-320"],
-    ["segment", "--sample", "--out", "o", "--device", ""],
-    ["batch", "in", "--out", "o", "--threads-per-worker", "1000"],
-    ["edges", "--sample", "--out", "o.tif", "--log-sigma", "1e6"],
-    ["edges", "--sample", "--out", "o.tif", "--canny-sigma", "nan"],
-    ["segment", "--sample", "--out", "o", "--max-pixels", "-5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["segment", "--sample", "--out", "o", "--pixel-size", "1e308"],
+        ["segment", "--sample", "--out", "o", "--pixel-size", "1e-320"],
+        ["segment", "--sample", "--out", "o", "--device", ""],
+        ["batch", "in", "--out", "o", "--threads-per-worker", "1000"],
+        ["edges", "--sample", "--out", "o.tif", "--log-sigma", "1e6"],
+        ["edges", "--sample", "--out", "o.tif", "--canny-sigma", "nan"],
+        ["segment", "--sample", "--out", "o", "--max-pixels", "-5"],
+    ],
+)
 def test_absurd_arguments_exit_2_naming_the_option(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -553,10 +601,7 @@ def test_measure_refuses_an_absurd_pixel_size(tmp_path, capsys):
 
 
 def test_absurd_file_calibration_is_ignored_with_a_warning(tmp_path):
-    from napari_grainseg.io.readers import (
-        ImplausibleCalibrationWarning,
-        read_micrograph,
-    )
+    from napari_grainseg.io.readers import ImplausibleCalibrationWarning, read_micrograph
 
     path = tmp_path / "cal.tif"
     image = generate(0, SHAPE, "tem").image.astype(np.float32)
@@ -685,13 +730,19 @@ def test_help_defaults_match_the_parser():
     checked = 0
     for name, p in sub.choices.items():
         for action in p._actions:
-            if action.default is None or action.default is argparse.SUPPRESS or action.nargs == 0 \
-                    or isinstance(action.default, bool) or action.required:
+            if (
+                action.default is None
+                or action.default is argparse.SUPPRESS
+                or action.nargs == 0
+                or isinstance(action.default, bool)
+                or action.required
+            ):
                 continue
             shown = (action.help or "").split("default", 1)
             assert len(shown) == 2, f"grainseg {name} {action.option_strings}: no default in the help"
-            assert any(r in shown[1] for r in _rendered(action.default)), \
+            assert any(r in shown[1] for r in _rendered(action.default)), (
                 f"grainseg {name} {action.option_strings}: help says {shown[1]!r}, default is {action.default!r}"
+            )
             checked += 1
     assert checked > 20
     usage = sub.choices["segment"].format_usage()

@@ -25,18 +25,22 @@ def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep")
     lab = grid_labels()
     image = np.where(lab == 0, 50, 200).astype(np.uint8) + np.arange(lab.shape[1], dtype=np.uint8)[None] // 8
-    paths = report.write_report(out, "field1", image=image, labels=lab, pixel_size_nm=2.5,
-                                extra={"device": "cpu"}, svg=True)
+    paths = report.write_report(
+        out, "field1", image=image, labels=lab, pixel_size_nm=2.5, extra={"device": "cpu"}, svg=True
+    )
     return paths, lab, image
 
 
 def test_all_files_written(written):
     paths, _, _ = written
     assert set(paths) == {"csv", "json", "histogram_png", "histogram_svg", "overlay"}
-    for key, name in (("csv", "field1_grains.csv"), ("json", "field1_summary.json"),
-                      ("histogram_png", "field1_histogram.png"),
-                      ("histogram_svg", "field1_histogram.svg"),
-                      ("overlay", "field1_overlay.png")):
+    for key, name in (
+        ("csv", "field1_grains.csv"),
+        ("json", "field1_summary.json"),
+        ("histogram_png", "field1_histogram.png"),
+        ("histogram_svg", "field1_histogram.svg"),
+        ("overlay", "field1_overlay.png"),
+    ):
         assert paths[key].name == name and paths[key].stat().st_size > 0
     assert not list(paths["csv"].parent.glob(".*part*"))  # no temporary file left
 
@@ -58,8 +62,17 @@ def test_csv_matches_table(written):
 def test_summary_json_fields(written):
     paths, lab, _ = written
     data = json.loads(paths["json"].read_text())
-    for key in ("n_grains", "mean_ecd_px", "mean_ecd_nm", "astm_g_planimetric",
-                "astm_g_intercept", "pixel_size_nm", "warnings", "histograms", "lognormal"):
+    for key in (
+        "n_grains",
+        "mean_ecd_px",
+        "mean_ecd_nm",
+        "astm_g_planimetric",
+        "astm_g_intercept",
+        "pixel_size_nm",
+        "warnings",
+        "histograms",
+        "lognormal",
+    ):
         assert key in data
     assert data["device"] == "cpu" and data["pixel_size_nm"] == 2.5
     assert data["n_grains"] == int(lab.max())
@@ -85,7 +98,7 @@ def test_histogram_draws_lognormal_fit():
     rng = np.random.default_rng(0)
     pts = rng.uniform(0, 200, (120, 2))
     yy, xx = np.mgrid[:200, :200]
-    lab = (cKDTree(pts).query(np.c_[yy.ravel(), xx.ravel()])[1].reshape(200, 200) + 1)
+    lab = cKDTree(pts).query(np.c_[yy.ravel(), xx.ravel()])[1].reshape(200, 200) + 1
     lab = normalize_labels(lab.astype(np.uint32))
     table = measure_grains(lab, 1.5)
     sm = summarize(lab, 1.5, table=table)
@@ -111,8 +124,7 @@ def test_uncalibrated_report_uses_pixels(tmp_path):
 
 
 def test_one_grain_report(tmp_path):
-    paths = report.write_report(tmp_path, "one", image=None, labels=np.ones((32, 32), np.uint8),
-                                pixel_size_nm=1.0)
+    paths = report.write_report(tmp_path, "one", image=None, labels=np.ones((32, 32), np.uint8), pixel_size_nm=1.0)
     data = json.loads(paths["json"].read_text())
     assert data["n_grains"] == 1 and data["lognormal"] is None
     assert data["astm_g_intercept"] is None
@@ -124,8 +136,9 @@ def test_svg_only_on_request_and_deterministic(tmp_path):
     paths = report.write_report(tmp_path / "a", "f", image=None, labels=lab)
     assert "histogram_svg" not in paths and not (tmp_path / "a" / "f_histogram.svg").exists()
     assert paths["histogram_png"].stat().st_size > 0
-    svgs = [report.write_report(tmp_path / d, "f", image=None, labels=lab, svg=True)["histogram_svg"]
-            for d in ("b", "c")]
+    svgs = [
+        report.write_report(tmp_path / d, "f", image=None, labels=lab, svg=True)["histogram_svg"] for d in ("b", "c")
+    ]
     text = svgs[0].read_text()
     assert "<dc:date>" not in text and svgs[0].read_bytes() == svgs[1].read_bytes()
 
@@ -149,8 +162,9 @@ def test_cli_measure(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "lab.tif", lab)
     img = tmp_path / "img.tif"
     tifffile.imwrite(img, (lab > 0).astype(np.float32) + 0.1)
-    code = main(["measure", str(tmp_path / "lab.tif"), "--pixel-size", "3",
-                 "--image", str(img), "--out", str(tmp_path / "out")])
+    code = main(
+        ["measure", str(tmp_path / "lab.tif"), "--pixel-size", "3", "--image", str(img), "--out", str(tmp_path / "out")]
+    )
     assert code == 0
     data = json.loads((tmp_path / "out" / "lab_summary.json").read_text())
     assert data["pixel_size_nm"] == 3.0 and data["n_grains"] == int(lab.max())
@@ -159,14 +173,17 @@ def test_cli_measure(tmp_path, capsys):
     assert main(["measure", str(tmp_path / "lab.npy"), "--out", str(tmp_path / "o2")]) == 0
 
 
-@pytest.mark.parametrize("case, match", [
-    ("float", "integer dtype"),
-    ("zero-size", "pixel size"),
-    ("negative-size", "pixel size"),
-    ("missing", "not found"),
-    ("empty", "no grain"),
-    ("shape", "micrograph is"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("float", "integer dtype"),
+        ("zero-size", "pixel size"),
+        ("negative-size", "pixel size"),
+        ("missing", "not found"),
+        ("empty", "no grain"),
+        ("shape", "micrograph is"),
+    ],
+)
 def test_cli_measure_bad_input(tmp_path, capsys, case, match):
     lab = grid_labels()
     path = tmp_path / "lab.tif"
@@ -199,12 +216,30 @@ def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
     mask[:, :40] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
     assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "a")]) == 0
-    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "b"), "--exclude",
-                 str(tmp_path / "mask.png"), "--min-grain-area", "10", "--svg"]) == 0
+    assert (
+        main(
+            [
+                "measure",
+                str(tmp_path / "lab.tif"),
+                "--out",
+                str(tmp_path / "b"),
+                "--exclude",
+                str(tmp_path / "mask.png"),
+                "--min-grain-area",
+                "10",
+                "--svg",
+            ]
+        )
+        == 0
+    )
     a = json.loads((tmp_path / "a" / "lab_summary.json").read_text())
     b = json.loads((tmp_path / "b" / "lab_summary.json").read_text())
-    assert a["measurement"] == {"min_area_px": 1, "n_grains_below_min_area": 0, "exclude": None,
-                                "measured_area_px": lab.size}
+    assert a["measurement"] == {
+        "min_area_px": 1,
+        "n_grains_below_min_area": 0,
+        "exclude": None,
+        "measured_area_px": lab.size,
+    }
     assert b["measurement"]["min_area_px"] == 10 and b["measurement"]["n_grains_below_min_area"] == 1
     dropped = np.unique(lab[:, :40])
     assert b["measurement"]["exclude"]["n_grains_dropped"] == np.count_nonzero(dropped)
@@ -215,11 +250,14 @@ def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
         assert len(list(csv.reader(fh))) - 1 == b["n_grains"]
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--exclude", "nomask.tif"], "mask file not found"),
-    (["--exclude", "small.npy"], "exclusion mask is"),
-    (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--exclude", "nomask.tif"], "mask file not found"),
+        (["--exclude", "small.npy"], "exclusion mask is"),
+        (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
+    ],
+)
 def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):
     lab = grid_labels()
     tifffile.imwrite(tmp_path / "lab.tif", lab)
@@ -235,12 +273,14 @@ def test_measurement_imports_no_plotting_library():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np\n"
-            "from napari_grainseg.measure.statistics import measure_field\n"
-            "from napari_grainseg.measure.report import write_grains_csv, write_summary_json\n"
-            "lab = np.zeros((40, 40), np.uint32); lab[:, :20] = 1; lab[:, 21:] = 2\n"
-            "measure_field(lab, 1.0)\n"
-            "print(sorted(m for m in ('matplotlib', 'torch', 'napari', 'skimage.measure') if m in sys.modules))\n")
+    code = (
+        "import sys, numpy as np\n"
+        "from napari_grainseg.measure.statistics import measure_field\n"
+        "from napari_grainseg.measure.report import write_grains_csv, write_summary_json\n"
+        "lab = np.zeros((40, 40), np.uint32); lab[:, :20] = 1; lab[:, 21:] = 2\n"
+        "measure_field(lab, 1.0)\n"
+        "print(sorted(m for m in ('matplotlib', 'torch', 'napari', 'skimage.measure') if m in sys.modules))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -36,6 +36,7 @@ def _neighbour_labels(labels, ys, xs):
 
 # --- targets -----------------------------------------------------------------------
 
+
 def test_boundary_pixels_of_two_halves_is_one_column():
     cells = np.zeros((20, 30), int)
     cells[:, 15:] = 1
@@ -80,15 +81,22 @@ def test_boundaries_are_8_connected_lines():
 
 # --- grain size calibration --------------------------------------------------------
 
-@pytest.mark.parametrize("d,s,steps", [(12, 0.4, 4), (30, 0.4, 4), (60, 0.4, 4),
-                                       (30, 0.25, 0), (30, 0.55, 0), (12, 0.5, 2)])
+
+@pytest.mark.parametrize(
+    "d,s,steps", [(12, 0.4, 4), (30, 0.4, 4), (60, 0.4, 4), (30, 0.25, 0), (30, 0.55, 0), (12, 0.5, 2)]
+)
 def test_size_statistics_match_request_within_10_percent(d, s, steps):
     side = int(np.sqrt(350 * d * d * 1.4))
     ecd, r = [], 0
     while sum(map(len, ecd)) < 300:
-        ecd.append(grain_ecds(_geometry(100 + r, (side, side), mean_diameter=float(d),
-                                        log_sigma=s, smoothing=steps)[1],
-                              fill=False, min_area=15, interior=True))
+        ecd.append(
+            grain_ecds(
+                _geometry(100 + r, (side, side), mean_diameter=float(d), log_sigma=s, smoothing=steps)[1],
+                fill=False,
+                min_area=15,
+                interior=True,
+            )
+        )
         r += 1
     e = np.concatenate(ecd)
     assert abs(e.mean() / d - 1) < 0.10, e.mean()
@@ -97,10 +105,10 @@ def test_size_statistics_match_request_within_10_percent(d, s, steps):
 
 def test_grain_size_stats_on_known_squares():
     lab = np.zeros((50, 50), int)
-    lab[5:15, 5:15] = 1      # 100 px
-    lab[20:40, 20:40] = 2    # 400 px
-    lab[0:10, 40:50] = 3     # touches the border: excluded
-    lab[45:48, 2:5] = 4      # 9 px: below 15 px, excluded
+    lab[5:15, 5:15] = 1  # 100 px
+    lab[20:40, 20:40] = 2  # 400 px
+    lab[0:10, 40:50] = 3  # touches the border: excluded
+    lab[45:48, 2:5] = 4  # 9 px: below 15 px, excluded
     st = grain_size_stats(lab)
     d = np.sqrt(4 * np.array([100, 400]) / np.pi)
     assert st["n"] == 2
@@ -110,12 +118,18 @@ def test_grain_size_stats_on_known_squares():
 
 # --- curvature flow ----------------------------------------------------------------
 
+
 def test_smoothing_pulls_triple_junctions_to_120_degrees():
     spread = {}
     for steps in (0, 6):
-        a = np.concatenate([triple_junction_angles(_geometry(k, (320, 320), mean_diameter=40.0,
-                                                             log_sigma=0.35, smoothing=steps)[1], 7)
-                            for k in range(2)])
+        a = np.concatenate(
+            [
+                triple_junction_angles(
+                    _geometry(k, (320, 320), mean_diameter=40.0, log_sigma=0.35, smoothing=steps)[1], 7
+                )
+                for k in range(2)
+            ]
+        )
         assert len(a) > 60
         assert np.allclose(a.sum(axis=1), 360)
         spread[steps] = np.sqrt(np.mean((a - 120) ** 2))
@@ -135,6 +149,7 @@ def test_triple_junction_angles_of_a_t_junction():
 
 # --- image concepts ----------------------------------------------------------------
 
+
 def test_same_seed_gives_bit_identical_sample_and_other_seed_differs():
     a, b = generate(7, (96, 496)), generate(7, (96, 496))
     assert a.image.tobytes() == b.image.tobytes()
@@ -144,9 +159,18 @@ def test_same_seed_gives_bit_identical_sample_and_other_seed_differs():
 
 
 def test_twins_make_intensity_edges_but_no_target_boundary():
-    quiet = dict(dose=0.0, read_noise=0.0, texture=0.0, blobs=0.0, blur_sigma=0.0, ramp=0.0,
-                 bend_contours=0.0, grain_gradient=0.0, boundary_darkening=0.0,
-                 inclined_fraction=0.0)
+    quiet = dict(
+        dose=0.0,
+        read_noise=0.0,
+        texture=0.0,
+        blobs=0.0,
+        blur_sigma=0.0,
+        ramp=0.0,
+        bend_contours=0.0,
+        grain_gradient=0.0,
+        boundary_darkening=0.0,
+        inclined_fraction=0.0,
+    )
     plain = generate(4, (192, 496), twin_fraction=0.0, **quiet)
     twinned = generate(4, (192, 496), twin_fraction=1.0, **quiet)
     assert np.array_equal(plain.boundaries, twinned.boundaries)
@@ -168,8 +192,7 @@ def test_twins_make_intensity_edges_but_no_target_boundary():
 
 def test_elongation_stretches_grains_along_the_angle():
     def orientation_stats(elong, angle):
-        _, lab, _ = _geometry(1, (384, 384), mean_diameter=30.0, elongation=elong,
-                              elongation_angle=angle)
+        _, lab, _ = _geometry(1, (384, 384), mean_diameter=30.0, elongation=elong, elongation_angle=angle)
         n = lab.max() + 1
         yy, xx = np.mgrid[:384, :384]
         a = np.bincount(lab.ravel(), minlength=n).astype(float)
@@ -179,8 +202,9 @@ def test_elongation_stretches_grains_along_the_angle():
         ok = a >= 50
         ok[0] = False
         return np.median(vxx[ok] / vyy[ok])
+
     assert 0.8 < orientation_stats(1.0, 0.0) < 1.25
-    assert orientation_stats(2.5, 0.0) > 3.0    # long along x
+    assert orientation_stats(2.5, 0.0) > 3.0  # long along x
     assert orientation_stats(2.5, 90.0) < 0.33  # long along y
 
 
@@ -193,6 +217,7 @@ def test_tem_image_is_in_unit_range_and_boundaries_show_contrast():
 
 
 # --- parameters --------------------------------------------------------------------
+
 
 def test_params_are_json_and_complete():
     s = generate(11, (96, 496), "train")
@@ -225,11 +250,20 @@ def test_overrides_win_and_presets_exist():
     assert s.params["mean_diameter"] == 20.0 and s.params["flat_shading"] is True
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(preset="nope"), dict(mean_diameter=1.0), dict(foo=1), dict(shape=(8, 100)),
-    dict(shape="96x496"), dict(seed=-1), dict(smoothing=2.5), dict(flat_shading="yes"),
-    dict(dose=1.0),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(preset="nope"),
+        dict(mean_diameter=1.0),
+        dict(foo=1),
+        dict(shape=(8, 100)),
+        dict(shape="96x496"),
+        dict(seed=-1),
+        dict(smoothing=2.5),
+        dict(flat_shading="yes"),
+        dict(dose=1.0),
+    ],
+)
 def test_bad_input_raises_input_error(kwargs):
     args = dict(seed=0, shape=(64, 64))
     args.update(kwargs)
@@ -239,16 +273,24 @@ def test_bad_input_raises_input_error(kwargs):
 
 # --- CLI -----------------------------------------------------------------------------
 
+
 def test_cli_writes_samples_atomically_readable(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     from napari_grainseg.cli import main
 
     out = tmp_path / "synth"
-    assert main(["synth", "--n", "2", "--out", str(out), "--shape", "48x80", "--seed", "3",
-                 "--preset", "paper", "--quiet"]) == 0
+    assert (
+        main(
+            ["synth", "--n", "2", "--out", str(out), "--shape", "48x80", "--seed", "3", "--preset", "paper", "--quiet"]
+        )
+        == 0
+    )
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"synth_{seed:06d}_{k}" for seed in (3, 4)  # named by seed
-                           for k in ("image.tif", "labels.tif", "boundaries.tif", "params.json"))
+    assert names == sorted(
+        f"synth_{seed:06d}_{k}"
+        for seed in (3, 4)  # named by seed
+        for k in ("image.tif", "labels.tif", "boundaries.tif", "params.json")
+    )
     ref = generate(4, (48, 80), "paper")
     img = tifffile.imread(out / "synth_000004_image.tif")
     lab = tifffile.imread(out / "synth_000004_labels.tif")
@@ -259,8 +301,9 @@ def test_cli_writes_samples_atomically_readable(tmp_path):
     assert json.loads((out / "synth_000004_params.json").read_text())["seed"] == 4
 
 
-@pytest.mark.parametrize("argv", [["--shape", "96by496"], ["--n", "0"], ["--preset", "x"],
-                                  ["--param", "contrast=9"], ["--param", "nokey"]])
+@pytest.mark.parametrize(
+    "argv", [["--shape", "96by496"], ["--n", "0"], ["--preset", "x"], ["--param", "contrast=9"], ["--param", "nokey"]]
+)
 def test_cli_bad_arguments_exit_2(tmp_path, argv, capsys):
     from napari_grainseg.cli import main
 
@@ -275,12 +318,19 @@ def test_cli_bad_arguments_exit_2(tmp_path, argv, capsys):
 
 # --- domain randomisation (preset "random") ----------------------------------------------
 
+
 def test_random_preset_is_deterministic_json_and_in_unit_range():
     a, b = generate(5, (96, 128), "random"), generate(5, (96, 128), "random")
     assert a.image.tobytes() == b.image.tobytes() and a.params == b.params
     assert json.loads(json.dumps(a.params)) == a.params
     assert a.params["randomized"] is True and set(a.params["appearance"]) == {
-        "regions", "textures", "boundaries", "distractors", "acquisition", "display"}
+        "regions",
+        "textures",
+        "boundaries",
+        "distractors",
+        "acquisition",
+        "display",
+    }
     assert a.image.dtype == np.float32 and 0.0 <= a.image.min() and a.image.max() <= 1.0
     assert a.image.std() > 0.02
 
@@ -307,8 +357,9 @@ def test_warp_makes_non_convex_grains_and_bimodal_adds_large_grains():
     _, warped, _ = grain_geometry(np.random.default_rng(1), (192, 192), {**p, "warp": 0.3})
     solidity = [np.median([r.solidity for r in regionprops(lab) if r.area > 50]) for lab in (straight, warped)]
     assert solidity[1] < solidity[0] - 0.02
-    _, bimodal, _ = grain_geometry(np.random.default_rng(1), (192, 192),
-                                   {**p, "bimodal_fraction": 0.5, "bimodal_ratio": 4.0})
+    _, bimodal, _ = grain_geometry(
+        np.random.default_rng(1), (192, 192), {**p, "bimodal_fraction": 0.5, "bimodal_ratio": 4.0}
+    )
     largest = [np.sort(np.bincount(lab.ravel())[1:])[-3:].mean() for lab in (straight, bimodal)]
     assert largest[1] > 4 * largest[0]
 

@@ -16,17 +16,20 @@ from napari_grainseg._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__getattr__, __dir__, _public = lazy_exports(__name__, {
-    "read_micrograph": ".io.readers",
-    "Micrograph": ".io.readers",
-    "interconnect_tem_path": ".io.samples",
-    "fuse_edges": ".segmentation.edges",
-    "segment": ".segmentation.pipeline",
-    "write_segmentation": ".segmentation.pipeline",
-    "Segmentation": ".segmentation.pipeline",
-    "measure_grains": ".measure.table",
-    "summarize": ".measure.statistics",
-    "write_report": ".measure.report",
-    "generate": ".synthetic",
-})
+__getattr__, __dir__, _public = lazy_exports(
+    __name__,
+    {
+        "read_micrograph": ".io.readers",
+        "Micrograph": ".io.readers",
+        "interconnect_tem_path": ".io.samples",
+        "fuse_edges": ".segmentation.edges",
+        "segment": ".segmentation.pipeline",
+        "write_segmentation": ".segmentation.pipeline",
+        "Segmentation": ".segmentation.pipeline",
+        "measure_grains": ".measure.table",
+        "summarize": ".measure.statistics",
+        "write_report": ".measure.report",
+        "generate": ".synthetic",
+    },
+)
 __all__ = ["__version__", *_public]

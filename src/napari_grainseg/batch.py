@@ -54,13 +54,7 @@ import numpy as np
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import DONE_SUFFIX
-from napari_grainseg.segmentation.options import (
-    OptionError,
-    SegmentOptions,
-    cached_net1,
-    cached_net2,
-    net2_available,
-)
+from napari_grainseg.segmentation.options import OptionError, SegmentOptions, cached_net1, cached_net2, net2_available
 
 __all__ = [
     "BatchItem",
@@ -81,8 +75,14 @@ __all__ = [
 ]
 
 #: Outputs every field has (``<stem>`` + suffix); the marker lists them all.
-FIELD_OUTPUT_SUFFIXES = ("_boundaries.tif", "_grains.tif", "_grains.csv", "_summary.json",
-                         "_histogram.png", "_overlay.png")  # "_histogram.svg" only with --svg
+FIELD_OUTPUT_SUFFIXES = (
+    "_boundaries.tif",
+    "_grains.tif",
+    "_grains.csv",
+    "_summary.json",
+    "_histogram.png",
+    "_overlay.png",
+)  # "_histogram.svg" only with --svg
 #: Files written at the top of the output folder for the whole sample.
 SAMPLE_SUMMARY = "sample_summary.json"
 SAMPLE_HISTOGRAM = "sample_histogram"
@@ -140,33 +140,42 @@ class BatchOptions(SegmentOptions):
         if self.max_pixels is not None and self.max_pixels < 1:
             raise OptionError("max_pixels", f"max pixels must be >= 1, got {self.max_pixels}")
         if not self.net2_auto and self.net2_budget() and self.net2_weights is None and not net2_available():
-            raise OptionError("net2_steps", f"net2 steps {self.net2_steps}: no Net2 weights are shipped; give a "
-                              "Net2 weights file or 0 steps")
+            raise OptionError(
+                "net2_steps",
+                f"net2 steps {self.net2_steps}: no Net2 weights are shipped; give a Net2 weights file or 0 steps",
+            )
 
     def fingerprint(self) -> dict:
         """The options that change a field's result (recorded in its marker)."""
         from napari_grainseg.models.weights import shipped_weights_dir
 
         budget = self.net2_budget()
-        out = {**_file_identity("weights", self.weights or shipped_weights_dir() / "net1.pt"),
-               "net2_steps": budget}
+        out = {**_file_identity("weights", self.weights or shipped_weights_dir() / "net1.pt"), "net2_steps": budget}
         if budget:
             out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
         if self.grains != "threshold":  # recorded only when not the default: older markers stay valid
             out["grains"] = self.grains
         if self.watershed_h != 0.1:
             out["watershed_h"] = self.watershed_h
-        return {**out, "pixel_size_nm": self.pixel_size_nm, "grain_size_px": self.grain_size_px,
-                "grain_size_nm": self.grain_size_nm, "threshold": self.threshold,
-                "min_grain_area": self.min_grain_area}
+        return {
+            **out,
+            "pixel_size_nm": self.pixel_size_nm,
+            "grain_size_px": self.grain_size_px,
+            "grain_size_nm": self.grain_size_nm,
+            "threshold": self.threshold,
+            "min_grain_area": self.min_grain_area,
+        }
 
 
 def _file_identity(key: str, path) -> dict:
     """Path, size and modification time of a file (a changed weights file invalidates results)."""
     path = Path(path)
     st = path.stat() if path.exists() else None
-    return {key: str(path.resolve()) if st else str(path), f"{key}_size": st.st_size if st else None,
-            f"{key}_mtime_ns": st.st_mtime_ns if st else None}
+    return {
+        key: str(path.resolve()) if st else str(path),
+        f"{key}_size": st.st_size if st else None,
+        f"{key}_mtime_ns": st.st_mtime_ns if st else None,
+    }
 
 
 @dataclass
@@ -198,8 +207,12 @@ NOT_MICROGRAPH_STEMS = ("_labels", "_boundaries", "_grains", "_overlay", "_histo
 def _is_micrograph(path: Path) -> bool:
     from napari_grainseg.io.readers import SUPPORTED_EXTENSIONS
 
-    return (path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
-            and not path.stem.lower().endswith(NOT_MICROGRAPH_STEMS))
+    return (
+        path.is_file()
+        and path.suffix.lower() in SUPPORTED_EXTENSIONS
+        and not path.name.startswith(".")
+        and not path.stem.lower().endswith(NOT_MICROGRAPH_STEMS)
+    )
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -240,24 +253,32 @@ def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list
         raise InputError(f"--out {out_dir} is the input folder; give another output folder")
     if path.is_dir():
         root = path
-        files = [p for p in sorted(path.rglob("*"))
-                 if _is_micrograph(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        files = [
+            p
+            for p in sorted(path.rglob("*"))
+            if _is_micrograph(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ]
     elif glob.has_magic(text):
         files = sorted({Path(p) for p in glob.glob(text, recursive=True) if _is_micrograph(Path(p))})
         root = Path(os.path.commonpath([str(p.parent.resolve()) for p in files])) if files else None
     elif path.exists():
-        raise InputError(f"{text} is a file; give a folder or a glob pattern such as 'fields/*.tif' "
-                         "(or use grainseg segment)")
+        raise InputError(
+            f"{text} is a file; give a folder or a glob pattern such as 'fields/*.tif' (or use grainseg segment)"
+        )
     else:
         raise InputError(f"input folder not found: {text}")
     inside = [p for p in files if _inside(p, out_dir)]
     files = [p for p in files if not _inside(p, out_dir)]
     if not files and inside:
-        raise InputError(f"no micrographs found in {text} outside the output folder {out_dir} "
-                         "(outputs are never read as inputs); give another --out")
+        raise InputError(
+            f"no micrographs found in {text} outside the output folder {out_dir} "
+            "(outputs are never read as inputs); give another --out"
+        )
     if not files:
-        raise InputError(f"no micrographs found in {text} (outputs and label/target files such as "
-                         "*_grains.tif, *_labels.tif are skipped)")
+        raise InputError(
+            f"no micrographs found in {text} (outputs and label/target files such as "
+            "*_grains.tif, *_labels.tif are skipped)"
+        )
     items: list[BatchItem] = []
     by_folder: dict[Path, list[Path]] = {}
     for f in files:
@@ -277,6 +298,7 @@ def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list
 
 
 # --------------------------------------------------------------------------- workers
+
 
 def set_threads(n: int) -> None:
     """Use ``n`` threads in torch and OpenCV in this process (one worker = its cores, no oversubscription)."""
@@ -322,8 +344,9 @@ def _marker_matches(item: BatchItem, options: BatchOptions, marker: dict | None)
     if marker is None:
         return False
     try:
-        same_input = ({k: marker.get(k) for k in ("input", "input_size", "input_mtime_ns")}
-                      == _input_fingerprint(item.source))
+        same_input = {k: marker.get(k) for k in ("input", "input_size", "input_mtime_ns")} == _input_fingerprint(
+            item.source
+        )
     except OSError:
         return False
     return same_input and marker.get("options") == json.loads(json.dumps(options.fingerprint()))
@@ -400,8 +423,7 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
     try:
         set_threads(options.threads or _worker_threads())
         source_id = _input_fingerprint(item.source)  # before reading: a file changed meanwhile is redone
-        m = read_micrograph(item.source, **({} if options.max_pixels is None
-                                            else {"max_pixels": options.max_pixels}))
+        m = read_micrograph(item.source, **({} if options.max_pixels is None else {"max_pixels": options.max_pixels}))
         if options.pixel_size_nm is not None:
             m = m.with_pixel_size(options.pixel_size_nm)
         grain_size = options.grain_size_for(m.pixel_size_nm, where="the file", fix="give --pixel-size NM")
@@ -410,35 +432,62 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
         result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=options.net1(device))
         # The output files need only labels and boundaries: let the probability
         # maps go before measuring (4-8 bytes per pixel less at the peak).
-        result = dataclasses.replace(result, prediction=dataclasses.replace(result.prediction, probability=None),
-                                     refined=None)
+        result = dataclasses.replace(
+            result, prediction=dataclasses.replace(result.prediction, probability=None), refined=None
+        )
         try:
             item.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise as_output_error(exc, item.out_dir / item.stem) from exc
         stage = staging_dir(item.out_dir, item.stem, run_id or new_run_id())
-        write_segmentation(stage, item.stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                           extra={"source": str(item.source), "pixel_size_nm": m.pixel_size_nm})
+        write_segmentation(
+            stage,
+            item.stem,
+            m.data,
+            result,
+            pixel_size_nm=m.pixel_size_nm,
+            extra={"source": str(item.source), "pixel_size_nm": m.pixel_size_nm},
+        )
         seconds = time.perf_counter() - t0
         try:
-            marker = commit_field(stage, item.out_dir, item.stem, expected=field_output_names(item.stem), extra={
-                **source_id, "options": options.fingerprint(),
-                "n_grains": int(result.labels.max()), "shape": list(m.shape),
-                "pixel_size_nm": m.pixel_size_nm, "device": describe_device(device),
-                "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            marker = commit_field(
+                stage,
+                item.out_dir,
+                item.stem,
+                expected=field_output_names(item.stem),
+                extra={
+                    **source_id,
+                    "options": options.fingerprint(),
+                    "n_grains": int(result.labels.max()),
+                    "shape": list(m.shape),
+                    "pixel_size_nm": m.pixel_size_nm,
+                    "device": describe_device(device),
+                    "seconds": round(seconds, 3),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
+            )
         except OSError as exc:
             raise as_output_error(exc, item.marker) from exc
-        record.update(status="processed", seconds=seconds, cpu_seconds=time.process_time() - cpu0,
-                      n_grains=marker["n_grains"],
-                      device=marker["device"], shape=marker["shape"])
+        record.update(
+            status="processed",
+            seconds=seconds,
+            cpu_seconds=time.process_time() - cpu0,
+            n_grains=marker["n_grains"],
+            device=marker["device"],
+            shape=marker["shape"],
+        )
     except Exception as exc:  # one bad field must not stop the batch
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
-        record.update(status="failed", seconds=time.perf_counter() - t0,
-                      error=" ".join(str(exc).split()) or type(exc).__name__,
-                      error_type=type(exc).__name__,
-                      kind=("disk" if isinstance(exc, OutputWriteError)
-                            else "input" if isinstance(exc, InputError) else "internal"))
+        record.update(
+            status="failed",
+            seconds=time.perf_counter() - t0,
+            error=" ".join(str(exc).split()) or type(exc).__name__,
+            error_type=type(exc).__name__,
+            kind=(
+                "disk" if isinstance(exc, OutputWriteError) else "input" if isinstance(exc, InputError) else "internal"
+            ),
+        )
     return record
 
 
@@ -446,8 +495,14 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
 MAX_UPSCALE = 8.0
 
 
-def check_resampling(shape: Sequence[int], grain_size_px: float | None, max_pixels: int | None = None, *,
-                     name: str = "the image", max_upscale: float = MAX_UPSCALE) -> float:
+def check_resampling(
+    shape: Sequence[int],
+    grain_size_px: float | None,
+    max_pixels: int | None = None,
+    *,
+    name: str = "the image",
+    max_upscale: float = MAX_UPSCALE,
+) -> float:
     """Refuse a grain-size hint that would resample an image absurdly (before any computation).
 
     Returns the factor Net1 will resample by (1.0 without a hint). Refuses a
@@ -464,23 +519,35 @@ def check_resampling(shape: Sequence[int], grain_size_px: float | None, max_pixe
         raise InputError(f"grain size must be a finite number of px > 0, got {grain_size_px}")
     scale = float(scale_for_grain_size(grain_size_px))
     if scale > max_upscale:
-        raise InputError(f"a grain size of {grain_size_px:.3g} px would enlarge {name} {scale:.3g}x "
-                         f"(at most {max_upscale:g}x): check --grain-size/--grain-size-nm and the pixel size")
+        raise InputError(
+            f"a grain size of {grain_size_px:.3g} px would enlarge {name} {scale:.3g}x "
+            f"(at most {max_upscale:g}x): check --grain-size/--grain-size-nm and the pixel size"
+        )
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     n = round(shape[0] * scale) * round(shape[1] * scale)
     if limit and limit > 0 and n > limit:
-        raise InputError(f"a grain size of {grain_size_px:.3g} px would resample {name} to {n:.3g} pixels "
-                         f"(limit {limit:.3g}; raise it with --max-pixels)")
+        raise InputError(
+            f"a grain size of {grain_size_px:.3g} px would resample {name} to {n:.3g} pixels "
+            f"(limit {limit:.3g}; raise it with --max-pixels)"
+        )
     return scale
 
 
 # --------------------------------------------------------------------------- running
 
 
-def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions(), *, workers: int = 1,
-              scheduler: str | None = None, resume: bool = True, progress: bool = True,
-              on_record: Callable[[dict], None] | None = None, overwrite: bool = False,
-              run_id: str | None = None) -> BatchResult:
+def run_batch(
+    items: Sequence[BatchItem],
+    options: BatchOptions = BatchOptions(),
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    on_record: Callable[[dict], None] | None = None,
+    overwrite: bool = False,
+    run_id: str | None = None,
+) -> BatchResult:
     """Process every item, skipping completed ones, serially or on Dask.
 
     The caller should hold the output folder's lock
@@ -532,8 +599,12 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
         remove_stale_staging(folder, run_id)
     for i, item in enumerate(items):
         if resume and is_done(item, options):
-            records[i] = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem,
-                          "status": "skipped"}
+            records[i] = {
+                "input": str(item.source),
+                "output_dir": str(item.out_dir),
+                "stem": item.stem,
+                "status": "skipped",
+            }
         else:
             todo.append(i)
     check_field_outputs([items[i] for i in todo], overwrite=overwrite)
@@ -557,8 +628,15 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
 
     use_dask = bool(todo) and (scheduler is not None or workers > 1)
     with _dask_client(workers, scheduler) if use_dask else contextlib.nullcontext() as client:
-        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="batch", unit="field",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(items),
+            initial=len(items) - len(todo),
+            desc="batch",
+            unit="field",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
         try:
             if use_dask:
                 _run_dask(client, items, todo, options, done, run_id)
@@ -571,9 +649,7 @@ def run_batch(items: Sequence[BatchItem], options: BatchOptions = BatchOptions()
             bar.close()
     if disk_error:
         raise OutputWriteError(disk_error[0]["error"])
-    return BatchResult(records=records, seconds=time.perf_counter() - t0,
-                       workers=workers, scheduler=scheduler)
-
+    return BatchResult(records=records, seconds=time.perf_counter() - t0, workers=workers, scheduler=scheduler)
 
 
 def _quiet_worker() -> None:
@@ -589,25 +665,27 @@ def _dask_client(workers: int, scheduler: str | None):
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
-        raise InputError("parallel batches need Dask: pip install 'napari-grainseg[batch]' "
-                         "(or run with --workers 1)") from exc
+        raise InputError(
+            "parallel batches need Dask: pip install 'napari-grainseg[batch]' (or run with --workers 1)"
+        ) from exc
     if scheduler is None:
         import dask
 
         # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc give
         # memory back after every large temporary: measured here, 25 % more CPU per
         # field (page faults). Our workers keep glibc's adaptive default.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
-                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}),
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             client.run(_quiet_worker)
             yield client
         return
     try:
         client = Client(scheduler, timeout="5s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(f"cannot connect to the Dask scheduler {scheduler}: "
-                         f"{' '.join(str(exc).split())}") from exc
+        raise InputError(f"cannot connect to the Dask scheduler {scheduler}: {' '.join(str(exc).split())}") from exc
     with client:
         yield client
 
@@ -616,17 +694,25 @@ def _run_dask(client, items, todo, options, done, run_id=None) -> None:
     """Submit one task per item and report them as they complete (``done`` False: cancel the rest)."""
     from distributed import as_completed
 
-    futures = {client.submit(process_item, items[i], options, run_id, pure=False,
-                             key=f"grainseg-{i}-{items[i].stem}"): i for i in todo}
+    futures = {
+        client.submit(process_item, items[i], options, run_id, pure=False, key=f"grainseg-{i}-{items[i].stem}"): i
+        for i in todo
+    }
     for fut in as_completed(futures):
         i = futures[fut]
         try:
             record = fut.result()
         except Exception as exc:  # worker died (e.g. out of memory): a failure, not a crash
             item = items[i]
-            record = {"input": str(item.source), "output_dir": str(item.out_dir), "stem": item.stem,
-                      "status": "failed", "error": " ".join(str(exc).split()) or type(exc).__name__,
-                      "error_type": type(exc).__name__, "kind": "worker"}
+            record = {
+                "input": str(item.source),
+                "output_dir": str(item.out_dir),
+                "stem": item.stem,
+                "status": "failed",
+                "error": " ".join(str(exc).split()) or type(exc).__name__,
+                "error_type": type(exc).__name__,
+                "kind": "worker",
+            }
         if not done(i, record):
             client.cancel(list(futures))
             break
@@ -663,18 +749,22 @@ def _pooled_figure(pooled: dict, d: np.ndarray):
     # are already in their unit, so a scale of 1 labels them nm (or px when None).
     scale = 1.0 if unit == "nm" else None
     fit = pooled["lognormal"]
-    summary = {"histograms": {**hist, "bin_edges_px": hist[f"bin_edges_{unit}"]}, "pixel_size_nm": scale,
-               "n_grains_included": pooled["n_grains_included"], "edge_grains": "included",
-               "lognormal": None if fit is None else {**fit, "median_px": fit[f"median_{unit}"]}}
+    summary = {
+        "histograms": {**hist, "bin_edges_px": hist[f"bin_edges_{unit}"]},
+        "pixel_size_nm": scale,
+        "n_grains_included": pooled["n_grains_included"],
+        "edge_grains": "included",
+        "lognormal": None if fit is None else {**fit, "median_px": fit[f"median_{unit}"]},
+    }
     table = GrainTable({"ecd_px": d, "touches_border": np.zeros(d.size, bool)})
     fig = histogram_figure(table, summary)
-    fig.suptitle(f"Sample: {pooled['n_fields']} fields, {pooled['n_grains_included']} complete grains "
-                 f"pooled (ECD, {unit})")
+    fig.suptitle(
+        f"Sample: {pooled['n_fields']} fields, {pooled['n_grains_included']} complete grains pooled (ECD, {unit})"
+    )
     return fig
 
 
-def write_sample_summary(out_dir: str | os.PathLike, items: Sequence[BatchItem],
-                         result: BatchResult) -> dict:
+def write_sample_summary(out_dir: str | os.PathLike, items: Sequence[BatchItem], result: BatchResult) -> dict:
     """Write ``sample_summary.json``, the pooled histogram and ``failures.json`` for a batch.
 
     Fields are read back from their output files (processed now or skipped as
@@ -693,22 +783,31 @@ def write_sample_summary(out_dir: str | os.PathLike, items: Sequence[BatchItem],
         summary = json.loads((item.out_dir / f"{item.stem}_summary.json").read_text(encoding="utf-8"))
         grains = _read_grain_csv(item.out_dir / f"{item.stem}_grains.csv")
         fields.append({"summary": summary, "grains": grains})
-        rows.append({"input": str(item.source), "outputs": str(item.out_dir / item.stem),
-                     "status": rec["status"], "n_grains": summary.get("n_grains"),
-                     "pixel_size_nm": summary.get("pixel_size_nm"),
-                     "mean_ecd_px": summary.get("mean_ecd_px"), "mean_ecd_nm": summary.get("mean_ecd_nm"),
-                     "astm_g_planimetric": summary.get("astm_g_planimetric"),
-                     "astm_g_intercept": summary.get("astm_g_intercept")})
+        rows.append(
+            {
+                "input": str(item.source),
+                "outputs": str(item.out_dir / item.stem),
+                "status": rec["status"],
+                "n_grains": summary.get("n_grains"),
+                "pixel_size_nm": summary.get("pixel_size_nm"),
+                "mean_ecd_px": summary.get("mean_ecd_px"),
+                "mean_ecd_nm": summary.get("mean_ecd_nm"),
+                "astm_g_planimetric": summary.get("astm_g_planimetric"),
+                "astm_g_intercept": summary.get("astm_g_intercept"),
+            }
+        )
     pooled = pooled_statistics(fields)
     failures = result.failures
     sample = {
-        "n_inputs": len(items), "n_processed": result.count("processed"),
-        "n_skipped": result.count("skipped"), "n_failed": len(failures),
+        "n_inputs": len(items),
+        "n_processed": result.count("processed"),
+        "n_skipped": result.count("skipped"),
+        "n_failed": len(failures),
         "field_statistics": field_statistics([f["summary"] for f in fields]) if fields else None,
-        "pooled": pooled, "fields": rows,
+        "pooled": pooled,
+        "fields": rows,
         "failures_file": FAILURES if failures else None,
-        "batch": {"workers": result.workers, "scheduler": result.scheduler,
-                  "seconds": round(result.seconds, 3)},
+        "batch": {"workers": result.workers, "scheduler": result.scheduler, "seconds": round(result.seconds, 3)},
     }
     if pooled["histograms"] is not None:
         fig = _pooled_figure(pooled, pooled_ecd(fields))

@@ -21,28 +21,16 @@ from napari_grainseg import __version__
 from napari_grainseg.errors import GrainsegError
 
 #: Subcommand modules, in the order ``grainseg --help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = (
-    "batch",
-    "demo",
-    "edges",
-    "eval",
-    "finetune",
-    "measure",
-    "segment",
-    "synth",
-    "train",
-)
+SUBCOMMANDS: tuple[str, ...] = ("batch", "demo", "edges", "eval", "finetune", "measure", "segment", "synth", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``grainseg`` argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
-        prog="grainseg",
-        description="Grain boundaries and grain-size statistics for TEM micrographs.",
+        prog="grainseg", description="Grain boundaries and grain-size statistics for TEM micrographs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of unexpected errors")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
@@ -73,8 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: one line unless --debug
         if args.debug:
             raise
-        print(f"grainseg: internal error: {type(exc).__name__}: {_one_line(exc)} "
-              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        print(
+            f"grainseg: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(run with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 1
     return int(code or 0)
 
@@ -108,8 +99,10 @@ def _one_line_warnings() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):
         try:
-            print(f"grainseg: warning: {_one_line(message) if isinstance(message, BaseException) else message}",
-                  file=file or sys.stderr)
+            print(
+                f"grainseg: warning: {_one_line(message) if isinstance(message, BaseException) else message}",
+                file=file or sys.stderr,
+            )
         except (OSError, ValueError):  # stderr closed
             pass
 

@@ -26,16 +26,31 @@ def positive_float(text: str) -> float:
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the edge-fusion parameters (all optional; automatic when omitted)."""
     g = parser.add_argument_group("edge detection (automatic when omitted)")
-    g.add_argument("--stretch-percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   default=(1.0, 99.0), help="contrast-stretch percentiles (default: 1 99)")
-    g.add_argument("--median-size", type=bounded_int(1, 101), default=7,
-                   help="median filter size, odd, 1 to 101 (default: 7)")
+    g.add_argument(
+        "--stretch-percentiles",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=(1.0, 99.0),
+        help="contrast-stretch percentiles (default: 1 99)",
+    )
+    g.add_argument(
+        "--median-size", type=bounded_int(1, 101), default=7, help="median filter size, odd, 1 to 101 (default: 7)"
+    )
     g.add_argument("--sobel-threshold", type=float, default=None, help="Sobel magnitude threshold")
-    g.add_argument("--log-sigma", type=bounded_float(0, 50, lo_open=True, what="LoG sigma"), default=2.0,
-                   help="LoG sigma in px, > 0 and <= 50 (default: 2)")
+    g.add_argument(
+        "--log-sigma",
+        type=bounded_float(0, 50, lo_open=True, what="LoG sigma"),
+        default=2.0,
+        help="LoG sigma in px, > 0 and <= 50 (default: 2)",
+    )
     g.add_argument("--log-threshold", type=float, default=None, help="LoG zero-crossing threshold")
-    g.add_argument("--canny-sigma", type=bounded_float(0, 50, lo_open=True, what="Canny sigma"),
-                   default=math.sqrt(2), help="Canny sigma in px, > 0 and <= 50 (default: 1.414)")
+    g.add_argument(
+        "--canny-sigma",
+        type=bounded_float(0, 50, lo_open=True, what="Canny sigma"),
+        default=math.sqrt(2),
+        help="Canny sigma in px, > 0 and <= 50 (default: 1.414)",
+    )
     g.add_argument("--canny-high", type=float, default=None, help="Canny high threshold")
     g.add_argument("--canny-low-ratio", type=float, default=0.4, help="Canny low/high ratio (default: 0.4)")
 
@@ -54,8 +69,9 @@ def edge_params_from_args(args: argparse.Namespace) -> EdgeParams:
     )
 
 
-def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size_nm: float | None = None,
-                    max_pixels: int | None = None):
+def load_micrograph(
+    path: str | Path | None, *, sample: bool = False, pixel_size_nm: float | None = None, max_pixels: int | None = None
+):
     """Read the input micrograph (or the bundled sample) and apply a pixel-size override.
 
     ``max_pixels``: largest image accepted (None: the readers' default; 0: no limit).
@@ -77,39 +93,79 @@ def load_micrograph(path: str | Path | None, *, sample: bool = False, pixel_size
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = "the file") -> None:
     """Add the options of the segmentation pipeline shared by ``segment`` and ``batch``."""
-    parser.add_argument("--pixel-size", type=pixel_size_nm, metavar="NM",
-                        help=f"pixel size in nm (overrides the calibration of {scope})")
+    parser.add_argument(
+        "--pixel-size",
+        type=pixel_size_nm,
+        metavar="NM",
+        help=f"pixel size in nm (overrides the calibration of {scope})",
+    )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--grain-size", type=positive_float, metavar="PX",
-                      help="expected mean grain diameter in pixels (default: estimated per image)")
-    size.add_argument("--grain-size-nm", type=positive_float, metavar="NM",
-                      help="expected mean grain diameter in nm (needs a pixel size)")
-    parser.add_argument("--device", type=nonempty, default="auto",
-                        help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
-    parser.add_argument("--net2-steps", default="0", metavar="auto|N",
-                        help="Net2 refinement: 0 = Net1 only, auto = until converged (at most 30 steps), "
-                        "N = at most N steps (default: 0; on real hand-traced crops Net2 made grains worse, "
-                        "docs/generalisation.md)")
-    parser.add_argument("--model", type=Path, metavar="MODEL_DIR",
-                        help="an adapted model directory (grainseg finetune) instead of the shipped model")
+    size.add_argument(
+        "--grain-size",
+        type=positive_float,
+        metavar="PX",
+        help="expected mean grain diameter in pixels (default: estimated per image)",
+    )
+    size.add_argument(
+        "--grain-size-nm",
+        type=positive_float,
+        metavar="NM",
+        help="expected mean grain diameter in nm (needs a pixel size)",
+    )
+    parser.add_argument(
+        "--device", type=nonempty, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)"
+    )
+    parser.add_argument(
+        "--net2-steps",
+        default="0",
+        metavar="auto|N",
+        help="Net2 refinement: 0 = Net1 only, auto = until converged (at most 30 steps), "
+        "N = at most N steps (default: 0; on real hand-traced crops Net2 made grains worse, "
+        "docs/generalisation.md)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="an adapted model directory (grainseg finetune) instead of the shipped model",
+    )
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="boundary probability threshold, between 0 and 1 (default: 0.5)")
-    parser.add_argument("--grains", choices=GRAIN_BUILDERS, default="threshold",
-                        help="how grains are built from the final boundary map: threshold it (best on real "
-                        "hand-traced crops), or take every basin of its watershed (closes faint boundaries; best on "
-                        "our synthetic sets but splits grains on unfamiliar images, docs/generalisation.md; "
-                        "whole-image: 2.7 GB peak at 4096² instead of 0.94 GB) (default: threshold)")
-    parser.add_argument("--min-grain-area", type=int, default=DEFAULT_MIN_GRAIN_AREA,
-                        help=f"smallest grain kept, px (default: {DEFAULT_MIN_GRAIN_AREA})")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="boundary probability threshold, between 0 and 1 (default: 0.5)"
+    )
+    parser.add_argument(
+        "--grains",
+        choices=GRAIN_BUILDERS,
+        default="threshold",
+        help="how grains are built from the final boundary map: threshold it (best on real "
+        "hand-traced crops), or take every basin of its watershed (closes faint boundaries; best on "
+        "our synthetic sets but splits grains on unfamiliar images, docs/generalisation.md; "
+        "whole-image: 2.7 GB peak at 4096² instead of 0.94 GB) (default: threshold)",
+    )
+    parser.add_argument(
+        "--min-grain-area",
+        type=int,
+        default=DEFAULT_MIN_GRAIN_AREA,
+        help=f"smallest grain kept, px (default: {DEFAULT_MIN_GRAIN_AREA})",
+    )
 
 
 #: The command-line flag of each :class:`~napari_grainseg.segmentation.options.SegmentOptions` field.
-OPTION_FLAGS = {"net2_steps": "--net2-steps", "grain_size_px": "--grain-size", "grain_size_nm": "--grain-size-nm",
-                "grains": "--grains", "threshold": "--threshold", "min_grain_area": "--min-grain-area",
-                "device": "--device", "weights": "--weights", "net2_weights": "--net2-weights",
-                "pixel_size_nm": "--pixel-size", "max_pixels": "--max-pixels", "watershed_h": "--model"}
+OPTION_FLAGS = {
+    "net2_steps": "--net2-steps",
+    "grain_size_px": "--grain-size",
+    "grain_size_nm": "--grain-size-nm",
+    "grains": "--grains",
+    "threshold": "--threshold",
+    "min_grain_area": "--min-grain-area",
+    "device": "--device",
+    "weights": "--weights",
+    "net2_weights": "--net2-weights",
+    "pixel_size_nm": "--pixel-size",
+    "max_pixels": "--max-pixels",
+    "watershed_h": "--model",
+}
 
 
 def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
@@ -131,8 +187,9 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
         args.model_info = read_model_info(args.model)  # a bad directory fails before any computation
         args.weights = args.model / "net1.pt"
         net2 = args.model / "net2.pt"
-        if net2.is_file() and (args.net2_steps.strip().lower() != "auto"
-                               or args.model_info.get("recommended", {}).get("net2_steps", 1)):
+        if net2.is_file() and (
+            args.net2_steps.strip().lower() != "auto" or args.model_info.get("recommended", {}).get("net2_steps", 1)
+        ):
             args.net2_weights = net2
         elif args.net2_steps.strip().lower() == "auto":
             args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
@@ -150,11 +207,18 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             args.watershed_h = float(recommended.get("watershed_h", 0.1))
     try:
         return (cls or SegmentOptions)(
-            net2_steps=args.net2_steps, grain_size_px=args.grain_size, grain_size_nm=args.grain_size_nm,
-            grains=args.grains, threshold=args.threshold, min_grain_area=args.min_grain_area, device=args.device,
+            net2_steps=args.net2_steps,
+            grain_size_px=args.grain_size,
+            grain_size_nm=args.grain_size_nm,
+            grains=args.grains,
+            threshold=args.threshold,
+            min_grain_area=args.min_grain_area,
+            device=args.device,
             watershed_h=getattr(args, "watershed_h", 0.1),
             weights=str(args.weights) if args.weights else None,
-            net2_weights=str(args.net2_weights) if args.net2_weights else None, **more)
+            net2_weights=str(args.net2_weights) if args.net2_weights else None,
+            **more,
+        )
     except OptionError as exc:
         raise InputError(f"{OPTION_FLAGS.get(exc.field, exc.field)}: {exc}") from None
 
@@ -164,13 +228,23 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, *, min_area: bool
 
     ``min_area=False`` when the command already has ``--min-grain-area`` (``segment``).
     """
-    parser.add_argument("--exclude", type=Path, default=None, metavar="MASK",
-                        help="mask image (.tif/.png/.npy, same size; non-zero = excluded) of pixels left out "
-                        "of the measurement: grains overlapping it are dropped, N_A uses the remaining area")
+    parser.add_argument(
+        "--exclude",
+        type=Path,
+        default=None,
+        metavar="MASK",
+        help="mask image (.tif/.png/.npy, same size; non-zero = excluded) of pixels left out "
+        "of the measurement: grains overlapping it are dropped, N_A uses the remaining area",
+    )
     if min_area:
-        parser.add_argument("--min-grain-area", type=int, default=1, metavar="PX",
-                            help="smallest grain measured, px; smaller grains are shared out to their "
-                            "neighbours (default: 1, every grain)")
+        parser.add_argument(
+            "--min-grain-area",
+            type=int,
+            default=1,
+            metavar="PX",
+            help="smallest grain measured, px; smaller grains are shared out to their "
+            "neighbours (default: 1, every grain)",
+        )
     parser.add_argument("--svg", action="store_true", help="also write the histogram as SVG")
 
 
@@ -216,8 +290,9 @@ def read_image_array(path: Path, what: str, max_pixels: int | None = None):
     except ValueError as exc:
         text = " ".join(str(exc).split())
         if "pickle" in text.lower():  # an object array: loading it would run code
-            raise InputError(f"cannot read {what} image {path}: it holds Python objects (pickled), "
-                             "not numbers; refused") from None
+            raise InputError(
+                f"cannot read {what} image {path}: it holds Python objects (pickled), not numbers; refused"
+            ) from None
         raise InputError(f"cannot read {what} image {path}: {text}") from None
     except Exception as exc:  # corrupt file
         raise InputError(f"cannot read {what} image {path}: {' '.join(str(exc).split())}") from None

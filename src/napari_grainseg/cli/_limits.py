@@ -21,8 +21,9 @@ def bounded_float(lo: float, hi: float, *, lo_open: bool = False, what: str = "v
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
         if not ok:
-            raise argparse.ArgumentTypeError(f"{what} must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, "
-                                             f"got {text}")
+            raise argparse.ArgumentTypeError(
+                f"{what} must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {text}"
+            )
         return value
 
     return parse
@@ -37,8 +38,9 @@ def bounded_int(lo: int, hi: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be >= {lo}" + (f" and <= {hi}" if hi is not None else "")
-                                             + f", got {value}")
+            raise argparse.ArgumentTypeError(
+                f"must be >= {lo}" + (f" and <= {hi}" if hi is not None else "") + f", got {value}"
+            )
         return value
 
     return parse
@@ -81,22 +83,34 @@ def max_pixels(text: str) -> int:
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
     from napari_grainseg.io.readers import DEFAULT_MAX_PIXELS
 
-    parser.add_argument("--max-pixels", type=max_pixels, default=DEFAULT_MAX_PIXELS, metavar="N",
-                        help="refuse images (decoded, or resampled for a grain-size hint) larger than N pixels; "
-                        f"0 = no limit (default: {DEFAULT_MAX_PIXELS:.3g})")
+    parser.add_argument(
+        "--max-pixels",
+        type=max_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse images (decoded, or resampled for a grain-size hint) larger than N pixels; "
+        f"0 = no limit (default: {DEFAULT_MAX_PIXELS:.3g})",
+    )
 
 
 def add_output_safety_arguments(parser: argparse.ArgumentParser) -> None:
     """``--overwrite`` and ``--wait`` (outputs edited by hand; another run using the folder)."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace outputs that differ from what grainseg wrote (edited by hand); "
-                        "without it such a run stops before computing anything")
-    parser.add_argument("--wait", action="store_true",
-                        help="if another grainseg run uses the output folder, wait for it instead of stopping")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that differ from what grainseg wrote (edited by hand); "
+        "without it such a run stops before computing anything",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another grainseg run uses the output folder, wait for it instead of stopping",
+    )
 
 
-def check_not_an_input(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None],
-                       option: str = "--out") -> None:
+def check_not_an_input(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None], option: str = "--out"
+) -> None:
     """Refuse an output path that is one of the input files (same resolved path or same file)."""
     ins = [Path(p) for p in inputs if p is not None]
     for out in outputs:
@@ -109,5 +123,6 @@ def check_not_an_input(outputs: Iterable[str | os.PathLike], inputs: Iterable[st
                 except OSError:
                     same = False
             if same:
-                raise InputError(f"{option} {out} is the input file {src}; it would be overwritten. "
-                                 "Give another output name")
+                raise InputError(
+                    f"{option} {out} is the input file {src}; it would be overwritten. Give another output name"
+                )

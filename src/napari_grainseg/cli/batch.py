@@ -39,17 +39,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         "lists files that failed. Exit status: 0 all fields done, 1 some failed, 2 a user error (bad argument, "
         "unusable output folder or weights, folder in use, outputs edited by hand, disk full).",
     )
-    p.add_argument("input", metavar="INPUT_DIR_OR_GLOB",
-                   help="folder (searched recursively) or quoted glob pattern, e.g. 'fields/**/*.tif'")
+    p.add_argument(
+        "input",
+        metavar="INPUT_DIR_OR_GLOB",
+        help="folder (searched recursively) or quoted glob pattern, e.g. 'fields/**/*.tif'",
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="worker processes of the local Dask cluster, T threads each (default: CPU cores // T, "
-                   "at most one per input; 1 = serial in this process, no Dask)")
-    p.add_argument("--threads-per-worker", type=bounded_int(1, MAX_THREADS_PER_WORKER), default=1, metavar="T",
-                   help=f"torch/OpenCV threads per local worker, 1 to {MAX_THREADS_PER_WORKER} (default: 1)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on an existing Dask cluster, e.g. tcp://host:8786 (workers use their own "
-                   "thread count)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes of the local Dask cluster, T threads each (default: CPU cores // T, "
+        "at most one per input; 1 = serial in this process, no Dask)",
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=bounded_int(1, MAX_THREADS_PER_WORKER),
+        default=1,
+        metavar="T",
+        help=f"torch/OpenCV threads per local worker, 1 to {MAX_THREADS_PER_WORKER} (default: 1)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster, e.g. tcp://host:8786 (workers use their own thread count)",
+    )
     add_segmentation_arguments(p, scope="every file")
     add_max_pixels_argument(p)
     add_output_safety_arguments(p)
@@ -65,9 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model is not None and args.grain_size_nm is not None:
         raise InputError("with --model, give the grain size in px (--grain-size) or none (the model's own)")
-    options = segment_options_from_args(args, BatchOptions, pixel_size_nm=args.pixel_size,
-                                        threads=None if args.scheduler else args.threads_per_worker,
-                                        max_pixels=args.max_pixels)
+    options = segment_options_from_args(
+        args,
+        BatchOptions,
+        pixel_size_nm=args.pixel_size,
+        threads=None if args.scheduler else args.threads_per_worker,
+        max_pixels=args.max_pixels,
+    )
     if args.scheduler is not None and args.workers is not None:
         raise InputError("--workers starts a local cluster; with --scheduler the cluster's workers are used")
     if args.grain_size is not None:  # an absurd hint is refused before anything runs
@@ -87,16 +106,27 @@ def _run_locked(args, options, items, run_id: str) -> int:
     workers = args.workers or max(1, min(len(items), (os.cpu_count() or 1) // args.threads_per_worker))
     where = args.scheduler or ("this process" if workers == 1 else f"{workers} local Dask workers")
     print(f"grainseg: {len(items)} micrographs, running on {where}", file=sys.stderr)
-    result = run_batch(items, options, workers=workers, scheduler=args.scheduler,
-                       resume=not args.no_resume, progress=not args.no_progress, overwrite=args.overwrite,
-                       run_id=run_id)
+    result = run_batch(
+        items,
+        options,
+        workers=workers,
+        scheduler=args.scheduler,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        run_id=run_id,
+    )
     sample = write_sample_summary(args.out, items, result)
     for f in result.failures:
         print(f"grainseg: failed: {f['input']}: {f['error']}", file=sys.stderr)
     pooled = sample["pooled"]
     g = pooled.get("astm_g_planimetric")
-    print(f"grainseg: {result.count('processed')} processed, {result.count('skipped')} skipped (already done), "
-          f"{len(result.failures)} failed in {result.seconds:.1f} s; {pooled['n_grains_included']} complete "
-          f"grains pooled" + (f", G (planimetric) = {g:.2f}" if g is not None else "")
-          + f" -> {args.out / 'sample_summary.json'}", file=sys.stderr)
+    print(
+        f"grainseg: {result.count('processed')} processed, {result.count('skipped')} skipped (already done), "
+        f"{len(result.failures)} failed in {result.seconds:.1f} s; {pooled['n_grains_included']} complete "
+        f"grains pooled"
+        + (f", G (planimetric) = {g:.2f}" if g is not None else "")
+        + f" -> {args.out / 'sample_summary.json'}",
+        file=sys.stderr,
+    )
     return 1 if result.failures else 0

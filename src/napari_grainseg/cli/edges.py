@@ -18,11 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Detect edges with Sobel, Laplacian-of-Gaussian and Canny and write them "
         "as one RGB uint8 TIFF (R = Sobel, G = LoG, B = Canny; 0 or 255).",
     )
-    p.add_argument("input", nargs="?", metavar="INPUT",
-                   help="micrograph file (TIFF, PNG, JPEG, MRC, DM3/DM4, SER), or --sample")
+    p.add_argument(
+        "input", nargs="?", metavar="INPUT", help="micrograph file (TIFF, PNG, JPEG, MRC, DM3/DM4, SER), or --sample"
+    )
     p.add_argument("--sample", action="store_true", help="use the bundled real TEM micrograph (instead of INPUT)")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE",
-                   help="output file, .tif (never the input file)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file, .tif (never the input file)")
     add_edge_arguments(p)
     add_max_pixels_argument(p)
     p.set_defaults(func=run)

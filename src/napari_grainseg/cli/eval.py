@@ -38,26 +38,56 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distribution) and report boundary P/R/F1 at 1-3 px, variation of information, adapted Rand "
         "error, grain-count and mean-ECD errors, pixel accuracy and seconds per megapixel.",
     )
-    p.add_argument("--sets", nargs="+", default=list(DEFAULT_EVAL_SETS), choices=list(EVAL_SETS), metavar="SET",
-                   help=f"test sets (default: {', '.join(DEFAULT_EVAL_SETS)}; also "
-                   f"{', '.join(s for s in EVAL_SETS if s not in DEFAULT_EVAL_SETS)})")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="METHOD",
-                   help=f"methods (default: all of {', '.join(METHODS)})")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        default=list(DEFAULT_EVAL_SETS),
+        choices=list(EVAL_SETS),
+        metavar="SET",
+        help=f"test sets (default: {', '.join(DEFAULT_EVAL_SETS)}; also "
+        f"{', '.join(s for s in EVAL_SETS if s not in DEFAULT_EVAL_SETS)})",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=list(METHODS),
+        metavar="METHOD",
+        help=f"methods (default: all of {', '.join(METHODS)})",
+    )
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
-    p.add_argument("--model", type=Path, metavar="MODEL_DIR",
-                   help="an adapted model directory (grainseg finetune) for the Net1 and Net2 methods")
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="an adapted model directory (grainseg finetune) for the Net1 and Net2 methods",
+    )
     p.add_argument("--weights", type=Path, help="Net1 weights (default: shipped)")
     p.add_argument("--net2-weights", type=Path, help="Net2 weights for net1+net2 (default: shipped)")
-    p.add_argument("--blind-net2-weights", type=Path,
-                   help="image-blind Net2 weights for net1+blind-net2 (default: shipped net2-blind.pt)")
-    p.add_argument("--paper-nets", type=Path, help="the paper's networks as .npz "
-                   "(default: $GRAINSEG_PAPER_NETS, else shared/data/seed_nets/seed_nets.npz inside or beside the "
-                   "repository this package runs from, whatever the working folder)")
-    p.add_argument("--markdown", type=Path, help="write the tables into this markdown file, in a section "
-                   "between <!-- BEGIN SECTION --> and <!-- END SECTION --> markers (other text is kept)")
-    p.add_argument("--section", default="eval", help="name of that section (default: eval), so runs on "
-                   "other sets can keep their own tables in the same file")
+    p.add_argument(
+        "--blind-net2-weights",
+        type=Path,
+        help="image-blind Net2 weights for net1+blind-net2 (default: shipped net2-blind.pt)",
+    )
+    p.add_argument(
+        "--paper-nets",
+        type=Path,
+        help="the paper's networks as .npz "
+        "(default: $GRAINSEG_PAPER_NETS, else shared/data/seed_nets/seed_nets.npz inside or beside the "
+        "repository this package runs from, whatever the working folder)",
+    )
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        help="write the tables into this markdown file, in a section "
+        "between <!-- BEGIN SECTION --> and <!-- END SECTION --> markers (other text is kept)",
+    )
+    p.add_argument(
+        "--section",
+        default="eval",
+        help="name of that section (default: eval), so runs on other sets can keep their own tables in the same file",
+    )
     p.add_argument("--json", type=Path, help="write all results as JSON")
     p.set_defaults(func=run)
 
@@ -78,16 +108,27 @@ def run(args: argparse.Namespace) -> int:
         args.weights = args.model / "net1.pt"
         if (args.model / "net2.pt").is_file():
             args.net2_weights = args.model / "net2.pt"
-    results = run_evaluation(args.sets, args.methods, limit=args.limit, device=args.device,
-                             net1_weights=args.weights, paper_nets=args.paper_nets or paper_nets_default(),
-                             net2_weights=args.net2_weights, blind_net2_weights=args.blind_net2_weights)
+    results = run_evaluation(
+        args.sets,
+        args.methods,
+        limit=args.limit,
+        device=args.device,
+        net1_weights=args.weights,
+        paper_nets=args.paper_nets or paper_nets_default(),
+        net2_weights=args.net2_weights,
+        blind_net2_weights=args.blind_net2_weights,
+    )
     results["model"] = _model_record(args.weights, args.net2_weights)
     table = format_markdown(results)
     print(table)
     if args.markdown:
         command = shlex.join(["grainseg", *(getattr(args, "argv", None) or ["eval"])])
-        replace_section(args.markdown, args.section, f"Regenerate with `{command}`.\n\n{table}",
-                        heading="## Evaluation on frozen synthetic test sets" if args.section == "eval" else None)
+        replace_section(
+            args.markdown,
+            args.section,
+            f"Regenerate with `{command}`.\n\n{table}",
+            heading="## Evaluation on frozen synthetic test sets" if args.section == "eval" else None,
+        )
     if args.json:
         with atomic_open(args.json) as fh:
             json.dump(results, fh, indent=2)

@@ -24,33 +24,69 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="corrected micrographs")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--labels", nargs="+", type=Path, metavar="FILE",
-                        help="grain label images, one per IMAGE in the same order (each grain a positive id; "
-                        "0 = boundary; a boundary also wherever two ids meet)")
-    target.add_argument("--boundaries", nargs="+", type=Path, metavar="FILE",
-                        help="boundary masks, one per IMAGE (non-zero = boundary, lines of any width, e.g. a "
-                        "corrected *_boundaries.tif); lines are thinned to their centre")
-    p.add_argument("--roi", nargs="+", type=Path, metavar="MASK",
-                   help="masks of the verified part of each image (non-zero = verified); the rest is ignored")
+    target.add_argument(
+        "--labels",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="grain label images, one per IMAGE in the same order (each grain a positive id; "
+        "0 = boundary; a boundary also wherever two ids meet)",
+    )
+    target.add_argument(
+        "--boundaries",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="boundary masks, one per IMAGE (non-zero = boundary, lines of any width, e.g. a "
+        "corrected *_boundaries.tif); lines are thinned to their centre",
+    )
+    p.add_argument(
+        "--roi",
+        nargs="+",
+        type=Path,
+        metavar="MASK",
+        help="masks of the verified part of each image (non-zero = verified); the rest is ignored",
+    )
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
-    p.add_argument("--from", dest="from_dir", type=Path, metavar="MODEL_DIR",
-                   help="learn again: add the corrections recorded in MODEL_DIR and train from its base model")
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="learn again: add the corrections recorded in MODEL_DIR and train from its base model",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, metavar="N", help="optimiser steps (default 300)")
-    budget.add_argument("--minutes", type=positive_float, metavar="M",
-                        help="train for this long instead of a number of steps (not reproducible step "
-                        "for step)")
+    budget.add_argument(
+        "--minutes",
+        type=positive_float,
+        metavar="M",
+        help="train for this long instead of a number of steps (not reproducible step for step)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of crops, augmentation and split (default 0)")
-    p.add_argument("--holdout", type=float, default=None, metavar="SHARE",
-                   help="share of the images held out to check the adapted model against the base (with >= 2 "
-                   "images at least one; 0 = none; default 0.25)")
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="share of the images held out to check the adapted model against the base (with >= 2 "
+        "images at least one; 0 = none; default 0.25)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--pixel-size", type=positive_float, metavar="NM",
-                      help="pixel size of the images in nm (recorded; with the measured grain size it lets "
-                      "the model pick the right scale on other calibrated images)")
-    size.add_argument("--grain-size", type=positive_float, metavar="PX",
-                      help="mean grain diameter of the images in px (default: measured on the corrections)")
+    size.add_argument(
+        "--pixel-size",
+        type=positive_float,
+        metavar="NM",
+        help="pixel size of the images in nm (recorded; with the measured grain size it lets "
+        "the model pick the right scale on other calibrated images)",
+    )
+    size.add_argument(
+        "--grain-size",
+        type=positive_float,
+        metavar="PX",
+        help="mean grain diameter of the images in px (default: measured on the corrections)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -88,29 +124,49 @@ def run(args: argparse.Namespace) -> int:
         progress = None
     try:
         out, info = adapt_and_save(
-            args.images, labels=args.labels, boundaries=args.boundaries, rois=args.roi, out=args.out,
-            from_dir=args.from_dir, steps=args.steps, minutes=args.minutes, seed=args.seed,
-            holdout=args.holdout, device=args.device, pixel_size_nm=args.pixel_size,
-            grain_size_px=args.grain_size, progress=progress,
-            log=lambda text: print(f"grainseg: {text}", file=sys.stderr))
+            args.images,
+            labels=args.labels,
+            boundaries=args.boundaries,
+            rois=args.roi,
+            out=args.out,
+            from_dir=args.from_dir,
+            steps=args.steps,
+            minutes=args.minutes,
+            seed=args.seed,
+            holdout=args.holdout,
+            device=args.device,
+            pixel_size_nm=args.pixel_size,
+            grain_size_px=args.grain_size,
+            progress=progress,
+            log=lambda text: print(f"grainseg: {text}", file=sys.stderr),
+        )
     finally:
         if bar is not None:
             bar.close()
     n_held = sum(r.get("role") == "heldout" for r in info["training_images"])
-    print(f"grainseg: {info['steps_done']} steps on {len(info['training_images']) - n_held} images "
-          + (f"({n_held} held out) " if n_held else "") +
-          f"({info['train_seconds']:.0f} s, {info['stopped']}); model -> {out}", file=sys.stderr)
+    print(
+        f"grainseg: {info['steps_done']} steps on {len(info['training_images']) - n_held} images "
+        + (f"({n_held} held out) " if n_held else "")
+        + f"({info['train_seconds']:.0f} s, {info['stopped']}); model -> {out}",
+        file=sys.stderr,
+    )
     held = info.get("heldout")
     if held:
         base_builder = min(held["base"], key=lambda k: held["base"][k]["vi"])
         b, a = held["base"][base_builder], held["adapted"][held["best_grains"]]
         rec = info.get("recommended", {})
         setting = ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("grains", "net2_steps"))
-        print(f"grainseg: held out {held['n_images']} image(s): base (grains by {base_builder}) -> adapted "
-              f"(grains by {rec.get('grains')}{', ' + setting if setting else ''}): VI {b['vi']:.3f} -> "
-              f"{a['vi']:.3f}, F1 {b['f1_2px']:.3f} -> {a['f1_2px']:.3f}, |count err| "
-              f"{b['abs_grain_count_error']:.0%} -> {a['abs_grain_count_error']:.0%}", file=sys.stderr)
+        print(
+            f"grainseg: held out {held['n_images']} image(s): base (grains by {base_builder}) -> adapted "
+            f"(grains by {rec.get('grains')}{', ' + setting if setting else ''}): VI {b['vi']:.3f} -> "
+            f"{a['vi']:.3f}, F1 {b['f1_2px']:.3f} -> {a['f1_2px']:.3f}, |count err| "
+            f"{b['abs_grain_count_error']:.0%} -> {a['abs_grain_count_error']:.0%}",
+            file=sys.stderr,
+        )
         if held["worse_than_base"]:
-            print("grainseg: WARNING: the adapted model scores worse than the base model on the held-out "
-                  "images (flagged in model.json); check the corrections or use more of them", file=sys.stderr)
+            print(
+                "grainseg: WARNING: the adapted model scores worse than the base model on the held-out "
+                "images (flagged in model.json); check the corrections or use more of them",
+                file=sys.stderr,
+            )
     return 0

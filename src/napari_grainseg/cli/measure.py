@@ -25,18 +25,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "<stem>_histogram.png (and .svg with --svg) and <stem>_overlay.png.",
     )
     p.add_argument("labels", type=Path, help="label image: .tif/.tiff, .png or .npy, integer")
-    p.add_argument("--pixel-size", default=None, metavar="NM",  # checked in run(), range included
-                   help="pixel size in nm (default: the micrograph's calibration, if --image)")
-    p.add_argument("--image", type=Path, default=None, metavar="MICROGRAPH",
-                   help="micrograph for the overlay (and its pixel size)")
+    p.add_argument(
+        "--pixel-size",
+        default=None,
+        metavar="NM",  # checked in run(), range included
+        help="pixel size in nm (default: the micrograph's calibration, if --image)",
+    )
+    p.add_argument(
+        "--image", type=Path, default=None, metavar="MICROGRAPH", help="micrograph for the overlay (and its pixel size)"
+    )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--stem", default=None, help="output file prefix (default: labels file name)")
-    p.add_argument("--include-edge-grains", action="store_true",
-                   help="use grains cut by the image edge in the size statistics")
-    p.add_argument("--edge-correction", choices=("miles", "guard", "none"), default="miles",
-                   help="unbiased correction for excluded edge grains (default: miles)")
-    p.add_argument("--orientations", type=int, default=8,
-                   help="test-line orientations of the intercept method (default: 8)")
+    p.add_argument(
+        "--include-edge-grains", action="store_true", help="use grains cut by the image edge in the size statistics"
+    )
+    p.add_argument(
+        "--edge-correction",
+        choices=("miles", "guard", "none"),
+        default="miles",
+        help="unbiased correction for excluded edge grains (default: miles)",
+    )
+    p.add_argument(
+        "--orientations", type=int, default=8, help="test-line orientations of the intercept method (default: 8)"
+    )
     add_measurement_arguments(p)
     add_max_pixels_argument(p)
     p.set_defaults(func=run)
@@ -83,10 +94,13 @@ def run(args: argparse.Namespace) -> int:
     labels, split = split_regions(labels)
     if split:
         more = f" and {len(split) - 3} more" if len(split) > 3 else ""
-        print(f"grainseg: warning: label id{'s' if len(split) > 1 else ''} "
-              f"{', '.join(str(i) for i in split[:3])}{more} {'each cover' if len(split) > 1 else 'covers'} "
-              "separate regions: every region is "
-              "measured as its own grain (grains renumbered)", file=sys.stderr)
+        print(
+            f"grainseg: warning: label id{'s' if len(split) > 1 else ''} "
+            f"{', '.join(str(i) for i in split[:3])}{more} {'each cover' if len(split) > 1 else 'covers'} "
+            "separate regions: every region is "
+            "measured as its own grain (grains renumbered)",
+            file=sys.stderr,
+        )
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file, not a folder")
     check_not_an_input([args.out], [args.labels, args.image])
@@ -98,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
         micrograph = read_micrograph(args.image, max_pixels=args.max_pixels)
         image = micrograph.data
         if image.shape != labels.shape:
-            raise InputError(f"micrograph is {image.shape[0]}x{image.shape[1]} px but the label "
-                             f"image is {labels.shape[0]}x{labels.shape[1]}")
+            raise InputError(
+                f"micrograph is {image.shape[0]}x{image.shape[1]} px but the label "
+                f"image is {labels.shape[0]}x{labels.shape[1]}"
+            )
         if pixel_size is None:
             pixel_size = micrograph.pixel_size_nm
     if args.orientations < 1:
@@ -107,9 +123,12 @@ def run(args: argparse.Namespace) -> int:
     options = measurement_options(args, labels.shape)
     stem = args.stem or args.labels.stem
     paths = write_report(
-        args.out, stem, image=image, labels=labels, pixel_size_nm=pixel_size,
-        extra={"source_labels": str(args.labels),
-               "source_image": str(args.image) if args.image else None},
+        args.out,
+        stem,
+        image=image,
+        labels=labels,
+        pixel_size_nm=pixel_size,
+        extra={"source_labels": str(args.labels), "source_image": str(args.image) if args.image else None},
         exclude_edge_grains=not args.include_edge_grains,
         edge_correction=None if args.edge_correction == "none" else args.edge_correction,
         n_intercept_orientations=args.orientations,
@@ -122,12 +141,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"grainseg: warning: {w}", file=sys.stderr)
     g = summary["astm_g_planimetric"]
     ecd = summary["mean_ecd_nm"]
-    print(f"{summary['n_grains']} grains ({summary['n_grains_included']} in size statistics); "
-          f"mean ECD {summary['mean_ecd_px']:.3g} px"
-          + (f" = {ecd:.4g} nm" if ecd is not None else "")
-          + (f"; ASTM G planimetric {g:.2f}, intercept {summary['astm_g_intercept']:.2f}"
-             if g is not None and summary['astm_g_intercept'] is not None else ""),
-          file=sys.stderr)
+    print(
+        f"{summary['n_grains']} grains ({summary['n_grains_included']} in size statistics); "
+        f"mean ECD {summary['mean_ecd_px']:.3g} px"
+        + (f" = {ecd:.4g} nm" if ecd is not None else "")
+        + (
+            f"; ASTM G planimetric {g:.2f}, intercept {summary['astm_g_intercept']:.2f}"
+            if g is not None and summary["astm_g_intercept"] is not None
+            else ""
+        ),
+        file=sys.stderr,
+    )
     for p in paths.values():
         print(p)
     return 0

@@ -52,19 +52,25 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no input: give micrograph files, or --sample for the bundled one")
     check_output_dir(args.out)  # a file, under a file, read-only...: before any computation
     # Read everything first: a bad file fails before any long computation.
-    micrographs = [load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size,
-                                   max_pixels=args.max_pixels) for src in sources]
+    micrographs = [
+        load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size, max_pixels=args.max_pixels)
+        for src in sources
+    ]
     stems = [Path(m.source).stem for m in micrographs]
     report_options = measurement_options(args)
     if report_options["exclude"] is not None:
         for m in micrographs:
             if m.data.shape != report_options["exclude"].shape:
-                raise InputError(f"--exclude {args.exclude}: the mask is {report_options['exclude'].shape[0]}x"
-                                 f"{report_options['exclude'].shape[1]} px but {m.source} is "
-                                 f"{m.data.shape[0]}x{m.data.shape[1]}")
+                raise InputError(
+                    f"--exclude {args.exclude}: the mask is {report_options['exclude'].shape[0]}x"
+                    f"{report_options['exclude'].shape[1]} px but {m.source} is "
+                    f"{m.data.shape[0]}x{m.data.shape[1]}"
+                )
     if len(set(stems)) != len(stems):
-        raise InputError("several inputs have the same file name; their outputs would collide "
-                         "(use grainseg batch, which mirrors folders)")
+        raise InputError(
+            "several inputs have the same file name; their outputs would collide "
+            "(use grainseg batch, which mirrors folders)"
+        )
     grain_sizes = []
     for m in micrographs:
         try:
@@ -106,18 +112,34 @@ def _segment_all(args, options, micrographs, stems, grain_sizes, run_id: str, re
     net2_model = options.net2(device) if budget else None
     if options.net2_auto and not budget:
         print("grainseg: no Net2 weights shipped; using Net1 only", file=sys.stderr)
-    for m, stem, gsize in tqdm(list(zip(micrographs, stems, grain_sizes)), desc="segment", unit="image",
-                               disable=len(micrographs) < 2):
+    for m, stem, gsize in tqdm(
+        list(zip(micrographs, stems, grain_sizes)), desc="segment", unit="image", disable=len(micrographs) < 2
+    ):
         # the grain size is resolved above (nm -> px, and to an adapted model's scale)
         opts = replace(options, grain_size_px=gsize, grain_size_nm=None)
         result = segment(m.data, opts, model=model, net2_model=net2_model)
         stage = staging_dir(args.out, stem, run_id)
         try:
-            write_segmentation(stage, stem, m.data, result, pixel_size_nm=m.pixel_size_nm,
-                               extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm}, **report_options)
-            commit_field(stage, args.out, stem, expected=names[stem],
-                         extra={"input": str(Path(m.source).resolve()), "command": "segment",
-                                "n_grains": int(result.labels.max())})
+            write_segmentation(
+                stage,
+                stem,
+                m.data,
+                result,
+                pixel_size_nm=m.pixel_size_nm,
+                extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm},
+                **report_options,
+            )
+            commit_field(
+                stage,
+                args.out,
+                stem,
+                expected=names[stem],
+                extra={
+                    "input": str(Path(m.source).resolve()),
+                    "command": "segment",
+                    "n_grains": int(result.labels.max()),
+                },
+            )
         except OSError as exc:
             raise as_output_error(exc, args.out / stem) from exc
         finally:
@@ -125,8 +147,17 @@ def _segment_all(args, options, micrographs, stems, grain_sizes, run_id: str, re
                 import shutil
 
                 shutil.rmtree(stage, ignore_errors=True)
-        net2 = (f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"
-                + ("" if result.refine_converged else " (not converged)")) if result.refine_steps else ""
-        print(f"{stem}: {int(result.labels.max())} grains, scale {result.prediction.scale:.2f}, "
-              f"Net1 {result.prediction.seconds:.2f} s{net2} → {args.out}", file=sys.stderr)
+        net2 = (
+            (
+                f", Net2 {result.refine_steps} steps {result.refine_seconds:.2f} s"
+                + ("" if result.refine_converged else " (not converged)")
+            )
+            if result.refine_steps
+            else ""
+        )
+        print(
+            f"{stem}: {int(result.labels.max())} grains, scale {result.prediction.scale:.2f}, "
+            f"Net1 {result.prediction.seconds:.2f} s{net2} → {args.out}",
+            file=sys.stderr,
+        )
     return 0

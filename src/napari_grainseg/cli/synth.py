@@ -55,8 +55,12 @@ def register(subparsers) -> None:
     p.add_argument("--shape", default="96x496", help="HEIGHTxWIDTH in pixels (default: 96x496)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default: 0)")
     p.add_argument("--preset", default="tem", help="tem, paper or train (default: tem)")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help="override a generator knob (repeatable), e.g. --param mean_diameter=30")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a generator knob (repeatable), e.g. --param mean_diameter=30",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -87,8 +91,11 @@ def run(args: argparse.Namespace) -> int:
     for i in tqdm(range(args.n), desc="synth", unit="img", disable=args.quiet):
         sample = generate(args.seed + i, shape, args.preset, **overrides)
         stem = out / f"synth_{args.seed + i:06d}"
-        for suffix, array in (("image", sample.image), ("labels", sample.labels),
-                              ("boundaries", sample.boundaries.astype(np.uint8))):
+        for suffix, array in (
+            ("image", sample.image),
+            ("labels", sample.labels),
+            ("boundaries", sample.boundaries.astype(np.uint8)),
+        ):
             with atomic_path(f"{stem}_{suffix}.tif") as tmp:
                 tifffile.imwrite(tmp, array, compression="zlib")
         with atomic_open(f"{stem}_params.json") as fh:

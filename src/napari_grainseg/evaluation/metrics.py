@@ -187,8 +187,14 @@ def segmentation_scores(pred_labels: np.ndarray, true_labels: np.ndarray) -> dic
     split, merge = variation_of_information(true, pred, ignore_labels=())
     are, are_precision, are_recall = adapted_rand_error(true, pred, ignore_labels=())
     split, merge = max(float(split), 0.0), max(float(merge), 0.0)  # round-off can give -1e-16
-    return dict(vi=split + merge, vi_split=split, vi_merge=merge, are=float(are),
-                are_precision=float(are_precision), are_recall=float(are_recall))
+    return dict(
+        vi=split + merge,
+        vi_split=split,
+        vi_merge=merge,
+        are=float(are),
+        are_precision=float(are_precision),
+        are_recall=float(are_recall),
+    )
 
 
 def _grain_areas(labels: np.ndarray) -> np.ndarray:

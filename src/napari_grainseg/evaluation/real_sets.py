@@ -51,8 +51,10 @@ def find_tbm_dir(folder: str | os.PathLike | None = None) -> Path:
     for path in candidates:
         if (path / "images").is_dir() and (path / "masks").is_dir():
             return path
-    raise InputError(f"the TBM crops were not found: set {TBM_ENV} to the folder holding images/ and masks/ "
-                     f"(../shared/data/tbm_train in a development checkout)")
+    raise InputError(
+        f"the TBM crops were not found: set {TBM_ENV} to the folder holding images/ and masks/ "
+        f"(../shared/data/tbm_train in a development checkout)"
+    )
 
 
 def labels_from_traced_mask(mask: np.ndarray, level: float = 128) -> np.ndarray:

@@ -64,57 +64,137 @@ class EvalSet:
 
 
 #: The test sets (and two tuning sets, named tune-*). Frozen: change a definition only with a new name.
-EVAL_SETS: dict[str, EvalSet] = {s.name: s for s in (
-    EvalSet("id-train", "in distribution: the training preset's random draws", "train", (256, 256),
-            8_000_000_000, 16),
-    EvalSet("id-tem", "in distribution: the default bright-field preset", "tem", (256, 256),
-            8_000_100_000, 16),
-    EvalSet("ood-noisy", "out of distribution: very low dose (3 e/px) and strong read noise", "tem",
-            (256, 256), 8_000_200_000, 12, {"dose": 3.0, "read_noise": 0.08}),
-    EvalSet("ood-large", "out of distribution: 100 px grains (trained 8-60 px)", "tem", (512, 512),
-            8_000_300_000, 6, {"mean_diameter": 100.0}),
-    EvalSet("ood-small", "out of distribution: 6 px grains", "tem", (256, 256), 8_000_400_000, 12,
-            {"mean_diameter": 6.0}),
-    EvalSet("ood-paper", "other generator style: the paper's flat-shaded preset, 96x496", "paper",
-            (96, 496), 8_000_500_000, 12),
-    # Added in session 4, after every shipped model was trained; no model or parameter was chosen
-    # on them. Four times the images of id-tem / id-train, so that image-by-image differences of
-    # about 0.02 VI between two methods can be resolved (standard error about 0.006).
-    EvalSet("id-tem-64", "in distribution, larger: 64 more draws of the default bright-field preset", "tem",
-            (256, 256), 8_000_600_000, 64, in_default_run=False),
-    EvalSet("id-train-64", "in distribution, larger: 64 more draws of the training preset", "train",
-            (256, 256), 8_000_700_000, 64, in_default_run=False),
-    # Not test sets: tuning draws for choosing between candidate models before the test sets are
-    # scored (e.g. whether to ship a newly trained Net1; docs/net1.md).
-    EvalSet("tune-tem", "tuning draws (not a test set): the default bright-field preset", "tem",
-            (256, 256), 8_600_000_000, 16, in_default_run=False),
-    EvalSet("tune-train", "tuning draws (not a test set): the training preset", "train",
-            (256, 256), 8_600_100_000, 16, in_default_run=False),
-)}
+EVAL_SETS: dict[str, EvalSet] = {
+    s.name: s
+    for s in (
+        EvalSet(
+            "id-train", "in distribution: the training preset's random draws", "train", (256, 256), 8_000_000_000, 16
+        ),
+        EvalSet("id-tem", "in distribution: the default bright-field preset", "tem", (256, 256), 8_000_100_000, 16),
+        EvalSet(
+            "ood-noisy",
+            "out of distribution: very low dose (3 e/px) and strong read noise",
+            "tem",
+            (256, 256),
+            8_000_200_000,
+            12,
+            {"dose": 3.0, "read_noise": 0.08},
+        ),
+        EvalSet(
+            "ood-large",
+            "out of distribution: 100 px grains (trained 8-60 px)",
+            "tem",
+            (512, 512),
+            8_000_300_000,
+            6,
+            {"mean_diameter": 100.0},
+        ),
+        EvalSet(
+            "ood-small",
+            "out of distribution: 6 px grains",
+            "tem",
+            (256, 256),
+            8_000_400_000,
+            12,
+            {"mean_diameter": 6.0},
+        ),
+        EvalSet(
+            "ood-paper",
+            "other generator style: the paper's flat-shaded preset, 96x496",
+            "paper",
+            (96, 496),
+            8_000_500_000,
+            12,
+        ),
+        # Added in session 4, after every shipped model was trained; no model or parameter was chosen
+        # on them. Four times the images of id-tem / id-train, so that image-by-image differences of
+        # about 0.02 VI between two methods can be resolved (standard error about 0.006).
+        EvalSet(
+            "id-tem-64",
+            "in distribution, larger: 64 more draws of the default bright-field preset",
+            "tem",
+            (256, 256),
+            8_000_600_000,
+            64,
+            in_default_run=False,
+        ),
+        EvalSet(
+            "id-train-64",
+            "in distribution, larger: 64 more draws of the training preset",
+            "train",
+            (256, 256),
+            8_000_700_000,
+            64,
+            in_default_run=False,
+        ),
+        # Not test sets: tuning draws for choosing between candidate models before the test sets are
+        # scored (e.g. whether to ship a newly trained Net1; docs/net1.md).
+        EvalSet(
+            "tune-tem",
+            "tuning draws (not a test set): the default bright-field preset",
+            "tem",
+            (256, 256),
+            8_600_000_000,
+            16,
+            in_default_run=False,
+        ),
+        EvalSet(
+            "tune-train",
+            "tuning draws (not a test set): the training preset",
+            "train",
+            (256, 256),
+            8_600_100_000,
+            16,
+            in_default_run=False,
+        ),
+    )
+}
 # Added in session 9, as evidence the generator did not tune (docs/generalisation.md): a look no
 # shipped model was trained on (the domain-randomisation preset), and real hand-traced crops
 # (not shipped; found through evaluation.real_sets.find_tbm_dir). Not in the default run.
 EVAL_SETS["look-random"] = EvalSet(
-    "look-random", "held-out look: the domain-randomisation preset (not in v5's training)", "random",
-    (256, 256), 8_000_800_000, 16, in_default_run=False)
-EVAL_SETS.update({s.name: s for s in (
-    TracedSet("real-tbm", "real: 64 hand-traced optical crops of a tint-etched steel (zero-shot)", "all"),
-    TracedSet("real-tbm-test", "real: the 33 TBM test crops (11 micrographs) kept out of adaptation", "test"),
-)})
+    "look-random",
+    "held-out look: the domain-randomisation preset (not in v5's training)",
+    "random",
+    (256, 256),
+    8_000_800_000,
+    16,
+    in_default_run=False,
+)
+EVAL_SETS.update(
+    {
+        s.name: s
+        for s in (
+            TracedSet("real-tbm", "real: 64 hand-traced optical crops of a tint-etched steel (zero-shot)", "all"),
+            TracedSet("real-tbm-test", "real: the 33 TBM test crops (11 micrographs) kept out of adaptation", "test"),
+        )
+    }
+)
 
 #: The sets ``grainseg eval`` runs by default (the larger ones are asked for by name).
 DEFAULT_EVAL_SETS: tuple[str, ...] = tuple(name for name, s in EVAL_SETS.items() if s.in_default_run)
 
 #: Validation set for tuning the classical baseline's parameters (not a test set).
-CLASSICAL_TUNING_SET = EvalSet("tune-classical", "tuning set for the classical baseline", "train",
-                               (256, 256), 8_500_000_000, 8)
+CLASSICAL_TUNING_SET = EvalSet(
+    "tune-classical", "tuning set for the classical baseline", "train", (256, 256), 8_500_000_000, 8
+)
 
 #: Grid searched for the classical baseline.
-CLASSICAL_GRID = {"sigma": (1.0, 2.0, 3.0, 4.0), "h": (0.001, 0.002, 0.005, 0.01),
-                  "merge_threshold": (None, 0.01, 0.03)}
+CLASSICAL_GRID = {
+    "sigma": (1.0, 2.0, 3.0, 4.0),
+    "h": (0.001, 0.002, 0.005, 0.01),
+    "merge_threshold": (None, 0.01, 0.03),
+}
 
-METHODS: tuple[str, ...] = ("classical", "paper", "net1", "net1+watershed", "net1+closing", "net1+net2",
-                            "net1+blind-net2")
+METHODS: tuple[str, ...] = (
+    "classical",
+    "paper",
+    "net1",
+    "net1+watershed",
+    "net1+closing",
+    "net1+net2",
+    "net1+blind-net2",
+)
 #: Methods that need Net1.
 NET1_METHODS = {"net1", "net1+watershed", "net1+closing", "net1+net2", "net1+blind-net2"}
 #: The method learned refiners are compared with image by image (the bar Net2 has to clear).
@@ -145,17 +225,26 @@ def tune_classical(progress: bool = False) -> dict:
     names = list(CLASSICAL_GRID)
     for values in itertools.product(*CLASSICAL_GRID.values()):
         params = dict(zip(names, values))
-        vi = np.mean([segmentation_scores(boundaries_to_labels(classical_boundaries(s.image, **params)),
-                                          s.labels)["vi"] for s in samples])
+        vi = np.mean(
+            [
+                segmentation_scores(boundaries_to_labels(classical_boundaries(s.image, **params)), s.labels)["vi"]
+                for s in samples
+            ]
+        )
         if best is None or vi < best[0]:
             best = (vi, params)
     return best[1] | {"tuning_vi": float(best[0])}
 
 
-def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: str | Path | None = None,
-                   paper_nets: str | Path | None = None, classical_params: dict | None = None,
-                   net2_weights: str | Path | None = None,
-                   blind_net2_weights: str | Path | None = None) -> dict[str, Callable[[np.ndarray], tuple]]:
+def method_runners(
+    methods: Iterable[str],
+    device: str = "auto",
+    net1_weights: str | Path | None = None,
+    paper_nets: str | Path | None = None,
+    classical_params: dict | None = None,
+    net2_weights: str | Path | None = None,
+    blind_net2_weights: str | Path | None = None,
+) -> dict[str, Callable[[np.ndarray], tuple]]:
     """Functions ``image -> (boundaries, labels, extra)`` for the named methods, models loaded once.
 
     ``classical_params`` skips the grid search (:func:`tune_classical`) with given parameters.
@@ -195,8 +284,11 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
         base = SegmentOptions(net2_steps=0, device=device, weights=net1_weights)
         base = replace(base, device=base.torch_device())
         model = base.net1(base.device)
-        builders = {"net1": (base, None), "net1+watershed": (replace(base, grains="watershed"), None),
-                    "net1+closing": (base, probability_closing)}
+        builders = {
+            "net1": (base, None),
+            "net1+watershed": (replace(base, grains="watershed"), None),
+            "net1+closing": (base, probability_closing),
+        }
         for name, (options, rebuild) in builders.items():
             if name in methods:
                 runners[name] = _pipeline_runner(options, model, rebuild=rebuild)
@@ -211,8 +303,9 @@ def method_runners(methods: Iterable[str], device: str = "auto", net1_weights: s
     return {m: runners[m] for m in methods}
 
 
-def _pipeline_runner(options, model, net2_model=None,
-                     rebuild: Callable[[np.ndarray], np.ndarray] | None = None) -> Callable:
+def _pipeline_runner(
+    options, model, net2_model=None, rebuild: Callable[[np.ndarray], np.ndarray] | None = None
+) -> Callable:
     """``image -> (boundaries, labels, extra)`` by :func:`~napari_grainseg.segmentation.pipeline.segment`.
 
     ``rebuild(probability) -> labels`` replaces the pipeline's grains (for a
@@ -229,8 +322,11 @@ def _pipeline_runner(options, model, net2_model=None,
         if result.refine_steps:
             seconds = result.refine_step_seconds
             per_step = float(np.mean(seconds[1:] or seconds[:1]))
-            extra |= {"steps": result.refine_steps, "converged": float(result.refine_converged),
-                      "s_per_step_mpx": per_step / (image.size / 1e6)}
+            extra |= {
+                "steps": result.refine_steps,
+                "converged": float(result.refine_converged),
+                "s_per_step_mpx": per_step / (image.size / 1e6),
+            }
         return labels == 0, labels, extra
 
     return run
@@ -239,10 +335,19 @@ def _pipeline_runner(options, model, net2_model=None,
 # --------------------------------------------------------------------------- harness
 
 
-def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str] = METHODS, *,
-                   limit: int | None = None, device: str = "auto", net1_weights=None, paper_nets=None,
-                   classical_params: dict | None = None, progress: bool = True, net2_weights=None,
-                   blind_net2_weights=None) -> dict:
+def run_evaluation(
+    set_names: Iterable[str] | None = None,
+    methods: Iterable[str] = METHODS,
+    *,
+    limit: int | None = None,
+    device: str = "auto",
+    net1_weights=None,
+    paper_nets=None,
+    classical_params: dict | None = None,
+    progress: bool = True,
+    net2_weights=None,
+    blind_net2_weights=None,
+) -> dict:
     """Run ``methods`` on the named test sets; returns ``{set: {method: mean metrics}}`` plus details."""
     from tqdm import tqdm
 
@@ -252,9 +357,15 @@ def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str
     unknown = sorted(set(names) - set(EVAL_SETS))
     if unknown:
         raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(EVAL_SETS)}")
-    runners = method_runners(methods, device=device, net1_weights=net1_weights, paper_nets=paper_nets,
-                             classical_params=classical_params, net2_weights=net2_weights,
-                             blind_net2_weights=blind_net2_weights)
+    runners = method_runners(
+        methods,
+        device=device,
+        net1_weights=net1_weights,
+        paper_nets=paper_nets,
+        classical_params=classical_params,
+        net2_weights=net2_weights,
+        blind_net2_weights=blind_net2_weights,
+    )
     results: dict = {"sets": {}, "methods": list(runners)}
     for name in names:
         eval_set = EVAL_SETS[name]
@@ -271,18 +382,22 @@ def run_evaluation(set_names: Iterable[str] | None = None, methods: Iterable[str
                 scores |= {k: float(extra[k]) for k in ("steps", "converged", "s_per_step_mpx") if k in extra}
                 per_method[method].append(scores)
         results["sets"][name] = {
-            "description": eval_set.description, "n_images": len(samples),
+            "description": eval_set.description,
+            "n_images": len(samples),
             "methods": {m: _mean_scores(rows) for m, rows in per_method.items()},
         }
         if PAIRED_REFERENCE in per_method and len(samples) > 1:
             results["sets"][name]["paired"] = {
                 m: paired_differences(rows, per_method[PAIRED_REFERENCE])
-                for m, rows in per_method.items() if m != PAIRED_REFERENCE and m in NET1_METHODS}
+                for m, rows in per_method.items()
+                if m != PAIRED_REFERENCE and m in NET1_METHODS
+            }
     return results
 
 
-def paired_differences(rows: list[dict], reference_rows: list[dict],
-                       metrics: tuple[str, ...] = ("vi", "vi_merge", "abs_grain_count_error")) -> dict:
+def paired_differences(
+    rows: list[dict], reference_rows: list[dict], metrics: tuple[str, ...] = ("vi", "vi_merge", "abs_grain_count_error")
+) -> dict:
     """Image-by-image differences of ``metrics`` between a method and a reference on the same images.
 
     With 16 test images a difference in mean VI is only meaningful against its
@@ -307,8 +422,12 @@ def paired_differences(rows: list[dict], reference_rows: list[dict],
         base = key.removeprefix("abs_")
         values = [[abs(r[base]) if key != base else r[key] for r in rs] for rs in (rows, reference_rows)]
         diff = np.array(values[0], dtype=float) - np.array(values[1], dtype=float)
-        out[key] = {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
-                    "better": int((diff < 0).sum()), "n": int(diff.size)}
+        out[key] = {
+            "mean": float(diff.mean()),
+            "se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
+            "better": int((diff < 0).sum()),
+            "n": int(diff.size),
+        }
     return out
 
 
@@ -323,11 +442,19 @@ def _mean_scores(rows: list[dict]) -> dict:
 
 #: Columns of the markdown table: (metric key, header, format).
 TABLE_COLUMNS = (
-    ("f1_1px", "F1@1px", "{:.3f}"), ("f1_2px", "F1@2px", "{:.3f}"), ("f1_3px", "F1@3px", "{:.3f}"),
-    ("vi", "VI", "{:.3f}"), ("vi_split", "VI split", "{:.3f}"), ("vi_merge", "VI merge", "{:.3f}"),
-    ("are", "ARE", "{:.3f}"), ("abs_grain_count_error", "|count err|", "{:.1%}"),
-    ("abs_mean_ecd_error", "|ECD err|", "{:.1%}"), ("pixel_accuracy", "pixel acc", "{:.3f}"),
-    ("s_per_mpx", "s/MPx", "{:.2f}"), ("steps", "steps", "{:.1f}"), ("s_per_step_mpx", "s/step/MPx", "{:.2f}"),
+    ("f1_1px", "F1@1px", "{:.3f}"),
+    ("f1_2px", "F1@2px", "{:.3f}"),
+    ("f1_3px", "F1@3px", "{:.3f}"),
+    ("vi", "VI", "{:.3f}"),
+    ("vi_split", "VI split", "{:.3f}"),
+    ("vi_merge", "VI merge", "{:.3f}"),
+    ("are", "ARE", "{:.3f}"),
+    ("abs_grain_count_error", "|count err|", "{:.1%}"),
+    ("abs_mean_ecd_error", "|ECD err|", "{:.1%}"),
+    ("pixel_accuracy", "pixel acc", "{:.3f}"),
+    ("s_per_mpx", "s/MPx", "{:.2f}"),
+    ("steps", "steps", "{:.1f}"),
+    ("s_per_step_mpx", "s/step/MPx", "{:.2f}"),
 )
 
 
@@ -343,12 +470,16 @@ def format_markdown(results: dict) -> str:
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
         if data.get("paired"):
-            lines.append(f"Image by image against {PAIRED_REFERENCE} (difference of the means ± standard error "
-                         "over images; negative = better; images where the method is better):")
+            lines.append(
+                f"Image by image against {PAIRED_REFERENCE} (difference of the means ± standard error "
+                "over images; negative = better; images where the method is better):"
+            )
             lines.append("")
             for method, diffs in data["paired"].items():
-                parts = [f"{PAIRED_LABELS.get(key, key)} {d['mean']:+.3f} ± {d['se']:.3f} ({d['better']}/{d['n']})"
-                         for key, d in diffs.items()]
+                parts = [
+                    f"{PAIRED_LABELS.get(key, key)} {d['mean']:+.3f} ± {d['se']:.3f} ({d['better']}/{d['n']})"
+                    for key, d in diffs.items()
+                ]
                 lines.append(f"- {method}: " + ", ".join(parts))
             lines.append("")
     return "\n".join(lines)

@@ -8,9 +8,18 @@
 
 from napari_grainseg._lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "read_micrograph": ".readers", "Micrograph": ".readers", "SUPPORTED_EXTENSIONS": ".readers",
-    "validate_pixel_size": ".readers", "nm_per_unit": ".readers",
-    "validate_image": ".validate", "atomic_open": ".atomic", "atomic_path": ".atomic",
-    "interconnect_tem": ".samples", "interconnect_tem_path": ".samples",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "read_micrograph": ".readers",
+        "Micrograph": ".readers",
+        "SUPPORTED_EXTENSIONS": ".readers",
+        "validate_pixel_size": ".readers",
+        "nm_per_unit": ".readers",
+        "validate_image": ".validate",
+        "atomic_open": ".atomic",
+        "atomic_path": ".atomic",
+        "interconnect_tem": ".samples",
+        "interconnect_tem_path": ".samples",
+    },
+)

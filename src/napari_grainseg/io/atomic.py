@@ -21,10 +21,15 @@ from typing import IO
 from napari_grainseg.errors import InputError
 
 #: errno values that mean "the user's disk or folder", not a bug.
-_USER_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                errno.EPERM: "operation not permitted", errno.ENOTDIR: "a part of the path is a file",
-                errno.EISDIR: "is a directory"}
+_USER_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file",
+    errno.EISDIR: "is a directory",
+}
 
 
 class OutputWriteError(InputError):
@@ -63,8 +68,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix,
-                                        dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
         os.close(fd)
     except OSError as exc:
         raise as_output_error(exc, path) from exc

@@ -152,10 +152,15 @@ def _mkstemp(folder: Path) -> tuple[int, str]:
 
 def describe_os_error(exc: OSError) -> str:
     """A short cause for an OSError (read-only, permission denied, no space left...)."""
-    return {errno.EROFS: "read-only file system", errno.EACCES: "permission denied (read-only?)",
-            errno.EPERM: "operation not permitted", errno.ENOSPC: "no space left on device",
-            errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a part of the path is a file",
-            errno.EEXIST: "exists"}.get(exc.errno, exc.strerror or type(exc).__name__)
+    return {
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied (read-only?)",
+        errno.EPERM: "operation not permitted",
+        errno.ENOSPC: "no space left on device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.ENOTDIR: "a part of the path is a file",
+        errno.EEXIST: "exists",
+    }.get(exc.errno, exc.strerror or type(exc).__name__)
 
 
 # --------------------------------------------------------------------------- lock
@@ -187,8 +192,9 @@ class FolderLock:
         Recorded in the lock file (default: :func:`new_run_id`).
     """
 
-    def __init__(self, folder: str | os.PathLike, *, wait: bool = False, run_id: str | None = None,
-                 poll: float = 0.5) -> None:
+    def __init__(
+        self, folder: str | os.PathLike, *, wait: bool = False, run_id: str | None = None, poll: float = 0.5
+    ) -> None:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.wait = wait
@@ -209,8 +215,10 @@ class FolderLock:
         pid = info.get("pid", "?")
         host = info.get("host")
         where = f" on {host}" if host and host != socket.gethostname() else ""
-        return FolderBusyError(f"output folder {self.folder} is in use by another grainseg run (PID {pid}{where}, "
-                               f"started {info.get('started', '?')}); wait for it, or add --wait")
+        return FolderBusyError(
+            f"output folder {self.folder} is in use by another grainseg run (PID {pid}{where}, "
+            f"started {info.get('started', '?')}); wait for it, or add --wait"
+        )
 
     def acquire(self) -> FolderLock:
         while True:
@@ -268,8 +276,12 @@ class FolderLock:
         return True
 
     def _write_info(self, fd: int) -> None:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": self.run_id,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "run_id": self.run_id,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         data = (json.dumps(info) + "\n").encode()
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
@@ -374,8 +386,11 @@ def read_marker(out_dir: str | os.PathLike, stem: str) -> dict | None:
         marker = json.loads(_marker_path(Path(out_dir), stem).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(marker, dict) or marker.get("version") != MARKER_VERSION \
-            or not isinstance(marker.get("files"), dict):
+    if (
+        not isinstance(marker, dict)
+        or marker.get("version") != MARKER_VERSION
+        or not isinstance(marker.get("files"), dict)
+    ):
         return None
     return marker
 
@@ -441,8 +456,9 @@ def _legacy_files(out_dir: Path, stem: str) -> dict[str, int]:
     return {}
 
 
-def check_not_edited(out_dir: str | os.PathLike, stem: str, names: Iterable[str], *,
-                     overwrite: bool = False) -> list[str]:
+def check_not_edited(
+    out_dir: str | os.PathLike, stem: str, names: Iterable[str], *, overwrite: bool = False
+) -> list[str]:
     """Refuse to replace outputs that grainseg did not write as they are now.
 
     ``names``: the files a new run of the field would write. An existing one
@@ -475,16 +491,26 @@ def check_not_edited(out_dir: str | os.PathLike, stem: str, names: Iterable[str]
             foreign.append(name)
     if foreign and not overwrite:
         first = out_dir / foreign[0]
-        why = "changed since grainseg wrote it (edited by hand?)" if foreign[0] in known \
+        why = (
+            "changed since grainseg wrote it (edited by hand?)"
+            if foreign[0] in known
             else f"grainseg has no record of writing it (no valid {stem}{DONE_SUFFIX})"
+        )
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise OutputConflictError(f"{first}{more}: {why}; not replaced. Add --overwrite to replace, "
-                                  "or choose another --out")
+        raise OutputConflictError(
+            f"{first}{more}: {why}; not replaced. Add --overwrite to replace, or choose another --out"
+        )
     return foreign
 
 
-def commit_field(stage: str | os.PathLike, out_dir: str | os.PathLike, stem: str, *,
-                 extra: dict | None = None, expected: Iterable[str] = ()) -> dict:
+def commit_field(
+    stage: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    stem: str,
+    *,
+    extra: dict | None = None,
+    expected: Iterable[str] = (),
+) -> dict:
     """Move a field's files from ``stage`` into ``out_dir`` as a set; write its marker. Returns it.
 
     The files are checked first (every ``expected`` name present, none empty);
@@ -508,8 +534,9 @@ def commit_field(stage: str | os.PathLike, out_dir: str | os.PathLike, stem: str
     old = read_marker(out_dir, stem)
     journal = _journal_path(out_dir, stem)
     with atomic_open(journal) as fh:
-        json.dump({"stem": stem, "stage": stage.name, "files": files,
-                   "previous": old["files"] if old else {}}, fh, indent=1)
+        json.dump(
+            {"stem": stem, "stage": stage.name, "files": files, "previous": old["files"] if old else {}}, fh, indent=1
+        )
     fault_point("journal")
     _marker_path(out_dir, stem).unlink(missing_ok=True)  # the old set is no longer complete
     for name in names:

@@ -114,15 +114,14 @@ def validate_pixel_size(value: Any) -> float:
     try:
         size = float(value)
     except (TypeError, ValueError):
-        raise InputError(
-            f"pixel size must be a positive finite number of nm, got {value!r}"
-        ) from None
+        raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}") from None
     if not math.isfinite(size) or size <= 0:
         raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}")
     lo, hi = PIXEL_SIZE_RANGE_NM
     if not lo <= size <= hi:
-        raise InputError(f"pixel size {size:g} nm is outside the plausible range {lo:g} to {hi:g} nm "
-                         "(give it in nm per pixel)")
+        raise InputError(
+            f"pixel size {size:g} nm is outside the plausible range {lo:g} to {hi:g} nm (give it in nm per pixel)"
+        )
     return size
 
 
@@ -135,20 +134,48 @@ def check_pixel_count(shape, max_pixels: int | None, source: str = "the image") 
     n = math.prod(dims)
     if limit > 0 and n > limit:
         shown = "x".join(str(d) for d in dims)
-        raise InputError(f"{source} is {shown} = {n:.3g} pixels, more than the limit of {limit:.3g} "
-                         "(raise it with --max-pixels N, or crop the image)")
+        raise InputError(
+            f"{source} is {shown} = {n:.3g} pixels, more than the limit of {limit:.3g} "
+            "(raise it with --max-pixels N, or crop the image)"
+        )
 
 
 _NM_PER_UNIT = {
-    "nm": 1.0, "nanometer": 1.0, "nanometre": 1.0, "nanometers": 1.0, "nanometres": 1.0,
-    "um": 1e3, "µm": 1e3, "micron": 1e3, "microns": 1e3,
-    "micrometer": 1e3, "micrometre": 1e3, "micrometers": 1e3, "micrometres": 1e3,
-    "å": 0.1, "a": 0.1, "angstrom": 0.1, "angstroms": 0.1, "ångström": 0.1,
-    "pm": 1e-3, "picometer": 1e-3, "picometre": 1e-3,
-    "mm": 1e6, "millimeter": 1e6, "millimetre": 1e6,
-    "cm": 1e7, "centimeter": 1e7, "centimetre": 1e7,
-    "m": 1e9, "meter": 1e9, "metre": 1e9, "meters": 1e9, "metres": 1e9,
-    "in": 2.54e7, "inch": 2.54e7, "inches": 2.54e7,
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "nanometers": 1.0,
+    "nanometres": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "micrometers": 1e3,
+    "micrometres": 1e3,
+    "å": 0.1,
+    "a": 0.1,
+    "angstrom": 0.1,
+    "angstroms": 0.1,
+    "ångström": 0.1,
+    "pm": 1e-3,
+    "picometer": 1e-3,
+    "picometre": 1e-3,
+    "mm": 1e6,
+    "millimeter": 1e6,
+    "millimetre": 1e6,
+    "cm": 1e7,
+    "centimeter": 1e7,
+    "centimetre": 1e7,
+    "m": 1e9,
+    "meter": 1e9,
+    "metre": 1e9,
+    "meters": 1e9,
+    "metres": 1e9,
+    "in": 2.54e7,
+    "inch": 2.54e7,
+    "inches": 2.54e7,
 }
 _PIXEL_UNITS = {"", "pixel", "pixels", "px", "pix", "<undefined>", "undefined", "none"}
 _RECIPROCAL = re.compile(r"^1\s*/|\^\s*-\s*1$|-1$|⁻¹$|^per\s|^recip")
@@ -178,8 +205,7 @@ def nm_per_unit(unit: str) -> float | None:
         return None
     if _RECIPROCAL.search(cleaned):
         raise InputError(
-            f"reciprocal-space calibration (unit {unit!r}): this is a diffraction pattern, "
-            "not a real-space micrograph"
+            f"reciprocal-space calibration (unit {unit!r}): this is a diffraction pattern, not a real-space micrograph"
         )
     factor = _NM_PER_UNIT.get(cleaned)
     if factor is None:
@@ -236,9 +262,7 @@ class Micrograph:
         object.__setattr__(self, "pixel_size_yx_nm", size_yx)
 
     @classmethod
-    def from_array(
-        cls, array: np.ndarray, pixel_size_nm: float | None = None, source: str = "array"
-    ) -> Micrograph:
+    def from_array(cls, array: np.ndarray, pixel_size_nm: float | None = None, source: str = "array") -> Micrograph:
         """Validate any 2-D gray or RGB array (see ``validate_image``) into a Micrograph."""
         original = np.asarray(array)
         data = validate_image(original)
@@ -263,17 +287,18 @@ class Micrograph:
         Raises :class:`InputError` for zero, negative, NaN or infinite sizes.
         """
         size = validate_pixel_size(nm)
-        metadata = {**self.metadata, "calibration_source": "set by user",
-                    "non_square_pixels": False,
-                    "warnings": list(self.metadata.get("warnings", []))}
+        metadata = {
+            **self.metadata,
+            "calibration_source": "set by user",
+            "non_square_pixels": False,
+            "warnings": list(self.metadata.get("warnings", [])),
+        }
         if self.pixel_size_nm is not None:
             metadata["file_pixel_size_yx_nm"] = self.pixel_size_yx_nm
-        return dataclasses.replace(self, pixel_size_nm=size, pixel_size_yx_nm=(size, size),
-                                   metadata=metadata)
+        return dataclasses.replace(self, pixel_size_nm=size, pixel_size_yx_nm=(size, size), metadata=metadata)
 
     def __repr__(self) -> str:
-        return (f"Micrograph(shape={self.shape}, pixel_size_nm={self.pixel_size_nm}, "
-                f"source={self.source!r})")
+        return f"Micrograph(shape={self.shape}, pixel_size_nm={self.pixel_size_nm}, source={self.source!r})"
 
 
 # --------------------------------------------------------------------------- #
@@ -326,9 +351,7 @@ def _yx_from_units(scale_yx, units_yx, metadata: dict) -> tuple[float, float] | 
     return sizes
 
 
-def _tiff_calibration(
-    tif, page, metadata: dict
-) -> tuple[tuple[float, float] | None, str | None, str]:
+def _tiff_calibration(tif, page, metadata: dict) -> tuple[tuple[float, float] | None, str | None, str]:
     """(y, x) pixel size in nm, unit as found and a note on its source, for a TIFF."""
     fei = tif.fei_metadata
     if fei:
@@ -360,21 +383,26 @@ def _tiff_calibration(
         unit_x = imagej["unit"]
         unit_y = imagej.get("yunit", unit_x)
         sizes = _yx_from_units((1 / yres, 1 / xres), (unit_y, unit_x), metadata)
-        return sizes, _clean_unit(unit_x), ("ImageJ unit and X/YResolution" if sizes
-                                            else "ImageJ unit is pixels: uncalibrated")
+        return (
+            sizes,
+            _clean_unit(unit_x),
+            ("ImageJ unit and X/YResolution" if sizes else "ImageJ unit is pixels: uncalibrated"),
+        )
 
     import tifffile
 
     unit = tifffile.RESUNIT(page.resolutionunit)
-    nm = {tifffile.RESUNIT.CENTIMETER: 1e7, tifffile.RESUNIT.MILLIMETER: 1e6,
-          tifffile.RESUNIT.MICROMETER: 1e3, tifffile.RESUNIT.INCH: 2.54e7}.get(unit)
+    nm = {
+        tifffile.RESUNIT.CENTIMETER: 1e7,
+        tifffile.RESUNIT.MILLIMETER: 1e6,
+        tifffile.RESUNIT.MICROMETER: 1e3,
+        tifffile.RESUNIT.INCH: 2.54e7,
+    }.get(unit)
     if nm is None:
         return None, None, "TIFF ResolutionUnit NONE: uncalibrated"
     dpi = [r * 2.54e7 / nm for r in (xres, yres)]
-    if all(any(abs(d - default) < 1e-3 * default for default in SCREEN_DEFAULT_DPI)
-           for d in dpi):
-        return None, unit.name.lower(), (f"{dpi[0]:.0f} dpi is a screen default, "
-                                         "not a calibration: ignored")
+    if all(any(abs(d - default) < 1e-3 * default for default in SCREEN_DEFAULT_DPI) for d in dpi):
+        return None, unit.name.lower(), (f"{dpi[0]:.0f} dpi is a screen default, not a calibration: ignored")
     return (nm / yres, nm / xres), unit.name.lower(), f"TIFF ResolutionUnit {unit.name}"
 
 
@@ -454,8 +482,7 @@ def _read_raster(path: Path, max_pixels: int | None = None) -> _Raw:
     buffer = np.fromfile(path, dtype=np.uint8)
     array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if array is None:
-        raise InputError(f"cannot read {path}: not a valid {path.suffix[1:].upper()} image "
-                         "(corrupt or truncated?)")
+        raise InputError(f"cannot read {path}: not a valid {path.suffix[1:].upper()} image (corrupt or truncated?)")
     if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in buffer[-4096:].tobytes():
         # libjpeg silently fills a cut-off file with gray; a JPEG ends with the EOI marker.
         raise InputError(f"cannot read {path}: JPEG has no end-of-image marker (truncated?)")
@@ -482,8 +509,9 @@ def _read_mrc(path: Path, max_pixels: int | None = None) -> _Raw:
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
-        raise InputError(f"{path.name} holds a stack of {array.shape[0]} images "
-                         f"(shape {array.shape}); extract one image first")
+        raise InputError(
+            f"{path.name} holds a stack of {array.shape[0]} images (shape {array.shape}); extract one image first"
+        )
     metadata["unit"] = "Å"
     if size_x > 0 and size_y > 0 and math.isfinite(size_x) and math.isfinite(size_y):
         metadata["calibration_source"] = "MRC voxel size (Å)"
@@ -497,8 +525,7 @@ def _import_rsciio(module: str, fmt: str):
         return importlib.import_module(module)
     except ImportError:
         raise InputError(
-            f"reading {fmt} files needs the optional GPL-3 package rosettasciio: "
-            f"{_GPL_EXTRA_HINT}"
+            f"reading {fmt} files needs the optional GPL-3 package rosettasciio: {_GPL_EXTRA_HINT}"
         ) from None
 
 
@@ -519,8 +546,10 @@ def _read_with_rsciio(path: Path, module: str, fmt: str, max_pixels: int | None 
     if array.dtype.names:  # DM RGB(A): structured (R, G, B, A) bytes
         array = np.stack([array[c] for c in ("R", "G", "B")], axis=-1)
     elif array.ndim != 2:
-        raise InputError(f"{path.name} holds a {array.ndim}-D dataset of shape {array.shape}, "
-                         "not a single 2-D image (stack, spectrum or line scan?)")
+        raise InputError(
+            f"{path.name} holds a {array.ndim}-D dataset of shape {array.shape}, "
+            "not a single 2-D image (stack, spectrum or line scan?)"
+        )
     axes = signal["axes"][-2:]
     if len(axes) != 2:
         metadata["calibration_source"] = "no axes calibration"
@@ -529,8 +558,7 @@ def _read_with_rsciio(path: Path, module: str, fmt: str, max_pixels: int | None 
     scales = tuple(float(a.get("scale", 1.0)) for a in axes)
     metadata["unit"] = units[1]
     size_yx = _yx_from_units(scales, units, metadata)
-    metadata["calibration_source"] = ("axes scale and units" if size_yx
-                                      else "axes are in pixels: uncalibrated")
+    metadata["calibration_source"] = "axes scale and units" if size_yx else "axes are in pixels: uncalibrated"
     return _Raw(array, size_yx, metadata)
 
 
@@ -545,8 +573,9 @@ def _reader_for(suffix: str):
         return lambda p, m=None: _read_with_rsciio(p, "rsciio.digitalmicrograph", suffix[1:].upper(), m)
     if suffix in _TIA:
         return lambda p, m=None: _read_with_rsciio(p, "rsciio.tia", "TIA " + suffix[1:].upper(), m)
-    raise InputError(f"unsupported file type {suffix or '(no extension)'!r}; supported: "
-                     + ", ".join(SUPPORTED_EXTENSIONS))
+    raise InputError(
+        f"unsupported file type {suffix or '(no extension)'!r}; supported: " + ", ".join(SUPPORTED_EXTENSIONS)
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -611,8 +640,7 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
         raise InputError(f"cannot read {path}: not enough memory") from None
     except Exception as exc:  # any failure of a third-party reader means a bad file
         raise InputError(
-            f"cannot read {path}: {_one_line(exc)} "
-            f"(corrupt, truncated or not really a {suffix[1:].upper()} file?)"
+            f"cannot read {path}: {_one_line(exc)} (corrupt, truncated or not really a {suffix[1:].upper()} file?)"
         ) from exc
 
     metadata = raw.metadata
@@ -627,9 +655,11 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
     size = None
     lo, hi = PIXEL_SIZE_RANGE_NM
     if size_yx is not None and not all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in size_yx):
-        message = (f"the calibration of {path.name} ({float(size_yx[0]):.6g} x {float(size_yx[1]):.6g} nm "
-                   f"per pixel, y x) is outside the plausible range {lo:g} to {hi:g} nm: ignored, the image "
-                   "is read as uncalibrated (give --pixel-size)")
+        message = (
+            f"the calibration of {path.name} ({float(size_yx[0]):.6g} x {float(size_yx[1]):.6g} nm "
+            f"per pixel, y x) is outside the plausible range {lo:g} to {hi:g} nm: ignored, the image "
+            "is read as uncalibrated (give --pixel-size)"
+        )
         metadata["warnings"].append(message)
         metadata["ignored_calibration_yx_nm"] = tuple(float(v) for v in size_yx)
         metadata["calibration_source"] = f"{metadata.get('calibration_source')} (implausible: ignored)"
@@ -640,8 +670,10 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
         size = (size_yx[0] + size_yx[1]) / 2
         if abs(size_yx[0] - size_yx[1]) > _SQUARE_RTOL * size:
             metadata["non_square_pixels"] = True
-            message = (f"non-square pixels ({size_yx[0]:.6g} x {size_yx[1]:.6g} nm, y x) in "
-                       f"{path.name}; lengths use the mean {size:.6g} nm")
+            message = (
+                f"non-square pixels ({size_yx[0]:.6g} x {size_yx[1]:.6g} nm, y x) in "
+                f"{path.name}; lengths use the mean {size:.6g} nm"
+            )
             metadata["warnings"].append(message)
             warnings.warn(message, NonSquarePixelWarning, stacklevel=2)
         else:

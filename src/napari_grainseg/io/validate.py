@@ -56,19 +56,14 @@ def to_grayscale(data: np.ndarray) -> np.ndarray:
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
             return rgb[..., 0]
         warnings.warn(
-            "colour image with unequal channels: converted to luminance "
-            "(0.299 R + 0.587 G + 0.114 B)",
+            "colour image with unequal channels: converted to luminance (0.299 R + 0.587 G + 0.114 B)",
             ColourImageWarning,
             stacklevel=2,
         )
         return rgb.astype(np.float64) @ _LUMA
     if data.ndim == 3:
-        raise InputError(
-            f"expected a 2-D micrograph, got a 3-D stack of shape {data.shape}; "
-            "extract one frame first"
-        )
-    raise InputError(f"expected a 2-D micrograph, got an array with {data.ndim} dimensions "
-                     f"(shape {data.shape})")
+        raise InputError(f"expected a 2-D micrograph, got a 3-D stack of shape {data.shape}; extract one frame first")
+    raise InputError(f"expected a 2-D micrograph, got an array with {data.ndim} dimensions (shape {data.shape})")
 
 
 def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
@@ -116,8 +111,12 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
         # float32 (and the squares in the edge filters) would overflow to infinity or
         # flush the differences to zero: keep the picture, rescaled to 0..1 in float64.
         reason = "large" if span >= 0.5 * SAFE_MIN_SPAN else "close together"
-        warnings.warn(f"pixel values span {lo64:.6g} to {hi64:.6g}, too {reason} "
-                      "to compute with in float32: rescaled linearly to 0..1", ExtremeValuesWarning, stacklevel=2)
+        warnings.warn(
+            f"pixel values span {lo64:.6g} to {hi64:.6g}, too {reason} "
+            "to compute with in float32: rescaled linearly to 0..1",
+            ExtremeValuesWarning,
+            stacklevel=2,
+        )
         scaled = (data.astype(np.float64) / 2 - lo64 / 2) / span
         return np.ascontiguousarray(scaled, dtype=np.float32)
     return np.ascontiguousarray(data, dtype=np.float32)

@@ -13,11 +13,24 @@
 
 from napari_grainseg._lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "GrainTable": ".table", "MeasuredField": ".table", "prepare_labels": ".table",
-    "measure_grains": ".table", "fill_boundaries": ".table", "grain_ecds": ".table",
-    "astm_g_from_na": ".astm", "planimetric_count": ".astm", "mean_intercept": ".astm",
-    "summarize": ".statistics", "measure_field": ".statistics", "lognormal_fit": ".statistics",
-    "field_statistics": ".statistics", "pooled_statistics": ".statistics",
-    "write_report": ".report", "write_field_exports": ".report",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "GrainTable": ".table",
+        "MeasuredField": ".table",
+        "prepare_labels": ".table",
+        "measure_grains": ".table",
+        "fill_boundaries": ".table",
+        "grain_ecds": ".table",
+        "astm_g_from_na": ".astm",
+        "planimetric_count": ".astm",
+        "mean_intercept": ".astm",
+        "summarize": ".statistics",
+        "measure_field": ".statistics",
+        "lognormal_fit": ".statistics",
+        "field_statistics": ".statistics",
+        "pooled_statistics": ".statistics",
+        "write_report": ".report",
+        "write_field_exports": ".report",
+    },
+)

@@ -73,8 +73,7 @@ def planimetric_count(labels, rule: str = "saltikov") -> dict:
     if rule not in ("saltikov", "jeffries"):
         raise InputError(f"planimetric rule must be 'saltikov' or 'jeffries', got {rule!r}")
     lab = labels.labels if isinstance(labels, MeasuredField) else np.asarray(labels)
-    n_grains = (labels.n_grains if isinstance(labels, MeasuredField)
-                else int(np.count_nonzero(np.unique(lab))))
+    n_grains = labels.n_grains if isinstance(labels, MeasuredField) else int(np.count_nonzero(np.unique(lab)))
     edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     n_edge_all = int(np.count_nonzero(edge))
     corners = {int(v) for v in (lab[0, 0], lab[0, -1], lab[-1, 0], lab[-1, -1]) if v}
@@ -87,8 +86,7 @@ def planimetric_count(labels, rule: str = "saltikov") -> dict:
         n_corner = 0
         n_edge = n_edge_all
         n_eq = n_inside + 0.5 * n_edge
-    return {"rule": rule, "n_inside": n_inside, "n_edge": n_edge, "n_corner": n_corner,
-            "n_equivalent": n_eq}
+    return {"rule": rule, "n_inside": n_inside, "n_edge": n_edge, "n_corner": n_corner, "n_equivalent": n_eq}
 
 
 def mean_intercept(
@@ -145,7 +143,7 @@ def mean_intercept(
         chunk = max(1, (1 << 18) // t.size)
         crossings, n_inside = 0, 0
         for c0 in range(0, s_all.size, chunk):
-            s = s_all[c0:c0 + chunk]
+            s = s_all[c0 : c0 + chunk]
             y = cy + s[:, None] * vy + t[None, :] * uy
             x = cx + s[:, None] * vx + t[None, :] * ux
             iy, ix = np.rint(y).astype(np.int64), np.rint(x).astype(np.int64)
@@ -167,10 +165,21 @@ def mean_intercept(
             n_inside += int(np.count_nonzero(both))
         length = float(n_inside) * step_px
         p_l = crossings / length if length else 0.0
-        by.append({"angle_deg": float(ang), "intersections": crossings, "length_px": length,
-                   "p_l_per_px": p_l,
-                   "mean_intercept_px": (1 / p_l) if p_l else math.inf})
+        by.append(
+            {
+                "angle_deg": float(ang),
+                "intersections": crossings,
+                "length_px": length,
+                "p_l_per_px": p_l,
+                "mean_intercept_px": (1 / p_l) if p_l else math.inf,
+            }
+        )
     p_l_mean = float(np.mean([b["p_l_per_px"] for b in by]))
-    return {"mean_intercept_px": (1 / p_l_mean) if p_l_mean else math.inf,
-            "p_l_per_px": p_l_mean, "by_orientation": by,
-            "n_orientations": len(by), "spacing_px": spacing_px, "step_px": step_px}
+    return {
+        "mean_intercept_px": (1 / p_l_mean) if p_l_mean else math.inf,
+        "p_l_per_px": p_l_mean,
+        "by_orientation": by,
+        "n_orientations": len(by),
+        "spacing_px": spacing_px,
+        "step_px": step_px,
+    }

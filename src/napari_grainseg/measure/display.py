@@ -6,8 +6,12 @@ import numpy as np
 
 #: Feature columns shown for the grain under the cursor: (table column, shown name).
 FEATURE_COLUMNS = (
-    ("ecd_nm", "ECD (nm)"), ("area_nm2", "area (nm²)"), ("ecd_px", "ECD (px)"), ("area_px", "area (px)"),
-    ("aspect_ratio", "aspect ratio"), ("touches_border", "touches border"),
+    ("ecd_nm", "ECD (nm)"),
+    ("area_nm2", "area (nm²)"),
+    ("ecd_px", "ECD (px)"),
+    ("area_px", "area (px)"),
+    ("aspect_ratio", "aspect ratio"),
+    ("touches_border", "touches border"),
 )
 
 

@@ -101,9 +101,9 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     FigureCanvasAgg(fig)
     ax_n, ax_a, ax_c = fig.subplots(3, 1) if vertical else fig.subplots(1, 3)
     n_inc = summary.get("n_grains_included", 0)
-    title = (f"{n_inc} grains"
-             + (f", edge correction: {summary['edge_correction']}"
-                if summary.get("edge_correction") else ""))
+    title = f"{n_inc} grains" + (
+        f", edge correction: {summary['edge_correction']}" if summary.get("edge_correction") else ""
+    )
     fig.suptitle(f"Equivalent circle diameter (ECD) — {title}")
     fit = summary.get("lognormal")
     if hist:
@@ -111,15 +111,17 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
         widths = np.diff(edges)
         nf = np.asarray(hist["number_fraction"])
         af = np.asarray(hist["area_fraction"])
-        ax_n.bar(edges[:-1], nf / widths, widths, align="edge", color="#7aa6c2",
-                 edgecolor="white", label="grains")
-        ax_a.bar(edges[:-1], af / widths, widths, align="edge", color="#c29a7a",
-                 edgecolor="white", label="area")
+        ax_n.bar(edges[:-1], nf / widths, widths, align="edge", color="#7aa6c2", edgecolor="white", label="grains")
+        ax_a.bar(edges[:-1], af / widths, widths, align="edge", color="#c29a7a", edgecolor="white", label="area")
         if fit:
             x = np.linspace(max(edges[0], 1e-9), edges[-1], 300)
             med = fit["median_px"] * scale
-            ax_n.plot(x, _lognormal_pdf(x, fit["sigma"], med), "k-",
-                      label=f"lognormal σ={fit['sigma']:.2f}, median={med:.3g} {unit}")
+            ax_n.plot(
+                x,
+                _lognormal_pdf(x, fit["sigma"], med),
+                "k-",
+                label=f"lognormal σ={fit['sigma']:.2f}, median={med:.3g} {unit}",
+            )
     for ax, what in ((ax_n, "number"), (ax_a, "area")):
         ax.set_xlabel(f"ECD ({unit})")
         ax.set_ylabel(f"{what}-weighted density (1/{unit})")
@@ -133,13 +135,15 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
         d = d[keep]
     d = np.sort(d)
     if d.size:
-        ax_c.step(d, np.arange(1, d.size + 1) / d.size, where="post", color="#7aa6c2",
-                  label="measured (unweighted)")
+        ax_c.step(d, np.arange(1, d.size + 1) / d.size, where="post", color="#7aa6c2", label="measured (unweighted)")
     if fit:
-        x = np.linspace(max(d.min() * 0.8, 1e-9) if d.size else 1e-9,
-                        d.max() * 1.2 if d.size else 1, 300)
-        ax_c.plot(x, _lognormal_cdf(x, fit["sigma"], fit["median_px"] * scale), "k-",
-                  label=f"lognormal fit, KS D={fit['ks_statistic']:.3f}")
+        x = np.linspace(max(d.min() * 0.8, 1e-9) if d.size else 1e-9, d.max() * 1.2 if d.size else 1, 300)
+        ax_c.plot(
+            x,
+            _lognormal_cdf(x, fit["sigma"], fit["median_px"] * scale),
+            "k-",
+            label=f"lognormal fit, KS D={fit['ks_statistic']:.3f}",
+        )
     ax_c.set_xlabel(f"ECD ({unit})")
     ax_c.set_ylabel("cumulative fraction of grains")
     ax_c.set_title("goodness of fit", fontsize=10)
@@ -174,8 +178,9 @@ def save_figure(fig, path, *, dpi: int = 150) -> Path:
     return path
 
 
-def overlay_rgb(image: np.ndarray | None, boundaries: np.ndarray,
-                colour: tuple[int, int, int] = BOUNDARY_COLOUR) -> np.ndarray:
+def overlay_rgb(
+    image: np.ndarray | None, boundaries: np.ndarray, colour: tuple[int, int, int] = BOUNDARY_COLOUR
+) -> np.ndarray:
     """RGB uint8 picture of the boundaries drawn on the micrograph.
 
     The micrograph is contrast-stretched (1st–99th percentile) to gray; without
@@ -191,8 +196,7 @@ def overlay_rgb(image: np.ndarray | None, boundaries: np.ndarray,
         if img.shape != boundaries.shape:
             from napari_grainseg.errors import InputError
 
-            raise InputError(f"image shape {img.shape} differs from label shape "
-                             f"{boundaries.shape}")
+            raise InputError(f"image shape {img.shape} differs from label shape {boundaries.shape}")
         lo, hi = np.percentile(img, [1, 99])
         if hi <= lo:
             lo, hi = float(img.min()), float(img.max())
@@ -224,9 +228,16 @@ def write_tiff(path, array: np.ndarray) -> Path:
     return path
 
 
-def write_field_exports(out_dir, stem: str, table: GrainTable, summary: dict, *,
-                        extra: dict | None = None, svg: bool = False,
-                        what: tuple[str, ...] = ("csv", "json", "histogram")) -> dict[str, Path]:
+def write_field_exports(
+    out_dir,
+    stem: str,
+    table: GrainTable,
+    summary: dict,
+    *,
+    extra: dict | None = None,
+    svg: bool = False,
+    what: tuple[str, ...] = ("csv", "json", "histogram"),
+) -> dict[str, Path]:
     """Write the chosen exports of a measured field: CSV, summary JSON, histogram PNG (and SVG).
 
     The histogram figure is drawn once (report layout) and saved as PNG, and as

@@ -55,8 +55,7 @@ __all__ = [
 MIN_GRAINS_FOR_STATISTICS = 50
 
 #: What :func:`lognormal_fit` does, as written in every summary.
-LOGNORMAL_METHOD = ("maximum likelihood, location 0, closed form: mu and sigma are the "
-                    "(weighted) mean and SD of ln d")
+LOGNORMAL_METHOD = "maximum likelihood, location 0, closed form: mu and sigma are the (weighted) mean and SD of ln d"
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -89,10 +88,16 @@ def lognormal_fit(d: np.ndarray, weights: np.ndarray | None = None) -> dict | No
     ds, cw = d[order], np.cumsum(w[order])
     cdf = special.ndtr(np.log(ds / math.exp(mu)) / sigma)  # = scipy.stats.lognorm.cdf
     ks = float(max(np.max(cw - cdf), np.max(cdf - (cw - w[order]))))
-    n_eff = 1.0 / np.sum(w ** 2)
-    return {"sigma": sigma, "mu": mu, "median": math.exp(mu), "mean": math.exp(mu + sigma**2 / 2),
-            "ks_statistic": ks, "ks_pvalue": _ks_pvalue(ks, max(int(round(n_eff)), 1)),
-            "n": int(d.size)}
+    n_eff = 1.0 / np.sum(w**2)
+    return {
+        "sigma": sigma,
+        "mu": mu,
+        "median": math.exp(mu),
+        "mean": math.exp(mu + sigma**2 / 2),
+        "ks_statistic": ks,
+        "ks_pvalue": _ks_pvalue(ks, max(int(round(n_eff)), 1)),
+        "n": int(d.size),
+    }
 
 
 def _ks_pvalue(ks: float, n: int) -> float:
@@ -110,8 +115,7 @@ def weighted_quantile(x: np.ndarray, w: np.ndarray, q) -> np.ndarray:
     return np.interp(q, c, x)
 
 
-def edge_weights(table: GrainTable, shape, correction: str | None,
-                 exclude_edge: bool) -> tuple[np.ndarray, dict]:
+def edge_weights(table: GrainTable, shape, correction: str | None, exclude_edge: bool) -> tuple[np.ndarray, dict]:
     """Weight of each grain in the size statistics (0 = left out) and how it was chosen.
 
     Without ``exclude_edge`` every grain counts 1. Otherwise grains touching the
@@ -130,21 +134,23 @@ def edge_weights(table: GrainTable, shape, correction: str | None,
     if correction == "miles":
         bh, bw = table.data["_bbox_h"], table.data["_bbox_w"]
         p = np.clip((h - bh) * (w - bw), 1, None) / (h * w)
-        return np.where(interior, 1 / p, 0.0), {"edge_grains": "excluded",
-                                               "edge_correction": "miles"}
+        return np.where(interior, 1 / p, 0.0), {"edge_grains": "excluded", "edge_correction": "miles"}
     if correction == "guard":
         bh, bw = table.data["_bbox_h"], table.data["_bbox_w"]
         m = float(np.ceil(max(bh.max(), bw.max()) / 2))
         yc, xc = table["centroid_y_px"], table["centroid_x_px"]
         inner = (yc >= m) & (yc < h - m) & (xc >= m) & (xc < w - m)
-        return (interior & inner).astype(float), {"edge_grains": "excluded",
-                                                  "edge_correction": "guard",
-                                                  "guard_margin_px": m}
+        return (interior & inner).astype(float), {
+            "edge_grains": "excluded",
+            "edge_correction": "guard",
+            "guard_margin_px": m,
+        }
     raise InputError(f"edge_correction must be 'miles', 'guard' or None, got {correction!r}")
 
 
-def histograms(d: np.ndarray, weights: np.ndarray | None, areas: np.ndarray, bins,
-               unit: str = "px", scale: float | None = None) -> dict | None:
+def histograms(
+    d: np.ndarray, weights: np.ndarray | None, areas: np.ndarray, bins, unit: str = "px", scale: float | None = None
+) -> dict | None:
     """Number- and area-weighted histograms of the sizes ``d`` (bin edges in ``unit``).
 
     ``weights``: of each grain (None = counts); ``areas``: of each grain, for the
@@ -157,10 +163,12 @@ def histograms(d: np.ndarray, weights: np.ndarray | None, areas: np.ndarray, bin
     edges = np.histogram_bin_edges(d, bins=bins)
     num, _ = np.histogram(d, edges, weights=weights)
     area, _ = np.histogram(d, edges, weights=areas if weights is None else weights * areas)
-    out = {f"bin_edges_{unit}": edges.tolist(),
-           "number": num.tolist(),
-           "number_fraction": (num / num.sum()).tolist() if num.sum() else num.tolist(),
-           "area_fraction": (area / area.sum()).tolist() if area.sum() else area.tolist()}
+    out = {
+        f"bin_edges_{unit}": edges.tolist(),
+        "number": num.tolist(),
+        "number_fraction": (num / num.sum()).tolist() if num.sum() else num.tolist(),
+        "area_fraction": (area / area.sum()).tolist() if area.sum() else area.tolist(),
+    }
     if unit == "px":
         out["bin_edges_nm"] = (edges * scale).tolist() if scale else None
     return out
@@ -175,78 +183,103 @@ def _size_statistics(d: np.ndarray, a: np.ndarray, wt: np.ndarray, phys) -> dict
     q = weighted_quantile(d, wt, [0.1, 0.5, 0.9]) if n else [None] * 3
     mean_a = float(np.sum(wn * a))
     return {
-        "mean_ecd_px": clean_scalar(mean_d), "mean_ecd_nm": phys(mean_d),
-        "median_ecd_px": clean_scalar(q[1]), "median_ecd_nm": phys(q[1]),
-        "sd_ecd_px": clean_scalar(sd), "sd_ecd_nm": phys(sd),
+        "mean_ecd_px": clean_scalar(mean_d),
+        "mean_ecd_nm": phys(mean_d),
+        "median_ecd_px": clean_scalar(q[1]),
+        "median_ecd_nm": phys(q[1]),
+        "sd_ecd_px": clean_scalar(sd),
+        "sd_ecd_nm": phys(sd),
         "cv_ecd": clean_scalar(sd / mean_d) if sd is not None and mean_d else None,
-        "d10_px": clean_scalar(q[0]), "d50_px": clean_scalar(q[1]), "d90_px": clean_scalar(q[2]),
-        "d10_nm": phys(q[0]), "d50_nm": phys(q[1]), "d90_nm": phys(q[2]),
-        "mean_area_px": clean_scalar(mean_a), "mean_area_nm2": phys(mean_a, 2),
+        "d10_px": clean_scalar(q[0]),
+        "d50_px": clean_scalar(q[1]),
+        "d90_px": clean_scalar(q[2]),
+        "d10_nm": phys(q[0]),
+        "d50_nm": phys(q[1]),
+        "d90_nm": phys(q[2]),
+        "mean_area_px": clean_scalar(mean_a),
+        "mean_area_nm2": phys(mean_a, 2),
     }
 
 
 def _lognormal_entry(fit: dict | None, phys) -> dict | None:
     if fit is None:
         return None
-    return {"sigma": fit["sigma"], "median_px": fit["median"], "median_nm": phys(fit["median"]),
-            "mean_px": fit["mean"], "mean_nm": phys(fit["mean"]),
-            "ks_statistic": fit["ks_statistic"], "ks_pvalue": fit["ks_pvalue"],
-            "method": LOGNORMAL_METHOD}
+    return {
+        "sigma": fit["sigma"],
+        "median_px": fit["median"],
+        "median_nm": phys(fit["median"]),
+        "mean_px": fit["mean"],
+        "mean_nm": phys(fit["mean"]),
+        "ks_statistic": fit["ks_statistic"],
+        "ks_pvalue": fit["ks_pvalue"],
+        "method": LOGNORMAL_METHOD,
+    }
 
 
 def _planimetric_entry(fld: MeasuredField, rule: str, s: float | None, mean_area_px, phys) -> dict:
     count = planimetric_count(fld, rule)
     area_px = float(fld.area_px)
     n_a_px = count["n_equivalent"] / area_px
-    out = {"planimetric": {**count, "field_area_px": area_px,
-                           "field_area_mm2": phys(area_px * NM_TO_MM**2, 2)},
-           "n_a_per_px2": n_a_px, "n_a_per_mm2": None, "astm_g_planimetric": None,
-           "astm_g_mean_area": None}
+    out = {
+        "planimetric": {**count, "field_area_px": area_px, "field_area_mm2": phys(area_px * NM_TO_MM**2, 2)},
+        "n_a_per_px2": n_a_px,
+        "n_a_per_mm2": None,
+        "astm_g_planimetric": None,
+        "astm_g_mean_area": None,
+    }
     if s is not None:
         n_a_mm2 = n_a_px / (s * NM_TO_MM) ** 2
         out["n_a_per_mm2"] = n_a_mm2
         out["astm_g_planimetric"] = clean_scalar(astm_g_from_na(n_a_mm2)) if n_a_mm2 > 0 else None
-        out["astm_g_mean_area"] = (clean_scalar(astm_g_from_mean_area_mm2(mean_area_px * (s * NM_TO_MM) ** 2))
-                                   if mean_area_px else None)
+        out["astm_g_mean_area"] = (
+            clean_scalar(astm_g_from_mean_area_mm2(mean_area_px * (s * NM_TO_MM) ** 2)) if mean_area_px else None
+        )
     return out
 
 
 def _g_intercept(l_px: float, s: float | None):
-    return (clean_scalar(astm_g_from_intercept_mm(l_px * s * NM_TO_MM))
-            if s is not None and math.isfinite(l_px) else None)
+    return (
+        clean_scalar(astm_g_from_intercept_mm(l_px * s * NM_TO_MM)) if s is not None and math.isfinite(l_px) else None
+    )
 
 
-def _intercept_entry(fld: MeasuredField, n_orientations: int, spacing_px: float, s, phys,
-                     warn: list[str]) -> dict:
+def _intercept_entry(fld: MeasuredField, n_orientations: int, spacing_px: float, s, phys, warn: list[str]) -> dict:
     icpt = mean_intercept(fld, n_orientations=n_orientations, spacing_px=spacing_px)
     l_px = icpt["mean_intercept_px"]
     if not math.isfinite(l_px):
         warn.append("no test line crosses a grain boundary: intercept and its G are null")
     return {
-        "mean_intercept_px": clean_scalar(l_px), "mean_intercept_nm": phys(l_px),
+        "mean_intercept_px": clean_scalar(l_px),
+        "mean_intercept_nm": phys(l_px),
         "astm_g_intercept": _g_intercept(l_px, s),
         "intercept": {
             "method": "Heyn lineal intercept: one intersection per change of grain id, "
-                      "a grain met again on the same line not counted twice; "
-                      "mean P_L over evenly spaced orientations",
-            "n_orientations": icpt["n_orientations"], "line_spacing_px": icpt["spacing_px"],
+            "a grain met again on the same line not counted twice; "
+            "mean P_L over evenly spaced orientations",
+            "n_orientations": icpt["n_orientations"],
+            "line_spacing_px": icpt["spacing_px"],
             "by_orientation": [{k: clean_scalar(v) for k, v in b.items()} for b in icpt["by_orientation"]],
         },
     }
 
 
-def _axial_entry(fld: MeasuredField, strip_aspect: float, spacing_px: float, s, phys,
-                 warn: list[str]) -> dict | None:
+def _axial_entry(fld: MeasuredField, strip_aspect: float, spacing_px: float, s, phys, warn: list[str]) -> dict | None:
     h, w = fld.shape
     aspect = max(h, w) / min(h, w)
     if aspect < strip_aspect:
         return None
     axis_angle = 0.0 if w >= h else 90.0
     la = mean_intercept(fld, angles_deg=np.array([axis_angle]), spacing_px=spacing_px)["mean_intercept_px"]
-    warn.append(f"strip image (aspect {aspect:.1f}): the isotropic intercept is limited by "
-                "the strip width; see axial_intercept for the intercept along the line")
-    return {"axis": "x" if axis_angle == 0 else "y", "mean_intercept_px": clean_scalar(la),
-            "mean_intercept_nm": phys(la), "astm_g": _g_intercept(la, s)}
+    warn.append(
+        f"strip image (aspect {aspect:.1f}): the isotropic intercept is limited by "
+        "the strip width; see axial_intercept for the intercept along the line"
+    )
+    return {
+        "axis": "x" if axis_angle == 0 else "y",
+        "mean_intercept_px": clean_scalar(la),
+        "mean_intercept_nm": phys(la),
+        "astm_g": _g_intercept(la, s),
+    }
 
 
 def _rules(planimetric_rule: str) -> dict:
@@ -254,8 +287,7 @@ def _rules(planimetric_rule: str) -> dict:
         "area": "boundary pixels shared out to the nearest grain before measuring",
         "ecd": "diameter of the circle of equal area, sqrt(4 A / pi)",
         "planimetric": f"{planimetric_rule} counting over the whole field "
-                       "(inside 1, edge 1/2" + (", corner 1/4)" if planimetric_rule == "saltikov"
-                                                else ")"),
+        "(inside 1, edge 1/2" + (", corner 1/4)" if planimetric_rule == "saltikov" else ")"),
         "astm_g_planimetric": "G = 3.321928 log10(N_A [mm^-2]) - 2.954 (ASTM E112)",
         "astm_g_intercept": "G = -6.643856 log10(l [mm]) - 3.288 (ASTM E112)",
         "g_clamped": False,
@@ -264,9 +296,12 @@ def _rules(planimetric_rule: str) -> dict:
 
 def _measurement_entry(fld: MeasuredField) -> dict:
     """The options every measurement records: minimum grain area and excluded pixels."""
-    return {"min_area_px": fld.options["min_area_px"],
-            "n_grains_below_min_area": fld.options["n_grains_below_min_area"],
-            "exclude": fld.options["exclude"], "measured_area_px": fld.area_px}
+    return {
+        "min_area_px": fld.options["min_area_px"],
+        "n_grains_below_min_area": fld.options["n_grains_below_min_area"],
+        "exclude": fld.options["exclude"],
+        "measured_area_px": fld.area_px,
+    }
 
 
 # --------------------------------------------------------------------------- one field
@@ -319,8 +354,9 @@ def summarize(
         table = measure_grains(fld, s)
     warn: list[str] = []
     if s is None:
-        warn.append("no pixel size: physical sizes and ASTM grain size numbers are null; "
-                    "give the pixel size in nm to get them")
+        warn.append(
+            "no pixel size: physical sizes and ASTM grain size numbers are null; give the pixel size in nm to get them"
+        )
 
     def phys(v, power=1):
         return None if (s is None or v is None) else clean_scalar(v * s**power)
@@ -336,12 +372,16 @@ def summarize(
         n_inc = len(table)
     n_edge = int(table["touches_border"].sum())
     if exclude_edge_grains and len(table) and n_edge > len(table) / 2:
-        warn.append(f"{n_edge} of {len(table)} grains touch the image border: size statistics "
-                    "of the complete grains miss the large ones; prefer the intercept, "
-                    "or include edge grains")
+        warn.append(
+            f"{n_edge} of {len(table)} grains touch the image border: size statistics "
+            "of the complete grains miss the large ones; prefer the intercept, "
+            "or include edge grains"
+        )
     if n_inc < MIN_GRAINS_FOR_STATISTICS:
-        warn.append(f"only {n_inc} grain{'' if n_inc == 1 else 's'} measured: fewer than "
-                    f"{MIN_GRAINS_FOR_STATISTICS}, statistics are uncertain; measure more fields")
+        warn.append(
+            f"only {n_inc} grain{'' if n_inc == 1 else 's'} measured: fewer than "
+            f"{MIN_GRAINS_FOR_STATISTICS}, statistics are uncertain; measure more fields"
+        )
     sizes = _size_statistics(d, a, wt, phys)
     out: dict = {
         "n_grains": len(table),
@@ -349,8 +389,7 @@ def summarize(
         "n_grains_included": n_inc,
         "image_shape": [h, w],
         "pixel_size_nm": s,
-        "calibration": {"pixel_size_nm": s, "source": "user" if s else None,
-                        "units": "nm" if s else "px"},
+        "calibration": {"pixel_size_nm": s, "source": "user" if s else None, "units": "nm" if s else "px"},
         "measurement": _measurement_entry(fld),
         **edge_info,
         **sizes,
@@ -365,8 +404,9 @@ def summarize(
     return out
 
 
-def measure_field(labels, pixel_size_nm: float | None = None, *, min_area: int | None = None,
-                  exclude=None, **summary_options) -> tuple[GrainTable, dict]:
+def measure_field(
+    labels, pixel_size_nm: float | None = None, *, min_area: int | None = None, exclude=None, **summary_options
+) -> tuple[GrainTable, dict]:
     """The per-grain table and the summary of one field, from one preparation of ``labels``.
 
     The one entry point of the CLI, batch, the pipeline's report and the napari
@@ -395,14 +435,19 @@ def field_statistics(summaries: list[dict]) -> dict:
     (planimetric, intercept) and for the mean ECD (px and nm). Fields where a
     value is null are left out of that value's statistics.
     """
-    keys = ("astm_g_planimetric", "astm_g_intercept", "mean_ecd_px", "mean_ecd_nm",
-            "mean_intercept_px", "mean_intercept_nm")
+    keys = (
+        "astm_g_planimetric",
+        "astm_g_intercept",
+        "mean_ecd_px",
+        "mean_ecd_nm",
+        "mean_intercept_px",
+        "mean_intercept_nm",
+    )
     out: dict = {"n_fields": len(summaries)}
     for k in keys:
         v = np.array([sm[k] for sm in summaries if sm.get(k) is not None], float)
         n = v.size
-        res = {"n": n, "mean": clean_scalar(v.mean()) if n else None, "sd": None, "ci95": None,
-               "ra_percent": None}
+        res = {"n": n, "mean": clean_scalar(v.mean()) if n else None, "sd": None, "ci95": None, "ra_percent": None}
         if n >= 2:
             sd = float(v.std(ddof=1))
             ci = float(_t_975(n - 1) * sd / math.sqrt(n))
@@ -419,8 +464,10 @@ def pooled_ecd(fields: Sequence[dict]) -> np.ndarray:
     """
     sizes = [f["summary"].get("pixel_size_nm") for f in fields]
     calibrated = bool(fields) and all(s is not None for s in sizes)
-    parts = [f["grains"]["ecd_px"][~f["grains"]["touches_border"]] * (s if calibrated else 1.0)
-             for f, s in zip(fields, sizes)]
+    parts = [
+        f["grains"]["ecd_px"][~f["grains"]["touches_border"]] * (s if calibrated else 1.0)
+        for f, s in zip(fields, sizes)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -458,21 +505,42 @@ def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
     n_all = sum(f["grains"]["touches_border"].size for f in fields)
     n_edge = sum(int(f["grains"]["touches_border"].sum()) for f in fields)
     d = pooled_ecd(fields)
-    out: dict = {"unit": unit, "n_fields": len(fields), "n_grains": n_all, "n_grains_edge": n_edge,
-                 "n_grains_included": int(d.size)}
+    out: dict = {
+        "unit": unit,
+        "n_fields": len(fields),
+        "n_grains": n_all,
+        "n_grains_edge": n_edge,
+        "n_grains_included": int(d.size),
+    }
     if d.size:
         mean = float(d.mean())
         sd = float(d.std(ddof=1)) if d.size > 1 else None
         q = np.quantile(d, [0.1, 0.5, 0.9])
-        out.update({f"mean_ecd_{unit}": mean, f"sd_ecd_{unit}": sd,
-                    "cv_ecd": sd / mean if sd is not None and mean else None,
-                    f"d10_{unit}": float(q[0]), f"d50_{unit}": float(q[1]), f"d90_{unit}": float(q[2])})
+        out.update(
+            {
+                f"mean_ecd_{unit}": mean,
+                f"sd_ecd_{unit}": sd,
+                "cv_ecd": sd / mean if sd is not None and mean else None,
+                f"d10_{unit}": float(q[0]),
+                f"d50_{unit}": float(q[1]),
+                f"d90_{unit}": float(q[2]),
+            }
+        )
         # unweighted; area weights d² (∝ area)
         out["histograms"] = histograms(d, None, d**2, bins, unit)
         fit = lognormal_fit(d)
-        out["lognormal"] = None if fit is None else {
-            "sigma": fit["sigma"], f"median_{unit}": fit["median"], f"mean_{unit}": fit["mean"],
-            "ks_statistic": fit["ks_statistic"], "n": fit["n"], "method": LOGNORMAL_METHOD}
+        out["lognormal"] = (
+            None
+            if fit is None
+            else {
+                "sigma": fit["sigma"],
+                f"median_{unit}": fit["median"],
+                f"mean_{unit}": fit["mean"],
+                "ks_statistic": fit["ks_statistic"],
+                "n": fit["n"],
+                "method": LOGNORMAL_METHOD,
+            }
+        )
     else:
         out["histograms"] = out["lognormal"] = None
         warn.append("no complete grain in any field")
@@ -480,8 +548,9 @@ def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
     out["astm_g_planimetric"] = out["astm_g_intercept"] = None
     if calibrated:
         n_eq = sum(f["summary"]["planimetric"]["n_equivalent"] for f in fields)
-        area_mm2 = sum(f["summary"]["planimetric"]["field_area_px"] * (s * NM_TO_MM) ** 2
-                       for f, s in zip(fields, sizes))
+        area_mm2 = sum(
+            f["summary"]["planimetric"]["field_area_px"] * (s * NM_TO_MM) ** 2 for f, s in zip(fields, sizes)
+        )
         out["n_a_per_mm2"] = n_eq / area_mm2
         out["astm_g_planimetric"] = astm_g_from_na(n_eq / area_mm2) if n_eq > 0 else None
         l_nm = _pooled_intercept_nm(fields, sizes)
@@ -494,7 +563,7 @@ def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
         "sizes": "complete grains (not touching their field's border) of every field, unweighted",
         "astm_g_planimetric": "sum of the fields' equivalent grain counts over their total area",
         "astm_g_intercept": "per orientation, sum of intersections over total test-line length; "
-                            "mean P_L over orientations",
+        "mean P_L over orientations",
     }
     out["warnings"] = warn
     return out

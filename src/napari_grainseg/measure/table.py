@@ -115,13 +115,12 @@ def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.nda
     out = labels.copy()
     rows = max(1, (1 << 20) // max(labels.shape[-1], 1))
     for r0 in range(0, labels.shape[0], rows):
-        z = zero[r0:r0 + rows]
-        out[r0:r0 + rows][z] = labels[iy[r0:r0 + rows][z], ix[r0:r0 + rows][z]]
+        z = zero[r0 : r0 + rows]
+        out[r0 : r0 + rows][z] = labels[iy[r0 : r0 + rows][z], ix[r0 : r0 + rows][z]]
     return out
 
 
-def grain_ecds(labels: np.ndarray, *, fill: bool = True, min_area: int = 0,
-               interior: bool = False) -> np.ndarray:
+def grain_ecds(labels: np.ndarray, *, fill: bool = True, min_area: int = 0, interior: bool = False) -> np.ndarray:
     """Equivalent circle diameters ``sqrt(4 A / pi)`` in px of the grains (label > 0), by id.
 
     ``fill``: boundary pixels are first shared out to the nearest grain
@@ -171,8 +170,9 @@ def validate_exclude_mask(mask, shape: tuple[int, int]) -> np.ndarray | None:
     if mask.ndim != 2:
         raise InputError(f"exclusion mask must be a 2-D image, got shape {mask.shape}")
     if mask.shape != tuple(shape):
-        raise InputError(f"exclusion mask is {mask.shape[0]}x{mask.shape[1]} px but the label image is "
-                         f"{shape[0]}x{shape[1]}")
+        raise InputError(
+            f"exclusion mask is {mask.shape[0]}x{mask.shape[1]} px but the label image is {shape[0]}x{shape[1]}"
+        )
     if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.number)):
         raise InputError(f"exclusion mask must be boolean or numeric, got dtype {mask.dtype}")
     if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
@@ -244,8 +244,7 @@ def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> Meas
         excluded = mask | hit[filled]
         filled[excluded] = 0
         lab = np.where(hit[lab] | mask, np.uint32(0), lab)
-        options["exclude"] = {"excluded_px": int(np.count_nonzero(excluded)),
-                              "n_grains_dropped": int(hit.sum())}
+        options["exclude"] = {"excluded_px": int(np.count_nonzero(excluded)), "n_grains_dropped": int(hit.sum())}
     if n_small or mask is not None:
         keep = np.bincount(lab.ravel(), minlength=ids.size + 1) > 0
         keep[0] = False
@@ -297,8 +296,7 @@ class GrainTable:
 
     def select(self, mask: np.ndarray) -> GrainTable:
         """A new table with the rows where ``mask`` is True."""
-        return GrainTable({k: v[mask] for k, v in self.data.items()}, dict(self.units),
-                          self.pixel_size_nm)
+        return GrainTable({k: v[mask] for k, v in self.data.items()}, dict(self.units), self.pixel_size_nm)
 
     def to_csv(self, path) -> Path:
         """Write the table as CSV (header ``name [unit]``), atomically."""
@@ -309,7 +307,7 @@ class GrainTable:
         with atomic_open(path, "w") as fh:
             fh.write(",".join(header) + "\n")
             for r0 in range(0, len(self), _CSV_ROWS):  # in blocks: memory of a block, not of the table
-                cols = [_format_column(self.data[c][r0:r0 + _CSV_ROWS]) for c in self.columns]
+                cols = [_format_column(self.data[c][r0 : r0 + _CSV_ROWS]) for c in self.columns]
                 fh.writelines(",".join(row) + "\n" for row in zip(*cols))
         return path
 
@@ -327,8 +325,16 @@ def _format_column(col: np.ndarray) -> list[str]:
     return [f"{v:.6g}" if math.isfinite(v) else "" for v in col.astype(float).tolist()]
 
 
-_PX_COLUMNS = ("area_px", "ecd_px", "perimeter_px", "major_axis_px", "minor_axis_px",
-               "feret_max_px", "centroid_y_px", "centroid_x_px")
+_PX_COLUMNS = (
+    "area_px",
+    "ecd_px",
+    "perimeter_px",
+    "major_axis_px",
+    "minor_axis_px",
+    "feret_max_px",
+    "centroid_y_px",
+    "centroid_x_px",
+)
 
 #: skimage's 4-connected perimeter weights by neighbourhood code (skimage.measure.perimeter).
 _PERIMETER_WEIGHTS = np.zeros(50)
@@ -337,8 +343,9 @@ _PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2)
 _PERIMETER_WEIGHTS[[13, 23]] = (1 + math.sqrt(2)) / 2
 
 
-def measure_grains(labels, pixel_size_nm: float | None = None, *, min_area: int | None = None,
-                   exclude=None) -> GrainTable:
+def measure_grains(
+    labels, pixel_size_nm: float | None = None, *, min_area: int | None = None, exclude=None
+) -> GrainTable:
     """Measure every grain of a label image.
 
     Boundary pixels are first shared out to the nearest grain
@@ -405,12 +412,20 @@ def _perimeters(filled: np.ndarray, n: int) -> np.ndarray:
     core = f[1:-1, 1:-1]
     interior = core > 0
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        interior &= f[1 + dy:f.shape[0] - 1 + dy, 1 + dx:f.shape[1] - 1 + dx] == core
+        interior &= f[1 + dy : f.shape[0] - 1 + dy, 1 + dx : f.shape[1] - 1 + dx] == core
     border = np.pad((core > 0) & ~interior, 1)
     del interior
     code = np.ones(core.shape, np.uint8)
-    for dy, dx, wgt in ((-1, 0, 2), (1, 0, 2), (0, -1, 2), (0, 1, 2),
-                        (-1, -1, 10), (-1, 1, 10), (1, -1, 10), (1, 1, 10)):
+    for dy, dx, wgt in (
+        (-1, 0, 2),
+        (1, 0, 2),
+        (0, -1, 2),
+        (0, 1, 2),
+        (-1, -1, 10),
+        (-1, 1, 10),
+        (1, -1, 10),
+        (1, 1, 10),
+    ):
         sl = (slice(1 + dy, f.shape[0] - 1 + dy), slice(1 + dx, f.shape[1] - 1 + dx))
         code += (wgt * ((f[sl] == core) & border[sl])).astype(np.uint8)
     b = border[1:-1, 1:-1]
@@ -436,8 +451,8 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     order = np.argsort(flat, kind="stable")
     g = flat[order]
     start = np.searchsorted(g, np.arange(1, n + 2))  # run of grain k: start[k-1]:start[k]
-    order = order[start[0]:]
-    g = g[start[0]:]
+    order = order[start[0] :]
+    g = g[start[0] :]
     start = start - start[0]
     first = start[:-1]
     area = np.diff(start).astype(np.int64)
@@ -466,11 +481,20 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     row_change = np.flatnonzero(np.diff(g.astype(np.int64) * h + r)) + 1
     row_first = np.concatenate([[0], row_change])
     row_last = np.concatenate([row_change - 1, [g.size - 1]])
-    feret, convex_area = _hull_columns(g[row_first].astype(np.int64) - 1, r[row_first],
-                                       c[row_first], c[row_last], rmin, rmax, cmin, cmax, n, h)
-    return {"area": area, "cy": cy, "cx": cx, "major": 4 * np.sqrt(l1), "minor": 4 * np.sqrt(l2),
-            "bbox_h": (rmax - rmin + 1).astype(float), "bbox_w": (cmax - cmin + 1).astype(float),
-            "feret": feret, "convex_area": convex_area}
+    feret, convex_area = _hull_columns(
+        g[row_first].astype(np.int64) - 1, r[row_first], c[row_first], c[row_last], rmin, rmax, cmin, cmax, n, h
+    )
+    return {
+        "area": area,
+        "cy": cy,
+        "cx": cx,
+        "major": 4 * np.sqrt(l1),
+        "minor": 4 * np.sqrt(l2),
+        "bbox_h": (rmax - rmin + 1).astype(float),
+        "bbox_w": (cmax - cmin + 1).astype(float),
+        "feret": feret,
+        "convex_area": convex_area,
+    }
 
 
 def _hull_columns(grain, row, left, right, rmin, rmax, cmin, cmax, n, h):
@@ -488,8 +512,9 @@ def _hull_columns(grain, row, left, right, rmin, rmax, cmin, cmax, n, h):
         index[sub] = np.arange(sub.size)
         g = index[grain]
         rows = g >= 0
-        feret[sub], convex_area[sub] = _hull_columns_of(g[rows], row[rows], left[rows], right[rows],
-                                                        rmin[sub], rmax[sub], sub.size, h)
+        feret[sub], convex_area[sub] = _hull_columns_of(
+            g[rows], row[rows], left[rows], right[rows], rmin[sub], rmax[sub], sub.size, h
+        )
     return feret, convex_area
 
 
@@ -603,11 +628,10 @@ def _group_diameters(g, y, x, n) -> np.ndarray:
     out = np.zeros(n)
     size = 1
     while True:
-        sel = np.flatnonzero((counts > size // 2) & (counts <= size)) if size > 1 \
-            else np.flatnonzero(counts == 1)
+        sel = np.flatnonzero((counts > size // 2) & (counts <= size)) if size > 1 else np.flatnonzero(counts == 1)
         step = max(1, (1 << 22) // (size * size))
         for c0 in range(0, sel.size, step):
-            grp = sel[c0:c0 + step]
+            grp = sel[c0 : c0 + step]
             idx = starts[grp, None] + np.minimum(np.arange(size)[None, :], counts[grp, None] - 1)
             py, px = y[idx], x[idx]
             d2 = (py[:, :, None] - py[:, None, :]) ** 2 + (px[:, :, None] - px[:, None, :]) ** 2

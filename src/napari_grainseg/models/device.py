@@ -32,12 +32,14 @@ def select_device(preference: str = "auto"):
         return torch.device("cpu")
     if pref.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"device '{preference}' requested but CUDA is not available on this "
-                             "machine (use --device auto or cpu)")
+            raise InputError(
+                f"device '{preference}' requested but CUDA is not available on this machine (use --device auto or cpu)"
+            )
         device = torch.device(pref)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"device '{preference}' requested but only {torch.cuda.device_count()} "
-                             "CUDA device(s) exist")
+            raise InputError(
+                f"device '{preference}' requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
         return device
     if pref == "mps":
         if not _mps_available():

@@ -64,8 +64,9 @@ def inference_grain_size(grain_size_px: float) -> float:
     return grain_size_px
 
 
-def model_grain_size_hint(info: dict, *, grain_size_px: float | None = None,
-                          pixel_size_nm: float | None = None) -> float | None:
+def model_grain_size_hint(
+    info: dict, *, grain_size_px: float | None = None, pixel_size_nm: float | None = None
+) -> float | None:
     """Grain-size hint for running an adapted model (``model.json`` ``info``) on an image.
 
     The image's own grain size (``grain_size_px``) if the user gave one; else the corrections'
@@ -197,9 +198,16 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
         shutil.rmtree(staging)
     staging.mkdir()
     try:
-        _, _ = save_weights(net1, staging / "net1.pt", {"model": "net1", "architecture": net1.config.to_dict(),
-                                                         "parameters": count_parameters(net1),
-                                                         "adapted_from": info.get("base_model", {})})
+        _, _ = save_weights(
+            net1,
+            staging / "net1.pt",
+            {
+                "model": "net1",
+                "architecture": net1.config.to_dict(),
+                "parameters": count_parameters(net1),
+                "adapted_from": info.get("base_model", {}),
+            },
+        )
         net1_sha = file_sha256(staging / "net1.pt")
         net2_sha = None
         if net2_weights is not None:
@@ -207,12 +215,17 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
             shutil.copyfile(src, staging / "net2.pt")
             shutil.copyfile(src.with_suffix(".json"), staging / "net2.json")
             net2_sha = file_sha256(staging / "net2.pt")
-        record = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-                  "package_version": package_version(),
-                  "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                  "architecture": {"net1": net1.config.to_dict()},
-                  "net1_sha256": net1_sha, "net2_sha256": net2_sha,
-                  "model_sha256": model_sha256(net1_sha, net2_sha), **info}
+        record = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "package_version": package_version(),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "architecture": {"net1": net1.config.to_dict()},
+            "net1_sha256": net1_sha,
+            "net2_sha256": net2_sha,
+            "model_sha256": model_sha256(net1_sha, net2_sha),
+            **info,
+        }
         (staging / MODEL_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if out.exists():
             old = out.parent / f".{out.name}.old"
@@ -245,22 +258,30 @@ def read_model_info(model_dir: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(info, dict) or info.get("format") != MODEL_FORMAT:
-        raise InputError(f"{model_dir} is not a napari-grainseg model directory (format {info.get('format')!r})"
-                         if isinstance(info, dict) else f"{path} must hold a JSON object")
+        raise InputError(
+            f"{model_dir} is not a napari-grainseg model directory (format {info.get('format')!r})"
+            if isinstance(info, dict)
+            else f"{path} must hold a JSON object"
+        )
     version = info.get("format_version")
     if version != MODEL_FORMAT_VERSION:
-        raise InputError(f"{model_dir} was written for model format version {version} (package "
-                         f"{info.get('package_version', '?')}); this napari-grainseg {package_version()} reads "
-                         f"version {MODEL_FORMAT_VERSION}: adapt the model again with this version")
+        raise InputError(
+            f"{model_dir} was written for model format version {version} (package "
+            f"{info.get('package_version', '?')}); this napari-grainseg {package_version()} reads "
+            f"version {MODEL_FORMAT_VERSION}: adapt the model again with this version"
+        )
     arch = (info.get("architecture") or {}).get("net1")
     try:
         config = Net1Config(**arch)
     except TypeError:
-        raise InputError(f"{model_dir} holds a Net1 of another architecture ({arch}); this version cannot "
-                         "run it") from None
+        raise InputError(
+            f"{model_dir} holds a Net1 of another architecture ({arch}); this version cannot run it"
+        ) from None
     if config.in_channels != len(NET1_CHANNELS):
-        raise InputError(f"{model_dir} holds a Net1 with {config.in_channels} input channels; this version "
-                         f"computes {len(NET1_CHANNELS)} ({', '.join(NET1_CHANNELS)})")
+        raise InputError(
+            f"{model_dir} holds a Net1 with {config.in_channels} input channels; this version "
+            f"computes {len(NET1_CHANNELS)} ({', '.join(NET1_CHANNELS)})"
+        )
     return info
 
 
@@ -287,8 +308,9 @@ def load_model(model_dir: str | Path | None = None, device="cpu", *, for_trainin
         raise InputError(f"{net1_path} does not match the SHA-256 recorded in {MODEL_FILE} (changed or corrupt)")
     net1 = load_net1(net1_path, device=device, for_training=for_training)
     if net1.config.to_dict() != info["architecture"]["net1"]:
-        raise InputError(f"{net1_path} is Net1 {net1.config.to_dict()}, {MODEL_FILE} says "
-                         f"{info['architecture']['net1']}")
+        raise InputError(
+            f"{net1_path} is Net1 {net1.config.to_dict()}, {MODEL_FILE} says {info['architecture']['net1']}"
+        )
     net2 = None
     if (model_dir / "net2.pt").is_file():
         if info.get("net2_sha256") and file_sha256(model_dir / "net2.pt") != info["net2_sha256"]:

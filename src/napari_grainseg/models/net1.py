@@ -34,8 +34,12 @@ class Net1Config:
 def double_conv(cin: int, cout: int) -> nn.Sequential:
     """Two 3x3 convolutions, each with BatchNorm and ReLU: one U-Net level (Net1's and Net2's)."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -68,8 +72,9 @@ class Net1(nn.Module):
         return self.head(unet_forward(x, self.down, self.pool, self.up, self.merge))
 
 
-def unet_forward(x: torch.Tensor, down: nn.ModuleList, pool: nn.Module, up: nn.ModuleList,
-                 merge: nn.ModuleList) -> torch.Tensor:
+def unet_forward(
+    x: torch.Tensor, down: nn.ModuleList, pool: nn.Module, up: nn.ModuleList, merge: nn.ModuleList
+) -> torch.Tensor:
     """The U-Net pass shared by Net1 and Net2: encoder blocks with pooling, decoder with skip concatenation."""
     skips = []
     for i, block in enumerate(down):
@@ -123,7 +128,7 @@ def widen_net1(model: Net1, base_channels: int, seed: int = 0) -> Net1:
                 module = name.rsplit(".", 1)[0]
                 if module.startswith("up."):  # ConvTranspose2d weight: (in, out, kh, kw)
                     target[n_out:] = 0.0  # new inputs are read with zero weight
-                    target[:n_out, :value.shape[1]] = value  # new outputs keep their fresh weights
+                    target[:n_out, : value.shape[1]] = value  # new outputs keep their fresh weights
                     continue
                 idx = old_inputs(module, value.shape[1], target.shape[1])
                 keep = torch.zeros(target.shape[1], dtype=torch.bool)

@@ -59,8 +59,9 @@ PAPER_SHAPE: tuple[int, int] = (96, 496)
 class MatlabConv2d(nn.Conv2d):
     """Convolution with MATLAB's explicit (top, bottom, left, right) zero padding."""
 
-    def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int, int, int]):
+    def __init__(
+        self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int, int, int]
+    ):
         top, bottom, left, right = padding
         symmetric = top == bottom and left == right
         super().__init__(cin, cout, kernel, stride=stride, padding=(top, left) if symmetric else 0)
@@ -75,8 +76,9 @@ class MatlabConv2d(nn.Conv2d):
 class MatlabConvTranspose2d(nn.ConvTranspose2d):
     """Transposed convolution followed by MATLAB's (top, bottom, left, right) cropping."""
 
-    def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
-                 cropping: tuple[int, int, int, int]):
+    def __init__(
+        self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int], cropping: tuple[int, int, int, int]
+    ):
         super().__init__(cin, cout, kernel, stride=stride)
         self._crop = tuple(int(c) for c in cropping)
 
@@ -98,14 +100,23 @@ def _build_layer(layer: dict) -> nn.Module | None:
     if cls == "Convolution2DLayer":
         if _ints(layer.get("DilationFactor", (1, 1))) != (1, 1):
             raise InputError(f"layer {layer['name']}: dilated convolutions are not supported")
-        return MatlabConv2d(int(layer["NumChannels"]), int(layer["NumFilters"]), _ints(layer["FilterSize"]),
-                            _ints(layer["Stride"]), _ints(layer["PaddingSize"]))
+        return MatlabConv2d(
+            int(layer["NumChannels"]),
+            int(layer["NumFilters"]),
+            _ints(layer["FilterSize"]),
+            _ints(layer["Stride"]),
+            _ints(layer["PaddingSize"]),
+        )
     if cls == "TransposedConvolution2DLayer":
         if any(_ints(layer.get("OutputSizeOffset", (0, 0)))):
             raise InputError(f"layer {layer['name']}: OutputSizeOffset is not supported")
-        return MatlabConvTranspose2d(int(layer["NumChannels"]), int(layer["NumFilters"]),
-                                     _ints(layer["FilterSize"]), _ints(layer["Stride"]),
-                                     _ints(layer["CroppingSize"]))
+        return MatlabConvTranspose2d(
+            int(layer["NumChannels"]),
+            int(layer["NumFilters"]),
+            _ints(layer["FilterSize"]),
+            _ints(layer["Stride"]),
+            _ints(layer["CroppingSize"]),
+        )
     if cls == "BatchNormalizationLayer":
         return nn.BatchNorm2d(int(layer["NumChannels"]), eps=float(layer["Epsilon"]))
     if cls == "ReLULayer":
@@ -117,8 +128,9 @@ def _build_layer(layer: dict) -> nn.Module | None:
         if layer.get("PaddingMode") != "same" and any(pad):
             raise InputError(f"layer {layer['name']}: manual max-pool padding is not supported")
         # MATLAB 'same' pooling pads bottom/right so that out = ceil(in / stride): ceil_mode.
-        return nn.MaxPool2d(_ints(layer["PoolSize"]), _ints(layer["Stride"]),
-                            ceil_mode=layer.get("PaddingMode") == "same")
+        return nn.MaxPool2d(
+            _ints(layer["PoolSize"]), _ints(layer["Stride"]), ceil_mode=layer.get("PaddingMode") == "same"
+        )
     if cls in ("ImageInputLayer", "RegressionOutputLayer"):
         return None
     raise InputError(f"unsupported MATLAB layer class {cls} ({layer['name']})")
@@ -224,8 +236,9 @@ def load_paper_nets(npz_path: str | Path | None = None) -> tuple[PaperNet1, Pape
     """
     path = paper_nets_path(npz_path)
     if path is None:
-        raise InputError(f"published networks (seed_nets.npz) not found: pass their path (--paper-nets) "
-                         f"or set {PAPER_NETS_ENV}")
+        raise InputError(
+            f"published networks (seed_nets.npz) not found: pass their path (--paper-nets) or set {PAPER_NETS_ENV}"
+        )
     if not path.is_file():
         raise InputError(f"published network file not found: {path}")
     try:
@@ -250,12 +263,26 @@ def load_paper_nets(npz_path: str | Path | None = None) -> tuple[PaperNet1, Pape
 def _resize(img: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
     from skimage.transform import resize
 
-    return resize(img, shape, order=order, mode="edge", anti_aliasing=order > 0 and
-                  (shape[0] < img.shape[0] or shape[1] < img.shape[1]), preserve_range=True)
+    return resize(
+        img,
+        shape,
+        order=order,
+        mode="edge",
+        anti_aliasing=order > 0 and (shape[0] < img.shape[0] or shape[1] < img.shape[1]),
+        preserve_range=True,
+    )
 
 
-def paper_pipeline(image: np.ndarray, net1: PaperNet1, net2: PaperNet2, *, max_iterations: int = 100,
-                   tol: float = 0.003, threshold: float = 0.2, closing_radius: int = 2) -> dict:
+def paper_pipeline(
+    image: np.ndarray,
+    net1: PaperNet1,
+    net2: PaperNet2,
+    *,
+    max_iterations: int = 100,
+    tol: float = 0.003,
+    threshold: float = 0.2,
+    closing_radius: int = 2,
+) -> dict:
     """Run the authors' inference on one micrograph.
 
     Steps: grayscale, resize to 96x496 (bicubic with anti-aliasing, as MATLAB's
@@ -300,11 +327,19 @@ def paper_pipeline(image: np.ndarray, net1: PaperNet1, net2: PaperNet2, *, max_i
                 break
     prob_small = y[0, 0].float().cpu().numpy()
     # cv2's default border acts as MATLAB's imclose: no erosion from outside the image.
-    mask_small = cv2.morphologyEx((prob_small > threshold).astype(np.uint8), cv2.MORPH_CLOSE,
-                                  disk(closing_radius).astype(np.uint8)).astype(bool)
+    mask_small = cv2.morphologyEx(
+        (prob_small > threshold).astype(np.uint8), cv2.MORPH_CLOSE, disk(closing_radius).astype(np.uint8)
+    ).astype(bool)
     h, w = gray.shape
     boundaries = _resize(mask_small.astype(np.float32), (h, w), order=0) > 0.5
     probability = np.clip(_resize(prob_small, (h, w), order=1), 0, 1).astype(np.float32)
-    return dict(boundaries=boundaries, probability=probability, iterations=len(changes), changes=changes,
-                converged=bool(changes[-1] < tol), net1_output=net1_out[0, 0].float().cpu().numpy(),
-                net2_output=prob_small, fused=fused)
+    return dict(
+        boundaries=boundaries,
+        probability=probability,
+        iterations=len(changes),
+        changes=changes,
+        converged=bool(changes[-1] < tol),
+        net1_output=net1_out[0, 0].float().cpu().numpy(),
+        net2_output=prob_small,
+        fused=fused,
+    )

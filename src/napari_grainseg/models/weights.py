@@ -33,8 +33,10 @@ def save_weights(model, path: str | Path, info: dict[str, Any]) -> tuple[Path, P
     import torch
 
     path = Path(path)
-    state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     info = dict(info, weights_sha256=file_sha256(path))
@@ -60,8 +62,9 @@ def safe_torch_load(path: str | Path, device="cpu", *, what: str = "weights"):
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{what} file not found: {path}" if not path.is_dir()
-                         else f"{what} {path} is a directory, not a file")
+        raise InputError(
+            f"{what} file not found: {path}" if not path.is_dir() else f"{what} {path} is a directory, not a file"
+        )
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except MemoryError:
@@ -73,8 +76,18 @@ def safe_torch_load(path: str | Path, device="cpu", *, what: str = "weights"):
         else:
             why = "not a PyTorch weights file (corrupt or truncated?)"
         raise InputError(f"cannot load {what} {path}: {why}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, TypeError,
-            KeyError, IndexError, UnicodeDecodeError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        AttributeError,
+        TypeError,
+        KeyError,
+        IndexError,
+        UnicodeDecodeError,
+    ) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if "weights_only" in first:
             first = "it holds objects other than tensors (refused)"
@@ -91,20 +104,25 @@ def load_checkpoint(path: str | Path, device="cpu", *, keys: tuple[str, ...] = (
     """
     ckpt = safe_torch_load(path, device, what="checkpoint")
     if not isinstance(ckpt, dict):
-        raise InputError(f"checkpoint {path} is not a grainseg training checkpoint (it holds a "
-                         f"{type(ckpt).__name__}, not a dict); delete it or use another --out folder")
+        raise InputError(
+            f"checkpoint {path} is not a grainseg training checkpoint (it holds a "
+            f"{type(ckpt).__name__}, not a dict); delete it or use another --out folder"
+        )
     missing = [k for k in keys if k not in ckpt]
     if missing:
-        raise InputError(f"checkpoint {path} lacks {', '.join(missing)}: not a complete grainseg training "
-                         "checkpoint; delete it or use another --out folder")
+        raise InputError(
+            f"checkpoint {path} lacks {', '.join(missing)}: not a complete grainseg training "
+            "checkpoint; delete it or use another --out folder"
+        )
     if "config" in keys:
         try:
             config = json.loads(ckpt["config"])
         except (TypeError, ValueError):
             config = None
         if not isinstance(config, dict):
-            raise InputError(f"checkpoint {path}: its config is not a JSON object; delete it or use "
-                             "another --out folder")
+            raise InputError(
+                f"checkpoint {path}: its config is not a JSON object; delete it or use another --out folder"
+            )
     return ckpt
 
 
@@ -126,8 +144,10 @@ def read_weights_info(path: str | Path) -> dict:
         raise InputError(f"weights info {meta_path} must hold a JSON object, not a {type(info).__name__}")
     arch = info.get("architecture")
     if not isinstance(arch, dict):
-        raise InputError(f"weights info {meta_path} has no \"architecture\" object"
-                         + ("" if arch is None else f" (it is a {type(arch).__name__})"))
+        raise InputError(
+            f'weights info {meta_path} has no "architecture" object'
+            + ("" if arch is None else f" (it is a {type(arch).__name__})")
+        )
     return info
 
 
@@ -142,12 +162,14 @@ def load_state(path: str | Path, device="cpu") -> tuple[dict, dict]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"weights file not found: {path}" if not path.is_dir()
-                         else f"weights {path} is a directory, not a file")
+        raise InputError(
+            f"weights file not found: {path}" if not path.is_dir() else f"weights {path} is a directory, not a file"
+        )
     info = read_weights_info(path)
     state = safe_torch_load(path, device)
-    if not isinstance(state, dict) or not all(isinstance(k, str) and hasattr(v, "is_floating_point")
-                                              for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and hasattr(v, "is_floating_point") for k, v in state.items()
+    ):
         raise InputError(f"cannot load weights {path}: not a state dict of tensors")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return state, info
@@ -163,8 +185,10 @@ def _config(cls, info: dict, path: Path, model: str):
     arch = info["architecture"]
     name = model.capitalize()  # Net1, Net2
     if info.get("model") not in (None, model):
-        raise InputError(f"weights {path} are {str(info.get('model')).capitalize()} weights, not {name} weights "
-                         f"(give them with the right option: --weights for net1, --net2-weights for net2)")
+        raise InputError(
+            f"weights {path} are {str(info.get('model')).capitalize()} weights, not {name} weights "
+            f"(give them with the right option: --weights for net1, --net2-weights for net2)"
+        )
     known = {f.name for f in dataclasses.fields(cls)}
     if model == "net2":
         from napari_grainseg.models import net2
@@ -172,13 +196,14 @@ def _config(cls, info: dict, path: Path, model: str):
         known |= set(getattr(net2, "RETIRED_OPTIONS", {}))
     unknown = sorted(set(arch) - known)
     if unknown:
-        raise InputError(f"weights {path} are not {name} weights: unknown architecture "
-                         f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        raise InputError(
+            f"weights {path} are not {name} weights: unknown architecture "
+            f"key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+        )
     try:
         return cls.from_dict(arch) if hasattr(cls, "from_dict") else cls(**arch)
     except (TypeError, ValueError, InputError) as exc:
-        raise InputError(f"weights {path}: invalid {name} architecture {arch}: "
-                         f"{' '.join(str(exc).split())}") from None
+        raise InputError(f"weights {path}: invalid {name} architecture {arch}: {' '.join(str(exc).split())}") from None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -214,13 +239,13 @@ def load_net1(path: str | Path | None = None, device="cpu", *, for_training: boo
     except InputError:
         raise
     except Exception as exc:  # e.g. a negative width: torch refuses to build the layers
-        raise InputError(f"weights {path}: cannot build Net1 {info['architecture']}: "
-                         f"{' '.join(str(exc).split())[:160]}") from None
+        raise InputError(
+            f"weights {path}: cannot build Net1 {info['architecture']}: {' '.join(str(exc).split())[:160]}"
+        ) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"weights {path} do not fit Net1 {info['architecture']}: "
-                         f"{str(exc).splitlines()[0]}") from exc
+        raise InputError(f"weights {path} do not fit Net1 {info['architecture']}: {str(exc).splitlines()[0]}") from exc
     model.weights_info = info
     model.weights_path = str(path)
     model = model.to(device).eval()
@@ -252,8 +277,9 @@ def load_net2(path: str | Path | None = None, device="cpu", *, for_training: boo
     except InputError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"weights {path} are not Net2 weights ({info.get('architecture')}): "
-                         f"{str(exc).splitlines()[0]}") from exc
+        raise InputError(
+            f"weights {path} are not Net2 weights ({info.get('architecture')}): {str(exc).splitlines()[0]}"
+        ) from exc
     model.weights_info = info
     model = model.to(device).eval()
     return model if for_training else fold_batchnorm(model)

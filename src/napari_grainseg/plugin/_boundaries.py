@@ -104,8 +104,15 @@ class BoundaryLink:
     # ----------------------------------------------------------------- creation
 
     @classmethod
-    def create(cls, viewer, source, boundaries: np.ndarray, labels: np.ndarray | None = None,
-               name: str | None = None, from_model: bool = True) -> BoundaryLink:
+    def create(
+        cls,
+        viewer,
+        source,
+        boundaries: np.ndarray,
+        labels: np.ndarray | None = None,
+        name: str | None = None,
+        from_model: bool = True,
+    ) -> BoundaryLink:
         """Add a boundary layer and its grains layer over the image layer ``source``.
 
         ``from_model``: the data is a model's result (later model results may
@@ -117,8 +124,9 @@ class BoundaryLink:
         """
         base = name or f"{source.name} boundaries"
         name_b = _unique_name(viewer, base)
-        name_g = _unique_name(viewer, name_b.replace("boundaries", "grains", 1)
-                              if "boundaries" in name_b else f"{name_b} grains")
+        name_g = _unique_name(
+            viewer, name_b.replace("boundaries", "grains", 1) if "boundaries" in name_b else f"{name_b} grains"
+        )
         boundaries = np.asarray(boundaries, np.uint8)
         if labels is None:
             labels = boundaries_to_labels(boundaries)
@@ -126,14 +134,20 @@ class BoundaryLink:
         # filled, translucent: the boundary layer draws the outlines, and two grains that
         # share a colour across a line show at once where a boundary has a gap (napari's
         # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
-        grains = viewer.add_labels(placeholder.astype(np.uint32), opacity=GRAINS_OPACITY,
-                                   metadata={ROLE_KEY: "grains", "grainseg_source": source.name,
-                                             PENDING_KEY: True},
-                                   **derived_layer_kwargs(source, name_g))
+        grains = viewer.add_labels(
+            placeholder.astype(np.uint32),
+            opacity=GRAINS_OPACITY,
+            metadata={ROLE_KEY: "grains", "grainseg_source": source.name, PENDING_KEY: True},
+            **derived_layer_kwargs(source, name_g),
+        )
         grains.editable = False  # derived: edit the boundary layer
-        layer = viewer.add_labels(placeholder, colormap=boundary_colormap(), opacity=0.9,
-                                  metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
-                                  **derived_layer_kwargs(source, name_b))
+        layer = viewer.add_labels(
+            placeholder,
+            colormap=boundary_colormap(),
+            opacity=0.9,
+            metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
+            **derived_layer_kwargs(source, name_b),
+        )
         link = cls(viewer, layer, grains)
         link.write_model_result(boundaries, labels)
         if not from_model:
@@ -153,9 +167,12 @@ class BoundaryLink:
         if data.ndim != 2 or data.size == 0 or data.max() > 1:
             raise InputError(f"layer '{layer.name}' is not a boundary map (2-D, 0 = grain, 1 = boundary)")
         name_g = _unique_name(viewer, f"{layer.name} grains")
-        grains = viewer.add_labels(boundaries_to_labels(data.astype(np.uint8)), opacity=GRAINS_OPACITY,
-                                   metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
-                                   **derived_layer_kwargs(layer, name_g))
+        grains = viewer.add_labels(
+            boundaries_to_labels(data.astype(np.uint8)),
+            opacity=GRAINS_OPACITY,
+            metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
+            **derived_layer_kwargs(layer, name_g),
+        )
         grains.editable = False
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)

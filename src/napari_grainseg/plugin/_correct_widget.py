@@ -45,10 +45,18 @@ class CorrectWidget(Container):
         self.redo_button = PushButton(text="Redo")
         history = Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False)
         self.status = Label(value="paint / erase boundaries with label 1 on the boundary layer")
-        self.body = Container(widgets=[
-            self.boundaries, self.picks_button, self.lines_button, self.merge_button, self.split_button,
-            self.delete_button, history, self.status,
-        ])
+        self.body = Container(
+            widgets=[
+                self.boundaries,
+                self.picks_button,
+                self.lines_button,
+                self.merge_button,
+                self.split_button,
+                self.delete_button,
+                history,
+                self.status,
+            ]
+        )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
         # buttons call the methods with no argument (a button's value is not a list of points)
@@ -78,8 +86,11 @@ class CorrectWidget(Container):
         return link.boundaries if link is not None else None
 
     def _boundary_layers(self, _widget=None) -> list:
-        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Labels)
-                and layer.metadata.get(ROLE_KEY) == "boundaries"]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Labels) and layer.metadata.get(ROLE_KEY) == "boundaries"
+        ]
 
     def _fail(self, exc) -> None:
         show_error(str(exc))
@@ -108,13 +119,21 @@ class CorrectWidget(Container):
         elif not create:
             return None
         elif kind == "points":
-            helper = self._viewer.add_points(ndim=2, size=max(12 * float(np.mean(layer.scale)), 1e-6),
-                                             face_color="cyan", metadata={ROLE_KEY: "picks"},
-                                             **derived_layer_kwargs(layer, name))
+            helper = self._viewer.add_points(
+                ndim=2,
+                size=max(12 * float(np.mean(layer.scale)), 1e-6),
+                face_color="cyan",
+                metadata={ROLE_KEY: "picks"},
+                **derived_layer_kwargs(layer, name),
+            )
         else:
-            helper = self._viewer.add_shapes(ndim=2, edge_color="cyan", edge_width=2 * float(np.mean(layer.scale)),
-                                             metadata={ROLE_KEY: "split lines"},
-                                             **derived_layer_kwargs(layer, name))
+            helper = self._viewer.add_shapes(
+                ndim=2,
+                edge_color="cyan",
+                edge_width=2 * float(np.mean(layer.scale)),
+                metadata={ROLE_KEY: "split lines"},
+                **derived_layer_kwargs(layer, name),
+            )
         if create:
             self._viewer.layers.selection.active = helper
             helper.mode = "add" if kind == "points" else "add_path"
@@ -146,7 +165,7 @@ class CorrectWidget(Container):
                 raise InputError(f"pick ({y}, {x}) lies outside the image")
             gid = int(labels[y, x])
             if gid == 0:  # on a boundary pixel: take the grain most of its 3x3 neighbourhood belongs to
-                patch = labels[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+                patch = labels[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2]
                 patch = patch[patch > 0]
                 gid = int(np.bincount(patch).argmax()) if patch.size else 0
             if gid and gid not in ids:
@@ -174,6 +193,7 @@ class CorrectWidget(Container):
 
     def merge(self, points_yx=None) -> int | None:
         """Merge the picked grains (≥ 2, touching) into one. Returns boundary pixels changed."""
+
         def op(link):
             ids = self._picked_ids(link, points_yx)
             if len(ids) < 2:
@@ -187,6 +207,7 @@ class CorrectWidget(Container):
 
     def delete(self, points_yx=None) -> int | None:
         """Delete the picked grains: their neighbours grow into them."""
+
         def op(link):
             ids = self._picked_ids(link, points_yx)
             if not ids:
@@ -203,6 +224,7 @@ class CorrectWidget(Container):
 
     def split(self, lines_yx=None) -> int | None:
         """Split grains along drawn lines (each from boundary to boundary)."""
+
         def op(link):
             lines = lines_yx
             if lines is None:

@@ -53,8 +53,11 @@ def source_image(viewer, layer):
 
     if layer is None:
         return None
-    if isinstance(layer, napari.layers.Image) and ROLE_KEY not in layer.metadata \
-            and not layer.metadata.get("grainseg_derived"):
+    if (
+        isinstance(layer, napari.layers.Image)
+        and ROLE_KEY not in layer.metadata
+        and not layer.metadata.get("grainseg_derived")
+    ):
         return layer
     name = layer.metadata.get("grainseg_source")
     if name and name in viewer.layers:
@@ -147,8 +150,10 @@ def check_reader(layer) -> str | None:
         return None
     if not nm:
         return None
-    message = (f"'{layer.name}' was opened by the '{plugin}' reader, in pixels; the file says {nm:g} nm per "
-               "pixel. Open it with napari-grainseg (File > Open with Plugin) to measure in nm, or enter "
-               "the pixel size in the Segment grains dock.")
+    message = (
+        f"'{layer.name}' was opened by the '{plugin}' reader, in pixels; the file says {nm:g} nm per "
+        "pixel. Open it with napari-grainseg (File > Open with Plugin) to measure in nm, or enter "
+        "the pixel size in the Segment grains dock."
+    )
     show_warning(message)
     return message

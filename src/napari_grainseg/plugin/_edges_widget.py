@@ -11,12 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from napari.utils.notifications import show_error, show_warning
 
 from napari_grainseg.errors import GrainsegError
-from napari_grainseg.plugin._dock import (
-    follow_active,
-    scroll_body,
-    source_image,
-    suggest_reader_for_calibrated_tiffs,
-)
+from napari_grainseg.plugin._dock import follow_active, scroll_body, source_image, suggest_reader_for_calibrated_tiffs
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer
 from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 
@@ -30,8 +25,7 @@ class _AutoFloat(Container):
     def __init__(self, label: str, step: float, maximum: float):
         self.auto = CheckBox(value=True, text="auto")
         self.value_box = FloatSpinBox(value=0.0, min=0.0, max=maximum, step=step, enabled=False)
-        super().__init__(widgets=[self.value_box, self.auto], layout="horizontal", label=label,
-                         labels=False)
+        super().__init__(widgets=[self.value_box, self.auto], layout="horizontal", label=label, labels=False)
         self.auto.changed.connect(lambda ticked: setattr(self.value_box, "enabled", not ticked))
 
     def get(self) -> float | None:
@@ -59,17 +53,27 @@ class EdgeDetectorsWidget(Container):
         self.sobel_threshold = _AutoFloat("Sobel threshold", 0.005, 10.0)
         self.log_sigma = FloatSpinBox(label="LoG sigma", value=2.0, min=0.5, max=20.0, step=0.25)
         self.log_threshold = _AutoFloat("LoG threshold", 0.001, 10.0)
-        self.canny_sigma = FloatSpinBox(label="Canny sigma", value=round(math.sqrt(2), 3), min=0.5,
-                                        max=20.0, step=0.25)
+        self.canny_sigma = FloatSpinBox(label="Canny sigma", value=round(math.sqrt(2), 3), min=0.5, max=20.0, step=0.25)
         self.canny_high = _AutoFloat("Canny high", 0.005, 10.0)
         self.canny_low_ratio = FloatSpinBox(label="Canny low/high", value=0.4, min=0.05, max=1.0, step=0.05)
         self.run_button = PushButton(text="Detect edges")
         self.status = Label(value="")
-        self.body = Container(widgets=[
-            self.image, self.median_size, self.low_pct, self.high_pct, self.sobel_threshold,
-            self.log_sigma, self.log_threshold, self.canny_sigma, self.canny_high,
-            self.canny_low_ratio, self.run_button, self.status,
-        ])
+        self.body = Container(
+            widgets=[
+                self.image,
+                self.median_size,
+                self.low_pct,
+                self.high_pct,
+                self.sobel_threshold,
+                self.log_sigma,
+                self.log_threshold,
+                self.canny_sigma,
+                self.canny_high,
+                self.canny_low_ratio,
+                self.run_button,
+                self.status,
+            ]
+        )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
         self.run_button.clicked.connect(lambda: self.run())
@@ -79,8 +83,11 @@ class EdgeDetectorsWidget(Container):
         suggest_reader_for_calibrated_tiffs(viewer)
 
     def _image_layers(self, _widget=None) -> list:
-        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
-                and not layer.metadata.get("grainseg_derived")]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Image) and not layer.metadata.get("grainseg_derived")
+        ]
 
     def params(self) -> EdgeParams:
         """The edge parameters currently set in the widget."""
@@ -114,14 +121,20 @@ class EdgeDetectorsWidget(Container):
         self.log_threshold.show_resolved(resolved.log_threshold)
         self.canny_high.show_resolved(resolved.canny_high)
         layers = [
-            self._put_layer(source, f"{source.name} {name}", getattr(maps, attr).astype(np.uint8),
-                            colormap=EDGE_COLORMAPS[name], blending="additive", contrast_limits=(0, 1))
+            self._put_layer(
+                source,
+                f"{source.name} {name}",
+                getattr(maps, attr).astype(np.uint8),
+                colormap=EDGE_COLORMAPS[name],
+                blending="additive",
+                contrast_limits=(0, 1),
+            )
             for name, attr in (("Sobel", "sobel"), ("LoG", "log"), ("Canny", "canny"))
         ]
-        layers.append(self._put_layer(source, f"{source.name} edges RGB", maps.fused(), rgb=True,
-                                      visible=False))
-        self.status.value = (f"Sobel {int(maps.sobel.sum())} px, LoG {int(maps.log.sum())} px, "
-                             f"Canny {int(maps.canny.sum())} px")
+        layers.append(self._put_layer(source, f"{source.name} edges RGB", maps.fused(), rgb=True, visible=False))
+        self.status.value = (
+            f"Sobel {int(maps.sobel.sum())} px, LoG {int(maps.log.sum())} px, Canny {int(maps.canny.sum())} px"
+        )
         return layers
 
     def _put_layer(self, source, name: str, data: np.ndarray, **kwargs):

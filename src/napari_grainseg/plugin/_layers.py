@@ -15,8 +15,11 @@ from napari_grainseg.io.validate import validate_image
 
 def micrograph_layer_kwargs(micrograph, name: str) -> dict[str, Any]:
     """Layer keyword arguments for a micrograph: name, scale and units (nm) when calibrated."""
-    kwargs: dict[str, Any] = {"name": name, "colormap": "gray",
-                              "metadata": {"grainseg": dict(micrograph.metadata, source=micrograph.source)}}
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "colormap": "gray",
+        "metadata": {"grainseg": dict(micrograph.metadata, source=micrograph.source)},
+    }
     if micrograph.pixel_size_yx_nm is not None:
         kwargs["scale"] = tuple(float(v) for v in micrograph.pixel_size_yx_nm)
         kwargs["units"] = ("nm", "nm")

@@ -26,7 +26,7 @@ def get_reader(path):
 
 
 def label_export_kind(path) -> str | None:
-    """"boundaries" or "grains" for this tool's TIFF exports (``<stem>_boundaries.tif`` ...), else None."""
+    """ "boundaries" or "grains" for this tool's TIFF exports (``<stem>_boundaries.tif`` ...), else None."""
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
@@ -67,8 +67,12 @@ def label_layer_kwargs(micrograph, path: Path) -> dict:
 
     image = micrograph_layer_kwargs(micrograph, path.stem)
     stem = path.stem.rsplit("_", 1)[0]
-    kwargs = {"name": f"{stem} boundaries", "opacity": 0.9, "colormap": boundary_colormap(),
-              "metadata": {ROLE_KEY: "boundaries", "grainseg_source": stem, "grainseg_file": str(path)}}
+    kwargs = {
+        "name": f"{stem} boundaries",
+        "opacity": 0.9,
+        "colormap": boundary_colormap(),
+        "metadata": {ROLE_KEY: "boundaries", "grainseg_source": stem, "grainseg_file": str(path)},
+    }
     for key in ("scale", "units"):
         if key in image:
             kwargs[key] = image[key]

@@ -41,9 +41,9 @@ LIVE_UPDATE_INTERVAL_S = 0.5
 #: What Net2 does and its measured effect, shown on its buttons.
 NET2_EFFECT = (
     "Net2 refines Net1's map step by step. Measured effect (docs/generalisation.md): on real "
-    'hand-traced crops it made grains worse (VI 4.07 vs 3.68, grain count error 618 % vs 342 %); on '
-    'synthetic bright-field sets it ties with Net1 + watershed. Use it to explore, and check the '
-    'result.'
+    "hand-traced crops it made grains worse (VI 4.07 vs 3.68, grain count error 618 % vs 342 %); on "
+    "synthetic bright-field sets it ties with Net1 + watershed. Use it to explore, and check the "
+    "result."
 )
 #: Most Net2 steps of one run.
 MAX_NET2_STEPS = 30
@@ -177,40 +177,80 @@ class SegmentWidget(Container):
         self._refinement: _Refinement | None = None
         self._net1_worker = None
         self.image = ComboBox(label="image", choices=self._image_layers)
-        self.pixel_size = FloatSpinBox(label="pixel size (nm)", value=0.0, min=0.0, max=1e6, step=0.01,
-                                       tooltip="0 = not calibrated; set it and press Apply")
+        self.pixel_size = FloatSpinBox(
+            label="pixel size (nm)",
+            value=0.0,
+            min=0.0,
+            max=1e6,
+            step=0.01,
+            tooltip="0 = not calibrated; set it and press Apply",
+        )
         self.apply_pixel_size = PushButton(text="Apply pixel size")
-        self.line_length = FloatSpinBox(label="scale line (nm)", value=0.0, min=0.0, max=1e9, step=1.0,
-                                        tooltip="length of a line drawn along the scale bar, in nm")
-        self.scale_line_button = PushButton(text="Set scale from a line",
-                                            tooltip="first press: draw a line along the scale bar; enter its "
-                                            "length; press again")
+        self.line_length = FloatSpinBox(
+            label="scale line (nm)",
+            value=0.0,
+            min=0.0,
+            max=1e9,
+            step=1.0,
+            tooltip="length of a line drawn along the scale bar, in nm",
+        )
+        self.scale_line_button = PushButton(
+            text="Set scale from a line",
+            tooltip="first press: draw a line along the scale bar; enter its length; press again",
+        )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.device_label = Label(label="in use", value="")
-        self.grain_size = FloatSpinBox(label="grain size hint", value=0.0, min=0.0, max=1e6, step=1.0,
-                                       tooltip="expected mean grain diameter; 0 = estimate it")
+        self.grain_size = FloatSpinBox(
+            label="grain size hint",
+            value=0.0,
+            min=0.0,
+            max=1e6,
+            step=1.0,
+            tooltip="expected mean grain diameter; 0 = estimate it",
+        )
         self.grain_size_unit = ComboBox(label="hint unit", choices=["px", "nm"], value="px")
-        self.grains = ComboBox(label="grains by", choices=list(GRAIN_BUILDERS), value="threshold",
-                               tooltip="how grains are built from the boundary probability: threshold it (the "
-                               "default: best on real hand-traced crops), or take every basin of its watershed "
-                               "(closes faint boundaries; best on our synthetic sets, but it splits grains on "
-                               "unfamiliar images; docs/generalisation.md)")
+        self.grains = ComboBox(
+            label="grains by",
+            choices=list(GRAIN_BUILDERS),
+            value="threshold",
+            tooltip="how grains are built from the boundary probability: threshold it (the "
+            "default: best on real hand-traced crops), or take every basin of its watershed "
+            "(closes faint boundaries; best on our synthetic sets, but it splits grains on "
+            "unfamiliar images; docs/generalisation.md)",
+        )
         self.run_net1_button = PushButton(text="Run Net1")
         self.step_button = PushButton(text="Net2 Step", tooltip=NET2_EFFECT)
         self.run_button = PushButton(text="Net2 Run", tooltip=NET2_EFFECT)
         self.pause_button = PushButton(text="Pause")
         self.stop_button = PushButton(text="Stop")
-        net2_row = Container(widgets=[self.step_button, self.run_button, self.pause_button, self.stop_button],
-                             layout="horizontal", labels=False, label="Net2")
+        net2_row = Container(
+            widgets=[self.step_button, self.run_button, self.pause_button, self.stop_button],
+            layout="horizontal",
+            labels=False,
+            label="Net2",
+        )
         self.net2_label = Label(label="last step", value="")
         self.release_button = PushButton(text="Release model memory")
         self.status = Label(value="")
-        self.body = Container(widgets=[
-            self.image, self.pixel_size, self.apply_pixel_size, self.line_length, self.scale_line_button,
-            self.device, self.device_label,
-            self.grain_size, self.grain_size_unit, self.grains, self.run_net1_button, net2_row, self.net2_label,
-            self.release_button, self.status,
-        ])
+        self.body = Container(
+            widgets=[
+                self.image,
+                self.pixel_size,
+                self.apply_pixel_size,
+                self.line_length,
+                self.scale_line_button,
+                self.device,
+                self.device_label,
+                self.grain_size,
+                self.grain_size_unit,
+                self.grains,
+                self.run_net1_button,
+                net2_row,
+                self.net2_label,
+                self.release_button,
+                self.status,
+            ]
+        )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
         self.image.changed.connect(self._on_image_changed)
@@ -233,8 +273,13 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ inputs
 
     def _image_layers(self, _widget=None) -> list:
-        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)
-                and not layer.metadata.get("grainseg_derived") and ROLE_KEY not in layer.metadata]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Image)
+            and not layer.metadata.get("grainseg_derived")
+            and ROLE_KEY not in layer.metadata
+        ]
 
     def _on_image_changed(self, layer) -> None:
         size = pixel_size_of(layer) if layer is not None else None
@@ -250,8 +295,7 @@ class SegmentWidget(Container):
         try:
             if source is None:
                 raise InputError("no image layer selected: open a micrograph first")
-            nm = validate_pixel_size(self.pixel_size.value if value is None or isinstance(value, bool)
-                                     else value)
+            nm = validate_pixel_size(self.pixel_size.value if value is None or isinstance(value, bool) else value)
         except GrainsegError as exc:
             return self._fail(exc)
         for layer in [source, *self._derived_layers(source)]:
@@ -271,9 +315,13 @@ class SegmentWidget(Container):
             return self._viewer.layers[name]
         if not create:
             return None
-        layer = self._viewer.add_shapes(ndim=2, edge_color="orange", edge_width=2 * float(np.mean(source.scale)),
-                                        metadata={ROLE_KEY: "scale line", "grainseg_source": source.name},
-                                        **derived_layer_kwargs(source, name))
+        layer = self._viewer.add_shapes(
+            ndim=2,
+            edge_color="orange",
+            edge_width=2 * float(np.mean(source.scale)),
+            metadata={ROLE_KEY: "scale line", "grainseg_source": source.name},
+            **derived_layer_kwargs(source, name),
+        )
         layer.mode = "add_line"
         return layer
 
@@ -294,8 +342,9 @@ class SegmentWidget(Container):
                 layer = self.scale_line_layer()
                 self._viewer.layers.selection.active = layer
                 layer.mode = "add_line"
-                self.status.value = ("draw a line along the scale bar, enter its length in nm, "
-                                     "then press 'Set scale from a line' again")
+                self.status.value = (
+                    "draw a line along the scale bar, enter its length in nm, then press 'Set scale from a line' again"
+                )
                 return None
             if self.line_length.value <= 0:
                 raise InputError("enter the scale line's length in nm (the scale bar's label)")
@@ -309,15 +358,20 @@ class SegmentWidget(Container):
             return None
         if not self.set_pixel_size(nm):
             return None
-        self.status.value = (f"{source.name}: {nm:.4g} nm/px from a {length_px:.1f} px line of "
-                             f"{self.line_length.value:g} nm")
+        self.status.value = (
+            f"{source.name}: {nm:.4g} nm/px from a {length_px:.1f} px line of {self.line_length.value:g} nm"
+        )
         return nm
 
     def _derived_layers(self, source) -> list:
         state = self._states.get(layer_key(source))
-        layers = [layer for layer in self._viewer.layers
-                  if layer.metadata.get("grainseg_source") == source.name
-                  or layer.metadata.get("grainseg_derived") and layer.name.startswith(f"{source.name} ")]
+        layers = [
+            layer
+            for layer in self._viewer.layers
+            if layer.metadata.get("grainseg_source") == source.name
+            or layer.metadata.get("grainseg_derived")
+            and layer.name.startswith(f"{source.name} ")
+        ]
         if state and state.probability is not None and state.probability not in layers:
             layers.append(state.probability)
         return layers
@@ -341,7 +395,8 @@ class SegmentWidget(Container):
             return None
         unit = "grain_size_px" if self.grain_size_unit.value == "px" else "grain_size_nm"
         return SegmentOptions(**{unit: value}).grain_size_for(
-            pixel_size_of(source), where=f"'{source.name}'", fix="enter its pixel size above (or give the hint in px)")
+            pixel_size_of(source), where=f"'{source.name}'", fix="enter its pixel size above (or give the hint in px)"
+        )
 
     def _read_source(self):
         """The selected layer and its validated 2-D float image (warnings shown)."""
@@ -361,8 +416,7 @@ class SegmentWidget(Container):
 
     @property
     def busy(self) -> bool:
-        return self._net1_worker is not None or (
-            self._refinement is not None and not self._refinement_paused())
+        return self._net1_worker is not None or (self._refinement is not None and not self._refinement_paused())
 
     def _refinement_paused(self) -> bool:
         r = self._refinement
@@ -372,8 +426,15 @@ class SegmentWidget(Container):
 
     def _options(self, device, grains: str, hint: float | None = None) -> SegmentOptions:
         """The segmentation options of this widget (Net1 only: Net2 is stepped here, not by the pipeline)."""
-        return SegmentOptions(net2_steps=0, grain_size_px=hint, grains=grains, threshold=THRESHOLD, device=device,
-                              weights=self.net1_weights, net2_weights=self.net2_weights)
+        return SegmentOptions(
+            net2_steps=0,
+            grain_size_px=hint,
+            grains=grains,
+            threshold=THRESHOLD,
+            device=device,
+            weights=self.net1_weights,
+            net2_weights=self.net2_weights,
+        )
 
     def release_memory(self) -> None:
         """Drop the cached networks (the package's model cache) and return cached GPU memory to the driver."""
@@ -469,12 +530,13 @@ class SegmentWidget(Container):
         state.scale = result.prediction.scale
         state.steps_done = 0
         state.extra = result.info()
-        run_staged(lambda: self._put_probability(source, state, result.prediction.probability),
-                   lambda: self._write_boundaries(source, state, boundaries, labels))
+        run_staged(
+            lambda: self._put_probability(source, state, result.prediction.probability),
+            lambda: self._write_boundaries(source, state, boundaries, labels),
+        )
         p = result.prediction
         size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
-        self.status.value = (f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}"
-                             f"{size}")
+        self.status.value = f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}"
         state.net2_text = ""
         if same_layer(self.image.value, source):
             self.net2_label.value = ""
@@ -487,15 +549,21 @@ class SegmentWidget(Container):
         kwargs = derived_layer_kwargs(source, f"{source.name} boundary probability")
         # created small, filled in the next event-loop turn (see BoundaryLink.create)
         state.probability = self._viewer.add_image(
-            np.zeros((2, 2), np.float32), colormap="magma", blending="additive", contrast_limits=(0.0, 1.0),
-            opacity=0.6, visible=False,  # the boundary layer shows the result; this one on demand
+            np.zeros((2, 2), np.float32),
+            colormap="magma",
+            blending="additive",
+            contrast_limits=(0.0, 1.0),
+            opacity=0.6,
+            visible=False,  # the boundary layer shows the result; this one on demand
             metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
-            **kwargs)
+            **kwargs,
+        )
         layer = state.probability
         run_staged(lambda: setattr(layer, "data", probability))
 
-    def _write_boundaries(self, source, state: _SourceState, boundaries: np.ndarray,
-                          labels: np.ndarray, net2: bool = False) -> BoundaryLink:
+    def _write_boundaries(
+        self, source, state: _SourceState, boundaries: np.ndarray, labels: np.ndarray, net2: bool = False
+    ) -> BoundaryLink:
         """Write a model result; hand-corrected boundary layers are never overwritten.
 
         A Net2 step (``net2``) was computed with the hand edits clamped, so it
@@ -511,8 +579,10 @@ class SegmentWidget(Container):
         new.boundaries.metadata["grainseg_info"] = dict(state.extra)
         if link is not None and link.alive:
             link.boundaries.visible = link.grains.visible = False
-            show_info(f"'{link.boundaries.name}' has hand corrections: kept it (hidden), the new result is in "
-                      f"'{new.boundaries.name}'")
+            show_info(
+                f"'{link.boundaries.name}' has hand corrections: kept it (hidden), the new result is in "
+                f"'{new.boundaries.name}'"
+            )
         state.link = new
         self._viewer.layers.selection.active = new.boundaries
         return new
@@ -558,8 +628,11 @@ class SegmentWidget(Container):
             self.net2_label.value = "not available"
             return None
         r = self._refinement
-        if r is not None and self._refinement_paused() and (
-                not same_layer(r.source, self.image.value) or self._edited(r)):
+        if (
+            r is not None
+            and self._refinement_paused()
+            and (not same_layer(r.source, self.image.value) or self._edited(r))
+        ):
             # another image, or hand edits since the last step: continue from the layer as it is now
             self._detach_refinement()
             r = None
@@ -599,9 +672,18 @@ class SegmentWidget(Container):
                 fixed_mask, fixed_values = fixed_mask.copy(), fixed_values.copy()
             start_crc = checksum(link.boundaries.data)
         r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done, start_checksum=start_crc)
-        worker = create_worker(self._net2_job, data, start, state.scale, device, self.grains.value, r,
-                               fixed_mask, fixed_values,
-                               progress={"total": MAX_NET2_STEPS, "desc": f"Net2 on {source.name}"})
+        worker = create_worker(
+            self._net2_job,
+            data,
+            start,
+            state.scale,
+            device,
+            self.grains.value,
+            r,
+            fixed_mask,
+            fixed_values,
+            progress={"total": MAX_NET2_STEPS, "desc": f"Net2 on {source.name}"},
+        )
         r.worker = worker
         worker.yielded.connect(lambda out: self._net2_yielded(r, out))
         worker.returned.connect(lambda out: self._net2_returned(r, out))
@@ -609,8 +691,10 @@ class SegmentWidget(Container):
         self._refinement = r
         self.net2_label.value = "starting..."
         if fixed_mask is not None:
-            self.status.value = (f"Net2 continues from '{link.boundaries.name}' as edited: "
-                                 f"{int(fixed_mask.sum())} hand-edited px kept fixed")
+            self.status.value = (
+                f"Net2 continues from '{link.boundaries.name}' as edited: "
+                f"{int(fixed_mask.sum())} hand-edited px kept fixed"
+            )
         worker.start()
         return worker
 
@@ -618,8 +702,7 @@ class SegmentWidget(Container):
         """True when the boundary layer of ``r``'s image was edited since Net2 last wrote it."""
         state = self._states.get(layer_key(r.source))
         link = state.link if state is not None else None
-        return (link is not None and link.alive and link.edited
-                and checksum(link.boundaries.data) != r.start_checksum)
+        return link is not None and link.alive and link.edited and checksum(link.boundaries.data) != r.start_checksum
 
     def _detach_refinement(self) -> None:
         """End the current (paused) refinement without drawing anything more from it."""
@@ -629,8 +712,7 @@ class SegmentWidget(Container):
             r.worker.quit()
             self._refinement = None
 
-    def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement, fixed_mask=None,
-                  fixed_values=None):
+    def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement, fixed_mask=None, fixed_values=None):
         """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
         import torch
 
@@ -641,8 +723,16 @@ class SegmentWidget(Container):
             options = self._options(device, grains)
             with torch.inference_mode():
                 model = options.net2(device)
-            steps = refine(data, start, model=model, device=device, max_steps=MAX_NET2_STEPS, scale=scale,
-                           fixed_mask=fixed_mask, fixed_values=fixed_values)
+            steps = refine(
+                data,
+                start,
+                model=model,
+                device=device,
+                max_steps=MAX_NET2_STEPS,
+                scale=scale,
+                fixed_mask=fixed_mask,
+                fixed_values=fixed_values,
+            )
         except GrainsegError as exc:
             return _Failure(str(exc))
         try:
@@ -680,8 +770,7 @@ class SegmentWidget(Container):
             self.net2_label.value = text
         r.pending = out
         now = time.perf_counter()
-        if step.converged or r.budget is not None and r.budget <= 0 \
-                or now - r.last_draw >= LIVE_UPDATE_INTERVAL_S:
+        if step.converged or r.budget is not None and r.budget <= 0 or now - r.last_draw >= LIVE_UPDATE_INTERVAL_S:
             self._draw_step(r)
 
     def _draw_step(self, r: _Refinement) -> None:
@@ -697,13 +786,17 @@ class SegmentWidget(Container):
         if self._edited(r):  # edited while Net2 ran: never overwrite a hand correction
             if self._refinement is r:
                 self._detach_refinement()
-            self.status.value = (f"Net2 stopped: '{state.link.boundaries.name}' was edited; press Step to "
-                                 "continue from it (the edits are kept fixed)")
+            self.status.value = (
+                f"Net2 stopped: '{state.link.boundaries.name}' was edited; press Step to "
+                "continue from it (the edits are kept fixed)"
+            )
             return
         state.steps_done = r.steps_at_start + step.step
         state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done)
-        run_staged(lambda: self._put_probability(source, state, step.state),
-                   lambda: self._write_boundaries(source, state, boundaries, labels, net2=True))
+        run_staged(
+            lambda: self._put_probability(source, state, step.state),
+            lambda: self._write_boundaries(source, state, boundaries, labels, net2=True),
+        )
         r.last_draw = time.perf_counter()
 
     def _net2_returned(self, r: _Refinement, out) -> None:
@@ -719,5 +812,4 @@ class SegmentWidget(Container):
                 done = f"Net2: {state.steps_done} steps on {r.source.name}"
                 self.status.value = f"{done} (stopped: cancelled)" if r.cancelled else done
                 if r.cancelled:
-                    show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after "
-                              f"{state.steps_done} steps")
+                    show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after {state.steps_done} steps")

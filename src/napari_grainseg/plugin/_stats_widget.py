@@ -45,8 +45,13 @@ class GrainStats:
     pixel_size_nm: float | None
 
 
-def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_grains: bool = True,
-                  min_area: int | None = None, exclude: np.ndarray | None = None) -> GrainStats:
+def compute_stats(
+    labels: np.ndarray,
+    pixel_size_nm: float | None,
+    exclude_edge_grains: bool = True,
+    min_area: int | None = None,
+    exclude: np.ndarray | None = None,
+) -> GrainStats:
     """Measure a label image and draw its histogram figure (thread-safe, no Qt).
 
     ``min_area`` (px) and ``exclude`` (mask, non-zero = left out) go to the
@@ -55,16 +60,20 @@ def compute_stats(labels: np.ndarray, pixel_size_nm: float | None, exclude_edge_
     from napari_grainseg.measure.report import histogram_figure
     from napari_grainseg.measure.statistics import measure_field
 
-    table, summary = measure_field(labels, pixel_size_nm, min_area=min_area, exclude=exclude,
-                                   exclude_edge_grains=exclude_edge_grains)
+    table, summary = measure_field(
+        labels, pixel_size_nm, min_area=min_area, exclude=exclude, exclude_edge_grains=exclude_edge_grains
+    )
     # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
     return GrainStats(labels, table, summary, histogram_figure(table, summary, vertical=True), pixel_size_nm)
 
 
 def _options_key(options: dict) -> tuple:
     mask = options.get("exclude")
-    return (options.get("exclude_edge_grains"), options.get("min_area"),
-            None if mask is None else checksum(np.asarray(mask, np.uint8)))
+    return (
+        options.get("exclude_edge_grains"),
+        options.get("min_area"),
+        None if mask is None else checksum(np.asarray(mask, np.uint8)),
+    )
 
 
 def caveats_text(summary: dict) -> str:
@@ -112,11 +121,21 @@ class StatsWidget(Container):
         self._again = False
         self.grains = ComboBox(label="grains", choices=self._grain_layers)
         self.include_edge = CheckBox(text="include grains cut by the border", value=False)
-        self.min_area = SpinBox(label="min grain (px)", value=1, min=1, max=10**7,
-                                tooltip="grains of fewer pixels are shared out to their neighbours")
-        self.exclude = ComboBox(label="exclude", choices=self._mask_layers, nullable=True, value=None,
-                                tooltip="a Labels or Shapes layer: grains touching it are not measured "
-                                "(scale-bar strip, hole, carbon film)")
+        self.min_area = SpinBox(
+            label="min grain (px)",
+            value=1,
+            min=1,
+            max=10**7,
+            tooltip="grains of fewer pixels are shared out to their neighbours",
+        )
+        self.exclude = ComboBox(
+            label="exclude",
+            choices=self._mask_layers,
+            nullable=True,
+            value=None,
+            tooltip="a Labels or Shapes layer: grains touching it are not measured "
+            "(scale-bar strip, hole, carbon film)",
+        )
         self.colour_by_ecd = CheckBox(text="colour grains by ECD", value=False)
         self.summary = Label(value="")
         self.caveats = Label(value="")
@@ -130,12 +149,28 @@ class StatsWidget(Container):
         self.hist_button = PushButton(text="Histogram")
         self.tiff_button = PushButton(text="Label TIFF")
         self.all_button = PushButton(text="All")
-        row = Container(widgets=[self.csv_button, self.json_button, self.hist_button], layout="horizontal",
-                        labels=False, label="export")
+        row = Container(
+            widgets=[self.csv_button, self.json_button, self.hist_button],
+            layout="horizontal",
+            labels=False,
+            label="export",
+        )
         row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label="")
-        self.body = Container(widgets=[self.grains, self.include_edge, self.min_area, self.exclude,
-                                       self.colour_by_ecd, self.summary, self.caveats, self.folder,
-                                       self.stem, row, row2])
+        self.body = Container(
+            widgets=[
+                self.grains,
+                self.include_edge,
+                self.min_area,
+                self.exclude,
+                self.colour_by_ecd,
+                self.summary,
+                self.caveats,
+                self.folder,
+                self.stem,
+                row,
+                row2,
+            ]
+        )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
         self._canvas = None
@@ -160,9 +195,12 @@ class StatsWidget(Container):
         self._watch(self.grains.value)
 
     def _mask_layers(self, _widget=None) -> list:
-        return [layer for layer in self._viewer.layers
-                if isinstance(layer, (napari.layers.Labels, napari.layers.Shapes))
-                and layer.metadata.get(ROLE_KEY) not in ("grains", "boundaries", "picks", "split lines")]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, (napari.layers.Labels, napari.layers.Shapes))
+            and layer.metadata.get(ROLE_KEY) not in ("grains", "boundaries", "picks", "split lines")
+        ]
 
     def _watch_mask(self, layer) -> None:
         if self._watched_mask is not None:
@@ -206,8 +244,11 @@ class StatsWidget(Container):
         return link.grains if link is not None else None
 
     def _grain_layers(self, _widget=None) -> list:
-        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Labels)
-                and layer.metadata.get(ROLE_KEY) in ("grains", "boundaries")]
+        return [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Labels) and layer.metadata.get(ROLE_KEY) in ("grains", "boundaries")
+        ]
 
     def _watch(self, layer) -> None:
         if self._watched is not None:
@@ -241,14 +282,19 @@ class StatsWidget(Container):
         nm = pixel_size_of(layer)
         if nm is None and layer_key(layer) not in self._warned_uncalibrated:
             self._warned_uncalibrated.add(layer_key(layer))
-            show_warning(f"'{layer.name}' has no pixel size: sizes are in px and ASTM G is not computed; "
-                         "set the pixel size in the Segment grains widget")
+            show_warning(
+                f"'{layer.name}' has no pixel size: sizes are in px and ASTM G is not computed; "
+                "set the pixel size in the Segment grains widget"
+            )
         labels = grain_labels(np.array(layer.data, copy=True), layer.metadata.get(ROLE_KEY))
         return labels, nm
 
     def _options(self, labels: np.ndarray) -> dict:
-        return {"exclude_edge_grains": not self.include_edge.value, "min_area": int(self.min_area.value),
-                "exclude": self.exclusion_mask(labels.shape)}
+        return {
+            "exclude_edge_grains": not self.include_edge.value,
+            "min_area": int(self.min_area.value),
+            "exclude": self.exclusion_mask(labels.shape),
+        }
 
     def update(self):
         """Recompute the statistics of the selected layer (in a worker). Returns the worker."""
@@ -337,10 +383,18 @@ class StatsWidget(Container):
             existing.contrast_limits = limits
             existing.visible = True
             return existing
-        return self._viewer.add_image(data, colormap="viridis", contrast_limits=limits, opacity=0.6,
-                                      metadata={"grainseg_derived": True, ROLE_KEY: "ecd",
-                                                "grainseg_source": layer.metadata.get("grainseg_source")},
-                                      **derived_layer_kwargs(layer, name))
+        return self._viewer.add_image(
+            data,
+            colormap="viridis",
+            contrast_limits=limits,
+            opacity=0.6,
+            metadata={
+                "grainseg_derived": True,
+                ROLE_KEY: "ecd",
+                "grainseg_source": layer.metadata.get("grainseg_source"),
+            },
+            **derived_layer_kwargs(layer, name),
+        )
 
     # ------------------------------------------------------------------ export
 
@@ -353,8 +407,9 @@ class StatsWidget(Container):
         edits = link.edit_counts()
         extra["hand_edits"] = edits
         if any(edits.values()):
-            done = ", ".join(f"{n} {k.replace('_px', ' px').replace('painted', 'painted')}"
-                             for k, n in edits.items() if n)
+            done = ", ".join(
+                f"{n} {k.replace('_px', ' px').replace('painted', 'painted')}" for k, n in edits.items() if n
+            )
             extra["method"] = f"{extra.get('method', 'boundary layer')} + hand edits ({done})"
         return extra
 
@@ -371,17 +426,22 @@ class StatsWidget(Container):
                 raise InputError(f"export folder does not exist: {folder}")
             labels, nm = self._inputs()
             stats, options = self.stats, self._options(labels)
-            if stats is None or stats.pixel_size_nm != nm or not np.array_equal(stats.labels, labels) \
-                    or self._stats_key != _options_key(options):
+            if (
+                stats is None
+                or stats.pixel_size_nm != nm
+                or not np.array_equal(stats.labels, labels)
+                or self._stats_key != _options_key(options)
+            ):
                 stats = compute_stats(labels, nm, **options)  # exports what is shown now
             # the report's exports and layout, as the CLI writes them
-            paths = write_field_exports(folder, stem, stats.table, stats.summary, extra=self._extra(),
-                                        svg=True, what=what)
+            paths = write_field_exports(
+                folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what
+            )
             if "tiff" in what:
-                paths["grains_tif"] = write_calibrated_tiff(folder / f"{stem}_grains.tif",
-                                                            labels.astype(np.uint32), nm)
-                paths["boundaries_tif"] = write_calibrated_tiff(folder / f"{stem}_boundaries.tif",
-                                                                (labels == 0).astype(np.uint8), nm)
+                paths["grains_tif"] = write_calibrated_tiff(folder / f"{stem}_grains.tif", labels.astype(np.uint32), nm)
+                paths["boundaries_tif"] = write_calibrated_tiff(
+                    folder / f"{stem}_boundaries.tif", (labels == 0).astype(np.uint8), nm
+                )
         except (GrainsegError, OSError) as exc:
             self._fail(exc)
             return None

@@ -12,11 +12,22 @@
 
 from napari_grainseg._lazy import lazy_exports
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "fuse_edges": ".edges", "detect_edges": ".edges", "EdgeParams": ".edges",
-    "predict_boundaries": ".inference", "refine": ".refine",
-    "boundaries_to_labels": ".grains", "probability_to_labels": ".grains",
-    "merge_grains": ".editing", "split_grain": ".editing", "delete_grain": ".editing",
-    "segment": ".pipeline", "write_segmentation": ".pipeline", "Segmentation": ".pipeline",
-    "SegmentOptions": ".options",
-})
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "fuse_edges": ".edges",
+        "detect_edges": ".edges",
+        "EdgeParams": ".edges",
+        "predict_boundaries": ".inference",
+        "refine": ".refine",
+        "boundaries_to_labels": ".grains",
+        "probability_to_labels": ".grains",
+        "merge_grains": ".editing",
+        "split_grain": ".editing",
+        "delete_grain": ".editing",
+        "segment": ".pipeline",
+        "write_segmentation": ".pipeline",
+        "Segmentation": ".pipeline",
+        "SegmentOptions": ".options",
+    },
+)

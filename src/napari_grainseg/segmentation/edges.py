@@ -411,8 +411,13 @@ def canny_edges(pre: np.ndarray, sigma: float, high: float, low_ratio: float = 0
     # unnormalised Sobel (8x ours), so the thresholds are scaled by 8. It never
     # marks the outermost pixels: pad by reflection so edges reach the border.
     pad = 2
-    edges = canny(np.pad(pre, pad, mode="reflect"), sigma=sigma, low_threshold=low_ratio * high * 8,
-                  high_threshold=high * 8, mode="nearest")
+    edges = canny(
+        np.pad(pre, pad, mode="reflect"),
+        sigma=sigma,
+        low_threshold=low_ratio * high * 8,
+        high_threshold=high * 8,
+        mode="nearest",
+    )
     return edges[pad:-pad, pad:-pad]
 
 

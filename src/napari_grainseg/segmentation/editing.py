@@ -190,8 +190,7 @@ def split_grain(labels: np.ndarray, polyline_yx, gid: int | None = None) -> np.n
         _check_ids(labels, [gid])
     out, n_new = _cut(labels, line & (labels == gid))
     if n_new == 0:
-        raise InputError(f"the line does not cut grain {gid} in two: "
-                         "draw it from boundary to boundary")
+        raise InputError(f"the line does not cut grain {gid} in two: draw it from boundary to boundary")
     return out
 
 

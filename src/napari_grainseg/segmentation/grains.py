@@ -511,11 +511,7 @@ def border_grains(labels: np.ndarray) -> np.ndarray:
 
 
 def classical_boundaries(
-    image: np.ndarray,
-    *,
-    sigma: float = 3.0,
-    h: float = 0.003,
-    merge_threshold: float | None = None,
+    image: np.ndarray, *, sigma: float = 3.0, h: float = 0.003, merge_threshold: float | None = None
 ) -> np.ndarray:
     """Classical grain boundaries: watershed of a smoothed gradient.
 
@@ -579,8 +575,9 @@ def watershed_lines(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0)
 GRAIN_BUILDERS: tuple[str, ...] = ("threshold", "watershed")
 
 
-def probability_watershed(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0,
-                          min_grain_area: int = DEFAULT_MIN_GRAIN_AREA) -> np.ndarray:
+def probability_watershed(
+    probability: np.ndarray, h: float = 0.1, sigma: float = 1.0, min_grain_area: int = DEFAULT_MIN_GRAIN_AREA
+) -> np.ndarray:
     """Closed grains from a boundary probability by watershed with h-minima markers.
 
     Every basin of the smoothed probability deeper than ``h`` becomes a grain,
@@ -604,8 +601,14 @@ def check_grain_builder(method: str) -> str:
     return method
 
 
-def probability_to_labels(probability: np.ndarray, method: str = "threshold", *, threshold: float = 0.5,
-                          min_grain_area: int = DEFAULT_MIN_GRAIN_AREA, watershed_h: float = 0.1) -> np.ndarray:
+def probability_to_labels(
+    probability: np.ndarray,
+    method: str = "threshold",
+    *,
+    threshold: float = 0.5,
+    min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
+    watershed_h: float = 0.1,
+) -> np.ndarray:
     """Closed grain labels from a boundary probability, by ``"threshold"`` or ``"watershed"``.
 
     ``"threshold"`` keeps the pixels at or above ``threshold`` (:func:`boundaries_to_labels`);
@@ -616,4 +619,3 @@ def probability_to_labels(probability: np.ndarray, method: str = "threshold", *,
     if check_grain_builder(method) == "watershed":
         return probability_watershed(probability, h=watershed_h, min_grain_area=min_grain_area)
     return boundaries_to_labels(probability, threshold=threshold, min_grain_area=min_grain_area)
-

@@ -113,9 +113,16 @@ def run_net1(model, features: np.ndarray, device) -> np.ndarray:
         return torch.sigmoid(model(x))[0, 0, :h, :w].float().cpu().numpy()
 
 
-def predict_probability(image: np.ndarray, model, device, *, edge_params: EdgeParams | None = None,
-                        tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_OVERLAP,
-                        progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, int]:
+def predict_probability(
+    image: np.ndarray,
+    model,
+    device,
+    *,
+    edge_params: EdgeParams | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, int]:
     """Net1 probability of ``image`` at its own scale, tiled when larger than ``tile_size``.
 
     Returns the probability map and the number of tiles. ``progress(done, total)``
@@ -203,10 +210,17 @@ def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float 
     return scale_for_grain_size(estimate / s), estimate / s, None, 0
 
 
-def predict_boundaries(image: np.ndarray, model=None, *, device="auto", grain_size_px: float | None = None,
-                       edge_params: EdgeParams | None = None, tile_size: int = DEFAULT_TILE_SIZE,
-                       overlap: int = DEFAULT_OVERLAP,
-                       progress: Callable[[int, int], None] | None = None) -> BoundaryPrediction:
+def predict_boundaries(
+    image: np.ndarray,
+    model=None,
+    *,
+    device="auto",
+    grain_size_px: float | None = None,
+    edge_params: EdgeParams | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: Callable[[int, int], None] | None = None,
+) -> BoundaryPrediction:
     """Boundary probability of a micrograph of any size with Net1.
 
     Parameters
@@ -253,7 +267,11 @@ def predict_boundaries(image: np.ndarray, model=None, *, device="auto", grain_si
     if prob.shape != image.shape:
         prob = cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
     return BoundaryPrediction(
-        probability=np.ascontiguousarray(np.clip(prob, 0.0, 1.0, out=prob)), scale=float(scale),
-        grain_size_px=None if estimate is None else float(estimate), grain_size_source=source,
-        device=describe_device(dev), seconds=time.perf_counter() - t0, n_tiles=n_tiles,
+        probability=np.ascontiguousarray(np.clip(prob, 0.0, 1.0, out=prob)),
+        scale=float(scale),
+        grain_size_px=None if estimate is None else float(estimate),
+        grain_size_source=source,
+        device=describe_device(dev),
+        seconds=time.perf_counter() - t0,
+        n_tiles=n_tiles,
     )

@@ -152,10 +152,14 @@ class SegmentOptions:
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
             raise OptionError("threshold", f"threshold must be between 0 and 1, got {self.threshold}")
         _positive_or_none("watershed_h", self.watershed_h)
-        if isinstance(self.min_grain_area, bool) or int(self.min_grain_area) != self.min_grain_area \
-                or self.min_grain_area < 1:
-            raise OptionError("min_grain_area", f"min grain area must be a whole number >= 1, got "
-                              f"{self.min_grain_area}")
+        if (
+            isinstance(self.min_grain_area, bool)
+            or int(self.min_grain_area) != self.min_grain_area
+            or self.min_grain_area < 1
+        ):
+            raise OptionError(
+                "min_grain_area", f"min grain area must be a whole number >= 1, got {self.min_grain_area}"
+            )
 
     @property
     def net2_auto(self) -> bool:
@@ -174,8 +178,9 @@ class SegmentOptions:
             return 0
         return budget
 
-    def grain_size_for(self, pixel_size_nm: float | None, *, where: str = "the image",
-                       fix: str = "give its pixel size") -> float | None:
+    def grain_size_for(
+        self, pixel_size_nm: float | None, *, where: str = "the image", fix: str = "give its pixel size"
+    ) -> float | None:
         """The grain-size hint in pixels of an image with ``pixel_size_nm`` (None: estimate it).
 
         A size in nm is divided by the pixel size; without one it is an
@@ -184,8 +189,9 @@ class SegmentOptions:
         if self.grain_size_nm is None:
             return self.grain_size_px
         if pixel_size_nm is None:
-            raise OptionError("grain_size_nm", f"a grain size in nm needs a pixel size, but {where} is not "
-                              f"calibrated: {fix}")
+            raise OptionError(
+                "grain_size_nm", f"a grain size in nm needs a pixel size, but {where} is not calibrated: {fix}"
+            )
         return self.grain_size_nm / pixel_size_nm
 
     def torch_device(self):

@@ -52,20 +52,32 @@ class Segmentation:
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
         p = self.prediction
-        info = {"device": p.device, "method": "net1+net2" if self.refine_steps else "net1",
-                "net2_steps": self.refine_steps, "net1_scale": p.scale,
-                "grain_size_hint_px" if p.grain_size_source == "hint" else "grain_size_estimate_px":
-                    p.grain_size_px,
-                "seconds": round(p.seconds + self.refine_seconds, 3), "net1_seconds": round(p.seconds, 3),
-                "tiles": p.n_tiles, "grains": self.grains}
+        info = {
+            "device": p.device,
+            "method": "net1+net2" if self.refine_steps else "net1",
+            "net2_steps": self.refine_steps,
+            "net1_scale": p.scale,
+            "grain_size_hint_px" if p.grain_size_source == "hint" else "grain_size_estimate_px": p.grain_size_px,
+            "seconds": round(p.seconds + self.refine_seconds, 3),
+            "net1_seconds": round(p.seconds, 3),
+            "tiles": p.n_tiles,
+            "grains": self.grains,
+        }
         if self.refine_steps:
             info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
         return info | (self.model or {})
 
 
-def segment(image: np.ndarray, options: SegmentOptions | None = None, *, pixel_size_nm: float | None = None,
-            model=None, net2_model=None, progress: Callable[[int, int], None] | None = None,
-            **option_values) -> Segmentation:
+def segment(
+    image: np.ndarray,
+    options: SegmentOptions | None = None,
+    *,
+    pixel_size_nm: float | None = None,
+    model=None,
+    net2_model=None,
+    progress: Callable[[int, int], None] | None = None,
+    **option_values,
+) -> Segmentation:
     """Segment a micrograph into grains with Net1, refined by Net2.
 
     Parameters
@@ -107,25 +119,44 @@ def segment(image: np.ndarray, options: SegmentOptions | None = None, *, pixel_s
 
         if net2_model is None:
             net2_model = options.net2(dev)
-        for step in refine(image, prediction.probability, model=net2_model, device=dev, max_steps=budget,
-                           scale=prediction.scale):
+        for step in refine(
+            image, prediction.probability, model=net2_model, device=dev, max_steps=budget, scale=prediction.scale
+        ):
             n_steps, converged, refined = step.step, step.converged, step.state
             step_seconds.append(step.seconds)
         boundary_map = refined
-    labels = probability_to_labels(boundary_map, options.grains, threshold=options.threshold,
-                                   min_grain_area=options.min_grain_area, watershed_h=options.watershed_h)
+    labels = probability_to_labels(
+        boundary_map,
+        options.grains,
+        threshold=options.threshold,
+        min_grain_area=options.min_grain_area,
+        watershed_h=options.watershed_h,
+    )
     from napari_grainseg.models.model_dir import model_record
 
-    return Segmentation(prediction=prediction, boundaries=labels == 0, labels=labels, refined=refined,
-                        refine_steps=n_steps, refine_seconds=sum(step_seconds, 0.0),
-                        refine_converged=converged, grains=options.grains,
-                        refine_step_seconds=tuple(step_seconds),
-                        model=model_record(model, net2_model if n_steps else None))
+    return Segmentation(
+        prediction=prediction,
+        boundaries=labels == 0,
+        labels=labels,
+        refined=refined,
+        refine_steps=n_steps,
+        refine_seconds=sum(step_seconds, 0.0),
+        refine_converged=converged,
+        grains=options.grains,
+        refine_step_seconds=tuple(step_seconds),
+        model=model_record(model, net2_model if n_steps else None),
+    )
 
 
-def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result: Segmentation,
-                       pixel_size_nm: float | None = None, extra: dict | None = None,
-                       **report_options) -> dict[str, Path]:
+def write_segmentation(
+    out_dir: str | Path,
+    stem: str,
+    image: np.ndarray,
+    result: Segmentation,
+    pixel_size_nm: float | None = None,
+    extra: dict | None = None,
+    **report_options,
+) -> dict[str, Path]:
     """Write the boundary and label TIFFs plus the measurement report, atomically. Returns the paths.
 
     ``report_options`` (``min_area``, ``exclude``, ``svg``...) go to
@@ -139,7 +170,16 @@ def write_segmentation(out_dir: str | Path, stem: str, image: np.ndarray, result
         "boundaries": write_tiff(out_dir / f"{stem}_boundaries.tif", result.boundaries.astype(np.uint8)),
         "grains": write_tiff(out_dir / f"{stem}_grains.tif", result.labels.astype(np.uint32)),
     }
-    paths.update(write_report(out_dir, stem, image=image, labels=result.labels, boundaries=result.boundaries,
-                              pixel_size_nm=pixel_size_nm, extra={**result.info(), **(extra or {})},
-                              **report_options))
+    paths.update(
+        write_report(
+            out_dir,
+            stem,
+            image=image,
+            labels=result.labels,
+            boundaries=result.boundaries,
+            pixel_size_nm=pixel_size_nm,
+            extra={**result.info(), **(extra or {})},
+            **report_options,
+        )
+    )
     return paths

@@ -74,8 +74,7 @@ class RefineStep:
     seconds: float
 
 
-def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None
-                   ) -> np.ndarray:
+def net2_condition(image: np.ndarray, probability: np.ndarray, edge_params: EdgeParams | None = None) -> np.ndarray:
     """Net2's cached image features at the image's own scale: (5, H, W) float32.
 
     Channels (:data:`~napari_grainseg.models.net2.NET2_CONDITION_CHANNELS`):
@@ -108,8 +107,9 @@ def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _check_inputs(image: np.ndarray, probability: np.ndarray, max_steps: int, tol: float, scale: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _check_inputs(
+    image: np.ndarray, probability: np.ndarray, max_steps: int, tol: float, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     image = validate_image(image)
     probability = np.asarray(probability)
     if probability.shape != image.shape:
@@ -157,8 +157,7 @@ def schedule_state(prediction: np.ndarray, coarse: np.ndarray, t: int, total: in
 class _StepRunner:
     """Net2 on one image at its working scale: padded cached features, tiled when large."""
 
-    def __init__(self, model, image: np.ndarray, coarse: np.ndarray, device,
-                 edge_params: EdgeParams | None = None):
+    def __init__(self, model, image: np.ndarray, coarse: np.ndarray, device, edge_params: EdgeParams | None = None):
         """Compute and pad the cached condition of every tile (never the whole image at once).
 
         ``image`` and ``coarse`` (Net1's map) are at the working scale. Edge
@@ -194,15 +193,25 @@ class _StepRunner:
         padded, (h, w) = pad_to_multiple(state[None], self.model.config.multiple)
         with torch.inference_mode():
             s = self._tensor(padded)
-            logits = self.model(s, None if self.blind else cond.float(),
-                                torch.tensor([t_frac], dtype=torch.float32, device=self.device))
+            logits = self.model(
+                s, None if self.blind else cond.float(), torch.tensor([t_frac], dtype=torch.float32, device=self.device)
+            )
             return torch.sigmoid(logits)[0, 0, :h, :w].float().cpu().numpy()
 
 
-def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="auto",
-           max_steps: int = DEFAULT_MAX_STEPS, tol: float = DEFAULT_TOL, scale: float = 1.0,
-           edge_params: EdgeParams | None = None, fixed_mask: np.ndarray | None = None,
-           fixed_values: np.ndarray | None = None) -> Iterator[RefineStep]:
+def refine(
+    image: np.ndarray,
+    probability: np.ndarray,
+    *,
+    model=None,
+    device="auto",
+    max_steps: int = DEFAULT_MAX_STEPS,
+    tol: float = DEFAULT_TOL,
+    scale: float = 1.0,
+    edge_params: EdgeParams | None = None,
+    fixed_mask: np.ndarray | None = None,
+    fixed_values: np.ndarray | None = None,
+) -> Iterator[RefineStep]:
     """Refine Net1's boundary probability with Net2, yielding after every step.
 
     Parameters
@@ -274,8 +283,14 @@ def refine(image: np.ndarray, probability: np.ndarray, *, model=None, device="au
             previous = out
             converged = t == 0 and change < tol
             now = time.perf_counter()
-            yield RefineStep(step=step, state=out, change=change, phase="scheduled" if t > 0 else "fixed-point",
-                             converged=converged, seconds=now - t_start)
+            yield RefineStep(
+                step=step,
+                state=out,
+                change=change,
+                phase="scheduled" if t > 0 else "fixed-point",
+                converged=converged,
+                seconds=now - t_start,
+            )
             t_start = time.perf_counter()
             if converged:
                 return

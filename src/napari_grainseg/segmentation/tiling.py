@@ -108,7 +108,7 @@ def blend_weights(length: int, start: int, total: int, overlap: int) -> np.ndarr
     if start > 0:
         w[: profile.size] = profile
     if start + length < total:
-        w[length - profile.size:] = profile[::-1]
+        w[length - profile.size :] = profile[::-1]
     return w
 
 
@@ -178,8 +178,10 @@ class TileGrid:
     def axis_weights(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """The row and column blending weights of a tile (:func:`blend_weights` on each axis)."""
         (rows, cols), (h, w) = window, self.shape
-        return (blend_weights(rows.stop - rows.start, rows.start, h, self.overlap),
-                blend_weights(cols.stop - cols.start, cols.start, w, self.overlap))
+        return (
+            blend_weights(rows.stop - rows.start, rows.start, h, self.overlap),
+            blend_weights(cols.stop - cols.start, cols.start, w, self.overlap),
+        )
 
     def weights(self, window: Window) -> np.ndarray:
         """2-D blending weights of a tile: the outer product of :meth:`axis_weights`."""
@@ -196,15 +198,16 @@ class TileGrid:
         h, w = self.shape
         norm_y, norm_x = np.zeros(h, np.float32), np.zeros(w, np.float32)
         for y in self.ys:
-            norm_y[y:y + self.tile] += blend_weights(min(self.tile, h - y), y, h, self.overlap)
+            norm_y[y : y + self.tile] += blend_weights(min(self.tile, h - y), y, h, self.overlap)
         for x in self.xs:
-            norm_x[x:x + self.tile] += blend_weights(min(self.tile, w - x), x, w, self.overlap)
+            norm_x[x : x + self.tile] += blend_weights(min(self.tile, w - x), x, w, self.overlap)
         for rows in row_slices(acc.shape):
             acc[rows] /= np.maximum(norm_y[rows, None] * norm_x[None, :], 1e-6)
         return acc
 
-    def blend(self, predict: Callable[[Window], np.ndarray],
-              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def blend(
+        self, predict: Callable[[Window], np.ndarray], progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
         """Run ``predict(window)`` on every tile and blend the outputs into one float32 (H, W) map.
 
         ``predict`` returns the tile's (h, w) output (it may be changed in place).
@@ -244,8 +247,9 @@ def blocks(shape: tuple[int, int], size: int) -> list[Window]:
     [(0, 4, 0, 3), (4, 5, 0, 3)]
     """
     h, w = shape
-    return [(slice(y, min(y + size, h)), slice(x, min(x + size, w)))
-            for y in range(0, h, size) for x in range(0, w, size)]
+    return [
+        (slice(y, min(y + size, h)), slice(x, min(x + size, w))) for y in range(0, h, size) for x in range(0, w, size)
+    ]
 
 
 def with_halo(window: Window, shape: tuple[int, int], halo: int) -> tuple[Window, Window]:
@@ -264,8 +268,10 @@ def with_halo(window: Window, shape: tuple[int, int], halo: int) -> tuple[Window
     (rows, cols), (h, w) = window, shape
     ya, xa = max(rows.start - halo, 0), max(cols.start - halo, 0)
     yb, xb = min(rows.stop + halo, h), min(cols.stop + halo, w)
-    return ((slice(ya, yb), slice(xa, xb)),
-            (slice(rows.start - ya, rows.stop - ya), slice(cols.start - xa, cols.stop - xa)))
+    return (
+        (slice(ya, yb), slice(xa, xb)),
+        (slice(rows.start - ya, rows.stop - ya), slice(cols.start - xa, cols.stop - xa)),
+    )
 
 
 def halo_windows(shape: tuple[int, int], size: int, halo: int) -> list[tuple[Window, Window]]:

@@ -56,32 +56,32 @@ def smoothing_sigma(mean_diameter: float) -> float:
 #: pair (mean cell ECD / mean circle diameter, SD of ln cell ECD).
 _STEPS = np.array([0, 2, 4, 6, 9, 12], float)
 _SIGMAS = np.array([0.0, 0.15, 0.3, 0.45, 0.6, 0.75])
-_CELL_TABLE = np.array([
-    # smoothing 0
-    [(0.9936, 0.071), (0.9808, 0.1702), (0.9644, 0.3159), (0.9414, 0.4765), (0.9297, 0.6063), (0.947, 0.6659)],
-    # smoothing 2
-    [(0.9933, 0.0691), (0.9787, 0.1746), (0.96, 0.3374), (0.9434, 0.5153), (0.9594, 0.6052), (0.9843, 0.6787)],
-    # smoothing 4
-    [(0.9928, 0.0714), (0.977, 0.1874), (0.9563, 0.3676), (0.9557, 0.5166), (0.9844, 0.6027), (1.025, 0.6445)],
-    # smoothing 6
-    [(0.9924, 0.0755), (0.9761, 0.1935), (0.9573, 0.386), (0.9681, 0.5212), (1.0013, 0.6079), (1.052, 0.6508)],
-    # smoothing 9
-    [(0.9917, 0.0789), (0.9737, 0.2131), (0.9629, 0.4069), (0.9785, 0.5512), (1.0348, 0.6187), (1.097, 0.6368)],
-    # smoothing 12
-    [(0.991, 0.0845), (0.9724, 0.2271), (0.971, 0.4164), (1.0034, 0.5462), (1.0736, 0.5802), (1.1282, 0.6332)],
-])
+_CELL_TABLE = np.array(
+    [
+        # smoothing 0
+        [(0.9936, 0.071), (0.9808, 0.1702), (0.9644, 0.3159), (0.9414, 0.4765), (0.9297, 0.6063), (0.947, 0.6659)],
+        # smoothing 2
+        [(0.9933, 0.0691), (0.9787, 0.1746), (0.96, 0.3374), (0.9434, 0.5153), (0.9594, 0.6052), (0.9843, 0.6787)],
+        # smoothing 4
+        [(0.9928, 0.0714), (0.977, 0.1874), (0.9563, 0.3676), (0.9557, 0.5166), (0.9844, 0.6027), (1.025, 0.6445)],
+        # smoothing 6
+        [(0.9924, 0.0755), (0.9761, 0.1935), (0.9573, 0.386), (0.9681, 0.5212), (1.0013, 0.6079), (1.052, 0.6508)],
+        # smoothing 9
+        [(0.9917, 0.0789), (0.9737, 0.2131), (0.9629, 0.4069), (0.9785, 0.5512), (1.0348, 0.6187), (1.097, 0.6368)],
+        # smoothing 12
+        [(0.991, 0.0845), (0.9724, 0.2271), (0.971, 0.4164), (1.0034, 0.5462), (1.0736, 0.5802), (1.1282, 0.6332)],
+    ]
+)
 
 # equal-probability standard-normal quantiles for the expectation over grains
-_Z = np.sqrt(2) * __import__("scipy.special", fromlist=["erfinv"]).erfinv(
-    (np.arange(512) + 0.5) / 512 * 2 - 1)
+_Z = np.sqrt(2) * __import__("scipy.special", fromlist=["erfinv"]).erfinv((np.arange(512) + 0.5) / 512 * 2 - 1)
 _MIN_ECD = math.sqrt(4 * 15 / math.pi)  # grains >= 15 px count in the output statistics
 
 
 def _cell_response(s_circle: float, steps: int) -> tuple[float, float]:
-    col = [np.interp(min(steps, 12), _STEPS, _CELL_TABLE[:, j, q])
-           for q in (0, 1) for j in range(len(_SIGMAS))]
+    col = [np.interp(min(steps, 12), _STEPS, _CELL_TABLE[:, j, q]) for q in (0, 1) for j in range(len(_SIGMAS))]
     ratio = np.interp(s_circle, _SIGMAS, col[: len(_SIGMAS)])
-    sigma = np.interp(s_circle, _SIGMAS, col[len(_SIGMAS):])
+    sigma = np.interp(s_circle, _SIGMAS, col[len(_SIGMAS) :])
     return float(ratio), float(sigma)
 
 
@@ -102,8 +102,7 @@ def predicted_output_stats(d_circle: float, s_circle: float, steps: int) -> tupl
     return float(ecd.mean()), float(np.log(ecd).std())
 
 
-def circle_distribution(mean_diameter: float, log_sigma: float, smoothing: int
-                        ) -> tuple[float, float]:
+def circle_distribution(mean_diameter: float, log_sigma: float, smoothing: int) -> tuple[float, float]:
     """Circle (mean diameter, log-sigma) that yields the requested *output* statistics.
 
     The output statistics are measured on the label image (see
@@ -144,8 +143,9 @@ def _validate_shape(shape) -> tuple[int, int]:
     return h, w
 
 
-def grain_geometry(rng: np.random.Generator, shape: tuple[int, int], p: dict[str, Any]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def grain_geometry(
+    rng: np.random.Generator, shape: tuple[int, int], p: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cells, grain labels and boundaries for the geometry knobs in ``p``.
 
     Lognormal circles (calibrated by :func:`circle_distribution`), Monte Carlo
@@ -165,8 +165,9 @@ def grain_geometry(rng: np.random.Generator, shape: tuple[int, int], p: dict[str
     across = np.array([math.cos(t), math.sin(t)])
     A = np.outer(along, along) / math.sqrt(e) + np.outer(across, across) * math.sqrt(e)
     margin = 1.2 * d_circ * math.sqrt(e)
-    corners = np.array([[-margin, -margin], [-margin, w + margin],
-                        [h + margin, -margin], [h + margin, w + margin]]) @ A.T
+    corners = (
+        np.array([[-margin, -margin], [-margin, w + margin], [h + margin, -margin], [h + margin, w + margin]]) @ A.T
+    )
     y0, x0 = corners.min(axis=0)
     y1, x1 = corners.max(axis=0)
     area = (y1 - y0) * (x1 - x0)
@@ -206,8 +207,7 @@ def warp_cells(rng: np.random.Generator, cells: np.ndarray, amplitude: float, sc
     return smooth_labels(cells[iy, ix], 1, 1.0)
 
 
-def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
-             **params: Any) -> SyntheticSample:
+def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem", **params: Any) -> SyntheticSample:
     """Generate one synthetic bright-field TEM micrograph with its grain targets.
 
     Parameters
@@ -239,12 +239,16 @@ def generate(seed: int, shape: tuple[int, int] = (96, 496), preset: str = "tem",
     p = resolve_parameters(preset, np.random.default_rng(knob_ss), params)
 
     cells, labels, boundaries = grain_geometry(np.random.default_rng(geo_ss), (h, w), p)
-    params_used = {"seed": int(seed), "preset": preset, "shape": [h, w], **p,
-                   "smoothing_sigma": smoothing_sigma(p["mean_diameter"])}
+    params_used = {
+        "seed": int(seed),
+        "preset": preset,
+        "shape": [h, w],
+        **p,
+        "smoothing_sigma": smoothing_sigma(p["mean_diameter"]),
+    }
     if p["randomized"]:
         image, twins, appearance = render_randomized(np.random.default_rng(img_ss), cells, boundaries, p)
         params_used["appearance"] = appearance
     else:
         image, twins = render(np.random.default_rng(img_ss), cells, boundaries, p)
-    return SyntheticSample(image=image, labels=labels, boundaries=boundaries,
-                           params=params_used, twins=twins)
+    return SyntheticSample(image=image, labels=labels, boundaries=boundaries, params=params_used, twins=twins)

@@ -92,24 +92,59 @@ PARAMETERS: dict[str, tuple[Any, Any, str]] = {
 _NEUTRAL_NEW = {"bimodal_fraction": 0.0, "bimodal_ratio": 1.0, "warp": 0.0, "randomized": False}
 
 _TEM = {
-    "mean_diameter": 48.0, "log_sigma": 0.4, "elongation": 1.0, "elongation_angle": 0.0,
-    "smoothing": 4, "mean_level": 0.56, "contrast": 0.13, "dark_fraction": 0.1,
-    "similar_fraction": 0.3, "grain_gradient": 0.08, "twin_fraction": 0.15,
-    "bend_contours": 0.2, "inclined_fraction": 0.4, "inclined_width": 5.0,
-    "fringe_amplitude": 0.04, "boundary_darkening": 0.08, "ramp": 0.25, "texture": 0.06,
-    "blobs": 1.0, "blur_sigma": 2.0, "dose": 2000.0, "read_noise": 0.005, "noise_blur": 0.0,
+    "mean_diameter": 48.0,
+    "log_sigma": 0.4,
+    "elongation": 1.0,
+    "elongation_angle": 0.0,
+    "smoothing": 4,
+    "mean_level": 0.56,
+    "contrast": 0.13,
+    "dark_fraction": 0.1,
+    "similar_fraction": 0.3,
+    "grain_gradient": 0.08,
+    "twin_fraction": 0.15,
+    "bend_contours": 0.2,
+    "inclined_fraction": 0.4,
+    "inclined_width": 5.0,
+    "fringe_amplitude": 0.04,
+    "boundary_darkening": 0.08,
+    "ramp": 0.25,
+    "texture": 0.06,
+    "blobs": 1.0,
+    "blur_sigma": 2.0,
+    "dose": 2000.0,
+    "read_noise": 0.005,
+    "noise_blur": 0.0,
     "flat_shading": False,
 }
 
 _PAPER = dict(_TEM)
-_PAPER.update({
-    "mean_diameter": 55.0, "log_sigma": 0.35, "smoothing": 0, "mean_level": 0.6,
-    "contrast": 0.25, "dark_fraction": 0.1, "similar_fraction": 0.0, "grain_gradient": 0.0,
-    "twin_fraction": 0.0, "bend_contours": 0.0, "inclined_fraction": 0.0, "inclined_width": 0.0,
-    "fringe_amplitude": 0.0, "boundary_darkening": 0.0, "ramp": 0.0, "texture": 0.0,
-    "blobs": 0.0, "blur_sigma": 0.7, "dose": 0.0, "read_noise": 0.1, "noise_blur": 1.0,
-    "flat_shading": True,
-})
+_PAPER.update(
+    {
+        "mean_diameter": 55.0,
+        "log_sigma": 0.35,
+        "smoothing": 0,
+        "mean_level": 0.6,
+        "contrast": 0.25,
+        "dark_fraction": 0.1,
+        "similar_fraction": 0.0,
+        "grain_gradient": 0.0,
+        "twin_fraction": 0.0,
+        "bend_contours": 0.0,
+        "inclined_fraction": 0.0,
+        "inclined_width": 0.0,
+        "fringe_amplitude": 0.0,
+        "boundary_darkening": 0.0,
+        "ramp": 0.0,
+        "texture": 0.0,
+        "blobs": 0.0,
+        "blur_sigma": 0.7,
+        "dose": 0.0,
+        "read_noise": 0.1,
+        "noise_blur": 1.0,
+        "flat_shading": True,
+    }
+)
 
 # Sampling rules of the "train" preset: ("uniform", lo, hi), ("loguniform", lo, hi),
 # ("int", lo, hi) inclusive, ("choice", p_first, first_value, rule_otherwise),
@@ -148,11 +183,30 @@ _TRAIN = {
 # and random monotone intensity maps with inversion (see randomize.py). The TEM-physics knobs
 # are unused (randomized=True) and kept at neutral values.
 _RANDOM = {
-    **{name: 0.0 for name in ("contrast", "dark_fraction", "similar_fraction", "grain_gradient",
-                              "twin_fraction", "bend_contours", "inclined_fraction", "inclined_width",
-                              "fringe_amplitude", "boundary_darkening", "ramp", "texture", "blobs",
-                              "blur_sigma", "dose", "read_noise", "noise_blur")},
-    "mean_level": 0.5, "flat_shading": False,
+    **{
+        name: 0.0
+        for name in (
+            "contrast",
+            "dark_fraction",
+            "similar_fraction",
+            "grain_gradient",
+            "twin_fraction",
+            "bend_contours",
+            "inclined_fraction",
+            "inclined_width",
+            "fringe_amplitude",
+            "boundary_darkening",
+            "ramp",
+            "texture",
+            "blobs",
+            "blur_sigma",
+            "dose",
+            "read_noise",
+            "noise_blur",
+        )
+    },
+    "mean_level": 0.5,
+    "flat_shading": False,
     "mean_diameter": ("loguniform", 5.0, 120.0),
     "log_sigma": ("uniform", 0.1, 0.7),
     "elongation": ("choice", 0.5, 1.0, ("uniform", 1.0, 4.0)),
@@ -199,8 +253,11 @@ def sample_preset(preset: str, rng: np.random.Generator) -> dict[str, Any]:
         v = PRESETS[preset][name]
         values[name] = _draw(v, rng) if isinstance(v, tuple) else v
     if preset == "train" and values["flat_shading"]:
-        values.update(noise_blur=max(values["noise_blur"], 0.8), read_noise=max(values["read_noise"], 0.03),
-                      contrast=max(values["contrast"], 0.08))
+        values.update(
+            noise_blur=max(values["noise_blur"], 0.8),
+            read_noise=max(values["read_noise"], 0.03),
+            contrast=max(values["contrast"], 0.08),
+        )
     return values
 
 
@@ -208,8 +265,7 @@ def resolve_parameters(preset: str, rng: np.random.Generator, overrides: dict[st
     """Preset values, then ``overrides``, checked against :data:`PARAMETERS`."""
     unknown = sorted(set(overrides) - set(PARAMETERS))
     if unknown:
-        raise InputError(f"unknown generator parameter(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(PARAMETERS)}")
+        raise InputError(f"unknown generator parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMETERS)}")
     values = sample_preset(preset, rng)
     values.update(overrides)
     for name, (lo, hi, _) in PARAMETERS.items():

@@ -57,8 +57,9 @@ def region_intensities(rng: np.random.Generator, cells: np.ndarray, n: int) -> t
     return level.astype(np.float32), {"clusters": k, "spread": spread, "similar_fraction": similar}
 
 
-def grain_textures(rng: np.random.Generator, img: np.ndarray, cells: np.ndarray, centres, grid,
-                   diameter: float) -> tuple[np.ndarray, dict]:
+def grain_textures(
+    rng: np.random.Generator, img: np.ndarray, cells: np.ndarray, centres, grid, diameter: float
+) -> tuple[np.ndarray, dict]:
     """Speckle, mottling, per-grain gradients and pits, each present with probability 1/2."""
     h, w = img.shape
     n = len(centres[0])
@@ -92,8 +93,9 @@ def grain_textures(rng: np.random.Generator, img: np.ndarray, cells: np.ndarray,
     return img, drawn
 
 
-def boundary_appearance(rng: np.random.Generator, img: np.ndarray, cells: np.ndarray,
-                        boundaries: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
+def boundary_appearance(
+    rng: np.random.Generator, img: np.ndarray, cells: np.ndarray, boundaries: np.ndarray, n: int
+) -> tuple[np.ndarray, dict]:
     """Draw each grain's boundary segments in one of :data:`BOUNDARY_STYLES`."""
     probs = rng.dirichlet(8 * _STYLE_SHARES)
     style = rng.choice(len(BOUNDARY_STYLES), n, p=probs)
@@ -119,8 +121,9 @@ def _nearest_boundary(boundaries: np.ndarray) -> tuple[np.ndarray, tuple[np.ndar
     return dist.astype(np.float32), (idx[0], idx[1])
 
 
-def distractor_lines(rng: np.random.Generator, img: np.ndarray, cells: np.ndarray, centres, grid,
-                     diameter: float) -> tuple[np.ndarray, np.ndarray, dict]:
+def distractor_lines(
+    rng: np.random.Generator, img: np.ndarray, cells: np.ndarray, centres, grid, diameter: float
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Lines that are not boundaries: twins, bend bands, scratches, dislocations."""
     h, w = img.shape
     drawn: dict[str, Any] = {}
@@ -134,7 +137,7 @@ def distractor_lines(rng: np.random.Generator, img: np.ndarray, cells: np.ndarra
     if rng.random() < 0.3:
         # bend contours that run continuously across boundaries (unlike real ones, which jump)
         amp = float(rng.uniform(0.05, 0.25))
-        band = np.exp(-((smooth_field(rng, (h, w), rng.uniform(1.0, 3.0) * diameter)) / 0.3) ** 2)
+        band = np.exp(-(((smooth_field(rng, (h, w), rng.uniform(1.0, 3.0) * diameter)) / 0.3) ** 2))
         img = img - amp * span * band
         drawn["bend_bands"] = amp
     lines = np.zeros((h, w), np.float32)
@@ -146,8 +149,14 @@ def distractor_lines(rng: np.random.Generator, img: np.ndarray, cells: np.ndarra
             length = rng.uniform(0.3, 1.5) * max(h, w)
             p1 = p0 + length * np.array([np.cos(ang), np.sin(ang)])
             p0 = p0 - 0.5 * length * np.array([np.cos(ang), np.sin(ang)])
-            cv2.line(lines, tuple(int(v) for v in p0), tuple(int(v) for v in p1),
-                     float(rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 1.0)), int(rng.integers(1, 3)), cv2.LINE_AA)
+            cv2.line(
+                lines,
+                tuple(int(v) for v in p0),
+                tuple(int(v) for v in p1),
+                float(rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 1.0)),
+                int(rng.integers(1, 3)),
+                cv2.LINE_AA,
+            )
         drawn["scratches"] = count
     if rng.random() < 0.4:
         count = int(rng.poisson(rng.uniform(2, 20) * h * w / 1e5)) + 1
@@ -208,15 +217,16 @@ def intensity_map(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray
     # half identity, half random: monotone, never flattening most of the range
     values = 0.5 * knots + 0.5 * np.concatenate([[0.0], np.sort(rng.uniform(0, 1, 3)), [1.0]])
     gamma = float(np.exp(rng.uniform(np.log(0.4), np.log(2.5))))
-    x = np.interp(x ** gamma, knots, values).astype(np.float32)
+    x = np.interp(x**gamma, knots, values).astype(np.float32)
     inverted = bool(rng.random() < 0.3)
     if inverted:
         x = 1.0 - x
     return x, {"gamma": gamma, "inverted": inverted}
 
 
-def render_randomized(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
-                      p: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+def render_randomized(
+    rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray, p: dict
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """A randomised micrograph of ``cells``: ``(image in [0, 1] float32, twin mask, drawn choices)``.
 
     The targets (``boundaries`` and the labels derived from ``cells``) are not
@@ -243,6 +253,12 @@ def render_randomized(rng: np.random.Generator, cells: np.ndarray, boundaries: n
     img, twins, drawn_lines = distractor_lines(rng, img, cells, centres, (grid[0], grid[1]), d)
     img, drawn_acquisition = acquisition(rng, img)
     img, drawn_display = intensity_map(rng, img)
-    drawn = {"regions": drawn_regions, "textures": drawn_textures, "boundaries": drawn_boundaries,
-             "distractors": drawn_lines, "acquisition": drawn_acquisition, "display": drawn_display}
+    drawn = {
+        "regions": drawn_regions,
+        "textures": drawn_textures,
+        "boundaries": drawn_boundaries,
+        "distractors": drawn_lines,
+        "acquisition": drawn_acquisition,
+        "display": drawn_display,
+    }
     return img, twins, drawn

@@ -53,9 +53,14 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float)
     return (f - f.mean()) / (f.std() + 1e-6)
 
 
-def twin_lamellae(rng: np.random.Generator, cells: np.ndarray, centres: tuple[np.ndarray, np.ndarray],
-                  grid: tuple[np.ndarray, np.ndarray], diameter: float, fraction: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def twin_lamellae(
+    rng: np.random.Generator,
+    cells: np.ndarray,
+    centres: tuple[np.ndarray, np.ndarray],
+    grid: tuple[np.ndarray, np.ndarray],
+    diameter: float,
+    fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Annealing twins: straight parallel lamellae inside a ``fraction`` of the grains.
 
     Returns the lamella mask (bool, image-sized; never a grain boundary) and each
@@ -75,8 +80,9 @@ def twin_lamellae(rng: np.random.Generator, cells: np.ndarray, centres: tuple[np
     return has[cells] & (np.mod(u + phase[cells], 1.0) < width[cells]), factor
 
 
-def render(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
-           p: dict) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray, p: dict
+) -> tuple[np.ndarray, np.ndarray]:
     """Render a bright-field micrograph of ``cells``; return ``(image, twin_mask)``.
 
     ``p`` holds the image knobs documented in :data:`~napari_grainseg.synthetic.PARAMETERS`.
@@ -114,7 +120,7 @@ def render(rng: np.random.Generator, cells: np.ndarray, boundaries: np.ndarray,
         field = smooth_field(rng, (h, w), 1.5 * d)
         offset = rng.uniform(-1.5, 1.5, n).astype(np.float32)
         amp = (rng.random(n) < 0.5) * rng.uniform(0, p["bend_contours"], n)
-        band = np.exp(-((field + offset[cells]) / 0.35) ** 2)
+        band = np.exp(-(((field + offset[cells]) / 0.35) ** 2))
         img = img * (1 - amp.astype(np.float32)[cells] * band)
 
     if not flat and (p["inclined_width"] > 0 or p["boundary_darkening"] > 0):

@@ -29,8 +29,11 @@ def grain_size_stats(labels: np.ndarray, min_area: int = 15) -> dict[str, float]
     d = grain_ecds(labels, fill=False, min_area=min_area, interior=True)
     if d.size == 0:
         return {"n": 0, "mean_ecd": float("nan"), "log_sigma": float("nan")}
-    return {"n": int(d.size), "mean_ecd": float(d.mean()),
-            "log_sigma": float(np.log(d).std(ddof=1)) if d.size > 1 else 0.0}
+    return {
+        "n": int(d.size),
+        "mean_ecd": float(d.mean()),
+        "log_sigma": float(np.log(d).std(ddof=1)) if d.size > 1 else 0.0,
+    }
 
 
 def triple_junction_angles(labels: np.ndarray, radius: float) -> np.ndarray:
@@ -48,13 +51,13 @@ def triple_junction_angles(labels: np.ndarray, radius: float) -> np.ndarray:
     jy, jx = np.nonzero(distinct == 3)
     h, w = lab.shape
     r = int(np.ceil(radius))
-    oy, ox = np.mgrid[-r:r + 2, -r:r + 2]
+    oy, ox = np.mgrid[-r : r + 2, -r : r + 2]
     disc = (oy - 0.5) ** 2 + (ox - 0.5) ** 2 <= radius**2  # centred on the window corner
     out, seen = [], set()
     for y, x in zip(jy, jx):
         if y - r < 0 or x - r < 0 or y + r + 2 > h or x + r + 2 > w:
             continue
-        win = lab[y - r:y + r + 2, x - r:x + r + 2][disc]
+        win = lab[y - r : y + r + 2, x - r : x + r + 2][disc]
         ids, counts = np.unique(win, return_counts=True)
         if ids.size != 3:
             continue

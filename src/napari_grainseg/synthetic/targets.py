@@ -74,8 +74,7 @@ def _prune(labels: np.ndarray, boundaries: np.ndarray) -> None:
             break
 
 
-def targets_from_tessellation(cells: np.ndarray, min_area: int = 4
-                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def targets_from_tessellation(cells: np.ndarray, min_area: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn a cell image (every pixel a cell id) into ``(cells, labels, boundaries)``.
 
     Cells that break into fragments smaller than ``min_area`` px once the boundary

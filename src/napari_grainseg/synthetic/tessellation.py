@@ -17,17 +17,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = [
-    "sample_diameters",
-    "pack_circles",
-    "power_diagram_labels",
-    "smooth_labels",
-    "compact_labels",
-]
+__all__ = ["sample_diameters", "pack_circles", "power_diagram_labels", "smooth_labels", "compact_labels"]
 
 
-def sample_diameters(rng: np.random.Generator, mean: float, log_sigma: float,
-                     total_area: float) -> np.ndarray:
+def sample_diameters(rng: np.random.Generator, mean: float, log_sigma: float, total_area: float) -> np.ndarray:
     """Draw lognormal circle diameters until their discs cover ``total_area``.
 
     ``mean`` is the arithmetic mean diameter, ``log_sigma`` the standard deviation
@@ -46,8 +39,9 @@ def sample_diameters(rng: np.random.Generator, mean: float, log_sigma: float,
     return d[:n]
 
 
-def pack_circles(rng: np.random.Generator, diameters: np.ndarray,
-                 box: tuple[float, float, float, float], sweeps: int = 6) -> np.ndarray:
+def pack_circles(
+    rng: np.random.Generator, diameters: np.ndarray, box: tuple[float, float, float, float], sweeps: int = 6
+) -> np.ndarray:
     """Monte Carlo packing: random placement, then ``sweeps`` overlap-relaxation steps.
 
     Each sweep pushes every overlapping pair of discs apart along the line joining
@@ -87,15 +81,20 @@ def pack_circles(rng: np.random.Generator, diameters: np.ndarray,
         push = (0.5 * overlap / dist)[:, None] * delta
         shift = np.zeros_like(pts)
         for axis in (0, 1):
-            shift[:, axis] = (np.bincount(j, push[:, axis], n) - np.bincount(i, push[:, axis], n))
+            shift[:, axis] = np.bincount(j, push[:, axis], n) - np.bincount(i, push[:, axis], n)
         pts += 0.5 * shift  # damped: several pairs push the same disc
         np.clip(pts[:, 0], y0, y1, out=pts[:, 0])
         np.clip(pts[:, 1], x0, x1, out=pts[:, 1])
     return pts
 
 
-def power_diagram_labels(shape: tuple[int, int], centres: np.ndarray, weights: np.ndarray,
-                         transform: np.ndarray | None = None, block: int = 4) -> np.ndarray:
+def power_diagram_labels(
+    shape: tuple[int, int],
+    centres: np.ndarray,
+    weights: np.ndarray,
+    transform: np.ndarray | None = None,
+    block: int = 4,
+) -> np.ndarray:
     """Label every pixel with the index of its power-diagram cell.
 
     Pixel ``p`` belongs to the seed ``i`` that minimises ``|A p - c_i|^2 - w_i``

@@ -94,8 +94,10 @@ def boundaries_from_labels(labels: np.ndarray, name: str = "labels") -> np.ndarr
     if np.count_nonzero(ids) < 2:
         raise InputError(f"{name}: a label image needs at least two grains, found {np.count_nonzero(ids)}")
     mark = labels == 0
-    for a, b, sl_a, sl_b in ((labels[:, :-1], labels[:, 1:], np.s_[:, :-1], np.s_[:, 1:]),
-                             (labels[:-1, :], labels[1:, :], np.s_[:-1, :], np.s_[1:, :])):
+    for a, b, sl_a, sl_b in (
+        (labels[:, :-1], labels[:, 1:], np.s_[:, :-1], np.s_[:, 1:]),
+        (labels[:-1, :], labels[1:, :], np.s_[:-1, :], np.s_[1:, :]),
+    ):
         meet = (a != b) & (a > 0) & (b > 0)
         mark[sl_a] |= meet & (a < b)  # the smaller id's pixel becomes boundary: a line 1 px wide
         mark[sl_b] |= meet & (b < a)
@@ -185,8 +187,9 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
     targets = [Path(p) for p in (labels if labels is not None else boundaries)]
     kind = "labels" if labels is not None else "boundaries"
     if len(targets) != len(images):
-        raise InputError(f"{len(images)} images but {len(targets)} --{kind} files: give one per image, "
-                         "in the same order")
+        raise InputError(
+            f"{len(images)} images but {len(targets)} --{kind} files: give one per image, in the same order"
+        )
     if rois is not None and len(rois) != len(images):
         raise InputError(f"{len(images)} images but {len(rois)} --roi masks: give one per image, in the same order")
     for image_path, target_path in zip(images, targets):  # every file before reading any
@@ -201,18 +204,23 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
         micrograph = read_micrograph(image_path)
         target = read_array(target_path, kind)
         if target.shape != micrograph.data.shape:
-            raise InputError(f"{target_path} has shape {target.shape} but its image {image_path} has "
-                             f"{micrograph.data.shape}")
-        lines = (boundaries_from_labels(target, str(target_path)) if kind == "labels"
-                 else boundaries_from_mask(target, str(target_path)))
+            raise InputError(
+                f"{target_path} has shape {target.shape} but its image {image_path} has {micrograph.data.shape}"
+            )
+        lines = (
+            boundaries_from_labels(target, str(target_path))
+            if kind == "labels"
+            else boundaries_from_mask(target, str(target_path))
+        )
         roi = None
         sources = {"image": str(image_path.resolve()), "target": str(target_path.resolve()), "kind": kind}
         if rois is not None:
             roi_path = Path(rois[i])
             roi = read_array(roi_path, "roi") != 0
             if roi.shape != micrograph.data.shape:
-                raise InputError(f"{roi_path} has shape {roi.shape} but its image {image_path} has "
-                                 f"{micrograph.data.shape}")
+                raise InputError(
+                    f"{roi_path} has shape {roi.shape} but its image {image_path} has {micrograph.data.shape}"
+                )
             if not roi.any():
                 raise InputError(f"{roi_path}: the ROI mask is all zero (nothing verified)")
             sources["roi"] = str(roi_path.resolve())
@@ -229,7 +237,7 @@ def correction_grain_size(corrections: list[Correction]) -> float | None:
         if c.roi is None:
             return c.boundaries
         ys, xs = np.nonzero(c.roi)
-        return c.boundaries[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        return c.boundaries[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
     sizes = [estimate_grain_size(box(c).astype(np.float32)) for c in corrections]
     sizes = [s for s in sizes if s is not None]
@@ -267,8 +275,8 @@ class PreparedImage:
     """One correction at one augmentation scale: whole-image features, target and loss weight."""
 
     features: np.ndarray  # (4, H, W) float32
-    target: np.ndarray    # (1, H, W) float32, lines dilated to the target width
-    weight: np.ndarray    # (1, H, W) float32, 1 inside the ROI, 0 outside
+    target: np.ndarray  # (1, H, W) float32, lines dilated to the target width
+    weight: np.ndarray  # (1, H, W) float32, 1 inside the ROI, 0 outside
 
 
 def prepare(correction: Correction, scale: float, target_width: int) -> PreparedImage:
@@ -288,8 +296,7 @@ def prepare(correction: Correction, scale: float, target_width: int) -> Prepared
         import cv2
 
         roi = cv2.resize(roi.astype(np.uint8), image.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-    return PreparedImage(net1_features(image), boundary_target(lines, target_width)[None],
-                         roi.astype(np.float32)[None])
+    return PreparedImage(net1_features(image), boundary_target(lines, target_width)[None], roi.astype(np.float32)[None])
 
 
 def pad_to(array: np.ndarray, size: int) -> np.ndarray:
@@ -315,17 +322,26 @@ class CorrectionSampler:
     seed : every draw derives from it.
     """
 
-    def __init__(self, corrections: list[Correction], working_scale: float, *, patch: int = 128,
-                 target_width: int = 3, synthetic: int = 16, synthetic_preset: str = "train", seed: int = 0):
+    def __init__(
+        self,
+        corrections: list[Correction],
+        working_scale: float,
+        *,
+        patch: int = 128,
+        target_width: int = 3,
+        synthetic: int = 16,
+        synthetic_preset: str = "train",
+        seed: int = 0,
+    ):
         from napari_grainseg.training.net1 import make_example
 
         self.patch = patch
-        self.prepared = [[prepare(c, working_scale * s, target_width) for s in AUGMENT_SCALES]
-                         for c in corrections]
+        self.prepared = [[prepare(c, working_scale * s, target_width) for s in AUGMENT_SCALES] for c in corrections]
         self.synthetic = []
         for i in range(synthetic):
-            features, target, _ = make_example(7_000_000_000 + seed * 1000 + i, (patch, patch),
-                                               synthetic_preset, target_width)
+            features, target, _ = make_example(
+                7_000_000_000 + seed * 1000 + i, (patch, patch), synthetic_preset, target_width
+            )
             self.synthetic.append(PreparedImage(features, target, np.ones_like(target)))
         self.weights = np.array([float(p[AUGMENT_SCALES.index(1.0)].weight.sum()) for p in self.prepared])
 
@@ -360,7 +376,7 @@ class CorrectionSampler:
         best = None
         for _ in range(_CROP_TRIES):
             y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-            crop = stack[:, y:y + p, x:x + p]
+            crop = stack[:, y : y + p, x : x + p]
             share = float(crop[-1].mean())
             if best is None or share > best[0]:
                 best = (share, crop)

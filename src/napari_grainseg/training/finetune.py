@@ -42,8 +42,14 @@ from napari_grainseg.training.config import LoopConfig
 from napari_grainseg.training.corrections import Correction, CorrectionSampler, correction_grain_size
 
 #: Metrics of the held-out comparison (lower is better except F1).
-HELDOUT_METRICS: tuple[str, ...] = ("f1_2px", "vi", "vi_split", "vi_merge", "abs_grain_count_error",
-                                    "abs_mean_ecd_error")
+HELDOUT_METRICS: tuple[str, ...] = (
+    "f1_2px",
+    "vi",
+    "vi_split",
+    "vi_merge",
+    "abs_grain_count_error",
+    "abs_mean_ecd_error",
+)
 
 
 @dataclass(frozen=True)
@@ -127,8 +133,9 @@ def masked_boundary_loss(logits, target, weight, pos_weight: float, dice_weight:
     import torch
     import torch.nn.functional as F
 
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none",
-                                             pos_weight=torch.tensor(pos_weight, device=logits.device))
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, reduction="none", pos_weight=torch.tensor(pos_weight, device=logits.device)
+    )
     total = weight.sum().clamp_min(1.0)
     prob = torch.sigmoid(logits) * weight
     t = target * weight
@@ -167,13 +174,21 @@ def working_scale(corrections: list[Correction], grain_size_px: float | None) ->
     return adapted_scale(size), size, "corrections"
 
 
-def finetune_net1(corrections: list[Correction], config: FinetuneConfig = FinetuneConfig(), *,
-                  base_weights: str | Path | None = None, grain_size_px: float | None = None,
-                  device="cpu", max_minutes: float | None = None,
-                  progress: Callable[[int, int, float], None] | None = None,
-                  cancel: Callable[[], bool] | None = None, evaluate_heldout: bool = True,
-                  until_time: bool = False, tune_builder: bool = True,
-                  run_dir: str | Path | None = None) -> FinetuneResult:
+def finetune_net1(
+    corrections: list[Correction],
+    config: FinetuneConfig = FinetuneConfig(),
+    *,
+    base_weights: str | Path | None = None,
+    grain_size_px: float | None = None,
+    device="cpu",
+    max_minutes: float | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    evaluate_heldout: bool = True,
+    until_time: bool = False,
+    tune_builder: bool = True,
+    run_dir: str | Path | None = None,
+) -> FinetuneResult:
     """Adapt Net1 to corrected micrographs.
 
     Parameters
@@ -225,9 +240,15 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
 
     hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
     t_prep = time.monotonic()
-    sampler = CorrectionSampler(train, scale, patch=config.patch, target_width=config.target_width,
-                                synthetic=config.synthetic_samples if config.synthetic_share > 0 else 0,
-                                synthetic_preset=config.synthetic_preset, seed=config.seed)
+    sampler = CorrectionSampler(
+        train,
+        scale,
+        patch=config.patch,
+        target_width=config.target_width,
+        synthetic=config.synthetic_samples if config.synthetic_share > 0 else 0,
+        synthetic_preset=config.synthetic_preset,
+        seed=config.seed,
+    )
     prep_seconds = time.monotonic() - t_prep
     base_path = Path(base_weights) if base_weights is not None else shipped_weights_dir() / "net1.pt"
     model = load_net1(base_path, device=dev, for_training=True)
@@ -235,8 +256,9 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
 
     def batches(start: int):
         for step in range(start, config.steps):
-            yield sampler.batch(np.random.default_rng([config.seed, 23, step]), config.batch_size,
-                                config.synthetic_share)
+            yield sampler.batch(
+                np.random.default_rng([config.seed, 23, step]), config.batch_size, config.synthetic_share
+            )
 
     def loss_fn(model, batch):
         f, t, w = (torch.from_numpy(a).to(dev) for a in batch)
@@ -260,8 +282,19 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="grainseg-finetune-") as tmp:
-        run = run_loop(config, model, batches, loss_fn, run_dir or tmp, device=dev, resume=run_dir is not None,
-                    max_minutes=max_minutes, bar=False, callback=callback, should_stop=should_stop)
+        run = run_loop(
+            config,
+            model,
+            batches,
+            loss_fn,
+            run_dir or tmp,
+            device=dev,
+            resume=run_dir is not None,
+            max_minutes=max_minutes,
+            bar=False,
+            callback=callback,
+            should_stop=should_stop,
+        )
     train_seconds = time.monotonic() - t0
     model.eval()
     done = int(run["step"])
@@ -275,14 +308,24 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         why = "interrupted"
     model.weights_info = base_info
     info = {
-        "config": config.to_dict(), "steps_done": done, "stopped": why,
-        "base_net1": {"path": str(base_path), "sha256": file_sha256(base_path),
-                      "shipped": base_path.resolve() == (shipped_weights_dir() / "net1.pt").resolve()},
-        "working_scale": scale, "grain_size_px": grain_size, "grain_size_source": grain_source,
+        "config": config.to_dict(),
+        "steps_done": done,
+        "stopped": why,
+        "base_net1": {
+            "path": str(base_path),
+            "sha256": file_sha256(base_path),
+            "shipped": base_path.resolve() == (shipped_weights_dir() / "net1.pt").resolve(),
+        },
+        "working_scale": scale,
+        "grain_size_px": grain_size,
+        "grain_size_source": grain_source,
         "inference_grain_size_px": hint,
-        "loss_curve": _curve(losses), "train_images": train_idx, "heldout_images": held_idx,
+        "loss_curve": _curve(losses),
+        "train_images": train_idx,
+        "heldout_images": held_idx,
         "steps": config.steps,
-        "prepare_seconds": round(prep_seconds, 2), "train_seconds": round(train_seconds, 2),
+        "prepare_seconds": round(prep_seconds, 2),
+        "train_seconds": round(train_seconds, 2),
         "device": describe_device(dev),
     }
     heldout: dict = {}
@@ -290,8 +333,16 @@ def finetune_net1(corrections: list[Correction], config: FinetuneConfig = Finetu
         info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=hint)
     if held_idx and evaluate_heldout and done:
         base = load_net1(base_path, device=dev)
-        heldout = compare_on(corrections, held_idx, base, model, device=dev, grain_size_px=grain_size,
-                             adapted_grain_size_px=hint, tuned=info.get("grain_builder"))
+        heldout = compare_on(
+            corrections,
+            held_idx,
+            base,
+            model,
+            device=dev,
+            grain_size_px=grain_size,
+            adapted_grain_size_px=hint,
+            tuned=info.get("grain_builder"),
+        )
         info["heldout"] = heldout
     return FinetuneResult(model=model, info=info, heldout=heldout)
 
@@ -316,8 +367,10 @@ def _curve(losses: list[float], points: int = 100) -> list[list[float]]:
     if not losses:
         return []
     every = max(1, math.ceil(len(losses) / points))
-    return [[min(i + every, len(losses)), round(float(np.mean(losses[i:i + every])), 5)]
-            for i in range(0, len(losses), every)]
+    return [
+        [min(i + every, len(losses)), round(float(np.mean(losses[i : i + every])), 5)]
+        for i in range(0, len(losses), every)
+    ]
 
 
 # --------------------------------------------------------------------------- scoring
@@ -330,8 +383,14 @@ def inference_copy(model):
     return fold_batchnorm(copy.deepcopy(model).eval())
 
 
-def score_images(model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None,
-                 builders: dict | tuple[str, ...] = ("threshold", "watershed")) -> dict[str, list[dict]]:
+def score_images(
+    model,
+    corrections: list[Correction],
+    *,
+    device="cpu",
+    grain_size_px: float | None = None,
+    builders: dict | tuple[str, ...] = ("threshold", "watershed"),
+) -> dict[str, list[dict]]:
     """Per builder, per image: :func:`~napari_grainseg.evaluation.metrics.evaluate_prediction` against
     the corrected truth (inside the ROI's bounding box when there is a ROI).
 
@@ -365,7 +424,7 @@ def _has_batchnorm(model) -> bool:
 
 def _bbox(mask: np.ndarray):
     ys, xs = np.nonzero(mask)
-    return np.s_[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    return np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def summarise(rows: list[dict]) -> dict[str, float]:
@@ -379,9 +438,17 @@ def summarise(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def compare_on(corrections: list[Correction], indices: list[int], base, adapted, *, device="cpu",
-               grain_size_px: float | None = None, adapted_grain_size_px: float | None = None,
-               tuned: dict | None = None) -> dict:
+def compare_on(
+    corrections: list[Correction],
+    indices: list[int],
+    base,
+    adapted,
+    *,
+    device="cpu",
+    grain_size_px: float | None = None,
+    adapted_grain_size_px: float | None = None,
+    tuned: dict | None = None,
+) -> dict:
     """Held-out figures of the base and the adapted model with both grain builders, and the verdict.
 
     ``tuned`` (from :func:`tune_grain_builder`) adds the adapted model with its tuned builder
@@ -401,8 +468,13 @@ def compare_on(corrections: list[Correction], indices: list[int], base, adapted,
         figures[name] = {b: summarise(rows) for b, rows in per.items()}
     base_best = min(figures["base"].values(), key=lambda f: f["vi"])
     chosen = "tuned" if tuned else min(figures["adapted"], key=lambda b: figures["adapted"][b]["vi"])
-    return {"images": [corrections[i].name for i in indices], "n_images": len(indices), **figures,
-            "best_grains": chosen, "worse_than_base": bool(figures["adapted"][chosen]["vi"] > base_best["vi"])}
+    return {
+        "images": [corrections[i].name for i in indices],
+        "n_images": len(indices),
+        **figures,
+        "best_grains": chosen,
+        "worse_than_base": bool(figures["adapted"][chosen]["vi"] > base_best["vi"]),
+    }
 
 
 # --------------------------------------------------------------------------- a model directory from files
@@ -445,26 +517,46 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
     out = []
     for rec in info.get("training_images", []):
         if not rec.get("image") or not rec.get("target"):
-            raise InputError(f"{model_dir}: training image {rec.get('name')} was not recorded with its files "
-                             "(made in napari?); it cannot be read again")
+            raise InputError(
+                f"{model_dir}: training image {rec.get('name')} was not recorded with its files "
+                "(made in napari?); it cannot be read again"
+            )
         for key in ("image", "target", "roi"):
             if rec.get(key) and not Path(rec[key]).is_file():
-                raise InputError(f"{model_dir}: recorded {key} file {rec[key]} is missing; restore it or start "
-                                 "a new model without --from")
+                raise InputError(
+                    f"{model_dir}: recorded {key} file {rec[key]} is missing; restore it or start "
+                    "a new model without --from"
+                )
             if rec.get(key) and log and file_sha256(rec[key]) != rec.get(f"{key}_sha256"):
                 log(f"note: {rec[key]} changed since {model_dir} was made; using it as it is now")
         kind = rec.get("kind", "boundaries")
-        out += load_corrections([rec["image"]], **{kind: [rec["target"]]},
-                                rois=[rec["roi"]] if rec.get("roi") else None)
+        out += load_corrections(
+            [rec["image"]], **{kind: [rec["target"]]}, rois=[rec["roi"]] if rec.get("roi") else None
+        )
     return out
 
 
-def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, from_dir=None,
-                   corrections: list[Correction] | None = None, steps: int | None = None,
-                   minutes: float | None = None, seed: int | None = None, holdout: float | None = None,
-                   device="auto", pixel_size_nm: float | None = None, grain_size_px: float | None = None,
-                   progress=None, cancel=None, log: Callable[[str], None] | None = None,
-                   config: FinetuneConfig | None = None) -> tuple[Path, dict]:
+def adapt_and_save(
+    images=(),
+    *,
+    labels=None,
+    boundaries=None,
+    rois=None,
+    out,
+    from_dir=None,
+    corrections: list[Correction] | None = None,
+    steps: int | None = None,
+    minutes: float | None = None,
+    seed: int | None = None,
+    holdout: float | None = None,
+    device="auto",
+    pixel_size_nm: float | None = None,
+    grain_size_px: float | None = None,
+    progress=None,
+    cancel=None,
+    log: Callable[[str], None] | None = None,
+    config: FinetuneConfig | None = None,
+) -> tuple[Path, dict]:
     """Read corrections, fine-tune Net1 from the base model, write a model directory; returns (dir, model.json).
 
     ``from_dir`` adds the corrections recorded in that model directory and reuses its base
@@ -492,8 +584,10 @@ def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, f
                 raise InputError(f"{from_dir}: its base model {base_path} is missing or changed")
         elif base.get("sha256") and base["sha256"] != file_sha256(base_path):
             if log:
-                log(f"note: {from_dir} was adapted from another version of the shipped model; "
-                    "learning again from this version's shipped model")
+                log(
+                    f"note: {from_dir} was adapted from another version of the shipped model; "
+                    "learning again from this version's shipped model"
+                )
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         config = FinetuneConfig(**{k: v for k, v in previous.get("config", {}).items() if k in known})
         all_corr += recorded_corrections(from_dir, log)
@@ -513,31 +607,59 @@ def adapt_and_save(images=(), *, labels=None, boundaries=None, rois=None, out, f
     config = dataclasses.replace(config, **replace)
     until_time = steps is None and minutes is not None
     if log:
-        log(f"learning from {len(all_corr)} corrected image(s)"
-            + (f", {len(all_corr) - len(split_heldout(len(all_corr), config.holdout, config.seed)[0])} held out"
-               if len(all_corr) > 1 and config.holdout else ""))
-    result = finetune_net1(all_corr, config, base_weights=base_path, grain_size_px=grain_size_px, device=device,
-                           max_minutes=minutes, progress=progress, cancel=cancel, until_time=until_time)
+        log(
+            f"learning from {len(all_corr)} corrected image(s)"
+            + (
+                f", {len(all_corr) - len(split_heldout(len(all_corr), config.holdout, config.seed)[0])} held out"
+                if len(all_corr) > 1 and config.holdout
+                else ""
+            )
+        )
+    result = finetune_net1(
+        all_corr,
+        config,
+        base_weights=base_path,
+        grain_size_px=grain_size_px,
+        device=device,
+        max_minutes=minutes,
+        progress=progress,
+        cancel=cancel,
+        until_time=until_time,
+    )
     info = result.info
     held = info.get("heldout") or {}
     net2_path = shipped_weights_dir() / "net2.pt"
     record = {
-        "base_model": {"name": "shipped" if info["base_net1"]["shipped"] else Path(base_path).name,
-                       "shipped": info["base_net1"]["shipped"], "path": info["base_net1"]["path"],
-                       "sha256": info["base_net1"]["sha256"]},
-        "training_images": [_file_record(c) | {"role": "heldout" if i in info["heldout_images"] else "train"}
-                            for i, c in enumerate(all_corr)],
-        "steps": info["steps"], "steps_done": info["steps_done"], "stopped": info["stopped"], "seed": config.seed,
-        "config": info["config"], "loss_curve": info["loss_curve"],
-        "train_seconds": info["train_seconds"], "device": info["device"],
-        "working_scale": info["working_scale"], "grain_size_px": info["grain_size_px"],
+        "base_model": {
+            "name": "shipped" if info["base_net1"]["shipped"] else Path(base_path).name,
+            "shipped": info["base_net1"]["shipped"],
+            "path": info["base_net1"]["path"],
+            "sha256": info["base_net1"]["sha256"],
+        },
+        "training_images": [
+            _file_record(c) | {"role": "heldout" if i in info["heldout_images"] else "train"}
+            for i, c in enumerate(all_corr)
+        ],
+        "steps": info["steps"],
+        "steps_done": info["steps_done"],
+        "stopped": info["stopped"],
+        "seed": config.seed,
+        "config": info["config"],
+        "loss_curve": info["loss_curve"],
+        "train_seconds": info["train_seconds"],
+        "device": info["device"],
+        "working_scale": info["working_scale"],
+        "grain_size_px": info["grain_size_px"],
         "inference_grain_size_px": info["inference_grain_size_px"],
-        "grain_size_source": info["grain_size_source"], "pixel_size_nm": pixel_size_nm,
-        "grain_size_nm": (info["grain_size_px"] * pixel_size_nm
-                          if pixel_size_nm and info["grain_size_px"] else None),
-        "heldout": held or None, "worse_than_base": bool(held.get("worse_than_base", False)),
-        "recommended": {k: v for k, v in (info.get("grain_builder") or {"grains": DEFAULT_ADAPTED_GRAINS}).items()
-                        if k != "vi"} | {"net2_steps": 0},
+        "grain_size_source": info["grain_size_source"],
+        "pixel_size_nm": pixel_size_nm,
+        "grain_size_nm": (info["grain_size_px"] * pixel_size_nm if pixel_size_nm and info["grain_size_px"] else None),
+        "heldout": held or None,
+        "worse_than_base": bool(held.get("worse_than_base", False)),
+        "recommended": {
+            k: v for k, v in (info.get("grain_builder") or {"grains": DEFAULT_ADAPTED_GRAINS}).items() if k != "vi"
+        }
+        | {"net2_steps": 0},
         "net2": {"adapted": False, "source": "shipped" if net2_path.is_file() else None},
         "learned_from": str(Path(from_dir).resolve()) if from_dir is not None else None,
     }
@@ -554,8 +676,9 @@ BUILDER_GRID: tuple[tuple[str, str, tuple[float, ...]], ...] = (
 )
 
 
-def tune_grain_builder(model, corrections: list[Correction], *, device="cpu",
-                       grain_size_px: float | None = None) -> dict:
+def tune_grain_builder(
+    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None
+) -> dict:
     """The grain builder and its parameter with the lowest mean VI on ``corrections`` (the training images).
 
     After fine-tuning the model draws fewer, fainter lines, so the shipped defaults (threshold 0.5,
@@ -569,15 +692,22 @@ def tune_grain_builder(model, corrections: list[Correction], *, device="cpu",
 
     if _has_batchnorm(model):
         model = inference_copy(model)
-    probs = [predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px).probability
-             for c in corrections]
+    probs = [
+        predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px).probability for c in corrections
+    ]
     truths = [c.labels() for c in corrections]
     boxes = [np.s_[:, :] if c.roi is None else _bbox(c.roi) for c in corrections]
     best = None
     for builder, name, values in BUILDER_GRID:
         for value in values:
-            vi = float(np.mean([segmentation_scores(probability_to_labels(p[b], builder, **{name: value}), t[b])["vi"]
-                                for p, t, b in zip(probs, truths, boxes)]))
+            vi = float(
+                np.mean(
+                    [
+                        segmentation_scores(probability_to_labels(p[b], builder, **{name: value}), t[b])["vi"]
+                        for p, t, b in zip(probs, truths, boxes)
+                    ]
+                )
+            )
             if best is None or vi < best["vi"] - 1e-9:
                 best = {"grains": builder, name: value, "vi": vi}
     return best
