@@ -12,7 +12,7 @@ machine whose cores are free, N single-thread workers reach about
 N × MPx / (CPU s per field) — the last column, an upper bound, not a measurement.
 
     nice -n 15 .venv/bin/python benchmarks/bench_batch.py --fields 12 --workers 1 2 \\
-        --weights /root/grainseg-runs/net1_dev/net1.pt
+        --weights WEIGHTS.pt
 
 Prints a markdown table; ``--json FILE`` also writes the raw figures. Report the
 machine's load (``uptime``) with the figures: other processes change them.

@@ -10,7 +10,7 @@ Inputs are synthetic "tem" fields of 1024² mirrored to the requested size
 (mirroring keeps grains whole across the joins), cached in ``--cache``.
 
     nice -n 15 .venv/bin/python benchmarks/bench_memory.py --sizes 1024 2048 4096 8192 \\
-        --weights /root/grainseg-runs/net1_dev/net1.pt
+        --weights WEIGHTS.pt
 
 Prints a markdown table; ``--json FILE`` also writes the raw figures.
 """

@@ -27,7 +27,7 @@ import numpy as np
 import tifffile
 
 #: Keys whose values legitimately change run to run (timings, dates, paths, versions).
-VOLATILE = ("seconds", "time", "date", "path", "version", "sec_per_mpx", "command", "weights_sha", "input")
+VOLATILE = ("seconds", "time", "date", "path", "version", "s_per_", "sec_per_mpx", "command", "weights_sha", "input")
 PAPER_NETS = Path(__file__).resolve().parents[1].parent / "shared/data/seed_nets/seed_nets.npz"
 
 
@@ -35,7 +35,7 @@ def _grainseg(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "napari_grainseg.cli", *args], check=True)
 
 
-def run(out: Path, paper_nets: Path) -> None:
+def run(out: Path, paper_nets: Path, segment_args: tuple[str, ...] = ()) -> None:
     from napari_grainseg.synthetic import generate
 
     try:
@@ -54,7 +54,7 @@ def run(out: Path, paper_nets: Path) -> None:
             path = images / f"{name}_{i}.tif"
             tifffile.imwrite(path, sample.image.astype(np.float32))
             paths.append(str(path))
-    _grainseg("segment", *paths, "--out", str(out / "segment"))
+    _grainseg("segment", *paths, "--out", str(out / "segment"), *segment_args)
     _grainseg("eval", "--sets", "id-tem", "--json", str(out / "eval.json"), "--paper-nets", str(paper_nets))
 
 
@@ -115,12 +115,17 @@ def main() -> int:
     r = sub.add_parser("run")
     r.add_argument("out", type=Path)
     r.add_argument("--paper-nets", type=Path, default=PAPER_NETS)
+    r.add_argument(
+        "--segment-args",
+        default="",
+        help="extra arguments for grainseg segment, e.g. the defaults of an older version: '--net2-steps auto --svg'",
+    )
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     args = parser.parse_args()
     if args.cmd == "run":
-        run(args.out, args.paper_nets)
+        run(args.out, args.paper_nets, tuple(args.segment_args.split()))
         return 0
     problems = compare(args.a, args.b)
     print("\n".join(problems) if problems else "identical (timings, dates and paths aside)")

@@ -22,7 +22,6 @@ from napari_grainseg.measure.astm import astm_g_from_na
 from napari_grainseg.measure.statistics import pooled_statistics
 from napari_grainseg.synthetic import generate
 
-DEV_WEIGHTS = Path("/root/grainseg-runs/net1_dev/net1.pt")
 FIELDS = {"a/f0.tif": 0, "a/f1.tif": 1, "b/f0.tif": 2}  # two folders, one repeated name
 
 
@@ -31,13 +30,13 @@ def weights(tmp_path_factory) -> str:
     """A private copy (the snapshot may be refreshed mid-run, which rightly invalidates 'done' fields)."""
     from napari_grainseg.models.weights import shipped_weights_dir
 
-    for path in (shipped_weights_dir() / "net1.pt", DEV_WEIGHTS):
+    for path in (shipped_weights_dir() / "net1.pt",):
         if path.is_file():
             copy = tmp_path_factory.mktemp("weights") / "net1.pt"
             shutil.copy(path, copy)
             shutil.copy(path.with_suffix(".json"), copy.with_suffix(".json"))
             return str(copy)
-    pytest.skip("no trained Net1 weights (shipped or development snapshot)")
+    pytest.fail("the shipped Net1 weights are missing from the package")
 
 
 @pytest.fixture(scope="module")

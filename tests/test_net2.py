@@ -1,8 +1,7 @@
 """Net2: the refiner network, the refinement generator, its training and its place in the pipeline.
 
 Tests marked by the fixtures ``trained_net1`` / ``shipped_net2`` need trained weights: the
-shipped Net1 (else the development snapshot ``/root/grainseg-runs/net1_dev/net1.pt``) and the
-shipped Net2; they are skipped when those are missing. Everything else uses untrained networks.
+shipped Net1 and Net2, which the package always carries. Everything else uses untrained networks.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ from napari_grainseg.segmentation.refine import DEFAULT_TOL, RefineStep, refine
 from napari_grainseg.synthetic import generate
 from napari_grainseg.training.net1 import boundary_loss, boundary_target
 
-DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
-
 
 @pytest.fixture(scope="module")
 def random_net2() -> Net2:
@@ -38,10 +35,10 @@ def random_net2() -> Net2:
 def trained_net1():
     from napari_grainseg.models.weights import load_net1
 
-    for path in (shipped_weights_dir() / "net1.pt", DEV_NET1):
+    for path in (shipped_weights_dir() / "net1.pt",):
         if path.is_file():
             return load_net1(path)
-    pytest.skip("no trained Net1 weights (shipped or development snapshot)")
+    pytest.fail("the shipped Net1 weights are missing from the package")
 
 
 @pytest.fixture(scope="module")

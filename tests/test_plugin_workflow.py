@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,17 +21,15 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.napari
 
-DEV_NET1 = Path("/root/grainseg-runs/net1_dev/net1.pt")
-
 
 @pytest.fixture(scope="module")
 def net1_weights() -> str:
     from napari_grainseg.models.weights import shipped_weights_dir
 
-    for path in (shipped_weights_dir() / "net1.pt", DEV_NET1):
+    for path in (shipped_weights_dir() / "net1.pt",):
         if path.is_file():
             return str(path)
-    pytest.skip("no trained Net1 weights (shipped or development snapshot)")
+    pytest.fail("the shipped Net1 weights are missing from the package")
 
 
 @pytest.fixture(scope="module")
