@@ -20,10 +20,9 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
 from napari_grainseg.plugin._dock import (
     follow_active,
+    link_for,
     link_of,
-    newest_link_of_image,
     scroll_body,
-    source_image,
     suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import derived_layer_kwargs
@@ -78,11 +77,7 @@ class CorrectWidget(Container):
             return None
         if layer.metadata.get(ROLE_KEY) == "boundaries":
             return layer
-        link = link_of(layer)
-        if link is not None:
-            return link.boundaries
-        image = source_image(self._viewer, layer)
-        link = newest_link_of_image(self._viewer, image) if image is not None else None
+        link = link_for(self._viewer, layer)
         return link.boundaries if link is not None else None
 
     def _boundary_layers(self, _widget=None) -> list:

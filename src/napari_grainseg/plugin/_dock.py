@@ -89,6 +89,15 @@ def newest_link_of_image(viewer, image):
     return found
 
 
+def link_for(viewer, layer):
+    """The link a dock should act on when ``layer`` is active: its own, else its image's newest (or None)."""
+    link = link_of(layer)
+    if link is not None:
+        return link
+    image = source_image(viewer, layer)
+    return newest_link_of_image(viewer, image) if image is not None else None
+
+
 def follow_active(viewer, combo: ComboBox, pick: Callable) -> None:
     """Keep ``combo`` on the layer ``pick(active_layer)`` gives whenever the selection changes."""
 

@@ -20,8 +20,8 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, layer_key
 from napari_grainseg.plugin._dock import (
     follow_active,
+    link_for,
     link_of,
-    newest_link_of_image,
     scroll_body,
     source_image,
     suggest_reader_for_calibrated_tiffs,
@@ -234,13 +234,9 @@ class StatsWidget(Container):
             return None
         if layer.metadata.get(ROLE_KEY) == "grains":
             return layer
-        link = link_of(layer)
-        if link is not None:
-            return link.grains
-        if layer.metadata.get(ROLE_KEY) == "boundaries":  # being created: its grains layer came first
-            return None
-        image = source_image(self._viewer, layer)
-        link = newest_link_of_image(self._viewer, image) if image is not None else None
+        if link_of(layer) is None and layer.metadata.get(ROLE_KEY) == "boundaries":
+            return None  # being created: its grains layer came first
+        link = link_for(self._viewer, layer)
         return link.grains if link is not None else None
 
     def _grain_layers(self, _widget=None) -> list:
