@@ -3,8 +3,8 @@
 Two field sets (synthetic "tem" micrographs, cached in ``--cache``): one 1024² field and 24 small
 fields of six shapes from 256² to 384×512. Three methods:
 
-* ``default``: ``grainseg segment`` (Net1, then Net2 until converged);
-* ``net1``: ``grainseg segment --net2-steps 0``;
+* ``default``: ``grainseg segment`` (since session 9: Net1, grains by threshold);
+* ``net1+net2``: ``grainseg segment --net2-steps auto`` (Net1, then Net2 until converged);
 * ``classical``: the watershed baseline (``grains.classical_boundaries(sigma=4, h=0.002,
   merge_threshold=0.01)`` then ``boundaries_to_labels``) with the same output files (TIFFs and
   :func:`~napari_grainseg.measure.report.write_report`), run by this script as its own process.
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 SMALL_SHAPES = [(256, 256), (256, 320), (320, 320), (320, 384), (384, 384), (384, 512)]
-METHODS = ("default", "net1", "classical")
+METHODS = ("default", "net1+net2", "classical")
 STAGES = ("read", "edges", "Net1", "Net2", "grains", "measurement", "report", "write", "other")
 PIXEL_SIZE_NM = "2"
 
@@ -95,7 +95,7 @@ def command(method: str, paths, out: Path) -> list[str]:
     files = [str(p) for p in paths]
     if method == "classical":
         return [sys.executable, __file__, "classical", *files, "--out", str(out)]
-    extra = ["--net2-steps", "0"] if method == "net1" else []
+    extra = ["--net2-steps", "auto"] if method == "net1+net2" else []
     return [
         sys.executable,
         "-m",
@@ -225,7 +225,7 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
                 continue
             m = readers.read_micrograph(p).with_pixel_size(float(PIXEL_SIZE_NM))
             result = pipeline.segment(
-                m.data, model=net1, device="cpu", net2_steps="auto" if method == "default" else 0, net2_model=net2
+                m.data, model=net1, device="cpu", net2_steps="auto" if method == "net1+net2" else 0, net2_model=net2
             )
             pipeline.write_segmentation(
                 out, Path(p).stem, m.data, result, pixel_size_nm=m.pixel_size_nm, extra={"source": str(p)}
