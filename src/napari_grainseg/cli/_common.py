@@ -168,6 +168,23 @@ OPTION_FLAGS = {
 }
 
 
+def model_dir_from_args(args: argparse.Namespace) -> dict | None:
+    """For ``--model``: its ``model.json`` (None without ``--model``), with ``args.weights`` set to its Net1.
+
+    A model directory brings its own weights, so ``--weights`` / ``--net2-weights`` beside it are an
+    error; a bad directory fails here, before any computation.
+    """
+    if getattr(args, "model", None) is None:
+        return None
+    from napari_grainseg.models.model_dir import read_model_info
+
+    if args.weights is not None or args.net2_weights is not None:
+        raise InputError("--model brings its own weights: give --model or --weights/--net2-weights, not both")
+    info = read_model_info(args.model)
+    args.weights = args.model / "net1.pt"
+    return info
+
+
 def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     """The :class:`~napari_grainseg.segmentation.options.SegmentOptions` of :func:`add_segmentation_arguments`.
 
@@ -179,13 +196,8 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
         if path is not None and not path.is_file():
             raise InputError(f"{flag}: weights file not found: {path}")
-    if getattr(args, "model", None) is not None:
-        from napari_grainseg.models.model_dir import read_model_info
-
-        if args.weights is not None or args.net2_weights is not None:
-            raise InputError("--model brings its own weights: give --model or --weights/--net2-weights, not both")
-        args.model_info = read_model_info(args.model)  # a bad directory fails before any computation
-        args.weights = args.model / "net1.pt"
+    args.model_info = model_dir_from_args(args)
+    if args.model_info is not None:
         net2 = args.model / "net2.pt"
         if net2.is_file() and (
             args.net2_steps.strip().lower() != "auto" or args.model_info.get("recommended", {}).get("net2_steps", 1)

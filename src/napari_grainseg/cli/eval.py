@@ -93,21 +93,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from napari_grainseg.cli._common import model_dir_from_args
     from napari_grainseg.evaluation.markdown import check_section_name, replace_section
     from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
     from napari_grainseg.io.atomic import atomic_open
 
     check_section_name(args.section)  # before the evaluation, which takes minutes
-    if args.model is not None:
-        from napari_grainseg.errors import InputError
-        from napari_grainseg.models.model_dir import read_model_info
-
-        if args.weights is not None or args.net2_weights is not None:
-            raise InputError("--model brings its own weights: give --model or --weights/--net2-weights, not both")
-        read_model_info(args.model)
-        args.weights = args.model / "net1.pt"
-        if (args.model / "net2.pt").is_file():
-            args.net2_weights = args.model / "net2.pt"
+    if model_dir_from_args(args) is not None and (args.model / "net2.pt").is_file():
+        args.net2_weights = args.model / "net2.pt"
     results = run_evaluation(
         args.sets,
         args.methods,
