@@ -12,18 +12,8 @@ bound on what a better estimate can give). Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import math
 
 import numpy as np
-
-
-def true_grain_size(labels: np.ndarray) -> float:
-    """sqrt(4 A / (pi N)) with edge grains counted by half, as the estimate does."""
-    from napari_grainseg.segmentation.grains import border_grains
-
-    n = int(labels.max())
-    n_border = int(np.count_nonzero(border_grains(labels)))
-    return math.sqrt(4 * labels.size / (math.pi * max((n - n_border) + 0.5 * n_border, 0.5)))
 
 
 def main() -> None:
@@ -31,7 +21,7 @@ def main() -> None:
     from napari_grainseg.evaluation.suite import EVAL_SETS
     from napari_grainseg.models.weights import load_net1
     from napari_grainseg.segmentation.grains import boundaries_to_labels
-    from napari_grainseg.segmentation.inference import predict_boundaries
+    from napari_grainseg.segmentation.inference import equivalent_grain_diameter, predict_boundaries
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", default=["real-tbm", "look-random", "id-tem"])
@@ -46,7 +36,7 @@ def main() -> None:
     for name in args.sets:
         rows = []
         for s in EVAL_SETS[name].samples(args.limit):
-            truth = true_grain_size(s.labels)
+            truth, _ = equivalent_grain_diameter(s.labels)
             row = {"truth": truth}
             for key, hint in (("auto", None), ("hint", truth)):
                 pred = predict_boundaries(s.image, model, device="cpu", grain_size_px=hint)

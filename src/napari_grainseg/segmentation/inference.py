@@ -144,18 +144,34 @@ def estimate_grain_size(probability: np.ndarray, threshold: float = 0.5) -> floa
     (``sqrt(4 A / (pi N))``), which counts edge grains by half as in Jeffries'
     planimetric rule so that large grains in small images are not underestimated.
     """
-    from napari_grainseg.segmentation.grains import border_grains, boundaries_to_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     try:
         labels = boundaries_to_labels(probability, threshold=threshold)
     except InputError:
         return None
+    diameter, n_equiv = equivalent_grain_diameter(labels)
+    return None if n_equiv < MIN_GRAINS_FOR_ESTIMATE else diameter
+
+
+def equivalent_grain_diameter(labels: np.ndarray) -> tuple[float, float]:
+    """``(sqrt(4 A / (pi N)), N)`` of a label image, edge grains counted by half in ``N``.
+
+    The grain-size definition of :func:`estimate_grain_size`, for any label image (e.g. a truth).
+
+    Examples
+    --------
+    >>> labels = np.zeros((10, 10), np.uint32); labels[:, :5], labels[:, 5:] = 1, 2
+    >>> d, n = equivalent_grain_diameter(labels)          # two edge grains: N = 1
+    >>> round(d, 2), n
+    (11.28, 1.0)
+    """
+    from napari_grainseg.segmentation.grains import border_grains
+
     n_total = int(labels.max())
     n_border = int(np.count_nonzero(border_grains(labels))) if n_total else 0
     n_equiv = (n_total - n_border) + 0.5 * n_border
-    if n_equiv < MIN_GRAINS_FOR_ESTIMATE:
-        return None
-    return float(math.sqrt(4 * labels.size / (math.pi * max(n_equiv, 0.5))))
+    return float(math.sqrt(4 * labels.size / (math.pi * max(n_equiv, 0.5)))), float(n_equiv)
 
 
 def boundary_confidence(probability: np.ndarray, threshold: float = 0.5) -> float:
