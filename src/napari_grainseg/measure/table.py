@@ -32,6 +32,7 @@ from scipy import ndimage as ndi
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.grains import validate_labels
+from napari_grainseg.segmentation.tiling import row_slices
 
 __all__ = [
     "GrainTable",
@@ -113,10 +114,9 @@ def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.nda
         # per pixel at the peak instead of ~34 for ``labels[iy, ix]`` with distances.
         iy, ix = ndi.distance_transform_edt(zero, return_distances=False, return_indices=True)
     out = labels.copy()
-    rows = max(1, (1 << 20) // max(labels.shape[-1], 1))
-    for r0 in range(0, labels.shape[0], rows):
-        z = zero[r0 : r0 + rows]
-        out[r0 : r0 + rows][z] = labels[iy[r0 : r0 + rows][z], ix[r0 : r0 + rows][z]]
+    for band in row_slices(labels.shape, 1 << 20):
+        z = zero[band]
+        out[band][z] = labels[iy[band][z], ix[band][z]]
     return out
 
 
