@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.plugin._layers import derived_layer_kwargs
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
 from napari_grainseg.plugin._threading import Debouncer, run_staged
 from napari_grainseg.segmentation.grains import boundaries_to_labels
 
@@ -134,20 +134,21 @@ class BoundaryLink:
         # filled, translucent: the boundary layer draws the outlines, and two grains that
         # share a colour across a line show at once where a boundary has a gap (napari's
         # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
-        grains = viewer.add_labels(
-            placeholder.astype(np.uint32),
-            opacity=GRAINS_OPACITY,
-            metadata={ROLE_KEY: "grains", "grainseg_source": source.name, PENDING_KEY: True},
-            **derived_layer_kwargs(source, name_g),
-        )
-        grains.editable = False  # derived: edit the boundary layer
-        layer = viewer.add_labels(
-            placeholder,
-            colormap=boundary_colormap(),
-            opacity=0.9,
-            metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
-            **derived_layer_kwargs(source, name_b),
-        )
+        with adding_layers(viewer):
+            grains = viewer.add_labels(
+                placeholder.astype(np.uint32),
+                opacity=GRAINS_OPACITY,
+                metadata={ROLE_KEY: "grains", "grainseg_source": source.name, PENDING_KEY: True},
+                **derived_layer_kwargs(source, name_g),
+            )
+            grains.editable = False  # derived: edit the boundary layer
+            layer = viewer.add_labels(
+                placeholder,
+                colormap=boundary_colormap(),
+                opacity=0.9,
+                metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
+                **derived_layer_kwargs(source, name_b),
+            )
         link = cls(viewer, layer, grains)
         link.write_model_result(boundaries, labels)
         if not from_model:
@@ -167,12 +168,13 @@ class BoundaryLink:
         if data.ndim != 2 or data.size == 0 or data.max() > 1:
             raise InputError(f"layer '{layer.name}' is not a boundary map (2-D, 0 = grain, 1 = boundary)")
         name_g = _unique_name(viewer, f"{layer.name} grains")
-        grains = viewer.add_labels(
-            boundaries_to_labels(data.astype(np.uint8)),
-            opacity=GRAINS_OPACITY,
-            metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
-            **derived_layer_kwargs(layer, name_g),
-        )
+        with adding_layers(viewer):
+            grains = viewer.add_labels(
+                boundaries_to_labels(data.astype(np.uint8)),
+                opacity=GRAINS_OPACITY,
+                metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
+                **derived_layer_kwargs(layer, name_g),
+            )
         grains.editable = False
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)

@@ -20,12 +20,13 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
 from napari_grainseg.plugin._dock import (
     follow_active,
+    join_other_docks,
     link_for,
     link_of,
     scroll_body,
     suggest_reader_for_calibrated_tiffs,
 )
-from napari_grainseg.plugin._layers import derived_layer_kwargs
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
 from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 
 
@@ -58,6 +59,7 @@ class CorrectWidget(Container):
         )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
+        join_other_docks(self, "Correct")
         # buttons call the methods with no argument (a button's value is not a list of points)
         self.picks_button.clicked.connect(lambda: self.picks_layer())
         self.lines_button.clicked.connect(lambda: self.lines_layer())
@@ -114,21 +116,23 @@ class CorrectWidget(Container):
         elif not create:
             return None
         elif kind == "points":
-            helper = self._viewer.add_points(
-                ndim=2,
-                size=max(12 * float(np.mean(layer.scale)), 1e-6),
-                face_color="cyan",
-                metadata={ROLE_KEY: "picks"},
-                **derived_layer_kwargs(layer, name),
-            )
+            with adding_layers(self._viewer):
+                helper = self._viewer.add_points(
+                    ndim=2,
+                    size=max(12 * float(np.mean(layer.scale)), 1e-6),
+                    face_color="cyan",
+                    metadata={ROLE_KEY: "picks"},
+                    **derived_layer_kwargs(layer, name),
+                )
         else:
-            helper = self._viewer.add_shapes(
-                ndim=2,
-                edge_color="cyan",
-                edge_width=2 * float(np.mean(layer.scale)),
-                metadata={ROLE_KEY: "split lines"},
-                **derived_layer_kwargs(layer, name),
-            )
+            with adding_layers(self._viewer):
+                helper = self._viewer.add_shapes(
+                    ndim=2,
+                    edge_color="cyan",
+                    edge_width=2 * float(np.mean(layer.scale)),
+                    metadata={ROLE_KEY: "split lines"},
+                    **derived_layer_kwargs(layer, name),
+                )
         if create:
             self._viewer.layers.selection.active = helper
             helper.mode = "add" if kind == "points" else "add_path"

@@ -17,6 +17,8 @@ from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 
 #: Smallest height of a dock's scroll area (px): a few rows stay visible.
 MIN_DOCK_HEIGHT = 100
+#: Qt object name prefix of this plugin's dock contents (how the docks find each other).
+DOCK_OBJECT_PREFIX = "napari-grainseg dock: "
 
 
 def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HEIGHT):
@@ -45,6 +47,61 @@ def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HE
     layout.setContentsMargins(0, 0, 0, 0)
     layout.addWidget(area)
     return area
+
+
+def join_other_docks(outer: Container, tab_title: str) -> None:
+    """Make this dock a tab of the plugin's other docks in the same dock area, with a short tab title.
+
+    napari stacks the docks opened from the Plugins menu in one column and gives
+    the first one every spare pixel: the Segment grains dock then showed three rows
+    and no status line on a 1920×1080 screen, and the statistics none of their
+    figures. As tabs each dock gets the whole column (drag a tab out to see two at
+    once). Done in the next event-loop turn, once napari has docked the widget.
+    """
+    from qtpy.QtCore import QTimer
+
+    outer.native.setObjectName(DOCK_OBJECT_PREFIX + tab_title)
+    QTimer.singleShot(0, lambda: tabify_plugin_docks(outer.native, tab_title))
+
+
+def _dock_of(widget):
+    from qtpy.QtWidgets import QDockWidget
+
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
+
+
+def tabify_plugin_docks(native, tab_title: str | None = None):
+    """Tab ``native``'s dock onto the other docks of this plugin in its dock area, and raise it.
+
+    Returns the dock (None when ``native`` is not docked in a main window).
+    """
+    from qtpy.QtWidgets import QMainWindow, QWidget
+
+    try:
+        dock = _dock_of(native)
+    except RuntimeError:  # the Qt object was deleted (viewer closed)
+        return None
+    window = dock.parentWidget() if dock is not None else None
+    if dock is None or not isinstance(window, QMainWindow) or dock.isFloating():
+        return None
+    if tab_title:
+        dock.setWindowTitle(tab_title)  # the tab's text: the long napari name is elided to "Segment grai..."
+    area = window.dockWidgetArea(dock)
+    others = [
+        other
+        for other in window.findChildren(type(dock))
+        if other is not dock
+        and not other.isFloating()
+        and not other.isHidden()
+        and window.dockWidgetArea(other) == area
+        and any(w.objectName().startswith(DOCK_OBJECT_PREFIX) for w in other.findChildren(QWidget))
+    ]
+    if others and dock not in window.tabifiedDockWidgets(others[0]):
+        window.tabifyDockWidget(others[0], dock)
+    dock.raise_()
+    return dock
 
 
 def source_image(viewer, layer):

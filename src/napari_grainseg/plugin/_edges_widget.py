@@ -11,8 +11,14 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from napari.utils.notifications import show_error, show_warning
 
 from napari_grainseg.errors import GrainsegError
-from napari_grainseg.plugin._dock import follow_active, scroll_body, source_image, suggest_reader_for_calibrated_tiffs
-from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer
+from napari_grainseg.plugin._dock import (
+    follow_active,
+    join_other_docks,
+    scroll_body,
+    source_image,
+    suggest_reader_for_calibrated_tiffs,
+)
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer
 from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 
 #: Colour of each single-detector layer (they are shown additively over the micrograph).
@@ -76,6 +82,7 @@ class EdgeDetectorsWidget(Container):
         )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
+        join_other_docks(self, "Edges")
         self.run_button.clicked.connect(lambda: self.run())
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
@@ -143,4 +150,5 @@ class EdgeDetectorsWidget(Container):
             layer.data = data
             return layer
         kwargs.update(derived_layer_kwargs(source, name), metadata={"grainseg_derived": True})
-        return self._viewer.add_image(data, **kwargs)
+        with adding_layers(self._viewer):
+            return self._viewer.add_image(data, **kwargs)

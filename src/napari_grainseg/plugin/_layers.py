@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,46 @@ def derived_layer_kwargs(source, name: str) -> dict[str, Any]:
     if units:
         kwargs["units"] = tuple(units[-2:])
     return kwargs
+
+
+#: The start of napari's notification when layers in nm and in pixels are open together.
+UNITS_WARNING = "Inconsistent units across layers"
+
+
+def units_consistent(viewer) -> bool:
+    """False when the viewer's layers mix units napari cannot convert (nm and pixels)."""
+    layers = viewer.layers
+    return len(layers) == 0 or layers.extent.units is not None
+
+
+@contextlib.contextmanager
+def adding_layers(viewer):
+    """Add layers made from images already in ``viewer`` without napari's repeated units notification.
+
+    With a calibrated (nm) and an uncalibrated (pixel) image open together,
+    napari notifies "Inconsistent units across layers" again for every layer
+    added (napari 0.9: each insertion re-checks all layers). A layer made from
+    an image carries that image's scale and units (:func:`derived_layer_kwargs`),
+    so it never changes whether the units agree: the notification napari gave
+    when the second image was opened stays the only one. Units that agree
+    before are left alone: a new disagreement is news and is shown.
+    """
+    from napari.utils.notifications import notification_manager
+
+    if units_consistent(viewer) or "dispatch" in vars(notification_manager):
+        yield
+        return
+    dispatch = notification_manager.dispatch
+
+    def without_units_warning(notification):
+        if not str(getattr(notification, "message", "")).startswith(UNITS_WARNING):
+            dispatch(notification)
+
+    notification_manager.dispatch = without_units_warning
+    try:
+        yield
+    finally:
+        del notification_manager.dispatch
 
 
 def image_folder(layer) -> Path:

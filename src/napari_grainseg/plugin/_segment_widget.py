@@ -24,12 +24,13 @@ from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
 from napari_grainseg.plugin._dock import (
     follow_active,
+    join_other_docks,
     same_layer,
     scroll_body,
     source_image,
     suggest_reader_for_calibrated_tiffs,
 )
-from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._threading import create_worker, run_staged
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.segmentation.options import SegmentOptions
@@ -253,6 +254,7 @@ class SegmentWidget(Container):
         )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
+        join_other_docks(self, "Segment")
         self.image.changed.connect(self._on_image_changed)
         self.apply_pixel_size.clicked.connect(lambda: self.set_pixel_size())
         self.scale_line_button.clicked.connect(lambda: self.scale_from_line())
@@ -315,13 +317,14 @@ class SegmentWidget(Container):
             return self._viewer.layers[name]
         if not create:
             return None
-        layer = self._viewer.add_shapes(
-            ndim=2,
-            edge_color="orange",
-            edge_width=2 * float(np.mean(source.scale)),
-            metadata={ROLE_KEY: "scale line", "grainseg_source": source.name},
-            **derived_layer_kwargs(source, name),
-        )
+        with adding_layers(self._viewer):
+            layer = self._viewer.add_shapes(
+                ndim=2,
+                edge_color="orange",
+                edge_width=2 * float(np.mean(source.scale)),
+                metadata={ROLE_KEY: "scale line", "grainseg_source": source.name},
+                **derived_layer_kwargs(source, name),
+            )
         layer.mode = "add_line"
         return layer
 
@@ -548,16 +551,17 @@ class SegmentWidget(Container):
             return
         kwargs = derived_layer_kwargs(source, f"{source.name} boundary probability")
         # created small, filled in the next event-loop turn (see BoundaryLink.create)
-        state.probability = self._viewer.add_image(
-            np.zeros((2, 2), np.float32),
-            colormap="magma",
-            blending="additive",
-            contrast_limits=(0.0, 1.0),
-            opacity=0.6,
-            visible=False,  # the boundary layer shows the result; this one on demand
-            metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
-            **kwargs,
-        )
+        with adding_layers(self._viewer):
+            state.probability = self._viewer.add_image(
+                np.zeros((2, 2), np.float32),
+                colormap="magma",
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                opacity=0.6,
+                visible=False,  # the boundary layer shows the result; this one on demand
+                metadata={ROLE_KEY: "probability", "grainseg_source": source.name, "grainseg_derived": True},
+                **kwargs,
+            )
         layer = state.probability
         run_staged(lambda: setattr(layer, "data", probability))
 

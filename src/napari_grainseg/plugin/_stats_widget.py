@@ -20,6 +20,7 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, layer_key
 from napari_grainseg.plugin._dock import (
     follow_active,
+    join_other_docks,
     link_for,
     link_of,
     scroll_body,
@@ -173,6 +174,7 @@ class StatsWidget(Container):
         )
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
+        join_other_docks(self, "Statistics")
         self._canvas = None
         self._debouncer = Debouncer(self.update, STATS_DELAY_MS)
         self.grains.changed.connect(self._watch)
@@ -359,7 +361,7 @@ class StatsWidget(Container):
     def _show_ecd(self, _value=None):
         """Add (or update, or hide) the image colouring each grain by its ECD. Returns the layer."""
         from napari_grainseg.measure.display import ecd_image
-        from napari_grainseg.plugin._layers import derived_layer_kwargs
+        from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
 
         layer, stats = self.grains.value, self.stats
         if layer is None:
@@ -379,18 +381,19 @@ class StatsWidget(Container):
             existing.contrast_limits = limits
             existing.visible = True
             return existing
-        return self._viewer.add_image(
-            data,
-            colormap="viridis",
-            contrast_limits=limits,
-            opacity=0.6,
-            metadata={
-                "grainseg_derived": True,
-                ROLE_KEY: "ecd",
-                "grainseg_source": layer.metadata.get("grainseg_source"),
-            },
-            **derived_layer_kwargs(layer, name),
-        )
+        with adding_layers(self._viewer):
+            return self._viewer.add_image(
+                data,
+                colormap="viridis",
+                contrast_limits=limits,
+                opacity=0.6,
+                metadata={
+                    "grainseg_derived": True,
+                    ROLE_KEY: "ecd",
+                    "grainseg_source": layer.metadata.get("grainseg_source"),
+                },
+                **derived_layer_kwargs(layer, name),
+            )
 
     # ------------------------------------------------------------------ export
 
