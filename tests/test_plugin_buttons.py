@@ -228,7 +228,7 @@ def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napa
     viewer.layers["tem boundaries picks"].data = np.array([[10, 10], [50, 10]], float)  # data = pixels
     click(qtbot, fix.merge_button)
     assert errors == []
-    grains = viewer.layers["tem boundaries grains"]
+    grains = viewer.layers["tem grains"]
     assert grains.data.max() == 2 and tuple(grains.scale) == pytest.approx((2.5, 2.5))
     assert fix._boundaries_for(grains) is layer
 
@@ -284,7 +284,7 @@ def test_statistics_dock_features_ecd_colours_caveats_and_hand_edits(scene, qtbo
     assert "⚠" in stats.caveats.value and "border" in stats.caveats.value  # caveats in the dock, not only JSON
     tick(qtbot, stats.colour_by_ecd)
     assert stats.colour_by_ecd.value
-    ecd = viewer.layers["img grains ECD"]
+    ecd = viewer.layers["img ECD"]
     big = features.set_index("index")["ECD (nm)"]
     assert ecd.data[10, 60] == pytest.approx(big[link.grains.data[10, 60]], abs=0.01)
     assert np.isnan(ecd.data[30, 10])  # a boundary pixel

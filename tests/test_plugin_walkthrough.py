@@ -174,4 +174,4 @@ def test_walkthrough_with_the_real_buttons(make_napari_viewer, qtbot, calibrated
     viewer.layers.selection.active.data = np.array([inner(lab, a), inner(lab, b)], float)
     click(qtbot, fix.merge_button)
     assert errors == []
-    assert viewer.layers["line42 boundaries grains"].data.max() == lab.max() - 1
+    assert viewer.layers["line42 grains"].data.max() == lab.max() - 1

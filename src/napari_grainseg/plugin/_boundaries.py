@@ -94,6 +94,8 @@ class BoundaryLink:
         #: pixels a Net2 step must keep as the user left them, and their values (see :meth:`clamp`)
         self.fixed_mask: np.ndarray | None = None
         self.fixed_values: np.ndarray | None = None
+        #: the hand-edited pixels themselves (``fixed_mask`` without its margin)
+        self.fixed_core: np.ndarray | None = None
         self.rebuilt_callbacks: list[Callable[[BoundaryLink], None]] = []
         self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
         for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):
@@ -167,12 +169,15 @@ class BoundaryLink:
         data = np.asarray(layer.data)
         if data.ndim != 2 or data.size == 0 or data.max() > 1:
             raise InputError(f"layer '{layer.name}' is not a boundary map (2-D, 0 = grain, 1 = boundary)")
-        name_g = _unique_name(viewer, f"{layer.name} grains")
+        # named and attributed as a Net1 result's grains: "<image> boundaries" -> "<image> grains"
+        base = layer.name.replace("boundaries", "grains", 1) if "boundaries" in layer.name else f"{layer.name} grains"
+        name_g = _unique_name(viewer, base)
+        source = layer.metadata.get("grainseg_source") or layer.name
         with adding_layers(viewer):
             grains = viewer.add_labels(
                 boundaries_to_labels(data.astype(np.uint8)),
                 opacity=GRAINS_OPACITY,
-                metadata={ROLE_KEY: "grains", "grainseg_source": layer.name},
+                metadata={ROLE_KEY: "grains", "grainseg_source": source},
                 **derived_layer_kwargs(layer, name_g),
             )
         grains.editable = False
@@ -212,7 +217,7 @@ class BoundaryLink:
             self.carried_edits = counts
         else:
             self.carried_edits = dict.fromkeys(EDIT_KINDS, 0)
-            self.fixed_mask = self.fixed_values = None
+            self.fixed_mask = self.fixed_values = self.fixed_core = None
         self.tool_edits = []
         self.model_boundaries = boundaries.copy()
         self._model_checksum = self._grains_checksum = checksum(boundaries)
@@ -254,14 +259,22 @@ class BoundaryLink:
         data = np.asarray(self.boundaries.data)
         model = self.model_boundaries
         if model is not None and model.shape == data.shape:
-            changed = ndi.binary_dilation(data != model, np.ones((3, 3), bool))
+            core = data != model
+            changed = ndi.binary_dilation(core, np.ones((3, 3), bool))
             if changed.any():
                 if self.fixed_mask is None or self.fixed_mask.shape != data.shape:
                     self.fixed_mask = np.zeros(data.shape, bool)
                     self.fixed_values = np.zeros(data.shape, np.float32)
+                    self.fixed_core = np.zeros(data.shape, bool)
                 self.fixed_mask |= changed
+                self.fixed_core |= core
                 self.fixed_values[changed] = data[changed] > 0
         return self.fixed_mask, self.fixed_values
+
+    @property
+    def hand_edited_px(self) -> int:
+        """How many pixels a Net2 step keeps as the user drew them (without the 1-px margin)."""
+        return 0 if self.fixed_core is None else int(np.count_nonzero(self.fixed_core))
 
     # ----------------------------------------------------------------- rebuild
 

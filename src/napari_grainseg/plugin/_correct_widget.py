@@ -140,11 +140,20 @@ class CorrectWidget(Container):
 
     def picks_layer(self):
         """The Points layer whose points pick grains (made and activated on demand)."""
-        return self._helper_layer("points")
+        helper = self._helper_layer("points")
+        if helper is not None:
+            self.status.value = "click on the grains to pick them, then press Merge or Delete"
+        return helper
 
     def lines_layer(self):
         """The Shapes layer whose paths/lines are split lines (made and activated on demand)."""
-        return self._helper_layer("shapes")
+        helper = self._helper_layer("shapes")
+        if helper is not None:
+            self.status.value = (
+                "draw a path across a grain, from boundary to boundary (click the points, "
+                "double-click to end), then press Split"
+            )
+        return helper
 
     def _to_pixels(self, helper, coords: np.ndarray) -> np.ndarray:
         """(n, 2) helper-layer data coordinates → (y, x) pixels of the boundary layer."""

@@ -142,6 +142,7 @@ class EdgeDetectorsWidget(Container):
         self.status.value = (
             f"Sobel {int(maps.sobel.sum())} px, LoG {int(maps.log.sum())} px, Canny {int(maps.canny.sum())} px"
         )
+        self._viewer.layers.selection.active = source  # not the hidden RGB layer added last
         return layers
 
     def _put_layer(self, source, name: str, data: np.ndarray, **kwargs):

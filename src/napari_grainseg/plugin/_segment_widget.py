@@ -135,6 +135,7 @@ class _Refinement:
     pending: tuple | None = None  # last step not drawn yet
     steps_at_start: int = 0
     cancelled: bool = False
+    interrupted: bool = False  # cancelled while a step was computing (not while paused)
     start_checksum: int | None = None  # the boundary layer when the refinement started
 
 
@@ -468,7 +469,7 @@ class SegmentWidget(Container):
             return None
         leave_a_core_for_the_viewer(device)
         self.device_label.value = describe_device(device)
-        self._stop_refinement()
+        self._detach_refinement()  # a paused Net2 (nothing runs: see busy) ends quietly, its steps kept
         holder: dict = {}
         prefix = f"Net1 running on {source.name} ({self.device_label.value})"
         tiles = _Net1Progress(f"Net1 on {source.name}", self.status, prefix)
@@ -623,6 +624,7 @@ class SegmentWidget(Container):
         r = self._refinement
         if r is not None and r.worker is not None:
             r.cancelled = True
+            r.interrupted = not self._refinement_paused()  # a step was computing
             r.worker.quit()
 
     def _net2_go(self, budget: int | None):
@@ -697,7 +699,7 @@ class SegmentWidget(Container):
         if fixed_mask is not None:
             self.status.value = (
                 f"Net2 continues from '{link.boundaries.name}' as edited: "
-                f"{int(fixed_mask.sum())} hand-edited px kept fixed"
+                f"{link.hand_edited_px} hand-edited px kept fixed"
             )
         worker.start()
         return worker
@@ -813,7 +815,11 @@ class SegmentWidget(Container):
             self._refinement = None
             state = self._states.get(layer_key(r.source))
             if state is not None:
-                done = f"Net2: {state.steps_done} steps on {r.source.name}"
-                self.status.value = f"{done} (stopped: cancelled)" if r.cancelled else done
-                if r.cancelled:
-                    show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after {state.steps_done} steps")
+                steps = f"{state.steps_done} step{'' if state.steps_done == 1 else 's'}"
+                if r.interrupted:
+                    self.status.value = f"Net2 cancelled on {r.source.name} after {steps}; the step running was dropped"
+                    show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after {steps}")
+                elif r.cancelled:  # Stop after single steps: nothing was running
+                    self.status.value = f"Net2 stopped on {r.source.name} after {steps}"
+                else:
+                    self.status.value = f"Net2: {steps} on {r.source.name}"

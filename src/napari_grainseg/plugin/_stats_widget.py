@@ -23,6 +23,7 @@ from napari_grainseg.plugin._dock import (
     join_other_docks,
     link_for,
     link_of,
+    same_layer,
     scroll_body,
     source_image,
     suggest_reader_for_calibrated_tiffs,
@@ -95,12 +96,23 @@ def summary_text(summary: dict) -> str:
         value = summary.get(key)
         return "– (no pixel size)" if value is None else f"{value:.2f}"
 
+    n_inc, n_edge = summary["n_grains_included"], summary["n_grains_edge"]
+    if str(summary.get("edge_grains", "")).startswith("included"):
+        counted = f"grains: {n_inc} measured" + (f", {n_edge} of them cut by the border" if n_edge else "")
+    else:
+        counted = f"grains: {n_inc} measured" + (f" ({n_edge} cut by the border left out)" if n_edge else "")
+    dropped = ((summary.get("measurement") or {}).get("exclude") or {}).get("n_grains_dropped")
+    if dropped:
+        counted += f"; {dropped} in the excluded region left out"
     lines = [
-        f"grains: {summary['n_grains']} ({summary['n_grains_included']} complete, "
-        f"{summary['n_grains_edge']} at the border)",
+        counted,
         f"mean ECD {size('mean_ecd')}, D10/D50/D90 {size('d10')} / {size('d50')} / {size('d90')}",
         f"mean intercept {size('mean_intercept')}",
-        f"ASTM G planimetric {g('astm_g_planimetric')}, intercept {g('astm_g_intercept')}",
+        (
+            f"ASTM G planimetric {g('astm_g_planimetric')}, intercept {g('astm_g_intercept')}"
+            if nm
+            else "ASTM G: – (no pixel size)"
+        ),
         f"pixel size: {nm:g} nm" if nm else "pixel size: not set (sizes in px)",
     ]
     fit = summary.get("lognormal")
@@ -117,6 +129,7 @@ class StatsWidget(Container):
         self.stats: GrainStats | None = None
         self._stats_key = None
         self._watched = None
+        self._exclusions: dict = {}  # grains layer key -> its exclusion layer
         self._warned_uncalibrated: set = set()
         self._worker = None
         self._again = False
@@ -157,6 +170,7 @@ class StatsWidget(Container):
             label="export",
         )
         row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label="")
+        self.export_status = Label(value="")
         self.body = Container(
             widgets=[
                 self.grains,
@@ -170,6 +184,7 @@ class StatsWidget(Container):
                 self.stem,
                 row,
                 row2,
+                self.export_status,
             ]
         )
         super().__init__(widgets=[], labels=False)
@@ -223,12 +238,26 @@ class StatsWidget(Container):
         if isinstance(layer, napari.layers.Shapes):
             if len(layer.data) == 0:
                 return None
-            mask = layer.to_labels(labels_shape=shape) > 0
+            mask = self._shapes_mask(layer, shape)
         else:
             mask = np.asarray(layer.data) > 0
         if mask.shape != tuple(shape):
             raise InputError(f"exclusion layer '{layer.name}' is {mask.shape}, the grains are {tuple(shape)}")
         return mask
+
+    def _shapes_mask(self, layer, shape: tuple[int, int]) -> np.ndarray:
+        """The shapes drawn on ``layer`` rasterised on the grains layer's pixels (through world
+        coordinates: a Shapes layer made with napari's button is in pixels at scale 1 while a
+        calibrated grains layer is in nm)."""
+        grains = self.grains.value
+        if grains is None:
+            return layer.to_labels(labels_shape=shape) > 0
+
+        def to_pixels(vertices):
+            return np.array([grains.world_to_data(layer.data_to_world(v))[-2:] for v in np.asarray(vertices)])
+
+        pixels = napari.layers.Shapes([to_pixels(v) for v in layer.data], shape_type=list(layer.shape_type), ndim=2)
+        return pixels.to_labels(labels_shape=shape) > 0
 
     def _grains_for(self, layer):
         """The grains layer to measure when ``layer`` becomes active (None: keep the current one)."""
@@ -255,8 +284,18 @@ class StatsWidget(Container):
                 self._watched.events.scale.disconnect(self._debouncer.trigger)
             except (TypeError, ValueError, RuntimeError):
                 pass
+        previous = self._watched
+        if previous is not None:
+            self._exclusions[layer_key(previous)] = self.exclude.value
         self._watched = layer
         if layer is not None:
+            # each grains layer keeps its own exclusion region: one drawn for another image never applies
+            chosen = self._exclusions.get(layer_key(layer))
+            self.exclude.reset_choices()
+            match = next((c for c in self.exclude.choices if chosen is not None and same_layer(c, chosen)), None)
+            current = self.exclude.value
+            if not (current is None and match is None) and not same_layer(current, match):
+                self.exclude.value = match
             layer.events.data.connect(self._debouncer.trigger)
             layer.events.scale.connect(self._debouncer.trigger)
             # the exports are named after, and by default saved beside, the image measured
@@ -270,6 +309,7 @@ class StatsWidget(Container):
     def _fail(self, exc) -> None:
         show_error(str(exc))
         self.summary.value = f"error: {exc}"
+        self.export_status.value = ""
 
     # ------------------------------------------------------------------ update
 
@@ -355,7 +395,8 @@ class StatsWidget(Container):
             layout.removeWidget(self._canvas)
             self._canvas.setParent(None)
             self._canvas.deleteLater()
-        layout.insertWidget(self.body.index(self.caveats) + 1, canvas)
+        # below the exports: the buttons stay in view without scrolling past the figure
+        layout.insertWidget(self.body.index(self.export_status) + 1, canvas)
         self._canvas = canvas
 
     def _show_ecd(self, _value=None):
@@ -366,7 +407,7 @@ class StatsWidget(Container):
         layer, stats = self.grains.value, self.stats
         if layer is None:
             return None
-        name = f"{layer.name} ECD"
+        name = f"{layer.metadata.get('grainseg_source') or layer.name} ECD"  # one per image
         existing = self._viewer.layers[name] if name in self._viewer.layers else None
         if not self.colour_by_ecd.value or stats is None or stats.labels.shape != layer.data.shape[-2:]:
             if existing is not None:
@@ -444,5 +485,7 @@ class StatsWidget(Container):
         except (GrainsegError, OSError) as exc:
             self._fail(exc)
             return None
+        names = ", ".join(sorted(Path(p).name for p in paths.values()))
+        self.export_status.value = f"wrote {names} to {folder}"
         show_info(f"napari-grainseg: wrote {len(paths)} files to {folder}")
         return paths
