@@ -114,38 +114,26 @@ class BoundaryLink:
         labels: np.ndarray | None = None,
         name: str | None = None,
         from_model: bool = True,
+        grains_layer=None,
     ) -> BoundaryLink:
         """Add a boundary layer and its grains layer over the image layer ``source``.
 
         ``from_model``: the data is a model's result (later model results may
-        replace it as long as nobody edited it).
+        replace it as long as nobody edited it). ``grains_layer``: the grains
+        layer made beforehand by :meth:`add_grains_layer` (see :meth:`create_staged`).
 
         The layers are created with a small placeholder and filled in the next
         event-loop turns (:func:`run_staged`): creating a napari layer around a
         large array stalls the main thread far longer than replacing its data.
         """
-        base = name or f"{source.name} boundaries"
-        name_b = _unique_name(viewer, base)
-        name_g = _unique_name(
-            viewer, name_b.replace("boundaries", "grains", 1) if "boundaries" in name_b else f"{name_b} grains"
-        )
+        name_b, name_g = _layer_names(viewer, source, name)
         boundaries = np.asarray(boundaries, np.uint8)
         if labels is None:
             labels = boundaries_to_labels(boundaries)
-        placeholder = np.zeros((2, 2), np.uint8)
-        # filled, translucent: the boundary layer draws the outlines, and two grains that
-        # share a colour across a line show at once where a boundary has a gap (napari's
-        # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
+        grains = grains_layer if grains_layer is not None else cls.add_grains_layer(viewer, source, name_g)
         with adding_layers(viewer):
-            grains = viewer.add_labels(
-                placeholder.astype(np.uint32),
-                opacity=GRAINS_OPACITY,
-                metadata={ROLE_KEY: "grains", "grainseg_source": source.name, PENDING_KEY: True},
-                **derived_layer_kwargs(source, name_g),
-            )
-            grains.editable = False  # derived: edit the boundary layer
             layer = viewer.add_labels(
-                placeholder,
+                np.zeros((2, 2), np.uint8),
                 colormap=boundary_colormap(),
                 opacity=0.9,
                 metadata={ROLE_KEY: "boundaries", "grainseg_source": source.name},
@@ -157,6 +145,52 @@ class BoundaryLink:
             link._model_checksum = None
             link.model_boundaries = None
         return link
+
+    @staticmethod
+    def add_grains_layer(viewer, source, name: str):
+        """The (placeholder) grains layer of a new link over ``source``: filled, translucent, not editable."""
+        # filled, translucent: the boundary layer draws the outlines, and two grains that
+        # share a colour across a line show at once where a boundary has a gap (napari's
+        # contour mode would also cost ~0.3 s of main-thread time per update at 2048²)
+        with adding_layers(viewer):
+            grains = viewer.add_labels(
+                np.zeros((2, 2), np.uint32),
+                opacity=GRAINS_OPACITY,
+                metadata={ROLE_KEY: "grains", "grainseg_source": source.name, PENDING_KEY: True},
+                **derived_layer_kwargs(source, name),
+            )
+        grains.editable = False  # derived: edit the boundary layer
+        return grains
+
+    @classmethod
+    def create_staged(
+        cls,
+        viewer,
+        source,
+        boundaries: np.ndarray,
+        labels: np.ndarray | None = None,
+        then: Callable[[BoundaryLink], None] | None = None,
+    ) -> None:
+        """:meth:`create`, one new layer per event-loop turn; ``then(link)`` once the link exists.
+
+        Adding a napari Labels layer costs 0.1–0.2 s of main-thread time
+        whatever its size (napari 0.9 builds its vispy visual and overlays);
+        two in one turn were the longest stall while Net1's result arrived.
+        Synchronous mode runs both at once.
+        """
+        made: dict = {}
+
+        def grains():
+            made["grains"] = cls.add_grains_layer(viewer, source, _layer_names(viewer, source)[1])
+
+        def boundary_layer():
+            if made["grains"] not in viewer.layers:  # closed in between
+                return
+            link = cls.create(viewer, source, boundaries, labels, grains_layer=made["grains"])
+            if then is not None:
+                then(link)
+
+        run_staged(grains, boundary_layer)
 
     @classmethod
     def for_layer(cls, viewer, layer, create: bool = True) -> BoundaryLink | None:
@@ -344,6 +378,13 @@ class BoundaryLink:
 def links() -> list[BoundaryLink]:
     """All live links (for widgets that list boundary layers)."""
     return [link for link in _LINKS.values() if link.alive]
+
+
+def _layer_names(viewer, source, name: str | None = None) -> tuple[str, str]:
+    """Free names for a new link's boundary and grains layers: "<image> boundaries", "<image> grains"."""
+    name_b = _unique_name(viewer, name or f"{source.name} boundaries")
+    base_g = name_b.replace("boundaries", "grains", 1) if "boundaries" in name_b else f"{name_b} grains"
+    return name_b, _unique_name(viewer, base_g)
 
 
 def _unique_name(viewer, name: str) -> str:

@@ -122,6 +122,7 @@ class _SourceState:
     steps_done: int = 0  # Net2 steps applied since Net1
     extra: dict = field(default_factory=dict)
     net2_text: str = ""  # the Net2 line shown while this image is selected
+    drawing: bool = False  # a new result's layers are being added (staged)
 
 
 @dataclass
@@ -568,7 +569,7 @@ class SegmentWidget(Container):
 
     def _write_boundaries(
         self, source, state: _SourceState, boundaries: np.ndarray, labels: np.ndarray, net2: bool = False
-    ) -> BoundaryLink:
+    ) -> BoundaryLink | None:
         """Write a model result; hand-corrected boundary layers are never overwritten.
 
         A Net2 step (``net2``) was computed with the hand edits clamped, so it
@@ -580,17 +581,24 @@ class SegmentWidget(Container):
             link.write_model_result(boundaries, labels, keep_edits=net2)
             link.boundaries.metadata["grainseg_info"] = dict(state.extra)
             return link
-        new = BoundaryLink.create(self._viewer, source, boundaries, labels)
-        new.boundaries.metadata["grainseg_info"] = dict(state.extra)
-        if link is not None and link.alive:
-            link.boundaries.visible = link.grains.visible = False
-            show_info(
-                f"'{link.boundaries.name}' has hand corrections: kept it (hidden), the new result is in "
-                f"'{new.boundaries.name}'"
-            )
-        state.link = new
-        self._viewer.layers.selection.active = new.boundaries
-        return new
+        made: dict = {}
+
+        def linked(new: BoundaryLink) -> None:
+            made["link"] = new
+            state.drawing = False
+            new.boundaries.metadata["grainseg_info"] = dict(state.extra)
+            if link is not None and link.alive:
+                link.boundaries.visible = link.grains.visible = False
+                show_info(
+                    f"'{link.boundaries.name}' has hand corrections: kept it (hidden), the new result is in "
+                    f"'{new.boundaries.name}'"
+                )
+            state.link = new
+            self._viewer.layers.selection.active = new.boundaries
+
+        state.drawing = True  # until the new layers exist (one per event-loop turn)
+        BoundaryLink.create_staged(self._viewer, source, boundaries, labels, then=linked)
+        return made.get("link")  # None until the next turns (threaded)
 
     def link_for(self, source) -> BoundaryLink | None:
         """The current boundary link of image layer ``source`` (None before Net1)."""
@@ -661,6 +669,8 @@ class SegmentWidget(Container):
             state = self._states.get(layer_key(source))
             if state is None or state.probability is None or state.probability not in self._viewer.layers:
                 raise InputError(f"run Net1 on '{source.name}' first: Net2 refines Net1's result")
+            if state.drawing:
+                raise InputError(f"Net1's result on '{source.name}' is still being drawn: press Step again")
             _, data = self._read_source()
             device = select_device(self.device.value)
         except GrainsegError as exc:
@@ -817,7 +827,9 @@ class SegmentWidget(Container):
             if state is not None:
                 steps = f"{state.steps_done} step{'' if state.steps_done == 1 else 's'}"
                 if r.interrupted:
-                    self.status.value = f"Net2 cancelled on {r.source.name} after {steps}; the step running was dropped"
+                    self.status.value = (
+                        f"Net2 cancelled on {r.source.name} after {steps} (the unfinished step was dropped)"
+                    )
                     show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after {steps}")
                 elif r.cancelled:  # Stop after single steps: nothing was running
                     self.status.value = f"Net2 stopped on {r.source.name} after {steps}"
