@@ -224,3 +224,20 @@ def test_edges_leave_the_image_selected_and_cpu_threads_read_well(make_napari_vi
     import torch
 
     assert describe_device(torch.device("cpu")) == "cpu (1 thread)"  # conftest: torch on one thread
+
+
+def test_the_histogram_is_drawn_in_the_worker_and_shown_at_the_dock_width(make_napari_viewer, qtbot, errors):
+    """Drawing the figure (constrained layout) took 0.15-0.2 s of the viewer's thread at 1024 px."""
+    from napari_grainseg.plugin._stats_widget import FigureImage, StatsWidget, compute_stats
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    stats_only = compute_stats(boundaries_to_labels(six_grains()), 2.0)
+    assert stats_only.image.ndim == 3 and stats_only.image.shape[2] == 4 and stats_only.image[..., 3].all()
+    viewer = make_napari_viewer()
+    calibrated_scene(viewer)
+    stats = StatsWidget(viewer)
+    stats.update()
+    view = stats._canvas
+    assert isinstance(view, FigureImage) and errors == []
+    h, w = stats.stats.image.shape[:2]
+    assert view.heightForWidth(300) == round(300 * h / w)
