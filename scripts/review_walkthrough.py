@@ -116,7 +116,7 @@ def main(argv=None) -> None:
         docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name, tabify=args.tabs)
     edges, seg, fix, stats = (widgets[name] for name in DOCKS)
     seg.device.value = "cpu"
-    viewer.scale_bar.visible = True
+    viewer.canvas.overlays.scale_bar.visible = True
     viewer.reset_view()
     shot("opened", docks["Segment grains"])
 
@@ -244,7 +244,7 @@ def main(argv=None) -> None:
     viewer.layers.selection.active.data = np.array([centre(g) for g in ids], float)
     click(fix.merge_button)
     shot("reopened_merged", docks["Correct grains"])
-    viewer.layers.selection.active = viewer.layers[f"{reopened.name} grains"]
+    viewer.layers.selection.active = viewer.layers[reopened.name.replace("boundaries", "grains")]
     settle(100)
     shot("reopened_statistics", docks["Grain statistics"])
 

@@ -227,6 +227,9 @@ def test_strip_image_axial_intercept():
     assert ax["mean_intercept_px"] == pytest.approx(20.0, rel=0.02)
     assert ax["mean_intercept_nm"] == pytest.approx(2.0 * ax["mean_intercept_px"])
     assert summarize(SQUARE)["axial_intercept"] is None
+    # the warning gives the value a microscopist looks for, not only a JSON key
+    (warning,) = [w for w in sm["warnings"] if w.startswith("strip image")]
+    assert f"along the line it is {ax['mean_intercept_nm']:.3g} nm" in warning, warning
 
 
 def test_edge_corrections():

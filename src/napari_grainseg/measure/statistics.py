@@ -270,9 +270,10 @@ def _axial_entry(fld: MeasuredField, strip_aspect: float, spacing_px: float, s, 
         return None
     axis_angle = 0.0 if w >= h else 90.0
     la = mean_intercept(fld, angles_deg=np.array([axis_angle]), spacing_px=spacing_px)["mean_intercept_px"]
+    along = f"{phys(la):.3g} nm" if la is not None and phys(la) is not None else f"{la:.3g} px" if la else "n/a"
     warn.append(
         f"strip image (aspect {aspect:.1f}): the isotropic intercept is limited by "
-        "the strip width; see axial_intercept for the intercept along the line"
+        f"the strip width; along the line it is {along} (axial_intercept in the summary)"
     )
     return {
         "axis": "x" if axis_angle == 0 else "y",

@@ -216,7 +216,7 @@ class StatsWidget(Container):
             labels=False,
             label="export",
         )
-        row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label="")
+        row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label=" ")
         self.export_status = Label(value="")
         self.body = Container(
             widgets=[
@@ -335,6 +335,7 @@ class StatsWidget(Container):
         if previous is not None:
             self._exclusions[layer_key(previous)] = self.exclude.value
         self._watched = layer
+        self.export_status.value = ""  # it named the files of the layer measured before
         if layer is not None:
             # each grains layer keeps its own exclusion region: one drawn for another image never applies
             chosen = self._exclusions.get(layer_key(layer))
