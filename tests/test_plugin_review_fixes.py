@@ -141,6 +141,9 @@ def test_exports_are_listed_in_the_dock_above_the_histogram(make_napari_viewer, 
     rows = [layout.itemAt(i).widget() for i in range(layout.count())]
     buttons = next(i for i, w in enumerate(rows) if w is not None and w.isAncestorOf(stats.all_button.native))
     assert stats._canvas is not None and buttons < rows.index(stats._canvas)
+    _, other = calibrated_scene(viewer, "other")
+    viewer.layers.selection.active = other.grains
+    assert stats.grains.value is other.grains and stats.export_status.value == ""  # not the other image's files
 
 
 def test_net1_on_another_image_ends_a_paused_net2_without_saying_cancelled(make_napari_viewer, qtbot, monkeypatch):
@@ -206,6 +209,7 @@ def test_reopened_boundaries_get_one_grains_and_one_ecd_layer_named_after_the_im
     assert errors == []
     grains = viewer.layers["line7 grains"]
     assert grains.data.max() == 5 and grains.metadata["grainseg_source"] == "line7"
+    assert fix.status.value.startswith("merge: 6 → 5 grains"), fix.status.value
     viewer.layers.selection.active = grains
     stats.update()
     ecd = [lay.name for lay in viewer.layers if lay.name.endswith("ECD")]

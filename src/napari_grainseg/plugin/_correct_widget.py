@@ -196,7 +196,8 @@ class CorrectWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
-        self.status.value = f"{what}: {n} boundary px changed, {before} → {int(after_labels.max())} grain ids"
+        after = int(np.asarray(link.grains.data).max())  # the grains as rebuilt from the boundaries
+        self.status.value = f"{what}: {before} → {after} grains ({n} boundary px changed)"
         return n
 
     def merge(self, points_yx=None) -> int | None:
