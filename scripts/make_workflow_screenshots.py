@@ -2,7 +2,7 @@
 
 The same walkthrough as tests/test_plugin_walkthrough.py: a calibrated 16-bit TIFF made from the
 bundled micrograph (2 nm/px), edges, Net1, three Net2 steps with a boundary drawn in between,
-merge, statistics with grains coloured by size. Run under a (virtual) display:
+merge, a scale-bar strip excluded, statistics with grains coloured by size. Run under a (virtual) display:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/make_workflow_screenshots.py
 
@@ -79,10 +79,12 @@ def main(argv=None) -> None:
     (image,) = viewer.open(str(calibrated_tiff(tmp)), plugin="napari-grainseg")
     docks, widgets = {}, {}
     for name in DOCKS:
-        docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name, tabify=True)
+        # as from the Plugins menu: the docks make themselves tabs (Edges, Segment, Correct, Statistics)
+        docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name)
+        settle()
     edges, seg, fix, stats = (widgets[name] for name in DOCKS)
     seg.device.value = "cpu"
-    viewer.scale_bar.visible = True  # the calibration in view
+    viewer.canvas.overlays.scale_bar.visible = True  # the calibration in view
 
     click(edges.run_button)
     viewer.reset_view()
@@ -119,7 +121,21 @@ def main(argv=None) -> None:
     shot("4_correct", docks["Correct grains"])
     click(fix.merge_button)
 
+    # the scale-bar strip, drawn as a rectangle on a new Shapes layer (napari's button, the image
+    # selected: the layer takes the image's scale and units) and excluded from the measurement
+    h, w = labels.shape
+    strip = viewer.add_shapes(
+        [np.array([[h - 20, w - 200], [h - 1, w - 1]], float)],
+        shape_type="rectangle",
+        name="scale bar strip",
+        scale=image.scale,
+        units=image.units,
+        edge_color="red",
+        face_color=[1, 0, 0, 0.25],
+    )
     viewer.layers.selection.active = grains
+    settle()
+    stats.exclude.value = strip
     tick(stats.include_edge)  # a strip image: nearly every grain touches the border
     tick(stats.colour_by_ecd)
     viewer.layers["interconnect_tem boundary probability"].visible = False

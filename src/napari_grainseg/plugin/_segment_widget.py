@@ -778,7 +778,8 @@ class SegmentWidget(Container):
         step = out[0]
         total = r.steps_at_start + step.step
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
-        text = f"step {total}: change {step.change * 100:.3f} % ({state_text}, {step.seconds:.2f} s)"
+        took = f"{step.seconds * 1000:.0f} ms" if step.seconds < 0.1 else f"{step.seconds:.2f} s"
+        text = f"step {total}: change {step.change * 100:.3f} % ({state_text}, {took})"
         state = self._states.get(layer_key(r.source))
         if state is not None:
             state.net2_text = text
