@@ -245,3 +245,26 @@ def test_the_histogram_is_drawn_in_the_worker_and_shown_at_the_dock_width(make_n
     assert isinstance(view, FigureImage) and errors == []
     h, w = stats.stats.image.shape[:2]
     assert view.heightForWidth(300) == round(300 * h / w)
+
+
+def test_the_boundary_lines_stay_on_top_of_the_grain_and_ecd_colours(make_napari_viewer, qtbot, errors, tmp_path):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+    from napari_grainseg.plugin._writer import write_calibrated_tiff
+
+    viewer = make_napari_viewer()
+    image, link = calibrated_scene(viewer)
+    stats = StatsWidget(viewer)
+    tick(qtbot, stats.colour_by_ecd)
+    stats.update()
+    names = [lay.name for lay in viewer.layers]  # bottom to top
+    assert names.index("cal") < names.index("cal grains") < names.index("cal ECD") < names.index("cal boundaries")
+    # reopened boundaries: the grains layer made for them goes under them too
+    write_calibrated_tiff(tmp_path / "r_boundaries.tif", six_grains(), 2.0)
+    fix = CorrectWidget(viewer)
+    (reopened,) = viewer.open(str(tmp_path / "r_boundaries.tif"), plugin="napari-grainseg")
+    click(qtbot, fix.picks_button)
+    viewer.layers["r boundaries picks"].data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    names = [lay.name for lay in viewer.layers]
+    assert names.index("r grains") < names.index("r boundaries"), names

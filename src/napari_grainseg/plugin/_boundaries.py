@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, move_below
 from napari_grainseg.plugin._threading import Debouncer, run_staged
 from napari_grainseg.segmentation.grains import boundaries_to_labels
 
@@ -215,6 +215,8 @@ class BoundaryLink:
                 **derived_layer_kwargs(layer, name_g),
             )
         grains.editable = False
+        # under the boundary layer, as for a Net1 result: the yellow lines stay on top
+        move_below(viewer, grains, layer)
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)
         link._grains_checksum = checksum(layer.data)

@@ -79,6 +79,15 @@ def derived_layer_kwargs(source, name: str) -> dict[str, Any]:
     return kwargs
 
 
+def move_below(viewer, layer, other) -> None:
+    """Move ``layer`` just under ``other`` in the layer list (by ``unique_id``: docks get layer proxies)."""
+    ids = [lay.unique_id for lay in viewer.layers]
+    if layer.unique_id in ids and other.unique_id in ids:
+        src, dest = ids.index(layer.unique_id), ids.index(other.unique_id)
+        if src > dest:
+            viewer.layers.move(src, dest)
+
+
 #: The start of napari's notification when layers in nm and in pixels are open together.
 UNITS_WARNING = "Inconsistent units across layers"
 

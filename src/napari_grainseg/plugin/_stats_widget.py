@@ -443,7 +443,7 @@ class StatsWidget(Container):
     def _show_ecd(self, _value=None):
         """Add (or update, or hide) the image colouring each grain by its ECD. Returns the layer."""
         from napari_grainseg.measure.display import ecd_image
-        from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
+        from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, move_below
 
         layer, stats = self.grains.value, self.stats
         if layer is None:
@@ -464,7 +464,7 @@ class StatsWidget(Container):
             existing.visible = True
             return existing
         with adding_layers(self._viewer):
-            return self._viewer.add_image(
+            ecd = self._viewer.add_image(
                 data,
                 colormap="viridis",
                 contrast_limits=limits,
@@ -476,6 +476,10 @@ class StatsWidget(Container):
                 },
                 **derived_layer_kwargs(layer, name),
             )
+        # just under the boundary layer: the yellow lines stay on top of the colours
+        link = link_of(layer)
+        move_below(self._viewer, ecd, link.boundaries if link is not None else layer)
+        return ecd
 
     # ------------------------------------------------------------------ export
 
