@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.evaluation.independent import IndependentSet
 from napari_grainseg.evaluation.real_sets import TracedSet
 
 
@@ -163,6 +164,14 @@ EVAL_SETS["look-random"] = EvalSet(
     8_000_800_000,
     16,
     in_default_run=False,
+)
+# Added in session 10, written before any model was scored on it: an independently written
+# renderer that shares no code with the training generator (evaluation/independent.py).
+EVAL_SETS["look-independent"] = IndependentSet(
+    "look-independent",
+    "held-out generator: an independently written bright-field renderer (Johnson-Mehl grains, never trained on)",
+    8_000_900_000,
+    16,
 )
 EVAL_SETS.update(
     {
