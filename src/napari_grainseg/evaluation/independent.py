@@ -103,7 +103,6 @@ def render_independent(seed: int, shape: tuple[int, int] = (256, 256)) -> Indepe
     """One bright-field-like micrograph of the independent renderer (deterministic in ``seed``)."""
     import cv2
     from scipy import ndimage
-
     from skimage.segmentation import relabel_sequential
 
     rng = np.random.default_rng([seed, 424242])
