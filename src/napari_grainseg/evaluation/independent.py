@@ -113,8 +113,8 @@ def render_independent(seed: int, shape: tuple[int, int] = (256, 256)) -> Indepe
     n = int(grains.max())
     # diffraction contrast per grain: 1 - A sin^2(pi * w), w the grain's random excitation error
     excitation = rng.uniform(0, 1, n + 1)
-    if rng.random() < 0.5:  # many near-equal neighbours: excitations clustered
-        excitation = rng.choice(rng.uniform(0, 1, 5), n + 1) + rng.normal(0, 0.06, n + 1)
+    if rng.random() < 0.3:  # many near-equal neighbours: excitations clustered
+        excitation = rng.choice(rng.uniform(0, 1, 5), n + 1) + rng.normal(0, 0.08, n + 1)
     strength = rng.uniform(0.3, 0.8)
     level = 1.0 - strength * np.sin(np.pi * excitation) ** 2
     image = level[grains].astype(np.float32)
