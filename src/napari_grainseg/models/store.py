@@ -18,9 +18,8 @@ is not in the store and can be neither renamed nor deleted.
 
 Examples
 --------
->>> import os, tempfile
->>> os.environ["GRAINSEG_MODEL_STORE"] = tempfile.mkdtemp()
->>> [m.name for m in list_models()]
+>>> import tempfile
+>>> [m.name for m in list_models(tempfile.mkdtemp())]
 []
 >>> check_name("my steel")
 'my steel'
@@ -125,6 +124,19 @@ class StoredModel:
     n_images: int
     info: dict
 
+    @classmethod
+    def of(cls, path: str | Path, info: dict) -> StoredModel:
+        """The listing of model directory ``path`` with its ``model.json`` ``info``."""
+        path = Path(path)
+        return cls(
+            name=path.name,
+            path=path,
+            date=str(info.get("date", "")),
+            worse_than_base=bool(info.get("worse_than_base")) if info.get("heldout") else None,
+            n_images=len(info.get("training_images", [])),
+            info=info,
+        )
+
     @property
     def verdict(self) -> str:
         """The held-out verdict in words."""
@@ -158,17 +170,7 @@ def list_models(store: str | Path | None = None) -> list[StoredModel]:
             info = read_model_info(path)
         except InputError:
             continue
-        held = info.get("heldout")
-        out.append(
-            StoredModel(
-                name=path.name,
-                path=path,
-                date=str(info.get("date", "")),
-                worse_than_base=bool(info.get("worse_than_base")) if held else None,
-                n_images=len(info.get("training_images", [])),
-                info=info,
-            )
-        )
+        out.append(StoredModel.of(path, info))
     return sorted(out, key=lambda m: (m.date, m.name), reverse=True)
 
 
