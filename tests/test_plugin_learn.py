@@ -80,8 +80,7 @@ def _run_net1(qtbot, seg, image):
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=180_000):
         pass
-    link = seg.link_for(image)
-    qtbot.waitUntil(lambda: link is not None and link.model_boundaries is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: seg.link_for(image) is not None, timeout=10_000)
     link = seg.link_for(image)
     qtbot.waitUntil(lambda: np.array_equal(link.boundaries.data, link.model_boundaries), timeout=10_000)
     return link

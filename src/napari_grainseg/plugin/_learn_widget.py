@@ -18,14 +18,16 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit,
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.plugin._boundaries import ROLE_KEY, links
+from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 from napari_grainseg.plugin._dock import link_of, same_layer, scroll_body, source_image
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._store_events import STORE_EVENTS
-from napari_grainseg.plugin._threading import create_worker
+from napari_grainseg.plugin._threading import Debouncer, create_worker
 
 #: Default time budget (minutes): the CLI's 300 steps on 4 crops of 256² take about 1 min on 2 cores.
 DEFAULT_MINUTES = 2.0
+#: Delay between an edit of a boundary layer and the update of the default choice of layers (ms).
+REFRESH_DELAY_MS = 400
 #: What the Learn step does, shown on its button.
 LEARN_TIP = (
     "Fine-tunes the shipped Net1 on the chosen corrected boundary layers (only inside the verified "
@@ -69,7 +71,9 @@ class LearnWidget(Container):
         self._user_picked = False  # the user chose the corrected layers: no more automatic choice
         self._setting = False
         self._delete_armed: str | None = None
+        self._suggested = ""  # the model name this dock suggested (replaced while the user has not typed one)
         self._watched: set = set()
+        self._edits = Debouncer(self._refresh_corrected, REFRESH_DELAY_MS)
         #: the fine-tuning config (None: the defaults of ``grainseg finetune``)
         self.config = None
         #: device of the training ("auto": CUDA, MPS or the CPU)
@@ -176,10 +180,11 @@ class LearnWidget(Container):
         return [link.boundaries for link in self._links() if link.has_hand_edits]
 
     def _refresh_layers(self, event=None) -> None:
-        for link in self._links():  # follow edits: a layer edited by hand becomes a default choice
-            if id(link) not in self._watched:
-                self._watched.add(id(link))
-                link.rebuilt_callbacks.append(lambda _link: self._refresh_corrected())
+        for layer in self._viewer.layers:  # follow edits: a layer edited by hand becomes a default choice
+            if isinstance(layer, napari.layers.Labels) and layer_key(layer) not in self._watched:
+                self._watched.add(layer_key(layer))
+                for signal in (layer.events.paint, layer.events.data, layer.events.set_data):
+                    signal.connect(self._edits.trigger)
         self.region.reset_choices()
         self._refresh_corrected()
 
@@ -191,7 +196,7 @@ class LearnWidget(Container):
                 self.corrected.value = self.hand_edited_layers()
         finally:
             self._setting = False
-        if not self.model_name.value.strip():
+        if self.model_name.value.strip() in ("", self._suggested):  # not typed by the user
             self._suggest_name()
 
     def _on_corrected_changed(self, _value=None) -> None:
@@ -205,9 +210,10 @@ class LearnWidget(Container):
         image = source_image(self._viewer, chosen[0]) if chosen else None
         base = f"{image.name} model" if image is not None else "my model"
         try:
-            self.model_name.value = unique_name(base.replace("/", " ").replace("\\", " ").strip(". ") or "my model")
+            self._suggested = unique_name(base.replace("/", " ").replace("\\", " ").strip(". ") or "my model")
         except GrainsegError:
-            self.model_name.value = ""
+            self._suggested = ""
+        self.model_name.value = self._suggested
 
     # ------------------------------------------------------------------ inputs
 
@@ -418,7 +424,6 @@ class LearnWidget(Container):
             show_info(f"napari-grainseg: model '{path.name}' learned; it is now the Segment grains dock's model")
             STORE_EVENTS.changed.emit(str(path))
         self.stored.value = path.name
-        self.model_name.value = ""
         self._suggest_name()
 
     def _learn_finished(self, run: _Run) -> None:
