@@ -78,7 +78,8 @@ def store_dir(create: bool = True) -> Path:
 
 
 def _store(store: str | Path | None) -> Path:
-    return Path(store) if store is not None else store_dir()
+    """``store``, else the store folder (not created: listing an absent store is listing nothing)."""
+    return Path(store) if store is not None else store_dir(create=False)
 
 
 def check_name(name: str) -> str:
