@@ -231,6 +231,7 @@ def test_verified_region_rename_and_delete_with_the_buttons(make_napari_viewer, 
     click(qtbot, learn.rename_button)
     assert not (store / "steel").exists() and (store / "steel 304" / "model.json").is_file()
     assert learn.stored.value == "steel 304"
+    assert seg.model.value == str(store / "steel 304")  # the segment dock keeps it chosen
     assert str(store / "steel 304") in seg.model.choices and str(store / "steel") not in seg.model.choices
 
     # delete: the first press asks, the second deletes; the segment dock falls back to the shipped model
@@ -281,3 +282,13 @@ def test_a_model_worse_than_the_shipped_one_is_flagged_not_chosen(
     info = json.loads((store / "again" / "model.json").read_text())
     assert info["base_model"]["shipped"] and len(info["training_images"]) == 2
     assert info["learned_from"] == str((store / "doubtful").resolve())
+
+
+def test_the_dock_opens_from_the_plugin_menu_and_fits_a_small_screen(make_napari_viewer):
+    from napari_grainseg.plugin._learn_widget import LearnWidget
+
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-grainseg", "Learn from corrections")
+    assert isinstance(widget, LearnWidget)
+    assert dock.minimumSizeHint().height() < 250 and dock.minimumSizeHint().width() < 480
+    assert list(widget.stored.choices) == [] and widget.stored_info.value == "no learned model yet"

@@ -21,7 +21,7 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 from napari_grainseg.plugin._dock import link_of, same_layer, scroll_body, source_image
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
-from napari_grainseg.plugin._store_events import STORE_EVENTS
+from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import Debouncer, create_worker
 
 #: Default time budget (minutes): the CLI's 300 steps on 4 crops of 256² take about 1 min on 2 cores.
@@ -145,7 +145,7 @@ class LearnWidget(Container):
         self.stored.changed.connect(self._on_stored_changed)
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
-        STORE_EVENTS.changed.connect(self._on_store_changed)
+        connect_weakly(STORE_EVENTS.changed, self._on_store_changed)
         self._refresh_layers()
         self._on_stored_changed()
 
@@ -468,6 +468,7 @@ class LearnWidget(Container):
         except GrainsegError as exc:
             return self._fail(exc)
         self.status.value = f"renamed '{old}' to '{new.name}'"
+        STORE_EVENTS.renamed.emit(str(new.parent / old), str(new))
         self._select_after_change(new.name)
         return True
 

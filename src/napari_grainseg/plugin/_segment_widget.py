@@ -30,7 +30,7 @@ from napari_grainseg.plugin._dock import (
     suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import derived_layer_kwargs, image_from_layer, pixel_size_of
-from napari_grainseg.plugin._store_events import STORE_EVENTS
+from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import create_worker, run_staged
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.segmentation.options import SegmentOptions
@@ -274,7 +274,8 @@ class SegmentWidget(Container):
         self.scale_line_button.clicked.connect(lambda: self.scale_from_line())
         self.device.changed.connect(self._update_device_label)
         self.model.changed.connect(self._on_model_changed)
-        STORE_EVENTS.changed.connect(self.refresh_models)
+        connect_weakly(STORE_EVENTS.changed, self.refresh_models)
+        connect_weakly(STORE_EVENTS.renamed, self._on_model_renamed)
         self.run_net1_button.clicked.connect(lambda: self.run_net1())
         self.step_button.clicked.connect(lambda: self.net2_step())
         self.run_button.clicked.connect(lambda: self.net2_run())
@@ -287,6 +288,7 @@ class SegmentWidget(Container):
         suggest_reader_for_calibrated_tiffs(viewer)
         self._on_image_changed(self.image.value)
         self._update_device_label()
+        self._on_model_changed()
 
     # ------------------------------------------------------------------ inputs
 
@@ -465,8 +467,10 @@ class SegmentWidget(Container):
         want = selected if selected in values else current if current in values else SHIPPED
         if self.model.value != want:
             self.model.value = want
-        else:
-            self._on_model_changed(want)
+
+    def _on_model_renamed(self, old: str, new: str) -> None:
+        """Keep the chosen model chosen under its new name."""
+        self.refresh_models(new if self.model_dir is not None and str(self.model_dir) == old else None)
 
     def _on_model_changed(self, value=None) -> None:
         from napari_grainseg.models.store import StoredModel
