@@ -49,7 +49,11 @@ def _fake_model(root: Path, name: str, date: str, worse: bool | None = None) -> 
     held = None
     if worse is not None:
         f = {"vi": 1.0, "f1_2px": 0.5}
-        held = {"base": {"threshold": f}, "adapted": {"tuned": dict(f, vi=2.0 if worse else 0.5)}, "best_grains": "tuned"}
+        held = {
+            "base": {"threshold": f},
+            "adapted": {"tuned": dict(f, vi=2.0 if worse else 0.5)},
+            "best_grains": "tuned",
+        }
     info = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
@@ -156,9 +160,7 @@ def test_learn_into_the_store_round_trip_and_learn_again_from_the_base(store):
 
     roi = np.zeros((96, 96), bool)
     roi[10:80, 5:90] = True
-    path, info = learn_model(
-        "steel", [_corrected(1, roi=roi, name="layer A")], steps=3, config=_config(), device="cpu"
-    )
+    path, info = learn_model("steel", [_corrected(1, roi=roi, name="layer A")], steps=3, config=_config(), device="cpu")
     assert path == store / "steel" and info["steps_done"] == 3 and info["base_model"]["shipped"]
     (rec,) = info["training_images"]
     assert Path(rec["image"]).is_relative_to(store / CORRECTIONS) and Path(rec["roi"]).is_file()

@@ -146,7 +146,9 @@ class StoredModel:
             return "not checked (one corrected image: nothing held out)"
         base = min(held["base"].values(), key=lambda f: f["vi"])
         adapted = held["adapted"][held["best_grains"]]
-        figures = f"held-out VI {base['vi']:.2f} -> {adapted['vi']:.2f}, F1 {base['f1_2px']:.2f} -> {adapted['f1_2px']:.2f}"
+        figures = (
+            f"held-out VI {base['vi']:.2f} -> {adapted['vi']:.2f}, F1 {base['f1_2px']:.2f} -> {adapted['f1_2px']:.2f}"
+        )
         if self.worse_than_base:
             return f"WORSE than the shipped model on its held-out images ({figures})"
         return f"better than the shipped model on its held-out images ({figures})"
@@ -246,10 +248,7 @@ def _sha(array: np.ndarray) -> str:
 
 
 def save_correction(
-    image: np.ndarray,
-    boundaries: np.ndarray,
-    roi: np.ndarray | None = None,
-    store: str | Path | None = None,
+    image: np.ndarray, boundaries: np.ndarray, roi: np.ndarray | None = None, store: str | Path | None = None
 ) -> dict:
     """Write one corrected image into the store (by content: the same image lands in the same folder).
 

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, Select, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
@@ -90,9 +100,7 @@ class LearnWidget(Container):
             "from. None: all of each image",
         )
         self.region_button = PushButton(text="Draw verified region (rectangles)")
-        self.minutes = FloatSpinBox(
-            label="time budget (min)", value=DEFAULT_MINUTES, min=0.1, max=600.0, step=0.5
-        )
+        self.minutes = FloatSpinBox(label="time budget (min)", value=DEFAULT_MINUTES, min=0.1, max=600.0, step=0.5)
         self.steps = SpinBox(
             label="steps", value=0, min=0, max=100_000, tooltip="0: as many steps as fit in the time budget"
         )
@@ -255,9 +263,7 @@ class LearnWidget(Container):
             mask = np.zeros(shape, bool)
             for vertices, kind in zip(layer.data, layer.shape_type):
                 if kind not in ("rectangle", "polygon"):
-                    raise InputError(
-                        f"verified region '{layer.name}' holds a {kind}: draw rectangles or polygons"
-                    )
+                    raise InputError(f"verified region '{layer.name}' holds a {kind}: draw rectangles or polygons")
                 world = np.array([layer.data_to_world(v) for v in np.asarray(vertices)])
                 pixels = np.array([image.world_to_data(w) for w in world])[:, -2:]
                 rr, cc = polygon(pixels[:, 0], pixels[:, 1], shape)
@@ -324,9 +330,7 @@ class LearnWidget(Container):
         leave_a_core_for_the_viewer(device)
         run = _Run(name.strip())
         steps = int(self.steps.value) or None
-        worker = create_worker(
-            self._learn_job, run, corrected, again_from, steps, float(self.minutes.value), device
-        )
+        worker = create_worker(self._learn_job, run, corrected, again_from, steps, float(self.minutes.value), device)
         run.worker = worker
         worker.returned.connect(lambda out: self._learn_done(run, out))
         worker.errored.connect(lambda exc: self._fail(f"learning failed: {exc}"))

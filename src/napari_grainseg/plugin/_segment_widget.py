@@ -445,7 +445,7 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ models
 
     def _model_choices(self, _widget=None) -> list[tuple[str, str]]:
-        """"shipped" and the models of the user's model store (newest first)."""
+        """ "shipped" and the models of the user's model store (newest first)."""
         from napari_grainseg.models.store import list_models
 
         try:
@@ -583,9 +583,7 @@ class SegmentWidget(Container):
     def _model_words(self) -> str:
         return f"model '{self.model_dir.name}'" if self.model_dir is not None else "shipped model"
 
-    def _net1_job(
-        self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict, pixel_size_nm=None
-    ):
+    def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict, pixel_size_nm=None):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
         import torch
