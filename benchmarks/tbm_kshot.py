@@ -105,6 +105,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=FinetuneConfig.steps)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--synthetic-share", type=float, default=FinetuneConfig.synthetic_share)
+    ap.add_argument(
+        "--net2-steps",
+        type=int,
+        default=0,
+        help="also adapt Net2 for this many steps and score the adapted Net1 refined by it (until converged)",
+    )
     ap.add_argument("--test-limit", type=int, help="score only this many test crops (quick pilots)")
     ap.add_argument("--no-classical", action="store_true")
     ap.add_argument(
@@ -168,7 +174,12 @@ def main(argv=None) -> int:
                 chosen = sorted(np.random.default_rng([k, draw]).choice(pool, size=k, replace=False).tolist())
                 corr = [Correction(crops[i][2], crops[i][3], None, crops[i][0]) for i in chosen]
                 config = FinetuneConfig(
-                    steps=args.steps, lr=args.lr, synthetic_share=args.synthetic_share, holdout=0.0, seed=draw
+                    steps=args.steps,
+                    lr=args.lr,
+                    synthetic_share=args.synthetic_share,
+                    holdout=0.0,
+                    seed=draw,
+                    net2_steps=args.net2_steps,
                 )
                 res = finetune_net1(corr, config, device="cpu")
                 model = inference_copy(res.model)
@@ -198,6 +209,18 @@ def main(argv=None) -> int:
 
             rows = score(predict, crops, test, settings)
             run["scores"] = {b: per_image_means(r) for b, r in rows.items()}
+            if k and res.net2 is not None:
+                from napari_grainseg.training.finetune import refined_map
+
+                net2 = inference_copy(res.net2)
+
+                def predict_net2(image, model=model, hint=hint, net2=net2):
+                    pred = predict_boundaries(image, model, device="cpu", grain_size_px=hint)
+                    return refined_map(image, pred, net2)
+
+                rows = score(predict_net2, crops, test, settings)
+                run["scores"] |= {f"net2+{b}": per_image_means(r) for b, r in rows.items()}
+                run["net2_train_seconds"] = res.info["net2"]["train_seconds"]
             run["seconds"] = round(time.monotonic() - t0, 1)
             results["runs"].append(run)
             for b in run["scores"]:
@@ -253,6 +276,9 @@ ROWS = (
     ("watershed", "shipped Net1 + watershed h 0.1", "adapted Net1 + watershed h 0.1"),
     ("tuned", None, "adapted Net1 + builder tuned on the k crops"),
     ("shipped+tuned", None, "shipped Net1 + builder tuned on the k crops (control)"),
+    ("net2+threshold", None, "adapted Net1 + adapted Net2 + threshold 0.5"),
+    ("net2+watershed", None, "adapted Net1 + adapted Net2 + watershed h 0.1"),
+    ("net2+tuned", None, "adapted Net1 + adapted Net2 + builder tuned on the k crops (for Net1)"),
 )
 
 

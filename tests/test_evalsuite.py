@@ -180,3 +180,22 @@ def test_labels_from_traced_mask_centres_thick_lines_and_refuses_empty_masks():
     assert 17 <= column <= 23
     with pytest.raises(InputError, match="no boundary"):
         labels_from_traced_mask(np.zeros((40, 40), np.uint8))
+
+
+def test_independent_renderer_is_deterministic_with_exact_thin_truth():
+    from napari_grainseg.evaluation.independent import render_independent, thin_boundaries
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+
+    a, b, c = render_independent(5, (96, 128)), render_independent(5, (96, 128)), render_independent(6, (96, 128))
+    assert np.array_equal(a.image, b.image) and not np.array_equal(a.image, c.image)
+    assert a.image.shape == a.labels.shape == a.boundaries.shape == (96, 128)
+    assert 0 <= a.image.min() and a.image.max() <= 1
+    # the truth lines are 1 px (2x2 blocks of boundary pixels only at a few junctions), grains between them
+    blocks = a.boundaries[:-1, :-1] & a.boundaries[1:, :-1] & a.boundaries[:-1, 1:] & a.boundaries[1:, 1:]
+    assert blocks.sum() < 0.02 * a.boundaries.sum()
+    assert (a.labels[a.boundaries] == 0).all() and (a.labels[~a.boundaries] > 0).all() and a.labels.max() >= 3
+    toy = np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3]])
+    assert thin_boundaries(toy).astype(int).tolist() == [[0, 1, 0], [1, 1, 1], [0, 0, 0]]
+    independent = EVAL_SETS["look-independent"]
+    assert not independent.in_default_run and independent.size == 16
+    assert len(list(independent.samples(limit=2))) == 2

@@ -567,3 +567,92 @@ def test_time_budget_trains_as_many_steps_as_fit():
     )
     assert result.info["steps"] >= 10 and result.info["steps_done"] >= 1
     assert result.info["stopped"] in ("done", "time")
+
+
+# --------------------------------------------------------------------------- Net2 adaptation
+
+
+def test_net2_batches_are_deterministic_and_carry_the_roi_weights():
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.training.corrections import CorrectionSampler
+    from napari_grainseg.training.finetune_net2 import degradation_config, net2_batch
+
+    roi = np.zeros((96, 96), bool)
+    roi[:, :48] = True
+    sampler = CorrectionSampler([_correction(30, roi=roi)], 1.0, patch=64, synthetic=0, seed=0)
+    net1 = load_net1()
+    degrade = degradation_config({})  # defaults
+    kw = dict(seed=2, batch_size=3, synthetic_share=0.0, degrade=degrade)
+    a, b = net2_batch(sampler, net1, 5, **kw), net2_batch(sampler, net1, 5, **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    states, conds, ts, targets, weights, unrolls = a
+    assert states.shape == targets.shape == weights.shape == (3, 1, 64, 64) and conds.shape == (3, 5, 64, 64)
+    assert ((ts >= 0) & (ts <= 1)).all() and set(np.unique(weights)) <= {0.0, 1.0}
+    assert 0 < weights.mean() < 1  # the crops straddle the verified half: unverified pixels weigh 0
+    c = net2_batch(sampler, net1, 6, **kw)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_net2_adaptation_lowers_its_loss_and_is_saved_and_used(tmp_path, capsys):
+    import torch
+
+    from napari_grainseg.cli import main
+    from napari_grainseg.models.weights import file_sha256, load_net2, shipped_weights_dir
+    from napari_grainseg.training.corrections import CorrectionSampler
+    from napari_grainseg.training.finetune import FinetuneConfig, finetune_net1, inference_copy, masked_boundary_loss
+    from napari_grainseg.training.finetune_net2 import degradation_config, net2_batch
+
+    corr = [_correction(31, preset="paper"), _correction(32, preset="paper")]
+    config = _config(steps=3, net2_steps=30, batch_size=4, holdout=0.5, synthetic_share=0.0, lr=1e-3)
+    result = finetune_net1(corr, config, grain_size_px=22.0)
+    assert result.net2 is not None and result.info["net2"]["steps_done"] == 30
+    held = result.heldout
+    assert set(held["adapted_net2"]) == set(held["adapted"]) and isinstance(held["net2_helps"], bool)
+    assert held["net2_helps"] == (held["adapted_net2"]["tuned"]["vi"] < held["adapted"]["tuned"]["vi"])
+    # the adapted Net2 fits the corrections' pairs better than the shipped Net2 (fixed batches)
+    sampler = CorrectionSampler(corr[:1], 1.0, patch=64, synthetic=0, seed=9)
+    shipped = load_net2(for_training=True).eval()
+    degrade = degradation_config(shipped.weights_info)
+    drawer = inference_copy(result.model)  # the coarse maps come from the adapted Net1, as in training
+    batches = [
+        net2_batch(sampler, drawer, s, seed=9, batch_size=4, synthetic_share=0.0, degrade=degrade) for s in range(4)
+    ]
+
+    def loss_of(model):
+        with torch.no_grad():
+            return np.mean(
+                [
+                    float(
+                        masked_boundary_loss(
+                            model(*map(torch.from_numpy, b[:3])), *map(torch.from_numpy, b[3:5]), 2.5, 1.0
+                        )
+                    )
+                    for b in batches
+                ]
+            )
+
+    assert loss_of(result.net2) < loss_of(shipped)
+    assert FinetuneConfig(net2_steps=5).net2_steps == 5
+    with pytest.raises(InputError, match="net2_steps"):
+        FinetuneConfig(net2_steps=-1)
+    # the CLI writes the adapted Net2 into the model directory, and segment can step it
+    images, masks = _write_set(tmp_path, seeds=(33, 34), kind="boundaries")
+    model = tmp_path / "lab"
+    argv = ["finetune", *map(str, images), "--boundaries", *map(str, masks), "--out", str(model)]
+    assert main(argv + ["--steps", "2", "--net2-steps", "3", "--no-progress", "--device", "cpu"]) == 0
+    assert "adapted Net2 on the held-out" in capsys.readouterr().err
+    info = json.loads((model / "model.json").read_text())
+    assert info["net2"]["adapted"] is True and info["net2"]["steps_done"] == 3
+    assert info["net2_sha256"] == file_sha256(model / "net2.pt") != file_sha256(shipped_weights_dir() / "net2.pt")
+    assert info["recommended"]["net2_steps"] in (0, "auto")
+    out = tmp_path / "seg"
+    assert main(["segment", str(images[0]), "--out", str(out), "--model", str(model), "--net2-steps", "2"]) == 0
+    summary = json.loads((out / "img33_summary.json").read_text())
+    assert info["net2_sha256"] in json.dumps(summary) and "net1+net2" in json.dumps(summary)
+    assert (
+        main(
+            argv[:1]
+            + [str(images[0]), "--boundaries", str(masks[0]), "--out", str(tmp_path / "x"), "--net2-steps", "-1"]
+        )
+        == 2
+    )

@@ -412,3 +412,33 @@ def net1_features_of(seed: int) -> np.ndarray:
     from napari_grainseg.models.features import net1_features
 
     return net1_features(generate(seed, (64, 96)).image)
+
+
+def test_test_time_augmentation_is_orientation_free_and_differs_from_one_pass(random_model):
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.segmentation.inference import run_net1
+
+    features = net1_features(generate(seed=31, shape=(96, 128), preset="tem", mean_diameter=20.0).image)
+    plain = run_net1(random_model, features, "cpu")
+    averaged = run_net1(random_model, features, "cpu", tta=True)
+    assert averaged.shape == plain.shape == (96, 128)
+    assert np.abs(averaged - plain).max() > 1e-3  # a random network is far from orientation-free
+    # The average over the eight symmetries commutes with a turn and with a flip of the input
+    # (away from the zero padding, which a turn of a non-square array moves).
+    turned = run_net1(random_model, np.ascontiguousarray(np.rot90(features, 1, axes=(1, 2))), "cpu", tta=True)
+    np.testing.assert_allclose(np.rot90(averaged, 1), turned, atol=1e-4)
+    flipped = run_net1(random_model, np.ascontiguousarray(features[:, ::-1]), "cpu", tta=True)
+    np.testing.assert_allclose(averaged[::-1], flipped, atol=1e-4)
+
+
+def test_segment_options_carry_test_time_augmentation():
+    from napari_grainseg.segmentation.options import OptionError, SegmentOptions
+    from napari_grainseg.segmentation.pipeline import segment
+
+    image = generate(seed=32, shape=(128, 128), preset="tem", mean_diameter=20.0).image
+    plain = segment(image, SegmentOptions(device="cpu", grain_size_px=20.0))
+    tta = segment(image, SegmentOptions(device="cpu", grain_size_px=20.0, tta=True))
+    assert not np.array_equal(plain.prediction.probability, tta.prediction.probability)
+    assert tta.info()["tta"] is True and "tta" not in plain.info()
+    with pytest.raises(OptionError, match="tta"):
+        SegmentOptions(tta="yes")

@@ -157,6 +157,8 @@ class BatchOptions(SegmentOptions):
             out["grains"] = self.grains
         if self.watershed_h != 0.1:
             out["watershed_h"] = self.watershed_h
+        if self.tta:
+            out["tta"] = True
         return {
             **out,
             "pixel_size_nm": self.pixel_size_nm,

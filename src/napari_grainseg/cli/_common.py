@@ -149,6 +149,12 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
         default=DEFAULT_MIN_GRAIN_AREA,
         help=f"smallest grain kept, px (default: {DEFAULT_MIN_GRAIN_AREA})",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average Net1 over the eight turned and flipped copies (8x Net1's time; "
+        "effect measured in docs/generalisation.md)",
+    )
 
 
 #: The command-line flag of each :class:`~napari_grainseg.segmentation.options.SegmentOptions` field.
@@ -165,6 +171,7 @@ OPTION_FLAGS = {
     "pixel_size_nm": "--pixel-size",
     "max_pixels": "--max-pixels",
     "watershed_h": "--model",
+    "tta": "--tta",
 }
 
 
@@ -199,6 +206,11 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     args.model_info = model_dir_from_args(args)
     if args.model_info is not None:
         net2 = args.model / "net2.pt"
+        given = getattr(args, "argv", None) or []
+        if args.model_info.get("recommended", {}).get("net2_steps") == "auto" and not any(
+            a.startswith("--net2-steps") for a in given
+        ):
+            args.net2_steps = "auto"  # its adapted Net2 helped on its held-out images
         if net2.is_file() and (
             args.net2_steps.strip().lower() != "auto" or args.model_info.get("recommended", {}).get("net2_steps", 1)
         ):
@@ -229,6 +241,7 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             watershed_h=getattr(args, "watershed_h", 0.1),
             weights=str(args.weights) if args.weights else None,
             net2_weights=str(args.net2_weights) if args.net2_weights else None,
+            tta=bool(getattr(args, "tta", False)),
             **more,
         )
     except OptionError as exc:

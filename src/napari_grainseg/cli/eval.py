@@ -29,7 +29,7 @@ def paper_nets_default() -> Path | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, METHODS
+    from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, EXTRA_METHODS, METHODS
 
     p = sub.add_parser(
         "eval",
@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--methods",
         nargs="+",
         default=list(METHODS),
-        choices=list(METHODS),
+        choices=list(METHODS + EXTRA_METHODS),
         metavar="METHOD",
-        help=f"methods (default: all of {', '.join(METHODS)})",
+        help=f"methods (default: all of {', '.join(METHODS)}; also {', '.join(EXTRA_METHODS)})",
     )
     p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")

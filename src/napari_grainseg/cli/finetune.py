@@ -72,6 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="share of the images held out to check the adapted model against the base (with >= 2 "
         "images at least one; 0 = none; default 0.25)",
     )
+    p.add_argument(
+        "--net2-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also adapt Net2 for N steps on (adapted Net1 map -> corrected map) pairs; segment then runs "
+        "it by default only if it helped on the held-out images (default 0: Net2 not adapted)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)")
     size = p.add_mutually_exclusive_group()
     size.add_argument(
@@ -101,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.net2_steps is not None and args.net2_steps < 0:
+        raise InputError(f"--net2-steps must be >= 0, got {args.net2_steps}")
     if args.holdout is not None and not 0 <= args.holdout < 1:
         raise InputError(f"--holdout must be in [0, 1), got {args.holdout}")
     if args.images and args.labels is None and args.boundaries is None:
@@ -117,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         def progress(step, total, loss):
             nonlocal bar
             if bar is None:
-                bar = tqdm(total=total, desc="fine-tune Net1", unit="step", dynamic_ncols=True, file=sys.stderr)
+                desc = "fine-tune Net1" + (" and Net2" if args.net2_steps else "")
+                bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
     else:
@@ -134,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             minutes=args.minutes,
             seed=args.seed,
             holdout=args.holdout,
+            net2_steps=args.net2_steps,
             device=args.device,
             pixel_size_nm=args.pixel_size,
             grain_size_px=args.grain_size,
@@ -163,6 +175,13 @@ def run(args: argparse.Namespace) -> int:
             f"{b['abs_grain_count_error']:.0%} -> {a['abs_grain_count_error']:.0%}",
             file=sys.stderr,
         )
+        if "adapted_net2" in held:
+            n = held["adapted_net2"][held["best_grains"]]
+            print(
+                f"grainseg: adapted Net2 on the held-out image(s): VI {a['vi']:.3f} -> {n['vi']:.3f} "
+                + ("(helps: segment runs it by default)" if held["net2_helps"] else "(no help: Net1 only by default)"),
+                file=sys.stderr,
+            )
         if held["worse_than_base"]:
             print(
                 "grainseg: WARNING: the adapted model scores worse than the base model on the held-out "

@@ -21,6 +21,9 @@ Methods
 ``net1+closing``
     Net1 probability, threshold 0.5, morphological closing with a radius-2
     disk (closes gaps up to about 4 px), closed grains.
+``net1+tta``
+    ``net1`` with test-time augmentation: Net1 averaged over the eight turned and
+    flipped copies (run only when named).
 ``net1+net2``
     Net1, then Net2 refinement until converged (:func:`napari_grainseg.segmentation.refine.refine`).
 ``net1+blind-net2``
@@ -39,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.errors import InputError
+from napari_grainseg.evaluation.independent import IndependentSet
 from napari_grainseg.evaluation.real_sets import TracedSet
 
 
@@ -161,6 +165,14 @@ EVAL_SETS["look-random"] = EvalSet(
     16,
     in_default_run=False,
 )
+# Added in session 10, written before any model was scored on it: an independently written
+# renderer that shares no code with the training generator (evaluation/independent.py).
+EVAL_SETS["look-independent"] = IndependentSet(
+    "look-independent",
+    "held-out generator: an independently written bright-field renderer (Johnson-Mehl grains, never trained on)",
+    8_000_900_000,
+    16,
+)
 EVAL_SETS.update(
     {
         s.name: s
@@ -195,8 +207,10 @@ METHODS: tuple[str, ...] = (
     "net1+net2",
     "net1+blind-net2",
 )
+#: Methods run only when named (``--methods``): test-time augmentation costs 8x Net1.
+EXTRA_METHODS: tuple[str, ...] = ("net1+tta",)
 #: Methods that need Net1.
-NET1_METHODS = {"net1", "net1+watershed", "net1+closing", "net1+net2", "net1+blind-net2"}
+NET1_METHODS = {"net1", "net1+watershed", "net1+closing", "net1+tta", "net1+net2", "net1+blind-net2"}
 #: The method learned refiners are compared with image by image (the bar Net2 has to clear).
 PAIRED_REFERENCE = "net1+watershed"
 #: How the paired metrics are named in the markdown.
@@ -255,9 +269,9 @@ def method_runners(
 
     runners: dict[str, Callable] = {}
     methods = list(methods)
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(METHODS + EXTRA_METHODS))
     if unknown:
-        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS + EXTRA_METHODS)}")
     if "classical" in methods:
         params = classical_params or tune_classical()
         tuned = {k: params[k] for k in CLASSICAL_GRID}
@@ -288,6 +302,7 @@ def method_runners(
             "net1": (base, None),
             "net1+watershed": (replace(base, grains="watershed"), None),
             "net1+closing": (base, probability_closing),
+            "net1+tta": (replace(base, tta=True), None),
         }
         for name, (options, rebuild) in builders.items():
             if name in methods:

@@ -176,8 +176,9 @@ def package_version() -> str:
     return __version__
 
 
-def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Path | None = None) -> Path:
-    """Write a model directory: ``net1``'s weights, a copy of ``net2_weights`` (if any) and ``model.json``.
+def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Path | None = None, net2=None) -> Path:
+    """Write a model directory: ``net1``'s weights, Net2 (the adapted ``net2``, else a copy of
+    ``net2_weights``, if any) and ``model.json``.
 
     ``info`` is merged into ``model.json`` beside the format, package version, date and hashes.
     The directory is assembled beside ``out`` and moved into place at the end, so an
@@ -210,7 +211,12 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
         )
         net1_sha = file_sha256(staging / "net1.pt")
         net2_sha = None
-        if net2_weights is not None:
+        if net2 is not None:
+            net2_info = {k: v for k, v in getattr(net2, "weights_info", {}).items() if k != "weights_sha256"}
+            net2_info |= {"net1_sha256": net1_sha, "adapted_from": info.get("net2", {}).get("base", {})}
+            save_weights(net2, staging / "net2.pt", net2_info)
+            net2_sha = file_sha256(staging / "net2.pt")
+        elif net2_weights is not None:
             src = Path(net2_weights)
             shutil.copyfile(src, staging / "net2.pt")
             shutil.copyfile(src.with_suffix(".json"), staging / "net2.json")

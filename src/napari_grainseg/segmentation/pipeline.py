@@ -48,6 +48,7 @@ class Segmentation:
     grains: str = "threshold"
     refine_step_seconds: tuple[float, ...] = ()
     model: dict | None = None
+    tta: bool = False
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
@@ -63,6 +64,8 @@ class Segmentation:
             "tiles": p.n_tiles,
             "grains": self.grains,
         }
+        if self.tta:
+            info["tta"] = True  # recorded only when used: earlier summaries stay comparable
         if self.refine_steps:
             info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
         return info | (self.model or {})
@@ -112,7 +115,9 @@ def segment(
     dev = options.torch_device()
     if model is None:
         model = options.net1(dev)
-    prediction = predict_boundaries(image, model, device=dev, grain_size_px=grain_size_px, progress=progress)
+    prediction = predict_boundaries(
+        image, model, device=dev, grain_size_px=grain_size_px, progress=progress, tta=options.tta
+    )
     boundary_map, refined, n_steps, step_seconds, converged = prediction.probability, None, 0, [], False
     if budget:
         from napari_grainseg.segmentation.refine import refine
@@ -145,6 +150,7 @@ def segment(
         grains=options.grains,
         refine_step_seconds=tuple(step_seconds),
         model=model_record(model, net2_model if n_steps else None),
+        tta=options.tta,
     )
 
 

@@ -67,6 +67,8 @@ class FinetuneConfig(LoopConfig):
     pos_weight, dice_weight, target_width : the loss and target of Net1's training.
     holdout : share of the images held out for the check against the base model (with >= 2 images,
         at least one); 0 trains on all of them without a check.
+    net2_steps : steps of Net2's fine-tuning after Net1's (0: Net2 is not adapted;
+        :mod:`napari_grainseg.training.finetune_net2`).
     seed : crops, augmentation, synthetic samples and the held-out choice.
     """
 
@@ -86,9 +88,10 @@ class FinetuneConfig(LoopConfig):
     dice_weight: float = 1.0
     target_width: int = 3
     holdout: float = 0.25
+    net2_steps: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seed", "synthetic_samples", "patch"):
+        for name in ("steps", "batch_size", "seed", "synthetic_samples", "patch", "net2_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InputError(f"{self.WHAT}: {name} must be a whole number, got {value!r}")
@@ -102,6 +105,8 @@ class FinetuneConfig(LoopConfig):
                 raise InputError(f"{self.WHAT}: {name} must be in [0, 1), got {getattr(self, name)}")
         if self.seed < 0:
             raise InputError(f"{self.WHAT}: seed must be >= 0, got {self.seed}")
+        if self.net2_steps < 0:
+            raise InputError(f"{self.WHAT}: net2_steps must be >= 0, got {self.net2_steps}")
 
 
 @dataclass
@@ -113,11 +118,13 @@ class FinetuneResult:
     model : the adapted Net1 (BatchNorm kept, eval mode).
     info : JSON-ready record of the run (config, scale, loss curve, held-out figures, split).
     heldout : the held-out comparison (empty when nothing was held out).
+    net2 : the adapted Net2 (eval mode), or None when Net2 was not adapted.
     """
 
     model: Any
     info: dict
     heldout: dict = field(default_factory=dict)
+    net2: Any = None
 
 
 # --------------------------------------------------------------------------- loss
@@ -179,6 +186,7 @@ def finetune_net1(
     config: FinetuneConfig = FinetuneConfig(),
     *,
     base_weights: str | Path | None = None,
+    base_net2_weights: str | Path | None = None,
     grain_size_px: float | None = None,
     device="cpu",
     max_minutes: float | None = None,
@@ -199,6 +207,8 @@ def finetune_net1(
         Steps, learning rate, augmentation, synthetic mix, held-out share, seed.
     base_weights
         Net1 weights to start from; default: the shipped weights.
+    base_net2_weights
+        Net2 weights to start from when ``config.net2_steps`` > 0; default: the shipped Net2.
     grain_size_px
         Mean grain diameter of the corrected images in px (a hint); default: measured on the corrections.
     device
@@ -215,7 +225,7 @@ def finetune_net1(
         The training loop's run folder (checkpoint, log): an interrupted run with the same
         corrections and config resumes from it. Default: a temporary folder.
     progress
-        ``progress(step, steps, loss)`` after each step.
+        ``progress(step, steps, loss)`` after each step (Net2's steps, if any, follow Net1's in the count).
     cancel
         Polled after each step; True stops training (the model so far is returned).
     evaluate_heldout
@@ -269,10 +279,12 @@ def finetune_net1(
     losses: list[float] = []
     stopped = {"why": None}
 
+    total = config.steps + config.net2_steps
+
     def callback(p):
         losses.append(p.loss)
         if progress:
-            progress(p.step, p.steps, p.loss)
+            progress(p.step, total, p.loss)
 
     def should_stop() -> bool:
         if cancel is not None and cancel():
@@ -320,7 +332,7 @@ def finetune_net1(
         "grain_size_px": grain_size,
         "grain_size_source": grain_source,
         "inference_grain_size_px": hint,
-        "loss_curve": _curve(losses),
+        "loss_curve": curve(losses),
         "train_images": train_idx,
         "heldout_images": held_idx,
         "steps": config.steps,
@@ -328,6 +340,23 @@ def finetune_net1(
         "train_seconds": round(train_seconds, 2),
         "device": describe_device(dev),
     }
+    net2 = None
+    if done and config.net2_steps and why == "done":
+        from napari_grainseg.training.finetune_net2 import finetune_net2
+
+        net2, info["net2"] = finetune_net2(
+            sampler,
+            model,
+            config,
+            steps=config.net2_steps,
+            base_weights=base_net2_weights,
+            device=dev,
+            progress=None if progress is None else (lambda s, _n, loss: progress(config.steps + s, total, loss)),
+            cancel=should_stop,
+        )
+        if info["net2"]["steps_done"] < config.net2_steps:
+            net2, info["stopped"] = None, stopped["why"] or "interrupted"
+            info["net2"]["kept"] = False
     heldout: dict = {}
     if done and tune_builder:
         info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=hint)
@@ -342,9 +371,10 @@ def finetune_net1(
             grain_size_px=grain_size,
             adapted_grain_size_px=hint,
             tuned=info.get("grain_builder"),
+            adapted_net2=net2,
         )
         info["heldout"] = heldout
-    return FinetuneResult(model=model, info=info, heldout=heldout)
+    return FinetuneResult(model=model, info=info, heldout=heldout, net2=net2)
 
 
 def _steps_in(minutes: float, model, loss_fn, batches) -> int:
@@ -362,7 +392,7 @@ def _steps_in(minutes: float, model, loss_fn, batches) -> int:
     return max(10, int(60 * minutes / max(per_step, 1e-3)))
 
 
-def _curve(losses: list[float], points: int = 100) -> list[list[float]]:
+def curve(losses: list[float], points: int = 100) -> list[list[float]]:
     """The loss curve as at most ``points`` [step, mean loss over the steps since the last point] pairs."""
     if not losses:
         return []
@@ -390,12 +420,14 @@ def score_images(
     device="cpu",
     grain_size_px: float | None = None,
     builders: dict | tuple[str, ...] = ("threshold", "watershed"),
+    net2=None,
 ) -> dict[str, list[dict]]:
     """Per builder, per image: :func:`~napari_grainseg.evaluation.metrics.evaluate_prediction` against
     the corrected truth (inside the ROI's bounding box when there is a ROI).
 
     ``builders``: names of grain builders, or ``{name: {"grains": builder, parameters...}}``
-    (an empty dict: the builder ``name`` with its defaults)."""
+    (an empty dict: the builder ``name`` with its defaults). ``net2``: refine Net1's map with
+    this Net2 until converged (:func:`~napari_grainseg.segmentation.refine.refine`) before building grains."""
     from napari_grainseg.evaluation.metrics import evaluate_prediction
     from napari_grainseg.segmentation.grains import probability_to_labels
     from napari_grainseg.segmentation.inference import predict_boundaries
@@ -406,7 +438,8 @@ def score_images(
         builders = {b: {} for b in builders}
     out: dict[str, list[dict]] = {b: [] for b in builders}
     for c in corrections:
-        prob = predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px).probability
+        pred = predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px)
+        prob = pred.probability if net2 is None else refined_map(c.image, pred, net2, device)
         truth = c.labels()
         box = np.s_[:, :] if c.roi is None else _bbox(c.roi)
         for b, setting in builders.items():
@@ -414,6 +447,18 @@ def score_images(
             labels = probability_to_labels(prob[box], setting.pop("grains", b), **setting)
             out[b].append(evaluate_prediction(labels == 0, labels, truth[box] == 0, truth[box]))
     return out
+
+
+def refined_map(image: np.ndarray, prediction, net2, device="cpu") -> np.ndarray:
+    """Net2's map of ``image`` refined from Net1's ``prediction`` until converged (at Net1's scale)."""
+    from napari_grainseg.segmentation.refine import refine
+
+    if _has_batchnorm(net2):
+        net2 = inference_copy(net2)
+    state = prediction.probability
+    for step in refine(image, prediction.probability, model=net2, device=device, scale=prediction.scale):
+        state = step.state
+    return state
 
 
 def _has_batchnorm(model) -> bool:
@@ -448,8 +493,13 @@ def compare_on(
     grain_size_px: float | None = None,
     adapted_grain_size_px: float | None = None,
     tuned: dict | None = None,
+    adapted_net2=None,
 ) -> dict:
     """Held-out figures of the base and the adapted model with both grain builders, and the verdict.
+
+    ``adapted_net2`` adds the adapted Net1 refined by the adapted Net2 (``"adapted_net2"``, same
+    builders as the adapted model) and ``net2_helps``: whether it beats the adapted Net1 alone on
+    VI with the recommended builder.
 
     ``tuned`` (from :func:`tune_grain_builder`) adds the adapted model with its tuned builder
     (``"tuned"``). ``worse_than_base`` is True when the adapted model's VI with the builder it
@@ -459,22 +509,28 @@ def compare_on(
     """
     images = [corrections[i] for i in indices]
     figures = {}
-    for name, model in (("base", base), ("adapted", adapted)):
+    runs = [("base", base, None), ("adapted", adapted, None)]
+    if adapted_net2 is not None:
+        runs.append(("adapted_net2", adapted, adapted_net2))
+    for name, model, net2 in runs:
         settings = {"threshold": {}, "watershed": {}}
-        if name == "adapted" and tuned:
+        if name != "base" and tuned:
             settings["tuned"] = {k: v for k, v in tuned.items() if k != "vi"}
-        hint = adapted_grain_size_px if name == "adapted" else grain_size_px
-        per = score_images(model, images, device=device, grain_size_px=hint, builders=settings)
+        hint = grain_size_px if name == "base" else adapted_grain_size_px
+        per = score_images(model, images, device=device, grain_size_px=hint, builders=settings, net2=net2)
         figures[name] = {b: summarise(rows) for b, rows in per.items()}
     base_best = min(figures["base"].values(), key=lambda f: f["vi"])
     chosen = "tuned" if tuned else min(figures["adapted"], key=lambda b: figures["adapted"][b]["vi"])
-    return {
+    out = {
         "images": [corrections[i].name for i in indices],
         "n_images": len(indices),
         **figures,
         "best_grains": chosen,
         "worse_than_base": bool(figures["adapted"][chosen]["vi"] > base_best["vi"]),
     }
+    if adapted_net2 is not None:
+        out["net2_helps"] = bool(figures["adapted_net2"][chosen]["vi"] < figures["adapted"][chosen]["vi"])
+    return out
 
 
 # --------------------------------------------------------------------------- a model directory from files
@@ -549,6 +605,7 @@ def adapt_and_save(
     minutes: float | None = None,
     seed: int | None = None,
     holdout: float | None = None,
+    net2_steps: int | None = None,
     device="auto",
     pixel_size_nm: float | None = None,
     grain_size_px: float | None = None,
@@ -563,6 +620,8 @@ def adapt_and_save(
     model and config ("learn again": always from the base, never from the adapted weights).
     ``corrections`` adds in-memory corrections (e.g. napari layers; recorded by name and hash
     of their arrays, not by path). ``steps=None`` with ``minutes`` trains for that long.
+    ``net2_steps`` > 0 also adapts Net2 (recommended for segmenting only when it helped on
+    the held-out images).
     """
     import dataclasses
 
@@ -603,7 +662,7 @@ def adapt_and_save(
     all_corr = [c for c in all_corr if c.sources.get("image") not in renewed] + new_corr
     if not all_corr:
         raise InputError("no corrected images to learn from")
-    replace = {k: v for k, v in (("seed", seed), ("holdout", holdout)) if v is not None}
+    replace = {k: v for k, v in (("seed", seed), ("holdout", holdout), ("net2_steps", net2_steps)) if v is not None}
     if steps is not None:
         replace["steps"] = steps
     config = dataclasses.replace(config, **replace)
@@ -661,11 +720,19 @@ def adapt_and_save(
         "recommended": {
             k: v for k, v in (info.get("grain_builder") or {"grains": DEFAULT_ADAPTED_GRAINS}).items() if k != "vi"
         }
-        | {"net2_steps": 0},
-        "net2": {"adapted": False, "source": "shipped" if net2_path.is_file() else None},
+        # Net2 by default only where the held-out images showed that the adapted Net2 helps
+        | {"net2_steps": "auto" if result.net2 is not None and held.get("net2_helps") else 0},
+        "net2": (
+            {"adapted": True, "base": info["net2"]["base_net2"]}
+            | {k: info["net2"][k] for k in ("steps", "steps_done", "loss_curve", "train_seconds")}
+            if result.net2 is not None
+            else {"adapted": False, "source": "shipped" if net2_path.is_file() else None}
+        ),
         "learned_from": str(Path(from_dir).resolve()) if from_dir is not None else None,
     }
-    out = save_model_dir(out, result.model, record, net2_weights=net2_path if net2_path.is_file() else None)
+    out = save_model_dir(
+        out, result.model, record, net2_weights=net2_path if net2_path.is_file() else None, net2=result.net2
+    )
     return out, read_model_info(out)
 
 
