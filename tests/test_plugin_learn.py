@@ -262,11 +262,12 @@ def test_a_model_worse_than_the_shipped_one_is_flagged_not_chosen(
     assert len(learn.corrected.value) == 2
     learn.config = FinetuneConfig(**FAST)
     learn.steps.value = 2
+    learn.net2_steps.value = 2  # Net2 adapted too: the verdict says whether it helped
     learn.model_name.value = "doubtful"
     click(qtbot, learn.learn_button)
     assert messages["error"] == [], messages
-    assert (store / "doubtful").is_dir()
-    assert "WORSE than the shipped model" in learn.result.value
+    assert json.loads((store / "doubtful" / "model.json").read_text())["net2"]["adapted"] is True
+    assert "WORSE than the shipped model" in learn.result.value and "its adapted Net2" in learn.result.value
     assert any("scored WORSE" in w for w in messages["warning"])
     assert seg.model.value == SHIPPED  # kept, listed with a warning, but not chosen
     (label,) = [lab for lab, value in seg.model._widget._mgui_get_choices() if value == str(store / "doubtful")]

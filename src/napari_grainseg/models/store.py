@@ -149,9 +149,12 @@ class StoredModel:
         figures = (
             f"held-out VI {base['vi']:.2f} -> {adapted['vi']:.2f}, F1 {base['f1_2px']:.2f} -> {adapted['f1_2px']:.2f}"
         )
+        net2 = ""
+        if "net2_helps" in held:
+            net2 = "; its adapted Net2 " + ("helped" if held["net2_helps"] else "did not help (not used by default)")
         if self.worse_than_base:
-            return f"WORSE than the shipped model on its held-out images ({figures})"
-        return f"better than the shipped model on its held-out images ({figures})"
+            return f"WORSE than the shipped model on its held-out images ({figures}){net2}"
+        return f"better than the shipped model on its held-out images ({figures}){net2}"
 
     @property
     def label(self) -> str:
@@ -341,6 +344,7 @@ def learn_model(
     again_from: str | None = None,
     steps: int | None = None,
     minutes: float | None = None,
+    net2_steps: int | None = None,
     config=None,
     device="auto",
     progress: Callable[[int, int, float], None] | None = None,
@@ -354,7 +358,8 @@ def learn_model(
     can read them), then :func:`~napari_grainseg.training.finetune.adapt_and_save` trains.
     ``again_from`` (a stored model's name) adds every corrected image that model was trained
     on and trains again from the base model ("learn again"; an image corrected anew replaces
-    its earlier correction). ``cancel()`` is polled after every step and at the end: when
+    its earlier correction). ``net2_steps`` > 0 also adapts Net2 (recommended for segmenting only
+    when it helped on the held-out images). ``cancel()`` is polled after every step and at the end: when
     true, :class:`LearnCancelled` is raised and nothing is saved. Returns (model directory,
     ``model.json``).
     """
@@ -404,6 +409,7 @@ def learn_model(
             corrections=corrections,
             steps=steps,
             minutes=minutes if steps is None else None,
+            net2_steps=net2_steps,
             config=config,
             device=device,
             pixel_size_nm=pixel_size,

@@ -104,6 +104,14 @@ class LearnWidget(Container):
         self.steps = SpinBox(
             label="steps", value=0, min=0, max=100_000, tooltip="0: as many steps as fit in the time budget"
         )
+        self.net2_steps = SpinBox(
+            label="Net2 steps",
+            value=0,
+            min=0,
+            max=100_000,
+            tooltip="0: Net2 is not adapted (the shipped Net2 is kept). N: also adapt Net2 for N steps on your "
+            "corrections; with held-out images the dock says whether it helped",
+        )
         self.model_name = LineEdit(label="model name", value="")
         self.learn_button = PushButton(text="Learn", tooltip=LEARN_TIP)
         self.again_button = PushButton(text="Learn again", tooltip=LEARN_AGAIN_TIP)
@@ -129,6 +137,7 @@ class LearnWidget(Container):
                 self.region_button,
                 self.minutes,
                 self.steps,
+                self.net2_steps,
                 self.model_name,
                 buttons,
                 self.progress,
@@ -330,7 +339,10 @@ class LearnWidget(Container):
         leave_a_core_for_the_viewer(device)
         run = _Run(name.strip())
         steps = int(self.steps.value) or None
-        worker = create_worker(self._learn_job, run, corrected, again_from, steps, float(self.minutes.value), device)
+        net2 = int(self.net2_steps.value)
+        worker = create_worker(
+            self._learn_job, run, corrected, again_from, steps, float(self.minutes.value), device, net2
+        )
         run.worker = worker
         worker.returned.connect(lambda out: self._learn_done(run, out))
         worker.errored.connect(lambda exc: self._fail(f"learning failed: {exc}"))
@@ -346,7 +358,7 @@ class LearnWidget(Container):
         worker.start()
         return worker
 
-    def _learn_job(self, run: _Run, corrected, again_from, steps, minutes, device):
+    def _learn_job(self, run: _Run, corrected, again_from, steps, minutes, device, net2_steps=0):
         """Worker thread: :func:`~napari_grainseg.models.store.learn_model`."""
         import pandas  # noqa: F401 - imported by napari's first layer update: not on the main thread later
 
@@ -359,6 +371,7 @@ class LearnWidget(Container):
                 again_from=again_from,
                 steps=steps,
                 minutes=None if steps else minutes,
+                net2_steps=net2_steps or None,
                 config=self.config,
                 device=device,
                 progress=run.progress,

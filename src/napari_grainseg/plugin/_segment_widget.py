@@ -495,6 +495,8 @@ class SegmentWidget(Container):
         if rec.get("grains") in GRAIN_BUILDERS:
             self.grains.value = rec["grains"]
         self.model_label.value = stored.verdict
+        if rec.get("net2_steps") == "auto":
+            self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
         if stored.worse_than_base:
             show_warning(
                 f"napari-grainseg: model '{stored.name}' scored worse than the shipped model on its held-out "
