@@ -293,3 +293,52 @@ def test_the_dock_opens_from_the_plugin_menu_and_fits_a_small_screen(make_napari
     assert isinstance(widget, LearnWidget)
     assert dock.minimumSizeHint().height() < 250 and dock.minimumSizeHint().width() < 480
     assert list(widget.stored.choices) == [] and widget.stored_info.value == "no learned model yet"
+
+
+def test_verified_region_follows_world_coordinates_and_bad_regions_are_clear_errors(
+    make_napari_viewer, qtbot, monkeypatch, store, messages
+):
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    _corrected_scene(viewer)
+    image = viewer.layers["img11"]
+    for layer in (image, viewer.layers["img11 boundaries"], viewer.layers["img11 grains"]):
+        layer.scale = (2.0, 2.0)  # calibrated at 2 nm/px
+        layer.units = ("nm", "nm")
+    seg, learn = _docks(viewer)
+
+    # a Shapes layer added by hand (scale 1: world = nm): a rectangle of 40-100 nm x 20-60 nm
+    shapes = viewer.add_shapes(np.array([[[40, 20], [40, 60], [100, 60], [100, 20]]], float), name="checked")
+    learn.region.value = shapes
+    (corr,) = learn.corrected_images()
+    ys, xs = np.nonzero(corr.roi)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (20, 50, 10, 30)  # in pixels of the image
+    assert corr.pixel_size_nm == 2.0
+
+    # a painted Labels mask of the image's shape
+    mask = np.zeros((96, 96), np.uint8)
+    mask[5:15, 5:25] = 3
+    labels = viewer.add_labels(mask, name="painted", scale=(2.0, 2.0))
+    learn.region.reset_choices()
+    learn.region.value = labels
+    (corr,) = learn.corrected_images()
+    np.testing.assert_array_equal(corr.roi, mask > 0)
+
+    # wrong shape, a line, a region beside the image: one-line errors through the Learn button
+    for layer, message in (
+        (viewer.add_labels(np.ones((50, 50), np.uint8), name="small"), "is (50, 50), image 'img11' is (96, 96)"),
+        (viewer.add_shapes([np.array([[0, 0], [50, 50]], float)], shape_type="line", name="line"), "holds a line"),
+        (
+            viewer.add_shapes([np.array([[500, 500], [500, 600], [600, 600], [600, 500]], float)], name="far"),
+            "covers nothing of 'img11'",
+        ),
+    ):
+        learn.region.reset_choices()
+        learn.region.value = layer
+        learn.model_name.value = "x"
+        click(qtbot, learn.learn_button)
+        assert messages["error"] and message in messages["error"][-1], messages["error"]
+        assert "\n" not in messages["error"][-1] and learn._run is None
+    assert not (store / "x").exists()
