@@ -342,3 +342,31 @@ def test_verified_region_follows_world_coordinates_and_bad_regions_are_clear_err
         assert messages["error"] and message in messages["error"][-1], messages["error"]
         assert "\n" not in messages["error"][-1] and learn._run is None
     assert not (store / "x").exists()
+
+
+def test_learning_from_files_opened_another_day(make_napari_viewer, qtbot, monkeypatch, store, tmp_path, messages):
+    """A micrograph and its corrected ``*_boundaries.tif`` opened with the plugin's reader are learned from."""
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.plugin._writer import write_calibrated_tiff
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    s = _sample(14, shape=(96, 96), preset="tem", mean_diameter=22.0)
+    write_calibrated_tiff(tmp_path / "cu.tif", (s.image * 60000).astype(np.uint16), 2.5)
+    write_calibrated_tiff(tmp_path / "cu_boundaries.tif", s.boundaries.astype(np.uint8), 2.5)
+    viewer = make_napari_viewer()
+    seg, learn = _docks(viewer)
+    (boundaries,) = viewer.open(str(tmp_path / "cu_boundaries.tif"), plugin="napari-grainseg")
+    assert [layer.name for layer in learn.corrected.choices] == ["cu boundaries"]
+    learn.corrected.value = [boundaries]
+    learn.config = FinetuneConfig(**FAST)
+    learn.steps.value = 2
+    learn.model_name.value = "copper"
+    click(qtbot, learn.learn_button)  # its micrograph is not open yet: said plainly
+    assert messages["error"] and "its micrograph 'cu' is not open: open it too" in messages["error"][-1]
+    viewer.open(str(tmp_path / "cu.tif"), plugin="napari-grainseg")
+    click(qtbot, learn.learn_button)
+    assert len(messages["error"]) == 1, messages
+    info = json.loads((store / "copper" / "model.json").read_text())
+    assert info["pixel_size_nm"] == pytest.approx(2.5) and info["training_images"][0]["name"] == "cu boundaries"
+    assert seg.model.value == str(store / "copper")

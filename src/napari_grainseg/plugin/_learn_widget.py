@@ -172,7 +172,12 @@ class LearnWidget(Container):
         return [link for link in links() if link.boundaries in self._viewer.layers]
 
     def _boundary_layers(self, _widget=None) -> list:
-        return [(link.boundaries.name, link.boundaries) for link in self._links()]
+        """Every boundary layer: made by Run Net1, or opened from a ``*_boundaries.tif``."""
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Labels) and layer.metadata.get(ROLE_KEY) == "boundaries"
+        ]
 
     def _region_layers(self, _widget=None) -> list:
         out = [("none (all of each image)", None)]
@@ -294,7 +299,11 @@ class LearnWidget(Container):
                 link.flush()  # the grains and the data are current
             image = source_image(self._viewer, layer)
             if image is None:
-                raise InputError(f"'{layer.name}': its micrograph layer is gone; open it again")
+                source = layer.metadata.get("grainseg_source")
+                raise InputError(
+                    f"'{layer.name}': its micrograph "
+                    + (f"'{source}' is not open: open it too" if source else "is not known")
+                )
             data = image_from_layer(image)
             boundaries = np.asarray(layer.data)
             if boundaries.shape != data.shape:
