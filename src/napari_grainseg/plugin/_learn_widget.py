@@ -112,7 +112,9 @@ class LearnWidget(Container):
             tooltip="0: Net2 is not adapted (the shipped Net2 is kept). N: also adapt Net2 for N steps on your "
             "corrections; with held-out images the dock says whether it helped",
         )
-        self.model_name = LineEdit(label="model name", value="")
+        self.model_name = LineEdit(
+            label="model name", value="", tooltip="a name, not a path: no / \\ : * ? \" < > |; not 'shipped'"
+        )
         self.learn_button = PushButton(text="Learn", tooltip=LEARN_TIP)
         self.again_button = PushButton(text="Learn again", tooltip=LEARN_AGAIN_TIP)
         self.cancel_button = PushButton(text="Cancel")
@@ -450,6 +452,8 @@ class LearnWidget(Container):
             show_info(f"napari-grainseg: model '{path.name}' learned; it is now the Segment grains dock's model")
             STORE_EVENTS.changed.emit(str(path))
         self.stored.value = path.name
+        self._user_picked = False  # the hand-edited layers are the default again for the next model
+        self._refresh_corrected()
         self._suggest_name()
 
     def _learn_finished(self, run: _Run) -> None:
