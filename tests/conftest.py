@@ -22,6 +22,15 @@ def sample_path() -> Path:
     return interconnect_tem_path()
 
 
+@pytest.fixture(autouse=True)
+def model_store(tmp_path, monkeypatch):
+    """Each test's own (empty) model store: the napari docks never list or write the user's real models."""
+    from napari_grainseg.models.store import STORE_ENV
+
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "model-store"))
+    return tmp_path / "model-store"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Run torch on one thread in the test process: deterministic timing, no oversubscription of

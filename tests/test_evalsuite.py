@@ -114,9 +114,16 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS
 
     assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
-    assert {"id-tem-64", "id-train-64", "tune-tem", "tune-train", "look-random", "real-tbm", "real-tbm-test"} == set(
-        EVAL_SETS
-    ) - set(DEFAULT_EVAL_SETS)
+    assert {
+        "id-tem-64",
+        "id-train-64",
+        "tune-tem",
+        "tune-train",
+        "look-random",
+        "look-independent",
+        "real-tbm",
+        "real-tbm-test",
+    } == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"
     doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")

@@ -191,6 +191,7 @@ def test_every_kept_config_and_recorded_train_config_loads():
         "net1_v3.json",
         "net1_v4.json",
         "net1_v5.json",
+        "net1_v6.json",
         "net2.json",
         "net2_blind.json",
     }
@@ -198,7 +199,7 @@ def test_every_kept_config_and_recorded_train_config_loads():
         config = (Net2TrainConfig if path.name.startswith("net2") else TrainConfig).from_json(path)
         assert config.steps >= 1500
     recorded = [*shipped_weights_dir().glob("*.json"), *(root / "configs" / "weights").glob("*.json")]
-    assert len(recorded) == 6
+    assert len(recorded) == 7
     for path in recorded:
         info = json.loads(path.read_text())
         cls = Net2TrainConfig if info.get("model") == "net2" else TrainConfig

@@ -323,3 +323,41 @@ def load_model(model_dir: str | Path | None = None, device="cpu", *, for_trainin
             raise InputError(f"{model_dir / 'net2.pt'} does not match the SHA-256 recorded in {MODEL_FILE}")
         net2 = load_net2(model_dir / "net2.pt", device=device)
     return LoadedModel(model_dir, net1, net2, info, model_record(net1, net2, model_dir))
+
+
+def model_segment_options(
+    model_dir: str | Path,
+    info: dict | None = None,
+    *,
+    grains: str | None = None,
+    grain_size_px: float | None = None,
+    pixel_size_nm: float | None = None,
+    **fields,
+):
+    """The :class:`~napari_grainseg.segmentation.options.SegmentOptions` that run a model directory.
+
+    Its Net1 and Net2 weights; its scale (:func:`model_grain_size_hint`: the corrections' grain
+    size unless the image's own ``grain_size_px`` is given); its recommended grain builder
+    unless ``grains`` names one, with the builder's tuned parameter when it is the recommended
+    one. ``fields`` are further options (``device``, ``net2_steps``...).
+    """
+    from napari_grainseg.segmentation.options import SegmentOptions
+
+    model_dir = Path(model_dir)
+    info = read_model_info(model_dir) if info is None else info
+    recommended = info.get("recommended") or {}
+    grains = grains or recommended.get("grains") or "threshold"
+    tuned = {}
+    if grains == recommended.get("grains"):
+        tuned = {k: float(recommended[k]) for k in ("threshold", "watershed_h") if k in recommended}
+    net2 = model_dir / "net2.pt"
+    return SegmentOptions(
+        **{
+            "grains": grains,
+            "grain_size_px": model_grain_size_hint(info, grain_size_px=grain_size_px, pixel_size_nm=pixel_size_nm),
+            "weights": str(model_dir / "net1.pt"),
+            "net2_weights": str(net2) if net2.is_file() else None,
+            **fields,
+            **tuned,
+        }
+    )

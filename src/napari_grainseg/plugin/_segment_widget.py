@@ -31,10 +31,13 @@ from napari_grainseg.plugin._dock import (
     suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
+from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import create_worker, run_staged
 from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
 from napari_grainseg.segmentation.options import SegmentOptions
 
+#: The model choice that means the shipped weights.
+SHIPPED = "shipped"
 #: Boundary probability threshold used to draw the boundary layer.
 THRESHOLD = 0.5
 #: During a Net2 run, layers are redrawn at most this often (s); every step updates the counter.
@@ -176,6 +179,9 @@ class SegmentWidget(Container):
         self._viewer = viewer
         self.net1_weights: str | None = None
         self.net2_weights: str | None = None
+        #: the chosen learned model's directory and model.json (None: the shipped model / the weights above)
+        self.model_dir: Path | None = None
+        self.model_info: dict | None = None
         self._states: dict[int, _SourceState] = {}
         self._refinement: _Refinement | None = None
         self._net1_worker = None
@@ -203,6 +209,14 @@ class SegmentWidget(Container):
         )
         self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
         self.device_label = Label(label="in use", value="")
+        self.model = ComboBox(
+            label="model",
+            choices=self._model_choices,
+            value=SHIPPED,
+            tooltip="the shipped model, or one learned from your corrections (Learn from corrections dock); "
+            "a learned model brings its own scale and grain builder",
+        )
+        self.model_label = Label(label="model check", value="")
         self.grain_size = FloatSpinBox(
             label="grain size hint",
             value=0.0,
@@ -244,6 +258,8 @@ class SegmentWidget(Container):
                 self.scale_line_button,
                 self.device,
                 self.device_label,
+                self.model,
+                self.model_label,
                 self.grain_size,
                 self.grain_size_unit,
                 self.grains,
@@ -261,6 +277,9 @@ class SegmentWidget(Container):
         self.apply_pixel_size.clicked.connect(lambda: self.set_pixel_size())
         self.scale_line_button.clicked.connect(lambda: self.scale_from_line())
         self.device.changed.connect(self._update_device_label)
+        self.model.changed.connect(self._on_model_changed)
+        connect_weakly(STORE_EVENTS.changed, self.refresh_models)
+        connect_weakly(STORE_EVENTS.renamed, self._on_model_renamed)
         self.run_net1_button.clicked.connect(lambda: self.run_net1())
         self.step_button.clicked.connect(lambda: self.net2_step())
         self.run_button.clicked.connect(lambda: self.net2_run())
@@ -273,6 +292,7 @@ class SegmentWidget(Container):
         suggest_reader_for_calibrated_tiffs(viewer)
         self._on_image_changed(self.image.value)
         self._update_device_label()
+        self._on_model_changed()
 
     # ------------------------------------------------------------------ inputs
 
@@ -429,8 +449,87 @@ class SegmentWidget(Container):
 
     # ------------------------------------------------------------------ models
 
-    def _options(self, device, grains: str, hint: float | None = None) -> SegmentOptions:
-        """The segmentation options of this widget (Net1 only: Net2 is stepped here, not by the pipeline)."""
+    def _model_choices(self, _widget=None) -> list[tuple[str, str]]:
+        """ "shipped" and the models of the user's model store (newest first)."""
+        from napari_grainseg.models.store import list_models
+
+        try:
+            stored = list_models()
+        except GrainsegError as exc:  # an unusable store folder: the shipped model still works
+            show_warning(str(exc))
+            stored = []
+        return [(SHIPPED, SHIPPED)] + [(m.label, str(m.path)) for m in stored]
+
+    def refresh_models(self, selected: str | None = None) -> None:
+        """Read the model store again (a model was learned, renamed or deleted).
+
+        ``selected``: a model directory to choose (a new model); the current choice is kept
+        while it exists, else the shipped model is chosen.
+        """
+        current = self.model.value
+        self.model.reset_choices()
+        values = list(self.model.choices)
+        want = selected if selected in values else current if current in values else SHIPPED
+        if self.model.value != want:
+            self.model.value = want
+
+    def _on_model_renamed(self, old: str, new: str) -> None:
+        """Keep the chosen model chosen under its new name."""
+        self.refresh_models(new if self.model_dir is not None and str(self.model_dir) == old else None)
+
+    def _on_model_changed(self, value=None) -> None:
+        from napari_grainseg.models.store import StoredModel
+
+        value = self.model.value if value is None else value
+        if not value or value == SHIPPED:
+            self.model_dir, self.model_info = None, None
+            self.model_label.value = "shipped model"
+            return
+        from napari_grainseg.models.model_dir import read_model_info
+
+        try:
+            info = read_model_info(value)
+        except GrainsegError as exc:
+            self.model_dir = self.model_info = None
+            self._fail(exc)
+            self.model.value = SHIPPED
+            return
+        self.model_dir, self.model_info = Path(value), info
+        stored = StoredModel.of(value, info)
+        rec = info.get("recommended") or {}
+        if rec.get("grains") in GRAIN_BUILDERS:
+            self.grains.value = rec["grains"]
+        self.model_label.value = stored.verdict
+        if rec.get("net2_steps") == "auto":
+            self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
+        if stored.worse_than_base:
+            show_warning(
+                f"napari-grainseg: model '{stored.name}' scored worse than the shipped model on its held-out "
+                "images; check its results (or learn again with more corrections)"
+            )
+
+    def _options(
+        self, device, grains: str, hint: float | None = None, pixel_size_nm: float | None = None
+    ) -> SegmentOptions:
+        """The segmentation options of this widget (Net1 only: Net2 is stepped here, not by the pipeline).
+
+        With a learned model chosen: its weights, its scale (the corrections' grain size unless a
+        hint is given) and its tuned grain-builder parameter
+        (:func:`~napari_grainseg.models.model_dir.model_segment_options`).
+        """
+        if self.model_dir is not None:
+            from napari_grainseg.models.model_dir import model_segment_options
+
+            return model_segment_options(
+                self.model_dir,
+                self.model_info,
+                grains=grains,
+                grain_size_px=hint,
+                pixel_size_nm=pixel_size_nm,
+                net2_steps=0,
+                threshold=THRESHOLD,
+                device=device,
+            )
         return SegmentOptions(
             net2_steps=0,
             grain_size_px=hint,
@@ -472,10 +571,12 @@ class SegmentWidget(Container):
         self.device_label.value = describe_device(device)
         self._detach_refinement()  # a paused Net2 (nothing runs: see busy) ends quietly, its steps kept
         holder: dict = {}
-        prefix = f"Net1 running on {source.name} ({self.device_label.value})"
+        prefix = f"Net1 running on {source.name} ({self.device_label.value}, {self._model_words()})"
         tiles = _Net1Progress(f"Net1 on {source.name}", self.status, prefix)
         holder["progress"] = tiles
-        worker = create_worker(self._net1_job, data, device, hint, self.grains.value, holder)
+        worker = create_worker(
+            self._net1_job, data, device, hint, self.grains.value, holder, pixel_size_nm=pixel_size_of(source)
+        )
         holder["worker"] = worker
         worker.returned.connect(lambda result: self._net1_done(source, result))
         worker.errored.connect(lambda exc: self._fail(f"Net1 failed: {exc}"))
@@ -486,7 +587,10 @@ class SegmentWidget(Container):
         worker.start()
         return worker
 
-    def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict):
+    def _model_words(self) -> str:
+        return f"model '{self.model_dir.name}'" if self.model_dir is not None else "shipped model"
+
+    def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict, pixel_size_nm=None):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
         import torch
@@ -502,7 +606,7 @@ class SegmentWidget(Container):
 
         try:
             with torch.inference_mode():
-                result = segment(data, self._options(device, grains, hint), progress=progress)
+                result = segment(data, self._options(device, grains, hint, pixel_size_nm), progress=progress)
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
@@ -541,7 +645,10 @@ class SegmentWidget(Container):
         )
         p = result.prediction
         size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
-        self.status.value = f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}"
+        model = result.model.get("model", "shipped") if result.model else "shipped"
+        self.status.value = (
+            f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}, model '{model}'"
+        )
         state.net2_text = ""
         if same_layer(self.image.value, source):
             self.net2_label.value = ""

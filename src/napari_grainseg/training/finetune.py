@@ -657,7 +657,9 @@ def adapt_and_save(
         new = load_corrections(images, labels=labels, boundaries=boundaries, rois=rois)
         seen = {c.sources.get("image") for c in new}
         all_corr = [c for c in all_corr if c.sources.get("image") not in seen] + new
-    all_corr += list(corrections or [])
+    new_corr = list(corrections or [])  # an image corrected anew replaces its recorded correction
+    renewed = {c.sources.get("image") for c in new_corr if c.sources.get("image")}
+    all_corr = [c for c in all_corr if c.sources.get("image") not in renewed] + new_corr
     if not all_corr:
         raise InputError("no corrected images to learn from")
     replace = {k: v for k, v in (("seed", seed), ("holdout", holdout), ("net2_steps", net2_steps)) if v is not None}

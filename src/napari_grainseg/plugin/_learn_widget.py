@@ -1,0 +1,544 @@
+"""The "Learn from corrections" dock widget: adapt Net1 to the user's corrected boundary layers.
+
+Thin: the choice of layers and of the verified region is read here; learning, the model
+store, names, renaming and deleting are :mod:`napari_grainseg.models.store`. Learning runs
+in a worker thread (:mod:`._threading`) with a progress bar, the loss and a Cancel button;
+a cancelled run saves nothing. A new model lands in the user's model store and, unless it
+scored worse than the shipped model on its held-out images (then it is flagged, not
+chosen), becomes the segment dock's model: segmenting the next image is one click.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_grainseg.errors import GrainsegError, InputError
+from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
+from napari_grainseg.plugin._dock import join_other_docks, link_of, same_layer, scroll_body, source_image
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
+from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
+from napari_grainseg.plugin._threading import Debouncer, create_worker
+
+#: Default time budget (minutes): the CLI's 300 steps on 4 crops of 256² take about 1 min on 2 cores.
+DEFAULT_MINUTES = 2.0
+#: Delay between an edit of a boundary layer and the update of the default choice of layers (ms).
+REFRESH_DELAY_MS = 400
+#: What the Learn step does, shown on its button.
+LEARN_TIP = (
+    "Fine-tunes the shipped Net1 on the chosen corrected boundary layers (only inside the verified "
+    "region when one is chosen) and keeps the new model in your model store. With two or more images, "
+    "a quarter of them is held out to check the new model against the shipped one."
+)
+LEARN_AGAIN_TIP = (
+    "Learns again FROM THE SHIPPED MODEL on every corrected image the chosen stored model was trained "
+    "on plus the chosen layers (never a fine-tune of a fine-tune, which drifts and forgets)."
+)
+
+
+@dataclass
+class _Failure:
+    message: str
+    cancelled: bool = False
+
+
+class _Run:
+    """One learning run: written by the worker thread (step, loss), read by a main-thread timer."""
+
+    POLL_MS = 150
+
+    def __init__(self, name: str):
+        self.name = name
+        self.step, self.total, self.loss = 0, 0, float("nan")
+        self.cancel = False
+        self.worker = None
+        self._timer = None
+
+    def progress(self, step: int, total: int, loss: float) -> None:  # worker thread
+        self.step, self.total, self.loss = step, total, loss
+
+
+class LearnWidget(Container):
+    """Learn a model from corrected boundary layers; rename or delete the learned models."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self._viewer = viewer
+        self._run: _Run | None = None
+        self._user_picked = False  # the user chose the corrected layers: no more automatic choice
+        self._setting = False
+        self._delete_armed: str | None = None
+        self._suggested = ""  # the model name this dock suggested (replaced while the user has not typed one)
+        self._watched: set = set()
+        self._edits = Debouncer(self._refresh_corrected, REFRESH_DELAY_MS)
+        #: the fine-tuning config (None: the defaults of ``grainseg finetune``)
+        self.config = None
+        #: device of the training ("auto": CUDA, MPS or the CPU)
+        self.device = "auto"
+        self.corrected = Select(
+            label="corrected layers",
+            choices=self._boundary_layers,
+            tooltip="boundary layers you corrected by hand (chosen for you: the hand-edited ones)",
+        )
+        self.region = ComboBox(
+            label="verified region",
+            choices=self._region_layers,
+            tooltip="rectangles (Shapes) or a mask (Labels) of the part you checked; the rest is not learned "
+            "from. None: all of each image",
+        )
+        self.region_button = PushButton(text="Draw verified region (rectangles)")
+        self.minutes = FloatSpinBox(label="time budget (min)", value=DEFAULT_MINUTES, min=0.1, max=600.0, step=0.5)
+        self.steps = SpinBox(
+            label="steps", value=0, min=0, max=100_000, tooltip="0: as many steps as fit in the time budget"
+        )
+        self.net2_steps = SpinBox(
+            label="Net2 steps",
+            value=0,
+            min=0,
+            max=100_000,
+            tooltip="0: Net2 is not adapted (the shipped Net2 is kept). N: also adapt Net2 for N steps on your "
+            "corrections; with held-out images the dock says whether it helped",
+        )
+        self.model_name = LineEdit(
+            label="model name", value="", tooltip="a name, not a path: no / \\ : * ? \" < > |; not 'shipped'"
+        )
+        self.learn_button = PushButton(text="Learn", tooltip=LEARN_TIP)
+        self.again_button = PushButton(text="Learn again", tooltip=LEARN_AGAIN_TIP)
+        self.cancel_button = PushButton(text="Cancel")
+        self.cancel_button.enabled = False
+        buttons = Container(
+            widgets=[self.learn_button, self.again_button, self.cancel_button], layout="horizontal", labels=False
+        )
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        self.loss = Label(label="loss", value="")
+        self.result = Label(label="check", value="")
+        self.stored = ComboBox(label="stored models", choices=self._stored_models)
+        self.stored_info = Label(value="")
+        self.new_name = LineEdit(label="rename to", value="")
+        self.rename_button = PushButton(text="Rename")
+        self.delete_button = PushButton(text="Delete")
+        manage = Container(widgets=[self.rename_button, self.delete_button], layout="horizontal", labels=False)
+        self.status = Label(value="")
+        self.body = Container(
+            widgets=[
+                self.corrected,
+                self.region,
+                self.region_button,
+                self.minutes,
+                self.steps,
+                self.net2_steps,
+                self.model_name,
+                buttons,
+                self.progress,
+                self.loss,
+                self.result,
+                self.stored,
+                self.stored_info,
+                self.new_name,
+                manage,
+                self.status,
+            ]
+        )
+        super().__init__(widgets=[], labels=False)
+        scroll_body(self, self.body)
+        join_other_docks(self, "Learn")
+        self.learn_button.clicked.connect(lambda: self.learn())
+        self.again_button.clicked.connect(lambda: self.learn(again=True))
+        self.cancel_button.clicked.connect(lambda: self.cancel())
+        self.region_button.clicked.connect(lambda: self.draw_region())
+        self.rename_button.clicked.connect(lambda: self.rename())
+        self.delete_button.clicked.connect(lambda: self.delete())
+        self.corrected.changed.connect(self._on_corrected_changed)
+        self.stored.changed.connect(self._on_stored_changed)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        connect_weakly(STORE_EVENTS.changed, self._on_store_changed)
+        self._refresh_layers()
+        self._on_stored_changed()
+
+    # ------------------------------------------------------------------ choices
+
+    def _links(self) -> list:
+        return [link for link in links() if link.boundaries in self._viewer.layers]
+
+    def _boundary_layers(self, _widget=None) -> list:
+        """Every boundary layer: made by Run Net1, or opened from a ``*_boundaries.tif``."""
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, napari.layers.Labels) and layer.metadata.get(ROLE_KEY) == "boundaries"
+        ]
+
+    def _region_layers(self, _widget=None) -> list:
+        out = [("none (all of each image)", None)]
+        for layer in self._viewer.layers:
+            role = layer.metadata.get(ROLE_KEY)
+            if isinstance(layer, napari.layers.Shapes) and role not in ("split lines", "scale line"):
+                out.append((layer.name, layer))
+            elif isinstance(layer, napari.layers.Labels) and role not in ("boundaries", "grains"):
+                out.append((layer.name, layer))
+        return out
+
+    def _stored_models(self, _widget=None) -> list:
+        from napari_grainseg.models.store import list_models
+
+        try:
+            return [(m.label, m.name) for m in list_models()]
+        except GrainsegError:
+            return []
+
+    def hand_edited_layers(self) -> list:
+        """The boundary layers that hold hand edits (the default choice)."""
+        return [link.boundaries for link in self._links() if link.has_hand_edits]
+
+    def _refresh_layers(self, event=None) -> None:
+        for layer in self._viewer.layers:  # follow edits: a layer edited by hand becomes a default choice
+            if isinstance(layer, napari.layers.Labels) and layer_key(layer) not in self._watched:
+                self._watched.add(layer_key(layer))
+                for signal in (layer.events.paint, layer.events.data, layer.events.set_data):
+                    signal.connect(self._edits.trigger)
+        self.region.reset_choices()
+        self._refresh_corrected()
+
+    def _refresh_corrected(self) -> None:
+        self._setting = True
+        try:
+            self.corrected.reset_choices()
+            if not self._user_picked:
+                self.corrected.value = self.hand_edited_layers()
+        finally:
+            self._setting = False
+        if self.model_name.value.strip() in ("", self._suggested):  # not typed by the user
+            self._suggest_name()
+
+    def _on_corrected_changed(self, _value=None) -> None:
+        if not self._setting:
+            self._user_picked = True
+
+    def _suggest_name(self) -> None:
+        from napari_grainseg.models.store import unique_name
+
+        chosen = list(self.corrected.value)
+        image = source_image(self._viewer, chosen[0]) if chosen else None
+        base = f"{image.name} model" if image is not None else "my model"
+        try:
+            self._suggested = unique_name(base.replace("/", " ").replace("\\", " ").strip(". ") or "my model")
+        except GrainsegError:
+            self._suggested = ""
+        self.model_name.value = self._suggested
+
+    # ------------------------------------------------------------------ inputs
+
+    def draw_region(self):
+        """Add a rectangles layer over the first chosen layer's image for the verified region."""
+        chosen = list(self.corrected.value)
+        image = source_image(self._viewer, chosen[0]) if chosen else None
+        if image is None:
+            return self._fail("choose a corrected boundary layer first: the region is drawn over its image")
+        with adding_layers(self._viewer):
+            layer = self._viewer.add_shapes(
+                ndim=2,
+                edge_color="cyan",
+                face_color=[0, 1, 1, 0.08],
+                edge_width=2 * float(np.mean(image.scale)),
+                metadata={ROLE_KEY: "verified region", "grainseg_source": image.name},
+                **derived_layer_kwargs(image, f"{image.name} verified region"),
+            )
+        layer.mode = "add_rectangle"
+        self._viewer.layers.selection.active = layer
+        self.region.reset_choices()
+        self.region.value = next(c for c in self.region.choices if c is not None and same_layer(c, layer))
+        self.status.value = "draw rectangles over the part you checked, then press Learn"
+        return layer
+
+    def region_mask(self, image) -> np.ndarray | None:
+        """The verified region over image layer ``image`` (None: all of it)."""
+        from skimage.draw import polygon
+
+        layer = self.region.value
+        shape = np.asarray(image.data).shape[:2]
+        if layer is None:
+            return None
+        if isinstance(layer, napari.layers.Labels):
+            data = np.asarray(layer.data)
+            if data.shape != shape:
+                raise InputError(f"verified region '{layer.name}' is {data.shape}, image '{image.name}' is {shape}")
+            mask = data != 0
+        else:
+            mask = np.zeros(shape, bool)
+            for vertices, kind in zip(layer.data, layer.shape_type):
+                if kind not in ("rectangle", "polygon"):
+                    raise InputError(f"verified region '{layer.name}' holds a {kind}: draw rectangles or polygons")
+                world = np.array([layer.data_to_world(v) for v in np.asarray(vertices)])
+                pixels = np.array([image.world_to_data(w) for w in world])[:, -2:]
+                rr, cc = polygon(pixels[:, 0], pixels[:, 1], shape)
+                mask[rr, cc] = True
+        if not mask.any():
+            raise InputError(f"verified region '{layer.name}' covers nothing of '{image.name}'")
+        return mask
+
+    def corrected_images(self) -> list:
+        """The chosen layers as :class:`~napari_grainseg.models.store.CorrectedImage` (read on the main thread)."""
+        from napari_grainseg.models.store import CorrectedImage
+
+        if not self._user_picked:
+            self._refresh_corrected()
+        out = []
+        for layer in self.corrected.value:
+            link = link_of(layer)
+            if link is not None:
+                link.flush()  # the grains and the data are current
+            image = source_image(self._viewer, layer)
+            if image is None:
+                source = layer.metadata.get("grainseg_source")
+                raise InputError(
+                    f"'{layer.name}': its micrograph "
+                    + (f"'{source}' is not open: open it too" if source else "is not known")
+                )
+            data = image_from_layer(image)
+            boundaries = np.asarray(layer.data)
+            if boundaries.shape != data.shape:
+                raise InputError(f"'{layer.name}' is {boundaries.shape}, its image '{image.name}' is {data.shape}")
+            out.append(
+                CorrectedImage(data, boundaries.copy(), self.region_mask(image), layer.name, pixel_size_of(image))
+            )
+        return out
+
+    # ------------------------------------------------------------------ learning
+
+    @property
+    def busy(self) -> bool:
+        return self._run is not None
+
+    def learn(self, again: bool = False):
+        """Start learning in a worker (``again``: from the chosen stored model's images too). Returns the worker."""
+        from napari_grainseg.models.device import select_device
+        from napari_grainseg.models.store import new_model_path
+        from napari_grainseg.plugin._segment_widget import leave_a_core_for_the_viewer
+
+        if self.busy:
+            show_warning("napari-grainseg: learning is running: wait, or press Cancel")
+            return None
+        try:
+            name = self.model_name.value
+            new_model_path(name)  # a bad or taken name fails before any work
+            again_from = None
+            if again:
+                again_from = self.stored.value
+                if not again_from:
+                    raise InputError("no stored model to learn again from: learn one first")
+            corrected = self.corrected_images()
+            if not corrected and again_from is None:
+                raise InputError(
+                    "no corrected boundary layer chosen: correct a segmentation by hand (Correct grains dock, "
+                    "or paint/erase on its boundary layer), then choose it here"
+                )
+            device = select_device(self.device)
+        except GrainsegError as exc:
+            return self._fail(exc)
+        leave_a_core_for_the_viewer(device)
+        run = _Run(name.strip())
+        steps = int(self.steps.value) or None
+        net2 = int(self.net2_steps.value)
+        worker = create_worker(
+            self._learn_job, run, corrected, again_from, steps, float(self.minutes.value), device, net2
+        )
+        run.worker = worker
+        worker.returned.connect(lambda out: self._learn_done(run, out))
+        worker.errored.connect(lambda exc: self._fail(f"learning failed: {exc}"))
+        worker.finished.connect(lambda: self._learn_finished(run))
+        self._run = run
+        self.learn_button.enabled = self.again_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value, self.loss.value, self.result.value = 0, "", ""
+        what = f"{len(corrected)} layer(s)" + (f" + the images of '{again_from}'" if again_from else "")
+        budget = f"{steps} steps" if steps else f"{self.minutes.value:g} min"
+        self.status.value = f"learning '{run.name}' from {what} ({budget})..."
+        self._start_timer(run)
+        worker.start()
+        return worker
+
+    def _learn_job(self, run: _Run, corrected, again_from, steps, minutes, device, net2_steps=0):
+        """Worker thread: :func:`~napari_grainseg.models.store.learn_model`."""
+        import pandas  # noqa: F401 - imported by napari's first layer update: not on the main thread later
+
+        from napari_grainseg.models.store import LearnCancelled, learn_model
+
+        try:
+            return learn_model(
+                run.name,
+                corrected,
+                again_from=again_from,
+                steps=steps,
+                minutes=None if steps else minutes,
+                net2_steps=net2_steps or None,
+                config=self.config,
+                device=device,
+                progress=run.progress,
+                cancel=lambda: run.cancel,
+            )
+        except LearnCancelled:
+            return _Failure("learning cancelled: nothing saved", cancelled=True)
+        except GrainsegError as exc:
+            return _Failure(str(exc))
+
+    def _start_timer(self, run: _Run) -> None:
+        from napari_grainseg.plugin import _threading
+
+        if _threading.SYNCHRONOUS:
+            return
+        from qtpy.QtCore import QTimer
+
+        run._timer = QTimer()
+        run._timer.setInterval(run.POLL_MS)
+        run._timer.timeout.connect(lambda: self._show_progress(run))
+        run._timer.start()
+
+    def _show_progress(self, run: _Run) -> None:
+        if not run.total:
+            return
+        if self.progress.max != run.total:
+            self.progress.max = run.total
+        self.progress.value = min(run.step, run.total)
+        self.loss.value = f"{run.loss:.4f} (step {run.step} of {run.total})"
+
+    def cancel(self) -> None:
+        """Stop learning after the current step; nothing is saved."""
+        if self._run is not None:
+            self._run.cancel = True
+            self.status.value = f"cancelling '{self._run.name}' (after the current step)..."
+
+    def _learn_done(self, run: _Run, out) -> None:
+        self._show_progress(run)
+        if isinstance(out, _Failure):
+            if out.cancelled:
+                self.status.value = f"'{run.name}': {out.message}"
+                show_info(f"napari-grainseg: {out.message}")
+            else:
+                self._fail(out.message)
+            return
+        from napari_grainseg.models.store import list_models
+
+        path, info = out
+        stored = next((m for m in list_models() if m.path == path), None)
+        verdict = stored.verdict if stored is not None else ""
+        n = len(info.get("training_images", []))
+        self.status.value = (
+            f"learned '{path.name}' from {n} corrected image(s): {info['steps_done']} steps in "
+            f"{info['train_seconds']:.0f} s; saved in the model store"
+        )
+        self.result.value = verdict
+        worse = bool(info.get("worse_than_base")) and bool(info.get("heldout"))
+        if worse:
+            message = (
+                f"napari-grainseg: '{path.name}' scored WORSE than the shipped model on its held-out images; "
+                "it is kept but not chosen for segmenting. Check the corrections, or correct more images and "
+                "learn again."
+            )
+            show_warning(message)
+            STORE_EVENTS.changed.emit("")
+        else:
+            show_info(f"napari-grainseg: model '{path.name}' learned; it is now the Segment grains dock's model")
+            STORE_EVENTS.changed.emit(str(path))
+        self.stored.value = path.name
+        self._user_picked = False  # the hand-edited layers are the default again for the next model
+        self._refresh_corrected()
+        self._suggest_name()
+
+    def _learn_finished(self, run: _Run) -> None:
+        if run._timer is not None:
+            run._timer.stop()
+            run._timer = None
+        if self._run is run:
+            self._run = None
+        self.learn_button.enabled = self.again_button.enabled = True
+        self.cancel_button.enabled = False
+
+    # ------------------------------------------------------------------ the store
+
+    def _on_store_changed(self, _path: str = "") -> None:
+        current = self.stored.value
+        self.stored.reset_choices()
+        if current in self.stored.choices:
+            self.stored.value = current
+        self._on_stored_changed()
+
+    def _on_stored_changed(self, _value=None) -> None:
+        from napari_grainseg.models.store import list_models
+
+        self._disarm_delete()
+        name = self.stored.value
+        model = next((m for m in list_models() if m.name == name), None) if name else None
+        if model is None:
+            self.stored_info.value = "no learned model yet" if not self.stored.choices else ""
+            return
+        self.stored_info.value = f"{model.n_images} corrected image(s); {model.verdict}; folder {model.path}"
+        self.new_name.value = model.name
+
+    def rename(self) -> bool:
+        """Rename the chosen stored model to the name in 'rename to'."""
+        from napari_grainseg.models.store import rename_model
+
+        old = self.stored.value
+        try:
+            if not old:
+                raise InputError("no stored model chosen")
+            new = rename_model(old, self.new_name.value)
+        except GrainsegError as exc:
+            return self._fail(exc)
+        self.status.value = f"renamed '{old}' to '{new.name}'"
+        STORE_EVENTS.renamed.emit(str(new.parent / old), str(new))
+        self._select_after_change(new.name)
+        return True
+
+    def delete(self) -> bool:
+        """Delete the chosen stored model: the first press asks, the second deletes."""
+        from napari_grainseg.models.store import delete_model
+
+        name = self.stored.value
+        if not name:
+            return self._fail("no stored model chosen")
+        if self._delete_armed != name:
+            self._delete_armed = name
+            self.delete_button.text = "Delete: sure?"
+            self.status.value = f"press Delete again to delete '{name}' for good (the shipped model stays)"
+            return False
+        try:
+            delete_model(name)
+        except GrainsegError as exc:
+            self._disarm_delete()
+            return self._fail(exc)
+        self._disarm_delete()
+        self.status.value = f"deleted '{name}'"
+        self._select_after_change(None)
+        return True
+
+    def _disarm_delete(self) -> None:
+        self._delete_armed = None
+        self.delete_button.text = "Delete"
+
+    def _select_after_change(self, name: str | None) -> None:
+        self.stored.reset_choices()
+        if name is not None and name in self.stored.choices:
+            self.stored.value = name
+        STORE_EVENTS.changed.emit("")
+        self._on_stored_changed()
+
+    def _fail(self, exc: BaseException | str):
+        message = str(exc)
+        show_error(message)
+        self.status.value = f"error: {message}"
+        return None
