@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-DOCKS = ("Edge detectors", "Segment grains", "Correct grains", "Grain statistics")
+DOCKS = ("Edge detectors", "Segment grains", "Correct grains", "Learn from corrections", "Grain statistics")
 
 
 def make_tiffs(folder: Path) -> tuple[Path, Path]:
@@ -114,7 +114,7 @@ def main(argv=None) -> None:
     docks, widgets = {}, {}
     for name in DOCKS:
         docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name, tabify=args.tabs)
-    edges, seg, fix, stats = (widgets[name] for name in DOCKS)
+    edges, seg, fix, _, stats = (widgets[name] for name in DOCKS)
     seg.device.value = "cpu"
     viewer.canvas.overlays.scale_bar.visible = True
     viewer.reset_view()

@@ -263,8 +263,14 @@ def test_the_boundary_lines_stay_on_top_of_the_grain_and_ecd_colours(make_napari
     write_calibrated_tiff(tmp_path / "r_boundaries.tif", six_grains(), 2.0)
     fix = CorrectWidget(viewer)
     (reopened,) = viewer.open(str(tmp_path / "r_boundaries.tif"), plugin="napari-grainseg")
+    stats.update()  # the boundary layer measured as it is: its ECD colours come first
+    assert "r ECD" in viewer.layers
+    # the ECD view did not take the selection: the reopened layer is still the one being worked on
+    assert viewer.layers.selection.active is reopened and fix.boundaries.value is reopened
     click(qtbot, fix.picks_button)
     viewer.layers["r boundaries picks"].data = np.array([[10, 10], [50, 10]], float)
     click(qtbot, fix.merge_button)
+    viewer.layers.selection.active = viewer.layers["r grains"]
+    stats.update()
     names = [lay.name for lay in viewer.layers]
-    assert names.index("r grains") < names.index("r boundaries"), names
+    assert names.index("r grains") < names.index("r ECD") < names.index("r boundaries"), names

@@ -83,9 +83,7 @@ def move_below(viewer, layer, other) -> None:
     """Move ``layer`` just under ``other`` in the layer list (by ``unique_id``: docks get layer proxies)."""
     ids = [lay.unique_id for lay in viewer.layers]
     if layer.unique_id in ids and other.unique_id in ids:
-        src, dest = ids.index(layer.unique_id), ids.index(other.unique_id)
-        if src > dest:
-            viewer.layers.move(src, dest)
+        viewer.layers.move(ids.index(layer.unique_id), ids.index(other.unique_id))  # "before" = under
 
 
 #: The start of napari's notification when layers in nm and in pixels are open together.

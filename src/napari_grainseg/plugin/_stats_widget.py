@@ -313,6 +313,8 @@ class StatsWidget(Container):
         if layer.metadata.get(ROLE_KEY) == "grains":
             return layer
         if link_of(layer) is None and layer.metadata.get(ROLE_KEY) == "boundaries":
+            if layer.metadata.get("grainseg_file"):  # reopened from a *_boundaries.tif: measure it
+                return layer
             return None  # being created: its grains layer came first
         link = link_for(self._viewer, layer)
         return link.grains if link is not None else None
@@ -462,7 +464,14 @@ class StatsWidget(Container):
             existing.data = data
             existing.contrast_limits = limits
             existing.visible = True
+            link = link_of(layer)
+            ids = [lay.unique_id for lay in self._viewer.layers]
+            if link is not None and ids.index(existing.unique_id) < ids.index(link.grains.unique_id):
+                # made before this grains layer (a reopened boundary layer measured first): the
+                # translucent grain fill would tint the ECD colours
+                move_below(self._viewer, existing, link.boundaries)
             return existing
+        active = self._viewer.layers.selection.active  # napari selects a new layer: give it back
         with adding_layers(self._viewer):
             ecd = self._viewer.add_image(
                 data,
@@ -479,6 +488,9 @@ class StatsWidget(Container):
         # just under the boundary layer: the yellow lines stay on top of the colours
         link = link_of(layer)
         move_below(self._viewer, ecd, link.boundaries if link is not None else layer)
+        if active is not None and any(lay.unique_id == active.unique_id for lay in self._viewer.layers):
+            # the layer the user works on stays selected (a brush stroke must not land on the ECD view)
+            self._viewer.layers.selection.active = active
         return ecd
 
     # ------------------------------------------------------------------ export
