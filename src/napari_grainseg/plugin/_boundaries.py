@@ -184,9 +184,8 @@ class BoundaryLink:
             made["grains"] = cls.add_grains_layer(viewer, source, _layer_names(viewer, source)[1])
 
         def boundary_layer():
-            if made["grains"] not in viewer.layers:  # closed in between
-                return
-            link = cls.create(viewer, source, boundaries, labels, grains_layer=made["grains"])
+            grains_layer = made["grains"] if made["grains"] in viewer.layers else None  # None: closed meanwhile
+            link = cls.create(viewer, source, boundaries, labels, grains_layer=grains_layer)
             if then is not None:
                 then(link)
 
