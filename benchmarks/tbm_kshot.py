@@ -13,6 +13,12 @@ test part plays that role), each with both grain builders (threshold, watershed)
 The data (../shared/data/tbm_train, MIT licence) is read in place, never copied, and
 the shipped model is never trained on it: every adaptation starts from the shipped
 weights and lives in memory only.
+
+``--independent`` runs the same sweep on a synthetic domain shift instead: a look no
+model was trained on (:mod:`napari_grainseg.evaluation.independent`), adapting on k of
+16 images of other seeds and testing on the frozen ``look-independent`` set:
+
+    python benchmarks/tbm_kshot.py --independent --ks 0 1 4 --draws 2 --json docs/adaptation_independent.json
 """
 
 from __future__ import annotations
@@ -42,6 +48,25 @@ def load_tbm(root: Path | None):
         s = load_traced(image_path, mask_path)
         crops.append((Path(image_path).name, tbm_micrograph(image_path), s.image, s.boundaries))
     return crops, len(adapt)
+
+
+#: First seed of the independent renderer's adaptation pool (the test set starts at 8_000_900_000).
+INDEPENDENT_POOL_SEED = 8_001_000_000
+
+
+def load_independent(n_pool: int = 16):
+    """The synthetic domain shift in the shape of :func:`load_tbm`: ``n_pool`` adaptation images of
+    the independent renderer (their own seeds, one "micrograph" each), then the frozen test set."""
+    from napari_grainseg.evaluation.independent import render_independent
+    from napari_grainseg.evaluation.suite import EVAL_SETS
+
+    crops = []
+    for i in range(n_pool):
+        s = render_independent(INDEPENDENT_POOL_SEED + i)
+        crops.append((s.name, s.name, s.image, s.boundaries))
+    for s in EVAL_SETS["look-independent"].samples():
+        crops.append((s.name, s.name, s.image, s.boundaries))
+    return crops, n_pool
 
 
 def split_by_micrograph(crops, n_adapt: int):
@@ -119,11 +144,14 @@ def main(argv=None) -> int:
         help="adapted models estimate the grain size per image instead of predicting at the "
         "scale they were adapted at (as grainseg segment --model does)",
     )
+    ap.add_argument(
+        "--independent", action="store_true", help="a synthetic domain shift (the independent renderer) instead of TBM"
+    )
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    crops, n_adapt = load_tbm(args.data)
+    crops, n_adapt = load_independent() if args.independent else load_tbm(args.data)
     test, pool = split_by_micrograph(crops, n_adapt)
     assert not {crops[i][1] for i in test} & {crops[i][1] for i in pool}  # no shared micrograph
     test_ids = sorted({crops[i][1] for i in test})
