@@ -147,3 +147,21 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     assert fix.boundaries.value is new_b and stats.grains.value is new_g
     assert seg.link_for(image).boundaries is new_b
     assert errors == []
+
+
+def test_tta_checkbox_reaches_net1_and_is_recorded(make_napari_viewer, qtbot, weights, errors):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, weights)
+    assert seg.tta.value is False
+    from qtpy.QtCore import QPoint
+
+    box = seg.tta.native  # click on its tick box (a click right of the text does not toggle a QCheckBox)
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QPoint(8, box.height() // 2))
+    assert seg.tta.value is True
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=120_000)
+    layer = viewer.layers["interconnect_tem boundaries"]
+    qtbot.waitUntil(lambda: "grainseg_info" in layer.metadata, timeout=30_000)
+    assert layer.metadata["grainseg_info"]["tta"] is True
+    assert errors == []

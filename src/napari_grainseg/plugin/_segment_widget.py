@@ -16,7 +16,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
@@ -235,6 +235,12 @@ class SegmentWidget(Container):
             "(closes faint boundaries; best on our synthetic sets, but it splits grains on "
             "unfamiliar images; docs/generalisation.md)",
         )
+        self.tta = CheckBox(
+            text="average 8 orientations (TTA)",
+            value=False,
+            tooltip="test-time augmentation: Net1 runs on the eight turned and flipped copies and averages "
+            "them; 8x Net1's time, measured effect in docs/generalisation.md",
+        )
         self.run_net1_button = PushButton(text="Run Net1")
         self.step_button = PushButton(text="Net2 Step", tooltip=NET2_EFFECT)
         self.run_button = PushButton(text="Net2 Run", tooltip=NET2_EFFECT)
@@ -263,6 +269,7 @@ class SegmentWidget(Container):
                 self.grain_size,
                 self.grain_size_unit,
                 self.grains,
+                self.tta,
                 self.run_net1_button,
                 net2_row,
                 self.net2_label,
@@ -529,6 +536,7 @@ class SegmentWidget(Container):
                 net2_steps=0,
                 threshold=THRESHOLD,
                 device=device,
+                tta=bool(self.tta.value),
             )
         return SegmentOptions(
             net2_steps=0,
@@ -536,6 +544,7 @@ class SegmentWidget(Container):
             grains=grains,
             threshold=THRESHOLD,
             device=device,
+            tta=bool(self.tta.value),
             weights=self.net1_weights,
             net2_weights=self.net2_weights,
         )
