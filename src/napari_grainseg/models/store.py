@@ -143,7 +143,10 @@ class StoredModel:
         """The held-out verdict in words."""
         held = self.info.get("heldout")
         if not held:
-            return "not checked (one corrected image: nothing held out)"
+            return (
+                "not checked (one corrected image, none held out: "
+                "learn from two or more to compare it with the shipped model)"
+            )
         base = min(held["base"].values(), key=lambda f: f["vi"])
         adapted = held["adapted"][held["best_grains"]]
         figures = (

@@ -10,6 +10,7 @@ chosen), becomes the segment dock's model: segmenting the next image is one clic
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import napari
@@ -44,6 +45,8 @@ LEARN_TIP = (
     "region when one is chosen) and keeps the new model in your model store. With two or more images, "
     "a quarter of them is held out to check the new model against the shipped one."
 )
+#: Rows the list of corrected layers shows at least / at most (it scrolls beyond).
+LIST_ROWS = (2, 6)
 LEARN_AGAIN_TIP = (
     "Learns again FROM THE SHIPPED MODEL on every corrected image the chosen stored model was trained "
     "on plus the chosen layers (never a fine-tune of a fine-tune, which drifts and forgets)."
@@ -64,12 +67,25 @@ class _Run:
     def __init__(self, name: str):
         self.name = name
         self.step, self.total, self.loss = 0, 0, float("nan")
+        self.first_loss = float("nan")
+        self.started: float | None = None  # time.monotonic() of the first step
         self.cancel = False
         self.worker = None
         self._timer = None
 
     def progress(self, step: int, total: int, loss: float) -> None:  # worker thread
+        if self.started is None:
+            self.started, self.first_loss = time.monotonic(), loss
         self.step, self.total, self.loss = step, total, loss
+
+    def words(self, running: bool = True) -> str:
+        """The loss line: the loss now and at the first step, the step, and (running) the time left."""
+        text = f"{self.loss:.4f} (first step {self.first_loss:.4f}); step {self.step} of {self.total}"
+        if running and self.started is not None and 1 < self.step < self.total:
+            per_step = (time.monotonic() - self.started) / (self.step - 1)
+            left = per_step * (self.total - self.step)
+            text += f"; about {left:.0f} s left" if left < 90 else f"; about {left / 60:.0f} min left"
+        return text
 
 
 class LearnWidget(Container):
@@ -91,8 +107,10 @@ class LearnWidget(Container):
         self.corrected = Select(
             label="corrected layers",
             choices=self._boundary_layers,
-            tooltip="boundary layers you corrected by hand (chosen for you: the hand-edited ones)",
+            tooltip="boundary layers you corrected by hand (chosen for you: the hand-edited ones); "
+            "click to choose one, Ctrl-click to choose several",
         )
+        self.corrected_info = Label(value="")
         self.region = ComboBox(
             label="verified region",
             choices=self._region_layers,
@@ -102,7 +120,11 @@ class LearnWidget(Container):
         self.region_button = PushButton(text="Draw verified region (rectangles)")
         self.minutes = FloatSpinBox(label="time budget (min)", value=DEFAULT_MINUTES, min=0.1, max=600.0, step=0.5)
         self.steps = SpinBox(
-            label="steps", value=0, min=0, max=100_000, tooltip="0: as many steps as fit in the time budget"
+            label="steps (0: budget)",
+            value=0,
+            min=0,
+            max=100_000,
+            tooltip="0: as many steps as fit in the time budget; N: exactly N steps (the time budget is then not used)",
         )
         self.net2_steps = SpinBox(
             label="Net2 steps",
@@ -124,7 +146,8 @@ class LearnWidget(Container):
         )
         self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
         self.loss = Label(label="loss", value="")
-        self.result = Label(label="check", value="")
+        self.result = Label(label="held-out check", value="")
+        self.stored_heading = Label(value="<b>Your learned models</b>")
         self.stored = ComboBox(label="stored models", choices=self._stored_models)
         self.stored_info = Label(value="")
         self.new_name = LineEdit(label="rename to", value="")
@@ -135,6 +158,7 @@ class LearnWidget(Container):
         self.body = Container(
             widgets=[
                 self.corrected,
+                self.corrected_info,
                 self.region,
                 self.region_button,
                 self.minutes,
@@ -144,12 +168,13 @@ class LearnWidget(Container):
                 buttons,
                 self.progress,
                 self.loss,
+                self.status,  # next to the buttons: seen while learning, on a small screen too
                 self.result,
+                self.stored_heading,
                 self.stored,
                 self.stored_info,
                 self.new_name,
                 manage,
-                self.status,
             ]
         )
         super().__init__(widgets=[], labels=False)
@@ -162,12 +187,16 @@ class LearnWidget(Container):
         self.rename_button.clicked.connect(lambda: self.rename())
         self.delete_button.clicked.connect(lambda: self.delete())
         self.corrected.changed.connect(self._on_corrected_changed)
+        self.steps.changed.connect(self._update_controls)
         self.stored.changed.connect(self._on_stored_changed)
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         connect_weakly(STORE_EVENTS.changed, self._on_store_changed)
+        for widget in (self.progress, self.loss, self.result):  # shown once there is something to show
+            widget.visible = False
         self._refresh_layers()
         self._on_stored_changed()
+        self._update_controls()
 
     # ------------------------------------------------------------------ choices
 
@@ -221,12 +250,33 @@ class LearnWidget(Container):
                 self.corrected.value = self.hand_edited_layers()
         finally:
             self._setting = False
+        self._describe_corrected()
         if self.model_name.value.strip() in ("", self._suggested):  # not typed by the user
             self._suggest_name()
 
     def _on_corrected_changed(self, _value=None) -> None:
         if not self._setting:
             self._user_picked = True
+        self._describe_corrected()
+
+    def _describe_corrected(self) -> None:
+        """Say in words which layers are chosen (a chosen row is only faintly highlighted), and fit
+        the list's height to its rows."""
+        chosen = [layer.name for layer in self.corrected.value]
+        n = len(self.corrected.choices)
+        if not n:
+            text = "no boundary layer yet: run Net1 on an image and correct its result"
+        elif not chosen:
+            text = "none chosen: click a layer above (Ctrl-click for several)"
+        else:
+            text = f"chosen: {', '.join(chosen)}"
+            if not self._user_picked:
+                text += " (the hand-edited layers)"
+        self.corrected_info.value = text
+        native = self.corrected.native
+        rows = min(max(n, LIST_ROWS[0]), LIST_ROWS[1])
+        height = rows * max(native.sizeHintForRow(0), native.fontMetrics().height() + 2) + 2 * native.frameWidth() + 4
+        native.setFixedHeight(height)
 
     def _suggest_name(self) -> None:
         from napari_grainseg.models.store import unique_name
@@ -326,25 +376,28 @@ class LearnWidget(Container):
     def learn(self, again: bool = False):
         """Start learning in a worker (``again``: from the chosen stored model's images too). Returns the worker."""
         from napari_grainseg.models.device import select_device
-        from napari_grainseg.models.store import new_model_path
+        from napari_grainseg.models.store import new_model_path, unique_name
         from napari_grainseg.plugin._segment_widget import leave_a_core_for_the_viewer
 
         if self.busy:
             show_warning("napari-grainseg: learning is running: wait, or press Cancel")
             return None
         try:
-            name = self.model_name.value
-            new_model_path(name)  # a bad or taken name fails before any work
             again_from = None
             if again:
                 again_from = self.stored.value
                 if not again_from:
                     raise InputError("no stored model to learn again from: learn one first")
+                if self.model_name.value.strip() == self._suggested:  # not typed: named after its model
+                    self.model_name.value = unique_name(again_from)
+            name = self.model_name.value
+            new_model_path(name)  # a bad or taken name fails before any work
             corrected = self.corrected_images()
             if not corrected and again_from is None:
                 raise InputError(
-                    "no corrected boundary layer chosen: correct a segmentation by hand (Correct grains dock, "
-                    "or paint/erase on its boundary layer), then choose it here"
+                    "no corrected layer chosen: click one under 'corrected layers'"
+                    if self.corrected.choices
+                    else "no boundary layer to learn from: run Net1 on an image and correct its result first"
                 )
             device = select_device(self.device)
         except GrainsegError as exc:
@@ -361,9 +414,10 @@ class LearnWidget(Container):
         worker.errored.connect(lambda exc: self._fail(f"learning failed: {exc}"))
         worker.finished.connect(lambda: self._learn_finished(run))
         self._run = run
-        self.learn_button.enabled = self.again_button.enabled = False
-        self.cancel_button.enabled = True
-        self.progress.value, self.loss.value, self.result.value = 0, "", ""
+        self._update_controls()
+        self.progress.value, self.loss.value, self.result.value = 0, "starting...", ""
+        self.progress.visible = self.loss.visible = True
+        self.result.visible = False
         what = f"{len(corrected)} layer(s)" + (f" + the images of '{again_from}'" if again_from else "")
         budget = f"{steps} steps" if steps else f"{self.minutes.value:g} min"
         self.status.value = f"learning '{run.name}' from {what} ({budget})..."
@@ -413,7 +467,7 @@ class LearnWidget(Container):
         if self.progress.max != run.total:
             self.progress.max = run.total
         self.progress.value = min(run.step, run.total)
-        self.loss.value = f"{run.loss:.4f} (step {run.step} of {run.total})"
+        self.loss.value = run.words(running=self._run is run)
 
     def cancel(self) -> None:
         """Stop learning after the current step; nothing is saved."""
@@ -426,6 +480,8 @@ class LearnWidget(Container):
         if isinstance(out, _Failure):
             if out.cancelled:
                 self.status.value = f"'{run.name}': {out.message}"
+                if run.total:
+                    self.loss.value = f"cancelled at step {run.step} of {run.total}"
                 show_info(f"napari-grainseg: {out.message}")
             else:
                 self._fail(out.message)
@@ -440,7 +496,9 @@ class LearnWidget(Container):
             f"learned '{path.name}' from {n} corrected image(s): {info['steps_done']} steps in "
             f"{info['train_seconds']:.0f} s; saved in the model store"
         )
+        self.loss.value = run.words(running=False)
         self.result.value = verdict
+        self.result.visible = bool(verdict)
         worse = bool(info.get("worse_than_base")) and bool(info.get("heldout"))
         if worse:
             message = (
@@ -451,7 +509,7 @@ class LearnWidget(Container):
             show_warning(message)
             STORE_EVENTS.changed.emit("")
         else:
-            show_info(f"napari-grainseg: model '{path.name}' learned; it is now the Segment grains dock's model")
+            show_info(f"napari-grainseg: learned '{path.name}'; Run Net1 (Segment grains) now uses it")
             STORE_EVENTS.changed.emit(str(path))
         self.stored.value = path.name
         self._user_picked = False  # the hand-edited layers are the default again for the next model
@@ -464,8 +522,17 @@ class LearnWidget(Container):
             run._timer = None
         if self._run is run:
             self._run = None
-        self.learn_button.enabled = self.again_button.enabled = True
-        self.cancel_button.enabled = False
+        self._update_controls()
+
+    def _update_controls(self, _value=None) -> None:
+        """Enable what can be pressed now: Learn again, Rename and Delete need a stored model and
+        no run; the time budget counts only when steps is 0."""
+        busy, stored = self.busy, bool(self.stored.choices)
+        self.learn_button.enabled = not busy
+        self.again_button.enabled = not busy and stored
+        self.cancel_button.enabled = busy
+        self.rename_button.enabled = self.delete_button.enabled = not busy and stored
+        self.minutes.enabled = int(self.steps.value) == 0
 
     # ------------------------------------------------------------------ the store
 
@@ -482,10 +549,12 @@ class LearnWidget(Container):
         self._disarm_delete()
         name = self.stored.value
         model = next((m for m in list_models() if m.name == name), None) if name else None
+        self._update_controls()
         if model is None:
             self.stored_info.value = "no learned model yet" if not self.stored.choices else ""
             return
-        self.stored_info.value = f"{model.n_images} corrected image(s); {model.verdict}; folder {model.path}"
+        images = f"{model.n_images} corrected image" + ("s" if model.n_images != 1 else "")
+        self.stored_info.value = f"learned from {images}; {model.verdict}; folder {model.path}"
         self.new_name.value = model.name
 
     def rename(self) -> bool:
@@ -496,6 +565,8 @@ class LearnWidget(Container):
         try:
             if not old:
                 raise InputError("no stored model chosen")
+            if not self.new_name.value.strip():
+                raise InputError("type the new name under 'rename to'")
             new = rename_model(old, self.new_name.value)
         except GrainsegError as exc:
             return self._fail(exc)

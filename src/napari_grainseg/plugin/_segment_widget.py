@@ -587,7 +587,8 @@ class SegmentWidget(Container):
             self._net1_job, data, device, hint, self.grains.value, holder, pixel_size_nm=pixel_size_of(source)
         )
         holder["worker"] = worker
-        worker.returned.connect(lambda result: self._net1_done(source, result))
+        from_model = hint is None and self.model_dir is not None  # the learned model's own grain size
+        worker.returned.connect(lambda result: self._net1_done(source, result, from_model))
         worker.errored.connect(lambda exc: self._fail(f"Net1 failed: {exc}"))
         worker.finished.connect(lambda: self._net1_finished(tiles, source, worker))
         self._net1_worker = worker
@@ -633,7 +634,7 @@ class SegmentWidget(Container):
         self.status.value = f"Net1 cancelled on {source.name}: nothing changed"
         show_info(f"napari-grainseg: Net1 cancelled on '{source.name}'")
 
-    def _net1_done(self, source, out) -> None:
+    def _net1_done(self, source, out, from_model: bool = False) -> None:
         if isinstance(out, _Failure):
             if out.cancelled:
                 self._net1_cancelled(source)
@@ -653,7 +654,8 @@ class SegmentWidget(Container):
             lambda: self._write_boundaries(source, state, boundaries, labels),
         )
         p = result.prediction
-        size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
+        how = "the model's" if from_model and p.grain_size_source == "hint" else p.grain_size_source
+        size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
         self.status.value = (
             f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}, model '{model}'"
