@@ -144,6 +144,7 @@ def test_learning_from_a_corrected_layer_segments_the_next_image_better(
     adapted = _score(link_b.boundaries.data, b)
     assert link_b.boundaries.metadata["grainseg_info"]["model"] == "textured"
     assert "model 'textured'" in seg.status.value
+    assert "px (the model's)" in seg.status.value  # the grain size came from the model, not from a typed hint
     assert adapted["f1_2px"] > shipped["f1_2px"] + 0.05, (shipped, adapted)
     assert adapted["vi"] < shipped["vi"] - 0.3, (shipped, adapted)
     assert messages["error"] == []
@@ -186,6 +187,7 @@ def test_cancel_stops_the_worker_and_saves_nothing(make_napari_viewer, qtbot, mo
     qtbot.waitUntil(lambda: learn._run is None, timeout=5000)
     assert run.step < 5000
     assert "cancelled: nothing saved" in learn.status.value
+    assert learn.loss.value.startswith("cancelled at step ")
     assert [p.name for p in store.iterdir() if p.name != "corrections"] == []
     assert not any((store / "corrections").rglob("*.tif"))
     assert learn.learn_button.enabled and not learn.cancel_button.enabled
@@ -370,3 +372,90 @@ def test_learning_from_files_opened_another_day(make_napari_viewer, qtbot, monke
     info = json.loads((store / "copper" / "model.json").read_text())
     assert info["pixel_size_nm"] == pytest.approx(2.5) and info["training_images"][0]["name"] == "cu boundaries"
     assert seg.model.value == str(store / "copper")
+
+
+def _click_row(qtbot, select, row: int, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    """Click row ``row`` of a magicgui Select (a QListWidget), as a user does."""
+    native = select.native
+    rect = native.visualItemRect(native.item(row))
+    qtbot.mouseClick(native.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center())
+
+
+def test_the_dock_says_what_is_chosen_and_offers_only_what_can_be_pressed(
+    make_napari_viewer, qtbot, monkeypatch, store, messages
+):
+    """What a microscopist tripped over in the walkthrough (scripts/review_learn.py): a chosen row only
+    faintly highlighted, a time budget that silently did not count, Learn again / Rename / Delete
+    pressable with no model, an empty 'check' row, a status line below the stored models."""
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    seg, learn = _docks(viewer)
+    assert learn.corrected_info.value.startswith("no boundary layer yet: run Net1")
+    assert not learn.again_button.enabled and not learn.rename_button.enabled and not learn.delete_button.enabled
+    assert all(w.native.isHidden() for w in (learn.progress, learn.loss, learn.result))  # nothing to show yet
+    click(qtbot, learn.learn_button)
+    assert "run Net1 on an image and correct its result first" in messages["error"][-1]
+
+    _corrected_scene(viewer, seeds=(12, 13))
+    assert learn.corrected_info.value == "chosen: img12 boundaries, img13 boundaries (the hand-edited layers)"
+    assert learn.corrected.native.height() < 90  # sized to its two rows, not a tall empty box
+    _click_row(qtbot, learn.corrected, 0)  # a click chooses that layer alone
+    assert [layer.name for layer in learn.corrected.value] == ["img12 boundaries"]
+    assert learn.corrected_info.value == "chosen: img12 boundaries"
+    _click_row(qtbot, learn.corrected, 0, Qt.KeyboardModifier.ControlModifier)  # Ctrl-click: chosen no more
+    assert list(learn.corrected.value) == [] and learn.corrected_info.value.startswith("none chosen: click")
+    click(qtbot, learn.learn_button)
+    assert messages["error"][-1] == "no corrected layer chosen: click one under 'corrected layers'"
+    assert learn._run is None
+    _click_row(qtbot, learn.corrected, 1)
+
+    # steps set: the time budget is greyed out (it is not used); 0 steps: it counts again
+    assert learn.minutes.enabled
+    learn.steps.native.setFocus()
+    learn.steps.native.selectAll()
+    qtbot.keyClicks(learn.steps.native, "2")
+    assert learn.steps.value == 2 and not learn.minutes.enabled
+    learn.config = FinetuneConfig(**FAST)
+    learn.model_name.value = "steel"
+    n_errors = len(messages["error"])
+    click(qtbot, learn.learn_button)
+    assert len(messages["error"]) == n_errors, messages
+    # the loss with the first step's, the status next to the buttons, the check under the stored model
+    assert not learn.loss.native.isHidden() and "(first step " in learn.loss.value and "step 2 of 2" in learn.loss.value
+    assert learn.status.value.startswith("learned 'steel' from 1 corrected image: 2 steps")
+    order = list(learn.body)
+    assert order.index(learn.status) < order.index(learn.stored)
+    assert not learn.result.native.isHidden() and learn.result.value.startswith("not checked")
+    assert learn.stored_info.value.startswith("learned from 1 corrected image; folder ")
+    assert learn.again_button.enabled and learn.rename_button.enabled and learn.delete_button.enabled
+
+    # Learn again with the suggested name untouched: named after the model it learns again from
+    assert learn.model_name.value.endswith(" model")  # the suggestion for the next model
+    click(qtbot, learn.again_button)
+    assert len(messages["error"]) == n_errors, messages
+    assert (store / "steel 2" / "model.json").is_file() and not (store / "img13 model").exists()
+    assert learn.stored.value == "steel 2"  # (2 steps on two images: may be flagged worse, so not asserted chosen)
+
+    # an empty new name says where to type it
+    learn.new_name.value = "  "
+    click(qtbot, learn.rename_button)
+    assert messages["error"][-1] == "type the new name under 'rename to'"
+    assert (store / "steel 2").is_dir()
+
+
+def test_the_loss_line_says_the_time_left():
+    import time
+
+    from napari_grainseg.plugin._learn_widget import _Run
+
+    run = _Run("x")
+    run.progress(1, 11, 2.0)
+    run.started = time.monotonic() - 10.0  # step 1 began 10 s ago: 2 s a step since
+    run.progress(6, 11, 1.5)
+    assert run.words() == "1.5000 (first step 2.0000); step 6 of 11; about 10 s left"
+    assert run.words(running=False) == "1.5000 (first step 2.0000); step 6 of 11"
+    run.started = time.monotonic() - 1000.0
+    assert run.words().endswith("; about 17 min left")

@@ -169,9 +169,9 @@ class LearnWidget(Container):
                 self.progress,
                 self.loss,
                 self.status,  # next to the buttons: seen while learning, on a small screen too
-                self.result,
                 self.stored_heading,
                 self.stored,
+                self.result,  # the chosen stored model's held-out check
                 self.stored_info,
                 self.new_name,
                 manage,
@@ -415,9 +415,8 @@ class LearnWidget(Container):
         worker.finished.connect(lambda: self._learn_finished(run))
         self._run = run
         self._update_controls()
-        self.progress.value, self.loss.value, self.result.value = 0, "starting...", ""
+        self.progress.value, self.loss.value = 0, "starting..."
         self.progress.visible = self.loss.visible = True
-        self.result.visible = False
         what = f"{len(corrected)} layer(s)" + (f" + the images of '{again_from}'" if again_from else "")
         budget = f"{steps} steps" if steps else f"{self.minutes.value:g} min"
         self.status.value = f"learning '{run.name}' from {what} ({budget})..."
@@ -486,19 +485,13 @@ class LearnWidget(Container):
             else:
                 self._fail(out.message)
             return
-        from napari_grainseg.models.store import list_models
-
         path, info = out
-        stored = next((m for m in list_models() if m.path == path), None)
-        verdict = stored.verdict if stored is not None else ""
         n = len(info.get("training_images", []))
         self.status.value = (
-            f"learned '{path.name}' from {n} corrected image(s): {info['steps_done']} steps in "
-            f"{info['train_seconds']:.0f} s; saved in the model store"
+            f"learned '{path.name}' from {n} corrected image{'s' if n != 1 else ''}: {info['steps_done']} steps "
+            f"in {info['train_seconds']:.0f} s; saved in the model store"
         )
         self.loss.value = run.words(running=False)
-        self.result.value = verdict
-        self.result.visible = bool(verdict)
         worse = bool(info.get("worse_than_base")) and bool(info.get("heldout"))
         if worse:
             message = (
@@ -511,7 +504,7 @@ class LearnWidget(Container):
         else:
             show_info(f"napari-grainseg: learned '{path.name}'; Run Net1 (Segment grains) now uses it")
             STORE_EVENTS.changed.emit(str(path))
-        self.stored.value = path.name
+        self.stored.value = path.name  # its held-out check is shown under 'stored models'
         self._user_picked = False  # the hand-edited layers are the default again for the next model
         self._refresh_corrected()
         self._suggest_name()
@@ -550,11 +543,14 @@ class LearnWidget(Container):
         name = self.stored.value
         model = next((m for m in list_models() if m.name == name), None) if name else None
         self._update_controls()
+        self.result.visible = model is not None
         if model is None:
+            self.result.value = ""
             self.stored_info.value = "no learned model yet" if not self.stored.choices else ""
             return
         images = f"{model.n_images} corrected image" + ("s" if model.n_images != 1 else "")
-        self.stored_info.value = f"learned from {images}; {model.verdict}; folder {model.path}"
+        self.result.value = model.verdict
+        self.stored_info.value = f"learned from {images}; folder {model.path}"
         self.new_name.value = model.name
 
     def rename(self) -> bool:
