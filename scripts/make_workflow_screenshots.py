@@ -2,24 +2,30 @@
 
 The same walkthrough as tests/test_plugin_walkthrough.py: a calibrated 16-bit TIFF made from the
 bundled micrograph (2 nm/px), edges, Net1, three Net2 steps with a boundary drawn in between,
-merge, a scale-bar strip excluded, statistics with grains coloured by size. Run under a (virtual) display:
+merge, a scale-bar strip excluded, statistics with grains coloured by size, then the Learn from
+corrections dock learning from the corrected layer (40 steps, in its worker, shot half-way). Run
+under a (virtual) display:
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/make_workflow_screenshots.py
 
-Writes docs/images/workflow_{1_edges,2_net1,3_net2,4_correct,5_statistics}.png with the shipped
-weights. Look at every image before committing it.
+Writes docs/images/workflow_{1_edges,2_net1,3_net2,4_correct,5_statistics,6_learn}.png with the
+shipped weights (``--only 6_learn``: only that one). The learned model goes to a temporary model
+store, never to yours. Look at every image before committing it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
-DOCKS = ("Edge detectors", "Segment grains", "Correct grains", "Grain statistics")
+DOCKS = ("Edge detectors", "Segment grains", "Correct grains", "Grain statistics", "Learn from corrections")
+STAGES = ("1_edges", "2_net1", "3_net2", "4_correct", "5_statistics", "6_learn")
 
 
 def calibrated_tiff(folder: Path) -> Path:
@@ -38,7 +44,12 @@ def calibrated_tiff(folder: Path) -> Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", nargs="+", choices=STAGES, default=STAGES, help="write only these images")
     args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp())
+    from napari_grainseg.models.store import STORE_ENV
+
+    os.environ[STORE_ENV] = str(tmp / "models")  # the learned model never lands in the user's store
 
     import napari
     from qtpy.QtCore import QPoint, Qt
@@ -69,20 +80,21 @@ def main(argv=None) -> None:
         settle()
 
     def shot(name: str, dock):
+        if name not in args.only:
+            return
         dock.raise_()
         settle()
         path = args.out / f"workflow_{name}.png"
         viewer.screenshot(str(path), canvas_only=False)
         print(f"wrote {path}")
 
-    tmp = Path(tempfile.mkdtemp())
     (image,) = viewer.open(str(calibrated_tiff(tmp)), plugin="napari-grainseg")
     docks, widgets = {}, {}
     for name in DOCKS:
         # as from the Plugins menu: the docks make themselves tabs (Edges, Segment, Correct, Statistics)
         docks[name], widgets[name] = viewer.window.add_plugin_dock_widget("napari-grainseg", name)
         settle()
-    edges, seg, fix, stats = (widgets[name] for name in DOCKS)
+    edges, seg, fix, stats, learn = (widgets[name] for name in DOCKS)
     seg.device.value = "cpu"
     viewer.canvas.overlays.scale_bar.visible = True  # the calibration in view
 
@@ -143,6 +155,26 @@ def main(argv=None) -> None:
     settle()
     viewer.reset_view()
     shot("5_statistics", docks["Grain statistics"])
+
+    # learn from the corrected boundary layer (chosen for you: it holds hand edits), in the worker
+    learn.device = "cpu"
+    learn.steps.value = 40
+    learn.model_name.value = "interconnect TEM"
+    _threading.SYNCHRONOUS = False
+    for name in ("ECD", "grains"):  # the image and its corrected boundary layer in view
+        viewer.layers[f"interconnect_tem {name}"].visible = False
+    viewer.layers.selection.active = viewer.layers["interconnect_tem boundaries"]
+    click(learn.learn_button)
+    run = learn._run
+    t0 = time.perf_counter()
+    while learn._run is not None and (run.total == 0 or run.step < run.total // 2) and time.perf_counter() - t0 < 300:
+        settle()
+        time.sleep(0.02)
+    settle()
+    shot("6_learn", docks["Learn from corrections"])
+    while learn._run is not None and time.perf_counter() - t0 < 600:
+        settle()
+        time.sleep(0.02)
     viewer.close()
 
 

@@ -417,7 +417,8 @@ class LearnWidget(Container):
         self._update_controls()
         self.progress.value, self.loss.value = 0, "starting..."
         self.progress.visible = self.loss.visible = True
-        what = f"{len(corrected)} layer(s)" + (f" + the images of '{again_from}'" if again_from else "")
+        what = f"{len(corrected)} layer{'s' if len(corrected) != 1 else ''}"
+        what += f" + the images of '{again_from}'" if again_from else ""
         budget = f"{steps} steps" if steps else f"{self.minutes.value:g} min"
         self.status.value = f"learning '{run.name}' from {what} ({budget})..."
         self._start_timer(run)
