@@ -222,6 +222,27 @@ def main(argv=None) -> None:
     click(learn.delete_button)
     shot("delete_armed", docks["Learn from corrections"])
 
+    # a second corrected image, a verified region drawn over the first: two images, one held out
+    bnd2 = viewer.layers["etched_02 boundaries"]
+    truth = samples["etched_02"].boundaries.astype(np.uint8)
+    index = np.nonzero(np.asarray(bnd2.data) != truth)
+    with bnd2.block_history():
+        bnd2.data_setitem(index, truth[index])
+    settle(100)
+    learn.corrected.value = [viewer.layers["etched_01 boundaries"], bnd2]
+    settle()
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("etched_01", "etched_01 boundaries")
+    click(learn.region_button)
+    viewer.layers.selection.active.add_rectangles(np.array([[20, 20], [200, 230]], float))
+    settle()
+    shot("region_drawn", docks["Learn from corrections"])
+    learn.model_name.value = "two images"
+    click(learn.learn_button)
+    wait(lambda: learn._run is None)
+    shot("learned_two_images", docks["Learn from corrections"])
+    shot("learned_two_images_segment", docks["Segment grains"])
+
     note()
     (out / "notifications.txt").write_text("\n".join(log) + "\n")
     print("\n".join(log))

@@ -459,3 +459,65 @@ def test_the_loss_line_says_the_time_left():
     assert run.words(running=False) == "1.5000 (first step 2.0000); step 6 of 11"
     run.started = time.monotonic() - 1000.0
     assert run.words().endswith("; about 17 min left")
+
+
+def test_a_region_drawn_over_one_image_leaves_the_other_chosen_images_whole(
+    make_napari_viewer, qtbot, monkeypatch, store, messages
+):
+    """The walkthrough drew a verified region over the first of two corrected images with the button:
+    it restricted the second (fully corrected) image as well."""
+    import tifffile
+
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    _corrected_scene(viewer, seeds=(12, 13))
+    seg, learn = _docks(viewer)
+    assert [layer.name for layer in learn.corrected.value] == ["img12 boundaries", "img13 boundaries"]
+    click(qtbot, learn.region_button)
+    region = viewer.layers["img12 verified region"]
+    assert "over the part of 'img12' you checked" in learn.status.value and "img13 boundaries" in learn.status.value
+    region.add_rectangles(np.array([[10, 20], [60, 80]], float))
+    corr = {c.name: c for c in learn.corrected_images()}
+    assert corr["img12 boundaries"].roi is not None and corr["img12 boundaries"].roi[10:60, 20:80].all()
+    assert corr["img13 boundaries"].roi is None  # learned from whole
+
+    # a Shapes layer drawn by hand (no image of its own) restricts every chosen image
+    shapes = viewer.add_shapes(np.array([[[0, 0], [0, 40], [40, 40], [40, 0]]], float), name="checked")
+    learn.region.value = shapes
+    assert all(c.roi is not None and c.roi[:40, :40].all() for c in learn.corrected_images())
+
+    # learning with the button's region: recorded for the first image only
+    learn.region.value = region
+    learn.config = FinetuneConfig(**FAST)
+    learn.steps.value = 2
+    learn.model_name.value = "part"
+    click(qtbot, learn.learn_button)
+    assert messages["error"] == [], messages
+    records = {r["name"]: r for r in json.loads((store / "part" / "model.json").read_text())["training_images"]}
+    assert records["img12 boundaries"]["roi"] and not records["img13 boundaries"].get("roi")
+    assert tifffile.imread(records["img12 boundaries"]["roi"])[10:60, 20:80].all()
+
+
+def test_delete_asks_again_after_another_button_was_pressed(make_napari_viewer, qtbot, monkeypatch, store, messages):
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    _corrected_scene(viewer)
+    seg, learn = _docks(viewer)
+    learn.config = FinetuneConfig(**FAST)
+    learn.steps.value = 2
+    learn.model_name.value = "keep me"
+    click(qtbot, learn.learn_button)
+    assert (store / "keep me").is_dir()
+    click(qtbot, learn.delete_button)
+    assert learn.delete_button.text == "Delete: sure?"
+    learn.new_name.value = ""
+    click(qtbot, learn.rename_button)  # something else in between: the next Delete asks again
+    assert learn.delete_button.text == "Delete"
+    click(qtbot, learn.delete_button)
+    assert (store / "keep me").is_dir() and "press Delete again" in learn.status.value

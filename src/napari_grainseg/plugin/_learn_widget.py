@@ -294,6 +294,7 @@ class LearnWidget(Container):
 
     def draw_region(self):
         """Add a rectangles layer over the first chosen layer's image for the verified region."""
+        self._disarm_delete()
         chosen = list(self.corrected.value)
         image = source_image(self._viewer, chosen[0]) if chosen else None
         if image is None:
@@ -311,7 +312,10 @@ class LearnWidget(Container):
         self._viewer.layers.selection.active = layer
         self.region.reset_choices()
         self.region.value = next(c for c in self.region.choices if c is not None and same_layer(c, layer))
-        self.status.value = "draw rectangles over the part you checked, then press Learn"
+        others = [layer.name for layer in chosen[1:]]
+        self.status.value = f"draw rectangles over the part of '{image.name}' you checked, then press Learn" + (
+            f" (the other chosen layers are learned from whole: {', '.join(others)})" if others else ""
+        )
         return layer
 
     def region_mask(self, image) -> np.ndarray | None:
@@ -362,10 +366,19 @@ class LearnWidget(Container):
             boundaries = np.asarray(layer.data)
             if boundaries.shape != data.shape:
                 raise InputError(f"'{layer.name}' is {boundaries.shape}, its image '{image.name}' is {data.shape}")
-            out.append(
-                CorrectedImage(data, boundaries.copy(), self.region_mask(image), layer.name, pixel_size_of(image))
-            )
+            roi = self.region_mask(image) if self.region_applies_to(image) else None
+            out.append(CorrectedImage(data, boundaries.copy(), roi, layer.name, pixel_size_of(image)))
         return out
+
+    def region_applies_to(self, image) -> bool:
+        """Whether the chosen verified region restricts image layer ``image``: a region drawn with
+        the button belongs to the image it was drawn over (the other chosen images are learned from
+        whole); any other Shapes or Labels layer restricts every chosen image."""
+        region = self.region.value
+        if region is None:
+            return False
+        source = region.metadata.get("grainseg_source") if region.metadata.get(ROLE_KEY) == "verified region" else None
+        return source is None or source == image.name
 
     # ------------------------------------------------------------------ learning
 
@@ -379,6 +392,7 @@ class LearnWidget(Container):
         from napari_grainseg.models.store import new_model_path, unique_name
         from napari_grainseg.plugin._segment_widget import leave_a_core_for_the_viewer
 
+        self._disarm_delete()
         if self.busy:
             show_warning("napari-grainseg: learning is running: wait, or press Cancel")
             return None
@@ -559,6 +573,7 @@ class LearnWidget(Container):
         from napari_grainseg.models.store import rename_model
 
         old = self.stored.value
+        self._disarm_delete()
         try:
             if not old:
                 raise InputError("no stored model chosen")

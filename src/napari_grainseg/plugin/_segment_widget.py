@@ -658,7 +658,8 @@ class SegmentWidget(Container):
         size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
         self.status.value = (
-            f"Net1: {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}, model '{model}'"
+            f"Net1: '{source.name}', {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}, "
+            f"model '{model}'"
         )
         state.net2_text = ""
         if same_layer(self.image.value, source):
