@@ -222,6 +222,12 @@ def test_verified_region_rename_and_delete_with_the_buttons(make_napari_viewer, 
     assert roi[10:60, 20:80].all() and int(roi.sum()) <= 51 * 61  # the rectangle, edges included
     assert not roi[:10].any() and not roi[61:].any() and not roi[:, :20].any() and not roi[:, 81:].any()
     assert seg.model.value == str(store / "steel") and learn.stored.value == "steel"
+    grains = info["recommended"]["grains"]
+    assert seg.grains.value == grains
+    if grains != "threshold":  # the dock's default: a switch is said in words
+        assert f"'grains by' set to {grains} (the model's choice" in seg.model_label.value
+    else:
+        assert "'grains by'" not in seg.model_label.value
     assert "not checked" in learn.result.value
 
     # rename: a bad name is a clear error and changes nothing; a good one renames

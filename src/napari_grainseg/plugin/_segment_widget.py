@@ -504,9 +504,12 @@ class SegmentWidget(Container):
         self.model_dir, self.model_info = Path(value), info
         stored = StoredModel.of(value, info)
         rec = info.get("recommended") or {}
+        switched = ""
         if rec.get("grains") in GRAIN_BUILDERS:
+            if self.grains.value != rec["grains"]:  # say why 'grains by' changed under the user's eyes
+                switched = f"; 'grains by' set to {rec['grains']} (the model's choice, made on your corrections)"
             self.grains.value = rec["grains"]
-        self.model_label.value = stored.verdict
+        self.model_label.value = stored.verdict + switched
         if rec.get("net2_steps") == "auto":
             self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
         if stored.worse_than_base:
