@@ -75,12 +75,19 @@ def _correct_by_hand(layer, truth: np.ndarray) -> None:
 def _run_net1(qtbot, seg, image):
     """Click Run Net1 on ``image`` (threaded) and wait until its boundary layer holds the result."""
     seg.image.value = image
+    before = seg.link_for(image)
+    before_info = None if before is None else before.boundaries.metadata.get("grainseg_info")
     click(qtbot, seg.run_net1_button)
     worker = seg._net1_worker
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=180_000):
         pass
-    qtbot.waitUntil(lambda: seg.link_for(image) is not None, timeout=10_000)
+
+    def new_result():  # a re-run's result lands a turn or two after the worker ends
+        link = seg.link_for(image)
+        return link is not None and link.boundaries.metadata.get("grainseg_info") is not before_info
+
+    qtbot.waitUntil(new_result, timeout=10_000)
     link = seg.link_for(image)
     qtbot.waitUntil(lambda: np.array_equal(link.boundaries.data, link.model_boundaries), timeout=10_000)
     return link
