@@ -44,10 +44,10 @@ THRESHOLD = 0.5
 LIVE_UPDATE_INTERVAL_S = 0.5
 #: What Net2 does and its measured effect, shown on its buttons.
 NET2_EFFECT = (
-    "Net2 refines Net1's map step by step. Measured effect (docs/generalisation.md): on real "
-    "hand-traced crops it made grains worse (VI 4.07 vs 3.68, grain count error 618 % vs 342 %); on "
-    "synthetic bright-field sets it ties with Net1 + watershed. Use it to explore, and check the "
-    "result."
+    "Net2 refines Net1's map step by step. Measured effect with Net1 v6 (docs/generalisation.md): on real "
+    "hand-traced crops it made grains worse (VI 3.99 vs 3.43, grain count error 554 % vs 205 %); on an "
+    "independently written bright-field renderer it helped (VI 1.47 vs 1.60, count error 9 % vs 31 %). "
+    "Use it to explore, and check the result."
 )
 #: Most Net2 steps of one run.
 MAX_NET2_STEPS = 30
