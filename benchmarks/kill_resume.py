@@ -18,7 +18,6 @@ Prints a markdown table (one row per kill) and a verdict; exit 1 if any trial di
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -30,62 +29,21 @@ from pathlib import Path
 
 import numpy as np
 
-RUN_KEYS = {
-    "seconds",
-    "net1_seconds",
-    "net2_seconds",
-    "cpu_seconds",
-    "finished",
-    "batch",
-    "n_processed",
-    "n_skipped",
-    "status",
-    "started",
-    "outputs",
-}
-
-
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in RUN_KEYS}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
 
 def compare(clean: Path, other: Path) -> list[str]:
     """Differences between two batch output folders (empty: identical up to timings)."""
-    import tifffile
+    from napari_grainseg.io.outputs import comparable_outputs, leftover_files
 
     problems = []
-    left = [str(p.relative_to(other)) for p in other.rglob(".*")]
+    left = leftover_files(other)
     if left:
         problems.append(f"temporary files left: {left}")
-    names = {str(p.relative_to(clean)) for p in clean.rglob("*") if p.is_file()}
-    names_other = {
-        str(p.relative_to(other))
-        for p in other.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(other).parts)
-    }
-    if names != names_other:
+    a, b = comparable_outputs(clean), comparable_outputs(other)
+    if a.keys() != b.keys():
         problems.append(
-            f"file sets differ: only clean {sorted(names - names_other)}, only resumed {sorted(names_other - names)}"
+            f"file sets differ: only clean {sorted(a.keys() - b.keys())}, only resumed {sorted(b.keys() - a.keys())}"
         )
-    for name in sorted(names & names_other):
-        a, b = clean / name, other / name
-        if name.endswith(".tif"):
-            same = np.array_equal(tifffile.imread(a), tifffile.imread(b)) and a.read_bytes() == b.read_bytes()
-        elif name.endswith("_done.json"):
-            fa, fb = (json.loads(p.read_text())["files"] for p in (a, b))
-            same = {k: v for k, v in fa.items() if not k.endswith(".json")} == {
-                k: v for k, v in fb.items() if not k.endswith(".json")
-            } and fa.keys() == fb.keys()
-        elif name.endswith(".json"):
-            same = _strip(json.loads(a.read_text())) == _strip(json.loads(b.read_text()))
-        else:  # CSV, SVG, PNG
-            same = a.read_bytes() == b.read_bytes()
-        if not same:
-            problems.append(f"{name} differs")
+    problems += [f"{name} differs" for name in sorted(a.keys() & b.keys()) if a[name] != b[name]]
     return problems
 
 

@@ -29,27 +29,13 @@ import tifffile
 
 from napari_grainseg.cli import build_parser, main
 from napari_grainseg.errors import InputError
-from napari_grainseg.io.outputs import LOCK_NAME, FolderLock, field_state
+from napari_grainseg.io.outputs import LOCK_NAME, FolderLock, comparable_outputs, field_state, leftover_files
 from napari_grainseg.synthetic import generate
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="kill tests fork the test process")
 
 SHAPE = (96, 128)
 FIELDS = ("a/f0.tif", "a/f1.tif", "b/f2.tif")
-#: JSON keys that hold timings or run facts: they differ between two identical runs.
-RUN_KEYS = {
-    "seconds",
-    "net1_seconds",
-    "net2_seconds",
-    "cpu_seconds",
-    "finished",
-    "batch",
-    "n_processed",
-    "n_skipped",
-    "status",
-    "started",
-    "outputs",
-}  # "outputs": the folder's own path
 
 
 def _weights_dir() -> Path:
@@ -113,44 +99,11 @@ def _forked(argv: list[str], env: dict[str, str] | None = None, stderr: Path | N
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in RUN_KEYS}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
-def _snapshot(out: Path) -> dict[str, object]:
-    """Every output of a folder, comparable between runs: bytes, or JSON without timings."""
-    snap = {}
-    for p in sorted(out.rglob("*")):
-        if p.is_dir() or any(part.startswith(".") for part in p.relative_to(out).parts):
-            continue  # temporary files: see _leftovers
-        rel = str(p.relative_to(out))
-        if p.suffix == ".json":
-            data = _strip(json.loads(p.read_text()))
-            if rel.endswith("_done.json"):  # run facts aside, the list of files with their hashes
-                data = {
-                    "files": {k: v for k, v in data["files"].items() if not k.endswith(".json")},
-                    "n_grains": data.get("n_grains"),
-                }  # JSON outputs hold timings: compared above
-            snap[rel] = data
-        else:
-            snap[rel] = p.read_bytes()
-    return snap
-
-
-def _leftovers(out: Path) -> list[str]:
-    """Temporary files a run must not leave: staging folders, .part files, commit journals, its lock."""
-    return [str(p.relative_to(out)) for p in out.rglob(".*")]
-
-
 @pytest.fixture(scope="module")
 def clean_batch(fields, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clean")
     assert main(_batch(fields, out)) == 0
-    assert not _leftovers(out)
+    assert not leftover_files(out)
     from napari_grainseg.io.outputs import file_record
 
     for rel in FIELDS:  # every marker lists every output of its field with its size and SHA-256
@@ -174,8 +127,8 @@ def test_batch_killed_then_resumed_gives_the_clean_outputs(point, fields, clean_
         assert field_state(out / "a", "f0")[0] == "incomplete"  # its journal: never taken as done
         assert not (out / "a" / "f0_done.json").exists()
     assert main(_batch(fields, out)) == 0  # resume: takes the stale lock over
-    assert _snapshot(out) == _snapshot(clean_batch)
-    assert not _leftovers(out)
+    assert comparable_outputs(out) == comparable_outputs(clean_batch)
+    assert not leftover_files(out)
 
 
 def test_resume_redoes_a_field_with_a_missing_file(fields, clean_batch, tmp_path, capsys):
@@ -187,7 +140,7 @@ def test_resume_redoes_a_field_with_a_missing_file(fields, clean_batch, tmp_path
     (out / "b" / "f2_boundaries.tif").unlink()
     assert main(_batch(fields, out)) == 0
     assert "2 processed, 1 skipped" in capsys.readouterr().err
-    assert _snapshot(out) == _snapshot(clean_batch)
+    assert comparable_outputs(out) == comparable_outputs(clean_batch)
 
 
 def test_segment_killed_then_rerun_gives_the_clean_outputs(fields, tmp_path):
@@ -198,8 +151,8 @@ def test_segment_killed_then_rerun_gives_the_clean_outputs(fields, tmp_path):
         out = tmp_path / point.replace(":", "_")
         assert _forked(_segment(inputs, out), {"GRAINSEG_FAULT": f"{point}=kill"}) == -signal.SIGKILL
         assert main(_segment(inputs, out)) == 0  # no --overwrite needed: the files are grainseg's own
-        assert _snapshot(out) == _snapshot(clean), point
-        assert not _leftovers(out)
+        assert comparable_outputs(out) == comparable_outputs(clean), point
+        assert not leftover_files(out)
 
 
 def test_a_failing_rerun_keeps_the_old_set(fields, tmp_path):
@@ -207,13 +160,13 @@ def test_a_failing_rerun_keeps_the_old_set(fields, tmp_path):
     out = tmp_path / "out"
     inputs = [fields / FIELDS[0]]
     assert main(_segment(inputs, out)) == 0
-    before = _snapshot(out)
+    before = comparable_outputs(out)
     assert _forked(_segment(inputs, out, "--threshold", "0.7"), {"GRAINSEG_FAULT": "staged=kill"}) == -signal.SIGKILL
-    assert _snapshot(out) == before
+    assert comparable_outputs(out) == before
     assert field_state(out, "f0")[0] == "done"
-    assert len(_leftovers(out)) == 2  # the dead run's staging folder and its lock, until the next run
+    assert len(leftover_files(out)) == 2  # the dead run's staging folder and its lock, until the next run
     assert main(_segment(inputs, out)) == 0
-    assert not _leftovers(out)
+    assert not leftover_files(out)
 
 
 # --------------------------------------------------------------------------- concurrent runs
@@ -247,8 +200,8 @@ def test_two_concurrent_batch_runs_do_not_mix(fields, clean_batch, tmp_path, cap
     assert len(err.strip().splitlines()) == 1
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0  # ...and the first completes untouched
-    assert _snapshot(out) == _snapshot(clean_batch)
-    assert not _leftovers(out)
+    assert comparable_outputs(out) == comparable_outputs(clean_batch)
+    assert not leftover_files(out)
 
 
 def test_wait_waits_and_a_dead_holders_lock_is_taken_over(fields, clean_batch, tmp_path, capsys):
@@ -383,14 +336,14 @@ def test_full_disk_is_exit_2_and_keeps_old_outputs(command, fields, tmp_path, ca
     out = tmp_path / "out"
     argv = _batch(fields, out) if command == "batch" else _segment([fields / FIELDS[0]], out)
     assert main(argv) == 0
-    before = _snapshot(out)
+    before = comparable_outputs(out)
     monkeypatch.setattr(os, "fsync", _enospc)  # every atomic write now finds the disk full
     assert main([*argv, "--no-resume"] if command == "batch" else [*argv, "--threshold", "0.6"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 or "running on" in err[0]
     assert "no space left on device at" in err[-1] and str(out) in err[-1] and "internal" not in err[-1]
-    assert _snapshot(out) == before  # the old complete set is still there, no .part file
-    assert not _leftovers(out)
+    assert comparable_outputs(out) == before  # the old complete set is still there, no .part file
+    assert not leftover_files(out)
 
 
 def test_real_full_tmpfs(fields, tmp_path, capsys):
@@ -771,3 +724,23 @@ def test_max_pixels_type():
             max_pixels(bad)
     assert math.isfinite(float(max_pixels("1e12")))
     assert sys.maxsize > 0
+
+
+def test_comparable_outputs_ignore_run_facts_and_see_every_other_difference(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, seconds in ((a, 1.5), (b, 9.0)):
+        (folder / "x").mkdir(parents=True)
+        (folder / "x" / "f_summary.json").write_text(json.dumps({"seconds": seconds, "n_grains": 7}))
+        (folder / "x" / "f_grains.csv").write_text("id,ecd\n1,2.5\n")
+        (folder / "x" / "f_done.json").write_text(
+            json.dumps({"files": {"f_grains.csv": "abc", "f_summary.json": str(seconds)}})
+        )
+    assert comparable_outputs(a) == comparable_outputs(b) and len(comparable_outputs(a)) == 3
+    (b / "x" / "f_grains.csv").write_text("id,ecd\n1,2.6\n")
+    (b / "x" / "f_summary.json").write_text(json.dumps({"seconds": 9.0, "n_grains": 8}))
+    assert {k for k in comparable_outputs(a) if comparable_outputs(a)[k] != comparable_outputs(b)[k]} == {
+        "x/f_grains.csv",
+        "x/f_summary.json",
+    }
+    (b / ".stage").mkdir()
+    assert leftover_files(a) == [] and leftover_files(b) == [".stage"] and ".stage" not in comparable_outputs(b)

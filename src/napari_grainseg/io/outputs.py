@@ -48,10 +48,12 @@ __all__ = [
     "check_not_edited",
     "check_output_dir",
     "commit_field",
+    "comparable_outputs",
     "fault_point",
     "field_state",
     "file_record",
     "is_staging_name",
+    "leftover_files",
     "new_run_id",
     "remove_stale_staging",
     "staging_dir",
@@ -562,3 +564,65 @@ def locked_output(out_dir: str | os.PathLike, *, wait: bool = False) -> Iterator
     check_output_dir(out_dir)
     with FolderLock(out_dir, wait=wait) as lock:
         yield lock
+
+
+# --------------------------------------------------------------------------- comparing two runs
+
+#: JSON keys that hold timings or run facts: they differ between two runs that made the same results.
+RUN_FACTS = frozenset(
+    {
+        "seconds",
+        "net1_seconds",
+        "net2_seconds",
+        "cpu_seconds",
+        "finished",
+        "batch",
+        "n_processed",
+        "n_skipped",
+        "status",
+        "started",
+        "outputs",  # the folder's own path
+    }
+)
+
+
+def _without_run_facts(obj):
+    if isinstance(obj, dict):
+        return {k: _without_run_facts(v) for k, v in obj.items() if k not in RUN_FACTS}
+    if isinstance(obj, list):
+        return [_without_run_facts(v) for v in obj]
+    return obj
+
+
+def comparable_outputs(out_dir: str | os.PathLike) -> dict[str, object]:
+    """Every output of a folder in a form two runs can be compared by: ``{relative path: content}``.
+
+    Files are compared by their bytes; JSON files by their content without :data:`RUN_FACTS`;
+    a completion marker by the files it lists (sizes and SHA-256, JSON files aside: they hold
+    timings) and its grain count. Temporary files (names starting with a dot) are left out: see
+    :func:`leftover_files`. Two runs that made the same results give equal dictionaries (a
+    killed-and-resumed batch must give the clean run's).
+    """
+    out_dir = Path(out_dir)
+    snap: dict[str, object] = {}
+    for p in sorted(out_dir.rglob("*")):
+        if p.is_dir() or any(part.startswith(".") for part in p.relative_to(out_dir).parts):
+            continue
+        rel = str(p.relative_to(out_dir))
+        if p.suffix == ".json":
+            data = _without_run_facts(json.loads(p.read_text()))
+            if rel.endswith(DONE_SUFFIX):
+                data = {
+                    "files": {k: v for k, v in data["files"].items() if not k.endswith(".json")},
+                    "n_grains": data.get("n_grains"),
+                }
+            snap[rel] = data
+        else:
+            snap[rel] = p.read_bytes()
+    return snap
+
+
+def leftover_files(out_dir: str | os.PathLike) -> list[str]:
+    """Temporary files a finished run must not leave: staging folders, ``.part`` files, journals, its lock."""
+    out_dir = Path(out_dir)
+    return [str(p.relative_to(out_dir)) for p in out_dir.rglob(".*")]
