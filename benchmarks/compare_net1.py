@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ("f1_2px", "vi", "vi_split", "vi_merge", "abs_grain_count_error", "abs_mean_ecd_error")
-LOWER_IS_BETTER = {"vi", "vi_split", "vi_merge", "abs_grain_count_error", "abs_mean_ecd_error"}
 
 
 def runners(old: Path, new: Path, tta: bool, device: str = "cpu"):
@@ -52,20 +51,10 @@ def runners(old: Path, new: Path, tta: bool, device: str = "cpu"):
 
 
 def scores_of(rows: list[dict]) -> dict[str, list[float]]:
-    out = {}
-    for key in METRICS:
-        base = key.removeprefix("abs_")
-        out[key] = [abs(r[base]) if key != base else r[key] for r in rows]
-    return out
+    """Per metric, the per-image values (``abs_`` keys: magnitudes)."""
+    from napari_grainseg.evaluation.metrics import metric_values
 
-
-def paired(new: list[float], old: list[float], key: str) -> dict:
-    d = np.asarray(new, float) - np.asarray(old, float)
-    ok = np.isfinite(d)
-    d = d[ok]
-    better = int((d < 0).sum() if key in LOWER_IS_BETTER else (d > 0).sum())
-    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
-    return {"mean": float(d.mean()) if d.size else float("nan"), "se": se, "better": better, "n": int(d.size)}
+    return {key: metric_values(rows, key) for key in METRICS}
 
 
 def markdown(results: dict) -> str:
@@ -87,7 +76,7 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> int:
     from napari_grainseg.evaluation.metrics import evaluate_prediction
-    from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.evaluation.suite import EVAL_SETS, paired_differences
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", type=Path, required=True)
@@ -111,10 +100,10 @@ def main(argv=None) -> int:
                 seconds[m].append(time.perf_counter() - t0)
                 rows[m].append(evaluate_prediction(boundaries, labels, sample.boundaries, sample.labels))
         scores = {m: scores_of(r) for m, r in rows.items()}
-        pairs = {"new - old": {k: paired(scores["new"][k], scores["old"][k], k) for k in METRICS}}
-        pairs["new - classical"] = {k: paired(scores["new"][k], scores["classical"][k], k) for k in METRICS}
-        if "new+tta" in scores:
-            pairs["new+tta - new"] = {k: paired(scores["new+tta"][k], scores["new"][k], k) for k in METRICS}
+        pairs = {"new - old": paired_differences(rows["new"], rows["old"], METRICS)}
+        pairs["new - classical"] = paired_differences(rows["new"], rows["classical"], METRICS)
+        if "new+tta" in rows:
+            pairs["new+tta - new"] = paired_differences(rows["new+tta"], rows["new"], METRICS)
         results["sets"][set_name] = {
             "description": eval_set.description,
             "n_images": len(rows["old"]),

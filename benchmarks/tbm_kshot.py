@@ -94,11 +94,10 @@ def score(predict, crops, test, settings=None):
 
 
 def per_image_means(rows):
-    out = {}
-    for key in METRICS:
-        base = key.removeprefix("abs_")
-        out[key] = [abs(r[base]) if key != base else r[key] for r in rows]
-    return out
+    """Per metric, the per-image values (``abs_`` keys: magnitudes)."""
+    from napari_grainseg.evaluation.metrics import metric_values
+
+    return {key: metric_values(rows, key) for key in METRICS}
 
 
 def summary(values):

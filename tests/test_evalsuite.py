@@ -94,6 +94,13 @@ def test_paired_differences_known_values_and_mismatch():
     assert d["vi_merge"]["better"] == 0 and d["vi_merge"]["mean"] == pytest.approx(0.1 / 3)
     with pytest.raises(ValueError, match="same images"):
         paired_differences(method[:2], reference)
+    # F1: higher is better; an image with an undefined value (NaN) is left out of the pair
+    f1 = paired_differences(
+        [{"f1_2px": 0.8}, {"f1_2px": 0.5}, {"f1_2px": float("nan")}],
+        [{"f1_2px": 0.6}, {"f1_2px": 0.7}, {"f1_2px": 0.9}],
+        metrics=("f1_2px",),
+    )["f1_2px"]
+    assert (f1["better"], f1["n"]) == (1, 2) and f1["mean"] == pytest.approx(0.0)
 
 
 def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():

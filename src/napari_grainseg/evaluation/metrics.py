@@ -43,6 +43,8 @@ __all__ = [
     "ecd_ks_statistic",
     "pixel_accuracy",
     "evaluate_prediction",
+    "metric_values",
+    "higher_is_better",
 ]
 
 
@@ -271,3 +273,23 @@ def evaluate_prediction(
     out["n_grains_true"] = len(_grain_areas(true_labels))
     out["pixel_accuracy"] = pixel_accuracy(pred_boundaries, true_boundaries)
     return out
+
+
+def metric_values(rows: list[dict], key: str) -> list[float]:
+    """Per-image values of ``key`` from :func:`evaluate_prediction` rows.
+
+    ``abs_<name>`` gives the magnitude of a signed per-image error such as
+    ``grain_count_error`` (signed errors of opposite sign would cancel in a mean).
+
+    Examples
+    --------
+    >>> metric_values([{"grain_count_error": -0.5}, {"grain_count_error": 0.25}], "abs_grain_count_error")
+    [0.5, 0.25]
+    """
+    base = key.removeprefix("abs_")
+    return [float(abs(r[base]) if key != base else r[key]) for r in rows]
+
+
+def higher_is_better(key: str) -> bool:
+    """Whether a larger value of metric ``key`` is better (boundary precision, recall, F1; pixel accuracy)."""
+    return key.startswith(("f1_", "precision_", "recall_", "are_precision", "are_recall", "pixel_accuracy"))

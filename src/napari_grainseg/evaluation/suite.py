@@ -420,7 +420,10 @@ def paired_differences(
     reference, negative = the method is better for these lower-is-better
     metrics), its standard error over images and the number of images on which
     the method is better. ``abs_<key>`` compares the magnitude of a signed
-    per-image error such as ``grain_count_error``.
+    per-image error such as ``grain_count_error``
+    (:func:`~napari_grainseg.evaluation.metrics.metric_values`). For metrics where
+    higher is better (F1, precision, recall, pixel accuracy) "better" counts the images
+    where the difference is positive. Images where either value is not finite are left out.
 
     Examples
     --------
@@ -432,15 +435,16 @@ def paired_differences(
     """
     if len(rows) != len(reference_rows) or len(rows) < 2:
         raise ValueError("paired differences need the same images (at least two) for both methods")
+    from napari_grainseg.evaluation.metrics import higher_is_better, metric_values
+
     out = {}
     for key in metrics:
-        base = key.removeprefix("abs_")
-        values = [[abs(r[base]) if key != base else r[key] for r in rs] for rs in (rows, reference_rows)]
-        diff = np.array(values[0], dtype=float) - np.array(values[1], dtype=float)
+        diff = np.array(metric_values(rows, key)) - np.array(metric_values(reference_rows, key))
+        diff = diff[np.isfinite(diff)]
         out[key] = {
-            "mean": float(diff.mean()),
-            "se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
-            "better": int((diff < 0).sum()),
+            "mean": float(diff.mean()) if diff.size else float("nan"),
+            "se": float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0,
+            "better": int((diff > 0).sum() if higher_is_better(key) else (diff < 0).sum()),
             "n": int(diff.size),
         }
     return out

@@ -474,11 +474,11 @@ def _bbox(mask: np.ndarray):
 
 def summarise(rows: list[dict]) -> dict[str, float]:
     """Mean of :data:`HELDOUT_METRICS` over images (absolute values of the signed errors)."""
+    from napari_grainseg.evaluation.metrics import metric_values
+
     out = {}
     for key in HELDOUT_METRICS:
-        base = key.removeprefix("abs_")
-        values = [abs(r[base]) if key != base else r[key] for r in rows]
-        values = [v for v in values if np.isfinite(v)]
+        values = [v for v in metric_values(rows, key) if np.isfinite(v)]
         out[key] = float(np.mean(values)) if values else float("nan")
     return out
 
