@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from review_driver import ReviewDriver
 
 DOCKS = ("Segment grains", "Correct grains", "Learn from corrections")
 TEXTURED = dict(preset="tem", texture=0.3, contrast=0.08, boundary_darkening=0.1, mean_diameter=24.0)
@@ -44,10 +45,7 @@ def main(argv=None) -> None:
 
     import napari
     import tifffile
-    from napari.utils.notifications import notification_manager
-    from qtpy.QtCore import Qt, QTimer
-    from qtpy.QtTest import QTest
-    from qtpy.QtWidgets import QApplication
+    from qtpy.QtCore import QTimer
     from scipy import ndimage as ndi
 
     from napari_grainseg.synthetic import generate
@@ -61,37 +59,8 @@ def main(argv=None) -> None:
         samples[name] = s
 
     viewer = napari.Viewer(show=True)
-    window = viewer.window._qt_window
-    window.resize(width, height)
-    app = QApplication.instance()
-    log, seen, stage, count = [], [0], ["start"], [0]
-
-    def settle(n=40):
-        for _ in range(n):
-            app.processEvents()
-            time.sleep(0.005)
-
-    def note():
-        records = notification_manager.records
-        for record in records[seen[0] :]:
-            log.append(f"[{stage[0]}] {record.severity}: {record.message}")
-        seen[0] = len(records)
-
-    def click(button):
-        QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
-        settle()
-        note()
-
-    def shot(name, dock=None):
-        if dock is not None:
-            dock.raise_()
-        settle()
-        note()
-        count[0] += 1
-        stage[0] = name
-        path = out / f"{count[0]:02d}_{name}.png"
-        window.grab().save(str(path))
-        print(f"wrote {path}", flush=True)
+    drive = ReviewDriver(viewer, out, width, height)
+    settle, click, shot, note = drive.settle, drive.click, drive.shot, drive.note
 
     def wait(cond, limit=600):
         t0 = time.perf_counter()
@@ -178,7 +147,7 @@ def main(argv=None) -> None:
     viewer.reset_view()
     shot("second_image_net1_learned", docks["Segment grains"])
     if args.short:
-        (out / "notifications.txt").write_text("\n".join(log) + "\n")
+        drive.write_notifications()
         viewer.close()
         return
 
@@ -244,8 +213,8 @@ def main(argv=None) -> None:
     shot("learned_two_images_segment", docks["Segment grains"])
 
     note()
-    (out / "notifications.txt").write_text("\n".join(log) + "\n")
-    print("\n".join(log))
+    drive.write_notifications()
+    print("\n".join(drive.log))
     viewer.close()
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from review_driver import ReviewDriver
 
 DOCKS = ("Edge detectors", "Segment grains", "Correct grains", "Learn from corrections", "Grain statistics")
 
@@ -56,55 +57,14 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import napari
-    from napari.utils.notifications import notification_manager
-    from qtpy.QtCore import QPoint, Qt
-    from qtpy.QtTest import QTest
-    from qtpy.QtWidgets import QApplication
     from scipy import ndimage as ndi
 
     from napari_grainseg.plugin import _threading
 
     viewer = napari.Viewer(show=True)
-    window = viewer.window._qt_window
-    window.resize(width, height)
-    app = QApplication.instance()
-    log = []
-    seen = [0]
-    stage = ["start"]
-
-    def settle(n=40):
-        for _ in range(n):
-            app.processEvents()
-            time.sleep(0.005)
-
-    def note_notifications():
-        records = notification_manager.records
-        for record in records[seen[0] :]:
-            log.append(f"[{stage[0]}] {record.severity}: {record.message}")
-        seen[0] = len(records)
-
-    def click(button):
-        QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
-        settle()
-        note_notifications()
-
-    def tick(checkbox):
-        native = checkbox.native
-        QTest.mouseClick(native, Qt.MouseButton.LeftButton, pos=QPoint(8, native.height() // 2))
-        settle()
-
-    count = [0]
-
-    def shot(name: str, dock=None):
-        if dock is not None:
-            dock.raise_()
-        settle()
-        note_notifications()
-        count[0] += 1
-        stage[0] = name
-        path = out / f"{count[0]:02d}_{name}.png"
-        window.grab().save(str(path))
-        print(f"wrote {path}", flush=True)
+    drive = ReviewDriver(viewer, out, width, height)
+    settle, click, shot, note_notifications = drive.settle, drive.click, drive.shot, drive.note
+    tick = drive.tick
 
     tmp = Path(tempfile.mkdtemp())
     calibrated, uncalibrated = make_tiffs(tmp)
@@ -249,8 +209,8 @@ def main(argv=None) -> None:
     shot("reopened_statistics", docks["Grain statistics"])
 
     note_notifications()
-    (out / "notifications.txt").write_text("\n".join(log) + "\n")
-    print("\n".join(log))
+    drive.write_notifications()
+    print("\n".join(drive.log))
     viewer.close()
 
 
