@@ -206,14 +206,14 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     args.model_info = model_dir_from_args(args)
     if args.model_info is not None:
         net2 = args.model / "net2.pt"
-        given = getattr(args, "argv", None) or []
-        if args.model_info.get("recommended", {}).get("net2_steps") == "auto" and not any(
-            a.startswith("--net2-steps") for a in given
-        ):
+        recommended, given = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
+
+        def user_gave(flag: str) -> bool:
+            return any(a.startswith(flag) for a in given)
+
+        if recommended.get("net2_steps") == "auto" and not user_gave("--net2-steps"):
             args.net2_steps = "auto"  # its adapted Net2 helped on its held-out images
-        if net2.is_file() and (
-            args.net2_steps.strip().lower() != "auto" or args.model_info.get("recommended", {}).get("net2_steps", 1)
-        ):
+        if net2.is_file() and (args.net2_steps.strip().lower() != "auto" or recommended.get("net2_steps", 1)):
             args.net2_weights = net2
         elif args.net2_steps.strip().lower() == "auto":
             args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
@@ -223,10 +223,9 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
 
             args.grain_size = model_grain_size_hint(args.model_info, grain_size_px=args.grain_size)
         # the grain builder tuned on the model's corrections, unless given on the command line
-        recommended, given = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
-        if recommended.get("grains") and not any(a.startswith("--grains") for a in given):
+        if recommended.get("grains") and not user_gave("--grains"):
             args.grains = recommended["grains"]
-            if "threshold" in recommended and not any(a.startswith("--threshold") for a in given):
+            if "threshold" in recommended and not user_gave("--threshold"):
                 args.threshold = float(recommended["threshold"])
             args.watershed_h = float(recommended.get("watershed_h", 0.1))
     try:
