@@ -66,11 +66,8 @@ def pack_circles(
         return pts
     r = diameters / 2
     reach = 2 * float(r.max())
-    area = max((y1 - y0) * (x1 - x0), 1.0)
-    few_pairs = n * (n - 1) / 2 * min(1.0, math.pi * reach**2 / area) <= MAX_DIRECT_PAIRS
     for _ in range(sweeps):
-        tree = cKDTree(pts)
-        pairs = tree.query_pairs(reach, output_type="ndarray") if few_pairs else _touching_candidates(tree, pts, r)
+        pairs = cKDTree(pts).query_pairs(reach, output_type="ndarray")
         if pairs.size == 0:
             break
         i, j = pairs[:, 0], pairs[:, 1]
@@ -89,30 +86,6 @@ def pack_circles(
         np.clip(pts[:, 0], y0, y1, out=pts[:, 0])
         np.clip(pts[:, 1], x0, x1, out=pts[:, 1])
     return pts
-
-
-#: Above this many candidate pairs (discs within the largest diameter of each other) :func:`pack_circles`
-#: finds the pairs of a few large discs among many small ones separately (bimodal sizes: the one
-#: radius for all would pair every disc with every other). Below it, the one query, as always.
-MAX_DIRECT_PAIRS = 500_000
-
-
-def _touching_candidates(tree, pts: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Every pair (i < j) of discs that may overlap, sorted: small discs among themselves within twice
-    the largest small radius, and each large disc (radius above the 95th percentile) with every disc
-    within its radius plus the largest radius."""
-    big = r > np.quantile(r, 0.95)
-    small_idx = np.flatnonzero(~big)
-    pairs = [np.empty((0, 2), np.int64)]
-    if small_idx.size > 1:
-        sub = cKDTree(pts[small_idx]).query_pairs(2 * float(r[small_idx].max()), output_type="ndarray")
-        pairs.append(small_idx[sub])
-    r_max = float(r.max())
-    for i in np.flatnonzero(big):
-        near = np.asarray(tree.query_ball_point(pts[i], float(r[i]) + r_max), np.int64)
-        near = near[near != i]
-        pairs.append(np.column_stack([np.minimum(near, i), np.maximum(near, i)]))
-    return np.unique(np.concatenate(pairs), axis=0)
 
 
 def power_diagram_labels(
