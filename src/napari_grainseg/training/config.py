@@ -95,6 +95,11 @@ class LoopConfig:
         return asdict(self)
 
 
+#: A Net1 training source beside the generator presets: fine grains enlarged as inference
+#: enlarges them (:func:`napari_grainseg.training.net1.upsampled_fine_sample`).
+UPSAMPLED_FINE = "upsampled-fine"
+
+
 @dataclass(frozen=True)
 class TrainConfig(LoopConfig):
     """Everything that determines a Net1 training run (saved with the weights).
@@ -106,6 +111,8 @@ class TrainConfig(LoopConfig):
     preset : synthetic preset; ``"train"`` randomises every realism knob. A tuple of
         names mixes presets: sample ``i`` uses ``preset[i % len(preset)]`` (e.g.
         ``("train", "train", "tem")`` spends a third of the samples on the default look).
+        ``"upsampled-fine"`` (:data:`UPSAMPLED_FINE`) names enlarged fine grains
+        (:func:`~napari_grainseg.training.net1.upsampled_fine_sample`).
     target_width : boundary targets are the 1-px true boundaries dilated to
         this width (odd), which gives the thin lines enough pixels to learn and
         is thinned back to 1 px after prediction.
@@ -141,6 +148,7 @@ class TrainConfig(LoopConfig):
             shapes=("patch_shape", "val_shape"),
             architecture=self.net1_config,
             presets=(self.preset,) if isinstance(self.preset, str) else tuple(self.preset),
+            extra_sources=(UPSAMPLED_FINE,),
         )
 
     def sample_preset(self, index: int) -> str:
@@ -267,15 +275,18 @@ def check_config_fields(
     architecture: Callable[[], Any],
     presets: tuple[str, ...],
     ranges: tuple[str, ...] = (),
+    extra_sources: tuple[str, ...] = (),
 ) -> None:
     """Checks of the models' data settings: counts >= 1, image shapes two multiples of 8 >= 32,
     ``ranges`` two numbers 0 <= low <= high, an odd ``target_width`` >= 1, an ``architecture``
     the network accepts (``architecture()`` builds the network's config from it) and at least
-    one synthetic preset, all known. Raises :class:`InputError` naming ``what`` and the field."""
+    one synthetic preset, all known (or in ``extra_sources``, data sources the model's
+    training defines beside the presets). Raises :class:`InputError` naming ``what`` and the field."""
     from napari_grainseg.synthetic.presets import PRESETS
 
-    if not presets or any(name not in PRESETS for name in presets):
-        raise InputError(f"{what}: preset must name synthetic presets ({', '.join(PRESETS)}), got {presets!r}")
+    known = (*PRESETS, *extra_sources)
+    if not presets or any(name not in known for name in presets):
+        raise InputError(f"{what}: preset must name synthetic presets ({', '.join(known)}), got {presets!r}")
     for name in counts:
         if getattr(config, name) < 1:
             raise InputError(f"{what}: {name} must be >= 1, got {getattr(config, name)}")

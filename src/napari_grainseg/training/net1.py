@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.training.config import TrainConfig
+from napari_grainseg.training.config import UPSAMPLED_FINE, TrainConfig
 from napari_grainseg.training.loop import Export, Progress, train
 from napari_grainseg.training.loop import export_checkpoint as _export
 
 __all__ = [
     "VALIDATION_SEED_BASE",
+    "FINE_DIAMETERS_PX",
+    "UPSAMPLED_FINE",
     "TrainConfig",
     "boundary_loss",
     "boundary_target",
@@ -41,6 +43,7 @@ __all__ = [
     "make_example",
     "train_net1",
     "training_seed",
+    "upsampled_fine_sample",
     "validation_set",
 ]
 
@@ -66,14 +69,66 @@ def boundary_target(boundaries: np.ndarray, width: int) -> np.ndarray:
     return b.astype(np.float32)
 
 
+#: Mean grain diameters (px, log-uniform) of :data:`UPSAMPLED_FINE` before enlarging.
+FINE_DIAMETERS_PX: tuple[float, float] = (4.0, 10.0)
+
+
+def upsampled_fine_sample(seed: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, 1-px boundaries)`` of fine grains enlarged as the inference pipeline enlarges them.
+
+    The training source :data:`UPSAMPLED_FINE`. Net1 v6 merged such grains: the randomised
+    preset's small grains mostly have faint boundaries, and every boundary of an enlarged
+    fine grain is soft. The grain size is drawn from ``FINE_DIAMETERS_PX``; the sample is generated at the
+    size that :func:`~napari_grainseg.segmentation.inference.scale_for_grain_size` and
+    :func:`~napari_grainseg.segmentation.inference.resample` (cubic) bring to ``shape``.
+    The labels are enlarged by nearest neighbour, centred on the rendered edges, and their
+    boundary pixels thinned back to 1 px, so the target stays exact at the enlarged scale.
+    """
+    from napari_grainseg.segmentation.inference import resample, scale_for_grain_size
+    from napari_grainseg.synthetic import generate
+    from napari_grainseg.training.corrections import thin_lines
+
+    rng = np.random.default_rng([seed, 4711])
+    lo, hi = FINE_DIAMETERS_PX
+    diameter = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    visible = {  # the boundaries must be visible at the native scale: contrast, sharpness, dose
+        "contrast": float(rng.uniform(0.1, 0.3)),
+        "blur_sigma": float(rng.uniform(0.3, max(0.5, diameter / 6))),
+        "dose": float(np.exp(rng.uniform(np.log(200.0), np.log(3000.0)))),
+        "boundary_darkening": float(rng.uniform(0.0, 0.3)),
+        "similar_fraction": float(rng.uniform(0.0, 0.2)),
+        "flat_shading": False,
+    }
+    factor = scale_for_grain_size(diameter)
+    h, w = (int(np.ceil(n / factor)) + 2 for n in shape)
+    sample = generate(seed=seed, shape=(h, w), preset="train", mean_diameter=diameter, **visible)
+    image = resample(sample.image, factor)[: shape[0], : shape[1]]
+    # The generator's 1-px boundary lies half a pixel before the rendered edge (on its low side),
+    # which enlarging would turn into an offset of ~1 px: look the labels up half a native pixel
+    # back, so the enlarged boundary band is centred on the edge. Native coordinate of output
+    # pixel x: (x + 0.5) / factor - 0.5.
+    rows, cols = (
+        np.clip(np.floor((np.arange(n) + 0.5) / factor - 0.5).astype(np.intp), 0, m - 1)
+        for n, m in zip(image.shape, sample.labels.shape)
+    )
+    boundaries = thin_lines(sample.labels[np.ix_(rows, cols)] == 0)
+    return np.ascontiguousarray(image, dtype=np.float32), boundaries
+
+
 def make_example(seed: int, shape: tuple[int, int], preset: str, target_width: int):
-    """One (features, target, true 1-px boundaries) triple from the synthetic generator."""
+    """One (features, target, true 1-px boundaries) triple from the synthetic generator.
+
+    ``preset`` is a generator preset or :data:`UPSAMPLED_FINE`.
+    """
     from napari_grainseg.models.features import net1_features
     from napari_grainseg.synthetic import generate
 
-    sample = generate(seed=seed, shape=tuple(shape), preset=preset)
-    features = net1_features(sample.image)
-    return features, boundary_target(sample.boundaries, target_width)[None], sample.boundaries
+    if preset == UPSAMPLED_FINE:
+        image, boundaries = upsampled_fine_sample(seed, tuple(shape))
+    else:
+        sample = generate(seed=seed, shape=tuple(shape), preset=preset)
+        image, boundaries = sample.image, sample.boundaries
+    return net1_features(image), boundary_target(boundaries, target_width)[None], boundaries
 
 
 class _SyntheticSamples:
