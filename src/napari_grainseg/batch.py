@@ -303,27 +303,10 @@ def discover_inputs(spec: str | os.PathLike, out_dir: str | os.PathLike) -> list
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads in torch and OpenCV in this process (one worker = its cores, no oversubscription)."""
-    import cv2
-    import torch
+    """Use ``n`` threads in OpenCV and torch in this process (one worker = its cores, no oversubscription)."""
+    from napari_grainseg.models.device import set_cpu_threads
 
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    cv2.setNumThreads(n)
-
-
-@contextlib.contextmanager
-def _restored_threads():
-    """Give torch and OpenCV their thread counts back after an in-process batch."""
-    import cv2
-    import torch
-
-    n_torch, n_cv = torch.get_num_threads(), cv2.getNumThreads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n_torch)
-        cv2.setNumThreads(n_cv)
+    set_cpu_threads(n)
 
 
 def _worker_threads() -> int:
@@ -430,8 +413,9 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
             m = m.with_pixel_size(options.pixel_size_nm)
         grain_size = options.grain_size_for(m.pixel_size_nm, where="the file", fix="give --pixel-size NM")
         check_resampling(m.shape, grain_size, options.max_pixels, name=item.source.name)
-        device = options.torch_device()
-        result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=options.net1(device))
+        device = options.compute_device()
+        net1 = options.net1(device)
+        result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=net1)
         # The output files need only labels and boundaries: let the probability
         # maps go before measuring (4-8 bytes per pixel less at the peak).
         result = dataclasses.replace(
@@ -463,7 +447,7 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
                     "n_grains": int(result.labels.max()),
                     "shape": list(m.shape),
                     "pixel_size_nm": m.pixel_size_nm,
-                    "device": describe_device(device),
+                    "device": describe_device(device, net1),
                     "seconds": round(seconds, 3),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 },
@@ -643,7 +627,9 @@ def run_batch(
             if use_dask:
                 _run_dask(client, items, todo, options, done, run_id)
             elif todo:
-                with _restored_threads():
+                from napari_grainseg.models.device import restored_cpu_threads
+
+                with restored_cpu_threads():
                     for i in todo:
                         if not done(i, process_item(items[i], options, run_id)):
                             break

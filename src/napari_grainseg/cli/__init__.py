@@ -21,7 +21,18 @@ from napari_grainseg import __version__
 from napari_grainseg.errors import GrainsegError
 
 #: Subcommand modules, in the order ``grainseg --help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("batch", "demo", "edges", "eval", "finetune", "measure", "segment", "synth", "train")
+SUBCOMMANDS: tuple[str, ...] = (
+    "batch",
+    "demo",
+    "edges",
+    "eval",
+    "export-onnx",
+    "finetune",
+    "measure",
+    "segment",
+    "synth",
+    "train",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
     return parser
 
 

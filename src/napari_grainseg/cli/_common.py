@@ -116,6 +116,14 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
         "--device", type=nonempty, default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda or mps (default: auto)"
     )
     parser.add_argument(
+        "--backend",
+        choices=("auto", "torch"),
+        default="auto",
+        help="how Net1 runs: auto = through OpenCV on the CPU when the weights have an ONNX export "
+        "(the shipped ones do; about twice as fast, no PyTorch import), else PyTorch; torch = always "
+        "PyTorch (default: auto)",
+    )
+    parser.add_argument(
         "--net2-steps",
         default="0",
         metavar="auto|N",
@@ -172,6 +180,7 @@ OPTION_FLAGS = {
     "max_pixels": "--max-pixels",
     "watershed_h": "--model",
     "tta": "--tta",
+    "backend": "--backend",
 }
 
 
@@ -241,6 +250,7 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             weights=str(args.weights) if args.weights else None,
             net2_weights=str(args.net2_weights) if args.net2_weights else None,
             tta=bool(getattr(args, "tta", False)),
+            backend=getattr(args, "backend", "auto"),
             **more,
         )
     except OptionError as exc:

@@ -105,9 +105,9 @@ def _segment_all(args, options, micrographs, stems, grain_sizes, run_id: str, re
     names = {stem: [stem + suffix for suffix in suffixes] for stem in stems}
     for stem in stems:  # outputs edited by hand are kept unless --overwrite: before any computation
         check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)
-    device = options.torch_device()
-    print(f"grainseg: running on {describe_device(device)}", file=sys.stderr)
+    device = options.compute_device()
     model = options.net1(device)
+    print(f"grainseg: running on {describe_device(device, model)}", file=sys.stderr)
     budget = options.net2_budget()
     net2_model = options.net2(device) if budget else None
     if options.net2_auto and not budget:

@@ -296,7 +296,7 @@ def method_runners(
         from napari_grainseg.segmentation.options import SegmentOptions
 
         base = SegmentOptions(net2_steps=0, device=device, weights=net1_weights)
-        base = replace(base, device=base.torch_device())
+        base = replace(base, device=base.compute_device())
         model = base.net1(base.device)
         builders = {
             "net1": (base, None),

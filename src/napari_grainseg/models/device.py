@@ -2,10 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
 from napari_grainseg.errors import InputError
 
 #: Accepted values of every ``device`` option (CLI ``--device``, napari selector).
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+
+
+def accelerator_may_exist() -> bool:
+    """Whether this machine may have a GPU torch could use, answered without importing torch.
+
+    False only when no GPU driver is present (no NVIDIA or ROCm device files on Linux, no
+    ``nvcuda`` library on Windows, not an Apple-silicon Mac): then ``"auto"`` is the CPU and
+    the CPU path need not pay torch's import. With torch already imported, torch answers.
+    """
+    import platform
+
+    if "torch" in sys.modules:
+        return bool(sys.modules["torch"].cuda.is_available() or _mps_available())
+    system = platform.system()
+    if system == "Darwin":
+        return platform.machine() == "arm64"
+    if system == "Windows":
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"))
+
+
+def resolve_device(preference: str = "auto") -> str:
+    """The device to run on as a name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``), checked.
+
+    Like :func:`select_device`, but the CPU (asked for, or ``"auto"`` on a machine without
+    a GPU driver) is answered without importing torch, so a CPU run that needs no torch
+    (Net1 through OpenCV, :mod:`~napari_grainseg.models.net1_opencv`) never loads it.
+    """
+    pref = (preference or "auto").strip().lower()
+    if pref == "cpu" or (pref == "auto" and not accelerator_may_exist()):
+        return "cpu"
+    return str(select_device(pref))
 
 
 def select_device(preference: str = "auto"):
@@ -48,8 +87,14 @@ def select_device(preference: str = "auto"):
     raise InputError(f"unknown device '{preference}': choose one of {', '.join(DEVICE_CHOICES)}")
 
 
-def describe_device(device) -> str:
-    """Human-readable name of a device, e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
+def describe_device(device, model=None) -> str:
+    """Human-readable name of a device, e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu (2 threads)"``.
+
+    ``model``: the network that runs there; one with its own ``describe()`` (Net1 through
+    OpenCV: ``"cpu (OpenCV DNN, 2 threads)"``) says how it runs, without importing torch.
+    """
+    if model is not None and hasattr(model, "describe"):
+        return model.describe()
     import torch
 
     device = torch.device(device)
@@ -60,6 +105,67 @@ def describe_device(device) -> str:
         n = torch.get_num_threads()
         return f"cpu ({n} thread{'' if n == 1 else 's'})"
     return str(device)
+
+
+_CPU_THREADS: int | None = None
+
+
+def set_cpu_threads(n: int) -> None:
+    """Use ``n`` CPU threads in OpenCV and torch (if loaded, and when it is loaded later).
+
+    One setting for both: a batch worker's share of the cores, say. Net1 through OpenCV
+    (:mod:`~napari_grainseg.models.net1_opencv`) reads it back with :func:`cpu_threads`.
+    """
+    import cv2
+
+    global _CPU_THREADS
+    _CPU_THREADS = int(n)
+    cv2.setNumThreads(_CPU_THREADS)
+    apply_cpu_threads_to_torch()
+
+
+def apply_cpu_threads_to_torch() -> None:
+    """Give torch the count of :func:`set_cpu_threads`, if one was set and torch is loaded."""
+    torch = sys.modules.get("torch")
+    if _CPU_THREADS is not None and torch is not None and torch.get_num_threads() != _CPU_THREADS:
+        torch.set_num_threads(_CPU_THREADS)
+
+
+@contextlib.contextmanager
+def restored_cpu_threads() -> Iterator[None]:
+    """Give OpenCV and torch (if loaded) their thread counts back on leaving (e.g. after an in-process batch)."""
+    import cv2
+
+    global _CPU_THREADS
+    saved, n_cv = _CPU_THREADS, cv2.getNumThreads()
+    torch = sys.modules.get("torch")
+    n_torch = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        _CPU_THREADS = saved
+        cv2.setNumThreads(n_cv)
+        torch = sys.modules.get("torch")
+        if torch is not None and n_torch is not None:
+            torch.set_num_threads(n_torch)
+
+
+def cpu_threads() -> int:
+    """CPU threads for the networks: :func:`set_cpu_threads`' count, else torch's (if loaded),
+    else ``OMP_NUM_THREADS``, else every core.
+
+    OpenCV itself ignores ``OMP_NUM_THREADS``; following torch's rule keeps one setting for
+    both (e.g. ``OMP_NUM_THREADS=1`` in benchmarks).
+    """
+    if _CPU_THREADS is not None:
+        return _CPU_THREADS
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return os.cpu_count() or 1
 
 
 def release_memory(device) -> None:

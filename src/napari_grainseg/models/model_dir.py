@@ -251,7 +251,7 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
 def read_model_info(model_dir: str | Path) -> dict:
     """``model.json`` of a model directory, checked: format, version and Net1 architecture."""
     from napari_grainseg.models.features import NET1_CHANNELS
-    from napari_grainseg.models.net1 import Net1Config
+    from napari_grainseg.models.net1_config import Net1Config
 
     model_dir = Path(model_dir)
     path = model_dir / MODEL_FILE

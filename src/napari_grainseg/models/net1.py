@@ -8,27 +8,12 @@ channels) so a 1024x1024 micrograph runs in about a second on two CPU cores.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from napari_grainseg.models.net1_config import Net1Config
 
-@dataclass(frozen=True)
-class Net1Config:
-    """Architecture of Net1 (stored next to the weights)."""
-
-    in_channels: int = 4
-    base_channels: int = 8
-    depth: int = 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def multiple(self) -> int:
-        """Height and width of the input must be multiples of this."""
-        return 2 ** (self.depth - 1)
+__all__ = ["Net1", "Net1Config", "count_parameters", "double_conv", "fold_batchnorm", "unet_forward", "widen_net1"]
 
 
 def double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -50,9 +35,9 @@ class Net1(nn.Module):
     pads arbitrary images.
     """
 
-    def __init__(self, config: Net1Config = Net1Config()):
+    def __init__(self, config: Net1Config | None = None):
         super().__init__()
-        self.config = config
+        self.config = config = config or Net1Config()
         widths = [config.base_channels * 2**i for i in range(config.depth)]
         self.down = nn.ModuleList()
         cin = config.in_channels

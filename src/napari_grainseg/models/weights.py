@@ -165,8 +165,11 @@ def load_state(path: str | Path, device="cpu") -> tuple[dict, dict]:
         raise InputError(
             f"weights file not found: {path}" if not path.is_dir() else f"weights {path} is a directory, not a file"
         )
+    from napari_grainseg.models.device import apply_cpu_threads_to_torch
+
     info = read_weights_info(path)
     state = safe_torch_load(path, device)
+    apply_cpu_threads_to_torch()  # torch may have been imported just now
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and hasattr(v, "is_floating_point") for k, v in state.items()
     ):

@@ -115,9 +115,11 @@ def run_net1(model, features: np.ndarray, device, *, tta: bool = False) -> np.nd
     not depend on the image's orientation. The edge features are computed once; they
     are themselves orientation-free (gradient magnitude, Laplacian, Canny lines).
     """
+    padded, (h, w) = pad_to_multiple(features, model.config.multiple)
+    if hasattr(model, "logits"):  # Net1 through OpenCV (models.net1_opencv): numpy in and out
+        return _run_numpy_net1(model, padded, tta)[:h, :w]
     import torch
 
-    padded, (h, w) = pad_to_multiple(features, model.config.multiple)
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
         if not tta:
@@ -130,6 +132,25 @@ def run_net1(model, features: np.ndarray, device, *, tta: bool = False) -> np.nd
             p = torch.flip(p, dims=(3,)) if flip else p
             total += torch.rot90(p, -k, dims=(2, 3))
         return (total / len(DIHEDRAL))[0, 0, :h, :w].cpu().numpy()
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow (``1 / (1 + exp(-x))`` warns for large negative x)."""
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32, copy=False)
+
+
+def _run_numpy_net1(model, padded: np.ndarray, tta: bool) -> np.ndarray:
+    """Probability (H, W) of a padded (C, H, W) feature array by a Net1 with ``logits`` (no torch)."""
+    if not tta:
+        return _sigmoid(model.logits(padded[None])[0, 0])
+    total = np.zeros(padded.shape[1:], np.float32)
+    for k, flip in DIHEDRAL:
+        xt = np.rot90(padded, k, axes=(1, 2))
+        xt = xt[:, :, ::-1] if flip else xt
+        p = _sigmoid(model.logits(xt[None])[0, 0])
+        p = p[:, ::-1] if flip else p
+        total += np.rot90(p, -k)
+    return total / len(DIHEDRAL)
 
 
 def predict_probability(
@@ -265,7 +286,8 @@ def predict_boundaries(
     image
         2-D micrograph.
     model
-        A loaded Net1; default: the shipped weights on ``device``.
+        A loaded Net1 (PyTorch, or :class:`~napari_grainseg.models.net1_opencv.OpenCVNet1`);
+        default: the shipped weights on ``device`` from the model cache (through OpenCV on the CPU).
     device
         ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``.
     grain_size_px
@@ -286,15 +308,15 @@ def predict_boundaries(
     >>> pred.probability.shape                                   # doctest: +SKIP
     (154, 1166)
     """
-    from napari_grainseg.models.device import describe_device, select_device
+    from napari_grainseg.models.device import describe_device, resolve_device
 
     t0 = time.perf_counter()
     image = validate_image(image)
-    dev = select_device(device) if isinstance(device, str) else device
+    dev = resolve_device(device) if isinstance(device, str) else device
     if model is None:
-        from napari_grainseg.models.weights import load_net1
+        from napari_grainseg.segmentation.options import cached_net1
 
-        model = load_net1(device=dev)
+        model = cached_net1(None, dev)
     run = dict(edge_params=edge_params, tile_size=tile_size, overlap=overlap, progress=progress, tta=tta)
     if grain_size_px is not None:
         scale, estimate, source, prob, n_tiles = scale_for_grain_size(grain_size_px), grain_size_px, "hint", None, 0
@@ -310,7 +332,7 @@ def predict_boundaries(
         scale=float(scale),
         grain_size_px=None if estimate is None else float(estimate),
         grain_size_source=source,
-        device=describe_device(dev),
+        device=describe_device(dev, model),
         seconds=time.perf_counter() - t0,
         n_tiles=n_tiles,
     )

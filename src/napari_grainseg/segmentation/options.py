@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from napari_grainseg.segmentation.grains import DEFAULT_MIN_GRAIN_AREA, check_gr
 from napari_grainseg.segmentation.refine import DEFAULT_MAX_STEPS
 
 __all__ = [
+    "NET1_BACKENDS",
     "OptionError",
     "SegmentOptions",
     "cached_models",
@@ -122,6 +124,11 @@ class SegmentOptions:
     watershed_h
         Depth of the basins that become grains with ``grains="watershed"`` (an adapted
         model directory recommends its own, tuned on its corrections).
+    backend
+        How Net1 runs: ``"auto"`` (default) runs it through OpenCV's DNN module when the
+        device is the CPU and the weights have a current ONNX export (the shipped ones do;
+        :mod:`~napari_grainseg.models.net1_opencv`: about twice as fast, and no torch
+        import), else through PyTorch; ``"torch"`` always uses PyTorch.
 
     Raises
     ------
@@ -140,6 +147,7 @@ class SegmentOptions:
     net2_weights: str | Path | None = None
     watershed_h: float = 0.1
     tta: bool = False
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         budget = net2_step_budget(self.net2_steps)  # resolved once: "auto" or a whole number
@@ -158,6 +166,8 @@ class SegmentOptions:
         _positive_or_none("watershed_h", self.watershed_h)
         if not isinstance(self.tta, bool):
             raise OptionError("tta", f"tta must be True or False, got {self.tta!r}")
+        if self.backend not in NET1_BACKENDS:
+            raise OptionError("backend", f"backend must be one of {', '.join(NET1_BACKENDS)}, got {self.backend!r}")
         if (
             isinstance(self.min_grain_area, bool)
             or int(self.min_grain_area) != self.min_grain_area
@@ -200,15 +210,18 @@ class SegmentOptions:
             )
         return self.grain_size_nm / pixel_size_nm
 
-    def torch_device(self):
-        """:attr:`device` as a ``torch.device`` (``"auto"`` picks CUDA, MPS or the CPU)."""
-        from napari_grainseg.models.device import select_device
+    def compute_device(self):
+        """:attr:`device` resolved (``"auto"`` picks CUDA, MPS or the CPU): a name, or the ``torch.device`` given.
 
-        return select_device(self.device) if isinstance(self.device, str) else self.device
+        The CPU is answered without importing torch (:func:`~napari_grainseg.models.device.resolve_device`).
+        """
+        from napari_grainseg.models.device import resolve_device
+
+        return resolve_device(self.device) if isinstance(self.device, str) else self.device
 
     def net1(self, device):
-        """Net1 of :attr:`weights` on ``device``, from the model cache."""
-        return cached_net1(self.weights, device)
+        """Net1 of :attr:`weights` on ``device`` by :attr:`backend`, from the model cache."""
+        return cached_net1(self.weights, device, backend=self.backend)
 
     def net2(self, device):
         """Net2 of :attr:`net2_weights` on ``device``, from the model cache."""
@@ -216,6 +229,9 @@ class SegmentOptions:
 
 
 # --------------------------------------------------------------------------- model cache
+
+#: Values of :attr:`SegmentOptions.backend`.
+NET1_BACKENDS: tuple[str, ...] = ("auto", "torch")
 
 _MODELS: dict[tuple[str, str, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -225,29 +241,47 @@ def _cache_key(kind: str, weights: str | Path | None, device) -> tuple[str, str,
     return kind, str(Path(weights).resolve()) if weights else "<shipped>", str(device)
 
 
-def _cached(kind: str, weights: str | Path | None, device):
-    from napari_grainseg.models import weights as loaders
-
+def _cached(kind: str, weights: str | Path | None, device, load: Callable[[], Any]):
     key = _cache_key(kind, weights, device)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            load = loaders.load_net1 if kind == "net1" else loaders.load_net2
-            _MODELS[key] = load(weights, device=device)
+            _MODELS[key] = load()
         return _MODELS[key]
 
 
-def cached_net1(weights: str | Path | None, device):
-    """Net1 for ``(weights, device)`` (None: shipped weights), loaded once per process."""
-    return _cached("net1", weights, device)
+def cached_net1(weights: str | Path | None, device, *, backend: str = "auto"):
+    """Net1 for ``(weights, device)`` (None: shipped weights), loaded once per process.
+
+    On the CPU with ``backend="auto"`` it is the OpenCV Net1 of the weights' ONNX export
+    (:class:`~napari_grainseg.models.net1_opencv.OpenCVNet1`) when a current one exists,
+    else the PyTorch model; ``backend="torch"`` always gives the PyTorch model (cached
+    as kind ``"net1:torch"`` on the CPU).
+    """
+    from napari_grainseg.models.weights import load_net1
+
+    if str(device) != "cpu":
+        return _cached("net1", weights, device, lambda: load_net1(weights, device=device))
+    if backend == "torch":
+        return _cached("net1:torch", weights, device, lambda: load_net1(weights, device=device))
+
+    def opencv_or_torch():
+        from napari_grainseg.models.net1_opencv import load_opencv_net1
+
+        model = load_opencv_net1(weights)  # None: the weights have no current ONNX export
+        return model if model is not None else load_net1(weights, device=device)
+
+    return _cached("net1", weights, device, opencv_or_torch)
 
 
 def cached_net2(weights: str | Path | None, device):
     """Net2 for ``(weights, device)`` (None: shipped weights), loaded once per process."""
-    return _cached("net2", weights, device)
+    from napari_grainseg.models.weights import load_net2
+
+    return _cached("net2", weights, device, lambda: load_net2(weights, device=device))
 
 
 def cached_models() -> list[tuple[str, str, str]]:
-    """``(kind, weights, device)`` of every model in the cache (kind ``"net1"`` or ``"net2"``)."""
+    """``(kind, weights, device)`` of every model in the cache (kind ``"net1"``, ``"net1:torch"`` or ``"net2"``)."""
     with _MODELS_LOCK:
         return sorted(_MODELS)
 

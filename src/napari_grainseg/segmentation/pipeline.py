@@ -112,7 +112,7 @@ def segment(
         raise TypeError(f"give either options or option keywords, not both: {', '.join(option_values)}")
     grain_size_px = options.grain_size_for(pixel_size_nm)  # before Net1 runs
     budget = options.net2_budget(model_given=net2_model is not None)
-    dev = options.torch_device()
+    dev = options.compute_device()
     if model is None:
         model = options.net1(dev)
     prediction = predict_boundaries(

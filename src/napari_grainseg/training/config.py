@@ -157,7 +157,7 @@ class TrainConfig(LoopConfig):
 
     def net1_config(self):
         """The :class:`~napari_grainseg.models.net1.Net1Config` this run trains."""
-        from napari_grainseg.models.net1 import Net1Config
+        from napari_grainseg.models.net1_config import Net1Config
 
         return Net1Config(**self.architecture)
 
