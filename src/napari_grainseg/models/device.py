@@ -95,15 +95,15 @@ def describe_device(device, model=None) -> str:
     """
     if model is not None and hasattr(model, "describe"):
         return model.describe()
+    if str(device) == "cpu":  # a name or a torch.device: no torch import needed
+        n = cpu_threads()
+        return f"cpu ({n} thread{'' if n == 1 else 's'})"
     import torch
 
     device = torch.device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    if device.type == "cpu":
-        n = torch.get_num_threads()
-        return f"cpu ({n} thread{'' if n == 1 else 's'})"
     return str(device)
 
 

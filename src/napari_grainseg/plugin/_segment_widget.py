@@ -430,10 +430,10 @@ class SegmentWidget(Container):
         return layers
 
     def _update_device_label(self, _value=None) -> str | None:
-        from napari_grainseg.models.device import describe_device, select_device
+        from napari_grainseg.models.device import describe_device, resolve_device
 
         try:
-            desc = describe_device(select_device(self.device.value))
+            desc = describe_device(resolve_device(self.device.value))
         except GrainsegError as exc:
             self.device_label.value = "not available"
             self._fail(exc)
@@ -588,7 +588,7 @@ class SegmentWidget(Container):
 
     def run_net1(self):
         """Run Net1 on the selected image in a worker. Returns the worker (None on bad input)."""
-        from napari_grainseg.models.device import describe_device, select_device
+        from napari_grainseg.models.device import describe_device, resolve_device
 
         if self.busy:
             show_warning("napari-grainseg is busy: wait, or press Stop")
@@ -596,11 +596,10 @@ class SegmentWidget(Container):
         try:
             source, data = self._read_source()
             hint = self.grain_size_px(source)
-            device = select_device(self.device.value)
+            device = resolve_device(self.device.value)
         except GrainsegError as exc:
             self._fail(exc)
             return None
-        leave_a_core_for_the_viewer(device)
         self.device_label.value = describe_device(device)
         self._detach_refinement()  # a paused Net2 (nothing runs: see busy) ends quietly, its steps kept
         holder: dict = {}
@@ -627,7 +626,6 @@ class SegmentWidget(Container):
     def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict, pixel_size_nm=None):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
-        import torch
 
         from napari_grainseg.segmentation.grains import boundaries_to_labels
         from napari_grainseg.segmentation.pipeline import segment
@@ -639,8 +637,11 @@ class SegmentWidget(Container):
                 raise _Cancelled
 
         try:
-            with torch.inference_mode():
-                result = segment(data, self._options(device, grains, hint, pixel_size_nm), progress=progress)
+            options = self._options(device, grains, hint, pixel_size_nm)
+            model = options.net1(device)  # loaded here, in the worker (the first time)
+            if not hasattr(model, "logits"):  # PyTorch, not OpenCV: keep a core for the viewer (GIL)
+                leave_a_core_for_the_viewer(device)
+            result = segment(data, options, model=model, progress=progress)
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
@@ -678,6 +679,7 @@ class SegmentWidget(Container):
             lambda: self._write_boundaries(source, state, boundaries, labels),
         )
         p = result.prediction
+        self.device_label.value = p.device  # how Net1 ran: e.g. "cpu (OpenCV DNN, 2 threads)"
         how = "the model's" if from_model and p.grain_size_source == "hint" else p.grain_size_source
         size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
