@@ -110,6 +110,8 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     click(qtbot, seg.run_net1_button)
     bnd, grains = viewer.layers["interconnect_tem boundaries"], viewer.layers["interconnect_tem grains"]
     assert fix.boundaries.value is bnd and stats.grains.value is grains
+    # the shipped weights have an ONNX export: on the CPU Net1 ran through OpenCV, and the dock says so
+    assert seg.device_label.value.startswith("cpu (OpenCV DNN, ") and "OpenCV DNN" in seg.status.value
     click(qtbot, seg.step_button)
     assert seg.net2_label.value.startswith("step 1:")
 
