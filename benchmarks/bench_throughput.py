@@ -3,7 +3,9 @@
 Two field sets (synthetic "tem" micrographs, cached in ``--cache``): one 1024² field and 24 small
 fields of six shapes from 256² to 384×512. Three methods:
 
-* ``default``: ``grainseg segment`` (since session 9: Net1, grains by threshold);
+* ``default``: ``grainseg segment`` (since session 9: Net1, grains by threshold; since session 11
+  Net1 runs through OpenCV's DNN module on the CPU, ``models/net1_opencv.py``);
+* ``default (torch)``: ``grainseg segment --backend torch`` (the same, Net1 through PyTorch);
 * ``net1+net2``: ``grainseg segment --net2-steps auto`` (Net1, then Net2 until converged);
 * ``classical``: the watershed baseline (``grains.classical_boundaries(sigma=4, h=0.002,
   merge_threshold=0.01)`` then ``boundaries_to_labels``) with the same output files (TIFFs and
@@ -39,7 +41,7 @@ import time
 from pathlib import Path
 
 SMALL_SHAPES = [(256, 256), (256, 320), (320, 320), (320, 384), (384, 384), (384, 512)]
-METHODS = ("default", "net1+net2", "classical")
+METHODS = ("default", "default (torch)", "net1+net2", "classical")
 STAGES = ("read", "edges", "Net1", "Net2", "grains", "measurement", "report", "write", "other")
 PIXEL_SIZE_NM = "2"
 
@@ -95,7 +97,7 @@ def command(method: str, paths, out: Path) -> list[str]:
     files = [str(p) for p in paths]
     if method == "classical":
         return [sys.executable, __file__, "classical", *files, "--out", str(out)]
-    extra = ["--net2-steps", "auto"] if method == "net1+net2" else []
+    extra = {"net1+net2": ["--net2-steps", "auto"], "default (torch)": ["--backend", "torch"]}.get(method, [])
     return [
         sys.executable,
         "-m",
@@ -119,7 +121,7 @@ def whole_process(sets: dict, repeats: int, before_src: Path | None = None) -> d
     times: dict[str, list[float]] = {}
     for r in range(repeats):
         for s, paths in sets.items():
-            for m in METHODS[r % 3 :] + METHODS[: r % 3]:  # rotate the order: load drifts
+            for m in METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]:  # rotate the order: load drifts
                 for tag, src in versions.items():
                     env = dict(os.environ)
                     if src is not None:
@@ -214,9 +216,11 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
     from napari_grainseg.io import readers
     from napari_grainseg.models.weights import load_net1, load_net2
     from napari_grainseg.segmentation import pipeline
+    from napari_grainseg.segmentation.options import cached_net1
 
     timer = install_timers()
-    net1, net2 = load_net1(device="cpu"), load_net2(device="cpu")
+    net1_torch, net2 = load_net1(device="cpu"), load_net2(device="cpu")
+    net1_default = cached_net1(None, "cpu")  # through OpenCV when the shipped weights have their export
 
     def run(method: str, paths, out: Path) -> None:
         for p in paths:
@@ -225,7 +229,11 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
                 continue
             m = readers.read_micrograph(p).with_pixel_size(float(PIXEL_SIZE_NM))
             result = pipeline.segment(
-                m.data, model=net1, device="cpu", net2_steps="auto" if method == "net1+net2" else 0, net2_model=net2
+                m.data,
+                model=net1_torch if method == "default (torch)" else net1_default,
+                device="cpu",
+                net2_steps="auto" if method == "net1+net2" else 0,
+                net2_model=net2,
             )
             pipeline.write_segmentation(
                 out, Path(p).stem, m.data, result, pixel_size_nm=m.pixel_size_nm, extra={"source": str(p)}
@@ -237,7 +245,7 @@ def stages_in_process(sets: dict, repeats: int) -> dict:
     results: dict[str, list[dict]] = {}
     for r in range(repeats):
         for s, paths in sets.items():
-            for m in METHODS[r % 3 :] + METHODS[: r % 3]:
+            for m in METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]:
                 timer.total = dict.fromkeys(STAGES, 0.0)
                 with tempfile.TemporaryDirectory() as out:
                     t0 = time.perf_counter()
