@@ -7,8 +7,7 @@ Pipeline of :func:`predict_boundaries`:
    just inside that range. Without a hint, the grain size measured on a first
    native-scale pass decides; when it is out of range or undefined, Net1 also
    runs at 1/2 and 1/4 scale and keeps the scale where its boundaries are most
-   confident; when it is small (under ``FINE_PROBE_BELOW_PX``), an enlarged crop
-   checks for finer grains that the native pass merged (:func:`choose_scale`).
+   confident (:func:`choose_scale`).
 2. **Features.** Edge thresholds and the intensity scaling are computed once on
    the whole (rescaled) image, so tiles agree.
 3. **Tiles.** Images up to ``tile_size`` px on a side run in one pass; larger
@@ -47,14 +46,6 @@ PROBE_MARGIN = 0.01
 MIN_PROBE_SIZE = 32
 #: Fewer closed grains than this (edge grains counted 1/2) give no size estimate.
 MIN_GRAINS_FOR_ESTIMATE = 5
-#: A native estimate below this (px) is checked at ``FINE_PROBE_SCALE``: merged fine grains look like small grains.
-FINE_PROBE_BELOW_PX = 20.0
-#: Enlargement of the fine check (:func:`choose_scale`).
-FINE_PROBE_SCALE = 2.0
-#: The fine check runs on a central crop of at most this many input px per side (bounded cost).
-FINE_PROBE_CROP = 512
-#: The enlarged image must show grains at most this fraction of the native estimate to be believed.
-FINE_PROBE_RATIO = 0.7
 #: Images larger than this (px per side) are processed in tiles.
 DEFAULT_TILE_SIZE = 1024
 #: Overlap between neighbouring tiles (px); the blending margin is derived from it.
@@ -237,38 +228,12 @@ def boundary_confidence(probability: np.ndarray, threshold: float = 0.5) -> floa
     return float(probability[skeleton].mean()) if skeleton.any() else 0.0
 
 
-def finer_grain_size(image: np.ndarray, probability: np.ndarray, model, device, **run) -> float | None:
-    """The grain size (input px) seen in an enlarged central crop, when it is much finer than at native scale.
-
-    Grains of 4-8 px merge at native scale into what looks like grains of 10-20 px, inside the
-    trained range, so the size estimate alone cannot tell. Net1 runs again on a central crop
-    (at most ``FINE_PROBE_CROP`` px a side) enlarged by ``FINE_PROBE_SCALE``; when the grains
-    it closes there are smaller than ``FINE_PROBE_RATIO`` times the native estimate of the same
-    crop, the image holds finer grains than the native pass resolved: their size is returned.
-    Otherwise None (the native pass stands). Cost: one pass over at most 1024² px.
-    """
-    h, w = image.shape
-    ch, cw = min(h, FINE_PROBE_CROP), min(w, FINE_PROBE_CROP)
-    window = (slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw))
-    native = estimate_grain_size(probability[window])
-    if native is None:
-        return None
-    run = dict(run, progress=None)
-    fine_prob, _ = predict_probability(resample(image[window], FINE_PROBE_SCALE), model, device, **run)
-    fine = estimate_grain_size(fine_prob)
-    if fine is None or fine / FINE_PROBE_SCALE >= FINE_PROBE_RATIO * native:
-        return None
-    return fine / FINE_PROBE_SCALE
-
-
 def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float | None, np.ndarray | None, int]:
     """Pick the resampling factor for an image of unknown grain size.
 
     Net1 first runs at native scale; when the mean grain diameter measured on
     its result lies in the trained range, that result is kept (one pass, no
-    resampling loss), unless it is below ``FINE_PROBE_BELOW_PX`` and an enlarged
-    crop shows much finer grains (:func:`finer_grain_size`): then the image is
-    enlarged for them. Otherwise (no closed grains, or sizes out of range) Net1
+    resampling loss). Otherwise (no closed grains, or sizes out of range) Net1
     also runs at the coarser ``PROBE_SCALES`` (while the image stays at least
     ``MIN_PROBE_SIZE`` px on a side) and the scale whose boundaries are most
     confident (:func:`boundary_confidence`; a coarser scale must win by
@@ -284,10 +249,7 @@ def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float 
     prob, n_tiles = predict_probability(image, model, device, **run)
     estimate = estimate_grain_size(prob)
     if estimate is not None and lo <= estimate <= hi:
-        finer = finer_grain_size(image, prob, model, device, **run) if estimate < FINE_PROBE_BELOW_PX else None
-        if finer is None:
-            return 1.0, estimate, prob, n_tiles
-        return scale_for_grain_size(finer), finer, None, 0
+        return 1.0, estimate, prob, n_tiles
     best = (1.0, boundary_confidence(prob), prob, n_tiles)
     for s in PROBE_SCALES:
         if min(image.shape) * s < MIN_PROBE_SIZE:
