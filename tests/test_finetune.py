@@ -323,6 +323,18 @@ def test_model_directory_round_trip(tmp_path):
     again = finetune_net1(load_corrections(images, labels=labels), _config())
     with torch.no_grad():
         assert torch.allclose(inference_copy(again.model)(x), loaded.net1(x), atol=2e-2)
+    # with the onnx package (the test extra) the adapted Net1 also gets its ONNX export, so on the
+    # CPU it runs through OpenCV like the shipped one, with the PyTorch model's outputs
+    pytest.importorskip("onnx")
+    from napari_grainseg.models.net1_opencv import OpenCVNet1
+    from napari_grainseg.segmentation.options import cached_net1, release_models
+
+    release_models()
+    fast = cached_net1(out / "net1.pt", "cpu")
+    assert isinstance(fast, OpenCVNet1) and fast.weights_info["weights_sha256"] == on_disk["net1_sha256"]
+    with torch.no_grad():
+        assert np.abs(fast.logits(x.numpy()) - loaded.net1(x).numpy()).max() < 1e-4
+    release_models()
 
 
 def test_model_directory_of_another_version_or_architecture_is_a_one_line_error(tmp_path):

@@ -176,9 +176,17 @@ def package_version() -> str:
     return __version__
 
 
+def onnx_export_available() -> bool:
+    """Whether the ``onnx`` package is installed (``pip install 'napari-grainseg[export]'``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
 def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Path | None = None, net2=None) -> Path:
     """Write a model directory: ``net1``'s weights, Net2 (the adapted ``net2``, else a copy of
-    ``net2_weights``, if any) and ``model.json``.
+    ``net2_weights``, if any) and ``model.json``; with the ``onnx`` package installed also the
+    ONNX export of Net1, so the adapted model runs through OpenCV on the CPU like the shipped one.
 
     ``info`` is merged into ``model.json`` beside the format, package version, date and hashes.
     The directory is assembled beside ``out`` and moved into place at the end, so an
@@ -210,6 +218,10 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
             },
         )
         net1_sha = file_sha256(staging / "net1.pt")
+        if onnx_export_available():  # the fast CPU path for the adapted Net1 too (models/net1_opencv.py)
+            from napari_grainseg.models.net1_opencv import export_net1_onnx
+
+            export_net1_onnx(staging / "net1.pt")
         net2_sha = None
         if net2 is not None:
             net2_info = {k: v for k, v in getattr(net2, "weights_info", {}).items() if k != "weights_sha256"}

@@ -168,7 +168,7 @@ def export_net1_onnx(weights_path: str | Path | None = None, onnx_path: str | Pa
         "onnx": onnx.__version__,
         "opencv": cv2.__version__,
         "check_max_abs_logit_difference": diff,
-        "reproduce": "grainseg export-onnx" + ("" if shipped else f" {weights_path}"),
+        "reproduce": "grainseg export-onnx" + ("" if shipped else f" {weights_path.name}  (in the weights' folder)"),
     }
     with atomic_open(record_path) as fh:
         json.dump(record, fh, indent=2, sort_keys=True)
