@@ -668,3 +668,35 @@ def test_net2_adaptation_lowers_its_loss_and_is_saved_and_used(tmp_path, capsys)
         )
         == 2
     )
+
+
+def test_adapted_model_scale_follows_each_images_pixel_size_in_segment_and_batch(tmp_path):
+    """A model adapted on 30 px grains at 2 nm/px runs a 4 nm/px image at 15 px (the same grains in nm),
+    in `segment` (several inputs in one call) and in `batch`, as napari does for each image."""
+    import tifffile
+
+    from napari_grainseg.cli import main
+    from napari_grainseg.models.model_dir import save_model_dir
+    from napari_grainseg.models.weights import load_net1
+    from napari_grainseg.synthetic import generate
+
+    model = save_model_dir(tmp_path / "m", load_net1(for_training=True), {"grain_size_px": 30.0, "pixel_size_nm": 2.0})
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = (generate(seed=3, shape=(128, 160)).image * 65535).astype(np.uint16)
+    for name, nm in (("at2nm", 2.0), ("at4nm", 4.0)):
+        tifffile.imwrite(
+            folder / f"{name}.tif", image, imagej=True, resolution=(1 / nm, 1 / nm), metadata={"unit": "nm"}
+        )
+    files = sorted(map(str, folder.glob("*.tif")))
+    assert main(["segment", *files, "--out", str(tmp_path / "seg"), "--model", str(model), "--device", "cpu"]) == 0
+    assert main(["batch", str(folder), "--out", str(tmp_path / "bat"), "--model", str(model), "--device", "cpu"]) == 0
+    for out in (tmp_path / "seg", tmp_path / "bat"):
+        hints = {
+            n: json.loads((out / f"{n}_summary.json").read_text())["grain_size_hint_px"] for n in ("at2nm", "at4nm")
+        }
+        assert hints == {"at2nm": pytest.approx(30.0), "at4nm": pytest.approx(15.0)}, (out, hints)
+    # a size the user gives wins over the model's (and is taken to the model's scale rule)
+    out = tmp_path / "given"
+    assert main(["segment", files[1], "--out", str(out), "--model", str(model), "--grain-size", "12"]) == 0
+    assert json.loads((out / "at4nm_summary.json").read_text())["grain_size_hint_px"] == pytest.approx(12.0)

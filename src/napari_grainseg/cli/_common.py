@@ -181,6 +181,8 @@ OPTION_FLAGS = {
     "watershed_h": "--model",
     "tta": "--tta",
     "backend": "--backend",
+    "model_grain_size_px": "--model",
+    "model_pixel_size_nm": "--model",
 }
 
 
@@ -226,11 +228,6 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             args.net2_weights = net2
         elif args.net2_steps.strip().lower() == "auto":
             args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
-        # the scale the model was adapted at: the corrections' grain size unless the user gives one
-        if getattr(args, "grain_size_nm", None) is None:
-            from napari_grainseg.models.model_dir import model_grain_size_hint
-
-            args.grain_size = model_grain_size_hint(args.model_info, grain_size_px=args.grain_size)
         # the grain builder tuned on the model's corrections, unless given on the command line
         if recommended.get("grains") and not user_gave("--grains"):
             args.grains = recommended["grains"]
@@ -251,6 +248,9 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             net2_weights=str(args.net2_weights) if args.net2_weights else None,
             tta=bool(getattr(args, "tta", False)),
             backend=getattr(args, "backend", "auto"),
+            # the scale the model was adapted at, converted per image by its pixel size (SegmentOptions.grain_size_for)
+            model_grain_size_px=(args.model_info or {}).get("grain_size_px"),
+            model_pixel_size_nm=(args.model_info or {}).get("pixel_size_nm"),
             **more,
         )
     except OptionError as exc:

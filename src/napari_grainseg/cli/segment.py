@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from napari_grainseg.cli._common import (
@@ -71,26 +70,21 @@ def run(args: argparse.Namespace) -> int:
             "several inputs have the same file name; their outputs would collide "
             "(use grainseg batch, which mirrors folders)"
         )
-    grain_sizes = []
     for m in micrographs:
         try:
             gsize = options.grain_size_for(m.pixel_size_nm, where=m.source, fix="add --pixel-size NM")
         except InputError as exc:
             raise InputError(f"--grain-size-nm: {exc}") from None
-        if options.grain_size_nm is not None and getattr(args, "model", None) is not None:
-            from napari_grainseg.models.model_dir import inference_grain_size
-
-            gsize = inference_grain_size(gsize)  # at the scale the model was adapted at
-        grain_sizes.append(gsize)
+        # checked here, before any computation; segment() resolves the same size for each image
         check_resampling(m.shape, gsize, args.max_pixels, name=Path(m.source).name)
     lock = FolderLock(args.out, wait=args.wait).acquire()
     try:
-        return _segment_all(args, options, micrographs, stems, grain_sizes, lock.run_id, report_options)
+        return _segment_all(args, options, micrographs, stems, lock.run_id, report_options)
     finally:
         lock.release()
 
 
-def _segment_all(args, options, micrographs, stems, grain_sizes, run_id: str, report_options: dict) -> int:
+def _segment_all(args, options, micrographs, stems, run_id: str, report_options: dict) -> int:
     """Segment each micrograph and commit its files as a set (the caller holds the folder's lock)."""
     from tqdm import tqdm
 
@@ -112,12 +106,9 @@ def _segment_all(args, options, micrographs, stems, grain_sizes, run_id: str, re
     net2_model = options.net2(device) if budget else None
     if options.net2_auto and not budget:
         print("grainseg: no Net2 weights shipped; using Net1 only", file=sys.stderr)
-    for m, stem, gsize in tqdm(
-        list(zip(micrographs, stems, grain_sizes)), desc="segment", unit="image", disable=len(micrographs) < 2
-    ):
-        # the grain size is resolved above (nm -> px, and to an adapted model's scale)
-        opts = replace(options, grain_size_px=gsize, grain_size_nm=None)
-        result = segment(m.data, opts, model=model, net2_model=net2_model)
+    for m, stem in tqdm(list(zip(micrographs, stems)), desc="segment", unit="image", disable=len(micrographs) < 2):
+        # the grain size of each image: nm -> px, and an adapted model's scale by its pixel size
+        result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=model, net2_model=net2_model)
         stage = staging_dir(args.out, stem, run_id)
         try:
             write_segmentation(

@@ -124,6 +124,11 @@ class SegmentOptions:
     watershed_h
         Depth of the basins that become grains with ``grains="watershed"`` (an adapted
         model directory recommends its own, tuned on its corrections).
+    model_grain_size_px, model_pixel_size_nm
+        An adapted model's scale: the mean grain diameter of its corrections (px) and their
+        pixel size (nm; None when uncalibrated). With them :meth:`grain_size_for` gives each
+        image the hint the model was adapted at, converted by that image's pixel size
+        (:func:`~napari_grainseg.models.model_dir.model_grain_size_hint`).
     backend
         How Net1 runs: ``"auto"`` (default) runs it through OpenCV's DNN module when the
         device is the CPU and the weights have a current ONNX export (the shipped ones do;
@@ -148,6 +153,8 @@ class SegmentOptions:
     watershed_h: float = 0.1
     tta: bool = False
     backend: str = "auto"
+    model_grain_size_px: float | None = None
+    model_pixel_size_nm: float | None = None
 
     def __post_init__(self) -> None:
         budget = net2_step_budget(self.net2_steps)  # resolved once: "auto" or a whole number
@@ -164,6 +171,8 @@ class SegmentOptions:
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
             raise OptionError("threshold", f"threshold must be between 0 and 1, got {self.threshold}")
         _positive_or_none("watershed_h", self.watershed_h)
+        _positive_or_none("model_grain_size_px", self.model_grain_size_px)
+        _positive_or_none("model_pixel_size_nm", self.model_pixel_size_nm)
         if not isinstance(self.tta, bool):
             raise OptionError("tta", f"tta must be True or False, got {self.tta!r}")
         if self.backend not in NET1_BACKENDS:
@@ -201,14 +210,23 @@ class SegmentOptions:
 
         A size in nm is divided by the pixel size; without one it is an
         :class:`OptionError` naming ``where`` (the image) and ``fix`` (what to do).
+        With an adapted model's scale (``model_grain_size_px``) the hint is the one the model
+        was adapted at: the given size, else the corrections' size converted by the pixel sizes.
         """
         if self.grain_size_nm is None:
-            return self.grain_size_px
-        if pixel_size_nm is None:
+            size = self.grain_size_px
+        elif pixel_size_nm is None:
             raise OptionError(
                 "grain_size_nm", f"a grain size in nm needs a pixel size, but {where} is not calibrated: {fix}"
             )
-        return self.grain_size_nm / pixel_size_nm
+        else:
+            size = self.grain_size_nm / pixel_size_nm
+        if self.model_grain_size_px is None:
+            return size
+        from napari_grainseg.models.model_dir import model_grain_size_hint
+
+        scale = {"grain_size_px": self.model_grain_size_px, "pixel_size_nm": self.model_pixel_size_nm}
+        return model_grain_size_hint(scale, grain_size_px=size, pixel_size_nm=pixel_size_nm)
 
     def compute_device(self):
         """:attr:`device` resolved (``"auto"`` picks CUDA, MPS or the CPU): a name, or the ``torch.device`` given.
