@@ -388,9 +388,8 @@ class LearnWidget(Container):
 
     def learn(self, again: bool = False):
         """Start learning in a worker (``again``: from the chosen stored model's images too). Returns the worker."""
-        from napari_grainseg.models.device import select_device
+        from napari_grainseg.models.device import resolve_device
         from napari_grainseg.models.store import new_model_path, unique_name
-        from napari_grainseg.plugin._segment_widget import leave_a_core_for_the_viewer
 
         self._disarm_delete()
         if self.busy:
@@ -413,10 +412,9 @@ class LearnWidget(Container):
                     if self.corrected.choices
                     else "no boundary layer to learn from: run Net1 on an image and correct its result first"
                 )
-            device = select_device(self.device)
+            device = resolve_device(self.device)  # the CPU without importing torch: the worker imports it
         except GrainsegError as exc:
             return self._fail(exc)
-        leave_a_core_for_the_viewer(device)
         run = _Run(name.strip())
         steps = int(self.steps.value) or None
         net2 = int(self.net2_steps.value)
@@ -444,7 +442,9 @@ class LearnWidget(Container):
         import pandas  # noqa: F401 - imported by napari's first layer update: not on the main thread later
 
         from napari_grainseg.models.store import LearnCancelled, learn_model
+        from napari_grainseg.plugin._segment_widget import leave_a_core_for_the_viewer
 
+        leave_a_core_for_the_viewer(device)  # imports torch here, in the worker, not in the viewer's thread
         try:
             return learn_model(
                 run.name,

@@ -146,6 +146,8 @@ class _Refinement:
 def leave_a_core_for_the_viewer(device) -> None:
     """On the CPU, run torch on all cores but one, so the viewer's thread keeps a core to react.
 
+    Imports torch: call it in the worker that will run torch, not in the viewer's thread.
+
     With every core busy in the worker the main thread waits for CPU time and for
     the GIL (torch re-takes it between operations): the viewer stalls.
     """
@@ -805,7 +807,7 @@ class SegmentWidget(Container):
         if self._net1_worker is not None:
             show_warning("Net1 is still running: wait for it, then step Net2")
             return None
-        from napari_grainseg.models.device import select_device
+        from napari_grainseg.models.device import resolve_device
 
         source = self.image.value
         try:
@@ -817,11 +819,10 @@ class SegmentWidget(Container):
             if state.drawing:
                 raise InputError(f"Net1's result on '{source.name}' is still being drawn: press Step again")
             _, data = self._read_source()
-            device = select_device(self.device.value)
+            device = resolve_device(self.device.value)  # the CPU without importing torch: the worker imports it
         except GrainsegError as exc:
             self._fail(exc)
             return None
-        leave_a_core_for_the_viewer(device)
         start = np.asarray(state.probability.data, np.float32)
         fixed_mask = fixed_values = None
         link = state.link
@@ -875,11 +876,12 @@ class SegmentWidget(Container):
 
     def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement, fixed_mask=None, fixed_values=None):
         """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
-        import torch
+        import torch  # here, in the worker: the first import takes ~0.7 s
 
         from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_to_labels
         from napari_grainseg.segmentation.refine import refine
 
+        leave_a_core_for_the_viewer(device)
         try:
             options = self._options(device, grains)
             with torch.inference_mode():
