@@ -44,7 +44,7 @@ def onnx_paths(weights_path: str | Path) -> tuple[Path, Path]:
 class OpenCVNet1:
     """A Net1 run by OpenCV's DNN module on the CPU (same outputs as the PyTorch model to ~1e-5).
 
-    Has what inference reads from a Net1: ``config`` (its :class:`~napari_grainseg.models.net1.Net1Config`),
+    Has what inference reads from a Net1: ``config`` (its :class:`~napari_grainseg.models.net1_config.Net1Config`),
     ``weights_info`` and ``weights_path``; :meth:`logits` replaces the forward pass.
     One instance may be shared by threads: calls are serialised (an OpenCV ``Net`` holds its
     buffers).
