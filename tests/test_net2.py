@@ -151,6 +151,19 @@ def test_tiled_refinement_matches_whole_image(monkeypatch, random_net2):
     assert float(np.mean(np.abs(tiled - whole))) < 0.01
 
 
+def test_refine_to_end_keeps_the_last_step_of_the_one_loop(random_net2):
+    from napari_grainseg.segmentation.refine import refine_to_end
+
+    s = generate(seed=4, shape=(96, 128), preset="tem")
+    prob = boundary_target(s.boundaries, 3)
+    steps = list(refine(s.image, prob, model=random_net2, device="cpu", max_steps=3))
+    run = refine_to_end(s.image, prob, model=random_net2, device="cpu", max_steps=3)
+    assert run.steps == steps[-1].step == len(steps) == len(run.step_seconds)
+    assert run.converged == steps[-1].converged
+    np.testing.assert_array_equal(run.state, steps[-1].state)
+    assert run.state.shape == prob.shape and not np.array_equal(run.state, prob)
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [

@@ -118,18 +118,17 @@ def segment(
     prediction = predict_boundaries(
         image, model, device=dev, grain_size_px=grain_size_px, progress=progress, tta=options.tta
     )
-    boundary_map, refined, n_steps, step_seconds, converged = prediction.probability, None, 0, [], False
+    boundary_map, refined, n_steps, step_seconds, converged = prediction.probability, None, 0, (), False
     if budget:
-        from napari_grainseg.segmentation.refine import refine
+        from napari_grainseg.segmentation.refine import refine_to_end
 
         if net2_model is None:
             net2_model = options.net2(dev)
-        for step in refine(
+        run = refine_to_end(
             image, prediction.probability, model=net2_model, device=dev, max_steps=budget, scale=prediction.scale
-        ):
-            n_steps, converged, refined = step.step, step.converged, step.state
-            step_seconds.append(step.seconds)
-        boundary_map = refined
+        )
+        n_steps, converged, refined, step_seconds = run.steps, run.converged, run.state, run.step_seconds
+        boundary_map = refined if refined is not None else prediction.probability
     labels = probability_to_labels(
         boundary_map,
         options.grains,
@@ -148,7 +147,7 @@ def segment(
         refine_seconds=sum(step_seconds, 0.0),
         refine_converged=converged,
         grains=options.grains,
-        refine_step_seconds=tuple(step_seconds),
+        refine_step_seconds=step_seconds,
         model=model_record(model, net2_model if n_steps else None),
         tta=options.tta,
     )

@@ -299,6 +299,32 @@ def refine(
             release_memory(dev)
 
 
-def refine_to_end(image: np.ndarray, probability: np.ndarray, **kwargs) -> list[RefineStep]:
-    """Run :func:`refine` to its end and return all steps (the last one is the result)."""
-    return list(refine(image, probability, **kwargs))
+@dataclass(frozen=True)
+class Refinement:
+    """:func:`refine` run to its end: the last state and what it took.
+
+    Attributes
+    ----------
+    state : the refined map (the last step's state); None when no step ran.
+    steps : number of steps run.
+    converged : whether the last step met the convergence test.
+    step_seconds : wall time of each step.
+    """
+
+    state: np.ndarray | None
+    steps: int
+    converged: bool
+    step_seconds: tuple[float, ...]
+
+
+def refine_to_end(image: np.ndarray, probability: np.ndarray, **kwargs) -> Refinement:
+    """Run :func:`refine` to its end (``kwargs`` as for it), keeping only the last state.
+
+    The one loop over Net2's steps for callers that want the result, not each step
+    (the pipeline, held-out checks of fine-tuning).
+    """
+    state, steps, converged, seconds = None, 0, False, []
+    for step in refine(image, probability, **kwargs):
+        state, steps, converged = step.state, step.step, step.converged
+        seconds.append(step.seconds)
+    return Refinement(state, steps, converged, tuple(seconds))

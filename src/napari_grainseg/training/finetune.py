@@ -451,14 +451,12 @@ def score_images(
 
 def refined_map(image: np.ndarray, prediction, net2, device="cpu") -> np.ndarray:
     """Net2's map of ``image`` refined from Net1's ``prediction`` until converged (at Net1's scale)."""
-    from napari_grainseg.segmentation.refine import refine
+    from napari_grainseg.segmentation.refine import refine_to_end
 
     if _has_batchnorm(net2):
         net2 = inference_copy(net2)
-    state = prediction.probability
-    for step in refine(image, prediction.probability, model=net2, device=device, scale=prediction.scale):
-        state = step.state
-    return state
+    run = refine_to_end(image, prediction.probability, model=net2, device=device, scale=prediction.scale)
+    return run.state if run.state is not None else prediction.probability
 
 
 def _has_batchnorm(model) -> bool:
