@@ -114,7 +114,9 @@ def test_zerocenter_and_clipped_relu():
 def test_missing_file_is_an_input_error(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not found"):
         load_paper_nets(tmp_path / "nope.npz")
-    monkeypatch.chdir(tmp_path)  # nothing to find: no path, no variable, no shared/ folder
+    from napari_grainseg.io import shared_data
+
+    monkeypatch.setattr(shared_data, "search_roots", lambda: [tmp_path])  # nothing to find: no shared/ folder
     monkeypatch.delenv("GRAINSEG_PAPER_NETS", raising=False)
     assert paper_nets_path() is None
     with pytest.raises(InputError, match=r"\(--paper-nets\) or set GRAINSEG_PAPER_NETS"):

@@ -704,15 +704,34 @@ def test_help_defaults_match_the_parser():
     assert "``" not in sub.choices["synth"].format_help()
 
 
-def test_paper_nets_default_does_not_depend_on_the_working_folder(tmp_path, monkeypatch):
-    from napari_grainseg.cli.eval import paper_nets_default
+def test_shared_data_lookup_does_not_depend_on_the_working_folder(tmp_path, monkeypatch):
+    from napari_grainseg.evaluation.real_sets import find_tbm_dir
+    from napari_grainseg.io import shared_data
+    from napari_grainseg.models.paper import paper_nets_path
 
     monkeypatch.delenv("GRAINSEG_PAPER_NETS", raising=False)
-    here = paper_nets_default()
+    monkeypatch.delenv("GRAINSEG_TBM_DIR", raising=False)
+    here = paper_nets_path()
     monkeypatch.chdir(tmp_path)
-    assert paper_nets_default() == here and (here is None or here.is_absolute())
+    assert paper_nets_path() == here and (here is None or here.is_absolute())
+    # a checkout whose shared data sit beside it: found from the package's folders, not the working folder
+    (tmp_path / "shared" / "data" / "seed_nets").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "seed_nets" / "seed_nets.npz").write_bytes(b"x")
+    for sub in ("images", "masks"):
+        (tmp_path / "shared" / "data" / "tbm_train" / sub).mkdir(parents=True)
+    monkeypatch.setattr(shared_data, "search_roots", lambda: [tmp_path / "repo", tmp_path])
+    assert paper_nets_path() == tmp_path / "shared" / "data" / "seed_nets" / "seed_nets.npz"
+    assert find_tbm_dir() == tmp_path / "shared" / "data" / "tbm_train"
+    monkeypatch.setattr(shared_data, "search_roots", lambda: [tmp_path / "repo"])
+    assert paper_nets_path() is None
+    with pytest.raises(InputError, match="TBM crops were not found: set GRAINSEG_TBM_DIR"):
+        find_tbm_dir()
+    # a variable wins, and a wrong one is said, not passed over
     monkeypatch.setenv("GRAINSEG_PAPER_NETS", str(tmp_path / "n.npz"))
-    assert paper_nets_default() == tmp_path / "n.npz"
+    assert paper_nets_path() == tmp_path / "n.npz"
+    monkeypatch.setenv("GRAINSEG_TBM_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="not found in .*nowhere"):
+        find_tbm_dir()
 
 
 def test_max_pixels_type():

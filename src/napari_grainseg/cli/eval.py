@@ -8,25 +8,6 @@ import shlex
 import sys
 from pathlib import Path
 
-#: Where the default --paper-nets is looked for, relative to the repository this package runs from.
-PAPER_NETS_IN_REPO = Path("shared/data/seed_nets/seed_nets.npz")
-
-
-def paper_nets_default() -> Path | None:
-    """The default --paper-nets: ``$GRAINSEG_PAPER_NETS``, else ``shared/data/seed_nets/seed_nets.npz``
-    inside or beside the repository holding this package (src layout), else None. Never depends on
-    the working folder."""
-    import os
-
-    env = os.environ.get("GRAINSEG_PAPER_NETS")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[3]  # <repo>/src/napari_grainseg/cli/eval.py
-    for base in (repo, repo.parent):
-        if (base / PAPER_NETS_IN_REPO).is_file():
-            return base / PAPER_NETS_IN_REPO
-    return None
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, EXTRA_METHODS, METHODS
@@ -97,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.evaluation.markdown import check_section_name, replace_section
     from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
     from napari_grainseg.io.atomic import atomic_open
+    from napari_grainseg.models.paper import paper_nets_path
 
     check_section_name(args.section)  # before the evaluation, which takes minutes
     if model_dir_from_args(args) is not None and (args.model / "net2.pt").is_file():
@@ -107,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         device=args.device,
         net1_weights=args.weights,
-        paper_nets=args.paper_nets or paper_nets_default(),
+        paper_nets=paper_nets_path(args.paper_nets),
         net2_weights=args.net2_weights,
         blind_net2_weights=args.blind_net2_weights,
     )

@@ -24,8 +24,8 @@ from napari_grainseg.errors import InputError
 
 #: Environment variable naming the TBM folder (``images/`` and ``masks/`` inside).
 TBM_ENV = "GRAINSEG_TBM_DIR"
-#: Where a checkout finds it without the variable: ``shared/data/tbm_train`` in a parent folder.
-TBM_RELATIVE = Path("shared") / "data" / "tbm_train"
+#: The crops below ``shared/data`` (:func:`~napari_grainseg.io.shared_data.find_shared_data`).
+TBM_SHARED = Path("tbm_train")
 #: Micrographs whose crops form the fixed TBM test part (11 of 22 micrographs, 33 of 64 crops);
 #: chosen once, before any adaptation run, by taking every other micrograph in sorted order.
 TBM_TEST_MICROGRAPHS = ("10", "12", "14", "16", "18", "20", "22", "24", "27", "29", "31")
@@ -42,19 +42,21 @@ class TracedSample:
 
 
 def find_tbm_dir(folder: str | os.PathLike | None = None) -> Path:
-    """The TBM folder: ``folder``, else ``$GRAINSEG_TBM_DIR``, else ``shared/data/tbm_train`` above this file."""
-    candidates = [Path(folder)] if folder else []
-    if os.environ.get(TBM_ENV):
-        candidates.append(Path(os.environ[TBM_ENV]))
-    here = Path(__file__).resolve()
-    candidates += [parent / TBM_RELATIVE for parent in here.parents] + [Path.cwd().parent / TBM_RELATIVE]
-    for path in candidates:
-        if (path / "images").is_dir() and (path / "masks").is_dir():
-            return path
-    raise InputError(
-        f"the TBM crops were not found: set {TBM_ENV} to the folder holding images/ and masks/ "
-        f"(../shared/data/tbm_train in a development checkout)"
-    )
+    """The TBM folder: ``folder``, else ``$GRAINSEG_TBM_DIR``, else the shared data of a development
+    checkout (:func:`~napari_grainseg.io.shared_data.find_shared_data`). Raises :class:`InputError`
+    when that is not a folder holding ``images/`` and ``masks/``."""
+    from napari_grainseg.io.shared_data import find_shared_data
+
+    def holds_crops(path: Path) -> bool:
+        return (path / "images").is_dir() and (path / "masks").is_dir()
+
+    path = Path(folder) if folder else find_shared_data(TBM_SHARED, env=TBM_ENV, accept=holds_crops)
+    if path is None or not holds_crops(path):
+        raise InputError(
+            f"the TBM crops were not found{f' in {path}' if path else ''}: set {TBM_ENV} to the folder "
+            f"holding images/ and masks/ (shared/data/tbm_train beside a development checkout)"
+        )
+    return path
 
 
 def labels_from_traced_mask(mask: np.ndarray, level: float = 128) -> np.ndarray:

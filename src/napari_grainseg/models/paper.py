@@ -33,7 +33,6 @@ thresholds at 0.2.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,8 @@ from napari_grainseg.errors import InputError
 PAPER_NETS_ENV = "GRAINSEG_PAPER_NETS"
 #: Where else they are looked for, relative to the working directory: the project's
 #: ``shared/`` data folder inside or beside the repository.
-PAPER_NETS_SEARCH = (Path("shared/data/seed_nets/seed_nets.npz"), Path("../shared/data/seed_nets/seed_nets.npz"))
+#: The published networks below ``shared/data`` (:func:`~napari_grainseg.io.shared_data.find_shared_data`).
+PAPER_NETS_SHARED = Path("seed_nets") / "seed_nets.npz"
 
 #: Input size (rows, columns) of both published networks.
 PAPER_SHAPE: tuple[int, int] = (96, 496)
@@ -215,13 +215,14 @@ def n_weights(net: nn.Module) -> int:
 
 
 def paper_nets_path(npz_path: str | Path | None = None) -> Path | None:
-    """The published networks' file: ``npz_path``, else ``$GRAINSEG_PAPER_NETS``, else the first of
-    :data:`PAPER_NETS_SEARCH` that exists; None if none is given or found."""
+    """The published networks' file: ``npz_path``, else ``$GRAINSEG_PAPER_NETS``, else the shared
+    data of a development checkout (:func:`~napari_grainseg.io.shared_data.find_shared_data`; never
+    the working folder); None if none is given or found."""
+    from napari_grainseg.io.shared_data import find_shared_data
+
     if npz_path is not None:
         return Path(npz_path)
-    if os.environ.get(PAPER_NETS_ENV):
-        return Path(os.environ[PAPER_NETS_ENV])
-    return next((p for p in PAPER_NETS_SEARCH if p.is_file()), None)
+    return find_shared_data(PAPER_NETS_SHARED, env=PAPER_NETS_ENV, accept=Path.is_file)
 
 
 def load_paper_nets(npz_path: str | Path | None = None) -> tuple[PaperNet1, PaperNet2]:
