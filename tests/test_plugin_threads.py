@@ -3,6 +3,8 @@ re-running after hand edits; Net2 continuing from the edited boundary layer."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -95,13 +97,16 @@ def test_net1_and_net2_in_threads_cancel_with_stop(make_napari_viewer, qtbot, we
 
 
 def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
-    make_napari_viewer, qtbot, weights, monkeypatch, errors
+    make_napari_viewer, qtbot, weights, monkeypatch, errors, request
 ):
     from napari_grainseg.plugin import _threading
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._stats_widget import StatsWidget
 
     monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # as in a user's session: Net2 then leaves the viewer a core
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     viewer = make_napari_viewer()
     viewer.open_sample("napari-grainseg", "interconnect_tem")
     image = viewer.layers["interconnect_tem"]
@@ -111,9 +116,11 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     bnd, grains = viewer.layers["interconnect_tem boundaries"], viewer.layers["interconnect_tem grains"]
     assert fix.boundaries.value is bnd and stats.grains.value is grains
     # the shipped weights have an ONNX export: on the CPU Net1 ran through OpenCV, and the dock says so
-    assert seg.device_label.value.startswith("cpu (OpenCV DNN, ") and "OpenCV DNN" in seg.status.value
+    net1_device = seg.device_label.value
+    assert net1_device.startswith("cpu (OpenCV DNN, ") and "OpenCV DNN" in seg.status.value
     click(qtbot, seg.step_button)
     assert seg.net2_label.value.startswith("step 1:")
+    assert seg.device_label.value.startswith("cpu (") and "OpenCV" not in seg.device_label.value  # Net2: torch
 
     # a hand edit between two steps: a boundary line drawn across the image at row 70
     line = (np.full(400, 70), np.arange(300, 700))
@@ -142,6 +149,8 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     click(qtbot, seg.stop_button)
     kept = bnd.data.copy()
     click(qtbot, seg.run_net1_button)
+    # the core Net2 left the viewer (torch's count lowered) is not taken from OpenCV's Net1
+    assert seg.device_label.value == net1_device
     np.testing.assert_array_equal(bnd.data, kept)
     new_b = viewer.layers["interconnect_tem boundaries [2]"]
     new_g = viewer.layers["interconnect_tem grains [2]"]

@@ -96,7 +96,8 @@ def describe_device(device, model=None) -> str:
     if model is not None and hasattr(model, "describe"):
         return model.describe()
     if str(device) == "cpu":  # a name or a torch.device: no torch import needed
-        n = cpu_threads()
+        torch = sys.modules.get("torch")
+        n = int(torch.get_num_threads()) if torch is not None else cpu_threads()  # what torch would run on
         return f"cpu ({n} thread{'' if n == 1 else 's'})"
     import torch
 
@@ -151,17 +152,16 @@ def restored_cpu_threads() -> Iterator[None]:
 
 
 def cpu_threads() -> int:
-    """CPU threads for the networks: :func:`set_cpu_threads`' count, else torch's (if loaded),
-    else ``OMP_NUM_THREADS``, else every core.
+    """CPU threads for Net1 through OpenCV: :func:`set_cpu_threads`' count, else ``OMP_NUM_THREADS``,
+    else every core.
 
-    OpenCV itself ignores ``OMP_NUM_THREADS``; following torch's rule keeps one setting for
-    both (e.g. ``OMP_NUM_THREADS=1`` in benchmarks).
+    OpenCV itself ignores ``OMP_NUM_THREADS``; following the variable keeps one setting for
+    OpenCV and torch (e.g. ``OMP_NUM_THREADS=1`` in benchmarks). torch's own count is not
+    followed: napari lowers it to leave the viewer a core (torch re-takes the GIL between
+    operations), which OpenCV, holding no GIL during a pass, does not need.
     """
     if _CPU_THREADS is not None:
         return _CPU_THREADS
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return int(torch.get_num_threads())
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)

@@ -135,6 +135,7 @@ class _Refinement:
     source: object
     worker: object = None
     budget: int | None = None  # steps left before pausing; None = run to convergence
+    device: object = "cpu"  # where Net2 runs (PyTorch)
     last_draw: float = 0.0
     pending: tuple | None = None  # last step not drawn yet
     steps_at_start: int = 0
@@ -833,7 +834,9 @@ class SegmentWidget(Container):
             if fixed_mask is not None:  # the worker's own copies: the link's grow with later edits
                 fixed_mask, fixed_values = fixed_mask.copy(), fixed_values.copy()
             start_crc = checksum(link.boundaries.data)
-        r = _Refinement(source=source, budget=budget, steps_at_start=state.steps_done, start_checksum=start_crc)
+        r = _Refinement(
+            source=source, budget=budget, device=device, steps_at_start=state.steps_done, start_checksum=start_crc
+        )
         worker = create_worker(
             self._net2_job,
             data,
@@ -922,7 +925,10 @@ class SegmentWidget(Container):
             steps.close()
 
     def _net2_yielded(self, r: _Refinement, out) -> None:
+        from napari_grainseg.models.device import describe_device
+
         step = out[0]
+        self.device_label.value = describe_device(r.device)  # Net2 runs in PyTorch (loaded by now, in the worker)
         total = r.steps_at_start + step.step
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
         took = f"{step.seconds * 1000:.0f} ms" if step.seconds < 0.1 else f"{step.seconds:.2f} s"
