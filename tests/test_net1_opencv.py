@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -193,3 +194,39 @@ def test_one_thread_setting_for_opencv_and_torch():
 def test_backend_option_is_checked():
     with pytest.raises(InputError, match="backend must be one of auto, torch"):
         SegmentOptions(backend="opencv2")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_set_threads_and_run_net1():
+    """OpenCV cannot resize a thread pool inherited through fork (the child waited forever in
+    cv2.setNumThreads: a kill test of batch hung); models.device makes forks safe."""
+    import time
+
+    import cv2
+
+    net = load_opencv_net1()
+    x = net1_features(generate(seed=2, shape=(64, 96)).image)[None]
+    with restored_cpu_threads():
+        cv2.setNumThreads(2)
+        with restored_cpu_threads():  # a batch in this process: one thread, then the count back
+            set_cpu_threads(1)
+            net.logits(x)
+        net.logits(x)  # the pool at two threads again
+        pid = os.fork()
+        if pid == 0:  # the child: a batch worker's thread setting, then Net1
+            try:
+                set_cpu_threads(1)
+                net.logits(x)
+            finally:
+                os._exit(0)
+        for _ in range(300):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in OpenCV")
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert cv2.getNumThreads() == 2  # the parent keeps its count

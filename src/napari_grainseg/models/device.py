@@ -109,6 +109,30 @@ def describe_device(device, model=None) -> str:
 
 
 _CPU_THREADS: int | None = None
+_FORK_GUARD: list[int] = []
+
+
+def _opencv_pool_to_one_thread_across_fork() -> None:
+    """Make a ``fork()`` of this process safe for OpenCV: a child cannot resize the thread pool
+    it inherits (``cv2.setNumThreads`` waits forever on the parent's workers), so OpenCV runs
+    on one thread while the process forks and gets its count back in the parent after it."""
+    import cv2
+
+    def before() -> None:
+        n = cv2.getNumThreads()
+        _FORK_GUARD.append(n)
+        if n != 1:
+            cv2.setNumThreads(1)
+
+    def after_in_parent() -> None:
+        n = _FORK_GUARD.pop() if _FORK_GUARD else 1
+        if n != 1:
+            cv2.setNumThreads(n)
+
+    def after_in_child() -> None:
+        _FORK_GUARD.clear()
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent, after_in_child=after_in_child)
 
 
 def set_cpu_threads(n: int) -> None:
@@ -121,7 +145,8 @@ def set_cpu_threads(n: int) -> None:
 
     global _CPU_THREADS
     _CPU_THREADS = int(n)
-    cv2.setNumThreads(_CPU_THREADS)
+    if cv2.getNumThreads() != _CPU_THREADS:
+        cv2.setNumThreads(_CPU_THREADS)
     apply_cpu_threads_to_torch()
 
 
@@ -145,7 +170,8 @@ def restored_cpu_threads() -> Iterator[None]:
         yield
     finally:
         _CPU_THREADS = saved
-        cv2.setNumThreads(n_cv)
+        if cv2.getNumThreads() != n_cv:
+            cv2.setNumThreads(n_cv)
         torch = sys.modules.get("torch")
         if torch is not None and n_torch is not None:
             torch.set_num_threads(n_torch)
@@ -187,3 +213,6 @@ def _mps_available() -> bool:
 
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+_opencv_pool_to_one_thread_across_fork()
