@@ -116,22 +116,16 @@ def run_net1(model, features: np.ndarray, device, *, tta: bool = False) -> np.nd
     are themselves orientation-free (gradient magnitude, Laplacian, Canny lines).
     """
     padded, (h, w) = pad_to_multiple(features, model.config.multiple)
-    if hasattr(model, "logits"):  # Net1 through OpenCV (models.net1_opencv): numpy in and out
-        return _run_numpy_net1(model, padded, tta)[:h, :w]
-    import torch
-
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
-        if not tta:
-            return torch.sigmoid(model(x))[0, 0, :h, :w].float().cpu().numpy()
-        total = torch.zeros_like(x[:, :1], dtype=torch.float32)
-        for k, flip in DIHEDRAL:
-            xt = torch.rot90(x, k, dims=(2, 3))
-            xt = torch.flip(xt, dims=(3,)) if flip else xt
-            p = torch.sigmoid(model(xt)).float()
-            p = torch.flip(p, dims=(3,)) if flip else p
-            total += torch.rot90(p, -k, dims=(2, 3))
-        return (total / len(DIHEDRAL))[0, 0, :h, :w].cpu().numpy()
+    if not tta:
+        return _probability(model, padded, device)[:h, :w]
+    total = np.zeros(padded.shape[1:], np.float32)
+    for k, flip in DIHEDRAL:
+        xt = np.rot90(padded, k, axes=(1, 2))
+        xt = xt[:, :, ::-1] if flip else xt
+        p = _probability(model, xt, device)
+        p = p[:, ::-1] if flip else p
+        total += np.rot90(p, -k)
+    return (total / len(DIHEDRAL))[:h, :w]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -139,18 +133,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32, copy=False)
 
 
-def _run_numpy_net1(model, padded: np.ndarray, tta: bool) -> np.ndarray:
-    """Probability (H, W) of a padded (C, H, W) feature array by a Net1 with ``logits`` (no torch)."""
-    if not tta:
+def _probability(model, padded: np.ndarray, device) -> np.ndarray:
+    """Net1's probability (H, W) of one padded (C, H, W) feature array, by either kind of Net1:
+    one through OpenCV (:mod:`~napari_grainseg.models.net1_opencv`: numpy in and out, no torch)
+    or a PyTorch model on ``device``."""
+    if hasattr(model, "logits"):
         return _sigmoid(model.logits(padded[None])[0, 0])
-    total = np.zeros(padded.shape[1:], np.float32)
-    for k, flip in DIHEDRAL:
-        xt = np.rot90(padded, k, axes=(1, 2))
-        xt = xt[:, :, ::-1] if flip else xt
-        p = _sigmoid(model.logits(xt[None])[0, 0])
-        p = p[:, ::-1] if flip else p
-        total += np.rot90(p, -k)
-    return total / len(DIHEDRAL)
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(padded))[None].to(device)
+        return torch.sigmoid(model(x))[0, 0].float().cpu().numpy()
 
 
 def predict_probability(
