@@ -97,8 +97,7 @@ def describe_device(device, model=None) -> str:
         return model.describe()
     if str(device) == "cpu":  # a name or a torch.device: no torch import needed
         torch = sys.modules.get("torch")
-        n = int(torch.get_num_threads()) if torch is not None else cpu_threads()  # what torch would run on
-        return f"cpu ({n} thread{'' if n == 1 else 's'})"
+        return cpu_description(int(torch.get_num_threads()) if torch is not None else cpu_threads())  # torch's
     import torch
 
     device = torch.device(device)
@@ -112,6 +111,19 @@ _CPU_THREADS: int | None = None
 _FORK_GUARD: list[int] = []
 
 
+def set_opencv_threads(n: int) -> None:
+    """OpenCV's thread count, changed only when it differs (each change rebuilds its thread pool)."""
+    import cv2
+
+    if cv2.getNumThreads() != n:
+        cv2.setNumThreads(n)
+
+
+def cpu_description(threads: int, how: str = "") -> str:
+    """The device line of a CPU run, e.g. ``"cpu (2 threads)"`` or ``"cpu (OpenCV DNN, 1 thread)"``."""
+    return f"cpu ({how + ', ' if how else ''}{threads} thread{'' if threads == 1 else 's'})"
+
+
 def _opencv_pool_to_one_thread_across_fork() -> None:
     """Make a ``fork()`` of this process safe for OpenCV: a child cannot resize the thread pool
     it inherits (``cv2.setNumThreads`` waits forever on the parent's workers), so OpenCV runs
@@ -119,15 +131,11 @@ def _opencv_pool_to_one_thread_across_fork() -> None:
     import cv2
 
     def before() -> None:
-        n = cv2.getNumThreads()
-        _FORK_GUARD.append(n)
-        if n != 1:
-            cv2.setNumThreads(1)
+        _FORK_GUARD.append(cv2.getNumThreads())
+        set_opencv_threads(1)
 
     def after_in_parent() -> None:
-        n = _FORK_GUARD.pop() if _FORK_GUARD else 1
-        if n != 1:
-            cv2.setNumThreads(n)
+        set_opencv_threads(_FORK_GUARD.pop() if _FORK_GUARD else 1)
 
     def after_in_child() -> None:
         _FORK_GUARD.clear()
@@ -141,12 +149,9 @@ def set_cpu_threads(n: int) -> None:
     One setting for both: a batch worker's share of the cores, say. Net1 through OpenCV
     (:mod:`~napari_grainseg.models.net1_opencv`) reads it back with :func:`cpu_threads`.
     """
-    import cv2
-
     global _CPU_THREADS
     _CPU_THREADS = int(n)
-    if cv2.getNumThreads() != _CPU_THREADS:
-        cv2.setNumThreads(_CPU_THREADS)
+    set_opencv_threads(_CPU_THREADS)
     apply_cpu_threads_to_torch()
 
 
@@ -170,8 +175,7 @@ def restored_cpu_threads() -> Iterator[None]:
         yield
     finally:
         _CPU_THREADS = saved
-        if cv2.getNumThreads() != n_cv:
-            cv2.setNumThreads(n_cv)
+        set_opencv_threads(n_cv)
         torch = sys.modules.get("torch")
         if torch is not None and n_torch is not None:
             torch.set_num_threads(n_torch)

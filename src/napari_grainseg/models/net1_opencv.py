@@ -72,24 +72,19 @@ class OpenCVNet1:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Boundary logits (N, 1, H, W) float32 of features (N, C, H, W); H, W multiples of ``config.multiple``."""
-        import cv2
-
-        from napari_grainseg.models.device import cpu_threads
+        from napari_grainseg.models.device import cpu_threads, set_opencv_threads
 
         x = np.ascontiguousarray(x, dtype=np.float32)
         with self._lock:
-            threads = cpu_threads()
-            if cv2.getNumThreads() != threads:
-                cv2.setNumThreads(threads)
+            set_opencv_threads(cpu_threads())
             self._net.setInput(x)
             return np.asarray(self._net.forward(), dtype=np.float32)
 
     def describe(self) -> str:
         """The device line shown to the user, e.g. ``"cpu (OpenCV DNN, 2 threads)"``."""
-        from napari_grainseg.models.device import cpu_threads
+        from napari_grainseg.models.device import cpu_description, cpu_threads
 
-        n = cpu_threads()
-        return f"cpu (OpenCV DNN, {n} thread{'' if n == 1 else 's'})"
+        return cpu_description(cpu_threads(), "OpenCV DNN")
 
 
 def load_opencv_net1(weights_path: str | Path | None = None) -> OpenCVNet1 | None:
