@@ -7,7 +7,10 @@ Pipeline of :func:`predict_boundaries`:
    just inside that range. Without a hint, the grain size measured on a first
    native-scale pass decides; when it is out of range or undefined, Net1 also
    runs at 1/2 and 1/4 scale and keeps the scale where its boundaries are most
-   confident (:func:`choose_scale`).
+   confident (:func:`choose_scale`). When it is in range, a pass on an enlarged
+   central crop checks that Net1 did not merge grains too fine to resolve; if it
+   did, the image is enlarged until the measured size stops falling
+   (:func:`finer_scale`).
 2. **Features.** Edge thresholds and the intensity scaling are computed once on
    the whole (rescaled) image, so tiles agree.
 3. **Tiles.** Images up to ``tile_size`` px on a side run in one pass; larger
@@ -38,8 +41,16 @@ from napari_grainseg.segmentation.tiling import TileGrid, pad_to_multiple
 TRAINED_GRAIN_RANGE_PX: tuple[float, float] = (10.0, 64.0)
 #: Mean grain diameters (px) that too small / too large grains are rescaled to.
 RESCALED_GRAIN_SIZES_PX: tuple[float, float] = (14.0, 40.0)
-#: Scales tried when the grain size is unknown (see :func:`choose_scale`).
+#: Coarser scales tried when the native grain size is out of range (see :func:`choose_scale`).
 PROBE_SCALES: tuple[float, ...] = (0.5, 0.25)
+#: Finer scales tried, in order, when enlarging shows the native pass merged grains (:func:`finer_scale`).
+FINER_SCALES: tuple[float, ...] = (1.5, 2.0, 3.0)
+#: Side (input px) of the central crop the finer scales are probed on.
+FINER_PROBE_CROP = 128
+#: The native pass merged grains when the estimate at ``FINER_SCALES[0]`` is below this fraction of it.
+MERGED_RATIO = 0.45
+#: Enlarging further stops once the estimate falls by less than this factor (it is self-consistent).
+CONSISTENT_RATIO = 0.75
 #: A coarser probe scale must be this much more confident to be chosen.
 PROBE_MARGIN = 0.01
 #: Probe scales are used only while the resampled image is at least this many px on a side.
@@ -224,12 +235,13 @@ def boundary_confidence(probability: np.ndarray, threshold: float = 0.5) -> floa
 def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float | None, np.ndarray | None, int]:
     """Pick the resampling factor for an image of unknown grain size.
 
-    Net1 first runs at native scale; when the mean grain diameter measured on
-    its result lies in the trained range, that result is kept (one pass, no
-    resampling loss). Otherwise (no closed grains, or sizes out of range) Net1
-    also runs at the coarser ``PROBE_SCALES`` (while the image stays at least
-    ``MIN_PROBE_SIZE`` px on a side) and the scale whose boundaries are most
-    confident (:func:`boundary_confidence`; a coarser scale must win by
+    Net1 first runs at native scale. When the mean grain diameter measured on
+    its result lies in the trained range, the result is kept (one pass, no
+    resampling loss) unless :func:`finer_scale` finds that Net1 merged grains
+    too fine to resolve there. Otherwise (no closed grains, or sizes out of
+    range) Net1 also runs at the coarser ``PROBE_SCALES`` (while the image stays
+    at least ``MIN_PROBE_SIZE`` px on a side) and the scale whose boundaries are
+    most confident (:func:`boundary_confidence`; a coarser scale must win by
     ``PROBE_MARGIN``) is kept; the grain size measured there decides whether a
     further resampling is needed.
 
@@ -242,6 +254,9 @@ def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float 
     prob, n_tiles = predict_probability(image, model, device, **run)
     estimate = estimate_grain_size(prob)
     if estimate is not None and lo <= estimate <= hi:
+        finer = finer_scale(image, prob, estimate, model, device, **run)
+        if finer is not None:
+            return finer[0], finer[1], None, 0
         return 1.0, estimate, prob, n_tiles
     best = (1.0, boundary_confidence(prob), prob, n_tiles)
     for s in PROBE_SCALES:
@@ -258,6 +273,55 @@ def choose_scale(image: np.ndarray, model, device, **run) -> tuple[float, float 
     if lo <= estimate <= hi:
         return s, estimate / s, prob, n_tiles
     return scale_for_grain_size(estimate / s), estimate / s, None, 0
+
+
+def finer_scale(
+    image: np.ndarray, native_probability: np.ndarray, native_size: float, model, device, **run
+) -> tuple[float, float] | None:
+    """The enlargement at which Net1's grain size is self-consistent, when the native pass merged grains.
+
+    A network that resolves the grains measures about the same size on an
+    enlarged image; one that merged grains too fine for it measures a much
+    smaller size once they are enlarged (6 px grains: about a third). So Net1
+    runs on a central ``FINER_PROBE_CROP`` px crop enlarged by ``FINER_SCALES[0]``;
+    when the size measured there (in input px) is below ``MERGED_RATIO`` of the
+    native one on the same crop, the crop is enlarged further along
+    ``FINER_SCALES`` until the size falls by less than ``CONSISTENT_RATIO``, and
+    the scale with the smallest size (the one that resolved most grains) is
+    returned. The native size is measured on the same crop, or is
+    ``native_size`` (the whole image's) when the crop holds too few closed
+    grains. The check costs one pass on the enlarged crop.
+
+    Returns
+    -------
+    ``(scale, grain size in input px)``, or None when the native pass is consistent
+    (or the crop has too few grains to tell).
+    """
+    h, w = image.shape
+    side = min(FINER_PROBE_CROP, h, w)
+    window = (slice((h - side) // 2, (h - side) // 2 + side), slice((w - side) // 2, (w - side) // 2 + side))
+    native = estimate_grain_size(native_probability[window]) or native_size
+    crop = image[window]
+
+    def size_at(scale: float) -> float | None:
+        prob, _ = predict_probability(resample(crop, scale), model, device, **run)
+        estimate = estimate_grain_size(prob)
+        return None if estimate is None else estimate / scale
+
+    first = size_at(FINER_SCALES[0])
+    if first is None or first >= MERGED_RATIO * native:
+        return None
+    best = previous = (FINER_SCALES[0], first)
+    for scale in FINER_SCALES[1:]:
+        size = size_at(scale)
+        if size is None:
+            break
+        if size < best[1]:
+            best = (scale, size)
+        if size >= CONSISTENT_RATIO * previous[1]:
+            break
+        previous = (scale, size)
+    return best
 
 
 def predict_boundaries(
