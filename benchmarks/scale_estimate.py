@@ -4,10 +4,11 @@ For each image of the named sets: the true grain size (the same definition as
 :func:`~napari_grainseg.segmentation.inference.estimate_grain_size`, on the truth
 labels), Net1's estimate without a hint, the ratio of the two, and the VI / grain-count
 error of Net1 + threshold with no hint and with the true size as the hint (an upper
-bound on what a better estimate can give). With ``--enlarge F`` also the estimate Net1 makes
-on the image enlarged F times (in input px), over the native estimate: about 1 where Net1
-resolves the grains at native scale, well below 1 where they merged there (or where enlarging
-over-splits). Prints a markdown table.
+bound on what a better estimate can give), and on how many images the automatic choice
+enlarged the image (:func:`~napari_grainseg.segmentation.inference.finer_scale`). With
+``--enlarge F`` also the estimate Net1 makes on the image enlarged F times (in input px), over
+the native estimate: about 1 where Net1 resolves the grains at native scale, well below 1 where
+they merged there (or where enlarging over-splits). Prints a markdown table.
 
     python benchmarks/scale_estimate.py --sets real-tbm look-random id-tem [--limit N] [--weights NET1.pt]
 """
@@ -42,10 +43,10 @@ def main() -> None:
     print(f"Net1: {args.weights or 'shipped'}\n")
     print(
         "| set | images | estimate off > 2x | median estimate / truth | VI no hint | VI true hint "
-        "| count err no hint | count err true hint |"
+        "| count err no hint | count err true hint | enlarged |"
         + (f" estimate x{args.enlarge:g} / native (median, range) |" if args.enlarge else "")
     )
-    print("|---|---|---|---|---|---|---|---|" + ("---|" if args.enlarge else ""))
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.enlarge else ""))
     for name in args.sets:
         rows = []
         for s in EVAL_SETS[name].samples(args.limit):
@@ -57,7 +58,7 @@ def main() -> None:
                 scores = evaluate_prediction(labels == 0, labels, s.boundaries, s.labels)
                 row[key] = scores
                 if hint is None:
-                    row["estimate"] = pred.grain_size_px
+                    row["estimate"], row["scale"] = pred.grain_size_px, pred.scale
             if args.enlarge and row["estimate"]:
                 prob, _ = predict_probability(resample(s.image, args.enlarge), model, "cpu")
                 enlarged = estimate_grain_size(prob)
@@ -71,7 +72,8 @@ def main() -> None:
         print(
             f"| {name} | {len(rows)} | {off:.0%} | {np.nanmedian(ratio):.2f} | {mean['auto']['vi']:.3f} | "
             f"{mean['hint']['vi']:.3f} | {mean['auto']['grain_count_error']:.0%} | "
-            f"{mean['hint']['grain_count_error']:.0%} |" + (enlarged_cell(rows) if args.enlarge else "")
+            f"{mean['hint']['grain_count_error']:.0%} | {sum(r['scale'] > 1 for r in rows)} |"
+            + (enlarged_cell(rows) if args.enlarge else "")
         )
 
 

@@ -126,6 +126,8 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
         "id-train-64",
         "tune-tem",
         "tune-train",
+        "tune-small",
+        "tune-random",
         "look-random",
         "look-independent",
         "real-tbm",

@@ -22,6 +22,7 @@ from napari_grainseg.errors import GrainsegError
 
 #: Subcommand modules, in the order ``grainseg --help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
+    "average-weights",
     "batch",
     "demo",
     "edges",

@@ -151,6 +151,27 @@ EVAL_SETS: dict[str, EvalSet] = {
             16,
             in_default_run=False,
         ),
+        # Session 12: tuning draws for the finer-scale search (inference.finer_scale), whose two
+        # ratios were chosen on these and on tune-tem / tune-train before the test sets were scored.
+        EvalSet(
+            "tune-small",
+            "tuning draws (not a test set): 6 px grains",
+            "tem",
+            (256, 256),
+            8_600_200_000,
+            12,
+            {"mean_diameter": 6.0},
+            in_default_run=False,
+        ),
+        EvalSet(
+            "tune-random",
+            "tuning draws (not a test set): the domain-randomisation preset",
+            "random",
+            (256, 256),
+            8_600_300_000,
+            12,
+            in_default_run=False,
+        ),
     )
 }
 # Added in session 9, as evidence the generator did not tune (docs/generalisation.md): a look no

@@ -9,13 +9,14 @@ code is ever executed, and a model trained on a GPU loads on a CPU.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.io.atomic import atomic_open
 
 
 def shipped_weights_dir() -> Path:
@@ -30,15 +31,22 @@ def save_weights(model, path: str | Path, info: dict[str, Any]) -> tuple[Path, P
     outputs change by < 1e-3); integer buffers (BatchNorm counters) are kept.
     Returns the two paths.
     """
+    return save_state_dict(model.state_dict(), path, info)
+
+
+def save_state_dict(state: dict, path: str | Path, info: dict[str, Any]) -> tuple[Path, Path]:
+    """:func:`save_weights` for a state dict (fp16 floating tensors, atomic writes, SHA-256 in ``info``)."""
     import torch
 
     path = Path(path)
     state = {
         k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
-        for k, v in model.state_dict().items()
+        for k, v in state.items()
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # saved through memory: a file's archive would be named after the temporary file,
+    torch.save(state, buffer)  # so the same tensors would give different bytes (and SHA-256) on every save
+    with atomic_open(path, "wb") as fh:
+        fh.write(buffer.getvalue())
     info = dict(info, weights_sha256=file_sha256(path))
     meta_path = path.with_suffix(".json")
     with atomic_open(meta_path) as fh:
@@ -207,6 +215,78 @@ def _config(cls, info: dict, path: Path, model: str):
         return cls.from_dict(arch) if hasattr(cls, "from_dict") else cls(**arch)
     except (TypeError, ValueError, InputError) as exc:
         raise InputError(f"weights {path}: invalid {name} architecture {arch}: {' '.join(str(exc).split())}") from None
+
+
+def average_weights(
+    paths: list[str | Path], out: str | Path, coefficients: list[float] | None = None
+) -> tuple[Path, Path]:
+    """Write the weighted average of several weights files of one architecture (a "model soup").
+
+    Averaging the weights of two runs continued from the same start (Wortsman et al.,
+    ICML 2022) keeps much of what each learnt: Net1 v8 is the mean of v6 and v7. Floating
+    tensors (weights, BatchNorm statistics) are averaged; integer buffers (BatchNorm
+    counters) are taken from the first file. The info JSON records every source's path,
+    SHA-256, coefficient and training config, and the command that reproduces the file.
+
+    Parameters
+    ----------
+    paths
+        Two or more ``.pt`` files with their ``.json`` info, same model and architecture.
+    out
+        The averaged ``.pt`` (its ``.json`` beside it).
+    coefficients
+        One non-negative weight per file, normalised to sum 1; default: equal.
+
+    Raises
+    ------
+    InputError
+        Fewer than two files, unreadable files, different models, architectures or
+        tensor shapes, or bad coefficients.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise InputError(f"averaging needs at least two weights files, got {len(paths)}")
+    coefficients = [1.0] * len(paths) if coefficients is None else [float(c) for c in coefficients]
+    if len(coefficients) != len(paths):
+        raise InputError(f"give one coefficient per weights file: {len(coefficients)} for {len(paths)} files")
+    if not all(c >= 0 for c in coefficients) or sum(coefficients) <= 0:
+        raise InputError(f"coefficients must be non-negative and not all zero, got {coefficients}")
+    total = sum(coefficients)
+    coefficients = [c / total for c in coefficients]
+    loaded = [load_state(p) for p in paths]
+    first_state, first_info = loaded[0]
+    for path, (state, info) in zip(paths[1:], loaded[1:]):
+        for key in ("model", "architecture"):
+            if info.get(key) != first_info.get(key):
+                raise InputError(
+                    f"cannot average {paths[0]} and {path}: different {key} ({first_info.get(key)} vs {info.get(key)})"
+                )
+        if state.keys() != first_state.keys() or any(state[k].shape != first_state[k].shape for k in state):
+            raise InputError(f"cannot average {paths[0]} and {path}: their tensors differ")
+    states = [state for state, _ in loaded]
+    average = {
+        key: sum(c * state[key] for c, state in zip(coefficients, states)) if tensor.is_floating_point() else tensor
+        for key, tensor in first_state.items()
+    }
+    keep = ("model", "architecture", "input_channels", "parameters")
+    info = {k: first_info[k] for k in keep if k in first_info}
+    info["averaged_from"] = [
+        {
+            "path": str(p),
+            "weights_sha256": file_sha256(p),
+            "coefficient": c,
+            "train_config": i.get("train_config"),
+            "trained_steps": i.get("trained_steps"),
+        }
+        for p, c, (_, i) in zip(paths, coefficients, loaded)
+    ]
+    info["reproduce"] = (
+        "grainseg average-weights "
+        + " ".join(str(p) for p in paths)
+        + ("" if len(set(coefficients)) == 1 else " --coefficients " + " ".join(f"{c:g}" for c in coefficients))
+        + " --out OUT.pt"
+    )
+    return save_state_dict(average, out, info)
 
 
 def file_sha256(path: str | Path) -> str:
