@@ -119,6 +119,7 @@ def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
 def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(tmp_path, capsys):
     from napari_grainseg.cli import main
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS
+    from napari_grainseg.synthetic.concepts import CONCEPT_FAMILIES
 
     assert set(DEFAULT_EVAL_SETS) < set(EVAL_SETS)
     assert {
@@ -132,6 +133,7 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
         "look-independent",
         "real-tbm",
         "real-tbm-test",
+        *(f"concept-{name}" for name in CONCEPT_FAMILIES),
     } == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"

@@ -44,6 +44,7 @@ import numpy as np
 from napari_grainseg.errors import InputError
 from napari_grainseg.evaluation.independent import IndependentSet
 from napari_grainseg.evaluation.real_sets import TracedSet
+from napari_grainseg.synthetic.concepts import CONCEPT_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,24 @@ EVAL_SETS.update(
             TracedSet("real-tbm", "real: 64 hand-traced optical crops of a tint-etched steel (zero-shot)", "all"),
             TracedSet("real-tbm-test", "real: the 33 TBM test crops (11 micrographs) kept out of adaptation", "test"),
         )
+    }
+)
+
+# Added in session 12: one set per concept family of the generator, showing it strongly
+# (synthetic/concepts.py), for the leave-one-concept-out models (benchmarks/leave_one_concept_out.py).
+EVAL_SETS.update(
+    {
+        f"concept-{name}": EvalSet(
+            f"concept-{name}",
+            f"concept family shown strongly: {family.description}",
+            "tem",
+            (256, 256),
+            8_001_000_000 + 100_000 * i,
+            12,
+            dict(family.shown),
+            in_default_run=False,
+        )
+        for i, (name, family) in enumerate(CONCEPT_FAMILIES.items())
     }
 )
 

@@ -121,6 +121,10 @@ class TrainConfig(LoopConfig):
     val_size, val_shape : the held-out validation set.
     num_workers : DataLoader processes generating samples (0 = in the main process).
     architecture : Net1 architecture (see :class:`~napari_grainseg.models.net1.Net1Config`).
+    generator_overrides : generator knobs fixed in every sample of the run, training and
+        validation alike (e.g. ``{"twin_fraction": 0.0}`` trains without twins: the
+        leave-one-concept-out runs, :mod:`napari_grainseg.evaluation.concepts`); not with
+        :data:`UPSAMPLED_FINE`, which sets knobs of its own.
     init_weights : a Net1 weights file to start from (fine-tuning, e.g. continuing the shipped
         model with more steps); None starts from a random initialisation. A
         narrower model of the same depth is widened to ``architecture`` first
@@ -138,9 +142,22 @@ class TrainConfig(LoopConfig):
     num_workers: int = 1
     architecture: dict[str, Any] = field(default_factory=lambda: {"in_channels": 4, "base_channels": 8, "depth": 4})
     init_weights: str | None = None
+    generator_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.generator_overrides:
+            import numpy as np
+
+            from napari_grainseg.synthetic.presets import resolve_parameters
+
+            presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
+            if UPSAMPLED_FINE in presets:
+                raise InputError(f"{self.WHAT}: generator_overrides cannot be combined with {UPSAMPLED_FINE!r}")
+            try:
+                resolve_parameters("tem", np.random.default_rng(0), dict(self.generator_overrides))
+            except InputError as exc:
+                raise InputError(f"{self.WHAT}: generator_overrides: {exc}") from None
         check_config_fields(
             self,
             self.WHAT,

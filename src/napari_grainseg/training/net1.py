@@ -115,10 +115,12 @@ def upsampled_fine_sample(seed: int, shape: tuple[int, int]) -> tuple[np.ndarray
     return np.ascontiguousarray(image, dtype=np.float32), boundaries
 
 
-def make_example(seed: int, shape: tuple[int, int], preset: str, target_width: int):
+def make_example(
+    seed: int, shape: tuple[int, int], preset: str, target_width: int, overrides: dict[str, Any] | None = None
+):
     """One (features, target, true 1-px boundaries) triple from the synthetic generator.
 
-    ``preset`` is a generator preset or :data:`UPSAMPLED_FINE`.
+    ``preset`` is a generator preset or :data:`UPSAMPLED_FINE`; ``overrides`` fix generator knobs.
     """
     from napari_grainseg.models.features import net1_features
     from napari_grainseg.synthetic import generate
@@ -126,7 +128,7 @@ def make_example(seed: int, shape: tuple[int, int], preset: str, target_width: i
     if preset == UPSAMPLED_FINE:
         image, boundaries = upsampled_fine_sample(seed, tuple(shape))
     else:
-        sample = generate(seed=seed, shape=tuple(shape), preset=preset)
+        sample = generate(seed=seed, shape=tuple(shape), preset=preset, **(overrides or {}))
         image, boundaries = sample.image, sample.boundaries
     return net1_features(image), boundary_target(boundaries, target_width)[None], boundaries
 
@@ -143,7 +145,7 @@ class _SyntheticSamples:
     def __getitem__(self, index: int):
         c = self.config
         features, target, _ = make_example(
-            training_seed(c, index), c.patch_shape, c.sample_preset(index), c.target_width
+            training_seed(c, index), c.patch_shape, c.sample_preset(index), c.target_width, c.generator_overrides
         )
         return features, target
 
@@ -152,7 +154,9 @@ def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, np
     """The fixed held-out validation examples: half the (first) training preset, half the "tem" preset."""
     presets = (config.sample_preset(0), "tem")
     return [
-        make_example(VALIDATION_SEED_BASE + i, config.val_shape, presets[i % 2], config.target_width)
+        make_example(
+            VALIDATION_SEED_BASE + i, config.val_shape, presets[i % 2], config.target_width, config.generator_overrides
+        )
         for i in range(config.val_size)
     ]
 
