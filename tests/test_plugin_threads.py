@@ -176,3 +176,29 @@ def test_tta_checkbox_reaches_net1_and_is_recorded(make_napari_viewer, qtbot, we
     qtbot.waitUntil(lambda: "grainseg_info" in layer.metadata, timeout=30_000)
     assert layer.metadata["grainseg_info"]["tta"] is True
     assert errors == []
+
+
+def test_grains_too_fine_for_net1_are_enlarged_and_the_dock_says_so(make_napari_viewer, qtbot, weights, errors):
+    """6 px grains, no grain size given: the Net1 button resamples the image (inference.finer_scale)
+    and the status names the resampling; the boundary layer keeps the image's own size."""
+    from napari_grainseg.synthetic import generate
+
+    sample = generate(seed=8_600_200_001, shape=(256, 256), preset="tem", mean_diameter=6.0)
+    viewer = make_napari_viewer()
+    viewer.add_image(sample.image, name="fine")
+    seg = _segment(viewer, weights)
+    click(qtbot, seg.run_net1_button)
+    # the result's layers are filled in the event-loop turns after the worker returns
+    qtbot.waitUntil(
+        lambda: "fine grains" in viewer.layers and viewer.layers["fine grains"].data.shape == (256, 256),
+        timeout=120_000,
+    )
+    assert "image resampled ×2" in seg.status.value and "(estimate)" in seg.status.value, seg.status.value
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.segmentation.inference import predict_boundaries
+
+    native = boundaries_to_labels(predict_boundaries(sample.image, grain_size_px=30.0, device="cpu").probability)
+    n_napari, n_native = int(viewer.layers["fine grains"].data.max()), int(native.max())
+    n_true = int(sample.labels.max())
+    assert 4 * n_native < n_napari < n_true, (n_native, n_napari, n_true)  # native scale merges most grains
+    assert errors == []

@@ -685,10 +685,11 @@ class SegmentWidget(Container):
         self.device_label.value = p.device  # how Net1 ran: e.g. "cpu (OpenCV DNN, 2 threads)"
         how = "the model's" if from_model and p.grain_size_source == "hint" else p.grain_size_source
         size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
+        resampled = f", image resampled ×{p.scale:.2g}" if p.scale != 1.0 else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
         self.status.value = (
-            f"Net1: '{source.name}', {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}, "
-            f"model '{model}'"
+            f"Net1: '{source.name}', {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}"
+            f"{resampled}, model '{model}'"
         )
         state.net2_text = ""
         if same_layer(self.image.value, source):
