@@ -66,7 +66,11 @@ def train_all(steps: int, runs: Path, keep: Path) -> dict[str, Path]:
     paths = {}
     for name, config in configs(steps).items():
         kept = keep / f"without_{name}.pt"
-        if not kept.is_file():
+        if kept.is_file():
+            recorded = json.loads(kept.with_suffix(".json").read_text())["train_config"]
+            if recorded != json.loads(json.dumps(config.to_dict())):
+                raise SystemExit(f"{kept} was trained with another config; delete it to retrain")
+        else:
             t0 = time.perf_counter()
             train_net1(config, runs / name, device="cpu", progress=False)
             shutil.copyfile(runs / name / "net1.pt", kept)

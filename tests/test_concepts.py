@@ -24,6 +24,20 @@ def test_every_family_names_real_knobs_and_has_a_test_set_that_shows_it():
             assert sample.params[knob] == value
 
 
+def test_the_concept_test_sets_are_frozen():
+    """A change to a family's knobs must not silently change its frozen test set (give it a new name)."""
+    pinned = {
+        "concept-twins": (8_001_000_000, {"twin_fraction": 0.6}),
+        "concept-bends": (8_001_100_000, {"bend_contours": 0.6, "ramp": 0.6, "grain_gradient": 0.25}),
+        "concept-inclined": (8_001_200_000, {"inclined_fraction": 0.9, "inclined_width": 8.0, "fringe_amplitude": 0.2}),
+        "concept-noise": (8_001_300_000, {"dose": 20.0, "read_noise": 0.03}),
+        "concept-shape": (8_001_400_000, {"elongation": 3.0, "log_sigma": 0.7, "smoothing": 8}),
+    }
+    for name, (seed, overrides) in pinned.items():
+        s = EVAL_SETS[name]
+        assert (s.first_seed, s.overrides, s.shape, s.size, s.preset) == (seed, overrides, (256, 256), 12, "tem")
+
+
 def test_leaving_twins_out_removes_every_twin_and_showing_them_draws_many():
     twins = CONCEPT_FAMILIES["twins"]
     n_without = [generate(s, (128, 128), preset="train", **twins.without).twins.sum() for s in range(8)]

@@ -13,70 +13,135 @@ import pytest
 
 from napari_grainseg.segmentation import inference
 from napari_grainseg.segmentation.inference import (
-    FINER_PROBE_CROP,
     FINER_SCALES,
     equivalent_grain_diameter,
     predict_boundaries,
+    probe_crop_shape,
 )
 
-SIDE = FINER_PROBE_CROP  # the whole image is the probe crop, so a pass's scale is its side / SIDE
 
-
-def grid_probability(side: int, cell: float) -> np.ndarray:
+def grid_probability(shape: tuple[int, int], cell: float) -> np.ndarray:
     """Boundary map (1 on lines, 0 inside) of square grains ``cell`` px wide."""
-    lines = (np.floor(np.arange(side) / cell) != np.floor((np.arange(side) + 1) / cell)).astype(np.float32)
-    return np.maximum(lines[:, None], lines[None, :])
+
+    def lines(n):
+        return (np.floor(np.arange(n) / cell) != np.floor((np.arange(n) + 1) / cell)).astype(np.float32)
+
+    return np.maximum(lines(shape[0])[:, None], lines(shape[1])[None, :])
 
 
-def stand_in_net(grain_px: float, merged_blocks: dict[float, int]):
-    """``predict_probability`` of a network that merges grains in ``merged_blocks[scale]``² blocks."""
-    calls: list[float] = []
+def grid_estimate(shape: tuple[int, int], cell: float) -> float:
+    """The estimate's grain size (edge grains by half) of the stand-in's grid."""
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
 
-    def predict(image, model, device, **run):
-        scale = round(image.shape[0] / SIDE, 2)
-        calls.append(scale)
-        block = merged_blocks.get(scale, 1)
-        return grid_probability(image.shape[0], grain_px * scale * block), 1
+    return equivalent_grain_diameter(boundaries_to_labels(grid_probability(shape, cell)))[0]
 
-    return predict, calls
+
+class StandIn:
+    """``predict_probability`` of a network that merges grains of ``grain_px`` in ``blocks[scale]``² blocks.
+
+    The scale of a pass is the last factor :func:`inference.resample` was called with (1 when it
+    was not called), so images and crops of any shape work. ``calls`` records ``(scale, shape, tta)``.
+    """
+
+    def __init__(self, monkeypatch, grain_px: float, blocks: dict[float, float], shrink: dict | None = None):
+        self.grain_px, self.blocks, self.shrink = grain_px, blocks, shrink or {}
+        self.calls: list[tuple[float, tuple[int, int], bool]] = []
+        self._scale = 1.0
+        resample = inference.resample
+
+        def recording_resample(image, scale):
+            self._scale = scale
+            return resample(image, scale)
+
+        monkeypatch.setattr(inference, "resample", recording_resample)
+        monkeypatch.setattr(inference, "predict_probability", self.predict)
+
+    def _pop_scale(self) -> float:
+        scale, self._scale = self._scale, 1.0
+        return scale
+
+    def predict(self, image, model, device, **run):
+        scale = self._pop_scale()
+        self.calls.append((scale, image.shape, run.get("tta", False)))
+        cell = self.grain_px * scale * self.blocks.get(scale, 1) * self.shrink.get(scale, 1.0)
+        return grid_probability(image.shape, cell), 1
+
+    @property
+    def scales(self) -> list[float]:
+        return [c[0] for c in self.calls]
+
+
+def noise(shape, seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
 
 
 def test_grains_merged_at_native_scale_are_enlarged_until_the_size_is_consistent(monkeypatch):
-    # 6 px grains: merged 5x5 at native scale (an in-range 34 px estimate), 2x2 at x1.5, resolved from x2 on.
-    predict, calls = stand_in_net(6.0, {1.0: 5, 1.5: 2})
-    monkeypatch.setattr(inference, "predict_probability", predict)
-    image = np.random.default_rng(0).random((SIDE, SIDE)).astype(np.float32)
+    # 6 px grains: merged 8x8 at native scale (an in-range estimate), 2x2 at x1.5, resolved from x2 on.
+    net = StandIn(monkeypatch, 6.0, {1.0: 8, 1.5: 2})
+    image = noise((300, 420))
     pred = predict_boundaries(image, object(), device="cpu")
-    assert pred.scale == 2.0, calls
+    assert pred.scale == 2.0, net.calls
     assert pred.grain_size_source == "estimate"
-    assert pred.grain_size_px == pytest.approx(grid_estimate(12.0, 2 * SIDE) / 2, rel=1e-6)
+    assert pred.grain_size_px == pytest.approx(grid_estimate((256, 256), 12.0) / 2, rel=1e-6)
     assert pred.grain_size_px == pytest.approx(6.0 * np.sqrt(4 / np.pi), rel=0.15)  # near the true size
-    # native, the three probes (x2 consistent with x3 ends the search), then the final pass at x2
-    assert calls == [1.0, *FINER_SCALES, 2.0]
-    assert pred.probability.shape == image.shape
+    # native, the three probes on the central 128 px crop (x2 agrees with x3: the search ends), the final pass
+    assert net.scales == [1.0, *FINER_SCALES, 2.0]
+    assert [c[1] for c in net.calls[1:4]] == [(192, 192), (256, 256), (384, 384)]
+    assert net.calls[-1][1] == (600, 840) and pred.probability.shape == image.shape
+
+
+@pytest.mark.parametrize("size_at_x3, chosen", [(9.9, 2.0), (9.0, 3.0)])
+def test_a_larger_enlargement_must_measure_clearly_smaller_grains(monkeypatch, size_at_x3, chosen):
+    # sizes (input px) the network measures at each scale; x3 within 2 % of x2 is rounding, not resolution
+    sizes = {1.0: 36.0, 1.5: 14.0, 2.0: 10.0, 3.0: size_at_x3}
+    net = StandIn(monkeypatch, 6.0, {})
+    monkeypatch.setattr(net, "predict", lambda image, *a, **k: (np.full(image.shape, net._pop_scale()), 1))
+    monkeypatch.setattr(inference, "predict_probability", net.predict)
+    monkeypatch.setattr(inference, "estimate_grain_size", lambda prob: sizes[float(prob.flat[0])] * float(prob.flat[0]))
+    image = noise((256, 256))
+    found = inference.finer_scale(image, np.ones(image.shape, np.float32), 36.0, object(), "cpu")
+    assert found == (chosen, sizes[chosen])
 
 
 def test_grains_resolved_at_native_scale_cost_one_small_probe_and_keep_the_native_pass(monkeypatch):
-    predict, calls = stand_in_net(30.0, {})
-    monkeypatch.setattr(inference, "predict_probability", predict)
-    image = np.random.default_rng(1).random((SIDE, SIDE)).astype(np.float32)
+    net = StandIn(monkeypatch, 30.0, {})
+    image = noise((256, 256), 1)
     pred = predict_boundaries(image, object(), device="cpu")
     assert pred.scale == 1.0
-    assert calls == [1.0, FINER_SCALES[0]]
-    assert pred.grain_size_px == pytest.approx(grid_estimate(30.0, SIDE), rel=1e-6)
+    assert net.scales == [1.0, FINER_SCALES[0]]
+    assert pred.grain_size_px == pytest.approx(grid_estimate((256, 256), 30.0), rel=1e-6)
+
+
+def test_a_thin_image_is_probed_on_a_crop_of_the_same_area(monkeypatch):
+    net = StandIn(monkeypatch, 6.0, {1.0: 5, 1.5: 2})
+    pred = predict_boundaries(noise((48, 900)), object(), device="cpu")
+    assert probe_crop_shape(48, 900) == (48, 342)
+    assert net.calls[1][1] == (72, 513)  # the crop enlarged x1.5
+    assert pred.scale == 2.0
+
+
+def test_a_probe_without_closed_grains_keeps_the_native_pass(monkeypatch):
+    # at x1.5 the stand-in sees no boundary at all (one grain): nothing to compare
+    net = StandIn(monkeypatch, 6.0, {1.0: 5, 1.5: 1000})
+    pred = predict_boundaries(noise((128, 128)), object(), device="cpu")
+    assert pred.scale == 1.0 and net.scales == [1.0, 1.5]
+
+
+def test_images_too_large_to_enlarge_keep_their_native_scale_without_a_probe(monkeypatch):
+    net = StandIn(monkeypatch, 6.0, {1.0: 5, 1.5: 2})
+    monkeypatch.setattr(inference, "MAX_ENLARGED_PIXELS", 160 * 160)  # x1.5 of 128² would exceed it
+    pred = predict_boundaries(noise((128, 128)), object(), device="cpu")
+    assert pred.scale == 1.0 and net.scales == [1.0]
+
+
+def test_probes_run_without_test_time_augmentation(monkeypatch):
+    net = StandIn(monkeypatch, 6.0, {1.0: 5, 1.5: 2})
+    predict_boundaries(noise((128, 128)), object(), device="cpu", tta=True)
+    assert [c[2] for c in net.calls] == [True, False, False, False, True]
 
 
 def test_a_hint_skips_the_search(monkeypatch):
-    predict, calls = stand_in_net(6.0, {1.0: 5, 1.5: 2})
-    monkeypatch.setattr(inference, "predict_probability", predict)
-    image = np.random.default_rng(2).random((SIDE, SIDE)).astype(np.float32)
-    pred = predict_boundaries(image, object(), device="cpu", grain_size_px=30.0)
+    net = StandIn(monkeypatch, 6.0, {1.0: 5, 1.5: 2})
+    pred = predict_boundaries(noise((128, 128)), object(), device="cpu", grain_size_px=30.0)
     assert pred.scale == 1.0 and pred.grain_size_source == "hint"
-    assert calls == [1.0]
-
-
-def grid_estimate(cell: float, side: int) -> float:
-    """The estimate's grain size (edge grains by half) of the stand-in's grid on a ``side`` px image."""
-    from napari_grainseg.segmentation.grains import boundaries_to_labels
-
-    return equivalent_grain_diameter(boundaries_to_labels(grid_probability(side, cell)))[0]
+    assert net.scales == [1.0]

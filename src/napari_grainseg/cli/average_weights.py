@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args) -> int:
     from napari_grainseg.models.weights import average_weights
+    from napari_grainseg.training.loop import git_revision
 
-    path, _ = average_weights(args.weights, args.out, args.coefficients)
+    path, _ = average_weights(args.weights, args.out, args.coefficients, {"git_revision": git_revision()})
     print(f"grainseg: wrote {path} (the average of {len(args.weights)} weights files)", file=sys.stderr)
     return 0

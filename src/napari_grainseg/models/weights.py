@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,10 @@ def _config(cls, info: dict, path: Path, model: str):
 
 
 def average_weights(
-    paths: list[str | Path], out: str | Path, coefficients: list[float] | None = None
+    paths: list[str | Path],
+    out: str | Path,
+    coefficients: list[float] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write the weighted average of several weights files of one architecture (a "model soup").
 
@@ -236,6 +240,8 @@ def average_weights(
         The averaged ``.pt`` (its ``.json`` beside it).
     coefficients
         One non-negative weight per file, normalised to sum 1; default: equal.
+    provenance
+        More keys for the info JSON (the CLI records the git revision).
 
     Raises
     ------
@@ -249,8 +255,8 @@ def average_weights(
     coefficients = [1.0] * len(paths) if coefficients is None else [float(c) for c in coefficients]
     if len(coefficients) != len(paths):
         raise InputError(f"give one coefficient per weights file: {len(coefficients)} for {len(paths)} files")
-    if not all(c >= 0 for c in coefficients) or sum(coefficients) <= 0:
-        raise InputError(f"coefficients must be non-negative and not all zero, got {coefficients}")
+    if not all(math.isfinite(c) and c >= 0 for c in coefficients) or sum(coefficients) <= 0:
+        raise InputError(f"coefficients must be finite, non-negative and not all zero, got {coefficients}")
     total = sum(coefficients)
     coefficients = [c / total for c in coefficients]
     loaded = [load_state(p) for p in paths]
@@ -280,6 +286,10 @@ def average_weights(
         }
         for p, c, (_, i) in zip(paths, coefficients, loaded)
     ]
+    import torch
+
+    info["torch"] = torch.__version__
+    info.update(provenance or {})
     info["reproduce"] = (
         "grainseg average-weights "
         + " ".join(str(p) for p in paths)

@@ -45,8 +45,12 @@ RESCALED_GRAIN_SIZES_PX: tuple[float, float] = (14.0, 40.0)
 PROBE_SCALES: tuple[float, ...] = (0.5, 0.25)
 #: Finer scales tried, in order, when enlarging shows the native pass merged grains (:func:`finer_scale`).
 FINER_SCALES: tuple[float, ...] = (1.5, 2.0, 3.0)
-#: Side (input px) of the central crop the finer scales are probed on.
+#: Side (input px) of the central crop the finer scales are probed on (a thin image's crop keeps this area).
 FINER_PROBE_CROP = 128
+#: Most pixels the finer search may enlarge an image to (larger images keep their native scale).
+MAX_ENLARGED_PIXELS = 4096 * 4096
+#: A larger enlargement is chosen over a smaller one only when its size is at least this much smaller.
+FINER_MARGIN = 0.98
 #: The native pass merged grains when the estimate at ``FINER_SCALES[0]`` is below this fraction of it.
 MERGED_RATIO = 0.45
 #: Enlarging further stops once the estimate falls by less than this factor (it is self-consistent).
@@ -283,45 +287,68 @@ def finer_scale(
     A network that resolves the grains measures about the same size on an
     enlarged image; one that merged grains too fine for it measures a much
     smaller size once they are enlarged (6 px grains: about a third). So Net1
-    runs on a central ``FINER_PROBE_CROP`` px crop enlarged by ``FINER_SCALES[0]``;
-    when the size measured there (in input px) is below ``MERGED_RATIO`` of the
-    native one on the same crop, the crop is enlarged further along
-    ``FINER_SCALES`` until the size falls by less than ``CONSISTENT_RATIO``, and
-    the scale with the smallest size (the one that resolved most grains) is
-    returned. The native size is measured on the same crop, or is
-    ``native_size`` (the whole image's) when the crop holds too few closed
-    grains. The check costs one pass on the enlarged crop.
+    runs on a central crop of about ``FINER_PROBE_CROP``² px (as wide as needed
+    to keep that area in a thin image) enlarged by ``FINER_SCALES[0]``; when the
+    size measured there (in input px) is below ``MERGED_RATIO`` of the native
+    one, the crop is enlarged further along ``FINER_SCALES`` until the size
+    falls by less than ``CONSISTENT_RATIO``, and the scale that resolved most
+    grains is returned (a larger one only if its size is smaller by more than
+    ``FINER_MARGIN``: enlarging costs time and localisation). The native size is
+    measured on the same crop, or is ``native_size`` (the whole image's) when
+    the crop holds too few closed grains. Scales that would enlarge the image
+    beyond ``MAX_ENLARGED_PIXELS`` are not tried. The check costs one pass on
+    the enlarged crop (without test-time augmentation: it only measures a size).
 
     Returns
     -------
     ``(scale, grain size in input px)``, or None when the native pass is consistent
-    (or the crop has too few grains to tell).
+    (or the crop has too few grains to tell, or no finer scale fits).
     """
     h, w = image.shape
-    side = min(FINER_PROBE_CROP, h, w)
-    window = (slice((h - side) // 2, (h - side) // 2 + side), slice((w - side) // 2, (w - side) // 2 + side))
+    scales = [s for s in FINER_SCALES if h * w * s * s <= MAX_ENLARGED_PIXELS]
+    if not scales:
+        return None
+    ch, cw = probe_crop_shape(h, w)
+    window = (slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw))
     native = estimate_grain_size(native_probability[window]) or native_size
     crop = image[window]
+    run = dict(run, tta=False)
 
     def size_at(scale: float) -> float | None:
         prob, _ = predict_probability(resample(crop, scale), model, device, **run)
         estimate = estimate_grain_size(prob)
         return None if estimate is None else estimate / scale
 
-    first = size_at(FINER_SCALES[0])
+    first = size_at(scales[0])
     if first is None or first >= MERGED_RATIO * native:
         return None
-    best = previous = (FINER_SCALES[0], first)
-    for scale in FINER_SCALES[1:]:
+    best = previous = (scales[0], first)
+    for scale in scales[1:]:
         size = size_at(scale)
         if size is None:
             break
-        if size < best[1]:
+        if size < FINER_MARGIN * best[1]:
             best = (scale, size)
         if size >= CONSISTENT_RATIO * previous[1]:
             break
         previous = (scale, size)
     return best
+
+
+def probe_crop_shape(height: int, width: int, side: int = FINER_PROBE_CROP) -> tuple[int, int]:
+    """Shape of a central crop of about ``side``² px: square when the image allows, else as long as needed.
+
+    Examples
+    --------
+    >>> probe_crop_shape(1024, 1024), probe_crop_shape(40, 2000), probe_crop_shape(2000, 40), probe_crop_shape(60, 90)
+    ((128, 128), (40, 410), (410, 40), (60, 90))
+    """
+    area = side * side
+    if height < side:
+        return height, min(width, -(-area // height))
+    if width < side:
+        return min(height, -(-area // width)), width
+    return side, side
 
 
 def predict_boundaries(

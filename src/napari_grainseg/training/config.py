@@ -123,7 +123,7 @@ class TrainConfig(LoopConfig):
     architecture : Net1 architecture (see :class:`~napari_grainseg.models.net1.Net1Config`).
     generator_overrides : generator knobs fixed in every sample of the run, training and
         validation alike (e.g. ``{"twin_fraction": 0.0}`` trains without twins: the
-        leave-one-concept-out runs, :mod:`napari_grainseg.evaluation.concepts`); not with
+        leave-one-concept-out runs, :mod:`napari_grainseg.synthetic.concepts`); not with
         :data:`UPSAMPLED_FINE`, which sets knobs of its own.
     init_weights : a Net1 weights file to start from (fine-tuning, e.g. continuing the shipped
         model with more steps); None starts from a random initialisation. A
@@ -146,6 +146,11 @@ class TrainConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.generator_overrides, dict):
+            raise InputError(
+                f"{self.WHAT}: generator_overrides must map knob names to values, "
+                f"got {type(self.generator_overrides).__name__}"
+            )
         if self.generator_overrides:
             import numpy as np
 
