@@ -7,7 +7,7 @@ error of Net1 + threshold with no hint and with the true size as the hint (an up
 bound on what a better estimate can give), and on how many images the automatic choice
 enlarged the image (:func:`~napari_grainseg.segmentation.inference.finer_scale`). With
 ``--enlarge F`` also the estimate Net1 makes on the image enlarged F times (in input px), over
-the native estimate: about 1 where Net1 resolves the grains at native scale, well below 1 where
+the estimate of a native-scale pass: about 1 where Net1 resolves the grains at native scale, well below 1 where
 they merged there (or where enlarging over-splits). Prints a markdown table.
 
     python benchmarks/scale_estimate.py --sets real-tbm look-random id-tem [--limit N] [--weights NET1.pt]
@@ -59,10 +59,11 @@ def main() -> None:
                 row[key] = scores
                 if hint is None:
                     row["estimate"], row["scale"] = pred.grain_size_px, pred.scale
-            if args.enlarge and row["estimate"]:
+            if args.enlarge:  # against the native pass's own estimate (not the chosen scale's)
+                native = estimate_grain_size(predict_probability(s.image, model, "cpu")[0])
                 prob, _ = predict_probability(resample(s.image, args.enlarge), model, "cpu")
                 enlarged = estimate_grain_size(prob)
-                row["enlarged"] = enlarged / args.enlarge / row["estimate"] if enlarged else np.nan
+                row["enlarged"] = enlarged / args.enlarge / native if enlarged and native else np.nan
             rows.append(row)
         ratio = np.array([r["estimate"] / r["truth"] if r["estimate"] else np.nan for r in rows])
         off = np.mean([not (0.5 <= q <= 2.0) if np.isfinite(q) else True for q in ratio])

@@ -44,9 +44,9 @@ THRESHOLD = 0.5
 LIVE_UPDATE_INTERVAL_S = 0.5
 #: What Net2 does and its measured effect, shown on its buttons.
 NET2_EFFECT = (
-    "Net2 refines Net1's map step by step. Measured effect with Net1 v6 (docs/generalisation.md): on real "
-    "hand-traced crops it made grains worse (VI 3.99 vs 3.43, grain count error 554 % vs 205 %); on an "
-    "independently written bright-field renderer it helped (VI 1.47 vs 1.60, count error 9 % vs 31 %). "
+    "Net2 refines Net1's map step by step. Measured effect with Net1 v8 (docs/generalisation.md): on real "
+    "hand-traced crops it made grains worse (VI 3.92 vs 3.41, grain count error 521 % vs 207 %); on an "
+    "independently written bright-field renderer it helped (VI 1.48 vs 1.61, count error 13 % vs 32 %). "
     "Use it to explore, and check the result."
 )
 #: Most Net2 steps of one run.
