@@ -201,11 +201,17 @@ def test_every_kept_config_and_recorded_train_config_loads():
         assert config.steps >= 1500
     recorded = [
         path
-        for path in (*shipped_weights_dir().glob("*.json"), *(root / "configs" / "weights").glob("*.json"))
+        for path in (*shipped_weights_dir().glob("*.json"), *(root / "configs" / "weights").rglob("*.json"))
         if not path.name.endswith(".onnx.json")  # the record of an ONNX export, not of a training
     ]
-    assert len(recorded) == 9
+    assert len(recorded) == 17  # 3 shipped, 7 Net1 versions, 7 leave-one-concept-out models
+    n_averaged = 0
     for path in recorded:
         info = json.loads(path.read_text())
         cls = Net2TrainConfig if info.get("model") == "net2" else TrainConfig
-        assert config_from_dict(cls, info["train_config"], str(path)).to_dict()["steps"] == info["trained_steps"]
+        # an averaged model (Net1 v8) records the training of each of its sources
+        runs = info["averaged_from"] if "averaged_from" in info else [info]
+        n_averaged += "averaged_from" in info
+        for run in runs:
+            assert config_from_dict(cls, run["train_config"], str(path)).to_dict()["steps"] == run["trained_steps"]
+    assert n_averaged == 2  # the shipped net1.json and configs/weights/net1_v8.json
