@@ -44,8 +44,6 @@ from napari_grainseg.errors import InputError
 
 #: Environment variable naming the converted published networks (``seed_nets.npz``).
 PAPER_NETS_ENV = "GRAINSEG_PAPER_NETS"
-#: Where else they are looked for, relative to the working directory: the project's
-#: ``shared/`` data folder inside or beside the repository.
 #: The published networks below ``shared/data`` (:func:`~napari_grainseg.io.shared_data.find_shared_data`).
 PAPER_NETS_SHARED = Path("seed_nets") / "seed_nets.npz"
 

@@ -146,6 +146,7 @@ class TrainConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
         if not isinstance(self.generator_overrides, dict):
             raise InputError(
                 f"{self.WHAT}: generator_overrides must map knob names to values, "
@@ -156,7 +157,6 @@ class TrainConfig(LoopConfig):
 
             from napari_grainseg.synthetic.presets import resolve_parameters
 
-            presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
             if UPSAMPLED_FINE in presets:
                 raise InputError(f"{self.WHAT}: generator_overrides cannot be combined with {UPSAMPLED_FINE!r}")
             try:
@@ -169,7 +169,7 @@ class TrainConfig(LoopConfig):
             counts=("val_size",),
             shapes=("patch_shape", "val_shape"),
             architecture=self.net1_config,
-            presets=(self.preset,) if isinstance(self.preset, str) else tuple(self.preset),
+            presets=presets,
             extra_sources=(UPSAMPLED_FINE,),
         )
 
