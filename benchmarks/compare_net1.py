@@ -1,7 +1,8 @@
 """Two Net1 weights image by image on the evaluation sets, the classical baseline beside them.
 
 For every image of every named set: the classical baseline, Net1 ``--old`` and Net1
-``--new`` (each through the product pipeline: automatic scale, grains by threshold),
+``--new`` (each through the product pipeline: automatic scale, grains by ``--grains``,
+default the product's default builder),
 and optionally ``--new`` with test-time augmentation. Per set: the means of boundary
 F1, VI (split, merge), grain-count and mean-ECD errors, and the paired differences
 new - old (mean ± standard error over images, and on how many images new is better).
@@ -25,7 +26,7 @@ import numpy as np
 METRICS = ("f1_2px", "vi", "vi_split", "vi_merge", "abs_grain_count_error", "abs_mean_ecd_error")
 
 
-def runners(old: Path, new: Path, tta: bool, device: str = "cpu"):
+def runners(old: Path, new: Path, tta: bool, device: str = "cpu", grains: str | None = None):
     """``{name: image -> (boundaries, labels)}`` for classical, old, new (and new+tta)."""
     from dataclasses import replace
 
@@ -38,6 +39,8 @@ def runners(old: Path, new: Path, tta: bool, device: str = "cpu"):
     for name, path in (("old", old), ("new", new)):
         model = load_net1(path, device=device)
         options = SegmentOptions(net2_steps=0, device=device)
+        if grains is not None:
+            options = replace(options, grains=grains)
 
         def run(image, model=model, options=options):
             result = segment(image, options, model=model)
@@ -58,7 +61,7 @@ def scores_of(rows: list[dict]) -> dict[str, list[float]]:
 
 
 def markdown(results: dict) -> str:
-    lines = []
+    lines = [f"Grains by {results.get('grains', 'threshold')} for both networks.", ""]
     for name, data in results["sets"].items():
         lines += [f"### {name} — {data['description']} ({data['n_images']} images)", ""]
         lines += ["| method | F1@2px | VI | VI split | VI merge | abs. count error | abs. mean-ECD error | s/image |"]
@@ -83,12 +86,16 @@ def main(argv=None) -> int:
     ap.add_argument("--new", type=Path, required=True)
     ap.add_argument("--sets", nargs="+", default=["real-tbm", "look-independent", "look-random", "id-tem-64"])
     ap.add_argument("--tta", action="store_true", help="also score --new with test-time augmentation")
+    ap.add_argument("--grains", choices=("watershed", "threshold"), help="grain builder (default: the product's)")
     ap.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args(argv)
-    methods = runners(args.old, args.new, args.tta)
-    results = {"old": str(args.old), "new": str(args.new), "sets": {}}
+    from napari_grainseg.segmentation.options import SegmentOptions
+
+    grains = args.grains or SegmentOptions().grains
+    methods = runners(args.old, args.new, args.tta, grains=grains)
+    results = {"old": str(args.old), "new": str(args.new), "grains": grains, "sets": {}}
     for set_name in args.sets:
         eval_set = EVAL_SETS[set_name]
         rows = {m: [] for m in methods}

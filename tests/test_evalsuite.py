@@ -103,17 +103,17 @@ def test_paired_differences_known_values_and_mismatch():
     assert (f1["better"], f1["n"]) == (1, 2) and f1["mean"] == pytest.approx(0.0)
 
 
-def test_evaluation_pairs_learned_methods_with_net1_watershed_image_by_image():
-    results = run_evaluation(["ood-paper"], ["net1", "net1+watershed"], limit=2, progress=False, device="cpu")
+def test_evaluation_pairs_other_net1_methods_with_the_default_image_by_image():
+    results = run_evaluation(["ood-paper"], ["net1", "net1+threshold"], limit=2, progress=False, device="cpu")
     data = results["sets"]["ood-paper"]
     paired = data["paired"]
-    assert list(paired) == ["net1"]
-    assert paired["net1"]["vi"]["n"] == 2
-    assert paired["net1"]["vi"]["mean"] == pytest.approx(
-        data["methods"]["net1"]["vi"] - data["methods"]["net1+watershed"]["vi"]
+    assert list(paired) == ["net1+threshold"]
+    assert paired["net1+threshold"]["vi"]["n"] == 2
+    assert paired["net1+threshold"]["vi"]["mean"] == pytest.approx(
+        data["methods"]["net1+threshold"]["vi"] - data["methods"]["net1"]["vi"]
     )
     table = format_markdown(results)
-    assert "against net1+watershed" in table and "- net1: VI " in table and "|count err|" in table
+    assert "against net1 " in table and "- net1+threshold: VI " in table and "|count err|" in table
 
 
 def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(tmp_path, capsys):

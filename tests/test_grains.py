@@ -10,6 +10,7 @@ from napari_grainseg.segmentation.grains import (
     border_grains,
     boundaries_to_labels,
     classical_boundaries,
+    h_minima_markers,
     label_convention_problems,
     labels_to_boundaries,
     normalize_labels,
@@ -188,8 +189,8 @@ def test_boundary_map_round_trip_is_stable():
 
 def test_watershed_grain_builder_closes_a_faint_boundary_a_threshold_misses():
     prob = np.zeros((64, 96), np.float32)
-    prob[:, 47:49] = 0.3  # a faint boundary (below the 0.5 threshold) between two grains
-    prob[20:28, 47:49] = 0.05  # with a weaker stretch in it
+    prob[:, 46:50] = 0.35  # a faint boundary (below the 0.5 threshold) between two grains
+    prob[20:28, 46:50] = 0.25  # with a weaker stretch in it
     by_threshold = probability_to_labels(prob, "threshold")
     by_watershed = probability_to_labels(prob, "watershed")
     assert by_threshold.max() == 1  # the open line separates nothing
@@ -202,3 +203,46 @@ def test_watershed_grain_builder_closes_a_faint_boundary_a_threshold_misses():
     assert probability_to_labels(flat, "watershed").max() == 1 and probability_to_labels(flat).max() == 1
     with pytest.raises(InputError, match="grain builder"):
         probability_to_labels(prob, "closing")
+
+
+def test_h_minima_markers_find_every_basin_deeper_than_h_exactly():
+    # skimage's float h_minima drops such basins at random ((x + h) - x rounds below h):
+    # 9 of these 2000 two-basin reliefs lost a basin with it at h = 0.25
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        floor = rng.random() * 0.5
+        relief = np.full((8, 12), 0.9)
+        relief[2:6, 2:5] = floor
+        relief[2:6, 7:10] = floor + rng.random() * 0.01
+        markers, n = h_minima_markers(relief, 0.25)
+        assert n == 2
+        assert markers[3, 3] != markers[3, 8] and markers[3, 3] > 0 and markers[3, 8] > 0
+    ridge = np.zeros((9, 9))
+    ridge[:, 4] = 0.3  # two basins 0.3 deep: split below that depth, one basin at or above it
+    assert [h_minima_markers(ridge, h)[1] for h in (0.1, 0.29, 0.3, 0.5)] == [2, 2, 1, 1]
+    assert h_minima_markers(np.full((5, 5), 0.4), 0.2)[1] == 1  # flat: one basin
+
+
+def test_watershed_ignores_shallow_texture_lines_that_a_threshold_closes():
+    prob = np.zeros((64, 96), np.float32)
+    prob[:, 46:49] = 0.9  # a clear boundary between two grains
+    prob[20, 10:30] = prob[40, 10:30] = prob[20:41, 10] = prob[20:41, 29] = 0.5  # a faint 1-px loop in one
+    by_threshold = probability_to_labels(prob, "threshold")
+    by_watershed = probability_to_labels(prob, "watershed")
+    assert by_threshold.max() == 3  # the loop is closed at 0.5: a grain that is not there
+    assert by_watershed.max() == 2  # smoothed, the loop rises less than h above the grain
+    assert len(np.unique(by_watershed[:, :40])) == 1 and len(np.unique(by_watershed[:, 56:])) == 1
+
+
+def test_watershed_smooths_in_the_pixels_net1_worked_at():
+    prob = np.zeros((64, 64), np.float32)
+    prob[:, 30:33] = prob[:, 39:42] = 1.0  # a 6-px wide grain between two lines
+    at_native = probability_to_labels(prob, "watershed", min_grain_area=1)
+    assert at_native.max() == 3
+    # Net1 ran on the image shrunk 4x: sigma is 4 input px, and the thin grain (1.5 px at
+    # Net1's scale, narrower than anything Net1 resolves) fills in
+    shrunk = probability_to_labels(prob, "watershed", min_grain_area=1, net1_scale=0.25)
+    assert shrunk.max() == 2
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="net1_scale"):
+            probability_to_labels(prob, "watershed", net1_scale=bad)

@@ -421,9 +421,10 @@ def test_segment_net2_steps(sample):
     assert refined.refine_steps == 3 and refined.refined.shape == sample.image.shape
     info = refined.info()
     assert info["net2_steps"] == 3 and info["method"] == "net1+net2" and info["net2_seconds"] >= 0
-    by_watershed = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="watershed")
-    np.testing.assert_array_equal(by_watershed.labels, probability_watershed(by_watershed.prediction.probability))
-    assert by_watershed.info()["grains"] == "watershed" and plain.info()["grains"] == "threshold"
+    by_threshold = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="threshold")
+    np.testing.assert_array_equal(plain.labels, probability_watershed(plain.prediction.probability))
+    np.testing.assert_array_equal(by_threshold.labels, boundaries_to_labels(by_threshold.prediction.probability))
+    assert by_threshold.info()["grains"] == "threshold" and plain.info()["grains"] == "watershed"
     with pytest.raises(InputError, match="grains must be one of"):
         segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="closing")
     assert net2_step_budget("auto") == 30 and net2_step_budget("4") == 4 and net2_step_budget(0) == 0

@@ -136,17 +136,17 @@ def test_segment_takes_options_or_their_keywords(net1_copy):
     release_models()
 
 
-def test_default_is_net1_with_grains_by_threshold_everywhere(tmp_path):
-    """The defaults chosen on real hand-traced crops (docs/generalisation.md): no Net2, threshold grains."""
+def test_default_is_net1_with_grains_by_watershed_everywhere(tmp_path):
+    """The defaults chosen on sets our generator did not tune (docs/generalisation.md): no Net2, watershed grains."""
     import json
 
     from napari_grainseg.cli import build_parser, main
 
     opts = SegmentOptions()
-    assert opts.net2_budget() == 0 and opts.grains == "threshold"
+    assert opts.net2_budget() == 0 and (opts.grains, opts.watershed_h) == ("watershed", 0.2)
     for command in ("segment", "batch"):
         args = build_parser().parse_args([command, "x.tif", "--out", str(tmp_path)])
-        assert args.net2_steps == "0" and args.grains == "threshold"
+        assert args.net2_steps == "0" and args.grains == "watershed"
     image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     import tifffile
 

@@ -202,3 +202,34 @@ def test_grains_too_fine_for_net1_are_enlarged_and_the_dock_says_so(make_napari_
     n_true = int(sample.labels.max())
     assert 4 * n_native < n_napari < n_true, (n_native, n_napari, n_true)  # native scale merges most grains
     assert errors == []
+
+
+def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_buttons(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.segmentation.grains import probability_to_labels
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, weights)
+    assert seg.grains.value == "watershed"  # the default
+    seg.grain_size.value = 100.0  # Net1 works on the image shrunk: the watershed smooths at that scale
+    click(qtbot, seg.run_net1_button)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    prob = viewer.layers["interconnect_tem boundary probability"].data
+    info = bnd.metadata["grainseg_info"]
+    assert info["grains"] == "watershed" and info["net1_scale"] < 1
+    by_watershed = probability_to_labels(prob, "watershed", net1_scale=info["net1_scale"]) == 0
+    np.testing.assert_array_equal(bnd.data == 1, by_watershed)
+    assert not np.array_equal(by_watershed, probability_to_labels(prob, "watershed") == 0)  # the scale mattered
+
+    seg.grains.value = "threshold"
+    click(qtbot, seg.run_net1_button)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    assert bnd.metadata["grainseg_info"]["grains"] == "threshold"
+    by_threshold = probability_to_labels(prob, "threshold") == 0
+    np.testing.assert_array_equal(bnd.data == 1, by_threshold)
+    assert not np.array_equal(by_threshold, by_watershed)
+    assert errors == []

@@ -378,18 +378,3 @@ def test_missing_pixel_size_warns_and_measures_in_px(make_napari_viewer, net1_we
     assert tuple(viewer.layers["uncalibrated grains"].scale) == (2.5, 2.5)
     stats.update()
     assert "pixel size: 2.5 nm" in stats.summary.value
-
-
-def test_grains_by_watershed_choice_builds_the_boundary_layer_from_the_watershed(make_napari_viewer, net1_weights):
-    from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_watershed
-
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-grainseg", "interconnect_tem")
-    seg = _segment(viewer, net1_weights)
-    seg.grain_size.value = 100.0
-    seg.grains.value = "watershed"
-    seg.run_net1()
-    prob = viewer.layers["interconnect_tem boundary probability"].data
-    expected = probability_watershed(prob) == 0
-    np.testing.assert_array_equal(viewer.layers["interconnect_tem boundaries"].data == 1, expected)
-    assert not np.array_equal(expected, boundaries_to_labels(prob) == 0)  # not what a threshold gives

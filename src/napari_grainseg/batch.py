@@ -153,10 +153,12 @@ class BatchOptions(SegmentOptions):
         out = {**_file_identity("weights", self.weights or shipped_weights_dir() / "net1.pt"), "net2_steps": budget}
         if budget:
             out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
-        if self.grains != "threshold":  # recorded only when not the default: older markers stay valid
-            out["grains"] = self.grains
-        if self.watershed_h != 0.1:
+        # always recorded since the default builder changed (session 13): a field finished under the
+        # old default (the threshold, or the float h-minima watershed) is segmented again
+        out["grains"] = self.grains
+        if self.grains == "watershed":
             out["watershed_h"] = self.watershed_h
+            out["watershed"] = "integer h-minima, sigma at Net1's scale"
         if self.tta:
             out["tta"] = True
         if self.model_grain_size_px is not None:  # an adapted model's scale

@@ -15,9 +15,10 @@ Methods
     The paper's published Net1 + Net2 (MATLAB weights, resize to 96x496),
     run as the authors' script does.
 ``net1``
-    Net1 probability, threshold 0.5, closed grains.
-``net1+watershed``
-    Watershed of the smoothed Net1 probability with h-minima markers.
+    The default pipeline: Net1 probability, grains by watershed from its basins deeper
+    than 0.2 (:func:`napari_grainseg.segmentation.grains.probability_watershed`).
+``net1+threshold``
+    Net1 probability, threshold 0.5, closed grains (the default until session 13).
 ``net1+closing``
     Net1 probability, threshold 0.5, morphological closing with a radius-2
     disk (closes gaps up to about 4 px), closed grains.
@@ -250,7 +251,7 @@ METHODS: tuple[str, ...] = (
     "classical",
     "paper",
     "net1",
-    "net1+watershed",
+    "net1+threshold",
     "net1+closing",
     "net1+net2",
     "net1+blind-net2",
@@ -258,9 +259,9 @@ METHODS: tuple[str, ...] = (
 #: Methods run only when named (``--methods``): test-time augmentation costs 8x Net1.
 EXTRA_METHODS: tuple[str, ...] = ("net1+tta",)
 #: Methods that need Net1.
-NET1_METHODS = {"net1", "net1+watershed", "net1+closing", "net1+tta", "net1+net2", "net1+blind-net2"}
+NET1_METHODS = {"net1", "net1+threshold", "net1+closing", "net1+tta", "net1+net2", "net1+blind-net2"}
 #: The method learned refiners are compared with image by image (the bar Net2 has to clear).
-PAIRED_REFERENCE = "net1+watershed"
+PAIRED_REFERENCE = "net1"
 #: How the paired metrics are named in the markdown.
 PAIRED_LABELS = {"vi": "VI", "vi_merge": "VI merge", "abs_grain_count_error": "|count err|"}
 
@@ -348,7 +349,7 @@ def method_runners(
         model = base.net1(base.device)
         builders = {
             "net1": (base, None),
-            "net1+watershed": (replace(base, grains="watershed"), None),
+            "net1+threshold": (replace(base, grains="threshold"), None),
             "net1+closing": (base, probability_closing),
             "net1+tta": (replace(base, tta=True), None),
         }

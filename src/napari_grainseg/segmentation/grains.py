@@ -35,11 +35,14 @@ AUTO_TILE_SIZE = 1024
 
 __all__ = [
     "DEFAULT_MIN_GRAIN_AREA",
+    "DEFAULT_WATERSHED_H",
     "GRAIN_BUILDERS",
+    "WATERSHED_SIGMA",
     "boundaries_to_labels",
     "border_grains",
     "check_grain_builder",
     "grow_into_boundaries",
+    "h_minima_markers",
     "classical_boundaries",
     "label_convention_problems",
     "labels_to_boundaries",
@@ -48,6 +51,7 @@ __all__ = [
     "probability_watershed",
     "relabel_in_order",
     "validate_labels",
+    "watershed_lines",
 ]
 
 _FOUR = ndi.generate_binary_structure(2, 1)
@@ -551,45 +555,91 @@ def classical_boundaries(
     return normalize_labels(ws) == 0
 
 
-def watershed_lines(probability: np.ndarray, h: float = 0.1, sigma: float = 1.0) -> np.ndarray:
+#: Depth of the probability basins that become grains (the watershed builder's default). Chosen in
+#: session 13 as the lowest mean VI over five tuning sets (docs/generalisation.md, "Grains from the map").
+DEFAULT_WATERSHED_H = 0.2
+#: Smoothing of the probability before the watershed, in the pixels Net1 worked at.
+WATERSHED_SIGMA = 1.0
+#: Probability steps per unit in which basin depths are compared (exact integer arithmetic).
+_LEVELS = 10_000
+
+
+def h_minima_markers(relief: np.ndarray, h: float) -> tuple[np.ndarray, int]:
+    """One labelled marker per basin of ``relief`` (values in [0, 1]) deeper than ``h``; ``(markers, n)``.
+
+    The relief is quantised to steps of 1e-4 and flooded ``h`` above every
+    minimum (morphological reconstruction by erosion); each regional minimum
+    of the flooded relief is one basin at least ``h`` deep, however many pixels
+    share its floor; a relief with no basin that deep is one basin. Integer
+    steps keep the depth comparison exact: with floats (``skimage.morphology.h_minima``),
+    ``(x + h) - x`` may round below ``h`` and drop deep basins at random.
+
+    Examples
+    --------
+    >>> relief = np.zeros((9, 9)); relief[:, 4] = 0.3    # a ridge 0.3 high
+    >>> [h_minima_markers(relief, h)[1] for h in (0.2, 0.29, 0.3, 0.4)]
+    [2, 2, 1, 1]
+    """
+    from skimage.morphology import local_minima, reconstruction
+
+    q = np.rint(np.clip(relief, 0.0, 1.0) * _LEVELS).astype(np.int32)
+    depth = max(1, round(h * _LEVELS))
+    flooded = reconstruction(q + depth, q, method="erosion")
+    markers, n = ndi.label(local_minima(flooded, allow_borders=True), structure=_FOUR)
+    if n == 0:  # flooded flat: the whole image is one basin
+        return np.ones(q.shape, np.int32), 1
+    return markers, n
+
+
+def watershed_lines(
+    probability: np.ndarray, h: float = DEFAULT_WATERSHED_H, sigma: float = WATERSHED_SIGMA
+) -> np.ndarray:
     """Closed candidate boundaries of a boundary probability: its watershed lines.
 
-    The probability is smoothed (Gaussian ``sigma``), every basin deeper than
-    ``h`` (h-minima) seeds a region, and the regions are flooded until they
-    meet; the 1-px lines where they meet close every gap that separates two
-    basins. Returns a bool (H, W) mask; a map without any basin that deep
-    (e.g. no boundary evidence at all) has no lines: one grain.
+    The probability is smoothed (Gaussian ``sigma`` px; 0: none), every basin at
+    least ``h`` deep seeds a region (:func:`h_minima_markers`), and the regions
+    are flooded until they meet; the 1-px lines where they meet close every gap
+    that separates two basins. Returns a bool (H, W) mask; a map without any
+    basin that deep (e.g. no boundary evidence at all) has no lines: one grain.
     """
-    from scipy import ndimage
-    from skimage.morphology import h_minima
     from skimage.segmentation import watershed
 
-    smooth = ndimage.gaussian_filter(np.asarray(probability, np.float64), sigma)
-    markers, n = ndimage.label(h_minima(smooth, h))
-    if n == 0:
-        return np.zeros(smooth.shape, bool)
-    return watershed(smooth, markers, watershed_line=True) == 0
+    relief = np.asarray(probability, np.float32)
+    if sigma > 0:
+        relief = ndi.gaussian_filter(relief, sigma)
+    markers, n = h_minima_markers(relief, h)
+    if n <= 1:
+        return np.zeros(relief.shape, bool)
+    return watershed(relief, markers, watershed_line=True) == 0
 
 
-#: How :func:`probability_to_labels` turns a boundary probability into grains.
-GRAIN_BUILDERS: tuple[str, ...] = ("threshold", "watershed")
+#: How :func:`probability_to_labels` turns a boundary probability into grains (the first is the default).
+GRAIN_BUILDERS: tuple[str, ...] = ("watershed", "threshold")
 
 
 def probability_watershed(
-    probability: np.ndarray, h: float = 0.1, sigma: float = 1.0, min_grain_area: int = DEFAULT_MIN_GRAIN_AREA
+    probability: np.ndarray,
+    h: float = DEFAULT_WATERSHED_H,
+    sigma: float = WATERSHED_SIGMA,
+    min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
 ) -> np.ndarray:
-    """Closed grains from a boundary probability by watershed with h-minima markers.
+    """Closed grains from a boundary probability by watershed from its basins deeper than ``h``.
 
-    Every basin of the smoothed probability deeper than ``h`` becomes a grain,
+    Every basin of the smoothed probability at least ``h`` deep becomes a grain,
     so a boundary that a threshold would leave open (a faint stretch between
-    two grains of nearly equal contrast) is still closed along its ridge.
+    two grains of nearly equal contrast) is still closed along its ridge, while
+    a ridge less than ``h`` above the grains on both sides (texture, a line
+    that is not a boundary) splits nothing.
 
     Examples
     --------
     >>> prob = np.zeros((64, 64), np.float32)
-    >>> prob[:, 31:33] = 0.3                       # a faint line, below a 0.5 threshold
+    >>> prob[:, 30:34] = 0.3                       # a faint line, below a 0.5 threshold
     >>> int(probability_watershed(prob).max())
     2
+    >>> prob[:, 30:34] = 0.1                       # shallower than h: no boundary
+    >>> int(probability_watershed(prob).max())
+    1
     """
     return boundaries_to_labels(watershed_lines(probability, h=h, sigma=sigma), min_grain_area=min_grain_area)
 
@@ -603,19 +653,28 @@ def check_grain_builder(method: str) -> str:
 
 def probability_to_labels(
     probability: np.ndarray,
-    method: str = "threshold",
+    method: str = GRAIN_BUILDERS[0],
     *,
     threshold: float = 0.5,
     min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
-    watershed_h: float = 0.1,
+    watershed_h: float = DEFAULT_WATERSHED_H,
+    net1_scale: float = 1.0,
 ) -> np.ndarray:
-    """Closed grain labels from a boundary probability, by ``"threshold"`` or ``"watershed"``.
+    """Closed grain labels from a boundary probability, by ``"watershed"`` (default) or ``"threshold"``.
 
-    ``"threshold"`` keeps the pixels at or above ``threshold`` (:func:`boundaries_to_labels`);
-    ``"watershed"`` closes every basin of the map (:func:`probability_watershed`; ``threshold``
-    is not used; ``watershed_h`` is the depth of the basins that become grains). On the synthetic test
-    sets the watershed merges fewer grains (docs/benchmarks.md).
+    ``"watershed"`` closes every basin at least ``watershed_h`` deep (:func:`probability_watershed`;
+    ``threshold`` is not used). The map is smoothed by :data:`WATERSHED_SIGMA` pixels of the image
+    Net1 worked on: ``net1_scale`` is the factor the image was resampled by before Net1
+    (:attr:`~napari_grainseg.segmentation.inference.BoundaryPrediction.scale`), so the smoothing
+    follows the grains, not the input's pixels. ``"threshold"`` keeps the pixels at or above
+    ``threshold`` (:func:`boundaries_to_labels`). The watershed is the default because it did
+    better on every test set our generator did not tune, real hand-traced crops included
+    (docs/generalisation.md).
     """
     if check_grain_builder(method) == "watershed":
-        return probability_watershed(probability, h=watershed_h, min_grain_area=min_grain_area)
+        if not (np.isfinite(net1_scale) and net1_scale > 0):
+            raise InputError(f"net1_scale must be a positive number, got {net1_scale}")
+        return probability_watershed(
+            probability, h=watershed_h, sigma=WATERSHED_SIGMA / net1_scale, min_grain_area=min_grain_area
+        )
     return boundaries_to_labels(probability, threshold=threshold, min_grain_area=min_grain_area)

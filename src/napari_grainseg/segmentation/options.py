@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import DEFAULT_MIN_GRAIN_AREA, check_grain_builder
+from napari_grainseg.segmentation.grains import (
+    DEFAULT_MIN_GRAIN_AREA,
+    DEFAULT_WATERSHED_H,
+    GRAIN_BUILDERS,
+    check_grain_builder,
+)
 from napari_grainseg.segmentation.refine import DEFAULT_MAX_STEPS
 
 __all__ = [
@@ -108,8 +113,8 @@ class SegmentOptions:
         Expected mean grain diameter, in pixels or in nm (at most one); None:
         estimated per image. A size in nm needs the image's pixel size.
     grains
-        How closed grains are built from the final boundary map: ``"threshold"`` or ``"watershed"``
-        (:func:`napari_grainseg.segmentation.grains.probability_to_labels`).
+        How closed grains are built from the final boundary map: ``"watershed"`` (default) or
+        ``"threshold"`` (:func:`napari_grainseg.segmentation.grains.probability_to_labels`).
     threshold
         Boundary probability threshold (``grains="threshold"``).
     min_grain_area
@@ -144,13 +149,13 @@ class SegmentOptions:
     net2_steps: int | str = 0
     grain_size_px: float | None = None
     grain_size_nm: float | None = None
-    grains: str = "threshold"
+    grains: str = GRAIN_BUILDERS[0]
     threshold: float = 0.5
     min_grain_area: int = DEFAULT_MIN_GRAIN_AREA
     device: Any = "auto"
     weights: str | Path | None = None
     net2_weights: str | Path | None = None
-    watershed_h: float = 0.1
+    watershed_h: float = DEFAULT_WATERSHED_H
     tta: bool = False
     backend: str = "auto"
     model_grain_size_px: float | None = None
