@@ -133,8 +133,12 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
         "look-independent",
         "real-tbm",
         "real-tbm-test",
+        "real-tbm-adapt",
+        "tune-independent",
         *(f"concept-{name}" for name in CONCEPT_FAMILIES),
     } == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    look, tune = EVAL_SETS["look-independent"], EVAL_SETS["tune-independent"]
+    assert tune.first_seed + tune.size <= look.first_seed or look.first_seed + look.size <= tune.first_seed
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
     doc = tmp_path / "bench.md"
     doc.write_text("# B\n\n<!-- BEGIN eval -->\nmain table\n<!-- END eval -->\n")

@@ -202,8 +202,16 @@ EVAL_SETS.update(
         for s in (
             TracedSet("real-tbm", "real: 64 hand-traced optical crops of a tint-etched steel (zero-shot)", "all"),
             TracedSet("real-tbm-test", "real: the 33 TBM test crops (11 micrographs) kept out of adaptation", "test"),
+            # session 13: the grain builder's depth was chosen on these (with the other tune-* sets)
+            TracedSet("real-tbm-adapt", "tuning (not a test set): the 31 TBM crops outside real-tbm-test", "adapt"),
         )
     }
+)
+EVAL_SETS["tune-independent"] = IndependentSet(
+    "tune-independent",
+    "tuning draws (not a test set): the independent renderer, other seeds than look-independent",
+    8_600_400_000,
+    12,
 )
 
 # Added in session 12: one set per concept family of the generator, showing it strongly
