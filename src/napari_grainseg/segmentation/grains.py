@@ -564,6 +564,11 @@ WATERSHED_SIGMA = 1.0
 _LEVELS = 10_000
 
 
+def _quantized(relief: np.ndarray) -> np.ndarray:
+    """``relief`` (values in [0, 1]) in uint16 steps of 1 / :data:`_LEVELS`."""
+    return np.rint(np.clip(relief, 0.0, 1.0) * _LEVELS).astype(np.uint16)
+
+
 def h_minima_markers(relief: np.ndarray, h: float) -> tuple[np.ndarray, int]:
     """One labelled marker per basin of ``relief`` (values in [0, 1]) deeper than ``h``; ``(markers, n)``.
 
@@ -582,7 +587,7 @@ def h_minima_markers(relief: np.ndarray, h: float) -> tuple[np.ndarray, int]:
     """
     from skimage.morphology import local_minima, reconstruction
 
-    q = np.rint(np.clip(relief, 0.0, 1.0) * _LEVELS).astype(np.int32)
+    q = _quantized(relief).astype(np.int32)
     depth = max(1, round(h * _LEVELS))
     flooded = reconstruction(q + depth, q, method="erosion")
     markers, n = ndi.label(local_minima(flooded, allow_borders=True), structure=_FOUR)
@@ -610,7 +615,8 @@ def watershed_lines(
     markers, n = h_minima_markers(relief, h)
     if n <= 1:
         return np.zeros(relief.shape, bool)
-    return watershed(relief, markers, watershed_line=True) == 0
+    # flooded in the same integer steps as the markers (and a third faster than in float32)
+    return watershed(_quantized(relief), markers, watershed_line=True) == 0
 
 
 #: How :func:`probability_to_labels` turns a boundary probability into grains (the first is the default).
