@@ -86,7 +86,7 @@ def run_size(
     threads: int,
     grain_size: float | None,
     net2_steps: int | str = 0,
-    grains: str = "threshold",
+    grains: str = "watershed",
 ) -> dict:
     import tempfile
 
@@ -122,10 +122,13 @@ def main() -> None:
         help="grain-size hint in px (one Net1 pass; default 24); 0 = estimate (two passes)",
     )
     p.add_argument("--net2-steps", default="0", help="Net2 steps (default 0: Net1 only)")
-    from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
+    from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, GRAIN_BUILDERS
 
     p.add_argument(
-        "--grains", default="threshold", choices=GRAIN_BUILDERS, help="grain builder (grainseg batch --grains)"
+        "--grains",
+        default=DEFAULT_GRAIN_BUILDER,
+        choices=GRAIN_BUILDERS,
+        help="grain builder (grainseg batch --grains; default: the product's)",
     )
     p.add_argument("--cache", type=Path, default=Path("/tmp/grainseg-bench"))
     p.add_argument("--json", type=Path, help="also write the raw results here")

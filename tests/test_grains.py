@@ -16,6 +16,7 @@ from napari_grainseg.segmentation.grains import (
     normalize_labels,
     probability_to_labels,
     probability_watershed,
+    watershed_lines,
 )
 
 
@@ -246,3 +247,28 @@ def test_watershed_smooths_in_the_pixels_net1_worked_at():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(InputError, match="net1_scale"):
             probability_to_labels(prob, "watershed", net1_scale=bad)
+
+
+def test_watershed_lines_equal_a_plain_skimage_reference_on_random_reliefs():
+    # the fast path (OpenCV geodesic erosions, flooding only outside the basins) must give the
+    # lines of the textbook construction: skimage's reconstruction, a watershed of every pixel
+    from skimage.morphology import local_minima, reconstruction
+    from skimage.segmentation import watershed
+
+    def reference(prob, h, sigma):
+        relief = ndi.gaussian_filter(prob.astype(np.float32), sigma)
+        q = np.rint(np.clip(relief, 0, 1) * 10_000).astype(np.float32)
+        flooded = reconstruction(q + round(h * 10_000), q, method="erosion")
+        markers, n = ndi.label(local_minima(flooded, allow_borders=True), structure=np.ones((3, 3), bool))
+        return watershed(q.astype(np.uint16), markers, watershed_line=True) == 0
+
+    rng = np.random.default_rng(7)
+    with_lines = 0
+    for shape, smooth in (((96, 128), 3.0), ((64, 64), 1.5), ((40, 200), 6.0)):
+        field = ndi.gaussian_filter(rng.random(shape), smooth)
+        prob = ((field - field.min()) / np.ptp(field)).astype(np.float32)
+        for h, sigma in ((0.05, 1.0), (0.1, 0.5), (0.2, 2.0)):
+            lines = watershed_lines(prob, h=h, sigma=sigma)
+            np.testing.assert_array_equal(lines, reference(prob, h, sigma))
+            with_lines += bool(lines.any())
+    assert with_lines >= 6

@@ -292,3 +292,22 @@ def test_a_new_result_adds_its_two_labels_layers_in_separate_event_loop_turns(ma
     qtbot.waitUntil(lambda: link.grains.data.shape == (H, W), timeout=5000)
     assert link.boundaries.name == "img boundaries" and link.grains is viewer.layers["img grains"]
     assert link.grains.data.max() == 6
+
+
+def test_net2_keeps_a_drawn_line_where_it_runs_over_a_model_boundary(make_napari_viewer, qtbot):
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((H, W), np.float32), name="img")
+    link = BoundaryLink.create(viewer, image, six_grains())
+    # a line along row 31 that joins the model's boundary at row 30 for 9 px (x = 36..44, across
+    # the junction at x = 40) and leaves it again: those 9 px are the model's, not an edit
+    drawn = [(31, x) for x in range(5, 36)] + [(31, x) for x in range(45, 76)]
+    rows, cols = np.array(drawn).T
+    with link.boundaries.block_history():
+        link.boundaries.data_setitem((rows, cols), np.ones(len(rows), np.uint8))
+    mask, values = link.clamp()
+    assert link.hand_edited_px == len(drawn)  # only what the user changed is counted
+    overlap = np.s_[30, 36:45]
+    assert mask[overlap].all() and (values[overlap] == 1).all()  # fixed as boundary: the line stays whole
+    assert not mask[30, 100:].any() and not mask[50:, 40].any()  # model boundaries far from the line stay free

@@ -153,12 +153,15 @@ class BatchOptions(SegmentOptions):
         out = {**_file_identity("weights", self.weights or shipped_weights_dir() / "net1.pt"), "net2_steps": budget}
         if budget:
             out.update(_file_identity("net2_weights", self.net2_weights or shipped_weights_dir() / "net2.pt"))
-        # always recorded since the default builder changed (session 13): a field finished under the
-        # old default (the threshold, or the float h-minima watershed) is segmented again
-        out["grains"] = self.grains
+        # the builder's own parameters only; the threshold is recorded as before (no "grains" key),
+        # so older threshold markers stay valid, while a field finished under the old default or
+        # the old float h-minima watershed lacks the "watershed" entry and is segmented again
         if self.grains == "watershed":
+            out["grains"] = self.grains
             out["watershed_h"] = self.watershed_h
             out["watershed"] = "integer h-minima, sigma at Net1's scale"
+        else:
+            out["threshold"] = self.threshold
         if self.tta:
             out["tta"] = True
         if self.model_grain_size_px is not None:  # an adapted model's scale
@@ -169,7 +172,6 @@ class BatchOptions(SegmentOptions):
             "pixel_size_nm": self.pixel_size_nm,
             "grain_size_px": self.grain_size_px,
             "grain_size_nm": self.grain_size_nm,
-            "threshold": self.threshold,
             "min_grain_area": self.min_grain_area,
         }
 

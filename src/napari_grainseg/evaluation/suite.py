@@ -358,7 +358,7 @@ def method_runners(
         builders = {
             "net1": (base, None),
             "net1+threshold": (replace(base, grains="threshold"), None),
-            "net1+closing": (base, probability_closing),
+            "net1+closing": (replace(base, grains="threshold"), probability_closing),  # rebuilt from the map
             "net1+tta": (replace(base, tta=True), None),
         }
         for name, (options, rebuild) in builders.items():

@@ -353,13 +353,13 @@ def model_segment_options(
     unless ``grains`` names one, with the builder's tuned parameter when it is the recommended
     one. ``fields`` are further options (``device``, ``net2_steps``...).
     """
-    from napari_grainseg.segmentation.grains import GRAIN_BUILDERS
+    from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER
     from napari_grainseg.segmentation.options import SegmentOptions
 
     model_dir = Path(model_dir)
     info = read_model_info(model_dir) if info is None else info
     recommended = info.get("recommended") or {}
-    grains = grains or recommended.get("grains") or GRAIN_BUILDERS[0]
+    grains = grains or recommended.get("grains") or DEFAULT_GRAIN_BUILDER
     tuned = {}
     if grains == recommended.get("grains"):
         tuned = {k: float(recommended[k]) for k in ("threshold", "watershed_h") if k in recommended}

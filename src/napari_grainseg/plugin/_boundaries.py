@@ -288,8 +288,9 @@ class BoundaryLink:
         Every pixel where the boundary layer differs from the last model
         result (hand edits), with a 1-px margin, is added to the fixed set of
         this layer; earlier fixed pixels stay fixed. Where a drawn line runs over a
-        boundary the model already had, that boundary's pixels within 2 px of the
-        drawn ones are fixed too, so a later step cannot move them and cut the
+        boundary the model already had, the pixels drawn by the model are not edits,
+        so the model's boundary pixels within 5 px of drawn ones are fixed too (they
+        are not counted as hand-edited): a later step cannot move them and cut the
         line. None, None without edits.
         """
         from scipy import ndimage as ndi
@@ -299,8 +300,8 @@ class BoundaryLink:
         if model is not None and model.shape == data.shape:
             core = data != model
             drawn = core & (data > 0)
-            core |= ndi.binary_dilation(drawn, np.ones((5, 5), bool)) & (data > 0) & (model > 0)
-            changed = ndi.binary_dilation(core, np.ones((3, 3), bool))
+            under = ndi.binary_dilation(drawn, np.ones((11, 11), bool)) & (data > 0) & (model > 0)
+            changed = ndi.binary_dilation(core | under, np.ones((3, 3), bool))
             if changed.any():
                 if self.fixed_mask is None or self.fixed_mask.shape != data.shape:
                     self.fixed_mask = np.zeros(data.shape, bool)

@@ -34,6 +34,7 @@ AUTO_TILE_MIN_PX = 2048 * 2048
 AUTO_TILE_SIZE = 1024
 
 __all__ = [
+    "DEFAULT_GRAIN_BUILDER",
     "DEFAULT_MIN_GRAIN_AREA",
     "DEFAULT_WATERSHED_H",
     "GRAIN_BUILDERS",
@@ -569,12 +570,31 @@ def _quantized(relief: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(relief, 0.0, 1.0) * _LEVELS).astype(np.uint16)
 
 
+def _reconstruct_by_erosion(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Morphological reconstruction by erosion of ``seed`` above ``mask`` (float32, 8-connected).
+
+    Repeated geodesic erosions (OpenCV), until nothing changes: the same result as
+    ``skimage.morphology.reconstruction(seed, mask, method="erosion")``, about four
+    times faster on probability maps, where values travel at most a grain's width.
+    """
+    import cv2
+
+    kernel = np.ones((3, 3), np.uint8)
+    rec = np.maximum(seed, mask)
+    while True:
+        before = rec
+        for _ in range(8):  # compare every 8 erosions: the comparison costs as much as one
+            rec = np.maximum(cv2.erode(rec, kernel, borderType=cv2.BORDER_REPLICATE), mask)
+        if np.array_equal(rec, before):
+            return rec
+
+
 def h_minima_markers(relief: np.ndarray, h: float) -> tuple[np.ndarray, int]:
     """One labelled marker per basin of ``relief`` (values in [0, 1]) deeper than ``h``; ``(markers, n)``.
 
     The relief is quantised to steps of 1e-4 and flooded ``h`` above every
     minimum (morphological reconstruction by erosion); each regional minimum
-    of the flooded relief is one basin at least ``h`` deep, however many pixels
+    of the flooded relief is one basin deeper than ``h``, however many pixels
     share its floor; a relief with no basin that deep is one basin. Integer
     steps keep the depth comparison exact: with floats (``skimage.morphology.h_minima``),
     ``(x + h) - x`` may round below ``h`` and drop deep basins at random.
@@ -585,12 +605,13 @@ def h_minima_markers(relief: np.ndarray, h: float) -> tuple[np.ndarray, int]:
     >>> [h_minima_markers(relief, h)[1] for h in (0.2, 0.29, 0.3, 0.4)]
     [2, 2, 1, 1]
     """
-    from skimage.morphology import local_minima, reconstruction
+    from skimage.morphology import local_minima
 
-    q = _quantized(relief).astype(np.int32)
+    q = _quantized(relief).astype(np.float32)  # integer steps, exact in float32
     depth = max(1, round(h * _LEVELS))
-    flooded = reconstruction(q + depth, q, method="erosion")
-    markers, n = ndi.label(local_minima(flooded, allow_borders=True), structure=_FOUR)
+    flooded = _reconstruct_by_erosion(q + depth, q)
+    # 8-connected, as the flooding: a floor joined only at a corner is one basin
+    markers, n = ndi.label(local_minima(flooded, allow_borders=True), structure=np.ones((3, 3), bool))
     if n == 0:  # flooded flat: the whole image is one basin
         return np.ones(q.shape, np.int32), 1
     return markers, n
@@ -615,12 +636,18 @@ def watershed_lines(
     markers, n = h_minima_markers(relief, h)
     if n <= 1:
         return np.zeros(relief.shape, bool)
-    # flooded in the same integer steps as the markers (and a third faster than in float32)
-    return watershed(_quantized(relief), markers, watershed_line=True) == 0
+    # Flooded in the same integer steps as the markers. The markers are whole flooded basins,
+    # never touching one another, so only the pixels outside them (and their rim) need flooding:
+    # the same lines, in half the time.
+    rest = ndi.binary_dilation(markers == 0, np.ones((3, 3), bool))
+    flooded = watershed(_quantized(relief), markers, watershed_line=True, mask=rest)
+    return (flooded == 0) & rest
 
 
-#: How :func:`probability_to_labels` turns a boundary probability into grains (the first is the default).
+#: How :func:`probability_to_labels` turns a boundary probability into grains.
 GRAIN_BUILDERS: tuple[str, ...] = ("watershed", "threshold")
+#: The default grain builder (since session 13; before: the threshold).
+DEFAULT_GRAIN_BUILDER = "watershed"
 
 
 def probability_watershed(
@@ -631,7 +658,7 @@ def probability_watershed(
 ) -> np.ndarray:
     """Closed grains from a boundary probability by watershed from its basins deeper than ``h``.
 
-    Every basin of the smoothed probability at least ``h`` deep becomes a grain,
+    Every basin of the smoothed probability deeper than ``h`` becomes a grain,
     so a boundary that a threshold would leave open (a faint stretch between
     two grains of nearly equal contrast) is still closed along its ridge, while
     a ridge less than ``h`` above the grains on both sides (texture, a line
@@ -659,7 +686,7 @@ def check_grain_builder(method: str) -> str:
 
 def probability_to_labels(
     probability: np.ndarray,
-    method: str = GRAIN_BUILDERS[0],
+    method: str = DEFAULT_GRAIN_BUILDER,
     *,
     threshold: float = 0.5,
     min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
@@ -668,7 +695,7 @@ def probability_to_labels(
 ) -> np.ndarray:
     """Closed grain labels from a boundary probability, by ``"watershed"`` (default) or ``"threshold"``.
 
-    ``"watershed"`` closes every basin at least ``watershed_h`` deep (:func:`probability_watershed`;
+    ``"watershed"`` closes every basin deeper than ``watershed_h`` (:func:`probability_watershed`;
     ``threshold`` is not used). The map is smoothed by :data:`WATERSHED_SIGMA` pixels of the image
     Net1 worked on: ``net1_scale`` is the factor the image was resampled by before Net1
     (:attr:`~napari_grainseg.segmentation.inference.BoundaryPrediction.scale`), so the smoothing

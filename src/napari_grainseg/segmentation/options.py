@@ -35,9 +35,9 @@ from typing import Any
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.grains import (
+    DEFAULT_GRAIN_BUILDER,
     DEFAULT_MIN_GRAIN_AREA,
     DEFAULT_WATERSHED_H,
-    GRAIN_BUILDERS,
     check_grain_builder,
 )
 from napari_grainseg.segmentation.refine import DEFAULT_MAX_STEPS
@@ -149,7 +149,7 @@ class SegmentOptions:
     net2_steps: int | str = 0
     grain_size_px: float | None = None
     grain_size_nm: float | None = None
-    grains: str = GRAIN_BUILDERS[0]
+    grains: str = DEFAULT_GRAIN_BUILDER
     threshold: float = 0.5
     min_grain_area: int = DEFAULT_MIN_GRAIN_AREA
     device: Any = "auto"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_grainseg.segmentation.grains import GRAIN_BUILDERS, probability_to_labels
+from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, probability_to_labels
 from napari_grainseg.segmentation.inference import BoundaryPrediction, predict_boundaries
 from napari_grainseg.segmentation.options import SegmentOptions, net2_available, net2_step_budget
 
@@ -45,7 +45,7 @@ class Segmentation:
     refine_steps: int = 0
     refine_seconds: float = 0.0
     refine_converged: bool = False
-    grains: str = GRAIN_BUILDERS[0]
+    grains: str = DEFAULT_GRAIN_BUILDER
     refine_step_seconds: tuple[float, ...] = ()
     model: dict | None = None
     tta: bool = False
