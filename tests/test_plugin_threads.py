@@ -122,13 +122,15 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     assert seg.net2_label.value.startswith("step 1:")
     assert seg.device_label.value.startswith("cpu (") and "OpenCV" not in seg.device_label.value  # Net2: torch
 
-    # a hand edit between two steps: a boundary line drawn across the image at row 70
-    line = (np.full(400, 70), np.arange(300, 700))
+    # a hand edit between two steps: a boundary line drawn across the whole image at row 70 (border to
+    # border, so it separates grains whatever the model draws; it crosses the model's boundaries)
+    width = bnd.data.shape[1]
+    line = (np.full(width, 70), np.arange(width))
     with bnd.block_history():
-        bnd.data_setitem(line, np.ones(400, np.uint8))
+        bnd.data_setitem(line, np.ones(width, np.uint8))
     # and a boundary erased (one grain merged into its neighbour)
     ys, xs = np.nonzero(bnd.data[:, 800:1000] == 1)
-    keep = (ys > 20) & (ys < 130)
+    keep = (ys > 20) & (ys < 130) & (np.abs(ys - 70) > 3)  # not the drawn line
     erased = (ys[keep][:40], xs[keep][:40] + 800)
     with bnd.block_history():
         bnd.data_setitem(erased, np.zeros(len(erased[0]), np.uint8))
