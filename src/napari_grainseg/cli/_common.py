@@ -154,7 +154,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
         help=f"how grains are built from the final boundary map: every basin of its watershed deeper than "
         f"{DEFAULT_WATERSHED_H} (closes faint boundaries, ignores shallow texture lines; lower VI than the "
         "threshold on every test set, real hand-traced crops included, docs/generalisation.md; works "
-        "on the whole image at once: about 120 B/px, against 40 for the threshold), or threshold it "
+        "on the whole image at once, about 0.2 s per 1024² field), or threshold it "
         f"at --threshold (default: {DEFAULT_GRAIN_BUILDER})",
     )
     parser.add_argument(

@@ -44,10 +44,10 @@ THRESHOLD = 0.5
 LIVE_UPDATE_INTERVAL_S = 0.5
 #: What Net2 does and its measured effect, shown on its buttons.
 NET2_EFFECT = (
-    "Net2 refines Net1's map step by step. Measured effect with Net1 v8, grains by threshold "
-    "(docs/generalisation.md; not yet measured with the watershed default): on real "
-    "hand-traced crops it made grains worse (VI 3.92 vs 3.41, grain count error 521 % vs 207 %); on an "
-    "independently written bright-field renderer it helped (VI 1.48 vs 1.61, count error 13 % vs 32 %). "
+    "Net2 refines Net1's map step by step. Measured effect with Net1 v8 and grains by watershed "
+    "(docs/generalisation.md): on real hand-traced crops it made grains worse (VI 4.04 vs 3.30, grain "
+    "count error 615 % vs 195 %); on an independently written bright-field renderer VI was level (1.47 "
+    "vs 1.44) and the grain count and mean size closer (count error 11 % vs 21 %, mean-ECD error 6 % vs 16 %). "
     "Use it to explore, and check the result."
 )
 #: Most Net2 steps of one run.

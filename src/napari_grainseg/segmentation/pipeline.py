@@ -90,9 +90,9 @@ def segment(
     options
         How to segment (:class:`~napari_grainseg.segmentation.options.SegmentOptions`);
         or give its fields as keywords (``net2_steps=0, grain_size_px=20, ...``), not both.
-        ``grains="watershed"`` works on the whole image at once: a 4096² field
-        peaks at 2.7 GB instead of 0.94 GB (``benchmarks/bench_memory.py --grains``),
-        so beyond about 4096² prefer the threshold.
+        The default ``grains="watershed"`` works on the whole image at once; at 4096²
+        the field's peak is still elsewhere (1.50 GB against 1.48 GB by threshold,
+        ``benchmarks/bench_memory.py --grains``), and it costs about 0.2 s per 1024² field.
     pixel_size_nm
         The image's pixel size, for a grain size given in nm.
     model, net2_model
