@@ -154,3 +154,30 @@ def test_default_is_net1_with_grains_by_watershed_everywhere(tmp_path):
     assert main(["segment", str(tmp_path / "f.tif"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "out" / "f_summary.json").read_text())
     assert summary["method"] == "net1" and summary["net2_steps"] == 0
+
+
+def test_watershed_depth_from_the_command_line(tmp_path, capsys):
+    import json
+
+    import tifffile
+
+    from napari_grainseg.cli import main
+    from napari_grainseg.synthetic import generate
+
+    tifffile.imwrite(tmp_path / "f.tif", generate(seed=3, shape=(192, 192), preset="tem").image)
+    counts = {}
+    for depth in ("0.1", "0.5"):
+        out = tmp_path / depth
+        argv = ["segment", str(tmp_path / "f.tif"), "--out", str(out), "--device", "cpu", "--watershed-h", depth]
+        assert main(argv) == 0
+        summary = json.loads((out / "f_summary.json").read_text())
+        assert summary["grains"] == "watershed" and summary["watershed_h"] == float(depth)
+        counts[depth] = summary["n_grains"]
+    assert counts["0.5"] < counts["0.1"]  # deeper basins: fewer grains
+    capsys.readouterr()
+    for bad in ("0", "1.5", "nan"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["segment", str(tmp_path / "f.tif"), "--out", str(tmp_path / "x"), "--watershed-h", bad])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "watershed depth" in err and "Traceback" not in err

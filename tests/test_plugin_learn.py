@@ -233,6 +233,8 @@ def test_verified_region_rename_and_delete_with_the_buttons(make_napari_viewer, 
     assert seg.model.value == str(store / "steel") and learn.stored.value == "steel"
     grains = info["recommended"]["grains"]
     assert seg.grains.value == grains
+    if grains == "watershed":  # the model's tuned depth is the dock's, for the user to see and change
+        assert seg.basin_depth.value == pytest.approx(info["recommended"]["watershed_h"])
     if grains != "watershed":  # the dock's default: a switch is said in words
         assert f"'grains by' set to {grains} (the model's choice" in seg.model_label.value
     else:

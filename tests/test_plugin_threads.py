@@ -226,12 +226,26 @@ def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_butto
     by_watershed = probability_to_labels(prob, "watershed", net1_scale=info["net1_scale"]) == 0
     np.testing.assert_array_equal(bnd.data == 1, by_watershed)
     assert not np.array_equal(by_watershed, probability_to_labels(prob, "watershed") == 0)  # the scale mattered
+    assert "(watershed, depth 0.2)" in seg.status.value and seg.basin_depth.enabled
+    n_default = int(viewer.layers["interconnect_tem grains"].data.max())
+
+    # a deeper basin depth, typed into the dock: fewer, larger grains
+    seg.basin_depth.value = 0.45
+    click(qtbot, seg.run_net1_button)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    deeper = probability_to_labels(prob, "watershed", watershed_h=0.45, net1_scale=info["net1_scale"]) == 0
+    np.testing.assert_array_equal(bnd.data == 1, deeper)
+    assert bnd.metadata["grainseg_info"]["watershed_h"] == 0.45 and "(watershed, depth 0.45)" in seg.status.value
+    n_deep = int(viewer.layers["interconnect_tem grains"].data.max())
+    assert 1 <= n_deep <= n_default  # a deeper basin depth never adds grains
 
     seg.grains.value = "threshold"
+    assert not seg.basin_depth.enabled  # the depth applies to the watershed only
     click(qtbot, seg.run_net1_button)
     bnd = viewer.layers["interconnect_tem boundaries"]
     assert bnd.metadata["grainseg_info"]["grains"] == "threshold"
     by_threshold = probability_to_labels(prob, "threshold") == 0
     np.testing.assert_array_equal(bnd.data == 1, by_threshold)
     assert not np.array_equal(by_threshold, by_watershed)
+    assert "(threshold 0.5)" in seg.status.value
     assert errors == []

@@ -151,11 +151,21 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
         "--grains",
         choices=GRAIN_BUILDERS,
         default=DEFAULT_GRAIN_BUILDER,
-        help=f"how grains are built from the final boundary map: every basin of its watershed deeper than "
-        f"{DEFAULT_WATERSHED_H} (closes faint boundaries, ignores shallow texture lines; lower VI than the "
+        help="how grains are built from the final boundary map: every basin of its watershed deeper than "
+        "--watershed-h (closes faint boundaries, ignores shallow texture lines; lower VI than the "
         "threshold on every test set, real hand-traced crops included, docs/generalisation.md; works "
         "on the whole image at once, about 0.2 s per 1024² field), or threshold it "
         f"at --threshold (default: {DEFAULT_GRAIN_BUILDER})",
+    )
+    parser.add_argument(
+        "--watershed-h",
+        type=bounded_float(0.0, 1.0, lo_open=True, what="watershed depth"),
+        default=DEFAULT_WATERSHED_H,
+        metavar="H",
+        help="with --grains watershed: how far below the lowest ridge around it the floor of a basin of "
+        "the boundary probability must lie for the basin to become a grain. Deeper (0.4-0.5) ignores "
+        "the texture lines of real etched or textured micrographs; shallower (0.1) keeps very fine grains "
+        f"(docs/generalisation.md; default: {DEFAULT_WATERSHED_H})",
     )
     parser.add_argument(
         "--min-grain-area",
@@ -184,7 +194,7 @@ OPTION_FLAGS = {
     "net2_weights": "--net2-weights",
     "pixel_size_nm": "--pixel-size",
     "max_pixels": "--max-pixels",
-    "watershed_h": "--model",
+    "watershed_h": "--watershed-h",
     "tta": "--tta",
     "backend": "--backend",
     "model_grain_size_px": "--model",
@@ -239,7 +249,8 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             args.grains = recommended["grains"]
             if "threshold" in recommended and not user_gave("--threshold"):
                 args.threshold = float(recommended["threshold"])
-            args.watershed_h = float(recommended.get("watershed_h", DEFAULT_WATERSHED_H))
+            if not user_gave("--watershed-h"):
+                args.watershed_h = float(recommended.get("watershed_h", DEFAULT_WATERSHED_H))
     try:
         return (cls or SegmentOptions)(
             net2_steps=args.net2_steps,

@@ -33,7 +33,7 @@ from napari_grainseg.plugin._dock import (
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import create_worker, run_staged
-from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, GRAIN_BUILDERS
+from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, DEFAULT_WATERSHED_H, GRAIN_BUILDERS
 from napari_grainseg.segmentation.options import SegmentOptions
 
 #: The model choice that means the shipped weights.
@@ -259,6 +259,18 @@ class SegmentWidget(Container):
             "threshold on every test set, real hand-traced crops included), or threshold it at 0.5 "
             "(docs/generalisation.md)",
         )
+        self.basin_depth = FloatSpinBox(
+            label="basin depth",
+            value=DEFAULT_WATERSHED_H,
+            min=0.01,
+            max=0.95,
+            step=0.05,
+            tooltip="grains by watershed: how far below the lowest ridge around it the floor of a basin of "
+            "the boundary probability must lie for the basin to become a grain. Deeper (0.4-0.5) ignores "
+            "the texture lines of real etched or textured micrographs; shallower (0.1) keeps very fine "
+            f"grains (default {DEFAULT_WATERSHED_H}; docs/generalisation.md). A learned model sets its own.",
+        )
+        self.grains.changed.connect(self._on_grains_changed)
         self.tta = CheckBox(
             text="average 8 orientations (TTA)",
             value=False,
@@ -293,6 +305,7 @@ class SegmentWidget(Container):
                 self.grain_size,
                 self.grain_size_unit,
                 self.grains,
+                self.basin_depth,
                 self.tta,
                 self.run_net1_button,
                 net2_row,
@@ -509,6 +522,10 @@ class SegmentWidget(Container):
         """Keep the chosen model chosen under its new name."""
         self.refresh_models(new if self.model_dir is not None and str(self.model_dir) == old else None)
 
+    def _on_grains_changed(self, value=None) -> None:
+        """The basin depth applies to the watershed only: greyed out for the threshold."""
+        self.basin_depth.enabled = (self.grains.value if value is None else value) == "watershed"
+
     def _on_model_changed(self, value=None) -> None:
         from napari_grainseg.models.store import StoredModel
 
@@ -534,6 +551,8 @@ class SegmentWidget(Container):
             if self.grains.value != rec["grains"]:  # say why 'grains by' changed under the user's eyes
                 switched = f"; 'grains by' set to {rec['grains']} (the model's choice, made on your corrections)"
             self.grains.value = rec["grains"]
+            if rec["grains"] == "watershed" and "watershed_h" in rec:
+                self.basin_depth.value = float(rec["watershed_h"])
         self.model_label.value = stored.verdict + switched
         if rec.get("net2_steps") == "auto":
             self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
@@ -550,12 +569,16 @@ class SegmentWidget(Container):
 
         With a learned model chosen: its weights, its scale (the corrections' grain size unless a
         hint is given) and its tuned grain-builder parameter
-        (:func:`~napari_grainseg.models.model_dir.model_segment_options`).
+        (:func:`~napari_grainseg.models.model_dir.model_segment_options`). The basin depth is the
+        dock's (set to the model's tuned one when the model is chosen, then the user's to change).
         """
+        depth = float(self.basin_depth.value)
         if self.model_dir is not None:
+            from dataclasses import replace
+
             from napari_grainseg.models.model_dir import model_segment_options
 
-            return model_segment_options(
+            options = model_segment_options(
                 self.model_dir,
                 self.model_info,
                 grains=grains,
@@ -566,11 +589,13 @@ class SegmentWidget(Container):
                 device=device,
                 tta=bool(self.tta.value),
             )
+            return replace(options, watershed_h=depth)
         return SegmentOptions(
             net2_steps=0,
             grain_size_px=hint,
             grains=grains,
             threshold=THRESHOLD,
+            watershed_h=depth,
             device=device,
             tta=bool(self.tta.value),
             weights=self.net1_weights,
@@ -688,9 +713,14 @@ class SegmentWidget(Container):
         size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
         resampled = f", image resampled ×{p.scale:.2g}" if p.scale != 1.0 else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
+        built = (
+            f"watershed, depth {result.grain_parameter:g}"
+            if result.grains == "watershed"
+            else f"threshold {result.grain_parameter:g}"
+        )
         self.status.value = (
-            f"Net1: '{source.name}', {int(labels.max())} grains in {p.seconds:.1f} s on {p.device}{size}"
-            f"{resampled}, model '{model}'"
+            f"Net1: '{source.name}', {int(labels.max())} grains ({built}) in {p.seconds:.1f} s on "
+            f"{p.device}{size}{resampled}, model '{model}'"
         )
         state.net2_text = ""
         if same_layer(self.image.value, source):

@@ -35,7 +35,8 @@ class Segmentation:
     run); ``refine_steps`` and ``refine_seconds`` count its steps and time
     (``refine_step_seconds``: the time of each step);
     ``grains`` names how the labels were built from the final map ("threshold"
-    or "watershed", :func:`napari_grainseg.segmentation.grains.probability_to_labels`).
+    or "watershed", :func:`napari_grainseg.segmentation.grains.probability_to_labels`),
+    ``grain_parameter`` the threshold or the watershed's basin depth.
     """
 
     prediction: BoundaryPrediction
@@ -49,6 +50,7 @@ class Segmentation:
     refine_step_seconds: tuple[float, ...] = ()
     model: dict | None = None
     tta: bool = False
+    grain_parameter: float | None = None
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
@@ -64,6 +66,8 @@ class Segmentation:
             "tiles": p.n_tiles,
             "grains": self.grains,
         }
+        if self.grain_parameter is not None:
+            info["watershed_h" if self.grains == "watershed" else "threshold"] = self.grain_parameter
         if self.tta:
             info["tta"] = True  # recorded only when used: earlier summaries stay comparable
         if self.refine_steps:
@@ -148,6 +152,7 @@ def segment(
         refine_seconds=sum(step_seconds, 0.0),
         refine_converged=converged,
         grains=options.grains,
+        grain_parameter=options.watershed_h if options.grains == "watershed" else options.threshold,
         refine_step_seconds=step_seconds,
         model=model_record(model, net2_model if n_steps else None),
         tta=options.tta,
