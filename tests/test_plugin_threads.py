@@ -249,3 +249,29 @@ def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_butto
     assert not np.array_equal(by_threshold, by_watershed)
     assert "(threshold 0.5)" in seg.status.value
     assert errors == []
+
+
+def test_a_new_basin_depth_between_net2_steps_is_used_by_the_next_step(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.segmentation.grains import probability_to_labels
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, weights)
+    click(qtbot, seg.run_net1_button)
+    scale = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net1_scale"]
+    click(qtbot, seg.step_button)
+    assert seg.net2_label.value.startswith("step 1: ") and " grains, change " in seg.net2_label.value
+    for depth, step in ((0.6, 2), (0.1, 3)):
+        seg.basin_depth.value = depth  # the paused run ends; the next Step continues with this depth
+        click(qtbot, seg.step_button)
+        assert seg.net2_label.value.startswith(f"step {step}: "), seg.net2_label.value
+        prob = viewer.layers["interconnect_tem boundary probability"].data
+        expected = probability_to_labels(prob, "watershed", watershed_h=depth, net1_scale=scale) == 0
+        np.testing.assert_array_equal(viewer.layers["interconnect_tem boundaries"].data == 1, expected)
+        n = int(viewer.layers["interconnect_tem grains"].data.max())
+        assert seg.net2_label.value.startswith(f"step {step}: {n} grain")
+    assert errors == []

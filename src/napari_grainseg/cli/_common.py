@@ -14,6 +14,7 @@ from napari_grainseg.segmentation.grains import (
     DEFAULT_MIN_GRAIN_AREA,
     DEFAULT_WATERSHED_H,
     GRAIN_BUILDERS,
+    MAX_WATERSHED_H,
 )
 
 
@@ -159,7 +160,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     )
     parser.add_argument(
         "--watershed-h",
-        type=bounded_float(0.0, 1.0, lo_open=True, what="watershed depth"),
+        type=bounded_float(0.0, MAX_WATERSHED_H, lo_open=True, what="watershed depth"),
         default=DEFAULT_WATERSHED_H,
         metavar="H",
         help="with --grains watershed: how far below the lowest ridge around it the floor of a basin of "

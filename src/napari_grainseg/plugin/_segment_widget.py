@@ -33,7 +33,12 @@ from napari_grainseg.plugin._dock import (
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import create_worker, run_staged
-from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, DEFAULT_WATERSHED_H, GRAIN_BUILDERS
+from napari_grainseg.segmentation.grains import (
+    DEFAULT_GRAIN_BUILDER,
+    DEFAULT_WATERSHED_H,
+    GRAIN_BUILDERS,
+    MAX_WATERSHED_H,
+)
 from napari_grainseg.segmentation.options import SegmentOptions
 
 #: The model choice that means the shipped weights.
@@ -143,6 +148,7 @@ class _Refinement:
     cancelled: bool = False
     interrupted: bool = False  # cancelled while a step was computing (not while paused)
     start_checksum: int | None = None  # the boundary layer when the refinement started
+    grain_settings: tuple = ()  # ("grains by", basin depth) the run builds its grains with
 
 
 def leave_a_core_for_the_viewer(device) -> None:
@@ -254,21 +260,22 @@ class SegmentWidget(Container):
             label="grains by",
             choices=list(GRAIN_BUILDERS),
             value=DEFAULT_GRAIN_BUILDER,
-            tooltip="how grains are built from the boundary probability: every basin of its watershed "
-            "(the default: closes faint boundaries and ignores shallow texture lines; lower VI than the "
-            "threshold on every test set, real hand-traced crops included), or threshold it at 0.5 "
-            "(docs/generalisation.md)",
+            tooltip="how grains are built from the boundary probability: watershed (the default: every "
+            "basin deeper than the basin depth below is a grain, so faint boundaries close and shallow "
+            "texture lines are ignored; closer to hand tracing than the threshold on every test set, real "
+            "hand-traced crops included), or threshold it at 0.5 (docs/generalisation.md)",
         )
         self.basin_depth = FloatSpinBox(
             label="basin depth",
             value=DEFAULT_WATERSHED_H,
             min=0.01,
-            max=0.95,
+            max=MAX_WATERSHED_H,
             step=0.05,
-            tooltip="grains by watershed: how far below the lowest ridge around it the floor of a basin of "
-            "the boundary probability must lie for the basin to become a grain. Deeper (0.4-0.5) ignores "
-            "the texture lines of real etched or textured micrographs; shallower (0.1) keeps very fine "
-            f"grains (default {DEFAULT_WATERSHED_H}; docs/generalisation.md). A learned model sets its own.",
+            tooltip="grains by watershed. Higher: fewer, larger grains (faint lines and texture ignored); "
+            "lower: more grains. 0.4-0.5 suits real etched or textured micrographs, 0.1 very fine grains "
+            f"(default {DEFAULT_WATERSHED_H}; docs/generalisation.md). Technically: how far below the lowest "
+            "ridge around it a basin of the boundary probability must reach to become a grain. A learned "
+            "model sets its own; changing it ends a paused Net2 run (the next Step starts from where it was).",
         )
         self.grains.changed.connect(self._on_grains_changed)
         self.tta = CheckBox(
@@ -522,6 +529,11 @@ class SegmentWidget(Container):
         """Keep the chosen model chosen under its new name."""
         self.refresh_models(new if self.model_dir is not None and str(self.model_dir) == old else None)
 
+    def _grain_settings(self) -> tuple:
+        """What the grains are built with: "grains by" and, for the watershed, the basin depth."""
+        grains = self.grains.value
+        return (grains, float(self.basin_depth.value)) if grains == "watershed" else (grains,)
+
     def _on_grains_changed(self, value=None) -> None:
         """The basin depth applies to the watershed only: greyed out for the threshold."""
         self.basin_depth.enabled = (self.grains.value if value is None else value) == "watershed"
@@ -626,6 +638,7 @@ class SegmentWidget(Container):
             source, data = self._read_source()
             hint = self.grain_size_px(source)
             device = resolve_device(self.device.value)
+            options = self._options(device, self.grains.value, hint, pixel_size_of(source))  # widgets: this thread
         except GrainsegError as exc:
             self._fail(exc)
             return None
@@ -635,9 +648,7 @@ class SegmentWidget(Container):
         prefix = f"Net1 running on {source.name} ({self.device_label.value}, {self._model_words()})"
         tiles = _Net1Progress(f"Net1 on {source.name}", self.status, prefix)
         holder["progress"] = tiles
-        worker = create_worker(
-            self._net1_job, data, device, hint, self.grains.value, holder, pixel_size_nm=pixel_size_of(source)
-        )
+        worker = create_worker(self._net1_job, data, device, options, holder)
         holder["worker"] = worker
         from_model = hint is None and self.model_dir is not None  # the learned model's own grain size
         worker.returned.connect(lambda result: self._net1_done(source, result, from_model))
@@ -652,7 +663,7 @@ class SegmentWidget(Container):
     def _model_words(self) -> str:
         return f"model '{self.model_dir.name}'" if self.model_dir is not None else "shipped model"
 
-    def _net1_job(self, data: np.ndarray, device, hint: float | None, grains: str, holder: dict, pixel_size_nm=None):
+    def _net1_job(self, data: np.ndarray, device, options: SegmentOptions, holder: dict):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
 
@@ -666,7 +677,6 @@ class SegmentWidget(Container):
                 raise _Cancelled
 
         try:
-            options = self._options(device, grains, hint, pixel_size_nm)
             model = options.net1(device)  # loaded here, in the worker (the first time)
             if not hasattr(model, "logits"):  # PyTorch, not OpenCV: keep a core for the viewer (GIL)
                 leave_a_core_for_the_viewer(device)
@@ -718,10 +728,13 @@ class SegmentWidget(Container):
             if result.grains == "watershed"
             else f"threshold {result.grain_parameter:g}"
         )
+        n = int(labels.max())
         self.status.value = (
-            f"Net1: '{source.name}', {int(labels.max())} grains ({built}) in {p.seconds:.1f} s on "
+            f"Net1: '{source.name}', {n} grain{'' if n == 1 else 's'} ({built}) in {p.seconds:.1f} s on "
             f"{p.device}{size}{resampled}, model '{model}'"
         )
+        if n == 1 and result.grains == "watershed":
+            self.status.value += "; one grain: no basin is that deep, lower the basin depth"
         state.net2_text = ""
         if same_layer(self.image.value, source):
             self.net2_label.value = ""
@@ -825,9 +838,14 @@ class SegmentWidget(Container):
         if (
             r is not None
             and self._refinement_paused()
-            and (not same_layer(r.source, self.image.value) or self._edited(r))
+            and (
+                not same_layer(r.source, self.image.value)
+                or self._edited(r)
+                or r.grain_settings != self._grain_settings()
+            )
         ):
-            # another image, or hand edits since the last step: continue from the layer as it is now
+            # another image, hand edits since the last step, or another "grains by" or basin depth:
+            # continue from the layer as it is now, with the dock's settings
             self._detach_refinement()
             r = None
         if r is not None:
@@ -853,6 +871,7 @@ class SegmentWidget(Container):
                 raise InputError(f"Net1's result on '{source.name}' is still being drawn: press Step again")
             _, data = self._read_source()
             device = resolve_device(self.device.value)  # the CPU without importing torch: the worker imports it
+            options = self._options(device, self.grains.value)  # widgets are read here, not in the worker
         except GrainsegError as exc:
             self._fail(exc)
             return None
@@ -867,7 +886,12 @@ class SegmentWidget(Container):
                 fixed_mask, fixed_values = fixed_mask.copy(), fixed_values.copy()
             start_crc = checksum(link.boundaries.data)
         r = _Refinement(
-            source=source, budget=budget, device=device, steps_at_start=state.steps_done, start_checksum=start_crc
+            source=source,
+            budget=budget,
+            device=device,
+            steps_at_start=state.steps_done,
+            start_checksum=start_crc,
+            grain_settings=self._grain_settings(),
         )
         worker = create_worker(
             self._net2_job,
@@ -875,7 +899,7 @@ class SegmentWidget(Container):
             start,
             state.scale,
             device,
-            self.grains.value,
+            options,
             r,
             fixed_mask,
             fixed_values,
@@ -909,7 +933,9 @@ class SegmentWidget(Container):
             r.worker.quit()
             self._refinement = None
 
-    def _net2_job(self, data, start, scale, device, grains: str, r: _Refinement, fixed_mask=None, fixed_values=None):
+    def _net2_job(
+        self, data, start, scale, device, options: SegmentOptions, r: _Refinement, fixed_mask=None, fixed_values=None
+    ):
         """Worker thread: Net2 steps; each yields (step, boundaries, labels) computed here."""
         import torch  # here, in the worker: the first import takes ~0.7 s
 
@@ -918,7 +944,6 @@ class SegmentWidget(Container):
 
         leave_a_core_for_the_viewer(device)
         try:
-            options = self._options(device, grains)
             with torch.inference_mode():
                 model = options.net2(device)
             steps = refine(
@@ -945,7 +970,7 @@ class SegmentWidget(Container):
                 boundaries = (
                     probability_to_labels(
                         step.state,
-                        grains,
+                        options.grains,
                         threshold=options.threshold,
                         watershed_h=options.watershed_h,
                         net1_scale=scale,
@@ -973,7 +998,10 @@ class SegmentWidget(Container):
         total = r.steps_at_start + step.step
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
         took = f"{step.seconds * 1000:.0f} ms" if step.seconds < 0.1 else f"{step.seconds:.2f} s"
-        text = f"step {total}: change {step.change * 100:.3f} % ({state_text}, {took})"
+        n = int(out[2].max())
+        text = (
+            f"step {total}: {n} grain{'' if n == 1 else 's'}, change {step.change * 100:.3f} % ({state_text}, {took})"
+        )
         state = self._states.get(layer_key(r.source))
         if state is not None:
             state.net2_text = text

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_GRAIN_BUILDER",
     "DEFAULT_MIN_GRAIN_AREA",
     "DEFAULT_WATERSHED_H",
+    "MAX_WATERSHED_H",
     "GRAIN_BUILDERS",
     "WATERSHED_SIGMA",
     "boundaries_to_labels",
@@ -559,6 +560,8 @@ def classical_boundaries(
 #: Depth of the probability basins that become grains (the watershed builder's default). Chosen in
 #: session 13 as the lowest mean VI over five tuning sets (docs/generalisation.md, "Grains from the map").
 DEFAULT_WATERSHED_H = 0.2
+#: The deepest basin depth offered (dock and ``--watershed-h``): above it nearly every map is one grain.
+MAX_WATERSHED_H = 0.9
 #: Smoothing of the probability before the watershed, in the pixels Net1 worked at.
 WATERSHED_SIGMA = 1.0
 #: Probability steps per unit in which basin depths are compared (exact integer arithmetic).
