@@ -80,20 +80,19 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     from napari_grainseg.evaluation.metrics import evaluate_prediction
     from napari_grainseg.evaluation.suite import EVAL_SETS, paired_differences
+    from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, GRAIN_BUILDERS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", type=Path, required=True)
     ap.add_argument("--new", type=Path, required=True)
     ap.add_argument("--sets", nargs="+", default=["real-tbm", "look-independent", "look-random", "id-tem-64"])
     ap.add_argument("--tta", action="store_true", help="also score --new with test-time augmentation")
-    ap.add_argument("--grains", choices=("watershed", "threshold"), help="grain builder (default: the product's)")
+    ap.add_argument("--grains", choices=GRAIN_BUILDERS, help="grain builder (default: the product's)")
     ap.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args(argv)
-    from napari_grainseg.segmentation.options import SegmentOptions
-
-    grains = args.grains or SegmentOptions().grains
+    grains = args.grains or DEFAULT_GRAIN_BUILDER
     methods = runners(args.old, args.new, args.tta, grains=grains)
     results = {"old": str(args.old), "new": str(args.new), "grains": grains, "sets": {}}
     for set_name in args.sets:

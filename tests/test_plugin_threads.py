@@ -39,6 +39,16 @@ def errors(monkeypatch):
     return got
 
 
+def _sample_in_dock(make_napari_viewer, weights, monkeypatch):
+    """A viewer with the bundled sample and a Segment dock whose workers run synchronously."""
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    return viewer, _segment(viewer, weights)
+
+
 def _segment(viewer, weights):
     from napari_grainseg.plugin._segment_widget import SegmentWidget
 
@@ -209,13 +219,9 @@ def test_grains_too_fine_for_net1_are_enlarged_and_the_dock_says_so(make_napari_
 def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_buttons(
     make_napari_viewer, qtbot, weights, monkeypatch, errors
 ):
-    from napari_grainseg.plugin import _threading
     from napari_grainseg.segmentation.grains import probability_to_labels
 
-    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-grainseg", "interconnect_tem")
-    seg = _segment(viewer, weights)
+    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch)
     assert seg.grains.value == "watershed"  # the default
     seg.grain_size.value = 100.0  # Net1 works on the image shrunk: the watershed smooths at that scale
     click(qtbot, seg.run_net1_button)
@@ -254,13 +260,9 @@ def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_butto
 def test_a_new_basin_depth_between_net2_steps_is_used_by_the_next_step(
     make_napari_viewer, qtbot, weights, monkeypatch, errors
 ):
-    from napari_grainseg.plugin import _threading
     from napari_grainseg.segmentation.grains import probability_to_labels
 
-    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-grainseg", "interconnect_tem")
-    seg = _segment(viewer, weights)
+    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch)
     click(qtbot, seg.run_net1_button)
     scale = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net1_scale"]
     click(qtbot, seg.step_button)

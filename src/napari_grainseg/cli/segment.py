@@ -147,13 +147,8 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
             else ""
         )
         n = int(result.labels.max())
-        built = (
-            f"watershed, depth {result.grain_parameter:g}"
-            if result.grains == "watershed"
-            else f"threshold {result.grain_parameter:g}"
-        )
         print(
-            f"{stem}: {n} grain{'' if n == 1 else 's'} ({built}), scale {result.prediction.scale:.2f}, "
+            f"{stem}: {n} grain{'' if n == 1 else 's'} ({result.builder_words}), scale {result.prediction.scale:.2f}, "
             f"Net1 {result.prediction.seconds:.2f} s{net2} → {args.out}",
             file=sys.stderr,
         )

@@ -723,14 +723,9 @@ class SegmentWidget(Container):
         size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
         resampled = f", image resampled ×{p.scale:.2g}" if p.scale != 1.0 else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
-        built = (
-            f"watershed, depth {result.grain_parameter:g}"
-            if result.grains == "watershed"
-            else f"threshold {result.grain_parameter:g}"
-        )
         n = int(labels.max())
         self.status.value = (
-            f"Net1: '{source.name}', {n} grain{'' if n == 1 else 's'} ({built}) in {p.seconds:.1f} s on "
+            f"Net1: '{source.name}', {n} grain{'' if n == 1 else 's'} ({result.builder_words}) in {p.seconds:.1f} s on "
             f"{p.device}{size}{resampled}, model '{model}'"
         )
         if n == 1 and result.grains == "watershed":

@@ -625,8 +625,8 @@ def watershed_lines(
 ) -> np.ndarray:
     """Closed candidate boundaries of a boundary probability: its watershed lines.
 
-    The probability is smoothed (Gaussian ``sigma`` px; 0: none), every basin at
-    least ``h`` deep seeds a region (:func:`h_minima_markers`), and the regions
+    The probability is smoothed (Gaussian ``sigma`` px; 0: none), every basin
+    deeper than ``h`` seeds a region (:func:`h_minima_markers`), and the regions
     are flooded until they meet; the 1-px lines where they meet close every gap
     that separates two basins. Returns a bool (H, W) mask; a map without any
     basin that deep (e.g. no boundary evidence at all) has no lines: one grain.

@@ -52,6 +52,13 @@ class Segmentation:
     tta: bool = False
     grain_parameter: float | None = None
 
+    @property
+    def builder_words(self) -> str:
+        """How the grains were built, for a status line: ``"watershed, depth 0.2"`` or ``"threshold 0.5"``."""
+        if self.grains == "watershed":
+            return f"watershed, depth {self.grain_parameter:g}"
+        return f"threshold {self.grain_parameter:g}"
+
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
         p = self.prediction
