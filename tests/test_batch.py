@@ -119,7 +119,9 @@ def test_discover_bad_specs_are_input_errors(tmp_path, spec, words):
     [
         (["--grain-size", "20", "--grain-size-nm", "40"], None),  # argparse: mutually exclusive
         (["--workers", "0"], None),  # argparse: must be >= 1
-        (["--threshold", "1.5"], "threshold"),
+        (["--grains", "threshold", "--threshold", "1.5"], "threshold"),
+        (["--threshold", "0.4"], "grains are built by watershed here; add --grains threshold"),
+        (["--grains", "threshold", "--watershed-h", "0.4"], "--watershed-h sets the watershed"),
         (["--net2-steps", "many"], "--net2-steps"),
         (["--net2-weights", "/nonexistent/net2.pt"], "--net2-weights"),
         (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "--scheduler"),

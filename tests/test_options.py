@@ -181,3 +181,12 @@ def test_watershed_depth_from_the_command_line(tmp_path, capsys):
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert "watershed depth" in err and "Traceback" not in err
+    # a builder's parameter given for the other builder would be ignored silently: refused, naming the fix
+    for extra, fix in (
+        (["--grains", "threshold", "--watershed-h", "0.4"], "add --grains watershed"),
+        (["--threshold=0.3"], "add --grains threshold"),
+    ):
+        assert main(["segment", str(tmp_path / "f.tif"), "--out", str(tmp_path / "y"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert fix in err and len(err.splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "y").exists()

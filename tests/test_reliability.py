@@ -161,7 +161,7 @@ def test_a_failing_rerun_keeps_the_old_set(fields, tmp_path):
     inputs = [fields / FIELDS[0]]
     assert main(_segment(inputs, out)) == 0
     before = comparable_outputs(out)
-    assert _forked(_segment(inputs, out, "--threshold", "0.7"), {"GRAINSEG_FAULT": "staged=kill"}) == -signal.SIGKILL
+    assert _forked(_segment(inputs, out, "--watershed-h", "0.4"), {"GRAINSEG_FAULT": "staged=kill"}) == -signal.SIGKILL
     assert comparable_outputs(out) == before
     assert field_state(out, "f0")[0] == "done"
     assert len(leftover_files(out)) == 2  # the dead run's staging folder and its lock, until the next run
@@ -338,7 +338,7 @@ def test_full_disk_is_exit_2_and_keeps_old_outputs(command, fields, tmp_path, ca
     assert main(argv) == 0
     before = comparable_outputs(out)
     monkeypatch.setattr(os, "fsync", _enospc)  # every atomic write now finds the disk full
-    assert main([*argv, "--no-resume"] if command == "batch" else [*argv, "--threshold", "0.6"]) == 2
+    assert main([*argv, "--no-resume"] if command == "batch" else [*argv, "--watershed-h", "0.3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 or "running on" in err[0]
     assert "no space left on device at" in err[-1] and str(out) in err[-1] and "internal" not in err[-1]

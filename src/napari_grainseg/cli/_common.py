@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from napari_grainseg.cli._limits import bounded_float, bounded_int, nonempty, pixel_size_nm
@@ -220,6 +221,32 @@ def model_dir_from_args(args: argparse.Namespace) -> dict | None:
     return info
 
 
+def check_builder_flags(grains: str, argv: Sequence[str], *, from_model: bool = False) -> None:
+    """Refuse a grain builder's parameter given for the other builder, which would be ignored silently.
+
+    ``--watershed-h`` only sets the watershed and ``--threshold`` only the threshold; a user who
+    typed one of them expects it to change the result. ``from_model``: the builder came from a
+    ``--model`` directory's recommendation, which the error then names.
+
+    Examples
+    --------
+    >>> check_builder_flags("threshold", ["segment", "a.tif", "--threshold", "0.4"])
+    >>> check_builder_flags("threshold", ["segment", "a.tif", "--watershed-h=0.4"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    napari_grainseg.errors.InputError: --watershed-h sets the watershed's basin depth, but grains ...
+    """
+    other = {"watershed": ("--threshold", "threshold"), "threshold": ("--watershed-h", "watershed")}
+    flag, builder = other[grains]
+    if not any(a == flag or a.startswith(flag + "=") for a in argv):
+        return
+    what = "the boundary threshold" if flag == "--threshold" else "the watershed's basin depth"
+    source = " (the --model directory's choice)" if from_model else ""
+    raise InputError(
+        f"{flag} sets {what}, but grains are built by {grains}{source} here; add --grains {builder} or leave {flag} out"
+    )
+
+
 def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     """The :class:`~napari_grainseg.segmentation.options.SegmentOptions` of :func:`add_segmentation_arguments`.
 
@@ -252,6 +279,7 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
                 args.threshold = float(recommended["threshold"])
             if not user_gave("--watershed-h"):
                 args.watershed_h = float(recommended.get("watershed_h", DEFAULT_WATERSHED_H))
+    check_builder_flags(args.grains, getattr(args, "argv", None) or [], from_model=args.model_info is not None)
     try:
         return (cls or SegmentOptions)(
             net2_steps=args.net2_steps,
