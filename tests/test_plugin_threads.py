@@ -232,7 +232,9 @@ def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_butto
     by_watershed = probability_to_labels(prob, "watershed", net1_scale=info["net1_scale"]) == 0
     np.testing.assert_array_equal(bnd.data == 1, by_watershed)
     assert not np.array_equal(by_watershed, probability_to_labels(prob, "watershed") == 0)  # the scale mattered
-    assert "(watershed, depth 0.2)" in seg.status.value and seg.basin_depth.enabled
+    assert "(watershed, depth 0.2)" in seg.status.value
+    shown = lambda widget: widget.native.isVisibleTo(seg.native)  # noqa: E731  (would show in the dock)
+    assert shown(seg.basin_depth) and not shown(seg.threshold)  # the chosen builder's parameter only
     n_default = int(viewer.layers["interconnect_tem grains"].data.max())
 
     # a deeper basin depth, typed into the dock: fewer, larger grains
@@ -246,7 +248,7 @@ def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_butto
     assert 1 <= n_deep <= n_default  # a deeper basin depth never adds grains
 
     seg.grains.value = "threshold"
-    assert not seg.basin_depth.enabled  # the depth applies to the watershed only
+    assert shown(seg.threshold) and not shown(seg.basin_depth)  # the depth applies to the watershed only
     click(qtbot, seg.run_net1_button)
     bnd = viewer.layers["interconnect_tem boundaries"]
     assert bnd.metadata["grainseg_info"]["grains"] == "threshold"
@@ -254,6 +256,14 @@ def test_grains_by_watershed_by_default_and_threshold_when_chosen_with_the_butto
     np.testing.assert_array_equal(bnd.data == 1, by_threshold)
     assert not np.array_equal(by_threshold, by_watershed)
     assert "(threshold 0.5)" in seg.status.value
+
+    # a lower threshold typed into its box: faint boundaries kept, more boundary pixels
+    seg.threshold.value = 0.3
+    click(qtbot, seg.run_net1_button)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    np.testing.assert_array_equal(bnd.data == 1, probability_to_labels(prob, "threshold", threshold=0.3) == 0)
+    assert bnd.metadata["grainseg_info"]["threshold"] == 0.3 and "(threshold 0.3)" in seg.status.value
+    assert (bnd.data == 1).sum() > by_threshold.sum()
     assert errors == []
 
 

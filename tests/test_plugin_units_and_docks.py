@@ -13,6 +13,7 @@ import pytest
 import tifffile
 
 napari = pytest.importorskip("napari")
+from magicgui.widgets.bases import ButtonWidget  # noqa: E402
 from qtpy.QtCore import QPoint, Qt  # noqa: E402
 
 pytestmark = pytest.mark.napari
@@ -136,3 +137,16 @@ def test_the_docks_opened_from_the_plugins_menu_become_tabs_each_showing_its_con
     status = seg.status.native
     bottom = status.mapTo(dock, QPoint(0, status.height())).y()
     assert seg.run_net1_button.native.isVisible() and bottom <= dock.height(), (bottom, dock.height())
+    # in every dock the input boxes of the labelled rows start at one x, under one another
+    checked = {}
+    for dock, widget in docks:
+        dock.raise_()
+        qtbot.wait(20)
+        lefts = {
+            row.label: row.native.mapTo(widget.body.native, QPoint(0, 0)).x()
+            for row in widget.body
+            if not isinstance(row, ButtonWidget) and row.label.strip() and row.native.isVisible()
+        }
+        assert len(set(lefts.values())) == 1, (dock.windowTitle(), lefts)
+        checked[dock.windowTitle()] = len(lefts)
+    assert checked["Segment"] >= 10 and checked["Edges"] >= 8 and checked["Statistics"] >= 2, checked

@@ -19,6 +19,7 @@ from napari.utils.notifications import show_error
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
 from napari_grainseg.plugin._dock import (
+    column,
     follow_active,
     join_other_docks,
     link_for,
@@ -45,8 +46,8 @@ class CorrectWidget(Container):
         self.redo_button = PushButton(text="Redo")
         history = Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False)
         self.status = Label(value="paint / erase boundaries with label 1 on the boundary layer")
-        self.body = Container(
-            widgets=[
+        self.body = column(
+            [
                 self.boundaries,
                 self.picks_button,
                 self.lines_button,

@@ -12,6 +12,7 @@ from napari.utils.notifications import show_error, show_warning
 
 from napari_grainseg.errors import GrainsegError
 from napari_grainseg.plugin._dock import (
+    column,
     follow_active,
     join_other_docks,
     scroll_body,
@@ -64,8 +65,8 @@ class EdgeDetectorsWidget(Container):
         self.canny_low_ratio = FloatSpinBox(label="Canny low/high", value=0.4, min=0.05, max=1.0, step=0.05)
         self.run_button = PushButton(text="Detect edges")
         self.status = Label(value="")
-        self.body = Container(
-            widgets=[
+        self.body = column(
+            [
                 self.image,
                 self.median_size,
                 self.low_pct,

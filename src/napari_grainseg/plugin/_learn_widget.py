@@ -30,7 +30,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
-from napari_grainseg.plugin._dock import join_other_docks, link_of, same_layer, scroll_body, source_image
+from napari_grainseg.plugin._dock import column, join_other_docks, link_of, same_layer, scroll_body, source_image
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import Debouncer, create_worker
@@ -155,8 +155,8 @@ class LearnWidget(Container):
         self.delete_button = PushButton(text="Delete")
         manage = Container(widgets=[self.rename_button, self.delete_button], layout="horizontal", labels=False)
         self.status = Label(value="")
-        self.body = Container(
-            widgets=[
+        self.body = column(
+            [
                 self.corrected,
                 self.corrected_info,
                 self.region,

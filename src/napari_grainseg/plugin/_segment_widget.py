@@ -23,6 +23,7 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
 from napari_grainseg.plugin._dock import (
+    column,
     follow_active,
     join_other_docks,
     same_layer,
@@ -43,7 +44,7 @@ from napari_grainseg.segmentation.options import SegmentOptions
 
 #: The model choice that means the shipped weights.
 SHIPPED = "shipped"
-#: Boundary probability threshold used to draw the boundary layer.
+#: The dock's starting boundary probability threshold, for grains by threshold.
 THRESHOLD = 0.5
 #: During a Net2 run, layers are redrawn at most this often (s); every step updates the counter.
 LIVE_UPDATE_INTERVAL_S = 0.5
@@ -263,7 +264,7 @@ class SegmentWidget(Container):
             tooltip="how grains are built from the boundary probability: watershed (the default: every "
             "basin deeper than the basin depth below is a grain, so faint boundaries close and shallow "
             "texture lines are ignored; closer to hand tracing than the threshold on every test set, real "
-            "hand-traced crops included), or threshold it at 0.5 (docs/generalisation.md)",
+            "hand-traced crops included), or threshold it (docs/generalisation.md)",
         )
         self.basin_depth = FloatSpinBox(
             label="basin depth",
@@ -275,6 +276,16 @@ class SegmentWidget(Container):
             "lower: more grains. 0.4-0.5 suits real etched or textured micrographs, 0.1 very fine grains "
             f"(default {DEFAULT_WATERSHED_H}; docs/generalisation.md). Technically: how far below the lowest "
             "ridge around it a basin of the boundary probability must reach to become a grain. A learned "
+            "model sets its own; changing it ends a paused Net2 run (the next Step starts from where it was).",
+        )
+        self.threshold = FloatSpinBox(
+            label="threshold",
+            value=THRESHOLD,
+            min=0.05,
+            max=0.95,
+            step=0.05,
+            tooltip="grains by threshold: pixels whose boundary probability is at or above it are boundary. "
+            "Lower: more, smaller grains (faint boundaries kept); higher: fewer, larger grains. A learned "
             "model sets its own; changing it ends a paused Net2 run (the next Step starts from where it was).",
         )
         self.grains.changed.connect(self._on_grains_changed)
@@ -298,8 +309,8 @@ class SegmentWidget(Container):
         self.net2_label = Label(label="last step", value="")
         self.release_button = PushButton(text="Release model memory")
         self.status = Label(value="")
-        self.body = Container(
-            widgets=[
+        self.body = column(
+            [
                 self.image,
                 self.pixel_size,
                 self.apply_pixel_size,
@@ -313,6 +324,7 @@ class SegmentWidget(Container):
                 self.grain_size_unit,
                 self.grains,
                 self.basin_depth,
+                self.threshold,
                 self.tta,
                 self.run_net1_button,
                 net2_row,
@@ -321,6 +333,7 @@ class SegmentWidget(Container):
                 self.status,
             ]
         )
+        self._on_grains_changed()  # the builder's parameter row only
         super().__init__(widgets=[], labels=False)
         scroll_body(self, self.body)
         join_other_docks(self, "Segment")
@@ -530,13 +543,14 @@ class SegmentWidget(Container):
         self.refresh_models(new if self.model_dir is not None and str(self.model_dir) == old else None)
 
     def _grain_settings(self) -> tuple:
-        """What the grains are built with: "grains by" and, for the watershed, the basin depth."""
+        """What the grains are built with: "grains by" and its parameter (basin depth or threshold)."""
         grains = self.grains.value
-        return (grains, float(self.basin_depth.value)) if grains == "watershed" else (grains,)
+        return (grains, float((self.basin_depth if grains == "watershed" else self.threshold).value))
 
     def _on_grains_changed(self, value=None) -> None:
-        """The basin depth applies to the watershed only: greyed out for the threshold."""
-        self.basin_depth.enabled = (self.grains.value if value is None else value) == "watershed"
+        """Show the chosen builder's parameter only: the basin depth for the watershed, else the threshold."""
+        watershed = (self.grains.value if value is None else value) == "watershed"
+        self.basin_depth.visible, self.threshold.visible = watershed, not watershed
 
     def _on_model_changed(self, value=None) -> None:
         from napari_grainseg.models.store import StoredModel
@@ -565,6 +579,8 @@ class SegmentWidget(Container):
             self.grains.value = rec["grains"]
             if rec["grains"] == "watershed" and "watershed_h" in rec:
                 self.basin_depth.value = float(rec["watershed_h"])
+            if rec["grains"] == "threshold" and "threshold" in rec:
+                self.threshold.value = float(rec["threshold"])
         self.model_label.value = stored.verdict + switched
         if rec.get("net2_steps") == "auto":
             self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
@@ -581,10 +597,11 @@ class SegmentWidget(Container):
 
         With a learned model chosen: its weights, its scale (the corrections' grain size unless a
         hint is given) and its tuned grain-builder parameter
-        (:func:`~napari_grainseg.models.model_dir.model_segment_options`). The basin depth is the
-        dock's (set to the model's tuned one when the model is chosen, then the user's to change).
+        (:func:`~napari_grainseg.models.model_dir.model_segment_options`). The basin depth and the
+        threshold are the dock's (set to the model's tuned ones when the model is chosen, then the
+        user's to change).
         """
-        depth = float(self.basin_depth.value)
+        depth, threshold = float(self.basin_depth.value), float(self.threshold.value)
         if self.model_dir is not None:
             from dataclasses import replace
 
@@ -597,16 +614,15 @@ class SegmentWidget(Container):
                 grain_size_px=hint,
                 pixel_size_nm=pixel_size_nm,
                 net2_steps=0,
-                threshold=THRESHOLD,
                 device=device,
                 tta=bool(self.tta.value),
             )
-            return replace(options, watershed_h=depth)
+            return replace(options, watershed_h=depth, threshold=threshold)
         return SegmentOptions(
             net2_steps=0,
             grain_size_px=hint,
             grains=grains,
-            threshold=THRESHOLD,
+            threshold=threshold,
             watershed_h=depth,
             device=device,
             tta=bool(self.tta.value),

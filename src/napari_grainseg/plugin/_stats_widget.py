@@ -22,6 +22,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, layer_key
 from napari_grainseg.plugin._dock import (
+    column,
     follow_active,
     join_other_docks,
     link_for,
@@ -218,8 +219,8 @@ class StatsWidget(Container):
         )
         row2 = Container(widgets=[self.tiff_button, self.all_button], layout="horizontal", labels=False, label=" ")
         self.export_status = Label(value="")
-        self.body = Container(
-            widgets=[
+        self.body = column(
+            [
                 self.grains,
                 self.include_edge,
                 self.min_area,
