@@ -193,6 +193,7 @@ def test_every_kept_config_and_recorded_train_config_loads():
         "net1_v5.json",
         "net1_v6.json",
         "net1_v7.json",
+        "net1_v9.json",
         "net2.json",
         "net2_blind.json",
     }
@@ -204,7 +205,7 @@ def test_every_kept_config_and_recorded_train_config_loads():
         for path in (*shipped_weights_dir().glob("*.json"), *(root / "configs" / "weights").rglob("*.json"))
         if not path.name.endswith(".onnx.json")  # the record of an ONNX export, not of a training
     ]
-    assert len(recorded) == 17  # 3 shipped, 7 Net1 versions, 7 leave-one-concept-out models
+    assert len(recorded) == 18  # 3 shipped, 8 Net1 versions, 7 leave-one-concept-out models
     n_averaged = 0
     for path in recorded:
         info = json.loads(path.read_text())
