@@ -48,8 +48,8 @@ def align_row_labels(body: Container) -> int:
     labels = []
     for row in body:
         holder = row.native.parentWidget()
-        if holder is None or holder is body.native or holder.layout() is None:
-            continue  # a row without a label (buttons, check boxes)
+        if not row.label.strip() or holder is None or holder is body.native or holder.layout() is None:
+            continue  # a row without a label (buttons, check boxes, status lines: those keep the full width)
         item = holder.layout().itemAt(0)
         if item is not None and isinstance(item.widget(), QLabel) and item.widget() is not row.native:
             labels.append(item.widget())
