@@ -43,6 +43,21 @@ def test_every_subcommand_has_help(command, capsys):
     assert "usage: grainseg" in capsys.readouterr().out
 
 
+def test_a_command_registers_only_its_own_parser():
+    """``grainseg segment`` does not import what other commands' options need (the evaluation sets,
+    and through them the synthetic generator); ``grainseg --help`` still lists every command."""
+    probe = (
+        "import sys; from napari_grainseg.cli import build_parser; "
+        "listed = lambda p: [ln.split()[0] for ln in p.format_help().splitlines() if ln.startswith(' ' * 4)]; "
+        "from napari_grainseg.cli import SUBCOMMANDS; names = lambda p: sorted(set(listed(p)) & set(SUBCOMMANDS)); "
+        "one = build_parser('segment'); print(names(one), 'napari_grainseg.evaluation.suite' in sys.modules); "
+        "print(len(names(build_parser())), 'napari_grainseg.evaluation.suite' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split("\n")[:2] == ["['segment'] False", f"{len(SUBCOMMANDS)} True"]
+    assert run_cli("--debug", "segment").stderr.strip().endswith("the following arguments are required: --out")
+
+
 def _write(path, array):
     tifffile.imwrite(path, array)
     return str(path)
