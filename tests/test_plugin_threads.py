@@ -276,7 +276,9 @@ def test_a_new_basin_depth_between_net2_steps_is_used_by_the_next_step(
     click(qtbot, seg.run_net1_button)
     scale = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net1_scale"]
     click(qtbot, seg.step_button)
-    assert seg.net2_label.value.startswith("step 1: ") and " grains, change " in seg.net2_label.value
+    assert seg.net2_label.value.startswith("step 1: ") and " grains (watershed, depth 0.2), change " in (
+        seg.net2_label.value
+    )
     for depth, step in ((0.6, 2), (0.1, 3)):
         seg.basin_depth.value = depth  # the paused run ends; the next Step continues with this depth
         click(qtbot, seg.step_button)
@@ -285,5 +287,7 @@ def test_a_new_basin_depth_between_net2_steps_is_used_by_the_next_step(
         expected = probability_to_labels(prob, "watershed", watershed_h=depth, net1_scale=scale) == 0
         np.testing.assert_array_equal(viewer.layers["interconnect_tem boundaries"].data == 1, expected)
         n = int(viewer.layers["interconnect_tem grains"].data.max())
-        assert seg.net2_label.value.startswith(f"step {step}: {n} grain")
+        # the Net2 line names the setting the step used, so the change is visible
+        assert seg.net2_label.value.startswith(f"step {step}: {n} grain"), seg.net2_label.value
+        assert f"(watershed, depth {depth:g}), change " in seg.net2_label.value
     assert errors == []

@@ -13,6 +13,7 @@ import pytest
 import tifffile
 
 napari = pytest.importorskip("napari")
+from magicgui.widgets import Container  # noqa: E402
 from magicgui.widgets.bases import ButtonWidget  # noqa: E402
 from qtpy.QtCore import QPoint, Qt  # noqa: E402
 
@@ -139,13 +140,17 @@ def test_the_docks_opened_from_the_plugins_menu_become_tabs_each_showing_its_con
     assert seg.run_net1_button.native.isVisible() and bottom <= dock.height(), (bottom, dock.height())
     # in every dock the input boxes of the labelled rows start at one x, under one another
     checked = {}
+
+    def first_of(row):
+        return row[0] if isinstance(row, Container) else row
+
     for dock, widget in docks:
         dock.raise_()
         qtbot.wait(20)
-        lefts = {
-            row.label: row.native.mapTo(widget.body.native, QPoint(0, 0)).x()
+        lefts = {  # a row of several widgets (a box and its "auto" tick, the Net2 buttons): its first one
+            row.label: first_of(row).native.mapTo(widget.body.native, QPoint(0, 0)).x()
             for row in widget.body
-            if not isinstance(row, ButtonWidget) and row.label.strip() and row.native.isVisible()
+            if not isinstance(row, ButtonWidget) and row.label and row.native.isVisible()
         }
         assert len(set(lefts.values())) == 1, (dock.windowTitle(), lefts)
         checked[dock.windowTitle()] = len(lefts)

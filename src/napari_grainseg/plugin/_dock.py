@@ -36,6 +36,10 @@ def column(widgets) -> Container:
                 align_row_labels(body)
             return False
 
+    widgets = list(widgets)
+    for widget in widgets:
+        if isinstance(widget, Container):  # a row of several widgets: no inset, so it starts with the rest
+            widget.margins = (0, 0, 0, 0)
     body = Container(widgets=widgets)
     body.native.installEventFilter(LabelAligner(body.native))
     return body
@@ -48,7 +52,7 @@ def align_row_labels(body: Container) -> int:
     labels = []
     for row in body:
         holder = row.native.parentWidget()
-        if not row.label.strip() or holder is None or holder is body.native or holder.layout() is None:
+        if not row.label or holder is None or holder is body.native or holder.layout() is None:
             continue  # a row without a label (buttons, check boxes, status lines: those keep the full width)
         item = holder.layout().itemAt(0)
         if item is not None and isinstance(item.widget(), QLabel) and item.widget() is not row.native:

@@ -39,6 +39,7 @@ from napari_grainseg.segmentation.grains import (
     DEFAULT_WATERSHED_H,
     GRAIN_BUILDERS,
     MAX_WATERSHED_H,
+    builder_words,
 )
 from napari_grainseg.segmentation.options import SegmentOptions
 
@@ -1010,8 +1011,10 @@ class SegmentWidget(Container):
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
         took = f"{step.seconds * 1000:.0f} ms" if step.seconds < 0.1 else f"{step.seconds:.2f} s"
         n = int(out[2].max())
+        grains = builder_words(*r.grain_settings)
         text = (
-            f"step {total}: {n} grain{'' if n == 1 else 's'}, change {step.change * 100:.3f} % ({state_text}, {took})"
+            f"step {total}: {n} grain{'' if n == 1 else 's'} ({grains}), change {step.change * 100:.3f} % "
+            f"({state_text}, {took})"
         )
         state = self._states.get(layer_key(r.source))
         if state is not None:

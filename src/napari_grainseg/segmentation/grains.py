@@ -42,6 +42,7 @@ __all__ = [
     "WATERSHED_SIGMA",
     "boundaries_to_labels",
     "border_grains",
+    "builder_words",
     "check_grain_builder",
     "grow_into_boundaries",
     "h_minima_markers",
@@ -678,6 +679,19 @@ def probability_watershed(
     1
     """
     return boundaries_to_labels(watershed_lines(probability, h=h, sigma=sigma), min_grain_area=min_grain_area)
+
+
+def builder_words(method: str, parameter: float) -> str:
+    """How grains are built, for a status line: the builder and its parameter.
+
+    Examples
+    --------
+    >>> builder_words("watershed", 0.2), builder_words("threshold", 0.5)
+    ('watershed, depth 0.2', 'threshold 0.5')
+    """
+    if method == "watershed":
+        return f"watershed, depth {parameter:g}"
+    return f"threshold {parameter:g}"
 
 
 def check_grain_builder(method: str) -> str:

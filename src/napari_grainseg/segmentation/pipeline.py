@@ -54,10 +54,10 @@ class Segmentation:
 
     @property
     def builder_words(self) -> str:
-        """How the grains were built, for a status line: ``"watershed, depth 0.2"`` or ``"threshold 0.5"``."""
-        if self.grains == "watershed":
-            return f"watershed, depth {self.grain_parameter:g}"
-        return f"threshold {self.grain_parameter:g}"
+        """How the grains were built, for a status line (:func:`~napari_grainseg.segmentation.grains.builder_words`)."""
+        from napari_grainseg.segmentation.grains import builder_words
+
+        return builder_words(self.grains, self.grain_parameter)
 
     def info(self) -> dict:
         """JSON-ready facts about how the result was made (goes into the summary JSON)."""
