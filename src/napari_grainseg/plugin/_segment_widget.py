@@ -1006,7 +1006,8 @@ class SegmentWidget(Container):
         from napari_grainseg.models.device import describe_device
 
         step = out[0]
-        self.device_label.value = describe_device(r.device)  # Net2 runs in PyTorch (loaded by now, in the worker)
+        # Net2 runs in PyTorch (loaded by now, in the worker), not through OpenCV like Net1: say which ran
+        self.device_label.value = f"Net2: {describe_device(r.device)}, PyTorch"
         total = r.steps_at_start + step.step
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
         took = f"{step.seconds * 1000:.0f} ms" if step.seconds < 0.1 else f"{step.seconds:.2f} s"
