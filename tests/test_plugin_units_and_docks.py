@@ -113,6 +113,14 @@ def test_a_new_units_disagreement_still_warns(make_napari_viewer):
     assert len(units_warnings()) == before + 1
 
 
+def plus_minus_drawn(box) -> bool:
+    """Whether a number box shows its + button: the right 20 px of its rendering are not one flat colour."""
+    image = box.native.grab().toImage()
+    w, h = image.width(), image.height()
+    lightness = {image.pixelColor(x, y).lightness() for x in range(w - 20, w) for y in range(h)}
+    return len(lightness) > 1
+
+
 def test_the_docks_opened_from_the_plugins_menu_become_tabs_each_showing_its_contents(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
@@ -155,3 +163,13 @@ def test_the_docks_opened_from_the_plugins_menu_become_tabs_each_showing_its_con
         assert len(set(lefts.values())) == 1, (dock.windowTitle(), lefts)
         checked[dock.windowTitle()] = len(lefts)
     assert checked["Segment"] >= 10 and checked["Edges"] >= 8 and checked["Statistics"] >= 2, checked
+
+    # a greyed-out number box shows no + / − (napari's theme drew them as if they still worked)
+    dock, learn = docks[3]
+    dock.raise_()
+    learn.steps.native.setFocus()
+    learn.steps.native.selectAll()
+    qtbot.keyClicks(learn.steps.native, "2")  # a step count set: the time budget is greyed out
+    qtbot.wait(20)
+    assert not learn.minutes.enabled and learn.steps.enabled
+    assert not plus_minus_drawn(learn.minutes) and plus_minus_drawn(learn.steps)

@@ -21,6 +21,10 @@ MIN_DOCK_HEIGHT = 100
 DOCK_OBJECT_PREFIX = "napari-grainseg dock: "
 
 
+#: A greyed-out number box shows no + / − (napari's theme draws them as if they still worked).
+GREYED_BOX_STYLE = "QAbstractSpinBox::up-arrow:disabled, QAbstractSpinBox::down-arrow:disabled { image: none; }"
+
+
 def column(widgets) -> Container:
     """A labelled vertical container of ``widgets`` whose input boxes all start at the same x.
 
@@ -42,6 +46,7 @@ def column(widgets) -> Container:
             widget.margins = (0, 0, 0, 0)
     body = Container(widgets=widgets)
     body.native.installEventFilter(LabelAligner(body.native))
+    body.native.setStyleSheet(GREYED_BOX_STYLE)
     return body
 
 
