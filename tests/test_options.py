@@ -85,7 +85,7 @@ def test_cli_errors_name_the_flag():
     parser = argparse.ArgumentParser()
     add_segmentation_arguments(parser)
     for argv, flag in (
-        (["--threshold", "2"], "--threshold"),
+        (["--grains", "threshold", "--threshold", "2"], "--threshold"),
         (["--net2-steps", "x"], "--net2-steps"),
         (["--min-grain-area", "0"], "--min-grain-area"),
     ):
@@ -185,6 +185,7 @@ def test_watershed_depth_from_the_command_line(tmp_path, capsys):
     for extra, fix in (
         (["--grains", "threshold", "--watershed-h", "0.4"], "add --grains watershed"),
         (["--threshold=0.3"], "add --grains threshold"),
+        (["--grains", "threshold", "--watershed", "0.4"], "add --grains watershed"),  # argparse's abbreviation
     ):
         assert main(["segment", str(tmp_path / "f.tif"), "--out", str(tmp_path / "y"), *extra]) == 2
         err = capsys.readouterr().err.strip()

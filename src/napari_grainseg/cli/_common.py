@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 from napari_grainseg.cli._limits import bounded_float, bounded_int, nonempty, pixel_size_nm
@@ -147,7 +146,10 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument("--weights", type=Path, help="Net1 weights file (default: shipped weights)")
     parser.add_argument("--net2-weights", type=Path, help="Net2 weights file (default: shipped weights)")
     parser.add_argument(
-        "--threshold", type=float, default=0.5, help="boundary probability threshold, between 0 and 1 (default: 0.5)"
+        "--threshold",
+        type=float,
+        default=None,  # None: not given (SegmentOptions' 0.5), so a builder's flag given for the other is seen
+        help="with --grains threshold: boundary probability threshold, between 0 and 1 (default: 0.5)",
     )
     parser.add_argument(
         "--grains",
@@ -162,7 +164,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument(
         "--watershed-h",
         type=bounded_float(0.0, MAX_WATERSHED_H, lo_open=True, what="watershed depth"),
-        default=DEFAULT_WATERSHED_H,
+        default=None,  # None: not given (DEFAULT_WATERSHED_H), as --threshold
         metavar="H",
         help="with --grains watershed: how far below the lowest ridge around it the floor of a basin of "
         "the boundary probability must lie for the basin to become a grain. Deeper (0.4-0.5) ignores "
@@ -221,24 +223,28 @@ def model_dir_from_args(args: argparse.Namespace) -> dict | None:
     return info
 
 
-def check_builder_flags(grains: str, argv: Sequence[str], *, from_model: bool = False) -> None:
+def check_builder_flags(grains: str, *, threshold_given: bool, depth_given: bool, from_model: bool = False) -> None:
     """Refuse a grain builder's parameter given for the other builder, which would be ignored silently.
 
     ``--watershed-h`` only sets the watershed and ``--threshold`` only the threshold; a user who
-    typed one of them expects it to change the result. ``from_model``: the builder came from a
-    ``--model`` directory's recommendation, which the error then names.
+    typed one of them (in any form argparse takes: ``--watershed-h=0.4``, ``--watershed 0.4``)
+    expects it to change the result. ``from_model``: the builder came from a ``--model``
+    directory's recommendation, which the error then names.
 
     Examples
     --------
-    >>> check_builder_flags("threshold", ["segment", "a.tif", "--threshold", "0.4"])
-    >>> check_builder_flags("threshold", ["segment", "a.tif", "--watershed-h=0.4"])  # doctest: +ELLIPSIS
+    >>> check_builder_flags("threshold", threshold_given=True, depth_given=False)
+    >>> check_builder_flags("threshold", threshold_given=False, depth_given=True)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     napari_grainseg.errors.InputError: --watershed-h sets the watershed's basin depth, but grains ...
     """
-    other = {"watershed": ("--threshold", "threshold"), "threshold": ("--watershed-h", "watershed")}
-    flag, builder = other[grains]
-    if not any(a == flag or a.startswith(flag + "=") for a in argv):
+    flag, builder, given = (
+        ("--threshold", "threshold", threshold_given)
+        if grains == "watershed"
+        else ("--watershed-h", "watershed", depth_given)
+    )
+    if not given:
         return
     what = "the boundary threshold" if flag == "--threshold" else "the watershed's basin depth"
     source = " (the --model directory's choice)" if from_model else ""
@@ -259,12 +265,15 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
         if path is not None and not path.is_file():
             raise InputError(f"{flag}: weights file not found: {path}")
     args.model_info = model_dir_from_args(args)
+    # the grain builders' parameters given on the command line (None: not given; the options' defaults apply)
+    given = {k: v for k, v in (("threshold", args.threshold), ("watershed_h", args.watershed_h)) if v is not None}
+    builder_values = given
     if args.model_info is not None:
         net2 = args.model / "net2.pt"
-        recommended, given = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
+        recommended, argv = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
 
         def user_gave(flag: str) -> bool:
-            return any(a.startswith(flag) for a in given)
+            return any(a.startswith(flag) for a in argv)
 
         if recommended.get("net2_steps") == "auto" and not user_gave("--net2-steps"):
             args.net2_steps = "auto"  # its adapted Net2 helped on its held-out images
@@ -275,21 +284,23 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
         # the grain builder tuned on the model's corrections, unless given on the command line
         if recommended.get("grains") and not user_gave("--grains"):
             args.grains = recommended["grains"]
-            if "threshold" in recommended and not user_gave("--threshold"):
-                args.threshold = float(recommended["threshold"])
-            if not user_gave("--watershed-h"):
-                args.watershed_h = float(recommended.get("watershed_h", DEFAULT_WATERSHED_H))
-    check_builder_flags(args.grains, getattr(args, "argv", None) or [], from_model=args.model_info is not None)
+            tuned = {k: float(recommended[k]) for k in ("threshold", "watershed_h") if k in recommended}
+            builder_values = {**tuned, **given}
+    check_builder_flags(
+        args.grains,
+        threshold_given="threshold" in given,
+        depth_given="watershed_h" in given,
+        from_model=args.model_info is not None,
+    )
     try:
         return (cls or SegmentOptions)(
             net2_steps=args.net2_steps,
             grain_size_px=args.grain_size,
             grain_size_nm=args.grain_size_nm,
             grains=args.grains,
-            threshold=args.threshold,
             min_grain_area=args.min_grain_area,
             device=args.device,
-            watershed_h=getattr(args, "watershed_h", DEFAULT_WATERSHED_H),
+            **builder_values,
             weights=str(args.weights) if args.weights else None,
             net2_weights=str(args.net2_weights) if args.net2_weights else None,
             tta=bool(getattr(args, "tta", False)),

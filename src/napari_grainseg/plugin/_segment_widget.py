@@ -150,7 +150,7 @@ class _Refinement:
     cancelled: bool = False
     interrupted: bool = False  # cancelled while a step was computing (not while paused)
     start_checksum: int | None = None  # the boundary layer when the refinement started
-    grain_settings: tuple = ()  # ("grains by", basin depth) the run builds its grains with
+    grain_settings: tuple = ()  # ("grains by", its basin depth or threshold) the run builds its grains with
 
 
 def leave_a_core_for_the_viewer(device) -> None:
@@ -856,7 +856,7 @@ class SegmentWidget(Container):
                 or r.grain_settings != self._grain_settings()
             )
         ):
-            # another image, hand edits since the last step, or another "grains by" or basin depth:
+            # another image, hand edits since the last step, or another "grains by", basin depth or threshold:
             # continue from the layer as it is now, with the dock's settings
             self._detach_refinement()
             r = None
