@@ -137,3 +137,39 @@ def test_demo_runs_on_bundled_sample(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "interconnect_tem_edges.tif").exists()
+
+
+@pytest.mark.parametrize(
+    "typed, grains, net2_steps",
+    [
+        ([], "threshold", "auto"),  # nothing typed: the model directory's recommendations
+        (["--grains", "watershed", "--net2-steps", "0"], "watershed", "0"),
+        (["--grains", "watershed", "--net2-s", "0"], "watershed", "0"),  # abbreviated: still the user's
+        (["--grains=watershed", "--net2-steps=2"], "watershed", "2"),
+    ],
+)
+def test_a_model_directorys_recommendations_yield_to_what_the_user_typed(tmp_path, typed, grains, net2_steps):
+    import json
+
+    from napari_grainseg.cli import build_parser
+    from napari_grainseg.cli._common import segment_options_from_args
+    from napari_grainseg.models.features import NET1_CHANNELS
+    from napari_grainseg.models.model_dir import MODEL_FORMAT, MODEL_FORMAT_VERSION
+    from napari_grainseg.models.net1_config import Net1Config
+
+    model = tmp_path / "lab"
+    model.mkdir()
+    info = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "architecture": {"net1": Net1Config(in_channels=len(NET1_CHANNELS)).to_dict()},
+        "recommended": {"grains": "threshold", "threshold": 0.4, "net2_steps": "auto"},
+    }
+    (model / "model.json").write_text(json.dumps(info))
+    (model / "net2.pt").write_bytes(b"")  # an adapted Net2 (read only when segmenting)
+    args = build_parser("segment").parse_args(
+        ["segment", "x.tif", "--out", str(tmp_path), "--model", str(model), *typed]
+    )
+    options = segment_options_from_args(args)
+    assert (options.grains, str(options.net2_steps)) == (grains, net2_steps)
+    assert options.threshold == (0.4 if grains == "threshold" else 0.5)

@@ -131,7 +131,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     )
     parser.add_argument(
         "--net2-steps",
-        default="0",
+        default=None,  # None: not given ("0", or a --model directory's recommendation)
         metavar="auto|N",
         help="Net2 refinement: 0 = Net1 only, auto = until converged (at most 30 steps), "
         "N = at most N steps (default: 0; on real hand-traced crops Net2 made grains worse, "
@@ -154,7 +154,7 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     parser.add_argument(
         "--grains",
         choices=GRAIN_BUILDERS,
-        default=DEFAULT_GRAIN_BUILDER,
+        default=None,  # None: not given (DEFAULT_GRAIN_BUILDER, or a --model directory's recommendation)
         help="how grains are built from the final boundary map: every basin of its watershed deeper than "
         "--watershed-h (closes faint boundaries, ignores shallow texture lines; lower VI than the "
         "threshold on every test set, real hand-traced crops included, docs/generalisation.md; works "
@@ -265,24 +265,24 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
         if path is not None and not path.is_file():
             raise InputError(f"{flag}: weights file not found: {path}")
     args.model_info = model_dir_from_args(args)
-    # the grain builders' parameters given on the command line (None: not given; the options' defaults apply)
+    # what the command line gave (argparse's None: not given, in any form argparse accepts, abbreviations
+    # included), so a --model directory's recommendation yields to exactly what the user typed
     given = {k: v for k, v in (("threshold", args.threshold), ("watershed_h", args.watershed_h)) if v is not None}
+    grains_given, net2_given = args.grains is not None, args.net2_steps is not None
+    args.grains = args.grains if grains_given else DEFAULT_GRAIN_BUILDER
+    args.net2_steps = args.net2_steps if net2_given else "0"
     builder_values = given
     if args.model_info is not None:
         net2 = args.model / "net2.pt"
-        recommended, argv = args.model_info.get("recommended", {}), getattr(args, "argv", None) or []
-
-        def user_gave(flag: str) -> bool:
-            return any(a.startswith(flag) for a in argv)
-
-        if recommended.get("net2_steps") == "auto" and not user_gave("--net2-steps"):
+        recommended = args.model_info.get("recommended", {})
+        if recommended.get("net2_steps") == "auto" and not net2_given:
             args.net2_steps = "auto"  # its adapted Net2 helped on its held-out images
         if net2.is_file() and (args.net2_steps.strip().lower() != "auto" or recommended.get("net2_steps", 1)):
             args.net2_weights = net2
         elif args.net2_steps.strip().lower() == "auto":
             args.net2_steps = "0"  # auto: the model directory's recommendation (its Net2 is not adapted)
         # the grain builder tuned on the model's corrections, unless given on the command line
-        if recommended.get("grains") and not user_gave("--grains"):
+        if recommended.get("grains") and not grains_given:
             args.grains = recommended["grains"]
             tuned = {k: float(recommended[k]) for k in ("threshold", "watershed_h") if k in recommended}
             builder_values = {**tuned, **given}
