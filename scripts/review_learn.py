@@ -87,12 +87,17 @@ def main(argv=None) -> None:
     shot("net1_shipped", docks["Segment grains"])
 
     # correct by hand: what painting / erasing amounts to, then a merge with the Correct dock
-    bnd = viewer.layers["etched_01 boundaries"]
-    truth = samples["etched_01"].boundaries.astype(np.uint8)
-    index = np.nonzero(np.asarray(bnd.data) != truth)
-    with bnd.block_history():
-        bnd.data_setitem(index, truth[index])
-    settle(100)
+    def paint_truth(name):
+        """Correct a boundaries layer to the sample's truth, as painting and erasing by hand would."""
+        layer = viewer.layers[f"{name} boundaries"]
+        truth = samples[name].boundaries.astype(np.uint8)
+        index = np.nonzero(np.asarray(layer.data) != truth)
+        with layer.block_history():
+            layer.data_setitem(index, truth[index])
+        settle(100)
+        return layer
+
+    paint_truth("etched_01")
     grains = viewer.layers["etched_01 grains"]
     labels = np.asarray(grains.data)
 
@@ -192,12 +197,7 @@ def main(argv=None) -> None:
     shot("delete_armed", docks["Learn from corrections"])
 
     # a second corrected image, a verified region drawn over the first: two images, one held out
-    bnd2 = viewer.layers["etched_02 boundaries"]
-    truth = samples["etched_02"].boundaries.astype(np.uint8)
-    index = np.nonzero(np.asarray(bnd2.data) != truth)
-    with bnd2.block_history():
-        bnd2.data_setitem(index, truth[index])
-    settle(100)
+    bnd2 = paint_truth("etched_02")
     learn.corrected.value = [viewer.layers["etched_01 boundaries"], bnd2]
     settle()
     for layer in viewer.layers:
