@@ -61,7 +61,7 @@ def scores_of(rows: list[dict]) -> dict[str, list[float]]:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Grains by {results.get('grains', 'threshold')} for both networks.", ""]
+    lines = [f"Grains by {results['grains']} for both networks.", ""]
     for name, data in results["sets"].items():
         lines += [f"### {name} — {data['description']} ({data['n_images']} images)", ""]
         lines += ["| method | F1@2px | VI | VI split | VI merge | abs. count error | abs. mean-ECD error | s/image |"]
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             "seconds": {m: float(np.median(s)) for m, s in seconds.items()},
             "paired": pairs,
         }
-        print(markdown({"sets": {set_name: results["sets"][set_name]}}), file=sys.stderr)
+        print(markdown({"grains": grains, "sets": {set_name: results["sets"][set_name]}}), file=sys.stderr)
         if args.json:  # after every set, so an interrupted run keeps what it measured
             args.json.write_text(json.dumps(results, indent=1))
     if args.markdown:
