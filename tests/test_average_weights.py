@@ -68,16 +68,29 @@ def test_the_same_sources_give_the_same_bytes(tmp_path):
     assert file_sha256(first) == file_sha256(second)
 
 
-def test_the_shipped_net1_is_the_average_of_v6_and_v7_as_its_record_says(tmp_path):
-    shipped = shipped_weights_dir() / "net1.pt"
-    info = read_weights_info(shipped)
+def test_net1_v8_is_the_average_of_v6_and_v7_as_its_record_says(tmp_path):
+    """v8 (shipped in sessions 12-14, the start and a teacher of the shipped v11) rebuilds from its sources."""
+    v8 = CONFIGS / "net1_v8.pt"
+    info = read_weights_info(v8)
     sources = [CONFIGS.parent.parent / s["path"] for s in info["averaged_from"]]
     assert [p.name for p in sources] == ["net1_v6.pt", "net1_v7.pt"]
     assert [s["weights_sha256"] for s in info["averaged_from"]] == [file_sha256(p) for p in sources]
     out, _ = average_weights(sources, tmp_path / "net1.pt")
-    rebuilt, kept = torch.load(out, weights_only=True), torch.load(shipped, weights_only=True)
+    rebuilt, kept = torch.load(out, weights_only=True), torch.load(v8, weights_only=True)
     assert rebuilt.keys() == kept.keys() and all(torch.equal(rebuilt[k], kept[k]) for k in kept)
-    assert info["weights_sha256"] == file_sha256(shipped)  # bytes: the same only with the same torch
+    assert info["weights_sha256"] == file_sha256(v8)  # bytes: the same only with the same torch
+
+
+def test_the_shipped_net1_is_the_v11_run_whose_start_and_teachers_are_kept():
+    shipped = shipped_weights_dir() / "net1.pt"
+    info = read_weights_info(shipped)
+    assert file_sha256(shipped) == info["weights_sha256"] == file_sha256(CONFIGS / "net1_v11.pt")
+    config = info["train_config"]
+    root = CONFIGS.parent.parent
+    assert config["init_weights"] == "configs/weights/net1_v8.pt" and (root / config["init_weights"]).is_file()
+    assert config["teachers"] == ["configs/weights/net1_v5.pt", "configs/weights/net1_v8.pt"]
+    assert all((root / path).is_file() for path in config["teachers"])
+    assert json.loads((root / "configs" / "net1_v11.json").read_text())["teachers"] == config["teachers"]
 
 
 @pytest.mark.parametrize(

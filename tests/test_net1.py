@@ -274,6 +274,66 @@ def test_training_can_start_from_existing_weights(tmp_path, weights_file):
         train_net1(wrong, tmp_path / "wrong", device="cpu", progress=False)
 
 
+class _FixedLogits(torch.nn.Module):
+    """A stand-in teacher: the same logits whatever the input."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, features):
+        return self.logits
+
+
+def test_best_teacher_targets_take_each_sample_from_the_teacher_closer_to_its_truth():
+    from napari_grainseg.training.net1 import best_teacher_targets
+
+    target = torch.zeros(3, 1, 16, 16)
+    target[:, :, 8, :] = 1.0
+    right = (target * 2 - 1) * 6.0  # logits that agree with the truth
+    first = _FixedLogits(torch.stack([right[0], -right[1], right[2] * 0.5]))
+    second = _FixedLogits(torch.stack([-right[0], right[1], right[2]]))
+    soft, choice = best_teacher_targets([first, second], torch.zeros(3, 4, 16, 16), target, 3.0, 1.0)
+    assert choice.tolist() == [0, 1, 1]  # sample 2: both right, the second more confidently
+    assert soft.shape == target.shape
+    assert torch.allclose(soft, torch.sigmoid(right))
+
+
+def test_distillation_from_teachers_changes_the_training_only_through_its_weight(tmp_path, weights_file):
+    from napari_grainseg.training.config import TrainConfig as Config
+    from napari_grainseg.training.net1 import train_net1
+
+    def run(name, **distill):
+        config = Config(
+            steps=2,
+            batch_size=2,
+            patch_shape=(64, 64),
+            val_size=1,
+            val_shape=(64, 64),
+            val_every=2,
+            checkpoint_every=2,
+            num_workers=0,
+            warmup_steps=1,
+            lr=1e-2,
+            init_weights=str(weights_file),
+            **distill,
+        )
+        train_net1(config, tmp_path / name, device="cpu", progress=False)
+        return [p.detach().clone() for p in load_net1(tmp_path / name / "net1.pt", for_training=True).parameters()]
+
+    plain = run("plain")
+    off = run("off", teachers=(str(weights_file),), distill_weight=0.0)
+    on = run("on", teachers=(str(weights_file),), distill_weight=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, off))
+    assert any(not torch.equal(a, b) for a, b in zip(plain, on))
+    with pytest.raises(InputError, match="distill_weight"):
+        Config(distill_weight=-1.0)
+    with pytest.raises(InputError, match="not found|missing|no such"):
+        train_net1(
+            Config(steps=1, num_workers=0, teachers=(str(tmp_path / "absent.pt"),)), tmp_path / "x", progress=False
+        )
+
+
 def test_folded_batchnorm_gives_the_same_probabilities(random_model, weights_file):
     """Inference folds BatchNorm into the convolutions: no BatchNorm layer left, same output."""
     from torch import nn

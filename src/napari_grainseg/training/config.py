@@ -130,6 +130,12 @@ class TrainConfig(LoopConfig):
         narrower model of the same depth is widened to ``architecture`` first
         (:func:`~napari_grainseg.models.net1.widen_net1`), so training starts
         from what it already computes.
+    teachers : Net1 weights files to distil from (none: off). For each training sample the
+        teacher whose boundary loss against that sample's truth is lowest gives a soft target
+        (its probability map), added to the truth loss with weight ``distill_weight``: a
+        continued run keeps what the better teacher computes on each kind of image instead
+        of forgetting it (:func:`~napari_grainseg.training.net1.best_teacher_targets`).
+    distill_weight : weight of the distillation term (binary cross-entropy to the soft target).
     """
 
     patch_shape: tuple[int, int] = (128, 256)
@@ -143,9 +149,13 @@ class TrainConfig(LoopConfig):
     architecture: dict[str, Any] = field(default_factory=lambda: {"in_channels": 4, "base_channels": 8, "depth": 4})
     init_weights: str | None = None
     generator_overrides: dict[str, Any] = field(default_factory=dict)
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.distill_weight >= 0:
+            raise InputError(f"{self.WHAT}: distill_weight must be >= 0, got {self.distill_weight}")
         presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
         if not isinstance(self.generator_overrides, dict):
             raise InputError(

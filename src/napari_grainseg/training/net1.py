@@ -36,6 +36,7 @@ __all__ = [
     "FINE_DIAMETERS_PX",
     "UPSAMPLED_FINE",
     "TrainConfig",
+    "best_teacher_targets",
     "boundary_loss",
     "boundary_target",
     "evaluate_validation",
@@ -176,6 +177,41 @@ def boundary_loss(logits, target, pos_weight: float, dice_weight: float):
     return bce + dice_weight * dice.mean()
 
 
+def best_teacher_targets(teachers, features, target, pos_weight: float, dice_weight: float):
+    """Per sample, the probability map of the teacher whose boundary loss against ``target`` is lowest.
+
+    Returns ``(soft_targets, choice)``: ``(N, 1, H, W)`` probabilities and the ``(N,)`` index of
+    the chosen teacher. Two teachers that are each better on other kinds of image (one trained on
+    the bright-field look, one on randomised looks) can so both be distilled into one student,
+    each on the images where it is right.
+    """
+    import torch
+
+    with torch.no_grad():
+        probs, losses = [], []
+        for teacher in teachers:
+            logits = teacher(features)
+            probs.append(torch.sigmoid(logits))
+            losses.append(_per_sample_boundary_loss(logits, target, pos_weight, dice_weight))
+        choice = torch.stack(losses).argmin(dim=0)
+        soft = torch.stack(probs)[choice, torch.arange(features.shape[0], device=features.device)]
+    return soft, choice
+
+
+def _per_sample_boundary_loss(logits, target, pos_weight: float, dice_weight: float):
+    """:func:`boundary_loss` of each sample of the batch, shape ``(N,)``."""
+    import torch
+    import torch.nn.functional as F
+
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device), reduction="none"
+    ).mean(dim=(1, 2, 3))
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    return bce + dice_weight * dice
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -221,6 +257,16 @@ def _initial_model(config: TrainConfig, device):
             start = widen_net1(start, model.config.base_channels, seed=config.seed)
         model.load_state_dict(start.state_dict())
     return model
+
+
+def _teacher(path: str, device):
+    """A frozen Net1 to distil from (eval mode, no gradients)."""
+    from napari_grainseg.models.weights import load_net1
+
+    teacher = load_net1(path, device=device)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
 
 
 def _export_info(model) -> dict[str, Any]:
@@ -284,9 +330,18 @@ def train_net1(
             prefetch_factor=4 if config.num_workers else None,
         )
 
+    teachers = [_teacher(path, dev) for path in config.teachers]
+
     def loss_fn(model, batch):
+        import torch.nn.functional as F
+
         features, target = (t.to(dev) for t in batch)
-        return boundary_loss(model(features), target, config.pos_weight, config.dice_weight)
+        logits = model(features)
+        loss = boundary_loss(logits, target, config.pos_weight, config.dice_weight)
+        if teachers and config.distill_weight > 0:
+            soft, _ = best_teacher_targets(teachers, features, target, config.pos_weight, config.dice_weight)
+            loss = loss + config.distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
+        return loss
 
     return train(
         config,
