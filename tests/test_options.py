@@ -141,12 +141,14 @@ def test_default_is_net1_with_grains_by_watershed_everywhere(tmp_path):
     import json
 
     from napari_grainseg.cli import build_parser, main
+    from napari_grainseg.cli._common import segment_options_from_args
 
     opts = SegmentOptions()
     assert opts.net2_budget() == 0 and (opts.grains, opts.watershed_h) == ("watershed", 0.2)
     for command in ("segment", "batch"):
         args = build_parser().parse_args([command, "x.tif", "--out", str(tmp_path)])
-        assert args.net2_steps == "0" and args.grains == "watershed"
+        options = segment_options_from_args(args)  # the flags' None means "not given": the defaults apply
+        assert (options.net2_budget(), options.grains, options.watershed_h) == (0, "watershed", 0.2)
     image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     import tifffile
 
