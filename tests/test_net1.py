@@ -243,22 +243,18 @@ def test_without_hint_the_scale_follows_the_grain_size():
     assert TRAINED_GRAIN_RANGE_PX[0] <= p_large.grain_size_px * p_large.scale <= TRAINED_GRAIN_RANGE_PX[1]
 
 
+def _tiny_config(**fields):
+    """A Net1 training config of a few 64 x 64 samples (seconds on a CPU), with ``fields`` set."""
+    from napari_grainseg.training.net1 import TrainConfig
+
+    small = dict(steps=1, batch_size=2, patch_shape=(64, 64), val_size=1, val_shape=(64, 64), num_workers=0)
+    return TrainConfig(**{**small, "val_every": 1, "checkpoint_every": 1, "warmup_steps": 1, **fields})
+
+
 def test_training_can_start_from_existing_weights(tmp_path, weights_file):
     from napari_grainseg.training.net1 import TrainConfig, train_net1
 
-    config = TrainConfig(
-        steps=1,
-        batch_size=2,
-        patch_shape=(64, 64),
-        val_size=1,
-        val_shape=(64, 64),
-        val_every=1,
-        checkpoint_every=1,
-        num_workers=0,
-        warmup_steps=1,
-        lr=1e-12,
-        init_weights=str(weights_file),
-    )
+    config = _tiny_config(lr=1e-12, init_weights=str(weights_file))
     train_net1(config, tmp_path / "ft", device="cpu", progress=False)
     start = load_net1(weights_file, for_training=True)
     end = load_net1(tmp_path / "ft" / "net1.pt", for_training=True)
@@ -304,19 +300,8 @@ def test_distillation_from_teachers_changes_the_training_only_through_its_weight
     from napari_grainseg.training.net1 import train_net1
 
     def run(name, **distill):
-        config = Config(
-            steps=2,
-            batch_size=2,
-            patch_shape=(64, 64),
-            val_size=1,
-            val_shape=(64, 64),
-            val_every=2,
-            checkpoint_every=2,
-            num_workers=0,
-            warmup_steps=1,
-            lr=1e-2,
-            init_weights=str(weights_file),
-            **distill,
+        config = _tiny_config(
+            steps=2, val_every=2, checkpoint_every=2, lr=1e-2, init_weights=str(weights_file), **distill
         )
         train_net1(config, tmp_path / name, device="cpu", progress=False)
         return [p.detach().clone() for p in load_net1(tmp_path / name / "net1.pt", for_training=True).parameters()]
