@@ -68,29 +68,36 @@ def test_the_same_sources_give_the_same_bytes(tmp_path):
     assert file_sha256(first) == file_sha256(second)
 
 
-def test_net1_v8_is_the_average_of_v6_and_v7_as_its_record_says(tmp_path):
-    """v8 (shipped in sessions 12-14, the start and a teacher of the shipped v11) rebuilds from its sources."""
-    v8 = CONFIGS / "net1_v8.pt"
-    info = read_weights_info(v8)
-    sources = [CONFIGS.parent.parent / s["path"] for s in info["averaged_from"]]
-    assert [p.name for p in sources] == ["net1_v6.pt", "net1_v7.pt"]
-    assert [s["weights_sha256"] for s in info["averaged_from"]] == [file_sha256(p) for p in sources]
-    out, _ = average_weights(sources, tmp_path / "net1.pt")
-    rebuilt, kept = torch.load(out, weights_only=True), torch.load(v8, weights_only=True)
+@pytest.mark.parametrize(
+    "averaged, sources",
+    [
+        ("configs/weights/net1_v8.pt", ["net1_v6.pt", "net1_v7.pt"]),  # shipped in sessions 12-14
+        ("configs/weights/net1_v13.pt", ["net1_v11.pt", "net1_v12.pt"]),  # shipped since session 15
+        ("shipped", ["net1_v11.pt", "net1_v12.pt"]),
+    ],
+)
+def test_an_averaged_net1_rebuilds_from_its_recorded_sources_byte_for_byte(tmp_path, averaged, sources):
+    path = shipped_weights_dir() / "net1.pt" if averaged == "shipped" else CONFIGS.parent.parent / averaged
+    info = read_weights_info(path)
+    files = [CONFIGS.parent.parent / s["path"] for s in info["averaged_from"]]
+    assert [p.name for p in files] == sources
+    assert [s["weights_sha256"] for s in info["averaged_from"]] == [file_sha256(p) for p in files]
+    out, _ = average_weights(files, tmp_path / "net1.pt")
+    rebuilt, kept = torch.load(out, weights_only=True), torch.load(path, weights_only=True)
     assert rebuilt.keys() == kept.keys() and all(torch.equal(rebuilt[k], kept[k]) for k in kept)
-    assert info["weights_sha256"] == file_sha256(v8)  # bytes: the same only with the same torch
+    assert info["weights_sha256"] == file_sha256(path)  # bytes: the same only with the same torch
 
 
-def test_the_shipped_net1_is_the_v11_run_whose_start_and_teachers_are_kept():
-    shipped = shipped_weights_dir() / "net1.pt"
-    info = read_weights_info(shipped)
-    assert file_sha256(shipped) == info["weights_sha256"] == file_sha256(CONFIGS / "net1_v11.pt")
-    config = info["train_config"]
+def test_the_distilled_runs_in_the_shipped_net1_keep_their_start_and_teachers():
+    """v11 and v12, averaged into the shipped Net1, were distilled from teachers that are kept beside them."""
     root = CONFIGS.parent.parent
-    assert config["init_weights"] == "configs/weights/net1_v8.pt" and (root / config["init_weights"]).is_file()
-    assert config["teachers"] == ["configs/weights/net1_v5.pt", "configs/weights/net1_v8.pt"]
-    assert all((root / path).is_file() for path in config["teachers"])
-    assert json.loads((root / "configs" / "net1_v11.json").read_text())["teachers"] == config["teachers"]
+    starts = {"net1_v11": "configs/weights/net1_v8.pt", "net1_v12": "configs/weights/net1_v11.pt"}
+    for run, start in starts.items():
+        config = read_weights_info(CONFIGS / f"{run}.pt")["train_config"]
+        assert config["init_weights"] == start and (root / start).is_file()
+        assert config["teachers"] and all((root / path).is_file() for path in config["teachers"])
+        assert json.loads((root / "configs" / f"{run}.json").read_text())["teachers"] == config["teachers"]
+    assert read_weights_info(CONFIGS / "net1_v12.pt")["train_config"]["teachers"][-1] == "configs/weights/net1_v11.pt"
 
 
 @pytest.mark.parametrize(
