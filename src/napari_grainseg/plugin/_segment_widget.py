@@ -51,10 +51,10 @@ THRESHOLD = 0.5
 LIVE_UPDATE_INTERVAL_S = 0.5
 #: What Net2 does and its measured effect, shown on its buttons.
 NET2_EFFECT = (
-    "Net2 refines Net1's map step by step. Measured effect with Net1 v11 and grains by watershed "
+    "Net2 refines Net1's map step by step. Measured effect with Net1 v13 and grains by watershed "
     "(docs/generalisation.md): on real hand-traced crops it made grains worse (VI 4.04 vs 3.33, grain "
-    "count error 624 % vs 209 %); on an independently written bright-field renderer VI was level (1.47 "
-    "vs 1.44) and the grain count and mean size closer (count error 8 % vs 19 %, mean-ECD error 5 % vs 14 %). "
+    "count error 627 % vs 209 %); on an independently written bright-field renderer VI was level (1.47 "
+    "vs 1.44) and the grain count and mean size closer (count error 10 % vs 19 %, mean-ECD error 6 % vs 13 %). "
     "Use it to explore, and check the result."
 )
 #: Most Net2 steps of one run.
