@@ -136,7 +136,23 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
         "real-tbm-adapt",
         "tune-independent",
         *(f"concept-{name}" for name in CONCEPT_FAMILIES),
+        "ood-paper-48",
+        "concept-noise-48",
+        "concept-inclined-48",
     } == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    for name, seed in (
+        ("ood-paper", 8_002_000_000),
+        ("concept-noise", 8_002_100_000),
+        ("concept-inclined", 8_002_200_000),
+    ):
+        small, large = EVAL_SETS[name], EVAL_SETS[f"{name}-48"]  # frozen: same draws, new seeds, 48 images
+        assert (large.first_seed, large.size) == (seed, 48)
+        assert (large.preset, large.shape, large.overrides) == (small.preset, small.shape, small.overrides)
+        assert not any(
+            other.first_seed <= seed < other.first_seed + getattr(other, "size", 0)
+            for key, other in EVAL_SETS.items()
+            if key != f"{name}-48" and hasattr(other, "first_seed")
+        )
     look, tune = EVAL_SETS["look-independent"], EVAL_SETS["tune-independent"]
     assert tune.first_seed + tune.size <= look.first_seed or look.first_seed + look.size <= tune.first_seed
     assert EVAL_SETS["id-tem-64"].size == 64 and EVAL_SETS["id-tem-64"].preset == EVAL_SETS["id-tem"].preset
