@@ -1,7 +1,8 @@
 """Which teacher best-teacher distillation takes, per training source.
 
-For ``--n`` training samples of each named source (generator presets, or ``upsampled-fine``),
-drawn exactly as a Net1 run with ``--seed`` draws them, the teacher whose boundary loss
+For ``--n`` samples of each named source (generator presets, or ``upsampled-fine``), drawn with
+the seeds of the first ``--n`` samples of a Net1 run with ``--seed`` (a run itself draws sample
+``i`` from one source only, ``preset[i % len(preset)]``), the teacher whose boundary loss
 against the sample's truth is lowest (:func:`napari_grainseg.training.net1.best_teacher_targets`,
 the rule of ``TrainConfig.teachers``) and each teacher's mean loss. Prints a markdown table.
 
@@ -20,7 +21,13 @@ def main() -> None:
     import torch
 
     from napari_grainseg.models.weights import load_net1
-    from napari_grainseg.training.net1 import TrainConfig, best_teacher_targets, boundary_loss, make_example
+    from napari_grainseg.training.net1 import (
+        TrainConfig,
+        best_teacher_targets,
+        boundary_loss,
+        make_example,
+        training_seed,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--teachers", nargs="+", required=True)
@@ -37,7 +44,9 @@ def main() -> None:
         counts = np.zeros(len(teachers), int)
         losses = np.zeros((len(teachers), args.n))
         for i in range(args.n):
-            features, target, _ = make_example(config.seed * 10**8 + i, config.patch_shape, source, config.target_width)
+            features, target, _ = make_example(
+                training_seed(config, i), config.patch_shape, source, config.target_width
+            )
             x, t = torch.from_numpy(features)[None], torch.from_numpy(target)[None]
             _, choice = best_teacher_targets(teachers, x, t, config.pos_weight, config.dice_weight)
             counts[int(choice[0])] += 1

@@ -1,4 +1,4 @@
-"""Averaging weights files (models.weights.average_weights, ``grainseg average-weights``): the shipped Net1 v8."""
+"""Averaging weights files (models.weights.average_weights, ``grainseg average-weights``): Net1 v8, shipped v13."""
 
 from __future__ import annotations
 

@@ -148,8 +148,8 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
         small, large = EVAL_SETS[name], EVAL_SETS[f"{name}-48"]  # frozen: same draws, new seeds, 48 images
         assert (large.first_seed, large.size) == (seed, 48)
         assert (large.preset, large.shape, large.overrides) == (small.preset, small.shape, small.overrides)
-        assert not any(
-            other.first_seed <= seed < other.first_seed + getattr(other, "size", 0)
+        assert not any(  # no seed of the 48 is a seed of another set
+            other.first_seed < seed + large.size and seed < other.first_seed + other.size
             for key, other in EVAL_SETS.items()
             if key != f"{name}-48" and hasattr(other, "first_seed")
         )

@@ -14,7 +14,7 @@ import torch
 from napari_grainseg.errors import InputError
 from napari_grainseg.models.device import describe_device, select_device
 from napari_grainseg.models.net1 import Net1, Net1Config, count_parameters
-from napari_grainseg.models.weights import load_net1, save_weights
+from napari_grainseg.models.weights import file_sha256, load_net1, read_weights_info, save_weights
 from napari_grainseg.segmentation.inference import (
     RESCALED_GRAIN_SIZES_PX,
     TRAINED_GRAIN_RANGE_PX,
@@ -311,6 +311,19 @@ def test_distillation_from_teachers_changes_the_training_only_through_its_weight
     on = run("on", teachers=(str(weights_file),), distill_weight=1.0)
     assert all(torch.equal(a, b) for a, b in zip(plain, off))
     assert any(not torch.equal(a, b) for a, b in zip(plain, on))
+    assert read_weights_info(tmp_path / "on" / "net1.pt")["teachers_sha256"] == [file_sha256(weights_file)]
+    # a resumed run must distil from the same teacher bytes, not just the same path
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(weights_file.read_bytes())
+    teacher.with_suffix(".json").write_bytes(weights_file.with_suffix(".json").read_bytes())
+    paused = _tiny_config(steps=3, lr=1e-2, init_weights=str(weights_file), teachers=(str(teacher),))
+    assert not train_net1(paused, tmp_path / "p", device="cpu", progress=False, max_minutes=1e-9)["finished"]
+    torch.manual_seed(5)
+    save_weights(Net1(Net1Config()), teacher, {"model": "net1", "architecture": Net1Config().to_dict()})
+    with pytest.raises(InputError, match="different config or data"):
+        train_net1(paused, tmp_path / "p", device="cpu", progress=False)
+    with pytest.raises(InputError, match="teachers must be a list"):
+        Config(teachers="a.pt")
     with pytest.raises(InputError, match="distill_weight"):
         Config(distill_weight=-1.0)
     with pytest.raises(InputError, match="not found|missing|no such"):

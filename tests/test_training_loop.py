@@ -150,6 +150,15 @@ def test_resume_refuses_another_config_data_or_an_old_checkpoint(tmp_path):
         )
     with pytest.raises(InputError, match="different config or data"):
         train(config, _model, _batches, _loss, tmp_path / "run", device="cpu", bar=False, identity={"data": "b"})
+    # a checkpoint written before a field was added (here: without grad_clip) resumes at the field's default
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    ckpt["config"] = json.dumps({k: v for k, v in json.loads(ckpt["config"]).items() if k != "grad_clip"})
+    (tmp_path / "older").mkdir()
+    torch.save(ckpt, tmp_path / "older" / "checkpoint.pt")
+    resumed = train(
+        config, _model, _batches, _loss, tmp_path / "older", device="cpu", bar=False, identity={"data": "a"}
+    )
+    assert resumed["finished"] and resumed["step"] == 2
     # a checkpoint of the former loops (a LambdaLR schedule, no identity) is a clear error
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     optimizer = torch.optim.AdamW(_model().parameters())

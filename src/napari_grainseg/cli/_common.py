@@ -17,6 +17,9 @@ from napari_grainseg.segmentation.grains import (
     MAX_WATERSHED_H,
 )
 
+#: Net2 steps when ``--net2-steps`` is not given (and no --model directory recommends others): Net1 only.
+DEFAULT_NET2_STEPS = "0"
+
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0 (pixel sizes, grain sizes)."""
@@ -131,10 +134,10 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = 
     )
     parser.add_argument(
         "--net2-steps",
-        default=None,  # None: not given ("0", or a --model directory's recommendation)
+        default=None,  # None: not given (DEFAULT_NET2_STEPS, or a --model directory's recommendation)
         metavar="auto|N",
         help="Net2 refinement: 0 = Net1 only, auto = until converged (at most 30 steps), "
-        "N = at most N steps (default: 0; on real hand-traced crops Net2 made grains worse, "
+        f"N = at most N steps (default: {DEFAULT_NET2_STEPS}; on real hand-traced crops Net2 made grains worse, "
         "docs/generalisation.md)",
     )
     parser.add_argument(
@@ -270,7 +273,7 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     given = {k: v for k, v in (("threshold", args.threshold), ("watershed_h", args.watershed_h)) if v is not None}
     grains_given, net2_given = args.grains is not None, args.net2_steps is not None
     args.grains = args.grains if grains_given else DEFAULT_GRAIN_BUILDER
-    args.net2_steps = args.net2_steps if net2_given else "0"
+    args.net2_steps = args.net2_steps if net2_given else DEFAULT_NET2_STEPS
     builder_values = given
     if args.model_info is not None:
         net2 = args.model / "net2.pt"

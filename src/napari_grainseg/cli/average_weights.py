@@ -10,11 +10,11 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "average-weights",
-        help="average the weights of runs of one network (how Net1 v8 was made)",
+        help="average the weights of runs of one network (how the shipped Net1 v13 was made)",
         description="Write the weighted average of two or more weights files of the same network "
         "and architecture (e.g. two runs continued from one start), with a JSON record of the "
         "sources' SHA-256 and coefficients. The shipped Net1 is reproduced by "
-        "'grainseg average-weights configs/weights/net1_v6.pt configs/weights/net1_v7.pt --out "
+        "'grainseg average-weights configs/weights/net1_v11.pt configs/weights/net1_v12.pt --out "
         "net1.pt' then 'grainseg export-onnx net1.pt'.",
     )
     p.add_argument("weights", type=Path, nargs="+", help="two or more .pt files (their .json beside them)")

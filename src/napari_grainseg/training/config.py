@@ -154,6 +154,8 @@ class TrainConfig(LoopConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.teachers, str) or not all(isinstance(t, str) and t for t in self.teachers):
+            raise InputError(f"{self.WHAT}: teachers must be a list of weights files, got {self.teachers!r}")
         if not self.distill_weight >= 0:
             raise InputError(f"{self.WHAT}: distill_weight must be >= 0, got {self.distill_weight}")
         presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)

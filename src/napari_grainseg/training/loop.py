@@ -136,6 +136,15 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _same_config(saved_json: str, config: LoopConfig) -> bool:
+    """Whether a checkpoint's config is ``config``; a field added since it was written counts at its default."""
+    try:
+        saved = config_from_dict(type(config), json.loads(saved_json), "checkpoint")
+    except InputError:
+        return False
+    return json.loads(json.dumps(saved.to_dict())) == json.loads(json.dumps(config.to_dict()))
+
+
 def train(
     config: LoopConfig,
     model,
@@ -229,9 +238,9 @@ def train(
                 f"{ckpt_path} cannot be resumed by this version (checkpoint format "
                 f"{ckpt.get('format', 1)}, not {CHECKPOINT_FORMAT}); use another --out folder"
             )
-        if json.loads(ckpt["config"]) != json.loads(config_json) or json.loads(
-            ckpt.get("identity", "{}")
-        ) != json.loads(json.dumps(identity)):
+        if not _same_config(ckpt["config"], config) or json.loads(ckpt.get("identity", "{}")) != json.loads(
+            json.dumps(identity)
+        ):
             raise InputError(
                 f"{ckpt_path} was made with a different config or data; use another --out "
                 "folder, or the same config and data to resume"

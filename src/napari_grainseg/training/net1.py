@@ -314,9 +314,13 @@ def train_net1(
     """
     from torch.utils.data import DataLoader
 
+    from napari_grainseg.models.weights import file_sha256
     from napari_grainseg.training.loop import prepare_device
 
     dev = prepare_device(config, device)
+    teachers = [_teacher(path, dev) for path in config.teachers]  # before the data: a bad teacher fails fast
+    # a teacher is named by its path; its bytes are what a resumed run and the weights' record must match
+    identity = {"teachers_sha256": [file_sha256(path) for path in config.teachers]} if config.teachers else None
     val_examples = validation_set(config)
     samples = _SyntheticSamples(config)
 
@@ -329,8 +333,6 @@ def train_net1(
             persistent_workers=False,
             prefetch_factor=4 if config.num_workers else None,
         )
-
-    teachers = [_teacher(path, dev) for path in config.teachers]
 
     def loss_fn(model, batch):
         import torch.nn.functional as F
@@ -352,6 +354,7 @@ def train_net1(
         device=dev,
         export=Export("net1.pt", _export_info),
         validate=lambda model: evaluate_validation(model, val_examples, dev, config),
+        identity=identity,
         resume=resume,
         max_minutes=max_minutes,
         bar=progress,
