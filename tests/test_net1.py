@@ -282,7 +282,7 @@ class _FixedLogits(torch.nn.Module):
 
 
 def test_best_teacher_targets_take_each_sample_from_the_teacher_closer_to_its_truth():
-    from napari_grainseg.training.net1 import best_teacher_targets
+    from napari_grainseg.training.net1 import best_teacher_targets, boundary_loss
 
     target = torch.zeros(3, 1, 16, 16)
     target[:, :, 8, :] = 1.0
@@ -293,6 +293,10 @@ def test_best_teacher_targets_take_each_sample_from_the_teacher_closer_to_its_tr
     assert choice.tolist() == [0, 1, 1]  # sample 2: both right, the second more confidently
     assert soft.shape == target.shape
     assert torch.allclose(soft, torch.sigmoid(right))
+    logits = first.logits  # the per-sample losses are the batch loss split by sample
+    assert torch.allclose(
+        boundary_loss(logits, target, 3.0, 1.0, per_sample=True).mean(), boundary_loss(logits, target, 3.0, 1.0)
+    )
 
 
 def test_distillation_from_teachers_changes_the_training_only_through_its_weight(tmp_path, weights_file):

@@ -165,16 +165,26 @@ def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray, np
 # --------------------------------------------------------------------------- loss
 
 
-def boundary_loss(logits, target, pos_weight: float, dice_weight: float):
-    """Weighted binary cross-entropy plus soft Dice on the boundary class."""
+def boundary_loss(logits, target, pos_weight: float, dice_weight: float, *, per_sample: bool = False):
+    """Weighted binary cross-entropy plus soft Dice on the boundary class.
+
+    The mean over the batch, or with ``per_sample`` each sample's loss, shape ``(N,)`` (to compare
+    teachers sample by sample, :func:`best_teacher_targets`).
+    """
     import torch
     import torch.nn.functional as F
 
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device))
+    weight = torch.tensor(pos_weight, device=logits.device)
+    if per_sample:
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight, reduction="none").mean(
+            dim=(1, 2, 3)
+        )
+    else:
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
     prob = torch.sigmoid(logits)
     inter = (prob * target).sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
-    return bce + dice_weight * dice.mean()
+    return bce + dice_weight * (dice if per_sample else dice.mean())
 
 
 def best_teacher_targets(teachers, features, target, pos_weight: float, dice_weight: float):
@@ -192,24 +202,10 @@ def best_teacher_targets(teachers, features, target, pos_weight: float, dice_wei
         for teacher in teachers:
             logits = teacher(features)
             probs.append(torch.sigmoid(logits))
-            losses.append(_per_sample_boundary_loss(logits, target, pos_weight, dice_weight))
+            losses.append(boundary_loss(logits, target, pos_weight, dice_weight, per_sample=True))
         choice = torch.stack(losses).argmin(dim=0)
         soft = torch.stack(probs)[choice, torch.arange(features.shape[0], device=features.device)]
     return soft, choice
-
-
-def _per_sample_boundary_loss(logits, target, pos_weight: float, dice_weight: float):
-    """:func:`boundary_loss` of each sample of the batch, shape ``(N,)``."""
-    import torch
-    import torch.nn.functional as F
-
-    bce = F.binary_cross_entropy_with_logits(
-        logits, target, pos_weight=torch.tensor(pos_weight, device=logits.device), reduction="none"
-    ).mean(dim=(1, 2, 3))
-    prob = torch.sigmoid(logits)
-    inter = (prob * target).sum(dim=(1, 2, 3))
-    dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
-    return bce + dice_weight * dice
 
 
 # --------------------------------------------------------------------------- training
