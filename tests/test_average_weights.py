@@ -109,6 +109,9 @@ def test_the_distilled_runs_in_the_shipped_net1_keep_their_start_and_teachers():
         ("architecture", "different architecture"),
         ("model", "different model"),
         ("missing", "not found"),
+        ("out is an input", "would be overwritten"),
+        ("out replaces an input's record", "would be overwritten"),
+        ("out is a .json", "need a .pt name"),
     ],
 )
 def test_bad_averages_are_one_line_errors(tmp_path, capsys, case, message):
@@ -127,10 +130,16 @@ def test_bad_averages_are_one_line_errors(tmp_path, capsys, case, message):
         b.with_suffix(".json").write_text(json.dumps(dict(info, model="net2")))
     elif case == "missing":
         args[1] = str(tmp_path / "nowhere.pt")
-    assert main(["average-weights", *args, "--out", str(tmp_path / "avg.pt")]) == 2
+    out = {"out is an input": a, "out replaces an input's record": b.with_suffix(".json").with_suffix(".pt")}.get(
+        case, tmp_path / ("avg.json" if case == "out is a .json" else "avg.pt")
+    )
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["average-weights", *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "avg.pt").exists()
+    if case != "model":
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # inputs untouched
 
 
 def test_the_library_raises_input_error_for_a_single_file(tmp_path):

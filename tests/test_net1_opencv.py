@@ -230,3 +230,14 @@ def test_a_forked_child_can_set_threads_and_run_net1():
             pytest.fail("the forked child hung in OpenCV")
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         assert cv2.getNumThreads() == 2  # the parent keeps its count
+
+
+@pytest.mark.parametrize("out_name, message", [("net1.pt", "needs a .onnx name"), ("net1.json", "needs a .onnx name")])
+def test_an_export_never_replaces_its_own_weights(shipped_copy, capsys, out_name, message):
+    pytest.importorskip("onnx")
+    before = {p.name: p.read_bytes() for p in shipped_copy.parent.iterdir()}
+    out = shipped_copy.with_name(out_name)
+    assert main(["export-onnx", str(shipped_copy), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert {p.name: p.read_bytes() for p in shipped_copy.parent.iterdir()} == before

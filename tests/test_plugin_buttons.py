@@ -204,14 +204,14 @@ def test_docks_fit_a_small_screen(make_napari_viewer):
 
 
 def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napari_viewer, qtbot, tmp_path, errors):
+    from napari_grainseg.measure.report import write_tiff
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._reader import get_reader
-    from napari_grainseg.plugin._writer import write_calibrated_tiff
     from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     labels = boundaries_to_labels(three_grains())
-    write_calibrated_tiff(tmp_path / "tem_grains.tif", labels.astype(np.uint32), 2.5)
-    write_calibrated_tiff(tmp_path / "tem_boundaries.tif", three_grains(), 2.5)
+    write_tiff(tmp_path / "tem_grains.tif", labels.astype(np.uint32), 2.5)
+    write_tiff(tmp_path / "tem_boundaries.tif", three_grains(), 2.5)
     for name, expected in (("tem_grains.tif", labels == 0), ("tem_boundaries.tif", three_grains())):
         ((data, kwargs, kind),) = get_reader(str(tmp_path / name))(str(tmp_path / name))
         assert kind == "labels" and data.dtype == np.uint8
@@ -341,3 +341,52 @@ def test_set_scale_from_a_line_drawn_along_the_scale_bar(scene, qtbot, errors):
     assert tuple(image.scale) == pytest.approx((2.5, 2.5)) and str(image.units[0]) == "nanometer"
     assert tuple(link.grains.scale) == pytest.approx((2.5, 2.5))
     assert seg.pixel_size.value == pytest.approx(2.5)
+
+
+def test_an_export_never_replaces_an_earlier_export_unasked(scene, qtbot, tmp_path, errors):
+    """A second export under the same stem (say, after re-running Net1) would replace the first,
+    corrected export: refused until the user ticks "replace existing files"."""
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, image, link = scene
+    fix, stats = CorrectWidget(viewer), StatsWidget(viewer)
+    stats.folder.value = tmp_path
+    assert stats.stem.value == "img" and not stats.replace.value
+    click(qtbot, stats.all_button)
+    assert errors == [] and (tmp_path / "img_grains.tif").is_file()
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(written) == {
+        "img_grains.csv", "img_summary.json", "img_histogram.png", "img_histogram.svg",
+        "img_grains.tif", "img_boundaries.tif",
+    }  # fmt: skip
+
+    # the same layer corrected by hand: its own files, unchanged since, are replaced
+    fix.picks_layer().data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    click(qtbot, stats.tiff_button)
+    assert errors == []
+    assert (tmp_path / "img_grains.tif").read_bytes() != written["img_grains.tif"]
+    corrected = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    # a new segmentation of the same image: a different layer under the same stem
+    rerun = BoundaryLink.create(viewer, image, three_grains())
+    stats.grains.value = rerun.grains
+    assert stats.stem.value == "img"
+    click(qtbot, stats.all_button)
+    assert len(errors) == 1 and "img_grains.tif" in errors[0] and "replace existing files" in errors[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == corrected  # nothing written
+    # a file edited outside napari is not "ours" either, even from the first layer
+    stats.grains.value = link.grains
+    (tmp_path / "img_grains.csv").write_text("edited by hand\n")
+    click(qtbot, stats.csv_button)
+    assert len(errors) == 2 and "img_grains.csv" in errors[1]
+    assert (tmp_path / "img_grains.csv").read_text() == "edited by hand\n"
+
+    stats.grains.value = rerun.grains
+    tick(qtbot, stats.replace)
+    assert stats.replace.value
+    click(qtbot, stats.all_button)
+    assert len(errors) == 2
+    assert (tmp_path / "img_grains.tif").read_bytes() == written["img_grains.tif"]  # the re-run's 3 grains

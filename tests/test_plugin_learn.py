@@ -365,14 +365,14 @@ def test_verified_region_follows_world_coordinates_and_bad_regions_are_clear_err
 
 def test_learning_from_files_opened_another_day(make_napari_viewer, qtbot, monkeypatch, store, tmp_path, messages):
     """A micrograph and its corrected ``*_boundaries.tif`` opened with the plugin's reader are learned from."""
+    from napari_grainseg.measure.report import write_tiff
     from napari_grainseg.plugin import _threading
-    from napari_grainseg.plugin._writer import write_calibrated_tiff
     from napari_grainseg.training.finetune import FinetuneConfig
 
     monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
     s = _sample(14, shape=(96, 96), preset="tem", mean_diameter=22.0)
-    write_calibrated_tiff(tmp_path / "cu.tif", (s.image * 60000).astype(np.uint16), 2.5)
-    write_calibrated_tiff(tmp_path / "cu_boundaries.tif", s.boundaries.astype(np.uint8), 2.5)
+    write_tiff(tmp_path / "cu.tif", (s.image * 60000).astype(np.uint16), 2.5)
+    write_tiff(tmp_path / "cu_boundaries.tif", s.boundaries.astype(np.uint8), 2.5)
     viewer = make_napari_viewer()
     seg, learn = _docks(viewer)
     (boundaries,) = viewer.open(str(tmp_path / "cu_boundaries.tif"), plugin="napari-grainseg")

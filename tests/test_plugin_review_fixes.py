@@ -192,11 +192,11 @@ def test_net2_status_counts_the_pixels_the_user_drew(make_napari_viewer, qtbot):
 def test_reopened_boundaries_get_one_grains_and_one_ecd_layer_named_after_the_image(
     make_napari_viewer, qtbot, errors, tmp_path
 ):
+    from napari_grainseg.measure.report import write_tiff
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._stats_widget import StatsWidget
-    from napari_grainseg.plugin._writer import write_calibrated_tiff
 
-    write_calibrated_tiff(tmp_path / "line7_boundaries.tif", six_grains(), 2.0)
+    write_tiff(tmp_path / "line7_boundaries.tif", six_grains(), 2.0)
     viewer = make_napari_viewer()
     fix, stats = CorrectWidget(viewer), StatsWidget(viewer)
     tick(qtbot, stats.colour_by_ecd)
@@ -248,9 +248,9 @@ def test_the_histogram_is_drawn_in_the_worker_and_shown_at_the_dock_width(make_n
 
 
 def test_the_boundary_lines_stay_on_top_of_the_grain_and_ecd_colours(make_napari_viewer, qtbot, errors, tmp_path):
+    from napari_grainseg.measure.report import write_tiff
     from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._stats_widget import StatsWidget
-    from napari_grainseg.plugin._writer import write_calibrated_tiff
 
     viewer = make_napari_viewer()
     image, link = calibrated_scene(viewer)
@@ -260,7 +260,7 @@ def test_the_boundary_lines_stay_on_top_of_the_grain_and_ecd_colours(make_napari
     names = [lay.name for lay in viewer.layers]  # bottom to top
     assert names.index("cal") < names.index("cal grains") < names.index("cal ECD") < names.index("cal boundaries")
     # reopened boundaries: the grains layer made for them goes under them too
-    write_calibrated_tiff(tmp_path / "r_boundaries.tif", six_grains(), 2.0)
+    write_tiff(tmp_path / "r_boundaries.tif", six_grains(), 2.0)
     fix = CorrectWidget(viewer)
     (reopened,) = viewer.open(str(tmp_path / "r_boundaries.tif"), plugin="napari-grainseg")
     stats.update()  # the boundary layer measured as it is: its ECD colours come first

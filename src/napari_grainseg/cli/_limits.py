@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-from collections.abc import Iterable
-from pathlib import Path
-
-from napari_grainseg.errors import InputError
 
 
 def bounded_float(lo: float, hi: float, *, lo_open: bool = False, what: str = "value"):
@@ -106,23 +101,3 @@ def add_output_safety_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="if another grainseg run uses the output folder, wait for it instead of stopping",
     )
-
-
-def check_not_an_input(
-    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None], option: str = "--out"
-) -> None:
-    """Refuse an output path that is one of the input files (same resolved path or same file)."""
-    ins = [Path(p) for p in inputs if p is not None]
-    for out in outputs:
-        out = Path(out)
-        for src in ins:
-            same = out.resolve() == src.resolve()
-            if not same and out.exists() and src.exists():
-                try:
-                    same = os.path.samefile(out, src)
-                except OSError:
-                    same = False
-            if same:
-                raise InputError(
-                    f"{option} {out} is the input file {src}; it would be overwritten. Give another output name"
-                )

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from napari_grainseg.cli._common import add_edge_arguments, edge_params_from_args, load_micrograph
-from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
+from napari_grainseg.cli._limits import add_max_pixels_argument
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.outputs import check_not_an_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, read_image_array
-from napari_grainseg.cli._limits import add_max_pixels_argument, check_not_an_input
+from napari_grainseg.cli._limits import add_max_pixels_argument
 from napari_grainseg.errors import InputError
+from napari_grainseg.io.outputs import check_not_an_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:

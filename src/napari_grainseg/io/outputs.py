@@ -363,6 +363,26 @@ def remove_stale_staging(out_dir: str | os.PathLike, run_id: str) -> list[Path]:
 # --------------------------------------------------------------------------- records
 
 
+def check_not_an_input(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None], option: str = "--out"
+) -> None:
+    """Refuse an output path that is one of the input files (same resolved path or same file)."""
+    ins = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        out = Path(out)
+        for src in ins:
+            same = out.resolve() == src.resolve()
+            if not same and out.exists() and src.exists():
+                try:
+                    same = os.path.samefile(out, src)
+                except OSError:
+                    same = False
+            if same:
+                raise InputError(
+                    f"{option} {out} is the input file {src}; it would be overwritten. Give another output name"
+                )
+
+
 def file_record(path: str | os.PathLike) -> dict:
     """Size and SHA-256 of a file."""
     digest = hashlib.sha256()

@@ -218,14 +218,51 @@ def save_overlay(path, image: np.ndarray | None, boundaries: np.ndarray) -> Path
     return path
 
 
-def write_tiff(path, array: np.ndarray) -> Path:
-    """Write a label or boundary image as a zlib-compressed TIFF, atomically (dtype kept)."""
+def write_tiff(path, array: np.ndarray, pixel_size_nm: float | None = None) -> Path:
+    """Write a label or boundary image as a zlib-compressed TIFF, atomically (dtype kept).
+
+    With ``pixel_size_nm`` the calibration goes into X/YResolution in pixels per centimetre,
+    which this package's readers (and ImageJ, Fiji) read back, so an export reopens calibrated.
+    """
     import tifffile
 
     path = Path(path)
+    kwargs = {}
+    if pixel_size_nm:
+        per_cm = 1e7 / float(pixel_size_nm)
+        kwargs = {"resolution": (per_cm, per_cm), "resolutionunit": tifffile.RESUNIT.CENTIMETER}
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression="zlib")
+        tifffile.imwrite(tmp, np.asarray(array), compression="zlib", **kwargs)
     return path
+
+
+#: File endings of each export of a measured field (``write_field_exports``'s ``what``).
+FIELD_EXPORT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "csv": ("_grains.csv",),
+    "json": ("_summary.json",),
+    "histogram": ("_histogram.png", "_histogram.svg"),
+    "tiff": ("_grains.tif", "_boundaries.tif"),
+}
+
+
+def field_export_paths(out_dir, stem: str, what: tuple[str, ...], *, svg: bool = False) -> list[Path]:
+    """The files ``write_field_exports(out_dir, stem, ..., what=what, svg=svg)`` would write.
+
+    Lets a caller look for files it would replace before writing any.
+
+    Examples
+    --------
+    >>> [p.name for p in field_export_paths("out", "cu", ("csv", "histogram"))]
+    ['cu_grains.csv', 'cu_histogram.png']
+    """
+    out_dir = Path(out_dir)
+    names = []
+    for kind in what:
+        suffixes = FIELD_EXPORT_SUFFIXES[kind]
+        if kind == "histogram" and not svg:
+            suffixes = suffixes[:1]
+        names += [out_dir / f"{stem}{suffix}" for suffix in suffixes]
+    return names
 
 
 def write_field_exports(
@@ -237,12 +274,21 @@ def write_field_exports(
     extra: dict | None = None,
     svg: bool = False,
     what: tuple[str, ...] = ("csv", "json", "histogram"),
+    labels: np.ndarray | None = None,
 ) -> dict[str, Path]:
-    """Write the chosen exports of a measured field: CSV, summary JSON, histogram PNG (and SVG).
+    """Write the chosen exports of a measured field: CSV, summary JSON, histogram PNG (and SVG),
+    label and boundary TIFFs.
 
-    The histogram figure is drawn once (report layout) and saved as PNG, and as
-    SVG with ``svg``. Returns ``{"csv", "json", "histogram_png"[, "histogram_svg"]}`` → path.
+    The histogram figure is drawn once (report layout) and saved as PNG, and as SVG with
+    ``svg``. ``"tiff"`` in ``what`` needs ``labels`` (0 = boundary); the TIFFs carry the
+    table's pixel size. Returns ``{"csv", "json", "histogram_png"[, "histogram_svg"],
+    "grains_tif", "boundaries_tif"}`` → path, for the kinds asked.
     """
+    unknown = set(what) - set(FIELD_EXPORT_SUFFIXES)
+    if unknown:
+        raise ValueError(f"unknown export kinds {sorted(unknown)}; known: {sorted(FIELD_EXPORT_SUFFIXES)}")
+    if "tiff" in what and labels is None:
+        raise ValueError("the TIFF exports need the label image")
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     if "csv" in what:
@@ -254,6 +300,11 @@ def write_field_exports(
         paths["histogram_png"] = save_figure(fig, out_dir / f"{stem}_histogram.png")
         if svg:
             paths["histogram_svg"] = save_figure(fig, out_dir / f"{stem}_histogram.svg")
+    if "tiff" in what:
+        nm = table.pixel_size_nm
+        labels = np.asarray(labels)
+        paths["grains_tif"] = write_tiff(out_dir / f"{stem}_grains.tif", labels.astype(np.uint32), nm)
+        paths["boundaries_tif"] = write_tiff(out_dir / f"{stem}_boundaries.tif", (labels == 0).astype(np.uint8), nm)
     return paths
 
 

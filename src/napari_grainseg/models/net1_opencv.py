@@ -116,12 +116,15 @@ def export_net1_onnx(weights_path: str | Path | None = None, onnx_path: str | Pa
     BatchNorm is folded into the convolutions first (as for PyTorch inference); height and
     width stay free. The record next to the export holds the weights' SHA-256, the versions
     used, and the largest logit difference between PyTorch and OpenCV on a seeded check input
-    (an export that differs by more than 1e-3 is refused). Needs the ``onnx`` package.
+    (an export that differs by more than 1e-3 is refused). Needs the ``onnx`` package. An
+    ``onnx_path`` that does not end in ``.onnx``, or would replace the weights or their info
+    JSON, is refused.
     """
     import cv2
     import torch
 
     from napari_grainseg.io.atomic import atomic_open, atomic_path
+    from napari_grainseg.io.outputs import check_not_an_input
     from napari_grainseg.models.weights import file_sha256, load_net1, shipped_weights_dir
 
     try:
@@ -130,10 +133,13 @@ def export_net1_onnx(weights_path: str | Path | None = None, onnx_path: str | Pa
         raise InputError("exporting to ONNX needs the onnx package: pip install 'napari-grainseg[export]'") from None
     shipped = weights_path is None
     weights_path = Path(weights_path) if weights_path is not None else shipped_weights_dir() / "net1.pt"
-    model = load_net1(weights_path, device="cpu")
     default_onnx, _ = onnx_paths(weights_path)
     onnx_path = Path(onnx_path) if onnx_path is not None else default_onnx
     record_path = onnx_path.with_name(onnx_path.name + ".json")
+    if onnx_path.suffix != ".onnx":
+        raise InputError(f"--out {onnx_path}: an ONNX export needs a .onnx name")
+    check_not_an_input([onnx_path, record_path], [weights_path, weights_path.with_suffix(".json")])
+    model = load_net1(weights_path, device="cpu")
     m = model.config.multiple
     example = torch.zeros(1, model.config.in_channels, 4 * m, 6 * m)
     with atomic_path(onnx_path) as tmp, torch.inference_mode():

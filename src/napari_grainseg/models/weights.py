@@ -227,7 +227,8 @@ def average_weights(
     """Write the weighted average of several weights files of one architecture (a "model soup").
 
     Averaging the weights of two runs continued from the same start (Wortsman et al.,
-    ICML 2022) keeps much of what each learnt: Net1 v8 is the mean of v6 and v7. Floating
+    ICML 2022) keeps much of what each learnt: the shipped Net1 (v13) is the mean of v11 and
+    v12. Floating
     tensors (weights, BatchNorm statistics) are averaged; integer buffers (BatchNorm
     counters) are taken from the first file. The info JSON records every source's path,
     SHA-256, coefficient and training config, and the command that reproduces the file.
@@ -247,11 +248,18 @@ def average_weights(
     ------
     InputError
         Fewer than two files, unreadable files, different models, architectures or
-        tensor shapes, or bad coefficients.
+        tensor shapes, bad coefficients, or an ``out`` that is not a ``.pt`` file or would
+        replace one of the inputs or their info JSON.
     """
+    from napari_grainseg.io.outputs import check_not_an_input
+
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise InputError(f"averaging needs at least two weights files, got {len(paths)}")
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise InputError(f"--out {out}: the averaged weights need a .pt name (their .json goes beside them)")
+    check_not_an_input([out, out.with_suffix(".json")], [q for p in paths for q in (p, p.with_suffix(".json"))])
     coefficients = [1.0] * len(paths) if coefficients is None else [float(c) for c in coefficients]
     if len(coefficients) != len(paths):
         raise InputError(f"give one coefficient per weights file: {len(coefficients)} for {len(paths)} files")

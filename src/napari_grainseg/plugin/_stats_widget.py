@@ -34,7 +34,7 @@ from napari_grainseg.plugin._dock import (
 )
 from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
-from napari_grainseg.plugin._writer import grain_labels, write_calibrated_tiff
+from napari_grainseg.plugin._writer import grain_labels
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
@@ -206,6 +206,14 @@ class StatsWidget(Container):
         self.folder = FileEdit(label="folder", mode="d", value=Path.cwd())
         self._auto_folder: Path | None = Path.cwd()
         self.stem = LineEdit(label="file stem", value="")
+        # exports never replace a file silently: an earlier export may hold hand corrections
+        self.replace = CheckBox(text="replace existing files", value=False)
+        self.replace.tooltip = (
+            "Off: an export that would replace a file already in the folder is refused (files this "
+            "panel wrote from the same grains layer, unchanged since, are replaced). On: replace them."
+        )
+        #: resolved path -> (grains layer key, SHA-256) of each file this panel wrote
+        self._written: dict[Path, tuple[object, str]] = {}
         self.csv_button = PushButton(text="CSV")
         self.json_button = PushButton(text="JSON")
         self.hist_button = PushButton(text="Histogram")
@@ -230,6 +238,7 @@ class StatsWidget(Container):
                 self.caveats,
                 self.folder,
                 self.stem,
+                self.replace,
                 row,
                 row2,
                 self.export_status,
@@ -511,9 +520,31 @@ class StatsWidget(Container):
             extra["method"] = f"{extra.get('method', 'boundary layer')} + hand edits ({done})"
         return extra
 
+    def _check_no_replacement(self, targets: list[Path], key) -> None:
+        """Refuse an export that would replace a file this panel did not write from this layer."""
+        from napari_grainseg.io.outputs import file_record
+
+        blocked = []
+        for path in targets:
+            if not path.exists():
+                continue
+            ours = self._written.get(path.resolve())
+            if ours is None or ours[0] != key or ours[1] != file_record(path)["sha256"]:
+                blocked.append(path.name)
+        if blocked:
+            raise InputError(
+                f"not exported: {', '.join(blocked)} already in {targets[0].parent} "
+                "(perhaps an earlier, corrected export); change the file stem or tick 'replace existing files'"
+            )
+
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
-        """Write the chosen exports of the current statistics into the folder; returns the paths."""
-        from napari_grainseg.measure.report import write_field_exports
+        """Write the chosen exports of the current statistics into the folder; returns the paths.
+
+        Refused, with nothing written, where a file would be replaced that this panel did not
+        write from the same grains layer (unless "replace existing files" is ticked).
+        """
+        from napari_grainseg.io.outputs import file_record
+        from napari_grainseg.measure.report import field_export_paths, write_field_exports
 
         try:
             stem = self.stem.value.strip()
@@ -523,6 +554,9 @@ class StatsWidget(Container):
             if not folder.is_dir():
                 raise InputError(f"export folder does not exist: {folder}")
             labels, nm = self._inputs()
+            key = layer_key(self.grains.value)
+            if not self.replace.value:
+                self._check_no_replacement(field_export_paths(folder, stem, what, svg=True), key)
             stats, options = self.stats, self._options(labels)
             if (
                 stats is None
@@ -533,13 +567,10 @@ class StatsWidget(Container):
                 stats = compute_stats(labels, nm, **options)  # exports what is shown now
             # the report's exports and layout, as the CLI writes them
             paths = write_field_exports(
-                folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what
+                folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what, labels=labels
             )
-            if "tiff" in what:
-                paths["grains_tif"] = write_calibrated_tiff(folder / f"{stem}_grains.tif", labels.astype(np.uint32), nm)
-                paths["boundaries_tif"] = write_calibrated_tiff(
-                    folder / f"{stem}_boundaries.tif", (labels == 0).astype(np.uint8), nm
-                )
+            for path in paths.values():
+                self._written[Path(path).resolve()] = (key, file_record(path)["sha256"])
         except (GrainsegError, OSError) as exc:
             self._fail(exc)
             return None

@@ -23,25 +23,9 @@ def grain_labels(data: np.ndarray, role: str | None = None) -> np.ndarray:
     return validate_labels(data)
 
 
-def write_calibrated_tiff(path, array: np.ndarray, pixel_size_nm: float | None = None) -> Path:
-    """Write a label or boundary image as a zlib-compressed TIFF, atomically, dtype kept, with the
-    pixel size as X/YResolution in pixels per centimetre (read back by this plugin's reader)."""
-    import tifffile
-
-    from napari_grainseg.io.atomic import atomic_path
-
-    path = Path(path)
-    kwargs = {}
-    if pixel_size_nm:
-        per_cm = 1e7 / float(pixel_size_nm)
-        kwargs = {"resolution": (per_cm, per_cm), "resolutionunit": tifffile.RESUNIT.CENTIMETER}
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(array), compression="zlib", **kwargs)
-    return path
-
-
 def write_labels(path: str, data, meta: dict) -> list[str]:
     """Save a Labels layer: ``.tif`` keeps the array; ``.csv`` is the per-grain table (nm when calibrated)."""
+    from napari_grainseg.measure.report import write_tiff
     from napari_grainseg.measure.table import measure_grains
 
     path = Path(path)
@@ -50,7 +34,7 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     if data.ndim != 2:
         raise InputError(f"only 2-D label layers can be saved, got shape {data.shape}")
     if suffix in (".tif", ".tiff"):
-        return [str(write_calibrated_tiff(path, data, pixel_size_from(meta.get("scale"), meta.get("units"))))]
+        return [str(write_tiff(path, data, pixel_size_from(meta.get("scale"), meta.get("units"))))]
     if suffix == ".csv":
         role = (meta.get("metadata") or {}).get("grainseg_role")
         table = measure_grains(grain_labels(data, role), pixel_size_from(meta.get("scale"), meta.get("units")))

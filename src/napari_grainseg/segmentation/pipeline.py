@@ -185,8 +185,8 @@ def write_segmentation(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "boundaries": write_tiff(out_dir / f"{stem}_boundaries.tif", result.boundaries.astype(np.uint8)),
-        "grains": write_tiff(out_dir / f"{stem}_grains.tif", result.labels.astype(np.uint32)),
+        "boundaries": write_tiff(out_dir / f"{stem}_boundaries.tif", result.boundaries.astype(np.uint8), pixel_size_nm),
+        "grains": write_tiff(out_dir / f"{stem}_grains.tif", result.labels.astype(np.uint32), pixel_size_nm),
     }
     paths.update(
         write_report(
