@@ -112,6 +112,17 @@ def test_tiff_screen_default_dpi_is_not_a_calibration(tmp_path, resolution, unit
     assert "screen default" in m.metadata["calibration_source"]
 
 
+@pytest.mark.parametrize("dpi", [150, 200, 600, 1200, 4800])
+def test_tiff_print_dpi_is_not_a_calibration(tmp_path, dpi):
+    """Image editors save 150-4800 dpi in inches: read as 170-5 um pixels, grain sizes would be
+    off by 10^3-10^5 on a TEM image."""
+    path = tmp_path / "print.tif"
+    tifffile.imwrite(path, grains(np.uint8), resolution=(dpi, dpi), resolutionunit="INCH")
+    m = read_micrograph(path)
+    assert m.pixel_size_nm is None
+    assert "print setting" in m.metadata["calibration_source"]
+
+
 def test_tiff_real_inch_calibration_is_kept(tmp_path):
     # 2.54e6 pixels per inch = 10 nm per pixel: not a screen default
     path = tmp_path / "inch.tif"

@@ -390,3 +390,31 @@ def test_an_export_never_replaces_an_earlier_export_unasked(scene, qtbot, tmp_pa
     click(qtbot, stats.all_button)
     assert len(errors) == 2
     assert (tmp_path / "img_grains.tif").read_bytes() == written["img_grains.tif"]  # the re-run's 3 grains
+
+
+@pytest.mark.parametrize("on", [1, 255, 65535])
+def test_a_boundary_mask_saved_by_an_editor_reopens_as_the_same_boundaries(tmp_path, on):
+    """ImageJ and GIMP save binary masks as 0/255: non-zero is the boundary, as for 0/1."""
+    import tifffile
+
+    from napari_grainseg.plugin._reader import get_reader
+
+    mask = three_grains()
+    dtype = np.uint16 if on > 255 else np.uint8
+    tifffile.imwrite(tmp_path / "ed_boundaries.tif", mask.astype(dtype) * dtype(on))
+    ((data, _, kind),) = get_reader(str(tmp_path / "ed_boundaries.tif"))(str(tmp_path / "ed_boundaries.tif"))
+    assert kind == "labels"
+    np.testing.assert_array_equal(data, mask)
+
+
+def test_a_label_image_under_a_boundaries_name_reopens_with_its_zeros_as_boundaries(tmp_path):
+    import tifffile
+
+    from napari_grainseg.plugin._reader import get_reader
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    labels = boundaries_to_labels(three_grains()).astype(np.uint16)
+    assert labels.max() == 3
+    tifffile.imwrite(tmp_path / "lab_boundaries.tif", labels)
+    ((data, _, _),) = get_reader(str(tmp_path / "lab_boundaries.tif"))(str(tmp_path / "lab_boundaries.tif"))
+    np.testing.assert_array_equal(data, labels == 0)

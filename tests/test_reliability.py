@@ -763,3 +763,68 @@ def test_comparable_outputs_ignore_run_facts_and_see_every_other_difference(tmp_
     }
     (b / ".stage").mkdir()
     assert leftover_files(a) == [] and leftover_files(b) == [".stage"] and ".stage" not in comparable_outputs(b)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["synth", "--n", "1", "--shape", "64x64", "--out", "{file}/under"],
+        ["measure", "{labels}", "--out", "{file}/under"],
+        ["measure", "{labels}", "--out", "{labels}/under"],
+        ["eval", "--sets", "id-tem", "--limit", "0"],
+        ["eval", "--sets", "id-tem", "--limit", "1", "--markdown", "{tmp}"],
+        ["eval", "--sets", "id-tem", "--limit", "1", "--json", "{tmp}/missing/results.json"],
+    ],
+)
+def test_bad_output_paths_fail_at_once_in_one_line(tmp_path, capsys, command):
+    """Before any work, and never as an "internal error"."""
+    (tmp_path / "file").write_text("x")
+    labels = np.zeros((32, 32), np.uint16)
+    labels[:, 16:] = 2
+    labels[:, :15] = 1
+    tifffile.imwrite(tmp_path / "l.tif", labels)
+    paths = {"file": tmp_path / "file", "labels": tmp_path / "l.tif", "tmp": tmp_path}
+    args = [part.format(**paths) for part in command]
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own refusal (exit 2)
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith(("grainseg: error", "grainseg eval: error")), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "l.tif"]
+
+
+def test_measure_reads_a_boundary_mask_as_the_grains_its_lines_enclose(tmp_path, capsys):
+    """The tool's own <stem>_boundaries.tif given by mistake: not "1 grain" (the line network)."""
+    mask = np.zeros((60, 80), np.uint8)
+    mask[:, 40] = 1
+    mask[30, :40] = 1
+    tifffile.imwrite(tmp_path / "x_boundaries.tif", mask * 255)
+    assert (
+        main(["measure", str(tmp_path / "x_boundaries.tif"), "--out", str(tmp_path / "m"), "--include-edge-grains"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "looks like a boundary mask" in err and err.strip().splitlines()[-1].startswith("3 grains"), err
+    rows = (tmp_path / "m" / "x_boundaries_grains.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3
+
+
+def test_measure_takes_the_pixel_size_from_a_calibrated_label_tiff(tmp_path, capsys):
+    """The label TIFFs this tool writes carry their calibration; measure uses it (and says so)."""
+    from napari_grainseg.measure.report import write_tiff
+
+    labels = np.zeros((60, 80), np.uint32)
+    labels[:, :39] = 1
+    labels[:, 41:] = 2
+    write_tiff(tmp_path / "c_grains.tif", labels, 2.5)
+    assert main(["measure", str(tmp_path / "c_grains.tif"), "--out", str(tmp_path / "m"), "--include-edge-grains"]) == 0
+    err = capsys.readouterr().err
+    assert "pixel size 2.5 nm, from c_grains.tif's calibration" in err
+    summary = json.loads((tmp_path / "m" / "c_grains_summary.json").read_text())
+    assert summary["pixel_size_nm"] == pytest.approx(2.5)
+    assert summary["mean_ecd_nm"] == pytest.approx(summary["mean_ecd_px"] * 2.5)
+    # an explicit --pixel-size wins
+    assert main(["measure", str(tmp_path / "c_grains.tif"), "--out", str(tmp_path / "n"), "--pixel-size", "4"]) == 0
+    assert json.loads((tmp_path / "n" / "c_grains_summary.json").read_text())["pixel_size_nm"] == pytest.approx(4)

@@ -342,57 +342,6 @@ def add_measurement_arguments(parser: argparse.ArgumentParser, *, min_area: bool
     parser.add_argument("--svg", action="store_true", help="also write the histogram as SVG")
 
 
-def read_image_array(path: Path, what: str, max_pixels: int | None = None):
-    """Read a ``what`` image (``"label"``, ``"mask"``) from TIFF, PNG or NPY, dtype kept, squeezed.
-
-    ``max_pixels``: largest image accepted, checked from the header before decoding
-    (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
-    """
-    import numpy as np
-
-    from napari_grainseg.io.readers import check_pixel_count
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give a {what} image file")
-    if not path.is_file():
-        raise InputError(f"{what} file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages.first
-                check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)
-                data = tif.asarray()
-        elif suffix == ".npy":
-            header = np.load(path, mmap_mode="r", allow_pickle=False)
-            check_pixel_count(header.shape, max_pixels, path.name)
-            del header
-            data = np.load(path, allow_pickle=False)
-        elif suffix == ".png":
-            from napari_grainseg.io.readers import pillow_size_unchecked
-
-            with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
-                check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
-                data = np.asarray(im)
-        else:
-            raise InputError(f"unsupported {what} file type {suffix!r}: use .tif, .png or .npy")
-    except InputError:
-        raise
-    except ValueError as exc:
-        text = " ".join(str(exc).split())
-        if "pickle" in text.lower():  # an object array: loading it would run code
-            raise InputError(
-                f"cannot read {what} image {path}: it holds Python objects (pickled), not numbers; refused"
-            ) from None
-        raise InputError(f"cannot read {what} image {path}: {text}") from None
-    except Exception as exc:  # corrupt file
-        raise InputError(f"cannot read {what} image {path}: {' '.join(str(exc).split())}") from None
-    return np.squeeze(data)
-
-
 def measurement_options(args: argparse.Namespace, shape: tuple[int, int] | None = None) -> dict:
     """``min_area``, ``exclude`` (read and checked against ``shape``) and ``svg`` for the report."""
     from napari_grainseg.measure.table import validate_exclude_mask
@@ -401,7 +350,9 @@ def measurement_options(args: argparse.Namespace, shape: tuple[int, int] | None 
         raise InputError(f"--min-grain-area must be >= 1, got {args.min_grain_area}")
     mask = None
     if args.exclude is not None:
-        mask = read_image_array(args.exclude, "mask", getattr(args, "max_pixels", None))
+        from napari_grainseg.io.readers import read_array
+
+        mask = read_array(args.exclude, "mask", getattr(args, "max_pixels", None))
         try:
             mask = validate_exclude_mask(mask, shape if shape is not None else mask.shape)
         except InputError as exc:

@@ -8,6 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from napari_grainseg.cli._limits import bounded_int
+from napari_grainseg.errors import InputError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from napari_grainseg.evaluation.suite import DEFAULT_EVAL_SETS, EVAL_SETS, EXTRA_METHODS, METHODS
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="METHOD",
         help=f"methods (default: all of {', '.join(METHODS)}; also {', '.join(EXTRA_METHODS)})",
     )
-    p.add_argument("--limit", type=int, help="at most this many images per set (quick runs)")
+    p.add_argument("--limit", type=bounded_int(1), metavar="N", help="at most this many images per set (quick runs)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument(
         "--model",
@@ -78,9 +81,18 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.evaluation.markdown import check_section_name, replace_section
     from napari_grainseg.evaluation.suite import format_markdown, run_evaluation
     from napari_grainseg.io.atomic import atomic_open
+    from napari_grainseg.io.outputs import check_output_file
     from napari_grainseg.models.paper import paper_nets_path
 
     check_section_name(args.section)  # before the evaluation, which takes minutes
+    for option, path in (("--markdown", args.markdown), ("--json", args.json)):
+        if path is not None:
+            check_output_file(path, option=option)
+    if args.markdown is not None and args.markdown.is_file():
+        try:
+            args.markdown.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--markdown {args.markdown}: cannot read it as UTF-8 text ({exc})") from None
     if model_dir_from_args(args) is not None and (args.model / "net2.pt").is_file():
         args.net2_weights = args.model / "net2.pt"
     results = run_evaluation(
@@ -96,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     results["model"] = _model_record(args.weights, args.net2_weights)
     table = format_markdown(results)
     print(table)
+    if args.json:  # first: the results are the costly part, the markdown only their table
+        with atomic_open(args.json) as fh:
+            json.dump(results, fh, indent=2)
     if args.markdown:
         command = shlex.join(["grainseg", *(getattr(args, "argv", None) or ["eval"])])
         replace_section(
@@ -104,9 +119,6 @@ def run(args: argparse.Namespace) -> int:
             f"Regenerate with `{command}`.\n\n{table}",
             heading="## Evaluation on frozen synthetic test sets" if args.section == "eval" else None,
         )
-    if args.json:
-        with atomic_open(args.json) as fh:
-            json.dump(results, fh, indent=2)
     print("done", file=sys.stderr)
     return 0
 

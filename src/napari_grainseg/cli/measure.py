@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, read_image_array
+from napari_grainseg.cli._common import add_measurement_arguments, measurement_options
 from napari_grainseg.cli._limits import add_max_pixels_argument
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import check_not_an_input
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--pixel-size",
         default=None,
         metavar="NM",  # checked in run(), range included
-        help="pixel size in nm (default: the micrograph's calibration, if --image)",
+        help="pixel size in nm (default: the calibration of --image, else of the label TIFF)",
     )
     p.add_argument(
         "--image", type=Path, default=None, metavar="MICROGRAPH", help="micrograph for the overlay (and its pixel size)"
@@ -60,7 +60,9 @@ def read_labels(path: Path, max_pixels: int | None = None) -> np.ndarray:
     ``max_pixels``: largest image accepted, checked from the header before decoding
     (None: the readers' default; 0: no limit). Pickled ``.npy`` files are refused.
     """
-    return read_image_array(path, "label", max_pixels)
+    from napari_grainseg.io.readers import read_array
+
+    return read_array(path, "label", max_pixels)
 
 
 def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -86,12 +88,62 @@ def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return regions.astype(np.uint32 if n_regions < 2**32 else np.uint64), values[counts > 1].tolist()
 
 
-def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.measure.report import write_report
-    from napari_grainseg.measure.table import optional_pixel_size
-    from napari_grainseg.segmentation.grains import validate_labels
+def looks_like_boundary_mask(labels: np.ndarray) -> bool:
+    """Whether a two-valued image is a boundary mask (non-zero = boundary), not grain labels.
 
-    labels = validate_labels(read_labels(args.labels, args.max_pixels))
+    In a label image whose grains all share one id, the zeros (boundaries) are one connected
+    network and the grains many regions; in a boundary mask it is the other way round.
+    """
+    from skimage.measure import label as label_regions
+
+    top = labels.max(initial=0)
+    if top == 0 or np.any((labels != 0) & (labels != top)):
+        return False
+    zero_regions = int(label_regions(labels == 0, connectivity=1).max())
+    return zero_regions > 1 and zero_regions > int(label_regions(labels != 0, connectivity=1).max())
+
+
+def label_file_pixel_size(path: Path) -> float | None:
+    """The calibration stored in a label TIFF (this tool's exports carry it), else None."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import warnings
+
+    from napari_grainseg.io.readers import read_micrograph
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read_micrograph(path, max_pixels=0).pixel_size_nm
+    except InputError:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_grainseg.io.outputs import check_output_dir
+    from napari_grainseg.measure.report import field_export_paths, write_report
+    from napari_grainseg.measure.table import optional_pixel_size
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, validate_labels
+
+    # every argument and the output folder before the (possibly large) label image is read
+    pixel_size = optional_pixel_size(args.pixel_size)
+    if args.orientations < 1:
+        raise InputError(f"--orientations must be >= 1, got {args.orientations}")
+    stem = args.stem or args.labels.stem
+    outputs = field_export_paths(args.out, stem, ("csv", "json", "histogram"), svg=args.svg)
+    check_not_an_input([*outputs, args.out / f"{stem}_overlay.png"], [args.labels, args.image])
+    check_output_dir(args.out)
+
+    raw = read_labels(args.labels, args.max_pixels)
+    if raw.ndim == 2 and looks_like_boundary_mask(raw):
+        print(
+            f"grainseg: warning: {args.labels.name} looks like a boundary mask (non-zero lines between "
+            "zero regions), not a label image: measuring the grains its lines enclose",
+            file=sys.stderr,
+        )
+        labels = boundaries_to_labels(raw != 0)
+    else:
+        labels = validate_labels(raw)
     labels, split = split_regions(labels)
     if split:
         more = f" and {len(split) - 3} more" if len(split) > 3 else ""
@@ -102,10 +154,6 @@ def run(args: argparse.Namespace) -> int:
             "measured as its own grain (grains renumbered)",
             file=sys.stderr,
         )
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"--out {args.out} is a file, not a folder")
-    check_not_an_input([args.out], [args.labels, args.image])
-    pixel_size = optional_pixel_size(args.pixel_size)
     image = None
     if args.image is not None:
         from napari_grainseg.io.readers import read_micrograph
@@ -119,10 +167,11 @@ def run(args: argparse.Namespace) -> int:
             )
         if pixel_size is None:
             pixel_size = micrograph.pixel_size_nm
-    if args.orientations < 1:
-        raise InputError(f"--orientations must be >= 1, got {args.orientations}")
+    if pixel_size is None:
+        pixel_size = label_file_pixel_size(args.labels)
+        if pixel_size is not None:
+            print(f"grainseg: pixel size {pixel_size:.6g} nm, from {args.labels.name}'s calibration", file=sys.stderr)
     options = measurement_options(args, labels.shape)
-    stem = args.stem or args.labels.stem
     paths = write_report(
         args.out,
         stem,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from pathlib import Path
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.atomic import atomic_open, atomic_path
@@ -54,7 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--shape", default="96x496", help="HEIGHTxWIDTH in pixels (default: 96x496)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample (default: 0)")
-    p.add_argument("--preset", default="tem", help="tem, paper or train (default: tem)")
+    p.add_argument("--preset", default="tem", help="tem, paper, train or random (default: tem)")
     p.add_argument(
         "--param",
         action="append",
@@ -70,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import tifffile
     from tqdm import tqdm
 
+    from napari_grainseg.io.outputs import check_output_dir
     from napari_grainseg.synthetic import PRESETS, generate
     from napari_grainseg.synthetic.presets import resolve_parameters
 
@@ -83,10 +83,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.param)
     resolve_parameters(args.preset, np.random.default_rng(0), overrides)  # fail before writing
     generate(args.seed, shape, args.preset, **overrides)  # checks the shape too
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(args.out)
 
     for i in tqdm(range(args.n), desc="synth", unit="img", disable=args.quiet):
         sample = generate(args.seed + i, shape, args.preset, **overrides)

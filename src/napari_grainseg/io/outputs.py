@@ -146,6 +146,27 @@ def check_output_dir(path: str | os.PathLike, *, option: str = "--out") -> Path:
     return path
 
 
+def check_output_file(path: str | os.PathLike, *, option: str = "--out") -> Path:
+    """Check, before long work, that a single output file can be written at ``path``.
+
+    Raises
+    ------
+    InputError
+        When ``path`` is a folder, its folder is missing or not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder; give a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{option} {path}: cannot write in {folder}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path} is read-only")
+    return path
+
+
 def _mkstemp(folder: Path) -> tuple[int, str]:
     import tempfile
 

@@ -48,6 +48,8 @@ __all__ = [
     "NonSquarePixelWarning",
     "nm_per_unit",
     "read_micrograph",
+    "read_array",
+    "ARRAY_EXTENSIONS",
     "validate_pixel_size",
 ]
 
@@ -63,6 +65,9 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = _TIFF + _RASTER + _MRC + _DM + _TIA
 #: TIFF resolutions (dots per inch, whatever the ResolutionUnit) that are
 #: screen/printer defaults written by image editors, not calibrations.
 SCREEN_DEFAULT_DPI = (72.0, 96.0, 300.0)
+#: Below this many dots per inch a TIFF resolution in inches is a print setting of an image
+#: editor (150, 600, 1200 dpi...), not a calibration: its pixels would be over 2.54 um wide.
+PRINT_DPI_LIMIT = 10_000.0
 
 # Relative difference above which the y and x pixel sizes count as different.
 _SQUARE_RTOL = 1e-4
@@ -403,6 +408,8 @@ def _tiff_calibration(tif, page, metadata: dict) -> tuple[tuple[float, float] | 
     dpi = [r * 2.54e7 / nm for r in (xres, yres)]
     if all(any(abs(d - default) < 1e-3 * default for default in SCREEN_DEFAULT_DPI) for d in dpi):
         return None, unit.name.lower(), (f"{dpi[0]:.0f} dpi is a screen default, not a calibration: ignored")
+    if unit == tifffile.RESUNIT.INCH and min(dpi) < PRINT_DPI_LIMIT:
+        return None, "inch", (f"{dpi[0]:.0f} dpi is a print setting, not a calibration: ignored (give --pixel-size)")
     return (nm / yres, nm / xres), unit.name.lower(), f"TIFF ResolutionUnit {unit.name}"
 
 
@@ -681,3 +688,58 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
     with contextlib.suppress(Exception):
         metadata["file_size_bytes"] = path.stat().st_size
     return Micrograph(data, size, size_yx, str(path), metadata)
+
+
+#: File types :func:`read_array` reads (label images and masks: lossless formats only).
+ARRAY_EXTENSIONS = (".tif", ".tiff", ".png", ".bmp", ".npy")
+
+
+def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None) -> np.ndarray:
+    """Read a label image or mask (``what`` names it in errors) from TIFF, PNG, BMP or NPY, as stored.
+
+    No intensity scaling and the dtype kept, so label ids survive; leading and trailing axes of
+    length 1 are dropped. ``max_pixels``: the largest image accepted, checked from the header
+    before decoding (None: :data:`DEFAULT_MAX_PIXELS`; 0: no limit). Pickled ``.npy`` files are
+    refused (loading them would run code). Every failure is an :class:`InputError` naming the file.
+
+    Examples
+    --------
+    >>> labels = read_array("cu_grains.tif", "label")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give a {what} image file")
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in ARRAY_EXTENSIONS:
+        raise InputError(f"unsupported {what} file type {suffix!r}: use {', '.join(ARRAY_EXTENSIONS)}")
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first
+                check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)
+                data = tif.asarray()
+        elif suffix == ".npy":
+            header = np.load(path, mmap_mode="r", allow_pickle=False)
+            check_pixel_count(header.shape, max_pixels, path.name)
+            del header
+            data = np.load(path, allow_pickle=False)
+        else:
+            with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
+                check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
+                data = np.asarray(im)
+    except InputError:
+        raise
+    except ValueError as exc:
+        text = _one_line(exc)
+        if "pickle" in text.lower():
+            raise InputError(
+                f"cannot read {what} image {path}: it holds Python objects (pickled), not numbers; refused"
+            ) from None
+        raise InputError(f"cannot read {what} image {path}: {text}") from None
+    except Exception as exc:  # corrupt or foreign file
+        raise InputError(f"cannot read {what} image {path}: {_one_line(exc)}") from None
+    return np.squeeze(data)

@@ -39,10 +39,11 @@ def label_export_kind(path) -> str | None:
 def read_layers(path):
     """Read one micrograph into a napari layer-data tuple, with scale and units from its calibration.
 
-    A ``*_boundaries.tif`` (0/1) or ``*_grains.tif`` (labels) written by this
-    tool opens as one editable boundary Labels layer (a grains file's
-    boundaries are its 0 pixels) with the file's calibration: the Correct
-    grains and Grain statistics docks work on it at once.
+    A ``*_boundaries.tif`` (a two-valued mask: non-zero = boundary, so 0/1 and
+    an editor's 0/255 alike) or ``*_grains.tif`` (labels) written by this tool
+    opens as one editable boundary Labels layer (a label image's boundaries are
+    its 0 pixels) with the file's calibration: the Correct grains and Grain
+    statistics docks work on it at once.
     """
     import tifffile
 
@@ -55,8 +56,9 @@ def read_layers(path):
     if kind is not None:
         data = np.asarray(tifffile.imread(path))
         if data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
-            if kind == "grains" or data.max(initial=0) > 1:
-                data = data == 0
+            top = data.max(initial=0)
+            two_valued = not np.any((data != 0) & (data != top))
+            data = data != 0 if kind == "boundaries" and two_valued else data == 0
             return [(np.asarray(data, np.uint8), label_layer_kwargs(micrograph, Path(path)), "labels")]
     return [(micrograph.data, micrograph_layer_kwargs(micrograph, Path(path).stem), "image")]
 

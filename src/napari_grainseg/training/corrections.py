@@ -142,26 +142,14 @@ def fill_small_holes(mask: np.ndarray, max_area: int | None = None) -> np.ndarra
 # --------------------------------------------------------------------------- files
 
 
-def read_array(path: str | Path, what: str) -> np.ndarray:
-    """A label image, boundary mask or ROI mask from a file, as stored (no intensity scaling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} file not found: {path}")
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+def read_target(path: str | Path, what: str) -> np.ndarray:
+    """A label image, boundary mask or ROI mask from a file, as stored (no intensity scaling).
 
-            array = tifffile.imread(path)
-        else:
-            import cv2
+    An RGB(A) mask (lines painted in colour) becomes its brightest channel.
+    """
+    from napari_grainseg.io.readers import read_array
 
-            buffer = np.fromfile(path, dtype=np.uint8)
-            array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
-            if array is None:
-                raise ValueError("not a readable image")
-    except Exception as exc:  # corrupt or foreign file
-        raise InputError(f"cannot read {what} {path}: {' '.join(str(exc).split())}") from None
-    array = np.squeeze(np.asarray(array))
+    array = read_array(path, what)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3].max(axis=-1)
     if array.ndim != 2:
@@ -202,7 +190,7 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
     out = []
     for i, (image_path, target_path) in enumerate(zip(images, targets)):
         micrograph = read_micrograph(image_path)
-        target = read_array(target_path, kind)
+        target = read_target(target_path, kind)
         if target.shape != micrograph.data.shape:
             raise InputError(
                 f"{target_path} has shape {target.shape} but its image {image_path} has {micrograph.data.shape}"
@@ -216,7 +204,7 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
         sources = {"image": str(image_path.resolve()), "target": str(target_path.resolve()), "kind": kind}
         if rois is not None:
             roi_path = Path(rois[i])
-            roi = read_array(roi_path, "roi") != 0
+            roi = read_target(roi_path, "roi") != 0
             if roi.shape != micrograph.data.shape:
                 raise InputError(
                     f"{roi_path} has shape {roi.shape} but its image {image_path} has {micrograph.data.shape}"
