@@ -507,3 +507,30 @@ def test_nm_per_unit(unit, nm):
 def test_nm_per_unit_reciprocal(unit):
     with pytest.raises(InputError, match="diffraction"):
         nm_per_unit(unit)
+
+
+def test_a_tiff_movie_is_refused_before_its_frames_are_decoded(tmp_path, monkeypatch):
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, grains(np.uint8, (40, 32, 32)))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the frames were decoded")
+
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", no_decoding)
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", no_decoding)
+    with pytest.raises(InputError, match=r"3-D stack of shape \(40, 32, 32\).*extract one frame"):
+        read_micrograph(path)
+
+
+def test_an_mrc_tilt_series_is_refused_from_its_header(tmp_path, monkeypatch):
+    import mrcfile
+
+    path = tmp_path / "tilt.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(grains(np.float32, (7, 32, 32)))
+    opened = []
+    real_open = mrcfile.open
+    monkeypatch.setattr(mrcfile, "open", lambda *a, **k: opened.append(k.get("header_only")) or real_open(*a, **k))
+    with pytest.raises(InputError, match="stack of 7 images"):
+        read_micrograph(path)
+    assert opened == [True]  # the data were never opened

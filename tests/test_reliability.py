@@ -828,3 +828,33 @@ def test_measure_takes_the_pixel_size_from_a_calibrated_label_tiff(tmp_path, cap
     # an explicit --pixel-size wins
     assert main(["measure", str(tmp_path / "c_grains.tif"), "--out", str(tmp_path / "n"), "--pixel-size", "4"]) == 0
     assert json.loads((tmp_path / "n" / "c_grains_summary.json").read_text())["pixel_size_nm"] == pytest.approx(4)
+
+
+@pytest.mark.parametrize("offset, scale", [(1e10, 1.0), (1.0, 1e-10), (1e9, 10.0), (-3e12, 5e3)])
+def test_a_small_range_on_a_large_offset_survives_float32(offset, scale):
+    """float64 pixels such as 1e9 + noise: the float32 cast alone would round them to a few levels."""
+    from napari_grainseg.io.validate import ExtremeValuesWarning, validate_image
+
+    unit = generate(1, SHAPE, "tem").image.astype(np.float64)
+    unit = (unit - unit.min()) / (unit.max() - unit.min())
+    with pytest.warns(ExtremeValuesWarning, match="offset"):
+        v = validate_image(offset + scale * unit)
+    assert np.allclose(v, unit, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.arange(64 * 64, dtype=np.float64).reshape(64, 64) / 4096 + 1000,
+        np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) + 60000,
+    ],
+)
+def test_ordinary_offsets_are_kept_without_a_warning(image):
+    import warnings
+
+    from napari_grainseg.io.validate import validate_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v = validate_image(image)
+    assert np.array_equal(v, image.astype(np.float32))

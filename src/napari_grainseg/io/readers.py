@@ -43,6 +43,7 @@ __all__ = [
     "PIXEL_SIZE_RANGE_NM",
     "Micrograph",
     "check_pixel_count",
+    "check_single_image",
     "pillow_size_unchecked",
     "ImplausibleCalibrationWarning",
     "NonSquarePixelWarning",
@@ -184,6 +185,22 @@ _NM_PER_UNIT = {
 }
 _PIXEL_UNITS = {"", "pixel", "pixels", "px", "pix", "<undefined>", "undefined", "none"}
 _RECIPROCAL = re.compile(r"^1\s*/|\^\s*-\s*1$|-1$|⁻¹$|^per\s|^recip")
+
+
+def check_single_image(shape, axes: str, source: str = "the image") -> None:
+    """Refuse, from a file's header, anything but one 2-D image (gray, RGB or RGBA samples).
+
+    ``axes`` are tifffile's letters (``S`` = colour samples); axes of length 1 do not count.
+    A movie or tilt series is refused before its frames are decoded.
+    """
+    kept = [(int(n), a) for n, a in zip(shape, axes) if int(n) != 1]
+    planes = [n for n, a in kept if a != "S"]
+    samples = [n for n, a in kept if a == "S"]
+    if len(planes) > 2 or (len(planes) == 2 and samples and samples != [3] and samples != [4]) or len(samples) > 1:
+        raise InputError(
+            f"expected a 2-D micrograph, got a {len(kept)}-D stack of shape {tuple(int(n) for n in shape)} "
+            f"(axes {axes}) in {source}; extract one frame first"
+        )
 
 
 def _clean_unit(unit: str) -> str:
@@ -420,6 +437,7 @@ def _read_tiff(path: Path, max_pixels: int | None = None) -> _Raw:
         series = tif.series[0]
         page = tif.pages.first  # a TiffPage with all tags (series pages may be frames)
         check_pixel_count((page.imagelength, page.imagewidth), max_pixels, path.name)  # before decoding
+        check_single_image(series.shape, series.axes, path.name)  # a movie is refused undecoded
         array = series.asarray()
         axes = series.axes
         metadata = _base_metadata("TIFF", "tifffile", array)
@@ -508,6 +526,12 @@ def _read_mrc(path: Path, max_pixels: int | None = None) -> _Raw:
 
     with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
         check_pixel_count((int(mrc.header.ny), int(mrc.header.nx)), max_pixels, path.name)
+        nz = int(mrc.header.nz)
+        if nz > 1:  # refused from the header: a tilt series is not read in full to say so
+            raise InputError(
+                f"{path.name} holds a stack of {nz} images (shape ({nz}, {int(mrc.header.ny)}, "
+                f"{int(mrc.header.nx)})); extract one image first"
+            )
     with mrcfile.open(path, mode="r", permissive=False) as mrc:
         array = np.array(mrc.data)
         voxel = mrc.voxel_size
@@ -540,12 +564,18 @@ def _read_with_rsciio(path: Path, module: str, fmt: str, max_pixels: int | None 
     reader = _import_rsciio(module, fmt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        signals = reader.file_reader(str(path), lazy=False)
+        signals = reader.file_reader(str(path), lazy=True)  # shapes first, pixels only if 2-D
     if not signals:
         raise InputError(f"no image found in {path.name}")
     signal = signals[0]
-    check_pixel_count(np.shape(signal["data"]), max_pixels, path.name)
-    array = np.asarray(signal["data"])
+    lazy = signal["data"]
+    check_pixel_count(np.shape(lazy), max_pixels, path.name)
+    if not getattr(lazy.dtype, "names", None) and len(np.shape(lazy)) != 2:
+        raise InputError(
+            f"{path.name} holds a {len(np.shape(lazy))}-D dataset of shape {tuple(np.shape(lazy))}, "
+            "not a single 2-D image (stack, spectrum or line scan?)"
+        )
+    array = np.asarray(lazy)
     metadata = _base_metadata(fmt, f"rosettasciio ({module})", array)
     metadata["reader_messages"] = [str(w.message) for w in caught]
     if len(signals) > 1:

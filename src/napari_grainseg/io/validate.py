@@ -85,9 +85,10 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
     Warns
     -----
     ExtremeValuesWarning
-        Values beyond ±``SAFE_MAGNITUDE`` or spanning less than ``SAFE_MIN_SPAN``
-        (finite, not constant): rescaled linearly to 0..1 instead of overflowing to
-        infinity or collapsing to a constant in float32.
+        Values beyond ±``SAFE_MAGNITUDE``, spanning less than ``SAFE_MIN_SPAN``, or
+        spanning too little for their offset to keep 10^4 levels in float32 (e.g.
+        1e9 + noise): rescaled linearly to 0..1 in float64 instead of overflowing to
+        infinity or collapsing (nearly) to a constant in float32.
     """
     data = np.asarray(data)
     if data.dtype == bool:
@@ -107,10 +108,22 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
         raise InputError(f"image is constant (every pixel is {lo}): there are no grains to find")
     lo64, hi64 = float(lo), float(hi)
     span = hi64 / 2 - lo64 / 2  # halves: no overflow for -1e308..1e308
-    if max(abs(lo64), abs(hi64)) > SAFE_MAGNITUDE or span < 0.5 * SAFE_MIN_SPAN:
-        # float32 (and the squares in the edge filters) would overflow to infinity or
-        # flush the differences to zero: keep the picture, rescaled to 0..1 in float64.
-        reason = "large" if span >= 0.5 * SAFE_MIN_SPAN else "close together"
+    magnitude = max(abs(lo64), abs(hi64))
+    if np.issubdtype(data.dtype, np.integer):
+        coarse = magnitude > 2**24  # whole numbers above 2^24 are not all exact in float32
+    else:  # float32's step at this magnitude would leave under 10^4 levels across the range
+        coarse = float(np.spacing(np.float32(magnitude))) > 2 * span * 1e-4
+    if magnitude > SAFE_MAGNITUDE or span < 0.5 * SAFE_MIN_SPAN or coarse:
+        # float32 (and the squares in the edge filters) would overflow to infinity, flush the
+        # differences to zero, or round them away against a large offset: keep the picture,
+        # rescaled to 0..1 in float64 (the offset subtracted first).
+        reason = (
+            "large"
+            if magnitude > SAFE_MAGNITUDE
+            else "close together"
+            if span < 0.5 * SAFE_MIN_SPAN
+            else "close together for their offset"
+        )
         warnings.warn(
             f"pixel values span {lo64:.6g} to {hi64:.6g}, too {reason} "
             "to compute with in float32: rescaled linearly to 0..1",
