@@ -858,3 +858,16 @@ def test_ordinary_offsets_are_kept_without_a_warning(image):
         warnings.simplefilter("error")
         v = validate_image(image)
     assert np.array_equal(v, image.astype(np.float32))
+
+
+def test_a_pixel_size_that_overrides_a_calibration_is_named(tmp_path, capsys):
+    """--pixel-size 2.5 given for a 2.5 um (2500 nm) calibration: said, with the ratio."""
+    from napari_grainseg.cli._common import load_micrograph
+    from napari_grainseg.measure.report import write_tiff
+
+    write_tiff(tmp_path / "cal.tif", (generate(1, SHAPE, "tem").image * 60000).astype(np.uint16), 2.5)
+    assert load_micrograph(tmp_path / "cal.tif", pixel_size_nm=2.6).pixel_size_nm == 2.6  # within 10 %: quiet
+    assert capsys.readouterr().err == ""
+    assert load_micrograph(tmp_path / "cal.tif", pixel_size_nm=2500).pixel_size_nm == 2500
+    err = capsys.readouterr().err
+    assert "--pixel-size 2500 nm replaces the calibration of cal.tif, 2.5 nm (1e+03x)" in err, err

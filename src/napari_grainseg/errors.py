@@ -15,3 +15,17 @@ class GrainsegError(Exception):
 
 class InputError(GrainsegError, ValueError):
     """The user's input (file, image, parameter) cannot be used; the message says why."""
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's message on one line (whitespace collapsed), its type name if empty.
+
+    ``limit``: longest result; longer messages end in "...".
+
+    Examples
+    --------
+    >>> one_line(ValueError("bad\\n  value"))
+    'bad value'
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

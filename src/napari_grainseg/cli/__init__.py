@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_grainseg import __version__
-from napari_grainseg.errors import GrainsegError
+from napari_grainseg.errors import GrainsegError, one_line
 
 #: Subcommand modules, in the order ``grainseg --help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except GrainsegError as exc:
-        print(f"grainseg: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"grainseg: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("grainseg: interrupted", file=sys.stderr)
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(
-            f"grainseg: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"grainseg: internal error: {type(exc).__name__}: {one_line(exc)} "
             "(run with --debug for the traceback, and please report it)",
             file=sys.stderr,
         )
@@ -123,17 +123,13 @@ def _one_line_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None):
         try:
             print(
-                f"grainseg: warning: {_one_line(message) if isinstance(message, BaseException) else message}",
+                f"grainseg: warning: {one_line(message) if isinstance(message, BaseException) else message}",
                 file=file or sys.stderr,
             )
         except (OSError, ValueError):  # stderr closed
             pass
 
     warnings.showwarning = show
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

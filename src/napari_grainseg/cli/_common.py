@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from napari_grainseg.cli._limits import bounded_float, bounded_int, nonempty, pixel_size_nm
@@ -96,6 +97,14 @@ def load_micrograph(
         raise InputError("no input: give a micrograph file, or --sample for the bundled one")
     micrograph = read_micrograph(path, max_pixels=max_pixels)
     if pixel_size_nm is not None:
+        stored = micrograph.pixel_size_nm
+        if stored is not None and abs(pixel_size_nm - stored) > 0.1 * stored:
+            # a value typed in the wrong unit (um for nm) is 1000x off: say what is replaced
+            print(
+                f"grainseg: warning: --pixel-size {pixel_size_nm:g} nm replaces the calibration of "
+                f"{Path(path).name}, {stored:.6g} nm ({pixel_size_nm / stored:.3g}x)",
+                file=sys.stderr,
+            )
         micrograph = micrograph.with_pixel_size(pixel_size_nm)
     return micrograph
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from napari_grainseg.errors import InputError
+
 
 def bounded_float(lo: float, hi: float, *, lo_open: bool = False, what: str = "value"):
     """argparse type: a finite number in [lo, hi] (``lo_open``: lo excluded)."""
@@ -42,19 +44,13 @@ def bounded_int(lo: int, hi: int | None = None):
 
 
 def pixel_size_nm(text: str) -> float:
-    """argparse type: a pixel size in nm within :data:`napari_grainseg.io.readers.PIXEL_SIZE_RANGE_NM`."""
-    from napari_grainseg.io.readers import PIXEL_SIZE_RANGE_NM
+    """argparse type: a pixel size in nm, checked by :func:`napari_grainseg.io.readers.validate_pixel_size`."""
+    from napari_grainseg.io.readers import validate_pixel_size
 
-    lo, hi = PIXEL_SIZE_RANGE_NM
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of nm, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    if not lo <= value <= hi:
-        raise argparse.ArgumentTypeError(f"{text} nm is outside the plausible range {lo:g} to {hi:g} nm per pixel")
-    return value
+        return validate_pixel_size(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def nonempty(text: str) -> str:

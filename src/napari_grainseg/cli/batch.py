@@ -14,16 +14,6 @@ from napari_grainseg.cli._limits import add_max_pixels_argument, add_output_safe
 MAX_THREADS_PER_WORKER = 256
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch",
@@ -47,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
         "--workers",
-        type=_positive_int,
+        type=bounded_int(1),
         default=None,
         metavar="N",
         help="worker processes of the local Dask cluster, T threads each (default: CPU cores // T, "

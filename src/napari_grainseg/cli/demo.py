@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the pipeline on the bundled real TEM micrograph",
-        description="Run the full pipeline (edge fusion, Net1, Net2, grains, measurements, figures) on the "
+        description="Run the default pipeline (edge fusion, Net1, grains by watershed, measurements, figures) on the "
         "bundled real TEM micrograph (interconnect line, CC0, Saleh et al. 2025) and write every output "
         "to --out: the files of `grainseg segment` plus the fused edge image.",
     )

@@ -176,12 +176,14 @@ EVAL_SETS: dict[str, EvalSet] = {
         ),
     )
 }
-# Added in session 9, as evidence the generator did not tune (docs/generalisation.md): a look no
-# shipped model was trained on (the domain-randomisation preset), and real hand-traced crops
+# Added in session 9, as evidence the generator did not tune (docs/generalisation.md): a look v5
+# was not trained on (the domain-randomisation preset; Net1 v6 and later train on it, never on
+# these frozen draws), and real hand-traced crops
 # (not shipped; found through evaluation.real_sets.find_tbm_dir). Not in the default run.
 EVAL_SETS["look-random"] = EvalSet(
     "look-random",
-    "held-out look: the domain-randomisation preset (not in v5's training)",
+    "randomised look: frozen draws of the domain-randomisation preset (held out of v5's training; "
+    "v6 and later train on the preset, not these draws)",
     "random",
     (256, 256),
     8_000_800_000,

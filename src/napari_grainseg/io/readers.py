@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from napari_grainseg.errors import InputError
+from napari_grainseg.errors import InputError, one_line
 from napari_grainseg.io.validate import validate_image
 
 __all__ = [
@@ -615,11 +615,6 @@ def _reader_for(suffix: str):
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -> Micrograph:
     """Read a 2-D micrograph and its pixel size from a file.
 
@@ -677,7 +672,7 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
         raise InputError(f"cannot read {path}: not enough memory") from None
     except Exception as exc:  # any failure of a third-party reader means a bad file
         raise InputError(
-            f"cannot read {path}: {_one_line(exc)} (corrupt, truncated or not really a {suffix[1:].upper()} file?)"
+            f"cannot read {path}: {one_line(exc, 200)} (corrupt, truncated or not really a {suffix[1:].upper()} file?)"
         ) from exc
 
     metadata = raw.metadata
@@ -764,12 +759,12 @@ def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None
     except InputError:
         raise
     except ValueError as exc:
-        text = _one_line(exc)
+        text = one_line(exc, 200)
         if "pickle" in text.lower():
             raise InputError(
                 f"cannot read {what} image {path}: it holds Python objects (pickled), not numbers; refused"
             ) from None
         raise InputError(f"cannot read {what} image {path}: {text}") from None
     except Exception as exc:  # corrupt or foreign file
-        raise InputError(f"cannot read {what} image {path}: {_one_line(exc)}") from None
+        raise InputError(f"cannot read {what} image {path}: {one_line(exc, 200)}") from None
     return np.squeeze(data)

@@ -8,7 +8,6 @@ code is ever executed, and a model trained on a GPU loads on a CPU.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -309,11 +308,9 @@ def average_weights(
 
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file (recorded with weights so a Net2 can name the Net1 it was trained against)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from napari_grainseg.io.outputs import file_record
+
+    return file_record(path)["sha256"]
 
 
 def load_net1(path: str | Path | None = None, device="cpu", *, for_training: bool = False):
