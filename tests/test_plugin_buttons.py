@@ -390,6 +390,7 @@ def test_an_export_never_replaces_an_earlier_export_unasked(scene, qtbot, tmp_pa
     click(qtbot, stats.all_button)
     assert len(errors) == 2
     assert (tmp_path / "img_grains.tif").read_bytes() == written["img_grains.tif"]  # the re-run's 3 grains
+    assert not stats.replace.value  # the permission was for that export only
 
 
 @pytest.mark.parametrize("on", [1, 255, 65535])

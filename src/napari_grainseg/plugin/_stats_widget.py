@@ -210,7 +210,8 @@ class StatsWidget(Container):
         self.replace = CheckBox(text="replace existing files", value=False)
         self.replace.tooltip = (
             "Off: an export that would replace a file already in the folder is refused (files this "
-            "panel wrote from the same grains layer, unchanged since, are replaced). On: replace them."
+            "panel wrote from the same grains layer, unchanged since, are replaced). On: the next "
+            "export replaces them; the box then clears itself."
         )
         #: resolved path -> (grains layer key, SHA-256) of each file this panel wrote
         self._written: dict[Path, tuple[object, str]] = {}
@@ -571,6 +572,7 @@ class StatsWidget(Container):
             )
             for path in paths.values():
                 self._written[Path(path).resolve()] = (key, file_record(path)["sha256"])
+            self.replace.value = False  # a permission for this export, not for every later one
         except (GrainsegError, OSError) as exc:
             self._fail(exc)
             return None
