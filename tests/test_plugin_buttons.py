@@ -374,8 +374,11 @@ def test_an_export_never_replaces_an_earlier_export_unasked(scene, qtbot, tmp_pa
     rerun = BoundaryLink.create(viewer, image, three_grains())
     stats.grains.value = rerun.grains
     assert stats.stem.value == "img"
+    summary = stats.summary.value
     click(qtbot, stats.all_button)
     assert len(errors) == 1 and "img_grains.tif" in errors[0] and "replace existing files" in errors[0]
+    # the refusal is shown under the export buttons; the statistics above stay as they were
+    assert stats.export_status.value.startswith("not exported: img_grains.csv") and stats.summary.value == summary
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == corrected  # nothing written
     # a file edited outside napari is not "ours" either, even from the first layer
     stats.grains.value = link.grains
@@ -391,6 +394,7 @@ def test_an_export_never_replaces_an_earlier_export_unasked(scene, qtbot, tmp_pa
     assert len(errors) == 2
     assert (tmp_path / "img_grains.tif").read_bytes() == written["img_grains.tif"]  # the re-run's 3 grains
     assert not stats.replace.value  # the permission was for that export only
+    assert stats.export_status.value.startswith("wrote ") and not stats.summary.value.startswith("error")
 
 
 @pytest.mark.parametrize("on", [1, 255, 65535])
@@ -419,3 +423,66 @@ def test_a_label_image_under_a_boundaries_name_reopens_with_its_zeros_as_boundar
     tifffile.imwrite(tmp_path / "lab_boundaries.tif", labels)
     ((data, _, _),) = get_reader(str(tmp_path / "lab_boundaries.tif"))(str(tmp_path / "lab_boundaries.tif"))
     np.testing.assert_array_equal(data, labels == 0)
+
+
+def test_an_export_reopened_alone_exports_beside_its_file_in_a_dock_that_shows_every_control(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, errors
+):
+    """Reopened without its micrograph (a long layer name in the dock from the start), a boundary
+    export's statistics go to the export's folder, not napari's working folder, and the dock's
+    rows fit its area."""
+    from qtpy.QtWidgets import QScrollArea
+
+    from napari_grainseg.measure.report import write_tiff
+
+    data, elsewhere = tmp_path / "data", tmp_path / "cwd"
+    data.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    write_tiff(data / "a_rather_long_sample_name_boundaries.tif", three_grains())
+    viewer = make_napari_viewer()
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.open(str(data / "a_rather_long_sample_name_boundaries.tif"), plugin="napari-grainseg")
+    dock, stats = viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    qtbot.waitUntil(lambda: stats.stats is not None, timeout=10_000)
+    assert Path(stats.folder.value) == data
+    area = stats.native.findChild(QScrollArea)
+    qtbot.waitUntil(lambda: area.viewport().width() > 0)
+    assert stats.body.native.minimumSizeHint().width() <= area.viewport().width()
+    click(qtbot, stats.csv_button)
+    assert errors == [] and (data / "a_rather_long_sample_name_grains.csv").is_file()
+    assert list(elsewhere.iterdir()) == []
+    # "All" would write over the very file that was opened: refused until asked
+    click(qtbot, stats.all_button)
+    assert len(errors) == 1 and "a_rather_long_sample_name_boundaries.tif" in errors[0]
+
+
+def test_a_reopened_export_is_calibrated_through_its_micrograph_as_the_warning_says(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    import tifffile
+
+    from napari_grainseg.measure.report import write_tiff
+    from napari_grainseg.plugin import _stats_widget
+
+    warned = []
+    monkeypatch.setattr(_stats_widget, "show_warning", warned.append)
+    write_tiff(tmp_path / "cu_boundaries.tif", three_grains())  # no calibration
+    tifffile.imwrite(tmp_path / "cu.tif", (np.random.default_rng(3).random((H, W)) * 255).astype(np.uint8))
+    viewer = make_napari_viewer()
+    (boundaries,) = viewer.open(str(tmp_path / "cu_boundaries.tif"), plugin="napari-grainseg")
+    _, stats = viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    qtbot.waitUntil(lambda: stats.stats is not None, timeout=10_000)
+    assert len(warned) == 1 and "open its micrograph ('cu')" in warned[0], warned
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    (image,) = viewer.open(str(tmp_path / "cu.tif"), plugin="napari-grainseg")
+    viewer.layers.selection.active = image
+    assert seg.image.value is image
+    seg.pixel_size.value = 2.5
+    click(qtbot, seg.apply_pixel_size)
+    from napari_grainseg.plugin._layers import pixel_size_of
+
+    assert pixel_size_of(boundaries) == pytest.approx(2.5)
+    viewer.layers.selection.active = boundaries
+    qtbot.waitUntil(lambda: stats.stats is not None and stats.stats.pixel_size_nm == pytest.approx(2.5), timeout=10_000)
+    assert "nm" in stats.summary.value

@@ -199,7 +199,7 @@ def check_single_image(shape, axes: str, source: str = "the image") -> None:
     if len(planes) > 2 or (len(planes) == 2 and samples and samples != [3] and samples != [4]) or len(samples) > 1:
         raise InputError(
             f"expected a 2-D micrograph, got a {len(kept)}-D stack of shape {tuple(int(n) for n in shape)} "
-            f"(axes {axes}) in {source}; extract one frame first"
+            f"in {source}; extract one frame first"
         )
 
 

@@ -101,8 +101,8 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     FigureCanvasAgg(fig)
     ax_n, ax_a, ax_c = fig.subplots(3, 1) if vertical else fig.subplots(1, 3)
     n_inc = summary.get("n_grains_included", 0)
-    title = f"{n_inc} grains" + (
-        f", edge correction: {summary['edge_correction']}" if summary.get("edge_correction") else ""
+    title = f"{n_inc} grain{'' if n_inc == 1 else 's'}" + (
+        f", border grains corrected ({summary['edge_correction']})" if summary.get("edge_correction") else ""
     )
     fig.suptitle(f"Equivalent circle diameter (ECD) — {title}")
     fit = summary.get("lognormal")

@@ -74,7 +74,7 @@ def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HE
     """Put ``body`` into a vertical ``QScrollArea`` that is ``outer``'s only child. Returns the area."""
     from magicgui.widgets import Label
     from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
+    from qtpy.QtWidgets import QComboBox, QFrame, QScrollArea, QSizePolicy
 
     for widget in body:
         if isinstance(widget, Label):  # long status lines wrap instead of widening the dock
@@ -83,11 +83,16 @@ def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HE
             policy = widget.native.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
             widget.native.setSizePolicy(policy)
+    for combo in body.native.findChildren(QComboBox):
+        # a long layer name present when the dock opens must not widen it past its area
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
     body.native.layout().addStretch(1)  # rows packed at the top, not spread over a tall dock
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    # a scroll bar rather than cut-off controls, should the rows ever need more than the area
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     area.setWidget(body.native)
     area.setMinimumHeight(min_height)
     width = body.native.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width() + 4

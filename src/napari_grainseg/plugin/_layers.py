@@ -136,6 +136,7 @@ def image_folder(layer) -> Path:
     if layer is not None:
         candidates.append(getattr(getattr(layer, "source", None), "path", None))
         candidates.append((layer.metadata.get("grainseg") or {}).get("source"))
+        candidates.append(layer.metadata.get("grainseg_file"))  # an export reopened by our reader
     for candidate in candidates:
         if not candidate or candidate == "array":
             continue

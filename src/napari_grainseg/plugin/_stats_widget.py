@@ -38,6 +38,8 @@ from napari_grainseg.plugin._writer import grain_labels
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
+#: Layer events after which the statistics are measured again.
+_REMEASURE_EVENTS = ("data", "scale", "units")
 
 
 @dataclass
@@ -340,8 +342,8 @@ class StatsWidget(Container):
     def _watch(self, layer) -> None:
         if self._watched is not None:
             try:
-                self._watched.events.data.disconnect(self._debouncer.trigger)
-                self._watched.events.scale.disconnect(self._debouncer.trigger)
+                for event in _REMEASURE_EVENTS:
+                    getattr(self._watched.events, event).disconnect(self._debouncer.trigger)
             except (TypeError, ValueError, RuntimeError):
                 pass
         previous = self._watched
@@ -357,11 +359,14 @@ class StatsWidget(Container):
             current = self.exclude.value
             if not (current is None and match is None) and not same_layer(current, match):
                 self.exclude.value = match
-            layer.events.data.connect(self._debouncer.trigger)
-            layer.events.scale.connect(self._debouncer.trigger)
+            for event in _REMEASURE_EVENTS:  # the pixels, or their size in nm (scale and unit)
+                getattr(layer.events, event).connect(self._debouncer.trigger)
             # the exports are named after, and by default saved beside, the image measured
             self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
             image = source_image(self._viewer, layer)
+            if image is None:  # boundaries reopened from an export: their file's folder
+                link = link_of(layer)
+                image = link.boundaries if link is not None else layer
             if self._auto_folder is None or Path(self.folder.value) == self._auto_folder:
                 self._auto_folder = image_folder(image)
                 self.folder.value = self._auto_folder
@@ -381,10 +386,14 @@ class StatsWidget(Container):
         nm = pixel_size_of(layer)
         if nm is None and layer_key(layer) not in self._warned_uncalibrated:
             self._warned_uncalibrated.add(layer_key(layer))
-            show_warning(
-                f"'{layer.name}' has no pixel size: sizes are in px and ASTM G is not computed; "
+            source = layer.metadata.get("grainseg_source", layer.name)
+            where = (
                 "set the pixel size in the Segment grains widget"
+                if source_image(self._viewer, layer) is not None
+                else f"open its micrograph ('{source}') and set the pixel size in the Segment grains "
+                "widget: it applies to this layer too"
             )
+            show_warning(f"'{layer.name}' has no pixel size: sizes are in px and ASTM G is not computed; {where}")
         labels = grain_labels(np.array(layer.data, copy=True), layer.metadata.get(ROLE_KEY))
         return labels, nm
 
@@ -574,7 +583,10 @@ class StatsWidget(Container):
                 self._written[Path(path).resolve()] = (key, file_record(path)["sha256"])
             self.replace.value = False  # a permission for this export, not for every later one
         except (GrainsegError, OSError) as exc:
-            self._fail(exc)
+            # the statistics shown stay valid: the failure belongs under the export buttons
+            show_error(str(exc))
+            text = str(exc)
+            self.export_status.value = text if text.startswith("not exported") else f"not exported: {text}"
             return None
         names = ", ".join(sorted(Path(p).name for p in paths.values()))
         self.export_status.value = f"wrote {names} to {folder}"
