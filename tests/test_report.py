@@ -294,3 +294,16 @@ def test_cli_segment_checks_the_exclusion_mask_before_any_computation(tmp_path, 
     err = capsys.readouterr().err
     assert "--exclude" in err and "48x63" in err and "48x64" in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_field_too_small_for_a_fit_says_so_in_the_goodness_of_fit_panel():
+    lab = np.zeros((40, 60), np.uint32)
+    lab[1:39, 1:29] = 1
+    lab[1:39, 31:59] = 2  # two grains of one size: nothing to fit
+    table = measure_grains(lab, None)
+    sm = summarize(lab, None, table=table, exclude_edge_grains=False)
+    assert sm["lognormal"] is None
+    fig = report.histogram_figure(table, sm)
+    ax_c = fig.axes[2]
+    assert any("no lognormal fit" in t.get_text() for t in ax_c.texts)
+    assert fig._suptitle.get_text().startswith("Equivalent circle diameter (ECD) — 2 grains")

@@ -144,6 +144,17 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
             "k-",
             label=f"lognormal fit, KS D={fit['ks_statistic']:.3f}",
         )
+    else:  # one grain, or all the same size: an empty panel would look like a drawing fault
+        ax_c.text(
+            0.5,
+            0.55,
+            "no lognormal fit:\nfewer than two\ndifferent grain sizes",
+            transform=ax_c.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="0.35",
+        )
     ax_c.set_xlabel(f"ECD ({unit})")
     ax_c.set_ylabel("cumulative fraction of grains")
     ax_c.set_title("goodness of fit", fontsize=10)
