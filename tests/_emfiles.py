@@ -87,15 +87,19 @@ def write_dm(
     units: str | tuple[str, str] = "",
     version: int = 3,
 ) -> Path:
-    """Write a 2-D ``image`` as a minimal DM3 (``version=3``) or DM4 file.
+    """Write a 2-D ``image`` (or an (H, W, 4) uint8 RGBA image) as a minimal DM3 (``version=3``) or DM4 file.
 
     ``scale`` and ``units`` are the physical size of one pixel, one value for
     both axes or a (y, x) pair, as DigitalMicrograph stores them per dimension.
     """
     image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError("write_dm writes 2-D images only")
-    data_type, element_type = _DM_IMAGE_TYPES[image.dtype]
+    if image.ndim == 3 and image.shape[-1] == 4 and image.dtype == np.uint8:
+        image = np.ascontiguousarray(image).view("<u4")[..., 0]  # RGBA bytes as one uint32 per pixel
+        data_type, element_type = 23, 5  # DM's RGBA_UINT8
+    else:
+        if image.ndim != 2:
+            raise ValueError("write_dm writes 2-D images only")
+        data_type, element_type = _DM_IMAGE_TYPES[image.dtype]
     scale_y, scale_x = (scale, scale) if np.isscalar(scale) else scale
     units_y, units_x = (units, units) if isinstance(units, str) else units
     w = _DMWriter(version)

@@ -272,3 +272,22 @@ def test_watershed_lines_equal_a_plain_skimage_reference_on_random_reliefs():
             np.testing.assert_array_equal(lines, reference(prob, h, sigma))
             with_lines += bool(lines.any())
     assert with_lines >= 6
+
+
+def test_boundary_masks_and_grain_masks_are_told_apart_on_real_lines():
+    """The tool's own 1-px, 8-connected boundaries break into hundreds of 4-connected pieces:
+    the test must count lines 8-connected, and a 0/1 grain mask must not pass for boundaries."""
+    from skimage.segmentation import watershed
+
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, looks_like_boundary_mask
+    from napari_grainseg.synthetic import generate
+
+    s = generate(3, (256, 256), "tem")
+    labels = boundaries_to_labels(s.boundaries)
+    ours = (labels == 0).astype(np.uint8)  # what <stem>_boundaries.tif holds
+    assert looks_like_boundary_mask(ours) and looks_like_boundary_mask(ours * 255)
+    assert not looks_like_boundary_mask((labels > 0).astype(np.uint8))  # a grain mask
+    ws = watershed(s.boundaries.astype(float), s.labels, watershed_line=True)
+    assert not looks_like_boundary_mask((ws > 0).astype(np.uint8))
+    assert not looks_like_boundary_mask(labels)  # many ids: labels
+    assert not looks_like_boundary_mask(np.zeros((8, 8), np.uint8))

@@ -534,3 +534,54 @@ def test_an_mrc_tilt_series_is_refused_from_its_header(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="stack of 7 images"):
         read_micrograph(path)
     assert opened == [True]  # the data were never opened
+
+
+def test_a_palette_tiff_reads_as_its_colours(tmp_path):
+    path = tmp_path / "palette.tif"
+    index = (np.arange(40 * 56).reshape(40, 56) % 4).astype(np.uint8)
+    colormap = np.zeros((3, 256), np.uint16)
+    colormap[:, :4] = np.array([0, 20000, 40000, 65535])  # grey levels: R = G = B
+    tifffile.imwrite(path, index, photometric="palette", colormap=colormap)
+    m = read_micrograph(path)
+    assert m.data.shape == (40, 56)
+    assert np.array_equal(np.argsort(m.data[0, :4]), [0, 1, 2, 3])  # darker index, darker pixel
+
+
+def test_planar_rgb_with_a_leading_length_one_axis_is_one_image(tmp_path):
+    path = tmp_path / "qsyx.tif"
+    rgb = np.stack([grains(np.uint8, (40, 56))] * 3)  # gray saved as planar RGB
+    tifffile.imwrite(path, rgb[None], photometric="rgb", planarconfig="separate")
+    m = read_micrograph(path)
+    assert m.data.shape == (40, 56)
+    np.testing.assert_allclose(m.data, rgb[0].astype(np.float32))
+
+
+@needs_rsciio
+def test_a_dm_colour_image_is_read_as_one_gray_image(tmp_path):
+    """rosettasciio cannot load DM RGBA lazily: the reader falls back to loading it at once."""
+    gray = grains(np.uint8)
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+    m = read_micrograph(write_dm(tmp_path / "rgba.dm3", rgba, 0.5, "nm"))
+    assert m.data.shape == gray.shape and m.pixel_size_nm == pytest.approx(0.5)
+    np.testing.assert_allclose(m.data, gray.astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["P", "LA", "RGB", "RGBA"])
+def test_a_mask_painted_in_an_editor_reads_as_its_painted_pixels(tmp_path, mode):
+    """A palette PNG whose white lines sit at index 0 must not read as lines = 0."""
+    from PIL import Image
+
+    from napari_grainseg.io.readers import read_array
+
+    lines = np.zeros((40, 56), bool)
+    lines[:, 20] = lines[15, :] = True
+    white = Image.fromarray(np.where(lines, 255, 0).astype(np.uint8))
+    if mode == "P":
+        image = Image.fromarray(np.where(lines, 0, 1).astype(np.uint8), mode="P")
+        image.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)  # index 0 = white, 1 = black
+    else:
+        image = white.convert(mode)
+    image.save(tmp_path / "m.png")
+    data = read_array(tmp_path / "m.png", "mask", mask=True)
+    assert data.ndim == 2
+    np.testing.assert_array_equal(data != 0, lines)

@@ -871,3 +871,31 @@ def test_a_pixel_size_that_overrides_a_calibration_is_named(tmp_path, capsys):
     assert load_micrograph(tmp_path / "cal.tif", pixel_size_nm=2500).pixel_size_nm == 2500
     err = capsys.readouterr().err
     assert "--pixel-size 2500 nm replaces the calibration of cal.tif, 2.5 nm (1e+03x)" in err, err
+
+
+def test_measure_of_the_tools_own_boundaries_file_counts_its_grains(tmp_path, capsys):
+    from napari_grainseg.measure.report import write_tiff
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    labels = boundaries_to_labels(generate(3, (256, 256), "tem").boundaries)
+    write_tiff(tmp_path / "f_boundaries.tif", (labels == 0).astype(np.uint8))
+    out = tmp_path / "m"
+    assert main(["measure", str(tmp_path / "f_boundaries.tif"), "--out", str(out), "--include-edge-grains"]) == 0
+    assert "looks like a boundary mask" in capsys.readouterr().err
+    summary = json.loads((out / "f_boundaries_summary.json").read_text())
+    assert summary["n_grains"] == int(labels.max())
+
+
+def test_whole_numbers_beyond_float32s_exact_range_are_rescaled_with_their_own_reason():
+    import warnings
+
+    from napari_grainseg.io.validate import ExtremeValuesWarning, validate_image
+
+    image = (np.arange(64 * 64, dtype=np.int64).reshape(64, 64) * 7919) % 30_000_001
+    with pytest.warns(ExtremeValuesWarning, match="too large to be exact"):
+        v = validate_image(image)
+    assert v.min() == 0 and v.max() == 1
+    with warnings.catch_warnings():  # 1e300-scale data: a rescale, and no overflow warning from the check
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.warns(ExtremeValuesWarning, match="too large"):
+            validate_image(np.linspace(0, 1e300, 64 * 64).reshape(64, 64))

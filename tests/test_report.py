@@ -307,3 +307,16 @@ def test_a_field_too_small_for_a_fit_says_so_in_the_goodness_of_fit_panel():
     ax_c = fig.axes[2]
     assert any("no lognormal fit" in t.get_text() for t in ax_c.texts)
     assert fig._suptitle.get_text().startswith("Equivalent circle diameter (ECD) — 2 grains")
+
+
+@pytest.mark.parametrize("nm", [0.001, 0.0023, 0.0024, 2.5, 2539.0, 1e6])
+def test_label_tiffs_keep_their_calibration_over_the_whole_pixel_size_range(tmp_path, nm):
+    from napari_grainseg.io.readers import read_micrograph
+
+    lab = grid_labels()
+    report.write_tiff(tmp_path / "g.tif", lab, nm)  # never a crash at the end of a long run
+    back = read_micrograph(tmp_path / "g.tif").pixel_size_nm
+    if nm < 0.0024:
+        assert back is None  # finer than a TIFF rational can hold: left uncalibrated
+    else:
+        assert back == pytest.approx(nm, rel=1e-6)

@@ -361,7 +361,7 @@ def measurement_options(args: argparse.Namespace, shape: tuple[int, int] | None 
     if args.exclude is not None:
         from napari_grainseg.io.readers import read_array
 
-        mask = read_array(args.exclude, "mask", getattr(args, "max_pixels", None))
+        mask = read_array(args.exclude, "mask", getattr(args, "max_pixels", None), mask=True)
         try:
             mask = validate_exclude_mask(mask, shape if shape is not None else mask.shape)
         except InputError as exc:

@@ -88,21 +88,6 @@ def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return regions.astype(np.uint32 if n_regions < 2**32 else np.uint64), values[counts > 1].tolist()
 
 
-def looks_like_boundary_mask(labels: np.ndarray) -> bool:
-    """Whether a two-valued image is a boundary mask (non-zero = boundary), not grain labels.
-
-    In a label image whose grains all share one id, the zeros (boundaries) are one connected
-    network and the grains many regions; in a boundary mask it is the other way round.
-    """
-    from skimage.measure import label as label_regions
-
-    top = labels.max(initial=0)
-    if top == 0 or np.any((labels != 0) & (labels != top)):
-        return False
-    zero_regions = int(label_regions(labels == 0, connectivity=1).max())
-    return zero_regions > 1 and zero_regions > int(label_regions(labels != 0, connectivity=1).max())
-
-
 def label_file_pixel_size(path: Path) -> float | None:
     """The calibration stored in a label TIFF (this tool's exports carry it), else None."""
     if path.suffix.lower() not in (".tif", ".tiff"):
@@ -123,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_grainseg.io.outputs import check_output_dir
     from napari_grainseg.measure.report import field_export_paths, write_report
     from napari_grainseg.measure.table import optional_pixel_size
-    from napari_grainseg.segmentation.grains import boundaries_to_labels, validate_labels
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, looks_like_boundary_mask, validate_labels
 
     # every argument and the output folder before the (possibly large) label image is read
     pixel_size = optional_pixel_size(args.pixel_size)

@@ -448,12 +448,19 @@ def _read_tiff(path: Path, max_pixels: int | None = None) -> _Raw:
         photometric = tifffile.PHOTOMETRIC(page.photometric)
         colormap = page.colormap if photometric == tifffile.PHOTOMETRIC.PALETTE else None
 
+    if array.ndim == len(axes):  # length-1 axes (and their letters) out first: QSYX -> SYX
+        kept = [i for i, n in enumerate(array.shape) if n != 1][-3:] if array.ndim > 2 else []
+        if kept and len(kept) < array.ndim:
+            axes = "".join(axes[i] for i in kept)
+            array = array.reshape([array.shape[i] for i in kept])
     if array.ndim == 3 and axes.startswith("S") and array.shape[0] in (3, 4):
         array = np.moveaxis(array, 0, -1)  # planar RGB -> (H, W, C)
     while array.ndim > 2 and array.shape[0] == 1:
         array = array[0]
     if colormap is not None:
-        array = tifffile.apply_colormap(array, colormap)
+        from tifffile.tifffile import apply_colormap  # not at tifffile's top level in 2026 releases
+
+        array = apply_colormap(array, colormap)
     if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
         array = _invert(array)
         metadata["inverted_miniswhite"] = True
@@ -564,18 +571,24 @@ def _read_with_rsciio(path: Path, module: str, fmt: str, max_pixels: int | None 
     reader = _import_rsciio(module, fmt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        signals = reader.file_reader(str(path), lazy=True)  # shapes first, pixels only if 2-D
-    if not signals:
-        raise InputError(f"no image found in {path.name}")
-    signal = signals[0]
-    lazy = signal["data"]
-    check_pixel_count(np.shape(lazy), max_pixels, path.name)
-    if not getattr(lazy.dtype, "names", None) and len(np.shape(lazy)) != 2:
-        raise InputError(
-            f"{path.name} holds a {len(np.shape(lazy))}-D dataset of shape {tuple(np.shape(lazy))}, "
-            "not a single 2-D image (stack, spectrum or line scan?)"
-        )
-    array = np.asarray(lazy)
+        try:  # shapes first, pixels only if it is one 2-D image
+            signals = reader.file_reader(str(path), lazy=True)
+        except ValueError as exc:
+            if "lazy" not in str(exc).lower():
+                raise
+            signals = reader.file_reader(str(path), lazy=False)  # DM colour images: never lazy, always 2-D
+        if not signals:
+            raise InputError(f"no image found in {path.name}")
+        signal = signals[0]
+        data = signal["data"]
+        check_pixel_count(np.shape(data), max_pixels, path.name)
+        if not getattr(data.dtype, "names", None) and len(np.shape(data)) != 2:
+            raise InputError(
+                f"{path.name} holds a {len(np.shape(data))}-D dataset of shape {tuple(np.shape(data))}, "
+                "not a single 2-D image (stack, spectrum or line scan?)"
+            )
+        # in this thread: dask's default pool would use every core beside a batch's workers
+        array = np.asarray(data.compute(scheduler="synchronous") if hasattr(data, "compute") else data)
     metadata = _base_metadata(fmt, f"rosettasciio ({module})", array)
     metadata["reader_messages"] = [str(w.message) for w in caught]
     if len(signals) > 1:
@@ -719,13 +732,16 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
 ARRAY_EXTENSIONS = (".tif", ".tiff", ".png", ".bmp", ".npy")
 
 
-def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None) -> np.ndarray:
+def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None, *, mask: bool = False) -> np.ndarray:
     """Read a label image or mask (``what`` names it in errors) from TIFF, PNG, BMP or NPY, as stored.
 
     No intensity scaling and the dtype kept, so label ids survive; leading and trailing axes of
     length 1 are dropped. ``max_pixels``: the largest image accepted, checked from the header
     before decoding (None: :data:`DEFAULT_MAX_PIXELS`; 0: no limit). Pickled ``.npy`` files are
-    refused (loading them would run code). Every failure is an :class:`InputError` naming the file.
+    refused (loading them would run code). With ``mask`` (lines or regions painted in an editor),
+    a palette PNG gives its colours, not its palette indices, a grey+alpha PNG its grey and an RGB(A)
+    image its brightest colour channel.
+    Every failure is an :class:`InputError` naming the file.
 
     Examples
     --------
@@ -755,7 +771,12 @@ def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None
         else:
             with pillow_size_unchecked() as Image, Image.open(path) as im:  # our limit, from the header
                 check_pixel_count((im.size[1], im.size[0]), max_pixels, path.name)
-                data = np.asarray(im)
+                if mask and im.mode in ("P", "PA"):  # indices would say nothing about the painted colour
+                    data = np.asarray(im.convert("RGBA"))
+                elif mask and im.mode == "LA":
+                    data = np.asarray(im)[..., 0]
+                else:
+                    data = np.asarray(im)
     except InputError:
         raise
     except ValueError as exc:
@@ -767,4 +788,7 @@ def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None
         raise InputError(f"cannot read {what} image {path}: {text}") from None
     except Exception as exc:  # corrupt or foreign file
         raise InputError(f"cannot read {what} image {path}: {one_line(exc, 200)}") from None
-    return np.squeeze(data)
+    data = np.squeeze(data)
+    if mask and data.ndim == 3 and data.shape[-1] in (3, 4):  # painted in colour: its brightest channel
+        data = data[..., :3].max(axis=-1)
+    return data

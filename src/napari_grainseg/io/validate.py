@@ -109,21 +109,20 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
     lo64, hi64 = float(lo), float(hi)
     span = hi64 / 2 - lo64 / 2  # halves: no overflow for -1e308..1e308
     magnitude = max(abs(lo64), abs(hi64))
-    if np.issubdtype(data.dtype, np.integer):
-        coarse = magnitude > 2**24  # whole numbers above 2^24 are not all exact in float32
-    else:  # float32's step at this magnitude would leave under 10^4 levels across the range
-        coarse = float(np.spacing(np.float32(magnitude))) > 2 * span * 1e-4
-    if magnitude > SAFE_MAGNITUDE or span < 0.5 * SAFE_MIN_SPAN or coarse:
+    if magnitude > SAFE_MAGNITUDE:
+        reason = "large"
+    elif span < 0.5 * SAFE_MIN_SPAN:
+        reason = "close together"
+    elif np.issubdtype(data.dtype, np.integer) and magnitude > 2**24:
+        reason = "large to be exact"  # whole numbers above 2^24 are not all exact in float32
+    elif not np.issubdtype(data.dtype, np.integer) and float(np.spacing(np.float32(magnitude))) > 2 * span * 1e-4:
+        reason = "close together for their offset"  # float32 would keep under 10^4 levels across the range
+    else:
+        reason = None
+    if reason is not None:
         # float32 (and the squares in the edge filters) would overflow to infinity, flush the
         # differences to zero, or round them away against a large offset: keep the picture,
         # rescaled to 0..1 in float64 (the offset subtracted first).
-        reason = (
-            "large"
-            if magnitude > SAFE_MAGNITUDE
-            else "close together"
-            if span < 0.5 * SAFE_MIN_SPAN
-            else "close together for their offset"
-        )
         warnings.warn(
             f"pixel values span {lo64:.6g} to {hi64:.6g}, too {reason} "
             "to compute with in float32: rescaled linearly to 0..1",

@@ -233,14 +233,15 @@ def write_tiff(path, array: np.ndarray, pixel_size_nm: float | None = None) -> P
     """Write a label or boundary image as a zlib-compressed TIFF, atomically (dtype kept).
 
     With ``pixel_size_nm`` the calibration goes into X/YResolution in pixels per centimetre,
-    which this package's readers (and ImageJ, Fiji) read back, so an export reopens calibrated.
+    which this package's readers (and ImageJ, Fiji) read back, so an export reopens calibrated
+    (down to about 0.0024 nm per pixel, the finest a TIFF rational can hold; finer is left out).
     """
     import tifffile
 
     path = Path(path)
     kwargs = {}
-    if pixel_size_nm:
-        per_cm = 1e7 / float(pixel_size_nm)
+    per_cm = 1e7 / float(pixel_size_nm) if pixel_size_nm else None
+    if per_cm is not None and per_cm < 2**32 - 1:  # a TIFF rational's limit: pixels under ~0.0024 nm go uncalibrated
         kwargs = {"resolution": (per_cm, per_cm), "resolutionunit": tifffile.RESUNIT.CENTIMETER}
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, np.asarray(array), compression="zlib", **kwargs)

@@ -90,6 +90,36 @@ def validate_labels(labels: np.ndarray, *, require_grain: bool = True) -> np.nda
     return np.ascontiguousarray(labels, dtype=np.uint32)
 
 
+def looks_like_boundary_mask(image: np.ndarray) -> bool:
+    """Whether a two-valued image is a boundary mask (non-zero = boundary), not grain labels.
+
+    Both conventions are two-valued when every grain of a label image shares one id (a grain
+    mask: grains non-zero, boundaries 0). Boundaries are thin: they are the minority of the
+    pixels, and they form one 8-connected network that splits the rest into many regions. So
+    a mask is a boundary mask when its non-zero pixels are under half and the zero pixels
+    (4-connected, as grains are) form more regions than the non-zero ones (8-connected, as
+    1-px lines are).
+
+    Examples
+    --------
+    >>> lines = np.zeros((20, 20), np.uint8)
+    >>> lines[:, 10] = lines[10, :] = 255
+    >>> looks_like_boundary_mask(lines), looks_like_boundary_mask((lines == 0).astype(np.uint8))
+    (True, False)
+    """
+    from skimage.measure import label as label_regions
+
+    image = np.asarray(image)
+    top = image.max(initial=0)
+    if image.ndim != 2 or top == 0 or np.any((image != 0) & (image != top)):
+        return False
+    lines = image != 0
+    if lines.mean() >= 0.5:
+        return False
+    zero_regions = int(label_regions(~lines, connectivity=1).max())
+    return zero_regions > 1 and zero_regions > int(label_regions(lines, connectivity=2).max())
+
+
 def _binarize(boundary_map: np.ndarray, threshold: float) -> np.ndarray:
     """Boundary mask from a bool, 0/1, 0/255 or probability map."""
     bmap = np.asarray(boundary_map)

@@ -149,7 +149,7 @@ def read_target(path: str | Path, what: str) -> np.ndarray:
     """
     from napari_grainseg.io.readers import read_array
 
-    array = read_array(path, what)
+    array = read_array(path, what, mask=what != "labels")
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3].max(axis=-1)
     if array.ndim != 2:
