@@ -130,7 +130,11 @@ def test_bad_averages_are_one_line_errors(tmp_path, capsys, case, message):
         b.with_suffix(".json").write_text(json.dumps(dict(info, model="net2")))
     elif case == "missing":
         args[1] = str(tmp_path / "nowhere.pt")
-    out = {"out is an input": a, "out replaces an input's record": b.with_suffix(".json").with_suffix(".pt")}.get(
+    if case == "out replaces an input's record":  # input c.pth keeps its record in c.json, as would c.pt
+        (tmp_path / "c.pth").write_bytes(b.read_bytes())
+        (tmp_path / "c.json").write_bytes(b.with_suffix(".json").read_bytes())
+        args[1] = str(tmp_path / "c.pth")
+    out = {"out is an input": a, "out replaces an input's record": tmp_path / "c.pt"}.get(
         case, tmp_path / ("avg.json" if case == "out is a .json" else "avg.pt")
     )
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}

@@ -486,3 +486,25 @@ def test_a_reopened_export_is_calibrated_through_its_micrograph_as_the_warning_s
     viewer.layers.selection.active = boundaries
     qtbot.waitUntil(lambda: stats.stats is not None and stats.stats.pixel_size_nm == pytest.approx(2.5), timeout=10_000)
     assert "nm" in stats.summary.value
+
+
+def test_an_export_that_failed_half_way_can_be_retried_without_asking(scene, qtbot, tmp_path, errors, monkeypatch):
+    """The CSV and JSON written before a failing histogram are the panel's own: a retry replaces them."""
+    from napari_grainseg.measure import report
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, _, _ = scene
+    stats = StatsWidget(viewer)
+    stats.folder.value = tmp_path
+    real = report.save_figure
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "save_figure", disk_full)
+    click(qtbot, stats.all_button)
+    assert len(errors) == 1 and "No space left" in errors[0]
+    assert (tmp_path / "img_grains.csv").is_file() and not (tmp_path / "img_histogram.png").exists()
+    monkeypatch.setattr(report, "save_figure", real)
+    click(qtbot, stats.all_button)
+    assert len(errors) == 1 and (tmp_path / "img_histogram.png").is_file()

@@ -825,8 +825,9 @@ def test_measure_takes_the_pixel_size_from_a_calibrated_label_tiff(tmp_path, cap
     summary = json.loads((tmp_path / "m" / "c_grains_summary.json").read_text())
     assert summary["pixel_size_nm"] == pytest.approx(2.5)
     assert summary["mean_ecd_nm"] == pytest.approx(summary["mean_ecd_px"] * 2.5)
-    # an explicit --pixel-size wins
+    # an explicit --pixel-size wins, and says what it replaces
     assert main(["measure", str(tmp_path / "c_grains.tif"), "--out", str(tmp_path / "n"), "--pixel-size", "4"]) == 0
+    assert "--pixel-size 4 nm replaces the calibration of c_grains.tif, 2.5 nm" in capsys.readouterr().err
     assert json.loads((tmp_path / "n" / "c_grains_summary.json").read_text())["pixel_size_nm"] == pytest.approx(4)
 
 

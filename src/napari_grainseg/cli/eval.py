@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
         if path is not None:
             check_output_file(path, option=option)
+    if args.markdown is not None and args.json is not None and args.markdown.resolve() == args.json.resolve():
+        raise InputError(f"--markdown and --json are the same file {args.json}: give two names")
     if args.markdown is not None and args.markdown.is_file():
         try:
             args.markdown.read_text(encoding="utf-8")

@@ -88,22 +88,6 @@ def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return regions.astype(np.uint32 if n_regions < 2**32 else np.uint64), values[counts > 1].tolist()
 
 
-def label_file_pixel_size(path: Path) -> float | None:
-    """The calibration stored in a label TIFF (this tool's exports carry it), else None."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return None
-    import warnings
-
-    from napari_grainseg.io.readers import read_micrograph
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return read_micrograph(path, max_pixels=0).pixel_size_nm
-    except InputError:
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
     from napari_grainseg.io.outputs import check_output_dir
     from napari_grainseg.measure.report import field_export_paths, write_report
@@ -139,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
             "measured as its own grain (grains renumbered)",
             file=sys.stderr,
         )
-    image = None
+    from napari_grainseg.io.readers import tiff_pixel_size
+
+    image, stored, source = None, None, None  # the files' own calibration, and whose it is
     if args.image is not None:
         from napari_grainseg.io.readers import read_micrograph
 
@@ -150,12 +136,18 @@ def run(args: argparse.Namespace) -> int:
                 f"micrograph is {image.shape[0]}x{image.shape[1]} px but the label "
                 f"image is {labels.shape[0]}x{labels.shape[1]}"
             )
-        if pixel_size is None:
-            pixel_size = micrograph.pixel_size_nm
-    if pixel_size is None:
-        pixel_size = label_file_pixel_size(args.labels)
-        if pixel_size is not None:
-            print(f"grainseg: pixel size {pixel_size:.6g} nm, from {args.labels.name}'s calibration", file=sys.stderr)
+        stored, source = micrograph.pixel_size_nm, args.image.name
+    if stored is None and args.labels.suffix.lower() in (".tif", ".tiff"):
+        stored, source = tiff_pixel_size(args.labels), args.labels.name
+    if pixel_size is None and stored is not None:
+        pixel_size = stored
+        print(f"grainseg: pixel size {pixel_size:.6g} nm, from {source}'s calibration", file=sys.stderr)
+    elif pixel_size is not None and stored is not None and abs(pixel_size - stored) > 0.1 * stored:
+        print(
+            f"grainseg: warning: --pixel-size {pixel_size:g} nm replaces the calibration of {source}, "
+            f"{stored:.6g} nm ({pixel_size / stored:.3g}x)",
+            file=sys.stderr,
+        )
     options = measurement_options(args, labels.shape)
     paths = write_report(
         args.out,

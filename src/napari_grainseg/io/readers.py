@@ -50,6 +50,7 @@ __all__ = [
     "nm_per_unit",
     "read_micrograph",
     "read_array",
+    "tiff_pixel_size",
     "ARRAY_EXTENSIONS",
     "validate_pixel_size",
 ]
@@ -792,3 +793,23 @@ def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None
     if mask and data.ndim == 3 and data.shape[-1] in (3, 4):  # painted in colour: its brightest channel
         data = data[..., :3].max(axis=-1)
     return data
+
+
+def tiff_pixel_size(path: str | os.PathLike) -> float | None:
+    """The pixel size in nm a TIFF's tags give (the mean of y and x), read from its header only.
+
+    None when the file has no trustworthy calibration (the rules of :func:`read_micrograph`:
+    screen and print dpi, pixels, implausible values) or is not a readable TIFF. Used where only
+    the calibration of a label image is wanted, without decoding its pixels a second time.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            size_yx, _, _ = _tiff_calibration(tif, tif.pages.first, {"warnings": []})
+    except Exception:  # not a TIFF, or tags it cannot parse: no calibration
+        return None
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    if size_yx is None or not all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in size_yx):
+        return None
+    return (float(size_yx[0]) + float(size_yx[1])) / 2

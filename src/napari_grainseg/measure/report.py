@@ -301,22 +301,25 @@ def write_field_exports(
         raise ValueError(f"unknown export kinds {sorted(unknown)}; known: {sorted(FIELD_EXPORT_SUFFIXES)}")
     if "tiff" in what and labels is None:
         raise ValueError("the TIFF exports need the label image")
-    out_dir = Path(out_dir)
     paths: dict[str, Path] = {}
     if "csv" in what:
-        paths["csv"] = write_grains_csv(out_dir / f"{stem}_grains.csv", table)
+        (path,) = field_export_paths(out_dir, stem, ("csv",))
+        paths["csv"] = write_grains_csv(path, table)
     if "json" in what:
-        paths["json"] = write_summary_json(out_dir / f"{stem}_summary.json", summary, extra)
+        (path,) = field_export_paths(out_dir, stem, ("json",))
+        paths["json"] = write_summary_json(path, summary, extra)
     if "histogram" in what:
         fig = histogram_figure(table, summary)
-        paths["histogram_png"] = save_figure(fig, out_dir / f"{stem}_histogram.png")
-        if svg:
-            paths["histogram_svg"] = save_figure(fig, out_dir / f"{stem}_histogram.svg")
+        for key, path in zip(
+            ("histogram_png", "histogram_svg"), field_export_paths(out_dir, stem, ("histogram",), svg=svg)
+        ):
+            paths[key] = save_figure(fig, path)
     if "tiff" in what:
         nm = table.pixel_size_nm
         labels = np.asarray(labels)
-        paths["grains_tif"] = write_tiff(out_dir / f"{stem}_grains.tif", labels.astype(np.uint32), nm)
-        paths["boundaries_tif"] = write_tiff(out_dir / f"{stem}_boundaries.tif", (labels == 0).astype(np.uint8), nm)
+        grains_path, boundaries_path = field_export_paths(out_dir, stem, ("tiff",))
+        paths["grains_tif"] = write_tiff(grains_path, labels.astype(np.uint32), nm)
+        paths["boundaries_tif"] = write_tiff(boundaries_path, (labels == 0).astype(np.uint8), nm)
     return paths
 
 

@@ -136,7 +136,7 @@ def export_net1_onnx(weights_path: str | Path | None = None, onnx_path: str | Pa
     default_onnx, _ = onnx_paths(weights_path)
     onnx_path = Path(onnx_path) if onnx_path is not None else default_onnx
     record_path = onnx_path.with_name(onnx_path.name + ".json")
-    if onnx_path.suffix != ".onnx":
+    if onnx_path.suffix.lower() != ".onnx":
         raise InputError(f"--out {onnx_path}: an ONNX export needs a .onnx name")
     check_not_an_input([onnx_path, record_path], [weights_path, weights_path.with_suffix(".json")])
     model = load_net1(weights_path, device="cpu")

@@ -256,7 +256,7 @@ def average_weights(
     if len(paths) < 2:
         raise InputError(f"averaging needs at least two weights files, got {len(paths)}")
     out = Path(out)
-    if out.suffix != ".pt":
+    if out.suffix.lower() != ".pt":
         raise InputError(f"--out {out}: the averaged weights need a .pt name (their .json goes beside them)")
     check_not_an_input([out, out.with_suffix(".json")], [q for p in paths for q in (p, p.with_suffix(".json"))])
     coefficients = [1.0] * len(paths) if coefficients is None else [float(c) for c in coefficients]

@@ -565,8 +565,10 @@ class StatsWidget(Container):
                 raise InputError(f"export folder does not exist: {folder}")
             labels, nm = self._inputs()
             key = layer_key(self.grains.value)
+            targets = field_export_paths(folder, stem, what, svg=True)
             if not self.replace.value:
-                self._check_no_replacement(field_export_paths(folder, stem, what, svg=True), key)
+                self._check_no_replacement(targets, key)
+            before = {path: path.stat().st_mtime_ns for path in targets if path.exists()}
             stats, options = self.stats, self._options(labels)
             if (
                 stats is None
@@ -576,11 +578,14 @@ class StatsWidget(Container):
             ):
                 stats = compute_stats(labels, nm, **options)  # exports what is shown now
             # the report's exports and layout, as the CLI writes them
-            paths = write_field_exports(
-                folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what, labels=labels
-            )
-            for path in paths.values():
-                self._written[Path(path).resolve()] = (key, file_record(path)["sha256"])
+            try:
+                paths = write_field_exports(
+                    folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what, labels=labels
+                )
+            finally:  # a write that failed half-way: the files it did write are still this panel's own
+                for path in targets:
+                    if path.exists() and before.get(path) != path.stat().st_mtime_ns:
+                        self._written[path.resolve()] = (key, file_record(path)["sha256"])
             self.replace.value = False  # a permission for this export, not for every later one
         except (GrainsegError, OSError) as exc:
             # the statistics shown stay valid: the failure belongs under the export buttons
