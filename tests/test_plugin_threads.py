@@ -70,6 +70,20 @@ def test_net1_and_net2_in_threads_cancel_with_stop(make_napari_viewer, qtbot, we
     seg = _segment(viewer, weights)
     seg.image.value = viewer.layers["big"]
 
+    # Net1 through OpenCV can finish a few tiles before the Stop click is handled: each tile is
+    # held for a second, in the worker thread, before the worker looks for a stop request
+    import time
+
+    from napari_grainseg.plugin import _segment_widget
+
+    report_tile = _segment_widget._Net1Progress.__call__
+
+    def slow_tile(self, done, total):
+        report_tile(self, done, total)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(_segment_widget._Net1Progress, "__call__", slow_tile)
+
     # Net1: Stop right after Run; the result is dropped, the status says so
     click(qtbot, seg.run_net1_button)
     worker = seg._net1_worker
@@ -80,6 +94,7 @@ def test_net1_and_net2_in_threads_cancel_with_stop(make_napari_viewer, qtbot, we
     qtbot.waitUntil(lambda: "cancelled" in seg.status.value, timeout=5000)
     assert "running" not in seg.status.value
     assert "big boundaries" not in viewer.layers and seg._net1_worker is None
+    monkeypatch.setattr(_segment_widget._Net1Progress, "__call__", report_tile)
 
     # Net1 to the end on the small image, with a determinate progress count of tiles
     viewer.layers.selection.active = image
