@@ -306,3 +306,34 @@ def test_a_new_basin_depth_between_net2_steps_is_used_by_the_next_step(
         assert seg.net2_label.value.startswith(f"step {step}: {n} grain"), seg.net2_label.value
         assert f"(watershed, depth {depth:g}), change " in seg.net2_label.value
     assert errors == []
+
+
+def test_a_stop_after_net1_finished_does_not_claim_a_cancel(make_napari_viewer, qtbot, weights, monkeypatch, errors):
+    """Stop pressed while Net1's finished result waits to be shown: the result is shown, and the
+    status does not say "cancelled: nothing changed"."""
+    import threading
+    import time
+
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.plugin._segment_widget import SegmentWidget
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    done = threading.Event()
+    real_job = SegmentWidget._net1_job
+
+    def job(self, *args):
+        out = real_job(self, *args)
+        done.set()
+        return out
+
+    monkeypatch.setattr(SegmentWidget, "_net1_job", job)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, weights)
+    click(qtbot, seg.run_net1_button)
+    assert done.wait(60)  # no Qt events meanwhile: the result stays queued for the main thread
+    time.sleep(0.3)
+    click(qtbot, seg.stop_button)
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=10_000)
+    qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
+    assert "cancelled" not in seg.status.value and errors == []

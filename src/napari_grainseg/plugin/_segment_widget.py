@@ -668,9 +668,11 @@ class SegmentWidget(Container):
         worker = create_worker(self._net1_job, data, device, options, holder)
         holder["worker"] = worker
         from_model = hint is None and self.model_dir is not None  # the learned model's own grain size
-        worker.returned.connect(lambda result: self._net1_done(source, result, from_model))
+        worker.returned.connect(
+            lambda result: holder.update(delivered=True) or self._net1_done(source, result, from_model)
+        )
         worker.errored.connect(lambda exc: self._fail(f"Net1 failed: {exc}"))
-        worker.finished.connect(lambda: self._net1_finished(tiles, source, worker))
+        worker.finished.connect(lambda: self._net1_finished(tiles, source, worker, holder.get("delivered", False)))
         self._net1_worker = worker
         self.status.value = prefix + "..."
         tiles.start()
@@ -705,10 +707,12 @@ class SegmentWidget(Container):
         except GrainsegError as exc:
             return _Failure(str(exc))
 
-    def _net1_finished(self, tiles: _Net1Progress, source, worker) -> None:
+    def _net1_finished(self, tiles: _Net1Progress, source, worker, delivered: bool = False) -> None:
         self._net1_worker = None
         tiles.close()
-        if worker.abort_requested:  # a stopped worker emits no result (threaded): say so here
+        # a stopped worker emits no result (threaded): say so here; but a Stop that came after the
+        # last tile, with the result already shown, cancelled nothing
+        if worker.abort_requested and not delivered:
             self._net1_cancelled(source)
 
     def _net1_cancelled(self, source) -> None:
