@@ -97,16 +97,22 @@ def load_micrograph(
         raise InputError("no input: give a micrograph file, or --sample for the bundled one")
     micrograph = read_micrograph(path, max_pixels=max_pixels)
     if pixel_size_nm is not None:
-        stored = micrograph.pixel_size_nm
-        if stored is not None and abs(pixel_size_nm - stored) > 0.1 * stored:
-            # a value typed in the wrong unit (um for nm) is 1000x off: say what is replaced
-            print(
-                f"grainseg: warning: --pixel-size {pixel_size_nm:g} nm replaces the calibration of "
-                f"{Path(path).name}, {stored:.6g} nm ({pixel_size_nm / stored:.3g}x)",
-                file=sys.stderr,
-            )
+        warn_if_calibration_replaced(pixel_size_nm, micrograph.pixel_size_nm, Path(path).name)
         micrograph = micrograph.with_pixel_size(pixel_size_nm)
     return micrograph
+
+
+def warn_if_calibration_replaced(given: float, stored: float | None, source: str) -> None:
+    """Warn when ``--pixel-size`` differs from a file's own calibration by more than 10 %.
+
+    A value typed in the wrong unit (um for nm) is 1000x off: the warning names both and the ratio.
+    """
+    if stored is not None and abs(given - stored) > 0.1 * stored:
+        print(
+            f"grainseg: warning: --pixel-size {given:g} nm replaces the calibration of "
+            f"{source}, {stored:.6g} nm ({given / stored:.3g}x)",
+            file=sys.stderr,
+        )
 
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser, *, scope: str = "the file") -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_grainseg.cli._common import add_measurement_arguments, measurement_options
+from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, warn_if_calibration_replaced
 from napari_grainseg.cli._limits import add_max_pixels_argument
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import check_not_an_input
@@ -142,12 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if pixel_size is None and stored is not None:
         pixel_size = stored
         print(f"grainseg: pixel size {pixel_size:.6g} nm, from {source}'s calibration", file=sys.stderr)
-    elif pixel_size is not None and stored is not None and abs(pixel_size - stored) > 0.1 * stored:
-        print(
-            f"grainseg: warning: --pixel-size {pixel_size:g} nm replaces the calibration of {source}, "
-            f"{stored:.6g} nm ({pixel_size / stored:.3g}x)",
-            file=sys.stderr,
-        )
+    elif pixel_size is not None:
+        warn_if_calibration_replaced(pixel_size, stored, source)
     options = measurement_options(args, labels.shape)
     paths = write_report(
         args.out,

@@ -629,6 +629,12 @@ def _reader_for(suffix: str):
     )
 
 
+def _plausible(size_yx) -> bool:
+    """Whether both pixel sizes (nm) of a file's calibration lie in :data:`PIXEL_SIZE_RANGE_NM`."""
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    return all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in size_yx)
+
+
 def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -> Micrograph:
     """Read a 2-D micrograph and its pixel size from a file.
 
@@ -700,7 +706,7 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
     size_yx = raw.pixel_size_yx_nm
     size = None
     lo, hi = PIXEL_SIZE_RANGE_NM
-    if size_yx is not None and not all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in size_yx):
+    if size_yx is not None and not _plausible(size_yx):
         message = (
             f"the calibration of {path.name} ({float(size_yx[0]):.6g} x {float(size_yx[1]):.6g} nm "
             f"per pixel, y x) is outside the plausible range {lo:g} to {hi:g} nm: ignored, the image "
@@ -809,7 +815,6 @@ def tiff_pixel_size(path: str | os.PathLike) -> float | None:
             size_yx, _, _ = _tiff_calibration(tif, tif.pages.first, {"warnings": []})
     except Exception:  # not a TIFF, or tags it cannot parse: no calibration
         return None
-    lo, hi = PIXEL_SIZE_RANGE_NM
-    if size_yx is None or not all(math.isfinite(float(v)) and lo <= float(v) <= hi for v in size_yx):
+    if size_yx is None or not _plausible(size_yx):
         return None
     return (float(size_yx[0]) + float(size_yx[1])) / 2

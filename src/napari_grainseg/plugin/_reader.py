@@ -56,9 +56,9 @@ def read_layers(path):
     if kind is not None:
         data = np.asarray(tifffile.imread(path))
         if data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
-            top = data.max(initial=0)
-            two_valued = not np.any((data != 0) & (data != top))
-            data = data != 0 if kind == "boundaries" and two_valued else data == 0
+            from napari_grainseg.segmentation.grains import is_two_valued
+
+            data = data != 0 if kind == "boundaries" and is_two_valued(data) else data == 0
             return [(np.asarray(data, np.uint8), label_layer_kwargs(micrograph, Path(path)), "labels")]
     return [(micrograph.data, micrograph_layer_kwargs(micrograph, Path(path).stem), "image")]
 

@@ -90,6 +90,18 @@ def validate_labels(labels: np.ndarray, *, require_grain: bool = True) -> np.nda
     return np.ascontiguousarray(labels, dtype=np.uint32)
 
 
+def is_two_valued(image: np.ndarray) -> bool:
+    """Whether every pixel of ``image`` is 0 or its one other value (0/1, 0/255... masks).
+
+    Examples
+    --------
+    >>> is_two_valued(np.array([[0, 255], [255, 0]])), is_two_valued(np.array([[0, 1], [2, 0]]))
+    (True, False)
+    """
+    image = np.asarray(image)
+    return not np.any((image != 0) & (image != image.max(initial=0)))
+
+
 def looks_like_boundary_mask(image: np.ndarray) -> bool:
     """Whether a two-valued image is a boundary mask (non-zero = boundary), not grain labels.
 
@@ -110,8 +122,7 @@ def looks_like_boundary_mask(image: np.ndarray) -> bool:
     from skimage.measure import label as label_regions
 
     image = np.asarray(image)
-    top = image.max(initial=0)
-    if image.ndim != 2 or top == 0 or np.any((image != 0) & (image != top)):
+    if image.ndim != 2 or not image.any() or not is_two_valued(image):
         return False
     lines = image != 0
     if lines.mean() >= 0.5:
