@@ -9,6 +9,9 @@ threshold. The watershed's default depth (``grains.DEFAULT_WATERSHED_H``) was ch
         --h 0.1 0.2 0.3 0.4 0.5 --json docs/grain_builders_tune.json
 
 (lowest mean VI over the five sets) and then scored once on the test sets.
+
+``--weights A B ...`` scores an output ensemble: the mean of the networks' probabilities
+(session 17's ensemble of v5 and v13, docs/generalisation.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,25 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+
+def mean_probability_ensemble(members):
+    """A Net1-like module whose probability is the mean of ``members``' probabilities."""
+    import torch
+
+    class MeanProbability(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = torch.nn.ModuleList(members)
+            self.config = members[0].config
+            if any(m.config.multiple != self.config.multiple for m in members):
+                raise SystemExit("ensemble members need the same input multiple")
+
+        def forward(self, x):
+            p = torch.stack([torch.sigmoid(m(x)) for m in self.members]).mean(0)
+            return torch.logit(p.clamp(1e-6, 1 - 1e-6))
+
+    return MeanProbability().eval()
 
 
 def main(argv=None) -> int:
@@ -30,14 +52,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", nargs="+", required=True, choices=sorted(EVAL_SETS))
     ap.add_argument("--h", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5])
-    ap.add_argument("--weights", type=Path)
+    ap.add_argument("--weights", type=Path, nargs="+", help="one Net1, or several: the mean of their probabilities")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    model = load_net1(args.weights, device="cpu")
+    weights = args.weights or [None]
+    members = [load_net1(w, device="cpu") for w in weights]
+    model = members[0] if len(members) == 1 else mean_probability_ensemble(members)
     builders = {"threshold": {"method": "threshold"}}
     builders |= {f"watershed h={h:g}": {"method": "watershed", "watershed_h": h} for h in args.h}
-    results = {"weights": str(args.weights or "shipped"), "sets": {}}
+    results = {"weights": [str(w or "shipped") for w in weights], "sets": {}}
     for name in args.sets:
         rows = {b: [] for b in builders}
         for sample in EVAL_SETS[name].samples():
