@@ -412,6 +412,27 @@ def test_a_boundary_mask_saved_by_an_editor_reopens_as_the_same_boundaries(tmp_p
     np.testing.assert_array_equal(data, mask)
 
 
+@pytest.mark.parametrize("edit", ["anti-aliased", "grain mask"])
+def test_an_edited_boundary_mask_reopens_as_the_same_boundaries(tmp_path, edit):
+    """Lines drawn with an editor's anti-aliasing (grey edges beside them) or a mask saved the other
+    way round (grains white, boundaries black) are still the same boundaries, not a label image."""
+    import tifffile
+    from scipy import ndimage
+
+    from napari_grainseg.plugin._reader import get_reader
+
+    mask = three_grains().astype(bool)
+    if edit == "anti-aliased":
+        image = np.where(ndimage.binary_dilation(mask) & ~mask, 100, 0).astype(np.uint8)
+        image[mask] = 255
+    else:
+        image = np.where(mask, 0, 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "ed_boundaries.tif", image)
+    ((data, _, kind),) = get_reader(str(tmp_path / "ed_boundaries.tif"))(str(tmp_path / "ed_boundaries.tif"))
+    assert kind == "labels"
+    np.testing.assert_array_equal(data, mask)
+
+
 def test_a_label_image_under_a_boundaries_name_reopens_with_its_zeros_as_boundaries(tmp_path):
     import tifffile
 

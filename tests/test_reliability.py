@@ -327,6 +327,17 @@ def test_output_folder_problems_are_one_line_errors_before_computing(command, fi
         undo()
 
 
+def test_segment_with_a_bad_input_leaves_no_output_folder(fields, tmp_path, capsys):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00not a tiff")
+    for inputs in ([tmp_path / "missing.tif"], [fields / FIELDS[0], bad]):
+        out = tmp_path / "new" / "out"
+        assert main(_segment(inputs, out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("grainseg: error:") and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "new").exists()
+
+
 def _enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -205,7 +205,7 @@ def test_cli_measure_bad_input(tmp_path, capsys, case, match):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("grainseg: error:") and match in err
-    assert not (tmp_path / "out" / "lab_summary.json").exists()
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made: nothing left behind
 
 
 def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     stem = args.stem or args.labels.stem
     outputs = field_export_paths(args.out, stem, ("csv", "json", "histogram"), svg=args.svg)
     check_not_an_input([*outputs, args.out / f"{stem}_overlay.png"], [args.labels, args.image])
-    check_output_dir(args.out)
+    check_output_dir(args.out, create=False)  # made once the inputs have been read: a bad one leaves nothing
 
     raw = read_labels(args.labels, args.max_pixels)
     if raw.ndim == 2 and looks_like_boundary_mask(raw):
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     elif pixel_size is not None:
         warn_if_calibration_replaced(pixel_size, stored, source)
     options = measurement_options(args, labels.shape)
+    check_output_dir(args.out)
     paths = write_report(
         args.out,
         stem,

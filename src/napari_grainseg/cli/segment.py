@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [None] if args.sample else args.inputs
     if not sources:
         raise InputError("no input: give micrograph files, or --sample for the bundled one")
-    check_output_dir(args.out)  # a file, under a file, read-only...: before any computation
+    check_output_dir(args.out, create=False)  # a file, under a file, read-only...: before any reading
     # Read everything first: a bad file fails before any long computation.
     micrographs = [
         load_micrograph(src, sample=args.sample, pixel_size_nm=args.pixel_size, max_pixels=args.max_pixels)
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--grain-size-nm: {exc}") from None
         # checked here, before any computation; segment() resolves the same size for each image
         check_resampling(m.shape, gsize, args.max_pixels, name=Path(m.source).name)
+    check_output_dir(args.out)  # made only now: a bad input leaves no empty folder behind
     lock = FolderLock(args.out, wait=args.wait).acquire()
     try:
         return _segment_all(args, options, micrographs, stems, lock.run_id, report_options)

@@ -112,8 +112,13 @@ def new_run_id() -> str:
 # --------------------------------------------------------------------------- folder checks
 
 
-def check_output_dir(path: str | os.PathLike, *, option: str = "--out") -> Path:
+def check_output_dir(path: str | os.PathLike, *, option: str = "--out", create: bool = True) -> Path:
     """Create ``path`` if needed and check that files can be written in it.
+
+    With ``create=False`` a missing folder is not made: only checked to be creatable
+    (its nearest existing parent is a writable folder), so that a command can refuse
+    a bad ``--out`` before reading its inputs and still leave nothing behind when an
+    input then turns out to be bad; it calls again with ``create=True`` before writing.
 
     Raises
     ------
@@ -128,7 +133,11 @@ def check_output_dir(path: str | os.PathLike, *, option: str = "--out") -> Path:
         if parent.exists():
             if not parent.is_dir():
                 raise InputError(f"{option} {path} cannot be created: {parent} is a file")
+            if not create and not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{option} {path}: cannot create the output folder: {parent} is not writable")
             break
+    if not create and not path.exists():
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -39,11 +39,12 @@ def label_export_kind(path) -> str | None:
 def read_layers(path):
     """Read one micrograph into a napari layer-data tuple, with scale and units from its calibration.
 
-    A ``*_boundaries.tif`` (a two-valued mask: non-zero = boundary, so 0/1 and
-    an editor's 0/255 alike) or ``*_grains.tif`` (labels) written by this tool
-    opens as one editable boundary Labels layer (a label image's boundaries are
-    its 0 pixels) with the file's calibration: the Correct grains and Grain
-    statistics docks work on it at once.
+    A ``*_boundaries.tif`` (a boundary mask: non-zero = boundary, so 0/1 and an
+    editor's 0/255 alike, anti-aliased lines and inverted grain masks too; see
+    :func:`~napari_grainseg.segmentation.grains.read_as_boundary_mask`) or
+    ``*_grains.tif`` (labels) written by this tool opens as one editable boundary
+    Labels layer (a label image's boundaries are its 0 pixels) with the file's
+    calibration: the Correct grains and Grain statistics docks work on it at once.
     """
     import tifffile
 
@@ -56,9 +57,10 @@ def read_layers(path):
     if kind is not None:
         data = np.asarray(tifffile.imread(path))
         if data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
-            from napari_grainseg.segmentation.grains import is_two_valued
+            from napari_grainseg.segmentation.grains import read_as_boundary_mask
 
-            data = data != 0 if kind == "boundaries" and is_two_valued(data) else data == 0
+            mask = read_as_boundary_mask(data) if kind == "boundaries" else None
+            data = mask if mask is not None else data == 0  # else a label image: its boundaries are its 0s
             return [(np.asarray(data, np.uint8), label_layer_kwargs(micrograph, Path(path)), "labels")]
     return [(micrograph.data, micrograph_layer_kwargs(micrograph, Path(path).stem), "image")]
 

@@ -131,6 +131,34 @@ def looks_like_boundary_mask(image: np.ndarray) -> bool:
     return zero_regions > 1 and zero_regions > int(label_regions(lines, connectivity=2).max())
 
 
+def read_as_boundary_mask(image: np.ndarray) -> np.ndarray | None:
+    """The boundary mask (bool) of an integer image meant as one, or None when it does not look like one.
+
+    For a file that should hold boundaries (``<stem>_boundaries.tif``) but may have been
+    edited: a boundary mask (non-zero lines, 0/1 or 0/255), a grain mask (grains non-zero,
+    boundaries 0: inverted), or lines drawn with an editor's anti-aliasing (grey edges,
+    many values), which are kept where they are at least half the brightest value.
+
+    Examples
+    --------
+    >>> lines = np.zeros((20, 20), np.uint8)
+    >>> lines[:, 9] = 90  # an anti-aliased edge
+    >>> lines[:, 10] = lines[10, :] = 255
+    >>> bool((read_as_boundary_mask(lines) == (lines == 255)).all())
+    True
+    >>> grain_mask = (lines < 255).astype(np.uint8)  # grains 1, boundaries 0
+    >>> bool((read_as_boundary_mask(grain_mask) == (lines == 255)).all())
+    True
+    """
+    image = np.asarray(image)
+    if image.ndim != 2 or not np.issubdtype(image.dtype, np.integer) or not image.any():
+        return None
+    if is_two_valued(image):
+        return image != 0 if looks_like_boundary_mask(image) else image == 0
+    lines = image >= image.max() / 2
+    return lines if looks_like_boundary_mask(lines) else None
+
+
 def _binarize(boundary_map: np.ndarray, threshold: float) -> np.ndarray:
     """Boundary mask from a bool, 0/1, 0/255 or probability map."""
     bmap = np.asarray(boundary_map)
