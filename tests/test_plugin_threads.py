@@ -14,6 +14,9 @@ from qtpy.QtCore import Qt  # noqa: E402
 
 pytestmark = pytest.mark.napari
 
+#: Longer than the grains' rebuild delay after an edit (plugin._boundaries.REBUILD_DELAY_MS).
+REBUILD_WAIT_MS = 600
+
 
 def click(qtbot, button) -> None:
     qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
@@ -337,3 +340,54 @@ def test_a_stop_after_net1_finished_does_not_claim_a_cancel(make_napari_viewer, 
     qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=10_000)
     qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
     assert "cancelled" not in seg.status.value and errors == []
+
+
+def _touching_pair(labels: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A point deep inside each of the two largest grains that share a 1-px boundary."""
+    from scipy import ndimage as ndi
+
+    areas = np.bincount(labels.ravel())
+    best = None
+    for y, x in zip(*np.nonzero(labels[2:-2, 2:-2] == 0), strict=True):
+        a, b = labels[y + 2, x + 1], labels[y + 2, x + 3]
+        if a and b and a != b and (best is None or min(areas[a], areas[b]) > best[0]):
+            best = (min(areas[a], areas[b]), a, b)
+
+    def inside(grain):
+        d = ndi.distance_transform_edt(labels == grain)
+        return tuple(int(v) for v in np.unravel_index(np.argmax(d), d.shape))
+
+    return inside(best[1]), inside(best[2])
+
+
+def test_net2_steps_keep_merged_grains_merged(make_napari_viewer, qtbot, weights, monkeypatch, errors):
+    """A merge made with the Merge button stays one grain through Net2 steps: fixing only the
+    erased pixels let a step draw the boundary again 2-3 px beside them (a walkthrough found the
+    merge undone after one step while the summary still counted it)."""
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch)
+    fix = CorrectWidget(viewer)
+    click(qtbot, seg.run_net1_button)
+    bnd, grains = viewer.layers["interconnect_tem boundaries"], viewer.layers["interconnect_tem grains"]
+    a, b = _touching_pair(grains.data)
+    assert grains.data[a] != grains.data[b]
+    click(qtbot, fix.picks_button)
+    viewer.layers.selection.active.data = np.array([a, b], float)
+    click(qtbot, fix.merge_button)
+    assert errors == [] and grains.data[a] == grains.data[b]
+    click(qtbot, fix.undo_button)
+    assert fix.status.value.startswith("undo on") and grains.data[a] != grains.data[b]
+    click(qtbot, fix.redo_button)
+    assert fix.status.value.startswith("redo on") and grains.data[a] == grains.data[b]
+    for step in range(1, 4):
+        click(qtbot, seg.step_button)
+        assert seg.net2_label.value.startswith(f"step {step}:")
+        qtbot.wait(REBUILD_WAIT_MS)
+        assert grains.data[a] == grains.data[b], f"the merge was undone by Net2 step {step}"
+    # a Net2 step starts the layer's history anew: Undo says there is nothing to undo, not "undo on"
+    kept = bnd.data.copy()
+    click(qtbot, fix.undo_button)
+    assert fix.status.value.startswith("nothing to undo") and "Net2 step" in fix.status.value
+    np.testing.assert_array_equal(bnd.data, kept)
+    assert errors == []

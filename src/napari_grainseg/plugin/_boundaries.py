@@ -29,6 +29,9 @@ PENDING_KEY = "grainseg_pending"
 GRAINS_OPACITY = 0.2
 #: Debounce delay between an edit and the rebuild of the grains (ms).
 REBUILD_DELAY_MS = 300
+#: A grain made by removing a boundary (merge, deletion, erasing) is kept free of boundaries by Net2
+#: steps except within this many pixels of its outline, where the outline itself may still move.
+MERGED_GRAIN_MARGIN_PX = 3
 
 #: Kinds of hand edits counted in a summary.
 EDIT_KINDS = ("merges", "splits", "deletions", "painted_px")
@@ -291,7 +294,11 @@ class BoundaryLink:
         boundary the model already had, the pixels drawn by the model are not edits,
         so the model's boundary pixels within 5 px of drawn ones are fixed too (they
         are not counted as hand-edited): a later step cannot move them and cut the
-        line. None, None without edits.
+        line. Where a boundary was removed (a merge, a deletion, an erased line), the
+        grain that removal made is kept free of boundaries except within
+        :data:`MERGED_GRAIN_MARGIN_PX` of its outline: fixing the erased pixels
+        alone let a step draw the boundary again beside them, undoing the merge.
+        None, None without edits.
         """
         from scipy import ndimage as ndi
 
@@ -302,15 +309,31 @@ class BoundaryLink:
             drawn = core & (data > 0)
             under = ndi.binary_dilation(drawn, np.ones((11, 11), bool)) & (data > 0) & (model > 0)
             changed = ndi.binary_dilation(core | under, np.ones((3, 3), bool))
-            if changed.any():
+            merged = self._merged_interiors(data, core & (data == 0))
+            if changed.any() or merged.any():
                 if self.fixed_mask is None or self.fixed_mask.shape != data.shape:
                     self.fixed_mask = np.zeros(data.shape, bool)
                     self.fixed_values = np.zeros(data.shape, np.float32)
                     self.fixed_core = np.zeros(data.shape, bool)
-                self.fixed_mask |= changed
+                merged &= ~changed  # the edits' own pixels keep their drawn values
+                self.fixed_mask |= changed | merged
                 self.fixed_core |= core
                 self.fixed_values[changed] = data[changed] > 0
+                self.fixed_values[merged] = 0
         return self.fixed_mask, self.fixed_values
+
+    @staticmethod
+    def _merged_interiors(data: np.ndarray, removed: np.ndarray) -> np.ndarray:
+        """The interiors (more than the margin inside the outline) of the grains holding ``removed`` pixels."""
+        from scipy import ndimage as ndi
+
+        if not removed.any():
+            return np.zeros(data.shape, bool)
+        labels = boundaries_to_labels(data.astype(np.uint8, copy=False))
+        ids = np.unique(labels[removed])
+        grains = np.isin(labels, ids[ids > 0])
+        size = 2 * MERGED_GRAIN_MARGIN_PX + 1
+        return ndi.binary_erosion(grains, np.ones((size, size), bool), border_value=1)
 
     @property
     def hand_edited_px(self) -> int:

@@ -17,7 +17,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink
+from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum
 from napari_grainseg.plugin._dock import (
     column,
     follow_active,
@@ -256,17 +256,26 @@ class CorrectWidget(Container):
         """Undo the last edit of the boundary layer (same as Ctrl-Z on it)."""
         layer = self.boundaries.value
         if layer is not None:
+            before = checksum(layer.data)
             layer.undo()
-            self._after_history(layer, "undo")
+            self._after_history(layer, "undo", changed=checksum(layer.data) != before)
 
     def redo(self) -> None:
         """Redo the last undone edit of the boundary layer."""
         layer = self.boundaries.value
         if layer is not None:
+            before = checksum(layer.data)
             layer.redo()
-            self._after_history(layer, "redo")
+            self._after_history(layer, "redo", changed=checksum(layer.data) != before)
 
-    def _after_history(self, layer, what: str) -> None:
+    def _after_history(self, layer, what: str, changed: bool) -> None:
+        if not changed:  # say so: a model result (Net1, a Net2 step) starts the layer's history anew
+            self.status.value = f"nothing to {what} on '{layer.name}'" + (
+                " (a Net1 result or Net2 step starts a new history; earlier edits it kept stay)"
+                if what == "undo"
+                else ""
+            )
+            return
         link = link_of(layer)
         if link is not None:
             link.flush()  # the grains follow at once
