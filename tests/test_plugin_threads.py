@@ -391,3 +391,29 @@ def test_net2_steps_keep_merged_grains_merged(make_napari_viewer, qtbot, weights
     assert fix.status.value.startswith("nothing to undo") and "Net2 step" in fix.status.value
     np.testing.assert_array_equal(bnd.data, kept)
     assert errors == []
+
+
+def test_net1_status_shows_the_result_not_the_last_tile(make_napari_viewer, qtbot, weights, monkeypatch, errors):
+    """The tile counter's timer must not fire after the result's status is written (a walkthrough saw
+    "Net1 running ...: tile 1 of 1" stay for good beside the drawn result). The worker's end is
+    delivered late, past several of the counter's intervals, so the race happens every time."""
+    from qtpy.QtCore import QTimer
+
+    from napari_grainseg.plugin import _segment_widget, _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    finished = _segment_widget.SegmentWidget._net1_finished
+    late = 5 * _segment_widget._Net1Progress.POLL_MS
+
+    def finished_late(self, *args, **kwargs):
+        QTimer.singleShot(late, lambda: finished(self, *args, **kwargs))
+
+    monkeypatch.setattr(_segment_widget.SegmentWidget, "_net1_finished", finished_late)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, weights)
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
+    qtbot.wait(late)
+    assert seg.status.value.startswith("Net1: 'interconnect_tem'"), seg.status.value
+    assert errors == []

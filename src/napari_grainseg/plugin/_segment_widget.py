@@ -668,10 +668,12 @@ class SegmentWidget(Container):
         worker = create_worker(self._net1_job, data, device, options, holder)
         holder["worker"] = worker
         from_model = hint is None and self.model_dir is not None  # the learned model's own grain size
+        # the tile count stops before the result's status is written: its timer could otherwise
+        # fire between the result and the worker's end and put "tile n of n" back for good
         worker.returned.connect(
-            lambda result: holder.update(delivered=True) or self._net1_done(source, result, from_model)
+            lambda result: tiles.close() or holder.update(delivered=True) or self._net1_done(source, result, from_model)
         )
-        worker.errored.connect(lambda exc: self._fail(f"Net1 failed: {exc}"))
+        worker.errored.connect(lambda exc: tiles.close() or self._fail(f"Net1 failed: {exc}"))
         worker.finished.connect(lambda: self._net1_finished(tiles, source, worker, holder.get("delivered", False)))
         self._net1_worker = worker
         self.status.value = prefix + "..."
