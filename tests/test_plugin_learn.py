@@ -236,9 +236,21 @@ def test_verified_region_rename_and_delete_with_the_buttons(make_napari_viewer, 
     if grains == "watershed":  # the model's tuned depth is the dock's, for the user to see and change
         assert seg.basin_depth.value == pytest.approx(info["recommended"]["watershed_h"])
     if grains != "watershed":  # the dock's default: a switch is said in words
-        assert f"'grains by' set to {grains} (the model's choice" in seg.model_label.value
+        assert f"'grains by' set to {grains}" in seg.model_label.value
     else:
         assert "'grains by'" not in seg.model_label.value
+    depth = info["recommended"].get("watershed_h", 0.2)
+    if grains != "watershed" or depth != pytest.approx(0.2):  # every change of setting is named
+        assert "(the model's choice, made on your corrections)" in seg.model_label.value
+    if grains == "watershed" and depth != pytest.approx(0.2):
+        assert f"basin depth 0.2 -> {depth:g}" in seg.model_label.value
+    # back to the shipped model: the dock's own settings return, and the dock says so
+    seg.model.value = SHIPPED
+    assert (seg.grains.value, seg.basin_depth.value) == ("watershed", pytest.approx(0.2))
+    if grains != "watershed" or depth != pytest.approx(0.2):
+        assert "your settings are back" in seg.model_label.value
+    seg.model.value = str(store / "steel")
+    assert seg.grains.value == grains
     assert "not checked" in learn.result.value
 
     # rename: a bad name is a clear error and changes nothing; a good one renames
@@ -538,3 +550,47 @@ def test_delete_asks_again_after_another_button_was_pressed(make_napari_viewer, 
     assert learn.delete_button.text == "Delete"
     click(qtbot, learn.delete_button)
     assert (store / "keep me").is_dir() and "press Delete again" in learn.status.value
+
+
+def test_a_learned_models_settings_are_named_and_the_users_return_with_the_shipped_model(
+    make_napari_viewer, store, messages
+):
+    """Choosing a learned model sets its tuned grain builder in the dock and says every change
+    (a walkthrough saw the basin depth change unannounced); choosing the shipped model again brings
+    back the settings the dock had before, not the learned model's."""
+    from napari_grainseg.models.features import NET1_CHANNELS
+    from napari_grainseg.models.model_dir import MODEL_FORMAT, MODEL_FORMAT_VERSION
+    from napari_grainseg.models.net1_config import Net1Config
+    from napari_grainseg.plugin._segment_widget import SHIPPED, SegmentWidget
+
+    for name, recommended in (
+        ("deep", {"grains": "watershed", "watershed_h": 0.1}),
+        ("thr", {"grains": "threshold", "threshold": 0.4}),
+    ):
+        (store / name).mkdir(parents=True)
+        info = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "architecture": {"net1": Net1Config(in_channels=len(NET1_CHANNELS)).to_dict()},
+            "recommended": recommended,
+        }
+        (store / name / "model.json").write_text(json.dumps(info))
+    viewer = make_napari_viewer()
+    seg = SegmentWidget(viewer)
+    seg.basin_depth.value = 0.3  # the user's own choice
+    seg.refresh_models()
+    seg.model.value = str(store / "deep")
+    assert seg.basin_depth.value == pytest.approx(0.1)
+    assert "basin depth 0.3 -> 0.1 (the model's choice" in seg.model_label.value
+    seg.model.value = str(store / "thr")  # one learned model to another: still the user's settings to return to
+    assert (seg.grains.value, seg.threshold.value) == ("threshold", pytest.approx(0.4))
+    assert "'grains by' set to threshold, threshold 0.5 -> 0.4" in seg.model_label.value
+    seg.model.value = SHIPPED
+    assert (seg.grains.value, seg.basin_depth.value, seg.threshold.value) == (
+        "watershed",
+        pytest.approx(0.3),
+        pytest.approx(0.5),
+    )
+    assert seg.model_label.value.startswith("shipped model; your settings are back: 'grains by' set to watershed")
+    seg.model.value = SHIPPED  # nothing more to restore
+    assert messages["error"] == []

@@ -213,6 +213,7 @@ class SegmentWidget(Container):
         self.net2_weights: str | None = None
         #: the chosen learned model's directory and model.json (None: the shipped model / the weights above)
         self.model_dir: Path | None = None
+        self._settings_before_model: dict | None = None  # the builder settings a learned model replaced
         self.model_info: dict | None = None
         self._states: dict[int, _SourceState] = {}
         self._refinement: _Refinement | None = None
@@ -545,8 +546,8 @@ class SegmentWidget(Container):
 
     def _grain_settings(self) -> tuple:
         """What the grains are built with: "grains by" and its parameter (basin depth or threshold)."""
-        grains = self.grains.value
-        return (grains, float((self.basin_depth if grains == "watershed" else self.threshold).value))
+        now = self._builder_settings()
+        return now["grains"], now["basin_depth" if now["grains"] == "watershed" else "threshold"]
 
     def _on_grains_changed(self, value=None) -> None:
         """Show the chosen builder's parameter only: the basin depth for the watershed, else the threshold."""
@@ -559,7 +560,7 @@ class SegmentWidget(Container):
         value = self.model.value if value is None else value
         if not value or value == SHIPPED:
             self.model_dir, self.model_info = None, None
-            self.model_label.value = "shipped model"
+            self.model_label.value = "shipped model" + self._restore_settings()
             return
         from napari_grainseg.models.model_dir import read_model_info
 
@@ -570,18 +571,22 @@ class SegmentWidget(Container):
             self._fail(exc)
             self.model.value = SHIPPED
             return
+        if self.model_dir is None and self._settings_before_model is None:  # the user's, to restore
+            self._settings_before_model = self._builder_settings()
         self.model_dir, self.model_info = Path(value), info
         stored = StoredModel.of(value, info)
         rec = info.get("recommended") or {}
         switched = ""
         if rec.get("grains") in GRAIN_BUILDERS:
-            if self.grains.value != rec["grains"]:  # say why 'grains by' changed under the user's eyes
-                switched = f"; 'grains by' set to {rec['grains']} (the model's choice, made on your corrections)"
+            before = self._builder_settings()
             self.grains.value = rec["grains"]
             if rec["grains"] == "watershed" and "watershed_h" in rec:
                 self.basin_depth.value = float(rec["watershed_h"])
             if rec["grains"] == "threshold" and "threshold" in rec:
                 self.threshold.value = float(rec["threshold"])
+            changed = self._describe_settings(before)
+            if changed:  # say why the settings changed under the user's eyes
+                switched = f"; {changed} (the model's choice, made on your corrections)"
         self.model_label.value = stored.verdict + switched
         if rec.get("net2_steps") == "auto":
             self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
@@ -590,6 +595,39 @@ class SegmentWidget(Container):
                 f"napari-grainseg: model '{stored.name}' scored worse than the shipped model on its held-out "
                 "images; check its results (or learn again with more corrections)"
             )
+
+    def _builder_settings(self) -> dict:
+        """The grain builder and its parameters as the dock shows them."""
+        return {
+            "grains": self.grains.value,
+            "basin_depth": float(self.basin_depth.value),
+            "threshold": float(self.threshold.value),
+        }
+
+    def _describe_settings(self, before: dict) -> str:
+        """What differs from ``before`` among the settings in use, in words ('' when nothing does)."""
+        now = self._builder_settings()
+        words = []
+        if now["grains"] != before["grains"]:
+            words.append(f"'grains by' set to {now['grains']}")
+        key = "basin_depth" if now["grains"] == "watershed" else "threshold"
+        name = "basin depth" if key == "basin_depth" else "threshold"
+        if now[key] != before[key]:
+            words.append(f"{name} {before[key]:g} -> {now[key]:g}")
+        return ", ".join(words)
+
+    def _restore_settings(self) -> str:
+        """Back on the shipped model: the builder settings the dock had before a learned model
+        changed them, and the words that say so ('' when there is nothing to restore)."""
+        saved, self._settings_before_model = self._settings_before_model, None
+        if saved is None:
+            return ""
+        before = self._builder_settings()
+        self.grains.value = saved["grains"]
+        self.basin_depth.value = saved["basin_depth"]
+        self.threshold.value = saved["threshold"]
+        changed = self._describe_settings(before)
+        return f"; your settings are back: {changed}" if changed else ""
 
     def _options(
         self, device, grains: str, hint: float | None = None, pixel_size_nm: float | None = None
