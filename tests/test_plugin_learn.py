@@ -61,7 +61,7 @@ def _docks(viewer):
     seg = SegmentWidget(viewer)
     seg.device.value = "cpu"
     learn = LearnWidget(viewer)
-    learn.device = "cpu"
+    learn.device.value = "cpu"
     return seg, learn
 
 
@@ -128,6 +128,7 @@ def test_learning_from_a_corrected_layer_segments_the_next_image_better(
     click(qtbot, learn.learn_button)
     run = learn._run
     assert run is not None and not learn.learn_button.enabled and learn.cancel_button.enabled
+    assert learn.status.value.endswith("(40 steps) on cpu...")  # the device chosen in the dock
     with qtbot.waitSignal(run.worker.finished, timeout=300_000):
         pass
     qtbot.waitUntil(lambda: learn._run is None, timeout=5000)
@@ -137,6 +138,7 @@ def test_learning_from_a_corrected_layer_segments_the_next_image_better(
     assert info["steps_done"] == 40 and info["base_model"]["shipped"]
     assert learn.progress.value == 40 and learn.progress.max == 40 and "step 40 of 40" in learn.loss.value
     assert learn.status.value.startswith("learned 'textured'") and learn.learn_button.enabled
+    assert f"s on {info['device']}; saved" in learn.status.value and info["device"].startswith("cpu (")
 
     # the new model is the segment dock's model: segmenting B with it is one click;
     # the shipped model's result on B for comparison

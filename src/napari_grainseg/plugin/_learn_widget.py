@@ -29,6 +29,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_grainseg.errors import GrainsegError, InputError
+from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 from napari_grainseg.plugin._dock import column, join_other_docks, link_of, same_layer, scroll_body, source_image
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
@@ -102,8 +103,12 @@ class LearnWidget(Container):
         self._edits = Debouncer(self._refresh_corrected, REFRESH_DELAY_MS)
         #: the fine-tuning config (None: the defaults of ``grainseg finetune``)
         self.config = None
-        #: device of the training ("auto": CUDA, MPS or the CPU)
-        self.device = "auto"
+        self.device = ComboBox(
+            label="device",
+            choices=list(DEVICE_CHOICES),
+            value="auto",
+            tooltip="where learning runs; auto: CUDA, else Apple MPS, else the CPU (the dock names the one in use)",
+        )
         self.corrected = Select(
             label="corrected layers",
             choices=self._boundary_layers,
@@ -164,6 +169,7 @@ class LearnWidget(Container):
                 self.minutes,
                 self.steps,
                 self.net2_steps,
+                self.device,
                 self.model_name,
                 buttons,
                 self.progress,
@@ -412,7 +418,7 @@ class LearnWidget(Container):
                     if self.corrected.choices
                     else "no boundary layer to learn from: run Net1 on an image and correct its result first"
                 )
-            device = resolve_device(self.device)  # the CPU without importing torch: the worker imports it
+            device = resolve_device(self.device.value)  # the CPU without importing torch: the worker imports it
         except GrainsegError as exc:
             return self._fail(exc)
         run = _Run(name.strip())
@@ -432,7 +438,7 @@ class LearnWidget(Container):
         what = f"{len(corrected)} layer{'s' if len(corrected) != 1 else ''}"
         what += f" + the images of '{again_from}'" if again_from else ""
         budget = f"{steps} steps" if steps else f"{self.minutes.value:g} min"
-        self.status.value = f"learning '{run.name}' from {what} ({budget})..."
+        self.status.value = f"learning '{run.name}' from {what} ({budget}) on {device}..."
         self._start_timer(run)
         worker.start()
         return worker
@@ -504,7 +510,7 @@ class LearnWidget(Container):
         n = len(info.get("training_images", []))
         self.status.value = (
             f"learned '{path.name}' from {n} corrected image{'s' if n != 1 else ''}: {info['steps_done']} steps "
-            f"in {info['train_seconds']:.0f} s; saved in the model store"
+            f"in {info['train_seconds']:.0f} s on {info['device']}; saved in the model store"
         )
         self.loss.value = run.words(running=False)
         worse = bool(info.get("worse_than_base")) and bool(info.get("heldout"))
