@@ -343,6 +343,36 @@ def test_set_scale_from_a_line_drawn_along_the_scale_bar(scene, qtbot, errors):
     assert seg.pixel_size.value == pytest.approx(2.5)
 
 
+def test_an_export_needs_a_full_folder_path_and_says_why_a_write_fails(scene, qtbot, tmp_path, errors, monkeypatch):
+    """An emptied or relative folder field would export into napari's launch folder, unseen; a file
+    name taken by a folder is named as such; a failed write names the folder, not a temporary file."""
+    from napari_grainseg.plugin._stats_widget import StatsWidget
+
+    viewer, image, link = scene
+    stats = StatsWidget(viewer)
+    monkeypatch.chdir(tmp_path)
+    for typed, words in (("", "choose the export folder (a full path)"), ("exports", "not 'exports'")):
+        stats.folder.line_edit.value = typed
+        click(qtbot, stats.csv_button)
+        assert errors and words in errors[-1] and words in stats.export_status.value
+        assert list(tmp_path.iterdir()) == []
+    stats.folder.value = tmp_path
+    (tmp_path / "img_grains.csv").mkdir()
+    click(qtbot, stats.csv_button)
+    assert "img_grains.csv in" in errors[-1] and "is a folder" in errors[-1]
+    (tmp_path / "img_grains.csv").rmdir()
+
+    def refuse(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / ".img_grains.csv.x97l0be7.part.csv"))
+
+    import napari_grainseg.measure.report as report
+
+    monkeypatch.setattr(report, "write_field_exports", refuse)  # the export reads it from there when it runs
+    click(qtbot, stats.csv_button)
+    assert errors[-1] == f"cannot write in {tmp_path}: no such file or directory"
+    assert ".part" not in stats.export_status.value
+
+
 def test_an_export_never_replaces_an_earlier_export_unasked(scene, qtbot, tmp_path, errors):
     """A second export under the same stem (say, after re-running Net1) would replace the first,
     corrected export: refused until the user ticks "replace existing files"."""
@@ -524,7 +554,7 @@ def test_an_export_that_failed_half_way_can_be_retried_without_asking(scene, qtb
 
     monkeypatch.setattr(report, "save_figure", disk_full)
     click(qtbot, stats.all_button)
-    assert len(errors) == 1 and "No space left" in errors[0]
+    assert len(errors) == 1 and errors[0] == f"cannot write in {tmp_path}: no space left on device"
     assert (tmp_path / "img_grains.csv").is_file() and not (tmp_path / "img_histogram.png").exists()
     monkeypatch.setattr(report, "save_figure", real)
     click(qtbot, stats.all_button)

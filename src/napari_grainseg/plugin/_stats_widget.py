@@ -560,12 +560,18 @@ class StatsWidget(Container):
             stem = self.stem.value.strip()
             if not stem:
                 raise InputError("enter a file stem for the exports")
-            folder = Path(self.folder.value)
+            typed = str(self.folder.line_edit.value).strip()
+            folder = Path(typed)
+            if not typed or not folder.is_absolute():  # else napari's launch folder, wherever that is
+                raise InputError(f"choose the export folder (a full path){f', not {typed!r}' if typed else ''}")
             if not folder.is_dir():
                 raise InputError(f"export folder does not exist: {folder}")
             labels, nm = self._inputs()
             key = layer_key(self.grains.value)
             targets = field_export_paths(folder, stem, what, svg=True)
+            folders = [path.name for path in targets if path.is_dir()]
+            if folders:
+                raise InputError(f"not exported: {', '.join(folders)} in {folder} is a folder; change the file stem")
             if not self.replace.value:
                 self._check_no_replacement(targets, key)
             before = {path: path.stat().st_mtime_ns for path in targets if path.exists()}
@@ -589,8 +595,10 @@ class StatsWidget(Container):
             self.replace.value = False  # a permission for this export, not for every later one
         except (GrainsegError, OSError) as exc:
             # the statistics shown stay valid: the failure belongs under the export buttons
-            show_error(str(exc))
             text = str(exc)
+            if not isinstance(exc, GrainsegError):  # the reason, without the temporary file's name
+                text = f"cannot write in {folder}: {(exc.strerror or str(exc)).lower()}"
+            show_error(text)
             self.export_status.value = text if text.startswith("not exported") else f"not exported: {text}"
             return None
         names = ", ".join(sorted(Path(p).name for p in paths.values()))
