@@ -417,3 +417,49 @@ def test_net1_status_shows_the_result_not_the_last_tile(make_napari_viewer, qtbo
     qtbot.wait(late)
     assert seg.status.value.startswith("Net1: 'interconnect_tem'"), seg.status.value
     assert errors == []
+
+
+def test_closing_the_viewer_with_work_on_its_way_raises_nothing(make_napari_viewer, qtbot, weights, monkeypatch):
+    """A measurement, a grains rebuild or a Net2 step finishing after the viewer closed wrote into
+    deleted Qt widgets ("wrapped C/C++ object ... has been deleted", found by a walkthrough);
+    pytest-qt fails this test on any exception raised in the event loop."""
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    viewer.window.add_plugin_dock_widget("napari-grainseg", "Correct grains")
+    viewer.window.add_plugin_dock_widget("napari-grainseg", "Learn from corrections")
+    seg.net1_weights, seg.net2_weights = weights
+    seg.device.value = "cpu"
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
+    qtbot.wait(REBUILD_WAIT_MS)
+    click(qtbot, seg.step_button)
+    qtbot.waitUntil(lambda: seg.net2_label.value.startswith("step 1"), timeout=120_000)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    with bnd.block_history():  # an edit: a rebuild and a measurement are scheduled
+        bnd.data_setitem((np.full(100, 77), np.arange(300, 400)), np.ones(100, np.uint8))
+    qtbot.wait(50)
+    viewer.close()
+    qtbot.wait(3 * REBUILD_WAIT_MS)
+
+
+def test_closing_the_viewer_while_net1_runs_raises_nothing(make_napari_viewer, qtbot, weights, monkeypatch):
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    seg.net1_weights, seg.net2_weights = weights
+    seg.device.value = "cpu"
+    click(qtbot, seg.run_net1_button)
+    worker = seg._net1_worker
+    viewer.close()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.wait(3 * REBUILD_WAIT_MS)

@@ -9,6 +9,7 @@ then small and they fit a 1366×768 screen together (scrolling where needed).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container
@@ -19,6 +20,29 @@ from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 MIN_DOCK_HEIGHT = 100
 #: Qt object name prefix of this plugin's dock contents (how the docks find each other).
 DOCK_OBJECT_PREFIX = "napari-grainseg dock: "
+
+
+def qt_alive(widget) -> bool:
+    """Whether a magicgui widget's Qt widget still exists (napari deletes a closed viewer's docks)."""
+    try:
+        widget.native.objectName()  # any call raises once the C++ object is gone
+    except RuntimeError:
+        return False
+    return True
+
+
+def unless_closed(method: Callable) -> Callable:
+    """Skip a dock's callback once its widgets are deleted.
+
+    A worker's result, a timer or a layer event can arrive after the viewer was closed: the
+    callback would then write into deleted Qt widgets and raise.
+    """
+
+    @functools.wraps(method)
+    def callback(self, *args, **kwargs):
+        return method(self, *args, **kwargs) if qt_alive(self) else None
+
+    return callback
 
 
 #: A greyed-out number box shows no + / − (napari's theme draws them as if they still worked).

@@ -31,7 +31,16 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
-from napari_grainseg.plugin._dock import column, join_other_docks, link_of, same_layer, scroll_body, source_image
+from napari_grainseg.plugin._dock import (
+    column,
+    join_other_docks,
+    link_of,
+    qt_alive,
+    same_layer,
+    scroll_body,
+    source_image,
+    unless_closed,
+)
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import Debouncer, create_worker
@@ -239,6 +248,7 @@ class LearnWidget(Container):
         """The boundary layers that hold hand edits (the default choice)."""
         return [link.boundaries for link in self._links() if link.has_hand_edits]
 
+    @unless_closed
     def _refresh_layers(self, event=None) -> None:
         for layer in self._viewer.layers:  # follow edits: a layer edited by hand becomes a default choice
             if isinstance(layer, napari.layers.Labels) and layer_key(layer) not in self._watched:
@@ -248,6 +258,7 @@ class LearnWidget(Container):
         self.region.reset_choices()
         self._refresh_corrected()
 
+    @unless_closed
     def _refresh_corrected(self) -> None:
         self._setting = True
         try:
@@ -481,6 +492,7 @@ class LearnWidget(Container):
         run._timer.timeout.connect(lambda: self._show_progress(run))
         run._timer.start()
 
+    @unless_closed
     def _show_progress(self, run: _Run) -> None:
         if not run.total:
             return
@@ -495,6 +507,7 @@ class LearnWidget(Container):
             self._run.cancel = True
             self.status.value = f"cancelling '{self._run.name}' (after the current step)..."
 
+    @unless_closed
     def _learn_done(self, run: _Run, out) -> None:
         self._show_progress(run)
         if isinstance(out, _Failure):
@@ -536,7 +549,8 @@ class LearnWidget(Container):
             run._timer = None
         if self._run is run:
             self._run = None
-        self._update_controls()
+        if qt_alive(self):  # else the viewer was closed while learning
+            self._update_controls()
 
     def _update_controls(self, _value=None) -> None:
         """Enable what can be pressed now: Learn again, Rename and Delete need a stored model and
@@ -626,6 +640,7 @@ class LearnWidget(Container):
         STORE_EVENTS.changed.emit("")
         self._on_stored_changed()
 
+    @unless_closed
     def _fail(self, exc: BaseException | str):
         message = str(exc)
         show_error(message)

@@ -26,10 +26,12 @@ from napari_grainseg.plugin._dock import (
     column,
     follow_active,
     join_other_docks,
+    qt_alive,
     same_layer,
     scroll_body,
     source_image,
     suggest_reader_for_calibrated_tiffs,
+    unless_closed,
 )
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
@@ -106,6 +108,9 @@ class _Net1Progress:
         self._timer.start()
 
     def show(self) -> None:
+        if not qt_alive(self.status):  # the viewer was closed
+            self.close()
+            return
         if self._bar is None or not self.total:
             return
         if self._bar.total != self.total:
@@ -500,6 +505,7 @@ class SegmentWidget(Container):
             show_warning(str(w.message))
         return source, data
 
+    @unless_closed
     def _fail(self, exc: BaseException | str) -> bool:
         message = str(exc)
         show_error(message)
@@ -750,6 +756,8 @@ class SegmentWidget(Container):
     def _net1_finished(self, tiles: _Net1Progress, source, worker, delivered: bool = False) -> None:
         self._net1_worker = None
         tiles.close()
+        if not qt_alive(self):  # the viewer was closed while Net1 ran
+            return
         # a stopped worker emits no result (threaded): say so here; but a Stop that came after the
         # last tile, with the result already shown, cancelled nothing
         if worker.abort_requested and not delivered:
@@ -759,6 +767,7 @@ class SegmentWidget(Container):
         self.status.value = f"Net1 cancelled on {source.name}: nothing changed"
         show_info(f"napari-grainseg: Net1 cancelled on '{source.name}'")
 
+    @unless_closed
     def _net1_done(self, source, out, from_model: bool = False) -> None:
         if isinstance(out, _Failure):
             if out.cancelled:
@@ -1046,6 +1055,7 @@ class SegmentWidget(Container):
         finally:
             steps.close()
 
+    @unless_closed
     def _net2_yielded(self, r: _Refinement, out) -> None:
         from napari_grainseg.models.device import describe_device
 
@@ -1097,10 +1107,12 @@ class SegmentWidget(Container):
         )
         r.last_draw = time.perf_counter()
 
+    @unless_closed
     def _net2_returned(self, r: _Refinement, out) -> None:
         if isinstance(out, _Failure):
             self._fail(out.message)
 
+    @unless_closed
     def _refinement_finished(self, r: _Refinement) -> None:
         self._draw_step(r)  # the last step always lands, even when stopped between redraws
         if self._refinement is r:

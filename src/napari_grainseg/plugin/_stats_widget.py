@@ -31,6 +31,7 @@ from napari_grainseg.plugin._dock import (
     scroll_body,
     source_image,
     suggest_reader_for_calibrated_tiffs,
+    unless_closed,
 )
 from napari_grainseg.plugin._layers import image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
@@ -372,6 +373,7 @@ class StatsWidget(Container):
                 self.folder.value = self._auto_folder
             self._debouncer.trigger()
 
+    @unless_closed
     def _fail(self, exc) -> None:
         show_error(str(exc))
         self.summary.value = f"error: {exc}"
@@ -404,6 +406,7 @@ class StatsWidget(Container):
             "exclude": self.exclusion_mask(labels.shape),
         }
 
+    @unless_closed
     def update(self):
         """Recompute the statistics of the selected layer (in a worker). Returns the worker."""
         if self._worker is not None:  # one at a time; recompute once it is done
@@ -429,12 +432,14 @@ class StatsWidget(Container):
         worker.start()
         return worker
 
+    @unless_closed
     def _finished(self) -> None:
         self._worker = None
         if self._again:
             self._again = False
             self._debouncer.trigger()
 
+    @unless_closed
     def _show(self, stats: GrainStats, key=None) -> None:
         self.stats = stats
         self._stats_key = key
