@@ -102,7 +102,10 @@ def validate_image(data: np.ndarray, *, min_size: int = MIN_SIZE) -> np.ndarray:
     if np.issubdtype(data.dtype, np.floating):
         n_bad = int(np.count_nonzero(~np.isfinite(data)))
         if n_bad:
-            raise InputError(f"image contains {n_bad} NaN or infinite pixel values")
+            raise InputError(
+                f"image contains {n_bad} NaN or infinite pixel values: crop them away, or fill them "
+                "(e.g. with the median) and exclude that area from the statistics with an exclusion mask"
+            )
     lo, hi = np.min(data), np.max(data)
     if lo == hi:
         raise InputError(f"image is constant (every pixel is {lo}): there are no grains to find")
