@@ -463,3 +463,44 @@ def test_closing_the_viewer_while_net1_runs_raises_nothing(make_napari_viewer, q
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     qtbot.wait(3 * REBUILD_WAIT_MS)
+
+
+def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    """Net2 Run never draws over a hand edit made while it runs; the step line then says which step
+    is shown and which was dropped (it showed the dropped step as if drawn, "converged" included)."""
+    import time
+
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.segmentation import refine as refine_module
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    real_refine = refine_module.refine
+
+    def slow_refine(*args, **kwargs):  # a step every 0.4 s: the edit lands between two
+        for i, step in enumerate(real_refine(*args, **kwargs)):
+            if i:
+                time.sleep(0.4)
+            yield step
+
+    monkeypatch.setattr(refine_module, "refine", slow_refine)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = _segment(viewer, weights)
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    click(qtbot, seg.run_button)
+    qtbot.waitUntil(lambda: bnd.metadata.get("grainseg_info", {}).get("net2_steps") == 1, timeout=120_000)
+    line = (np.full(100, 77), np.arange(300, 400))
+    with bnd.block_history():
+        bnd.data_setitem(line, np.ones(100, np.uint8))
+    qtbot.waitUntil(lambda: "was edited" in seg.status.value, timeout=30_000)
+    qtbot.waitUntil(lambda: seg._refinement is None, timeout=30_000)
+    assert bnd.data[line].all()  # the edit stays
+    shown = bnd.metadata["grainseg_info"]["net2_steps"]
+    assert seg.net2_label.value.startswith(f"{shown} step") and "dropped (the layer was edited)" in seg.net2_label.value
+    assert "converged" not in seg.net2_label.value
+    assert errors == []

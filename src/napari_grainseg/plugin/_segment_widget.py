@@ -1098,6 +1098,13 @@ class SegmentWidget(Container):
                 f"Net2 stopped: '{state.link.boundaries.name}' was edited; press Step to "
                 "continue from it (the edits are kept fixed)"
             )
+            kept = state.steps_done
+            state.net2_text = (  # not the dropped step's line, as if it had been drawn
+                f"{kept} step{'' if kept == 1 else 's'} shown; step {r.steps_at_start + step.step} dropped "
+                "(the layer was edited)"
+            )
+            if same_layer(self.image.value, source):
+                self.net2_label.value = state.net2_text
             return
         state.steps_done = r.steps_at_start + step.step
         state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done)
