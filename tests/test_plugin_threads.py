@@ -177,6 +177,9 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     # Net1 again over the layer whose edits Net2 carried (no edit since the last step): new layers,
     # the old ones hidden, not overwritten, and the docks follow the new ones
     click(qtbot, seg.stop_button)
+    click(qtbot, fix.picks_button)  # the old layer's picks: hidden with it
+    click(qtbot, fix.lines_button)
+    helpers = [viewer.layers[f"interconnect_tem boundaries {kind}"] for kind in ("picks", "split lines")]
     kept = bnd.data.copy()
     click(qtbot, seg.run_net1_button)
     # the core Net2 left the viewer (torch's count lowered) is not taken from OpenCV's Net1
@@ -185,6 +188,7 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     new_b = viewer.layers["interconnect_tem boundaries [2]"]
     new_g = viewer.layers["interconnect_tem grains [2]"]
     assert not bnd.visible and not grains.visible and new_b.visible
+    assert not any(helper.visible for helper in helpers)
     assert fix.boundaries.value is new_b and stats.grains.value is new_g
     assert seg.link_for(image).boundaries is new_b
     assert errors == []

@@ -27,7 +27,7 @@ from napari_grainseg.plugin._dock import (
     scroll_body,
     suggest_reader_for_calibrated_tiffs,
 )
-from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, helper_layer_name
 from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
 
 
@@ -111,7 +111,7 @@ class CorrectWidget(Container):
             if create:
                 self._fail("no boundary layer: run Net1 first (Segment grains widget)")
             return None
-        name = f"{layer.name} {'picks' if kind == 'points' else 'split lines'}"
+        name = helper_layer_name(layer.name, kind)
         if name in self._viewer.layers:
             helper = self._viewer.layers[name]
         elif not create:

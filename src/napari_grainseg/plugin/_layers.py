@@ -79,6 +79,21 @@ def derived_layer_kwargs(source, name: str) -> dict[str, Any]:
     return kwargs
 
 
+#: The Correct dock's helper layers of a boundary layer: Points that pick grains, Shapes that split them.
+HELPER_KINDS = {"points": "picks", "shapes": "split lines"}
+
+
+def helper_layer_name(boundaries_name: str, kind: str) -> str:
+    """The name of a boundary layer's helper layer of ``kind`` ("points" or "shapes")."""
+    return f"{boundaries_name} {HELPER_KINDS[kind]}"
+
+
+def helper_layers_of(viewer, boundaries) -> list:
+    """The helper layers (picks, split lines) that belong to the boundary layer ``boundaries``."""
+    names = {helper_layer_name(boundaries.name, kind) for kind in HELPER_KINDS}
+    return [layer for layer in viewer.layers if layer.name in names]
+
+
 def move_below(viewer, layer, other) -> None:
     """Move ``layer`` just under ``other`` in the layer list (by ``unique_id``: docks get layer proxies)."""
     ids = [lay.unique_id for lay in viewer.layers]

@@ -33,7 +33,13 @@ from napari_grainseg.plugin._dock import (
     suggest_reader_for_calibrated_tiffs,
     unless_closed,
 )
-from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer, pixel_size_of
+from napari_grainseg.plugin._layers import (
+    adding_layers,
+    derived_layer_kwargs,
+    helper_layers_of,
+    image_from_layer,
+    pixel_size_of,
+)
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import create_worker, run_staged
 from napari_grainseg.segmentation.grains import (
@@ -847,6 +853,8 @@ class SegmentWidget(Container):
             new.boundaries.metadata["grainseg_info"] = dict(state.extra)
             if link is not None and link.alive:
                 link.boundaries.visible = link.grains.visible = False
+                for helper in helper_layers_of(self._viewer, link.boundaries):  # its picks and split lines
+                    helper.visible = False
                 show_info(
                     f"'{link.boundaries.name}' has hand corrections: kept it (hidden), the new result is in "
                     f"'{new.boundaries.name}'"
