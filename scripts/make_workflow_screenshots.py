@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     shot("5_statistics", docks["Grain statistics"])
 
     # learn from the corrected boundary layer (chosen for you: it holds hand edits), in the worker
-    learn.device = "cpu"
+    learn.device.value = "cpu"
     learn.steps.value = 40
     learn.model_name.value = "interconnect TEM"
     _threading.SYNCHRONOUS = False
