@@ -529,6 +529,10 @@ def test_decoded_size_is_limited_from_the_header(tmp_path, capsys):
         (["--grain-size", "0.05"], "would enlarge f0.tif"),
         (["--grain-size", "1e-9"], "would enlarge"),
         (["--grain-size", "4", "--max-pixels", "20000"], "would resample f0.tif to"),
+        # a grain larger than the image: it ran for minutes (a smoothing wider than the image) or
+        # gave 1-3 grains without a word
+        (["--grain-size", "1e7"], "f0.tif: a mean grain diameter of 1e+07 px does not fit in the"),
+        (["--grain-size-nm", "1e5"], "a mean grain diameter of 5e+04 px does not fit"),
     ],
 )
 def test_absurd_resampling_is_refused_before_computing(extra, words, fields, tmp_path, capsys):
@@ -911,3 +915,15 @@ def test_whole_numbers_beyond_float32s_exact_range_are_rescaled_with_their_own_r
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.warns(ExtremeValuesWarning, match="too large"):
             validate_image(np.linspace(0, 1e300, 64 * 64).reshape(64, 64))
+
+
+def test_a_grain_larger_than_the_image_is_refused_by_the_library_and_each_batch_field(fields, tmp_path, capsys):
+    from napari_grainseg.errors import InputError
+    from napari_grainseg.segmentation.inference import predict_boundaries
+
+    image = np.random.default_rng(0).random((64, 80)).astype(np.float32)
+    with pytest.raises(InputError, match="does not fit in the 64x80 px image"):
+        predict_boundaries(image, device="cpu", grain_size_px=81.0)
+    assert main(_batch(fields, tmp_path / "b", "--grain-size", "5000")) == 1  # every field fails, each says why
+    err = capsys.readouterr().err
+    assert err.count("does not fit in the") == len(FIELDS)

@@ -489,7 +489,7 @@ MAX_UPSCALE = 8.0
 
 
 def check_resampling(
-    shape: Sequence[int],
+    shape: Sequence[int] | None,
     grain_size_px: float | None,
     max_pixels: int | None = None,
     *,
@@ -499,12 +499,12 @@ def check_resampling(
     """Refuse a grain-size hint that would resample an image absurdly (before any computation).
 
     Returns the factor Net1 will resample by (1.0 without a hint). Refuses a
-    factor above ``max_upscale`` and a resampled image above ``max_pixels``
-    (None: :data:`napari_grainseg.io.readers.DEFAULT_MAX_PIXELS`; 0 or less: no
-    limit).
+    factor above ``max_upscale``, a grain larger than the image, and a resampled
+    image above ``max_pixels`` (None: :data:`napari_grainseg.io.readers.DEFAULT_MAX_PIXELS`;
+    0 or less: no limit). ``shape`` None: the image is not known yet (only the factor is checked).
     """
     from napari_grainseg.io.readers import DEFAULT_MAX_PIXELS
-    from napari_grainseg.segmentation.inference import scale_for_grain_size
+    from napari_grainseg.segmentation.inference import check_grain_size_fits, scale_for_grain_size
 
     if grain_size_px is None:
         return 1.0
@@ -516,6 +516,12 @@ def check_resampling(
             f"a grain size of {grain_size_px:.3g} px would enlarge {name} {scale:.3g}x "
             f"(at most {max_upscale:g}x): check --grain-size/--grain-size-nm and the pixel size"
         )
+    if shape is None:
+        return scale
+    try:
+        check_grain_size_fits(grain_size_px, tuple(shape))
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     n = round(shape[0] * scale) * round(shape[1] * scale)
     if limit and limit > 0 and n > limit:

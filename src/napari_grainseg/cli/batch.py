@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler is not None and args.workers is not None:
         raise InputError("--workers starts a local cluster; with --scheduler the cluster's workers are used")
     if args.grain_size is not None:  # an absurd hint is refused before anything runs
-        check_resampling((1, 1), args.grain_size, 0, name="every field")
+        check_resampling(None, args.grain_size, 0, name="every field")
     items = discover_inputs(args.input, args.out)
     check_output_dir(args.out)
     with FolderLock(args.out, wait=args.wait) as lock:

@@ -108,6 +108,27 @@ def scale_for_grain_size(grain_size_px: float) -> float:
     return (small_target if grain_size_px < lo else large_target) / grain_size_px
 
 
+def check_grain_size_fits(grain_size_px: float, shape: tuple[int, ...]) -> None:
+    """Refuse a grain-size hint larger than the image itself (a wrong unit or pixel size).
+
+    Such a hint would shrink the image to less than one grain across: a grain count of one or
+    two, or, for absurd values, a smoothing wider than the image that runs for minutes.
+
+    Examples
+    --------
+    >>> check_grain_size_fits(40.0, (256, 256))
+    >>> check_grain_size_fits(1e4, (256, 256))
+    Traceback (most recent call last):
+    ...
+    napari_grainseg.errors.InputError: a mean grain diameter of 1e+04 px does not fit in the 256x256 px image: check the grain size hint and its unit (and the pixel size)
+    """
+    if grain_size_px > max(shape[:2]):
+        raise InputError(
+            f"a mean grain diameter of {grain_size_px:.3g} px does not fit in the {shape[0]}x{shape[1]} px "
+            "image: check the grain size hint and its unit (and the pixel size)"
+        )
+
+
 def resample(image: np.ndarray, scale: float) -> np.ndarray:
     """Resize a 2-D float image by ``scale`` (area averaging when shrinking, cubic when enlarging)."""
     if scale == 1.0:
@@ -403,6 +424,7 @@ def predict_boundaries(
         model = cached_net1(None, dev)
     run = dict(edge_params=edge_params, tile_size=tile_size, overlap=overlap, progress=progress, tta=tta)
     if grain_size_px is not None:
+        check_grain_size_fits(grain_size_px, image.shape)
         scale, estimate, source, prob, n_tiles = scale_for_grain_size(grain_size_px), grain_size_px, "hint", None, 0
     else:
         scale, estimate, prob, n_tiles = choose_scale(image, model, dev, **run)
