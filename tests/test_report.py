@@ -256,6 +256,8 @@ def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
         (["--exclude", "nomask.tif"], "mask file not found"),
         (["--exclude", "small.npy"], "exclusion mask is"),
         (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
+        (["--orientations", "0"], "--orientations must be 1 to 180, got 0"),
+        (["--orientations", "1000000"], "--orientations must be 1 to 180"),  # ran for minutes
     ],
 )
 def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):

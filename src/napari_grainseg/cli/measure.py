@@ -96,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
     # every argument and the output folder before the (possibly large) label image is read
     pixel_size = optional_pixel_size(args.pixel_size)
-    if args.orientations < 1:
-        raise InputError(f"--orientations must be >= 1, got {args.orientations}")
+    from napari_grainseg.measure.astm import MAX_INTERCEPT_ORIENTATIONS
+
+    if not 1 <= args.orientations <= MAX_INTERCEPT_ORIENTATIONS:
+        raise InputError(f"--orientations must be 1 to {MAX_INTERCEPT_ORIENTATIONS}, got {args.orientations}")
     stem = args.stem or args.labels.stem
     outputs = field_export_paths(args.out, stem, ("csv", "json", "histogram"), svg=args.svg)
     check_not_an_input([*outputs, args.out / f"{stem}_overlay.png"], [args.labels, args.image])

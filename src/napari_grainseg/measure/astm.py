@@ -89,6 +89,11 @@ def planimetric_count(labels, rule: str = "saltikov") -> dict:
     return {"rule": rule, "n_inside": n_inside, "n_edge": n_edge, "n_corner": n_corner, "n_equivalent": n_eq}
 
 
+#: Most test-line orientations of the intercept method: one per degree (E112 uses 4 to 8; more only
+#: costs time, each orientation scans the whole field).
+MAX_INTERCEPT_ORIENTATIONS = 180
+
+
 def mean_intercept(
     labels,
     *,
@@ -124,8 +129,11 @@ def mean_intercept(
     filled = fld.filled
     h, w = filled.shape
     if angles_deg is None:
-        if n_orientations < 1:
-            raise InputError(f"n_orientations must be >= 1, got {n_orientations}")
+        if not 1 <= n_orientations <= MAX_INTERCEPT_ORIENTATIONS:
+            raise InputError(
+                f"the number of test-line orientations must be 1 to {MAX_INTERCEPT_ORIENTATIONS} "
+                f"(one per degree), got {n_orientations}"
+            )
         angles_deg = np.arange(n_orientations) * 180.0 / n_orientations
     cy, cx = (h - 1) / 2, (w - 1) / 2
     r = math.hypot(h, w) / 2 + 1
