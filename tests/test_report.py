@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,6 +259,8 @@ def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
         (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
         (["--orientations", "0"], "--orientations must be 1 to 180, got 0"),
         (["--orientations", "1000000"], "--orientations must be 1 to 180"),  # ran for minutes
+        (["--stem", "../escaped"], "file stem '../escaped' is a path"),  # wrote beside --out
+        (["--stem", "/tmp/grainseg_abs"], "is a path"),
     ],
 )
 def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):
@@ -268,7 +271,8 @@ def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):
     assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("grainseg: error:") and match in err
-    assert not (tmp_path / "o" / "lab_summary.json").exists()
+    assert not (tmp_path / "o").exists() and not (tmp_path / "escaped_summary.json").exists()
+    assert not Path("/tmp/grainseg_abs_summary.json").exists()
 
 
 def test_measurement_imports_no_plotting_library():

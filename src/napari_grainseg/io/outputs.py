@@ -112,6 +112,25 @@ def new_run_id() -> str:
 # --------------------------------------------------------------------------- folder checks
 
 
+def check_file_stem(stem: str) -> str:
+    """Refuse an output file prefix that is a path (it would write outside the output folder).
+
+    Examples
+    --------
+    >>> check_file_stem("cu film 3")
+    'cu film 3'
+    >>> check_file_stem("../x")
+    Traceback (most recent call last):
+    ...
+    napari_grainseg.errors.InputError: file stem '../x' is a path: give a name without / or \\
+    """
+    if not stem or stem in (".", "..") or "\0" in stem:
+        raise InputError(f"file stem {stem!r} is not a file name")
+    if "/" in stem or "\\" in stem:
+        raise InputError(f"file stem {stem!r} is a path: give a name without / or \\")
+    return stem
+
+
 def check_output_dir(path: str | os.PathLike, *, option: str = "--out", create: bool = True) -> Path:
     """Create ``path`` if needed and check that files can be written in it.
 
