@@ -326,3 +326,19 @@ def test_label_tiffs_keep_their_calibration_over_the_whole_pixel_size_range(tmp_
         assert back is None  # finer than a TIFF rational can hold: left uncalibrated
     else:
         assert back == pytest.approx(nm, rel=1e-6)
+
+
+def test_cli_measure_replaces_earlier_outputs_only_when_asked(tmp_path, capsys):
+    lab = grid_labels()
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    argv = ["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    table = tmp_path / "o" / "lab_grains.csv"
+    table.write_text(table.read_text() + "# checked by hand\n")
+    edited = table.read_bytes()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("grainseg: error:") and "lab_grains.csv" in err and "--overwrite" in err
+    assert table.read_bytes() == edited
+    assert main([*argv, "--overwrite"]) == 0
+    assert table.read_bytes() != edited

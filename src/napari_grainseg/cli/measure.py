@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--orientations", type=int, default=8, help="test-line orientations of the intercept method (default: 8)"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files already in --out (refused by default: they may be an earlier, corrected export)",
+    )
     add_measurement_arguments(p)
     add_max_pixels_argument(p)
     p.set_defaults(func=run)
@@ -102,7 +107,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--orientations must be 1 to {MAX_INTERCEPT_ORIENTATIONS}, got {args.orientations}")
     stem = args.stem or args.labels.stem
     outputs = field_export_paths(args.out, stem, ("csv", "json", "histogram"), svg=args.svg)
-    check_not_an_input([*outputs, args.out / f"{stem}_overlay.png"], [args.labels, args.image])
+    outputs.append(args.out / f"{stem}_overlay.png")
+    check_not_an_input(outputs, [args.labels, args.image])
+    existing = [path.name for path in outputs if path.exists()]
+    if existing and not args.overwrite:
+        raise InputError(
+            f"{args.out} already holds {', '.join(existing)} (an earlier run, perhaps corrected): "
+            "add --overwrite to replace them, or choose another --stem or --out"
+        )
     check_output_dir(args.out, create=False)  # made once the inputs have been read: a bad one leaves nothing
 
     raw = read_labels(args.labels, args.max_pixels)
