@@ -483,6 +483,29 @@ def test_cli_finetune_then_segment_with_model_records_it(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "noise.tif", np.zeros((4, 4), np.uint8))
     assert main(["segment", str(images[0]), "--out", str(out), "--model", str(tmp_path)]) == 2
 
+    # a second fine-tuning into the same folder: refused before any training unless --overwrite;
+    # and a file as --out is refused before training too (both were found after the whole run)
+    before = (model / "net1.pt").read_bytes()
+    again = ["finetune", str(images[0]), "--boundaries", str(masks[0]), "--steps", "2", "--no-progress"]
+    from napari_grainseg.training import finetune as finetune_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before --out was checked")
+
+    real = finetune_module.finetune_net1
+    finetune_module.finetune_net1 = no_training
+    capsys.readouterr()
+    try:
+        for target, words in ((model, "already holds a model: add --overwrite"), (images[0], "is not a model dir")):
+            assert main([*again, "--out", str(target)]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and words in err[0], err
+    finally:
+        finetune_module.finetune_net1 = real
+    assert (model / "net1.pt").read_bytes() == before
+    assert main([*again, "--out", str(model), "--overwrite", "--device", "cpu"]) == 0
+    assert (model / "net1.pt").read_bytes() != before
+
 
 def test_learn_again_uses_all_recorded_corrections_from_the_base(tmp_path, capsys):
     from napari_grainseg.models.weights import file_sha256, shipped_weights_dir

@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="masks of the verified part of each image (non-zero = verified); the rest is ignored",
     )
     p.add_argument("--out", required=True, type=Path, help="model directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     p.add_argument(
         "--from",
         dest="from_dir",
@@ -100,11 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from napari_grainseg.models.model_dir import is_shipped_location
+    from napari_grainseg.models.model_dir import check_model_destination
     from napari_grainseg.training.finetune import adapt_and_save
 
-    if is_shipped_location(args.out):
-        raise InputError(f"--out {args.out} is the shipped model's folder; it is never overwritten")
+    check_model_destination(args.out, overwrite=args.overwrite)  # before reading and training
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     if args.seed is not None and args.seed < 0:
@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             grain_size_px=args.grain_size,
             progress=progress,
             log=lambda text: print(f"grainseg: {text}", file=sys.stderr),
+            overwrite=args.overwrite,
         )
     finally:
         if bar is not None:

@@ -183,7 +183,28 @@ def onnx_export_available() -> bool:
     return importlib.util.find_spec("onnx") is not None
 
 
-def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Path | None = None, net2=None) -> Path:
+def check_model_destination(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Refuse a model directory destination before any training: the shipped weights folder,
+    a file or a folder that is not a model directory, and (unless ``overwrite``) an existing model.
+    """
+    out = Path(out)
+    if is_shipped_location(out):
+        raise InputError(f"{out} is the shipped model's folder; it is never overwritten: choose another --out")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MODEL_FILE).is_file())):
+        raise InputError(f"{out} exists and is not a model directory; choose a new or empty folder for --out")
+    if (out / MODEL_FILE).is_file() and not overwrite:
+        raise InputError(f"{out} already holds a model: add --overwrite to replace it, or choose another --out")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{out} cannot be created: {parent} is a file")
+            break
+    return out
+
+
+def save_model_dir(
+    out: str | Path, net1, info: dict, *, net2_weights: str | Path | None = None, net2=None, overwrite: bool = False
+) -> Path:
     """Write a model directory: ``net1``'s weights, Net2 (the adapted ``net2``, else a copy of
     ``net2_weights``, if any) and ``model.json``; with the ``onnx`` package installed also the
     ONNX export of Net1, so the adapted model runs through OpenCV on the CPU like the shipped one.
@@ -191,16 +212,13 @@ def save_model_dir(out: str | Path, net1, info: dict, *, net2_weights: str | Pat
     ``info`` is merged into ``model.json`` beside the format, package version, date and hashes.
     The directory is assembled beside ``out`` and moved into place at the end, so an
     interrupted save leaves any previous model in ``out`` intact. ``out`` may not be the
-    shipped weights folder, nor an existing folder that is not a model directory.
+    shipped weights folder, nor an existing folder that is not a model directory, nor (unless
+    ``overwrite``) an existing model (:func:`check_model_destination`).
     """
     from napari_grainseg.models.net1 import count_parameters
     from napari_grainseg.models.weights import file_sha256, save_weights
 
-    out = Path(out)
-    if is_shipped_location(out):
-        raise InputError(f"{out} is the shipped model's folder; it is never overwritten: choose another --out")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MODEL_FILE).is_file())):
-        raise InputError(f"{out} exists and is not a model directory; choose a new or empty folder for --out")
+    out = check_model_destination(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial"
     if staging.exists():

@@ -612,8 +612,12 @@ def adapt_and_save(
     cancel=None,
     log: Callable[[str], None] | None = None,
     config: FinetuneConfig | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, dict]:
     """Read corrections, fine-tune Net1 from the base model, write a model directory; returns (dir, model.json).
+
+    ``out`` is checked before any work (:func:`~napari_grainseg.models.model_dir.check_model_destination`):
+    an existing model there is replaced only with ``overwrite``.
 
     ``from_dir`` adds the corrections recorded in that model directory and reuses its base
     model and config ("learn again": always from the base, never from the adapted weights).
@@ -624,12 +628,11 @@ def adapt_and_save(
     """
     import dataclasses
 
-    from napari_grainseg.models.model_dir import is_shipped_location, read_model_info, save_model_dir
+    from napari_grainseg.models.model_dir import check_model_destination, read_model_info, save_model_dir
     from napari_grainseg.models.weights import file_sha256, shipped_weights_dir
     from napari_grainseg.training.corrections import load_corrections
 
-    if is_shipped_location(out):
-        raise InputError(f"{out} is the shipped model's folder; it is never overwritten")
+    check_model_destination(out, overwrite=overwrite)  # before the (long) training
     base_path = shipped_weights_dir() / "net1.pt"
     config = config or FinetuneConfig()
     all_corr: list[Correction] = []
@@ -730,7 +733,12 @@ def adapt_and_save(
         "learned_from": str(Path(from_dir).resolve()) if from_dir is not None else None,
     }
     out = save_model_dir(
-        out, result.model, record, net2_weights=net2_path if net2_path.is_file() else None, net2=result.net2
+        out,
+        result.model,
+        record,
+        net2_weights=net2_path if net2_path.is_file() else None,
+        net2=result.net2,
+        overwrite=overwrite,
     )
     return out, read_model_info(out)
 
