@@ -173,3 +173,13 @@ def test_a_model_directorys_recommendations_yield_to_what_the_user_typed(tmp_pat
     options = segment_options_from_args(args)
     assert (options.grains, str(options.net2_steps)) == (grains, net2_steps)
     assert options.threshold == (0.4 if grains == "threshold" else 0.5)
+
+
+@pytest.mark.parametrize("model", ["net1", "net2"])
+def test_train_out_that_is_a_file_is_a_one_line_error(model, tmp_path, capsys):
+    afile = tmp_path / "image.tif"
+    afile.write_bytes(b"precious")
+    assert main(["train", model, "--out", str(afile), "--steps", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"grainseg: error: --out {afile} is a file, not a folder"]
+    assert afile.read_bytes() == b"precious"

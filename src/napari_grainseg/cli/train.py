@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     out = args.out or Path("runs") / args.model
+    from napari_grainseg.io.outputs import check_output_dir
+
+    check_output_dir(out)  # a file, under a file, read-only: a one-line error before any work
     if args.model == "net2":
         from napari_grainseg.training.net2 import train_net2
 
