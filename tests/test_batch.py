@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_grainseg.batch import BatchItem, BatchOptions, discover_inputs, is_done, run_batch
+from napari_grainseg.batch import BatchItem, BatchOptions, discover_inputs, is_done, process_item, run_batch
 from napari_grainseg.cli import main
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import file_record
@@ -318,3 +318,19 @@ def test_local_workers_option_runs_on_dask(serial_run, sample_dir, weights, tmp_
     assert "2 local Dask workers" in capsys.readouterr().err
     a, b = _labels(reference), _labels(tmp_path / "local")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_while_a_field_is_written_leaves_no_staging_folder(sample_dir, weights, tmp_path, monkeypatch):
+    """A Ctrl-C in the middle of writing a field's files left its staging folder with half the files."""
+    from napari_grainseg.segmentation import pipeline
+
+    def half_written(stage, stem, *args, **kwargs):
+        (Path(stage) / f"{stem}_boundaries.tif").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "write_segmentation", half_written)
+    items = discover_inputs(sample_dir, tmp_path / "out")
+    options = BatchOptions(weights=weights, pixel_size_nm=2.0, threads=1, net2_steps=0)
+    with pytest.raises(KeyboardInterrupt):
+        process_item(next(i for i in items if "corrupt" not in i.stem), options)
+    assert not list((tmp_path / "out").rglob(".*staging*"))

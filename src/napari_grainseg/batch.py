@@ -481,6 +481,10 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
                 "disk" if isinstance(exc, OutputWriteError) else "input" if isinstance(exc, InputError) else "internal"
             ),
         )
+    except BaseException:  # Ctrl-C or a worker's end: no half-written field left in the output folder
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
     return record
 
 
