@@ -16,6 +16,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import struct
 import sys
@@ -927,3 +928,21 @@ def test_a_grain_larger_than_the_image_is_refused_by_the_library_and_each_batch_
     assert main(_batch(fields, tmp_path / "b", "--grain-size", "5000")) == 1  # every field fails, each says why
     err = capsys.readouterr().err
     assert err.count("does not fit in the") == len(FIELDS)
+
+
+def test_segment_does_not_replace_another_files_results_of_the_same_name(fields, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_segment([fields / FIELDS[0]], out)) == 0
+    table = out / f"{Path(FIELDS[0]).stem}_grains.csv"
+    before = table.read_bytes()
+    other = tmp_path / "other" / Path(FIELDS[0]).name  # another micrograph under the first one's file name
+    other.parent.mkdir()
+    shutil.copy(fields / FIELDS[1], other)
+    argv = _segment([other], out)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds the results of" in err[0] and "--overwrite" in err[0], err
+    assert table.read_bytes() == before
+    assert main([*argv, "--overwrite"]) == 0 and table.read_bytes() != before
+    assert main(_segment([fields / FIELDS[0]], out)) == 2  # and back again: refused the same way

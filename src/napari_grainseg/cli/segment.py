@@ -91,15 +91,28 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
 
     from napari_grainseg.batch import FIELD_OUTPUT_SUFFIXES
     from napari_grainseg.io.atomic import as_output_error
-    from napari_grainseg.io.outputs import check_not_edited, commit_field, remove_stale_staging, staging_dir
+    from napari_grainseg.io.outputs import (
+        check_not_edited,
+        commit_field,
+        read_marker,
+        remove_stale_staging,
+        staging_dir,
+    )
     from napari_grainseg.models.device import describe_device
     from napari_grainseg.segmentation.pipeline import segment, write_segmentation
 
     remove_stale_staging(args.out, run_id)
     suffixes = FIELD_OUTPUT_SUFFIXES + (("_histogram.svg",) if report_options["svg"] else ())
     names = {stem: [stem + suffix for suffix in suffixes] for stem in stems}
-    for stem in stems:  # outputs edited by hand are kept unless --overwrite: before any computation
-        check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)
+    for m, stem in zip(micrographs, stems, strict=True):  # before any computation, unless --overwrite:
+        check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)  # outputs edited by hand
+        earlier = (read_marker(args.out, stem) or {}).get("input")
+        source = str(Path(m.source).resolve()) if m.source else None
+        if earlier and source and earlier != source and not args.overwrite:  # another file of the same name
+            raise InputError(
+                f"{args.out} already holds the results of {earlier} under '{stem}'; {m.source} would replace "
+                "them: choose another --out, or add --overwrite"
+            )
     device = options.compute_device()
     model = options.net1(device)
     print(f"grainseg: running on {describe_device(device, model)}", file=sys.stderr)
