@@ -841,10 +841,28 @@ def test_measure_takes_the_pixel_size_from_a_calibrated_label_tiff(tmp_path, cap
     summary = json.loads((tmp_path / "m" / "c_grains_summary.json").read_text())
     assert summary["pixel_size_nm"] == pytest.approx(2.5)
     assert summary["mean_ecd_nm"] == pytest.approx(summary["mean_ecd_px"] * 2.5)
+    assert summary["calibration"]["source"] == "the calibration of c_grains.tif"  # was always "user"
     # an explicit --pixel-size wins, and says what it replaces
     assert main(["measure", str(tmp_path / "c_grains.tif"), "--out", str(tmp_path / "n"), "--pixel-size", "4"]) == 0
     assert "--pixel-size 4 nm replaces the calibration of c_grains.tif, 2.5 nm" in capsys.readouterr().err
-    assert json.loads((tmp_path / "n" / "c_grains_summary.json").read_text())["pixel_size_nm"] == pytest.approx(4)
+    summary = json.loads((tmp_path / "n" / "c_grains_summary.json").read_text())
+    assert summary["pixel_size_nm"] == pytest.approx(4) and summary["calibration"]["source"] == "set by user"
+
+
+def test_segment_records_where_the_pixel_size_came_from(fields, tmp_path):
+    import tifffile
+
+    image = tifffile.imread(fields / FIELDS[0])
+    calibrated = tmp_path / "cal.tif"
+    tifffile.imwrite(calibrated, image, imagej=True, resolution=(0.5, 0.5), metadata={"unit": "nm"})
+    argv = ["segment", str(calibrated), "--net2-steps", "0"]
+    _weights_dir()
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    calibration = json.loads((tmp_path / "a" / "cal_summary.json").read_text())["calibration"]
+    assert calibration["pixel_size_nm"] == pytest.approx(2.0) and "ImageJ" in calibration["source"], calibration
+    assert main([*argv, "--out", str(tmp_path / "b"), "--pixel-size", "3"]) == 0
+    calibration = json.loads((tmp_path / "b" / "cal_summary.json").read_text())["calibration"]
+    assert calibration == {"pixel_size_nm": 3.0, "source": "set by user", "units": "nm"}
 
 
 @pytest.mark.parametrize("offset, scale", [(1e10, 1.0), (1.0, 1e-10), (1e9, 10.0), (-3e12, 5e3)])

@@ -440,6 +440,7 @@ def process_item(item: BatchItem, options: BatchOptions, run_id: str | None = No
             result,
             pixel_size_nm=m.pixel_size_nm,
             extra={"source": str(item.source), "pixel_size_nm": m.pixel_size_nm},
+            calibration_source=m.metadata.get("calibration_source"),
         )
         seconds = time.perf_counter() - t0
         try:

@@ -153,8 +153,10 @@ def run(args: argparse.Namespace) -> int:
         stored, source = micrograph.pixel_size_nm, args.image.name
     if stored is None and args.labels.suffix.lower() in (".tif", ".tiff"):
         stored, source = tiff_pixel_size(args.labels), args.labels.name
+    calibration_source = "set by user" if pixel_size is not None else None
     if pixel_size is None and stored is not None:
         pixel_size = stored
+        calibration_source = f"the calibration of {source}"
         print(f"grainseg: pixel size {pixel_size:.6g} nm, from {source}'s calibration", file=sys.stderr)
     elif pixel_size is not None:
         warn_if_calibration_replaced(pixel_size, stored, source)
@@ -170,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         exclude_edge_grains=not args.include_edge_grains,
         edge_correction=None if args.edge_correction == "none" else args.edge_correction,
         n_intercept_orientations=args.orientations,
+        calibration_source=calibration_source,
         **options,
     )
     import json

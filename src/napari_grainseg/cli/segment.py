@@ -132,6 +132,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
                 result,
                 pixel_size_nm=m.pixel_size_nm,
                 extra={"source": m.source, "pixel_size_nm": m.pixel_size_nm},
+                calibration_source=m.metadata.get("calibration_source"),
                 **report_options,
             )
             commit_field(

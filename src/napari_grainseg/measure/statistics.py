@@ -322,8 +322,12 @@ def summarize(
     table: GrainTable | None = None,
     min_area: int | None = None,
     exclude=None,
+    calibration_source: str | None = None,
 ) -> dict:
     """Grain-size statistics of one field, JSON-ready.
+
+    ``calibration_source`` says where ``pixel_size_nm`` came from (e.g. the file's ImageJ
+    calibration, or "set by user"); recorded in ``calibration.source`` ("given" when not said).
 
     Size statistics (ECD mean / median / SD / CV, D10/D50/D90, lognormal fit,
     histograms) use the complete grains (``exclude_edge_grains``), weighted by
@@ -390,7 +394,11 @@ def summarize(
         "n_grains_included": n_inc,
         "image_shape": [h, w],
         "pixel_size_nm": s,
-        "calibration": {"pixel_size_nm": s, "source": "user" if s else None, "units": "nm" if s else "px"},
+        "calibration": {
+            "pixel_size_nm": s,
+            "source": (calibration_source or "given") if s else None,
+            "units": "nm" if s else "px",
+        },
         "measurement": _measurement_entry(fld),
         **edge_info,
         **sizes,

@@ -71,7 +71,12 @@ def compute_stats(
     from napari_grainseg.measure.statistics import measure_field
 
     table, summary = measure_field(
-        labels, pixel_size_nm, min_area=min_area, exclude=exclude, exclude_edge_grains=exclude_edge_grains
+        labels,
+        pixel_size_nm,
+        min_area=min_area,
+        exclude=exclude,
+        exclude_edge_grains=exclude_edge_grains,
+        calibration_source="the layer's scale and units in napari",
     )
     # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
     figure = histogram_figure(table, summary, vertical=True)
