@@ -157,7 +157,7 @@ def test_tiff_non_square_pixels_recorded_and_warned(tmp_path):
     with pytest.warns(NonSquarePixelWarning, match="non-square"):
         m = read_micrograph(path)
     assert m.pixel_size_yx_nm == pytest.approx((1.0, 0.5))
-    assert m.pixel_size_nm == pytest.approx(0.75)
+    assert m.pixel_size_nm == pytest.approx(np.sqrt(0.5))  # the same pixel area, 0.5 nm² (not 0.75² = 0.5625)
     assert m.metadata["non_square_pixels"] is True
     assert any("non-square" in w for w in m.metadata["warnings"])
 

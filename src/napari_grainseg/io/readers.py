@@ -251,7 +251,7 @@ class Micrograph:
         2-D float32, C-contiguous pixel values (original intensity scale).
     pixel_size_nm
         Pixel size in nm, or None when the file is uncalibrated. For
-        non-square pixels this is the mean of the y and x sizes.
+        non-square pixels this is :func:`square_pixel_size` of the y and x sizes.
     pixel_size_yx_nm
         (y, x) pixel sizes in nm, or None.
     source
@@ -277,7 +277,7 @@ class Micrograph:
         size, size_yx = self.pixel_size_nm, self.pixel_size_yx_nm
         if size_yx is not None:
             size_yx = (validate_pixel_size(size_yx[0]), validate_pixel_size(size_yx[1]))
-            size = (size_yx[0] + size_yx[1]) / 2 if size is None else validate_pixel_size(size)
+            size = square_pixel_size(size_yx) if size is None else validate_pixel_size(size)
         elif size is not None:
             size = validate_pixel_size(size)
             size_yx = (size, size)
@@ -719,12 +719,12 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
         size_yx = None
     if size_yx is not None:
         size_yx = (float(size_yx[0]), float(size_yx[1]))
-        size = (size_yx[0] + size_yx[1]) / 2
+        size = square_pixel_size(size_yx)
         if abs(size_yx[0] - size_yx[1]) > _SQUARE_RTOL * size:
             metadata["non_square_pixels"] = True
             message = (
                 f"non-square pixels ({size_yx[0]:.6g} x {size_yx[1]:.6g} nm, y x) in "
-                f"{path.name}; lengths use the mean {size:.6g} nm"
+                f"{path.name}; measured with square pixels of {size:.6g} nm (the same pixel area)"
             )
             metadata["warnings"].append(message)
             warnings.warn(message, NonSquarePixelWarning, stacklevel=2)
@@ -801,8 +801,22 @@ def read_array(path: str | os.PathLike, what: str, max_pixels: int | None = None
     return data
 
 
+def square_pixel_size(size_yx) -> float:
+    """The square pixel of the same area as a (y, x) pixel: the geometric mean of the two sizes.
+
+    Areas, and the ECDs and ASTM numbers computed from them, stay exact; the arithmetic mean
+    overstated a 2 x 4 nm pixel's area by 12.5 %.
+
+    Examples
+    --------
+    >>> square_pixel_size((2.0, 8.0))
+    4.0
+    """
+    return math.sqrt(float(size_yx[0]) * float(size_yx[1]))
+
+
 def tiff_pixel_size(path: str | os.PathLike) -> float | None:
-    """The pixel size in nm a TIFF's tags give (the mean of y and x), read from its header only.
+    """The pixel size in nm a TIFF's tags give (:func:`square_pixel_size`), read from its header only.
 
     None when the file has no trustworthy calibration (the rules of :func:`read_micrograph`:
     screen and print dpi, pixels, implausible values) or is not a readable TIFF. Used where only
@@ -817,4 +831,4 @@ def tiff_pixel_size(path: str | os.PathLike) -> float | None:
         return None
     if size_yx is None or not _plausible(size_yx):
         return None
-    return (float(size_yx[0]) + float(size_yx[1])) / 2
+    return square_pixel_size(size_yx)
