@@ -342,3 +342,19 @@ def test_cli_measure_replaces_earlier_outputs_only_when_asked(tmp_path, capsys):
     assert table.read_bytes() == edited
     assert main([*argv, "--overwrite"]) == 0
     assert table.read_bytes() != edited
+
+
+def test_cli_measure_warns_of_unlabelled_areas(tmp_path, capsys):
+    """Grains set to 0 (deleted, say) were shared out among their neighbours without a word."""
+    lab = grid_labels()
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(tmp_path / "a")]) == 0
+    assert "unlabelled area" not in capsys.readouterr().err  # 1-px boundaries are boundaries
+    holes = lab.copy()
+    holes[np.isin(holes, [6, 11])] = 0
+    tifffile.imwrite(tmp_path / "holes.tif", holes)
+    assert main(["measure", str(tmp_path / "holes.tif"), "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "lie more than 5 px from every grain: an unlabelled area" in err
+    summary = json.loads((tmp_path / "b" / "holes_summary.json").read_text())
+    assert any("unlabelled area" in w for w in summary["warnings"])

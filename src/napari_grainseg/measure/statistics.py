@@ -29,6 +29,7 @@ from napari_grainseg.measure.astm import (
     planimetric_count,
 )
 from napari_grainseg.measure.table import (
+    WIDE_GAP_PX,
     GrainTable,
     MeasuredField,
     clean_scalar,
@@ -365,6 +366,14 @@ def summarize(
 
     def phys(v, power=1):
         return None if (s is None or v is None) else clean_scalar(v * s**power)
+
+    unlabelled = fld.options.get("unlabelled_px", 0)
+    if unlabelled:
+        warn.append(
+            f"{unlabelled} px of label 0 lie more than {WIDE_GAP_PX} px from every grain: an unlabelled area "
+            "(a deleted grain?), not a boundary; it was shared out among the grains around it, enlarging "
+            "them: label it, or leave it out with an exclusion mask"
+        )
 
     weights, edge_info = edge_weights(table, (h, w), edge_correction, exclude_edge_grains)
     inc = weights > 0

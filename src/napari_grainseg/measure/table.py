@@ -211,6 +211,31 @@ class MeasuredField:
         return h * w - (int(np.count_nonzero(self.excluded)) if self.excluded is not None else 0)
 
 
+#: Label-0 pixels farther than this from every grain are not a boundary line (even one painted with
+#: a 10 px brush) but an unlabelled area, e.g. a deleted grain: counted, and said in the warnings.
+WIDE_GAP_PX = 5
+
+
+def unlabelled_area_px(labels: np.ndarray) -> int:
+    """How many label-0 pixels lie more than :data:`WIDE_GAP_PX` px (chessboard) from every grain.
+
+    Examples
+    --------
+    >>> lab = np.ones((20, 40), np.uint32)
+    >>> lab[:, 19] = 0  # a boundary line
+    >>> unlabelled_area_px(lab)
+    0
+    >>> lab[:, 20:] = 0  # and half the image unlabelled: all but its first 5 columns
+    >>> unlabelled_area_px(lab)
+    320
+    """
+    grains = np.asarray(labels) != 0
+    if grains.all():
+        return 0
+    near = ndi.binary_dilation(grains, np.ones((2 * WIDE_GAP_PX + 1,) * 2, bool))  # within the gap of a grain
+    return int(np.count_nonzero(~near))
+
+
 def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> MeasuredField:
     """Validate, renumber, drop and fill a label image once for every measurement.
 
@@ -227,7 +252,7 @@ def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> Meas
         raise InputError(f"min_area must be >= 1 px, got {min_area}")
     mask = validate_exclude_mask(exclude, lab.shape)
     lab, ids = relabel_sequential(lab)
-    options: dict = {"min_area_px": min_area, "exclude": None}
+    options: dict = {"min_area_px": min_area, "exclude": None, "unlabelled_px": unlabelled_area_px(lab)}
     n_small = 0
     if min_area > 1:
         small = np.bincount(lab.ravel(), minlength=ids.size + 1) < min_area
