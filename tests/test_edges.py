@@ -137,6 +137,8 @@ def test_tiles_with_image_wide_params_agree_with_whole_image(rng):
         ({"log_sigma": 0}, "log sigma"),
         ({"canny_low_ratio": 1.5}, "low ratio"),
         ({"sobel_threshold": -1.0}, "sobel threshold"),
+        ({"sobel_threshold": float("inf")}, "sobel threshold must be a finite number"),  # gave a blank map
+        ({"canny_high": float("nan")}, "canny high"),
     ],
 )
 def test_bad_parameters_are_clear_errors(kwargs, words):

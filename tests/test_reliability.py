@@ -534,6 +534,7 @@ def test_decoded_size_is_limited_from_the_header(tmp_path, capsys):
         # gave 1-3 grains without a word
         (["--grain-size", "1e7"], "f0.tif: a mean grain diameter of 1e+07 px does not fit in the"),
         (["--grain-size-nm", "1e5"], "a mean grain diameter of 5e+04 px does not fit"),
+        (["--min-grain-area", "100000000"], "--min-grain-area 100000000 px is larger than"),
     ],
 )
 def test_absurd_resampling_is_refused_before_computing(extra, words, fields, tmp_path, capsys):

@@ -10,6 +10,7 @@ import tifffile
 from PIL import Image
 
 from napari_grainseg.cli import main
+from napari_grainseg.errors import InputError
 from napari_grainseg.measure import report
 from napari_grainseg.measure.statistics import summarize
 from napari_grainseg.measure.table import measure_grains
@@ -358,3 +359,11 @@ def test_cli_measure_warns_of_unlabelled_areas(tmp_path, capsys):
     assert "lie more than 5 px from every grain: an unlabelled area" in err
     summary = json.loads((tmp_path / "b" / "holes_summary.json").read_text())
     assert any("unlabelled area" in w for w in summary["warnings"])
+
+
+def test_an_exclusion_mask_over_the_whole_image_is_refused():
+    from napari_grainseg.measure.table import validate_exclude_mask
+
+    with pytest.raises(InputError, match="covers the whole image"):
+        validate_exclude_mask(np.ones((8, 8), np.uint8), (8, 8))
+    assert validate_exclude_mask(np.eye(8), (8, 8)).sum() == 8

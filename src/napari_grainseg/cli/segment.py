@@ -57,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     ]
     stems = [Path(m.source).stem for m in micrographs]
     report_options = measurement_options(args)
+    min_area = report_options["min_area"]
+    for m in micrographs:  # a minimum grain area larger than the image leaves nothing: say so before computing
+        if min_area is not None and min_area > m.data.size:
+            raise InputError(
+                f"--min-grain-area {min_area} px is larger than {m.source} ({m.data.shape[0]}x{m.data.shape[1]} "
+                f"= {m.data.size} px): no grain could be kept"
+            )
     if report_options["exclude"] is not None:
         for m in micrographs:
             if m.data.shape != report_options["exclude"].shape:

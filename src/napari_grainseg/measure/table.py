@@ -177,7 +177,10 @@ def validate_exclude_mask(mask, shape: tuple[int, int]) -> np.ndarray | None:
         raise InputError(f"exclusion mask must be boolean or numeric, got dtype {mask.dtype}")
     if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
         raise InputError("exclusion mask contains NaN or infinite values")
-    return mask != 0 if mask.dtype != bool else mask
+    mask = mask != 0 if mask.dtype != bool else mask
+    if mask.all():
+        raise InputError("the exclusion mask covers the whole image: nothing is left to measure (is it inverted?)")
+    return mask
 
 
 @dataclass

@@ -93,8 +93,8 @@ class EdgeParams:
                 raise InputError(f"{name.replace('_', ' ')} must be > 0, got {getattr(self, name)}")
         for name in ("sobel_threshold", "log_threshold", "canny_high"):
             value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise InputError(f"{name.replace('_', ' ')} must be >= 0, got {value}")
+            if value is not None and not (value >= 0 and math.isfinite(value)):  # inf: a blank map
+                raise InputError(f"{name.replace('_', ' ')} must be a finite number >= 0, got {value}")
         if not 0 < self.canny_low_ratio <= 1:
             raise InputError(f"canny low ratio must be in (0, 1], got {self.canny_low_ratio}")
 
