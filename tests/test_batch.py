@@ -331,6 +331,8 @@ def test_ctrl_c_while_a_field_is_written_leaves_no_staging_folder(sample_dir, we
     monkeypatch.setattr(pipeline, "write_segmentation", half_written)
     items = discover_inputs(sample_dir, tmp_path / "out")
     options = BatchOptions(weights=weights, pixel_size_nm=2.0, threads=1, net2_steps=0)
-    with pytest.raises(KeyboardInterrupt):
+    from napari_grainseg.models.device import restored_cpu_threads
+
+    with restored_cpu_threads(), pytest.raises(KeyboardInterrupt):  # a worker's thread count: not for later tests
         process_item(next(i for i in items if "corrupt" not in i.stem), options)
     assert not list((tmp_path / "out").rglob(".*staging*"))
