@@ -563,3 +563,27 @@ def test_an_export_that_failed_half_way_can_be_retried_without_asking(scene, qtb
     monkeypatch.setattr(report, "save_figure", real)
     click(qtbot, stats.all_button)
     assert len(errors) == 1 and (tmp_path / "img_histogram.png").is_file()
+
+
+def test_ctrl_z_after_a_merge_undoes_the_merge_not_the_picks(make_napari_viewer, qtbot, errors):
+    """After Merge the picks layer is the active one: napari's Ctrl-Z then went to it and the merge
+    stayed. Keys pressed on the real canvas, as a user does."""
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer = make_napari_viewer(show=True)
+    image = viewer.add_image(np.random.default_rng(0).random((H, W)).astype(np.float32), name="img")
+    link = BoundaryLink.create(viewer, image, three_grains())
+    fix = CorrectWidget(viewer)
+    click(qtbot, fix.picks_button)
+    viewer.layers.selection.active.data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert grain_at(link, 10, 10) == grain_at(link, 50, 10)
+    assert viewer.layers.selection.active.name == "img boundaries picks"
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert grain_at(link, 10, 10) != grain_at(link, 50, 10) and fix.status.value.startswith("undo on")
+    qtbot.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert grain_at(link, 10, 10) == grain_at(link, 50, 10) and fix.status.value.startswith("redo on")
+    assert errors == []

@@ -134,6 +134,9 @@ class CorrectWidget(Container):
                     metadata={ROLE_KEY: "split lines"},
                     **derived_layer_kwargs(layer, name),
                 )
+        # Ctrl-Z with the picks or lines active (as they are after Merge, Delete or Split): the edit
+        helper.bind_key("Control-Z", lambda _helper, owner=layer: self.undo(owner), overwrite=True)
+        helper.bind_key("Control-Shift-Z", lambda _helper, owner=layer: self.redo(owner), overwrite=True)
         if create:
             self._viewer.layers.selection.active = helper
             helper.mode = "add" if kind == "points" else "add_path"
@@ -252,17 +255,17 @@ class CorrectWidget(Container):
             self._clear("shapes")
         return n
 
-    def undo(self) -> None:
-        """Undo the last edit of the boundary layer (same as Ctrl-Z on it)."""
-        layer = self.boundaries.value
+    def undo(self, layer=None) -> None:
+        """Undo the last edit of the boundary layer (same as Ctrl-Z on it, or on its picks or lines)."""
+        layer = self.boundaries.value if layer is None else layer
         if layer is not None:
             before = checksum(layer.data)
             layer.undo()
             self._after_history(layer, "undo", changed=checksum(layer.data) != before)
 
-    def redo(self) -> None:
-        """Redo the last undone edit of the boundary layer."""
-        layer = self.boundaries.value
+    def redo(self, layer=None) -> None:
+        """Redo the last undone edit of the boundary layer (Ctrl-Shift-Z on its picks or lines too)."""
+        layer = self.boundaries.value if layer is None else layer
         if layer is not None:
             before = checksum(layer.data)
             layer.redo()
