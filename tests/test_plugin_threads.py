@@ -42,11 +42,12 @@ def errors(monkeypatch):
     return got
 
 
-def _sample_in_dock(make_napari_viewer, weights, monkeypatch):
-    """A viewer with the bundled sample and a Segment dock whose workers run synchronously."""
+def _sample_in_dock(make_napari_viewer, weights, monkeypatch, synchronous: bool = True):
+    """A viewer with the bundled sample and a Segment dock whose workers run synchronously
+    (or, with ``synchronous=False``, in their threads as in a user's session)."""
     from napari_grainseg.plugin import _threading
 
-    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", synchronous)
     viewer = make_napari_viewer()
     viewer.open_sample("napari-grainseg", "interconnect_tem")
     return viewer, _segment(viewer, weights)
@@ -403,9 +404,8 @@ def test_net1_status_shows_the_result_not_the_last_tile(make_napari_viewer, qtbo
     delivered late, past several of the counter's intervals, so the race happens every time."""
     from qtpy.QtCore import QTimer
 
-    from napari_grainseg.plugin import _segment_widget, _threading
+    from napari_grainseg.plugin import _segment_widget
 
-    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
     finished = _segment_widget.SegmentWidget._net1_finished
     late = 5 * _segment_widget._Net1Progress.POLL_MS
 
@@ -413,9 +413,7 @@ def test_net1_status_shows_the_result_not_the_last_tile(make_napari_viewer, qtbo
         QTimer.singleShot(late, lambda: finished(self, *args, **kwargs))
 
     monkeypatch.setattr(_segment_widget.SegmentWidget, "_net1_finished", finished_late)
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-grainseg", "interconnect_tem")
-    seg = _segment(viewer, weights)
+    _, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch, synchronous=False)
     click(qtbot, seg.run_net1_button)
     qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
     qtbot.wait(late)
@@ -476,10 +474,8 @@ def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
     is shown and which was dropped (it showed the dropped step as if drawn, "converged" included)."""
     import time
 
-    from napari_grainseg.plugin import _threading
     from napari_grainseg.segmentation import refine as refine_module
 
-    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
     real_refine = refine_module.refine
 
     def slow_refine(*args, **kwargs):  # a step every 0.4 s: the edit lands between two
@@ -489,9 +485,7 @@ def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
             yield step
 
     monkeypatch.setattr(refine_module, "refine", slow_refine)
-    viewer = make_napari_viewer()
-    viewer.open_sample("napari-grainseg", "interconnect_tem")
-    seg = _segment(viewer, weights)
+    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch, synchronous=False)
     click(qtbot, seg.run_net1_button)
     qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
     qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
