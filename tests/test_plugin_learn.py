@@ -596,3 +596,26 @@ def test_a_learned_models_settings_are_named_and_the_users_return_with_the_shipp
     assert seg.model_label.value.startswith("shipped model; your settings are back: 'grains by' set to watershed")
     seg.model.value = SHIPPED  # nothing more to restore
     assert messages["error"] == []
+
+
+def test_closing_the_viewer_while_learning_stops_it_and_saves_nothing(
+    make_napari_viewer, qtbot, monkeypatch, store, messages
+):
+    """Learning went on unseen after the viewer closed, saved a model the user had walked away from,
+    and at exit wrote into deleted signals (a crash). Now it stops after the current step."""
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    viewer = make_napari_viewer()
+    _corrected_scene(viewer)
+    _, learn = _docks(viewer)
+    learn.config = FinetuneConfig(**FAST)
+    learn.steps.value = 2000  # minutes of work, were it not stopped
+    learn.model_name.value = "walked away"
+    click(qtbot, learn.learn_button)
+    run = learn._run
+    qtbot.waitUntil(lambda: run.step >= 1, timeout=120_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: not run.worker.is_running, timeout=60_000)
+    assert run.step < 2000 and not (store / "walked away").exists()

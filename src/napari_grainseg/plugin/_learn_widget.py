@@ -83,6 +83,12 @@ class _Run:
         self.worker = None
         self._timer = None
 
+    @property
+    def cancelled(self) -> bool:
+        """Cancel pressed, or the viewer closing / napari quitting (they ask every worker to quit):
+        learning would otherwise run on unseen and save a model the user walked away from."""
+        return self.cancel or bool(getattr(self.worker, "abort_requested", False))
+
     def progress(self, step: int, total: int, loss: float) -> None:  # worker thread
         if self.started is None:
             self.started, self.first_loss = time.monotonic(), loss
@@ -473,7 +479,7 @@ class LearnWidget(Container):
                 config=self.config,
                 device=device,
                 progress=run.progress,
-                cancel=lambda: run.cancel,
+                cancel=lambda: run.cancelled,
             )
         except LearnCancelled:
             return _Failure("learning cancelled: nothing saved", cancelled=True)
