@@ -446,25 +446,39 @@ def test_a_boundary_mask_saved_by_an_editor_reopens_as_the_same_boundaries(tmp_p
     np.testing.assert_array_equal(data, mask)
 
 
-@pytest.mark.parametrize("edit", ["anti-aliased", "grain mask"])
+@pytest.mark.parametrize(
+    "edit", ["anti-aliased", "grain mask", "inverted anti-aliased", "rgb", "rgb inverted anti-aliased", "thick blurred"]
+)
 def test_an_edited_boundary_mask_reopens_as_the_same_boundaries(tmp_path, edit):
-    """Lines drawn with an editor's anti-aliasing (grey edges beside them) or a mask saved the other
-    way round (grains white, boundaries black) are still the same boundaries, not a label image."""
+    """Lines drawn with an editor's anti-aliasing (grey edges beside them), a mask saved the other
+    way round (grains white, boundaries black), both, or saved as RGB (most editors' default) are
+    still the same boundaries, not a label image or a grey picture."""
     import tifffile
     from scipy import ndimage
 
     from napari_grainseg.plugin._reader import get_reader
 
     mask = three_grains().astype(bool)
-    if edit == "anti-aliased":
+    if "anti-aliased" in edit:
         image = np.where(ndimage.binary_dilation(mask) & ~mask, 100, 0).astype(np.uint8)
         image[mask] = 255
     else:
         image = np.where(mask, 0, 255).astype(np.uint8)
+    if edit == "thick blurred":  # 3 px lines, then an editor's blur: a quarter of the pixels grey
+        image = ndimage.gaussian_filter(ndimage.binary_dilation(mask, np.ones((3, 3))) * 255.0, 1.0).astype(np.uint8)
+    if "inverted" in edit:
+        image = 255 - image
+    if "rgb" in edit:
+        image = np.stack([image] * 3, axis=-1)
     tifffile.imwrite(tmp_path / "ed_boundaries.tif", image)
     ((data, _, kind),) = get_reader(str(tmp_path / "ed_boundaries.tif"))(str(tmp_path / "ed_boundaries.tif"))
     assert kind == "labels"
-    np.testing.assert_array_equal(data, mask)
+    if edit == "thick blurred":  # the thick lines themselves: the same three grains between them
+        from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+        assert data[mask].all() and boundaries_to_labels(data).max() == 3
+    else:
+        np.testing.assert_array_equal(data, mask)
 
 
 def test_a_label_image_under_a_boundaries_name_reopens_with_its_zeros_as_boundaries(tmp_path):

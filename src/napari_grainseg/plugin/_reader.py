@@ -56,6 +56,8 @@ def read_layers(path):
     kind = label_export_kind(path)
     if kind is not None:
         data = np.asarray(tifffile.imread(path))
+        if kind == "boundaries" and data.ndim == 3 and data.shape[-1] in (3, 4):  # an editor's RGB(A) save
+            data = data[..., :3].max(axis=-1)  # lines of any colour
         if data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
             from napari_grainseg.segmentation.grains import read_as_boundary_mask
 

@@ -131,13 +131,19 @@ def looks_like_boundary_mask(image: np.ndarray) -> bool:
     return zero_regions > 1 and zero_regions > int(label_regions(lines, connectivity=2).max())
 
 
+#: Most pixels an anti-aliased boundary mask has between black and white (its lines' soft edges: a
+#: quarter of the image for 3 px lines blurred by an editor); a label image has about half or more
+#: (every grain but the brightest), and one that slips through fails the line test after.
+MAX_ANTIALIASED_GREY_FRACTION = 0.45
+
+
 def read_as_boundary_mask(image: np.ndarray) -> np.ndarray | None:
     """The boundary mask (bool) of an integer image meant as one, or None when it does not look like one.
 
     For a file that should hold boundaries (``<stem>_boundaries.tif``) but may have been
     edited: a boundary mask (non-zero lines, 0/1 or 0/255), a grain mask (grains non-zero,
     boundaries 0: inverted), or lines drawn with an editor's anti-aliasing (grey edges,
-    many values), which are kept where they are at least half the brightest value.
+    many values), bright on dark or dark on bright, cut at half the brightest value.
 
     Examples
     --------
@@ -149,14 +155,22 @@ def read_as_boundary_mask(image: np.ndarray) -> np.ndarray | None:
     >>> grain_mask = (lines < 255).astype(np.uint8)  # grains 1, boundaries 0
     >>> bool((read_as_boundary_mask(grain_mask) == (lines == 255)).all())
     True
+    >>> bool((read_as_boundary_mask(255 - lines) == (lines == 255)).all())  # inverted, anti-aliased
+    True
     """
     image = np.asarray(image)
     if image.ndim != 2 or not np.issubdtype(image.dtype, np.integer) or not image.any():
         return None
     if is_two_valued(image):
         return image != 0 if looks_like_boundary_mask(image) else image == 0
-    lines = image >= image.max() / 2
-    return lines if looks_like_boundary_mask(lines) else None
+    grey = (image != 0) & (image != image.max())
+    if grey.mean() > MAX_ANTIALIASED_GREY_FRACTION:  # many in-between values: a label image, not soft lines
+        return None
+    bright = image >= image.max() / 2
+    for lines in (bright, ~bright):  # bright lines on black, else black lines on white
+        if looks_like_boundary_mask(lines):
+            return lines
+    return None
 
 
 def _binarize(boundary_map: np.ndarray, threshold: float) -> np.ndarray:
