@@ -593,7 +593,10 @@ def test_a_learned_models_settings_are_named_and_the_users_return_with_the_shipp
         pytest.approx(0.3),
         pytest.approx(0.5),
     )
-    assert seg.model_label.value.startswith("shipped model; your settings are back: 'grains by' set to watershed")
+    assert seg.model_label.value == (
+        "shipped model; your settings are back: 'grains by' set to watershed, basin depth 0.1 -> 0.3, "
+        "threshold 0.4 -> 0.5"
+    )
     seg.model.value = SHIPPED  # nothing more to restore
     assert messages["error"] == []
 

@@ -154,6 +154,7 @@ def test_walkthrough_with_the_real_buttons(make_napari_viewer, qtbot, calibrated
     assert errors == []
     summary = json.loads((tmp_path / "line42_summary.json").read_text())
     assert summary["pixel_size_nm"] == pytest.approx(2.0)
+    assert "ImageJ" in summary["calibration"]["source"], summary["calibration"]  # the file's own
     assert summary["hand_edits"]["merges"] == 1 and summary["hand_edits"]["splits"] == 1
     assert summary["hand_edits"]["deletions"] == 0 and summary["hand_edits"]["painted_px"] >= 150
     assert "hand edits" in summary["method"] and summary["net2_steps"] == 3

@@ -220,6 +220,7 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(
     assert len(rows) == int(stats.stats.labels.max())
     summary = json.loads(paths["json"].read_text())
     assert summary["n_grains"] == len(rows) and summary["pixel_size_nm"] > 0
+    assert summary["calibration"]["source"] == "set by user in napari"  # the dock's pixel size, not a file's
     assert summary["astm_g_planimetric"] is not None
     np.testing.assert_array_equal(
         tifffile.imread(paths["grains_tif"]) == 0, tifffile.imread(paths["boundaries_tif"]) == 1

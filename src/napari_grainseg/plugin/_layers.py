@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,30 @@ from typing import Any
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.io.readers import nm_per_unit
+from napari_grainseg.io.readers import nm_per_unit, square_pixel_size
 from napari_grainseg.io.validate import validate_image
+
+#: Layer metadata key: where a layer's pixel size came from, and the size it was (``{"source", "pixel_size_nm"}``).
+CALIBRATION_KEY = "grainseg_calibration"
+
+
+def calibration_record(source: str, pixel_size_nm: float) -> dict[str, Any]:
+    """What a layer's :data:`CALIBRATION_KEY` holds."""
+    return {"source": source, "pixel_size_nm": float(pixel_size_nm)}
+
+
+def calibration_source_of(layers, pixel_size_nm: float | None) -> str | None:
+    """Where a pixel size came from (a file's calibration, set by the user in napari), for the
+    summary: the record of the first of ``layers`` (e.g. the micrograph, then the boundary layer)
+    whose record matches the size; "the layer's scale and units in napari" when none does (the
+    scale was changed in napari's own layer controls). None without a pixel size."""
+    if pixel_size_nm is None:
+        return None
+    for layer in layers:
+        record = layer.metadata.get(CALIBRATION_KEY) if layer is not None else None
+        if record and math.isclose(record.get("pixel_size_nm", 0.0), pixel_size_nm, rel_tol=1e-9):
+            return str(record["source"])
+    return "the layer's scale and units in napari"
 
 
 def micrograph_layer_kwargs(micrograph, name: str) -> dict[str, Any]:
@@ -21,6 +44,9 @@ def micrograph_layer_kwargs(micrograph, name: str) -> dict[str, Any]:
         "colormap": "gray",
         "metadata": {"grainseg": dict(micrograph.metadata, source=micrograph.source)},
     }
+    if micrograph.pixel_size_nm is not None:
+        source = micrograph.metadata.get("calibration_source") or "the file's calibration"
+        kwargs["metadata"][CALIBRATION_KEY] = calibration_record(source, micrograph.pixel_size_nm)
     if micrograph.pixel_size_yx_nm is not None:
         kwargs["scale"] = tuple(float(v) for v in micrograph.pixel_size_yx_nm)
         kwargs["units"] = ("nm", "nm")
@@ -67,7 +93,7 @@ def pixel_size_from(scale, units) -> float | None:
         return None
     if factor is None:
         return None
-    return float(np.mean(scale)) * factor
+    return square_pixel_size(scale) * factor  # a non-square pixel: the square one of the same area
 
 
 def derived_layer_kwargs(source, name: str) -> dict[str, Any]:

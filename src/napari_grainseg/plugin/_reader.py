@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.io.readers import SUPPORTED_EXTENSIONS
-from napari_grainseg.plugin._layers import micrograph_layer_kwargs
+from napari_grainseg.plugin._layers import CALIBRATION_KEY, micrograph_layer_kwargs
 
 #: File name endings of this tool's label exports (opened as Labels, not as an image).
 LABEL_SUFFIXES = ("_boundaries", "_grains")
@@ -82,4 +82,6 @@ def label_layer_kwargs(micrograph, path: Path) -> dict:
     for key in ("scale", "units"):
         if key in image:
             kwargs[key] = image[key]
+    if CALIBRATION_KEY in image["metadata"]:
+        kwargs["metadata"][CALIBRATION_KEY] = image["metadata"][CALIBRATION_KEY]
     return kwargs

@@ -34,7 +34,9 @@ from napari_grainseg.plugin._dock import (
     unless_closed,
 )
 from napari_grainseg.plugin._layers import (
+    CALIBRATION_KEY,
     adding_layers,
+    calibration_record,
     derived_layer_kwargs,
     helper_layers_of,
     image_from_layer,
@@ -403,6 +405,7 @@ class SegmentWidget(Container):
         for layer in [source, *self._derived_layers(source)]:
             layer.scale = (nm, nm)
             layer.units = ("nm", "nm")
+            layer.metadata[CALIBRATION_KEY] = calibration_record("set by user in napari", nm)
         self.pixel_size.value = nm
         self.status.value = f"{source.name}: {nm:g} nm/px"
         return True
@@ -617,15 +620,14 @@ class SegmentWidget(Container):
         }
 
     def _describe_settings(self, before: dict) -> str:
-        """What differs from ``before`` among the settings in use, in words ('' when nothing does)."""
+        """What differs from ``before`` among the builder settings, in words ('' when nothing does)."""
         now = self._builder_settings()
         words = []
         if now["grains"] != before["grains"]:
             words.append(f"'grains by' set to {now['grains']}")
-        key = "basin_depth" if now["grains"] == "watershed" else "threshold"
-        name = "basin depth" if key == "basin_depth" else "threshold"
-        if now[key] != before[key]:
-            words.append(f"{name} {before[key]:g} -> {now[key]:g}")
+        for key, name in (("basin_depth", "basin depth"), ("threshold", "threshold")):
+            if now[key] != before[key]:
+                words.append(f"{name} {before[key]:g} -> {now[key]:g}")
         return ", ".join(words)
 
     def _restore_settings(self) -> str:

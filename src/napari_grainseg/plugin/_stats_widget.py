@@ -33,7 +33,7 @@ from napari_grainseg.plugin._dock import (
     suggest_reader_for_calibrated_tiffs,
     unless_closed,
 )
-from napari_grainseg.plugin._layers import image_folder, pixel_size_of
+from napari_grainseg.plugin._layers import calibration_source_of, image_folder, pixel_size_of
 from napari_grainseg.plugin._threading import Debouncer, create_worker
 from napari_grainseg.plugin._writer import grain_labels
 
@@ -61,11 +61,12 @@ def compute_stats(
     exclude_edge_grains: bool = True,
     min_area: int | None = None,
     exclude: np.ndarray | None = None,
+    calibration_source: str | None = None,
 ) -> GrainStats:
     """Measure a label image and draw its histogram figure (thread-safe, no Qt).
 
-    ``min_area`` (px) and ``exclude`` (mask, non-zero = left out) go to the
-    core measurement.
+    ``min_area`` (px), ``exclude`` (mask, non-zero = left out) and ``calibration_source``
+    (where the pixel size came from) go to the core measurement.
     """
     from napari_grainseg.measure.report import histogram_figure
     from napari_grainseg.measure.statistics import measure_field
@@ -76,7 +77,7 @@ def compute_stats(
         min_area=min_area,
         exclude=exclude,
         exclude_edge_grains=exclude_edge_grains,
-        calibration_source="the layer's scale and units in napari",
+        calibration_source=calibration_source,
     )
     # Stacked panels: the dock is narrow. Exports redraw the report's side-by-side layout.
     figure = histogram_figure(table, summary, vertical=True)
@@ -131,6 +132,7 @@ def _options_key(options: dict) -> tuple:
         options.get("exclude_edge_grains"),
         options.get("min_area"),
         None if mask is None else checksum(np.asarray(mask, np.uint8)),
+        options.get("calibration_source"),
     )
 
 
@@ -405,10 +407,14 @@ class StatsWidget(Container):
         return labels, nm
 
     def _options(self, labels: np.ndarray) -> dict:
+        layer = self.grains.value
+        link = link_of(layer)
+        where = (source_image(self._viewer, layer), link.boundaries if link is not None else None, layer)
         return {
             "exclude_edge_grains": not self.include_edge.value,
             "min_area": int(self.min_area.value),
             "exclude": self.exclusion_mask(labels.shape),
+            "calibration_source": calibration_source_of(where, pixel_size_of(layer)),
         }
 
     @unless_closed
