@@ -139,6 +139,8 @@ def test_learning_from_a_corrected_layer_segments_the_next_image_better(
     assert learn.progress.value == 40 and learn.progress.max == 40 and "step 40 of 40" in learn.loss.value
     assert learn.status.value.startswith("learned 'textured'") and learn.learn_button.enabled
     assert f"s on {info['device']}; saved" in learn.status.value and info["device"].startswith("cpu (")
+    # the segment dock says at which scale the model runs (another magnification needs a hint)
+    assert f"runs at your corrections' grain size ({info['grain_size_px']:.0f} px" in seg.model_label.value
 
     # the new model is the segment dock's model: segmenting B with it is one click;
     # the shipped model's result on B for comparison

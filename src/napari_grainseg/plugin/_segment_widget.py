@@ -603,6 +603,13 @@ class SegmentWidget(Container):
             if changed:  # say why the settings changed under the user's eyes
                 switched = f"; {changed} (the model's choice, made on your corrections)"
         self.model_label.value = stored.verdict + switched
+        size = info.get("grain_size_px")
+        if size:  # the scale it runs at, unless a hint is given: say so, other magnifications need one
+            self.model_label.value += (
+                f"; runs at your corrections' grain size ({size:.0f} px"
+                + (f" at {info['pixel_size_nm']:g} nm/px" if info.get("pixel_size_nm") else "")
+                + "): give a grain size hint for images at another magnification"
+            )
         if rec.get("net2_steps") == "auto":
             self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
         if stored.worse_than_base:
