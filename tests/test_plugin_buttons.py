@@ -359,7 +359,7 @@ def test_an_export_needs_a_full_folder_path_and_says_why_a_write_fails(scene, qt
     stats.folder.value = tmp_path
     stats.stem.value = "../up"  # a path, not a name: it would write beside the folder
     click(qtbot, stats.csv_button)
-    assert "file stem '../up' is a path" in errors[-1] and not (tmp_path.parent / "up_grains.csv").exists()
+    assert "a file stem may not contain '/': '../up'" in errors[-1] and not (tmp_path.parent / "up_grains.csv").exists()
     stats.stem.value = "img"
     (tmp_path / "img_grains.csv").mkdir()
     click(qtbot, stats.csv_button)

@@ -260,8 +260,9 @@ def test_cli_measure_exclude_min_area_and_svg(tmp_path, capsys):
         (["--min-grain-area", "0"], "--min-grain-area must be >= 1"),
         (["--orientations", "0"], "--orientations must be 1 to 180, got 0"),
         (["--orientations", "1000000"], "--orientations must be 1 to 180"),  # ran for minutes
-        (["--stem", "../escaped"], "file stem '../escaped' is a path"),  # wrote beside --out
-        (["--stem", "/tmp/grainseg_abs"], "is a path"),
+        (["--stem", "../escaped"], "a file stem may not contain '/': '../escaped'"),  # wrote beside --out
+        (["--stem", "/tmp/grainseg_abs"], "may not contain '/'"),
+        (["--stem", "D:x"], "may not contain ':'"),  # a drive-relative path on Windows
     ],
 )
 def test_cli_measure_bad_measurement_options(tmp_path, capsys, args, match):

@@ -112,23 +112,35 @@ def new_run_id() -> str:
 # --------------------------------------------------------------------------- folder checks
 
 
-def check_file_stem(stem: str) -> str:
-    """Refuse an output file prefix that is a path (it would write outside the output folder).
+#: Characters a file name may not hold on any system this runs on (a separator, or reserved on Windows).
+BAD_NAME_CHARS = '/\\:*?"<>|'
+
+
+def check_file_name(name: str, what: str = "a file stem") -> str:
+    """Refuse a name that is not a plain file name: a path (it would write outside its folder), a
+    character Windows reserves, a control character, or a name that starts or ends with '.'.
+
+    ``what`` names it in the message. Used for export stems and model names alike.
 
     Examples
     --------
-    >>> check_file_stem("cu film 3")
+    >>> check_file_name("cu film 3")
     'cu film 3'
-    >>> check_file_stem("../x")
+    >>> check_file_name("../x")
     Traceback (most recent call last):
     ...
-    napari_grainseg.errors.InputError: file stem '../x' is a path: give a name without / or \\
+    napari_grainseg.errors.InputError: a file stem may not contain '/': '../x'
     """
-    if not stem or stem in (".", "..") or "\0" in stem:
-        raise InputError(f"file stem {stem!r} is not a file name")
-    if "/" in stem or "\\" in stem:
-        raise InputError(f"file stem {stem!r} is a path: give a name without / or \\")
-    return stem
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{what} must be a name, got {name!r}")
+    for ch in BAD_NAME_CHARS:
+        if ch in name:
+            raise InputError(f"{what} may not contain {ch!r}: {name!r}")
+    if any(ord(ch) < 32 for ch in name):
+        raise InputError(f"{what} may not contain control characters: {name!r}")
+    if name.startswith(".") or name.endswith("."):
+        raise InputError(f"{what} may not start or end with '.': {name!r}")
+    return name
 
 
 def check_output_dir(path: str | os.PathLike, *, option: str = "--out", create: bool = True) -> Path:

@@ -267,9 +267,9 @@ def field_export_paths(out_dir, stem: str, what: tuple[str, ...], *, svg: bool =
     >>> [p.name for p in field_export_paths("out", "cu", ("csv", "histogram"))]
     ['cu_grains.csv', 'cu_histogram.png']
     """
-    from napari_grainseg.io.outputs import check_file_stem
+    from napari_grainseg.io.outputs import check_file_name
 
-    check_file_stem(stem)  # a stem like ../x or /tmp/x would write outside out_dir
+    check_file_name(stem)  # a stem like ../x or /tmp/x would write outside out_dir
     out_dir = Path(out_dir)
     names = []
     for kind in what:

@@ -50,8 +50,6 @@ STORE_ENV = "GRAINSEG_MODEL_STORE"
 SHIPPED = "shipped"
 #: The store's folder of corrected images (not a model name).
 CORRECTIONS = "corrections"
-#: Characters refused in a model name: path separators and what Windows forbids in file names.
-_BAD_CHARS = '/\\:*?"<>|'
 #: Longest model name.
 MAX_NAME_LENGTH = 80
 
@@ -84,18 +82,14 @@ def _store(store: str | Path | None) -> Path:
 
 def check_name(name: str) -> str:
     """A model name, stripped; an :class:`InputError` saying why when it cannot be one."""
+    from napari_grainseg.io.outputs import check_file_name
+
     if not isinstance(name, str):
         raise InputError(f"a model name must be text, got {name!r}")
     name = name.strip()
     if not name:
         raise InputError("give the model a name")
-    for ch in _BAD_CHARS:
-        if ch in name:
-            raise InputError(f"a model name may not contain {ch!r}: {name!r}")
-    if any(ord(ch) < 32 for ch in name):
-        raise InputError(f"a model name may not contain control characters: {name!r}")
-    if name.startswith(".") or name.endswith("."):
-        raise InputError(f"a model name may not start or end with '.': {name!r}")
+    check_file_name(name, "a model name")
     if name.lower() in (SHIPPED, CORRECTIONS):
         raise InputError(f"'{name}' is reserved; choose another model name")
     if len(name) > MAX_NAME_LENGTH:
