@@ -291,3 +291,19 @@ def test_boundary_masks_and_grain_masks_are_told_apart_on_real_lines():
     assert not looks_like_boundary_mask((ws > 0).astype(np.uint8))
     assert not looks_like_boundary_mask(labels)  # many ids: labels
     assert not looks_like_boundary_mask(np.zeros((8, 8), np.uint8))
+
+
+def test_read_as_boundary_mask_inverts_and_thresholds_only_on_evidence():
+    from napari_grainseg.segmentation.grains import boundaries_to_labels, read_as_boundary_mask
+
+    dangling = np.zeros((50, 50), np.uint8)
+    dangling[10:40, 25] = 1  # a line that closes no region: still a boundary mask, not inverted
+    np.testing.assert_array_equal(read_as_boundary_mask(dangling), dangling == 1)
+    assert not read_as_boundary_mask(np.zeros((20, 20), np.uint8)).any()  # empty: no boundaries
+    # a label image with a few grains (grain 3 large) under a boundaries name: not lines
+    labels = np.ones((60, 60), np.uint16)
+    labels[:, 20:40] = 2
+    labels[:, 40:] = 3
+    labels[:, 19] = labels[:, 39] = 0
+    assert read_as_boundary_mask(labels) is None
+    assert boundaries_to_labels(labels == 0).max() == 3  # what the reader then takes: its zeros

@@ -173,3 +173,11 @@ def test_the_docks_opened_from_the_plugins_menu_become_tabs_each_showing_its_con
     qtbot.wait(20)
     assert not learn.minutes.enabled and learn.steps.enabled
     assert not plus_minus_drawn(learn.minutes) and plus_minus_drawn(learn.steps)
+
+
+def test_a_flipped_axis_scale_still_gives_the_pixel_size():
+    """napari accepts a negative scale (a flipped axis); its pixel size is the size, not a crash."""
+    from napari_grainseg.plugin._layers import pixel_size_from
+
+    assert pixel_size_from((-2.0, 2.0), ("nm", "nm")) == pytest.approx(2.0)
+    assert pixel_size_from((2.0, 8.0), ("nm", "nm")) == pytest.approx(4.0)  # the same pixel area

@@ -368,3 +368,16 @@ def test_an_exclusion_mask_over_the_whole_image_is_refused():
     with pytest.raises(InputError, match="covers the whole image"):
         validate_exclude_mask(np.ones((8, 8), np.uint8), (8, 8))
     assert validate_exclude_mask(np.eye(8), (8, 8)).sum() == 8
+
+
+def test_an_unlabelled_area_under_the_exclusion_mask_is_not_warned_of():
+    from napari_grainseg.measure.statistics import measure_field
+
+    lab = grid_labels()
+    lab[40:60, 40:60] = 0
+    mask = np.zeros(lab.shape, bool)
+    _, warned = measure_field(lab, 1.0)
+    assert any("unlabelled area" in w for w in warned["warnings"])
+    mask[40:60, 40:60] = True  # what the warning asks for: left out, not shared out
+    _, summary = measure_field(lab, 1.0, exclude=mask)
+    assert not any("unlabelled area" in w for w in summary["warnings"])

@@ -811,8 +811,10 @@ def square_pixel_size(size_yx) -> float:
     --------
     >>> square_pixel_size((2.0, 8.0))
     4.0
+    >>> square_pixel_size((-2.0, 2.0))  # a flipped axis (a negative napari scale): its size
+    2.0
     """
-    return math.sqrt(float(size_yx[0]) * float(size_yx[1]))
+    return math.sqrt(abs(float(size_yx[0]) * float(size_yx[1])))
 
 
 def tiff_pixel_size(path: str | os.PathLike) -> float | None:

@@ -219,8 +219,9 @@ class MeasuredField:
 WIDE_GAP_PX = 5
 
 
-def unlabelled_area_px(labels: np.ndarray) -> int:
-    """How many label-0 pixels lie more than :data:`WIDE_GAP_PX` px (chessboard) from every grain.
+def unlabelled_area_px(labels: np.ndarray, excluded: np.ndarray | None = None) -> int:
+    """How many label-0 pixels lie more than :data:`WIDE_GAP_PX` px (chessboard) from every grain,
+    outside the ``excluded`` pixels (an exclusion mask: left out, not shared out).
 
     Examples
     --------
@@ -235,8 +236,10 @@ def unlabelled_area_px(labels: np.ndarray) -> int:
     grains = np.asarray(labels) != 0
     if grains.all():
         return 0
-    near = ndi.binary_dilation(grains, np.ones((2 * WIDE_GAP_PX + 1,) * 2, bool))  # within the gap of a grain
-    return int(np.count_nonzero(~near))
+    far = ~ndi.binary_dilation(grains, np.ones((2 * WIDE_GAP_PX + 1,) * 2, bool))  # beyond the gap of a grain
+    if excluded is not None:
+        far &= ~excluded
+    return int(np.count_nonzero(far))
 
 
 def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> MeasuredField:
@@ -255,7 +258,7 @@ def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> Meas
         raise InputError(f"min_area must be >= 1 px, got {min_area}")
     mask = validate_exclude_mask(exclude, lab.shape)
     lab, ids = relabel_sequential(lab)
-    options: dict = {"min_area_px": min_area, "exclude": None, "unlabelled_px": unlabelled_area_px(lab)}
+    options: dict = {"min_area_px": min_area, "exclude": None, "unlabelled_px": unlabelled_area_px(lab, mask)}
     n_small = 0
     if min_area > 1:
         small = np.bincount(lab.ravel(), minlength=ids.size + 1) < min_area

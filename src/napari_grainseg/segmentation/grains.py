@@ -159,18 +159,33 @@ def read_as_boundary_mask(image: np.ndarray) -> np.ndarray | None:
     True
     """
     image = np.asarray(image)
-    if image.ndim != 2 or not np.issubdtype(image.dtype, np.integer) or not image.any():
+    if image.ndim != 2 or not np.issubdtype(image.dtype, np.integer):
         return None
-    if is_two_valued(image):
-        return image != 0 if looks_like_boundary_mask(image) else image == 0
+    if not image.any():  # an empty mask: no boundary drawn (not "everything is a boundary")
+        return np.zeros(image.shape, bool)
+    if is_two_valued(image):  # inverted only on evidence: its zeros, not its lines, form the network
+        inverted = not looks_like_boundary_mask(image) and looks_like_boundary_mask((image == 0).astype(np.uint8))
+        return image == 0 if inverted else image != 0
     grey = (image != 0) & (image != image.max())
     if grey.mean() > MAX_ANTIALIASED_GREY_FRACTION:  # many in-between values: a label image, not soft lines
         return None
     bright = image >= image.max() / 2
     for lines in (bright, ~bright):  # bright lines on black, else black lines on white
-        if looks_like_boundary_mask(lines):
+        if looks_like_boundary_mask(lines) and _thin(lines):
             return lines
     return None
+
+
+#: Widest line (px) a boundary mask read from an edited file may have; a grain is wider.
+MAX_BOUNDARY_WIDTH_PX = 9
+
+
+def _thin(lines: np.ndarray) -> bool:
+    """Whether every line of a mask is at most :data:`MAX_BOUNDARY_WIDTH_PX` wide (a grain taken
+    for lines is not)."""
+    from scipy import ndimage as ndi
+
+    return float(ndi.distance_transform_edt(lines).max(initial=0)) <= MAX_BOUNDARY_WIDTH_PX / 2
 
 
 def _binarize(boundary_map: np.ndarray, threshold: float) -> np.ndarray:
