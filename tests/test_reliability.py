@@ -965,3 +965,8 @@ def test_segment_does_not_replace_another_files_results_of_the_same_name(fields,
     assert table.read_bytes() == before
     assert main([*argv, "--overwrite"]) == 0 and table.read_bytes() != before
     assert main(_segment([fields / FIELDS[0]], out)) == 2  # and back again: refused the same way
+    # the project moved elsewhere (input and results together): the same input by content, re-run allowed
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved / "out")
+    shutil.copy(other, moved / other.name)
+    assert main(_segment([moved / other.name], moved / "out")) == 0

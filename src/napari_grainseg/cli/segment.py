@@ -113,12 +113,10 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
     names = {stem: [stem + suffix for suffix in suffixes] for stem in stems}
     for m, stem in zip(micrographs, stems, strict=True):  # before any computation, unless --overwrite:
         check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)  # outputs edited by hand
-        earlier = (read_marker(args.out, stem) or {}).get("input")
-        source = str(Path(m.source).resolve()) if m.source else None
-        if earlier and source and earlier != source and not args.overwrite:  # another file of the same name
+        if not args.overwrite and _another_input(read_marker(args.out, stem), m.source):
             raise InputError(
-                f"{args.out} already holds the results of {earlier} under '{stem}'; {m.source} would replace "
-                "them: choose another --out, or add --overwrite"
+                f"{args.out} already holds the results of another file named like {Path(m.source).name} under "
+                f"'{stem}'; {m.source} would replace them: choose another --out, or add --overwrite"
             )
     device = options.compute_device()
     model = options.net1(device)
@@ -149,6 +147,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
                 expected=names[stem],
                 extra={
                     "input": str(Path(m.source).resolve()),
+                    "input_sha256": _input_sha256(m.source),
                     "command": "segment",
                     "n_grains": int(result.labels.max()),
                 },
@@ -175,3 +174,23 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
             file=sys.stderr,
         )
     return 0
+
+
+def _input_sha256(source) -> str | None:
+    """The SHA-256 of an input file (None for the bundled sample, read from the package)."""
+    from napari_grainseg.io.outputs import file_record
+
+    path = Path(source) if source else None
+    return file_record(path)["sha256"] if path is not None and path.is_file() else None
+
+
+def _another_input(marker: dict | None, source) -> bool:
+    """Whether a field's completion marker records another input than ``source``: by content when
+    the marker has its hash (a project folder moved elsewhere is still the same input), else by
+    path where that file still exists."""
+    if not marker or not marker.get("input") or not source:
+        return False
+    if marker.get("input_sha256"):
+        return marker["input_sha256"] != _input_sha256(source)
+    earlier = Path(marker["input"])
+    return earlier != Path(source).resolve() and earlier.is_file()
