@@ -600,6 +600,12 @@ def test_a_learned_models_settings_are_named_and_the_users_return_with_the_shipp
         "threshold 0.4 -> 0.5"
     )
     seg.model.value = SHIPPED  # nothing more to restore
+    # a depth the user set while the learned model was chosen is the user's: it stays
+    seg.model.value = str(store / "deep")
+    seg.basin_depth.value = 0.45
+    seg.model.value = SHIPPED
+    assert seg.basin_depth.value == pytest.approx(0.45)
+    assert seg.model_label.value == "shipped model"  # nothing the model set was left to restore
     assert messages["error"] == []
 
 

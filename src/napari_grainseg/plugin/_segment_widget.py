@@ -227,6 +227,7 @@ class SegmentWidget(Container):
         #: the chosen learned model's directory and model.json (None: the shipped model / the weights above)
         self.model_dir: Path | None = None
         self._settings_before_model: dict | None = None  # the builder settings a learned model replaced
+        self._settings_of_model: dict | None = None  # ... and those it set (the user may change them after)
         self.model_info: dict | None = None
         self._states: dict[int, _SourceState] = {}
         self._refinement: _Refinement | None = None
@@ -602,6 +603,7 @@ class SegmentWidget(Container):
             changed = self._describe_settings(before)
             if changed:  # say why the settings changed under the user's eyes
                 switched = f"; {changed} (the model's choice, made on your corrections)"
+        self._settings_of_model = self._builder_settings()  # what the user may change after
         self.model_label.value = stored.verdict + switched
         size = info.get("grain_size_px")
         if size:  # the scale it runs at, unless a hint is given: say so, other magnifications need one
@@ -639,14 +641,20 @@ class SegmentWidget(Container):
 
     def _restore_settings(self) -> str:
         """Back on the shipped model: the builder settings the dock had before a learned model
-        changed them, and the words that say so ('' when there is nothing to restore)."""
+        changed them, and the words that say so ('' when there is nothing to restore). A setting
+        the user changed while the learned model was chosen is the user's: it stays."""
         saved, self._settings_before_model = self._settings_before_model, None
         if saved is None:
             return ""
         before = self._builder_settings()
-        self.grains.value = saved["grains"]
-        self.basin_depth.value = saved["basin_depth"]
-        self.threshold.value = saved["threshold"]
+        model_set = self._settings_of_model or before
+        restore = {key: value for key, value in saved.items() if before[key] == model_set[key]}
+        if "grains" in restore:
+            self.grains.value = restore["grains"]
+        if "basin_depth" in restore:
+            self.basin_depth.value = restore["basin_depth"]
+        if "threshold" in restore:
+            self.threshold.value = restore["threshold"]
         changed = self._describe_settings(before)
         return f"; your settings are back: {changed}" if changed else ""
 
