@@ -344,6 +344,10 @@ def test_cli_measure_replaces_earlier_outputs_only_when_asked(tmp_path, capsys):
     assert table.read_bytes() == edited
     assert main([*argv, "--overwrite"]) == 0
     assert table.read_bytes() != edited
+    # an earlier run's svg belongs to the set: checked, and not left stale beside a new set without one
+    assert main([*argv, "--overwrite", "--svg"]) == 0 and (tmp_path / "o" / "lab_histogram.svg").is_file()
+    assert main(argv) == 2 and "lab_histogram.svg" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0 and not (tmp_path / "o" / "lab_histogram.svg").exists()
 
 
 def test_cli_measure_warns_of_unlabelled_areas(tmp_path, capsys):

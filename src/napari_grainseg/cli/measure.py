@@ -106,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.orientations <= MAX_INTERCEPT_ORIENTATIONS:
         raise InputError(f"--orientations must be 1 to {MAX_INTERCEPT_ORIENTATIONS}, got {args.orientations}")
     stem = args.stem or args.labels.stem
-    outputs = field_export_paths(args.out, stem, ("csv", "json", "histogram"), svg=args.svg)
+    outputs = field_export_paths(args.out, stem, ("csv", "json", "histogram"), svg=True)
     outputs.append(args.out / f"{stem}_overlay.png")
     check_not_an_input(outputs, [args.labels, args.image])
-    existing = [path.name for path in outputs if path.exists()]
+    existing = [path.name for path in outputs if path.exists()]  # an earlier run's .svg too: it belongs to the set
+    stale_svg = None if args.svg else next(path for path in outputs if path.suffix == ".svg")
     if existing and not args.overwrite:
         raise InputError(
             f"{args.out} already holds {', '.join(existing)} (an earlier run, perhaps corrected): "
@@ -175,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
         calibration_source=calibration_source,
         **options,
     )
+    if stale_svg is not None and stale_svg.exists():  # --overwrite: the earlier run's svg would not match the rest
+        stale_svg.unlink()
+        print(f"grainseg: removed the earlier {stale_svg.name} (no --svg this time)", file=sys.stderr)
     import json
 
     summary = json.loads(paths["json"].read_text())
