@@ -502,3 +502,37 @@ def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
     assert seg.net2_label.value.startswith(f"{shown} step") and "dropped (the layer was edited)" in seg.net2_label.value
     assert "converged" not in seg.net2_label.value
     assert errors == []
+
+
+def test_stop_during_a_net2_step_drops_that_step(make_napari_viewer, qtbot, weights, monkeypatch, errors):
+    """Stop pressed while a step computes: the dock says the step is dropped, and it was drawn
+    anyway (a large-image audit: 'cancelled ... the unfinished step was dropped' beside step 1)."""
+    import time
+
+    from napari_grainseg.segmentation import refine as refine_module
+
+    real_refine = refine_module.refine
+
+    def slow_refine(*args, **kwargs):  # each step takes a second before it is yielded
+        for step in real_refine(*args, **kwargs):
+            time.sleep(1.0)
+            yield step
+
+    monkeypatch.setattr(refine_module, "refine", slow_refine)
+    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch, synchronous=False)
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
+    bnd = viewer.layers["interconnect_tem boundaries"]
+    qtbot.wait(300)
+    before = bnd.data.copy()
+    click(qtbot, seg.step_button)
+    qtbot.wait(300)  # the step is computing
+    click(qtbot, seg.stop_button)
+    assert "the step being computed will be dropped" in seg.status.value
+    qtbot.waitUntil(lambda: seg._refinement is None, timeout=60_000)
+    qtbot.wait(300)
+    assert "cancelled" in seg.status.value and "dropped" in seg.status.value
+    np.testing.assert_array_equal(bnd.data, before)  # nothing drawn
+    assert not bnd.metadata.get("grainseg_info", {}).get("net2_steps")
+    assert errors == []

@@ -917,6 +917,8 @@ class SegmentWidget(Container):
             r.cancelled = True
             r.interrupted = not self._refinement_paused()  # a step was computing
             r.worker.quit()
+            if r.interrupted:  # a step cannot be cut short: it ends, then is dropped
+                self.status.value = f"stopping Net2 on {r.source.name} (the step being computed will be dropped)..."
 
     def _net2_go(self, budget: int | None):
         reason = net2_status(self.net2_weights)
@@ -1084,6 +1086,8 @@ class SegmentWidget(Container):
     def _net2_yielded(self, r: _Refinement, out) -> None:
         from napari_grainseg.models.device import describe_device
 
+        if r.interrupted:  # Stop pressed while this step was computing: dropped, as the dock says
+            return
         step = out[0]
         # Net2 runs in PyTorch (loaded by now, in the worker), not through OpenCV like Net1: say which ran
         self.device_label.value = f"Net2: {describe_device(r.device)}, PyTorch"
