@@ -536,3 +536,30 @@ def test_stop_during_a_net2_step_drops_that_step(make_napari_viewer, qtbot, weig
     np.testing.assert_array_equal(bnd.data, before)  # nothing drawn
     assert not bnd.metadata.get("grainseg_info", {}).get("net2_steps")
     assert errors == []
+
+
+def test_net1_says_when_it_builds_grains_and_stop_then_drops_the_result(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    """After the last tile the grains are built in one pass (81 s at 8192² in an audit) while the
+    status said 'tile 81 of 81' and Stop promised 'the end of the current tile'."""
+    import time
+
+    from napari_grainseg.segmentation import pipeline
+
+    real_builder = pipeline.probability_to_labels
+
+    def slow_builder(*args, **kwargs):
+        time.sleep(1.5)
+        return real_builder(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "probability_to_labels", slow_builder)
+    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch, synchronous=False)
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: "done, building grains..." in seg.status.value, timeout=60_000)
+    click(qtbot, seg.stop_button)
+    assert "the grains are being built; the result will be dropped" in seg.status.value
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: "cancelled" in seg.status.value, timeout=5000)
+    assert "interconnect_tem boundaries" not in viewer.layers
+    assert errors == []

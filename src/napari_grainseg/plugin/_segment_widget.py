@@ -125,7 +125,15 @@ class _Net1Progress:
             self._bar.total = self.total
         if self.done > self._bar.n:
             self._bar.update(self.done - self._bar.n)
-        self.status.value = f"{self.prefix}: tile {self.done} of {self.total}"
+        if self.done >= self.total:  # the network is done; the grains are built in one pass (seconds to a minute)
+            tiles = f"{self.total} tile{'' if self.total == 1 else 's'}"
+            self.status.value = f"{self.prefix}: {tiles} done, building grains..."
+        else:
+            self.status.value = f"{self.prefix}: tile {self.done} of {self.total}"
+
+    @property
+    def tiles_done(self) -> bool:
+        return bool(self.total) and self.done >= self.total
 
     def close(self) -> None:
         if self._timer is not None:
@@ -232,6 +240,7 @@ class SegmentWidget(Container):
         self._states: dict[int, _SourceState] = {}
         self._refinement: _Refinement | None = None
         self._net1_worker = None
+        self._net1_tiles: _Net1Progress | None = None  # the running Net1's tile count
         self.image = ComboBox(label="image", choices=self._image_layers)
         self.pixel_size = FloatSpinBox(
             label="pixel size (nm)",
@@ -732,6 +741,7 @@ class SegmentWidget(Container):
         prefix = f"Net1 running on {source.name} ({self.device_label.value}, {self._model_words()})"
         tiles = _Net1Progress(f"Net1 on {source.name}", self.status, prefix)
         holder["progress"] = tiles
+        self._net1_tiles = tiles
         worker = create_worker(self._net1_job, data, device, options, holder)
         holder["worker"] = worker
         from_model = hint is None and self.model_dir is not None  # the learned model's own grain size
@@ -769,6 +779,9 @@ class SegmentWidget(Container):
             if not hasattr(model, "logits"):  # PyTorch, not OpenCV: keep a core for the viewer (GIL)
                 leave_a_core_for_the_viewer(device)
             result = segment(data, options, model=model, progress=progress)
+            worker = holder.get("worker")
+            if worker is not None and worker.abort_requested:  # stopped while the grains were built
+                raise _Cancelled
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:
@@ -908,7 +921,12 @@ class SegmentWidget(Container):
         """Cancel whatever runs: Net1 (at the next tile) or the Net2 refinement."""
         if self._net1_worker is not None:
             self._net1_worker.quit()
-            self.status.value = "stopping Net1 (at the end of the current tile)..."
+            tiles = self._net1_tiles
+            self.status.value = (
+                "stopping Net1 (the grains are being built; the result will be dropped)..."
+                if tiles is not None and tiles.tiles_done
+                else "stopping Net1 (at the end of the current tile)..."
+            )
         self._stop_refinement()
 
     def _stop_refinement(self) -> None:
