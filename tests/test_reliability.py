@@ -970,3 +970,16 @@ def test_segment_does_not_replace_another_files_results_of_the_same_name(fields,
     shutil.copytree(out, moved / "out")
     shutil.copy(other, moved / other.name)
     assert main(_segment([moved / other.name], moved / "out")) == 0
+
+
+def test_segment_of_one_large_image_shows_its_tiles(tmp_path, capsys):
+    """One 8192² field was 140 s without a line of progress (the per-image bar is off for one image)."""
+    import tifffile
+
+    image = generate(3, (1200, 1200), "tem").image  # more than one 1024² tile
+    tifffile.imwrite(tmp_path / "big.tif", image)
+    _weights_dir()
+    argv = ["segment", str(tmp_path / "big.tif"), "--out", str(tmp_path / "o"), "--grain-size", "30"]
+    assert main([*argv, "--net2-steps", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "big: Net1: 100%" in err and "tile" in err and "building grains" in err

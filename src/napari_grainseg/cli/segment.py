@@ -127,7 +127,13 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
         print("grainseg: no Net2 weights shipped; using Net1 only", file=sys.stderr)
     for m, stem in tqdm(list(zip(micrographs, stems)), desc="segment", unit="image", disable=len(micrographs) < 2):
         # the grain size of each image: nm -> px, and an adapted model's scale by its pixel size
-        result = segment(m.data, options, pixel_size_nm=m.pixel_size_nm, model=model, net2_model=net2_model)
+        tiles = _TileBar(Path(m.source).stem, disable=len(micrographs) > 1)  # one image: its tiles instead
+        try:
+            result = segment(
+                m.data, options, pixel_size_nm=m.pixel_size_nm, model=model, net2_model=net2_model, progress=tiles
+            )
+        finally:
+            tiles.close()
         stage = staging_dir(args.out, stem, run_id)
         try:
             write_segmentation(
@@ -194,3 +200,28 @@ def _another_input(marker: dict | None, source) -> bool:
         return marker["input_sha256"] != _input_sha256(source)
     earlier = Path(marker["input"])
     return earlier != Path(source).resolve() and earlier.is_file()
+
+
+class _TileBar:
+    """Net1's tiles as a tqdm bar on stderr (for a single large image, where the per-image bar
+    would show nothing for minutes); then "building grains" until the field is done."""
+
+    def __init__(self, name: str, disable: bool) -> None:
+        self.name, self.disable, self.bar = name, disable, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.disable or total < 2:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"{self.name}: Net1", unit="tile", file=sys.stderr)
+        if total != self.bar.total or done < self.bar.n:  # another pass (e.g. the automatic scale's)
+            self.bar.reset(total=total)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.set_postfix_str("building grains")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
