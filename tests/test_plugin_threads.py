@@ -467,21 +467,18 @@ def test_closing_the_viewer_while_net1_runs_raises_nothing(make_napari_viewer, q
     qtbot.wait(3 * REBUILD_WAIT_MS)
 
 
-def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
-    make_napari_viewer, qtbot, weights, monkeypatch, errors
-):
-    """Net2 Run never draws over a hand edit made while it runs; the step line then says which step
-    is shown and which was dropped (it showed the dropped step as if drawn, "converged" included)."""
+def _net1_result_with_slow_net2(make_napari_viewer, qtbot, weights, monkeypatch, seconds: float, first=None):
+    """The sample's Net1 result in a threaded dock whose Net2 steps each take ``seconds`` longer
+    (``first``: the first step's delay, default the same): a click can land while a step computes."""
     import time
 
     from napari_grainseg.segmentation import refine as refine_module
 
     real_refine = refine_module.refine
 
-    def slow_refine(*args, **kwargs):  # a step every 0.4 s: the edit lands between two
+    def slow_refine(*args, **kwargs):
         for i, step in enumerate(real_refine(*args, **kwargs)):
-            if i:
-                time.sleep(0.4)
+            time.sleep(seconds if i or first is None else first)
             yield step
 
     monkeypatch.setattr(refine_module, "refine", slow_refine)
@@ -489,7 +486,17 @@ def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
     click(qtbot, seg.run_net1_button)
     qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
     qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
-    bnd = viewer.layers["interconnect_tem boundaries"]
+    return viewer, seg, viewer.layers["interconnect_tem boundaries"]
+
+
+def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    """Net2 Run never draws over a hand edit made while it runs; the step line then says which step
+    is shown and which was dropped (it showed the dropped step as if drawn, "converged" included)."""
+
+    # a step every 0.4 s after the first: the edit lands between two
+    viewer, seg, bnd = _net1_result_with_slow_net2(make_napari_viewer, qtbot, weights, monkeypatch, 0.4, first=0.0)
     click(qtbot, seg.run_button)
     qtbot.waitUntil(lambda: bnd.metadata.get("grainseg_info", {}).get("net2_steps") == 1, timeout=120_000)
     line = (np.full(100, 77), np.arange(300, 400))
@@ -507,23 +514,9 @@ def test_an_edit_while_net2_runs_stops_it_and_the_dock_names_the_steps_shown(
 def test_stop_during_a_net2_step_drops_that_step(make_napari_viewer, qtbot, weights, monkeypatch, errors):
     """Stop pressed while a step computes: the dock says the step is dropped, and it was drawn
     anyway (a large-image audit: 'cancelled ... the unfinished step was dropped' beside step 1)."""
-    import time
 
-    from napari_grainseg.segmentation import refine as refine_module
-
-    real_refine = refine_module.refine
-
-    def slow_refine(*args, **kwargs):  # each step takes a second before it is yielded
-        for step in real_refine(*args, **kwargs):
-            time.sleep(1.0)
-            yield step
-
-    monkeypatch.setattr(refine_module, "refine", slow_refine)
-    viewer, seg = _sample_in_dock(make_napari_viewer, weights, monkeypatch, synchronous=False)
-    click(qtbot, seg.run_net1_button)
-    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=120_000)
-    qtbot.waitUntil(lambda: "interconnect_tem boundaries" in viewer.layers, timeout=5000)
-    bnd = viewer.layers["interconnect_tem boundaries"]
+    # each step takes a second before it is yielded
+    viewer, seg, bnd = _net1_result_with_slow_net2(make_napari_viewer, qtbot, weights, monkeypatch, 1.0)
     qtbot.wait(300)
     before = bnd.data.copy()
     click(qtbot, seg.step_button)
