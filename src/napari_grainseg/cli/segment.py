@@ -202,6 +202,10 @@ def _another_input(marker: dict | None, source) -> bool:
     return earlier != Path(source).resolve() and earlier.is_file()
 
 
+#: Fewest Net1 tiles of a single image for which ``segment`` shows a tile bar (a 2048² image has 4).
+MIN_TILES_FOR_A_BAR = 4
+
+
 class _TileBar:
     """Net1's tiles as a tqdm bar on stderr (for a single large image, where the per-image bar
     would show nothing for minutes); then "building grains" until the field is done."""
@@ -210,7 +214,7 @@ class _TileBar:
         self.name, self.disable, self.bar = name, disable, None
 
     def __call__(self, done: int, total: int) -> None:
-        if self.disable or total < 2:
+        if self.disable or total < MIN_TILES_FOR_A_BAR:  # a few tiles take a second: no bar to flash by
             return
         if self.bar is None:
             from tqdm import tqdm
