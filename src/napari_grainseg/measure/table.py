@@ -487,33 +487,44 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     start = start - start[0]
     first = start[:-1]
     area = np.diff(start).astype(np.int64)
-    r = (order // w).astype(np.int64)
-    c = (order % w).astype(np.int64)
+    # pixel coordinates as int32 (4 B/px each; images are far below 2**31 px a side), sums in int64
+    r = (order // w).astype(np.int32)
+    c = (order % w).astype(np.int32)
     del order
-    sr = np.add.reduceat(r, first).astype(float)
-    sc = np.add.reduceat(c, first).astype(float)
+    sr = np.add.reduceat(r, first, dtype=np.int64)
+    sc = np.add.reduceat(c, first, dtype=np.int64)
     cy, cx = sr / area, sc / area
-    rmin, rmax = r[first], r[start[1:] - 1]  # raster order: first and last rows
-    cmin, cmax = np.minimum.reduceat(c, first), np.maximum.reduceat(c, first)
-    # central second moments, on coordinates relative to the bounding box (less round-off)
-    ry = (r - np.repeat(rmin, area)).astype(float)
-    rx = (c - np.repeat(cmin, area)).astype(float)
-    my, mx = cy - rmin, cx - cmin
-    mu20 = np.add.reduceat(ry * ry, first) - area * my * my
-    mu02 = np.add.reduceat(rx * rx, first) - area * mx * mx
-    mu11 = np.add.reduceat(ry * rx, first) - area * my * mx
-    del ry, rx
+    rmin, rmax = r[first].astype(np.int64), r[start[1:] - 1].astype(np.int64)  # raster order: first, last rows
+    cmin, cmax = np.minimum.reduceat(c, first).astype(np.int64), np.maximum.reduceat(c, first).astype(np.int64)
+
+    def central_moment(a, b, sa, sb):
+        """Σ(a - ā)(b - b̄) per grain from exact int64 sums of a·b (one 8 B/px product at a time)."""
+        sab = np.add.reduceat(np.multiply(a, b, dtype=np.int64), first)
+        return sab - sa.astype(float) * sb / area  # in float64: sa * sb can pass 2**63 for a huge grain
+
+    mu20 = central_moment(r, r, sr, sr)
+    mu02 = central_moment(c, c, sc, sc)
+    mu11 = central_moment(r, c, sr, sc)
     # inertia tensor [[mu02, -mu11], [-mu11, mu20]] / mu00, as skimage; its eigenvalues
     a, b, d = mu02 / area, -mu11 / area, mu20 / area
     half = np.sqrt(((a - d) / 2) ** 2 + b * b)
     l1 = np.clip((a + d) / 2 + half, 0, None)
     l2 = np.clip((a + d) / 2 - half, 0, None)
     # per-row end pixels: the convex hull of a grain's pixels uses only these
-    row_change = np.flatnonzero(np.diff(g.astype(np.int64) * h + r)) + 1
+    row_change = np.flatnonzero((g[1:] != g[:-1]) | (r[1:] != r[:-1])) + 1  # bool temporaries, 1 B/px
     row_first = np.concatenate([[0], row_change])
     row_last = np.concatenate([row_change - 1, [g.size - 1]])
     feret, convex_area = _hull_columns(
-        g[row_first].astype(np.int64) - 1, r[row_first], c[row_first], c[row_last], rmin, rmax, cmin, cmax, n, h
+        g[row_first].astype(np.int64) - 1,
+        r[row_first].astype(np.int64),
+        c[row_first].astype(np.int64),
+        c[row_last].astype(np.int64),
+        rmin,
+        rmax,
+        cmin,
+        cmax,
+        n,
+        h,
     )
     return {
         "area": area,
