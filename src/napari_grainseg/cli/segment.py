@@ -111,9 +111,10 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
     remove_stale_staging(args.out, run_id)
     suffixes = FIELD_OUTPUT_SUFFIXES + (("_histogram.svg",) if report_options["svg"] else ())
     names = {stem: [stem + suffix for suffix in suffixes] for stem in stems}
+    hashes = {stem: _input_sha256(m.source) for m, stem in zip(micrographs, stems, strict=True)}  # read once
     for m, stem in zip(micrographs, stems, strict=True):  # before any computation, unless --overwrite:
         check_not_edited(args.out, stem, names[stem], overwrite=args.overwrite)  # outputs edited by hand
-        if not args.overwrite and _another_input(read_marker(args.out, stem), m.source):
+        if not args.overwrite and _another_input(read_marker(args.out, stem), m.source, hashes[stem]):
             raise InputError(
                 f"{args.out} already holds the results of another file named like {Path(m.source).name} under "
                 f"'{stem}'; {m.source} would replace them: choose another --out, or add --overwrite"
@@ -153,7 +154,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
                 expected=names[stem],
                 extra={
                     "input": str(Path(m.source).resolve()),
-                    "input_sha256": _input_sha256(m.source),
+                    "input_sha256": hashes[stem],
                     "command": "segment",
                     "n_grains": int(result.labels.max()),
                 },
@@ -190,14 +191,14 @@ def _input_sha256(source) -> str | None:
     return file_record(path)["sha256"] if path is not None and path.is_file() else None
 
 
-def _another_input(marker: dict | None, source) -> bool:
-    """Whether a field's completion marker records another input than ``source``: by content when
-    the marker has its hash (a project folder moved elsewhere is still the same input), else by
-    path where that file still exists."""
+def _another_input(marker: dict | None, source, sha256: str | None) -> bool:
+    """Whether a field's completion marker records another input than ``source`` (content ``sha256``):
+    by content when the marker has its hash (a project folder moved elsewhere is still the same
+    input), else by path where that file still exists."""
     if not marker or not marker.get("input") or not source:
         return False
     if marker.get("input_sha256"):
-        return marker["input_sha256"] != _input_sha256(source)
+        return marker["input_sha256"] != sha256
     earlier = Path(marker["input"])
     return earlier != Path(source).resolve() and earlier.is_file()
 

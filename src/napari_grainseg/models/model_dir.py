@@ -194,12 +194,9 @@ def check_model_destination(out: str | Path, *, overwrite: bool = False) -> Path
         raise InputError(f"{out} exists and is not a model directory; choose a new or empty folder for --out")
     if (out / MODEL_FILE).is_file() and not overwrite:
         raise InputError(f"{out} already holds a model: add --overwrite to replace it, or choose another --out")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"{out} cannot be created: {parent} is a file")
-            break
-    return out
+    from napari_grainseg.io.outputs import check_output_dir
+
+    return check_output_dir(out, create=False)  # under a file, not writable: the folder checks of every --out
 
 
 def save_model_dir(

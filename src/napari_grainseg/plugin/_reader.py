@@ -46,18 +46,15 @@ def read_layers(path):
     Labels layer (a label image's boundaries are its 0 pixels) with the file's
     calibration: the Correct grains and Grain statistics docks work on it at once.
     """
-    import tifffile
-
-    from napari_grainseg.io.readers import read_micrograph
+    from napari_grainseg.io.readers import read_array, read_micrograph
 
     if isinstance(path, list):
         path = path[0]
     micrograph = read_micrograph(path)
     kind = label_export_kind(path)
     if kind is not None:
-        data = np.asarray(tifffile.imread(path))
-        if kind == "boundaries" and data.ndim == 3 and data.shape[-1] in (3, 4):  # an editor's RGB(A) save
-            data = data[..., :3].max(axis=-1)  # lines of any colour
+        # a boundaries file saved by an editor in colour: its brightest channel (lines of any colour)
+        data = read_array(path, f"{kind} export", mask=kind == "boundaries")
         if data.ndim == 2 and np.issubdtype(data.dtype, np.integer):
             from napari_grainseg.segmentation.grains import read_as_boundary_mask
 

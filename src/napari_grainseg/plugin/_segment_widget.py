@@ -629,12 +629,15 @@ class SegmentWidget(Container):
                 "images; check its results (or learn again with more corrections)"
             )
 
+    def _builder_widgets(self) -> dict:
+        """The grain builder's controls, by setting name."""
+        return {"grains": self.grains, "basin_depth": self.basin_depth, "threshold": self.threshold}
+
     def _builder_settings(self) -> dict:
         """The grain builder and its parameters as the dock shows them."""
         return {
-            "grains": self.grains.value,
-            "basin_depth": float(self.basin_depth.value),
-            "threshold": float(self.threshold.value),
+            key: widget.value if key == "grains" else float(widget.value)
+            for key, widget in self._builder_widgets().items()
         }
 
     def _describe_settings(self, before: dict) -> str:
@@ -657,13 +660,9 @@ class SegmentWidget(Container):
             return ""
         before = self._builder_settings()
         model_set = self._settings_of_model or before
-        restore = {key: value for key, value in saved.items() if before[key] == model_set[key]}
-        if "grains" in restore:
-            self.grains.value = restore["grains"]
-        if "basin_depth" in restore:
-            self.basin_depth.value = restore["basin_depth"]
-        if "threshold" in restore:
-            self.threshold.value = restore["threshold"]
+        for key, widget in self._builder_widgets().items():
+            if before[key] == model_set[key]:  # still what the model set: the user's own value returns
+                widget.value = saved[key]
         changed = self._describe_settings(before)
         return f"; your settings are back: {changed}" if changed else ""
 
@@ -768,20 +767,21 @@ class SegmentWidget(Container):
         from napari_grainseg.segmentation.grains import boundaries_to_labels
         from napari_grainseg.segmentation.pipeline import segment
 
-        def progress(done, total):
-            holder["progress"](done, total)
+        def stop_if_asked():
             worker = holder.get("worker")
             if worker is not None and worker.abort_requested:
                 raise _Cancelled
+
+        def progress(done, total):
+            holder["progress"](done, total)
+            stop_if_asked()
 
         try:
             model = options.net1(device)  # loaded here, in the worker (the first time)
             if not hasattr(model, "logits"):  # PyTorch, not OpenCV: keep a core for the viewer (GIL)
                 leave_a_core_for_the_viewer(device)
             result = segment(data, options, model=model, progress=progress)
-            worker = holder.get("worker")
-            if worker is not None and worker.abort_requested:  # stopped while the grains were built
-                raise _Cancelled
+            stop_if_asked()  # Stop pressed while the grains were built: the result is dropped
             boundaries = result.boundaries.astype(np.uint8)
             return result, boundaries, boundaries_to_labels(boundaries)  # the grains layer's numbering
         except _Cancelled:

@@ -371,12 +371,9 @@ class StatsWidget(Container):
                 getattr(layer.events, event).connect(self._debouncer.trigger)
             # the exports are named after, and by default saved beside, the image measured
             self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
-            image = source_image(self._viewer, layer)
-            if image is None:  # boundaries reopened from an export: their file's folder
-                link = link_of(layer)
-                image = link.boundaries if link is not None else layer
             if self._auto_folder is None or Path(self.folder.value) == self._auto_folder:
-                self._auto_folder = image_folder(image)
+                # beside the micrograph; for boundaries reopened from an export, beside their file
+                self._auto_folder = image_folder(next(lay for lay in self._layers_behind(layer) if lay is not None))
                 self.folder.value = self._auto_folder
             self._debouncer.trigger()
 
@@ -406,15 +403,19 @@ class StatsWidget(Container):
         labels = grain_labels(np.array(layer.data, copy=True), layer.metadata.get(ROLE_KEY))
         return labels, nm
 
+    def _layers_behind(self, layer) -> tuple:
+        """The layers a grains layer comes from, nearest first: its micrograph (None for an export
+        reopened alone), its boundary layer (None without one), the layer itself."""
+        link = link_of(layer)
+        return source_image(self._viewer, layer), link.boundaries if link is not None else None, layer
+
     def _options(self, labels: np.ndarray) -> dict:
         layer = self.grains.value
-        link = link_of(layer)
-        where = (source_image(self._viewer, layer), link.boundaries if link is not None else None, layer)
         return {
             "exclude_edge_grains": not self.include_edge.value,
             "min_area": int(self.min_area.value),
             "exclude": self.exclusion_mask(labels.shape),
-            "calibration_source": calibration_source_of(where, pixel_size_of(layer)),
+            "calibration_source": calibration_source_of(self._layers_behind(layer), pixel_size_of(layer)),
         }
 
     @unless_closed
