@@ -136,6 +136,11 @@ class TrainConfig(LoopConfig):
         continued run keeps what the better teacher computes on each kind of image instead
         of forgetting it (:func:`~napari_grainseg.training.net1.best_teacher_targets`).
     distill_weight : weight of the distillation term (binary cross-entropy to the soft target).
+    saddle_weight : weight of the saddle term (0: off). A watershed merges two grains across
+        the weakest point of the ridge between them, so the term is the mean over the true
+        boundary segments of ``-log`` of the lowest probability along each
+        (:func:`~napari_grainseg.training.net1.saddle_loss`): the gradient goes where a merge
+        would happen, which a pixel loss spreads over the whole boundary.
     """
 
     patch_shape: tuple[int, int] = (128, 256)
@@ -151,6 +156,7 @@ class TrainConfig(LoopConfig):
     generator_overrides: dict[str, Any] = field(default_factory=dict)
     teachers: tuple[str, ...] = ()
     distill_weight: float = 1.0
+    saddle_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -158,6 +164,8 @@ class TrainConfig(LoopConfig):
             raise InputError(f"{self.WHAT}: teachers must be a list of weights files, got {self.teachers!r}")
         if not self.distill_weight >= 0:
             raise InputError(f"{self.WHAT}: distill_weight must be >= 0, got {self.distill_weight}")
+        if not self.saddle_weight >= 0:
+            raise InputError(f"{self.WHAT}: saddle_weight must be >= 0, got {self.saddle_weight}")
         presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
         if not isinstance(self.generator_overrides, dict):
             raise InputError(

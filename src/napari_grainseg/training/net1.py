@@ -38,10 +38,12 @@ __all__ = [
     "TrainConfig",
     "best_teacher_targets",
     "boundary_loss",
+    "boundary_segments",
     "boundary_target",
     "evaluate_validation",
     "export_checkpoint",
     "make_example",
+    "saddle_loss",
     "train_net1",
     "training_seed",
     "upsampled_fine_sample",
@@ -134,8 +136,51 @@ def make_example(
     return net1_features(image), boundary_target(boundaries, target_width)[None], boundaries
 
 
+#: Boundary segments shorter than this (px) are left out of the saddle term: the stubs
+#: between two junctions close together, where the 3 x 3 ridge already touches the junction.
+MIN_SEGMENT_PX = 4
+
+
+def boundary_segments(boundaries: np.ndarray, min_length: int = MIN_SEGMENT_PX) -> np.ndarray:
+    """Number the boundary segments of a 1-px boundary map: one id per run between two grains.
+
+    Grains are the 4-connected regions off the boundary. A boundary pixel whose 3 x 3 window
+    touches exactly two grains belongs to the segment between them; junctions (three or more
+    grains), their neighbours and dangling lines (one grain) belong to none, so the segments
+    come apart at the junctions. Returns int32 ids (0: no segment), segments shorter than
+    ``min_length`` px dropped.
+
+    Examples
+    --------
+    >>> b = np.zeros((21, 21), bool); b[10, :] = True; b[:, 10] = True   # a cross: four grains
+    >>> int(boundary_segments(b).max())
+    4
+    """
+    from scipy import ndimage
+
+    boundaries = np.asarray(boundaries, dtype=bool)
+    grains, _ = ndimage.label(~boundaries)
+    h, w = boundaries.shape
+    padded = np.pad(grains, 1)
+    window = np.stack([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=-1)
+    window.sort(axis=-1)
+    new = (window[..., 1:] != window[..., :-1]) & (window[..., 1:] > 0)
+    distinct = (window[..., 0] > 0) + new.sum(axis=-1)
+    junctions = ndimage.binary_dilation(boundaries & (distinct >= 3), np.ones((3, 3), bool))
+    segments, _ = ndimage.label(boundaries & (distinct == 2) & ~junctions, np.ones((3, 3), int))
+    sizes = np.bincount(segments.ravel())
+    short = sizes < min_length
+    short[0] = False
+    segments[short[segments]] = 0
+    return segments.astype(np.int32)
+
+
 class _SyntheticSamples:
-    """Map-style dataset: item ``i`` is training sample ``i`` of the run (deterministic)."""
+    """Map-style dataset: item ``i`` is training sample ``i`` of the run (deterministic).
+
+    An item is ``(features, target)``, with the :func:`boundary_segments` of its truth
+    (``(1, H, W)`` int32) added when the run's saddle term is on.
+    """
 
     def __init__(self, config: TrainConfig):
         self.config = config
@@ -145,9 +190,11 @@ class _SyntheticSamples:
 
     def __getitem__(self, index: int):
         c = self.config
-        features, target, _ = make_example(
+        features, target, boundaries = make_example(
             training_seed(c, index), c.patch_shape, c.sample_preset(index), c.target_width, c.generator_overrides
         )
+        if c.saddle_weight > 0:
+            return features, target, boundary_segments(boundaries)[None]
         return features, target
 
 
@@ -185,6 +232,32 @@ def boundary_loss(logits, target, pos_weight: float, dice_weight: float, *, per_
     inter = (prob * target).sum(dim=(1, 2, 3))
     dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
     return bce + dice_weight * (dice if per_sample else dice.mean())
+
+
+def saddle_loss(logits, segments):
+    """Mean over the boundary segments of ``-log`` of the lowest probability along each.
+
+    ``segments`` are :func:`boundary_segments` ids, ``(N, 1, H, W)``. The probability is first
+    max-pooled over 3 x 3, the ridge's height within a pixel of the true line (the predicted
+    ridge may lie beside it); a segment's lowest point is the pass a watershed merges its two
+    grains across, and only that pixel receives the gradient. Zero when there are no segments.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ridge = F.max_pool2d(torch.sigmoid(logits), kernel_size=3, stride=1, padding=1)
+    ids = segments.long()
+    n = int(ids.amax()) + 1 if ids.numel() else 1
+    on = ids > 0
+    if not bool(on.any()):
+        return logits.sum() * 0.0
+    batch = torch.arange(ids.shape[0], device=ids.device).view(-1, 1, 1, 1).expand_as(ids)
+    keys = (batch * n + ids)[on]
+    lowest = torch.ones(ids.shape[0] * n, dtype=ridge.dtype, device=ridge.device)
+    lowest = lowest.scatter_reduce(0, keys, ridge[on], reduce="amin", include_self=True)
+    present = torch.zeros_like(lowest, dtype=torch.bool)
+    present[keys] = True
+    return -torch.log(lowest[present].clamp_min(1e-4)).mean()
 
 
 def best_teacher_targets(teachers, features, target, pos_weight: float, dice_weight: float):
@@ -333,9 +406,11 @@ def train_net1(
     def loss_fn(model, batch):
         import torch.nn.functional as F
 
-        features, target = (t.to(dev) for t in batch)
+        features, target, *segments = (t.to(dev) for t in batch)
         logits = model(features)
         loss = boundary_loss(logits, target, config.pos_weight, config.dice_weight)
+        if segments:
+            loss = loss + config.saddle_weight * saddle_loss(logits, segments[0])
         if teachers and config.distill_weight > 0:
             soft, _ = best_teacher_targets(teachers, features, target, config.pos_weight, config.dice_weight)
             loss = loss + config.distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
