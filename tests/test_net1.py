@@ -545,3 +545,61 @@ def test_upsampled_fine_source_enlarges_fine_grains_with_exact_centred_targets()
     # targets moved 2 px in any direction (catches an offset of a native pixel or more; the half-pixel
     # centring itself was checked by a one-off probe, docs/net1.md)
     assert np.all(np.mean(ratios, axis=0) < 1.0)
+
+
+def test_boundary_segments_split_the_boundaries_at_the_junctions():
+    from napari_grainseg.training.net1 import boundary_segments
+
+    b = np.zeros((41, 41), bool)
+    b[20, :] = True  # two grains above and below ...
+    b[:20, 10] = True  # ... the upper one split: a T-junction at (20, 10)
+    b[30:36, 30] = True  # a dangling line inside the lower grain separates nothing
+    segments = boundary_segments(b)
+    assert segments.dtype == np.int32 and segments.shape == b.shape
+    assert segments.max() == 3  # left of the junction, right of it, the vertical arm
+    assert not segments[b == 0].any() and not segments[30:36, 30].any()
+    assert not segments[19:22, 9:12].any()  # the junction and its neighbours belong to no segment
+    assert len({segments[20, 2], segments[20, 30], segments[5, 10]}) == 3
+    short = np.zeros((41, 41), bool)
+    short[20, :] = True
+    short[:20, 10] = True
+    short[:20, 14] = True  # two junctions 4 px apart leave a 1 px run between them
+    assert boundary_segments(short).max() == 4 and boundary_segments(short, min_length=1).max() == 5
+
+
+def test_saddle_loss_is_the_lowest_point_of_each_segment_and_sends_the_gradient_there():
+    from napari_grainseg.training.net1 import saddle_loss
+
+    segments = torch.zeros(2, 1, 16, 32, dtype=torch.int32)
+    segments[0, 0, 8, 2:30] = 1
+    segments[1, 0, 8, 2:30] = 1  # the same id in another sample is another segment
+    prob = torch.full((2, 1, 16, 32), 0.01)
+    prob[:, :, 8, :] = 0.9
+    prob[0, 0, 7:10, 14:17] = 0.15  # a pass in sample 0's ridge, wide enough for the 3 x 3 max-pool to see ...
+    prob[0, 0, 8, 15] = 0.2  # ... whose highest pixel is its centre
+    logits = torch.logit(prob).requires_grad_(True)
+    loss = saddle_loss(logits, segments)
+    assert loss.item() == pytest.approx(-(np.log(0.2) + np.log(0.9)) / 2, rel=1e-4)
+    loss.backward()
+    grad = logits.grad[0, 0]
+    assert grad[8, 15] < 0  # raising the pass lowers the loss ...
+    assert torch.count_nonzero(logits.grad[0]) == 1  # ... and only the pass is pushed
+    assert saddle_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.int32)).item() == 0.0
+
+
+def test_the_saddle_term_changes_the_training_only_through_its_weight(tmp_path, weights_file):
+    from napari_grainseg.training.config import TrainConfig as Config
+    from napari_grainseg.training.net1 import train_net1
+
+    def run(name, **saddle):
+        config = _tiny_config(
+            steps=2, val_every=2, checkpoint_every=2, lr=1e-2, init_weights=str(weights_file), **saddle
+        )
+        train_net1(config, tmp_path / name, device="cpu", progress=False)
+        return [p.detach().clone() for p in load_net1(tmp_path / name / "net1.pt", for_training=True).parameters()]
+
+    plain = run("plain")
+    assert all(torch.equal(a, b) for a, b in zip(plain, run("off", saddle_weight=0.0)))
+    assert any(not torch.equal(a, b) for a, b in zip(plain, run("on", saddle_weight=1.0)))
+    with pytest.raises(InputError, match="saddle_weight"):
+        Config(saddle_weight=-0.5)

@@ -147,7 +147,7 @@ def boundary_segments(boundaries: np.ndarray, min_length: int = MIN_SEGMENT_PX) 
     Grains are the 4-connected regions off the boundary. A boundary pixel whose 3 x 3 window
     touches exactly two grains belongs to the segment between them; junctions (three or more
     grains), their neighbours and dangling lines (one grain) belong to none, so the segments
-    come apart at the junctions. Returns int32 ids (0: no segment), segments shorter than
+    come apart at the junctions. Returns int32 ids 1..n (0: no segment), segments shorter than
     ``min_length`` px dropped.
 
     Examples
@@ -168,11 +168,10 @@ def boundary_segments(boundaries: np.ndarray, min_length: int = MIN_SEGMENT_PX) 
     distinct = (window[..., 0] > 0) + new.sum(axis=-1)
     junctions = ndimage.binary_dilation(boundaries & (distinct >= 3), np.ones((3, 3), bool))
     segments, _ = ndimage.label(boundaries & (distinct == 2) & ~junctions, np.ones((3, 3), int))
-    sizes = np.bincount(segments.ravel())
-    short = sizes < min_length
-    short[0] = False
-    segments[short[segments]] = 0
-    return segments.astype(np.int32)
+    kept = np.bincount(segments.ravel()) >= min_length
+    kept[0] = False
+    renumber = np.where(kept, np.cumsum(kept), 0).astype(np.int32)  # consecutive ids 1..n
+    return renumber[segments]
 
 
 class _SyntheticSamples:
