@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.segmentation.editing import (
@@ -151,7 +152,80 @@ def test_label_and_boundary_edits_replay_the_operation(three):
 
 def test_polyline_mask_is_8_connected_1px():
     m = polyline_mask((20, 20), [(0, 0), (10, 19), (19, 5)])
-    from scipy import ndimage as ndi
 
     assert ndi.label(m, np.ones((3, 3)))[1] == 1
     assert m.sum() < 20 + 15 + 2
+
+
+@pytest.fixture(scope="module")
+def many():
+    """A 192 x 192 micrograph's grains (about 90), with hand-thick boundaries in one corner."""
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.synthetic import generate
+
+    sample = generate(seed=3, shape=(192, 192), preset="tem", mean_diameter=20.0)
+    return boundaries_to_labels(sample.boundaries)
+
+
+def _spliced(labels, window, crop_after):
+    out = labels.copy()
+    out[window] = crop_after
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_edit_in_its_window_changes_the_same_pixels_as_on_the_whole_image(many, seed):
+    from napari_grainseg.segmentation.editing import grains_on_lines, grains_window
+
+    rng = np.random.default_rng(seed)
+    n = int(many.max())
+    # merge a grain with a neighbour: the neighbours of a grain are the ids around its outline
+    gid = int(rng.integers(1, n + 1))
+    ring = ndi.binary_dilation(many == gid, np.ones((5, 5), bool))
+    for other in (int(i) for i in np.unique(many[ring]) if i not in (0, gid)):
+        window = grains_window(many, [gid, other])
+        assert (window[0].stop - window[0].start) * (window[1].stop - window[1].start) < many.size / 4
+        try:
+            merged = merge_grains(many, [gid, other])
+        except InputError:  # only a corner in common: refused in the window too
+            with pytest.raises(InputError, match="do not touch"):
+                merge_grains(many[window], [gid, other])
+            continue
+        assert np.array_equal(_spliced(many, window, merge_grains(many[window], [gid, other])), merged)
+    # delete two grains
+    ids = [int(i) for i in rng.choice(np.arange(1, n + 1), 2, replace=False)]
+    window = grains_window(many, ids)
+    whole, part = many, many[window]
+    for i in ids:
+        whole, part = delete_grain(whole, i), delete_grain(part, i)
+    assert np.array_equal(_spliced(many, window, part), whole)
+    # split a grain through its centre: the same cut (new ids are numbered within the window)
+    ys, xs = np.nonzero(many == gid)
+    cy, cx = ys.mean(), xs.mean()
+    slope = rng.uniform(-1, 1)  # a line through the grain's centroid
+    line = np.array([[cy - 40, cx - 40 * slope], [cy + 40, cx + 40 * slope]])
+    crossed = grains_on_lines(many, [line])
+    window = grains_window(many, crossed)
+    try:
+        whole = split_grain(many, line)
+    except InputError:
+        with pytest.raises(InputError):
+            split_grain(many[window], line - [window[0].start, window[1].start])
+        return
+    part = split_grain(many[window], line - [window[0].start, window[1].start])
+    spliced = _spliced(many, window, part)
+    assert np.array_equal(spliced == 0, whole == 0)
+    assert np.array_equal(spliced[whole == many], many[whole == many])  # only the cut grain's pieces renumbered
+
+
+def test_grains_window_is_the_grown_bounding_box_and_names_missing_grains(three):
+    from napari_grainseg.segmentation.editing import grains_on_lines, grains_window
+
+    assert grains_window(three, [2], margin=1) == (slice(0, 6), slice(5, 12))
+    assert grains_window(three, [2, 3], margin=0) == (slice(0, 12), slice(6, 12))
+    with pytest.raises(InputError, match="no grain with id 7"):
+        grains_window(three, [2, 7])
+    with pytest.raises(InputError, match="no grain to edit"):
+        grains_window(three, [])
+    assert grains_on_lines(three, [[(3, -4), (3, 12)]]) == [1, 2]
+    assert grains_on_lines(three, [[(-9, -9), (-5, -5)]]) == []

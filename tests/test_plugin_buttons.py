@@ -601,3 +601,61 @@ def test_ctrl_z_after_a_merge_undoes_the_merge_not_the_picks(make_napari_viewer,
     qtbot.keyClick(canvas, Qt.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert grain_at(link, 10, 10) == grain_at(link, 50, 10) and fix.status.value.startswith("redo on")
     assert errors == []
+
+
+def test_the_tools_on_many_grains_edit_only_around_the_picked_ones_as_on_the_whole_image(
+    make_napari_viewer, qtbot, errors
+):
+    """The tools work in a window around the picked grains; the buttons' result is the
+    whole-image operation's, pixel for pixel, and one Undo restores every pixel."""
+    from scipy import ndimage as ndi
+
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.synthetic import generate
+
+    boundaries = generate(seed=3, shape=(192, 192), preset="tem", mean_diameter=20.0).boundaries
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((192, 192), np.float32), name="img")
+    reference = BoundaryLink.create(viewer, image, boundaries, name="whole-image edits")
+    link = BoundaryLink.create(viewer, image, boundaries)
+    fix = CorrectWidget(viewer)
+    fix.boundaries.value = link.boundaries
+    start, labels = link.boundaries.data.copy(), link.grains.data.copy()
+    assert labels.max() > 80
+
+    def centre(gid):
+        ys, xs = np.nonzero(ndi.binary_erosion(labels == gid, np.ones((3, 3), bool)))
+        k = len(ys) // 2
+        return [ys[k], xs[k]]
+
+    a = int(labels[96, 96]) or int(labels[97, 97])
+    ring = ndi.binary_dilation(labels == a, np.ones((3, 3), bool))
+    b = next(
+        int(i)
+        for i in np.unique(labels[ndi.binary_dilation(ring, ndi.generate_binary_structure(2, 1))])
+        if i not in (0, a)
+    )
+    expected = {"merge": merge_grains(labels, [a, b]), "delete": delete_grain(labels, a)}
+    cy, cx = np.nonzero(labels == a)
+    line = np.array([[cy.min() - 3, cx.mean()], [cy.max() + 3, cx.mean()]])
+    expected["split"] = split_grain(labels, line)
+    click(qtbot, fix.picks_button)
+    picks = viewer.layers["img boundaries picks"]
+    for tool in ("merge", "delete", "split"):
+        if tool == "split":
+            click(qtbot, fix.lines_button)
+            viewer.layers["img boundaries split lines"].add_paths([line])
+        else:
+            picks.data = np.array([centre(a)] + ([centre(b)] if tool == "merge" else []), float)
+        click(qtbot, getattr(fix, f"{tool}_button"))
+        assert errors == [], tool
+        reference.apply_grain_edit(expected[tool])  # the whole-image edit
+        assert not np.array_equal(link.boundaries.data, start), tool
+        np.testing.assert_array_equal(link.boundaries.data, reference.boundaries.data, err_msg=tool)
+        np.testing.assert_array_equal(link.grains.data, boundaries_to_labels(link.boundaries.data), err_msg=tool)
+        click(qtbot, fix.undo_button)
+        np.testing.assert_array_equal(link.boundaries.data, start, err_msg=tool)
+        reference.boundaries.undo()

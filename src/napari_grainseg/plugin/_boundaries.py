@@ -374,11 +374,15 @@ class BoundaryLink:
 
     # ----------------------------------------------------------------- edits
 
-    def apply_grain_edit(self, labels_after: np.ndarray, kind: str | None = None) -> int:
+    def apply_grain_edit(
+        self, labels_after: np.ndarray, kind: str | None = None, window: tuple[slice, slice] | None = None
+    ) -> int:
         """Apply a grain edit as ONE undoable change of the boundary layer.
 
         ``labels_after`` is the result of a core editing operation on the
-        current grains; exactly the boundary pixels the operation switched
+        current grains, or with ``window`` on ``grains[window]``
+        (:func:`~napari_grainseg.segmentation.editing.grains_window`: on a large image the
+        edit then costs milliseconds, not seconds); exactly the boundary pixels the operation switched
         are written with ``data_setitem`` inside ``block_history``.
         ``kind`` ("merges", "splits", "deletions") counts the edit for the summary.
         Returns the number of pixels changed.
@@ -387,14 +391,17 @@ class BoundaryLink:
 
         from napari_grainseg.segmentation.editing import boundary_edit
 
+        if window is None:
+            window = (slice(0, None), slice(0, None))
         # where the operation moved boundaries in grain space (2 px margin, so a thick
         # hand-drawn stroke around a removed boundary goes too); elsewhere the
         # boundary layer keeps exactly what was drawn
-        moved = (np.asarray(self.grains.data) == 0) != (np.asarray(labels_after) == 0)
+        moved = (np.asarray(self.grains.data)[window] == 0) != (np.asarray(labels_after) == 0)
         region = ndi.binary_dilation(moved, np.ones((5, 5), bool))
-        index, values = boundary_edit(self.boundaries.data, labels_after)
+        index, values = boundary_edit(np.asarray(self.boundaries.data)[window], labels_after)
         keep = region[index]
-        index, values = tuple(i[keep] for i in index), values[keep]
+        offsets = (window[0].start or 0, window[1].start or 0)
+        index, values = tuple(i[keep] + offset for i, offset in zip(index, offsets)), values[keep]
         if index[0].size == 0:
             return 0
         with self.boundaries.block_history():

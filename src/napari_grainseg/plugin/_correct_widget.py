@@ -28,7 +28,7 @@ from napari_grainseg.plugin._dock import (
     suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, helper_layer_name
-from napari_grainseg.segmentation.editing import delete_grain, merge_grains, split_grain
+from napari_grainseg.segmentation.editing import delete_grain, grains_on_lines, grains_window, merge_grains, split_grain
 
 
 class CorrectWidget(Container):
@@ -192,11 +192,12 @@ class CorrectWidget(Container):
     # ------------------------------------------------------------------ tools
 
     def _apply(self, what: str, op, kind: str) -> int | None:
+        """Run ``op(link) -> (labels after, window)`` and write it as one undoable edit."""
         try:
             link = self.link()
             before = int(np.asarray(link.grains.data).max())
-            after_labels = op(link)
-            n = link.apply_grain_edit(after_labels, kind)
+            after_labels, window = op(link)
+            n = link.apply_grain_edit(after_labels, kind, window)
         except GrainsegError as exc:
             self._fail(exc)
             return None
@@ -211,7 +212,8 @@ class CorrectWidget(Container):
             ids = self._picked_ids(link, points_yx)
             if len(ids) < 2:
                 raise InputError("pick at least two touching grains to merge")
-            return merge_grains(link.grains.data, ids)
+            window = grains_window(link.grains.data, ids)
+            return merge_grains(np.asarray(link.grains.data)[window], ids), window
 
         n = self._apply("merge", op, "merges")
         if n is not None and points_yx is None:
@@ -225,10 +227,11 @@ class CorrectWidget(Container):
             ids = self._picked_ids(link, points_yx)
             if not ids:
                 raise InputError("pick the grains to delete")
-            labels = np.asarray(link.grains.data)
+            window = grains_window(link.grains.data, ids)
+            labels = np.asarray(link.grains.data)[window]
             for gid in ids:
                 labels = delete_grain(labels, gid)
-            return labels
+            return labels, window
 
         n = self._apply("delete", op, "deletions")
         if n is not None and points_yx is None:
@@ -245,10 +248,16 @@ class CorrectWidget(Container):
                 if helper is None or len(helper.data) == 0:
                     raise InputError("no split line: press 'Draw split lines' and draw a path across a grain")
                 lines = [self._to_pixels(helper, shape) for shape in helper.data]
-            labels = np.asarray(link.grains.data)
-            for line in lines:
-                labels = split_grain(labels, np.asarray(line, float))
-            return labels
+            lines = [np.asarray(line, float) for line in lines]
+            crossed = grains_on_lines(link.grains.data, lines)
+            if not crossed:
+                raise InputError("the line does not cross any grain")
+            window = grains_window(link.grains.data, crossed)
+            labels = np.asarray(link.grains.data)[window]
+            origin = np.array([window[0].start, window[1].start], float)
+            for line in lines:  # every grain a line crosses lies in the window: the same cut as on the whole image
+                labels = split_grain(labels, line - origin)
+            return labels, window
 
         n = self._apply("split", op, "splits")
         if n is not None and lines_yx is None:

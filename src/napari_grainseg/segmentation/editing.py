@@ -7,6 +7,10 @@ from the difference (:func:`label_edit`). The napari tools keep the boundary
 map as the source of truth: :func:`boundary_edit` gives exactly the boundary
 pixels an operation switched on or off.
 
+The operations change only pixels within one pixel of the grains they edit and read at most
+two pixels further, so on a large image they run on a window around those grains
+(:func:`grains_window`) and give there the same pixels as on the whole image.
+
 Operations that cannot be done (unknown grain id, a line that does not cut a
 grain in two, merging grains that do not touch) raise
 :class:`~napari_grainseg.errors.InputError` with the reason.
@@ -27,6 +31,8 @@ __all__ = [
     "boundary_edit",
     "delete_grain",
     "erase_boundary",
+    "grains_on_lines",
+    "grains_window",
     "label_edit",
     "merge_grains",
     "polyline_mask",
@@ -35,6 +41,59 @@ __all__ = [
 ]
 
 _FOUR = ndi.generate_binary_structure(2, 1)
+
+#: Pixels around the edited grains' bounding box in :func:`grains_window`: the operations read
+#: two pixels beyond the grains; the rest is room for thick hand-drawn boundaries.
+EDIT_WINDOW_MARGIN_PX = 8
+
+
+def grains_window(labels: np.ndarray, ids: Iterable[int], margin: int = EDIT_WINDOW_MARGIN_PX) -> tuple[slice, slice]:
+    """The bounding box of grains ``ids`` grown by ``margin`` px, clipped to the image.
+
+    An editing operation on ``labels[window]`` changes the same pixels as on the whole image
+    (on an 8192² image a merge takes milliseconds instead of seconds).
+
+    Raises
+    ------
+    InputError
+        If an id is not a grain of ``labels``.
+
+    Examples
+    --------
+    >>> lab = np.zeros((20, 20), np.uint32); lab[5:8, 10:12] = 3
+    >>> grains_window(lab, [3], margin=2)
+    (slice(3, 10, None), slice(8, 14, None))
+    """
+    labels = np.asarray(labels)
+    ids = np.unique(np.asarray(list(ids), dtype=np.int64))
+    if ids.size == 0:
+        raise InputError("no grain to edit")
+    if ids.min() <= 0:
+        raise InputError("grain ids must be positive (0 is the boundary)")
+    lo, hi = np.array(labels.shape), np.zeros(2, int)
+    missing = []
+    for gid in ids:
+        rows, cols = np.nonzero(labels == gid)
+        if rows.size == 0:
+            missing.append(int(gid))
+            continue
+        lo = np.minimum(lo, [rows.min(), cols.min()])
+        hi = np.maximum(hi, [rows.max() + 1, cols.max() + 1])
+    if missing:
+        raise InputError(f"no grain with id {', '.join(map(str, missing))}")
+    lo = np.maximum(lo - margin, 0)
+    hi = np.minimum(hi + margin, labels.shape)
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1]))
+
+
+def grains_on_lines(labels: np.ndarray, polylines: Iterable[Sequence[Sequence[float]]]) -> list[int]:
+    """The grains the ``(y, x)`` polylines cross, in increasing id order (for :func:`grains_window`)."""
+    labels = np.asarray(labels)
+    ids: set[int] = set()
+    for polyline in polylines:
+        rr, cc = _polyline_pixels(labels.shape, polyline)
+        ids.update(int(i) for i in np.unique(labels[rr, cc]) if i > 0)
+    return sorted(ids)
 
 
 def _check_ids(labels: np.ndarray, ids: Iterable[int]) -> np.ndarray:
@@ -119,17 +178,25 @@ def polyline_mask(shape: tuple[int, int], polyline_yx: Sequence[Sequence[float]]
     Vertices are rounded to the nearest pixel; segments are Bresenham lines;
     the parts outside the image are dropped.
     """
+    mask = np.zeros(shape, bool)
+    mask[_polyline_pixels(shape, polyline_yx)] = True
+    return mask
+
+
+def _polyline_pixels(shape: tuple[int, ...], polyline_yx) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of :func:`polyline_mask`'s pixels (repeats possible)."""
     from skimage.draw import line
 
     pts = np.rint(np.asarray(polyline_yx, float)).astype(int)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
         raise InputError("a polyline needs at least two (y, x) vertices")
-    mask = np.zeros(shape, bool)
+    rows, cols = [], []
     for (y0, x0), (y1, x1) in zip(pts[:-1], pts[1:]):
         rr, cc = line(y0, x0, y1, x1)
         ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
-        mask[rr[ok], cc[ok]] = True
-    return mask
+        rows.append(rr[ok])
+        cols.append(cc[ok])
+    return np.concatenate(rows), np.concatenate(cols)
 
 
 def _cut(labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, int]:
