@@ -229,3 +229,81 @@ def test_grains_window_is_the_grown_bounding_box_and_names_missing_grains(three)
         grains_window(three, [])
     assert grains_on_lines(three, [[(3, -4), (3, 12)]]) == [1, 2]
     assert grains_on_lines(three, [[(-9, -9), (-5, -5)]]) == []
+
+
+def _same_grains(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal boundaries and the same grains, whatever their ids."""
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]).astype(np.int64), axis=1)
+    return np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
+
+
+def _edited_boundaries(boundaries: np.ndarray, labels: np.ndarray, kind: str, rng) -> np.ndarray:
+    from skimage.draw import disk, line
+
+    out = boundaries.copy()
+    h, w = out.shape
+    y, x = int(rng.integers(8, h - 8)), int(rng.integers(8, w - 8))
+    if kind == "erase":  # an eraser dab over a boundary
+        ys, xs = np.nonzero(boundaries)
+        k = int(rng.integers(ys.size))
+        out[disk((ys[k], xs[k]), float(rng.uniform(1, 4)), shape=out.shape)] = 0
+    elif kind == "line":  # a stroke across grains
+        rr, cc = line(
+            y, x, int(np.clip(y + rng.integers(-30, 30), 0, h - 1)), int(np.clip(x + rng.integers(-30, 30), 0, w - 1))
+        )
+        out[rr, cc] = 1
+    elif kind == "blob":  # a thick dab, as a large brush paints
+        out[disk((y, x), float(rng.uniform(2, 6)), shape=out.shape)] = 1
+    elif kind == "tiny":  # a small closed loop: a grain below the minimum area
+        out[y - 2 : y + 2, x - 2 : x + 2] = 1
+        out[y - 1 : y + 1, x - 1 : x + 1] = 0
+    else:  # a grain deleted by the tool
+        gid = int(labels[y, x]) or int(labels.max())
+        out = (delete_grain(labels, gid) == 0).astype(np.uint8)
+    return out
+
+
+@pytest.fixture(scope="module")
+def field():
+    """A 384 x 384 micrograph's grains (about 350): room for windows well inside it."""
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+    from napari_grainseg.synthetic import generate
+
+    return boundaries_to_labels(generate(seed=4, shape=(384, 384), preset="tem", mean_diameter=20.0).boundaries)
+
+
+@pytest.mark.parametrize("kind", ["erase", "line", "blob", "tiny", "delete"])
+def test_rebuilding_near_an_edit_gives_the_grains_of_the_whole_image(field, kind):
+    from napari_grainseg.segmentation.editing import rebuild_grains_near
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    labels = field
+    boundaries = (labels == 0).astype(np.uint8)
+    next_id = int(labels.max()) + 1
+    rng = np.random.default_rng(["erase", "line", "blob", "tiny", "delete"].index(kind))
+    local = 0
+    for _ in range(12):  # edits one after another, as a user makes them
+        edited = _edited_boundaries(boundaries, labels, kind, rng)
+        rows, cols = np.nonzero(edited != boundaries)
+        if rows.size == 0:
+            continue
+        changed = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        whole = boundaries_to_labels(edited)
+        update = rebuild_grains_near(labels, edited, changed, next_id=next_id)
+        if update is None:  # the caller builds the whole image
+            labels, boundaries, next_id = whole, edited, int(whole.max()) + 1
+            continue
+        local += 1
+        spliced = labels.copy()
+        spliced[update.window] = update.labels
+        assert _same_grains(spliced, whole)
+        n_before = np.unique(labels[labels > 0]).size
+        assert np.unique(spliced[spliced > 0]).size == n_before + update.count_change
+        far = np.ones(labels.shape, bool)
+        far[update.window] = False
+        assert np.array_equal(spliced[far], labels[far])  # ids outside the window untouched
+        assert spliced.max() < update.next_id
+        labels, boundaries, next_id = spliced, edited, update.next_id
+    assert local >= 6  # most edits were rebuilt locally

@@ -5,8 +5,12 @@ to one grains layer (uint32 labels, filled translucent over the micrograph). Eve
 boundary layer — painting, erasing, the merge/split/delete tools, undo —
 schedules a debounced rebuild of the grains with
 :func:`napari_grainseg.segmentation.grains.boundaries_to_labels`, so nothing drawn by hand
-is lost. The link also remembers a checksum of what a model last wrote, so a
-new model result never silently overwrites hand corrections.
+is lost. The rebuild works in a window around the change where it can
+(:func:`napari_grainseg.segmentation.editing.rebuild_grains_near`): on a large image an edit
+then costs a fraction of a second instead of seconds, and grains away from it keep their ids
+(and colours), so the ids of an edited layer need not be consecutive. The link also
+remembers a checksum of what a model last wrote, so a new model result never silently
+overwrites hand corrections.
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ class BoundaryLink:
         #: the hand-edited pixels themselves (``fixed_mask`` without its margin)
         self.fixed_core: np.ndarray | None = None
         self.rebuilt_callbacks: list[Callable[[BoundaryLink], None]] = []
+        #: grains in the grains layer (its ids need not be consecutive after local rebuilds)
+        self.grain_count = 0
+        self._next_id = 1
+        #: the boundary layer as the grains were last built from it (finds what an edit changed)
+        self._built_from: np.ndarray | None = None
         self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
         for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):
             event.connect(self._on_change)
@@ -222,6 +231,7 @@ class BoundaryLink:
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)
         link._grains_checksum = checksum(layer.data)
+        link._built(data.astype(np.uint8), grains.data)
         link.model_boundaries = data.astype(np.uint8)  # edits are counted from what was opened
         return link
 
@@ -264,6 +274,7 @@ class BoundaryLink:
             if self.alive:
                 self.grains.metadata.pop(PENDING_KEY, None)
                 self.grains.data = np.asarray(labels, np.uint32)
+                self._built(boundaries, self.grains.data)
                 self._notify()
 
         run_staged(lambda: replace_labels_data(self.boundaries, boundaries), grains)
@@ -346,17 +357,56 @@ class BoundaryLink:
         self._debouncer.trigger()
 
     def rebuild(self) -> bool:
-        """Rebuild the grains from the boundary layer if it changed. Returns True if rebuilt."""
+        """Rebuild the grains from the boundary layer if it changed. Returns True if rebuilt.
+
+        Around the change only where that gives the whole-image result
+        (:func:`~napari_grainseg.segmentation.editing.rebuild_grains_near`), else the whole image.
+        """
         if not self.alive:
             return False
         data = np.asarray(self.boundaries.data)
         crc = checksum(data)
         if crc == self._grains_checksum:
             return False
-        labels = boundaries_to_labels(data.astype(np.uint8, copy=False))
+        if not self._rebuild_near_change(data):
+            labels = boundaries_to_labels(data.astype(np.uint8, copy=False))
+            self.grains.data = labels
+            self._built(data, labels)
         self._grains_checksum = crc
-        self.grains.data = labels
         self._notify()
+        return True
+
+    def _built(self, boundaries: np.ndarray, labels: np.ndarray) -> None:
+        """Record that the grains layer now holds ``labels``, built from ``boundaries`` (consecutive ids)."""
+        self._built_from = np.array(boundaries, np.uint8, copy=True)
+        self.grain_count = self._next_id = int(np.max(labels, initial=0))
+        self._next_id += 1
+
+    def _rebuild_near_change(self, data: np.ndarray) -> bool:
+        """Update the grains layer in a window around what changed since the last build; False
+        where that cannot give the whole-image result (the caller rebuilds everything)."""
+        from napari_grainseg.segmentation.editing import rebuild_grains_near
+
+        built, labels = self._built_from, np.asarray(self.grains.data)
+        if built is None or built.shape != data.shape or labels.shape != data.shape:
+            return False
+        changed = built != data
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        if rows.size == 0:
+            return False
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        update = rebuild_grains_near(labels, data, box, next_id=self._next_id)
+        if update is None:
+            return False
+        r, c = np.nonzero(update.labels != labels[update.window])
+        r0, c0 = update.window[0].start, update.window[1].start
+        self.grains.data_setitem((r + r0, c + c0), update.labels[r, c])  # redraws only those pixels
+        # the grains layer is derived: no undo history of its own (Ctrl-Z on it would desync it)
+        self.grains.editable = True
+        self.grains.editable = False
+        built[box] = data[box]
+        self.grain_count += update.count_change
+        self._next_id = update.next_id
         return True
 
     def flush(self) -> None:

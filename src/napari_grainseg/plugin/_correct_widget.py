@@ -195,13 +195,13 @@ class CorrectWidget(Container):
         """Run ``op(link) -> (labels after, window)`` and write it as one undoable edit."""
         try:
             link = self.link()
-            before = int(np.asarray(link.grains.data).max())
+            before = link.grain_count
             after_labels, window = op(link)
             n = link.apply_grain_edit(after_labels, kind, window)
         except GrainsegError as exc:
             self._fail(exc)
             return None
-        after = int(np.asarray(link.grains.data).max())  # the grains as rebuilt from the boundaries
+        after = link.grain_count  # the grains as rebuilt from the boundaries
         self.status.value = f"{what}: {before} → {after} grains ({n} boundary px changed)"
         return n
 

@@ -19,12 +19,19 @@ grain in two, merging grains that do not touch) raise
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.segmentation.grains import grow_into_boundaries, relabel_in_order, validate_labels
+from napari_grainseg.segmentation.grains import (
+    DEFAULT_MIN_GRAIN_AREA,
+    boundaries_to_labels,
+    grow_into_boundaries,
+    relabel_in_order,
+    validate_labels,
+)
 
 __all__ = [
     "add_boundary",
@@ -37,6 +44,8 @@ __all__ = [
     "merge_grains",
     "polyline_mask",
     "relabel_consecutive",
+    "rebuild_grains_near",
+    "GrainsUpdate",
     "split_grain",
 ]
 
@@ -342,3 +351,152 @@ def boundary_edit(boundaries_before: np.ndarray, labels_after: np.ndarray):
         raise InputError(f"shapes differ: {before.shape} and {after.shape}")
     index = np.nonzero(before != after)
     return index, after[index].astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- local rebuild
+
+#: :func:`rebuild_grains_near` gives up (the caller rebuilds the whole image) when its window
+#: would cover more than this share of the image.
+MAX_LOCAL_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class GrainsUpdate:
+    """New grain labels in a window of the image (:func:`rebuild_grains_near`).
+
+    Attributes
+    ----------
+    window : the (rows, columns) slices of the image the update covers.
+    labels : the new labels of ``window``.
+    next_id : the lowest id not used by the updated labels (for the next update).
+    count_change : grains after the update minus grains before.
+    """
+
+    window: tuple[slice, slice]
+    labels: np.ndarray
+    next_id: int
+    count_change: int
+
+
+def _grown(box: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    return tuple(slice(max(s.start - by, 0), min(s.stop + by, n)) for s, n in zip(box, shape))  # type: ignore[return-value]
+
+
+def _box_of(mask: np.ndarray, origin: tuple[int, int]) -> tuple[slice, slice] | None:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (
+        slice(origin[0] + int(rows[0]), origin[0] + int(rows[-1]) + 1),
+        slice(origin[1] + int(cols[0]), origin[1] + int(cols[-1]) + 1),
+    )
+
+
+def _inside(inner: tuple[slice, slice], outer: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> bool:
+    """Whether ``inner`` keeps ``by`` px from every side of ``outer`` that is not the image's edge."""
+    for i, o, n in zip(inner, outer, shape):
+        if o.start > 0 and i.start - o.start < by:
+            return False
+        if o.stop < n and o.stop - i.stop < by:
+            return False
+    return True
+
+
+def rebuild_grains_near(
+    labels: np.ndarray,
+    boundaries: np.ndarray,
+    changed: tuple[slice, slice],
+    *,
+    next_id: int,
+    min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
+) -> GrainsUpdate | None:
+    """The grains after the boundary pixels inside the box ``changed`` were edited, computed
+    in a window around them.
+
+    :func:`~napari_grainseg.segmentation.grains.boundaries_to_labels` of the whole image costs
+    seconds at 8192²; an edit changes only the grains near it. The window holds every grain,
+    old and new, within reach of the change (``min_grain_area`` + 2 px: a grain that small may
+    be shared out to its neighbours) with a margin; the boundaries are built into grains there
+    and spliced in. Grains away from the edit keep their ids, so their colours stay; a new
+    grain keeps the id of the old grain it overlaps most (the larger piece of a split, the
+    merged pair's larger part) and the others take ids from ``next_id`` on.
+
+    Returns None where the result could differ from the whole-image build, and the caller
+    must build the whole image: the window would exceed ``MAX_LOCAL_SHARE`` of it, or outside
+    the edited grains the window's grains are not exactly the old ones.
+
+    Parameters
+    ----------
+    labels
+        The grains before the edit (ids need not be consecutive).
+    boundaries
+        The boundary map after the edit (non-zero = boundary).
+    changed
+        (rows, columns) slices holding every pixel the edit changed.
+    next_id
+        Lowest id not used in ``labels``.
+    """
+    shape = labels.shape
+    reach = int(min_grain_area) + 2
+    limit = MAX_LOCAL_SHARE * labels.size
+    near = _grown(changed, reach, shape)
+    old_ids = np.unique(labels[near])
+    old_ids = old_ids[old_ids > 0]
+    window = _grown(near, 2 * reach, shape)
+    for _ in range(8):  # grow the window until every grain it changes lies well inside it
+        if (window[0].stop - window[0].start) * (window[1].stop - window[1].start) > limit:
+            return None
+        origin = (window[0].start, window[1].start)
+        before = labels[window]
+        try:
+            after = boundaries_to_labels(np.asarray(boundaries[window]) > 0, min_grain_area=min_grain_area)
+        except InputError:
+            return None
+        local_near = tuple(slice(n.start - o, n.stop - o) for n, o in zip(near, origin))
+        new_ids = np.unique(after[local_near])
+        new_ids = new_ids[new_ids > 0]
+        region = np.isin(before, old_ids) | np.isin(after, new_ids)
+        box = _box_of(region, origin)
+        if box is None or _inside(box, window, reach, shape):
+            break
+        window = _grown(box, 2 * reach, shape)
+    else:
+        return None
+    region = ndi.binary_dilation(region, np.ones((3, 3), bool))
+    interior = np.zeros(region.shape, bool)
+    interior[
+        tuple(slice(0 if w.start == 0 else reach, None if w.stop == n else -reach) for w, n in zip(window, shape))
+    ] = True
+    # outside the edited grains the build must give the old boundaries and the old grains, one to one
+    rest = interior & ~region
+    if not np.array_equal(after[rest] == 0, before[rest] == 0):
+        return None
+    grain = rest & (after > 0)
+    pairs = np.unique(np.stack([after[grain], before[grain]]).astype(np.int64), axis=1)
+    if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
+        return None
+    same = dict(zip(pairs[0].tolist(), pairs[1].tolist()))
+    # the edited grains: the largest overlaps keep their old ids
+    edited = region & np.isin(after, new_ids)
+    overlap = np.unique(np.stack([after[edited], before[edited]]).astype(np.int64), axis=1, return_counts=True)
+    order = np.argsort(-overlap[1], kind="stable")
+    ids: dict[int, int] = {}
+    taken: set[int] = set()
+    for new, old in overlap[0][:, order].T.tolist():
+        if new not in ids and old in old_ids and old not in taken:
+            ids[new], taken = old, taken | {old}
+    for new in new_ids.tolist():
+        if new not in ids:
+            ids[new], next_id = next_id, next_id + 1
+    out = before.copy()
+    fill = region & (after > 0)
+    values = after[fill]
+    lut_keys = np.array(sorted({**same, **ids}), dtype=np.int64)
+    if not np.isin(values, lut_keys).all():  # a grain of the edited region the build left unmatched
+        return None
+    lut = np.zeros(int(after.max()) + 1, np.uint32)
+    for new, old in {**same, **ids}.items():
+        lut[new] = old
+    out[fill] = lut[values]
+    out[region & (after == 0)] = 0
+    return GrainsUpdate(window, out, int(next_id), int(new_ids.size) - int(old_ids.size))
