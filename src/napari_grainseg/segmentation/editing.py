@@ -402,6 +402,12 @@ def _inside(inner: tuple[slice, slice], outer: tuple[slice, slice], by: int, sha
     return True
 
 
+def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct pairs ``(a[i], b[i])`` of two uint32 arrays, shape (2, n), and how often each occurs."""
+    keys, counts = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64), return_counts=True)
+    return np.stack([keys >> np.uint64(32), keys & np.uint64(0xFFFFFFFF)]).astype(np.int64), counts
+
+
 def rebuild_grains_near(
     labels: np.ndarray,
     boundaries: np.ndarray,
@@ -472,17 +478,17 @@ def rebuild_grains_near(
     if not np.array_equal(after[rest] == 0, before[rest] == 0):
         return None
     grain = rest & (after > 0)
-    pairs = np.unique(np.stack([after[grain], before[grain]]).astype(np.int64), axis=1)
+    pairs, _ = _pairs(after[grain], before[grain])
     if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
         return None
     same = dict(zip(pairs[0].tolist(), pairs[1].tolist()))
     # the edited grains: the largest overlaps keep their old ids
     edited = region & np.isin(after, new_ids)
-    overlap = np.unique(np.stack([after[edited], before[edited]]).astype(np.int64), axis=1, return_counts=True)
-    order = np.argsort(-overlap[1], kind="stable")
+    pairs, counts = _pairs(after[edited], before[edited])
+    order = np.argsort(-counts, kind="stable")
     ids: dict[int, int] = {}
     taken: set[int] = set()
-    for new, old in overlap[0][:, order].T.tolist():
+    for new, old in pairs[:, order].T.tolist():
         if new not in ids and old in old_ids and old not in taken:
             ids[new], taken = old, taken | {old}
     for new in new_ids.tolist():
