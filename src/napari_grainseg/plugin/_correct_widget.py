@@ -256,7 +256,7 @@ class CorrectWidget(Container):
             labels = np.asarray(link.grains.data)[window]
             origin = np.array([window[0].start, window[1].start], float)
             for line in lines:  # every grain a line crosses lies in the window: the same cut as on the whole image
-                labels = split_grain(labels, line - origin)
+                labels = split_grain(labels, np.rint(line) - origin)  # rounded first: rint(2.5) != rint(1.5) + 1
             return labels, window
 
         n = self._apply("split", op, "splits")

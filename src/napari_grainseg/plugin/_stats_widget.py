@@ -39,8 +39,9 @@ from napari_grainseg.plugin._writer import grain_labels
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
-#: Layer events after which the statistics are measured again.
-_REMEASURE_EVENTS = ("data", "scale", "units")
+#: Layer events after which the statistics are measured again ("paint": the grains rebuilt
+#: around an edit, written pixel by pixel).
+_REMEASURE_EVENTS = ("data", "paint", "scale", "units")
 
 
 @dataclass

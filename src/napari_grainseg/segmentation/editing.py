@@ -454,8 +454,12 @@ def rebuild_grains_near(
             return None
         origin = (window[0].start, window[1].start)
         before = labels[window]
+        lines = np.asarray(boundaries[window]) > 0
+        # what the window's edge changes (a grain cut by it, dropped as too small) travels through
+        # thick painted bands as they are thinned, up to two pixels a pass: keep clear by that too
+        rim = reach + 2 * int(ndi.distance_transform_cdt(lines, metric="chessboard").max(initial=0))
         try:
-            after = boundaries_to_labels(np.asarray(boundaries[window]) > 0, min_grain_area=min_grain_area)
+            after = boundaries_to_labels(lines, min_grain_area=min_grain_area)
         except InputError:
             return None
         local_near = tuple(slice(n.start - o, n.stop - o) for n, o in zip(near, origin))
@@ -463,16 +467,16 @@ def rebuild_grains_near(
         new_ids = new_ids[new_ids > 0]
         region = np.isin(before, old_ids) | np.isin(after, new_ids)
         box = _box_of(region, origin)
-        if box is None or _inside(box, window, reach, shape):
+        if box is None or _inside(box, window, rim, shape):
             break
-        window = _grown(box, 2 * reach, shape)
+        window = _grown(box, 2 * rim, shape)
     else:
         return None
     region = ndi.binary_dilation(region, np.ones((3, 3), bool))
     interior = np.zeros(region.shape, bool)
-    interior[
-        tuple(slice(0 if w.start == 0 else reach, None if w.stop == n else -reach) for w, n in zip(window, shape))
-    ] = True
+    interior[tuple(slice(0 if w.start == 0 else rim, None if w.stop == n else -rim) for w, n in zip(window, shape))] = (
+        True
+    )
     # outside the edited grains the build must give the old boundaries and the old grains, one to one
     rest = interior & ~region
     if not np.array_equal(after[rest] == 0, before[rest] == 0):
@@ -482,14 +486,15 @@ def rebuild_grains_near(
     if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
         return None
     same = dict(zip(pairs[0].tolist(), pairs[1].tolist()))
-    # the edited grains: the largest overlaps keep their old ids
+    # the edited grains: the largest overlaps keep the ids of old grains that lay wholly in the region
     edited = region & np.isin(after, new_ids)
+    reusable = np.setdiff1d(before[region], before[~region])
     pairs, counts = _pairs(after[edited], before[edited])
     order = np.argsort(-counts, kind="stable")
     ids: dict[int, int] = {}
     taken: set[int] = set()
     for new, old in pairs[:, order].T.tolist():
-        if new not in ids and old in old_ids and old not in taken:
+        if new not in ids and old > 0 and old not in taken and old in reusable:
             ids[new], taken = old, taken | {old}
     for new in new_ids.tolist():
         if new not in ids:
@@ -505,4 +510,9 @@ def rebuild_grains_near(
         lut[new] = old
     out[fill] = lut[values]
     out[region & (after == 0)] = 0
-    return GrainsUpdate(window, out, int(next_id), int(new_ids.size) - int(old_ids.size))
+    # every boundary pixel the splice wrote must separate two grains, as the whole-image build's do
+    grown, _ = grow_into_boundaries(out, claimable=region & (out == 0), max_passes=1)
+    if np.any(grown != out):
+        return None
+    count_change = int(np.unique(out).size) - int(np.unique(before).size)  # ids outside the window stay
+    return GrainsUpdate(window, out, int(next_id), count_change)

@@ -267,10 +267,12 @@ def grow_into_boundaries(
         if idx.size == 0:
             break
         claim = hi[single]
-        # conflicts: a 4-neighbour claims a different, smaller label -> stay boundary
+        # conflicts: the pixel above or to the left claims a different label -> stay boundary. By
+        # position, not by id: the result does not depend on how the grains are numbered, so a
+        # window of the image gives the whole image's result there (editing.rebuild_grains_near)
         claim_img[idx] = claim
-        nbc = claim_img[idx[:, None] + offsets]
-        lose = ((nbc > 0) & (nbc < claim[:, None])).any(axis=1)
+        nbc = claim_img[idx[:, None] + offsets[[0, 2]]]
+        lose = ((nbc > 0) & (nbc != claim[:, None])).any(axis=1)
         claim_img[idx] = 0
         idx, claim = idx[~lose], claim[~lose]
         lab[idx] = claim
