@@ -400,7 +400,8 @@ class BoundaryLink:
             return False
         r, c = np.nonzero(update.labels != labels[update.window])
         r0, c0 = update.window[0].start, update.window[1].start
-        self.grains.data_setitem((r + r0, c + c0), update.labels[r, c])  # redraws only those pixels
+        with self.grains.block_history():  # its "paint" event (docks re-measure) comes after the write
+            self.grains.data_setitem((r + r0, c + c0), update.labels[r, c])  # redraws only those pixels
         # the grains layer is derived: no undo history of its own (Ctrl-Z on it would desync it)
         self.grains.editable = True
         self.grains.editable = False
