@@ -673,8 +673,12 @@ def test_the_tools_on_many_grains_edit_only_around_the_picked_ones_as_on_the_who
         assert link.grain_count == np.unique(whole[whole > 0]).size == int(whole.max()), tool
         assert grains[0, 0] == labels[0, 0] and grains[-1, -1] == labels[-1, -1], tool
         assert grains.max() > whole.max(), tool  # not renumbered 1..N as a whole-image rebuild would
+
         # the statistics follow the grains rebuilt around the edit
-        qtbot.waitUntil(lambda: stats.stats is not None and np.array_equal(stats.stats.labels, grains), timeout=20_000)
+        def measured(now=grains):
+            return stats.stats is not None and np.array_equal(stats.stats.labels, now)
+
+        qtbot.waitUntil(measured, timeout=20_000)
         click(qtbot, fix.undo_button)
         np.testing.assert_array_equal(link.boundaries.data, start, err_msg=tool)
         assert same_grains(np.asarray(link.grains.data), labels) and link.grain_count == labels.max(), tool
