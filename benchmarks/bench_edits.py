@@ -106,9 +106,11 @@ def run_size(size: int, repeats: int, seed: int) -> dict:
                 restore(patch)
             labels = np.asarray(link.grains.data)
             a = int(labels[y, x]) or int(labels[y + 1, x + 1])
-            ring = ndi.binary_dilation(labels[y - 80 : y + 80, x - 80 : x + 80] == a, np.ones((3, 3), bool))
-            near = labels[y - 80 : y + 80, x - 80 : x + 80][ndi.binary_dilation(ring)]
-            b = next(int(i) for i in np.unique(near) if i not in (0, a))
+            crop = labels[y - 80 : y + 80, x - 80 : x + 80]
+            ring = ndi.binary_dilation(crop == a) & (crop == 0)  # boundary pixels beside grain a
+            near = np.bincount(crop[ndi.binary_dilation(ring)].ravel())
+            near[[0, a]] = 0
+            b = int(np.argmax(near))  # the neighbour across the longest shared boundary
             ys, xs = np.nonzero(labels[y - 80 : y + 80, x - 80 : x + 80] == a)
             inside_a = [y - 80 + ys[len(ys) // 2], x - 80 + xs[len(xs) // 2]]
             ys, xs = np.nonzero(labels[y - 80 : y + 80, x - 80 : x + 80] == b)

@@ -195,6 +195,9 @@ def test_an_edit_in_its_window_changes_the_same_pixels_as_on_the_whole_image(man
     # delete two grains
     ids = [int(i) for i in rng.choice(np.arange(1, n + 1), 2, replace=False)]
     window = grains_window(many, ids)
+    picks = np.array([np.argwhere(many == i)[0] for i in ids])  # a pixel of each: the search starts there
+    around = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(picks.min(axis=0), picks.max(axis=0)))
+    assert grains_window(many, ids, around=around) == window
     whole, part = many, many[window]
     for i in ids:
         whole, part = delete_grain(whole, i), delete_grain(part, i)
@@ -225,6 +228,9 @@ def test_grains_window_is_the_grown_bounding_box_and_names_missing_grains(three)
     assert grains_window(three, [2, 3], margin=0) == (slice(0, 12), slice(6, 12))
     with pytest.raises(InputError, match="no grain with id 7"):
         grains_window(three, [2, 7])
+    with pytest.raises(InputError, match="no grain with id 7"):
+        grains_window(three, [2, 7], around=(slice(1, 2), slice(8, 9)))
+    assert grains_window(three, [2], margin=1, around=(slice(1, 2), slice(8, 9))) == (slice(0, 6), slice(5, 12))
     with pytest.raises(InputError, match="no grain to edit"):
         grains_window(three, [])
     assert grains_on_lines(three, [[(3, -4), (3, 12)]]) == [1, 2]

@@ -164,15 +164,17 @@ class CorrectWidget(Container):
         target = self.boundaries.value
         return np.array([target.world_to_data(helper.data_to_world(c)) for c in np.atleast_2d(coords)])
 
-    def _picked_ids(self, link: BoundaryLink, points_yx) -> list[int]:
+    def _picked_ids(self, link: BoundaryLink, points_yx) -> tuple[list[int], tuple[slice, slice]]:
+        """The picked grains' ids and the box of the picks (where :func:`grains_window` starts)."""
         if points_yx is None:
             helper = self._helper_layer("points", create=False)
             if helper is None or len(helper.data) == 0:
                 raise InputError("no grains picked: press 'Pick grains' and click on the grains")
             points_yx = self._to_pixels(helper, helper.data)
         labels = np.asarray(link.grains.data)
+        picks = np.rint(np.atleast_2d(points_yx)).astype(int)
         ids = []
-        for y, x in np.rint(np.atleast_2d(points_yx)).astype(int):
+        for y, x in picks:
             if not (0 <= y < labels.shape[0] and 0 <= x < labels.shape[1]):
                 raise InputError(f"pick ({y}, {x}) lies outside the image")
             gid = int(labels[y, x])
@@ -182,7 +184,8 @@ class CorrectWidget(Container):
                 gid = int(np.bincount(patch).argmax()) if patch.size else 0
             if gid and gid not in ids:
                 ids.append(gid)
-        return ids
+        low, high = picks.min(axis=0), picks.max(axis=0) + 1
+        return ids, (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1])))
 
     def _clear(self, kind: str) -> None:
         helper = self._helper_layer(kind, create=False)
@@ -209,10 +212,10 @@ class CorrectWidget(Container):
         """Merge the picked grains (≥ 2, touching) into one. Returns boundary pixels changed."""
 
         def op(link):
-            ids = self._picked_ids(link, points_yx)
+            ids, picks = self._picked_ids(link, points_yx)
             if len(ids) < 2:
                 raise InputError("pick at least two touching grains to merge")
-            window = grains_window(link.grains.data, ids)
+            window = grains_window(link.grains.data, ids, around=picks)
             return merge_grains(np.asarray(link.grains.data)[window], ids), window
 
         n = self._apply("merge", op, "merges")
@@ -224,10 +227,10 @@ class CorrectWidget(Container):
         """Delete the picked grains: their neighbours grow into them."""
 
         def op(link):
-            ids = self._picked_ids(link, points_yx)
+            ids, picks = self._picked_ids(link, points_yx)
             if not ids:
                 raise InputError("pick the grains to delete")
-            window = grains_window(link.grains.data, ids)
+            window = grains_window(link.grains.data, ids, around=picks)
             labels = np.asarray(link.grains.data)[window]
             for gid in ids:
                 labels = delete_grain(labels, gid)
@@ -252,7 +255,10 @@ class CorrectWidget(Container):
             crossed = grains_on_lines(link.grains.data, lines)
             if not crossed:
                 raise InputError("the line does not cross any grain")
-            window = grains_window(link.grains.data, crossed)
+            vertices = np.clip(np.rint(np.concatenate(lines)), 0, np.array(link.grains.data.shape) - 1).astype(int)
+            low, high = vertices.min(axis=0), vertices.max(axis=0) + 1
+            around = (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1])))
+            window = grains_window(link.grains.data, crossed, around=around)
             labels = np.asarray(link.grains.data)[window]
             origin = np.array([window[0].start, window[1].start], float)
             for line in lines:  # every grain a line crosses lies in the window: the same cut as on the whole image
