@@ -53,7 +53,7 @@ def whole_image_way(monkeypatch: dict) -> None:
 
     monkeypatch["window"] = _correct_widget.grains_window
     monkeypatch["near"] = _boundaries.BoundaryLink._rebuild_near_change
-    _correct_widget.grains_window = lambda labels, ids: (slice(0, None), slice(0, None))
+    _correct_widget.grains_window = lambda labels, ids, **search: (slice(0, None), slice(0, None))
     _boundaries.BoundaryLink._rebuild_near_change = lambda self, data: False
 
 
