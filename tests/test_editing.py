@@ -313,3 +313,39 @@ def test_rebuilding_near_an_edit_gives_the_grains_of_the_whole_image(field, kind
         assert spliced.max() < update.next_id
         labels, boundaries, next_id = spliced, edited, update.next_id
     assert local >= 6  # most edits were rebuilt locally
+
+
+def test_a_split_line_overshooting_into_a_larger_grain_splits_the_grain_it_cuts():
+    t = np.ones((20, 40), np.uint32)
+    t[:, 6:] = 2  # a narrow grain 1 (columns 0-4) beside a wide grain 2
+    lab = normalize_labels(t)
+    line = [(10, -1), (10, 30)]  # across grain 1, then 25 px into grain 2 without cutting it
+    out = split_grain(lab, line)
+    assert out.max() == 3 and out[5, 2] != out[15, 2] and not out[10, :5].any()  # grain 1 cut in two
+    assert np.array_equal(out[:, 6:], lab[:, 6:])  # grain 2 untouched
+    with pytest.raises(InputError, match="does not cut grain 2"):
+        split_grain(lab, line, gid=2)
+
+
+def test_a_neighbour_grown_into_a_deleted_grain_keeps_its_own_id():
+    from napari_grainseg.segmentation.editing import rebuild_grains_near
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    b = np.zeros((480, 480), np.uint8)
+    b[39::40, :] = b[:, 39::40] = 1  # 144 cells of 39 x 39 px
+    b[80:119, 122] = 1  # a strip S, 2 px wide, along G's right side (in the cell right of G)
+    labels = boundaries_to_labels(b)
+    b = (labels == 0).astype(np.uint8)  # the lines along the image's edge separate nothing: gone
+    g, s, t = labels[100, 100], labels[100, 120], labels[100, 140]
+    after = delete_grain(labels, int(g))
+    edited = (after == 0).astype(np.uint8)
+    rows, cols = np.nonzero(edited != b)
+    changed = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    update = rebuild_grains_near(labels, edited, changed, next_id=int(labels.max()) + 1)
+    assert update is not None
+    out = labels.copy()
+    out[update.window] = update.labels
+    grown_s = out == s
+    assert grown_s.sum() > 2 * (labels == s).sum()  # S took more of G than its own area ...
+    assert out[100, 120] == s and out[100, 140] == t and g not in out  # ... and kept its id; G's is gone
+    assert update.count_change == -1

@@ -239,6 +239,14 @@ def test_exports_reopen_as_calibrated_boundary_layers_ready_to_correct(make_napa
     grains = viewer.layers["tem grains"]
     assert grains.data.max() == 2 and tuple(grains.scale) == pytest.approx((2.5, 2.5))
     assert fix._boundaries_for(grains) is layer
+    # the grains layer the first tool added did not take the selection: the picks keep it, so
+    # Ctrl-Z on the canvas undoes the merge and the next clicks add picks
+    picks = viewer.layers["tem boundaries picks"]
+    assert viewer.layers.selection.active is picks
+    picks.data = np.array([[10, 10]], float)
+    viewer.window._qt_viewer.canvas.native.setFocus()
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert grains.data.max() == 3 and layer.data[30, 2:38].all()
 
 
 def test_builtin_reader_on_a_calibrated_tiff_suggests_this_plugin(make_napari_viewer, tmp_path, monkeypatch):
@@ -683,3 +691,17 @@ def test_the_tools_on_many_grains_edit_only_around_the_picked_ones_as_on_the_who
         np.testing.assert_array_equal(link.boundaries.data, start, err_msg=tool)
         assert same_grains(np.asarray(link.grains.data), labels) and link.grain_count == labels.max(), tool
         reference.boundaries.undo()
+
+
+def test_a_merge_refused_for_one_grain_says_when_a_pick_lay_on_a_boundary(scene, qtbot, errors):
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    before = link.boundaries.data.copy()
+    click(qtbot, fix.picks_button)
+    # on the line between A and B (it counts for A beside it), and inside A: one grain
+    viewer.layers["img boundaries picks"].data = np.array([[30, 10], [10, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert len(errors) == 1 and "1 pick(s) on a boundary line" in errors[0] and "click inside" in errors[0]
+    np.testing.assert_array_equal(link.boundaries.data, before)

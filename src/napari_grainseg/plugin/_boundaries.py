@@ -218,6 +218,7 @@ class BoundaryLink:
         base = layer.name.replace("boundaries", "grains", 1) if "boundaries" in layer.name else f"{layer.name} grains"
         name_g = _unique_name(viewer, base)
         source = layer.metadata.get("grainseg_source") or layer.name
+        active = viewer.layers.selection.active  # e.g. the picks a tool was used with: stays active
         with adding_layers(viewer):
             grains = viewer.add_labels(
                 boundaries_to_labels(data.astype(np.uint8)),
@@ -228,6 +229,8 @@ class BoundaryLink:
         grains.editable = False
         # under the boundary layer, as for a Net1 result: the yellow lines stay on top
         move_below(viewer, grains, layer)
+        if active is not None and active in viewer.layers:
+            viewer.layers.selection.active = active
         layer.metadata[ROLE_KEY] = "boundaries"
         link = cls(viewer, layer, grains)
         link._grains_checksum = checksum(layer.data)

@@ -164,8 +164,9 @@ class CorrectWidget(Container):
         target = self.boundaries.value
         return np.array([target.world_to_data(helper.data_to_world(c)) for c in np.atleast_2d(coords)])
 
-    def _picked_ids(self, link: BoundaryLink, points_yx) -> tuple[list[int], tuple[slice, slice]]:
-        """The picked grains' ids and the box of the picks (where :func:`grains_window` starts)."""
+    def _picked_ids(self, link: BoundaryLink, points_yx) -> tuple[list[int], tuple[slice, slice], int]:
+        """The picked grains' ids, the box of the picks (where :func:`grains_window` starts) and
+        how many picks lay on a boundary line (each counts for the grain beside it)."""
         if points_yx is None:
             helper = self._helper_layer("points", create=False)
             if helper is None or len(helper.data) == 0:
@@ -174,18 +175,20 @@ class CorrectWidget(Container):
         labels = np.asarray(link.grains.data)
         picks = np.rint(np.atleast_2d(points_yx)).astype(int)
         ids = []
+        on_boundary = 0
         for y, x in picks:
             if not (0 <= y < labels.shape[0] and 0 <= x < labels.shape[1]):
                 raise InputError(f"pick ({y}, {x}) lies outside the image")
             gid = int(labels[y, x])
             if gid == 0:  # on a boundary pixel: take the grain most of its 3x3 neighbourhood belongs to
+                on_boundary += 1
                 patch = labels[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2]
                 patch = patch[patch > 0]
                 gid = int(np.bincount(patch).argmax()) if patch.size else 0
             if gid and gid not in ids:
                 ids.append(gid)
         low, high = picks.min(axis=0), picks.max(axis=0) + 1
-        return ids, (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1])))
+        return ids, (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))), on_boundary
 
     def _clear(self, kind: str) -> None:
         helper = self._helper_layer(kind, create=False)
@@ -212,9 +215,17 @@ class CorrectWidget(Container):
         """Merge the picked grains (≥ 2, touching) into one. Returns boundary pixels changed."""
 
         def op(link):
-            ids, picks = self._picked_ids(link, points_yx)
+            ids, picks, on_boundary = self._picked_ids(link, points_yx)
             if len(ids) < 2:
-                raise InputError("pick at least two touching grains to merge")
+                raise InputError(
+                    "pick at least two touching grains to merge"
+                    + (
+                        f" ({on_boundary} pick(s) on a boundary line counted for the grain beside it: "
+                        "click inside the grains)"
+                        if on_boundary
+                        else ""
+                    )
+                )
             window = grains_window(link.grains.data, ids, around=picks)
             return merge_grains(np.asarray(link.grains.data)[window], ids), window
 
@@ -227,7 +238,7 @@ class CorrectWidget(Container):
         """Delete the picked grains: their neighbours grow into them."""
 
         def op(link):
-            ids, picks = self._picked_ids(link, points_yx)
+            ids, picks, _ = self._picked_ids(link, points_yx)
             if not ids:
                 raise InputError("pick the grains to delete")
             window = grains_window(link.grains.data, ids, around=picks)

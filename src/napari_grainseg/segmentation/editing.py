@@ -257,8 +257,8 @@ def split_grain(labels: np.ndarray, polyline_yx, gid: int | None = None) -> np.n
     """Split one grain along a drawn polyline.
 
     The line is drawn 1 px wide and 8-connected, only inside grain ``gid``
-    (default: the grain most of the line lies in), so an overshoot into a
-    neighbour does nothing; parts of the line that split nothing are dropped.
+    (default: of the grains the line cuts in two, the one most of the line lies in), so an
+    overshoot into a neighbour does nothing; parts of the line that split nothing are dropped.
     The larger piece keeps ``gid``; the others get new ids.
 
     Raises
@@ -270,16 +270,19 @@ def split_grain(labels: np.ndarray, polyline_yx, gid: int | None = None) -> np.n
     line = polyline_mask(labels.shape, polyline_yx)
     under = labels[line]
     under = under[under > 0]
-    if gid is None:
-        if under.size == 0:
-            raise InputError("the line does not cross any grain")
-        gid = int(np.bincount(under).argmax())
-    else:
+    if gid is not None:
         _check_ids(labels, [gid])
-    out, n_new = _cut(labels, line & (labels == gid))
-    if n_new == 0:
-        raise InputError(f"the line does not cut grain {gid} in two: draw it from boundary to boundary")
-    return out
+        candidates = [int(gid)]
+    elif under.size == 0:
+        raise InputError("the line does not cross any grain")
+    else:  # the grain most of the line lies in that the line cuts: an overshoot into a neighbour is ignored
+        counts = np.bincount(under)
+        candidates = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+    for candidate in candidates:
+        out, n_new = _cut(labels, line & (labels == candidate))
+        if n_new:
+            return out
+    raise InputError(f"the line does not cut grain {candidates[0]} in two: draw it from boundary to boundary")
 
 
 def add_boundary(labels: np.ndarray, polyline_yx) -> np.ndarray:
@@ -370,6 +373,8 @@ def boundary_edit(boundaries_before: np.ndarray, labels_after: np.ndarray):
 #: :func:`rebuild_grains_near` gives up (the caller rebuilds the whole image) when its window
 #: would cover more than this share of the image.
 MAX_LOCAL_SHARE = 0.25
+#: An old grain with at least this share of its pixels in one new grain counts as kept whole there.
+KEPT_WHOLE = 0.95
 
 
 @dataclass(frozen=True)
@@ -436,8 +441,9 @@ def rebuild_grains_near(
     old and new, within reach of the change (``min_grain_area`` + 2 px: a grain that small may
     be shared out to its neighbours) with a margin; the boundaries are built into grains there
     and spliced in. Grains away from the edit keep their ids, so their colours stay; a new
-    grain keeps the id of the old grain it overlaps most (the larger piece of a split, the
-    merged pair's larger part) and the others take ids from ``next_id`` on.
+    grain keeps the id of an old grain it holds whole (a neighbour grown into a deleted grain
+    its own, a merge the larger part's), else of the old grain most like it (a split's larger
+    piece); the others take ids from ``next_id`` on.
 
     Returns None where the result could differ from the whole-image build, and the caller
     must build the whole image: the window would exceed ``MAX_LOCAL_SHARE`` of it, or outside
@@ -498,11 +504,22 @@ def rebuild_grains_near(
     if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
         return None
     same = dict(zip(pairs[0].tolist(), pairs[1].tolist()))
-    # the edited grains: the largest overlaps keep the ids of old grains that lay wholly in the region
+    # the edited grains keep the ids of old grains that lay wholly in the region: first an old grain
+    # kept whole in a new one (a neighbour grown into a deleted grain keeps its own id, a merge the
+    # larger part's), then the most alike (intersection over union: a split's larger piece)
     edited = region & np.isin(after, new_ids)
     reusable = np.setdiff1d(before[region], before[~region])
     pairs, counts = _pairs(after[edited], before[edited])
-    order = np.argsort(-counts, kind="stable")
+    new_area = dict(zip(*(a.tolist() for a in np.unique(after[edited], return_counts=True))))
+    old_area = dict(zip(*(a.tolist() for a in np.unique(before[region], return_counts=True))))
+    score = np.array(
+        [
+            1 + c / (1 + counts.max()) if c >= KEPT_WHOLE * old_area[o] else c / (new_area[n] + old_area[o] - c)
+            for n, o, c in zip(*pairs.tolist(), counts.tolist())
+        ],
+        float,
+    )
+    order = np.argsort(-score, kind="stable")
     ids: dict[int, int] = {}
     taken: set[int] = set()
     for new, old in pairs[:, order].T.tolist():
