@@ -349,3 +349,34 @@ def test_a_neighbour_grown_into_a_deleted_grain_keeps_its_own_id():
     assert grown_s.sum() > 2 * (labels == s).sum()  # S took more of G than its own area ...
     assert out[100, 120] == s and out[100, 140] == t and g not in out  # ... and kept its id; G's is gone
     assert update.count_change == -1
+
+
+@pytest.mark.parametrize("kind", ["erase", "line", "blob", "delete"])
+def test_undoing_an_edit_rebuilt_near_it_gives_every_grain_its_id_back(field, kind):
+    from napari_grainseg.segmentation.editing import rebuild_grains_near
+
+    rng = np.random.default_rng(["erase", "line", "blob", "delete"].index(kind) + 10)
+    labels = field
+    boundaries = (labels == 0).astype(np.uint8)
+    undone = 0
+    for _ in range(8):
+        edited = _edited_boundaries(boundaries, labels, kind, rng)
+        rows, cols = np.nonzero(edited != boundaries)
+        if rows.size == 0:
+            continue
+        changed = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        next_id = int(labels.max()) + 1
+        forward = rebuild_grains_near(labels, edited, changed, next_id=next_id)
+        if forward is None:
+            continue
+        after = labels.copy()
+        after[forward.window] = forward.labels
+        # the Undo: the boundaries as they were, the removed grains remembered
+        back = rebuild_grains_near(after, boundaries, changed, next_id=forward.next_id, earlier=forward.removed)
+        assert back is not None
+        restored = after.copy()
+        restored[back.window] = back.labels
+        np.testing.assert_array_equal(restored, labels)
+        assert set(back.restored) == set(forward.removed)
+        undone += 1
+    assert undone >= 4

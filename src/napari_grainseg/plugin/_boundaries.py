@@ -37,6 +37,9 @@ REBUILD_DELAY_MS = 300
 #: steps except within this many pixels of its outline, where the outline itself may still move.
 MERGED_GRAIN_MARGIN_PX = 3
 
+#: Removed grains remembered so that an Undo gives them their ids (colours) back.
+MAX_REMEMBERED_GRAINS = 256
+
 #: Kinds of hand edits counted in a summary.
 EDIT_KINDS = ("merges", "splits", "deletions", "painted_px")
 
@@ -109,6 +112,8 @@ class BoundaryLink:
         self._next_id = 1
         #: the boundary layer as the grains were last built from it (finds what an edit changed)
         self._built_from: np.ndarray | None = None
+        #: grains removed by local rebuilds since the last whole build: an Undo gives them their ids back
+        self._removed: dict[int, tuple[int, int, np.ndarray]] = {}
         self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
         for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):
             event.connect(self._on_change)
@@ -382,6 +387,7 @@ class BoundaryLink:
     def _built(self, boundaries: np.ndarray, labels: np.ndarray) -> None:
         """Record that the grains layer now holds ``labels``, built from ``boundaries`` (consecutive ids)."""
         self._built_from = np.array(boundaries, np.uint8, copy=True)
+        self._removed = {}  # the ids were numbered anew
         self.grain_count = self._next_id = int(np.max(labels, initial=0))
         self._next_id += 1
 
@@ -398,9 +404,14 @@ class BoundaryLink:
         if rows.size == 0:
             return False
         box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-        update = rebuild_grains_near(labels, data, box, next_id=self._next_id)
+        update = rebuild_grains_near(labels, data, box, next_id=self._next_id, earlier=self._removed)
         if update is None:
             return False
+        for gid in update.restored:
+            self._removed.pop(gid, None)
+        self._removed.update(update.removed)
+        while len(self._removed) > MAX_REMEMBERED_GRAINS:  # the oldest first
+            self._removed.pop(next(iter(self._removed)))
         r, c = np.nonzero(update.labels != labels[update.window])
         r0, c0 = update.window[0].start, update.window[1].start
         with self.grains.block_history():  # its "paint" event (docks re-measure) comes after the write

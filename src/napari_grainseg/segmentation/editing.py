@@ -19,7 +19,7 @@ grain in two, merging grains that do not touch) raise
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -375,6 +375,8 @@ def boundary_edit(boundaries_before: np.ndarray, labels_after: np.ndarray):
 MAX_LOCAL_SHARE = 0.25
 #: An old grain with at least this share of its pixels in one new grain counts as kept whole there.
 KEPT_WHOLE = 0.95
+#: Removed grains larger than this (bounding box, px) are not remembered for an Undo.
+MAX_KEPT_GRAIN_PX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,11 @@ class GrainsUpdate:
     labels: np.ndarray
     next_id: int
     count_change: int
+    #: grains the update removed, id → (top, left, mask): given back as ``earlier``, a later
+    #: update that brings one back exactly (an Undo) gives it its id, and so its colour, again
+    removed: dict[int, tuple[int, int, np.ndarray]] = field(default_factory=dict)
+    #: ids of ``earlier`` grains the update brought back
+    restored: tuple[int, ...] = ()
 
 
 def _grown(box: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
@@ -432,6 +439,7 @@ def rebuild_grains_near(
     *,
     next_id: int,
     min_grain_area: int = DEFAULT_MIN_GRAIN_AREA,
+    earlier: dict[int, tuple[int, int, np.ndarray]] | None = None,
 ) -> GrainsUpdate | None:
     """The grains after the boundary pixels inside the box ``changed`` were edited, computed
     in a window around them.
@@ -459,6 +467,9 @@ def rebuild_grains_near(
         (rows, columns) slices holding every pixel the edit changed.
     next_id
         Lowest id not used in ``labels``.
+    earlier
+        Grains removed by earlier updates and not in ``labels`` (:attr:`GrainsUpdate.removed`):
+        a new grain with exactly the pixels of one takes its id.
     """
     shape = labels.shape
     reach = int(min_grain_area) + 2
@@ -525,9 +536,26 @@ def rebuild_grains_near(
     for new, old in pairs[:, order].T.tolist():
         if new not in ids and old > 0 and old not in taken and old in reusable:
             ids[new], taken = old, taken | {old}
+    restored: list[int] = []
+    unmatched = [new for new in new_ids.tolist() if new not in ids]
+    if unmatched and earlier:  # a grain brought back exactly (an Undo) takes its old id again
+        by_shape = {(top, left, mask.shape, int(mask.sum())): gid for gid, (top, left, mask) in earlier.items()}
+        for new in unmatched:
+            box = _box_of(after == new, origin)
+            mask = after[tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))] == new
+            gid = by_shape.get((box[0].start, box[1].start, mask.shape, int(mask.sum())))
+            if gid is not None and gid not in restored and np.array_equal(earlier[gid][2], mask):
+                ids[new] = gid
+                restored.append(gid)
     for new in new_ids.tolist():
         if new not in ids:
             ids[new], next_id = next_id, next_id + 1
+    removed = {}
+    for old in np.setdiff1d(reusable[reusable > 0], np.fromiter(ids.values(), np.int64, len(ids))).tolist():
+        box = _box_of(before == old, origin)
+        if box is not None and (box[0].stop - box[0].start) * (box[1].stop - box[1].start) <= MAX_KEPT_GRAIN_PX:
+            local = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
+            removed[old] = (box[0].start, box[1].start, before[local] == old)
     out = before.copy()
     fill = region & (after > 0)
     values = after[fill]
@@ -544,4 +572,4 @@ def rebuild_grains_near(
     if np.any(grown != out):
         return None
     count_change = int(np.unique(out).size) - int(np.unique(before).size)  # ids outside the window stay
-    return GrainsUpdate(window, out, int(next_id), count_change)
+    return GrainsUpdate(window, out, int(next_id), count_change, removed, tuple(restored))
