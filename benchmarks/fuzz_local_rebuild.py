@@ -25,18 +25,10 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import circle_perimeter, disk, line
 
-from napari_grainseg.segmentation.editing import rebuild_grains_near
+from napari_grainseg.segmentation.editing import grain_correspondence, rebuild_grains_near
 from napari_grainseg.segmentation.grains import boundaries_to_labels
 
 KINDS = ("blob", "erase", "ring", "band", "stroke", "rect")
-
-
-def same_grains(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal boundaries and the same grains, whatever their ids."""
-    if not np.array_equal(a == 0, b == 0):
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]).astype(np.int64), axis=1)
-    return np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
 
 
 _yy, _xx = np.mgrid[-5:5, -5:5] + 0.5
@@ -124,7 +116,7 @@ def run_field(boundaries: np.ndarray, chains: range, edits: int, min_area: int, 
             spliced[update.window] = update.labels
             n_before = np.unique(labels[labels > 0]).size
             right = (
-                same_grains(spliced, whole)
+                grain_correspondence(spliced, whole) is not None
                 and np.unique(spliced[spliced > 0]).size == n_before + update.count_change
                 and spliced.max() < update.next_id
             )

@@ -237,14 +237,6 @@ def test_grains_window_is_the_grown_bounding_box_and_names_missing_grains(three)
     assert grains_on_lines(three, [[(-9, -9), (-5, -5)]]) == []
 
 
-def _same_grains(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal boundaries and the same grains, whatever their ids."""
-    if not np.array_equal(a == 0, b == 0):
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]).astype(np.int64), axis=1)
-    return np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
-
-
 def _edited_boundaries(boundaries: np.ndarray, labels: np.ndarray, kind: str, rng) -> np.ndarray:
     from skimage.draw import disk, line
 
@@ -282,7 +274,7 @@ def field():
 
 @pytest.mark.parametrize("kind", ["erase", "line", "blob", "tiny", "delete"])
 def test_rebuilding_near_an_edit_gives_the_grains_of_the_whole_image(field, kind):
-    from napari_grainseg.segmentation.editing import rebuild_grains_near
+    from napari_grainseg.segmentation.editing import grain_correspondence, rebuild_grains_near
     from napari_grainseg.segmentation.grains import boundaries_to_labels
 
     labels = field
@@ -304,7 +296,7 @@ def test_rebuilding_near_an_edit_gives_the_grains_of_the_whole_image(field, kind
         local += 1
         spliced = labels.copy()
         spliced[update.window] = update.labels
-        assert _same_grains(spliced, whole)
+        assert grain_correspondence(spliced, whole) is not None  # the same grains, whatever their ids
         n_before = np.unique(labels[labels > 0]).size
         assert np.unique(spliced[spliced > 0]).size == n_before + update.count_change
         far = np.ones(labels.shape, bool)
@@ -380,3 +372,16 @@ def test_undoing_an_edit_rebuilt_near_it_gives_every_grain_its_id_back(field, ki
         assert set(back.restored) == set(forward.removed)
         undone += 1
     assert undone >= 4
+
+
+def test_grain_correspondence_maps_the_same_grains_whatever_their_ids(three):
+    from napari_grainseg.segmentation.editing import grain_correspondence
+
+    renumbered = np.where(three > 0, 10 - three, 0).astype(np.uint32)
+    assert grain_correspondence(three, renumbered) == {1: 9, 2: 8, 3: 7}
+    assert grain_correspondence(three, three) == {1: 1, 2: 2, 3: 3}
+    merged = np.where(three == 3, 2, three).astype(np.uint32)  # one id over a boundary: other grains
+    assert grain_correspondence(three, merged) is None and grain_correspondence(merged, three) is None
+    moved = three.copy()
+    moved[0, 0] = 0  # a boundary pixel more
+    assert grain_correspondence(three, moved) is None

@@ -251,6 +251,15 @@ def _tiny_config(**fields):
     return TrainConfig(**{**small, "val_every": 1, "checkpoint_every": 1, "warmup_steps": 1, **fields})
 
 
+def _trained_briefly(out, weights_file, **fields) -> list:
+    """The parameters of Net1 after two steps from ``weights_file`` with ``fields`` set (copies)."""
+    from napari_grainseg.training.net1 import train_net1
+
+    config = _tiny_config(steps=2, val_every=2, checkpoint_every=2, lr=1e-2, init_weights=str(weights_file), **fields)
+    train_net1(config, out, device="cpu", progress=False)
+    return [p.detach().clone() for p in load_net1(out / "net1.pt", for_training=True).parameters()]
+
+
 def test_training_can_start_from_existing_weights(tmp_path, weights_file):
     from napari_grainseg.training.net1 import TrainConfig, train_net1
 
@@ -304,11 +313,7 @@ def test_distillation_from_teachers_changes_the_training_only_through_its_weight
     from napari_grainseg.training.net1 import train_net1
 
     def run(name, **distill):
-        config = _tiny_config(
-            steps=2, val_every=2, checkpoint_every=2, lr=1e-2, init_weights=str(weights_file), **distill
-        )
-        train_net1(config, tmp_path / name, device="cpu", progress=False)
-        return [p.detach().clone() for p in load_net1(tmp_path / name / "net1.pt", for_training=True).parameters()]
+        return _trained_briefly(tmp_path / name, weights_file, **distill)
 
     plain = run("plain")
     off = run("off", teachers=(str(weights_file),), distill_weight=0.0)
@@ -589,14 +594,9 @@ def test_saddle_loss_is_the_lowest_point_of_each_segment_and_sends_the_gradient_
 
 def test_the_saddle_term_changes_the_training_only_through_its_weight(tmp_path, weights_file):
     from napari_grainseg.training.config import TrainConfig as Config
-    from napari_grainseg.training.net1 import train_net1
 
     def run(name, **saddle):
-        config = _tiny_config(
-            steps=2, val_every=2, checkpoint_every=2, lr=1e-2, init_weights=str(weights_file), **saddle
-        )
-        train_net1(config, tmp_path / name, device="cpu", progress=False)
-        return [p.detach().clone() for p in load_net1(tmp_path / name / "net1.pt", for_training=True).parameters()]
+        return _trained_briefly(tmp_path / name, weights_file, **saddle)
 
     plain = run("plain")
     assert all(torch.equal(a, b) for a, b in zip(plain, run("off", saddle_weight=0.0)))

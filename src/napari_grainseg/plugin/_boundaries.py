@@ -60,15 +60,21 @@ def replace_labels_data(layer, data: np.ndarray) -> None:
     """Replace a Labels layer's data and clear its undo/redo history.
 
     napari keeps the undo history when ``layer.data`` is replaced, so an old
-    Ctrl-Z would paste stale pixels into the new data. Toggling ``editable``
-    is the public way to reset it (napari 0.9); the paint mode is restored.
+    Ctrl-Z would paste stale pixels into the new data.
     """
-    mode = layer.mode
     layer.data = data
-    if layer.editable:
-        layer.editable = False
-        layer.editable = True
-        layer.mode = mode
+    clear_history(layer)
+
+
+def clear_history(layer) -> None:
+    """Clear a Labels layer's undo/redo history, keeping whether it is editable and its mode.
+
+    Toggling ``editable`` is the public way to reset it (napari 0.9).
+    """
+    mode, editable = layer.mode, layer.editable
+    layer.editable = not editable
+    layer.editable = editable
+    layer.mode = mode
 
 
 def boundary_colormap():
@@ -394,16 +400,14 @@ class BoundaryLink:
     def _rebuild_near_change(self, data: np.ndarray) -> bool:
         """Update the grains layer in a window around what changed since the last build; False
         where that cannot give the whole-image result (the caller rebuilds everything)."""
-        from napari_grainseg.segmentation.editing import rebuild_grains_near
+        from napari_grainseg.segmentation.editing import bounding_box, rebuild_grains_near
 
         built, labels = self._built_from, np.asarray(self.grains.data)
         if built is None or built.shape != data.shape or labels.shape != data.shape:
             return False
-        changed = built != data
-        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
-        if rows.size == 0:
+        box = bounding_box(built != data)
+        if box is None:
             return False
-        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
         update = rebuild_grains_near(labels, data, box, next_id=self._next_id, earlier=self._removed)
         if update is None:
             return False
@@ -416,9 +420,7 @@ class BoundaryLink:
         r0, c0 = update.window[0].start, update.window[1].start
         with self.grains.block_history():  # its "paint" event (docks re-measure) comes after the write
             self.grains.data_setitem((r + r0, c + c0), update.labels[r, c])  # redraws only those pixels
-        # the grains layer is derived: no undo history of its own (Ctrl-Z on it would desync it)
-        self.grains.editable = True
-        self.grains.editable = False
+        clear_history(self.grains)  # derived: no undo history of its own (Ctrl-Z on it would desync it)
         built[box] = data[box]
         self.grain_count += update.count_change
         self._next_id = update.next_id

@@ -187,8 +187,7 @@ class CorrectWidget(Container):
                 gid = int(np.bincount(patch).argmax()) if patch.size else 0
             if gid and gid not in ids:
                 ids.append(gid)
-        low, high = picks.min(axis=0), picks.max(axis=0) + 1
-        return ids, (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))), on_boundary
+        return ids, _box_around(picks), on_boundary
 
     def _clear(self, kind: str) -> None:
         helper = self._helper_layer(kind, create=False)
@@ -267,9 +266,7 @@ class CorrectWidget(Container):
             if not crossed:
                 raise InputError("the line does not cross any grain")
             vertices = np.clip(np.rint(np.concatenate(lines)), 0, np.array(link.grains.data.shape) - 1).astype(int)
-            low, high = vertices.min(axis=0), vertices.max(axis=0) + 1
-            around = (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1])))
-            window = grains_window(link.grains.data, crossed, around=around)
+            window = grains_window(link.grains.data, crossed, around=_box_around(vertices))
             labels = np.asarray(link.grains.data)[window]
             origin = np.array([window[0].start, window[1].start], float)
             for line in lines:  # every grain a line crosses lies in the window: the same cut as on the whole image
@@ -309,3 +306,9 @@ class CorrectWidget(Container):
         if link is not None:
             link.flush()  # the grains follow at once
         self.status.value = f"{what} on '{layer.name}'"
+
+
+def _box_around(points_yx: np.ndarray) -> tuple[slice, slice]:
+    """The (rows, columns) slices of the smallest box holding integer ``(y, x)`` points."""
+    low, high = points_yx.min(axis=0), points_yx.max(axis=0) + 1
+    return slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))

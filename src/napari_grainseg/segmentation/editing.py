@@ -35,10 +35,12 @@ from napari_grainseg.segmentation.grains import (
 
 __all__ = [
     "add_boundary",
+    "bounding_box",
     "boundary_edit",
     "delete_grain",
     "erase_boundary",
     "grains_on_lines",
+    "grain_correspondence",
     "grains_window",
     "label_edit",
     "merge_grains",
@@ -94,7 +96,7 @@ def grains_window(
         crop = labels[box]
         mask = np.isin(crop, ids)
         missing = np.setdiff1d(ids, crop[mask])
-        found = _box_of(mask, (box[0].start, box[1].start))
+        found = bounding_box(mask, (box[0].start, box[1].start))
         if box == whole:
             if missing.size:
                 raise InputError(f"no grain with id {', '.join(map(str, missing.tolist()))}")
@@ -406,7 +408,14 @@ def _grown(box: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> tuple[s
     return tuple(slice(max(s.start - by, 0), min(s.stop + by, n)) for s, n in zip(box, shape))  # type: ignore[return-value]
 
 
-def _box_of(mask: np.ndarray, origin: tuple[int, int]) -> tuple[slice, slice] | None:
+def bounding_box(mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[slice, slice] | None:
+    """The (rows, columns) slices of the smallest box holding ``mask``'s True pixels, None if it
+    has none; ``origin``: where ``mask`` starts in the image (the box is in image coordinates).
+
+    >>> m = np.zeros((5, 6), bool); m[1:3, 2] = True
+    >>> bounding_box(m, origin=(10, 20))
+    (slice(11, 13, None), slice(22, 23, None))
+    """
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return None
@@ -414,6 +423,11 @@ def _box_of(mask: np.ndarray, origin: tuple[int, int]) -> tuple[slice, slice] | 
         slice(origin[0] + int(rows[0]), origin[0] + int(rows[-1]) + 1),
         slice(origin[1] + int(cols[0]), origin[1] + int(cols[-1]) + 1),
     )
+
+
+def _relative(box: tuple[slice, slice], origin: tuple[int, int]) -> tuple[slice, slice]:
+    """``box`` (image coordinates) in a window that starts at ``origin``."""
+    return tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))  # type: ignore[return-value]
 
 
 def _inside(inner: tuple[slice, slice], outer: tuple[slice, slice], by: int, shape: tuple[int, ...]) -> bool:
@@ -430,6 +444,25 @@ def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct pairs ``(a[i], b[i])`` of two uint32 arrays, shape (2, n), and how often each occurs."""
     keys, counts = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64), return_counts=True)
     return np.stack([keys >> np.uint64(32), keys & np.uint64(0xFFFFFFFF)]).astype(np.int64), counts
+
+
+def grain_correspondence(a: np.ndarray, b: np.ndarray) -> dict[int, int] | None:
+    """The ids of ``b``'s grains by the ids of ``a``'s, where two label arrays of one shape hold
+    the same boundaries (0) and the same grains whatever their ids; None where they do not.
+
+    >>> grain_correspondence(np.array([[1, 0, 2]]), np.array([[7, 0, 3]]))
+    {1: 7, 2: 3}
+    >>> grain_correspondence(np.array([[1, 0, 2]]), np.array([[7, 0, 7]])) is None
+    True
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if not np.array_equal(a == 0, b == 0):
+        return None
+    grain = a > 0
+    pairs, _ = _pairs(a[grain], b[grain])
+    if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
+        return None
+    return dict(zip(pairs[0].tolist(), pairs[1].tolist()))
 
 
 def rebuild_grains_near(
@@ -491,11 +524,10 @@ def rebuild_grains_near(
             after = boundaries_to_labels(lines, min_grain_area=min_grain_area)
         except InputError:
             return None
-        local_near = tuple(slice(n.start - o, n.stop - o) for n, o in zip(near, origin))
-        new_ids = np.unique(after[local_near])
+        new_ids = np.unique(after[_relative(near, origin)])
         new_ids = new_ids[new_ids > 0]
         region = np.isin(before, old_ids) | np.isin(after, new_ids)
-        box = _box_of(region, origin)
+        box = bounding_box(region, origin)
         if box is None or _inside(box, window, rim, shape):
             break
         window = _grown(box, 2 * rim, shape)
@@ -508,13 +540,9 @@ def rebuild_grains_near(
     )
     # outside the edited grains the build must give the old boundaries and the old grains, one to one
     rest = interior & ~region
-    if not np.array_equal(after[rest] == 0, before[rest] == 0):
+    same = grain_correspondence(after[rest], before[rest])
+    if same is None:
         return None
-    grain = rest & (after > 0)
-    pairs, _ = _pairs(after[grain], before[grain])
-    if np.unique(pairs[0]).size != pairs.shape[1] or np.unique(pairs[1]).size != pairs.shape[1]:
-        return None
-    same = dict(zip(pairs[0].tolist(), pairs[1].tolist()))
     # the edited grains keep the ids of old grains that lay wholly in the region: first an old grain
     # kept whole in a new one (a neighbour grown into a deleted grain keeps its own id, a merge the
     # larger part's), then the most alike (intersection over union: a split's larger piece)
@@ -541,8 +569,8 @@ def rebuild_grains_near(
     if unmatched and earlier:  # a grain brought back exactly (an Undo) takes its old id again
         by_shape = {(top, left, mask.shape, int(mask.sum())): gid for gid, (top, left, mask) in earlier.items()}
         for new in unmatched:
-            box = _box_of(after == new, origin)
-            mask = after[tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))] == new
+            box = bounding_box(after == new, origin)
+            mask = after[_relative(box, origin)] == new
             gid = by_shape.get((box[0].start, box[1].start, mask.shape, int(mask.sum())))
             if gid is not None and gid not in restored and np.array_equal(earlier[gid][2], mask):
                 ids[new] = gid
@@ -552,19 +580,17 @@ def rebuild_grains_near(
             ids[new], next_id = next_id, next_id + 1
     removed = {}
     for old in np.setdiff1d(reusable[reusable > 0], np.fromiter(ids.values(), np.int64, len(ids))).tolist():
-        box = _box_of(before == old, origin)
+        box = bounding_box(before == old, origin)
         if box is not None and (box[0].stop - box[0].start) * (box[1].stop - box[1].start) <= MAX_KEPT_GRAIN_PX:
-            local = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
-            removed[old] = (box[0].start, box[1].start, before[local] == old)
+            removed[old] = (box[0].start, box[1].start, before[_relative(box, origin)] == old)
     out = before.copy()
     fill = region & (after > 0)
     values = after[fill]
-    lut_keys = np.array(sorted({**same, **ids}), dtype=np.int64)
-    if not np.isin(values, lut_keys).all():  # a grain of the edited region the build left unmatched
+    mapping = {**same, **ids}
+    if not np.isin(values, np.fromiter(mapping, np.int64, len(mapping))).all():  # a grain the build left unmatched
         return None
     lut = np.zeros(int(after.max()) + 1, np.uint32)
-    for new, old in {**same, **ids}.items():
-        lut[new] = old
+    lut[list(mapping)] = list(mapping.values())
     out[fill] = lut[values]
     out[region & (after == 0)] = 0
     # every boundary pixel the splice wrote must separate two grains, as the whole-image build's do
