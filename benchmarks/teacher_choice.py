@@ -48,7 +48,7 @@ def main() -> None:
                 training_seed(config, i), config.patch_shape, source, config.target_width
             )
             x, t = torch.from_numpy(features)[None], torch.from_numpy(target)[None]
-            _, choice = best_teacher_targets(teachers, x, t, config.pos_weight, config.dice_weight)
+            _, choice, _ = best_teacher_targets(teachers, x, t, config.pos_weight, config.dice_weight)
             counts[int(choice[0])] += 1
             with torch.no_grad():
                 for k, teacher in enumerate(teachers):

@@ -298,10 +298,11 @@ def test_best_teacher_targets_take_each_sample_from_the_teacher_closer_to_its_tr
     right = (target * 2 - 1) * 6.0  # logits that agree with the truth
     first = _FixedLogits(torch.stack([right[0], -right[1], right[2] * 0.5]))
     second = _FixedLogits(torch.stack([-right[0], right[1], right[2]]))
-    soft, choice = best_teacher_targets([first, second], torch.zeros(3, 4, 16, 16), target, 3.0, 1.0)
+    soft, choice, probs = best_teacher_targets([first, second], torch.zeros(3, 4, 16, 16), target, 3.0, 1.0)
     assert choice.tolist() == [0, 1, 1]  # sample 2: both right, the second more confidently
     assert soft.shape == target.shape
     assert torch.allclose(soft, torch.sigmoid(right))
+    assert len(probs) == 2 and torch.allclose(probs[1], torch.sigmoid(second.logits))
     logits = first.logits  # the per-sample losses are the batch loss split by sample
     assert torch.allclose(
         boundary_loss(logits, target, 3.0, 1.0, per_sample=True).mean(), boundary_loss(logits, target, 3.0, 1.0)
@@ -590,6 +591,49 @@ def test_saddle_loss_is_the_lowest_point_of_each_segment_and_sends_the_gradient_
     assert grad[8, 15] < 0  # raising the pass lowers the loss ...
     assert torch.count_nonzero(logits.grad[0]) == 1  # ... and only the pass is pushed
     assert saddle_loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.int32)).item() == 0.0
+
+
+def test_pass_distillation_raises_only_the_passes_below_the_best_teacher():
+    from napari_grainseg.training.net1 import pass_distillation_loss, segment_passes
+
+    segments = torch.zeros(1, 1, 16, 32, dtype=torch.int32)
+    segments[0, 0, 4, 2:30] = 1  # two true segments on two rows
+    segments[0, 0, 12, 2:30] = 2
+    student = torch.full((1, 1, 16, 32), 0.01)
+    student[:, :, 4, :] = 0.9
+    student[:, :, 12, :] = 0.9
+    student[0, 0, 3:6, 14:17] = 0.1
+    student[0, 0, 4, 15] = 0.2  # segment 1's pass: 0.2
+    low, high = torch.full_like(student, 0.01), torch.full_like(student, 0.01)
+    low[:, :, 4, :] = 0.5  # one teacher's passes: 0.5 on segment 1, 0.3 on segment 2 ...
+    low[:, :, 12, :] = 0.3
+    high[:, :, 4, :] = 0.1  # ... the other's 0.1 and 0.6: the targets are 0.5 and 0.6
+    high[:, :, 12, :] = 0.6
+    passes, keys = segment_passes(student, segments)
+    assert keys.tolist() == [1, 2] and torch.allclose(passes, torch.tensor([0.2, 0.9]))
+    logits = torch.logit(student).requires_grad_(True)
+    loss = pass_distillation_loss(logits, [low, high], segments)
+    assert loss.item() == pytest.approx(np.log(0.5 / 0.2), rel=1e-4)  # segment 2 (0.9) is above 0.6
+    loss.backward()
+    assert logits.grad[0, 0, 4, 15] < 0 and torch.count_nonzero(logits.grad) == 1
+    assert pass_distillation_loss(torch.logit(student), [low * 0.1], segments).item() == 0.0
+
+
+def test_pass_distillation_changes_the_training_only_through_its_weight(tmp_path, weights_file):
+    from napari_grainseg.training.config import TrainConfig as Config
+
+    teachers = (str(weights_file),)
+
+    def run(name, **fields):
+        return _trained_briefly(tmp_path / name, weights_file, teachers=teachers, **fields)
+
+    plain = run("plain")
+    assert all(torch.equal(a, b) for a, b in zip(plain, run("off", pass_distill_weight=0.0)))
+    assert any(not torch.equal(a, b) for a, b in zip(plain, run("on", pass_distill_weight=5.0)))
+    with pytest.raises(InputError, match="pass_distill_weight"):
+        Config(pass_distill_weight=-1.0, teachers=teachers)
+    with pytest.raises(InputError, match="needs teachers"):
+        Config(pass_distill_weight=1.0)
 
 
 def test_the_saddle_term_changes_the_training_only_through_its_weight(tmp_path, weights_file):

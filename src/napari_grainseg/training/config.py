@@ -141,6 +141,11 @@ class TrainConfig(LoopConfig):
         boundary segments of ``-log`` of the lowest probability along each
         (:func:`~napari_grainseg.training.net1.saddle_loss`): the gradient goes where a merge
         would happen, which a pixel loss spreads over the whole boundary.
+    pass_distill_weight : weight of pass distillation (0: off; needs ``teachers``). Per true
+        boundary segment, the student's lowest ridge point is raised to the highest of the
+        teachers' where it is below it
+        (:func:`~napari_grainseg.training.net1.pass_distillation_loss`): the saddle term's aim,
+        limited to ridges a teacher draws from the same pixels.
     """
 
     patch_shape: tuple[int, int] = (128, 256)
@@ -157,6 +162,7 @@ class TrainConfig(LoopConfig):
     teachers: tuple[str, ...] = ()
     distill_weight: float = 1.0
     saddle_weight: float = 0.0
+    pass_distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,6 +172,10 @@ class TrainConfig(LoopConfig):
             raise InputError(f"{self.WHAT}: distill_weight must be >= 0, got {self.distill_weight}")
         if not self.saddle_weight >= 0:
             raise InputError(f"{self.WHAT}: saddle_weight must be >= 0, got {self.saddle_weight}")
+        if not self.pass_distill_weight >= 0:
+            raise InputError(f"{self.WHAT}: pass_distill_weight must be >= 0, got {self.pass_distill_weight}")
+        if self.pass_distill_weight > 0 and not self.teachers:
+            raise InputError(f"{self.WHAT}: pass_distill_weight needs teachers to distil from")
         presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
         if not isinstance(self.generator_overrides, dict):
             raise InputError(
@@ -192,6 +202,11 @@ class TrainConfig(LoopConfig):
             presets=presets,
             extra_sources=(UPSAMPLED_FINE,),
         )
+
+    @property
+    def needs_segments(self) -> bool:
+        """Whether a training sample carries its true boundary segments (a term uses them)."""
+        return self.saddle_weight > 0 or self.pass_distill_weight > 0
 
     def sample_preset(self, index: int) -> str:
         """The synthetic preset of training sample ``index``."""

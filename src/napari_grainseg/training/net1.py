@@ -43,7 +43,9 @@ __all__ = [
     "evaluate_validation",
     "export_checkpoint",
     "make_example",
+    "pass_distillation_loss",
     "saddle_loss",
+    "segment_passes",
     "train_net1",
     "training_seed",
     "upsampled_fine_sample",
@@ -178,7 +180,7 @@ class _SyntheticSamples:
     """Map-style dataset: item ``i`` is training sample ``i`` of the run (deterministic).
 
     An item is ``(features, target)``, with the :func:`boundary_segments` of its truth
-    (``(1, H, W)`` int32) added when the run's saddle term is on.
+    (``(1, H, W)`` int32) added when the run's saddle or pass-distillation term is on.
     """
 
     def __init__(self, config: TrainConfig):
@@ -192,7 +194,7 @@ class _SyntheticSamples:
         features, target, boundaries = make_example(
             training_seed(c, index), c.patch_shape, c.sample_preset(index), c.target_width, c.generator_overrides
         )
-        if c.saddle_weight > 0:
+        if c.needs_segments:
             return features, target, boundary_segments(boundaries)[None]
         return features, target
 
@@ -233,37 +235,73 @@ def boundary_loss(logits, target, pos_weight: float, dice_weight: float, *, per_
     return bce + dice_weight * (dice if per_sample else dice.mean())
 
 
-def saddle_loss(logits, segments):
-    """Mean over the boundary segments of ``-log`` of the lowest probability along each.
+def segment_passes(prob, segments):
+    """The lowest point of the ridge along each true boundary segment: ``(passes, keys)``.
 
-    ``segments`` are :func:`boundary_segments` ids, ``(N, 1, H, W)``. The probability is first
-    max-pooled over 3 x 3, the ridge's height within a pixel of the true line (the predicted
-    ridge may lie beside it); a segment's lowest point is the pass a watershed merges its two
-    grains across, and only that pixel receives the gradient. Zero when there are no segments.
+    ``prob`` is a boundary probability ``(N, 1, H, W)``, max-pooled over 3 x 3 first (the ridge's
+    height within a pixel of the true line: the predicted ridge may lie beside it); ``segments``
+    are :func:`boundary_segments` ids of the same shape. A segment's lowest point is the pass a
+    watershed merges its two grains across. ``passes`` holds one value per segment present, in
+    the order of ``keys`` (``sample * (max id + 1) + id``); the gradient of a pass goes only to
+    its pixel. Both are empty when there are no segments.
     """
     import torch
     import torch.nn.functional as F
 
-    ridge = F.max_pool2d(torch.sigmoid(logits), kernel_size=3, stride=1, padding=1)
+    ridge = F.max_pool2d(prob, kernel_size=3, stride=1, padding=1)
     ids = segments.long()
     n = int(ids.amax()) + 1 if ids.numel() else 1
     on = ids > 0
-    if not bool(on.any()):
-        return logits.sum() * 0.0
     batch = torch.arange(ids.shape[0], device=ids.device).view(-1, 1, 1, 1).expand_as(ids)
     keys = (batch * n + ids)[on]
     lowest = torch.ones(ids.shape[0] * n, dtype=ridge.dtype, device=ridge.device)
     lowest = lowest.scatter_reduce(0, keys, ridge[on], reduce="amin", include_self=True)
     present = torch.zeros_like(lowest, dtype=torch.bool)
     present[keys] = True
-    return -torch.log(lowest[present].clamp_min(1e-4)).mean()
+    return lowest[present], torch.nonzero(present).flatten()
+
+
+def saddle_loss(logits, segments):
+    """Mean over the boundary segments of ``-log`` of the lowest probability along each.
+
+    ``segments`` are :func:`boundary_segments` ids, ``(N, 1, H, W)``. See :func:`segment_passes`:
+    only each segment's pass receives the gradient. Zero when there are no segments.
+    """
+    import torch
+
+    passes, _ = segment_passes(torch.sigmoid(logits), segments)
+    if not passes.numel():
+        return logits.sum() * 0.0
+    return -torch.log(passes.clamp_min(1e-4)).mean()
+
+
+def pass_distillation_loss(logits, teacher_probs, segments):
+    """Raise each true boundary segment's pass to the highest teacher's, where it is below it.
+
+    For every segment (:func:`segment_passes`) the target is the highest of the teachers' passes
+    on it (``teacher_probs``: a list of ``(N, 1, H, W)`` probabilities, no gradient); the loss is
+    the mean, over the segments whose student pass is below that target, of
+    ``log(target / student pass)``. Unlike :func:`saddle_loss`, which pushes every pass toward 1,
+    including boundaries the image does not show, this asks only for a ridge some teacher already
+    draws from the same pixels. Zero when no segment is below its target.
+    """
+    import torch
+
+    student, _ = segment_passes(torch.sigmoid(logits), segments)
+    with torch.no_grad():
+        target = torch.stack([segment_passes(p, segments)[0] for p in teacher_probs]).amax(dim=0)
+    below = student < target
+    if not bool(below.any()):
+        return logits.sum() * 0.0
+    return (torch.log(target[below].clamp_min(1e-4)) - torch.log(student[below].clamp_min(1e-4))).mean()
 
 
 def best_teacher_targets(teachers, features, target, pos_weight: float, dice_weight: float):
     """Per sample, the probability map of the teacher whose boundary loss against ``target`` is lowest.
 
-    Returns ``(soft_targets, choice)``: ``(N, 1, H, W)`` probabilities and the ``(N,)`` index of
-    the chosen teacher. Two teachers that are each better on other kinds of image (one trained on
+    Returns ``(soft_targets, choice, probs)``: ``(N, 1, H, W)`` probabilities, the ``(N,)`` index of
+    the chosen teacher and every teacher's probabilities (a list, for :func:`pass_distillation_loss`).
+    Two teachers that are each better on other kinds of image (one trained on
     the bright-field look, one on randomised looks) can so both be distilled into one student,
     each on the images where it is right.
     """
@@ -277,7 +315,7 @@ def best_teacher_targets(teachers, features, target, pos_weight: float, dice_wei
             losses.append(boundary_loss(logits, target, pos_weight, dice_weight, per_sample=True))
         choice = torch.stack(losses).argmin(dim=0)
         soft = torch.stack(probs)[choice, torch.arange(features.shape[0], device=features.device)]
-    return soft, choice
+    return soft, choice, probs
 
 
 # --------------------------------------------------------------------------- training
@@ -408,11 +446,14 @@ def train_net1(
         features, target, *segments = (t.to(dev) for t in batch)
         logits = model(features)
         loss = boundary_loss(logits, target, config.pos_weight, config.dice_weight)
-        if segments:
+        if segments and config.saddle_weight > 0:
             loss = loss + config.saddle_weight * saddle_loss(logits, segments[0])
-        if teachers and config.distill_weight > 0:
-            soft, _ = best_teacher_targets(teachers, features, target, config.pos_weight, config.dice_weight)
-            loss = loss + config.distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
+        if teachers and (config.distill_weight > 0 or config.pass_distill_weight > 0):
+            soft, _, probs = best_teacher_targets(teachers, features, target, config.pos_weight, config.dice_weight)
+            if config.distill_weight > 0:
+                loss = loss + config.distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
+            if config.pass_distill_weight > 0:
+                loss = loss + config.pass_distill_weight * pass_distillation_loss(logits, probs, segments[0])
         return loss
 
     return train(
