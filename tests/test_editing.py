@@ -385,3 +385,67 @@ def test_grain_correspondence_maps_the_same_grains_whatever_their_ids(three):
     moved = three.copy()
     moved[0, 0] = 0  # a boundary pixel more
     assert grain_correspondence(three, moved) is None
+
+
+@pytest.mark.parametrize("kind", ["erase", "line", "blob", "delete"])
+def test_carrying_ids_over_a_whole_image_build_gives_the_ids_a_local_rebuild_gives(field, kind):
+    from napari_grainseg.segmentation.editing import carry_ids, grain_correspondence, rebuild_grains_near
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    rng = np.random.default_rng(["erase", "line", "blob", "delete"].index(kind) + 20)
+    labels = field
+    boundaries = (labels == 0).astype(np.uint8)
+    next_id = int(labels.max()) + 1
+    compared = 0
+    for _ in range(8):
+        edited = _edited_boundaries(boundaries, labels, kind, rng)
+        rows, cols = np.nonzero(edited != boundaries)
+        if rows.size == 0:
+            continue
+        whole = boundaries_to_labels(edited)  # numbered 1..n afresh
+        carried = carry_ids(labels, whole, next_id=next_id)
+        assert carried.labels.shape == labels.shape and carried.labels.dtype == np.uint32
+        assert grain_correspondence(whole, carried.labels) is not None  # the same grains, one id each
+        n_before = np.unique(labels[labels > 0]).size
+        assert np.unique(carried.labels[carried.labels > 0]).size == n_before + carried.count_change
+        assert carried.labels.max() < carried.next_id
+        changed = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        local = rebuild_grains_near(labels, edited, changed, next_id=next_id)
+        if local is not None:  # where the window suffices, both give every grain the same id
+            spliced = labels.copy()
+            spliced[local.window] = local.labels
+            np.testing.assert_array_equal(carried.labels, spliced)
+            assert carried.next_id == local.next_id and set(carried.removed) == set(local.removed)
+            compared += 1
+        far = ndi.binary_dilation(edited != boundaries, np.ones((81, 81), bool))
+        assert np.array_equal(carried.labels[~far], labels[~far])  # colours away from the edit stay
+        labels, boundaries, next_id = carried.labels, edited, carried.next_id
+    assert compared >= 4
+
+
+def test_carrying_ids_keeps_the_larger_part_of_a_merge_and_gives_an_undone_grain_its_id_back():
+    from napari_grainseg.segmentation.editing import carry_ids
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    b = np.zeros((120, 120), np.uint8)
+    b[39::40, :] = b[:, 39::40] = 1
+    b[:, 69] = 1  # cell columns 40-78 cut into a wide (40-68) and a narrow (70-78) part
+    labels = boundaries_to_labels(b)
+    labels = np.where(labels > 0, labels + 100, 0).astype(np.uint32)  # ids 101..: not 1..n
+    wide, narrow = int(labels[20, 50]), int(labels[20, 75])
+    merged_b = (labels == 0).astype(np.uint8)
+    merged_b[:39, 69] = 0  # erase the line between them
+    merged = carry_ids(labels, boundaries_to_labels(merged_b), next_id=int(labels.max()) + 1)
+    assert merged.labels[20, 50] == merged.labels[20, 75] == wide  # the merge keeps the larger part's id
+    assert np.array_equal(merged.labels[40:], labels[40:])  # every other grain keeps its id
+    assert set(merged.removed) == {narrow} and merged.count_change == -1
+    undone = carry_ids(merged.labels, boundaries_to_labels(labels == 0), next_id=merged.next_id, earlier=merged.removed)
+    np.testing.assert_array_equal(undone.labels, labels)  # an Undo brings the narrow grain's id back
+    assert undone.restored == (narrow,) and undone.count_change == 1
+    fresh = carry_ids(merged.labels, boundaries_to_labels(labels == 0), next_id=merged.next_id)
+    assert fresh.labels[20, 75] == merged.next_id and fresh.next_id == merged.next_id + 1  # without memory: new
+    with pytest.raises(InputError, match="one shape"):
+        carry_ids(labels, labels[:10], next_id=1)
+    other = boundaries_to_labels(np.roll(labels == 0, 20, axis=1))  # every grain moved
+    assert carry_ids(labels, other, next_id=1, max_changed_px=labels.size // 2) is None
+    assert carry_ids(labels, other, next_id=1).labels.max() >= labels.max()

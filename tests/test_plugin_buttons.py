@@ -690,6 +690,40 @@ def test_the_tools_on_many_grains_edit_only_around_the_picked_ones_as_on_the_who
         reference.boundaries.undo()
 
 
+def test_an_edit_rebuilt_on_the_whole_image_keeps_the_other_grains_colours(scene, qtbot, errors, monkeypatch):
+    """On a small image every edit's window is most of it, so the grains are built on the whole
+    image; they keep their ids (colours) all the same, and Undo gives every id back."""
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.segmentation import editing
+
+    whole_builds = []
+    carry = editing.carry_ids
+    monkeypatch.setattr(editing, "carry_ids", lambda *a, **k: whole_builds.append(1) or carry(*a, **k))
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    start = np.asarray(link.grains.data).copy()
+    a, b, c = grain_at(link, 10, 10), grain_at(link, 50, 10), grain_at(link, 10, 60)
+    link.grains.data = np.where(start > 0, start + 40, 0).astype(np.uint32)  # ids 41..: not 1..n
+    link.rebuild()
+    labels = np.asarray(link.grains.data).copy()
+    a, b, c = a + 40, b + 40, c + 40
+    click(qtbot, fix.picks_button)
+    picks = viewer.layers["img boundaries picks"]
+    picks.data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    assert errors == [] and whole_builds == [1]
+    assert grain_at(link, 10, 10) == grain_at(link, 50, 10) in (a, b) and grain_at(link, 10, 60) == c
+    assert link.grain_count == 2
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(link.grains.data, labels)  # the merged-away grain's id is back too
+    picks.data = np.array([[10, 60]], float)
+    click(qtbot, fix.delete_button)
+    assert errors == [] and len(whole_builds) == 3 and link.grain_count == 2
+    assert grain_at(link, 10, 10) == a and grain_at(link, 50, 10) == b  # C shared out between A and B
+    click(qtbot, fix.undo_button)
+    np.testing.assert_array_equal(link.grains.data, labels)
+
+
 def test_a_merge_refused_for_one_grain_says_when_a_pick_lay_on_a_boundary(scene, qtbot, errors):
     from napari_grainseg.plugin._correct_widget import CorrectWidget
 

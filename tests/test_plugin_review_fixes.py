@@ -208,7 +208,7 @@ def test_reopened_boundaries_get_one_grains_and_one_ecd_layer_named_after_the_im
     click(qtbot, fix.merge_button)
     assert errors == []
     grains = viewer.layers["line7 grains"]
-    assert grains.data.max() == 5 and grains.metadata["grainseg_source"] == "line7"
+    assert np.unique(grains.data[grains.data > 0]).size == 5 and grains.metadata["grainseg_source"] == "line7"
     assert fix.status.value.startswith("merge: 6 → 5 grains"), fix.status.value
     viewer.layers.selection.active = grains
     stats.update()

@@ -118,7 +118,7 @@ class BoundaryLink:
         self._next_id = 1
         #: the boundary layer as the grains were last built from it (finds what an edit changed)
         self._built_from: np.ndarray | None = None
-        #: grains removed by local rebuilds since the last whole build: an Undo gives them their ids back
+        #: grains removed by edits since the last model result: an Undo gives them their ids back
         self._removed: dict[int, tuple[int, int, np.ndarray]] = {}
         self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
         for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):
@@ -383,9 +383,7 @@ class BoundaryLink:
         if crc == self._grains_checksum:
             return False
         if not self._rebuild_near_change(data):
-            labels = boundaries_to_labels(data.astype(np.uint8, copy=False))
-            self.grains.data = labels
-            self._built(data, labels)
+            self._rebuild_whole(data)
         self._grains_checksum = crc
         self._notify()
         return True
@@ -396,6 +394,34 @@ class BoundaryLink:
         self._removed = {}  # the ids were numbered anew
         self.grain_count = self._next_id = int(np.max(labels, initial=0))
         self._next_id += 1
+
+    def _rebuild_whole(self, data: np.ndarray) -> None:
+        """Build the grains of the whole boundary layer; after an edit, grains keep their ids
+        (:func:`~napari_grainseg.segmentation.editing.carry_ids`), so colours stay put."""
+        from napari_grainseg.segmentation.editing import carry_ids
+
+        labels = boundaries_to_labels(data.astype(np.uint8, copy=False))
+        old = np.asarray(self.grains.data)
+        update = None
+        if self._built_from is not None and old.shape == labels.shape:
+            update = carry_ids(old, labels, next_id=self._next_id, earlier=self._removed)
+        if update is None:  # numbered afresh
+            self.grains.data = labels
+            self._built(data, labels)
+            return
+        self.grains.data = update.labels
+        self._built_from = np.array(data, np.uint8, copy=True)
+        self._remember(update)
+        self.grain_count = int(labels.max(initial=0))  # the build numbers its grains 1..n
+        self._next_id = update.next_id
+
+    def _remember(self, update) -> None:
+        """Keep the grains ``update`` removed (an Undo gives them their ids back), forget those it restored."""
+        for gid in update.restored:
+            self._removed.pop(gid, None)
+        self._removed.update(update.removed)
+        while len(self._removed) > MAX_REMEMBERED_GRAINS:  # the oldest first
+            self._removed.pop(next(iter(self._removed)))
 
     def _rebuild_near_change(self, data: np.ndarray) -> bool:
         """Update the grains layer in a window around what changed since the last build; False
@@ -411,11 +437,7 @@ class BoundaryLink:
         update = rebuild_grains_near(labels, data, box, next_id=self._next_id, earlier=self._removed)
         if update is None:
             return False
-        for gid in update.restored:
-            self._removed.pop(gid, None)
-        self._removed.update(update.removed)
-        while len(self._removed) > MAX_REMEMBERED_GRAINS:  # the oldest first
-            self._removed.pop(next(iter(self._removed)))
+        self._remember(update)
         r, c = np.nonzero(update.labels != labels[update.window])
         r0, c0 = update.window[0].start, update.window[1].start
         with self.grains.block_history():  # its "paint" event (docks re-measure) comes after the write
