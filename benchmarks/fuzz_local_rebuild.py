@@ -7,11 +7,15 @@ synthetic "tem" fields whose boundaries are thickened by hand in places (half th
 each edit :func:`napari_grainseg.segmentation.editing.rebuild_grains_near` is compared with
 :func:`~napari_grainseg.segmentation.grains.boundaries_to_labels` of the whole image: the same
 boundaries and the same grains (whatever their ids), the grain count it reports, and its next id.
+Where the whole image is built, its grains take the old ids as the napari layer does
+(:func:`~napari_grainseg.segmentation.editing.carry_ids`), checked the same way; where the local
+rebuild worked, ``carry_ids`` on the whole-image build must give every grain the same id.
 
     python benchmarks/fuzz_local_rebuild.py --fields 384:20:4 768:40:5 --chains 30 --edits 15
 
-``--fields SIZE:DIAMETER:SEED``. Prints the counts (local, whole image, differing); exits 1 if
-any local result differed. ``--json FILE`` writes them.
+``--fields SIZE:DIAMETER:SEED``. Prints the counts (local, whole image, differing, carried
+differing: a wrong ``carry_ids`` result, ids unlike local: ``carry_ids`` numbered a grain unlike
+the local rebuild); exits 1 if any result was wrong. ``--json FILE`` writes them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.draw import circle_perimeter, disk, line
 
-from napari_grainseg.segmentation.editing import grain_correspondence, rebuild_grains_near
+from napari_grainseg.segmentation.editing import carry_ids, grain_correspondence, rebuild_grains_near
 from napari_grainseg.segmentation.grains import boundaries_to_labels
 
 KINDS = ("blob", "erase", "ring", "band", "stroke", "rect")
@@ -86,8 +90,17 @@ def edit(b: np.ndarray, rng, kind: str) -> np.ndarray:
     return out
 
 
+def _right(labels: np.ndarray, whole: np.ndarray, n_before: int, update) -> bool:
+    """Whether ``labels`` holds the whole-image build's grains, with the count and next id ``update`` reports."""
+    return (
+        grain_correspondence(labels, whole) is not None
+        and np.unique(labels[labels > 0]).size == n_before + update.count_change
+        and labels.max() < update.next_id
+    )
+
+
 def run_field(boundaries: np.ndarray, chains: range, edits: int, min_area: int, thick_share: float) -> dict:
-    counts = {"local": 0, "whole image": 0, "differing": 0}
+    counts = {"local": 0, "whole image": 0, "differing": 0, "carried differing": 0, "ids unlike local": 0}
     for chain in chains:
         rng = np.random.default_rng(chain)
         b = boundaries.copy()
@@ -106,20 +119,24 @@ def run_field(boundaries: np.ndarray, chains: range, edits: int, min_area: int, 
                 continue
             changed = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
             whole = boundaries_to_labels(edited, min_grain_area=min_area)
+            n_before = np.unique(labels[labels > 0]).size
+            carried = carry_ids(labels, whole, next_id=next_id)
+            if carried is not None and not _right(carried.labels, whole, n_before, carried):
+                counts["carried differing"] += 1
             update = rebuild_grains_near(labels, edited, changed, next_id=next_id, min_grain_area=min_area)
             if update is None:
                 counts["whole image"] += 1
-                labels, b, next_id = whole, edited, int(whole.max()) + 1
+                if carried is None:
+                    labels, b, next_id = whole, edited, int(whole.max()) + 1
+                else:
+                    labels, b, next_id = carried.labels, edited, carried.next_id
                 continue
             counts["local"] += 1
             spliced = labels.copy()
             spliced[update.window] = update.labels
-            n_before = np.unique(labels[labels > 0]).size
-            right = (
-                grain_correspondence(spliced, whole) is not None
-                and np.unique(spliced[spliced > 0]).size == n_before + update.count_change
-                and spliced.max() < update.next_id
-            )
+            if carried is not None and not np.array_equal(carried.labels, spliced):
+                counts["ids unlike local"] += 1
+            right = _right(spliced, whole, n_before, update)
             if not right:
                 counts["differing"] += 1
                 spliced, update_next = whole, int(whole.max()) + 1
@@ -148,11 +165,12 @@ def main() -> None:
             counts = run_field(sample.boundaries, range(args.chains), args.edits, min_area, args.thick_share)
             results.append({"field": spec, "min_area": min_area, **counts})
             print(f"{spec} min area {min_area}: {counts}", flush=True)
-    total = {key: sum(r[key] for r in results) for key in ("local", "whole image", "differing")}
+    keys = ("local", "whole image", "differing", "carried differing", "ids unlike local")
+    total = {key: sum(r[key] for r in results) for key in keys}
     print(f"total: {total}")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "total": total}, indent=1))
-    sys.exit(1 if total["differing"] else 0)
+    sys.exit(1 if total["differing"] or total["carried differing"] or total["ids unlike local"] else 0)
 
 
 if __name__ == "__main__":
