@@ -557,7 +557,8 @@ def carry_ids(
     >>> carry_ids(before, after, next_id=10).labels.tolist()
     [[5, 5, 5, 5, 5, 0, 2]]
     """
-    before, after = np.asarray(before), np.asarray(after)
+    before, after = (np.asarray(a) for a in (before, after))
+    before, after = (a.astype(np.int64) if a.dtype == np.uint64 else a for a in (before, after))  # for bincount
     if before.shape != after.shape:
         raise InputError(
             f"grain ids can only be carried between images of one shape, got {before.shape} and {after.shape}"
