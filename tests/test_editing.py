@@ -449,3 +449,30 @@ def test_carrying_ids_keeps_the_larger_part_of_a_merge_and_gives_an_undone_grain
     other = boundaries_to_labels(np.roll(labels == 0, 20, axis=1))  # every grain moved
     assert carry_ids(labels, other, next_id=1, max_changed_px=labels.size // 2) is None
     assert carry_ids(labels, other, next_id=1).labels.max() >= labels.max()
+
+
+def test_carrying_ids_handles_sparse_huge_ids_empty_images_and_look_alike_undo_candidates():
+    from napari_grainseg.segmentation.editing import carry_ids, rebuild_grains_near
+    from napari_grainseg.segmentation.grains import boundaries_to_labels
+
+    b = np.zeros((400, 400), np.uint8)
+    b[39::40, :] = b[:, 39::40] = 1
+    labels = boundaries_to_labels(b)
+    labels = np.where(labels > 0, labels + 20_000_000, 0).astype(np.uint32)  # ids far above the pixel count
+    erased = (labels == 0).astype(np.uint8)
+    erased[:39, 79] = 0  # one merge
+    local = rebuild_grains_near(labels, erased, (slice(0, 39), slice(79, 80)), next_id=int(labels.max()) + 1)
+    carried = carry_ids(labels, boundaries_to_labels(erased), next_id=int(labels.max()) + 1)
+    spliced = labels.copy()
+    spliced[local.window] = local.labels
+    np.testing.assert_array_equal(carried.labels, spliced)
+    assert carried.count_change == local.count_change == -1 and carried.next_id == local.next_id
+    empty = carry_ids(np.zeros((0, 5), np.uint32), np.zeros((0, 5), np.uint32), next_id=1)
+    assert empty.labels.shape == (0, 5) and empty.count_change == 0 and empty.next_id == 1
+    with pytest.raises(InputError, match="2\\*\\*32"):
+        carry_ids(np.array([[2**32 + 5, 0, 7]], np.int64), np.array([[1, 0, 2]], np.int64), next_id=8)
+    # two remembered grains with the same box corner, box shape and area: the one with these pixels returns
+    before = np.ones((2, 5), np.uint32)
+    after = np.array([[1, 1, 0, 2, 0], [1, 1, 0, 2, 2]], np.uint32)
+    look_alike = {7: (0, 3, np.array([[1, 0], [1, 1]], bool)), 8: (0, 3, np.array([[0, 1], [1, 1]], bool))}
+    assert carry_ids(before, after, next_id=9, earlier=look_alike).restored == (7,)

@@ -118,7 +118,7 @@ class BoundaryLink:
         self._next_id = 1
         #: the boundary layer as the grains were last built from it (finds what an edit changed)
         self._built_from: np.ndarray | None = None
-        #: grains removed by edits since the last model result: an Undo gives them their ids back
+        #: grains removed by edits since the grains were last numbered afresh: an Undo gives them their ids back
         self._removed: dict[int, tuple[int, int, np.ndarray]] = {}
         self._debouncer = Debouncer(self.rebuild, REBUILD_DELAY_MS)
         for event in (boundaries.events.paint, boundaries.events.data, boundaries.events.set_data):

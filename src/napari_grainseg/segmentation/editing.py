@@ -384,7 +384,8 @@ MAX_KEPT_GRAIN_PX = 1_000_000
 
 @dataclass(frozen=True)
 class GrainsUpdate:
-    """New grain labels in a window of the image (:func:`rebuild_grains_near`).
+    """New grain labels in a window of the image (:func:`rebuild_grains_near`; the whole image:
+    :func:`carry_ids`).
 
     Attributes
     ----------
@@ -466,7 +467,26 @@ def grain_correspondence(a: np.ndarray, b: np.ndarray) -> dict[int, int] | None:
     return dict(zip(pairs[0].tolist(), pairs[1].tolist()))
 
 
+def _areas(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """How often each of ``ids`` (all present) occurs in ``values``; any ids, however large."""
+    present, counts = np.unique(values, return_counts=True)
+    return counts[np.searchsorted(present, ids)]
+
+
+def _boxes(labels: np.ndarray, ids: Sequence[int]) -> dict[int, tuple[slice, slice]]:
+    """The bounding boxes of the grains ``ids`` in ``labels`` (those present); any ids, however large."""
+    wanted = np.unique(np.asarray(ids, np.int64))
+    if wanted.size == 0:
+        return {}
+    where = np.isin(labels, wanted)
+    compact = np.zeros(labels.shape, np.int32)
+    compact[where] = np.searchsorted(wanted, labels[where]) + 1
+    found = ndi.find_objects(compact, max_label=int(wanted.size))
+    return {int(gid): box for gid, box in zip(wanted.tolist(), found) if box is not None}
+
+
 def _ids_for_edited(
+    *,
     after: np.ndarray,
     before: np.ndarray,
     edited: np.ndarray,
@@ -489,8 +509,8 @@ def _ids_for_edited(
     ``earlier`` ids brought back. ``origin``: where the arrays start in the image.
     """
     pairs, counts = _pairs(after[edited], before[edited])
-    new_area = np.bincount(after[edited])[pairs[0]]
-    old_area = np.bincount(before[region])[pairs[1]]
+    new_area = _areas(after[edited], pairs[0])
+    old_area = _areas(before[region], pairs[1])
     kept_whole = counts >= KEPT_WHOLE * old_area
     score = np.where(kept_whole, 1 + counts / (1 + counts.max(initial=0)), counts / (new_area + old_area - counts))
     order = np.argsort(-score, kind="stable")
@@ -504,31 +524,30 @@ def _ids_for_edited(
     restored: list[int] = []
     unmatched = [new for new in new_ids.tolist() if new not in ids]
     if unmatched and earlier:  # a grain brought back exactly (an Undo) takes its old id again
-        by_shape = {(top, left, mask.shape, int(mask.sum())): gid for gid, (top, left, mask) in earlier.items()}
-        new_boxes = ndi.find_objects(np.where(region, after, 0), max_label=max(unmatched))
+        by_shape: dict[tuple, list[int]] = {}
+        for gid, (top, left, mask) in earlier.items():
+            by_shape.setdefault((top, left, mask.shape, int(mask.sum())), []).append(gid)
+        new_boxes = _boxes(np.where(region, after, 0), unmatched)
         for new in unmatched:
-            local = new_boxes[new - 1]
+            local = new_boxes.get(new)
             if local is None:
                 continue
             mask = after[local] == new
-            top, left = local[0].start + origin[0], local[1].start + origin[1]
-            gid = by_shape.get((top, left, mask.shape, int(mask.sum())))
-            if gid is not None and gid not in restored and np.array_equal(earlier[gid][2], mask):
-                ids[new] = gid
-                restored.append(gid)
+            key = (local[0].start + origin[0], local[1].start + origin[1], mask.shape, int(mask.sum()))
+            for gid in by_shape.get(key, ()):
+                if gid not in restored and np.array_equal(earlier[gid][2], mask):
+                    ids[new] = gid
+                    restored.append(gid)
+                    break
     for new in new_ids.tolist():
         if new not in ids:
             ids[new], next_id = next_id, next_id + 1
     removed = {}
     gone = np.setdiff1d(reusable[reusable > 0], np.fromiter(ids.values(), np.int64, len(ids)))
-    if gone.size:
-        old_boxes = ndi.find_objects(np.where(region, before, 0), max_label=int(gone.max()))
-        for old in gone.tolist():
-            local = old_boxes[old - 1]
-            if local is not None and (local[0].stop - local[0].start) * (local[1].stop - local[1].start) <= (
-                MAX_KEPT_GRAIN_PX
-            ):
-                removed[old] = (local[0].start + origin[0], local[1].start + origin[1], before[local] == old)
+    old_boxes = _boxes(np.where(region, before, 0), gone.tolist())
+    for old, local in old_boxes.items():
+        if (local[0].stop - local[0].start) * (local[1].stop - local[1].start) <= MAX_KEPT_GRAIN_PX:
+            removed[old] = (local[0].start + origin[0], local[1].start + origin[1], before[local] == old)
     return ids, int(next_id), removed, tuple(restored)
 
 
@@ -546,9 +565,29 @@ def carry_ids(
     A grain with exactly the pixels of an old one takes its id; the grains an edit made take
     ids as in :func:`rebuild_grains_near` (an old grain kept whole, then the most alike, then
     an ``earlier`` removed grain brought back exactly, then new ids from ``next_id`` on). Costs a
-    few passes over the image (no sort of it) plus a sort of the changed grains' pixels. None
-    where the changed grains cover more than ``max_changed_px``: matching them would cost more
-    than the build (about a second at 4 M px on 2 cores), and most colours change then anyway.
+    few passes over the image plus a sort of the changed grains' pixels (and one of the image
+    where ``before``'s ids are sparse: far above its pixel count).
+
+    Parameters
+    ----------
+    before
+        The grains before the edit (ids below 2**32, need not be consecutive).
+    after
+        The whole-image build after the edit, ids 1..n.
+    next_id
+        Lowest id not used in ``before`` or ``earlier`` (raised to ``before.max() + 1`` if lower).
+    earlier
+        Grains removed by earlier updates (:attr:`GrainsUpdate.removed`): a new grain with
+        exactly the pixels of one takes its id (an Undo).
+    max_changed_px
+        Return None where the changed grains cover more pixels than this: matching them would
+        cost more than the build (about a second at 4 M px on 2 cores), and most colours change
+        then anyway; the caller keeps ``after`` as it is.
+
+    Returns
+    -------
+    GrainsUpdate
+        Its window is the whole image, its labels uint32.
 
     Examples
     --------
@@ -558,45 +597,57 @@ def carry_ids(
     [[5, 5, 5, 5, 5, 0, 2]]
     """
     before, after = (np.asarray(a) for a in (before, after))
-    before, after = (a.astype(np.int64) if a.dtype == np.uint64 else a for a in (before, after))  # for bincount
     if before.shape != after.shape:
         raise InputError(
             f"grain ids can only be carried between images of one shape, got {before.shape} and {after.shape}"
         )
+    top = int(before.max(initial=0))
     n = int(after.max(initial=0))
+    if top >= 2**32 or before.min(initial=0) < 0 or after.min(initial=0) < 0:
+        raise InputError("grain ids must lie in 0 .. 2**32 - 1")
+    if n > after.size:
+        raise InputError(f"the build must number its grains 1..n, got ids up to {n} in {after.size} px")
+    # count over the old ids present where they are sparse (bincount would allocate per id)
+    known = np.unique(np.concatenate([[0], before.ravel()])) if top > 4 * before.size + 16 else None
+    old = before.astype(np.int64) if known is None else np.searchsorted(known, before)
+    after = after.astype(np.int64, copy=False) if after.dtype == np.uint64 else after
     # an old id under each new grain (whichever pixel wrote last: where they differ, so does the grain)
-    representative = np.zeros(n + 1, before.dtype)
-    representative[after.ravel()] = before.ravel()
+    representative = np.zeros(n + 1, np.int64)
+    representative[after.ravel()] = old.ravel()
     representative[0] = 0
-    old_area = np.bincount(before.ravel())
+    old_area = np.bincount(old.ravel(), minlength=1)
     new_area = np.bincount(after.ravel(), minlength=n + 1)
     same = (representative > 0) & (new_area == old_area[representative])  # exactly an old grain's pixels ...
-    same[np.unique(after[before != representative[after]])] = False  # ... and no other pixels
+    same[np.unique(after[old != representative[after]])] = False  # ... and no other pixels
     same[0] = False
     changed_new = ~same & (new_area > 0)
     changed_new[0] = False
     changed_old = old_area > 0
     changed_old[representative[same]] = False
     changed_old[0] = False
-    region = changed_new[after] | changed_old[before]
+    region = changed_new[after] | changed_old[old]
     if np.count_nonzero(region) > max_changed_px:
         return None
-    new_ids = np.flatnonzero(changed_new)
-    reusable = np.flatnonzero(changed_old)
-    next_id = max(int(next_id), old_area.size)
-    box = bounding_box(region) or (slice(0, 0), slice(0, 0))
-    a, b, r = after[box], before[box], region[box]  # every changed grain lies in the box
+    real = (lambda ids: ids) if known is None else (lambda ids: known[ids])  # noqa: E731
+    crop = bounding_box(region) or (slice(0, 0), slice(0, 0))  # every changed grain lies in it
     ids, next_id, removed, restored = _ids_for_edited(
-        a, b, r & (a > 0), r, new_ids, reusable, next_id, earlier, (box[0].start, box[1].start)
+        after=after[crop],
+        before=before[crop],
+        edited=region[crop] & (after[crop] > 0),
+        region=region[crop],
+        new_ids=np.flatnonzero(changed_new),
+        reusable=real(np.flatnonzero(changed_old)),
+        next_id=max(int(next_id), top + 1),
+        earlier=earlier,
+        origin=(crop[0].start, crop[1].start),
     )
     lut = np.zeros(n + 1, np.uint32)
-    lut[same] = representative[same]
+    lut[same] = real(representative[same])
     if ids:
         lut[np.fromiter(ids, np.int64, len(ids))] = np.fromiter(ids.values(), np.int64, len(ids))
-    count_change = n - int(np.count_nonzero(old_area[1:]))
-    return GrainsUpdate(
-        (slice(0, after.shape[0]), slice(0, after.shape[1])), lut[after], next_id, count_change, removed, restored
-    )
+    count_change = int(np.count_nonzero(new_area[1:])) - int(np.count_nonzero(old_area[1:]))
+    whole = tuple(slice(0, k) for k in after.shape)
+    return GrainsUpdate(whole, lut[after], next_id, count_change, removed, restored)
 
 
 def rebuild_grains_near(
@@ -680,7 +731,15 @@ def rebuild_grains_near(
     edited = region & np.isin(after, new_ids)
     reusable = np.setdiff1d(before[region], before[~region])
     ids, next_id, removed, restored = _ids_for_edited(
-        after, before, edited, region, new_ids, reusable, next_id, earlier, origin
+        after=after,
+        before=before,
+        edited=edited,
+        region=region,
+        new_ids=new_ids,
+        reusable=reusable,
+        next_id=next_id,
+        earlier=earlier,
+        origin=origin,
     )
     out = before.copy()
     fill = region & (after > 0)
