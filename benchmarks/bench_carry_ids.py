@@ -13,7 +13,7 @@ An edit whose window would exceed a quarter of the image is rebuilt on the whole
 Also the share of grain pixels whose id, so colour, is the one they had, with the ids carried
 and numbered afresh.
 
-    python benchmarks/bench_carry_ids.py --sizes 2048 4096 8192 --repeats 3 --json docs/bench_carry_ids_s19.json
+    python benchmarks/bench_carry_ids.py --sizes 2048 4096 --repeats 3 --json docs/bench_carry_ids_s19.json
 """
 
 from __future__ import annotations
