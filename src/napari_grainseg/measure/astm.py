@@ -165,8 +165,12 @@ def mean_intercept(
             # exclusion mask each line has one piece (the field is convex).
             starts = valid.copy()
             starts[:, 1:] &= ~valid[:, :-1]
-            piece = (np.cumsum(starts.ravel()) - 1).reshape(valid.shape)[valid]
-            key = piece.astype(np.int64) * n_ids + ids[valid]
+            # only where a piece starts or the grain changes: every (piece, grain) pair occurs at
+            # one of those samples, and a sort of them is ~50x smaller than of every sample
+            runs = valid.copy()
+            runs[:, 1:] &= ~(valid[:, :-1] & (ids[:, 1:] == ids[:, :-1]))
+            piece = (np.cumsum(starts.ravel()) - 1).reshape(valid.shape)[runs]
+            key = piece.astype(np.int64) * n_ids + ids[runs]
             n_pieces = int(starts.sum())
             met = np.bincount(piece[np.unique(key, return_index=True)[1]], minlength=n_pieces)
             crossings += int(np.sum(np.clip(met - 1, 0, None)))
