@@ -476,3 +476,21 @@ def test_carrying_ids_handles_sparse_huge_ids_empty_images_and_look_alike_undo_c
     after = np.array([[1, 1, 0, 2, 0], [1, 1, 0, 2, 2]], np.uint32)
     look_alike = {7: (0, 3, np.array([[1, 0], [1, 1]], bool)), 8: (0, 3, np.array([[0, 1], [1, 1]], bool))}
     assert carry_ids(before, after, next_id=9, earlier=look_alike).restored == (7,)
+
+
+def test_an_undone_grain_takes_its_own_id_before_a_grown_neighbour_can_claim_it():
+    """A painted area let grain Y grow over most of grain X (X removed, remembered); on Undo the
+    restored X must not take Y's id for overlapping it most, nor Y a new one."""
+    from napari_grainseg.segmentation.editing import carry_ids
+
+    painted = np.zeros((100, 100), np.uint32)
+    painted[0:50] = 427  # Y, grown over rows 10-49 of X
+    painted[51:100] = 500  # Z, grown over the boundary row 60
+    original = np.zeros((100, 100), np.uint32)
+    original[0:9], original[10:60], original[61:100] = 427, 389, 500
+    x_mask = original[10:60] == 389
+    undone = np.zeros((100, 100), np.uint32)  # the whole-image build after Undo: ids 1..3
+    undone[0:9], undone[10:60], undone[61:100] = 1, 2, 3
+    update = carry_ids(painted, undone, next_id=501, earlier={389: (10, 0, x_mask)})
+    np.testing.assert_array_equal(update.labels, original)
+    assert update.restored == (389,) and update.next_id == 501 and update.removed == {}

@@ -729,6 +729,34 @@ def test_an_edit_rebuilt_on_the_whole_image_keeps_the_other_grains_colours(scene
     np.testing.assert_array_equal(link.grains.data, labels)
 
 
+def test_undo_of_an_erase_that_removed_hundreds_of_grains_gives_every_id_back(make_napari_viewer, qtbot, errors):
+    """A wide eraser stroke removes hundreds of grains at once; Undo gives each its id (colour)
+    back, and the status line says how the grain count changed."""
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+    from napari_grainseg.synthetic import generate
+
+    boundaries = generate(seed=2, shape=(384, 384), preset="tem", mean_diameter=10.0).boundaries
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((384, 384), np.float32), name="img")
+    link = BoundaryLink.create(viewer, image, boundaries)
+    fix = CorrectWidget(viewer)
+    labels = np.asarray(link.grains.data).copy()
+    band = np.zeros(labels.shape, bool)
+    band[60:300, 20:360] = True  # erased as by a wide brush: one undoable stroke
+    index = np.nonzero(band & (link.boundaries.data > 0))
+    with link.boundaries.block_history():
+        link.boundaries.data_setitem(index, np.zeros(index[0].size, np.uint8))
+    link.flush()
+    removed = np.setdiff1d(np.unique(labels), np.unique(link.grains.data))
+    assert removed.size > 300  # more than one grain of memory each used to hold (256)
+    n_before, n_erased = n_grains(labels), link.grain_count
+    click(qtbot, fix.undo_button)
+    assert errors == []
+    np.testing.assert_array_equal(link.grains.data, labels)
+    assert fix.status.value == f"undo on 'img boundaries': {n_erased} → {n_before} grains"
+
+
 def test_a_merge_refused_for_one_grain_says_when_a_pick_lay_on_a_boundary(scene, qtbot, errors):
     from napari_grainseg.plugin._correct_widget import CorrectWidget
 

@@ -37,8 +37,12 @@ REBUILD_DELAY_MS = 300
 #: steps except within this many pixels of its outline, where the outline itself may still move.
 MERGED_GRAIN_MARGIN_PX = 3
 
-#: Removed grains remembered so that an Undo gives them their ids (colours) back.
-MAX_REMEMBERED_GRAINS = 256
+#: Removed grains remembered so that an Undo gives them their ids (colours) back: at most this
+#: many (each edit looks them up: ~10 ms for 10 000) ...
+MAX_REMEMBERED_GRAINS = 10_000
+#: ... and masks of their bounding boxes of at most this many pixels in all (one byte each); the
+#: oldest are dropped first.
+MAX_REMEMBERED_PX = 64_000_000
 
 #: Kinds of hand edits counted in a summary.
 EDIT_KINDS = ("merges", "splits", "deletions", "painted_px")
@@ -420,8 +424,9 @@ class BoundaryLink:
         for gid in update.restored:
             self._removed.pop(gid, None)
         self._removed.update(update.removed)
-        while len(self._removed) > MAX_REMEMBERED_GRAINS:  # the oldest first
-            self._removed.pop(next(iter(self._removed)))
+        total = sum(mask.size for _, _, mask in self._removed.values())
+        while total > MAX_REMEMBERED_PX or len(self._removed) > MAX_REMEMBERED_GRAINS:  # the oldest first
+            total -= self._removed.pop(next(iter(self._removed)))[2].size
 
     def _rebuild_near_change(self, data: np.ndarray) -> bool:
         """Update the grains layer in a window around what changed since the last build; False

@@ -280,32 +280,34 @@ class CorrectWidget(Container):
 
     def undo(self, layer=None) -> None:
         """Undo the last edit of the boundary layer (same as Ctrl-Z on it, or on its picks or lines)."""
-        layer = self.boundaries.value if layer is None else layer
-        if layer is not None:
-            before = checksum(layer.data)
-            layer.undo()
-            self._after_history(layer, "undo", changed=checksum(layer.data) != before)
+        self._history(layer, "undo")
 
     def redo(self, layer=None) -> None:
         """Redo the last undone edit of the boundary layer (Ctrl-Shift-Z on its picks or lines too)."""
-        layer = self.boundaries.value if layer is None else layer
-        if layer is not None:
-            before = checksum(layer.data)
-            layer.redo()
-            self._after_history(layer, "redo", changed=checksum(layer.data) != before)
+        self._history(layer, "redo")
 
-    def _after_history(self, layer, what: str, changed: bool) -> None:
-        if not changed:  # say so: a model result (Net1, a Net2 step) starts the layer's history anew
+    def _history(self, layer, what: str) -> None:
+        layer = self.boundaries.value if layer is None else layer
+        if layer is None:
+            return
+        link = link_of(layer)
+        if link is not None:
+            link.flush()  # the count before is of the grains as they are now
+        count = link.grain_count if link is not None else None
+        before = checksum(layer.data)
+        getattr(layer, what)()
+        if checksum(layer.data) == before:  # say so: a model result starts the layer's history anew
             self.status.value = f"nothing to {what} on '{layer.name}'" + (
                 " (a Net1 result or Net2 step starts a new history; earlier edits it kept stay)"
                 if what == "undo"
                 else ""
             )
             return
-        link = link_of(layer)
-        if link is not None:
-            link.flush()  # the grains follow at once
-        self.status.value = f"{what} on '{layer.name}'"
+        if link is None:
+            self.status.value = f"{what} on '{layer.name}'"
+            return
+        link.flush()  # the grains follow at once
+        self.status.value = f"{what} on '{layer.name}': {count} → {link.grain_count} grains"
 
 
 def _box_around(points_yx: np.ndarray) -> tuple[slice, slice]:

@@ -500,10 +500,10 @@ def _ids_for_edited(
     """Ids for the new grains ``new_ids`` of ``after`` that an edit made, from the old grains
     ``reusable`` of ``before`` it replaced (all of whose pixels lie in ``region``).
 
-    First an old grain kept whole in a new one gives its id (a neighbour grown into a deleted
-    grain keeps its own id, a merge the larger part's), then the most alike (intersection over
-    union over the ``edited`` pixels: a split's larger piece); a new grain with exactly the pixels
-    of one of the ``earlier`` removed grains takes its id (an Undo); the rest take ids from
+    First a new grain with exactly the pixels of one of the ``earlier`` removed grains takes its id
+    (an Undo); then an old grain kept whole in a new one gives its id (a neighbour grown into a
+    deleted grain keeps its own id, a merge the larger part's), then the most alike (intersection
+    over union over the ``edited`` pixels: a split's larger piece); the rest take ids from
     ``next_id`` on. Returns ``(ids, next_id, removed, restored)``: new id → id, the next free id,
     the reusable grains no new grain took (id → (top, left, mask), for a later Undo) and the
     ``earlier`` ids brought back. ``origin``: where the arrays start in the image.
@@ -511,27 +511,15 @@ def _ids_for_edited(
     pairs, counts = _pairs(after[edited], before[edited])
     new_area = _areas(after[edited], pairs[0])
     old_area = _areas(before[region], pairs[1])
-    kept_whole = counts >= KEPT_WHOLE * old_area
-    score = np.where(kept_whole, 1 + counts / (1 + counts.max(initial=0)), counts / (new_area + old_area - counts))
-    order = np.argsort(-score, kind="stable")
-    reusable_set = set(reusable.tolist())
     ids: dict[int, int] = {}
-    taken: set[int] = set()
-    for new, old in pairs[:, order].T.tolist():
-        if new not in ids and old > 0 and old not in taken and old in reusable_set:
-            ids[new] = old
-            taken.add(old)
     restored: list[int] = []
-    unmatched = [new for new in new_ids.tolist() if new not in ids]
-    if unmatched and earlier:  # a grain brought back exactly (an Undo) takes its old id again
+    if earlier:  # first, a grain brought back exactly (an Undo) takes its old id again ...
+        same_as_old = set(pairs[0][(counts == new_area) & (counts == old_area) & (pairs[1] > 0)].tolist())
         by_shape: dict[tuple, list[int]] = {}
         for gid, (top, left, mask) in earlier.items():
             by_shape.setdefault((top, left, mask.shape, int(mask.sum())), []).append(gid)
-        new_boxes = _boxes(np.where(region, after, 0), unmatched)
-        for new in unmatched:
-            local = new_boxes.get(new)
-            if local is None:
-                continue
+        candidates = [new for new in new_ids.tolist() if new not in same_as_old]  # ... unless an old grain is it
+        for new, local in _boxes(np.where(region, after, 0), candidates).items():
             mask = after[local] == new
             key = (local[0].start + origin[0], local[1].start + origin[1], mask.shape, int(mask.sum()))
             for gid in by_shape.get(key, ()):
@@ -539,6 +527,16 @@ def _ids_for_edited(
                     ids[new] = gid
                     restored.append(gid)
                     break
+    # then an old grain kept whole in a new one, then the most alike
+    kept_whole = counts >= KEPT_WHOLE * old_area
+    score = np.where(kept_whole, 1 + counts / (1 + counts.max(initial=0)), counts / (new_area + old_area - counts))
+    order = np.argsort(-score, kind="stable")
+    reusable_set = set(reusable.tolist())
+    taken: set[int] = set()
+    for new, old in pairs[:, order].T.tolist():
+        if new not in ids and old > 0 and old not in taken and old in reusable_set:
+            ids[new] = old
+            taken.add(old)
     for new in new_ids.tolist():
         if new not in ids:
             ids[new], next_id = next_id, next_id + 1
