@@ -112,6 +112,10 @@ def test_merge_split_delete_undo_redo_buttons(scene, qtbot, errors):
     click(qtbot, fix.split_button)
     assert errors == []
     assert n_grains(grains.data) == link.grain_count == 4
+    # the line starts inside A: it says that only one of the grains it crossed was split
+    assert fix.status.value.startswith("split: 3 → 4 grains") and "the line crossed 2 grains, it splits one" in (
+        fix.status.value
+    ), fix.status.value
     assert grain_at(link, 5, 60) != grain_at(link, 40, 60)
     assert bnd.data[20, 42 : W - 1].all()
     assert len(lines.data) == 0
