@@ -761,6 +761,29 @@ def test_undo_of_an_erase_that_removed_hundreds_of_grains_gives_every_id_back(ma
     assert fix.status.value == f"undo on 'img boundaries': {n_erased} → {n_before} grains"
 
 
+def test_a_brush_stroke_on_the_boundary_layer_shows_in_the_correct_dock(scene, qtbot, errors):
+    """A line painted with napari's brush (no dock button) splits C; the status line says so."""
+    import gc
+
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    stroke = (np.full(W - 41, 20), np.arange(41, W))  # across C, as a brush paints it
+    with link.boundaries.block_history():
+        link.boundaries.data_setitem(stroke, np.ones(stroke[0].size, np.uint8))
+    link.flush()
+    assert link.grain_count == 4 and fix.status.value == "boundaries edited: 3 → 4 grains"
+    click(qtbot, fix.undo_button)  # a dock action writes its own status, not the brush's
+    assert fix.status.value == "undo on 'img boundaries': 4 → 3 grains" and errors == []
+    del fix
+    gc.collect()
+    with link.boundaries.block_history():  # a closed dock no longer follows the edits
+        link.boundaries.data_setitem(stroke, np.ones(stroke[0].size, np.uint8))
+    link.flush()
+    assert link.grain_count == 4 and errors == []
+
+
 def test_a_merge_refused_for_one_grain_says_when_a_pick_lay_on_a_boundary(scene, qtbot, errors):
     from napari_grainseg.plugin._correct_widget import CorrectWidget
 

@@ -15,6 +15,7 @@ overwrites hand corrections.
 
 from __future__ import annotations
 
+import weakref
 import zlib
 from collections.abc import Callable
 
@@ -117,6 +118,8 @@ class BoundaryLink:
         #: the hand-edited pixels themselves (``fixed_mask`` without its margin)
         self.fixed_core: np.ndarray | None = None
         self.rebuilt_callbacks: list[Callable[[BoundaryLink], None]] = []
+        #: grain counts before and after the last rebuild from the boundary layer
+        self.last_rebuild: tuple[int, int] = (0, 0)
         #: grains in the grains layer (its ids need not be consecutive after local rebuilds)
         self.grain_count = 0
         self._next_id = 1
@@ -386,9 +389,11 @@ class BoundaryLink:
         crc = checksum(data)
         if crc == self._grains_checksum:
             return False
+        before = self.grain_count
         if not self._rebuild_near_change(data):
             self._rebuild_whole(data)
         self._grains_checksum = crc
+        self.last_rebuild = (before, self.grain_count)
         self._notify()
         return True
 
@@ -461,6 +466,12 @@ class BoundaryLink:
     def _notify(self) -> None:
         for callback in list(self.rebuilt_callbacks):
             callback(self)
+        for listener in list(_REBUILT_LISTENERS):
+            method = listener()
+            if method is None:
+                _REBUILT_LISTENERS.remove(listener)
+            else:
+                method(self)
 
     def _on_removed(self, event) -> None:
         if layer_key(event.value) == layer_key(self.boundaries):
@@ -504,6 +515,16 @@ class BoundaryLink:
             self.tool_edits.append((kind, index, np.asarray(values, np.uint8).copy()))
         self.flush()  # the grains follow at once, so tools can be chained
         return int(index[0].size)
+
+
+#: Methods called with any link whose grains were rebuilt (weak references: a closed dock drops out).
+_REBUILT_LISTENERS: list[weakref.WeakMethod] = []
+
+
+def on_any_rebuild(method: Callable[[BoundaryLink], None]) -> None:
+    """Call the bound ``method`` with every link after its grains are rebuilt or replaced (docks
+    follow hand edits made with napari's own brush, which no dock button sees)."""
+    _REBUILT_LISTENERS.append(weakref.WeakMethod(method))
 
 
 def links() -> list[BoundaryLink]:

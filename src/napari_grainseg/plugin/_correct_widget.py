@@ -17,7 +17,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_error
 
 from napari_grainseg.errors import GrainsegError, InputError
-from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum
+from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, on_any_rebuild
 from napari_grainseg.plugin._dock import (
     column,
     follow_active,
@@ -73,6 +73,18 @@ class CorrectWidget(Container):
         viewer.layers.events.removed.connect(self.boundaries.reset_choices)
         follow_active(viewer, self.boundaries, self._boundaries_for)
         suggest_reader_for_calibrated_tiffs(viewer)
+        self._editing = False  # a tool or Undo/Redo runs: it writes its own status
+        on_any_rebuild(self._grains_rebuilt)
+
+    def _grains_rebuilt(self, link: BoundaryLink) -> None:
+        """After a brush stroke on the selected boundary layer, say how the grain count changed."""
+        if self._editing or link.boundaries is not self.boundaries.value or not link.edited:
+            return
+        before, after = link.last_rebuild
+        try:
+            self.status.value = f"boundaries edited: {before} → {after} grains"
+        except RuntimeError:  # the dock was closed (its Qt label is gone)
+            pass
 
     def _boundaries_for(self, layer):
         """The boundary layer to edit when ``layer`` becomes active (None: keep the current one)."""
@@ -198,6 +210,7 @@ class CorrectWidget(Container):
 
     def _apply(self, what: str, op, kind: str) -> int | None:
         """Run ``op(link) -> (labels after, window)`` and write it as one undoable edit."""
+        self._editing = True
         try:
             link = self.link()
             before = link.grain_count
@@ -206,6 +219,8 @@ class CorrectWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
+        finally:
+            self._editing = False
         after = link.grain_count  # the grains as rebuilt from the boundaries
         self.status.value = f"{what}: {before} → {after} grains ({n} boundary px changed)"
         return n
@@ -305,7 +320,13 @@ class CorrectWidget(Container):
             link.flush()  # the count before is of the grains as they are now
         count = link.grain_count if link is not None else None
         before = checksum(layer.data)
-        getattr(layer, what)()
+        self._editing = True
+        try:
+            getattr(layer, what)()
+            if link is not None:
+                link.flush()  # the grains follow at once
+        finally:
+            self._editing = False
         if checksum(layer.data) == before:  # say so: a model result starts the layer's history anew
             self.status.value = f"nothing to {what} on '{layer.name}'" + (
                 " (a Net1 result or Net2 step starts a new history; earlier edits it kept stay)"
@@ -316,7 +337,6 @@ class CorrectWidget(Container):
         if link is None:
             self.status.value = f"{what} on '{layer.name}'"
             return
-        link.flush()  # the grains follow at once
         self.status.value = f"{what} on '{layer.name}': {count} → {link.grain_count} grains"
 
 
