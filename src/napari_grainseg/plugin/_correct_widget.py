@@ -78,12 +78,13 @@ class CorrectWidget(Container):
 
     def _grains_rebuilt(self, link: BoundaryLink) -> None:
         """After a brush stroke on the selected boundary layer, say how the grain count changed."""
-        if self._editing or link.boundaries is not self.boundaries.value or not link.edited:
+        if self._editing or not link.edited:
             return
-        before, after = link.last_rebuild
         try:
-            self.status.value = f"boundaries edited: {before} → {after} grains"
-        except RuntimeError:  # the dock was closed (its Qt label is gone)
+            if link.boundaries is self.boundaries.value:
+                before, after = link.last_rebuild
+                self.status.value = f"boundaries edited: {before} → {after} grains"
+        except RuntimeError:  # the dock was closed (its Qt widgets are gone)
             pass
 
     def _boundaries_for(self, layer):
