@@ -117,7 +117,6 @@ class BoundaryLink:
         self.fixed_values: np.ndarray | None = None
         #: the hand-edited pixels themselves (``fixed_mask`` without its margin)
         self.fixed_core: np.ndarray | None = None
-        self.rebuilt_callbacks: list[Callable[[BoundaryLink], None]] = []
         #: grain counts before and after the last rebuild from the boundary layer
         self.last_rebuild: tuple[int, int] = (0, 0)
         #: grains in the grains layer (its ids need not be consecutive after local rebuilds)
@@ -464,8 +463,6 @@ class BoundaryLink:
         self.rebuild()
 
     def _notify(self) -> None:
-        for callback in list(self.rebuilt_callbacks):
-            callback(self)
         for listener in list(_REBUILT_LISTENERS):
             method = listener()
             if method is None:

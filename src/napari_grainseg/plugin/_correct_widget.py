@@ -281,7 +281,13 @@ class CorrectWidget(Container):
             crossed = grains_on_lines(link.grains.data, lines)
             if not crossed:
                 raise InputError("the line does not cross any grain")
-            crossed_by_lines.append((len(crossed), len(lines)))
+            if len(crossed) > len(lines):  # each line splits one grain: say so
+                each = (
+                    "the lines crossed {} grains, each splits one"
+                    if len(lines) > 1
+                    else "the line crossed {} grains, it splits one"
+                )
+                note.append(f"; {each.format(len(crossed))} (to cut several, draw on the boundary layer)")
             vertices = np.clip(np.rint(np.concatenate(lines)), 0, np.array(link.grains.data.shape) - 1).astype(int)
             window = grains_window(link.grains.data, crossed, around=_box_around(vertices))
             labels = np.asarray(link.grains.data)[window]
@@ -290,16 +296,10 @@ class CorrectWidget(Container):
                 labels = split_grain(labels, np.rint(line) - origin)  # rounded first: rint(2.5) != rint(1.5) + 1
             return labels, window
 
-        crossed_by_lines: list[tuple[int, int]] = []
+        note: list[str] = []  # what the status adds, from op
         n = self._apply("split", op, "splits")
-        if n is not None and crossed_by_lines and crossed_by_lines[0][0] > crossed_by_lines[0][1]:
-            crossed, lines = crossed_by_lines[0]
-            each = (
-                "the lines crossed {} grains, each splits one"
-                if lines > 1
-                else "the line crossed {} grains, it splits one"
-            )
-            self.status.value += f"; {each.format(crossed)} (to cut several, draw on the boundary layer)"
+        if n is not None and note:
+            self.status.value += note[0]
         if n is not None and lines_yx is None:
             self._clear("shapes")
         return n

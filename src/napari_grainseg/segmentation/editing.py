@@ -561,8 +561,8 @@ def carry_ids(
     ``before``'s where they can: colours stay put when an edit needs the whole image rebuilt.
 
     A grain with exactly the pixels of an old one takes its id; the grains an edit made take
-    ids as in :func:`rebuild_grains_near` (an old grain kept whole, then the most alike, then
-    an ``earlier`` removed grain brought back exactly, then new ids from ``next_id`` on). Costs a
+    ids as in :func:`rebuild_grains_near` (an ``earlier`` removed grain brought back exactly, then
+    an old grain kept whole, then the most alike, then new ids from ``next_id`` on). Costs a
     few passes over the image plus a sort of the changed grains' pixels (and one of the image
     where ``before``'s ids are sparse: far above its pixel count).
 
@@ -665,9 +665,10 @@ def rebuild_grains_near(
     old and new, within reach of the change (``min_grain_area`` + 2 px: a grain that small may
     be shared out to its neighbours) with a margin; the boundaries are built into grains there
     and spliced in. Grains away from the edit keep their ids, so their colours stay; a new
-    grain keeps the id of an old grain it holds whole (a neighbour grown into a deleted grain
-    its own, a merge the larger part's), else of the old grain most like it (a split's larger
-    piece); the others take ids from ``next_id`` on.
+    grain with exactly the pixels of an ``earlier`` removed grain takes its id back (an Undo),
+    else that of an old grain it holds whole (a neighbour grown into a deleted grain its own, a
+    merge the larger part's), else of the old grain most like it (a split's larger piece); the
+    others take ids from ``next_id`` on.
 
     Returns None where the result could differ from the whole-image build, and the caller
     must build the whole image: the window would exceed ``MAX_LOCAL_SHARE`` of it, or outside
@@ -754,4 +755,4 @@ def rebuild_grains_near(
     if np.any(grown != out):
         return None
     count_change = int(np.unique(out).size) - int(np.unique(before).size)  # ids outside the window stay
-    return GrainsUpdate(window, out, int(next_id), count_change, removed, tuple(restored))
+    return GrainsUpdate(window, out, int(next_id), count_change, removed, restored)
