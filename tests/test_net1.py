@@ -309,6 +309,72 @@ def test_best_teacher_targets_take_each_sample_from_the_teacher_closer_to_its_tr
     )
 
 
+class _RowRamp(torch.nn.Module):
+    """A teacher that sees position, not the image: logits rise down the rows (not symmetric)."""
+
+    def forward(self, features):
+        n, _, h, w = features.shape
+        ramp = torch.linspace(-3.0, 3.0, h).view(1, 1, h, 1)
+        return ramp.expand(n, 1, h, w).clone()
+
+
+def test_orientation_average_maps_each_copy_back_before_averaging():
+    from napari_grainseg.training.net1 import ORIENTATIONS, orientation_average
+
+    x = torch.zeros(2, 4, 16, 32)
+    ramp = torch.sigmoid(torch.linspace(-3.0, 3.0, 16)).view(1, 1, 16, 1).expand(2, 1, 16, 32)
+    assert torch.allclose(orientation_average(_RowRamp(), x, 1), ramp)
+    # identity and a half turn: the ramp and its reverse average to 0.5 everywhere (sigmoid(-a) = 1 - sigmoid(a))
+    assert torch.allclose(orientation_average(_RowRamp(), x, 2), torch.full_like(ramp, 0.5))
+    # with both flips and the half turn: still a ramp and its reverse, twice
+    assert torch.allclose(orientation_average(_RowRamp(), x, 4), torch.full_like(ramp, 0.5))
+    assert [ORIENTATIONS[:n] for n in (1, 2, 4)] == [((0, False),), ((0, False), (2, False)), ORIENTATIONS[:4]]
+    assert sorted(ORIENTATIONS) == sorted((k, f) for k in range(4) for f in (False, True))
+
+
+def test_eight_orientations_are_the_products_test_time_augmentation(random_model):
+    from napari_grainseg.models.features import net1_features
+    from napari_grainseg.segmentation.inference import run_net1
+    from napari_grainseg.training.net1 import orientation_average
+
+    features = net1_features(generate(5, (64, 96)).image)  # not square: the quarter turns swap H and W
+    expected = run_net1(random_model, features, "cpu", tta=True)
+    got = orientation_average(random_model, torch.from_numpy(features)[None], 8)[0, 0].numpy()
+    assert got.shape == (64, 96)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(got, run_net1(random_model, features, "cpu"), atol=1e-3)
+
+
+def test_best_teacher_targets_average_only_the_chosen_teachers_orientations():
+    from napari_grainseg.training.net1 import best_teacher_targets
+
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, :, 12:, :] = 1.0  # truth in the bottom rows: the rising ramp is closer to it
+    falling = _FixedLogits(torch.linspace(3.0, -3.0, 16).view(1, 1, 16, 1).expand(2, 1, 16, 16).clone())
+    soft, choice, probs = best_teacher_targets([falling, _RowRamp()], torch.zeros(2, 4, 16, 16), target, 3.0, 1.0, 2)
+    assert choice.tolist() == [1, 1]  # chosen on the sample as it is ...
+    assert torch.allclose(soft, torch.full_like(soft, 0.5))  # ... then averaged with its half-turned copy
+    assert torch.allclose(probs[1], torch.sigmoid(_RowRamp()(torch.zeros(2, 4, 16, 16))))  # as it is
+
+
+def test_teacher_orientations_change_the_training_only_when_above_one(tmp_path, weights_file):
+    from napari_grainseg.training.config import TrainConfig as Config
+
+    teachers = (str(weights_file),)
+
+    def run(name, **fields):
+        return _trained_briefly(tmp_path / name, weights_file, teachers=teachers, **fields)
+
+    plain = run("plain")
+    assert all(torch.equal(a, b) for a, b in zip(plain, run("one", teacher_orientations=1)))
+    assert any(not torch.equal(a, b) for a, b in zip(plain, run("eight", teacher_orientations=8)))
+    for bad in (3, 0, 8.0, True):
+        with pytest.raises(InputError, match="teacher_orientations must be"):
+            Config(teacher_orientations=bad, teachers=teachers)
+    with pytest.raises(InputError, match="needs teachers"):
+        Config(teacher_orientations=4)
+
+
 def test_distillation_from_teachers_changes_the_training_only_through_its_weight(tmp_path, weights_file):
     from napari_grainseg.training.config import TrainConfig as Config
     from napari_grainseg.training.net1 import train_net1

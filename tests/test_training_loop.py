@@ -209,6 +209,7 @@ def test_every_kept_config_and_recorded_train_config_loads():
         "net1_v14.json",
         "net1_v15.json",
         "net1_v16.json",
+        "net1_v17.json",
         "net2.json",
         "net2_blind.json",
     }

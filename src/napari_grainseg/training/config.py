@@ -146,6 +146,11 @@ class TrainConfig(LoopConfig):
         teachers' where it is below it
         (:func:`~napari_grainseg.training.net1.pass_distillation_loss`): the saddle term's aim,
         limited to ridges a teacher draws from the same pixels.
+    teacher_orientations : how many turned and flipped copies of a sample the chosen teacher's
+        soft target averages (1, 2, 4 or 8; 1: the teacher as it is). 8 is the product's
+        test-time augmentation, which lowers VI on most looks at 8x the inference time
+        (docs/generalisation.md); distilling it asks the student for that map in one pass.
+        Costs ``teacher_orientations - 1`` extra teacher passes a step.
     """
 
     patch_shape: tuple[int, int] = (128, 256)
@@ -163,6 +168,7 @@ class TrainConfig(LoopConfig):
     distill_weight: float = 1.0
     saddle_weight: float = 0.0
     pass_distill_weight: float = 0.0
+    teacher_orientations: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -176,6 +182,11 @@ class TrainConfig(LoopConfig):
             raise InputError(f"{self.WHAT}: pass_distill_weight must be >= 0, got {self.pass_distill_weight}")
         if self.pass_distill_weight > 0 and not self.teachers:
             raise InputError(f"{self.WHAT}: pass_distill_weight needs teachers to distil from")
+        n = self.teacher_orientations
+        if not isinstance(n, int) or isinstance(n, bool) or n not in (1, 2, 4, 8):
+            raise InputError(f"{self.WHAT}: teacher_orientations must be 1, 2, 4 or 8, got {n!r}")
+        if n > 1 and not self.teachers:
+            raise InputError(f"{self.WHAT}: teacher_orientations needs teachers to distil from")
         presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
         if not isinstance(self.generator_overrides, dict):
             raise InputError(

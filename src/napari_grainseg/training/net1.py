@@ -36,6 +36,7 @@ __all__ = [
     "FINE_DIAMETERS_PX",
     "UPSAMPLED_FINE",
     "TrainConfig",
+    "ORIENTATIONS",
     "best_teacher_targets",
     "boundary_loss",
     "boundary_segments",
@@ -43,6 +44,7 @@ __all__ = [
     "evaluate_validation",
     "export_checkpoint",
     "make_example",
+    "orientation_average",
     "pass_distillation_loss",
     "saddle_loss",
     "segment_passes",
@@ -296,14 +298,43 @@ def pass_distillation_loss(logits, teacher_probs, segments):
     return (torch.log(target[below].clamp_min(1e-4)) - torch.log(student[below].clamp_min(1e-4))).mean()
 
 
-def best_teacher_targets(teachers, features, target, pos_weight: float, dice_weight: float):
+#: The square's eight symmetries (90° turns ``k``, then a left-right flip) in an order whose first
+#: 1, 2, 4 and 8 each form a group: identity; + half turn; + both flips; + the quarter turns and
+#: transposes. An average over such a prefix is unchanged by every symmetry in it.
+ORIENTATIONS: tuple[tuple[int, bool], ...] = (
+    (0, False), (2, False), (0, True), (2, True), (1, False), (3, False), (1, True), (3, True),
+)  # fmt: skip
+
+
+def orientation_average(model, features, n: int, first=None):
+    """Mean probability of ``model`` over the first ``n`` of :data:`ORIENTATIONS`, each mapped back.
+
+    ``features`` is ``(N, C, H, W)`` with H and W multiples of the model's stride (a quarter turn
+    swaps them). ``first``: the model's probability on ``features`` as they are, if already
+    computed. With ``n = 8`` this is the product's test-time augmentation
+    (:func:`napari_grainseg.segmentation.inference.run_net1` with ``tta=True``).
+    """
+    import torch
+
+    with torch.no_grad():
+        total = torch.sigmoid(model(features)) if first is None else first.clone()
+        for k, flip in ORIENTATIONS[1:n]:
+            x = torch.rot90(features, k, dims=(2, 3))
+            prob = torch.sigmoid(model(x.flip(3) if flip else x))
+            total += torch.rot90(prob.flip(3) if flip else prob, -k, dims=(2, 3))
+    return total / n
+
+
+def best_teacher_targets(teachers, features, target, pos_weight: float, dice_weight: float, orientations: int = 1):
     """Per sample, the probability map of the teacher whose boundary loss against ``target`` is lowest.
 
     Returns ``(soft_targets, choice, probs)``: ``(N, 1, H, W)`` probabilities, the ``(N,)`` index of
-    the chosen teacher and every teacher's probabilities (a list, for :func:`pass_distillation_loss`).
-    Two teachers that are each better on other kinds of image (one trained on
-    the bright-field look, one on randomised looks) can so both be distilled into one student,
-    each on the images where it is right.
+    the chosen teacher and every teacher's probabilities as they are (a list, for
+    :func:`pass_distillation_loss`). Two teachers that are each better on other kinds of image (one
+    trained on the bright-field look, one on randomised looks) can so both be distilled into one
+    student, each on the images where it is right. ``orientations`` > 1: the teacher is chosen on
+    the sample as it is, and its soft target is then its :func:`orientation_average` over that many
+    turned and flipped copies (its test-time augmentation).
     """
     import torch
 
@@ -315,6 +346,11 @@ def best_teacher_targets(teachers, features, target, pos_weight: float, dice_wei
             losses.append(boundary_loss(logits, target, pos_weight, dice_weight, per_sample=True))
         choice = torch.stack(losses).argmin(dim=0)
         soft = torch.stack(probs)[choice, torch.arange(features.shape[0], device=features.device)]
+        if orientations > 1:
+            for index, teacher in enumerate(teachers):
+                chosen = choice == index
+                if chosen.any():
+                    soft[chosen] = orientation_average(teacher, features[chosen], orientations, probs[index][chosen])
     return soft, choice, probs
 
 
@@ -449,7 +485,9 @@ def train_net1(
         if segments and config.saddle_weight > 0:
             loss = loss + config.saddle_weight * saddle_loss(logits, segments[0])
         if teachers and (config.distill_weight > 0 or config.pass_distill_weight > 0):
-            soft, _, probs = best_teacher_targets(teachers, features, target, config.pos_weight, config.dice_weight)
+            soft, _, probs = best_teacher_targets(
+                teachers, features, target, config.pos_weight, config.dice_weight, config.teacher_orientations
+            )
             if config.distill_weight > 0:
                 loss = loss + config.distill_weight * F.binary_cross_entropy_with_logits(logits, soft)
             if config.pass_distill_weight > 0:
