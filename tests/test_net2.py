@@ -151,6 +151,46 @@ def test_tiled_refinement_matches_whole_image(monkeypatch, random_net2):
     assert float(np.mean(np.abs(tiled - whole))) < 0.01
 
 
+def test_refine_reports_every_tile_and_a_raise_cuts_the_step_short(monkeypatch, random_net2):
+    from napari_grainseg.segmentation import refine as refine_mod
+
+    s = generate(seed=3, shape=(160, 200), preset="tem")
+    prob = boundary_target(s.boundaries, 3)
+    monkeypatch.setattr(refine_mod, "REFINE_TILE_SIZE", 112)
+    monkeypatch.setattr(refine_mod, "REFINE_OVERLAP", 48)
+    calls = []
+
+    def record(*tile):
+        calls.append(tile)
+
+    steps = list(refine(s.image, prob, model=random_net2, device="cpu", max_steps=2, progress=record))
+    n = len(refine_mod.TileGrid((160, 200), 112, 48))
+    assert n > 1
+    # the features of every tile (before step 1), then every tile of each of the two steps
+    assert calls == [(i, n) for i in range(1, n + 1)] * 3
+    assert len(steps) == 2
+
+    class Stop(Exception):
+        pass
+
+    ran = []
+    real_run = refine_mod._StepRunner._run
+
+    def counted(self, *args):
+        ran.append(1)
+        return real_run(self, *args)
+
+    def stop_in_step_1(done, total):
+        if ran:  # a tile of step 1 has run
+            raise Stop
+
+    monkeypatch.setattr(refine_mod._StepRunner, "_run", counted)
+    gen = refine(s.image, prob, model=random_net2, device="cpu", max_steps=2, progress=stop_in_step_1)
+    with pytest.raises(Stop):
+        next(gen)
+    assert len(ran) == 1  # one tile of n, then the step stopped
+
+
 def test_refine_to_end_keeps_the_last_step_of_the_one_loop(random_net2):
     from napari_grainseg.segmentation.refine import refine_to_end
 

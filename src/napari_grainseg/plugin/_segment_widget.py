@@ -1052,6 +1052,11 @@ class SegmentWidget(Container):
         from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_to_labels
         from napari_grainseg.segmentation.refine import refine
 
+        def stop_if_asked(*_tiles):
+            """Stop (or a detached run) ends the step at the next tile: it is dropped anyway."""
+            if r.cancelled or (r.worker is not None and r.worker.abort_requested):
+                raise _Cancelled
+
         leave_a_core_for_the_viewer(device)
         try:
             with torch.inference_mode():
@@ -1065,6 +1070,7 @@ class SegmentWidget(Container):
                 scale=scale,
                 fixed_mask=fixed_mask,
                 fixed_values=fixed_values,
+                progress=stop_if_asked,
             )
         except GrainsegError as exc:
             return _Failure(str(exc))
@@ -1073,7 +1079,10 @@ class SegmentWidget(Container):
                 try:
                     with torch.inference_mode():
                         step = next(steps)
+                    stop_if_asked()  # not the grains of a step that will be dropped
                 except StopIteration:
+                    return None
+                except _Cancelled:
                     return None
                 except GrainsegError as exc:
                     return _Failure(str(exc))

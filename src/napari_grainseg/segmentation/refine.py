@@ -30,7 +30,7 @@ Examples
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -157,15 +157,24 @@ def schedule_state(prediction: np.ndarray, coarse: np.ndarray, t: int, total: in
 class _StepRunner:
     """Net2 on one image at its working scale: padded cached features, tiled when large."""
 
-    def __init__(self, model, image: np.ndarray, coarse: np.ndarray, device, edge_params: EdgeParams | None = None):
+    def __init__(
+        self,
+        model,
+        image: np.ndarray,
+        coarse: np.ndarray,
+        device,
+        edge_params: EdgeParams | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
         """Compute and pad the cached condition of every tile (never the whole image at once).
 
         ``image`` and ``coarse`` (Net1's map) are at the working scale. Edge
         thresholds and intensity limits are resolved on the whole image first, so
         tiles agree. With several tiles the conditions are kept in float16 (edge
         maps are 0/1; probabilities and intensities lose < 1e-3), half the memory.
+        ``progress(done, total)`` is called after every tile, here and in each step.
         """
-        self.model, self.device = model, device
+        self.model, self.device, self.progress = model, device, progress
         self.blind = model.config.conditioning == "blind"
         self.shape = image.shape
         self.grid = TileGrid(image.shape, REFINE_TILE_SIZE, REFINE_OVERLAP)
@@ -173,10 +182,12 @@ class _StepRunner:
         params = resolve_edge_params(image, edge_params or EdgeParams())
         store = np.float32 if len(self.tiles) == 1 else np.float16
         self.conditions = {}  # tile corner -> its padded condition tensor
-        for window in self.tiles:
+        for done, window in enumerate(self.tiles, 1):
             tile = net2_condition(image[window], coarse[window], params)
             padded, _ = pad_to_multiple(tile, model.config.multiple)
             self.conditions[_key(window)] = self._tensor(padded.astype(store))
+            if progress:
+                progress(done, len(self.tiles))
 
     def _tensor(self, array: np.ndarray):
         import torch
@@ -185,7 +196,9 @@ class _StepRunner:
 
     def __call__(self, state: np.ndarray, t_frac: float) -> np.ndarray:
         """Net2's clean-map prediction (probability) for a state at the working scale."""
-        return self.grid.blend(lambda window: self._run(state[window], self.conditions[_key(window)], t_frac))
+        return self.grid.blend(
+            lambda window: self._run(state[window], self.conditions[_key(window)], t_frac), self.progress
+        )
 
     def _run(self, state: np.ndarray, cond, t_frac: float) -> np.ndarray:
         import torch
@@ -211,6 +224,7 @@ def refine(
     edge_params: EdgeParams | None = None,
     fixed_mask: np.ndarray | None = None,
     fixed_values: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[RefineStep]:
     """Refine Net1's boundary probability with Net2, yielding after every step.
 
@@ -238,6 +252,12 @@ def refine(
         values in [0, 1]. At every step the state is set to ``fixed_values``
         where ``fixed_mask``, before and after the network step, at the working
         scale (so a step never undoes a correction).
+    progress
+        Called as ``progress(done, total)`` after every tile, first while the image's
+        features are cached (before step 1), then in every step. Raise from it to
+        cancel: the exception leaves the generator and the step is not finished, so a
+        step on a large image stops within one tile (about 0.3 s per 1024² tile on
+        2 CPU cores) instead of at its end.
 
     Yields
     ------
@@ -257,7 +277,7 @@ def refine(
     t_start = time.perf_counter()
     work_image = resample(image, scale)
     coarse = _resize(probability, work_image.shape)
-    runner = _StepRunner(model, work_image, coarse, dev, edge_params)
+    runner = _StepRunner(model, work_image, coarse, dev, edge_params, progress)
     total = model.config.scheduled_steps
     clamp = None
     if fixed_mask is not None:
