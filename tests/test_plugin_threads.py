@@ -598,3 +598,42 @@ def test_net1_says_when_it_builds_grains_and_stop_then_drops_the_result(
     qtbot.waitUntil(lambda: "cancelled" in seg.status.value, timeout=5000)
     assert "interconnect_tem boundaries" not in viewer.layers
     assert errors == []
+
+
+_CLOSE_WHILE_MEASURING = """
+import time
+import numpy as np
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_grainseg.plugin._stats_widget import StatsWidget
+
+grid = np.arange(2048) // 8
+labels = (grid[:, None] * 256 + grid[None, :] + 1).astype(np.uint32)
+labels[::8] = 0
+labels[:, ::8] = 0  # 65 536 square grains: the measurement takes a second or more
+viewer = napari.Viewer(show=False)
+viewer.add_labels(labels, name="g", metadata={"grainseg_role": "grains"})
+dock = StatsWidget(viewer)
+viewer.window.add_dock_widget(dock)
+start = time.time()
+while dock._worker is None and time.time() - start < 30:
+    QApplication.processEvents()
+    time.sleep(0.02)
+print("measuring" if dock._worker is not None else "no worker", flush=True)
+viewer.close()
+print("closed", flush=True)
+"""
+
+
+def test_a_script_may_close_the_viewer_while_a_measurement_runs(tmp_path):
+    """The interpreter waits for the worker at exit; it aborted (exit code 134), the worker
+    emitting its result through Qt objects deleted by the interpreter's teardown."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "close_while_measuring.py"
+    script.write_text(_CLOSE_WHILE_MEASURING)
+    env = dict(os.environ, GRAINSEG_SYNCHRONOUS="0")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.stdout.splitlines()[-2:] == ["measuring", "closed"], done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -134,7 +134,29 @@ def create_worker(func: Callable, *args, progress: dict | None = None, **kwargs)
         return SyncWorker(func, *args, **kwargs)
     from napari.qt.threading import create_worker as napari_create_worker
 
+    _wait_for_workers_at_exit()
     return napari_create_worker(func, *args, _start_thread=False, _progress=progress, **kwargs)
+
+
+_EXIT_HOOK: list[bool] = []
+
+
+def _wait_for_workers_at_exit() -> None:
+    """Make the interpreter wait for running workers before it tears down (registered once).
+
+    A worker that finishes while Python exits emits through Qt objects already deleted, and
+    the process aborts: a script that closes the viewer while a measurement runs ended so.
+    napari's event loop waits for workers when the application quits; a script has no such
+    loop, so this does the same at exit (cancellable workers are asked to stop first).
+    """
+    if _EXIT_HOOK:
+        return
+    import atexit
+
+    from napari.qt.threading import WorkerBase
+
+    atexit.register(WorkerBase.await_workers)
+    _EXIT_HOOK.append(True)
 
 
 def run_staged(*stages: Callable[[], None]) -> None:
