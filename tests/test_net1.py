@@ -373,6 +373,8 @@ def test_teacher_orientations_change_the_training_only_when_above_one(tmp_path, 
             Config(teacher_orientations=bad, teachers=teachers)
     with pytest.raises(InputError, match="needs teachers"):
         Config(teacher_orientations=4)
+    with pytest.raises(InputError, match="distill_weight > 0"):  # the averaged map would go unused
+        Config(teacher_orientations=4, teachers=teachers, distill_weight=0.0)
 
 
 def test_distillation_from_teachers_changes_the_training_only_through_its_weight(tmp_path, weights_file):

@@ -1057,6 +1057,11 @@ class SegmentWidget(Container):
             if r.cancelled or (r.worker is not None and r.worker.abort_requested):
                 raise _Cancelled
 
+        def stopped():
+            # napari's progress bar cancels by quitting the worker, not through Stop: say so too
+            r.interrupted = r.interrupted or not r.cancelled
+            r.cancelled = True
+
         leave_a_core_for_the_viewer(device)
         try:
             with torch.inference_mode():
@@ -1083,7 +1088,7 @@ class SegmentWidget(Container):
                 except StopIteration:
                     return None
                 except _Cancelled:
-                    return None
+                    return stopped()
                 except GrainsegError as exc:
                     return _Failure(str(exc))
                 boundaries = (
@@ -1098,6 +1103,10 @@ class SegmentWidget(Container):
                 ).astype(np.uint8)
                 if fixed_mask is not None:  # the hand-edited pixels exactly as the user left them
                     boundaries[fixed_mask] = fixed_values[fixed_mask] > 0.5
+                try:
+                    stop_if_asked()
+                except _Cancelled:
+                    return stopped()
                 labels = boundaries_to_labels(boundaries)  # numbered as the grains layer's rebuilds
                 if r.budget is not None:
                     r.budget -= 1

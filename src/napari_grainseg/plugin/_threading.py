@@ -153,10 +153,21 @@ def _wait_for_workers_at_exit() -> None:
         return
     import atexit
 
+    atexit.register(_await_workers)
+    _EXIT_HOOK.append(True)
+
+
+def _await_workers() -> None:
+    """Ask every worker to quit and wait until all have ended, in short waits so that Ctrl-C
+    still reaches Python (one long wait blocks inside Qt)."""
     from napari.qt.threading import WorkerBase
 
-    atexit.register(WorkerBase.await_workers)
-    _EXIT_HOOK.append(True)
+    while True:
+        try:
+            WorkerBase.await_workers(msecs=200)
+            return
+        except RuntimeError:  # not all done within 200 ms
+            continue
 
 
 def run_staged(*stages: Callable[[], None]) -> None:

@@ -185,8 +185,8 @@ class TrainConfig(LoopConfig):
         n = self.teacher_orientations
         if not isinstance(n, int) or isinstance(n, bool) or n not in (1, 2, 4, 8):
             raise InputError(f"{self.WHAT}: teacher_orientations must be 1, 2, 4 or 8, got {n!r}")
-        if n > 1 and not self.teachers:
-            raise InputError(f"{self.WHAT}: teacher_orientations needs teachers to distil from")
+        if n > 1 and not (self.teachers and self.distill_weight > 0):
+            raise InputError(f"{self.WHAT}: teacher_orientations needs teachers to distil from (distill_weight > 0)")
         presets = (self.preset,) if isinstance(self.preset, str) else tuple(self.preset)
         if not isinstance(self.generator_overrides, dict):
             raise InputError(
