@@ -744,7 +744,14 @@ def watershed_lines(
     # never touching one another, so only the pixels outside them (and their rim) need flooding:
     # the same lines, in half the time.
     rest = ndi.binary_dilation(markers == 0, np.ones((3, 3), bool))
-    flooded = watershed(_quantized(relief), markers, watershed_line=True, mask=rest)
+    # Only a marker's rim (inside ``rest``) can reach a pixel to flood: the interior marker pixels
+    # are left out of the watershed's queue (which lists marker pixels at 8 B each), and the relief
+    # goes on as integers and is dropped here (the watershed makes its own float64 copy). The same
+    # lines, with a lower memory peak on large images.
+    markers[~rest] = 0
+    levels = _quantized(relief)
+    del relief
+    flooded = watershed(levels, markers, watershed_line=True, mask=rest)
     return (flooded == 0) & rest
 
 
