@@ -1052,9 +1052,12 @@ class SegmentWidget(Container):
         from napari_grainseg.segmentation.grains import boundaries_to_labels, probability_to_labels
         from napari_grainseg.segmentation.refine import refine
 
-        def stop_if_asked(*_tiles):
+        def asked_to_stop() -> bool:
+            return r.cancelled or (r.worker is not None and r.worker.abort_requested)
+
+        def stop_at_tile(*_tiles):
             """Stop (or a detached run) ends the step at the next tile: it is dropped anyway."""
-            if r.cancelled or (r.worker is not None and r.worker.abort_requested):
+            if asked_to_stop():
                 raise _Cancelled
 
         def stopped():
@@ -1075,7 +1078,7 @@ class SegmentWidget(Container):
                 scale=scale,
                 fixed_mask=fixed_mask,
                 fixed_values=fixed_values,
-                progress=stop_if_asked,
+                progress=stop_at_tile,
             )
         except GrainsegError as exc:
             return _Failure(str(exc))
@@ -1084,13 +1087,14 @@ class SegmentWidget(Container):
                 try:
                     with torch.inference_mode():
                         step = next(steps)
-                    stop_if_asked()  # not the grains of a step that will be dropped
                 except StopIteration:
                     return None
                 except _Cancelled:
                     return stopped()
                 except GrainsegError as exc:
                     return _Failure(str(exc))
+                if asked_to_stop():  # not the grains of a step that will be dropped
+                    return stopped()
                 boundaries = (
                     probability_to_labels(
                         step.state,
@@ -1103,9 +1107,7 @@ class SegmentWidget(Container):
                 ).astype(np.uint8)
                 if fixed_mask is not None:  # the hand-edited pixels exactly as the user left them
                     boundaries[fixed_mask] = fixed_values[fixed_mask] > 0.5
-                try:
-                    stop_if_asked()
-                except _Cancelled:
+                if asked_to_stop():
                     return stopped()
                 labels = boundaries_to_labels(boundaries)  # numbered as the grains layer's rebuilds
                 if r.budget is not None:

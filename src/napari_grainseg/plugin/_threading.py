@@ -138,7 +138,7 @@ def create_worker(func: Callable, *args, progress: dict | None = None, **kwargs)
     return napari_create_worker(func, *args, _start_thread=False, _progress=progress, **kwargs)
 
 
-_EXIT_HOOK: list[bool] = []
+_exit_hook_registered = False
 
 
 def _wait_for_workers_at_exit() -> None:
@@ -149,12 +149,13 @@ def _wait_for_workers_at_exit() -> None:
     napari's event loop waits for workers when the application quits; a script has no such
     loop, so this does the same at exit (cancellable workers are asked to stop first).
     """
-    if _EXIT_HOOK:
+    global _exit_hook_registered
+    if _exit_hook_registered:
         return
     import atexit
 
     atexit.register(_await_workers)
-    _EXIT_HOOK.append(True)
+    _exit_hook_registered = True
 
 
 def _await_workers() -> None:
