@@ -534,7 +534,7 @@ def test_stop_during_a_net2_step_drops_that_step(make_napari_viewer, qtbot, weig
 @pytest.mark.parametrize("how", ["Stop", "progress bar"])
 def test_stop_cuts_a_net2_step_short_at_the_next_tile(make_napari_viewer, qtbot, weights, monkeypatch, errors, how):
     """Stop ends a Net2 step within one tile: before, the whole step ran to its end and was then
-    dropped (a step takes about 5 s at 4096² and 20 s at 8192² on 2 cores). napari's progress bar
+    dropped (a step takes about 7 s at 4096² and 28 s at 8192² on 2 cores). napari's progress bar
     cancels by quitting the worker (its cancel callback): the dock says so the same way."""
     import threading
 

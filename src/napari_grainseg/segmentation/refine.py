@@ -256,7 +256,7 @@ def refine(
         Called as ``progress(done, total)`` after every tile, first while the image's
         features are cached (before step 1), then in every step. Raise from it to
         cancel: the exception leaves the generator and the step is not finished, so a
-        step on a large image stops within one tile (about 0.3 s per 1024² tile on
+        step on a large image stops within one tile (about 0.4 s per 1024² tile on
         2 CPU cores) instead of at its end.
 
     Yields
