@@ -306,6 +306,8 @@ def _skimage_columns(lab):
         lambda r: normalize_labels(HEX[:200, :260]),
         lambda r: r.integers(0, 30, (41, 57)).astype(np.uint16),  # speckle: split ids, thin pieces
         lambda r: np.kron(r.integers(1, 9, (9, 7)), np.ones((5, 3), int)).astype(np.int32),
+        # one id in raster runs of 5 that wrap from a row's end to the next row's start
+        lambda r: (np.arange(23 * 17).reshape(23, 17) // 5 % 4 + 1).astype(np.int64),
     ],
 )
 def test_vectorised_columns_equal_skimage_regionprops(make):

@@ -392,7 +392,7 @@ def measure_grains(
     the same second moments; aspect ratio = major/minor (NaN for a 1-px-thin
     grain); Feret (largest caliper diameter) and solidity (area / convex area)
     as skimage's ``regionprops`` defines them. Every column gives skimage's value
-    but is computed for all grains at once (one sort of the pixels, convex hulls
+    but is computed for all grains at once (the grains' row runs, convex hulls
     of all grains in step), so time and memory grow with pixels and grains,
     without a Python loop over grains.
 
@@ -470,61 +470,82 @@ def _perimeters(filled: np.ndarray, n: int) -> np.ndarray:
     return out[1:]
 
 
-def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Area, centroid, moment axes, bounding box, Feret and convex area of every grain.
+def _row_runs(filled: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every horizontal run of one grain's pixels: grain, row, first and last column, in raster order.
 
-    One stable sort of the pixels by grain (raster order within a grain) gives
-    each grain's pixel run; sums, extremes and per-row end pixels come from
-    ``reduceat`` over the runs.
+    A grain's sums, extremes and row ends follow from its runs, of which an image
+    has far fewer than pixels; finding them needs one boolean per pixel. Pixels
+    labelled 0 (no grain) are left out.
+
+    Examples
+    --------
+    >>> g, r, c0, c1 = _row_runs(np.array([[1, 1, 0, 2], [2, 2, 2, 2]]))
+    >>> g.tolist(), r.tolist(), c0.tolist(), c1.tolist()
+    ([1, 2, 2], [0, 0, 1], [0, 3, 0], [1, 3, 3])
     """
     h, w = filled.shape
     flat = filled.ravel()
-    order = np.argsort(flat, kind="stable")
-    g = flat[order]
-    start = np.searchsorted(g, np.arange(1, n + 2))  # run of grain k: start[k-1]:start[k]
-    order = order[start[0] :]
-    g = g[start[0] :]
-    start = start - start[0]
-    first = start[:-1]
-    area = np.diff(start).astype(np.int64)
-    # pixel coordinates as int32 (4 B/px each; images are far below 2**31 px a side), sums in int64
-    r = (order // w).astype(np.int32)
-    c = (order % w).astype(np.int32)
-    del order
-    sr = np.add.reduceat(r, first, dtype=np.int64)
-    sc = np.add.reduceat(c, first, dtype=np.int64)
-    cy, cx = sr / area, sc / area
-    rmin, rmax = r[first].astype(np.int64), r[start[1:] - 1].astype(np.int64)  # raster order: first, last rows
-    cmin, cmax = np.minimum.reduceat(c, first).astype(np.int64), np.maximum.reduceat(c, first).astype(np.int64)
+    new = np.empty(flat.size, bool)
+    new[:1] = True
+    np.not_equal(flat[1:], flat[:-1], out=new[1:])
+    new[::w] = True  # a run never crosses a row end
+    starts = np.flatnonzero(new)
+    del new
+    ends = np.append(starts[1:], flat.size) - 1
+    grain = flat[starts].astype(np.int64)
+    keep = grain > 0
+    starts, ends, grain = starts[keep], ends[keep], grain[keep]
+    return grain, starts // w, starts % w, ends % w
 
-    def central_moment(a, b, sa, sb):
-        """Σ(a - ā)(b - b̄) per grain from exact int64 sums of a·b (one 8 B/px product at a time)."""
-        sab = np.add.reduceat(np.multiply(a, b, dtype=np.int64), first)
+
+def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Area, centroid, moment axes, bounding box, Feret and convex area of every grain.
+
+    Everything comes from the grains' row runs (:func:`_row_runs`), sorted by
+    grain (raster order within a grain), through ``reduceat``: the sums of the
+    pixels' coordinates, their squares and products have closed forms over a
+    run and stay exact in int64, so the columns equal those of a sum over pixels
+    while memory grows with the number of runs, not pixels.
+    """
+    h, w = filled.shape
+    g, r, c0, c1 = _row_runs(filled)
+    order = np.argsort(g, kind="stable")
+    g, r, c0, c1 = g[order], r[order], c0[order], c1[order]
+    del order
+    first = np.searchsorted(g, np.arange(1, n + 1))  # runs of grain k: first[k-1]:first[k]
+    last = np.append(first[1:], g.size) - 1
+    length = c1 - c0 + 1
+    col_sum = (c0 + c1) * length // 2  # Σc over a run (exact: a sum of consecutive integers)
+
+    def squares_to(k):
+        """Σ_{0<=c<=k} c² (0 for k = -1)."""
+        return k * (k + 1) * (2 * k + 1) // 6
+
+    area = np.add.reduceat(length, first)
+    sr = np.add.reduceat(r * length, first)
+    sc = np.add.reduceat(col_sum, first)
+    cy, cx = sr / area, sc / area
+    rmin, rmax = r[first], r[last]  # raster order: first, last rows
+    cmin, cmax = np.minimum.reduceat(c0, first), np.maximum.reduceat(c1, first)
+
+    def central_moment(sab, sa, sb):
+        """Σ(a - ā)(b - b̄) per grain from exact int64 sums of a·b."""
         return sab - sa.astype(float) * sb / area  # in float64: sa * sb can pass 2**63 for a huge grain
 
-    mu20 = central_moment(r, r, sr, sr)
-    mu02 = central_moment(c, c, sc, sc)
-    mu11 = central_moment(r, c, sr, sc)
+    mu20 = central_moment(np.add.reduceat(r * r * length, first), sr, sr)
+    mu02 = central_moment(np.add.reduceat(squares_to(c1) - squares_to(c0 - 1), first), sc, sc)
+    mu11 = central_moment(np.add.reduceat(r * col_sum, first), sr, sc)
     # inertia tensor [[mu02, -mu11], [-mu11, mu20]] / mu00, as skimage; its eigenvalues
     a, b, d = mu02 / area, -mu11 / area, mu20 / area
     half = np.sqrt(((a - d) / 2) ** 2 + b * b)
     l1 = np.clip((a + d) / 2 + half, 0, None)
     l2 = np.clip((a + d) / 2 - half, 0, None)
     # per-row end pixels: the convex hull of a grain's pixels uses only these
-    row_change = np.flatnonzero((g[1:] != g[:-1]) | (r[1:] != r[:-1])) + 1  # bool temporaries, 1 B/px
+    row_change = np.flatnonzero((g[1:] != g[:-1]) | (r[1:] != r[:-1])) + 1
     row_first = np.concatenate([[0], row_change])
     row_last = np.concatenate([row_change - 1, [g.size - 1]])
     feret, convex_area = _hull_columns(
-        g[row_first].astype(np.int64) - 1,
-        r[row_first].astype(np.int64),
-        c[row_first].astype(np.int64),
-        c[row_last].astype(np.int64),
-        rmin,
-        rmax,
-        cmin,
-        cmax,
-        n,
-        h,
+        g[row_first] - 1, r[row_first], c0[row_first], c1[row_last], rmin, rmax, cmin, cmax, n, h
     )
     return {
         "area": area,
