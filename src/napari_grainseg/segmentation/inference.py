@@ -53,6 +53,10 @@ MAX_ENLARGED_PIXELS = 4096 * 4096
 FINER_MARGIN = 0.98
 #: The native pass merged grains when the estimate at ``FINER_SCALES[0]`` is below this fraction of it.
 MERGED_RATIO = 0.45
+#: The first enlargement is evidence of merged grains only if its boundary confidence on the crop is at
+#: most this much below the native crop's: fine grains enlarged give lines as sure as before, while
+#: noise and texture enlarged give hesitant ones (docs/generalisation.md, sessions 20-21).
+FINER_CONFIDENCE_DROP = 0.05
 #: Enlarging further stops once the estimate falls by less than this factor (it is self-consistent).
 CONSISTENT_RATIO = 0.75
 #: A coarser probe scale must be this much more confident to be chosen.
@@ -311,7 +315,10 @@ def finer_scale(
     runs on a central crop of about ``FINER_PROBE_CROP``² px (as wide as needed
     to keep that area in a thin image) enlarged by ``FINER_SCALES[0]``; when the
     size measured there (in input px) is below ``MERGED_RATIO`` of the native
-    one, the crop is enlarged further along ``FINER_SCALES`` until the size
+    one, and its boundaries are nearly as sure as the native ones there (boundary
+    confidence at most ``FINER_CONFIDENCE_DROP`` lower: an enlarged noisy or textured
+    image also measures small "grains", but with hesitant lines), the crop is
+    enlarged further along ``FINER_SCALES`` until the size
     falls by less than ``CONSISTENT_RATIO``, and the scale that resolved most
     grains is returned (a larger one only if its size is smaller by more than
     ``FINER_MARGIN``: enlarging costs time and localisation). The native size is
@@ -335,14 +342,19 @@ def finer_scale(
     crop = image[window]
     run = dict(run, tta=False)
 
-    def size_at(scale: float) -> float | None:
+    def size_at(scale: float, confidence: list | None = None) -> float | None:
         prob, _ = predict_probability(resample(crop, scale), model, device, **run)
         estimate = estimate_grain_size(prob)
+        if confidence is not None:
+            confidence.append(boundary_confidence(prob))
         return None if estimate is None else estimate / scale
 
-    first = size_at(scales[0])
+    enlarged_confidence: list[float] = []
+    first = size_at(scales[0], enlarged_confidence)
     if first is None or first >= MERGED_RATIO * native:
         return None
+    if enlarged_confidence[0] < boundary_confidence(native_probability[window]) - FINER_CONFIDENCE_DROP:
+        return None  # the smaller size comes from hesitant lines: texture or noise, not resolved grains
     best = previous = (scales[0], first)
     for scale in scales[1:]:
         size = size_at(scale)
