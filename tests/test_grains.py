@@ -220,7 +220,7 @@ def test_h_minima_markers_find_every_basin_deeper_than_h_exactly():
         assert markers[3, 3] != markers[3, 8] and markers[3, 3] > 0 and markers[3, 8] > 0
     ridge = np.zeros((9, 9))
     ridge[:, 4] = 0.3  # two basins 0.3 deep: split below that depth, one basin at or above it
-    assert [h_minima_markers(ridge, h)[1] for h in (0.1, 0.29, 0.3, 0.5)] == [2, 2, 1, 1]
+    assert [h_minima_markers(ridge, h)[1] for h in (0.1, 0.29, 0.3, 0.5, 7.0)] == [2, 2, 1, 1, 1]  # 7: past uint16
     assert h_minima_markers(np.full((5, 5), 0.4), 0.2)[1] == 1  # flat: one basin
 
 
