@@ -50,9 +50,11 @@ class StandIn:
         blocks: dict[float, float],
         shrink: dict | None = None,
         line: dict | None = None,
+        averaged_line: float = 1.0,
     ):
         self.grain_px, self.blocks, self.shrink = grain_px, blocks, shrink or {}
         self.line = line or {}  # scale -> the probability drawn on its lines (default 1: sure)
+        self.averaged_line = averaged_line  # lines drawn with test-time augmentation are this much softer
         self.calls: list[tuple[float, tuple[int, int], bool]] = []
         self._scale = 1.0
         resample = inference.resample
@@ -72,7 +74,8 @@ class StandIn:
         scale = self._pop_scale()
         self.calls.append((scale, image.shape, run.get("tta", False)))
         cell = self.grain_px * scale * self.blocks.get(scale, 1) * self.shrink.get(scale, 1.0)
-        return grid_probability(image.shape, cell) * self.line.get(scale, 1.0), 1
+        softer = self.averaged_line if run.get("tta", False) else 1.0
+        return grid_probability(image.shape, cell) * self.line.get(scale, 1.0) * softer, 1
 
     @property
     def scales(self) -> list[float]:
@@ -145,7 +148,8 @@ def test_images_too_large_to_enlarge_keep_their_native_scale_without_a_probe(mon
 def test_probes_run_without_test_time_augmentation(monkeypatch):
     net = StandIn(monkeypatch, 6.0, {1.0: 5, 1.5: 2})
     predict_boundaries(noise((128, 128)), object(), device="cpu", tta=True)
-    assert [c[2] for c in net.calls] == [True, False, False, False, True]
+    # native (averaged), the x1.5 probe, one native pass on the crop to judge its lines, x2, x3, final (averaged)
+    assert [c[2] for c in net.calls] == [True, False, False, False, False, True]
 
 
 def test_a_hint_skips_the_search(monkeypatch):
@@ -155,12 +159,27 @@ def test_a_hint_skips_the_search(monkeypatch):
     assert net.scales == [1.0]
 
 
-@pytest.mark.parametrize("line_at_x15, chosen", [(0.97, 2.0), (0.9, 1.0), (0.66, 1.0)])
-def test_smaller_grains_drawn_with_hesitant_lines_are_not_taken_for_merged_grains(monkeypatch, line_at_x15, chosen):
+@pytest.mark.parametrize(
+    "line_native, line_at_x15, chosen",
+    [(1.0, 0.97, 2.0), (1.0, 0.9, 1.0), (1.0, 0.66, 1.0), (0.8, 0.76, 2.0), (0.8, 0.74, 1.0)],
+)
+def test_smaller_grains_drawn_with_hesitant_lines_are_not_taken_for_merged_grains(
+    monkeypatch, line_native, line_at_x15, chosen
+):
     # As on a noisy, scratched tuning image: enlarged x1.5 the network finds smaller "grains" in the
     # texture, but draws them with much less sure lines (0.66 against 0.80 there); resolved fine
     # grains are drawn as surely as at native scale (a drop of 0.01 on 6 px grains).
-    net = StandIn(monkeypatch, 6.0, {1.0: 8, 1.5: 2}, line={1.5: line_at_x15})
+    net = StandIn(monkeypatch, 6.0, {1.0: 8, 1.5: 2}, line={1.0: line_native, 1.5: line_at_x15})
     pred = predict_boundaries(noise((300, 420)), object(), device="cpu")
     assert pred.scale == chosen, net.calls
     assert net.scales[:2] == [1.0, 1.5]  # one probe either way
+
+
+def test_with_test_time_augmentation_the_native_lines_are_judged_from_one_pass_too(monkeypatch):
+    # averaged over 8 orientations the native lines are softer (0.85) than one pass draws them (1.0);
+    # the enlarged probe is one pass (0.9): against one native pass that is a drop of 0.1, hesitant
+    net = StandIn(monkeypatch, 6.0, {1.0: 8, 1.5: 2}, line={1.5: 0.9}, averaged_line=0.85)
+    pred = predict_boundaries(noise((300, 420)), object(), device="cpu", tta=True)
+    assert pred.scale == 1.0, net.calls
+    crop = probe_crop_shape(300, 420)
+    assert net.calls[1:] == [(1.5, (192, 192), False), (1.0, crop, False)]  # the probe, then one native pass

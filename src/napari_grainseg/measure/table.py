@@ -475,7 +475,8 @@ def _row_runs(filled: np.ndarray) -> tuple[np.ndarray, ...]:
 
     A grain's sums, extremes and row ends follow from its runs, of which an image
     has far fewer than pixels; finding them needs one boolean per pixel. Pixels
-    labelled 0 (no grain) are left out.
+    labelled 0 (no grain) are left out. Ids must be below 2**63
+    (:func:`prepare_labels` gives 1..n).
 
     Examples
     --------
@@ -504,8 +505,10 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     Everything comes from the grains' row runs (:func:`_row_runs`), sorted by
     grain (raster order within a grain), through ``reduceat``: the sums of the
     pixels' coordinates, their squares and products have closed forms over a
-    run and stay exact in int64, so the columns equal those of a sum over pixels
-    while memory grows with the number of runs, not pixels.
+    run and stay exact in int64 (up to one grain of about 70 000² px), so the
+    columns equal those of a sum over pixels. Memory grows with the number of
+    runs: a few per grain and row on a real field (the worst case, 1-px stripes,
+    has one per pixel and costs more than a sort of the pixels did).
     """
     h, w = filled.shape
     g, r, c0, c1 = _row_runs(filled)

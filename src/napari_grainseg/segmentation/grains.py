@@ -670,8 +670,12 @@ _LEVELS = 10_000
 
 
 def _quantized(relief: np.ndarray) -> np.ndarray:
-    """``relief`` (values in [0, 1]) in uint16 steps of 1 / :data:`_LEVELS` (one float32 temporary)."""
-    steps = np.clip(relief, 0.0, 1.0, dtype=np.float32)
+    """``relief`` (values in [0, 1]) in uint16 steps of 1 / :data:`_LEVELS` (one temporary, float32 or wider).
+
+    Rounded in the input's own precision when it is wider than float32 (float64 half-steps
+    round as they always did).
+    """
+    steps = np.clip(relief, 0.0, 1.0, dtype=np.result_type(relief, np.float32))
     steps *= _LEVELS
     np.rint(steps, out=steps)
     return steps.astype(np.uint16)
@@ -683,8 +687,8 @@ def _reconstruct_by_erosion(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Repeated geodesic erosions (OpenCV), until nothing changes: the same result as
     ``skimage.morphology.reconstruction(seed, mask, method="erosion")``, about four
     times faster on probability maps, where values travel at most a grain's width.
-    Three images of ``seed``'s size are held at a time (the result, the one 8
-    erosions before, the erosion being written).
+    Besides ``seed`` and ``mask``, three images of their size are held (the
+    result, the one 8 erosions before, the erosion being written).
     """
     import cv2
 

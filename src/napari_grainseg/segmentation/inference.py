@@ -317,7 +317,9 @@ def finer_scale(
     size measured there (in input px) is below ``MERGED_RATIO`` of the native
     one, and its boundaries are nearly as sure as the native ones there (boundary
     confidence at most ``FINER_CONFIDENCE_DROP`` lower: an enlarged noisy or textured
-    image also measures small "grains", but with hesitant lines), the crop is
+    image also measures small "grains", but with hesitant lines; with test-time
+    augmentation the native confidence comes from one more single pass on the crop,
+    as the enlarged one does), the crop is
     enlarged further along ``FINER_SCALES`` until the size
     falls by less than ``CONSISTENT_RATIO``, and the scale that resolved most
     grains is returned (a larger one only if its size is smaller by more than
@@ -340,24 +342,27 @@ def finer_scale(
     window = (slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw))
     native = estimate_grain_size(native_probability[window]) or native_size
     crop = image[window]
+    native_was_averaged = bool(run.get("tta", False))
     run = dict(run, tta=False)
 
-    def size_at(scale: float, confidence: list | None = None) -> float | None:
+    def pass_at(scale: float) -> tuple[float | None, np.ndarray]:
+        """Grain size (input px) measured on the crop enlarged by ``scale``, and that pass's map."""
         prob, _ = predict_probability(resample(crop, scale), model, device, **run)
         estimate = estimate_grain_size(prob)
-        if confidence is not None:
-            confidence.append(boundary_confidence(prob))
-        return None if estimate is None else estimate / scale
+        return (None if estimate is None else estimate / scale), prob
 
-    enlarged_confidence: list[float] = []
-    first = size_at(scales[0], enlarged_confidence)
+    first, enlarged = pass_at(scales[0])
     if first is None or first >= MERGED_RATIO * native:
         return None
-    if enlarged_confidence[0] < boundary_confidence(native_probability[window]) - FINER_CONFIDENCE_DROP:
+    # like with like: one pass each (a map averaged over 8 orientations draws softer lines)
+    native_crop = (
+        predict_probability(crop, model, device, **run)[0] if native_was_averaged else native_probability[window]
+    )
+    if boundary_confidence(enlarged) < boundary_confidence(native_crop) - FINER_CONFIDENCE_DROP:
         return None  # the smaller size comes from hesitant lines: texture or noise, not resolved grains
     best = previous = (scales[0], first)
     for scale in scales[1:]:
-        size = size_at(scale)
+        size = pass_at(scale)[0]
         if size is None:
             break
         if size < FINER_MARGIN * best[1]:
