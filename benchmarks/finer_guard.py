@@ -31,15 +31,13 @@ def resampled_samples(name: str, factor: float):
     The truth's grains are first grown over their 1-px boundaries (nearest grain),
     resampled by nearest neighbour, then given new 1-px boundaries the generator's way.
     """
-    from scipy import ndimage
-
     from napari_grainseg.evaluation.suite import EVAL_SETS
+    from napari_grainseg.measure.table import fill_boundaries
     from napari_grainseg.segmentation.inference import resample
     from napari_grainseg.synthetic.targets import boundary_pixels, grains_from_boundaries
 
     for s in EVAL_SETS[name].samples():
-        nearest = ndimage.distance_transform_edt(s.labels == 0, return_distances=False, return_indices=True)
-        cells = s.labels[tuple(nearest)]
+        cells = fill_boundaries(s.labels)
         h, w = cells.shape
         rows = np.minimum((np.arange(round(h * factor)) + 0.5) / factor, h - 1).astype(int)
         cols = np.minimum((np.arange(round(w * factor)) + 0.5) / factor, w - 1).astype(int)

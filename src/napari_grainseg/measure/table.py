@@ -510,7 +510,6 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     runs: a few per grain and row on a real field (the worst case, 1-px stripes,
     has one per pixel and costs more than a sort of the pixels did).
     """
-    h, w = filled.shape
     g, r, c0, c1 = _row_runs(filled)
     order = np.argsort(g, kind="stable")
     g, r, c0, c1 = g[order], r[order], c0[order], c1[order]
@@ -548,7 +547,7 @@ def _shape_columns(filled: np.ndarray, n: int) -> dict[str, np.ndarray]:
     row_first = np.concatenate([[0], row_change])
     row_last = np.concatenate([row_change - 1, [g.size - 1]])
     feret, convex_area = _hull_columns(
-        g[row_first] - 1, r[row_first], c0[row_first], c1[row_last], rmin, rmax, cmin, cmax, n, h
+        g[row_first] - 1, r[row_first], c0[row_first], c1[row_last], rmin, rmax, cmin, cmax, n, filled.shape[0]
     )
     return {
         "area": area,
