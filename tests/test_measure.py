@@ -421,3 +421,31 @@ def test_ecd_image_with_ids_near_2_to_the_32():
     assert np.all(img[:, 20:] == np.float32(t["ecd_nm"][t["label"] == 7][0])) and np.isnan(img[:, 19]).all()
     small = np.where(lab == 2**32 - 5, 3, lab).astype(np.uint32)
     np.testing.assert_array_equal(ecd_image(small, measure_grains(small, 2.0)), img)
+
+
+@pytest.mark.parametrize("options", [{}, {"n_intercept_orientations": 5, "intercept_spacing_px": 3.0, "min_area": 30}])
+def test_measure_field_gives_the_same_on_one_thread_and_two(options):
+    """With two CPU threads the table and the intercept are measured side by side: same results,
+    and the intercept options still reach the test lines."""
+    from napari_grainseg.measure.statistics import measure_field
+    from napari_grainseg.models.device import restored_cpu_threads, set_cpu_threads
+
+    lab = normalize_labels(hex_tiling((300, 420), 17.0))
+    mask = np.zeros(lab.shape, bool)
+    mask[:40, :60] = True
+    results = []
+    with restored_cpu_threads():
+        for threads in (1, 2):
+            set_cpu_threads(threads)
+            results.append(measure_field(lab, PIXEL_NM, exclude=mask, **options))
+    (t1, s1), (t2, s2) = results
+    assert s1 == s2
+    assert t1.data.keys() == t2.data.keys()
+    for name, column in t1.data.items():
+        np.testing.assert_array_equal(column, t2.data[name])
+    n = options.get("n_intercept_orientations", 8)
+    assert s2["intercept"]["n_orientations"] == n and len(s2["intercept"]["by_orientation"]) == n
+    assert s2["intercept"]["line_spacing_px"] == options.get("intercept_spacing_px", 4.0)
+    assert s2["mean_intercept_px"] == pytest.approx(
+        summarize(lab, PIXEL_NM, exclude=mask, **options)["mean_intercept_px"]
+    )
