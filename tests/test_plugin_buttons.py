@@ -796,3 +796,41 @@ def test_a_merge_refused_for_one_grain_says_when_a_pick_lay_on_a_boundary(scene,
     click(qtbot, fix.merge_button)
     assert len(errors) == 1 and "1 pick(s) on a boundary line" in errors[0] and "click inside" in errors[0]
     np.testing.assert_array_equal(link.boundaries.data, before)
+
+
+def test_the_grains_layer_stays_read_only_through_every_rebuild(scene, qtbot, errors):
+    """napari makes a Labels layer editable again when its data is replaced: paint on the grains
+    layer would be lost at the next rebuild without being counted as a hand edit."""
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    assert not link.grains.editable  # after the first build
+    fix = CorrectWidget(viewer)
+    click(qtbot, fix.picks_button)
+    viewer.layers["img boundaries picks"].data = np.array([[10, 10], [10, 50]], float)  # A and B
+    click(qtbot, fix.merge_button)
+    assert link.grain_count == 2 and not link.grains.editable
+    link.grains.data = link.grains.data.copy()  # any replacement of the data, e.g. a rebuild
+    assert not link.grains.editable
+    link.grains.editable = True  # a script or the layer controls
+    assert not link.grains.editable and link.grains.mode == "pan_zoom"
+    assert errors == []
+
+
+def test_a_brush_stroke_shows_in_the_correct_dock_opened_from_the_plugins_menu(make_napari_viewer, qtbot):
+    """Plugin docks get proxies of the viewer and its layers (the Segment dock makes the link through
+    one, the Correct dock sees another): the dock must still know its boundary layer."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((H, W)).astype(np.float32), name="img")
+    as_a_dock_sees_it = PublicOnlyProxy(viewer)  # what napari hands the Segment dock
+    link = BoundaryLink.create(as_a_dock_sees_it, as_a_dock_sees_it.layers["img"], three_grains())
+    _, fix = viewer.window.add_plugin_dock_widget("napari-grainseg", "Correct grains")
+    stroke = (np.full(W - 41, 20), np.arange(41, W))  # across C
+    with link.boundaries.block_history():
+        link.boundaries.data_setitem(stroke, np.ones(stroke[0].size, np.uint8))
+    link.flush()
+    assert link.grain_count == 4 and fix.status.value == "boundaries edited: 3 → 4 grains"

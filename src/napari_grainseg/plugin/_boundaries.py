@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from napari_grainseg.errors import InputError
-from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, move_below
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, keep_read_only, move_below
 from napari_grainseg.plugin._threading import Debouncer, run_staged
 from napari_grainseg.segmentation.grains import boundaries_to_labels
 
@@ -188,7 +188,7 @@ class BoundaryLink:
                 metadata={ROLE_KEY: "grains", "grainseg_source": source.name, PENDING_KEY: True},
                 **derived_layer_kwargs(source, name),
             )
-        grains.editable = False  # derived: edit the boundary layer
+        keep_read_only(grains)  # derived: edit the boundary layer
         return grains
 
     @classmethod
@@ -243,7 +243,7 @@ class BoundaryLink:
                 metadata={ROLE_KEY: "grains", "grainseg_source": source},
                 **derived_layer_kwargs(layer, name_g),
             )
-        grains.editable = False
+        keep_read_only(grains)
         # under the boundary layer, as for a Net1 result: the yellow lines stay on top
         move_below(viewer, grains, layer)
         if active is not None and active in viewer.layers:

@@ -24,6 +24,7 @@ from napari_grainseg.plugin._dock import (
     join_other_docks,
     link_for,
     link_of,
+    same_layer,
     scroll_body,
     suggest_reader_for_calibrated_tiffs,
 )
@@ -81,7 +82,7 @@ class CorrectWidget(Container):
         if self._editing or not link.edited:
             return
         try:
-            if link.boundaries is self.boundaries.value:
+            if same_layer(link.boundaries, self.boundaries.value):
                 before, after = link.last_rebuild
                 self.status.value = f"boundaries edited: {before} → {after} grains"
         except RuntimeError:  # the dock was closed (its Qt widgets are gone)

@@ -120,6 +120,23 @@ def helper_layers_of(viewer, boundaries) -> list:
     return [layer for layer in viewer.layers if layer.name in names]
 
 
+def keep_read_only(layer) -> None:
+    """Make a derived Labels layer read-only for good.
+
+    napari makes a Labels layer editable again each time its data is replaced, so setting
+    ``editable = False`` once does not last: a grains layer rebuilt from its boundaries
+    could then be painted, and the paint would be lost at the next rebuild without being
+    counted as a hand edit. The layer is switched back whenever it becomes editable.
+    """
+
+    def back_to_read_only(_event=None) -> None:
+        if layer.editable:
+            layer.editable = False
+
+    layer.editable = False
+    layer.events.editable.connect(back_to_read_only)
+
+
 def move_below(viewer, layer, other) -> None:
     """Move ``layer`` just under ``other`` in the layer list (by ``unique_id``: docks get layer proxies)."""
     ids = [lay.unique_id for lay in viewer.layers]
