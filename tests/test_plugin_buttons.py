@@ -834,3 +834,36 @@ def test_a_brush_stroke_shows_in_the_correct_dock_opened_from_the_plugins_menu(m
         link.boundaries.data_setitem(stroke, np.ones(stroke[0].size, np.uint8))
     link.flush()
     assert link.grain_count == 4 and fix.status.value == "boundaries edited: 3 → 4 grains"
+
+
+def test_statistics_dock_after_its_layers_are_deleted_and_one_warning_per_micrograph(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    """Deleting the result layers clears the figure and summary without an error popup; an
+    uncalibrated micrograph is warned about once, not once per grains or boundary layer."""
+    from napari_grainseg.plugin import _stats_widget
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+
+    warned = []
+    monkeypatch.setattr(_stats_widget, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((H, W)).astype(np.float32), name="img")
+    _, stats = viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    assert stats.summary.value == _stats_widget.NO_GRAINS_TEXT and errors == []
+    first = BoundaryLink.create(viewer, image, three_grains())
+    qtbot.waitUntil(lambda: stats.stats is not None and stats._canvas is not None, timeout=10_000)
+    viewer.layers.selection.active = first.boundaries
+    second = BoundaryLink.create(viewer, image, three_grains())  # a second run on the same image
+    viewer.layers.selection.active = second.grains
+    qtbot.waitUntil(lambda: stats._worker is None and stats.grains.value is second.grains, timeout=10_000)
+    qtbot.wait(2 * _stats_widget.STATS_DELAY_MS)
+    assert len(warned) == 1 and "'img grains' has no pixel size" in warned[0], warned
+    for layer in [first.grains, first.boundaries, second.grains, second.boundaries]:
+        viewer.layers.remove(layer)
+    qtbot.wait(2 * _stats_widget.STATS_DELAY_MS)
+    qtbot.waitUntil(lambda: stats._worker is None, timeout=10_000)
+    assert stats.grains.value is None and stats.stats is None and stats._canvas is None
+    assert stats.summary.value == _stats_widget.NO_GRAINS_TEXT and stats.caveats.value == ""
+    assert errors == []
+    click(qtbot, stats.csv_button)  # an export asked for now says why it cannot
+    assert len(errors) == 1 and "no grains layer" in errors[0]

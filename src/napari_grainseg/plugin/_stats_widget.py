@@ -39,6 +39,8 @@ from napari_grainseg.plugin._writer import grain_labels
 
 #: Delay between an edit and the statistics update (ms).
 STATS_DELAY_MS = 300
+#: What the summary says while no grains layer is there to measure.
+NO_GRAINS_TEXT = "no grains layer: run Net1 in 'Segment grains', or open a *_boundaries.tif"
 #: Layer events after which the statistics are measured again ("paint": the grains rebuilt
 #: around an edit, written pixel by pixel).
 _REMEASURE_EVENTS = ("data", "paint", "scale", "units")
@@ -275,10 +277,15 @@ class StatsWidget(Container):
         self.tiff_button.clicked.connect(lambda: self.export(("tiff",)))
         self.all_button.clicked.connect(lambda: self.export())
         viewer.layers.events.inserted.connect(self.grains.reset_choices)
-        viewer.layers.events.removed.connect(self.grains.reset_choices)
+        viewer.layers.events.removed.connect(self._layer_removed)
         follow_active(viewer, self.grains, self._grains_for)
         suggest_reader_for_calibrated_tiffs(viewer)
         self._watch(self.grains.value)
+
+    def _layer_removed(self, _event=None) -> None:
+        self.grains.reset_choices()
+        if self.grains.value is None and self._watched is not None:  # the combo box does not say so
+            self._watch(None)
 
     def _mask_layers(self, _widget=None) -> list:
         return [
@@ -360,7 +367,9 @@ class StatsWidget(Container):
             self._exclusions[layer_key(previous)] = self.exclude.value
         self._watched = layer
         self.export_status.value = ""  # it named the files of the layer measured before
-        if layer is not None:
+        if layer is None:  # the last grains layer was deleted: nothing is measured any more
+            self._clear()
+        else:
             # each grains layer keeps its own exclusion region: one drawn for another image never applies
             chosen = self._exclusions.get(layer_key(layer))
             self.exclude.reset_choices()
@@ -379,6 +388,19 @@ class StatsWidget(Container):
             self._debouncer.trigger()
 
     @unless_closed
+    def _clear(self) -> None:
+        """Show that there is nothing to measure: no summary, no figure of a layer that is gone."""
+        self.stats = self._stats_key = None
+        self.summary.value = NO_GRAINS_TEXT
+        self.caveats.value = ""
+        self.export_status.value = ""
+        if self._canvas is not None:
+            self.body.native.layout().removeWidget(self._canvas)
+            self._canvas.setParent(None)
+            self._canvas.deleteLater()
+            self._canvas = None
+
+    @unless_closed
     def _fail(self, exc) -> None:
         show_error(str(exc))
         self.summary.value = f"error: {exc}"
@@ -391,12 +413,15 @@ class StatsWidget(Container):
         if layer is None:
             raise InputError("no grains layer: run Net1 first (Segment grains widget)")
         nm = pixel_size_of(layer)
-        if nm is None and layer_key(layer) not in self._warned_uncalibrated:
-            self._warned_uncalibrated.add(layer_key(layer))
+        micrograph = source_image(self._viewer, layer)
+        # once per micrograph: its grains, its boundaries and a second run's layers share the pixel size
+        warned_key = layer_key(micrograph if micrograph is not None else layer)
+        if nm is None and warned_key not in self._warned_uncalibrated:
+            self._warned_uncalibrated.add(warned_key)
             source = layer.metadata.get("grainseg_source", layer.name)
             where = (
                 "set the pixel size in the Segment grains widget"
-                if source_image(self._viewer, layer) is not None
+                if micrograph is not None
                 else f"open its micrograph ('{source}') and set the pixel size in the Segment grains "
                 "widget: it applies to this layer too"
             )
@@ -426,7 +451,10 @@ class StatsWidget(Container):
             self._again = True
             return self._worker
         layer = self.grains.value
-        if layer is not None and layer.metadata.get(PENDING_KEY):
+        if layer is None:  # e.g. the layers were deleted: no error, nothing was asked for
+            self._clear()
+            return None
+        if layer.metadata.get(PENDING_KEY):
             self.summary.value = "waiting for the result..."  # measured when its data arrives
             return None
         try:
@@ -454,6 +482,8 @@ class StatsWidget(Container):
 
     @unless_closed
     def _show(self, stats: GrainStats, key=None) -> None:
+        if self.grains.value is None:  # measured before its layer was deleted
+            return
         self.stats = stats
         self._stats_key = key
         self.summary.value = summary_text(stats.summary)
