@@ -461,6 +461,8 @@ def test_segment_net2_steps(sample):
     assert refined.refine_steps == 3 and refined.refined.shape == sample.image.shape
     info = refined.info()
     assert info["net2_steps"] == 3 and info["method"] == "net1+net2" and info["net2_seconds"] >= 0
+    assert info["net2_device"].startswith("cpu (") and info["net2_device"].endswith(", PyTorch")
+    assert "net2_device" not in plain.info()
     by_threshold = segment(sample.image, model=net1, device="cpu", grain_size_px=20, net2_steps=0, grains="threshold")
     np.testing.assert_array_equal(plain.labels, probability_watershed(plain.prediction.probability))
     np.testing.assert_array_equal(by_threshold.labels, boundaries_to_labels(by_threshold.prediction.probability))

@@ -111,6 +111,7 @@ def test_walkthrough_with_the_real_buttons(make_napari_viewer, qtbot, calibrated
         bnd.data_setitem(line, np.ones(200, np.uint8))
     click(qtbot, seg.step_button)
     assert "kept fixed" in seg.status.value
+    assert f"after step 2, {int(grains.data.max())} grains" in seg.status.value  # not Net1's count
     click(qtbot, seg.step_button)
     assert seg.net2_label.value.startswith("step 3:") and bnd.data[line].all()
     click(qtbot, seg.stop_button)

@@ -165,9 +165,13 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(
     assert seg.net2_label.value.startswith("step 2:")
     assert not np.array_equal(prob.data, step1)
     assert seg._refinement is not None and seg._refinement.worker.is_paused
+    # paused: the status line gives the count after the step, not Net1's any more
+    assert seg.status.value == f"Net2: 'interconnect_tem' after step 2, {int(grains.data.max())} grains"
     seg.stop()
     assert seg._refinement is None
     assert bnd.metadata["grainseg_info"]["net2_steps"] == 2
+    assert bnd.metadata["grainseg_info"]["net2_device"].startswith("cpu (")  # Net2 ran in PyTorch, not OpenCV
+    assert bnd.metadata["grainseg_info"]["net2_device"].endswith(", PyTorch")
     assert bnd in viewer.layers and "interconnect_tem boundaries [2]" not in viewer.layers  # no hand edits yet
 
     # --- merge two touching grains through picked points; Ctrl-Z restores exactly
@@ -244,7 +248,8 @@ def test_net2_run_stops_by_itself(make_napari_viewer, net1_weights, net2_weights
     assert seg._refinement is None
     steps = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net2_steps"]
     assert 1 <= steps <= MAX_NET2_STEPS
-    assert seg.status.value == f"Net2: {steps} steps on interconnect_tem"
+    n = int(viewer.layers["interconnect_tem grains"].data.max())
+    assert seg.status.value == f"Net2: {steps} steps on interconnect_tem, {n} grains"
     assert seg.net2_label.value.startswith(f"step {steps}:")
 
 

@@ -87,6 +87,12 @@ def select_device(preference: str = "auto"):
     raise InputError(f"unknown device '{preference}': choose one of {', '.join(DEVICE_CHOICES)}")
 
 
+def net2_device_words(device) -> str:
+    """Where Net2 runs, for status lines and the summary JSON, e.g. ``"cpu (2 threads), PyTorch"``
+    (Net2 always runs in PyTorch, while Net1 may run through OpenCV)."""
+    return f"{describe_device(device)}, PyTorch"
+
+
 def describe_device(device, model=None) -> str:
     """Human-readable name of a device, e.g. ``"cuda:0 (NVIDIA H100)"`` or ``"cpu (2 threads)"``.
 

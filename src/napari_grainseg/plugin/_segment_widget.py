@@ -154,7 +154,19 @@ class _SourceState:
     steps_done: int = 0  # Net2 steps applied since Net1
     extra: dict = field(default_factory=dict)
     net2_text: str = ""  # the Net2 line shown while this image is selected
+    net2_grains: int | None = None  # grains after the last Net2 step drawn (None: none since Net1)
     drawing: bool = False  # a new result's layers are being added (staged)
+
+
+def duration_words(seconds: float) -> str:
+    """A run time as the status lines say it: "40 ms" under 0.1 s (never "0.0 s"), else "1.23 s"."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 0.1 else f"{seconds:.2f} s"
+
+
+def grain_count_words(state: _SourceState) -> str:
+    """E.g. "17 grains": the count after the last Net2 step drawn."""
+    n = state.net2_grains
+    return f"{n} grain{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -171,6 +183,7 @@ class _Refinement:
     cancelled: bool = False
     interrupted: bool = False  # cancelled while a step was computing (not while paused)
     start_checksum: int | None = None  # the boundary layer when the refinement started
+    kept_fixed_px: int = 0  # hand-edited boundary pixels Net2 keeps as they are
     grain_settings: tuple = ()  # ("grains by", its basin depth or threshold) the run builds its grains with
 
 
@@ -831,12 +844,12 @@ class SegmentWidget(Container):
         model = result.model.get("model", "shipped") if result.model else "shipped"
         n = int(labels.max())
         self.status.value = (
-            f"Net1: '{source.name}', {n} grain{'' if n == 1 else 's'} ({result.builder_words}) in {p.seconds:.1f} s on "
-            f"{p.device}{size}{resampled}, model '{model}'"
+            f"Net1: '{source.name}', {n} grain{'' if n == 1 else 's'} ({result.builder_words}) "
+            f"in {duration_words(p.seconds)} on {p.device}{size}{resampled}, model '{model}'"
         )
         if n == 1 and result.grains == "watershed":
             self.status.value += "; one grain: no basin is that deep, lower the basin depth"
-        state.net2_text = ""
+        state.net2_text, state.net2_grains = "", None
         if same_layer(self.image.value, source):
             self.net2_label.value = ""
 
@@ -1022,6 +1035,7 @@ class SegmentWidget(Container):
         self._refinement = r
         self.net2_label.value = "starting..."
         if fixed_mask is not None:
+            r.kept_fixed_px = int(link.hand_edited_px)
             self.status.value = (
                 f"Net2 continues from '{link.boundaries.name}' as edited: "
                 f"{link.hand_edited_px} hand-edited px kept fixed"
@@ -1122,16 +1136,16 @@ class SegmentWidget(Container):
 
     @unless_closed
     def _net2_yielded(self, r: _Refinement, out) -> None:
-        from napari_grainseg.models.device import describe_device
+        from napari_grainseg.models.device import net2_device_words
 
         if r.interrupted:  # Stop pressed while this step was computing: dropped, as the dock says
             return
         step = out[0]
         # Net2 runs in PyTorch (loaded by now, in the worker), not through OpenCV like Net1: say which ran
-        self.device_label.value = f"Net2: {describe_device(r.device)}, PyTorch"
+        self.device_label.value = f"Net2: {net2_device_words(r.device)}"
         total = r.steps_at_start + step.step
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
-        took = f"{step.seconds * 1000:.0f} ms" if step.seconds < 0.1 else f"{step.seconds:.2f} s"
+        took = duration_words(step.seconds)
         n = int(out[2].max())
         grains = builder_words(*r.grain_settings)
         text = (
@@ -1173,8 +1187,16 @@ class SegmentWidget(Container):
             if same_layer(self.image.value, source):
                 self.net2_label.value = state.net2_text
             return
+        from napari_grainseg.models.device import net2_device_words
+
         state.steps_done = r.steps_at_start + step.step
-        state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done)
+        state.extra = dict(
+            state.extra, method="net1+net2", net2_steps=state.steps_done, net2_device=net2_device_words(r.device)
+        )
+        state.net2_grains = int(labels.max())
+        if same_layer(self.image.value, source):  # it said Net1's count; a paused refinement never finishes
+            kept = f"; {r.kept_fixed_px} hand-edited px kept fixed" if r.kept_fixed_px else ""
+            self.status.value = f"Net2: '{source.name}' after step {state.steps_done}, {grain_count_words(state)}{kept}"
         run_staged(
             lambda: self._put_probability(source, state, step.state),
             lambda: self._write_boundaries(source, state, boundaries, labels, net2=True),
@@ -1194,12 +1216,13 @@ class SegmentWidget(Container):
             state = self._states.get(layer_key(r.source))
             if state is not None:
                 steps = f"{state.steps_done} step{'' if state.steps_done == 1 else 's'}"
+                grains = f", {grain_count_words(state)}" if state.net2_grains is not None else ""
                 if r.interrupted:
                     self.status.value = (
                         f"Net2 cancelled on {r.source.name} after {steps} (the unfinished step was dropped)"
                     )
                     show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after {steps}")
                 elif r.cancelled:  # Stop after single steps: nothing was running
-                    self.status.value = f"Net2 stopped on {r.source.name} after {steps}"
+                    self.status.value = f"Net2 stopped on {r.source.name} after {steps}{grains}"
                 else:
-                    self.status.value = f"Net2: {steps} on {r.source.name}"
+                    self.status.value = f"Net2: {steps} on {r.source.name}{grains}"

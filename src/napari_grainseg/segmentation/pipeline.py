@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_grainseg.models.device import net2_device_words
 from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER, probability_to_labels
 from napari_grainseg.segmentation.inference import BoundaryPrediction, predict_boundaries
 from napari_grainseg.segmentation.options import SegmentOptions, net2_available, net2_step_budget
@@ -36,7 +37,8 @@ class Segmentation:
     (``refine_step_seconds``: the time of each step);
     ``grains`` names how the labels were built from the final map ("threshold"
     or "watershed", :func:`napari_grainseg.segmentation.grains.probability_to_labels`),
-    ``grain_parameter`` the threshold or the watershed's basin depth.
+    ``grain_parameter`` the threshold or the watershed's basin depth; ``net2_device`` where
+    Net2 ran (PyTorch; Net1's ``prediction.device`` may be OpenCV's).
     """
 
     prediction: BoundaryPrediction
@@ -51,6 +53,7 @@ class Segmentation:
     model: dict | None = None
     tta: bool = False
     grain_parameter: float | None = None
+    net2_device: str | None = None
 
     @property
     def builder_words(self) -> str:
@@ -78,7 +81,11 @@ class Segmentation:
         if self.tta:
             info["tta"] = True  # recorded only when used: earlier summaries stay comparable
         if self.refine_steps:
-            info |= {"net2_seconds": round(self.refine_seconds, 3), "net2_converged": self.refine_converged}
+            info |= {
+                "net2_seconds": round(self.refine_seconds, 3),
+                "net2_converged": self.refine_converged,
+                "net2_device": self.net2_device,
+            }
         return info | (self.model or {})
 
 
@@ -133,6 +140,7 @@ def segment(
         image, model, device=dev, grain_size_px=grain_size_px, progress=progress, tta=options.tta
     )
     boundary_map, refined, n_steps, step_seconds, converged = prediction.probability, None, 0, (), False
+    net2_device = None
     if budget:
         from napari_grainseg.segmentation.refine import refine_to_end
 
@@ -142,6 +150,7 @@ def segment(
             image, prediction.probability, model=net2_model, device=dev, max_steps=budget, scale=prediction.scale
         )
         n_steps, converged, refined, step_seconds = run.steps, run.converged, run.state, run.step_seconds
+        net2_device = net2_device_words(dev)
         boundary_map = refined if refined is not None else prediction.probability
     labels = probability_to_labels(
         boundary_map,
@@ -166,6 +175,7 @@ def segment(
         refine_step_seconds=step_seconds,
         model=model_record(model, net2_model if n_steps else None),
         tta=options.tta,
+        net2_device=net2_device,
     )
 
 
