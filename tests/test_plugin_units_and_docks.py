@@ -181,3 +181,20 @@ def test_a_flipped_axis_scale_still_gives_the_pixel_size():
 
     assert pixel_size_from((-2.0, 2.0), ("nm", "nm")) == pytest.approx(2.0)
     assert pixel_size_from((2.0, 8.0), ("nm", "nm")) == pytest.approx(4.0)  # the same pixel area
+
+
+def test_a_pixel_size_set_on_the_synthetic_sample_applies_to_its_true_grains(make_napari_viewer, qtbot):
+    """The truth layer stayed at 1 px while its micrograph went to nm: misaligned 1.5x, units warned."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "synthetic_micrograph")
+    image, truth = viewer.layers["synthetic micrograph"], viewer.layers["synthetic true grains"]
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    assert seg.image.value is image  # the truth is not offered as a micrograph
+    viewer.layers.selection.active = image
+    before = len(units_warnings())
+    seg.pixel_size.value = 1.5
+    click(qtbot, seg.apply_pixel_size)
+    np.testing.assert_allclose(image.scale, (1.5, 1.5))
+    np.testing.assert_allclose(truth.scale, image.scale)
+    assert tuple(map(str, truth.units)) == tuple(map(str, image.units))
+    assert len(units_warnings()) == before

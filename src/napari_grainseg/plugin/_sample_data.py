@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from napari_grainseg.io.samples import INTERCONNECT_TEM_CREDIT
 from napari_grainseg.io.samples import interconnect_tem as _load_interconnect
+from napari_grainseg.plugin._boundaries import ROLE_KEY
 from napari_grainseg.plugin._layers import micrograph_layer_kwargs
 
 
@@ -20,8 +21,15 @@ def synthetic_micrograph():
     from napari_grainseg.synthetic import generate
 
     sample = generate(seed=0, shape=(512, 512), preset="tem")
+    name = "synthetic micrograph"
     meta = {"grainseg_synthetic_params": sample.params}
+    # the truth belongs to the micrograph: a pixel size set on it applies to the truth too
+    truth_meta = {ROLE_KEY: "truth", "grainseg_source": name, "grainseg_derived": True}
     return [
-        (sample.image, {"name": "synthetic micrograph", "colormap": "gray", "metadata": meta}, "image"),
-        (sample.labels, {"name": "synthetic true grains", "opacity": 0.3, "visible": False}, "labels"),
+        (sample.image, {"name": name, "colormap": "gray", "metadata": meta}, "image"),
+        (
+            sample.labels,
+            {"name": "synthetic true grains", "opacity": 0.3, "visible": False, "metadata": truth_meta},
+            "labels",
+        ),
     ]
