@@ -113,6 +113,15 @@ def test_histogram_draws_lognormal_fit():
     heights = np.array([p.get_height() for p in ax_n.patches])
     widths = np.array([p.get_width() for p in ax_n.patches])
     assert np.sum(heights * widths) == pytest.approx(1.0)
+    # the legends cover no bar (they sat on the tallest ones), for both layouts
+    for figure in (fig, report.histogram_figure(table, sm, vertical=True)):
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        for ax in figure.axes[:2]:
+            legend = ax.get_legend().get_window_extent(renderer)
+            assert not any(legend.overlaps(bar.get_window_extent(renderer)) for bar in ax.patches)
+    # which grains the title counts, said in words (not "corrected (miles)")
+    assert fig._suptitle.get_text().endswith(f"{sm['n_grains_included']} complete grains, Miles–Lantuéjoul weights")
 
 
 def test_uncalibrated_report_uses_pixels(tmp_path):
@@ -314,7 +323,7 @@ def test_a_field_too_small_for_a_fit_says_so_in_the_goodness_of_fit_panel():
     fig = report.histogram_figure(table, sm)
     ax_c = fig.axes[2]
     assert any("no lognormal fit" in t.get_text() for t in ax_c.texts)
-    assert fig._suptitle.get_text().startswith("Equivalent circle diameter (ECD) — 2 grains")
+    assert fig._suptitle.get_text() == "Equivalent circle diameter (ECD) — 2 grains, border grains included"
 
 
 @pytest.mark.parametrize("nm", [0.001, 0.0023, 0.0024, 2.5, 2539.0, 1e6])

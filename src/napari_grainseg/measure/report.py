@@ -100,11 +100,7 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
         fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.84, wspace=0.3)
     FigureCanvasAgg(fig)
     ax_n, ax_a, ax_c = fig.subplots(3, 1) if vertical else fig.subplots(1, 3)
-    n_inc = summary.get("n_grains_included", 0)
-    title = f"{n_inc} grain{'' if n_inc == 1 else 's'}" + (
-        f", border grains corrected ({summary['edge_correction']})" if summary.get("edge_correction") else ""
-    )
-    fig.suptitle(f"Equivalent circle diameter (ECD) — {title}")
+    fig.suptitle(f"Equivalent circle diameter (ECD) — {counted_grains_words(summary)}")
     fit = summary.get("lognormal")
     if hist:
         edges = np.asarray(hist["bin_edges_px"]) * scale
@@ -125,6 +121,10 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     for ax, what in ((ax_n, "number"), (ax_a, "area")):
         ax.set_xlabel(f"ECD ({unit})")
         ax.set_ylabel(f"{what}-weighted density (1/{unit})")
+        top = max((artist.get_height() for artist in ax.patches), default=0.0)
+        top = max([top, *(float(np.max(line.get_ydata())) for line in ax.lines)])
+        if top > 0:  # headroom: the legend sits above the tallest bar, never on it
+            ax.set_ylim(0, top * LEGEND_HEADROOM)
         ax.legend(fontsize=8, loc="upper right")
     ax_n.set_title("number-weighted", fontsize=10)
     ax_a.set_title("area-weighted", fontsize=10)
@@ -161,6 +161,29 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     ax_c.set_ylim(0, 1.02)
     ax_c.legend(fontsize=8, loc="lower right")
     return fig
+
+
+#: Histogram panels reach this multiple of their tallest bar or curve: room for the legend.
+LEGEND_HEADROOM = 1.4
+
+
+def counted_grains_words(summary: dict) -> str:
+    """Which grains the size statistics count, as the figure's title says it.
+
+    E.g. "85 complete grains, Miles–Lantuéjoul weights": border grains left out, and the
+    complete ones weighted for their chance of being cut by the border (the summary's
+    ``edge_grains`` and ``edge_correction``).
+    """
+    n = summary.get("n_grains_included", 0)
+    grains = f"grain{'' if n == 1 else 's'}"
+    if str(summary.get("edge_grains", "")).startswith("included"):
+        return f"{n} {grains}, border grains included"
+    correction = summary.get("edge_correction")
+    if correction == "miles":
+        return f"{n} complete {grains}, Miles–Lantuéjoul weights"
+    if correction == "guard":
+        return f"{n} {grains} inside the guard frame"
+    return f"{n} complete {grains} (border grains left out)"
 
 
 def _lognormal_pdf(x: np.ndarray, sigma: float, median: float) -> np.ndarray:
