@@ -724,3 +724,33 @@ def test_adapted_model_scale_follows_each_images_pixel_size_in_segment_and_batch
     out = tmp_path / "given"
     assert main(["segment", files[1], "--out", str(out), "--model", str(model), "--grain-size", "12"]) == 0
     assert json.loads((out / "at4nm_summary.json").read_text())["grain_size_hint_px"] == pytest.approx(12.0)
+
+
+def test_corrections_at_two_magnifications_are_warned_of_and_recorded(tmp_path, capsys):
+    """One adapted scale cannot suit images whose grains differ 3x: the CLI says so, model.json keeps
+    each image's grain size, and the segment dock's advice names the span."""
+    import tifffile
+
+    from napari_grainseg.cli import main
+    from napari_grainseg.models.model_dir import grain_size_advice, mixed_magnifications
+    from napari_grainseg.synthetic import generate
+
+    images, labels = [], []
+    for seed, diameter in ((5, 12.0), (6, 36.0)):
+        s = generate(seed, shape=(160, 160), preset="tem", mean_diameter=diameter)
+        images.append(tmp_path / f"img{seed}.tif")
+        labels.append(tmp_path / f"labels{seed}.tif")
+        tifffile.imwrite(images[-1], (s.image * 65535).astype(np.uint16))
+        tifffile.imwrite(labels[-1], s.labels.astype(np.uint16))
+    model = tmp_path / "mixed"
+    argv = ["finetune", *map(str, images), "--labels", *map(str, labels), "--out", str(model), "--steps", "1"]
+    assert main([*argv, "--no-progress", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    info = json.loads((model / "model.json").read_text())
+    small, large = sorted(info["corrections_grain_sizes_px"])
+    assert large > 2 * small and mixed_magnifications(info)
+    assert f"WARNING: your corrected images' grain sizes span {small:.0f}-{large:.0f} px" in err
+    assert "one model per magnification" in grain_size_advice(info)
+    # one magnification: no warning, and the advice is the hint for other magnifications
+    one = dict(info, corrections_grain_sizes_px=[small, small * 1.2])
+    assert not mixed_magnifications(one) and grain_size_advice(one).startswith("runs at your corrections' grain size")

@@ -225,3 +225,25 @@ def test_learning_refuses_a_taken_name_and_no_corrections_before_any_work(store)
     empty.boundaries[:] = False
     with pytest.raises(InputError, match="'layer E'.*all zero"):
         learn_model("new", [empty], steps=2, config=_config())
+
+
+def test_an_adapted_model_s_grain_size_in_an_image_s_pixels_and_its_hint():
+    """What the user is told (the corrections' size, converted by the pixel sizes) and the hint that
+    gives the adapted scale (grains above 40 px are shrunk to 24 px, not to the shipped rule's 40)."""
+    from napari_grainseg.models.model_dir import (
+        ADAPTED_GRAIN_SIZE_PX,
+        corrections_grain_size,
+        model_grain_size_hint,
+    )
+    from napari_grainseg.segmentation.inference import scale_for_grain_size
+
+    info = {"grain_size_px": 112.0, "pixel_size_nm": 2.0}
+    assert corrections_grain_size(info) == 112.0
+    assert corrections_grain_size(info, pixel_size_nm=4.0) == 56.0  # half the magnification
+    assert corrections_grain_size({"grain_size_px": 112.0}, pixel_size_nm=4.0) == 112.0  # model uncalibrated
+    assert corrections_grain_size({}) is None and model_grain_size_hint({}) is None
+    hint = model_grain_size_hint(info, pixel_size_nm=4.0)
+    assert hint > 56.0  # the internal hint is not the grain size shown to the user
+    assert scale_for_grain_size(hint) == pytest.approx(ADAPTED_GRAIN_SIZE_PX / 56.0)
+    small = {"grain_size_px": 20.0}
+    assert model_grain_size_hint(small) == corrections_grain_size(small) == 20.0  # in range: as is

@@ -74,12 +74,64 @@ def model_grain_size_hint(
     (else the image is assumed to share the corrections' magnification). None for the shipped model.
     """
     if grain_size_px is None:
-        grain_size_px = info.get("grain_size_px")
+        grain_size_px = corrections_grain_size(info, pixel_size_nm)
         if grain_size_px is None:
             return None
-        if pixel_size_nm and info.get("pixel_size_nm"):
-            grain_size_px = grain_size_px * info["pixel_size_nm"] / pixel_size_nm
     return inference_grain_size(grain_size_px)
+
+
+#: Corrected images whose grain sizes differ by more than this factor are taken to be at different
+#: magnifications: one adapted scale cannot suit them all.
+MAGNIFICATION_SPREAD = 1.5
+
+
+def mixed_magnifications(info: dict) -> bool:
+    """Whether an adapted model's corrections (``model.json`` ``info``) span grain sizes more than
+    :data:`MAGNIFICATION_SPREAD` apart (it learned at one scale, the median's).
+
+    Examples
+    --------
+    >>> mixed_magnifications({"corrections_grain_sizes_px": [55.0, 163.0]})
+    True
+    >>> mixed_magnifications({"corrections_grain_sizes_px": [22.0, 25.0]})
+    False
+    """
+    sizes = [size for size in info.get("corrections_grain_sizes_px") or [] if size]
+    return len(sizes) > 1 and max(sizes) > MAGNIFICATION_SPREAD * min(sizes)
+
+
+def grain_size_advice(info: dict) -> str:
+    """What a user is told about the scale an adapted model runs at ('' when it records none):
+    the segment dock's model check, and a warning after learning from mixed magnifications."""
+    size = info.get("grain_size_px")
+    if not size:
+        return ""
+    if mixed_magnifications(info):
+        sizes = [s for s in info["corrections_grain_sizes_px"] if s]
+        return (
+            f"your corrected images' grain sizes span {min(sizes):.0f}-{max(sizes):.0f} px (different "
+            f"magnifications?) but the model runs at one, {size:.0f} px: give each image's grain size as a "
+            "hint, or learn one model per magnification"
+        )
+    at = f" at {info['pixel_size_nm']:g} nm/px" if info.get("pixel_size_nm") else ""
+    return (
+        f"runs at your corrections' grain size ({size:.0f} px{at}): give a grain size hint for images at "
+        "another magnification"
+    )
+
+
+def corrections_grain_size(info: dict, pixel_size_nm: float | None = None) -> float | None:
+    """The mean grain diameter of an adapted model's corrections (``model.json`` ``info``), in the
+    pixels of an image of ``pixel_size_nm`` when both are calibrated (else in the corrections'
+    pixels). What a user is told the model runs at; :func:`model_grain_size_hint` turns it into
+    the hint that gives the adapted scale. None when the model records none.
+    """
+    size = info.get("grain_size_px")
+    if size is None:
+        return None
+    if pixel_size_nm and info.get("pixel_size_nm"):
+        return size * info["pixel_size_nm"] / pixel_size_nm
+    return float(size)
 
 
 @dataclass

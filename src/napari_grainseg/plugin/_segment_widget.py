@@ -627,13 +627,11 @@ class SegmentWidget(Container):
                 switched = f"; {changed} (the model's choice, made on your corrections)"
         self._settings_of_model = self._builder_settings()  # what the user may change after
         self.model_label.value = stored.verdict + switched
-        size = info.get("grain_size_px")
-        if size:  # the scale it runs at, unless a hint is given: say so, other magnifications need one
-            self.model_label.value += (
-                f"; runs at your corrections' grain size ({size:.0f} px"
-                + (f" at {info['pixel_size_nm']:g} nm/px" if info.get("pixel_size_nm") else "")
-                + "): give a grain size hint for images at another magnification"
-            )
+        from napari_grainseg.models.model_dir import grain_size_advice
+
+        advice = grain_size_advice(info)  # the scale it runs at unless a hint is given
+        if advice:
+            self.model_label.value += f"; {advice}"
         if rec.get("net2_steps") == "auto":
             self.model_label.value += "; its adapted Net2 helped there: step Net2 after Net1"
         if stored.worse_than_base:
@@ -756,11 +754,15 @@ class SegmentWidget(Container):
         self._net1_tiles = tiles
         worker = create_worker(self._net1_job, data, device, options, holder)
         holder["worker"] = worker
-        from_model = hint is None and self.model_dir is not None  # the learned model's own grain size
+        model_size = None  # the learned model's own grain size, when it decides the scale
+        if hint is None and self.model_dir is not None:
+            from napari_grainseg.models.model_dir import corrections_grain_size
+
+            model_size = corrections_grain_size(self.model_info or {}, pixel_size_of(source))
         # the tile count stops before the result's status is written: its timer could otherwise
         # fire between the result and the worker's end and put "tile n of n" back for good
         worker.returned.connect(
-            lambda result: tiles.close() or holder.update(delivered=True) or self._net1_done(source, result, from_model)
+            lambda result: tiles.close() or holder.update(delivered=True) or self._net1_done(source, result, model_size)
         )
         worker.errored.connect(lambda exc: tiles.close() or self._fail(f"Net1 failed: {exc}"))
         worker.finished.connect(lambda: self._net1_finished(tiles, source, worker, holder.get("delivered", False)))
@@ -817,7 +819,7 @@ class SegmentWidget(Container):
         show_info(f"napari-grainseg: Net1 cancelled on '{source.name}'")
 
     @unless_closed
-    def _net1_done(self, source, out, from_model: bool = False) -> None:
+    def _net1_done(self, source, out, model_size: float | None = None) -> None:
         if isinstance(out, _Failure):
             if out.cancelled:
                 self._net1_cancelled(source)
@@ -838,8 +840,11 @@ class SegmentWidget(Container):
         )
         p = result.prediction
         self.device_label.value = p.device  # how Net1 ran: e.g. "cpu (OpenCV DNN, 2 threads)"
-        how = "the model's" if from_model and p.grain_size_source == "hint" else p.grain_size_source
-        size = f", grain size {p.grain_size_px:.1f} px ({how})" if p.grain_size_px else ""
+        if model_size is not None and p.grain_size_source == "hint":
+            # the corrections' grain size, not the internal hint that resamples to the model's scale
+            size = f", grain size {model_size:.1f} px (the model's)"
+        else:
+            size = f", grain size {p.grain_size_px:.1f} px ({p.grain_size_source})" if p.grain_size_px else ""
         resampled = f", image resampled ×{p.scale:.2g}" if p.scale != 1.0 else ""
         model = result.model.get("model", "shipped") if result.model else "shipped"
         n = int(labels.max())

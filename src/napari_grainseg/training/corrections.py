@@ -216,9 +216,9 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
     return out
 
 
-def correction_grain_size(corrections: list[Correction]) -> float | None:
-    """Median over images of the mean grain diameter (px) of the corrected grains
-    (:func:`estimate_grain_size` on the truth, inside the ROI's bounding box when there is a ROI)."""
+def correction_grain_sizes(corrections: list[Correction]) -> list[float | None]:
+    """The mean grain diameter (px) of each image's corrected grains (:func:`estimate_grain_size`
+    on the truth, inside the ROI's bounding box when there is a ROI; None where it finds none)."""
     from napari_grainseg.segmentation.inference import estimate_grain_size
 
     def box(c):
@@ -227,8 +227,13 @@ def correction_grain_size(corrections: list[Correction]) -> float | None:
         ys, xs = np.nonzero(c.roi)
         return c.boundaries[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
-    sizes = [estimate_grain_size(box(c).astype(np.float32)) for c in corrections]
-    sizes = [s for s in sizes if s is not None]
+    return [estimate_grain_size(box(c).astype(np.float32)) for c in corrections]
+
+
+def correction_grain_size(corrections: list[Correction]) -> float | None:
+    """Median over images of the mean grain diameter (px) of the corrected grains
+    (:func:`correction_grain_sizes`)."""
+    sizes = [s for s in correction_grain_sizes(corrections) if s is not None]
     return float(np.median(sizes)) if sizes else None
 
 

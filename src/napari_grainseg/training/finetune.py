@@ -39,7 +39,7 @@ import numpy as np
 
 from napari_grainseg.errors import InputError
 from napari_grainseg.training.config import LoopConfig
-from napari_grainseg.training.corrections import Correction, CorrectionSampler, correction_grain_size
+from napari_grainseg.training.corrections import Correction, CorrectionSampler, correction_grain_sizes
 
 #: Metrics of the held-out comparison (lower is better except F1).
 HELDOUT_METRICS: tuple[str, ...] = (
@@ -164,21 +164,25 @@ def split_heldout(n: int, holdout: float, seed: int) -> tuple[list[int], list[in
     return [i for i in range(n) if i not in held], held
 
 
-def working_scale(corrections: list[Correction], grain_size_px: float | None) -> tuple[float, float | None, str]:
-    """(scale, grain size, source): the resampling of the corrections for fine-tuning
-    (:func:`~napari_grainseg.models.model_dir.adapted_scale`: large grains to 24 px).
+def working_scale(
+    corrections: list[Correction], grain_size_px: float | None
+) -> tuple[float, float | None, str, list[float]]:
+    """(scale, grain size, source, each image's grain size): the resampling of the corrections for
+    fine-tuning (:func:`~napari_grainseg.models.model_dir.adapted_scale`: large grains to 24 px).
 
-    ``grain_size_px`` (a hint) wins; otherwise the grain size is measured on the corrected
-    boundaries themselves (known exactly, unlike at inference).
+    ``grain_size_px`` (a hint) wins; otherwise the grain size is the median of the images' sizes
+    measured on the corrected boundaries themselves (known exactly, unlike at inference). Each
+    image's size is returned either way: images at different magnifications share one scale.
     """
     from napari_grainseg.models.model_dir import adapted_scale
 
+    sizes = [size for size in correction_grain_sizes(corrections) if size is not None]
     if grain_size_px is not None:
-        return adapted_scale(grain_size_px), float(grain_size_px), "hint"
-    size = correction_grain_size(corrections)
-    if size is None:
-        return 1.0, None, "none"
-    return adapted_scale(size), size, "corrections"
+        return adapted_scale(grain_size_px), float(grain_size_px), "hint", sizes
+    if not sizes:
+        return 1.0, None, "none", sizes
+    size = float(np.median(sizes))
+    return adapted_scale(size), size, "corrections", sizes
 
 
 def finetune_net1(
@@ -245,7 +249,7 @@ def finetune_net1(
     dev = prepare_device(config, device)
     train_idx, held_idx = split_heldout(len(corrections), config.holdout, config.seed)
     train = [corrections[i] for i in train_idx]
-    scale, grain_size, grain_source = working_scale(corrections, grain_size_px)
+    scale, grain_size, grain_source, image_sizes = working_scale(corrections, grain_size_px)
     from napari_grainseg.models.model_dir import inference_grain_size
 
     hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
@@ -331,6 +335,7 @@ def finetune_net1(
         "working_scale": scale,
         "grain_size_px": grain_size,
         "grain_size_source": grain_source,
+        "corrections_grain_sizes_px": [round(size, 2) for size in image_sizes],
         "inference_grain_size_px": hint,
         "loss_curve": curve(losses),
         "train_images": train_idx,
@@ -713,6 +718,7 @@ def adapt_and_save(
         "device": info["device"],
         "working_scale": info["working_scale"],
         "grain_size_px": info["grain_size_px"],
+        "corrections_grain_sizes_px": info["corrections_grain_sizes_px"],
         "inference_grain_size_px": info["inference_grain_size_px"],
         "grain_size_source": info["grain_size_source"],
         "pixel_size_nm": pixel_size_nm,
