@@ -230,11 +230,7 @@ def test_learning_refuses_a_taken_name_and_no_corrections_before_any_work(store)
 def test_an_adapted_model_s_grain_size_in_an_image_s_pixels_and_its_hint():
     """What the user is told (the corrections' size, converted by the pixel sizes) and the hint that
     gives the adapted scale (grains above 40 px are shrunk to 24 px, not to the shipped rule's 40)."""
-    from napari_grainseg.models.model_dir import (
-        ADAPTED_GRAIN_SIZE_PX,
-        corrections_grain_size,
-        model_grain_size_hint,
-    )
+    from napari_grainseg.models.model_dir import ADAPTED_GRAIN_SIZE_PX, corrections_grain_size, model_grain_size_hint
     from napari_grainseg.segmentation.inference import scale_for_grain_size
 
     info = {"grain_size_px": 112.0, "pixel_size_nm": 2.0}

@@ -177,7 +177,8 @@ def test_net1_on_another_image_ends_a_paused_net2_without_saying_cancelled(make_
     # Stop after single steps: "stopped", not "cancelled" (nothing was running)
     click(qtbot, seg.step_button)
     click(qtbot, seg.stop_button)
-    assert seg.status.value == "Net2 stopped on b after 1 step", seg.status.value
+    n = int(viewer.layers["b grains"].data.max())
+    assert seg.status.value == f"Net2 stopped on b after 1 step, {n} grain{'' if n == 1 else 's'}", seg.status.value
     assert not [m for m in told if "cancelled" in m], told
 
 

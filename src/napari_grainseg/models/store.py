@@ -155,9 +155,10 @@ class StoredModel:
 
     @property
     def label(self) -> str:
-        """How a model choice shows it: name, date and a warning when flagged."""
+        """How a model choice shows it: a warning when flagged (first: a narrow box clips the end),
+        name and date."""
         text = f"{self.name} ({self.date[:16].replace('T', ' ')})"
-        return text + " - worse than shipped!" if self.worse_than_base else text
+        return f"worse than shipped! {text}" if self.worse_than_base else text
 
 
 def list_models(store: str | Path | None = None) -> list[StoredModel]:

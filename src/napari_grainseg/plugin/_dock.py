@@ -111,6 +111,7 @@ def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HE
         # a long layer name present when the dock opens must not widen it past its area
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(12)
+        show_whole_choices(combo)
     body.native.layout().addStretch(1)  # rows packed at the top, not spread over a tall dock
     area = QScrollArea()
     area.setWidgetResizable(True)
@@ -180,6 +181,25 @@ def tabify_plugin_docks(native, tab_title: str | None = None):
         window.tabifyDockWidget(others[0], dock)
     dock.raise_()
     return dock
+
+
+def show_whole_choices(combo) -> None:
+    """Let a combo box (a ``QComboBox``) in a narrow dock show long choices whole: its list opens as
+    wide as the longest entry, and its tooltip gives the chosen one in full (the box clips it)."""
+    static_tip = combo.toolTip()
+
+    def fit(*_args) -> None:
+        view = combo.view()  # (its own size hint counts only the rows laid out: none while closed)
+        metrics = view.fontMetrics()
+        widest = max((metrics.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0)
+        view.setMinimumWidth(widest + 2 * view.frameWidth() + 24)
+        chosen = combo.currentText()
+        combo.setToolTip(f"{chosen}\n\n{static_tip}" if static_tip and chosen else static_tip or chosen)
+
+    combo.model().rowsInserted.connect(fit)
+    combo.model().rowsRemoved.connect(fit)
+    combo.currentTextChanged.connect(fit)
+    fit()
 
 
 def source_image(viewer, layer):
