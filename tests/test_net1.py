@@ -319,7 +319,8 @@ class _RowRamp(torch.nn.Module):
 
 
 def test_orientation_average_maps_each_copy_back_before_averaging():
-    from napari_grainseg.training.net1 import ORIENTATIONS, orientation_average
+    from napari_grainseg.segmentation.inference import DIHEDRAL
+    from napari_grainseg.training.net1 import orientation_average
 
     x = torch.zeros(2, 4, 16, 32)
     ramp = torch.sigmoid(torch.linspace(-3.0, 3.0, 16)).view(1, 1, 16, 1).expand(2, 1, 16, 32)
@@ -328,8 +329,9 @@ def test_orientation_average_maps_each_copy_back_before_averaging():
     assert torch.allclose(orientation_average(_RowRamp(), x, 2), torch.full_like(ramp, 0.5))
     # with both flips and the half turn: still a ramp and its reverse, twice
     assert torch.allclose(orientation_average(_RowRamp(), x, 4), torch.full_like(ramp, 0.5))
-    assert [ORIENTATIONS[:n] for n in (1, 2, 4)] == [((0, False),), ((0, False), (2, False)), ORIENTATIONS[:4]]
-    assert sorted(ORIENTATIONS) == sorted((k, f) for k in range(4) for f in (False, True))
+    # one list of the square's symmetries for training and test-time augmentation; its prefixes are groups
+    assert [DIHEDRAL[:n] for n in (1, 2, 4)] == [((0, False),), ((0, False), (2, False)), DIHEDRAL[:4]]
+    assert sorted(DIHEDRAL) == sorted((k, f) for k in range(4) for f in (False, True))
 
 
 def test_eight_orientations_are_the_products_test_time_augmentation(random_model):

@@ -143,8 +143,13 @@ def resample(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image.astype(np.float32), size, interpolation=interp)
 
 
-#: The eight symmetries of the square (90° turns ``k``, then a left-right flip) used by test-time augmentation.
-DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, flip) for flip in (False, True) for k in range(4))
+#: The eight symmetries of the square (90° turns ``k``, then a left-right flip) used by test-time
+#: augmentation, in an order whose first 1, 2, 4 and 8 each form a group (identity; + half turn;
+#: + both flips; + the quarter turns and transposes): an average over such a prefix is unchanged by
+#: every symmetry in it, which training's teachers use (``training.net1.orientation_average``).
+DIHEDRAL: tuple[tuple[int, bool], ...] = (
+    (0, False), (2, False), (0, True), (2, True), (1, False), (3, False), (1, True), (3, True),
+)  # fmt: skip
 
 
 def run_net1(model, features: np.ndarray, device, *, tta: bool = False) -> np.ndarray:

@@ -36,7 +36,6 @@ __all__ = [
     "FINE_DIAMETERS_PX",
     "UPSAMPLED_FINE",
     "TrainConfig",
-    "ORIENTATIONS",
     "best_teacher_targets",
     "boundary_loss",
     "boundary_segments",
@@ -298,16 +297,10 @@ def pass_distillation_loss(logits, teacher_probs, segments):
     return (torch.log(target[below].clamp_min(1e-4)) - torch.log(student[below].clamp_min(1e-4))).mean()
 
 
-#: The square's eight symmetries (90° turns ``k``, then a left-right flip) in an order whose first
-#: 1, 2, 4 and 8 each form a group: identity; + half turn; + both flips; + the quarter turns and
-#: transposes. An average over such a prefix is unchanged by every symmetry in it.
-ORIENTATIONS: tuple[tuple[int, bool], ...] = (
-    (0, False), (2, False), (0, True), (2, True), (1, False), (3, False), (1, True), (3, True),
-)  # fmt: skip
-
-
 def orientation_average(model, features, n: int, first=None):
-    """Mean probability of ``model`` over the first ``n`` of :data:`ORIENTATIONS`, each mapped back.
+    """Mean probability of ``model`` over the first ``n`` of the square's symmetries
+    (:data:`~napari_grainseg.segmentation.inference.DIHEDRAL`, whose prefixes of 1, 2, 4 and 8 are
+    groups), each mapped back.
 
     ``features`` is ``(N, C, H, W)`` with H and W multiples of the model's stride (a quarter turn
     swaps them). ``first``: the model's probability on ``features`` as they are, if already
@@ -316,9 +309,11 @@ def orientation_average(model, features, n: int, first=None):
     """
     import torch
 
+    from napari_grainseg.segmentation.inference import DIHEDRAL
+
     with torch.no_grad():
         total = torch.sigmoid(model(features)) if first is None else first.clone()
-        for k, flip in ORIENTATIONS[1:n]:
+        for k, flip in DIHEDRAL[1:n]:
             x = torch.rot90(features, k, dims=(2, 3))
             prob = torch.sigmoid(model(x.flip(3) if flip else x))
             total += torch.rot90(prob.flip(3) if flip else prob, -k, dims=(2, 3))
