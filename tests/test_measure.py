@@ -449,3 +449,44 @@ def test_measure_field_gives_the_same_on_one_thread_and_two(options):
     assert s2["mean_intercept_px"] == pytest.approx(
         summarize(lab, PIXEL_NM, exclude=mask, **options)["mean_intercept_px"]
     )
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_boundaries_filled_in_bands_of_rows_equal_one_piece(monkeypatch, threads):
+    """Bands of rows with a margin wider than the widest gap give the same grains, ties included
+    (a square grid with 2-px gaps has equidistant grains everywhere; thick lines come from a brush)."""
+    from scipy import ndimage as ndi
+
+    from napari_grainseg.measure import table
+
+    monkeypatch.setattr(table, "BANDED_FILL_MIN_PX", 0)
+    grid = square_grid((230, 170), 13)
+    grid[(np.arange(230)[:, None] % 13 < 2) | (np.arange(170)[None, :] % 13 < 2)] = 0
+    thick = normalize_labels(hex_tiling((240, 200), 21.0))
+    thick[ndi.binary_dilation(thick == 0, iterations=2)] = 0  # 5-px lines
+    for lab in (grid, thick):
+        gap = float(ndi.distance_transform_edt(lab == 0).max())
+        assert gap > 1
+        np.testing.assert_array_equal(fill_boundaries(lab, max_gap_px=gap, threads=threads), fill_boundaries(lab))
+
+
+def test_prepare_labels_fills_in_bands_only_where_no_area_is_unlabelled(monkeypatch):
+    from napari_grainseg.measure import table
+    from napari_grainseg.models.device import restored_cpu_threads, set_cpu_threads
+
+    monkeypatch.setattr(table, "BANDED_FILL_MIN_PX", 0)
+    calls = []
+    real = table._fill_in_bands
+    monkeypatch.setattr(table, "_fill_in_bands", lambda *a, **k: calls.append(k) or real(*a, **k))
+    lab = normalize_labels(HEX)
+    with restored_cpu_threads():
+        set_cpu_threads(2)
+        banded = table.prepare_labels(lab).filled
+        assert len(calls) == 1 and calls[0]["threads"] == 2
+        hole = lab.copy()
+        hole[100:200, 100:200] = 0  # a deleted grain: far from every grain, filled in one piece
+        table.prepare_labels(hole)
+        assert len(calls) == 1
+        set_cpu_threads(1)
+        np.testing.assert_array_equal(table.prepare_labels(lab).filled, banded)
+        assert len(calls) == 1

@@ -90,7 +90,9 @@ def relabel_sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse + np.uint32(1), uniq.astype(np.int64)
 
 
-def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.ndarray:
+def fill_boundaries(
+    labels: np.ndarray, distance: float | None = None, *, max_gap_px: float | None = None, threads: int = 1
+) -> np.ndarray:
     """Assign every 0-pixel to the nearest grain.
 
     Equivalent to ``skimage.segmentation.expand_labels`` (``distance``: the
@@ -98,6 +100,11 @@ def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.nda
     Ties are broken by the Euclidean distance transform's scan order, the same
     everywhere, so a periodic tiling stays periodic. An image without any
     grain becomes a single grain (label 1).
+
+    ``max_gap_px``: when the caller knows that every 0-pixel lies within this distance of a
+    grain (thin boundary lines, no unlabelled area), the transform runs on ``threads`` bands
+    of rows at once, each with a margin wider than the gap: the same result (scipy leaves the
+    GIL during the transform), in about half the time on two threads.
     """
     labels = np.asarray(labels)
     zero = labels == 0
@@ -105,6 +112,8 @@ def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.nda
         return labels.copy()
     if zero.all():
         return np.ones(labels.shape, labels.dtype)
+    if distance is None and max_gap_px is not None and threads > 1 and labels.size >= BANDED_FILL_MIN_PX:
+        return _fill_in_bands(labels, zero, margin=int(math.ceil(max_gap_px)) + 2, threads=threads)
     if distance is not None:
         dist, (iy, ix) = ndi.distance_transform_edt(zero, return_indices=True)
         zero &= dist <= distance
@@ -117,6 +126,35 @@ def fill_boundaries(labels: np.ndarray, distance: float | None = None) -> np.nda
     for band in row_slices(labels.shape, 1 << 20):
         z = zero[band]
         out[band][z] = labels[iy[band][z], ix[band][z]]
+    return out
+
+
+#: Images below this many pixels are filled in one piece (threads would not pay for themselves).
+BANDED_FILL_MIN_PX = 1 << 21
+
+
+def _fill_in_bands(labels: np.ndarray, zero: np.ndarray, margin: int, threads: int) -> np.ndarray:
+    """:func:`fill_boundaries` by bands of rows, each transformed with ``margin`` rows of its
+    neighbours, on ``threads`` threads. Exact when every 0-pixel's nearest grain is closer than
+    ``margin``: its nearest candidates, ties included, then all lie in its band's margin."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = labels.shape[0]
+    n = max(1, min(threads, h // (4 * margin)))
+    bounds = np.linspace(0, h, n + 1).astype(int)
+    out = labels.copy()
+
+    def fill(i: int) -> None:
+        r0, r1 = int(bounds[i]), int(bounds[i + 1])
+        c0, c1 = max(0, r0 - margin), min(h, r1 + margin)
+        crop = zero[c0:c1]
+        iy, ix = ndi.distance_transform_edt(crop, return_distances=False, return_indices=True)
+        core = slice(r0 - c0, r1 - c0)
+        z = crop[core]
+        out[r0:r1][z] = labels[c0:c1][iy[core][z], ix[core][z]]
+
+    with ThreadPoolExecutor(n, thread_name_prefix="grainseg-fill") as pool:
+        list(pool.map(fill, range(n)))
     return out
 
 
@@ -287,7 +325,11 @@ def prepare_labels(labels, *, min_area: int | None = None, exclude=None) -> Meas
         lab = lut[lab]
         filled = lut[filled] if mask is not None else fill_boundaries(lab)
     else:
-        filled = fill_boundaries(lab)
+        from napari_grainseg.models.device import cpu_threads
+
+        # no unlabelled area: every 0-pixel is within WIDE_GAP_PX (chessboard) of a grain
+        gap = WIDE_GAP_PX * math.sqrt(2) if options["unlabelled_px"] == 0 else None
+        filled = fill_boundaries(lab, max_gap_px=gap, threads=cpu_threads())
     options["n_grains_below_min_area"] = n_small
     return MeasuredField(lab, filled, ids, excluded, options)
 
