@@ -55,7 +55,7 @@ def test_a_command_registers_only_its_own_parser():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split("\n")[:2] == ["['segment'] False", f"{len(SUBCOMMANDS)} True"]
-    assert run_cli("--debug", "segment").stderr.strip().endswith("the following arguments are required: --out")
+    assert run_cli("--debug", "segment").stderr.strip().endswith("required: --out (see grainseg segment --help)")
 
 
 def _write(path, array):
@@ -183,3 +183,52 @@ def test_train_out_that_is_a_file_is_a_one_line_error(model, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"grainseg: error: --out {afile} is a file, not a folder"]
     assert afile.read_bytes() == b"precious"
+
+
+def test_an_image_refused_among_several_inputs_is_named(bad_inputs, sample_path, tmp_path):
+    """`segment good.png constant.tif` reads everything first: the refusal says which file."""
+    for case in ("constant", "tiny"):
+        path, words = bad_inputs[case]
+        result = run_cli("segment", str(sample_path), path, "--out", str(tmp_path / "out"))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"grainseg: error: {case}.tif: ") and words in line, line
+
+
+def test_argument_errors_are_one_line_pointing_to_the_commands_help(tmp_path):
+    for args, words in (
+        (
+            ["batch", "x", "--out", str(tmp_path), "--bogus"],
+            "unrecognized arguments: --bogus (see grainseg batch --help)",
+        ),
+        (["segment", "x.tif", "--out", str(tmp_path), "--pixel-size", "2nm"], "without a unit (e.g. 2), got '2nm'"),
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+        assert "usage:" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "typed, note",
+    [("0.002", "if it was in µm, give 2 (nm)"), ("50000", "if it was in pm, give 50 (nm); if in Å, 5000")],
+)
+def test_a_pixel_size_typed_in_another_unit_is_noted_in_one_line(tmp_path, capsys, typed, note):
+    from test_report import grid_labels
+
+    path = tmp_path / "lab.tif"
+    tifffile.imwrite(path, grid_labels())
+    assert main(["measure", str(path), "--out", str(tmp_path / "out"), "--pixel-size", typed]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if note in line]
+    assert len(warned) == 1 and warned[0].startswith("grainseg: warning: pixel size "), warned
+
+
+def test_segment_says_the_measurement_warnings_the_summary_records(tmp_path, sample_path, capsys):
+    """`measure` printed them; `segment` wrote them only into the JSON (no pixel size, few grains...)."""
+    import json
+
+    assert main(["segment", str(sample_path), "--out", str(tmp_path / "out"), "--net2-steps", "0"]) == 0
+    err = capsys.readouterr().err
+    warnings = json.loads((tmp_path / "out" / f"{sample_path.stem}_summary.json").read_text())["warnings"]
+    assert warnings and any("no pixel size" in w for w in warnings)
+    for warning in warnings:
+        assert f"grainseg: warning: {sample_path.stem}: {warning}" in err

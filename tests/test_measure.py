@@ -490,3 +490,29 @@ def test_prepare_labels_fills_in_bands_only_where_no_area_is_unlabelled(monkeypa
         set_cpu_threads(1)
         np.testing.assert_array_equal(table.prepare_labels(lab).filled, banded)
         assert len(calls) == 1
+
+
+def test_a_field_of_one_grain_cut_by_the_border_gets_one_warning_about_it():
+    """Not both "every grain touches the border: all grains used" and "1 of 1 ... miss the large ones"."""
+    s = summarize(np.ones((40, 40), np.uint32), PIXEL_NM)
+    border = [w for w in s["warnings"] if "border" in w]
+    assert border == ["every grain touches the image border: size statistics use all grains"]
+
+
+def test_pooled_statistics_warn_of_too_few_grains():
+    from napari_grainseg.measure.statistics import MIN_GRAINS_FOR_STATISTICS, measure_field, pooled_statistics
+
+    def field(labels):
+        table, summary = measure_field(labels, PIXEL_NM)
+        return {"summary": summary, "grains": {k: table[k] for k in ("ecd_px", "touches_border")}}
+
+    few = np.zeros((60, 60), np.uint32)
+    few[20:30, 20:30] = 1  # one complete grain, and the rest of the field as a second (cut) one
+    few[few == 0] = 2
+    few[19, 19:31] = few[30, 19:31] = 0
+    few[19:31, 19] = few[19:31, 30] = 0
+    pooled = pooled_statistics([field(few), field(few)])
+    assert pooled["n_grains_included"] < MIN_GRAINS_FOR_STATISTICS
+    assert any(w.startswith(f"only {pooled['n_grains_included']} complete grains pooled") for w in pooled["warnings"])
+    many = pooled_statistics([field(normalize_labels(HEX))])
+    assert not any("pooled" in w for w in many["warnings"])

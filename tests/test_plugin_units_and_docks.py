@@ -198,3 +198,5 @@ def test_a_pixel_size_set_on_the_synthetic_sample_applies_to_its_true_grains(mak
     np.testing.assert_allclose(truth.scale, image.scale)
     assert tuple(map(str, truth.units)) == tuple(map(str, image.units))
     assert len(units_warnings()) == before
+    # the whole image in view, centred, in nm (it was left zoomed into its top-left quarter)
+    np.testing.assert_allclose(viewer.camera.center[-2:], (np.array(image.data.shape) - 1) * 1.5 / 2, atol=1.0)

@@ -120,8 +120,32 @@ def test_histogram_draws_lognormal_fit():
         for ax in figure.axes[:2]:
             legend = ax.get_legend().get_window_extent(renderer)
             assert not any(legend.overlaps(bar.get_window_extent(renderer)) for bar in ax.patches)
+        for ax in figure.axes:  # the axis labels lie whole inside the figure (they were clipped at the left)
+            for label in (ax.xaxis.label, ax.yaxis.label):
+                box = label.get_window_extent(renderer)
+                assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= figure.bbox.width and box.y1 <= figure.bbox.height
     # which grains the title counts, said in words (not "corrected (miles)")
     assert fig._suptitle.get_text().endswith(f"{sm['n_grains_included']} complete grains, Miles–Lantuéjoul weights")
+
+
+def test_axis_labels_fit_tick_labels_of_four_decimals():
+    """At 6 nm/px the density ticks read 0.0025...: the y labels were clipped by the fixed margins."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 200, (120, 2))
+    yy, xx = np.mgrid[:200, :200]
+    lab = normalize_labels(
+        (cKDTree(pts).query(np.c_[yy.ravel(), xx.ravel()])[1].reshape(200, 200) + 1).astype(np.uint32)
+    )
+    table = measure_grains(lab, 6.0)
+    fig = report.histogram_figure(table, summarize(lab, 6.0, table=table))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert len(fig.axes[0].get_yticklabels()[1].get_text()) == 6  # e.g. "0.0025"
+    for ax in fig.axes:
+        box = ax.yaxis.label.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width
 
 
 def test_uncalibrated_report_uses_pixels(tmp_path):

@@ -36,6 +36,16 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line and a pointer to ``--help``, not the whole usage block."""
+
+    #: Where the options are explained (the top-level parser reports a subcommand's unknown options).
+    help_command: str | None = None
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.help_command or self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Return the ``grainseg`` argument parser with every subcommand registered, or only ``command``.
 
@@ -43,15 +53,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     synthetic generator, for instance); a run of one command registers only that one, which saves
     about 75 ms of start-up per process (a one-off measurement of ``segment``, in docs/benchmarks.md).
     """
-    parser = argparse.ArgumentParser(
-        prog="grainseg", description="Grain boundaries and grain-size statistics for TEM micrographs."
-    )
+    parser = _Parser(prog="grainseg", description="Grain boundaries and grain-size statistics for TEM micrographs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of unexpected errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in SUBCOMMANDS if command not in SUBCOMMANDS else (command,):
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
+    if command in SUBCOMMANDS:
+        parser.help_command = f"grainseg {command}"
     return parser
 
 
@@ -64,12 +74,13 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``grainseg`` script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" not in argv:  # before parsing: an option's check may warn (a pixel size in another unit)
+        _one_line_warnings()
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given, for outputs that record how to regenerate them
     if not args.debug:
         _quiet_libraries()
-        _one_line_warnings()
     try:
         code = args.func(args)
     except GrainsegError as exc:

@@ -44,13 +44,27 @@ def bounded_int(lo: int, hi: int | None = None):
 
 
 def pixel_size_nm(text: str) -> float:
-    """argparse type: a pixel size in nm, checked by :func:`napari_grainseg.io.readers.validate_pixel_size`."""
+    """argparse type: a pixel size in nm, checked by :func:`napari_grainseg.io.readers.validate_pixel_size`
+    (and noted when it looks typed in another unit: :func:`warn_if_unusual_pixel_size`)."""
     from napari_grainseg.io.readers import validate_pixel_size
 
     try:
-        return validate_pixel_size(text)
+        size = validate_pixel_size(text)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    warn_if_unusual_pixel_size(size)
+    return size
+
+
+def warn_if_unusual_pixel_size(nm: float | None) -> None:
+    """Warn (one line on the command line) of a pixel size outside the range of real micrographs."""
+    import warnings
+
+    from napari_grainseg.io.readers import unusual_pixel_size_note
+
+    note = unusual_pixel_size_note(nm) if nm is not None else None
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def nonempty(text: str) -> str:
@@ -71,16 +85,17 @@ def max_pixels(text: str) -> int:
     return int(value)
 
 
-def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
+def add_max_pixels_argument(parser: argparse.ArgumentParser, *, resampled: bool = True) -> None:
+    """``--max-pixels``; ``resampled``: the command may enlarge an image for a grain-size hint."""
     from napari_grainseg.io.readers import DEFAULT_MAX_PIXELS
 
+    what = "images (decoded, or resampled for a grain-size hint)" if resampled else "images"
     parser.add_argument(
         "--max-pixels",
         type=max_pixels,
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
-        help="refuse images (decoded, or resampled for a grain-size hint) larger than N pixels; "
-        f"0 = no limit (default: {DEFAULT_MAX_PIXELS:.3g})",
+        help=f"refuse {what} larger than N pixels; 0 = no limit (default: {DEFAULT_MAX_PIXELS:.3g})",
     )
 
 

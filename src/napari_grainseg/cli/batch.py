@@ -107,8 +107,9 @@ def _run_locked(args, options, items, run_id: str) -> int:
         run_id=run_id,
     )
     sample = write_sample_summary(args.out, items, result)
-    for f in result.failures:
-        print(f"grainseg: failed: {f['input']}: {f['error']}", file=sys.stderr)
+    for f in result.failures:  # the error names its file already, or the line does
+        named = Path(f["input"]).name in f["error"]
+        print(f"grainseg: failed: {f['error'] if named else f['input'] + ': ' + f['error']}", file=sys.stderr)
     pooled = sample["pooled"]
     g = pooled.get("astm_g_planimetric")
     print(
@@ -119,4 +120,6 @@ def _run_locked(args, options, items, run_id: str) -> int:
         + f" -> {args.out / 'sample_summary.json'}",
         file=sys.stderr,
     )
+    for warning in pooled.get("warnings") or []:
+        print(f"grainseg: warning: pooled: {warning}", file=sys.stderr)
     return 1 if result.failures else 0

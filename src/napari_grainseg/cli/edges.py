@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", action="store_true", help="use the bundled real TEM micrograph (instead of INPUT)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file, .tif (never the input file)")
     add_edge_arguments(p)
-    add_max_pixels_argument(p)
+    add_max_pixels_argument(p, resampled=False)
     p.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from napari_grainseg.cli._common import positive_float
+from napari_grainseg.cli._limits import pixel_size_nm
 from napari_grainseg.errors import InputError
 
 
@@ -85,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument(
         "--pixel-size",
-        type=positive_float,
+        type=pixel_size_nm,
         metavar="NM",
         help="pixel size of the images in nm (recorded; with the measured grain size it lets "
         "the model pick the right scale on other calibrated images)",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grainseg.cli._common import add_measurement_arguments, measurement_options, warn_if_calibration_replaced
-from napari_grainseg.cli._limits import add_max_pixels_argument
+from napari_grainseg.cli._limits import add_max_pixels_argument, warn_if_unusual_pixel_size
 from napari_grainseg.errors import InputError
 from napari_grainseg.io.outputs import check_not_an_input
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pixel-size",
         default=None,
-        metavar="NM",  # checked in run(), range included
+        metavar="NM",  # checked in run(), range included: main() returns 2 with one line
         help="pixel size in nm (default: the calibration of --image, else of the label TIFF)",
     )
     p.add_argument(
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace output files already in --out (refused by default: they may be an earlier, corrected export)",
     )
     add_measurement_arguments(p)
-    add_max_pixels_argument(p)
+    add_max_pixels_argument(p, resampled=False)
     p.set_defaults(func=run)
 
 
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     # every argument and the output folder before the (possibly large) label image is read
     pixel_size = optional_pixel_size(args.pixel_size)
+    warn_if_unusual_pixel_size(pixel_size)
     from napari_grainseg.measure.astm import MAX_INTERCEPT_ORIENTATIONS
 
     if not 1 <= args.orientations <= MAX_INTERCEPT_ORIENTATIONS:

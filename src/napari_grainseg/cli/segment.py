@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
             tiles.close()
         stage = staging_dir(args.out, stem, run_id)
         try:
-            write_segmentation(
+            written = write_segmentation(
                 stage,
                 stem,
                 m.data,
@@ -147,6 +148,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
                 calibration_source=m.metadata.get("calibration_source"),
                 **report_options,
             )
+            warnings = json.loads(written["json"].read_text())["warnings"]
             commit_field(
                 stage,
                 args.out,
@@ -175,11 +177,15 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
             else ""
         )
         n = int(result.labels.max())
+        scale = result.prediction.scale
+        resampled = f", image resampled ×{scale:.2g}" if scale != 1.0 else ""
         print(
-            f"{stem}: {n} grain{'' if n == 1 else 's'} ({result.builder_words}), scale {result.prediction.scale:.2f}, "
+            f"{stem}: {n} grain{'' if n == 1 else 's'} ({result.builder_words}){resampled}, "
             f"Net1 {result.prediction.seconds:.2f} s{net2} → {args.out}",
             file=sys.stderr,
         )
+        for warning in warnings:  # what the summary JSON records, as `measure` says it
+            print(f"grainseg: warning: {stem}: {warning}", file=sys.stderr)
     return 0
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "DEFAULT_MAX_PIXELS",
     "PIXEL_SIZE_RANGE_NM",
+    "TYPICAL_PIXEL_SIZE_RANGE_NM",
     "Micrograph",
     "check_pixel_count",
     "check_single_image",
@@ -78,6 +79,10 @@ _SQUARE_RTOL = 1e-4
 #: this range is an error; a file's calibration outside it is ignored with a warning
 #: (the image is read as uncalibrated).
 PIXEL_SIZE_RANGE_NM: tuple[float, float] = (1e-3, 1e6)
+#: Pixel sizes of real micrographs of grains (nm): from atomic-resolution TEM (0.01 nm) to
+#: low-magnification optical images (10 µm). A size typed outside it is accepted with a note:
+#: most often it was typed in another unit.
+TYPICAL_PIXEL_SIZE_RANGE_NM: tuple[float, float] = (1e-2, 1e4)
 
 #: Largest image (height x width) read by default: 2.5e8 px, e.g. 15800², about 1 GB as
 #: float32 and several GB at the segmentation's peak. Checked from the file's header
@@ -101,6 +106,28 @@ class ImplausibleCalibrationWarning(UserWarning):
 # --------------------------------------------------------------------------- #
 
 
+def unusual_pixel_size_note(nm: float) -> str | None:
+    """A note on a pixel size typed by the user outside :data:`TYPICAL_PIXEL_SIZE_RANGE_NM`
+    (None inside it): the likely unit slip, since every size and G follow from it.
+
+    Examples
+    --------
+    >>> unusual_pixel_size_note(2.0) is None
+    True
+    >>> unusual_pixel_size_note(0.002)
+    'pixel size 0.002 nm is finer than atomic resolution: if it was in µm, give 2 (nm)'
+    """
+    lo, hi = TYPICAL_PIXEL_SIZE_RANGE_NM
+    if nm < lo:
+        return f"pixel size {nm:g} nm is finer than atomic resolution: if it was in µm, give {nm * 1000:g} (nm)"
+    if nm > hi:
+        return (
+            f"pixel size {nm:g} nm is coarser than a micrograph of grains: if it was in pm, give {nm / 1000:g} "
+            f"(nm); if in Å, {nm / 10:g}"
+        )
+    return None
+
+
 def validate_pixel_size(value: Any) -> float:
     """Return ``value`` as a float pixel size in nm, or raise :class:`InputError`.
 
@@ -118,6 +145,8 @@ def validate_pixel_size(value: Any) -> float:
     """
     if isinstance(value, bool):
         raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}")
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+0-9.eE]+\s*[^\W\d_]+\s*", value):  # "2nm", "0.5 um"
+        raise InputError(f"give the pixel size as a number of nm, without a unit (e.g. 2), got {value!r}")
     try:
         size = float(value)
     except (TypeError, ValueError):
@@ -678,7 +707,7 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
     if not path.exists():
         raise InputError(f"file not found: {path}")
     if path.is_dir():
-        raise InputError(f"{path} is a directory; give an image file")
+        raise InputError(f"{path} is a directory; give an image file (for a folder of micrographs: grainseg batch)")
     suffix = path.suffix.lower()
     read = _reader_for(suffix)
     if path.stat().st_size == 0:
@@ -696,12 +725,15 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
         ) from exc
 
     metadata = raw.metadata
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data = validate_image(raw.array)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = validate_image(raw.array)
+    except InputError as exc:  # constant, too small...: say which file, among several inputs
+        raise InputError(str(exc) if path.name in str(exc) else f"{path.name}: {exc}") from None
     for warning in caught:
         metadata["warnings"].append(str(warning.message))
-        warnings.warn(warning.message, stacklevel=2)
+        warnings.warn(warning.category(f"{path.name}: {warning.message}"), stacklevel=2)
 
     size_yx = raw.pixel_size_yx_nm
     size = None

@@ -95,9 +95,8 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     scale = s or 1.0
     if vertical:  # the dock widget's figure, drawn once per update
         fig = Figure(figsize=(4.4, 8.4), layout="constrained")
-    else:  # fixed margins: a constrained layout draws the figure again at every save
-        fig = Figure(figsize=(11, 3.6))
-        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.84, wspace=0.3)
+    else:  # laid out once at the end, then frozen: a constrained layout would draw again at every save
+        fig = Figure(figsize=(11, 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     ax_n, ax_a, ax_c = fig.subplots(3, 1) if vertical else fig.subplots(1, 3)
     fig.suptitle(f"Equivalent circle diameter (ECD) — {counted_grains_words(summary)}")
@@ -160,6 +159,9 @@ def histogram_figure(table: GrainTable, summary: dict, *, vertical: bool = False
     ax_c.set_title("goodness of fit", fontsize=10)
     ax_c.set_ylim(0, 1.02)
     ax_c.legend(fontsize=8, loc="lower right")
+    if not vertical:  # margins that fit the tick labels (fixed ones clipped "0.0175" axes' labels)
+        fig.canvas.draw()
+        fig.set_layout_engine("none")
     return fig
 
 

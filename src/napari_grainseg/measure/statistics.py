@@ -385,13 +385,14 @@ def summarize(
     inc = weights > 0
     d, a, wt = table["ecd_px"][inc], table["area_px"][inc].astype(float), weights[inc]
     n_inc = int(inc.sum())
-    if n_inc == 0 and len(table):
+    all_cut = n_inc == 0 and len(table) > 0
+    if all_cut:
         warn.append("every grain touches the image border: size statistics use all grains")
         d, a, wt = table["ecd_px"], table["area_px"].astype(float), np.ones(len(table))
         edge_info = {"edge_grains": "included (no complete grain)", "edge_correction": None}
         n_inc = len(table)
     n_edge = int(table["touches_border"].sum())
-    if exclude_edge_grains and len(table) and n_edge > len(table) / 2:
+    if exclude_edge_grains and not all_cut and len(table) and n_edge > len(table) / 2:  # (all cut: said above)
         warn.append(
             f"{n_edge} of {len(table)} grains touch the image border: size statistics "
             "of the complete grains miss the large ones; prefer the intercept, "
@@ -547,6 +548,11 @@ def pooled_statistics(fields: Sequence[dict], *, bins: int = 30) -> dict:
     n_all = sum(f["grains"]["touches_border"].size for f in fields)
     n_edge = sum(int(f["grains"]["touches_border"].sum()) for f in fields)
     d = pooled_ecd(fields)
+    if d.size < MIN_GRAINS_FOR_STATISTICS:
+        warn.append(
+            f"only {d.size} complete grain{'' if d.size == 1 else 's'} pooled: fewer than "
+            f"{MIN_GRAINS_FOR_STATISTICS}, statistics are uncertain; measure more fields"
+        )
     out: dict = {
         "unit": unit,
         "n_fields": len(fields),

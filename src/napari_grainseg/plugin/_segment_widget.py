@@ -416,7 +416,7 @@ class SegmentWidget(Container):
 
     def set_pixel_size(self, value: float | None = None) -> bool:
         """Calibrate the selected image (and its derived layers): scale in nm, units nm."""
-        from napari_grainseg.io.readers import validate_pixel_size
+        from napari_grainseg.io.readers import unusual_pixel_size_note, validate_pixel_size
 
         source = self.image.value
         try:
@@ -431,6 +431,10 @@ class SegmentWidget(Container):
             layer.metadata[CALIBRATION_KEY] = calibration_record("set by user in napari", nm)
         self.pixel_size.value = nm
         self.status.value = f"{source.name}: {nm:g} nm/px"
+        self._viewer.reset_view()  # the image, now in nm, whole in view (it was left zoomed into a corner)
+        note = unusual_pixel_size_note(nm)
+        if note:
+            show_warning(f"napari-grainseg: {note}")
         return True
 
     def scale_line_layer(self, create: bool = True):

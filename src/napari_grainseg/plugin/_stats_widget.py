@@ -651,5 +651,5 @@ class StatsWidget(Container):
             return None
         names = ", ".join(sorted(Path(p).name for p in paths.values()))
         self.export_status.value = f"wrote {names} to {folder}"
-        show_info(f"napari-grainseg: wrote {len(paths)} files to {folder}")
+        show_info(f"napari-grainseg: wrote {len(paths)} file{'' if len(paths) == 1 else 's'} to {folder}")
         return paths
