@@ -178,7 +178,7 @@ def test_net1_on_another_image_ends_a_paused_net2_without_saying_cancelled(make_
     click(qtbot, seg.step_button)
     click(qtbot, seg.stop_button)
     n = int(viewer.layers["b grains"].data.max())
-    assert seg.status.value == f"Net2 stopped on b after 1 step, {n} grain{'' if n == 1 else 's'}", seg.status.value
+    assert seg.status.value == f"Net2 stopped on 'b' after 1 step, {n} grain{'' if n == 1 else 's'}", seg.status.value
     assert not [m for m in told if "cancelled" in m], told
 
 

@@ -249,7 +249,7 @@ def test_net2_run_stops_by_itself(make_napari_viewer, net1_weights, net2_weights
     steps = viewer.layers["interconnect_tem boundaries"].metadata["grainseg_info"]["net2_steps"]
     assert 1 <= steps <= MAX_NET2_STEPS
     n = int(viewer.layers["interconnect_tem grains"].data.max())
-    assert seg.status.value == f"Net2: {steps} steps on interconnect_tem, {n} grains"
+    assert seg.status.value == f"Net2: {steps} steps on 'interconnect_tem', {n} grains"
     assert seg.net2_label.value.startswith(f"step {steps}:")
 
 

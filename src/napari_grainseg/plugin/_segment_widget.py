@@ -958,7 +958,7 @@ class SegmentWidget(Container):
             r.interrupted = not self._refinement_paused()  # a step was computing
             r.worker.quit()
             if r.interrupted:  # a step cannot be cut short: it ends, then is dropped
-                self.status.value = f"stopping Net2 on {r.source.name} (the step being computed will be dropped)..."
+                self.status.value = f"stopping Net2 on '{r.source.name}' (the step being computed will be dropped)..."
 
     def _net2_go(self, budget: int | None):
         reason = net2_status(self.net2_weights)
@@ -1228,10 +1228,10 @@ class SegmentWidget(Container):
                 grains = f", {grain_count_words(state)}" if state.net2_grains is not None else ""
                 if r.interrupted:
                     self.status.value = (
-                        f"Net2 cancelled on {r.source.name} after {steps} (the unfinished step was dropped)"
+                        f"Net2 cancelled on '{r.source.name}' after {steps} (the unfinished step was dropped)"
                     )
                     show_info(f"napari-grainseg: Net2 cancelled on '{r.source.name}' after {steps}")
                 elif r.cancelled:  # Stop after single steps: nothing was running
-                    self.status.value = f"Net2 stopped on {r.source.name} after {steps}{grains}"
+                    self.status.value = f"Net2 stopped on '{r.source.name}' after {steps}{grains}"
                 else:
-                    self.status.value = f"Net2: {steps} on {r.source.name}{grains}"
+                    self.status.value = f"Net2: {steps} on '{r.source.name}'{grains}"
