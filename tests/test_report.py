@@ -418,3 +418,22 @@ def test_an_unlabelled_area_under_the_exclusion_mask_is_not_warned_of():
     mask[40:60, 40:60] = True  # what the warning asks for: left out, not shared out
     _, summary = measure_field(lab, 1.0, exclude=mask)
     assert not any("unlabelled area" in w for w in summary["warnings"])
+
+
+def test_cli_measure_refuses_a_micrograph_given_as_labels(tmp_path, capsys):
+    """Its grey levels recur in many tiny regions: 135 433 "grains" of ~1 px were measured, exit 0."""
+    from napari_grainseg.synthetic import generate
+
+    image = generate(seed=2, shape=(128, 128), preset="tem").image
+    path = tmp_path / "micrograph.tif"
+    tifffile.imwrite(path, (image * 255).astype(np.uint8))
+    assert main(["measure", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grainseg: error: micrograph.tif looks like a micrograph, not a label image")
+    assert "grainseg segment" in err and not (tmp_path / "out").exists()
+    # labels whose ids recur in a few large regions are still measured, each region a grain
+    lab = np.zeros((60, 60), np.uint16)
+    lab[:, :29], lab[:, 31:] = 7, 7
+    tifffile.imwrite(tmp_path / "split.tif", lab)
+    assert main(["measure", str(tmp_path / "split.tif"), "--out", str(tmp_path / "out2")]) == 0
+    assert "separate regions" in capsys.readouterr().err

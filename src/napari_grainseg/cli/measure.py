@@ -93,6 +93,11 @@ def split_regions(labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return regions.astype(np.uint32 if n_regions < 2**32 else np.uint64), values[counts > 1].tolist()
 
 
+#: A label image whose ids recur in separate regions averaging fewer pixels than this is taken for a
+#: micrograph's grey levels (grains of a few pixels cannot be measured anyway): refused with a hint.
+MICROGRAPH_REGION_PX = 16
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_grainseg.io.outputs import check_output_dir
     from napari_grainseg.measure.report import field_export_paths, write_report
@@ -130,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         labels = validate_labels(raw)
     labels, split = split_regions(labels)
+    n_regions = int(labels.max())
+    if split and n_regions * MICROGRAPH_REGION_PX > labels.size:
+        raise InputError(
+            f"{args.labels.name} looks like a micrograph, not a label image: its values recur in {n_regions} "
+            f"separate regions of {labels.size / n_regions:.1f} px on average; segment it with grainseg segment, "
+            "or give the label image"
+        )
     if split:
         more = f" and {len(split) - 3} more" if len(split) > 3 else ""
         print(
