@@ -232,3 +232,15 @@ def test_segment_says_the_measurement_warnings_the_summary_records(tmp_path, sam
     assert warnings and any("no pixel size" in w for w in warnings)
     for warning in warnings:
         assert f"grainseg: warning: {sample_path.stem}: {warning}" in err
+
+
+def test_an_option_s_warning_is_one_line_even_while_the_arguments_are_parsed(tmp_path):
+    """`segment --pixel-size 0.002` warns in the argparse type, before the command runs."""
+    result = run_cli("segment", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "out"), "--pixel-size", "0.002")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 2, result.stderr
+    assert (
+        lines[0]
+        == "grainseg: warning: pixel size 0.002 nm is finer than atomic resolution: if it was in µm, give 2 (nm)"
+    )
+    assert lines[1].startswith("grainseg: error: file not found")

@@ -516,3 +516,15 @@ def test_pooled_statistics_warn_of_too_few_grains():
     assert any(w.startswith(f"only {pooled['n_grains_included']} complete grains pooled") for w in pooled["warnings"])
     many = pooled_statistics([field(normalize_labels(HEX))])
     assert not any("pooled" in w for w in many["warnings"])
+
+
+def test_a_band_without_any_grain_falls_back_to_one_piece(monkeypatch):
+    """An understated gap left a band of boundary only: its pixels stayed 0 ("filled" with nothing)."""
+    from napari_grainseg.measure import table
+
+    monkeypatch.setattr(table, "BANDED_FILL_MIN_PX", 0)
+    lab = np.zeros((200, 10), np.uint32)
+    lab[:20, :5], lab[:20, 5:] = 5, 6
+    filled = fill_boundaries(lab, max_gap_px=3, threads=2)
+    assert filled.min() > 0
+    np.testing.assert_array_equal(filled, fill_boundaries(lab))

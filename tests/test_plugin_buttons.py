@@ -867,3 +867,48 @@ def test_statistics_dock_after_its_layers_are_deleted_and_one_warning_per_microg
     assert errors == []
     click(qtbot, stats.csv_button)  # an export asked for now says why it cannot
     assert len(errors) == 1 and "no grains layer" in errors[0]
+
+
+def test_a_measurement_finished_after_the_choice_changed_is_not_shown_for_the_new_layer(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    """A's statistics arriving once B is chosen were shown as B's (and written into B's features)."""
+    import threading
+
+    from napari_grainseg.plugin import _stats_widget, _threading
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)  # a real worker thread, as in napari
+    viewer = make_napari_viewer()
+    small = viewer.add_image(np.random.default_rng(0).random((H, W)).astype(np.float32), name="a")
+    big = viewer.add_image(np.random.default_rng(1).random((2 * H, W)).astype(np.float32), name="b")
+    link_a = BoundaryLink.create(viewer, small, three_grains())
+    link_b = BoundaryLink.create(viewer, big, np.vstack([three_grains(), three_grains()]))
+    release, real = threading.Event(), _stats_widget.compute_stats
+
+    def held(labels, *args, **kwargs):
+        if labels.shape == (H, W):  # A's measurement waits until the choice has moved on
+            release.wait(10)
+        return real(labels, *args, **kwargs)
+
+    monkeypatch.setattr(_stats_widget, "compute_stats", held)
+    stats = _stats_widget.StatsWidget(viewer)
+    stats.grains.value = link_b.grains
+    qtbot.waitUntil(lambda: stats.stats is not None and stats._worker is None, timeout=10_000)
+    stats.grains.value = link_a.grains
+    qtbot.waitUntil(lambda: stats._worker is not None, timeout=5000)  # A's measurement, held
+    stats.stats = None
+    stats.grains.value = link_b.grains  # chosen while A is being measured
+    shown = []
+    real_show = _stats_widget.StatsWidget._show
+
+    def show(self, result, *args):
+        real_show(self, result, *args)
+        shown.append(self.stats)
+
+    monkeypatch.setattr(_stats_widget.StatsWidget, "_show", show)
+    release.set()
+    qtbot.waitUntil(lambda: len(shown) == 2 and stats._worker is None, timeout=10_000)
+    assert shown[0] is None  # A's result, dropped
+    assert stats.stats.labels.shape == (2 * H, W)  # then B's own measurement
+    assert len(link_b.grains.features) == int(link_b.grains.data.max()) and errors == []

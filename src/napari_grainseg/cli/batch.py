@@ -108,7 +108,7 @@ def _run_locked(args, options, items, run_id: str) -> int:
     )
     sample = write_sample_summary(args.out, items, result)
     for f in result.failures:  # the error names its file already, or the line does
-        named = Path(f["input"]).name in f["error"]
+        named = f["error"].startswith(Path(f["input"]).name + ":") or f["input"] in f["error"]
         print(f"grainseg: failed: {f['error'] if named else f['input'] + ': ' + f['error']}", file=sys.stderr)
     pooled = sample["pooled"]
     g = pooled.get("astm_g_planimetric")

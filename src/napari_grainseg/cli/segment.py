@@ -148,7 +148,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
                 calibration_source=m.metadata.get("calibration_source"),
                 **report_options,
             )
-            warnings = json.loads(written["json"].read_text())["warnings"]
+            measurement_warnings = json.loads(written["json"].read_text())["warnings"]
             commit_field(
                 stage,
                 args.out,
@@ -184,7 +184,7 @@ def _segment_all(args, options, micrographs, stems, run_id: str, report_options:
             f"Net1 {result.prediction.seconds:.2f} s{net2} → {args.out}",
             file=sys.stderr,
         )
-        for warning in warnings:  # what the summary JSON records, as `measure` says it
+        for warning in measurement_warnings:  # what the summary JSON records, as `measure` says it
             print(f"grainseg: warning: {stem}: {warning}", file=sys.stderr)
     return 0
 

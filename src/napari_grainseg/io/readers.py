@@ -145,7 +145,9 @@ def validate_pixel_size(value: Any) -> float:
     """
     if isinstance(value, bool):
         raise InputError(f"pixel size must be a positive finite number of nm, got {value!r}")
-    if isinstance(value, str) and re.fullmatch(r"\s*[-+0-9.eE]+\s*[^\W\d_]+\s*", value):  # "2nm", "0.5 um"
+    if isinstance(value, str) and re.fullmatch(
+        r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*[^\W\d_]+\s*", value
+    ):  # "2nm"
         raise InputError(f"give the pixel size as a number of nm, without a unit (e.g. 2), got {value!r}")
     try:
         size = float(value)
@@ -730,7 +732,7 @@ def read_micrograph(path: str | os.PathLike, *, max_pixels: int | None = None) -
             warnings.simplefilter("always")
             data = validate_image(raw.array)
     except InputError as exc:  # constant, too small...: say which file, among several inputs
-        raise InputError(str(exc) if path.name in str(exc) else f"{path.name}: {exc}") from None
+        raise InputError(f"{path.name}: {exc}") from None
     for warning in caught:
         metadata["warnings"].append(str(warning.message))
         warnings.warn(warning.category(f"{path.name}: {warning.message}"), stacklevel=2)

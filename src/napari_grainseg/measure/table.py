@@ -142,11 +142,14 @@ def _fill_in_bands(labels: np.ndarray, zero: np.ndarray, margin: int, threads: i
     h = labels.shape[0]
     n = max(1, min(threads, h // (4 * margin)))
     bounds = np.linspace(0, h, n + 1).astype(int)
+    crops = [(max(0, int(bounds[i]) - margin), min(h, int(bounds[i + 1]) + margin)) for i in range(n)]
+    if any(zero[c0:c1].all() for c0, c1 in crops):  # a band without any grain: the gap was understated
+        return fill_boundaries(labels)
     out = labels.copy()
 
     def fill(i: int) -> None:
         r0, r1 = int(bounds[i]), int(bounds[i + 1])
-        c0, c1 = max(0, r0 - margin), min(h, r1 + margin)
+        c0, c1 = crops[i]
         crop = zero[c0:c1]
         iy, ix = ndi.distance_transform_edt(crop, return_distances=False, return_indices=True)
         core = slice(r0 - c0, r1 - c0)

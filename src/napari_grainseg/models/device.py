@@ -188,8 +188,8 @@ def restored_cpu_threads() -> Iterator[None]:
 
 
 def cpu_threads() -> int:
-    """CPU threads for Net1 through OpenCV: :func:`set_cpu_threads`' count, else ``OMP_NUM_THREADS``,
-    else every core.
+    """CPU threads for Net1 through OpenCV (and the measurement's second thread): :func:`set_cpu_threads`'
+    count, else ``OMP_NUM_THREADS``, else every core this process may run on.
 
     OpenCV itself ignores ``OMP_NUM_THREADS``; following the variable keeps one setting for
     OpenCV and torch (e.g. ``OMP_NUM_THREADS=1`` in benchmarks). torch's own count is not
@@ -201,6 +201,8 @@ def cpu_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (a container's share, taskset)
+        return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 
 

@@ -130,6 +130,8 @@ def keep_read_only(layer) -> None:
     """
 
     def back_to_read_only(_event=None) -> None:
+        # sets the value while its own event is being sent: napari's emitter allows this (0.9),
+        # and clear_history's toggle of a read-only layer relies on it to end read-only
         if layer.editable:
             layer.editable = False
 

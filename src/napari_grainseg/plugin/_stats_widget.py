@@ -394,6 +394,10 @@ class StatsWidget(Container):
         self.summary.value = NO_GRAINS_TEXT
         self.caveats.value = ""
         self.export_status.value = ""
+        self._remove_canvas()
+
+    def _remove_canvas(self) -> None:
+        """Take the figure out of the dock (a new one replaces it, or there is nothing to show)."""
         if self._canvas is not None:
             self.body.native.layout().removeWidget(self._canvas)
             self._canvas.setParent(None)
@@ -466,7 +470,7 @@ class StatsWidget(Container):
         self.summary.value = "measuring..."
         worker = create_worker(compute_stats, labels, nm, **options)
         key = _options_key(options)
-        worker.returned.connect(lambda stats: self._show(stats, key))
+        worker.returned.connect(lambda stats: self._show(stats, key, layer))
         worker.errored.connect(self._fail)
         worker.finished.connect(self._finished)
         self._worker = worker
@@ -481,8 +485,11 @@ class StatsWidget(Container):
             self._debouncer.trigger()
 
     @unless_closed
-    def _show(self, stats: GrainStats, key=None) -> None:
-        if self.grains.value is None:  # measured before its layer was deleted
+    def _show(self, stats: GrainStats, key=None, measured=None) -> None:
+        """Show ``stats`` of the layer ``measured``: dropped when another layer (or none) is chosen
+        by now (its layers deleted, or the choice changed while it was measured)."""
+        current = self.grains.value
+        if current is None or (measured is not None and not same_layer(current, measured)):
             return
         self.stats = stats
         self._stats_key = key
@@ -501,11 +508,8 @@ class StatsWidget(Container):
             stats.figure.canvas.draw()
             stats.image = np.array(stats.figure.canvas.buffer_rgba(), copy=True)
         canvas = FigureImage(stats.image)
+        self._remove_canvas()
         layout = self.body.native.layout()
-        if self._canvas is not None:
-            layout.removeWidget(self._canvas)
-            self._canvas.setParent(None)
-            self._canvas.deleteLater()
         # below the exports: the buttons stay in view without scrolling past the figure
         layout.insertWidget(self.body.index(self.export_status) + 1, canvas)
         self._canvas = canvas
