@@ -241,3 +241,20 @@ def test_an_export_never_replaces_its_own_weights(shipped_copy, capsys, out_name
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert {p.name: p.read_bytes() for p in shipped_copy.parent.iterdir()} == before
+
+
+def test_cpu_threads_follow_the_cores_this_process_may_use(monkeypatch):
+    """A container's share or `taskset`: not every core of the host (os.cpu_count)."""
+    import os
+
+    from napari_grainseg.models import device
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this system")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device, "_CPU_THREADS", None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert device.available_cores() == 1 and device.cpu_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # an explicit setting still wins
+    assert device.cpu_threads() == 3

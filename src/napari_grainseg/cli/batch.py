@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -93,7 +92,9 @@ def _run_locked(args, options, items, run_id: str) -> int:
 
     remove_stale_staging(args.out, run_id)  # e.g. .part files of a sample summary a killed run was writing
 
-    workers = args.workers or max(1, min(len(items), (os.cpu_count() or 1) // args.threads_per_worker))
+    from napari_grainseg.models.device import available_cores
+
+    workers = args.workers or max(1, min(len(items), available_cores() // args.threads_per_worker))
     where = args.scheduler or ("this process" if workers == 1 else f"{workers} local Dask workers")
     print(f"grainseg: {len(items)} micrographs, running on {where}", file=sys.stderr)
     result = run_batch(

@@ -201,7 +201,13 @@ def cpu_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (a container's share, taskset)
+    return available_cores()
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on: its affinity (a container's share, ``taskset``)
+    where the system says, else every core."""
+    if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 

@@ -195,11 +195,11 @@ def leave_a_core_for_the_viewer(device) -> None:
     With every core busy in the worker the main thread waits for CPU time and for
     the GIL (torch re-takes it between operations): the viewer stalls.
     """
-    import os
-
     import torch
 
-    cores = os.cpu_count() or 1
+    from napari_grainseg.models.device import available_cores
+
+    cores = available_cores()
     if getattr(device, "type", str(device)) == "cpu" and cores > 1 and torch.get_num_threads() >= cores:
         torch.set_num_threads(cores - 1)
 
