@@ -912,3 +912,29 @@ def test_a_measurement_finished_after_the_choice_changed_is_not_shown_for_the_ne
     assert shown[0] is None  # A's result, dropped
     assert stats.stats.labels.shape == (2 * H, W)  # then B's own measurement
     assert len(link_b.grains.features) == int(link_b.grains.data.max()) and errors == []
+
+
+def test_the_statistics_are_not_measured_again_when_nothing_changed(scene, qtbot, errors, monkeypatch):
+    """A stroke undone at once leaves the grains as they were measured: no seconds-long re-measure."""
+    from napari_grainseg.plugin import _stats_widget, _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)  # the delay and the worker, as in napari
+    viewer, image, link = scene
+    calls = []
+    real = _stats_widget.compute_stats
+    monkeypatch.setattr(_stats_widget, "compute_stats", lambda *a, **k: calls.append(1) or real(*a, **k))
+    stats = _stats_widget.StatsWidget(viewer)
+    qtbot.waitUntil(lambda: stats.stats is not None and stats._worker is None, timeout=10_000)
+    shown, n, before = stats.summary.value, len(calls), link.grains.data.copy()
+    stroke = (np.full(W - 41, 20), np.arange(41, W))  # across C: four grains for a moment
+    link.boundaries.data_setitem(stroke, np.ones(stroke[0].size, np.uint8))
+    link.flush()
+    assert link.grain_count == 4
+    link.boundaries.undo()  # Ctrl-Z before the statistics' delay is over
+    link.flush()
+    np.testing.assert_array_equal(link.grains.data, before)
+    qtbot.wait(3 * _stats_widget.STATS_DELAY_MS)
+    assert len(calls) == n and stats.summary.value == shown
+    tick(qtbot, stats.include_edge)  # a real change of option: measured again
+    qtbot.waitUntil(lambda: len(calls) == n + 1 and stats._worker is None, timeout=10_000)
+    assert errors == []

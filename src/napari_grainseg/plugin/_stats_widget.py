@@ -189,6 +189,7 @@ class StatsWidget(Container):
         self._viewer = viewer
         self.stats: GrainStats | None = None
         self._stats_key = None
+        self._stats_layer = None  # the layer key of the grains layer ``stats`` measured
         self._watched = None
         self._exclusions: dict = {}  # grains layer key -> its exclusion layer
         self._warned_uncalibrated: set = set()
@@ -390,7 +391,7 @@ class StatsWidget(Container):
     @unless_closed
     def _clear(self) -> None:
         """Show that there is nothing to measure: no summary, no figure of a layer that is gone."""
-        self.stats = self._stats_key = None
+        self.stats = self._stats_key = self._stats_layer = None
         self.summary.value = NO_GRAINS_TEXT
         self.caveats.value = ""
         self.export_status.value = ""
@@ -467,9 +468,20 @@ class StatsWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
+        key = _options_key(options)
+        stats = self.stats
+        if (
+            stats is not None
+            and self._stats_layer == layer_key(layer)
+            and self._stats_key == key
+            and stats.pixel_size_nm == nm
+            and np.array_equal(stats.labels, labels)
+        ):  # an event that changed nothing (a stroke on a line, the same scale): seconds saved at 4096²
+            self.summary.value = summary_text(stats.summary)  # (it may say an error since fixed)
+            self.caveats.value = caveats_text(stats.summary)
+            return None
         self.summary.value = "measuring..."
         worker = create_worker(compute_stats, labels, nm, **options)
-        key = _options_key(options)
         worker.returned.connect(lambda stats: self._show(stats, key, layer))
         worker.errored.connect(self._fail)
         worker.finished.connect(self._finished)
@@ -493,6 +505,7 @@ class StatsWidget(Container):
             return
         self.stats = stats
         self._stats_key = key
+        self._stats_layer = layer_key(current)
         self.summary.value = summary_text(stats.summary)
         self.caveats.value = caveats_text(stats.summary)
         layer = self.grains.value
