@@ -96,8 +96,13 @@ def mixed_magnifications(info: dict) -> bool:
     >>> mixed_magnifications({"corrections_grain_sizes_px": [22.0, 25.0]})
     False
     """
-    sizes = [size for size in info.get("corrections_grain_sizes_px") or [] if size]
+    sizes = _image_grain_sizes(info)
     return len(sizes) > 1 and max(sizes) > MAGNIFICATION_SPREAD * min(sizes)
+
+
+def _image_grain_sizes(info: dict) -> list[float]:
+    """Each corrected image's grain size recorded in ``model.json`` (those measured)."""
+    return [size for size in info.get("corrections_grain_sizes_px") or [] if size]
 
 
 def grain_size_advice(info: dict) -> str:
@@ -107,7 +112,7 @@ def grain_size_advice(info: dict) -> str:
     if not size:
         return ""
     if mixed_magnifications(info):
-        sizes = [s for s in info["corrections_grain_sizes_px"] if s]
+        sizes = _image_grain_sizes(info)
         return (
             f"your corrected images' grain sizes span {min(sizes):.0f}-{max(sizes):.0f} px (different "
             f"magnifications?) but the model runs at one, {size:.0f} px: give each image's grain size as a "

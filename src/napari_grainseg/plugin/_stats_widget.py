@@ -469,16 +469,9 @@ class StatsWidget(Container):
             self._fail(exc)
             return None
         key = _options_key(options)
-        stats = self.stats
-        if (
-            stats is not None
-            and self._stats_layer == layer_key(layer)
-            and self._stats_key == key
-            and stats.pixel_size_nm == nm
-            and np.array_equal(stats.labels, labels)
-        ):  # an event that changed nothing (a stroke on a line, the same scale): seconds saved at 4096²
-            self.summary.value = summary_text(stats.summary)  # (it may say an error since fixed)
-            self.caveats.value = caveats_text(stats.summary)
+        if self._measured_as(layer, labels, nm, key):  # an event that changed nothing: seconds saved at 4096²
+            self.summary.value = summary_text(self.stats.summary)  # (it may say an error since fixed)
+            self.caveats.value = caveats_text(self.stats.summary)
             return None
         self.summary.value = "measuring..."
         worker = create_worker(compute_stats, labels, nm, **options)
@@ -488,6 +481,18 @@ class StatsWidget(Container):
         self._worker = worker
         worker.start()
         return worker
+
+    def _measured_as(self, layer, labels: np.ndarray, nm: float | None, key: tuple) -> bool:
+        """Whether the statistics shown are those of ``layer`` with these labels, pixel size and
+        options (``key``: :func:`_options_key`), so need not be measured again."""
+        stats = self.stats
+        return (
+            stats is not None
+            and self._stats_layer == layer_key(layer)
+            and self._stats_key == key
+            and stats.pixel_size_nm == nm
+            and np.array_equal(stats.labels, labels)
+        )
 
     @unless_closed
     def _finished(self) -> None:
@@ -641,12 +646,7 @@ class StatsWidget(Container):
                 self._check_no_replacement(targets, key)
             before = {path: path.stat().st_mtime_ns for path in targets if path.exists()}
             stats, options = self.stats, self._options(labels)
-            if (
-                stats is None
-                or stats.pixel_size_nm != nm
-                or not np.array_equal(stats.labels, labels)
-                or self._stats_key != _options_key(options)
-            ):
+            if not self._measured_as(self.grains.value, labels, nm, _options_key(options)):
                 stats = compute_stats(labels, nm, **options)  # exports what is shown now
             # the report's exports and layout, as the CLI writes them
             try:

@@ -230,13 +230,6 @@ def correction_grain_sizes(corrections: list[Correction]) -> list[float | None]:
     return [estimate_grain_size(box(c).astype(np.float32)) for c in corrections]
 
 
-def correction_grain_size(corrections: list[Correction]) -> float | None:
-    """Median over images of the mean grain diameter (px) of the corrected grains
-    (:func:`correction_grain_sizes`)."""
-    sizes = [s for s in correction_grain_sizes(corrections) if s is not None]
-    return float(np.median(sizes)) if sizes else None
-
-
 # --------------------------------------------------------------------------- resampled data
 
 
