@@ -19,6 +19,7 @@ crops, small rescales) and mixes in synthetic samples against forgetting.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,7 +301,8 @@ class CorrectionSampler:
     Parameters
     ----------
     corrections : the corrected images used for training.
-    working_scale : resampling factor that brings their grains into Net1's trained range.
+    working_scale : resampling factor that brings their grains to the working grain size: one for
+        all images, or one per image (images at different magnifications).
     patch : crop size (px, a multiple of 8).
     target_width : width of the boundary target (as Net1 was trained).
     synthetic : number of pre-generated synthetic samples to mix in (0 = none).
@@ -311,7 +313,7 @@ class CorrectionSampler:
     def __init__(
         self,
         corrections: list[Correction],
-        working_scale: float,
+        working_scale: float | Sequence[float],
         *,
         patch: int = 128,
         target_width: int = 3,
@@ -322,7 +324,12 @@ class CorrectionSampler:
         from napari_grainseg.training.net1 import make_example
 
         self.patch = patch
-        self.prepared = [[prepare(c, working_scale * s, target_width) for s in AUGMENT_SCALES] for c in corrections]
+        scales = [working_scale] * len(corrections) if np.isscalar(working_scale) else list(working_scale)
+        if len(scales) != len(corrections):
+            raise ValueError(f"{len(scales)} working scales for {len(corrections)} corrections")
+        self.prepared = [
+            [prepare(c, scale * s, target_width) for s in AUGMENT_SCALES] for c, scale in zip(corrections, scales)
+        ]
         self.synthetic = []
         for i in range(synthetic):
             features, target, _ = make_example(

@@ -30,7 +30,7 @@ import copy
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -185,6 +185,12 @@ def working_scale(
     return adapted_scale(size), size, "corrections", sizes
 
 
+def image_grain_sizes(corrections: list[Correction], fallback: float | None) -> list[float | None]:
+    """Each correction's own grain size (px, measured on its corrected boundaries), ``fallback``
+    where none can be measured: the sizes that bring every image to the working grain size."""
+    return [fallback if size is None else size for size in correction_grain_sizes(corrections)]
+
+
 def finetune_net1(
     corrections: list[Correction],
     config: FinetuneConfig = FinetuneConfig(),
@@ -200,6 +206,7 @@ def finetune_net1(
     until_time: bool = False,
     tune_builder: bool = True,
     run_dir: str | Path | None = None,
+    scale_per_image: bool = False,
 ) -> FinetuneResult:
     """Adapt Net1 to corrected micrographs.
 
@@ -228,6 +235,9 @@ def finetune_net1(
     run_dir
         The training loop's run folder (checkpoint, log): an interrupted run with the same
         corrections and config resumes from it. Default: a temporary folder.
+    scale_per_image
+        Resample each image by its own grain size (images at different magnifications all reach
+        the working grain size) instead of all by the median's; ignored with a hint.
     progress
         ``progress(step, steps, loss)`` after each step (Net2's steps, if any, follow Net1's in the count).
     cancel
@@ -253,10 +263,18 @@ def finetune_net1(
     from napari_grainseg.models.model_dir import inference_grain_size
 
     hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
+    train_scales: float | list[float] = scale
+    train_hints: float | list[float | None] | None = hint
+    if scale_per_image and grain_source == "corrections":
+        from napari_grainseg.models.model_dir import adapted_scale
+
+        sizes = image_grain_sizes(train, grain_size)
+        train_scales = [adapted_scale(size) for size in sizes]
+        train_hints = [inference_grain_size(size) for size in sizes]
     t_prep = time.monotonic()
     sampler = CorrectionSampler(
         train,
-        scale,
+        train_scales,
         patch=config.patch,
         target_width=config.target_width,
         synthetic=config.synthetic_samples if config.synthetic_share > 0 else 0,
@@ -364,7 +382,7 @@ def finetune_net1(
             info["net2"]["kept"] = False
     heldout: dict = {}
     if done and tune_builder:
-        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=hint)
+        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=train_hints)
     if held_idx and evaluate_heldout and done:
         base = load_net1(base_path, device=dev)
         heldout = compare_on(
@@ -409,6 +427,16 @@ def curve(losses: list[float], points: int = 100) -> list[list[float]]:
 
 
 # --------------------------------------------------------------------------- scoring
+
+
+def per_image(hint: float | Sequence[float | None] | None, n: int) -> list[float | None]:
+    """A grain-size hint given once for ``n`` images, or already one per image, as a list of ``n``."""
+    if hint is None or np.isscalar(hint):
+        return [hint] * n
+    hints = list(hint)
+    if len(hints) != n:
+        raise ValueError(f"{len(hints)} grain-size hints for {n} images")
+    return hints
 
 
 def inference_copy(model):
@@ -759,7 +787,7 @@ BUILDER_GRID: tuple[tuple[str, str, tuple[float, ...]], ...] = (
 
 
 def tune_grain_builder(
-    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None
+    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | Sequence[float | None] | None = None
 ) -> dict:
     """The grain builder and its parameter with the lowest mean VI on ``corrections`` (the training images).
 
@@ -767,7 +795,7 @@ def tune_grain_builder(
     watershed depth 0.2) may no longer fit it; the corrections themselves say which setting does.
     The watershed smooths at the scale Net1 ran at, as in the product.
     Returns ``{"grains", "threshold" or "watershed_h", "vi"}`` (VI measured on images the model was
-    trained on: optimistic, for choosing only).
+    trained on: optimistic, for choosing only). ``grain_size_px``: one hint for all images, or one each.
     """
     from napari_grainseg.evaluation.metrics import segmentation_scores
     from napari_grainseg.segmentation.grains import probability_to_labels
@@ -775,7 +803,8 @@ def tune_grain_builder(
 
     if _has_batchnorm(model):
         model = inference_copy(model)
-    preds = [predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px) for c in corrections]
+    hints = per_image(grain_size_px, len(corrections))
+    preds = [predict_boundaries(c.image, model, device=device, grain_size_px=h) for c, h in zip(corrections, hints)]
     truths = [c.labels() for c in corrections]
     boxes = [np.s_[:, :] if c.roi is None else _bbox(c.roi) for c in corrections]
     best = None
