@@ -120,12 +120,38 @@ def scroll_body(outer: Container, body: Container, min_height: int = MIN_DOCK_HE
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
     area.setWidget(body.native)
     area.setMinimumHeight(min_height)
-    width = body.native.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width() + 4
-    area.setMinimumWidth(width)
+    fit_width_to_body(area, body)
     layout = outer.native.layout()
     layout.setContentsMargins(0, 0, 0, 0)
     layout.addWidget(area)
     return area
+
+
+def fit_width_to_body(area, body: Container) -> None:
+    """Keep the scroll ``area`` at least as wide as ``body``'s narrowest layout, so no control is cut off.
+
+    Measured again whenever the body is shown, restyled or laid out anew: napari's style sheet
+    (larger font, wider number boxes) applies only once the dock is in its window, so a width
+    measured when the dock is made was 30 px short and the dock opened clipped, with a
+    horizontal scroll bar, until a wider dock widened the column.
+    """
+    from qtpy.QtCore import QEvent, QObject
+
+    def fit() -> None:
+        width = body.native.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width() + 4
+        if width != area.minimumWidth():
+            area.setMinimumWidth(width)
+
+    events = {QEvent.Type.Show, QEvent.Type.StyleChange, QEvent.Type.FontChange, QEvent.Type.LayoutRequest}
+
+    class WidthFitter(QObject):
+        def eventFilter(self, watched, event):  # noqa: N802 (Qt's name)
+            if event.type() in events:
+                fit()
+            return False
+
+    body.native.installEventFilter(WidthFitter(body.native))
+    fit()
 
 
 def join_other_docks(outer: Container, tab_title: str) -> None:
