@@ -300,20 +300,34 @@ class BoundaryLink:
         run_staged(lambda: replace_labels_data(self.boundaries, boundaries), grains)
 
     def edit_counts(self) -> dict[str, int]:
-        """Hand edits in effect: merges, splits, deletions (tool uses whose pixels are still
-        as the tool wrote them, so undone ones do not count) and painted boundary pixels
-        (pixels that differ from the model result and no tool wrote)."""
+        """Hand edits in effect: merges, splits, deletions and painted boundary pixels.
+
+        A tool use counts while most of its pixels (those no later tool use rewrote) still hold
+        what it wrote: an undone one does not count, one partly painted over still does.
+        Painted pixels are those that differ from the model result with the counted tool
+        uses applied, i.e. that no tool use explains (a brush stroke across a deletion's
+        erased boundary counts its own pixels only).
+        """
         counts = dict(self.carried_edits)
         data = np.asarray(self.boundaries.data)
+        model = self.model_boundaries
+        expected = model.copy() if model is not None and model.shape == data.shape else None
         by_tool = np.zeros(data.shape, bool)
         for kind, index, values in reversed(self.tool_edits):  # a later edit owns the pixels it wrote
             own = ~by_tool[index]
-            if own.any() and np.array_equal(data[index][own], values[own]):
-                counts[kind] += 1
-                by_tool[index] = True
-        model = self.model_boundaries
-        if model is not None and model.shape == data.shape:
-            counts["painted_px"] += int(np.count_nonzero((data != model) & ~by_tool))
+            n_own = int(np.count_nonzero(own))
+            if n_own == 0:
+                continue
+            kept = int(np.count_nonzero(data[index][own] == values[own]))
+            if 2 * kept <= n_own:  # undone (or mostly painted over): not in effect
+                continue
+            counts[kind] += 1
+            mine = tuple(i[own] for i in index)
+            by_tool[mine] = True
+            if expected is not None:
+                expected[mine] = values[own]
+        if expected is not None:
+            counts["painted_px"] += int(np.count_nonzero(data != expected))
         return counts
 
     def clamp(self) -> tuple[np.ndarray | None, np.ndarray | None]:
