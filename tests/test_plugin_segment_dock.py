@@ -6,6 +6,8 @@ renamed and deleted as napari's layer list does it.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 napari = pytest.importorskip("napari")
@@ -16,6 +18,34 @@ pytestmark = pytest.mark.napari
 
 def click(qtbot, button) -> None:
     qtbot.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    from napari_grainseg.models.weights import shipped_weights_dir
+
+    net1, net2 = shipped_weights_dir() / "net1.pt", shipped_weights_dir() / "net2.pt"
+    if not (net1.is_file() and net2.is_file()):
+        pytest.skip("no shipped Net1 / Net2 weights")
+    return str(net1), str(net2)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    from napari_grainseg.plugin import _correct_widget, _segment_widget, _stats_widget
+
+    got = []
+    for module in (_correct_widget, _segment_widget, _stats_widget):
+        monkeypatch.setattr(module, "show_error", got.append)
+    return got
+
+
+def segment_dock(viewer, weights):
+    """The Segment grains dock as the Plugins menu opens it, on the CPU with the shipped weights."""
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    seg.net1_weights, seg.net2_weights = weights
+    seg.device.value = "cpu"
+    return seg
 
 
 @pytest.mark.parametrize("name", ["Edge detectors", "Correct grains"])
@@ -38,3 +68,36 @@ def test_a_dock_opened_first_is_as_wide_as_its_controls(make_napari_viewer, qtbo
     qtbot.waitUntil(fits, timeout=3000)
     qtbot.wait(100)  # and it stays so
     assert fits(), (area.viewport().width(), widget.body.native.minimumSizeHint().width(), bar.isVisible())
+
+
+@pytest.mark.parametrize("when", ["during a tile", "while the grains are built"])
+def test_the_stopping_message_stays_until_net1_has_stopped(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors, when
+):
+    """The tile count's timer wrote 'tile 1 of 4' / '1 tile done, building grains...' over
+    'stopping Net1 ...' within 150 ms of the Stop click."""
+    from napari_grainseg.plugin import _segment_widget, _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)  # in its thread, as in a user's session
+    report_tile = _segment_widget._Net1Progress.__call__
+
+    def slow_tile(self, done, total):  # each tile (the last: the work after it) holds the worker 2 s
+        report_tile(self, done, total)
+        time.sleep(2.0)
+
+    monkeypatch.setattr(_segment_widget._Net1Progress, "__call__", slow_tile)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "interconnect_tem")
+    seg = segment_dock(viewer, weights)
+    click(qtbot, seg.run_net1_button)
+    shown = "tile 1 of" if when == "during a tile" else "done, building grains..."
+    qtbot.waitUntil(lambda: shown in seg.status.value, timeout=60_000)
+    click(qtbot, seg.stop_button)
+    assert seg.status.value.startswith("stopping Net1")
+    qtbot.wait(3 * _segment_widget._Net1Progress.POLL_MS)
+    assert seg._net1_worker is not None  # still stopping: the message is the Stop's
+    assert seg.status.value.startswith("stopping Net1"), seg.status.value
+    qtbot.waitUntil(lambda: seg._net1_worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: "cancelled" in seg.status.value, timeout=5000)
+    assert "interconnect_tem boundaries" not in viewer.layers
+    assert errors == []

@@ -88,6 +88,7 @@ class _Net1Progress:
 
     napari's progress bar and the status line are only touched on the main
     thread; the bar is determinate (tiles) once the first tile is counted.
+    After :meth:`stopping` the status line is the Stop's: the count no longer writes it.
     """
 
     POLL_MS = 150
@@ -97,6 +98,7 @@ class _Net1Progress:
         self.desc, self.status, self.prefix = desc, status, prefix
         self._bar = None
         self._timer = None
+        self._stopping = False
 
     def __call__(self, done: int, total: int) -> None:  # worker thread
         self.done, self.total = done, total
@@ -125,6 +127,8 @@ class _Net1Progress:
             self._bar.total = self.total
         if self.done > self._bar.n:
             self._bar.update(self.done - self._bar.n)
+        if self._stopping:  # "stopping Net1 ..." stays until the worker ends
+            return
         if self.done >= self.total:  # the network is done; the grains are built in one pass (seconds to a minute)
             tiles = f"{self.total} tile{'' if self.total == 1 else 's'}"
             self.status.value = f"{self.prefix}: {tiles} done, building grains..."
@@ -134,6 +138,10 @@ class _Net1Progress:
     @property
     def tiles_done(self) -> bool:
         return bool(self.total) and self.done >= self.total
+
+    def stopping(self) -> None:
+        """Stop was pressed: leave the status line to the Stop's message (the bar still counts)."""
+        self._stopping = True
 
     def close(self) -> None:
         if self._timer is not None:
@@ -949,6 +957,8 @@ class SegmentWidget(Container):
                 if tiles is not None and tiles.tiles_done
                 else "stopping Net1 (at the end of the current tile)..."
             )
+            if tiles is not None:  # its timer wrote "tile n of m" over this within 150 ms
+                tiles.stopping()
         self._stop_refinement()
 
     def _stop_refinement(self) -> None:
