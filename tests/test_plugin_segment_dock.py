@@ -101,3 +101,15 @@ def test_the_stopping_message_stays_until_net1_has_stopped(
     qtbot.waitUntil(lambda: "cancelled" in seg.status.value, timeout=5000)
     assert "interconnect_tem boundaries" not in viewer.layers
     assert errors == []
+
+
+def test_every_button_of_the_segment_dock_says_what_it_does(make_napari_viewer):
+    """Run Net1, Pause, Stop, Release model memory and Apply pixel size had no tooltip."""
+    from qtpy.QtWidgets import QPushButton
+
+    viewer = make_napari_viewer()
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    buttons = seg.native.findChildren(QPushButton)
+    assert len(buttons) >= 8  # Apply pixel size, Set scale, Run Net1, Step, Run, Pause, Stop, Release
+    untipped = [button.text() for button in buttons if not button.toolTip().strip()]
+    assert untipped == []

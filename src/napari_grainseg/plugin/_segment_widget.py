@@ -271,7 +271,12 @@ class SegmentWidget(Container):
             step=0.01,
             tooltip="0 = not calibrated; set it and press Apply",
         )
-        self.apply_pixel_size = PushButton(text="Apply pixel size")
+        self.apply_pixel_size = PushButton(
+            text="Apply pixel size",
+            tooltip="calibrate the chosen image and every layer made from it to the pixel size above: sizes are "
+            "then in nm and ASTM G is computed. Every reported size scales with it: check it against the "
+            "scale bar (or use 'Set scale from a line')",
+        )
         self.line_length = FloatSpinBox(
             label="scale line (nm)",
             value=0.0,
@@ -341,11 +346,25 @@ class SegmentWidget(Container):
             tooltip="test-time augmentation: Net1 runs on the eight turned and flipped copies and averages "
             "them; 8x Net1's time, measured effect in docs/generalisation.md",
         )
-        self.run_net1_button = PushButton(text="Run Net1")
+        self.run_net1_button = PushButton(
+            text="Run Net1",
+            tooltip="boundaries and grains of the chosen image with the settings above (seconds per megapixel "
+            "on a CPU). The image is resampled to Net1's working scale from the grain size hint (estimated "
+            "when 0): a wrong hint gives too many or too few grains. A boundary layer you corrected is "
+            "never overwritten: the new result goes into new layers and the corrected ones are hidden",
+        )
         self.step_button = PushButton(text="Net2 Step", tooltip=NET2_EFFECT)
         self.run_button = PushButton(text="Net2 Run", tooltip=NET2_EFFECT)
-        self.pause_button = PushButton(text="Pause")
-        self.stop_button = PushButton(text="Stop")
+        self.pause_button = PushButton(
+            text="Pause",
+            tooltip="pause a Net2 Run after the step being computed; Step or Run goes on from there. Edits "
+            "made to the boundary layer meanwhile are kept fixed by the next steps",
+        )
+        self.stop_button = PushButton(
+            text="Stop",
+            tooltip="stop Net1 (at the end of the current tile; its result is dropped and nothing changes) or "
+            "Net2 (the step being computed is dropped; the steps already shown stay in the layers)",
+        )
         net2_row = Container(
             widgets=[self.step_button, self.run_button, self.pause_button, self.stop_button],
             layout="horizontal",
@@ -353,7 +372,11 @@ class SegmentWidget(Container):
             label="Net2",
         )
         self.net2_label = Label(label="last step", value="")
-        self.release_button = PushButton(text="Release model memory")
+        self.release_button = PushButton(
+            text="Release model memory",
+            tooltip="free the loaded networks and the GPU memory they hold (e.g. for another program); the "
+            "layers are kept, and the next run loads the networks again (a few seconds)",
+        )
         self.status = Label(value="")
         self.body = column(
             [
