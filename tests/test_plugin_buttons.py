@@ -574,26 +574,53 @@ def test_a_reopened_export_is_calibrated_through_its_micrograph_as_the_warning_s
     assert "nm" in stats.summary.value
 
 
-def test_an_export_that_failed_half_way_can_be_retried_without_asking(scene, qtbot, tmp_path, errors, monkeypatch):
-    """The CSV and JSON written before a failing histogram are the panel's own: a retry replaces them."""
-    from napari_grainseg.measure import report
+def test_an_export_that_fills_the_disk_writes_nothing_and_can_be_retried_without_asking(
+    scene, qtbot, tmp_path, errors, monkeypatch
+):
+    """ "All" on a disk that fills at the histogram (the third file): no CSV or JSON left behind, an
+    earlier export left byte for byte, no temporary file; once there is room, a retry writes the set."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
     from napari_grainseg.plugin._stats_widget import StatsWidget
 
     viewer, _, _ = scene
-    stats = StatsWidget(viewer)
+    fix, stats = CorrectWidget(viewer), StatsWidget(viewer)
     stats.folder.value = tmp_path
-    real = report.save_figure
+    real = Figure.savefig
 
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    def disk_full(self, fname, *args, **kwargs):  # some bytes land, then the disk is full
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
 
-    monkeypatch.setattr(report, "save_figure", disk_full)
+    def files():
+        return {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
     click(qtbot, stats.all_button)
-    assert len(errors) == 1 and errors[0] == f"cannot write in {tmp_path}: no space left on device"
-    assert (tmp_path / "img_grains.csv").is_file() and not (tmp_path / "img_histogram.png").exists()
-    monkeypatch.setattr(report, "save_figure", real)
+    message = f"no space left on device at {tmp_path} (writing img_histogram.png)"
+    assert errors == [message] and stats.export_status.value == f"not exported: {message}"
+    assert files() == {}
+
+    monkeypatch.setattr(Figure, "savefig", real)
     click(qtbot, stats.all_button)
-    assert len(errors) == 1 and (tmp_path / "img_histogram.png").is_file()
+    assert len(errors) == 1 and len(files()) == 6
+    earlier = files()
+
+    # a corrected layer exported again onto a disk that fills: the earlier export stays whole
+    fix.picks_layer().data = np.array([[10, 10], [50, 10]], float)
+    click(qtbot, fix.merge_button)
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    click(qtbot, stats.all_button)
+    assert errors[1:] == [message] and files() == earlier
+    monkeypatch.setattr(Figure, "savefig", real)
+    click(qtbot, stats.all_button)  # the panel's own files, unchanged since: replaced without asking
+    assert len(errors) == 2 and stats.export_status.value.startswith("wrote ")
+    now = files()
+    assert set(now) == set(earlier) and now["img_grains.csv"] != earlier["img_grains.csv"]
 
 
 def test_ctrl_z_after_a_merge_undoes_the_merge_not_the_picks(make_napari_viewer, qtbot, errors):

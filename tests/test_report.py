@@ -437,3 +437,49 @@ def test_cli_measure_refuses_a_micrograph_given_as_labels(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "split.tif", lab)
     assert main(["measure", str(tmp_path / "split.tif"), "--out", str(tmp_path / "out2")]) == 0
     assert "separate regions" in capsys.readouterr().err
+
+
+def _disk_fills_at_the_histogram(monkeypatch):
+    """The disk fills while the histogram PNG (the third file of a set) is written: some bytes land,
+    then ENOSPC, as a real full disk does."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def savefig(self, fname, *args, **kwargs):
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+
+
+def test_a_field_export_that_fills_the_disk_leaves_no_partial_set(tmp_path, monkeypatch):
+    """All or nothing: a full disk at the third file leaves neither the CSV and JSON written before
+    it nor a temporary file, in an empty folder, and leaves an earlier export byte for byte."""
+    lab = grid_labels()
+    table = measure_grains(lab, 2.0)
+    summary = summarize(lab, 2.0)
+    what = ("csv", "json", "histogram", "tiff")
+    earlier = tmp_path / "earlier"
+    report.write_field_exports(earlier, "f", table, summary, svg=True, what=what, labels=lab)
+    before = {p.name: p.read_bytes() for p in earlier.iterdir()}
+    assert len(before) == 6
+
+    _disk_fills_at_the_histogram(monkeypatch)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(InputError, match=r"no space left on device at .*fresh \(writing f_histogram\.png\)"):
+        report.write_field_exports(fresh, "f", table, summary, svg=True, what=what, labels=lab)
+    assert list(fresh.iterdir()) == []
+
+    other = summarize(lab, 3.0)  # a new measurement over the earlier export: refused as a whole
+    with pytest.raises(InputError, match="no space left on device"):
+        report.write_field_exports(earlier, "f", table, other, svg=True, what=what, labels=lab)
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before
+
+    # the CLI's measure writes its report (overlay too) the same way: exit 2, nothing left
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    out = tmp_path / "out"
+    assert main(["measure", str(tmp_path / "lab.tif"), "--out", str(out)]) == 2
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".grainseg")] == []

@@ -1,7 +1,8 @@
 """Exports a materials lab can put in a report: CSV, JSON, histograms, overlay.
 
 Every file is written atomically (:mod:`napari_grainseg.io.atomic`): after a crash
-a file is either complete or absent. Figures use matplotlib's object API
+a file is either complete or absent; a field's exports are written as one set, all or
+nothing (a full disk leaves no partial set). Figures use matplotlib's object API
 (``matplotlib.figure.Figure`` with the Agg canvas, never pyplot), imported
 lazily (only when a figure is made), so this module is thread-safe and Qt-free.
 A field's histogram is drawn once and saved as PNG, and as SVG on request;
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_grainseg.io.atomic import atomic_open, atomic_path
+from napari_grainseg.io.atomic import as_output_error, atomic_open, atomic_path, atomic_paths
 from napari_grainseg.measure.table import GrainTable
 
 __all__ = [
@@ -317,38 +318,80 @@ def write_field_exports(
     labels: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write the chosen exports of a measured field: CSV, summary JSON, histogram PNG (and SVG),
-    label and boundary TIFFs.
+    label and boundary TIFFs, as one set: all or nothing.
+
+    Every file is written to a temporary name in ``out_dir`` first, then all are renamed into
+    place; a failure (a full disk) leaves no new file and every earlier file untouched.
 
     The histogram figure is drawn once (report layout) and saved as PNG, and as SVG with
     ``svg``. ``"tiff"`` in ``what`` needs ``labels`` (0 = boundary); the TIFFs carry the
     table's pixel size. Returns ``{"csv", "json", "histogram_png"[, "histogram_svg"],
     "grains_tif", "boundaries_tif"}`` → path, for the kinds asked.
     """
+    return _write_set(_field_writers(out_dir, stem, table, summary, extra=extra, svg=svg, what=what, labels=labels))
+
+
+def _field_writers(
+    out_dir,
+    stem: str,
+    table: GrainTable,
+    summary: dict,
+    *,
+    extra: dict | None,
+    svg: bool,
+    what: tuple[str, ...],
+    labels: np.ndarray | None,
+) -> list[tuple[str, Path, object]]:
+    """``(key, path, write(path))`` of each export :func:`write_field_exports` writes."""
     unknown = set(what) - set(FIELD_EXPORT_SUFFIXES)
     if unknown:
         raise ValueError(f"unknown export kinds {sorted(unknown)}; known: {sorted(FIELD_EXPORT_SUFFIXES)}")
     if "tiff" in what and labels is None:
         raise ValueError("the TIFF exports need the label image")
-    paths: dict[str, Path] = {}
+    jobs: list[tuple[str, Path, object]] = []
     if "csv" in what:
         (path,) = field_export_paths(out_dir, stem, ("csv",))
-        paths["csv"] = write_grains_csv(path, table)
+        jobs.append(("csv", path, lambda tmp: write_grains_csv(tmp, table)))
     if "json" in what:
         (path,) = field_export_paths(out_dir, stem, ("json",))
-        paths["json"] = write_summary_json(path, summary, extra)
+        jobs.append(("json", path, lambda tmp: write_summary_json(tmp, summary, extra)))
     if "histogram" in what:
-        fig = histogram_figure(table, summary)
+        figure: list = []  # drawn once, when the first histogram file is written
+
+        def save(tmp):
+            if not figure:
+                figure.append(histogram_figure(table, summary))
+            save_figure(figure[0], tmp)
+
         for key, path in zip(
             ("histogram_png", "histogram_svg"), field_export_paths(out_dir, stem, ("histogram",), svg=svg)
         ):
-            paths[key] = save_figure(fig, path)
+            jobs.append((key, path, save))
     if "tiff" in what:
         nm = table.pixel_size_nm
         labels = np.asarray(labels)
         grains_path, boundaries_path = field_export_paths(out_dir, stem, ("tiff",))
-        paths["grains_tif"] = write_tiff(grains_path, labels.astype(np.uint32), nm)
-        paths["boundaries_tif"] = write_tiff(boundaries_path, (labels == 0).astype(np.uint8), nm)
-    return paths
+        jobs.append(("grains_tif", grains_path, lambda tmp: write_tiff(tmp, labels.astype(np.uint32), nm)))
+        jobs.append(
+            ("boundaries_tif", boundaries_path, lambda tmp: write_tiff(tmp, (labels == 0).astype(np.uint8), nm))
+        )
+    return jobs
+
+
+def _write_set(jobs: list[tuple[str, Path, object]]) -> dict[str, Path]:
+    """Write ``(key, path, write(path))`` jobs all or nothing (:func:`~napari_grainseg.io.atomic.atomic_paths`):
+    each to a temporary file beside its path, then all moved into place; on a failure (a full
+    disk) no file is left half-way and files already there stay as they were."""
+    with atomic_paths([path for _, path, _ in jobs]) as tmps:
+        for (_, path, write), tmp in zip(jobs, tmps):
+            try:
+                write(tmp)
+            except OSError as exc:  # name the file the user asked for, not its temporary
+                err = as_output_error(exc, path)
+                if err is exc:
+                    raise
+                raise err from exc
+    return {key: path for key, path, _ in jobs}
 
 
 def write_report(
@@ -370,7 +413,8 @@ def write_report(
     Files: ``<stem>_grains.csv``, ``<stem>_summary.json`` (summary plus
     ``extra``, e.g. ``{"device": "cpu"}``), ``<stem>_histogram.png`` (and
     ``<stem>_histogram.svg`` with ``svg``) and ``<stem>_overlay.png``
-    (``boundaries``, by default ``labels == 0``, on ``image``). ``min_area``,
+    (``boundaries``, by default ``labels == 0``, on ``image``), all or nothing as in
+    :func:`write_field_exports`. ``min_area``,
     ``exclude`` and ``summary_options`` go to
     :func:`~napari_grainseg.measure.statistics.measure_field`.
 
@@ -388,6 +432,8 @@ def write_report(
     table, summary = measure_field(fld, pixel_size_nm, **summary_options)
     if boundaries is None:
         boundaries = np.asarray(labels) == 0
-    paths = write_field_exports(out_dir, stem, table, summary, extra=extra, svg=svg)
-    paths["overlay"] = save_overlay(out_dir / f"{stem}_overlay.png", image, boundaries)
-    return paths
+    jobs = _field_writers(
+        out_dir, stem, table, summary, extra=extra, svg=svg, what=("csv", "json", "histogram"), labels=None
+    )
+    jobs.append(("overlay", out_dir / f"{stem}_overlay.png", lambda tmp: save_overlay(tmp, image, boundaries)))
+    return _write_set(jobs)

@@ -620,7 +620,8 @@ class StatsWidget(Container):
     def export(self, what: tuple[str, ...] = ("csv", "json", "histogram", "tiff")) -> dict[str, Path] | None:
         """Write the chosen exports of the current statistics into the folder; returns the paths.
 
-        Refused, with nothing written, where a file would be replaced that this panel did not
+        All or nothing: a write that fails (a full disk) leaves no new file and the files already
+        there untouched. Refused, with nothing written, where a file would be replaced that this panel did not
         write from the same grains layer (unless "replace existing files" is ticked).
         """
         from napari_grainseg.io.outputs import file_record
@@ -644,19 +645,16 @@ class StatsWidget(Container):
                 raise InputError(f"not exported: {', '.join(folders)} in {folder} is a folder; change the file stem")
             if not self.replace.value:
                 self._check_no_replacement(targets, key)
-            before = {path: path.stat().st_mtime_ns for path in targets if path.exists()}
             stats, options = self.stats, self._options(labels)
             if not self._measured_as(self.grains.value, labels, nm, _options_key(options)):
                 stats = compute_stats(labels, nm, **options)  # exports what is shown now
-            # the report's exports and layout, as the CLI writes them
-            try:
-                paths = write_field_exports(
-                    folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what, labels=labels
-                )
-            finally:  # a write that failed half-way: the files it did write are still this panel's own
-                for path in targets:
-                    if path.exists() and before.get(path) != path.stat().st_mtime_ns:
-                        self._written[path.resolve()] = (key, file_record(path)["sha256"])
+            # the report's exports and layout, as the CLI writes them; all or nothing: a full disk
+            # leaves no partial set and the files already there as they were
+            paths = write_field_exports(
+                folder, stem, stats.table, stats.summary, extra=self._extra(), svg=True, what=what, labels=labels
+            )
+            for path in paths.values():
+                self._written[path.resolve()] = (key, file_record(path)["sha256"])
             self.replace.value = False  # a permission for this export, not for every later one
         except (GrainsegError, OSError) as exc:
             # the statistics shown stay valid: the failure belongs under the export buttons
