@@ -3,25 +3,28 @@
 A lab's corrected micrographs are not always at one magnification. This benchmark draws
 k adaptation crops from the TBM adaptation part and shows them at different magnifications
 (crop i resampled by ``magnifications[i % len(magnifications)]``, image and truth), adapts
-Net1 on them, and scores the 33 test crops at every magnification (each test crop once per
-magnification). Compared, each with the grain builder it tuned on its own crops:
+Net1 on them (one working scale, the median grain size's), and scores the 33 test crops at every
+magnification (each test crop once per magnification). Each adapted arm uses the grain builder
+the model tuned on its own crops:
 
-``one scale``
-    The adapted model as fine-tuning made it until session 23: every correction resampled by
-    the median grain size's working scale, and every image predicted at that scale (the
-    corrections' grain size as the hint, as ``grainseg segment --model`` does without one).
-``one scale + true hint``
-    The same model, each test image given its true grain size as the hint (what a user is
-    told to do for images at another magnification).
-``per image``
-    Each correction resampled by its own grain size (``finetune_net1(scale_per_image=True)``),
-    each test image predicted at the adapted scale of its own grain size, estimated by the
-    adapted model (:func:`napari_grainseg.segmentation.inference.predict_boundaries` once at
-    the automatic scale, then at the adapted scale of that estimate when it differs).
-``per image + true hint``
-    The same model with each test image's true grain size as the hint.
+``uncalibrated``
+    Every image predicted at the corrections' (median) grain size: what ``grainseg segment
+    --model`` does for images without a pixel size.
+``calibrated``
+    Every image (corrections and test) given the pixel size of its magnification (1 nm/px at
+    x1, 1/m nm/px at xm): the model records the corrections' grain size in nm
+    (:func:`napari_grainseg.training.finetune.corrections_grain_size_nm`) and each image is
+    predicted at the hint of its own pixel size
+    (:func:`napari_grainseg.models.model_dir.model_grain_size_hint`), as the product does.
+``true hint``
+    Each test image given its true grain size as the hint (the reference for the two above).
 ``shipped``
     The shipped Net1 with the automatic scale and the product's grain builder (k = 0).
+
+Session 23 also ran, at commit c4f4498, each correction resampled by its own grain size
+(``scale_per_image``): with each image's scale from the adapted model's own estimate it was worse
+(VI +0.104 ± 0.020 against one scale); with the true hint level with one scale (2.574 against
+2.588); docs/finetune_magnifications_s23.json. It is not in the product.
 
     python benchmarks/finetune_magnifications.py --draws 3 --json docs/finetune_magnifications.json
 
@@ -35,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,17 +74,6 @@ def true_grain_size(lines: np.ndarray) -> float | None:
     return estimate_grain_size(lines.astype(np.float32))
 
 
-def predict_adapted_auto(image: np.ndarray, model):
-    """The adapted model at the adapted scale of the grain size it estimates on the image."""
-    from napari_grainseg.models.model_dir import adapted_scale, inference_grain_size
-    from napari_grainseg.segmentation.inference import predict_boundaries
-
-    first = predict_boundaries(image, model, device="cpu")
-    if first.grain_size_px is None or abs(adapted_scale(first.grain_size_px) - first.scale) < 1e-9:
-        return first
-    return predict_boundaries(image, model, device="cpu", grain_size_px=inference_grain_size(first.grain_size_px))
-
-
 def score(predict, test, setting: dict) -> list[dict]:
     """Per test image: the metrics of ``predict(image) -> BoundaryPrediction`` with the builder ``setting``."""
     from napari_grainseg.evaluation.metrics import evaluate_prediction
@@ -108,12 +101,17 @@ def per_image_values(rows: list[dict]) -> dict[str, list[float]]:
 def main(argv=None) -> int:
     import torch
 
-    from napari_grainseg.models.model_dir import inference_grain_size
+    from napari_grainseg.models.model_dir import inference_grain_size, model_grain_size_hint
     from napari_grainseg.models.weights import load_net1
     from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER
     from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.training.corrections import Correction
-    from napari_grainseg.training.finetune import FinetuneConfig, finetune_net1, inference_copy
+    from napari_grainseg.training.finetune import (
+        FinetuneConfig,
+        corrections_grain_size_nm,
+        finetune_net1,
+        inference_copy,
+    )
 
     sys.path.insert(0, str(Path(__file__).parent))
     from tbm_kshot import load_tbm
@@ -151,8 +149,8 @@ def main(argv=None) -> int:
     print(f"shipped: {_line(results['shipped'])}", file=sys.stderr)
     true_hints = [inference_grain_size(s) if s else None for s in results["true_grain_size_px"]]
 
-    def with_true_hint(model):
-        hints = iter(true_hints)
+    def with_hints(model, hints):
+        hints = iter(hints)
         return lambda im: predict_boundaries(im, model, device="cpu", grain_size_px=next(hints))
 
     for draw in range(args.draws):
@@ -164,25 +162,26 @@ def main(argv=None) -> int:
             corrections.append(Correction(image, lines, None, f"{crops[i][0]} x{m:g}"))
         config = FinetuneConfig(steps=args.steps, holdout=0.0, seed=draw)
         run = {"draw": draw, "crops": [c.name for c in corrections], "scores": {}}
-        for arm, per_image_scale in (("one scale", False), ("per image", True)):
-            t0 = time.monotonic()
-            res = finetune_net1(corrections, config, device="cpu", scale_per_image=per_image_scale)
-            model = inference_copy(res.model)
-            tuned = {k: v for k, v in res.info["grain_builder"].items() if k != "vi"}
-            run[f"{arm} builder"] = tuned
-            run[f"{arm} train_seconds"] = res.info["train_seconds"]
-            if per_image_scale:
-                predict = lambda im, model=model: predict_adapted_auto(im, model)  # noqa: E731
-            else:
-                hint = res.info["inference_grain_size_px"]
-                predict = lambda im, model=model, hint=hint: predict_boundaries(  # noqa: E731
-                    im, model, device="cpu", grain_size_px=hint
-                )
-            run["scores"][arm] = per_image_values(score(predict, test, tuned))
-            run["scores"][f"{arm} + true hint"] = per_image_values(score(with_true_hint(model), test, tuned))
-            for name in (arm, f"{arm} + true hint"):
-                took = f"{time.monotonic() - t0:.0f} s"
-                print(f"draw {draw} {name}: {_line(run['scores'][name])} ({took})", file=sys.stderr)
+        t0 = time.monotonic()
+        res = finetune_net1(corrections, config, device="cpu")
+        model = inference_copy(res.model)
+        tuned = {k: v for k, v in res.info["grain_builder"].items() if k != "vi"}
+        run["builder"], run["train_seconds"] = tuned, res.info["train_seconds"]
+        calibrated = [
+            replace(c, pixel_size_nm=1.0 / args.magnifications[j % len(args.magnifications)])
+            for j, c in enumerate(corrections)
+        ]
+        scale = {"grain_size_px": res.info["grain_size_px"], "grain_size_nm": corrections_grain_size_nm(calibrated)}
+        run["grain_size_px"], run["grain_size_nm"] = scale["grain_size_px"], scale["grain_size_nm"]
+        hints = {
+            "uncalibrated": [model_grain_size_hint(scale)] * len(test),
+            "calibrated": [model_grain_size_hint(scale, pixel_size_nm=1.0 / m) for _, _, m in test],
+            "true hint": true_hints,
+        }
+        for arm, arm_hints in hints.items():
+            run["scores"][arm] = per_image_values(score(with_hints(model, arm_hints), test, tuned))
+            took = f"{time.monotonic() - t0:.0f} s"
+            print(f"draw {draw} {arm}: {_line(run['scores'][arm])} ({took})", file=sys.stderr)
         results["runs"].append(run)
         if args.json:
             args.json.write_text(json.dumps(results | {"partial": True}, indent=1))
@@ -200,7 +199,7 @@ def _line(scores: dict) -> str:
 
 def table(results: dict) -> str:
     """Markdown: per arm and test magnification, mean over draws of the per-draw means (± standard
-    error over draws), and the per-image paired VI difference of ``per image`` against ``one scale``."""
+    error over draws), and the per-image paired VI difference of ``calibrated`` against ``uncalibrated``."""
     mags = np.array(results["test_magnification"])
     arms = ["shipped"] + list(results["runs"][0]["scores"])
     lines = ["| arm | test magnification | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
@@ -217,11 +216,14 @@ def table(results: dict) -> str:
                 cells.append(f"{np.mean(means):.3f} ± {se:.3f}")
             lines.append(f"| {arm} | {m if m == 'all' else f'x{m:g}'} | " + " | ".join(cells) + " |")
     diffs = np.concatenate(
-        [np.array(r["scores"]["per image"]["vi"]) - np.array(r["scores"]["one scale"]["vi"]) for r in results["runs"]]
+        [
+            np.array(r["scores"]["calibrated"]["vi"]) - np.array(r["scores"]["uncalibrated"]["vi"])
+            for r in results["runs"]
+        ]
     )
     lines.append("")
     lines.append(
-        f"VI per image − one scale, paired over {diffs.size} image-draws: {diffs.mean():+.3f} ± "
+        f"VI calibrated − uncalibrated, paired over {diffs.size} image-draws: {diffs.mean():+.3f} ± "
         f"{diffs.std(ddof=1) / np.sqrt(diffs.size):.3f} ({int((diffs < 0).sum())} better)"
     )
     return "\n".join(lines)

@@ -754,3 +754,46 @@ def test_corrections_at_two_magnifications_are_warned_of_and_recorded(tmp_path, 
     # one magnification: no warning, and the advice is the hint for other magnifications
     one = dict(info, corrections_grain_sizes_px=[small, small * 1.2])
     assert not mixed_magnifications(one) and grain_size_advice(one).startswith("runs at your corrections' grain size")
+
+
+def test_calibrated_corrections_at_two_magnifications_run_each_image_at_its_own_scale(tmp_path, capsys):
+    """`grainseg finetune` reads each file's pixel size: corrections of one material at 4 and 4/3 nm/px
+    make a model that records their grain size in nm, is not warned of, and `segment --model` gives
+    each calibrated image the hint of its own magnification (an uncalibrated one: the median's)."""
+    import tifffile
+
+    from napari_grainseg.cli import main
+    from napari_grainseg.models.model_dir import model_grain_size_hint
+    from napari_grainseg.synthetic import generate
+
+    images, labels = [], []
+    for seed, diameter, nm in ((5, 12.0, 4.0), (6, 36.0, 4.0 / 3.0)):
+        s = generate(seed, shape=(160, 160), preset="tem", mean_diameter=diameter)
+        images.append(tmp_path / f"img{seed}.tif")
+        labels.append(tmp_path / f"labels{seed}.tif")
+        tifffile.imwrite(
+            images[-1],
+            (s.image * 65535).astype(np.uint16),
+            imagej=True,
+            resolution=(1 / nm, 1 / nm),
+            metadata={"unit": "nm"},
+        )
+        tifffile.imwrite(labels[-1], s.labels.astype(np.uint16))
+    model = tmp_path / "calibrated"
+    argv = ["finetune", *map(str, images), "--labels", *map(str, labels), "--out", str(model), "--steps", "1"]
+    assert main([*argv, "--no-progress", "--device", "cpu"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    info = json.loads((model / "model.json").read_text())
+    assert info["corrections_pixel_sizes_nm"] == [pytest.approx(4.0), pytest.approx(4.0 / 3.0)]
+    assert info["grain_size_nm"] and info["pixel_size_nm"] is None
+    bare = tmp_path / "bare.tif"
+    tifffile.imwrite(bare, tifffile.imread(images[0]))
+    out = tmp_path / "seg"
+    assert main(["segment", *map(str, images), str(bare), "--out", str(out), "--model", str(model)]) == 0
+    hints = {
+        p.stem: json.loads((out / f"{p.stem}_summary.json").read_text())["grain_size_hint_px"] for p in (*images, bare)
+    }
+    assert hints["img5"] == pytest.approx(model_grain_size_hint(info, pixel_size_nm=4.0))
+    assert hints["img6"] == pytest.approx(model_grain_size_hint(info, pixel_size_nm=4.0 / 3.0))
+    assert hints["img6"] > 2 * hints["img5"]  # three times the grains in px
+    assert hints["bare"] == pytest.approx(model_grain_size_hint(info))  # uncalibrated: the median's

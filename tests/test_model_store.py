@@ -243,3 +243,40 @@ def test_an_adapted_model_s_grain_size_in_an_image_s_pixels_and_its_hint():
     assert scale_for_grain_size(hint) == pytest.approx(ADAPTED_GRAIN_SIZE_PX / 56.0)
     small = {"grain_size_px": 20.0}
     assert model_grain_size_hint(small) == corrections_grain_size(small) == 20.0  # in range: as is
+
+
+def test_learning_from_layers_at_two_magnifications_records_the_grain_size_in_nm(store):
+    """Two layers of one material at 4 and 4/3 nm/px (12 px and 36 px grains): the model records each
+    image's pixel size and their common grain size in nm, so each calibrated image runs at its own
+    scale; it is not warned of, and learning again keeps each image's pixel size."""
+    from napari_grainseg.models.model_dir import (
+        corrections_grain_size,
+        grain_size_advice,
+        magnification_warning,
+        mixed_magnifications,
+    )
+    from napari_grainseg.models.store import CorrectedImage, learn_model
+    from napari_grainseg.synthetic import generate
+
+    layers = []
+    for seed, diameter, nm in ((11, 12.0, 4.0), (12, 36.0, 4.0 / 3.0)):
+        s = generate(seed, shape=(160, 160), preset="tem", mean_diameter=diameter)
+        layers.append(CorrectedImage(s.image.astype(np.float32), s.boundaries.copy(), None, f"at {nm:.3g}", nm))
+    _, info = learn_model("two mags", layers, steps=1, config=_config(), device="cpu")
+    assert info["corrections_pixel_sizes_nm"] == [4.0, pytest.approx(4.0 / 3.0)]
+    assert info["pixel_size_nm"] is None  # no single pixel size
+    small, large = sorted(info["corrections_grain_sizes_px"])
+    assert mixed_magnifications(info) and large > 2 * small
+    # in nm the two images agree (each image's size times its pixel size, within 15 %)
+    nm_sizes = sorted([small * 4.0, large * 4.0 / 3.0])
+    assert nm_sizes[1] < 1.15 * nm_sizes[0]
+    assert info["grain_size_nm"] == pytest.approx(np.median(nm_sizes), rel=1e-3)  # sizes recorded to 0.01 px
+    assert magnification_warning(info) == "" and "agree at about" in grain_size_advice(info)
+    # each calibrated image at its own scale: three times the grains in px at a third of the pixel size
+    at_4, at_133 = corrections_grain_size(info, 4.0), corrections_grain_size(info, 4.0 / 3.0)
+    assert at_133 == pytest.approx(3 * at_4) and at_4 == pytest.approx(info["grain_size_nm"] / 4.0)
+    assert corrections_grain_size(info) == info["grain_size_px"]  # an uncalibrated image: the median px size
+    # learn again: the stored (uncalibrated) files get back the pixel size each was learned with
+    _, again = learn_model("two mags again", [], again_from="two mags", steps=1, config=_config(), device="cpu")
+    assert again["corrections_pixel_sizes_nm"] == info["corrections_pixel_sizes_nm"]
+    assert again["grain_size_nm"] == pytest.approx(info["grain_size_nm"])

@@ -635,3 +635,41 @@ def test_closing_the_viewer_while_learning_stops_it_and_saves_nothing(
     viewer.close()
     qtbot.waitUntil(lambda: not run.worker.is_running, timeout=60_000)
     assert run.step < 2000 and not (store / "walked away").exists()
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_corrections_at_two_magnifications_warn_only_without_pixel_sizes(
+    make_napari_viewer, qtbot, monkeypatch, store, messages, calibrated
+):
+    """Two corrected layers of one material, 12 px grains at 4 nm/px and 36 px grains at 4/3 nm/px:
+    with their pixel sizes the model learns the grain size in nm and runs each calibrated image at its
+    own scale (no warning; the segment dock says so); without them it warns after Learn."""
+    from napari_grainseg.plugin import _threading
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.synthetic import generate
+    from napari_grainseg.training.finetune import FinetuneConfig
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    for seed, diameter, nm in ((11, 12.0, 4.0), (12, 36.0, 4.0 / 3.0)):
+        s = generate(seed, shape=(160, 160), preset="tem", mean_diameter=diameter)
+        calibration = {"scale": (nm, nm), "units": ("nm", "nm")} if calibrated else {}
+        image = viewer.add_image(s.image, name=f"at {nm:.3g} nm", **calibration)
+        link = BoundaryLink.create(viewer, image, np.zeros(s.image.shape, np.uint8))
+        _correct_by_hand(link.boundaries, s.boundaries.astype(np.uint8))
+    seg, learn = _docks(viewer)
+    qtbot.waitUntil(lambda: len(learn.corrected.value) == 2, timeout=5000)
+    learn.config = FinetuneConfig(**FAST, holdout=0.0)  # no held-out check: two steps cannot pass one
+    learn.steps.value = 2
+    learn.model_name.value = "two mags"
+    click(qtbot, learn.learn_button)
+    info = json.loads((store / "two mags" / "model.json").read_text())
+    assert messages["error"] == []
+    if calibrated:
+        assert info["corrections_pixel_sizes_nm"] == [pytest.approx(4.0), pytest.approx(4.0 / 3.0)]
+        assert info["grain_size_nm"] and messages["warning"] == []
+        assert "agree at about" in seg.model_label.value and "each calibrated image" in seg.model_label.value
+    else:
+        assert info["grain_size_nm"] is None
+        assert len(messages["warning"]) == 1 and "grain sizes span" in messages["warning"][0]
+        assert "give each corrected image its pixel size and learn again" in messages["warning"][0]

@@ -166,7 +166,7 @@ class BatchOptions(SegmentOptions):
             out["tta"] = True
         if self.model_grain_size_px is not None:  # an adapted model's scale
             out["model_grain_size_px"] = self.model_grain_size_px
-            out["model_pixel_size_nm"] = self.model_pixel_size_nm
+            out["model_grain_size_nm"] = self.model_grain_size_nm
         return {
             **out,
             "pixel_size_nm": self.pixel_size_nm,

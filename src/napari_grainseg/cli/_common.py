@@ -220,7 +220,7 @@ OPTION_FLAGS = {
     "tta": "--tta",
     "backend": "--backend",
     "model_grain_size_px": "--model",
-    "model_pixel_size_nm": "--model",
+    "model_grain_size_nm": "--model",
 }
 
 
@@ -277,6 +277,7 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
     ``cls``: a subclass to make instead (e.g. :class:`~napari_grainseg.batch.BatchOptions`),
     with its further fields in ``more``. Bad values are one-line errors that name the flag.
     """
+    from napari_grainseg.models.model_dir import model_grain_size_nm
     from napari_grainseg.segmentation.options import OptionError, SegmentOptions
 
     for flag, path in (("--weights", args.weights), ("--net2-weights", args.net2_weights)):
@@ -325,7 +326,7 @@ def segment_options_from_args(args: argparse.Namespace, cls=None, **more):
             backend=getattr(args, "backend", "auto"),
             # the scale the model was adapted at, converted per image by its pixel size (SegmentOptions.grain_size_for)
             model_grain_size_px=(args.model_info or {}).get("grain_size_px"),
-            model_pixel_size_nm=(args.model_info or {}).get("pixel_size_nm"),
+            model_grain_size_nm=model_grain_size_nm(args.model_info or {}),
             **more,
         )
     except OptionError as exc:

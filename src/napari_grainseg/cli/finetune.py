@@ -164,10 +164,10 @@ def run(args: argparse.Namespace) -> int:
         + f"({info['train_seconds']:.0f} s, {info['stopped']}); model -> {out}",
         file=sys.stderr,
     )
-    from napari_grainseg.models.model_dir import grain_size_advice, mixed_magnifications
+    from napari_grainseg.models.model_dir import magnification_warning
 
-    if mixed_magnifications(info):
-        print(f"grainseg: WARNING: {grain_size_advice(info)}", file=sys.stderr)
+    if warning := magnification_warning(info):
+        print(f"grainseg: WARNING: {warning}", file=sys.stderr)
     held = info.get("heldout")
     if held:
         base_builder = min(held["base"], key=lambda k: held["base"][k]["vi"])

@@ -107,22 +107,49 @@ def _image_grain_sizes(info: dict) -> list[float]:
 
 def grain_size_advice(info: dict) -> str:
     """What a user is told about the scale an adapted model runs at ('' when it records none):
-    the segment dock's model check, and a warning after learning from mixed magnifications."""
+    the segment dock's model check, and :func:`magnification_warning`."""
     size = info.get("grain_size_px")
     if not size:
         return ""
+    nm = model_grain_size_nm(info)
     if mixed_magnifications(info):
         sizes = _image_grain_sizes(info)
+        span = f"your corrected images' grain sizes span {min(sizes):.0f}-{max(sizes):.0f} px"
+        if nm:
+            return (
+                f"{span} (different magnifications) but agree at about {nm:.3g} nm: each calibrated image "
+                f"runs at its own scale; one without a pixel size runs at {size:.0f} px, so give it its pixel "
+                "size or a grain size hint"
+            )
         return (
-            f"your corrected images' grain sizes span {min(sizes):.0f}-{max(sizes):.0f} px (different "
-            f"magnifications?) but the model runs at one, {size:.0f} px: give each image's grain size as a "
-            "hint, or learn one model per magnification"
+            f"{span} (different magnifications?) but the model runs at one, {size:.0f} px: give each corrected "
+            "image its pixel size and learn again, give each image's grain size as a hint, or learn one model "
+            "per magnification"
         )
     at = f" at {info['pixel_size_nm']:g} nm/px" if info.get("pixel_size_nm") else ""
+    if nm and not at:
+        at = f", {nm:.3g} nm"
     return (
         f"runs at your corrections' grain size ({size:.0f} px{at}): give a grain size hint for images at "
-        "another magnification"
+        "another magnification" + (" without a pixel size" if nm else "")
     )
+
+
+def magnification_warning(info: dict) -> str:
+    """The warning after learning (the Learn dock, ``grainseg finetune``; '' when none): the corrections
+    span several magnifications and, without a pixel size for each, the model runs at one scale.
+
+    Examples
+    --------
+    >>> magnification_warning({"grain_size_px": 80.0, "corrections_grain_sizes_px": [40.0, 120.0]})[:40]
+    "your corrected images' grain sizes span "
+    >>> magnification_warning({"grain_size_px": 80.0, "grain_size_nm": 160.0,
+    ...                        "corrections_grain_sizes_px": [40.0, 120.0]})
+    ''
+    """
+    if mixed_magnifications(info) and model_grain_size_nm(info) is None:
+        return grain_size_advice(info)
+    return ""
 
 
 def corrections_grain_size(info: dict, pixel_size_nm: float | None = None) -> float | None:
@@ -130,13 +157,30 @@ def corrections_grain_size(info: dict, pixel_size_nm: float | None = None) -> fl
     pixels of an image of ``pixel_size_nm`` when both are calibrated (else in the corrections'
     pixels). What a user is told the model runs at; :func:`model_grain_size_hint` turns it into
     the hint that gives the adapted scale. None when the model records none.
+
+    Examples
+    --------
+    >>> info = {"grain_size_px": 30.0, "grain_size_nm": 60.0}   # corrections at 2 nm/px
+    >>> corrections_grain_size(info, 4.0), corrections_grain_size(info)
+    (15.0, 30.0)
     """
     size = info.get("grain_size_px")
     if size is None:
         return None
-    if pixel_size_nm and info.get("pixel_size_nm"):
-        return size * info["pixel_size_nm"] / pixel_size_nm
+    nm = model_grain_size_nm(info)
+    if pixel_size_nm and nm:
+        return nm / pixel_size_nm
     return float(size)
+
+
+def model_grain_size_nm(info: dict) -> float | None:
+    """An adapted model's corrections' grain size in nm (``model.json`` ``info``), or None when they
+    were not all calibrated. Models written before session 23 record one pixel size instead."""
+    if info.get("grain_size_nm"):
+        return float(info["grain_size_nm"])
+    if info.get("grain_size_px") and info.get("pixel_size_nm"):
+        return float(info["grain_size_px"]) * float(info["pixel_size_nm"])
+    return None
 
 
 @dataclass

@@ -368,8 +368,6 @@ def learn_model(
     from_dir = model_path(again_from, store) if again_from else None
     if not corrected and from_dir is None:
         raise InputError("no corrected boundary layer chosen: correct a result by hand, then choose its layer")
-    sizes = {c.pixel_size_nm for c in corrected}
-    pixel_size = sizes.pop() if len(sizes) == 1 else None
     written = []
     for c in corrected:
         try:
@@ -388,6 +386,7 @@ def learn_model(
                 message = message.replace(paths["roi"], f"the verified region of '{c.name}'")
             raise InputError(message) from None
         loaded[0].name = c.name
+        loaded[0].pixel_size_nm = c.pixel_size_nm  # the layer's (the store's files are uncalibrated)
         corrections += loaded
 
     def should_stop() -> bool:
@@ -410,7 +409,6 @@ def learn_model(
             net2_steps=net2_steps,
             config=config,
             device=device,
-            pixel_size_nm=pixel_size,
             progress=on_step,
             log=log,
         )

@@ -544,10 +544,10 @@ class LearnWidget(Container):
         else:
             show_info(f"napari-grainseg: learned '{path.name}'; Run Net1 (Segment grains) now uses it")
             STORE_EVENTS.changed.emit(str(path))
-        from napari_grainseg.models.model_dir import grain_size_advice, mixed_magnifications
+        from napari_grainseg.models.model_dir import magnification_warning
 
-        if mixed_magnifications(info):
-            show_warning(f"napari-grainseg: '{path.name}': {grain_size_advice(info)}")
+        if warning := magnification_warning(info):
+            show_warning(f"napari-grainseg: '{path.name}': {warning}")
         self.stored.value = path.name  # its held-out check is shown under 'stored models'
         self._user_picked = False  # the hand-edited layers are the default again for the next model
         self._refresh_corrected()

@@ -129,10 +129,11 @@ class SegmentOptions:
     watershed_h
         Depth of the basins that become grains with ``grains="watershed"`` (an adapted
         model directory recommends its own, tuned on its corrections).
-    model_grain_size_px, model_pixel_size_nm
-        An adapted model's scale: the mean grain diameter of its corrections (px) and their
-        pixel size (nm; None when uncalibrated). With them :meth:`grain_size_for` gives each
-        image the hint the model was adapted at, converted by that image's pixel size
+    model_grain_size_px, model_grain_size_nm
+        An adapted model's scale: the mean grain diameter of its corrections in px and in nm
+        (None when they were not all calibrated; corrections at several magnifications agree in
+        nm). With them :meth:`grain_size_for` gives each image the hint the model was adapted
+        at, converted by that image's pixel size
         (:func:`~napari_grainseg.models.model_dir.model_grain_size_hint`).
     backend
         How Net1 runs: ``"auto"`` (default) runs it through OpenCV's DNN module when the
@@ -159,7 +160,7 @@ class SegmentOptions:
     tta: bool = False
     backend: str = "auto"
     model_grain_size_px: float | None = None
-    model_pixel_size_nm: float | None = None
+    model_grain_size_nm: float | None = None
 
     def __post_init__(self) -> None:
         budget = net2_step_budget(self.net2_steps)  # resolved once: "auto" or a whole number
@@ -177,7 +178,7 @@ class SegmentOptions:
             raise OptionError("threshold", f"threshold must be between 0 and 1, got {self.threshold}")
         _positive_or_none("watershed_h", self.watershed_h)
         _positive_or_none("model_grain_size_px", self.model_grain_size_px)
-        _positive_or_none("model_pixel_size_nm", self.model_pixel_size_nm)
+        _positive_or_none("model_grain_size_nm", self.model_grain_size_nm)
         if not isinstance(self.tta, bool):
             raise OptionError("tta", f"tta must be True or False, got {self.tta!r}")
         if self.backend not in NET1_BACKENDS:
@@ -230,7 +231,7 @@ class SegmentOptions:
             return size
         from napari_grainseg.models.model_dir import model_grain_size_hint
 
-        scale = {"grain_size_px": self.model_grain_size_px, "pixel_size_nm": self.model_pixel_size_nm}
+        scale = {"grain_size_px": self.model_grain_size_px, "grain_size_nm": self.model_grain_size_nm}
         return model_grain_size_hint(scale, grain_size_px=size, pixel_size_nm=pixel_size_nm)
 
     def compute_device(self):

@@ -19,7 +19,6 @@ crops, small rescales) and mixes in synthetic samples against forgetting.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ class Correction:
     roi : bool (H, W) verified part, or None (all of it).
     name : a name for messages (the image's file name).
     sources : paths of the files it was read from (``image``, ``target``, ``roi``), when read from files.
+    pixel_size_nm : the image's pixel size (from its file or its napari layer), or None.
     """
 
     image: np.ndarray
@@ -51,6 +51,7 @@ class Correction:
     roi: np.ndarray | None = None
     name: str = "image"
     sources: dict = field(default_factory=dict)
+    pixel_size_nm: float | None = None
 
     def labels(self) -> np.ndarray:
         """Closed grain labels of the corrected boundaries (0 = boundary)."""
@@ -213,7 +214,9 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
             if not roi.any():
                 raise InputError(f"{roi_path}: the ROI mask is all zero (nothing verified)")
             sources["roi"] = str(roi_path.resolve())
-        out.append(Correction(micrograph.data.astype(np.float32), lines, roi, image_path.name, sources))
+        out.append(
+            Correction(micrograph.data.astype(np.float32), lines, roi, image_path.name, sources, micrograph.pixel_size_nm)
+        )
     return out
 
 
@@ -301,8 +304,7 @@ class CorrectionSampler:
     Parameters
     ----------
     corrections : the corrected images used for training.
-    working_scale : resampling factor that brings their grains to the working grain size: one for
-        all images, or one per image (images at different magnifications).
+    working_scale : resampling factor that brings their grains into Net1's trained range.
     patch : crop size (px, a multiple of 8).
     target_width : width of the boundary target (as Net1 was trained).
     synthetic : number of pre-generated synthetic samples to mix in (0 = none).
@@ -313,7 +315,7 @@ class CorrectionSampler:
     def __init__(
         self,
         corrections: list[Correction],
-        working_scale: float | Sequence[float],
+        working_scale: float,
         *,
         patch: int = 128,
         target_width: int = 3,
@@ -324,12 +326,7 @@ class CorrectionSampler:
         from napari_grainseg.training.net1 import make_example
 
         self.patch = patch
-        scales = [working_scale] * len(corrections) if np.isscalar(working_scale) else list(working_scale)
-        if len(scales) != len(corrections):
-            raise ValueError(f"{len(scales)} working scales for {len(corrections)} corrections")
-        self.prepared = [
-            [prepare(c, scale * s, target_width) for s in AUGMENT_SCALES] for c, scale in zip(corrections, scales)
-        ]
+        self.prepared = [[prepare(c, working_scale * s, target_width) for s in AUGMENT_SCALES] for c in corrections]
         self.synthetic = []
         for i in range(synthetic):
             features, target, _ = make_example(

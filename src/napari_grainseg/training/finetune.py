@@ -30,7 +30,7 @@ import copy
 import math
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -185,12 +185,6 @@ def working_scale(
     return adapted_scale(size), size, "corrections", sizes
 
 
-def image_grain_sizes(corrections: list[Correction], fallback: float | None) -> list[float | None]:
-    """Each correction's own grain size (px, measured on its corrected boundaries), ``fallback``
-    where none can be measured: the sizes that bring every image to the working grain size."""
-    return [fallback if size is None else size for size in correction_grain_sizes(corrections)]
-
-
 def finetune_net1(
     corrections: list[Correction],
     config: FinetuneConfig = FinetuneConfig(),
@@ -206,7 +200,6 @@ def finetune_net1(
     until_time: bool = False,
     tune_builder: bool = True,
     run_dir: str | Path | None = None,
-    scale_per_image: bool = False,
 ) -> FinetuneResult:
     """Adapt Net1 to corrected micrographs.
 
@@ -235,9 +228,6 @@ def finetune_net1(
     run_dir
         The training loop's run folder (checkpoint, log): an interrupted run with the same
         corrections and config resumes from it. Default: a temporary folder.
-    scale_per_image
-        Resample each image by its own grain size (images at different magnifications all reach
-        the working grain size) instead of all by the median's; ignored with a hint.
     progress
         ``progress(step, steps, loss)`` after each step (Net2's steps, if any, follow Net1's in the count).
     cancel
@@ -263,18 +253,10 @@ def finetune_net1(
     from napari_grainseg.models.model_dir import inference_grain_size
 
     hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
-    train_scales: float | list[float] = scale
-    train_hints: float | list[float | None] | None = hint
-    if scale_per_image and grain_source == "corrections":
-        from napari_grainseg.models.model_dir import adapted_scale
-
-        sizes = image_grain_sizes(train, grain_size)
-        train_scales = [adapted_scale(size) for size in sizes]
-        train_hints = [inference_grain_size(size) for size in sizes]
     t_prep = time.monotonic()
     sampler = CorrectionSampler(
         train,
-        train_scales,
+        scale,
         patch=config.patch,
         target_width=config.target_width,
         synthetic=config.synthetic_samples if config.synthetic_share > 0 else 0,
@@ -382,7 +364,7 @@ def finetune_net1(
             info["net2"]["kept"] = False
     heldout: dict = {}
     if done and tune_builder:
-        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=train_hints)
+        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=hint)
     if held_idx and evaluate_heldout and done:
         base = load_net1(base_path, device=dev)
         heldout = compare_on(
@@ -427,16 +409,6 @@ def curve(losses: list[float], points: int = 100) -> list[list[float]]:
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def per_image(hint: float | Sequence[float | None] | None, n: int) -> list[float | None]:
-    """A grain-size hint given once for ``n`` images, or already one per image, as a list of ``n``."""
-    if hint is None or np.isscalar(hint):
-        return [hint] * n
-    hints = list(hint)
-    if len(hints) != n:
-        raise ValueError(f"{len(hints)} grain-size hints for {n} images")
-    return hints
 
 
 def inference_copy(model):
@@ -576,7 +548,7 @@ DEFAULT_ADAPTED_GRAINS = "watershed"
 def _file_record(c: Correction) -> dict:
     from napari_grainseg.models.weights import file_sha256
 
-    rec = {"name": c.name}
+    rec = {"name": c.name, "pixel_size_nm": c.pixel_size_nm}
     if not c.sources:  # an in-memory correction (napari): its arrays' hashes
         import hashlib
 
@@ -595,7 +567,8 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
     """The corrections a model directory was trained on, read again from their recorded paths.
 
     A recorded file that is missing is an :class:`InputError`; one whose content changed since
-    (another SHA-256) is used as it is now, with a note through ``log``.
+    (another SHA-256) is used as it is now, with a note through ``log``. Each keeps the pixel size
+    it was learned with (models before session 23 record one for all images, or none).
     """
     from napari_grainseg.models.model_dir import read_model_info
     from napari_grainseg.models.weights import file_sha256
@@ -618,10 +591,35 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
             if rec.get(key) and log and file_sha256(rec[key]) != rec.get(f"{key}_sha256"):
                 log(f"note: {rec[key]} changed since {model_dir} was made; using it as it is now")
         kind = rec.get("kind", "boundaries")
-        out += load_corrections(
+        (loaded,) = load_corrections(
             [rec["image"]], **{kind: [rec["target"]]}, rois=[rec["roi"]] if rec.get("roi") else None
         )
+        if "pixel_size_nm" in rec:
+            loaded.pixel_size_nm = rec["pixel_size_nm"]
+        elif info.get("pixel_size_nm"):
+            loaded.pixel_size_nm = info["pixel_size_nm"]
+        out.append(loaded)
     return out
+
+
+def corrections_grain_size_nm(corrections: list[Correction]) -> float | None:
+    """The median over the corrections of each one's grain size times its pixel size: their grain
+    size in nm, which images of one material at different magnifications share. None unless every
+    correction with a measurable grain size is calibrated.
+
+    Examples
+    --------
+    >>> lines = np.zeros((128, 128), bool); lines[::16] = lines[:, ::16] = True   # 16 px cells
+    >>> at_2nm = Correction(np.zeros((128, 128), np.float32), lines, pixel_size_nm=2.0)
+    >>> round(corrections_grain_size_nm([at_2nm]))
+    41
+    >>> corrections_grain_size_nm([at_2nm, Correction(at_2nm.image, lines)]) is None   # one uncalibrated
+    True
+    """
+    pairs = [(size, c.pixel_size_nm) for size, c in zip(correction_grain_sizes(corrections), corrections) if size]
+    if not pairs or any(not nm for _, nm in pairs):
+        return None
+    return float(np.median([size * nm for size, nm in pairs]))
 
 
 def adapt_and_save(
@@ -685,7 +683,6 @@ def adapt_and_save(
         known = {f.name for f in dataclasses.fields(FinetuneConfig)}
         config = FinetuneConfig(**{k: v for k, v in previous.get("config", {}).items() if k in known})
         all_corr += recorded_corrections(from_dir, log)
-        pixel_size_nm = pixel_size_nm if pixel_size_nm is not None else previous.get("pixel_size_nm")
         if grain_size_px is None and previous.get("grain_size_source") == "hint":
             grain_size_px = previous.get("grain_size_px")
     if images:
@@ -697,6 +694,9 @@ def adapt_and_save(
     all_corr = [c for c in all_corr if c.sources.get("image") not in renewed] + new_corr
     if not all_corr:
         raise InputError("no corrected images to learn from")
+    if pixel_size_nm is not None:  # given for all images: it wins over their files' calibration
+        all_corr = [dataclasses.replace(c, pixel_size_nm=pixel_size_nm) for c in all_corr]
+    pixel_sizes = [c.pixel_size_nm for c in all_corr]
     replace = {k: v for k, v in (("seed", seed), ("holdout", holdout), ("net2_steps", net2_steps)) if v is not None}
     if steps is not None:
         replace["steps"] = steps
@@ -749,8 +749,11 @@ def adapt_and_save(
         "corrections_grain_sizes_px": info["corrections_grain_sizes_px"],
         "inference_grain_size_px": info["inference_grain_size_px"],
         "grain_size_source": info["grain_size_source"],
-        "pixel_size_nm": pixel_size_nm,
-        "grain_size_nm": (info["grain_size_px"] * pixel_size_nm if pixel_size_nm and info["grain_size_px"] else None),
+        # one pixel size when the images share it; the grain size in nm lets each calibrated image
+        # run at its own scale, also when the corrections were taken at several magnifications
+        "pixel_size_nm": pixel_sizes[0] if len(set(pixel_sizes)) == 1 else None,
+        "corrections_pixel_sizes_nm": pixel_sizes,
+        "grain_size_nm": _grain_size_nm(info, all_corr),
         "heldout": held or None,
         "worse_than_base": bool(held.get("worse_than_base", False)),
         "recommended": {
@@ -777,6 +780,17 @@ def adapt_and_save(
     return out, read_model_info(out)
 
 
+def _grain_size_nm(info: dict, corrections: list[Correction]) -> float | None:
+    """The grain size in nm a model records: measured on calibrated corrections, or a hint in px
+    times the pixel size all the images share."""
+    if info["grain_size_source"] == "corrections":
+        return corrections_grain_size_nm(corrections)
+    pixel_sizes = {c.pixel_size_nm for c in corrections}
+    if info["grain_size_px"] and len(pixel_sizes) == 1 and None not in pixel_sizes:
+        return info["grain_size_px"] * pixel_sizes.pop()
+    return None
+
+
 # --------------------------------------------------------------------------- grain builder of an adapted model
 
 #: Grain builders tried on the corrections: (builder, parameter name, values).
@@ -787,7 +801,7 @@ BUILDER_GRID: tuple[tuple[str, str, tuple[float, ...]], ...] = (
 
 
 def tune_grain_builder(
-    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | Sequence[float | None] | None = None
+    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None
 ) -> dict:
     """The grain builder and its parameter with the lowest mean VI on ``corrections`` (the training images).
 
@@ -795,7 +809,7 @@ def tune_grain_builder(
     watershed depth 0.2) may no longer fit it; the corrections themselves say which setting does.
     The watershed smooths at the scale Net1 ran at, as in the product.
     Returns ``{"grains", "threshold" or "watershed_h", "vi"}`` (VI measured on images the model was
-    trained on: optimistic, for choosing only). ``grain_size_px``: one hint for all images, or one each.
+    trained on: optimistic, for choosing only).
     """
     from napari_grainseg.evaluation.metrics import segmentation_scores
     from napari_grainseg.segmentation.grains import probability_to_labels
@@ -803,8 +817,7 @@ def tune_grain_builder(
 
     if _has_batchnorm(model):
         model = inference_copy(model)
-    hints = per_image(grain_size_px, len(corrections))
-    preds = [predict_boundaries(c.image, model, device=device, grain_size_px=h) for c, h in zip(corrections, hints)]
+    preds = [predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px) for c in corrections]
     truths = [c.labels() for c in corrections]
     boxes = [np.s_[:, :] if c.roi is None else _bbox(c.roi) for c in corrections]
     best = None
