@@ -214,9 +214,8 @@ def load_corrections(images, *, labels=None, boundaries=None, rois=None) -> list
             if not roi.any():
                 raise InputError(f"{roi_path}: the ROI mask is all zero (nothing verified)")
             sources["roi"] = str(roi_path.resolve())
-        out.append(
-            Correction(micrograph.data.astype(np.float32), lines, roi, image_path.name, sources, micrograph.pixel_size_nm)
-        )
+        image = micrograph.data.astype(np.float32)
+        out.append(Correction(image, lines, roi, image_path.name, sources, micrograph.pixel_size_nm))
     return out
 
 
