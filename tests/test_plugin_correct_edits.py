@@ -148,3 +148,78 @@ def test_a_deletion_partly_painted_over_still_counts_and_the_stroke_counts_its_o
     assert link.edit_counts() == {"merges": 0, "splits": 0, "deletions": 1, "painted_px": 0}
     click(qtbot, fix.undo_button)
     assert link.edit_counts() == {"merges": 0, "splits": 0, "deletions": 0, "painted_px": 0}
+
+
+def draw_path(viewer, points) -> None:
+    """Click the points of a path on the canvas, double-clicking the last (napari's add_path)."""
+    for y, x in points[:-1]:
+        canvas_click(viewer, y, x)
+    canvas_click(viewer, *points[-1], double=True)
+
+
+def test_a_stray_click_after_a_split_line_is_ignored_and_messages_say_which_line_or_pick(scene, qtbot, errors):
+    """Draw a path across C (click, double-click), click once more (a one-point path), switch
+    tool, Split: C is split and the status says one stray click was ignored. Failing lines and
+    merges are described by which line / what to pick, never by a grain id the user cannot see."""
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, link = scene
+    fix = CorrectWidget(viewer)
+    click(qtbot, fix.lines_button)
+    lines = viewer.layers["img boundaries split lines"]
+    draw_path(viewer, [(20, 38), (20, 79.4)])
+    canvas_click(viewer, 45, 60)  # a stray click: a new path of one point
+    lines.mode = "pan_zoom"  # the user switches tool: napari finishes that path
+    assert len(lines.data) == 2 and len(np.unique(np.rint(lines.data[1]), axis=0)) == 1, lines.data
+    click(qtbot, fix.split_button)
+    assert errors == [], errors
+    assert fix.status.value.startswith("split: 3 → 4 grains"), fix.status.value
+    assert fix.status.value.endswith("; 1 stray click (a path of one point), ignored"), fix.status.value
+    assert link.grains.data[10, 60] != link.grains.data[40, 60] and len(lines.data) == 0
+
+    # only stray clicks: nothing to split, and why
+    for y, x in ((45, 60), (50, 20)):
+        click(qtbot, fix.lines_button)
+        canvas_click(viewer, y, x)
+        lines.mode = "pan_zoom"
+    assert len(lines.data) == 2
+    click(qtbot, fix.split_button)
+    assert errors[-1].startswith("no split line: 2 stray clicks (a path of one point each); draw a path across")
+
+    # the 2nd of two lines stops inside a grain: said by its place, not by a grain id
+    lines.data = []
+    click(qtbot, fix.lines_button)
+    draw_path(viewer, [(45, 38), (45, 79.4)])  # across the bottom part of C: fine
+    draw_path(viewer, [(10, 48), (10, 70)])  # inside the top part of C, no boundary reached
+    click(qtbot, fix.split_button)
+    assert errors[-1] == (
+        "the 2nd of the 2 lines does not cut a grain in two: draw it across one grain, from its boundary "
+        "to the boundary on the other side (both ends on or past the yellow lines)"
+    )
+    assert link.grain_count == 4  # nothing split
+
+    # B (bottom left) and the top part of C share no boundary
+    lines.data = []
+    click(qtbot, fix.picks_button)
+    canvas_click(viewer, 50, 10)
+    canvas_click(viewer, 10, 60)
+    click(qtbot, fix.merge_button)
+    assert errors[-1] == (
+        "the 2 picked grains do not all touch: cannot merge them; pick grains that share a boundary line "
+        "(or pick the grains between them too)"
+    )
+    assert not any(ch.isdigit() for ch in errors[-1].replace("2 picked", ""))
+
+
+def test_deleting_the_only_grain_says_so_of_the_pick_not_of_an_id(scene, qtbot, errors):
+    from napari_grainseg.plugin._boundaries import BoundaryLink
+    from napari_grainseg.plugin._correct_widget import CorrectWidget
+
+    viewer, image, _ = scene
+    one = BoundaryLink.create(viewer, image, np.zeros((H, W), np.uint8), name="one grain boundaries")
+    fix = CorrectWidget(viewer)
+    fix.boundaries.value = one.boundaries
+    click(qtbot, fix.picks_button)
+    canvas_click(viewer, 30, 30)
+    click(qtbot, fix.delete_button)
+    assert errors == ["cannot delete: the picked grain is the only grain: there is nothing to give it to"]

@@ -243,7 +243,15 @@ class CorrectWidget(Container):
                     )
                 )
             window = grains_window(link.grains.data, ids, around=picks)
-            return merge_grains(np.asarray(link.grains.data)[window], ids), window
+            try:
+                return merge_grains(np.asarray(link.grains.data)[window], ids), window
+            except InputError as exc:  # its message names the grains by id, which the user never sees
+                if "do not touch" not in str(exc):
+                    raise
+                raise InputError(
+                    f"the {len(ids)} picked grains do not all touch: cannot merge them; pick grains that "
+                    "share a boundary line (or pick the grains between them too)"
+                ) from None
 
         n = self._apply("merge", op, "merges")
         if n is not None and points_yx is None:
@@ -259,8 +267,12 @@ class CorrectWidget(Container):
                 raise InputError("pick the grains to delete")
             window = grains_window(link.grains.data, ids, around=picks)
             labels = np.asarray(link.grains.data)[window]
-            for gid in ids:
-                labels = delete_grain(labels, gid)
+            for i, gid in enumerate(ids):
+                try:
+                    labels = delete_grain(labels, gid)
+                except InputError as exc:  # said of the pick, not of an id the user never sees
+                    which = "the picked grain" if len(ids) == 1 else f"the {_ordinal(i + 1)} picked grain"
+                    raise InputError(f"cannot delete: {str(exc).replace(f'grain {gid}', which)}") from None
             return labels, window
 
         n = self._apply("delete", op, "deletions")
@@ -269,7 +281,11 @@ class CorrectWidget(Container):
         return n
 
     def split(self, lines_yx=None) -> int | None:
-        """Split grains along drawn lines (each from boundary to boundary)."""
+        """Split grains along drawn lines (each from boundary to boundary).
+
+        Paths of fewer than two distinct pixels (a stray click after a finished path) are
+        ignored; the status says how many.
+        """
 
         def op(link):
             lines = lines_yx
@@ -279,9 +295,20 @@ class CorrectWidget(Container):
                     raise InputError("no split line: press 'Draw split lines' and draw a path across a grain")
                 lines = [self._to_pixels(helper, shape) for shape in helper.data]
             lines = [np.asarray(line, float) for line in lines]
+            kept = [line for line in lines if len(np.unique(np.rint(line), axis=0)) >= 2]
+            stray[0] = len(lines) - len(kept)
+            if not kept:
+                raise InputError(
+                    f"no split line: {_stray_words(stray[0])}; draw a path across a grain, from boundary to "
+                    "boundary (click the points, double-click to end)"
+                )
+            lines = kept
             crossed = grains_on_lines(link.grains.data, lines)
             if not crossed:
-                raise InputError("the line does not cross any grain")
+                raise InputError(
+                    f"the {'line does' if len(lines) == 1 else 'lines do'} not cross any grain: draw "
+                    "across a grain, from boundary to boundary"
+                )
             if len(crossed) > len(lines):  # each line splits one grain: say so
                 each = (
                     "the lines crossed {} grains, each splits one"
@@ -293,14 +320,25 @@ class CorrectWidget(Container):
             window = grains_window(link.grains.data, crossed, around=_box_around(vertices))
             labels = np.asarray(link.grains.data)[window]
             origin = np.array([window[0].start, window[1].start], float)
-            for line in lines:  # every grain a line crosses lies in the window: the same cut as on the whole image
-                labels = split_grain(labels, np.rint(line) - origin)  # rounded first: rint(2.5) != rint(1.5) + 1
+            for i, line in enumerate(lines):  # every grain a line crosses lies in the window: the same cut
+                try:
+                    labels = split_grain(labels, np.rint(line) - origin)  # rounded first: rint(2.5) != rint(1.5) + 1
+                except InputError as exc:  # its message names a grain id, which the user never sees
+                    which = "the line" if len(lines) == 1 else f"the {_ordinal(i + 1)} of the {len(lines)} lines"
+                    what = "crosses no grain" if "does not cross" in str(exc) else "does not cut a grain in two"
+                    raise InputError(
+                        f"{which} {what}: draw it across one grain, from its boundary to the boundary on "
+                        "the other side (both ends on or past the yellow lines)"
+                    ) from None
             return labels, window
 
         note: list[str] = []  # what the status adds, from op
+        stray = [0]  # one-point paths ignored
         n = self._apply("split", op, "splits")
         if n is not None and note:
             self.status.value += note[0]
+        if n is not None and stray[0]:
+            self.status.value += f"; {_stray_words(stray[0])}, ignored"
         if n is not None and lines_yx is None:
             self._clear("shapes")
         return n
@@ -340,6 +378,17 @@ class CorrectWidget(Container):
             self.status.value = f"{what} on '{layer.name}'"
             return
         self.status.value = f"{what} on '{layer.name}': {count} → {link.grain_count} grains"
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _stray_words(n: int) -> str:
+    """What ``n`` paths of a single point are, in the user's words."""
+    return f"{n} stray click{'s' if n > 1 else ''} (a path of one point{'' if n == 1 else ' each'})"
 
 
 def _box_around(points_yx: np.ndarray) -> tuple[slice, slice]:
