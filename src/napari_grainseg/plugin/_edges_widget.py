@@ -19,7 +19,8 @@ from napari_grainseg.plugin._dock import (
     source_image,
     suggest_reader_for_calibrated_tiffs,
 )
-from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, image_from_layer
+from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs
+from napari_grainseg.plugin._notify import read_image
 from napari_grainseg.segmentation.edges import EdgeParams, detect_edges
 
 #: Colour of each single-detector layer (they are shown additively over the micrograph).
@@ -114,9 +115,9 @@ class EdgeDetectorsWidget(Container):
         """Detect edges on the selected image; add or update the four layers. Returns them."""
         source = self.image.value
         try:
+            data = read_image(source)  # its warnings (a colour image...) once per layer and data
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                data = image_from_layer(source)
                 maps = detect_edges(data, self.params())
             for w in caught:
                 show_warning(str(w.message))
