@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 napari = pytest.importorskip("napari")
@@ -113,3 +114,56 @@ def test_every_button_of_the_segment_dock_says_what_it_does(make_napari_viewer):
     assert len(buttons) >= 8  # Apply pixel size, Set scale, Run Net1, Step, Run, Pause, Stop, Release
     untipped = [button.text() for button in buttons if not button.toolTip().strip()]
     assert untipped == []
+
+
+def test_the_in_use_line_tells_how_the_chosen_images_result_was_made(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    """The line kept the last run of any image ('Net2: cpu ..., PyTorch' beside an image without
+    results) and said 'cpu (1 thread)' while Net1 ran, 'cpu (OpenCV DNN, 1 thread)' after."""
+    from napari_grainseg.plugin import _segment_widget, _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    report_tile = _segment_widget._Net1Progress.__call__
+
+    def slow_tile(self, done, total):  # time to read the line while Net1 runs
+        report_tile(self, done, total)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(_segment_widget._Net1Progress, "__call__", slow_tile)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "synthetic_micrograph")
+    image = viewer.layers["synthetic micrograph"]
+    other = viewer.add_image(np.random.default_rng(0).random((64, 64), dtype=np.float32), name="other")
+    seg = segment_dock(viewer, weights)
+    viewer.layers.selection.active = image
+    assert seg.device_label.value.startswith("nothing run on this image yet: it would run on cpu")
+
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: "OpenCV" in seg.device_label.value, timeout=60_000)  # the model is loaded
+    running = seg.device_label.value
+    assert running.startswith("Net1 running: cpu (OpenCV DNN, ")
+    assert running.removeprefix("Net1 running: ") in seg.status.value  # the status says the same
+    viewer.layers.selection.active = other  # another image while Net1 runs: not its line
+    assert seg.device_label.value.startswith("nothing run on this image yet")
+    viewer.layers.selection.active = image
+    assert seg.device_label.value == running
+    qtbot.waitUntil(lambda: seg._net1_worker is None and seg.status.value.startswith("Net1:"), timeout=60_000)
+    net1 = seg.device_label.value
+    assert net1 == "Net1: " + running.removeprefix("Net1 running: ")  # as it said while running
+
+    qtbot.waitUntil(lambda: seg.link_for(image) is not None, timeout=10_000)  # its layers are drawn
+    qtbot.waitUntil(lambda: seg.link_for(image).grains.data.shape == image.data.shape, timeout=10_000)
+    click(qtbot, seg.step_button)
+    qtbot.waitUntil(lambda: seg.net2_label.value.startswith("step 1:"), timeout=60_000)
+    qtbot.waitUntil(lambda: "Net2" in seg.device_label.value, timeout=10_000)
+    line = seg.device_label.value
+    assert line.startswith(net1 + "; Net2: cpu (") and line.endswith(", PyTorch")
+
+    viewer.layers.selection.active = other  # an image without results: nothing of the other's runs
+    assert seg.image.value is other
+    assert seg.device_label.value.startswith("nothing run on this image yet: it would run on cpu")
+    viewer.layers.selection.active = viewer.layers["synthetic micrograph grains"]  # back, through its grains
+    assert seg.device_label.value == line
+    click(qtbot, seg.stop_button)
+    assert errors == []

@@ -146,10 +146,11 @@ def test_net2_steps_keep_hand_edits_and_rerun_hides_the_old_result(
     assert fix.boundaries.value is bnd and stats.grains.value is grains
     # the shipped weights have an ONNX export: on the CPU Net1 ran through OpenCV, and the dock says so
     net1_device = seg.device_label.value
-    assert net1_device.startswith("cpu (OpenCV DNN, ") and "OpenCV DNN" in seg.status.value
+    assert net1_device.startswith("Net1: cpu (OpenCV DNN, ") and "OpenCV DNN" in seg.status.value
     click(qtbot, seg.step_button)
     assert seg.net2_label.value.startswith("step 1:")
-    assert seg.device_label.value.startswith("Net2: cpu (") and seg.device_label.value.endswith(", PyTorch")
+    assert seg.device_label.value.startswith(f"{net1_device}; Net2: cpu (")
+    assert seg.device_label.value.endswith(", PyTorch")
 
     # a hand edit between two steps: a boundary line drawn across the whole image at row 70 (border to
     # border, so it separates grains whatever the model draws; it crosses the model's boundaries)

@@ -140,7 +140,7 @@ def test_whole_workflow_edges_net1_net2_edit_undo_export(
 
     # --- Net1: probability + boundary layer (uint8, 1 = boundary) + derived grains
     seg = _segment(viewer, net1_weights, net2_weights=net2_weights)
-    assert seg.device_label.value.startswith("cpu")
+    assert seg.device_label.value.startswith("nothing run on this image yet: it would run on cpu")
     seg.image.value = image
     assert seg.pixel_size.value == 0.0  # the bundled PNG carries no calibration: enter one
     seg.pixel_size.value = 2.0

@@ -89,16 +89,29 @@ class _Net1Progress:
     napari's progress bar and the status line are only touched on the main
     thread; the bar is determinate (tiles) once the first tile is counted.
     After :meth:`stopping` the status line is the Stop's: the count no longer writes it.
+
+    The worker also sets :attr:`device_words` once its model is loaded (how Net1 runs:
+    e.g. through OpenCV on the CPU); ``on_device`` is then called on the main thread.
     """
 
     POLL_MS = 150
 
-    def __init__(self, desc: str, status: Label, prefix: str):
+    def __init__(self, source, status: Label, model_words: str, device_words: str, on_device=None):
         self.done, self.total = 0, 0
-        self.desc, self.status, self.prefix = desc, status, prefix
+        self.source, self.status, self.model_words = source, status, model_words
+        self.desc = f"Net1 on {source.name}"
+        self.device_words = device_words  # the device until the worker says how the model runs there
+        self._device_shown = device_words
+        self.on_device = on_device
+        self.ended = False
         self._bar = None
         self._timer = None
         self._stopping = False
+
+    @property
+    def prefix(self) -> str:
+        """The start of the status line while Net1 runs."""
+        return f"Net1 running on {self.source.name} ({self.device_words}, {self.model_words})"
 
     def __call__(self, done: int, total: int) -> None:  # worker thread
         self.done, self.total = done, total
@@ -121,6 +134,12 @@ class _Net1Progress:
         if not qt_alive(self.status):  # the viewer was closed
             self.close()
             return
+        if self.device_words != self._device_shown:
+            self._device_shown = self.device_words
+            if self.on_device is not None:
+                self.on_device()
+            if not self._stopping and not self.total:
+                self.status.value = self.prefix + "..."
         if self._bar is None or not self.total:
             return
         if self._bar.total != self.total:
@@ -144,6 +163,7 @@ class _Net1Progress:
         self._stopping = True
 
     def close(self) -> None:
+        self.ended = True
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
@@ -164,6 +184,7 @@ class _SourceState:
     net2_text: str = ""  # the Net2 line shown while this image is selected
     net2_grains: int | None = None  # grains after the last Net2 step drawn (None: none since Net1)
     drawing: bool = False  # a new result's layers are being added (staged)
+    devices: dict = field(default_factory=dict)  # how the result in its layers was made: {"Net1": ..., "Net2": ...}
 
 
 def duration_words(seconds: float) -> str:
@@ -444,6 +465,7 @@ class SegmentWidget(Container):
         self.pixel_size.value = round(size, 6) if size else 0.0
         state = self._states.get(layer_key(layer)) if layer is not None else None
         self.net2_label.value = state.net2_text if state is not None else ""
+        self._show_device()
 
     def set_pixel_size(self, value: float | None = None) -> bool:
         """Calibrate the selected image (and its derived layers): scale in nm, units nm."""
@@ -541,16 +563,37 @@ class SegmentWidget(Container):
         return layers
 
     def _update_device_label(self, _value=None) -> str | None:
-        from napari_grainseg.models.device import describe_device, resolve_device
+        """The device choice changed: check it (an error when this machine lacks it), then show the line."""
+        from napari_grainseg.models.device import resolve_device
 
         try:
-            desc = describe_device(resolve_device(self.device.value))
+            resolve_device(self.device.value)
         except GrainsegError as exc:
             self.device_label.value = "not available"
             self._fail(exc)
             return None
-        self.device_label.value = desc
-        return desc
+        return self._show_device()
+
+    def _show_device(self) -> str:
+        """Set the "in use" line for the chosen image: how the result in its layers was made (Net1 and
+        Net2, each as it ran), Net1 while it runs on it, or that nothing ran on it yet. Returns it."""
+        from napari_grainseg.models.device import describe_device, resolve_device
+
+        source = self.image.value
+        tiles = self._net1_tiles
+        state = self._states.get(layer_key(source)) if source is not None else None
+        if tiles is not None and not tiles.ended and same_layer(tiles.source, source):
+            text = f"Net1 running: {tiles.device_words}"
+        elif state is not None and state.devices:
+            text = "; ".join(f"{net}: {words}" for net, words in state.devices.items())
+        else:
+            try:
+                words = describe_device(resolve_device(self.device.value))
+                text = f"nothing run on this image yet: it would run on {words}"
+            except GrainsegError:
+                text = "not available"
+        self.device_label.value = text
+        return text
 
     def grain_size_px(self, source) -> float | None:
         """The grain-size hint in pixels of ``source`` (None = estimate)."""
@@ -780,13 +823,14 @@ class SegmentWidget(Container):
         except GrainsegError as exc:
             self._fail(exc)
             return None
-        self.device_label.value = describe_device(device)
         self._detach_refinement()  # a paused Net2 (nothing runs: see busy) ends quietly, its steps kept
         holder: dict = {}
-        prefix = f"Net1 running on {source.name} ({self.device_label.value}, {self._model_words()})"
-        tiles = _Net1Progress(f"Net1 on {source.name}", self.status, prefix)
+        # on the CPU the worker says how Net1 runs once its model is loaded (OpenCV or PyTorch, threads)
+        words = "cpu" if str(device) == "cpu" else describe_device(device)
+        tiles = _Net1Progress(source, self.status, self._model_words(), words, on_device=self._show_device)
         holder["progress"] = tiles
         self._net1_tiles = tiles
+        self._show_device()
         worker = create_worker(self._net1_job, data, device, options, holder)
         holder["worker"] = worker
         model_size = None  # the learned model's own grain size, when it decides the scale
@@ -802,7 +846,7 @@ class SegmentWidget(Container):
         worker.errored.connect(lambda exc: tiles.close() or self._fail(f"Net1 failed: {exc}"))
         worker.finished.connect(lambda: self._net1_finished(tiles, source, worker, holder.get("delivered", False)))
         self._net1_worker = worker
-        self.status.value = prefix + "..."
+        self.status.value = tiles.prefix + "..."
         tiles.start()
         worker.start()
         return worker
@@ -814,6 +858,7 @@ class SegmentWidget(Container):
         """Worker thread: Net1 probability, closed grains and 1-px boundaries."""
         import pandas  # noqa: F401 - napari imports it when the first Labels layer is made: not on the main thread
 
+        from napari_grainseg.models.device import describe_device
         from napari_grainseg.segmentation.grains import boundaries_to_labels
         from napari_grainseg.segmentation.pipeline import segment
 
@@ -830,6 +875,7 @@ class SegmentWidget(Container):
             model = options.net1(device)  # loaded here, in the worker (the first time)
             if not hasattr(model, "logits"):  # PyTorch, not OpenCV: keep a core for the viewer (GIL)
                 leave_a_core_for_the_viewer(device)
+            holder["progress"].device_words = describe_device(device, model)  # as the result will say
             result = segment(data, options, model=model, progress=progress)
             stop_if_asked()  # Stop pressed while the grains were built: the result is dropped
             boundaries = result.boundaries.astype(np.uint8)
@@ -844,6 +890,7 @@ class SegmentWidget(Container):
         tiles.close()
         if not qt_alive(self):  # the viewer was closed while Net1 ran
             return
+        self._show_device()  # no longer "running": the image's last result (or none)
         # a stopped worker emits no result (threaded): say so here; but a Stop that came after the
         # last tile, with the result already shown, cancelled nothing
         if worker.abort_requested and not delivered:
@@ -869,12 +916,13 @@ class SegmentWidget(Container):
         state.scale = result.prediction.scale
         state.steps_done = 0
         state.extra = result.info()
+        state.devices = {"Net1": result.prediction.device}  # how Net1 ran: e.g. "cpu (OpenCV DNN, 2 threads)"
         run_staged(
             lambda: self._put_probability(source, state, result.prediction.probability),
             lambda: self._write_boundaries(source, state, boundaries, labels),
         )
         p = result.prediction
-        self.device_label.value = p.device  # how Net1 ran: e.g. "cpu (OpenCV DNN, 2 threads)"
+        self._show_device()
         if model_size is not None and p.grain_size_source == "hint":
             # the corrections' grain size, not the internal hint that resamples to the model's scale
             size = f", grain size {model_size:.1f} px (the model's)"
@@ -1178,13 +1226,10 @@ class SegmentWidget(Container):
 
     @unless_closed
     def _net2_yielded(self, r: _Refinement, out) -> None:
-        from napari_grainseg.models.device import net2_device_words
 
         if r.interrupted:  # Stop pressed while this step was computing: dropped, as the dock says
             return
         step = out[0]
-        # Net2 runs in PyTorch (loaded by now, in the worker), not through OpenCV like Net1: say which ran
-        self.device_label.value = f"Net2: {net2_device_words(r.device)}"
         total = r.steps_at_start + step.step
         state_text = "converged" if step.converged else PHASE_WORDS.get(step.phase, step.phase)
         took = duration_words(step.seconds)
@@ -1232,9 +1277,12 @@ class SegmentWidget(Container):
         from napari_grainseg.models.device import net2_device_words
 
         state.steps_done = r.steps_at_start + step.step
-        state.extra = dict(
-            state.extra, method="net1+net2", net2_steps=state.steps_done, net2_device=net2_device_words(r.device)
-        )
+        # Net2 runs in PyTorch (loaded by now, in the worker), not through OpenCV like Net1: say which ran
+        net2_words = net2_device_words(r.device)
+        state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done, net2_device=net2_words)
+        state.devices = {**state.devices, "Net2": net2_words}
+        if same_layer(self.image.value, source):
+            self._show_device()
         state.net2_grains = int(labels.max())
         if same_layer(self.image.value, source):  # it said Net1's count; a paused refinement never finishes
             kept = f"; {r.kept_fixed_px} hand-edited px kept fixed" if r.kept_fixed_px else ""
