@@ -307,3 +307,28 @@ def test_read_as_boundary_mask_inverts_and_thresholds_only_on_evidence():
     labels[:, 19] = labels[:, 39] = 0
     assert read_as_boundary_mask(labels) is None
     assert boundaries_to_labels(labels == 0).max() == 3  # what the reader then takes: its zeros
+
+
+def test_one_grain_from_noise_says_net1_found_no_boundaries_not_lower_the_basin_depth():
+    """Pure noise through Net1 and the watershed gives one grain: the reason given is that Net1 found
+    no boundaries (a basin depth would not help); a real micrograph made one grain by a basin depth
+    too deep is told to lower it."""
+    from napari_grainseg.segmentation.grains import one_grain_reason
+    from napari_grainseg.segmentation.pipeline import segment
+    from napari_grainseg.synthetic import generate
+
+    # the walkthrough's noise: an RGB of uniform noise, as the Segment dock reads it (luminance)
+    rgb = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+    result = segment(rgb @ np.array([0.299, 0.587, 0.114]))
+    assert int(result.labels.max()) == 1
+    reason = one_grain_reason(result.prediction.probability, result.grains, result.grain_parameter)
+    assert reason.startswith("one grain: Net1 found no closed grain boundaries (")
+    assert "grain-size hint" in reason and "basin depth" not in reason
+
+    micrograph = generate(1, (256, 256), "tem").image
+    result = segment(micrograph, watershed_h=0.9)
+    assert int(result.labels.max()) == 1
+    reason = one_grain_reason(result.prediction.probability, result.grains, result.grain_parameter)
+    assert reason == "one grain: no basin is deeper than the basin depth 0.9, lower the basin depth"
+    words = one_grain_reason(result.prediction.probability, "threshold", 0.99)
+    assert words == "one grain: no boundary closes at the threshold 0.99, lower the threshold"

@@ -814,6 +814,44 @@ def builder_words(method: str, parameter: float) -> str:
     return f"threshold {parameter:g}"
 
 
+#: A boundary probability with fewer than this fraction of its pixels at 0.5 or above shows (almost)
+#: no boundaries: Net1 gives about 0.2-0.5 % on pure noise, 4-15 % on micrographs of grains.
+FEW_BOUNDARY_FRACTION = 0.01
+
+
+def one_grain_reason(
+    probability: np.ndarray, method: str = DEFAULT_GRAIN_BUILDER, parameter: float | None = None
+) -> str:
+    """Why grains built from ``probability`` came out as one grain, and what to do (a status line's words).
+
+    Where under :data:`FEW_BOUNDARY_FRACTION` of the map is boundary (probability 0.5 or
+    above: noise, an image without visible boundaries at the scale Net1 looked at), Net1
+    found no boundaries to close and no builder setting would help; otherwise the builder's
+    setting left every boundary open: a lower basin depth (watershed) or threshold.
+
+    Examples
+    --------
+    >>> one_grain_reason(np.zeros((64, 64), np.float32)).split(" (")[0]
+    'one grain: Net1 found no closed grain boundaries'
+    >>> prob = np.zeros((64, 64), np.float32); prob[:, 30:34] = 0.6    # a boundary 0.6 high
+    >>> one_grain_reason(prob, "watershed", 0.9)
+    'one grain: no basin is deeper than the basin depth 0.9, lower the basin depth'
+    """
+    p = np.asarray(probability)
+    fraction = float(np.count_nonzero(p >= 0.5)) / max(p.size, 1)
+    if fraction < FEW_BOUNDARY_FRACTION:
+        return (
+            f"one grain: Net1 found no closed grain boundaries ({100 * fraction:.1f} % of the image looks like "
+            "boundary): the image may show no boundaries at this scale; give a grain-size hint, or check that "
+            "it is a micrograph of grains"
+        )
+    if method == "watershed":
+        depth = "" if parameter is None else f" {parameter:g}"
+        return f"one grain: no basin is deeper than the basin depth{depth}, lower the basin depth"
+    threshold = "" if parameter is None else f" {parameter:g}"
+    return f"one grain: no boundary closes at the threshold{threshold}, lower the threshold"
+
+
 def check_grain_builder(method: str) -> str:
     """``method`` if it names a grain builder (:data:`GRAIN_BUILDERS`); otherwise an InputError."""
     if method not in GRAIN_BUILDERS:
