@@ -37,14 +37,45 @@ class CorrectWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = viewer
-        self.boundaries = ComboBox(label="boundaries", choices=self._boundary_layers)
-        self.picks_button = PushButton(text="Pick grains (points)")
-        self.lines_button = PushButton(text="Draw split lines (shapes)")
-        self.merge_button = PushButton(text="Merge picked grains")
-        self.split_button = PushButton(text="Split along lines")
-        self.delete_button = PushButton(text="Delete picked grains")
-        self.undo_button = PushButton(text="Undo")
-        self.redo_button = PushButton(text="Redo")
+        self.boundaries = ComboBox(
+            label="boundaries",
+            choices=self._boundary_layers,
+            tooltip="The boundary layer the tools edit (1 = boundary). Its grains layer is rebuilt from it after "
+            "every edit; paint or erase on it with napari's brush (label 1) for any other correction.",
+        )
+        self.picks_button = PushButton(
+            text="Pick grains (points)",
+            tooltip="Adds (or selects) a points layer: click inside the grains to merge or delete. A click on a "
+            "yellow line counts for the grain beside it.",
+        )
+        self.lines_button = PushButton(
+            text="Draw split lines (shapes)",
+            tooltip="Adds (or selects) a shapes layer in path mode: click across a grain from boundary to "
+            "boundary, double-click to end. Each line splits one grain.",
+        )
+        self.merge_button = PushButton(
+            text="Merge picked grains",
+            tooltip="Removes the boundary between the picked grains (two or more, touching): one grain, e.g. a "
+            "grain Net1 cut by a twin or a contrast band. The grain count and sizes change. Undoable.",
+        )
+        self.split_button = PushButton(
+            text="Split along lines",
+            tooltip="Draws each line as a boundary inside the grain it cuts in two (a missed boundary). A line "
+            "crossing several grains splits the one it mostly lies in; to cut several, paint on the boundary "
+            "layer. Undoable.",
+        )
+        self.delete_button = PushButton(
+            text="Delete picked grains",
+            tooltip="Removes the picked grains: their neighbours grow into them (a false grain, dirt, a hole). "
+            "They are no longer counted. To leave an area out of the statistics instead, use the exclusion "
+            "mask of the statistics dock. Undoable.",
+        )
+        self.undo_button = PushButton(
+            text="Undo",
+            tooltip="Undoes the last edit of the boundary layer, a tool's or a brush stroke (Ctrl-Z with the "
+            "layer, its picks or its lines selected). A Net1 run or Net2 step starts a new history.",
+        )
+        self.redo_button = PushButton(text="Redo", tooltip="Redoes the last undone edit (Ctrl-Shift-Z).")
         history = Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False)
         self.status = Label(value="paint / erase boundaries with label 1 on the boundary layer")
         self.body = column(

@@ -30,10 +30,17 @@ EDGE_COLORMAPS = {"Sobel": "red", "LoG": "green", "Canny": "blue"}
 class _AutoFloat(Container):
     """A float field with an "auto" tick box: ticked means the value is computed from the image."""
 
-    def __init__(self, label: str, step: float, maximum: float):
-        self.auto = CheckBox(value=True, text="auto")
-        self.value_box = FloatSpinBox(value=0.0, min=0.0, max=maximum, step=step, enabled=False)
-        super().__init__(widgets=[self.value_box, self.auto], layout="horizontal", label=label, labels=False)
+    def __init__(self, label: str, step: float, maximum: float, tooltip: str = ""):
+        self.auto = CheckBox(
+            value=True,
+            text="auto",
+            tooltip="Ticked: the threshold is computed from the image at each run (shown in the box, as "
+            "MATLAB's edge() does); untick to type your own.",
+        )
+        self.value_box = FloatSpinBox(value=0.0, min=0.0, max=maximum, step=step, enabled=False, tooltip=tooltip)
+        super().__init__(
+            widgets=[self.value_box, self.auto], layout="horizontal", label=label, labels=False, tooltip=tooltip
+        )
         self.auto.changed.connect(lambda ticked: setattr(self.value_box, "enabled", not ticked))
 
     def get(self) -> float | None:
@@ -54,17 +61,86 @@ class EdgeDetectorsWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = viewer
-        self.image = ComboBox(label="image", choices=self._image_layers)
-        self.median_size = SpinBox(label="median size", value=7, min=1, max=31, step=2)
-        self.low_pct = FloatSpinBox(label="stretch low %", value=1.0, min=0.0, max=49.0, step=0.5)
-        self.high_pct = FloatSpinBox(label="stretch high %", value=99.0, min=51.0, max=100.0, step=0.5)
-        self.sobel_threshold = _AutoFloat("Sobel threshold", 0.005, 10.0)
-        self.log_sigma = FloatSpinBox(label="LoG sigma", value=2.0, min=0.5, max=20.0, step=0.25)
-        self.log_threshold = _AutoFloat("LoG threshold", 0.001, 10.0)
-        self.canny_sigma = FloatSpinBox(label="Canny sigma", value=round(math.sqrt(2), 3), min=0.5, max=20.0, step=0.25)
-        self.canny_high = _AutoFloat("Canny high", 0.005, 10.0)
-        self.canny_low_ratio = FloatSpinBox(label="Canny low/high", value=0.4, min=0.05, max=1.0, step=0.05)
-        self.run_button = PushButton(text="Detect edges")
+        self.image = ComboBox(
+            label="image", choices=self._image_layers, tooltip="The micrograph to detect edges on (2-D, grey or RGB)."
+        )
+        self.median_size = SpinBox(
+            label="median size",
+            value=7,
+            min=1,
+            max=31,
+            step=2,
+            tooltip="Side of the median filter applied first, in px (odd; 1: none). Larger removes more noise "
+            "and speckle but rounds corners and drops boundaries narrower than about half of it.",
+        )
+        self.low_pct = FloatSpinBox(
+            label="stretch low %",
+            value=1.0,
+            min=0.0,
+            max=49.0,
+            step=0.5,
+            tooltip="Percentile of the intensities mapped to black by the contrast stretch; darker pixels clip.",
+        )
+        self.high_pct = FloatSpinBox(
+            label="stretch high %",
+            value=99.0,
+            min=51.0,
+            max=100.0,
+            step=0.5,
+            tooltip="Percentile mapped to white; brighter pixels clip. Lower it if a few bright spots (holes, "
+            "the beam) flatten the contrast of the grains.",
+        )
+        self.sobel_threshold = _AutoFloat(
+            "Sobel threshold",
+            0.005,
+            10.0,
+            tooltip="Gradient magnitude an edge needs (red layer). Lower: fainter boundaries, and more noise.",
+        )
+        self.log_sigma = FloatSpinBox(
+            label="LoG sigma",
+            value=2.0,
+            min=0.5,
+            max=20.0,
+            step=0.25,
+            tooltip="Width of the Laplacian-of-Gaussian in px (green layer). Larger finds broad, soft boundaries "
+            "and ignores fine texture, but loses the boundaries of grains only a few sigma across.",
+        )
+        self.log_threshold = _AutoFloat(
+            "LoG threshold",
+            0.001,
+            10.0,
+            tooltip="Contrast a LoG zero crossing needs to count as an edge. Lower: fainter boundaries, more noise.",
+        )
+        self.canny_sigma = FloatSpinBox(
+            label="Canny sigma",
+            value=round(math.sqrt(2), 3),
+            min=0.5,
+            max=20.0,
+            step=0.25,
+            tooltip="Smoothing before the Canny detector in px (blue layer). Larger: fewer noise edges, and "
+            "boundaries placed less precisely.",
+        )
+        self.canny_high = _AutoFloat(
+            "Canny high",
+            0.005,
+            10.0,
+            tooltip="Gradient an edge must reach somewhere to be kept (Canny hysteresis). Lower: more and "
+            "fainter boundaries, more noise.",
+        )
+        self.canny_low_ratio = FloatSpinBox(
+            label="Canny low/high",
+            value=0.4,
+            min=0.05,
+            max=1.0,
+            step=0.05,
+            tooltip="An edge started above the high threshold continues while above this fraction of it. "
+            "Lower: longer, better closed boundaries, and more spurs.",
+        )
+        self.run_button = PushButton(
+            text="Detect edges",
+            tooltip="Adds (or updates) the Sobel, LoG and Canny layers and their RGB fusion for the image. These "
+            "settings change only these layers: Net1 always builds its input from the defaults.",
+        )
         self.status = Label(value="")
         self.body = column(
             [

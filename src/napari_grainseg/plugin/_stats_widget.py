@@ -196,7 +196,13 @@ class StatsWidget(Container):
         self._worker = None
         self._again = False
         self.grains = ComboBox(label="grains", choices=self._grain_layers)
-        self.include_edge = CheckBox(text="include grains cut by the border", value=False)
+        self.include_edge = CheckBox(
+            text="include grains cut by the border",
+            value=False,
+            tooltip="Off (recommended): the size statistics use the complete grains only, weighted for their "
+            "chance of being cut (Miles–Lantuéjoul), since a cut grain measures too small. On: every grain "
+            "counts as measured, which biases the sizes low.",
+        )
         self.min_area = SpinBox(
             label="min grain (px)",
             value=1,
@@ -212,14 +218,29 @@ class StatsWidget(Container):
             tooltip="a Labels or Shapes layer: grains touching it are not measured "
             "(scale-bar strip, hole, carbon film)",
         )
-        self.colour_by_ecd = CheckBox(text="colour grains by ECD", value=False)
+        self.colour_by_ecd = CheckBox(
+            text="colour grains by ECD",
+            value=False,
+            tooltip="Adds an image colouring each grain by its equivalent circle diameter (viridis): big or "
+            "small outliers, often segmentation errors, stand out. Display only; the exports do not change.",
+        )
         self.summary = Label(value="")
         self.caveats = Label(value="")
         self.caveats.native.setWordWrap(True)
         self.caveats.native.setStyleSheet("color: #ffb347")
-        self.folder = FileEdit(label="folder", mode="d", value=Path.cwd())
+        self.folder = FileEdit(
+            label="folder",
+            mode="d",
+            value=Path.cwd(),
+            tooltip="The folder the exports go to (a full path): by default the micrograph's own folder.",
+        )
+        self.folder.choose_btn.tooltip = "Choose the export folder in a file dialog."
         self._auto_folder: Path | None = Path.cwd()
-        self.stem = LineEdit(label="file stem", value="")
+        self.stem = LineEdit(
+            label="file stem",
+            value="",
+            tooltip="The exports are named <stem>_grains.csv, <stem>_summary.json... (by default the image's name).",
+        )
         # exports never replace a file silently: an earlier export may hold hand corrections
         self.replace = CheckBox(text="replace existing files", value=False)
         self.replace.tooltip = (
@@ -229,11 +250,31 @@ class StatsWidget(Container):
         )
         #: resolved path -> (grains layer key, SHA-256) of each file this panel wrote
         self._written: dict[Path, tuple[object, str]] = {}
-        self.csv_button = PushButton(text="CSV")
-        self.json_button = PushButton(text="JSON")
-        self.hist_button = PushButton(text="Histogram")
-        self.tiff_button = PushButton(text="Label TIFF")
-        self.all_button = PushButton(text="All")
+        self.csv_button = PushButton(
+            text="CSV",
+            tooltip="<stem>_grains.csv: one row per grain (area, ECD, perimeter, axes, Feret, solidity, "
+            "centroid, touches border), in px and, when calibrated, nm.",
+        )
+        self.json_button = PushButton(
+            text="JSON",
+            tooltip="<stem>_summary.json: the summary statistics and ASTM E112 G, with how the result was made "
+            "(model, device, Net2 steps, hand edits) for your records.",
+        )
+        self.hist_button = PushButton(
+            text="Histogram",
+            tooltip="<stem>_histogram.png and .svg: number- and area-weighted ECD histograms with the lognormal "
+            "fit and its goodness of fit, for a report.",
+        )
+        self.tiff_button = PushButton(
+            text="Label TIFF",
+            tooltip="<stem>_grains.tif (labels) and <stem>_boundaries.tif, calibrated: reopen them in napari to "
+            "go on correcting another day, or measure them with 'grainseg measure'.",
+        )
+        self.all_button = PushButton(
+            text="All",
+            tooltip="Every export above, written as one set: if one file cannot be written (a full disk), none "
+            "is, and files already there stay as they were.",
+        )
         row = Container(
             widgets=[self.csv_button, self.json_button, self.hist_button],
             layout="horizontal",
