@@ -167,3 +167,67 @@ def test_the_in_use_line_tells_how_the_chosen_images_result_was_made(
     assert seg.device_label.value == line
     click(qtbot, seg.stop_button)
     assert errors == []
+
+
+def test_deleting_the_boundary_layer_of_a_paused_net2_drops_it_and_its_grains(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors
+):
+    """Step after deleting 'X boundaries' made a new 'X boundaries' and 'X grains [2]' beside the
+    orphaned 'X grains', with the deleted layer's hand edits still clamped ('296 hand-edited px kept fixed')."""
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "synthetic_micrograph")
+    seg = segment_dock(viewer, weights)
+    viewer.layers.selection.active = viewer.layers["synthetic micrograph"]
+    click(qtbot, seg.run_net1_button)
+    bnd = viewer.layers["synthetic micrograph boundaries"]
+    line = (np.full(200, 100), np.arange(150, 350))
+    with bnd.block_history():  # what the paint brush does
+        bnd.data_setitem(line, np.ones(200, np.uint8))
+    click(qtbot, seg.step_button)
+    assert "kept fixed" in seg.status.value and seg._refinement_paused()
+
+    viewer.layers.selection.active = bnd  # deleted with the layer list's delete button
+    qtbot.mouseClick(viewer.window._qt_viewer.layerButtons.deleteButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "synthetic micrograph grains" not in viewer.layers, timeout=5000)  # no orphan
+    viewer.layers.selection.active = viewer.layers["synthetic micrograph"]
+    names = [layer.name for layer in viewer.layers]
+    click(qtbot, seg.step_button)
+    assert [layer.name for layer in viewer.layers] == names  # the deleted result is not made again
+    assert seg._refinement is None  # the paused refinement (and its clamp) is dropped
+    assert len(errors) == 1 and "'synthetic micrograph boundaries' was deleted" in errors[0]
+    assert "run Net1 on 'synthetic micrograph' again" in seg.status.value
+
+    click(qtbot, seg.run_net1_button)  # starting again: the usual names, and no stale hand edits
+    assert "synthetic micrograph boundaries" in viewer.layers and "synthetic micrograph grains" in viewer.layers
+    assert not any("[2]" in layer.name for layer in viewer.layers)
+    click(qtbot, seg.step_button)
+    assert seg.net2_label.value.startswith("step 1:")
+    assert "kept fixed" not in seg.status.value
+    assert len(errors) == 1
+
+
+def test_deleting_the_boundary_layer_while_net2_runs_stops_it(make_napari_viewer, qtbot, weights, monkeypatch, errors):
+    """The next step drawn made the deleted layer again (with a 'grains [2]' beside the old grains)."""
+    from napari_grainseg.plugin import _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", False)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "synthetic_micrograph")
+    image = viewer.layers["synthetic micrograph"]
+    seg = segment_dock(viewer, weights)
+    viewer.layers.selection.active = image
+    click(qtbot, seg.run_net1_button)
+    qtbot.waitUntil(lambda: seg.link_for(image) is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: seg.link_for(image).grains.data.shape == image.data.shape, timeout=10_000)
+    click(qtbot, seg.run_button)
+    qtbot.waitUntil(lambda: seg.net2_label.value.startswith("step 1:"), timeout=60_000)
+    viewer.layers.remove(viewer.layers["synthetic micrograph boundaries"])
+    qtbot.waitUntil(lambda: seg._refinement is None, timeout=60_000)
+    qtbot.wait(100)
+    assert "synthetic micrograph boundaries" not in viewer.layers
+    assert not any(layer.name.startswith("synthetic micrograph grains") for layer in viewer.layers)
+    assert "was deleted" in seg.status.value, seg.status.value
+    assert errors == []

@@ -485,8 +485,17 @@ class BoundaryLink:
                 method(self)
 
     def _on_removed(self, event) -> None:
-        if layer_key(event.value) == layer_key(self.boundaries):
-            _LINKS.pop(layer_key(self.boundaries), None)
+        """The boundary layer was deleted: the link ends, and its grains layer goes with it (in the
+        next event-loop turn: napari may be removing several selected layers one after the other).
+        Left behind, the grains could be neither corrected nor refined, and a new result on the
+        image would have to be named 'grains [2]' beside them."""
+        if layer_key(event.value) != layer_key(self.boundaries):
+            return
+        _LINKS.pop(layer_key(self.boundaries), None)
+        from qtpy.QtCore import QTimer
+
+        grains, layers = self.grains, self.viewer.layers
+        QTimer.singleShot(0, lambda: layers.remove(grains) if grains in layers else None)
 
     # ----------------------------------------------------------------- edits
 

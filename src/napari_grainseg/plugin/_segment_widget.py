@@ -1048,6 +1048,16 @@ class SegmentWidget(Container):
             self.net2_label.value = "not available"
             return None
         r = self._refinement
+        source = self.image.value
+        deleted = self._deleted_boundaries(source)
+        if deleted is not None:  # Net2 refines a result whose layer (and the hand edits in it) is gone
+            if r is not None and same_layer(r.source, source):
+                self._detach_refinement()  # its clamp holds the deleted layer's edits: never applied
+            self._fail(
+                f"'{deleted}' was deleted, and with it Net1's result on '{source.name}' (and its hand edits): "
+                f"run Net1 on '{source.name}' again, then step Net2"
+            )
+            return None
         if (
             r is not None
             and self._refinement_paused()
@@ -1132,6 +1142,14 @@ class SegmentWidget(Container):
             )
         worker.start()
         return worker
+
+    def _deleted_boundaries(self, source) -> str | None:
+        """The name of ``source``'s result boundary layer if the user deleted it, else None."""
+        state = self._states.get(layer_key(source)) if source is not None else None
+        link = state.link if state is not None else None
+        if link is None or link.boundaries in self._viewer.layers:
+            return None
+        return link.boundaries.name
 
     def _edited(self, r: _Refinement) -> bool:
         """True when the boundary layer of ``r``'s image was edited since Net2 last wrote it."""
@@ -1258,6 +1276,15 @@ class SegmentWidget(Container):
         source = r.source
         state = self._states.get(layer_key(source))
         if source not in self._viewer.layers or state is None:
+            return
+        deleted = self._deleted_boundaries(source)
+        if deleted is not None:  # deleted while Net2 ran: the result is not made again
+            if self._refinement is r:
+                self._detach_refinement()
+            self.status.value = f"Net2 stopped: '{deleted}' was deleted; run Net1 on '{source.name}' to start again"
+            state.net2_text = f"step {r.steps_at_start + step.step} dropped ('{deleted}' was deleted)"
+            if same_layer(self.image.value, source):
+                self.net2_label.value = state.net2_text
             return
         if self._edited(r):  # edited while Net2 ran: never overwrite a hand correction
             if self._refinement is r:
