@@ -231,3 +231,58 @@ def test_deleting_the_boundary_layer_while_net2_runs_stops_it(make_napari_viewer
     assert not any(layer.name.startswith("synthetic micrograph grains") for layer in viewer.layers)
     assert "was deleted" in seg.status.value, seg.status.value
     assert errors == []
+
+
+def test_layers_made_from_an_image_stay_its_own_when_it_is_renamed(
+    make_napari_viewer, qtbot, weights, monkeypatch, errors, tmp_path
+):
+    """Renamed after Net1, the image was cut off from its layers (they named it by its old name):
+    Apply pixel size calibrated the image only ('Inconsistent units across layers', the overlay
+    misaligned), the statistics said 'pixel size: not set' and asked to open 'synthetic micrograph',
+    and the exports kept the old name."""
+    from qtpy.QtTest import QTest
+
+    from napari_grainseg.plugin import _stats_widget, _threading
+
+    monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
+    warned = []
+    monkeypatch.setattr(_stats_widget, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-grainseg", "synthetic_micrograph")
+    viewer.layers.remove("synthetic true grains")
+    image = viewer.layers["synthetic micrograph"]
+    seg = segment_dock(viewer, weights)
+    _, fix = viewer.window.add_plugin_dock_widget("napari-grainseg", "Correct grains")
+    _, stats = viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    _, edges = viewer.window.add_plugin_dock_widget("napari-grainseg", "Edge detectors")
+    viewer.layers.selection.active = image
+    click(qtbot, edges.run_button)
+    click(qtbot, seg.run_net1_button)
+    click(qtbot, fix.picks_button)  # the Correct dock's helper layers
+    click(qtbot, fix.lines_button)
+    made = [layer for layer in viewer.layers if layer is not image]
+    assert len(made) == 9  # 4 edge layers, probability, grains, boundaries, picks, split lines
+
+    image.name = "sample A"  # as typed into napari's layer list
+    viewer.layers.selection.active = image
+    box = seg.pixel_size.native.lineEdit()
+    box.selectAll()
+    QTest.keyClicks(box, "3")
+    QTest.keyClick(box, Qt.Key.Key_Return)
+    click(qtbot, seg.apply_pixel_size)
+    assert seg.status.value == "sample A: 3 nm/px"
+    for layer in made:
+        assert tuple(layer.scale) == (3.0, 3.0) and str(layer.units[-1]) == "nanometer", layer.name
+    assert viewer.layers.extent.units is not None  # one unit over all layers: no units warning
+
+    grains = viewer.layers["synthetic micrograph grains"]
+    viewer.layers.selection.active = grains
+    assert stats.grains.value is grains
+    qtbot.waitUntil(lambda: stats._worker is None and stats.stats is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: "pixel size: 3 nm" in stats.summary.value, timeout=20_000)
+    assert not any("synthetic micrograph'" in message for message in warned), warned
+    assert stats.stem.value == "sample_A"
+    stats.folder.value = tmp_path
+    click(qtbot, stats.csv_button)
+    assert (tmp_path / "sample_A_grains.csv").is_file()
+    assert errors == []

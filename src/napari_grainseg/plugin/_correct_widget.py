@@ -21,6 +21,7 @@ from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum,
 from napari_grainseg.plugin._dock import (
     column,
     follow_active,
+    follow_image_renames,
     join_other_docks,
     link_for,
     link_of,
@@ -105,6 +106,7 @@ class CorrectWidget(Container):
         viewer.layers.events.removed.connect(self.boundaries.reset_choices)
         follow_active(viewer, self.boundaries, self._boundaries_for)
         suggest_reader_for_calibrated_tiffs(viewer)
+        follow_image_renames(viewer)
         self._editing = False  # a tool or Undo/Redo runs: it writes its own status
         on_any_rebuild(self._grains_rebuilt)
 

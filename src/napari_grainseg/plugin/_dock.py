@@ -10,6 +10,7 @@ then small and they fit a 1366×768 screen together (scrolling where needed).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 
 from magicgui.widgets import ComboBox, Container
@@ -229,21 +230,76 @@ def show_whole_choices(combo) -> None:
 
 
 def source_image(viewer, layer):
-    """The micrograph a layer belongs to: an Image itself, or the image named in ``grainseg_source``."""
-    import napari
-
+    """The micrograph a layer belongs to: an Image itself, or the image named in ``grainseg_source``
+    (kept on the image's current name: :func:`follow_image_renames`)."""
     if layer is None:
         return None
-    if (
-        isinstance(layer, napari.layers.Image)
-        and ROLE_KEY not in layer.metadata
-        and not layer.metadata.get("grainseg_derived")
-    ):
+    if is_micrograph(layer):
         return layer
     name = layer.metadata.get("grainseg_source")
     if name and name in viewer.layers:
         return source_image(viewer, viewer.layers[name])
     return None
+
+
+#: A micrograph's layer key -> the name the layers made from it record in ``grainseg_source``.
+_SOURCE_NAMES: dict = {}
+#: Bound methods called as ``method(old, new)`` after a micrograph is renamed (weak: a closed dock drops out).
+_RENAME_LISTENERS: list[weakref.WeakMethod] = []
+
+
+def is_micrograph(layer) -> bool:
+    """Whether ``layer`` is a micrograph (an Image this plugin did not make)."""
+    import napari
+
+    return (
+        isinstance(layer, napari.layers.Image)
+        and ROLE_KEY not in layer.metadata
+        and not layer.metadata.get("grainseg_derived")
+    )
+
+
+def follow_image_renames(viewer, listener: Callable[[str, str], None] | None = None) -> None:
+    """Keep every layer's ``grainseg_source`` on its micrograph's current name.
+
+    The layers made from a micrograph (probability, boundaries, grains, edges, scale line,
+    regions...) name it in ``grainseg_source``: how the docks find their micrograph
+    (:func:`source_image`), calibrate them with it and name their exports. Renamed in napari's
+    layer list, the image was cut off from them: Apply pixel size left them in pixels, and the
+    statistics asked the user to open the image under its old name. Each dock calls this
+    (once per micrograph is watched, however many docks are open); ``listener`` (a bound
+    method) is called as ``listener(old, new)`` after each rename.
+    """
+    if listener is not None:
+        _RENAME_LISTENERS.append(weakref.WeakMethod(listener))
+    layers = viewer.layers
+
+    def watch(layer) -> None:
+        key = layer_key(layer)
+        if key in _SOURCE_NAMES or not is_micrograph(layer):
+            return
+        _SOURCE_NAMES[key] = layer.name
+
+        def renamed(_event=None) -> None:
+            old, new = _SOURCE_NAMES.get(key), layer.name
+            if old == new:
+                return
+            _SOURCE_NAMES[key] = new
+            for other in layers:
+                if other.metadata.get("grainseg_source") == old:
+                    other.metadata["grainseg_source"] = new
+            for ref in list(_RENAME_LISTENERS):
+                method = ref()
+                if method is None:
+                    _RENAME_LISTENERS.remove(ref)
+                else:
+                    method(old, new)
+
+        layer.events.name.connect(renamed)
+
+    for layer in layers:
+        watch(layer)
+    layers.events.inserted.connect(lambda event: watch(event.value))
 
 
 def same_layer(a, b) -> bool:

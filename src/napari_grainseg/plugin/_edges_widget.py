@@ -14,6 +14,7 @@ from napari_grainseg.errors import GrainsegError
 from napari_grainseg.plugin._dock import (
     column,
     follow_active,
+    follow_image_renames,
     join_other_docks,
     scroll_body,
     source_image,
@@ -166,6 +167,7 @@ class EdgeDetectorsWidget(Container):
         viewer.layers.events.removed.connect(self.image.reset_choices)
         follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
         suggest_reader_for_calibrated_tiffs(viewer)
+        follow_image_renames(viewer)
 
     def _image_layers(self, _widget=None) -> list:
         return [
@@ -228,6 +230,8 @@ class EdgeDetectorsWidget(Container):
             layer = self._viewer.layers[name]
             layer.data = data
             return layer
-        kwargs.update(derived_layer_kwargs(source, name), metadata={"grainseg_derived": True})
+        kwargs.update(
+            derived_layer_kwargs(source, name), metadata={"grainseg_derived": True, "grainseg_source": source.name}
+        )
         with adding_layers(self._viewer):
             return self._viewer.add_image(data, **kwargs)

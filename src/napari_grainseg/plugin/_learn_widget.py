@@ -33,6 +33,7 @@ from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, layer_key, links
 from napari_grainseg.plugin._dock import (
     column,
+    follow_image_renames,
     join_other_docks,
     link_of,
     qt_alive,
@@ -212,6 +213,7 @@ class LearnWidget(Container):
         self.stored.changed.connect(self._on_stored_changed)
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
+        follow_image_renames(viewer)  # its regions name their image
         connect_weakly(STORE_EVENTS.changed, self._on_store_changed)
         for widget in (self.progress, self.loss, self.result):  # shown once there is something to show
             widget.visible = False

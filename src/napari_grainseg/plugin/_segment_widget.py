@@ -25,6 +25,8 @@ from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum,
 from napari_grainseg.plugin._dock import (
     column,
     follow_active,
+    follow_image_renames,
+    is_micrograph,
     join_other_docks,
     qt_alive,
     same_layer,
@@ -445,6 +447,7 @@ class SegmentWidget(Container):
         viewer.layers.events.removed.connect(self.image.reset_choices)
         follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
         suggest_reader_for_calibrated_tiffs(viewer)
+        follow_image_renames(viewer)  # the layers made from an image stay its own when it is renamed
         self._on_image_changed(self.image.value)
         self._update_device_label()
         self._on_model_changed()
@@ -452,13 +455,7 @@ class SegmentWidget(Container):
     # ------------------------------------------------------------------ inputs
 
     def _image_layers(self, _widget=None) -> list:
-        return [
-            layer
-            for layer in self._viewer.layers
-            if isinstance(layer, napari.layers.Image)
-            and not layer.metadata.get("grainseg_derived")
-            and ROLE_KEY not in layer.metadata
-        ]
+        return [layer for layer in self._viewer.layers if is_micrograph(layer)]
 
     def _on_image_changed(self, layer) -> None:
         size = pixel_size_of(layer) if layer is not None else None
@@ -495,11 +492,12 @@ class SegmentWidget(Container):
         source = self.image.value
         if source is None:
             return None
-        name = f"{source.name} scale line"
-        if name in self._viewer.layers:
-            return self._viewer.layers[name]
+        for layer in self._viewer.layers:  # by its image, not by name: the image may have been renamed
+            if layer.metadata.get(ROLE_KEY) == "scale line" and layer.metadata.get("grainseg_source") == source.name:
+                return layer
         if not create:
             return None
+        name = f"{source.name} scale line"
         with adding_layers(self._viewer):
             layer = self._viewer.add_shapes(
                 ndim=2,
@@ -550,14 +548,12 @@ class SegmentWidget(Container):
         return nm
 
     def _derived_layers(self, source) -> list:
+        """The layers made from image layer ``source`` (they name it in ``grainseg_source``), and the
+        picks and split lines of its boundary layers."""
         state = self._states.get(layer_key(source))
-        layers = [
-            layer
-            for layer in self._viewer.layers
-            if layer.metadata.get("grainseg_source") == source.name
-            or layer.metadata.get("grainseg_derived")
-            and layer.name.startswith(f"{source.name} ")
-        ]
+        layers = [layer for layer in self._viewer.layers if layer.metadata.get("grainseg_source") == source.name]
+        for boundaries in [layer for layer in layers if layer.metadata.get(ROLE_KEY) == "boundaries"]:
+            layers += [helper for helper in helper_layers_of(self._viewer, boundaries) if helper not in layers]
         if state and state.probability is not None and state.probability not in layers:
             layers.append(state.probability)
         return layers

@@ -24,6 +24,7 @@ from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, 
 from napari_grainseg.plugin._dock import (
     column,
     follow_active,
+    follow_image_renames,
     join_other_docks,
     link_for,
     link_of,
@@ -322,6 +323,7 @@ class StatsWidget(Container):
         viewer.layers.events.removed.connect(self._layer_removed)
         follow_active(viewer, self.grains, self._grains_for)
         suggest_reader_for_calibrated_tiffs(viewer)
+        follow_image_renames(viewer, self._on_image_renamed)
         self._watch(self.grains.value)
 
     def _layer_removed(self, _event=None) -> None:
@@ -397,6 +399,20 @@ class StatsWidget(Container):
             if isinstance(layer, napari.layers.Labels) and layer.metadata.get(ROLE_KEY) in ("grains", "boundaries")
         ]
 
+    @staticmethod
+    def _default_stem(layer, image_name: str | None = None) -> str:
+        """The exports' file stem for grains layer ``layer``: its micrograph's name, spaces as '_'."""
+        return (image_name or layer.metadata.get("grainseg_source") or layer.name).replace(" ", "_")
+
+    @unless_closed
+    def _on_image_renamed(self, old: str, new: str) -> None:
+        """The measured grains' micrograph was renamed: the exports take its new name (a stem the
+        user typed stays)."""
+        layer = self._watched
+        if layer is not None and layer.metadata.get("grainseg_source") == new:
+            if self.stem.value == self._default_stem(layer, old):
+                self.stem.value = self._default_stem(layer)
+
     def _watch(self, layer) -> None:
         if self._watched is not None:
             try:
@@ -422,7 +438,7 @@ class StatsWidget(Container):
             for event in _REMEASURE_EVENTS:  # the pixels, or their size in nm (scale and unit)
                 getattr(layer.events, event).connect(self._debouncer.trigger)
             # the exports are named after, and by default saved beside, the image measured
-            self.stem.value = layer.metadata.get("grainseg_source", layer.name).replace(" ", "_")
+            self.stem.value = self._default_stem(layer)
             if self._auto_folder is None or Path(self.folder.value) == self._auto_folder:
                 # beside the micrograph; for boundaries reopened from an export, beside their file
                 self._auto_folder = image_folder(next(lay for lay in self._layers_behind(layer) if lay is not None))
