@@ -66,11 +66,6 @@ def test_the_colour_warning_shows_once_per_layer_and_data_on_the_edges_dock(make
     assert len([m for m in warned if COLOUR in m]) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugin/_segment_widget.py (SegmentWidget._read_source) still shows every reading warning: "
-    "it should read through plugin._notify.read_image; remove this mark then",
-)
 def test_the_colour_warning_is_not_repeated_by_net1_after_the_edges_dock(make_napari_viewer, qtbot, warned):
     from napari_grainseg.models.weights import shipped_weights_dir
     from napari_grainseg.plugin._edges_widget import EdgeDetectorsWidget

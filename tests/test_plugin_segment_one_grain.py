@@ -18,11 +18,6 @@ def synchronous(monkeypatch):
     monkeypatch.setattr(_threading, "SYNCHRONOUS", True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugin/_segment_widget.py (SegmentWidget._net1_done) still appends its own 'no basin is that "
-    "deep' words: it should append segmentation.grains.one_grain_reason(...); remove this mark then",
-)
 def test_net1_on_noise_says_it_found_no_boundaries_not_lower_the_basin_depth(make_napari_viewer, qtbot):
     from napari_grainseg.plugin._segment_widget import SegmentWidget
 

@@ -10,7 +10,6 @@ the layers of the image they were computed from.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,9 +40,9 @@ from napari_grainseg.plugin._layers import (
     calibration_record,
     derived_layer_kwargs,
     helper_layers_of,
-    image_from_layer,
     pixel_size_of,
 )
+from napari_grainseg.plugin._notify import read_image
 from napari_grainseg.plugin._store_events import STORE_EVENTS, connect_weakly
 from napari_grainseg.plugin._threading import create_worker, run_staged
 from napari_grainseg.segmentation.grains import (
@@ -52,6 +51,7 @@ from napari_grainseg.segmentation.grains import (
     GRAIN_BUILDERS,
     MAX_WATERSHED_H,
     builder_words,
+    one_grain_reason,
 )
 from napari_grainseg.segmentation.options import SegmentOptions
 
@@ -604,12 +604,7 @@ class SegmentWidget(Container):
     def _read_source(self):
         """The selected layer and its validated 2-D float image (warnings shown)."""
         source = self.image.value
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            data = image_from_layer(source)
-        for w in caught:
-            show_warning(str(w.message))
-        return source, data
+        return source, read_image(source)
 
     @unless_closed
     def _fail(self, exc: BaseException | str) -> bool:
@@ -931,8 +926,8 @@ class SegmentWidget(Container):
             f"Net1: '{source.name}', {n} grain{'' if n == 1 else 's'} ({result.builder_words}) "
             f"in {duration_words(p.seconds)} on {p.device}{size}{resampled}, model '{model}'"
         )
-        if n == 1 and result.grains == "watershed":
-            self.status.value += "; one grain: no basin is that deep, lower the basin depth"
+        if n == 1:
+            self.status.value += "; " + one_grain_reason(p.probability, result.grains, result.grain_parameter)
         state.net2_text, state.net2_grains = "", None
         if same_layer(self.image.value, source):
             self.net2_label.value = ""
