@@ -285,4 +285,13 @@ def test_layers_made_from_an_image_stay_its_own_when_it_is_renamed(
     stats.folder.value = tmp_path
     click(qtbot, stats.csv_button)
     assert (tmp_path / "sample_A_grains.csv").is_file()
+    # re-running Edges and colouring by ECD after the rename update the image's layers, not add more
+    stats.colour_by_ecd.value = True
+    qtbot.waitUntil(lambda: stats._worker is None, timeout=20_000)
+    n_layers = len(viewer.layers)
+    viewer.layers.selection.active = image
+    click(qtbot, edges.run_button)
+    stats.colour_by_ecd.value = False
+    stats.colour_by_ecd.value = True
+    assert len(viewer.layers) == n_layers, [layer.name for layer in viewer.layers]
     assert errors == []

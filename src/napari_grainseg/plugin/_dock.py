@@ -242,6 +242,18 @@ def source_image(viewer, layer):
     return None
 
 
+def derived_layer(viewer, source_name: str | None, role: str):
+    """The layer made from the micrograph named ``source_name`` in ``role`` (an edge map, the ECD
+    colouring), or None. Found by what the layer records, not by its name, so a renamed micrograph
+    keeps its layers (:func:`follow_image_renames`) and a re-run updates them instead of adding more."""
+    if source_name is None:
+        return None
+    for layer in viewer.layers:
+        if layer.metadata.get("grainseg_source") == source_name and layer.metadata.get(ROLE_KEY) == role:
+            return layer
+    return None
+
+
 #: A micrograph's layer key -> the name the layers made from it record in ``grainseg_source``.
 _SOURCE_NAMES: dict = {}
 #: Bound methods called as ``method(old, new)`` after a micrograph is renamed (weak: a closed dock drops out).

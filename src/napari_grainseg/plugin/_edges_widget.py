@@ -11,8 +11,10 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from napari.utils.notifications import show_error, show_warning
 
 from napari_grainseg.errors import GrainsegError
+from napari_grainseg.plugin._boundaries import ROLE_KEY
 from napari_grainseg.plugin._dock import (
     column,
+    derived_layer,
     follow_active,
     follow_image_renames,
     join_other_docks,
@@ -210,7 +212,7 @@ class EdgeDetectorsWidget(Container):
         layers = [
             self._put_layer(
                 source,
-                f"{source.name} {name}",
+                name,
                 getattr(maps, attr).astype(np.uint8),
                 colormap=EDGE_COLORMAPS[name],
                 blending="additive",
@@ -218,20 +220,25 @@ class EdgeDetectorsWidget(Container):
             )
             for name, attr in (("Sobel", "sobel"), ("LoG", "log"), ("Canny", "canny"))
         ]
-        layers.append(self._put_layer(source, f"{source.name} edges RGB", maps.fused(), rgb=True, visible=False))
+        layers.append(self._put_layer(source, "edges RGB", maps.fused(), rgb=True, visible=False))
         self.status.value = (
             f"Sobel {int(maps.sobel.sum())} px, LoG {int(maps.log.sum())} px, Canny {int(maps.canny.sum())} px"
         )
         self._viewer.layers.selection.active = source  # not the hidden RGB layer added last
         return layers
 
-    def _put_layer(self, source, name: str, data: np.ndarray, **kwargs):
-        if name in self._viewer.layers:
+    def _put_layer(self, source, what: str, data: np.ndarray, **kwargs):
+        """Update the ``what`` edge layer of ``source`` (found by its record, so also after the image
+        was renamed), or add it as '<image> <what>'."""
+        role = f"edges {what}"
+        layer = derived_layer(self._viewer, source.name, role)
+        name = f"{source.name} {what}"
+        if layer is None and name in self._viewer.layers:  # made before edge layers recorded their role
             layer = self._viewer.layers[name]
+        if layer is not None:
             layer.data = data
             return layer
-        kwargs.update(
-            derived_layer_kwargs(source, name), metadata={"grainseg_derived": True, "grainseg_source": source.name}
-        )
+        metadata = {"grainseg_derived": True, "grainseg_source": source.name, ROLE_KEY: role}
+        kwargs.update(derived_layer_kwargs(source, name), metadata=metadata)
         with adding_layers(self._viewer):
             return self._viewer.add_image(data, **kwargs)

@@ -23,6 +23,7 @@ from napari_grainseg.errors import GrainsegError, InputError
 from napari_grainseg.plugin._boundaries import PENDING_KEY, ROLE_KEY, checksum, layer_key
 from napari_grainseg.plugin._dock import (
     column,
+    derived_layer,
     follow_active,
     follow_image_renames,
     join_other_docks,
@@ -598,7 +599,9 @@ class StatsWidget(Container):
         if layer is None:
             return None
         name = f"{layer.metadata.get('grainseg_source') or layer.name} ECD"  # one per image
-        existing = self._viewer.layers[name] if name in self._viewer.layers else None
+        existing = derived_layer(self._viewer, layer.metadata.get("grainseg_source"), "ecd")
+        if existing is None and name in self._viewer.layers:  # a grains layer without its image's name
+            existing = self._viewer.layers[name]
         if not self.colour_by_ecd.value or stats is None or stats.labels.shape != layer.data.shape[-2:]:
             if existing is not None:
                 existing.visible = False
