@@ -66,11 +66,12 @@ def synchronous(monkeypatch):
 @pytest.fixture
 def notes(monkeypatch):
     """Collect the errors / warnings the widgets show."""
-    from napari_grainseg.plugin import _correct_widget, _segment_widget, _stats_widget
+    from napari_grainseg.plugin import _correct_widget, _notify, _segment_widget, _stats_widget
 
     got = {"error": [], "warning": []}
-    for module in (_segment_widget, _correct_widget, _stats_widget):
-        monkeypatch.setattr(module, "show_error", got["error"].append)
+    for module in (_segment_widget, _correct_widget, _stats_widget, _notify):  # _notify: the image's warnings
+        if hasattr(module, "show_error"):
+            monkeypatch.setattr(module, "show_error", got["error"].append)
         if hasattr(module, "show_warning"):
             monkeypatch.setattr(module, "show_warning", got["warning"].append)
     return got
