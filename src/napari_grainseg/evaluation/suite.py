@@ -264,6 +264,19 @@ EVAL_SETS.update(
     }
 )
 
+# Added in session 23 as a diagnosis, after v5 and v13 were scored on ood-paper: the paper's look at
+# 384x496 instead of its 96x496 strips, to tell a gap in the network from an effect of the strip's
+# borders (docs/generalisation.md). Not a test set for choosing anything.
+EVAL_SETS["ood-paper-tall"] = EvalSet(
+    "ood-paper-tall",
+    "diagnosis: the paper's flat-shaded preset at 384x496 (not 96x496 strips)",
+    "paper",
+    (384, 496),
+    8_003_000_000,
+    16,
+    in_default_run=False,
+)
+
 #: The sets ``grainseg eval`` runs by default (the larger ones are asked for by name).
 DEFAULT_EVAL_SETS: tuple[str, ...] = tuple(name for name, s in EVAL_SETS.items() if s.in_default_run)
 
