@@ -13,11 +13,12 @@ the model tuned on its own crops:
 ``calibrated``
     Every image (corrections and test) given the pixel size of its magnification (1 nm/px at
     x1, 1/m nm/px at xm): the model records the corrections' grain size in nm
-    (:func:`napari_grainseg.training.finetune.corrections_grain_size_nm`) and each image is
-    predicted at the hint of its own pixel size
-    (:func:`napari_grainseg.models.model_dir.model_grain_size_hint`), as the product does.
+    (:func:`napari_grainseg.training.finetune.corrections_grain_size_nm`), tunes its grain builder
+    with each correction at its own scale, and each image is predicted at the hint of its own
+    pixel size (:func:`napari_grainseg.models.model_dir.model_grain_size_hint`), as the product does.
 ``true hint``
-    Each test image given its true grain size as the hint (the reference for the two above).
+    The uncalibrated model (and its builder), each test image given its true grain size as the
+    hint (the reference for the two above).
 ``shipped``
     The shipped Net1 with the automatic scale and the product's grain builder (k = 0).
 
@@ -106,12 +107,7 @@ def main(argv=None) -> int:
     from napari_grainseg.segmentation.grains import DEFAULT_GRAIN_BUILDER
     from napari_grainseg.segmentation.inference import predict_boundaries
     from napari_grainseg.training.corrections import Correction
-    from napari_grainseg.training.finetune import (
-        FinetuneConfig,
-        corrections_grain_size_nm,
-        finetune_net1,
-        inference_copy,
-    )
+    from napari_grainseg.training.finetune import FinetuneConfig, finetune_net1, inference_copy
 
     sys.path.insert(0, str(Path(__file__).parent))
     from tbm_kshot import load_tbm
@@ -162,26 +158,25 @@ def main(argv=None) -> int:
             corrections.append(Correction(image, lines, None, f"{crops[i][0]} x{m:g}"))
         config = FinetuneConfig(steps=args.steps, holdout=0.0, seed=draw)
         run = {"draw": draw, "crops": [c.name for c in corrections], "scores": {}}
-        t0 = time.monotonic()
-        res = finetune_net1(corrections, config, device="cpu")
-        model = inference_copy(res.model)
-        tuned = {k: v for k, v in res.info["grain_builder"].items() if k != "vi"}
-        run["builder"], run["train_seconds"] = tuned, res.info["train_seconds"]
         calibrated = [
             replace(c, pixel_size_nm=1.0 / args.magnifications[j % len(args.magnifications)])
             for j, c in enumerate(corrections)
         ]
-        scale = {"grain_size_px": res.info["grain_size_px"], "grain_size_nm": corrections_grain_size_nm(calibrated)}
-        run["grain_size_px"], run["grain_size_nm"] = scale["grain_size_px"], scale["grain_size_nm"]
-        hints = {
-            "uncalibrated": [model_grain_size_hint(scale)] * len(test),
-            "calibrated": [model_grain_size_hint(scale, pixel_size_nm=1.0 / m) for _, _, m in test],
-            "true hint": true_hints,
-        }
-        for arm, arm_hints in hints.items():
-            run["scores"][arm] = per_image_values(score(with_hints(model, arm_hints), test, tuned))
-            took = f"{time.monotonic() - t0:.0f} s"
-            print(f"draw {draw} {arm}: {_line(run['scores'][arm])} ({took})", file=sys.stderr)
+        for arm, corr in (("uncalibrated", corrections), ("calibrated", calibrated)):
+            t0 = time.monotonic()
+            res = finetune_net1(corr, config, device="cpu")  # the same weights; the builder is tuned per arm
+            model = inference_copy(res.model)
+            tuned = {k: v for k, v in res.info["grain_builder"].items() if k != "vi"}
+            scale = {k: res.info[k] for k in ("grain_size_px", "grain_size_nm")}
+            run[arm] = {"builder": tuned, "train_seconds": res.info["train_seconds"], **scale}
+            if arm == "uncalibrated":
+                arms = {arm: [model_grain_size_hint(scale)] * len(test), "true hint": true_hints}
+            else:
+                arms = {arm: [model_grain_size_hint(scale, pixel_size_nm=1.0 / m) for _, _, m in test]}
+            for name, hints in arms.items():
+                run["scores"][name] = per_image_values(score(with_hints(model, hints), test, tuned))
+                took = f"{time.monotonic() - t0:.0f} s"
+                print(f"draw {draw} {name}: {_line(run['scores'][name])} ({took})", file=sys.stderr)
         results["runs"].append(run)
         if args.json:
             args.json.write_text(json.dumps(results | {"partial": True}, indent=1))

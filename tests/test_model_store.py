@@ -245,7 +245,7 @@ def test_an_adapted_model_s_grain_size_in_an_image_s_pixels_and_its_hint():
     assert model_grain_size_hint(small) == corrections_grain_size(small) == 20.0  # in range: as is
 
 
-def test_learning_from_layers_at_two_magnifications_records_the_grain_size_in_nm(store):
+def test_learning_from_layers_at_two_magnifications_records_the_grain_size_in_nm(store, monkeypatch):
     """Two layers of one material at 4 and 4/3 nm/px (12 px and 36 px grains): the model records each
     image's pixel size and their common grain size in nm, so each calibrated image runs at its own
     scale; it is not warned of, and learning again keeps each image's pixel size."""
@@ -254,15 +254,22 @@ def test_learning_from_layers_at_two_magnifications_records_the_grain_size_in_nm
         grain_size_advice,
         magnification_warning,
         mixed_magnifications,
+        model_grain_size_hint,
     )
     from napari_grainseg.models.store import CorrectedImage, learn_model
     from napari_grainseg.synthetic import generate
+    from napari_grainseg.training import finetune
 
+    tuned_with = []  # the grain builder is tuned with each image at the scale it will be predicted at
+    tune = finetune.tune_grain_builder
+    monkeypatch.setattr(
+        finetune, "tune_grain_builder", lambda *a, **kw: tuned_with.append(kw["grain_size_px"]) or tune(*a, **kw)
+    )
     layers = []
     for seed, diameter, nm in ((11, 12.0, 4.0), (12, 36.0, 4.0 / 3.0)):
         s = generate(seed, shape=(160, 160), preset="tem", mean_diameter=diameter)
         layers.append(CorrectedImage(s.image.astype(np.float32), s.boundaries.copy(), None, f"at {nm:.3g}", nm))
-    _, info = learn_model("two mags", layers, steps=1, config=_config(), device="cpu")
+    _, info = learn_model("two mags", layers, steps=1, config=_config(holdout=0.0), device="cpu")
     assert info["corrections_pixel_sizes_nm"] == [4.0, pytest.approx(4.0 / 3.0)]
     assert info["pixel_size_nm"] is None  # no single pixel size
     small, large = sorted(info["corrections_grain_sizes_px"])
@@ -276,6 +283,8 @@ def test_learning_from_layers_at_two_magnifications_records_the_grain_size_in_nm
     at_4, at_133 = corrections_grain_size(info, 4.0), corrections_grain_size(info, 4.0 / 3.0)
     assert at_133 == pytest.approx(3 * at_4) and at_4 == pytest.approx(info["grain_size_nm"] / 4.0)
     assert corrections_grain_size(info) == info["grain_size_px"]  # an uncalibrated image: the median px size
+    own = [model_grain_size_hint(info, pixel_size_nm=nm) for nm in (4.0, 4.0 / 3.0)]
+    assert tuned_with[0] == [pytest.approx(own[0]), pytest.approx(own[1])] and own[1] > 2 * own[0]
     # learn again: the stored (uncalibrated) files get back the pixel size each was learned with
     _, again = learn_model("two mags again", [], again_from="two mags", steps=1, config=_config(), device="cpu")
     assert again["corrections_pixel_sizes_nm"] == info["corrections_pixel_sizes_nm"]

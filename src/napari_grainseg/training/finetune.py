@@ -30,7 +30,7 @@ import copy
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -253,6 +253,9 @@ def finetune_net1(
     from napari_grainseg.models.model_dir import inference_grain_size
 
     hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
+    grain_size_nm = recorded_grain_size_nm(grain_source, grain_size, corrections)
+    # each image as the product predicts it: calibrated ones at their own scale (the grain size in nm)
+    base_sizes, adapted_hints = image_scales(corrections, grain_size, grain_size_nm)
     t_prep = time.monotonic()
     sampler = CorrectionSampler(
         train,
@@ -335,6 +338,7 @@ def finetune_net1(
         "working_scale": scale,
         "grain_size_px": grain_size,
         "grain_size_source": grain_source,
+        "grain_size_nm": grain_size_nm,
         "corrections_grain_sizes_px": [round(size, 2) for size in image_sizes],
         "inference_grain_size_px": hint,
         "loss_curve": curve(losses),
@@ -364,7 +368,8 @@ def finetune_net1(
             info["net2"]["kept"] = False
     heldout: dict = {}
     if done and tune_builder:
-        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=hint)
+        train_hints = [adapted_hints[i] for i in train_idx]
+        info["grain_builder"] = tune_grain_builder(model, train, device=dev, grain_size_px=train_hints)
     if held_idx and evaluate_heldout and done:
         base = load_net1(base_path, device=dev)
         heldout = compare_on(
@@ -373,8 +378,8 @@ def finetune_net1(
             base,
             model,
             device=dev,
-            grain_size_px=grain_size,
-            adapted_grain_size_px=hint,
+            grain_size_px=[base_sizes[i] for i in held_idx],
+            adapted_grain_size_px=[adapted_hints[i] for i in held_idx],
             tuned=info.get("grain_builder"),
             adapted_net2=net2,
         )
@@ -411,6 +416,30 @@ def curve(losses: list[float], points: int = 100) -> list[list[float]]:
 # --------------------------------------------------------------------------- scoring
 
 
+def per_image(hint: float | Sequence[float | None] | None, n: int) -> list[float | None]:
+    """A grain-size hint given once for ``n`` images, or already one per image, as a list of ``n``."""
+    if hint is None or np.isscalar(hint):
+        return [hint] * n
+    hints = list(hint)
+    if len(hints) != n:
+        raise ValueError(f"{len(hints)} grain-size hints for {n} images")
+    return hints
+
+
+def image_scales(
+    corrections: list[Correction], grain_size_px: float | None, grain_size_nm: float | None
+) -> tuple[list[float | None], list[float | None]]:
+    """Per correction: the grain size the base model is given and the hint the adapted model is
+    given, as ``segment --model`` and napari would for that image (a calibrated image at its own
+    scale, by the grain size in nm; otherwise the corrections' grain size in px)."""
+    from napari_grainseg.models.model_dir import corrections_grain_size, model_grain_size_hint
+
+    scale = {"grain_size_px": grain_size_px, "grain_size_nm": grain_size_nm}
+    sizes = [corrections_grain_size(scale, c.pixel_size_nm) for c in corrections]
+    hints = [model_grain_size_hint(scale, pixel_size_nm=c.pixel_size_nm) for c in corrections]
+    return sizes, hints
+
+
 def inference_copy(model):
     """An eval-mode copy of a training Net1 with the BatchNorms folded (for prediction)."""
     from napari_grainseg.models.net1 import fold_batchnorm
@@ -423,7 +452,7 @@ def score_images(
     corrections: list[Correction],
     *,
     device="cpu",
-    grain_size_px: float | None = None,
+    grain_size_px: float | Sequence[float | None] | None = None,
     builders: dict | tuple[str, ...] = ("threshold", "watershed"),
     net2=None,
 ) -> dict[str, list[dict]]:
@@ -442,8 +471,8 @@ def score_images(
     if not isinstance(builders, dict):
         builders = {b: {} for b in builders}
     out: dict[str, list[dict]] = {b: [] for b in builders}
-    for c in corrections:
-        pred = predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px)
+    for c, hint in zip(corrections, per_image(grain_size_px, len(corrections))):
+        pred = predict_boundaries(c.image, model, device=device, grain_size_px=hint)
         prob = pred.probability if net2 is None else refined_map(c.image, pred, net2, device)
         truth = c.labels()
         box = np.s_[:, :] if c.roi is None else _bbox(c.roi)
@@ -494,8 +523,8 @@ def compare_on(
     adapted,
     *,
     device="cpu",
-    grain_size_px: float | None = None,
-    adapted_grain_size_px: float | None = None,
+    grain_size_px: float | Sequence[float | None] | None = None,
+    adapted_grain_size_px: float | Sequence[float | None] | None = None,
     tuned: dict | None = None,
     adapted_net2=None,
 ) -> dict:
@@ -509,7 +538,8 @@ def compare_on(
     (``"tuned"``). ``worse_than_base`` is True when the adapted model's VI with the builder it
     recommends (the tuned one, else its better default builder) is higher than the base
     model's best VI on the held-out images. The base model predicts with the grain-size
-    hint ``grain_size_px``, the adapted one with ``adapted_grain_size_px`` (its working scale).
+    hint ``grain_size_px``, the adapted one with ``adapted_grain_size_px`` (its working scale); each
+    is one hint for all images or one per image (of ``indices``).
     """
     images = [corrections[i] for i in indices]
     figures = {}
@@ -600,6 +630,19 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
             loaded.pixel_size_nm = info["pixel_size_nm"]
         out.append(loaded)
     return out
+
+
+def recorded_grain_size_nm(
+    grain_source: str, grain_size_px: float | None, corrections: list[Correction]
+) -> float | None:
+    """The grain size in nm an adapted model records: measured on calibrated corrections
+    (:func:`corrections_grain_size_nm`), or a hint in px times the pixel size all the images share."""
+    if grain_source == "corrections":
+        return corrections_grain_size_nm(corrections)
+    pixel_sizes = {c.pixel_size_nm for c in corrections}
+    if grain_size_px and len(pixel_sizes) == 1 and None not in pixel_sizes:
+        return grain_size_px * pixel_sizes.pop()
+    return None
 
 
 def corrections_grain_size_nm(corrections: list[Correction]) -> float | None:
@@ -753,7 +796,7 @@ def adapt_and_save(
         # run at its own scale, also when the corrections were taken at several magnifications
         "pixel_size_nm": pixel_sizes[0] if len(set(pixel_sizes)) == 1 else None,
         "corrections_pixel_sizes_nm": pixel_sizes,
-        "grain_size_nm": _grain_size_nm(info, all_corr),
+        "grain_size_nm": info["grain_size_nm"],
         "heldout": held or None,
         "worse_than_base": bool(held.get("worse_than_base", False)),
         "recommended": {
@@ -780,17 +823,6 @@ def adapt_and_save(
     return out, read_model_info(out)
 
 
-def _grain_size_nm(info: dict, corrections: list[Correction]) -> float | None:
-    """The grain size in nm a model records: measured on calibrated corrections, or a hint in px
-    times the pixel size all the images share."""
-    if info["grain_size_source"] == "corrections":
-        return corrections_grain_size_nm(corrections)
-    pixel_sizes = {c.pixel_size_nm for c in corrections}
-    if info["grain_size_px"] and len(pixel_sizes) == 1 and None not in pixel_sizes:
-        return info["grain_size_px"] * pixel_sizes.pop()
-    return None
-
-
 # --------------------------------------------------------------------------- grain builder of an adapted model
 
 #: Grain builders tried on the corrections: (builder, parameter name, values).
@@ -801,7 +833,7 @@ BUILDER_GRID: tuple[tuple[str, str, tuple[float, ...]], ...] = (
 
 
 def tune_grain_builder(
-    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | None = None
+    model, corrections: list[Correction], *, device="cpu", grain_size_px: float | Sequence[float | None] | None = None
 ) -> dict:
     """The grain builder and its parameter with the lowest mean VI on ``corrections`` (the training images).
 
@@ -809,7 +841,8 @@ def tune_grain_builder(
     watershed depth 0.2) may no longer fit it; the corrections themselves say which setting does.
     The watershed smooths at the scale Net1 ran at, as in the product.
     Returns ``{"grains", "threshold" or "watershed_h", "vi"}`` (VI measured on images the model was
-    trained on: optimistic, for choosing only).
+    trained on: optimistic, for choosing only). ``grain_size_px``: one hint for all images, or one
+    each (each image at the scale the product will predict it at).
     """
     from napari_grainseg.evaluation.metrics import segmentation_scores
     from napari_grainseg.segmentation.grains import probability_to_labels
@@ -817,7 +850,8 @@ def tune_grain_builder(
 
     if _has_batchnorm(model):
         model = inference_copy(model)
-    preds = [predict_boundaries(c.image, model, device=device, grain_size_px=grain_size_px) for c in corrections]
+    hints = per_image(grain_size_px, len(corrections))
+    preds = [predict_boundaries(c.image, model, device=device, grain_size_px=h) for c, h in zip(corrections, hints)]
     truths = [c.labels() for c in corrections]
     boxes = [np.s_[:, :] if c.roi is None else _bbox(c.roi) for c in corrections]
     best = None
