@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -93,8 +94,9 @@ def atomic_paths(paths) -> Iterator[list[Path]]:
 
     All or nothing for a set of files: every file is written under its temporary name
     first (a full disk stops the set there), then each is renamed onto its final name
-    (renames write no data). On an exception every temporary file is removed and every
-    file in ``paths`` is left as it was.
+    (renames write no data; the files they replace are kept aside until all have moved, and put
+    back if one cannot, e.g. a file held open on Windows). On an exception every temporary file
+    is removed and every file in ``paths`` is left as it was.
 
     Examples
     --------
@@ -111,8 +113,31 @@ def atomic_paths(paths) -> Iterator[list[Path]]:
         yield list(tmps)
         for current, tmp in zip(paths, tmps):
             _seal(tmp, current)
-        for current, tmp in zip(paths, tmps):
-            os.replace(tmp, current)
+        asides: list[Path | None] = []  # the files being replaced, moved aside until all have moved
+        moved: list[Path] = []
+        try:
+            for current in paths:
+                aside = None
+                if current.is_file():  # (a folder in the way makes its rename fail below)
+                    aside = current.with_name(f".{current.name}.{uuid.uuid4().hex[:12]}.old")
+                    os.replace(current, aside)
+                asides.append(aside)
+            for current, tmp in zip(paths, tmps):
+                os.replace(tmp, current)
+                moved.append(current)
+        except BaseException:  # one could not move (or Ctrl-C): undo, and put the old files back
+            for path in moved:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            for path, aside in zip(paths, asides):
+                if aside is not None:
+                    with contextlib.suppress(OSError):
+                        os.replace(aside, path)
+            raise
+        for aside in asides:
+            if aside is not None:
+                with contextlib.suppress(OSError):
+                    aside.unlink()
     except OSError as exc:
         for tmp in tmps:
             with contextlib.suppress(OSError):
