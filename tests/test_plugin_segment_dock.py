@@ -295,3 +295,45 @@ def test_layers_made_from_an_image_stay_its_own_when_it_is_renamed(
     stats.colour_by_ecd.value = True
     assert len(viewer.layers) == n_layers, [layer.name for layer in viewer.layers]
     assert errors == []
+
+
+def test_a_new_image_named_like_a_renamed_one_gets_its_own_edge_and_ecd_layers(make_napari_viewer, qtbot):
+    """After 'A' is renamed 'B', its layers keep their names ('A Sobel', 'A ECD') but belong to B: a
+    new image named 'A' must get layers of its own, not overwrite B's (a review found the name
+    fallback doing so)."""
+    from napari_grainseg.plugin._boundaries import ROLE_KEY
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    a = viewer.add_image(rng.random((64, 64), dtype=np.float32), name="A")
+    grid = np.ones((64, 64), np.uint32)
+    grid[:, 32:] = 2
+    grains_a = viewer.add_labels(grid, name="A grains", metadata={ROLE_KEY: "grains", "grainseg_source": "A"})
+    _, edges = viewer.window.add_plugin_dock_widget("napari-grainseg", "Edge detectors")
+    _, stats = viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    edges.image.value = a
+    click(qtbot, edges.run_button)
+    stats.grains.value = grains_a
+    qtbot.waitUntil(lambda: stats._worker is None and stats.stats is not None, timeout=20_000)
+    stats.colour_by_ecd.value = True
+    qtbot.waitUntil(lambda: "A ECD" in viewer.layers, timeout=20_000)
+    of_b = {name: viewer.layers[name] for name in ("A Sobel", "A LoG", "A Canny", "A edges RGB", "A ECD")}
+    a.name = "B"
+
+    new = viewer.add_image(rng.random((48, 48), dtype=np.float32), name="A")
+    edges.image.value = new
+    click(qtbot, edges.run_button)
+    g2 = np.ones((48, 48), np.uint32)
+    g2[:24] = 3
+    grains_new = viewer.add_labels(g2, name="A grains [1]", metadata={ROLE_KEY: "grains", "grainseg_source": "A"})
+    stats.grains.value = grains_new
+    qtbot.waitUntil(lambda: stats._worker is None and stats.stats is not None and stats.stats.labels.shape == (48, 48))
+    stats.colour_by_ecd.value = False
+    stats.colour_by_ecd.value = True
+    for layer in of_b.values():  # B's layers are untouched
+        assert layer.metadata["grainseg_source"] == "B" and layer.data.shape[:2] == (64, 64), layer.name
+    own = [layer for layer in viewer.layers if layer.metadata.get("grainseg_source") == "A"]
+    assert sorted(layer.metadata.get(ROLE_KEY) for layer in own) == sorted(
+        ["grains", "ecd", "edges Sobel", "edges LoG", "edges Canny", "edges RGB"]
+    )
+    assert all(layer.data.shape[:2] == (48, 48) for layer in own)

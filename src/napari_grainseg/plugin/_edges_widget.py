@@ -17,6 +17,7 @@ from napari_grainseg.plugin._dock import (
     derived_layer,
     follow_active,
     follow_image_renames,
+    is_micrograph,
     join_other_docks,
     scroll_body,
     source_image,
@@ -172,11 +173,7 @@ class EdgeDetectorsWidget(Container):
         follow_image_renames(viewer)
 
     def _image_layers(self, _widget=None) -> list:
-        return [
-            layer
-            for layer in self._viewer.layers
-            if isinstance(layer, napari.layers.Image) and not layer.metadata.get("grainseg_derived")
-        ]
+        return [layer for layer in self._viewer.layers if is_micrograph(layer)]
 
     def params(self) -> EdgeParams:
         """The edge parameters currently set in the widget."""
@@ -230,11 +227,9 @@ class EdgeDetectorsWidget(Container):
     def _put_layer(self, source, what: str, data: np.ndarray, **kwargs):
         """Update the ``what`` edge layer of ``source`` (found by its record, so also after the image
         was renamed), or add it as '<image> <what>'."""
-        role = f"edges {what}"
+        role = f"edges {what.removeprefix('edges ')}"  # edges Sobel, LoG, Canny, RGB
         layer = derived_layer(self._viewer, source.name, role)
         name = f"{source.name} {what}"
-        if layer is None and name in self._viewer.layers:  # made before edge layers recorded their role
-            layer = self._viewer.layers[name]
         if layer is not None:
             layer.data = data
             return layer

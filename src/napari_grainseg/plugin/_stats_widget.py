@@ -600,8 +600,10 @@ class StatsWidget(Container):
             return None
         name = f"{layer.metadata.get('grainseg_source') or layer.name} ECD"  # one per image
         existing = derived_layer(self._viewer, layer.metadata.get("grainseg_source"), "ecd")
-        if existing is None and name in self._viewer.layers:  # a grains layer without its image's name
-            existing = self._viewer.layers[name]
+        if existing is None and name in self._viewer.layers:  # a grains layer without its image's name:
+            by_name = self._viewer.layers[name]  # its ECD layer by name, never another image's
+            if by_name.metadata.get(ROLE_KEY) == "ecd" and not by_name.metadata.get("grainseg_source"):
+                existing = by_name
         if not self.colour_by_ecd.value or stats is None or stats.labels.shape != layer.data.shape[-2:]:
             if existing is not None:
                 existing.visible = False
