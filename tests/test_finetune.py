@@ -797,3 +797,9 @@ def test_calibrated_corrections_at_two_magnifications_run_each_image_at_its_own_
     assert hints["img6"] == pytest.approx(model_grain_size_hint(info, pixel_size_nm=4.0 / 3.0))
     assert hints["img6"] > 2 * hints["img5"]  # three times the grains in px
     assert hints["bare"] == pytest.approx(model_grain_size_hint(info))  # uncalibrated: the median's
+    # learning again with one more image and --pixel-size: that image gets it, the recorded ones keep theirs
+    again = tmp_path / "again"
+    more = ["finetune", str(bare), "--labels", str(labels[0]), "--from", str(model), "--out", str(again)]
+    assert main([*more, "--pixel-size", "2", "--steps", "1", "--no-progress", "--device", "cpu"]) == 0
+    sizes = json.loads((again / "model.json").read_text())["corrections_pixel_sizes_nm"]
+    assert sizes == [pytest.approx(4.0), pytest.approx(4.0 / 3.0), pytest.approx(2.0)]

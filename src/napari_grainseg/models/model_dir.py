@@ -86,8 +86,8 @@ MAGNIFICATION_SPREAD = 1.5
 
 
 def mixed_magnifications(info: dict) -> bool:
-    """Whether an adapted model's corrections (``model.json`` ``info``) span grain sizes more than
-    :data:`MAGNIFICATION_SPREAD` apart (it learned at one scale, the median's).
+    """Whether an adapted model's corrections (``model.json`` ``info``) span grain sizes in px more
+    than :data:`MAGNIFICATION_SPREAD` apart (it learned at one scale, the median's).
 
     Examples
     --------
@@ -96,13 +96,24 @@ def mixed_magnifications(info: dict) -> bool:
     >>> mixed_magnifications({"corrections_grain_sizes_px": [22.0, 25.0]})
     False
     """
-    sizes = _image_grain_sizes(info)
+    return _spread(_image_grain_sizes(info))
+
+
+def _spread(sizes: list[float]) -> bool:
     return len(sizes) > 1 and max(sizes) > MAGNIFICATION_SPREAD * min(sizes)
 
 
 def _image_grain_sizes(info: dict) -> list[float]:
-    """Each corrected image's grain size recorded in ``model.json`` (those measured)."""
+    """Each corrected image's grain size in px recorded in ``model.json`` (those measured)."""
     return [size for size in info.get("corrections_grain_sizes_px") or [] if size]
+
+
+def _image_grain_sizes_nm(info: dict) -> list[float]:
+    """Each corrected image's grain size in nm (those measured and calibrated; models before
+    session 23 record one pixel size for all)."""
+    sizes = info.get("corrections_grain_sizes_px") or []
+    pixels = info.get("corrections_pixel_sizes_nm") or [info.get("pixel_size_nm")] * len(sizes)
+    return [size * nm for size, nm in zip(sizes, pixels) if size and nm]
 
 
 def grain_size_advice(info: dict) -> str:
@@ -112,9 +123,16 @@ def grain_size_advice(info: dict) -> str:
     if not size:
         return ""
     nm = model_grain_size_nm(info)
+    sizes = _image_grain_sizes(info)
+    span = f"your corrected images' grain sizes span {min(sizes or [size]):.0f}-{max(sizes or [size]):.0f} px"
+    if nm and _spread(_image_grain_sizes_nm(info)):
+        sizes_nm = _image_grain_sizes_nm(info)
+        return (
+            f"your corrected images' grain sizes differ even in nm ({min(sizes_nm):.3g}-{max(sizes_nm):.3g} nm: "
+            f"different materials, or a wrong pixel size?); each calibrated image runs at their median, {nm:.3g} "
+            "nm: check the pixel sizes, or learn one model per material"
+        )
     if mixed_magnifications(info):
-        sizes = _image_grain_sizes(info)
-        span = f"your corrected images' grain sizes span {min(sizes):.0f}-{max(sizes):.0f} px"
         if nm:
             return (
                 f"{span} (different magnifications) but agree at about {nm:.3g} nm: each calibrated image "
@@ -136,20 +154,25 @@ def grain_size_advice(info: dict) -> str:
 
 
 def magnification_warning(info: dict) -> str:
-    """The warning after learning (the Learn dock, ``grainseg finetune``; '' when none): the corrections
-    span several magnifications and, without a pixel size for each, the model runs at one scale.
+    """The warning after learning (the Learn dock, ``grainseg finetune``; '' when none): the
+    corrections' grain sizes differ by more than :data:`MAGNIFICATION_SPREAD` where the model
+    cannot tell them apart by scale: in px without a pixel size for each, or even in nm.
 
     Examples
     --------
     >>> magnification_warning({"grain_size_px": 80.0, "corrections_grain_sizes_px": [40.0, 120.0]})[:40]
     "your corrected images' grain sizes span "
-    >>> magnification_warning({"grain_size_px": 80.0, "grain_size_nm": 160.0,
-    ...                        "corrections_grain_sizes_px": [40.0, 120.0]})
+    >>> two_magnifications = {"grain_size_px": 80.0, "grain_size_nm": 160.0,
+    ...     "corrections_grain_sizes_px": [40.0, 120.0], "corrections_pixel_sizes_nm": [4.0, 4 / 3]}
+    >>> magnification_warning(two_magnifications)
     ''
+    >>> two_materials = dict(two_magnifications, corrections_pixel_sizes_nm=[2.0, 2.0])
+    >>> magnification_warning(two_materials)[:50]
+    "your corrected images' grain sizes differ even in "
     """
-    if mixed_magnifications(info) and model_grain_size_nm(info) is None:
-        return grain_size_advice(info)
-    return ""
+    if model_grain_size_nm(info) is not None:
+        return grain_size_advice(info) if _spread(_image_grain_sizes_nm(info)) else ""
+    return grain_size_advice(info) if mixed_magnifications(info) else ""
 
 
 def corrections_grain_size(info: dict, pixel_size_nm: float | None = None) -> float | None:

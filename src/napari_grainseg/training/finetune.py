@@ -166,22 +166,24 @@ def split_heldout(n: int, holdout: float, seed: int) -> tuple[list[int], list[in
 
 def working_scale(
     corrections: list[Correction], grain_size_px: float | None
-) -> tuple[float, float | None, str, list[float]]:
+) -> tuple[float, float | None, str, list[float | None]]:
     """(scale, grain size, source, each image's grain size): the resampling of the corrections for
     fine-tuning (:func:`~napari_grainseg.models.model_dir.adapted_scale`: large grains to 24 px).
 
     ``grain_size_px`` (a hint) wins; otherwise the grain size is the median of the images' sizes
     measured on the corrected boundaries themselves (known exactly, unlike at inference). Each
-    image's size is returned either way: images at different magnifications share one scale.
+    image's size (None where none can be measured) is returned either way: images at different
+    magnifications share one training scale.
     """
     from napari_grainseg.models.model_dir import adapted_scale
 
-    sizes = [size for size in correction_grain_sizes(corrections) if size is not None]
+    sizes = correction_grain_sizes(corrections)
+    measured = [size for size in sizes if size is not None]
     if grain_size_px is not None:
         return adapted_scale(grain_size_px), float(grain_size_px), "hint", sizes
-    if not sizes:
+    if not measured:
         return 1.0, None, "none", sizes
-    size = float(np.median(sizes))
+    size = float(np.median(measured))
     return adapted_scale(size), size, "corrections", sizes
 
 
@@ -253,7 +255,7 @@ def finetune_net1(
     from napari_grainseg.models.model_dir import inference_grain_size
 
     hint = inference_grain_size(grain_size) if grain_size is not None else None  # predicts at ``scale``
-    grain_size_nm = recorded_grain_size_nm(grain_source, grain_size, corrections)
+    grain_size_nm = recorded_grain_size_nm(grain_source, grain_size, corrections, image_sizes)
     # each image as the product predicts it: calibrated ones at their own scale (the grain size in nm)
     base_sizes, adapted_hints = image_scales(corrections, grain_size, grain_size_nm)
     t_prep = time.monotonic()
@@ -339,7 +341,8 @@ def finetune_net1(
         "grain_size_px": grain_size,
         "grain_size_source": grain_source,
         "grain_size_nm": grain_size_nm,
-        "corrections_grain_sizes_px": [round(size, 2) for size in image_sizes],
+        # one per image, in order (None: no size measured), as corrections_pixel_sizes_nm
+        "corrections_grain_sizes_px": [None if size is None else round(size, 2) for size in image_sizes],
         "inference_grain_size_px": hint,
         "loss_curve": curve(losses),
         "train_images": train_idx,
@@ -607,6 +610,7 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
     info = read_model_info(model_dir)
     out = []
     for rec in info.get("training_images", []):
+        image_changed = False
         if not rec.get("image") or not rec.get("target"):
             raise InputError(
                 f"{model_dir}: training image {rec.get('name')} was not recorded with its files "
@@ -618,34 +622,40 @@ def recorded_corrections(model_dir: str | Path, log: Callable[[str], None] | Non
                     f"{model_dir}: recorded {key} file {rec[key]} is missing; restore it or start "
                     "a new model without --from"
                 )
-            if rec.get(key) and log and file_sha256(rec[key]) != rec.get(f"{key}_sha256"):
-                log(f"note: {rec[key]} changed since {model_dir} was made; using it as it is now")
+            if rec.get(key) and file_sha256(rec[key]) != rec.get(f"{key}_sha256"):
+                image_changed |= key == "image"
+                if log:
+                    log(f"note: {rec[key]} changed since {model_dir} was made; using it as it is now")
         kind = rec.get("kind", "boundaries")
         (loaded,) = load_corrections(
             [rec["image"]], **{kind: [rec["target"]]}, rois=[rec["roi"]] if rec.get("roi") else None
         )
-        if "pixel_size_nm" in rec:
-            loaded.pixel_size_nm = rec["pixel_size_nm"]
-        elif info.get("pixel_size_nm"):
-            loaded.pixel_size_nm = info["pixel_size_nm"]
+        if not image_changed:  # the pixel size it was learned with (a changed image: its file's, as it is now)
+            loaded.pixel_size_nm = rec.get("pixel_size_nm", info.get("pixel_size_nm"))
         out.append(loaded)
     return out
 
 
 def recorded_grain_size_nm(
-    grain_source: str, grain_size_px: float | None, corrections: list[Correction]
+    grain_source: str,
+    grain_size_px: float | None,
+    corrections: list[Correction],
+    sizes: list[float | None] | None = None,
 ) -> float | None:
     """The grain size in nm an adapted model records: measured on calibrated corrections
-    (:func:`corrections_grain_size_nm`), or a hint in px times the pixel size all the images share."""
+    (:func:`corrections_grain_size_nm`; ``sizes``: their grain sizes in px when known), or a hint
+    in px times the pixel size all the images share."""
     if grain_source == "corrections":
-        return corrections_grain_size_nm(corrections)
+        return corrections_grain_size_nm(corrections, sizes)
     pixel_sizes = {c.pixel_size_nm for c in corrections}
     if grain_size_px and len(pixel_sizes) == 1 and None not in pixel_sizes:
         return grain_size_px * pixel_sizes.pop()
     return None
 
 
-def corrections_grain_size_nm(corrections: list[Correction]) -> float | None:
+def corrections_grain_size_nm(
+    corrections: list[Correction], sizes: list[float | None] | None = None
+) -> float | None:
     """The median over the corrections of each one's grain size times its pixel size: their grain
     size in nm, which images of one material at different magnifications share. None unless every
     correction with a measurable grain size is calibrated.
@@ -659,7 +669,8 @@ def corrections_grain_size_nm(corrections: list[Correction]) -> float | None:
     >>> corrections_grain_size_nm([at_2nm, Correction(at_2nm.image, lines)]) is None   # one uncalibrated
     True
     """
-    pairs = [(size, c.pixel_size_nm) for size, c in zip(correction_grain_sizes(corrections), corrections) if size]
+    sizes = correction_grain_sizes(corrections) if sizes is None else sizes
+    pairs = [(size, c.pixel_size_nm) for size, c in zip(sizes, corrections) if size]
     if not pairs or any(not nm for _, nm in pairs):
         return None
     return float(np.median([size * nm for size, nm in pairs]))
@@ -698,7 +709,8 @@ def adapt_and_save(
     ``corrections`` adds in-memory corrections (e.g. napari layers; recorded by name and hash
     of their arrays, not by path). ``steps=None`` with ``minutes`` trains for that long.
     ``net2_steps`` > 0 also adapts Net2 (recommended for segmenting only when it helped on
-    the held-out images).
+    the held-out images). ``pixel_size_nm`` calibrates the ``images`` given (over their files'
+    calibration); without new images, the recorded ones. Every other correction keeps its own.
     """
     import dataclasses
 
@@ -730,6 +742,8 @@ def adapt_and_save(
             grain_size_px = previous.get("grain_size_px")
     if images:
         new = load_corrections(images, labels=labels, boundaries=boundaries, rois=rois)
+        if pixel_size_nm is not None:  # the images given now: it wins over their files' calibration
+            new = [dataclasses.replace(c, pixel_size_nm=pixel_size_nm) for c in new]
         seen = {c.sources.get("image") for c in new}
         all_corr = [c for c in all_corr if c.sources.get("image") not in seen] + new
     new_corr = list(corrections or [])  # an image corrected anew replaces its recorded correction
@@ -737,7 +751,7 @@ def adapt_and_save(
     all_corr = [c for c in all_corr if c.sources.get("image") not in renewed] + new_corr
     if not all_corr:
         raise InputError("no corrected images to learn from")
-    if pixel_size_nm is not None:  # given for all images: it wins over their files' calibration
+    if pixel_size_nm is not None and not images:  # learning again without new images: the recorded ones
         all_corr = [dataclasses.replace(c, pixel_size_nm=pixel_size_nm) for c in all_corr]
     pixel_sizes = [c.pixel_size_nm for c in all_corr]
     replace = {k: v for k, v in (("seed", seed), ("holdout", holdout), ("net2_steps", net2_steps)) if v is not None}
