@@ -193,6 +193,7 @@ def test_deleting_the_boundary_layer_of_a_paused_net2_drops_it_and_its_grains(
     qtbot.mouseClick(viewer.window._qt_viewer.layerButtons.deleteButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "synthetic micrograph grains" not in viewer.layers, timeout=5000)  # no orphan
     viewer.layers.selection.active = viewer.layers["synthetic micrograph"]
+    assert seg.device_label.value.startswith("its result was deleted: it would run on")  # not the old run's
     names = [layer.name for layer in viewer.layers]
     click(qtbot, seg.step_button)
     assert [layer.name for layer in viewer.layers] == names  # the deleted result is not made again

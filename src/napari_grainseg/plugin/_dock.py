@@ -256,6 +256,8 @@ def derived_layer(viewer, source_name: str | None, role: str):
 
 #: A micrograph's layer key -> the name the layers made from it record in ``grainseg_source``.
 _SOURCE_NAMES: dict = {}
+#: The layer lists whose insertions and removals are followed (weak: a closed viewer's drops out).
+_WATCHED_LISTS: weakref.WeakSet = weakref.WeakSet()
 #: Bound methods called as ``method(old, new)`` after a micrograph is renamed (weak: a closed dock drops out).
 _RENAME_LISTENERS: list[weakref.WeakMethod] = []
 
@@ -311,7 +313,12 @@ def follow_image_renames(viewer, listener: Callable[[str, str], None] | None = N
 
     for layer in layers:
         watch(layer)
+    if layers in _WATCHED_LISTS:  # one set of handlers per layer list, however many docks open
+        return
+    _WATCHED_LISTS.add(layers)
     layers.events.inserted.connect(lambda event: watch(event.value))
+    # a removed image is forgotten (its rename handler goes with the layer)
+    layers.events.removed.connect(lambda event: _SOURCE_NAMES.pop(layer_key(event.value), None))
 
 
 def same_layer(a, b) -> bool:

@@ -2,8 +2,9 @@
 
 Reading a micrograph layer can warn (a colour image converted to luminance, extreme values
 rescaled). The warning concerns the data, not the click: it is shown the first time a layer's
-data is read, and again only when the data changes. Every dock reads its image through
-:func:`read_image`, so Edges, Net1 and Net2 on one layer warn once between them.
+data is read, and again only when the data changes. The Edges and Segment docks read their image
+through :func:`read_image`, so Edges, Net1 and Net2 on one layer warn once between them. The
+memory is a checksum and the messages per layer read (a few bytes each), kept for the session.
 """
 
 from __future__ import annotations

@@ -445,6 +445,7 @@ class SegmentWidget(Container):
         self.release_button.clicked.connect(lambda: self.release_memory())
         viewer.layers.events.inserted.connect(self.image.reset_choices)
         viewer.layers.events.removed.connect(self.image.reset_choices)
+        viewer.layers.events.removed.connect(lambda _event: self._show_device())  # a deleted result
         follow_active(viewer, self.image, lambda layer: source_image(viewer, layer))
         suggest_reader_for_calibrated_tiffs(viewer)
         follow_image_renames(viewer)  # the layers made from an image stay its own when it is renamed
@@ -580,12 +581,13 @@ class SegmentWidget(Container):
         state = self._states.get(layer_key(source)) if source is not None else None
         if tiles is not None and not tiles.ended and same_layer(tiles.source, source):
             text = f"Net1 running: {tiles.device_words}"
-        elif state is not None and state.devices:
+        elif state is not None and state.devices and self._deleted_boundaries(source) is None:
             text = "; ".join(f"{net}: {words}" for net, words in state.devices.items())
         else:
+            gone = state is not None and state.devices  # its result's layers were deleted
+            why = "its result was deleted" if gone else "nothing run on this image yet"
             try:
-                words = describe_device(resolve_device(self.device.value))
-                text = f"nothing run on this image yet: it would run on {words}"
+                text = f"{why}: it would run on {describe_device(resolve_device(self.device.value))}"
             except GrainsegError:
                 text = "not available"
         self.device_label.value = text
