@@ -139,7 +139,10 @@ def test_larger_sets_are_asked_for_by_name_and_keep_their_own_markdown_section(t
         "ood-paper-48",
         "concept-noise-48",
         "concept-inclined-48",
+        "ood-paper-tall",
     } == set(EVAL_SETS) - set(DEFAULT_EVAL_SETS)
+    tall = EVAL_SETS["ood-paper-tall"]  # session 23's diagnosis: the paper look, four times as tall
+    assert (tall.preset, tall.shape, tall.first_seed, tall.size) == ("paper", (384, 496), 8_003_000_000, 16)
     for name, seed in (
         ("ood-paper", 8_002_000_000),
         ("concept-noise", 8_002_100_000),
