@@ -169,9 +169,7 @@ def test_the_in_use_line_tells_how_the_chosen_images_result_was_made(
     assert errors == []
 
 
-def test_deleting_the_boundary_layer_of_a_paused_net2_drops_it_and_its_grains(
-    make_napari_viewer, qtbot, weights, monkeypatch, errors
-):
+def test_deleting_the_boundary_layer_of_a_paused_net2_drops_it(make_napari_viewer, qtbot, weights, monkeypatch, errors):
     """Step after deleting 'X boundaries' made a new 'X boundaries' and 'X grains [2]' beside the
     orphaned 'X grains', with the deleted layer's hand edits still clamped ('296 hand-edited px kept fixed')."""
     from napari_grainseg.plugin import _threading
@@ -191,7 +189,11 @@ def test_deleting_the_boundary_layer_of_a_paused_net2_drops_it_and_its_grains(
 
     viewer.layers.selection.active = bnd  # deleted with the layer list's delete button
     qtbot.mouseClick(viewer.window._qt_viewer.layerButtons.deleteButton, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "synthetic micrograph grains" not in viewer.layers, timeout=5000)  # no orphan
+    # the grains stay until the user deletes them too (removing them from the plugin crashed napari's
+    # OpenGL drawing under software rendering in a walkthrough)
+    assert "synthetic micrograph grains" in viewer.layers
+    viewer.layers.selection.active = viewer.layers["synthetic micrograph grains"]
+    qtbot.mouseClick(viewer.window._qt_viewer.layerButtons.deleteButton, Qt.MouseButton.LeftButton)
     viewer.layers.selection.active = viewer.layers["synthetic micrograph"]
     assert seg.device_label.value.startswith("its result was deleted: it would run on")  # not the old run's
     names = [layer.name for layer in viewer.layers]
@@ -229,7 +231,9 @@ def test_deleting_the_boundary_layer_while_net2_runs_stops_it(make_napari_viewer
     qtbot.waitUntil(lambda: seg._refinement is None, timeout=60_000)
     qtbot.wait(100)
     assert "synthetic micrograph boundaries" not in viewer.layers
-    assert not any(layer.name.startswith("synthetic micrograph grains") for layer in viewer.layers)
+    assert [layer.name for layer in viewer.layers if "micrograph grains" in layer.name] == [
+        "synthetic micrograph grains"
+    ]
     assert "was deleted" in seg.status.value, seg.status.value
     assert errors == []
 

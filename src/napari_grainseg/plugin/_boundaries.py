@@ -485,17 +485,11 @@ class BoundaryLink:
                 method(self)
 
     def _on_removed(self, event) -> None:
-        """The boundary layer was deleted: the link ends, and its grains layer goes with it (in the
-        next event-loop turn: napari may be removing several selected layers one after the other).
-        Left behind, the grains could be neither corrected nor refined, and a new result on the
-        image would have to be named 'grains [2]' beside them."""
-        if layer_key(event.value) != layer_key(self.boundaries):
-            return
-        _LINKS.pop(layer_key(self.boundaries), None)
-        from qtpy.QtCore import QTimer
-
-        grains, layers = self.grains, self.viewer.layers
-        QTimer.singleShot(0, lambda: layers.remove(grains) if grains in layers else None)
+        """The boundary layer was deleted: the link ends. Its grains layer stays until the user
+        deletes it: removing it from here crashed napari's OpenGL drawing (a segfault in vispy on
+        the next repaint, under software OpenGL) in a walkthrough of session 23."""
+        if layer_key(event.value) == layer_key(self.boundaries):
+            _LINKS.pop(layer_key(self.boundaries), None)
 
     # ----------------------------------------------------------------- edits
 
