@@ -200,3 +200,20 @@ def test_a_pixel_size_set_on_the_synthetic_sample_applies_to_its_true_grains(mak
     assert len(units_warnings()) == before
     # the whole image in view, centred, in nm (it was left zoomed into its top-left quarter)
     np.testing.assert_allclose(viewer.camera.center[-2:], (np.array(image.data.shape) - 1) * 1.5 / 2, atol=1.0)
+
+
+@pytest.mark.parametrize("typed", ["0.125", "0.004", "1.333333"])
+def test_a_typed_pixel_size_keeps_its_digits(make_napari_viewer, qtbot, typed):
+    """The box kept 2 decimals: 0.125 nm (HRTEM) became 0.12, a 4 % error in every size, and 0.004 became 0."""
+    from qtpy.QtTest import QTest
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((64, 64), dtype=np.float32), name="hrtem")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-grainseg", "Segment grains")
+    viewer.layers.selection.active = image
+    box = seg.pixel_size.native.lineEdit()
+    box.selectAll()
+    QTest.keyClicks(box, typed)
+    QTest.keyClick(box, Qt.Key.Key_Return)
+    click(qtbot, seg.apply_pixel_size)
+    np.testing.assert_allclose(image.scale, (float(typed), float(typed)), rtol=1e-9)

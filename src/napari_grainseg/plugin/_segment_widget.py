@@ -294,6 +294,7 @@ class SegmentWidget(Container):
             step=0.01,
             tooltip="0 = not calibrated; set it and press Apply",
         )
+        self.pixel_size.native.setDecimals(6)  # HRTEM pixels are 0.01-0.1 nm: 2 decimals rounded 0.125 to 0.12
         self.apply_pixel_size = PushButton(
             text="Apply pixel size",
             tooltip="calibrate the chosen image and every layer made from it to the pixel size above: sizes are "

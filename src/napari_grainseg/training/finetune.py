@@ -653,9 +653,7 @@ def recorded_grain_size_nm(
     return None
 
 
-def corrections_grain_size_nm(
-    corrections: list[Correction], sizes: list[float | None] | None = None
-) -> float | None:
+def corrections_grain_size_nm(corrections: list[Correction], sizes: list[float | None] | None = None) -> float | None:
     """The median over the corrections of each one's grain size times its pixel size: their grain
     size in nm, which images of one material at different magnifications share. None unless every
     correction with a measurable grain size is calibrated.
