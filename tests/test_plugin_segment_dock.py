@@ -114,6 +114,13 @@ def test_every_button_of_the_segment_dock_says_what_it_does(make_napari_viewer):
     assert len(buttons) >= 8  # Apply pixel size, Set scale, Run Net1, Step, Run, Pause, Stop, Release
     untipped = [button.text() for button in buttons if not button.toolTip().strip()]
     assert untipped == []
+    # and every drop-down (the image, device and hint unit had none), in the Statistics dock too
+    from qtpy.QtWidgets import QComboBox
+
+    _, stats = viewer.window.add_plugin_dock_widget("napari-grainseg", "Grain statistics")
+    for dock in (seg, stats):
+        combos = dock.native.findChildren(QComboBox)
+        assert combos and [c.objectName() or c.currentText() for c in combos if not c.toolTip().strip()] == []
 
 
 def test_the_in_use_line_tells_how_the_chosen_images_result_was_made(

@@ -285,7 +285,12 @@ class SegmentWidget(Container):
         self._refinement: _Refinement | None = None
         self._net1_worker = None
         self._net1_tiles: _Net1Progress | None = None  # the running Net1's tile count
-        self.image = ComboBox(label="image", choices=self._image_layers)
+        self.image = ComboBox(
+            label="image",
+            choices=self._image_layers,
+            tooltip="the micrograph to segment (follows the layer selected in the layer list); its results "
+            "are the layers named after it",
+        )
         self.pixel_size = FloatSpinBox(
             label="pixel size (nm)",
             value=0.0,
@@ -313,7 +318,13 @@ class SegmentWidget(Container):
             text="Set scale from a line",
             tooltip="first press: draw a line along the scale bar; enter its length; press again",
         )
-        self.device = ComboBox(label="device", choices=list(DEVICE_CHOICES), value="auto")
+        self.device = ComboBox(
+            label="device",
+            choices=list(DEVICE_CHOICES),
+            value="auto",
+            tooltip="where the networks run: auto picks a CUDA GPU, then Apple MPS, then the CPU; the line below "
+            "says what ran. Results are the same on every device up to rounding",
+        )
         self.device_label = Label(label="in use", value="")
         self.model = ComboBox(
             label="model",
@@ -331,7 +342,12 @@ class SegmentWidget(Container):
             step=1.0,
             tooltip="expected mean grain diameter; 0 = estimate it",
         )
-        self.grain_size_unit = ComboBox(label="hint unit", choices=["px", "nm"], value="px")
+        self.grain_size_unit = ComboBox(
+            label="hint unit",
+            choices=["px", "nm"],
+            value="px",
+            tooltip="the unit of the grain size hint: nm needs the image's pixel size (set it above)",
+        )
         self.grains = ComboBox(
             label="grains by",
             choices=list(GRAIN_BUILDERS),

@@ -197,7 +197,12 @@ class StatsWidget(Container):
         self._warned_uncalibrated: set = set()
         self._worker = None
         self._again = False
-        self.grains = ComboBox(label="grains", choices=self._grain_layers)
+        self.grains = ComboBox(
+            label="grains",
+            choices=self._grain_layers,
+            tooltip="the grains layer to measure (follows the layer selected in the layer list); sizes are in nm "
+            "when its micrograph has a pixel size",
+        )
         self.include_edge = CheckBox(
             text="include grains cut by the border",
             value=False,
