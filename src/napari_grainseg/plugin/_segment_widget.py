@@ -982,6 +982,8 @@ class SegmentWidget(Container):
         over an edited layer goes into new layers; the old ones are hidden.
         """
         link = state.link
+        if net2 and (link is None or not link.alive):  # its layer was deleted while the step was drawn
+            return None
         if link is not None and link.alive and (net2 or not link.has_hand_edits):
             link.write_model_result(boundaries, labels, keep_edits=net2)
             link.boundaries.metadata["grainseg_info"] = dict(state.extra)
