@@ -123,16 +123,16 @@ def grain_size_advice(info: dict) -> str:
     if not size:
         return ""
     nm = model_grain_size_nm(info)
-    sizes = _image_grain_sizes(info)
-    span = f"your corrected images' grain sizes span {min(sizes or [size]):.0f}-{max(sizes or [size]):.0f} px"
-    if nm and _spread(_image_grain_sizes_nm(info)):
-        sizes_nm = _image_grain_sizes_nm(info)
+    sizes_nm = _image_grain_sizes_nm(info)
+    if nm and _spread(sizes_nm):
         return (
             f"your corrected images' grain sizes differ even in nm ({min(sizes_nm):.3g}-{max(sizes_nm):.3g} nm: "
             f"different materials, or a wrong pixel size?); each calibrated image runs at their median, {nm:.3g} "
             "nm: check the pixel sizes, or learn one model per material"
         )
     if mixed_magnifications(info):
+        sizes = _image_grain_sizes(info)
+        span = f"your corrected images' grain sizes span {min(sizes):.0f}-{max(sizes):.0f} px"
         if nm:
             return (
                 f"{span} (different magnifications) but agree at about {nm:.3g} nm: each calibrated image "

@@ -30,7 +30,15 @@ from napari_grainseg.plugin._dock import (
     suggest_reader_for_calibrated_tiffs,
 )
 from napari_grainseg.plugin._layers import adding_layers, derived_layer_kwargs, helper_layer_name
-from napari_grainseg.segmentation.editing import delete_grain, grains_on_lines, grains_window, merge_grains, split_grain
+from napari_grainseg.segmentation.editing import (
+    GrainsApart,
+    LineMissesGrains,
+    delete_grain,
+    grains_on_lines,
+    grains_window,
+    merge_grains,
+    split_grain,
+)
 
 
 class CorrectWidget(Container):
@@ -278,9 +286,7 @@ class CorrectWidget(Container):
             window = grains_window(link.grains.data, ids, around=picks)
             try:
                 return merge_grains(np.asarray(link.grains.data)[window], ids), window
-            except InputError as exc:  # its message names the grains by id, which the user never sees
-                if "do not touch" not in str(exc):
-                    raise
+            except GrainsApart:  # its message names the grains by id, which the user never sees
                 raise InputError(
                     f"the {len(ids)} picked grains do not all touch: cannot merge them; pick grains that "
                     "share a boundary line (or pick the grains between them too)"
@@ -358,7 +364,7 @@ class CorrectWidget(Container):
                     labels = split_grain(labels, np.rint(line) - origin)  # rounded first: rint(2.5) != rint(1.5) + 1
                 except InputError as exc:  # its message names a grain id, which the user never sees
                     which = "the line" if len(lines) == 1 else f"the {_ordinal(i + 1)} of the {len(lines)} lines"
-                    what = "crosses no grain" if "does not cross" in str(exc) else "does not cut a grain in two"
+                    what = "crosses no grain" if isinstance(exc, LineMissesGrains) else "does not cut a grain in two"
                     raise InputError(
                         f"{which} {what}: draw it across one grain, from its boundary to the boundary on "
                         "the other side (both ends on or past the yellow lines)"

@@ -23,6 +23,7 @@ from napari_grainseg.models.device import DEVICE_CHOICES
 from napari_grainseg.plugin._boundaries import ROLE_KEY, BoundaryLink, checksum, layer_key
 from napari_grainseg.plugin._dock import (
     column,
+    derived_layer,
     follow_active,
     follow_image_renames,
     is_micrograph,
@@ -510,11 +511,9 @@ class SegmentWidget(Container):
         source = self.image.value
         if source is None:
             return None
-        for layer in self._viewer.layers:  # by its image, not by name: the image may have been renamed
-            if layer.metadata.get(ROLE_KEY) == "scale line" and layer.metadata.get("grainseg_source") == source.name:
-                return layer
-        if not create:
-            return None
+        layer = derived_layer(self._viewer, source.name, "scale line")  # by its image: it may have been renamed
+        if layer is not None or not create:
+            return layer
         name = f"{source.name} scale line"
         with adding_layers(self._viewer):
             layer = self._viewer.add_shapes(
@@ -1256,7 +1255,6 @@ class SegmentWidget(Container):
 
     @unless_closed
     def _net2_yielded(self, r: _Refinement, out) -> None:
-
         if r.interrupted:  # Stop pressed while this step was computing: dropped, as the dock says
             return
         step = out[0]
@@ -1320,10 +1318,9 @@ class SegmentWidget(Container):
         net2_words = net2_device_words(r.device)
         state.extra = dict(state.extra, method="net1+net2", net2_steps=state.steps_done, net2_device=net2_words)
         state.devices = {**state.devices, "Net2": net2_words}
-        if same_layer(self.image.value, source):
-            self._show_device()
         state.net2_grains = int(labels.max())
         if same_layer(self.image.value, source):  # it said Net1's count; a paused refinement never finishes
+            self._show_device()
             kept = f"; {r.kept_fixed_px} hand-edited px kept fixed" if r.kept_fixed_px else ""
             self.status.value = f"Net2: '{source.name}' after step {state.steps_done}, {grain_count_words(state)}{kept}"
         run_staged(

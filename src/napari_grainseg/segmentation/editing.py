@@ -48,11 +48,22 @@ __all__ = [
     "polyline_mask",
     "relabel_consecutive",
     "rebuild_grains_near",
+    "GrainsApart",
     "GrainsUpdate",
+    "LineMissesGrains",
     "split_grain",
 ]
 
 _FOUR = ndi.generate_binary_structure(2, 1)
+
+
+class GrainsApart(InputError):
+    """:func:`merge_grains` was given grains that do not all touch (a caller may reword it for its user)."""
+
+
+class LineMissesGrains(InputError):
+    """:func:`split_grain` was given a line that crosses no grain."""
+
 
 #: Pixels around the edited grains' bounding box in :func:`grains_window`: the operations read
 #: two pixels beyond the grains; the rest is room for thick hand-drawn boundaries.
@@ -157,7 +168,7 @@ def merge_grains(labels: np.ndarray, ids: Iterable[int]) -> np.ndarray:
     out[np.isin(labels, ids)] = target
     out, _ = grow_into_boundaries(out, allowed=np.array([target], np.uint32))
     if ndi.label(out == target, structure=_FOUR)[1] != 1:
-        raise InputError(f"grains {', '.join(map(str, ids))} do not touch: cannot merge them")
+        raise GrainsApart(f"grains {', '.join(map(str, ids))} do not touch: cannot merge them")
     return out
 
 
@@ -277,7 +288,7 @@ def split_grain(labels: np.ndarray, polyline_yx, gid: int | None = None) -> np.n
         _check_ids(labels, [gid])
         candidates = [int(gid)]
     elif under.size == 0:
-        raise InputError("the line does not cross any grain")
+        raise LineMissesGrains("the line does not cross any grain")
     else:  # the grain most of the line lies in that the line cuts: an overshoot into a neighbour is ignored
         counts = np.bincount(under)
         candidates = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
